@@ -1,0 +1,234 @@
+"""The ``xdream`` command line.
+
+``xdream demo``          run the embedded-defaults demo (no weight files needed)
+``xdream run CONFIG``    run an experiment from a TOML or YAML config
+``xdream resume DIR``    continue an experiment that was stopped or killed
+``xdream list``          registered optimisers, generators, networks and noise models
+``xdream layers NET``    a network's layer names and output shapes
+
+User errors print one line to stderr and exit with status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from xdream.errors import XDreamError
+
+DEMO_CONFIG: dict[str, Any] = {
+    "experiment": {"seed": 0, "generations": 40, "n_references": 10},
+    "generator": {"name": "fourier"},
+    "optimizer": {"name": "genetic"},
+    "target": {"network": "efficientnet-lite0", "layer": "blocks.10", "channel": 5},
+}
+"""The demo: a unit of the embedded EfficientNet-Lite0, the Fourier generator, XDream's GA."""
+
+
+def _default_out(name: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("xdream-runs") / f"{stamp}-{name}"
+
+
+def _run_experiment(experiment: Any, console: Any) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    total = experiment.generations_budget
+    columns = [
+        TextColumn("generation"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn(
+            "best {task.fields[best]:>9}  mean {task.fields[mean]:>9}  refs {task.fields[ref]:>9}"
+        ),
+        TimeElapsedColumn(),
+    ]
+    with Progress(
+        *columns,
+        console=console,
+        transient=False,
+        disable=not console.is_terminal and os.environ.get("XDREAM_PROGRESS") != "1",
+    ) as bar:
+        task = bar.add_task(
+            "run", total=total, completed=experiment.generation, best="-", mean="-", ref="-"
+        )
+
+        def update(p: Any) -> None:
+            bar.update(
+                task,
+                completed=p.generation + 1,
+                best=f"{p.best_score:.4g}",
+                mean=f"{p.generation_mean:.4g}",
+                ref=f"{p.best_reference:.4g}",
+            )
+            if not console.is_terminal:
+                console.print(
+                    f"generation {p.generation}: best {p.best_score:.4g}, "
+                    f"mean {p.generation_mean:.4g}, best reference "
+                    f"{p.best_reference:.4g}",
+                    highlight=False,
+                )
+
+        summary: dict[str, Any] = experiment.run(progress=update)
+    return summary
+
+
+def _report(summary: dict[str, Any], out: Path, console: Any) -> None:
+    def fmt(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.4g}"
+
+    console.print(
+        f"best score {fmt(summary['best_score'])} (first generation "
+        f"{fmt(summary['first_generation_best_score'])}, best reference image "
+        f"{fmt(summary['best_reference_score'])}) after {summary['generations']} generations, "
+        f"{summary['presentations']} presentations, {summary['seconds']:.1f} s",
+        highlight=False,
+    )
+    console.print(
+        f"results: {out}  (best image: {out / 'best.png'}, record: "
+        f"{out / 'record.h5'}, summary: {out / 'summary.json'})",
+        highlight=False,
+    )
+
+
+def cmd_demo(args: argparse.Namespace, console: Any) -> int:
+    from xdream import config as config_mod
+    from xdream.experiment import Experiment
+
+    data = {k: dict(v) for k, v in DEMO_CONFIG.items()}
+    if args.generations is not None:
+        data["experiment"]["generations"] = args.generations
+    if args.seed is not None:
+        data["experiment"]["seed"] = args.seed
+    cfg = config_mod.from_dict(data)
+    out = Path(args.out) if args.out else _default_out("demo")
+    t = cfg.target
+    console.print(
+        f"xdream demo: evolving images for {t.network} {t.layer} channel {t.channel} "
+        f"with the {cfg.generator['name']} generator and the "
+        f"{cfg.optimizer['name']} optimiser",
+        highlight=False,
+    )
+    experiment = Experiment.from_config(cfg, out)
+    _report(_run_experiment(experiment, console), out, console)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, console: Any) -> int:
+    from xdream import config as config_mod
+    from xdream.experiment import Experiment
+
+    cfg = config_mod.load(args.config)
+    out = Path(args.out) if args.out else _default_out(Path(args.config).stem)
+    experiment = Experiment.from_config(cfg, out)
+    _report(_run_experiment(experiment, console), out, console)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace, console: Any) -> int:
+    from xdream.experiment import Experiment
+
+    out = Path(args.dir)
+    experiment = Experiment.resume(out)
+    console.print(f"resuming {out} at generation {experiment.generation}", highlight=False)
+    _report(_run_experiment(experiment, console), out, console)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, console: Any) -> int:
+    from rich.table import Table
+
+    from xdream import generators, networks, optimizers, scorers
+
+    for title, registry in (
+        ("optimizers", optimizers.REGISTRY),
+        ("generators", generators.REGISTRY),
+        ("networks", networks.REGISTRY),
+        ("noise models", scorers.NOISE_REGISTRY),
+    ):
+        table = Table(title=title, show_header=False, title_justify="left")
+        for name in registry.names():
+            table.add_row(name, registry.summary(name))
+        console.print(table)
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace, console: Any) -> int:
+    from rich.table import Table
+
+    from xdream import networks
+
+    net = networks.make(args.network, weights=args.weights)
+    table = Table(
+        title=f"{args.network} (input {net.preprocess.input_size} px)", title_justify="left"
+    )
+    table.add_column("layer")
+    table.add_column("output shape (C, H, W)")
+    table.add_column("module")
+    for name, shape in networks.layer_table(net.module, net.preprocess.input_size):
+        kind = type(net.module.get_submodule(name)).__name__
+        table.add_row(name, " x ".join(map(str, shape)), kind)
+    console.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (one sub-command per verb)."""
+    parser = argparse.ArgumentParser(
+        prog="xdream",
+        description="Find the images a visual neuron prefers, without gradients.",
+    )
+    from xdream import __version__
+
+    parser.add_argument("--version", action="version", version=f"xdream {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("demo", help="evolve images for a unit of the embedded network")
+    p.add_argument("--out", help="output folder (default: xdream-runs/<time>-demo)")
+    p.add_argument("--generations", type=int, help="number of generations (default 40)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="run an experiment from a TOML or YAML config")
+    p.add_argument("config", help="config file (.toml, .yaml); keys in docs/config.md")
+    p.add_argument("--out", help="output folder (default: xdream-runs/<time>-<config name>)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="continue an experiment that was stopped or killed")
+    p.add_argument("dir", help="the experiment's output folder")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("list", help="list registered optimisers, generators, networks, noise")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("layers", help="list a network's layers and output shapes")
+    p.add_argument("network", help="registered network name (see `xdream list`)")
+    p.add_argument("--weights", help="weight file (default: the network's own)")
+    p.set_defaults(func=cmd_layers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``xdream`` console command."""
+    from rich.console import Console
+
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=False)
+    func: Callable[[argparse.Namespace, Any], int] = args.func
+    try:
+        return func(args, console)
+    except XDreamError as err:
+        print(f"xdream: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xdream: interrupted; continue with `xdream resume DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

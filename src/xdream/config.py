@@ -1,0 +1,258 @@
+"""Experiment configuration: TOML or YAML files, validated, with every key documented.
+
+A config has five sections. Unknown sections and keys are rejected with the nearest valid name.
+``generator``, ``optimizer`` and ``noise`` take ``name`` plus that component's own parameters
+(``xdream list`` shows the names; the component's ``Params`` dataclass documents the keys).
+
+.. code-block:: toml
+
+    [experiment]
+    seed = 0
+    generations = 40            # budget: generations ...
+    # presentations = 3000      # ... or presentations of evolved images (not both)
+    n_references = 10
+
+    [generator]
+    name = "fourier"
+
+    [optimizer]
+    name = "genetic"
+    population_size = 20
+
+    [target]
+    network = "efficientnet-lite0"
+    layer = "blocks.10"
+    channel = 5
+
+    [noise]                     # optional
+    name = "poisson"
+    scale = 20
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xdream.errors import ConfigError, MissingFileError, did_you_mean
+from xdream.params import build_params
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class ExperimentSection:
+    """``[experiment]``: budget, seed, reference images and what to save."""
+
+    seed: int = 0
+    """Seed of the optimiser; reference crops and noise models derive their own seeds from it."""
+    generations: int | None = None
+    """Budget in generations. Give this or ``presentations``; neither means 40 generations."""
+    presentations: int | None = None
+    """Budget in presentations of evolved images (references not counted). The run stops before a
+    generation that would exceed it."""
+    n_references: int = 10
+    """Natural reference images (random crops of bundled photos) mixed into every generation, scored
+    and recorded, never given to the optimiser. 0 disables them."""
+    reference_seed: int | None = None
+    """Seed of the reference crops; ``None`` derives it from ``seed``."""
+    save_images: str = "best"
+    """PNGs saved each generation: ``"best"`` (best image of the generation) or ``"none"``."""
+    batch_size: int = 64
+    """Images per forward pass through the generator."""
+
+    def __post_init__(self) -> None:
+        if self.generations is not None and self.presentations is not None:
+            raise ValueError("give either 'generations' or 'presentations', not both")
+        for key in ("generations", "presentations"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"'{key}' must be a positive integer, got {value!r}")
+        if not isinstance(self.seed, int):
+            raise ValueError(f"'seed' must be an integer, got {self.seed!r}")
+        if not isinstance(self.n_references, int) or self.n_references < 0:
+            raise ValueError(f"'n_references' must be an integer >= 0, got {self.n_references!r}")
+        if self.save_images not in ("best", "none"):
+            raise ValueError(f"'save_images' must be 'best' or 'none', got {self.save_images!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"'batch_size' must be a positive integer, got {self.batch_size!r}")
+
+
+@dataclass(frozen=True)
+class TargetSection:
+    """``[target]``: the unit whose response is maximised."""
+
+    network: str = "efficientnet-lite0"
+    """Registered network name (``xdream list``)."""
+    layer: str = "blocks.10"
+    """Layer name (``xdream layers NETWORK`` lists them with their output shapes)."""
+    channel: int = 0
+    """Channel (feature map) index in that layer."""
+    x: int | None = None
+    """Column of the unit in the feature map; ``None`` = centre. Ignored for flat layers."""
+    y: int | None = None
+    """Row of the unit in the feature map; ``None`` = centre."""
+    pre_activation: bool = False
+    """Read the input of ``layer`` (which must be an activation module) instead of its output."""
+    weights: str | None = None
+    """Weight file; ``None`` uses the network's default (the embedded network needs none)."""
+    image_size: int | None = None
+    """XDream's intermediate downsampling: resize images to this size before the network's own
+    resize. ``None`` skips it."""
+    batch_size: int = 64
+    """Images per forward pass through the network."""
+    device: str = "auto"
+    """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available)."""
+
+
+SECTIONS: dict[str, type[Any] | None] = {
+    "experiment": ExperimentSection,
+    "target": TargetSection,
+    "generator": None,  # name + the generator's Params
+    "optimizer": None,  # name + the optimiser's Params
+    "noise": None,  # name + the noise model's Params; optional
+}
+
+DEFAULT_GENERATOR = "fourier"
+DEFAULT_OPTIMIZER = "genetic"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated experiment configuration."""
+
+    experiment: ExperimentSection = field(default_factory=ExperimentSection)
+    target: TargetSection = field(default_factory=TargetSection)
+    generator: dict[str, Any] = field(default_factory=lambda: {"name": DEFAULT_GENERATOR})
+    optimizer: dict[str, Any] = field(default_factory=lambda: {"name": DEFAULT_OPTIMIZER})
+    noise: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (round-trips through :func:`from_dict`)."""
+        out: dict[str, Any] = {
+            "experiment": dataclasses.asdict(self.experiment),
+            "target": dataclasses.asdict(self.target),
+            "generator": dict(self.generator),
+            "optimizer": dict(self.optimizer),
+        }
+        if self.noise is not None:
+            out["noise"] = dict(self.noise)
+        return out
+
+    def budget(self) -> tuple[str, int]:
+        """``("generations", n)`` or ``("presentations", n)``."""
+        if self.experiment.presentations is not None:
+            return "presentations", self.experiment.presentations
+        return "generations", self.experiment.generations or 40
+
+
+def _component(section: str, value: Any, default: str | None) -> dict[str, Any] | None:
+    if value is None:
+        return None if default is None else {"name": default}
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"[{section}] must be a table with a 'name' key, got {value!r}")
+    out = dict(value)
+    if "name" not in out:
+        if default is None:
+            raise ConfigError(f"[{section}] needs a 'name' key (see `xdream list`)")
+        out["name"] = default
+    return out
+
+
+def from_dict(data: Mapping[str, Any]) -> Config:
+    """Validate a nested mapping (as read from TOML/YAML) into a :class:`Config`.
+
+    Unknown sections or keys raise :class:`ConfigError` naming the nearest valid one. Component
+    names and parameters are checked against the registries.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a config must be a table of sections, got {type(data).__name__}")
+    for key in data:
+        if key not in SECTIONS:
+            raise ConfigError(
+                f"unknown config section {key!r}.{did_you_mean(str(key), SECTIONS)} "
+                f"Valid sections: {', '.join(SECTIONS)}."
+            )
+    for key in ("experiment", "target"):
+        if key in data and not isinstance(data[key], Mapping):
+            raise ConfigError(f"[{key}] must be a table of keys, got {data[key]!r}")
+    experiment = build_params(ExperimentSection, data.get("experiment", {}), "[experiment]")
+    target = build_params(TargetSection, data.get("target", {}), "[target]")
+    generator = _component("generator", data.get("generator"), DEFAULT_GENERATOR)
+    optimizer = _component("optimizer", data.get("optimizer"), DEFAULT_OPTIMIZER)
+    noise = _component("noise", data.get("noise"), None)
+    assert generator is not None and optimizer is not None
+    from xdream import generators, networks, optimizers
+    from xdream.scorers import noise as noise_models
+
+    networks.REGISTRY.get(target.network)
+    return Config(
+        experiment,
+        target,
+        _resolve("generator", generator, generators.REGISTRY),
+        _resolve("optimizer", optimizer, optimizers.REGISTRY),
+        None if noise is None else _resolve("noise", noise, noise_models.REGISTRY),
+    )
+
+
+def _resolve(section: str, value: dict[str, Any], registry: Any) -> dict[str, Any]:
+    """Check a component's name and keys; return it with every default filled in."""
+    name = value["name"]
+    if not isinstance(name, str):
+        raise ConfigError(f"[{section}] name must be a string, got {name!r}")
+    cls = registry.get(name)
+    given = {k: v for k, v in value.items() if k != "name"}
+    # optimisers and generators carry a Params dataclass; a noise model is its own dataclass
+    params = build_params(getattr(cls, "Params", cls), given, f"{section} {name!r}")
+    return {"name": name, **_plain(dataclasses.asdict(params))}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively, so the resolved config serialises to YAML and JSON."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def load(path: str | Path) -> Config:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"config file {str(path)!r} not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            data: Any = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(
+                f"config file {str(path)!r} must end in .toml, .yaml or .yml, got {path.suffix!r}"
+            )
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as err:
+        raise ConfigError(f"cannot parse config file {str(path)!r}: {err}") from None
+    return from_dict(data)
+
+
+def dump_yaml(config: Config, path: str | Path) -> None:
+    """Atomically write the resolved config as YAML (``xdream run`` accepts it back)."""
+    from xdream.records import atomic_write
+
+    with atomic_write(path, "w") as fh:
+        fh.write(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,28 @@
+"""Exceptions that xdream raises for problems the user can fix.
+
+Every :class:`XDreamError` message says what was expected, what came, and how to fix it. The
+command line prints the message (no traceback) and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class XDreamError(Exception):
+    """A problem with the user's input, configuration, files or environment."""
+
+
+class ConfigError(XDreamError, ValueError):
+    """A configuration value or key is invalid."""
+
+
+class MissingFileError(XDreamError, FileNotFoundError):
+    """A file xdream needs (weights, a config, a record) is not where it was expected."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest of ``choices`` to ``name``, or ``""``."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""

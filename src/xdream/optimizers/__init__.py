@@ -1,0 +1,45 @@
+"""Gradient-free optimisers, addressed by name: ``make("genetic", dim=4096, seed=0)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xdream.optimizers.base import Best, Optimizer
+from xdream.params import build_params
+from xdream.registry import Registry
+from xdream.types import Codes
+
+REGISTRY: Registry[type[Optimizer]] = Registry("optimizer")
+
+
+def register(cls: type[Optimizer]) -> type[Optimizer]:
+    """Class decorator: add an optimiser to the registry under ``cls.name``."""
+    REGISTRY.add(cls.name, cls)
+    return cls
+
+
+def make(
+    name: str,
+    dim: int,
+    seed: int | None = None,
+    init_codes: Codes | None = None,
+    **hyperparameters: Any,
+) -> Optimizer:
+    """Build the optimiser registered as ``name`` for a ``dim``-dimensional code space.
+
+    Unknown hyperparameters raise :class:`xdream.errors.ConfigError` naming the nearest valid key.
+    """
+    cls = REGISTRY.get(name)
+    params = build_params(cls.Params, hyperparameters, f"optimizer {name!r}")
+    return cls(dim, params, seed=seed, init_codes=init_codes)
+
+
+def names() -> list[str]:
+    """Registered optimiser names."""
+    return REGISTRY.names()
+
+
+# Registration happens on import of each algorithm module.
+from xdream.optimizers import fdgd, genetic, nes  # noqa: E402,F401
+
+__all__ = ["REGISTRY", "Best", "Optimizer", "make", "names", "register"]

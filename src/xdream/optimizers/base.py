@@ -1,0 +1,174 @@
+"""The optimiser role: ``ask()`` proposes codes, ``tell()`` receives their scores.
+
+Optimisers are numpy on the CPU and maximise: a higher score is better. A NaN score means "no
+response" (a rig that missed an image); each optimiser documents how it treats one.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from xdream.errors import XDreamError
+from xdream.types import Codes, Scores, StateDict
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best code seen so far and its score (``-inf`` and ``None`` before any response)."""
+
+    code: Codes | None
+    score: float
+
+
+def make_rng(seed: int | None) -> np.random.Generator:
+    """The project's RNG: PCG64 seeded from ``seed`` (fresh entropy when ``None``)."""
+    return np.random.Generator(np.random.PCG64(seed))
+
+
+class Optimizer(abc.ABC):
+    """Base class: validation, best-so-far tracking, ids, and state with the RNG.
+
+    Subclasses implement :meth:`_ask`, :meth:`_tell` and, when they hold state beyond the base's,
+    :meth:`_state` / :meth:`_load_state`. ``Params`` is the frozen hyperparameter dataclass.
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[Any]]
+
+    def __init__(
+        self, dim: int, params: Any, seed: int | None = None, init_codes: Codes | None = None
+    ) -> None:
+        if not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise XDreamError(f"code dimension must be a positive integer, got {dim!r}")
+        self._dim = int(dim)
+        self._params = params
+        self._rng = make_rng(seed)
+        self._generation = 0
+        self._best_code: Codes | None = None
+        self._best_score = -np.inf
+        self._ids: list[str] = []
+        self._genealogy: list[str] = []
+        if init_codes is not None:
+            init_codes = self._check_codes(init_codes, "init_codes", any_n=True)
+        self._init_codes = init_codes
+
+    # ----------------------------------------------------------------- public API
+    @property
+    def dim(self) -> int:
+        """Dimension of the code space."""
+        return self._dim
+
+    @property
+    def params(self) -> Any:
+        """The hyperparameters (a frozen dataclass)."""
+        return self._params
+
+    @property
+    def generation(self) -> int:
+        """Number of completed ``tell`` calls."""
+        return self._generation
+
+    @property
+    def best(self) -> Best:
+        """Best code and score seen so far (copies)."""
+        code = None if self._best_code is None else self._best_code.copy()
+        return Best(code, float(self._best_score))
+
+    @property
+    def image_ids(self) -> list[str]:
+        """Ids of the codes returned by the last :meth:`ask` (``gen{g:03d}_{i:06d}``)."""
+        return list(self._ids)
+
+    @property
+    def genealogy(self) -> list[str]:
+        """How each code of the last :meth:`ask` came about (empty strings if not tracked)."""
+        return list(self._genealogy)
+
+    def ask(self) -> Codes:
+        """Propose the next codes, shape ``(n, dim)`` float32."""
+        codes = np.ascontiguousarray(self._ask(), dtype=np.float32)
+        assert codes.ndim == 2 and codes.shape[1] == self._dim, codes.shape
+        if len(self._ids) != len(codes):
+            self._ids = [f"gen{self._generation:03d}_{i:06d}" for i in range(len(codes))]
+        if len(self._genealogy) != len(codes):
+            self._genealogy = [""] * len(codes)
+        return codes
+
+    def tell(self, codes: Codes, scores: Scores) -> None:
+        """Receive ``scores`` (n,) for ``codes`` (n, dim); NaN means "no response"."""
+        codes = self._check_codes(codes, "codes")
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != (len(codes),):
+            raise XDreamError(
+                f"scores must have shape ({len(codes)},) to match the codes, got {scores.shape}"
+            )
+        if np.isinf(scores).any():
+            raise XDreamError(
+                "scores must be finite numbers or NaN (no response); got +-inf. "
+                "Map failed measurements to NaN."
+            )
+        old_ids = self._ids
+        self._tell(codes, scores)
+        if self._ids is old_ids:  # the subclass named no new codes: ask() makes default ids
+            self._ids, self._genealogy = [], []
+        # best-so-far only after _tell accepted the codes
+        if (~np.isnan(scores)).any():
+            i = int(np.nanargmax(scores))
+            if scores[i] > self._best_score:
+                self._best_score = float(scores[i])
+                self._best_code = codes[i].copy()
+        self._generation += 1
+
+    def state_dict(self) -> StateDict:
+        """Everything needed to continue exactly: hyperparameters, RNG, progress, own state."""
+        return {
+            "name": self.name,
+            "dim": self._dim,
+            "rng": self._rng.bit_generator.state,
+            "generation": self._generation,
+            "best_code": None if self._best_code is None else self._best_code.copy(),
+            "best_score": float(self._best_score),
+            "ids": list(self._ids),
+            "genealogy": list(self._genealogy),
+            "own": self._state(),
+        }
+
+    def load_state_dict(self, state: StateDict) -> None:
+        """Restore a state produced by :meth:`state_dict` of the same optimiser and dimension."""
+        if state.get("name") != self.name or state.get("dim") != self._dim:
+            raise XDreamError(
+                f"checkpoint is for optimizer {state.get('name')!r} with dim {state.get('dim')}, "
+                f"not {self.name!r} with dim {self._dim}"
+            )
+        self._rng.bit_generator.state = state["rng"]
+        self._generation = int(state["generation"])
+        self._best_code = None if state["best_code"] is None else np.array(state["best_code"])
+        self._best_score = float(state["best_score"])
+        self._ids = list(state["ids"])
+        self._genealogy = list(state["genealogy"])
+        self._load_state(state["own"])
+
+    # ------------------------------------------------------------- for subclasses
+    @abc.abstractmethod
+    def _ask(self) -> Codes: ...
+
+    @abc.abstractmethod
+    def _tell(self, codes: Codes, scores: Scores) -> None: ...
+
+    def _state(self) -> StateDict:
+        return {}
+
+    def _load_state(self, state: StateDict) -> None:
+        del state
+
+    def _check_codes(self, codes: Any, what: str, any_n: bool = False) -> Codes:
+        arr = np.asarray(codes, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[1] != self._dim or (not any_n and len(arr) == 0):
+            raise XDreamError(f"{what} must have shape (n, {self._dim}), got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise XDreamError(f"{what} contain NaN or inf; codes must be finite numbers")
+        return arr

@@ -1,0 +1,434 @@
+"""Records that lose nothing: one folder per experiment.
+
+Layout of an experiment folder::
+
+    config.yaml        the resolved configuration (``xdream run`` accepts it back)
+    record.h5          HDF5 record, one row per presented image, grows every generation
+    checkpoint.pkl     state after the last complete generation (optimiser with RNG, ...)
+    summary.json       headline numbers, rewritten every generation
+    best.png           best image so far
+    images/            best image of each generation: gen000_best.png, ...
+    journal/           write-ahead journal, one .npz per generation, removed when the run ends
+
+Every file is written to a temporary name and renamed into place, so a kill (even ``kill -9``)
+leaves either the old or the new version. A generation is first written to the journal, then
+appended to ``record.h5``, then checkpointed. On resume the record is cut back to the
+checkpoint's generation count, or rebuilt from the journal if it cannot be read.
+
+``record.h5`` layout (all datasets at the root unless named; strings are UTF-8, variable length,
+which MATLAB's ``h5read`` returns as cell arrays; MATLAB shows (n, d) datasets as d x n):
+
+=============================== =========== ==================================================
+dataset                         shape       meaning
+=============================== =========== ==================================================
+``codes``                       (N, d) f32  every evolved code shown, in order
+``scores``                      (N,) f64    score the optimiser received (NaN = no response)
+``clean_scores``                (N,) f64    noise-free score (equals ``scores`` without noise)
+``generation``                  (N,) i32    generation of each row
+``image_ids``                   (N,) str    ``gen{g:03d}_{i:06d}``
+``genealogy``                   (N,) str    how the code came about (``parentA+parentB+mut``)
+``references/ids``              (M,) str    reference crop ids (``ref_{photo}_{top}_{left}_{side}``)
+``references/scores``           (M,) f64    their scores
+``references/clean_scores``     (M,) f64    their noise-free scores
+``references/generation``       (M,) i32    generation each reference was shown in
+``generations/best_score``      (G,) f64    best evolved score of each generation
+``generations/mean_score``      (G,) f64    mean evolved score (NaN ignored)
+``generations/best_reference``  (G,) f64    best reference score of each generation
+``generations/presentations``   (G,) i64    cumulative presentations of evolved images
+``generations/seconds``         (G, 4) f64  seconds in ask, generate (+ references), score, tell
+=============================== =========== ==================================================
+
+Root attributes: ``layout_version`` (1), ``xdream_version``, ``code_dim``, ``config`` (JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+import torch
+from PIL import Image
+
+from xdream.errors import XDreamError
+from xdream.types import Images
+
+LAYOUT_VERSION = 1
+TIMING_COLUMNS = ("ask", "generate", "score", "tell")
+_STR = h5py.string_dtype("utf-8")
+
+ROW_FIELDS = ("codes", "scores", "clean_scores", "generation", "image_ids", "genealogy")
+REF_FIELDS = ("ids", "scores", "clean_scores", "generation")
+GEN_FIELDS = ("best_score", "mean_score", "best_reference", "presentations", "seconds")
+
+
+@dataclass
+class GenerationRecord:
+    """Everything recorded about one generation."""
+
+    generation: int
+    codes: npt.NDArray[np.float32]
+    scores: npt.NDArray[np.float64]
+    clean_scores: npt.NDArray[np.float64]
+    image_ids: list[str]
+    genealogy: list[str]
+    ref_ids: list[str]
+    ref_scores: npt.NDArray[np.float64]
+    ref_clean_scores: npt.NDArray[np.float64]
+    presentations: int
+    seconds: npt.NDArray[np.float64]  # (4,) ask, generate, score, tell
+
+    @property
+    def best_score(self) -> float:
+        return _nanmax(self.scores)
+
+    @property
+    def mean_score(self) -> float:
+        valid = self.scores[~np.isnan(self.scores)]
+        return float(valid.mean()) if valid.size else float("nan")
+
+    @property
+    def best_reference(self) -> float:
+        return _nanmax(self.ref_scores)
+
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Flat arrays for the journal (``np.savez``)."""
+        return {
+            "generation": np.array(self.generation),
+            "codes": self.codes,
+            "scores": self.scores,
+            "clean_scores": self.clean_scores,
+            "image_ids": np.array(self.image_ids, dtype=str),
+            "genealogy": np.array(self.genealogy, dtype=str),
+            "ref_ids": np.array(self.ref_ids, dtype=str),
+            "ref_scores": self.ref_scores,
+            "ref_clean_scores": self.ref_clean_scores,
+            "presentations": np.array(self.presentations),
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_arrays(cls, a: Any) -> GenerationRecord:
+        return cls(
+            generation=int(a["generation"]),
+            codes=np.asarray(a["codes"], dtype=np.float32),
+            scores=np.asarray(a["scores"], dtype=np.float64),
+            clean_scores=np.asarray(a["clean_scores"], dtype=np.float64),
+            image_ids=[str(s) for s in a["image_ids"]],
+            genealogy=[str(s) for s in a["genealogy"]],
+            ref_ids=[str(s) for s in a["ref_ids"]],
+            ref_scores=np.asarray(a["ref_scores"], dtype=np.float64),
+            ref_clean_scores=np.asarray(a["ref_clean_scores"], dtype=np.float64),
+            presentations=int(a["presentations"]),
+            seconds=np.asarray(a["seconds"], dtype=np.float64),
+        )
+
+
+def _nanmax(x: npt.NDArray[np.float64]) -> float:
+    valid = x[~np.isnan(x)]
+    return float(valid.max()) if valid.size else float("nan")
+
+
+# --------------------------------------------------------------------------- atomic files
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Write ``path`` via a temporary file in the same folder, fsync, then rename into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Atomically write pretty JSON (NaN written as null)."""
+    with atomic_write(path, "w") as fh:
+        json.dump(_json_safe(data), fh, indent=2)
+        fh.write("\n")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def save_png(image: torch.Tensor, path: str | Path) -> None:
+    """Atomically save one (3, H, W) image in [0, 1] as an 8-bit PNG."""
+    arr = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5
+    with atomic_write(path) as fh:
+        Image.fromarray(arr.astype(np.uint8)).save(fh, format="PNG")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Atomically pickle the experiment state."""
+    with atomic_write(path) as fh:
+        pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (only open your own files)."""
+    try:
+        with open(path, "rb") as fh:
+            state: dict[str, Any] = pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError) as err:
+        raise XDreamError(f"cannot read checkpoint {str(path)!r}: {err}") from None
+    return state
+
+
+# --------------------------------------------------------------------------- the folder
+class RunFolder:
+    """Paths and durable writes of one experiment folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config = self.path / "config.yaml"
+        self.record = self.path / "record.h5"
+        self.checkpoint = self.path / "checkpoint.pkl"
+        self.summary = self.path / "summary.json"
+        self.best_png = self.path / "best.png"
+        self.images = self.path / "images"
+        self.journal = self.path / "journal"
+
+    def create(self) -> None:
+        """Make the folder (and sub-folders); a clear error if it cannot be written."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.images.mkdir(exist_ok=True)
+            self.journal.mkdir(exist_ok=True)
+            probe = self.path / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise XDreamError(
+                f"cannot write to output folder {str(self.path)!r}: {err.strerror or err}. "
+                "Choose a writable folder with --out."
+            ) from None
+
+    def journal_path(self, generation: int) -> Path:
+        return self.journal / f"gen{generation:06d}.npz"
+
+    def write_journal(self, rec: GenerationRecord) -> None:
+        """Durably write one generation to the journal."""
+        with atomic_write(self.journal_path(rec.generation)) as fh:
+            np.savez(fh, **rec.to_arrays())  # type: ignore[arg-type]
+
+    def read_journal(self, generation: int) -> GenerationRecord:
+        with np.load(self.journal_path(generation), allow_pickle=False) as a:
+            return GenerationRecord.from_arrays(a)
+
+    def drop_journal(self) -> None:
+        """Remove the journal once the record is complete and closed."""
+        shutil.rmtree(self.journal, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- HDF5 record
+def _append(group: h5py.Group, name: str, data: npt.NDArray[Any], dtype: Any = None) -> None:
+    data = np.asarray(data) if dtype is None else np.asarray(data, dtype=object)
+    if name not in group:
+        shape = (0, *data.shape[1:])
+        group.create_dataset(
+            name,
+            shape=shape,
+            maxshape=(None, *data.shape[1:]),
+            dtype=dtype or data.dtype,
+            chunks=True,
+        )
+    ds = group[name]
+    n = ds.shape[0]
+    ds.resize(n + len(data), axis=0)
+    if len(data):
+        ds[n:] = data
+
+
+class H5Record:
+    """The growing HDF5 record of an experiment (see the module docstring for the layout)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def _open(self, mode: str) -> h5py.File:
+        return h5py.File(self.path, mode, locking=False)
+
+    def initialise(self, code_dim: int, config: dict[str, Any], version: str) -> None:
+        """Create an empty record with its attributes (overwrites)."""
+        with atomic_write(self.path) as fh, h5py.File(fh, "w") as f:
+            f.attrs["layout_version"] = LAYOUT_VERSION
+            f.attrs["xdream_version"] = version
+            f.attrs["code_dim"] = code_dim
+            f.attrs["config"] = json.dumps(config)
+            f.attrs["timing_columns"] = list(TIMING_COLUMNS)
+
+    def append(self, rec: GenerationRecord) -> None:
+        """Append one generation and close the file (so it is consistent between generations)."""
+        with self._open("a") as f:
+            _append(f, "codes", rec.codes)
+            _append(f, "scores", rec.scores)
+            _append(f, "clean_scores", rec.clean_scores)
+            _append(f, "generation", np.full(len(rec.scores), rec.generation, np.int32))
+            _append(f, "image_ids", np.array(rec.image_ids, dtype=object), _STR)
+            _append(f, "genealogy", np.array(rec.genealogy, dtype=object), _STR)
+            refs = f.require_group("references")
+            _append(refs, "ids", np.array(rec.ref_ids, dtype=object), _STR)
+            _append(refs, "scores", rec.ref_scores)
+            _append(refs, "clean_scores", rec.ref_clean_scores)
+            _append(refs, "generation", np.full(len(rec.ref_ids), rec.generation, np.int32))
+            gens = f.require_group("generations")
+            _append(gens, "best_score", np.array([rec.best_score]))
+            _append(gens, "mean_score", np.array([rec.mean_score]))
+            _append(gens, "best_reference", np.array([rec.best_reference]))
+            _append(gens, "presentations", np.array([rec.presentations], np.int64))
+            _append(gens, "seconds", rec.seconds[None, :].astype(np.float64))
+            f.flush()
+
+    def generations(self) -> int:
+        """Number of complete generations in the record (raises if unreadable)."""
+        with self._open("r") as f:
+            return int(f["generations/best_score"].shape[0]) if "generations" in f else 0
+
+    def truncate(self, generations: int) -> None:
+        """Cut the record back to its first ``generations`` generations."""
+        with self._open("a") as f:
+            if "generation" in f:
+                n = int(np.searchsorted(f["generation"][:], generations, side="left"))
+                for name in ROW_FIELDS:
+                    f[name].resize(n, axis=0)
+            if "references" in f:
+                g = f["references/generation"][:]
+                m = int(np.searchsorted(g, generations, side="left"))
+                for name in REF_FIELDS:
+                    f["references"][name].resize(m, axis=0)
+            if "generations" in f:
+                for name in GEN_FIELDS:
+                    f["generations"][name].resize(generations, axis=0)
+
+
+def reconcile(
+    folder: RunFolder, generations: int, code_dim: int, config: dict[str, Any], version: str
+) -> str:
+    """Make ``record.h5`` hold exactly ``generations`` generations; returns what was done.
+
+    Rows written after the last checkpoint are cut (they are recomputed identically). A record
+    that cannot be read is moved aside and rebuilt from the journal.
+    """
+    record = H5Record(folder.record)
+    try:
+        have = record.generations()
+    except (OSError, KeyError) as err:
+        if folder.record.exists():
+            aside = folder.path / f"record.h5.unreadable-{int(time.time())}"
+            folder.record.rename(aside)
+            note = f"record.h5 was unreadable ({err}); moved to {aside.name}, rebuilt from journal"
+        else:
+            note = "record.h5 was missing; rebuilt from journal"
+        record.initialise(code_dim, config, version)
+        have = 0
+    else:
+        note = ""
+    if have > generations:
+        record.truncate(generations)
+        note = note or f"cut {have - generations} unfinished generation(s) from record.h5"
+    elif have < generations:
+        for g in range(have, generations):
+            if not folder.journal_path(g).exists():
+                raise XDreamError(
+                    f"record.h5 in {str(folder.path)!r} holds {have} generations, the checkpoint "
+                    f"{generations}, and the journal lacks generation {g}: cannot rebuild."
+                )
+            record.append(folder.read_journal(g))
+        note = note or f"restored {generations - have} generation(s) from the journal"
+    return note
+
+
+# --------------------------------------------------------------------------- reading back
+@dataclass
+class Record:
+    """An experiment's record read back into memory (see :func:`read`)."""
+
+    codes: npt.NDArray[np.float32]
+    scores: npt.NDArray[np.float64]
+    clean_scores: npt.NDArray[np.float64]
+    generation: npt.NDArray[np.int32]
+    image_ids: list[str]
+    genealogy: list[str]
+    ref_ids: list[str]
+    ref_scores: npt.NDArray[np.float64]
+    ref_generation: npt.NDArray[np.int32]
+    best_per_generation: npt.NDArray[np.float64]
+    mean_per_generation: npt.NDArray[np.float64]
+    best_reference_per_generation: npt.NDArray[np.float64]
+    seconds: npt.NDArray[np.float64]
+    config: dict[str, Any]
+    summary: dict[str, Any]
+
+
+def read(path: str | Path) -> Record:
+    """Read an experiment folder's ``record.h5`` and ``summary.json``."""
+    folder = RunFolder(path)
+    if not folder.record.exists():
+        raise XDreamError(f"{str(folder.path)!r} holds no record.h5: is it an experiment folder?")
+
+    def strings(ds: h5py.Dataset) -> list[str]:
+        return [s.decode() if isinstance(s, bytes) else str(s) for s in ds[:]]
+
+    with h5py.File(folder.record, "r", locking=False) as f:
+        empty = np.zeros(0)
+        rec = Record(
+            codes=(
+                f["codes"][:]
+                if "codes" in f
+                else np.zeros((0, int(f.attrs["code_dim"])), np.float32)
+            ),
+            scores=f["scores"][:] if "scores" in f else empty,
+            clean_scores=f["clean_scores"][:] if "clean_scores" in f else empty,
+            generation=f["generation"][:] if "generation" in f else empty.astype(np.int32),
+            image_ids=strings(f["image_ids"]) if "image_ids" in f else [],
+            genealogy=strings(f["genealogy"]) if "genealogy" in f else [],
+            ref_ids=strings(f["references/ids"]) if "references" in f else [],
+            ref_scores=f["references/scores"][:] if "references" in f else empty,
+            ref_generation=(
+                f["references/generation"][:] if "references" in f else empty.astype(np.int32)
+            ),
+            best_per_generation=f["generations/best_score"][:] if "generations" in f else empty,
+            mean_per_generation=f["generations/mean_score"][:] if "generations" in f else empty,
+            best_reference_per_generation=(
+                f["generations/best_reference"][:] if "generations" in f else empty
+            ),
+            seconds=f["generations/seconds"][:] if "generations" in f else np.zeros((0, 4)),
+            config=json.loads(f.attrs.get("config", "{}")),
+            summary=json.loads(folder.summary.read_text()) if folder.summary.exists() else {},
+        )
+    return rec
+
+
+def save_best_image(images: Images, scores: npt.NDArray[np.float64], path: Path) -> int | None:
+    """Save the best-scoring image of a batch; returns its index (None if all NaN)."""
+    if not np.isfinite(scores).any():
+        return None
+    i = int(np.nanargmax(scores))
+    save_png(images[i], path)
+    return i

@@ -1,0 +1,36 @@
+"""The scorer role: images (and their ids) in, one score per image out (NaN = no response)."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from xdream.types import Images, Scores, StateDict
+
+
+class Scorer(abc.ABC):
+    """Base class for scorers: a network unit, a recording rig, or anything else.
+
+    ``score`` receives the images of a generation in one call; a scorer that answers block by
+    block (a rig) may return NaN for images that got no response. Stateful scorers (noise RNGs,
+    rig block counters) implement :meth:`state_dict` / :meth:`load_state_dict`.
+    """
+
+    @abc.abstractmethod
+    def score(self, images: Images, ids: list[str]) -> Scores:
+        """Scores ``(n,)`` float64 for ``images`` ``(n, 3, H, W)`` in [0, 1]."""
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description of the target for records and summaries."""
+        return {"kind": type(self).__name__}
+
+    def state_dict(self) -> StateDict:
+        """State needed to continue exactly (RNGs, counters)."""
+        return {}
+
+    def load_state_dict(self, state: StateDict) -> None:
+        """Restore :meth:`state_dict`."""
+        del state
+
+    def close(self) -> None:  # noqa: B027 (optional hook, nothing to release by default)
+        """Release resources (files, processes)."""

@@ -1,0 +1,274 @@
+"""A unit of a CNN as the target: (network, layer, channel[, x, y]) (spec §8).
+
+The activation is read with a hook that clones it, and the forward pass stops at the target
+layer (nothing after it runs). With ``pre_activation=True`` the named layer must be an
+activation module and its *input* is read by a pre-hook, before an in-place activation (such as
+torchvision AlexNet's ``ReLU(inplace=True)``) could overwrite it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from xdream.errors import XDreamError, did_you_mean
+from xdream.networks.base import Network, Preprocess, resize
+from xdream.scorers.base import Scorer
+from xdream.types import Images, Scores
+
+ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardtanh,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+)
+"""Module types whose input ``pre_activation=True`` may read."""
+
+
+class _StopForward(BaseException):
+    """Raised by the hook to end the forward pass at the target layer.
+
+    A ``BaseException`` so that a network's own ``except Exception`` cannot swallow it.
+    """
+
+    def __init__(self, activation: torch.Tensor) -> None:
+        super().__init__()
+        self.activation = activation
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise XDreamError(
+            f"invalid device {device!r} ({err}); use 'cpu', 'cuda' or 'auto'"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise XDreamError(f"device {device!r} requested but CUDA is not available; use 'cpu'")
+    return dev
+
+
+class CNNUnitScorer(Scorer):
+    """Score = activation of one unit of a network: channel ``channel`` of layer ``layer``.
+
+    For a ``(n, C, H, W)`` layer the unit sits at column ``x``, row ``y`` (default: the centre,
+    ``W // 2``, ``H // 2``); for a ``(n, C)`` layer there is no position. Images go through
+    an optional intermediate resize to ``image_size`` (XDream resized generator output to
+    85-128 px before the network's own resize: it changes results, spec §8), then
+    ``preprocess``.
+
+    ``network`` is a :class:`~xdream.networks.Network` or any ``nn.Module`` (then
+    ``preprocess`` is required). ``channels_last=None`` picks it on the CPU, where it is faster
+    for EfficientNet-Lite0. The module is moved to ``device`` and put in evaluation mode.
+
+    >>> from xdream import networks
+    >>> scorer = CNNUnitScorer(networks.make(), "blocks.10", channel=3)  # doctest: +SKIP
+    >>> scorer.score(torch.rand(2, 3, 128, 128), ["a", "b"]).shape  # doctest: +SKIP
+    (2,)
+    """
+
+    def __init__(
+        self,
+        network: Network | nn.Module,
+        layer: str,
+        channel: int,
+        x: int | None = None,
+        y: int | None = None,
+        *,
+        preprocess: Preprocess | None = None,
+        pre_activation: bool = False,
+        image_size: int | None = None,
+        batch_size: int = 64,
+        device: str = "auto",
+        channels_last: bool | None = None,
+        name: str | None = None,
+    ) -> None:
+        if isinstance(network, Network):
+            module, preprocess = network.module, preprocess or network.preprocess
+            name = name or network.name
+            self.weights = network.weights
+        elif isinstance(network, nn.Module):
+            module, self.weights = network, None
+            name = name or type(network).__name__
+            if preprocess is None:
+                raise XDreamError(
+                    "a plain nn.Module needs its preprocessing: pass preprocess=Preprocess(mean, "
+                    "std, input_size) (or a Network from xdream.networks.make)"
+                )
+        else:
+            raise XDreamError(f"network must be a Network or an nn.Module, got {type(network)!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise XDreamError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
+            raise XDreamError(f"image_size must be a positive integer or None, got {image_size!r}")
+        self.network_name = name
+        self.preprocess = preprocess
+        self.layer = layer
+        self.pre_activation = bool(pre_activation)
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.device = resolve_device(device)
+        self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
+        self.module = module.eval().to(self.device)
+        if self.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self._target = self._find_layer(layer)
+        self.shape = self._dry_run_shape()
+        self.channel, self.x, self.y = self._check_unit(channel, x, y)
+
+    # -- construction-time validation ---------------------------------------------------------
+
+    def _find_layer(self, layer: str) -> nn.Module:
+        modules = dict(self.module.named_modules())
+        modules.pop("", None)
+        if layer not in modules:
+            raise XDreamError(
+                f"network {self.network_name!r} has no layer {layer!r}."
+                f"{did_you_mean(layer, modules)} List the layers with "
+                f"`xdream layers {self.network_name}`."
+            )
+        target = modules[layer]
+        if self.pre_activation and not isinstance(target, ACTIVATIONS):
+            acts = [n for n, m in modules.items() if isinstance(m, ACTIVATIONS)]
+            near = did_you_mean(layer, acts) or f" Activation layers: {', '.join(acts[:5])}, ..."
+            raise XDreamError(
+                f"pre_activation=True reads the input of an activation layer, but {layer!r} is "
+                f"{type(target).__name__}.{near if acts else ' The network has none.'} "
+                "Or use pre_activation=False to read this layer's output."
+            )
+        return target
+
+    def _dry_run_shape(self) -> tuple[int, ...]:
+        size = self.image_size or self.preprocess.input_size
+        shape = tuple(self._activations(torch.zeros(1, 3, size, size)).shape[1:])
+        if len(shape) not in (1, 3):
+            raise XDreamError(
+                f"layer {self.layer!r} outputs shape (n, {', '.join(map(str, shape))}); only "
+                "(n, C) and (n, C, H, W) layers are supported"
+            )
+        return shape
+
+    def _check_unit(
+        self, channel: int, x: int | None, y: int | None
+    ) -> tuple[int, int | None, int | None]:
+        where = f"layer {self.layer!r} of {self.network_name!r} (output {self.shape})"
+        n_channels = self.shape[0]
+        if not _is_int(channel) or not 0 <= channel < n_channels:
+            raise XDreamError(
+                f"channel must be in 0..{n_channels - 1} for {where}, got {channel!r}"
+            )
+        if len(self.shape) == 1:
+            if x is not None or y is not None:
+                raise XDreamError(f"{where} has no spatial position: omit x and y")
+            return int(channel), None, None
+        height, width = self.shape[1], self.shape[2]
+        x = width // 2 if x is None else x
+        y = height // 2 if y is None else y
+        if not _is_int(x) or not 0 <= x < width:
+            raise XDreamError(f"x must be in 0..{width - 1} for {where}, got {x!r}")
+        if not _is_int(y) or not 0 <= y < height:
+            raise XDreamError(f"y must be in 0..{height - 1} for {where}, got {y!r}")
+        return int(channel), int(x), int(y)
+
+    # -- forward passes ------------------------------------------------------------------------
+
+    def _read(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The target layer's activation for network inputs; the forward stops there."""
+
+        def post_hook(_mod: nn.Module, _inp: Any, out: Any) -> None:
+            if not isinstance(out, torch.Tensor):
+                raise XDreamError(
+                    f"layer {self.layer!r} returns {type(out).__name__}, not a tensor"
+                )
+            raise _StopForward(out.clone())
+
+        def pre_hook(_mod: nn.Module, inp: Any) -> None:
+            raise _StopForward(inp[0].clone())
+
+        if self.pre_activation:
+            handle = self._target.register_forward_pre_hook(pre_hook)
+        else:
+            handle = self._target.register_forward_hook(post_hook)
+        try:
+            self.module(inputs)
+        except _StopForward as stop:
+            return stop.activation
+        finally:
+            handle.remove()
+        raise XDreamError(
+            f"layer {self.layer!r} of {self.network_name!r} was not called in the forward pass"
+        )
+
+    def _batches(self, images: Images) -> Iterator[torch.Tensor]:
+        """Target-layer activations ``(b, C[, H, W])`` per batch of ``batch_size`` images."""
+        with torch.inference_mode():
+            for start in range(0, images.shape[0], self.batch_size):
+                batch = images[start : start + self.batch_size].to(self.device, torch.float32)
+                if self.image_size is not None:
+                    batch = resize(batch, self.image_size)
+                inputs = self.preprocess(batch)
+                if self.channels_last:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
+                yield self._read(inputs)
+
+    def _activations(self, images: Images) -> torch.Tensor:
+        """The whole target layer ``(n, C[, H, W])``, for reading several units in one pass."""
+        return torch.cat(list(self._batches(images)))
+
+    def _index(self, acts: torch.Tensor) -> torch.Tensor:
+        if self.x is None:
+            return acts[:, self.channel]
+        return acts[:, self.channel, self.y, self.x]
+
+    # -- Scorer API ----------------------------------------------------------------------------
+
+    def score(self, images: Images, ids: list[str]) -> Scores:
+        """Activation of the unit for each of ``images`` ``(n, 3, H, W)`` in [0, 1]."""
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images)
+            raise XDreamError(f"images must be a (n, 3, H, W) tensor, got {got}")
+        if len(ids) != images.shape[0]:
+            raise XDreamError(f"got {images.shape[0]} images but {len(ids)} ids")
+        if images.shape[0] == 0:
+            return np.zeros(0, dtype=np.float64)
+        parts = [self._index(acts).float().cpu() for acts in self._batches(images)]
+        return torch.cat(parts).numpy().astype(np.float64)
+
+    def describe(self) -> dict[str, Any]:
+        """Network, layer, unit, and the options that change the scores."""
+        return {
+            "kind": "cnn-unit",
+            "network": self.network_name,
+            "weights": self.weights,
+            "layer": self.layer,
+            "channel": self.channel,
+            "x": self.x,
+            "y": self.y,
+            "pre_activation": self.pre_activation,
+            "image_size": self.image_size,
+            "layer_shape": list(self.shape),
+        }
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -1,0 +1,62 @@
+"""Shared test helpers: a cheap deterministic scorer and tiny experiment builders."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+import xdream.generators
+import xdream.optimizers
+from xdream.experiment import Experiment
+from xdream.scorers.base import Scorer
+from xdream.types import Images, Scores
+
+
+class RedScorer(Scorer):
+    """Scores an image by how much redder than blue its centre is; optional missing responses.
+
+    ``drop`` is the fraction of ids (chosen by a hash of the id, so reproducibly) that get NaN.
+    """
+
+    def __init__(self, drop: float = 0.0) -> None:
+        self.drop = drop
+        self.calls = 0
+
+    def score(self, images: Images, ids: list[str]) -> Scores:
+        self.calls += 1
+        h, w = images.shape[-2:]
+        centre = images[:, :, h // 4 : 3 * h // 4, w // 4 : 3 * w // 4]
+        s = (centre[:, 0] - centre[:, 2]).mean(dim=(1, 2)).double().numpy()
+        for i, image_id in enumerate(ids):
+            if self.drop and (zlib.crc32(image_id.encode()) % 1000) / 1000 < self.drop:
+                s[i] = np.nan
+        return s
+
+    def describe(self) -> dict[str, object]:
+        return {"kind": "red", "drop": self.drop}
+
+
+def tiny_experiment(
+    out: Path,
+    generations: int = 6,
+    seed: int = 0,
+    drop: float = 0.0,
+    optimizer: str = "genetic",
+    **kw: object,
+) -> Experiment:
+    """A fast experiment: 8x8-code pixel generator at 32 px and the red scorer."""
+    gen = xdream.generators.make("pixels", size=32, code_size=8)
+    opt = xdream.optimizers.make(optimizer, dim=gen.code_dim, seed=seed)
+    return Experiment(
+        gen,
+        RedScorer(drop),
+        opt,
+        out,
+        generations=generations,
+        n_references=4,
+        reference_seed=seed + 1,
+        seed=seed,
+        **kw,
+    )  # type: ignore[arg-type]

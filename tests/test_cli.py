@@ -1,0 +1,163 @@
+"""The ``xdream`` command: user errors, listings, and resume after ``kill -9``."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_experiment import assert_same_records
+from xdream.cli import main
+
+FAST_RUN = """
+[experiment]
+seed = 3
+generations = {generations}
+n_references = 3
+
+[generator]
+name = "pixels"
+size = 32
+code_size = 8
+
+[optimizer]
+name = "genetic"
+population_size = 12
+
+[target]
+network = "efficientnet-lite0"
+layer = "stem"
+channel = 3
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "xdream", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("[experiment]\ngenerashuns = 3\n", "Did you mean 'generations'"),
+        ("[optimiser]\nname = 'genetic'\n", "Did you mean 'optimizer'"),
+        ("[optimizer]\nname = 'genetic'\npopulation = 5\n", "Did you mean 'population_size'"),
+        ("[optimizer]\nname = 'genetik'\n", "Did you mean 'genetic'"),
+        ("[generator]\nname = 'fourier'\nsize = -3\n", "generator 'fourier'"),
+        ("[target]\nlayer = 'blocks.99'\n", "xdream layers"),
+        ("[target]\nchannel = 5000\n", "channel"),
+        ("[target]\nweights = '/nonexistent/lite0.pth'\n", "/nonexistent/lite0.pth"),
+        ("[experiment]\ngenerations = 3\npresentations = 60\n", "not both"),
+        ("[experiment\n", "cannot parse"),
+    ],
+)
+def test_bad_config_is_one_clear_line(
+    tmp_path: Path, config: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write(tmp_path / "bad.toml", config)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.startswith("xdream: error:") and "Traceback" not in err
+
+
+def test_missing_config_and_unwritable_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", str(tmp_path / "nope.toml")]) == 2
+    assert "not found" in capsys.readouterr().err
+    blocker = write(tmp_path / "file", "x")
+    cfg = write(tmp_path / "ok.toml", FAST_RUN.format(generations=1))
+    assert main(["run", str(cfg), "--out", str(blocker / "sub")]) == 2
+    assert "cannot write to output folder" in capsys.readouterr().err
+
+
+def test_resume_of_a_non_experiment_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["resume", str(tmp_path)]) == 2
+    assert "not an experiment folder" in capsys.readouterr().err
+
+
+def test_list_and_layers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in (
+        "genetic",
+        "fdgd",
+        "nes",
+        "fourier",
+        "pixels",
+        "cppn",
+        "efficientnet-lite0",
+        "poisson",
+        "gain",
+    ):
+        assert name in out
+    assert main(["layers", "efficientnet-lite0"]) == 0
+    out = capsys.readouterr().out
+    assert "blocks.10" in out and "112 x 14 x 14" in out and "classifier" in out
+    assert main(["layers", "alexnett"]) == 2
+    assert "unknown network" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_then_resume(tmp_path: Path) -> None:
+    """SIGKILL twice at random moments; `xdream resume` ends with the uninterrupted records."""
+    cfg = write(tmp_path / "run.toml", FAST_RUN.format(generations=10))
+    full = run_cli("run", str(cfg), "--out", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr
+    rng = random.Random(0)
+    out = tmp_path / "killed"
+    kills = 0
+    for attempt in range(2):
+        args = ["run", str(cfg)] if attempt == 0 else ["resume"]
+        args = [*args, "--out", str(out)] if attempt == 0 else [*args, str(out)]
+        log = open(tmp_path / f"stderr-{attempt}.txt", "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xdream", *args], stdout=subprocess.DEVNULL, stderr=log
+        )
+        # wait until at least one more generation is on disk, then kill at a random moment
+        start = time.monotonic()
+        target = 2 + 3 * attempt
+        while time.monotonic() - start < 120:
+            summary = out / "summary.json"
+            if summary.exists() and json.loads(summary.read_text())["generations"] >= target:
+                break
+            assert proc.poll() is None, (tmp_path / f"stderr-{attempt}.txt").read_text()
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        log.close()
+    assert kills >= 1
+    resumed = run_cli("resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_records(tmp_path / "full", out)
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_on_the_real_network(tmp_path: Path) -> None:
+    """A short demo on the embedded network climbs above its first generation."""
+    result = run_cli("demo", "--out", str(tmp_path / "demo"), "--generations", "6")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["generations"] == 6 and summary["presentations"] == 120
+    assert summary["best_score"] > summary["first_generation_best_score"]
+    assert (tmp_path / "demo" / "best.png").exists()
+    assert str(tmp_path / "demo") in result.stdout

@@ -1,0 +1,185 @@
+"""The loop and its records: what is written, and resume equal to an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.helpers import tiny_experiment
+from xdream import records
+from xdream.errors import XDreamError
+
+TIMING = {"generations/seconds"}
+
+
+def h5_contents(path: Path) -> dict[str, object]:
+    """Every dataset and attribute of an HDF5 file, except the wall-clock timings."""
+    out: dict[str, object] = {}
+    with h5py.File(path, "r") as f:
+        for key, value in f.attrs.items():
+            out[f"@{key}"] = np.asarray(value).tolist()
+
+        def visit(name: str, obj: object) -> None:
+            if isinstance(obj, h5py.Dataset) and name not in TIMING:
+                out[name] = obj[()]
+
+        f.visititems(visit)
+    return out
+
+
+def assert_same_records(a: Path, b: Path) -> None:
+    ca, cb = h5_contents(a / "record.h5"), h5_contents(b / "record.h5")
+    assert ca.keys() == cb.keys()
+    for key in ca:
+        va, vb = ca[key], cb[key]
+        if isinstance(va, np.ndarray):
+            assert va.dtype == vb.dtype, key  # type: ignore[union-attr]
+            np.testing.assert_array_equal(va, vb, err_msg=key)
+        else:
+            assert va == vb, key
+    sa = json.loads((a / "summary.json").read_text())
+    sb = json.loads((b / "summary.json").read_text())
+    sa.pop("seconds"), sb.pop("seconds")
+    assert sa == sb
+    pa = sorted(p.name for p in (a / "images").iterdir())
+    assert pa == sorted(p.name for p in (b / "images").iterdir())
+    for name in pa:
+        assert (a / "images" / name).read_bytes() == (b / "images" / name).read_bytes(), name
+    assert (a / "best.png").read_bytes() == (b / "best.png").read_bytes()
+
+
+def test_run_writes_every_record(tmp_path: Path) -> None:
+    summary = tiny_experiment(tmp_path / "run", generations=5).run()
+    run = tmp_path / "run"
+    rec = records.read(run)
+    assert rec.codes.shape == (5 * 20, 3 * 8 * 8)
+    assert rec.scores.shape == rec.clean_scores.shape == (100,)
+    assert rec.generation.tolist() == sorted(rec.generation.tolist())
+    assert set(rec.generation.tolist()) == set(range(5))
+    assert rec.image_ids[0] == "gen000_000000" and len(set(rec.image_ids)) == len(rec.image_ids)
+    assert len(rec.ref_ids) == 5 * 4 and all(r.startswith("ref_") for r in rec.ref_ids)
+    assert rec.best_per_generation.shape == (5,) and rec.seconds.shape == (5, 4)
+    np.testing.assert_allclose(
+        rec.best_per_generation[0], np.nanmax(rec.scores[rec.generation == 0])
+    )
+    for key in (
+        "best_score",
+        "first_generation_best_score",
+        "best_reference_score",
+        "best_image",
+        "generations",
+        "presentations",
+        "seconds",
+        "target",
+        "generator",
+        "optimizer",
+        "seed",
+    ):
+        assert key in summary
+    assert summary["generations"] == 5 and summary["presentations"] == 100
+    assert summary["best_score"] == pytest.approx(np.nanmax(rec.scores))
+    assert summary["best_reference_score"] == pytest.approx(np.nanmax(rec.ref_scores))
+    assert summary["first_generation_best_score"] == pytest.approx(rec.best_per_generation[0])
+    assert summary["status"] == "finished"
+    assert (run / "best.png").exists() and len(list((run / "images").glob("*.png"))) == 5
+    assert not (run / "journal").exists()  # removed once the record is complete
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+
+
+def test_references_never_reach_the_optimizer(tmp_path: Path) -> None:
+    exp = tiny_experiment(tmp_path / "run", generations=2)
+    told: list[int] = []
+    original = exp.optimizer.tell
+
+    def spy(codes: np.ndarray, scores: np.ndarray) -> None:
+        told.append(len(scores))
+        original(codes, scores)
+
+    exp.optimizer.tell = spy  # type: ignore[method-assign]
+    exp.run()
+    assert told == [20, 20]
+    assert exp.scorer.calls == 2  # type: ignore[attr-defined]  # images and refs in one call
+
+
+def test_seeded_runs_are_identical_and_seeds_differ(tmp_path: Path) -> None:
+    tiny_experiment(tmp_path / "a", generations=3, seed=1).run()
+    tiny_experiment(tmp_path / "b", generations=3, seed=1).run()
+    tiny_experiment(tmp_path / "c", generations=3, seed=2).run()
+    assert_same_records(tmp_path / "a", tmp_path / "b")
+    assert not np.array_equal(
+        records.read(tmp_path / "a").codes, records.read(tmp_path / "c").codes
+    )
+
+
+@pytest.mark.parametrize("optimizer", ["genetic", "fdgd", "nes"])
+@pytest.mark.parametrize("stop_after", [1, 3])
+def test_resume_equals_uninterrupted(tmp_path: Path, optimizer: str, stop_after: int) -> None:
+    tiny_experiment(tmp_path / "full", generations=6, drop=0.1, optimizer=optimizer).run()
+    first = tiny_experiment(tmp_path / "cut", generations=6, drop=0.1, optimizer=optimizer)
+    first._start()
+    for _ in range(stop_after):
+        first.step()
+    del first  # "killed": fresh objects, state only from disk
+    second = tiny_experiment(tmp_path / "cut", generations=6, drop=0.1, optimizer=optimizer)
+    second.restore()
+    assert second.generation == stop_after
+    second.run()
+    assert_same_records(tmp_path / "full", tmp_path / "cut")
+
+
+def test_resume_cuts_a_generation_written_after_the_checkpoint(tmp_path: Path) -> None:
+    tiny_experiment(tmp_path / "full", generations=4).run()
+    exp = tiny_experiment(tmp_path / "cut", generations=4)
+    exp._start()
+    for _ in range(2):
+        exp.step()
+    checkpoint = (tmp_path / "cut" / "checkpoint.pkl").read_bytes()
+    exp.step()  # generation 2 reaches the journal and record.h5 ...
+    (tmp_path / "cut" / "checkpoint.pkl").write_bytes(checkpoint)  # ... but not the checkpoint
+    resumed = tiny_experiment(tmp_path / "cut", generations=4)
+    note = resumed.restore()
+    assert "cut 1" in note
+    resumed.run()
+    assert_same_records(tmp_path / "full", tmp_path / "cut")
+
+
+def test_unreadable_record_is_rebuilt_from_the_journal(tmp_path: Path) -> None:
+    tiny_experiment(tmp_path / "full", generations=4).run()
+    exp = tiny_experiment(tmp_path / "cut", generations=4)
+    exp._start()
+    for _ in range(3):
+        exp.step()
+    (tmp_path / "cut" / "record.h5").write_bytes(b"\x89HDF garbage from a torn write")
+    resumed = tiny_experiment(tmp_path / "cut", generations=4)
+    assert "rebuilt from journal" in resumed.restore()
+    resumed.run()
+    assert_same_records(tmp_path / "full", tmp_path / "cut")
+    assert list((tmp_path / "cut").glob("record.h5.unreadable-*"))  # nothing thrown away
+
+
+def test_presentation_budget_is_never_exceeded(tmp_path: Path) -> None:
+    from xdream.experiment import Experiment
+
+    exp = tiny_experiment(tmp_path / "a", generations=1)
+    exp2 = Experiment(
+        exp.generator, exp.scorer, exp.optimizer, tmp_path / "b", presentations=70, n_references=0
+    )
+    summary = exp2.run()
+    assert summary["presentations"] == 60 and summary["generations"] == 3
+
+
+def test_existing_folder_is_not_overwritten(tmp_path: Path) -> None:
+    tiny_experiment(tmp_path / "run", generations=1).run()
+    with pytest.raises(XDreamError, match="xdream resume"):
+        tiny_experiment(tmp_path / "run", generations=1).run()
+
+
+def test_unwritable_output_folder_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(XDreamError, match="cannot write to output folder"):
+        tiny_experiment(blocker / "run", generations=1).run()

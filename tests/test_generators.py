@@ -1,0 +1,330 @@
+"""Generators: one API test parametrised over every registered name, then per-family semantics."""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from xdream.errors import ConfigError, XDreamError
+from xdream.generators import Generator, make, names
+from xdream.generators.fourier import code_layout
+
+ALL = names()
+
+
+@cache
+def default(name: str) -> Generator:
+    """The generator ``name`` with default parameters (built once per test session)."""
+    return make(name)
+
+
+def codes_for(gen: Generator, n: int, seed: int = 0) -> np.ndarray:
+    return gen.initial_codes(n, np.random.default_rng(seed))
+
+
+def test_registry_holds_the_three_families() -> None:
+    assert {"fourier", "pixels", "cppn"} <= set(ALL)
+
+
+# --- the Generator contract, for every registered generator ---------------------------------
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_shape_dtype_and_range(name: str) -> None:
+    gen = default(name)
+    codes = codes_for(gen, 5)
+    assert codes.shape == (5, gen.code_dim) and codes.dtype == np.float32
+    images = gen.generate(codes)
+    assert images.shape == (5, 3, *gen.output_size)
+    assert images.dtype == torch.float32
+    assert torch.isfinite(images).all()
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    # Extreme codes stay in range too.
+    assert gen.generate(100 * codes).min() >= 0.0 and gen.generate(100 * codes).max() <= 1.0
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_zero_code_is_mid_grey(name: str) -> None:
+    gen = default(name)
+    image = gen.generate(np.zeros((1, gen.code_dim)))
+    torch.testing.assert_close(image, torch.full_like(image, 0.5))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_batch_independence(name: str) -> None:
+    gen = default(name)
+    codes = codes_for(gen, 4)
+    batched = gen.generate(codes)
+    for i in range(len(codes)):
+        single = gen.generate(codes[i : i + 1])
+        torch.testing.assert_close(batched[i : i + 1], single, atol=1e-5, rtol=0)
+    # Chunking inside generate() does not change the result either.
+    torch.testing.assert_close(gen.generate(codes, batch_size=3), batched, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_deterministic(name: str) -> None:
+    codes = codes_for(default(name), 3)
+    first = default(name).generate(codes)
+    assert torch.equal(first, default(name).generate(codes))
+    assert torch.equal(first, make(name).generate(codes))  # a fresh instance agrees
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_differentiable_every_code_entry_matters(name: str) -> None:
+    gen = default(name)
+    assert gen.differentiable
+    codes = torch.tensor(codes_for(gen, 2), requires_grad=True)
+    images = gen(codes)
+    probe = torch.randn(images.shape, generator=torch.Generator().manual_seed(0))
+    (images * probe).sum().backward()
+    assert codes.grad is not None and torch.isfinite(codes.grad).all()
+    assert (codes.grad != 0).all(), "some code entries have no effect on the image"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_generate_accepts_numpy_float64_and_tensors(name: str) -> None:
+    gen = default(name)
+    codes = codes_for(gen, 2)
+    from_np = gen.generate(codes.astype(np.float64))
+    from_tensor = gen.generate(torch.from_numpy(codes))
+    assert not from_np.requires_grad
+    torch.testing.assert_close(from_np, from_tensor)
+    assert gen.generate(np.zeros((0, gen.code_dim))).shape == (0, 3, *gen.output_size)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("shape", ["wrong_dim", "one_d", "three_d"])
+def test_bad_code_shape_raises(name: str, shape: str) -> None:
+    gen = default(name)
+    bad = {
+        "wrong_dim": np.zeros((2, gen.code_dim + 1)),
+        "one_d": np.zeros(gen.code_dim),
+        "three_d": np.zeros((1, 1, gen.code_dim)),
+    }[shape]
+    with pytest.raises(XDreamError, match=rf"\(n, {gen.code_dim}\)"):
+        gen.generate(bad)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_codes_raise(name: str, value: float) -> None:
+    gen = default(name)
+    codes = codes_for(gen, 2)
+    codes[1, 3] = value
+    with pytest.raises(XDreamError, match="NaN"):
+        gen.generate(codes)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_unknown_param_names_the_nearest_key(name: str) -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'size'"):
+        make(name, sise=64)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("size", [0, -3, 2.5, "128"])
+def test_invalid_size_is_a_config_error(name: str, size: object) -> None:
+    with pytest.raises(ConfigError, match="size"):
+        make(name, size=size)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_size_param_sets_output_size(name: str) -> None:
+    gen = make(name, size=40)
+    assert gen.output_size == (40, 40)
+    assert gen.generate(codes_for(gen, 1)).shape == (1, 3, 40, 40)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_fixed_tensors_are_buffers_and_follow_to(name: str) -> None:
+    gen = make(name, size=32)
+    codes = codes_for(gen, 2)
+    reference = gen.generate(codes)
+    assert not list(gen.parameters())  # nothing trainable: the code is the only input
+    gen64 = make(name, size=32).double()
+    assert all(b.dtype == torch.float64 for b in gen64.buffers() if b.is_floating_point())
+    out64 = gen64(torch.from_numpy(codes).double())
+    torch.testing.assert_close(out64.float(), reference, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ALL)
+def test_cuda_matches_cpu(name: str) -> None:
+    gen = make(name)
+    codes = codes_for(gen, 3)
+    cpu = gen.generate(codes)
+    gpu = gen.to("cuda").generate(codes)
+    assert gpu.device.type == "cpu"  # generate() returns CPU images
+    torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=0)
+
+
+# --- fourier: the embedded default ------------------------------------------------------------
+
+
+def radial_power_slope(gray: torch.Tensor, lo: int, hi: int) -> float:
+    """Slope of log power against log frequency, radially averaged over ``lo..hi`` cycles."""
+    x = gray - gray.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fft2(x.double()).abs().pow(2).mean(dim=0)  # (H, W), averaged over images
+    size = gray.shape[-1]
+    f = torch.fft.fftfreq(size, 1 / size, dtype=torch.float64)
+    radius = torch.sqrt(f[:, None] ** 2 + f[None, :] ** 2).round().long()
+    freqs = np.arange(lo, hi + 1)
+    mean_power = [power[radius == r].mean().item() for r in freqs]
+    return float(np.polyfit(np.log(freqs), np.log(mean_power), 1)[0])
+
+
+def test_fourier_defaults() -> None:
+    gen = default("fourier")
+    assert gen.output_size == (128, 128)
+    assert gen.code_dim == 2391 == len(code_layout(16))
+
+
+def test_fourier_images_have_natural_statistics() -> None:
+    gen = default("fourier")
+    images = gen.generate(codes_for(gen, 32, seed=1))
+    gray = images.mean(dim=1)  # (n, H, W) luminance
+    assert 0.3 < images.mean().item() < 0.7
+    per_image_std = gray.std(dim=(1, 2))
+    assert 0.05 < per_image_std.mean().item() < 0.3, "images are flat or harsh"
+    assert (per_image_std > 0.02).all(), "some images are flat"
+    saturated = ((images < 0.01) | (images > 0.99)).float().mean().item()
+    assert saturated < 0.01, f"{saturated:.1%} of pixel values are clipped by the sigmoid"
+    slope = radial_power_slope(gray, 2, 12)
+    assert -3.5 < slope < -1.5, f"power-spectrum slope {slope:.2f} is not natural-image-like"
+    # Colour is present but weaker than luminance contrast, as in natural images.
+    chroma = (images - gray[:, None]).std().item()
+    assert 0.01 < chroma < per_image_std.mean().item()
+
+
+def test_fourier_decay_power_sets_the_spectrum_slope() -> None:
+    # Small contrast keeps the sigmoid almost linear, so power ~ f ** (-2 * decay_power).
+    for decay in (1.0, 2.0):
+        gen = make("fourier", size=64, max_freq=24, decay_power=decay, contrast=0.2)
+        gray = gen.generate(codes_for(gen, 48, seed=2)).mean(dim=1)
+        assert radial_power_slope(gray, 2, 20) == pytest.approx(-2 * decay, abs=0.3)
+
+
+def test_fourier_code_layout_each_entry_is_one_sinusoid() -> None:
+    size, max_freq = 32, 5
+    gen = make("fourier", size=size, max_freq=max_freq, saturation=1.0)
+    layout = code_layout(max_freq)
+    color = gen.color.double()
+    for index in (0, 1, 2, 9, 40, len(layout) // 3 + 7):
+        channel, fy, fx, part = layout[index]
+        codes = np.zeros((1, gen.code_dim))
+        codes[0, index] = 1.0
+        rgb = torch.logit(gen.generate(codes).double())[0]  # undo the sigmoid
+        field = torch.einsum("cr,rhw->chw", torch.linalg.inv(color), rgb)
+        assert field[[c for c in range(3) if c != channel]].abs().max() < 1e-4
+        y, x = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
+        phase = 2 * math.pi * (fy * y + fx * x) / size
+        basis = {"dc": torch.ones_like(phase), "cos": phase.cos(), "sin": phase.sin()}[part]
+        expected = gen.weights[index % len(gen.weights)].item() * basis.double()
+        torch.testing.assert_close(field[channel], expected, atol=1e-5, rtol=0)
+
+
+def test_fourier_max_freq_defaults_below_nyquist() -> None:
+    assert make("fourier").params.max_freq == 16
+    assert make("fourier", size=32).params.max_freq == 15  # below size / 2
+    assert make("fourier", size=32, max_freq=4).code_dim == len(code_layout(4))
+
+
+def test_fourier_params_are_validated() -> None:
+    with pytest.raises(ConfigError, match="max_freq"):
+        make("fourier", size=32, max_freq=16)  # at the Nyquist limit
+    with pytest.raises(ConfigError, match="decay_power"):
+        make("fourier", decay_power=-1.0)
+    with pytest.raises(ConfigError, match="contrast"):
+        make("fourier", contrast=math.nan)
+
+
+# --- pixels -----------------------------------------------------------------------------------
+
+
+def test_pixels_code_is_a_low_resolution_image() -> None:
+    gen = make("pixels", size=64, code_size=8)
+    assert gen.code_dim == 3 * 8 * 8
+    rng = np.random.default_rng(3)
+    target = rng.uniform(0.1, 0.9, (2, 3, 8, 8))
+    image = gen.generate(np.log(target / (1 - target)).reshape(2, -1)).double()
+    # Bilinear upsampling by 8 (align_corners=False) averaged back over each 8x8 block is the
+    # low-res image blurred by [1/8, 3/4, 1/8] along each axis, edges replicated.
+    blocks = F.avg_pool2d(image, 8)
+    kernel = torch.tensor([1 / 8, 3 / 4, 1 / 8], dtype=torch.float64)
+    expected = torch.from_numpy(target)
+    expected = F.pad(expected, (1, 1, 1, 1), mode="replicate")
+    expected = (kernel[0] * expected[..., :-2, :] + kernel[1] * expected[..., 1:-1, :]) + kernel[
+        2
+    ] * expected[..., 2:, :]
+    expected = (kernel[0] * expected[..., :-2] + kernel[1] * expected[..., 1:-1]) + kernel[
+        2
+    ] * expected[..., 2:]
+    torch.testing.assert_close(blocks, expected, atol=1e-6, rtol=0)
+
+
+def test_pixels_full_resolution_code_is_the_image() -> None:
+    gen = make("pixels", size=8, code_size=8)
+    target = np.random.default_rng(4).uniform(0.05, 0.95, (1, 3, 8, 8))
+    image = gen.generate(np.log(target / (1 - target)).reshape(1, -1))
+    torch.testing.assert_close(image.double(), torch.from_numpy(target), atol=1e-6, rtol=0)
+
+
+def test_pixels_channel_layout_and_grey_centre() -> None:
+    gen = default("pixels")
+    assert gen.code_dim == 768 and gen.output_size == (128, 128)
+    codes = np.zeros((1, gen.code_dim))
+    codes[0, : 16 * 16] = 4.0  # the first block is the red channel
+    image = gen.generate(codes)[0]
+    torch.testing.assert_close(image[0], torch.full((128, 128), 1 / (1 + math.exp(-4))))
+    torch.testing.assert_close(image[1:], torch.full((2, 128, 128), 0.5))
+    noise = gen.generate(codes_for(gen, 16))
+    assert abs(noise.mean().item() - 0.5) < 0.02
+
+
+def test_pixels_code_size_is_validated() -> None:
+    with pytest.raises(ConfigError, match="code_size"):
+        make("pixels", size=32, code_size=64)
+
+
+# --- cppn -------------------------------------------------------------------------------------
+
+
+def neighbour_difference(images: torch.Tensor) -> float:
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().mean()
+    return float((dx + dy) / 2)
+
+
+def test_cppn_images_are_smooth_but_not_flat() -> None:
+    gen = default("cppn")
+    images = gen.generate(codes_for(gen, 16, seed=5))
+    noise = torch.rand(images.shape, generator=torch.Generator().manual_seed(0))
+    assert neighbour_difference(images) < 0.1 * neighbour_difference(noise)
+    assert (images.std(dim=(2, 3)).mean(dim=1) > 0.02).all(), "some patterns are flat"
+
+
+def test_cppn_code_layout_output_bias_is_last() -> None:
+    gen = make("cppn", size=16, hidden=[4, 4], activations=["tanh", "gauss"])
+    assert gen.code_dim == (3 * 4 + 4) + (4 * 4 + 4) + (4 * 3 + 3)
+    codes = np.zeros((1, gen.code_dim))
+    codes[0, -3:] = [2.0, 0.0, -1.0]  # output biases only: a constant colour
+    image = gen.generate(codes)[0]
+    expected = torch.sigmoid(torch.tensor([2.0, 0.0, -1.0]))[:, None, None].expand(3, 16, 16)
+    torch.testing.assert_close(image, expected)
+
+
+def test_cppn_params_are_validated() -> None:
+    gen = make("cppn", hidden=[8, 8], activations=["sin", "gauss"])  # lists from configs
+    assert gen.params.hidden == (8, 8)
+    with pytest.raises(ConfigError, match="one activation per hidden layer"):
+        make("cppn", hidden=[8, 8])
+    with pytest.raises(ConfigError, match="unknown activation 'relu'"):
+        make("cppn", hidden=[8], activations=["relu"])
+    with pytest.raises(ConfigError, match="hidden"):
+        make("cppn", hidden=[], activations=[])

@@ -1,0 +1,237 @@
+"""The CNN-unit scorer (hooks, early stop, validation) and the noise wrappers (spec §6, §8)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from xdream import networks
+from xdream.errors import ConfigError, XDreamError
+from xdream.networks import Network, Preprocess
+from xdream.scorers import (
+    NOISE_REGISTRY,
+    CNNUnitScorer,
+    NoisyScorer,
+    Scorer,
+    make_noise,
+    make_unit,
+)
+from xdream.types import Images, Scores
+
+IDENTITY = Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=8)
+
+
+class Boom(nn.Module):
+    """A layer that must never run."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the forward pass went past the target layer")
+
+
+def toy(boom: bool = False) -> nn.Sequential:
+    torch.manual_seed(0)
+    layers: list[nn.Module] = [
+        nn.Conv2d(3, 4, 3, padding=1),  # 0
+        nn.ReLU(inplace=True),  # 1
+        nn.Conv2d(4, 5, 1),  # 2
+        nn.ReLU(inplace=True),  # 3
+        nn.AdaptiveAvgPool2d(1),  # 4
+        nn.Flatten(),  # 5
+        nn.Linear(5, 3),  # 6
+    ]
+    if boom:
+        layers.append(Boom())
+    return nn.Sequential(*layers).eval()
+
+
+def images(n: int, size: int = 8, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def ids(n: int) -> list[str]:
+    return [f"im{i}" for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def lite0() -> Network:
+    return networks.make("efficientnet-lite0")
+
+
+# -- reading the right activation ---------------------------------------------------------------
+
+
+def test_hooks_read_pre_and_post_activation_of_in_place_relu() -> None:
+    net = toy()
+    x = images(6)
+    with torch.no_grad():
+        conv0 = net[0](x)
+        conv2 = net[2](torch.relu(conv0))
+    assert (conv0[:, 1, 3, 2] < 0).any()  # pre and post differ for these images
+    pre = CNNUnitScorer(net, "1", 1, x=2, y=3, preprocess=IDENTITY, pre_activation=True)
+    post = CNNUnitScorer(net, "1", 1, x=2, y=3, preprocess=IDENTITY)
+    np.testing.assert_allclose(pre.score(x, ids(6)), conv0[:, 1, 3, 2].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(post.score(x, ids(6)), conv0[:, 1, 3, 2].clamp(min=0), rtol=1e-5)
+    pre3 = CNNUnitScorer(net, "3", 4, x=0, y=7, preprocess=IDENTITY, pre_activation=True)
+    np.testing.assert_allclose(pre3.score(x, ids(6)), conv2[:, 4, 7, 0].numpy(), rtol=1e-5)
+
+
+def test_two_dimensional_layer_has_no_position() -> None:
+    net = toy()
+    x = images(4)
+    with torch.no_grad():
+        expected = net(x)[:, 2].numpy()
+    scorer = CNNUnitScorer(net, "6", 2, preprocess=IDENTITY)
+    assert scorer.x is None and scorer.y is None
+    np.testing.assert_allclose(scorer.score(x, ids(4)), expected, rtol=1e-5)
+
+
+def test_default_position_is_the_centre(lite0: Network) -> None:
+    scorer = CNNUnitScorer(lite0, "blocks.10", 0, device="cpu")
+    assert scorer.shape == (112, 14, 14)
+    assert (scorer.x, scorer.y) == (7, 7)
+
+
+def test_forward_stops_at_the_target_layer() -> None:
+    net = toy(boom=True)
+    scorer = CNNUnitScorer(net, "3", 0, preprocess=IDENTITY, pre_activation=True)
+    assert scorer.score(images(2), ids(2)).shape == (2,)
+    assert CNNUnitScorer(net, "6", 0, preprocess=IDENTITY).score(images(2), ids(2)).shape == (2,)
+    assert not net[0]._forward_hooks and not net[3]._forward_pre_hooks  # hooks removed
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 64])
+def test_scores_do_not_depend_on_batch_size(batch_size: int) -> None:
+    x = images(10)
+    ref = CNNUnitScorer(toy(), "2", 3, preprocess=IDENTITY, batch_size=10).score(x, ids(10))
+    got = CNNUnitScorer(toy(), "2", 3, preprocess=IDENTITY, batch_size=batch_size)
+    np.testing.assert_allclose(got.score(x, ids(10)), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_scores_are_float64_and_empty_input_works() -> None:
+    scorer = CNNUnitScorer(toy(), "2", 0, preprocess=IDENTITY)
+    assert scorer.score(images(3), ids(3)).dtype == np.float64
+    assert scorer.score(torch.zeros(0, 3, 8, 8), []).shape == (0,)
+
+
+def test_lite0_unit_batch_and_memory_format_invariance(lite0: Network) -> None:
+    x = images(5, size=64)
+    a = CNNUnitScorer(lite0, "blocks.3", 7, batch_size=2, channels_last=True, device="cpu")
+    b = CNNUnitScorer(lite0, "blocks.3", 7, batch_size=5, channels_last=False, device="cpu")
+    np.testing.assert_allclose(a.score(x, ids(5)), b.score(x, ids(5)), rtol=1e-4, atol=1e-5)
+
+
+def test_make_unit_and_image_size(lite0: Network) -> None:
+    scorer = make_unit(layer="classifier", channel=285, device="cpu")
+    d = scorer.describe()
+    assert d["network"] == "efficientnet-lite0" and d["layer"] == "classifier"
+    assert d["channel"] == 285
+    assert {"x", "y", "pre_activation", "image_size"} <= set(d)
+    small = CNNUnitScorer(lite0, "classifier", 285, image_size=32, device="cpu")
+    x = images(2, size=128)
+    a, b = scorer.score(x, ids(2)), small.score(x, ids(2))
+    assert np.isfinite(a).all() and np.isfinite(b).all() and not np.allclose(a, b)
+
+
+# -- validation at construction -----------------------------------------------------------------
+
+
+def test_unknown_layer_suggests_a_name(lite0: Network) -> None:
+    with pytest.raises(XDreamError, match=r"Did you mean 'blocks.10'.*xdream layers efficientnet"):
+        CNNUnitScorer(lite0, "block.10", 0, device="cpu")
+
+
+def test_channel_out_of_range_names_the_range() -> None:
+    with pytest.raises(XDreamError, match=r"channel must be in 0\.\.4"):
+        CNNUnitScorer(toy(), "2", 5, preprocess=IDENTITY)
+    with pytest.raises(XDreamError, match="channel"):
+        CNNUnitScorer(toy(), "2", -1, preprocess=IDENTITY)
+
+
+def test_position_out_of_range_names_the_range() -> None:
+    with pytest.raises(XDreamError, match=r"x must be in 0\.\.7"):
+        CNNUnitScorer(toy(), "2", 0, x=8, preprocess=IDENTITY)
+    with pytest.raises(XDreamError, match=r"y must be in 0\.\.3"):
+        prep4 = Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=4)
+        CNNUnitScorer(toy(), "2", 0, y=4, preprocess=prep4, image_size=16)
+    with pytest.raises(XDreamError, match="omit x and y"):
+        CNNUnitScorer(toy(), "6", 0, x=0, preprocess=IDENTITY)
+
+
+def test_pre_activation_needs_an_activation_layer() -> None:
+    with pytest.raises(XDreamError, match=r"pre_activation=True.*Conv2d"):
+        CNNUnitScorer(toy(), "2", 0, preprocess=IDENTITY, pre_activation=True)
+
+
+def test_plain_module_needs_preprocess() -> None:
+    with pytest.raises(XDreamError, match="preprocess"):
+        CNNUnitScorer(toy(), "2", 0)
+
+
+# -- noise -----------------------------------------------------------------------------------------
+
+
+class FixedScorer(Scorer):
+    def __init__(self, scores: Scores) -> None:
+        self.scores = np.asarray(scores, dtype=np.float64)
+
+    def score(self, images: Images, ids: list[str]) -> Scores:
+        return self.scores.copy()
+
+
+CLEAN = np.array([0.0, 0.1, 0.5, 1.0, 2.0, -0.3])
+NOISES = {"poisson": {"scale": 20.0}, "gain": {"ns": 0.5}}
+
+
+def noisy(name: str, seed: int = 0, **params: float) -> NoisyScorer:
+    return NoisyScorer(FixedScorer(CLEAN), make_noise(name, **(params or NOISES[name])), seed=seed)
+
+
+def test_every_registered_noise_is_tested() -> None:
+    assert set(NOISE_REGISTRY.names()) == set(NOISES)
+
+
+@pytest.mark.parametrize("name", sorted(NOISES))
+def test_noise_is_reproducible_and_resumable(name: str) -> None:
+    x = images(len(CLEAN))
+    a, b = noisy(name, seed=1), noisy(name, seed=1)
+    first = [a.score(x, ids(6)) for _ in range(3)]
+    np.testing.assert_array_equal(np.stack(first), np.stack([b.score(x, ids(6)) for _ in range(3)]))
+    assert not np.array_equal(first[0], first[1])
+    state = a.state_dict()
+    expected = [a.score(x, ids(6)) for _ in range(2)]
+    c = noisy(name, seed=99)
+    c.load_state_dict(state)
+    np.testing.assert_array_equal(np.stack([c.score(x, ids(6)) for _ in range(2)]), expected)
+
+
+@pytest.mark.parametrize("name", sorted(NOISES))
+def test_noise_keeps_nan_and_records_clean_scores(name: str) -> None:
+    base = FixedScorer(np.array([1.0, np.nan, 0.5]))
+    scorer = NoisyScorer(base, make_noise(name, **NOISES[name]), seed=0)
+    out = scorer.score(images(3), ids(3))
+    assert np.isnan(out[1]) and np.isfinite(out[[0, 2]]).all()
+    np.testing.assert_array_equal(scorer.last_clean, base.scores)
+    assert scorer.describe()["noise"]["name"] == name
+
+
+def test_poisson_mean_approaches_clean_score() -> None:
+    scorer = noisy("poisson", scale=20.0, reps=4000)
+    out = scorer.score(images(6), ids(6))
+    np.testing.assert_allclose(out, np.maximum(CLEAN, 0.0), atol=0.02)
+    counts = out * 20.0 * 4000  # total spike counts over the repetitions
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-6)
+
+
+def test_gain_noise_with_zero_ns_is_clean() -> None:
+    np.testing.assert_array_equal(noisy("gain", ns=0.0).score(images(6), ids(6)), CLEAN)
+
+
+def test_noise_parameters_are_validated() -> None:
+    with pytest.raises(ConfigError, match="scale"):
+        make_noise("poisson", scale=0.0)
+    with pytest.raises(ConfigError, match="Did you mean 'scale'"):
+        make_noise("poisson", scael=5.0)
+    with pytest.raises(ConfigError, match="noise model"):
+        make_noise("gaussian")
