@@ -177,6 +177,12 @@ def cmd_layers(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
+COMMAND_MODULES: list[str] = []
+"""Modules that add sub-commands: each defines ``add_parser(subparsers)``, which registers its
+commands with ``set_defaults(func=handler)``; a handler takes ``(args, console)`` and returns
+the exit status."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (one sub-command per verb)."""
     parser = argparse.ArgumentParser(
@@ -210,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("network", help="registered network name (see `xdream list`)")
     p.add_argument("--weights", help="weight file (default: the network's own)")
     p.set_defaults(func=cmd_layers)
+
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 
