@@ -1,4 +1,4 @@
-"""Sub-command ``xdream encode``.
+"""Sub-commands ``xdream encode``, ``xdream report`` and ``xdream render``.
 
 Registered through :data:`xdream.cli.COMMAND_MODULES`; heavy imports happen in the handlers.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,39 @@ def cmd_encode(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, console: Any) -> int:
+    """Write the HTML report; with ``--watch``, rewrite it until the run has finished."""
+    from xdream import report
+
+    options = {"max_tiles": args.max_tiles, "refresh": args.refresh}
+    if args.no_run_reports:
+        options["run_reports"] = False
+    while True:
+        running = args.watch and report.is_running(args.dir)  # before writing: no stale page
+        try:
+            page = report.write_report(args.dir, **options)
+        except (OSError, KeyError) as err:
+            if not args.watch:
+                raise XDreamError(f"cannot read the records in {args.dir!r}: {err}") from None
+            running = True  # caught the record mid-write: try again next time
+        else:
+            console.print(f"report: {page}", highlight=False)
+        if not running:
+            return 0
+        time.sleep(args.watch)
+
+
+def cmd_render(args: argparse.Namespace, console: Any) -> int:
+    """Regenerate recorded images from their codes."""
+    from xdream.render import render
+
+    for path in render(args.dir, args.ids, out=args.out, size=args.size):
+        console.print(str(path), highlight=False)
+    return 0
+
+
 def add_parser(sub: Any) -> None:
-    """Register ``encode`` with the ``xdream`` parser."""
+    """Register ``encode``, ``report`` and ``render`` with the ``xdream`` parser."""
     p = sub.add_parser(
         "encode", help="fit generator codes to images (initial codes for an experiment)"
     )
@@ -97,3 +129,33 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--feature-weight", type=float, help="weight of the feature loss (default 1)")
     p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("report", help="write an HTML report of an experiment or a folder of them")
+    p.add_argument("dir", help="an experiment folder, or a folder holding experiment folders")
+    p.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=10.0,
+        metavar="SECONDS",
+        help="rewrite the report every SECONDS (default 10) until the run has finished",
+    )
+    p.add_argument("--refresh", type=int, default=10, help="page reload interval while running (s)")
+    p.add_argument(
+        "--max-tiles", type=int, default=40, help="generations in the montage (default 40)"
+    )
+    p.add_argument(
+        "--no-run-reports",
+        action="store_true",
+        help="for a folder of experiments: do not (re)write each experiment's own report",
+    )
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("render", help="regenerate recorded images from their codes")
+    p.add_argument("dir", help="the experiment folder")
+    p.add_argument(
+        "--ids", nargs="+", required=True, help="image ids (gen003_000005), 'best', or ref_... ids"
+    )
+    p.add_argument("--size", type=int, help="output size in pixels (generators with a size)")
+    p.add_argument("--out", help="output folder (default: DIR/renders)")
+    p.set_defaults(func=cmd_render)
