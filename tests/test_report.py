@@ -208,6 +208,9 @@ def test_report_refreshes_while_running(run: Path) -> None:
     assert main(["report", str(run), "--watch", "0.2"]) == 0
     finisher.join()
     assert 'http-equiv="refresh"' not in (run / report.REPORT_FILE).read_text()
+    # before the first generation has finished there is no summary.json: starting, reloads
+    (run / "summary.json").unlink()
+    assert report.is_running(run) and "refresh" in report.write_report(run).read_text()
 
 
 def test_report_of_a_run_built_in_python(tmp_path: Path) -> None:

@@ -400,7 +400,7 @@ def experiment_report(
     run = Path(run)
     rec = _complete(records.read(run))
     summary = rec.summary
-    running = summary.get("status") == "running"
+    running = summary.get("status", "running") == "running"  # no summary yet: starting
     figures, notes = experiment_figures(run, rec, max_tiles)
     if write_figures:
         (run / FIGURES_DIR).mkdir(exist_ok=True)
@@ -423,7 +423,7 @@ def experiment_report(
     )
     target = describe_target(summary.get("target", rec.config.get("target")))
     facts = [
-        ("status", html.escape(str(summary.get("status", "unknown")))),
+        ("status", html.escape(str(summary.get("status", "starting")))),
         ("target", html.escape(target)),
         ("generator", html.escape(str(summary.get("generator", rec.config.get("generator"))))),
         ("optimiser", html.escape(str(summary.get("optimizer", rec.config.get("optimizer"))))),
@@ -524,7 +524,7 @@ def folder_report(
                 else None,
             }
         )
-    running = any(e["summary"].get("status") == "running" for e in entries)
+    running = any(e["summary"].get("status", "running") == "running" for e in entries)
     parts = [
         f"<h1>xdream: {len(entries)} experiments</h1>",
         f"<p>Folder <code>{html.escape(str(root.resolve()))}</code>. Click a column to sort. "
@@ -585,7 +585,7 @@ def folder_report(
                 + _num(s.get("generations"))
                 + _num(s.get("presentations"))
                 + _num(s.get("seconds"))
-                + f"<td>{html.escape(str(s.get('status', 'unknown')))}</td>"
+                + f"<td>{html.escape(str(s.get('status', 'starting')))}</td>"
                 + f"<td>{_thumb(e['run'] / 'best.png')}</td></tr>"
             )
         parts.append(
@@ -612,11 +612,14 @@ def write_report(path: str | Path, **options: Any) -> Path:
 
 
 def is_running(path: str | Path) -> bool:
-    """Whether the experiment (or any experiment under the folder) is still running."""
+    """Whether the experiment (or any experiment under the folder) is still running.
+
+    A run is running while its ``summary.json`` says so, or before it has written one.
+    """
     path = Path(path)
     runs = [path] if (path / "record.h5").exists() else find_runs(path)
     for run in runs:
         summary = run / "summary.json"
-        if summary.exists() and json.loads(summary.read_text()).get("status") == "running":
+        if not summary.exists() or json.loads(summary.read_text()).get("status") == "running":
             return True
     return False
