@@ -190,27 +190,19 @@ def encode(
         targets = torch.nn.functional.interpolate(
             targets, size=(h, w), mode="bilinear", antialias=True, align_corners=False
         )
-    target_features = None
     if features is not None:
-        with torch.no_grad():
-            target_features = features(targets).detach()
-        # normalise so the weight does not depend on the layer's activation scale
-        feature_scale = target_features.pow(2).mean().clamp_min(1e-12)
+        features = features.to(device)
     codes = torch.zeros(len(targets), generator.code_dim, device=device, requires_grad=True)
-    optimiser = torch.optim.Adam([codes], lr=lr)
     losses = np.zeros(steps)
-    generator.requires_grad_(False)
-    with torch.enable_grad():
-        for step in range(steps):
-            optimiser.zero_grad(set_to_none=True)
-            recon = generator(codes)
-            loss = (recon - targets).pow(2).mean()
-            if features is not None and target_features is not None:
-                diff = features(recon) - target_features
-                loss = loss + feature_weight * diff.pow(2).mean() / feature_scale
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimiser.step()
-            losses[step] = loss.item()
+    trainable = [p for p in generator.parameters() if p.requires_grad]
+    for p in trainable:  # gradients for the codes only; restored below
+        p.requires_grad_(False)
+    try:
+        with torch.enable_grad():
+            _fit(generator, codes, targets, steps, lr, features, feature_weight, losses)
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
     with torch.no_grad():
         recon = generator(codes).clamp(0, 1)
         rmse = (recon - targets).pow(2).mean(dim=(1, 2, 3)).sqrt().double().cpu().numpy()
@@ -223,6 +215,36 @@ def encode(
         psnr=psnr,
         losses=losses,
     )
+
+
+def _fit(
+    generator: Generator,
+    codes: torch.Tensor,
+    targets: Images,
+    steps: int,
+    lr: float,
+    features: nn.Module | None,
+    feature_weight: float,
+    losses: npt.NDArray[np.float64],
+) -> None:
+    """Adam on ``codes`` in place; the loss of each step goes into ``losses``."""
+    target_features = feature_scale = None
+    if features is not None:
+        with torch.no_grad():
+            target_features = features(targets).detach()
+        # normalised so the weight does not depend on the layer's activation scale
+        feature_scale = target_features.pow(2).mean().clamp_min(1e-12)
+    optimiser = torch.optim.Adam([codes], lr=lr)
+    for step in range(steps):
+        optimiser.zero_grad(set_to_none=True)
+        recon = generator(codes)
+        loss = (recon - targets).pow(2).mean()
+        if features is not None and target_features is not None and feature_scale is not None:
+            diff = features(recon) - target_features
+            loss = loss + feature_weight * diff.pow(2).mean() / feature_scale
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimiser.step()
+        losses[step] = loss.item()
 
 
 # --------------------------------------------------------------------------- folders
