@@ -70,6 +70,10 @@ class ExperimentSection:
     """PNGs saved each generation: ``"best"`` (best image of the generation) or ``"none"``."""
     batch_size: int = 64
     """Images per forward pass through the generator."""
+    init_codes: str | None = None
+    """Folder of initial codes (written by ``xdream encode``, or ``.npy`` files), relative to the
+    current directory: the GA seeds its population from them, mean-based optimisers start from
+    their mean. ``None`` starts from the optimiser's own initialisation."""
 
     def __post_init__(self) -> None:
         if self.generations is not None and self.presentations is not None:
@@ -86,6 +90,10 @@ class ExperimentSection:
             raise ValueError(f"'save_images' must be 'best' or 'none', got {self.save_images!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"'batch_size' must be a positive integer, got {self.batch_size!r}")
+        if self.init_codes is not None and not isinstance(self.init_codes, str):
+            raise ValueError(
+                f"'init_codes' must be a folder name (a string), got {self.init_codes!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import xdream
 from xdream import config as config_mod
 from xdream import generators, optimizers, scorers
 from xdream.config import Config
+from xdream.encode import load_codes
 from xdream.errors import XDreamError
 from xdream.generators.base import Generator
 from xdream.optimizers.base import Optimizer
@@ -36,6 +37,7 @@ from xdream.records import (
     GenerationRecord,
     H5Record,
     RunFolder,
+    atomic_write,
     load_checkpoint,
     reconcile,
     save_checkpoint,
@@ -44,8 +46,10 @@ from xdream.records import (
 )
 from xdream.references import ReferenceImages
 from xdream.scorers.base import Scorer
+from xdream.types import Codes
 
 CHECKPOINT_VERSION = 1
+INIT_CODES_FILE = "init_codes.npy"
 
 
 def derived_seed(seed: int, stream: int) -> int:
@@ -136,6 +140,8 @@ class Experiment:
         self.save_images = save_images
         self.batch_size = batch_size
         self.config = config
+        self.init_codes: Codes | None = None
+        """Initial codes given to the optimiser, copied into the folder (``init_codes.npy``)."""
         # progress, restored from the checkpoint on resume
         self.generation = 0
         self.presentations = 0
@@ -156,14 +162,22 @@ class Experiment:
         generator = generators.make(config.generator["name"], **gen_params)
         scorer = build_scorer(config, noise_seed=derived_seed(exp.seed, 2))
         opt_params = {k: v for k, v in config.optimizer.items() if k != "name"}
+        init_codes = None
+        if exp.init_codes is not None:  # the run folder's copy first: resume needs no source
+            saved = Path(out) / INIT_CODES_FILE
+            init_codes = np.load(saved) if saved.exists() else load_codes(exp.init_codes, generator)
         optimizer = optimizers.make(
-            config.optimizer["name"], dim=generator.code_dim, seed=exp.seed, **opt_params
+            config.optimizer["name"],
+            dim=generator.code_dim,
+            seed=exp.seed,
+            init_codes=init_codes,
+            **opt_params,
         )
         kind, budget = config.budget()
         ref_seed = (
             exp.reference_seed if exp.reference_seed is not None else derived_seed(exp.seed, 1)
         )
-        return cls(
+        experiment = cls(
             generator,
             scorer,
             optimizer,
@@ -177,6 +191,8 @@ class Experiment:
             batch_size=exp.batch_size,
             config=config,
         )
+        experiment.init_codes = init_codes
+        return experiment
 
     @classmethod
     def resume(cls, out: str | Path) -> Experiment:
@@ -310,6 +326,9 @@ class Experiment:
     def _initialise_record(self) -> None:
         if self.config is not None:
             config_mod.dump_yaml(self.config, self.folder.config)
+        if self.init_codes is not None:
+            with atomic_write(self.folder.path / INIT_CODES_FILE) as fh:
+                np.save(fh, self.init_codes)
         H5Record(self.folder.record).initialise(
             self.generator.code_dim, self._config_dict(), xdream.__version__
         )

@@ -59,6 +59,8 @@ class FDGD(Optimizer):
     the non-antithetic scheme) is left out of the average; if no pair is valid the centre stays
     and fresh perturbations are drawn.
 
+    The centre starts at zeros, or at the mean of ``init_codes`` (the code itself for one).
+
     >>> import numpy as np
     >>> from xdream.optimizers import make
     >>> opt = make("fdgd", dim=8, seed=0, n_samples=10)
@@ -86,7 +88,7 @@ class FDGD(Optimizer):
         elif len(self._init_codes) == 0:
             raise XDreamError("init_codes is empty; pass at least one code or None for zeros")
         else:
-            self._mean = self._init_codes[0].astype(np.float64)
+            self._mean = self._init_codes.astype(np.float64).mean(axis=0)  # their mean
         self._sample(step=0)
 
     @property

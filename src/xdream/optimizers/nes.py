@@ -63,6 +63,8 @@ class NES(Optimizer):
     No response (NaN): a pair with a NaN member is left out of both means; if no pair is valid the
     centre and radius stay and fresh samples are drawn.
 
+    The centre starts at zeros, or at the mean of ``init_codes`` (the code itself for one).
+
     >>> import numpy as np
     >>> from xdream.optimizers import make
     >>> opt = make("nes", dim=8, seed=0, n_samples=10)
@@ -90,7 +92,7 @@ class NES(Optimizer):
         elif len(self._init_codes) == 0:
             raise XDreamError("init_codes is empty; pass at least one code or None for zeros")
         else:
-            self._mean = self._init_codes[0].astype(np.float64)
+            self._mean = self._init_codes.astype(np.float64).mean(axis=0)  # their mean
         self._radius = float(self._params.search_radius)
         self._sample(step=0)
 

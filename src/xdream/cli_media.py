@@ -1,0 +1,161 @@
+"""Sub-commands ``xdream encode``, ``xdream report`` and ``xdream render``.
+
+Registered through :data:`xdream.cli.COMMAND_MODULES`; heavy imports happen in the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import time
+from pathlib import Path
+from typing import Any
+
+from xdream.errors import XDreamError
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. size=256), got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
+def cmd_encode(args: argparse.Namespace, console: Any) -> int:
+    """Fit codes of ``--generator`` to the images and save codes, reconstructions, errors."""
+    import torch
+
+    from xdream import encode, generators
+
+    generator = generators.make(args.generator, **dict(args.param or []))
+    names = [encode.image_name(s) for s in args.images]
+    if len(set(names)) != len(names):
+        raise XDreamError(f"images must have distinct file names, got {names}")
+    images = torch.cat([encode.load_image(s, generator.output_size) for s in args.images])
+    features = None
+    if args.feature_layer is not None:
+        features = encode.LayerFeatures(args.feature_network, args.feature_layer)
+    elif args.feature_weight is not None:
+        raise XDreamError("--feature-weight needs --feature-layer (the layer of the feature loss)")
+    console.print(
+        f"encoding {len(names)} image(s) into {generator.name} codes ({generator.code_dim} "
+        f"entries, {args.steps} steps)"
+        + (
+            f" with a feature loss on {args.feature_network} {args.feature_layer}"
+            if features
+            else ""
+        ),
+        highlight=False,
+    )
+    result = encode.encode(
+        generator,
+        images,
+        steps=args.steps,
+        lr=args.lr,
+        features=features,
+        feature_weight=1.0 if args.feature_weight is None else args.feature_weight,
+    )
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("xdream-codes") / f"{stamp}-{generator.name}"
+    encode.save(out, result, names, generator)
+    for name, rmse, psnr in zip(names, result.rmse, result.psnr):
+        console.print(f"{name}: pixel RMSE {rmse:.4f} (PSNR {psnr:.1f} dB)", highlight=False)
+    console.print(
+        f"codes: {out / encode.CODES_FILE}; start an experiment from them with "
+        f'init_codes = "{out}" in [experiment]',
+        highlight=False,
+        markup=False,
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, console: Any) -> int:
+    """Write the HTML report; with ``--watch``, rewrite it until the run has finished."""
+    from xdream import report
+
+    options = {"max_tiles": args.max_tiles, "refresh": args.refresh}
+    if args.no_run_reports:
+        options["run_reports"] = False
+    while True:
+        running = args.watch and report.is_running(args.dir)  # before writing: no stale page
+        try:
+            page = report.write_report(args.dir, **options)
+        except (OSError, KeyError) as err:
+            if not args.watch:
+                raise XDreamError(f"cannot read the records in {args.dir!r}: {err}") from None
+            running = True  # caught the record mid-write: try again next time
+        else:
+            console.print(f"report: {page}", highlight=False)
+        if not running:
+            return 0
+        time.sleep(args.watch)
+
+
+def cmd_render(args: argparse.Namespace, console: Any) -> int:
+    """Regenerate recorded images from their codes."""
+    from xdream.render import render
+
+    for path in render(args.dir, args.ids, out=args.out, size=args.size):
+        console.print(str(path), highlight=False)
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``encode``, ``report`` and ``render`` with the ``xdream`` parser."""
+    p = sub.add_parser(
+        "encode", help="fit generator codes to images (initial codes for an experiment)"
+    )
+    p.add_argument("images", nargs="+", help="image files, or skimage:NAME for a bundled photo")
+    p.add_argument("--generator", default="fourier", help="registered generator (default fourier)")
+    p.add_argument(
+        "--param",
+        action="append",
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="a generator parameter, as in the experiment's [generator] (repeatable)",
+    )
+    p.add_argument("--out", help="output folder (default: xdream-codes/<time>-<generator>)")
+    p.add_argument("--steps", type=int, default=300, help="gradient steps (default 300)")
+    p.add_argument("--lr", type=float, default=0.1, help="Adam learning rate (default 0.1)")
+    p.add_argument(
+        "--feature-network",
+        default="efficientnet-lite0",
+        help="network of the feature loss (default efficientnet-lite0)",
+    )
+    p.add_argument(
+        "--feature-layer", help="add a feature loss on this layer (default: pixels only)"
+    )
+    p.add_argument("--feature-weight", type=float, help="weight of the feature loss (default 1)")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("report", help="write an HTML report of an experiment or a folder of them")
+    p.add_argument("dir", help="an experiment folder, or a folder holding experiment folders")
+    p.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=10.0,
+        metavar="SECONDS",
+        help="rewrite the report every SECONDS (default 10) until the run has finished",
+    )
+    p.add_argument("--refresh", type=int, default=10, help="page reload interval while running (s)")
+    p.add_argument(
+        "--max-tiles", type=int, default=40, help="generations in the montage (default 40)"
+    )
+    p.add_argument(
+        "--no-run-reports",
+        action="store_true",
+        help="for a folder of experiments: do not (re)write each experiment's own report",
+    )
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("render", help="regenerate recorded images from their codes")
+    p.add_argument("dir", help="the experiment folder")
+    p.add_argument(
+        "--ids", nargs="+", required=True, help="image ids (gen003_000005), 'best', or ref_... ids"
+    )
+    p.add_argument("--size", type=int, help="output size in pixels (generators with a size)")
+    p.add_argument("--out", help="output folder (default: DIR/renders)")
+    p.set_defaults(func=cmd_render)

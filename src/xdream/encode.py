@@ -1,0 +1,333 @@
+"""Images to codes: invert a differentiable generator by gradient descent (``xdream encode``).
+
+XDream seeded the first generation with codes of chosen images (Xiao & Kreiman 2020). For a
+generator ``G`` and a target image ``x`` the code is fitted as ::
+
+    z* = argmin_z  mean (G(z) - x)**2  +  w * mean (phi(G(z)) - phi(x))**2 / mean phi(x)**2
+
+with Adam from the zero code, where ``phi`` is an optional layer of a network (the feature
+loss, normalised by the target's mean squared activation so ``w`` is scale-free). The error
+reported is the pixel RMSE of the reconstruction in [0, 1] units and its PSNR.
+
+An encoded folder holds ``codes.h5`` (``codes`` (n, d) float32, ``names``, ``rmse``, ``psnr``,
+attribute ``generator`` = the generator's name and parameters as JSON), the resized targets
+and the reconstructions as PNGs, and ``encode.json`` with the errors. Experiments start from it
+with ``init_codes = "FOLDER"`` in ``[experiment]`` (:func:`load_codes`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from xdream.errors import MissingFileError, XDreamError
+from xdream.generators.base import Generator
+from xdream.types import Codes, Images
+
+CODES_FILE = "codes.h5"
+
+
+def generator_spec(generator: Generator) -> dict[str, Any]:
+    """The generator's registered name and parameters (enough to rebuild it)."""
+    return {"name": generator.name, **dataclasses.asdict(generator.params)}
+
+
+# --------------------------------------------------------------------------- images
+def load_image(source: str, size: tuple[int, int]) -> Images:
+    """An image file, or ``skimage:NAME`` (a bundled scikit-image photo), as ``(1, 3, H, W)``.
+
+    The image is centre-cropped to the aspect ratio of ``size`` and resized to it.
+    """
+    from xdream.references import photo
+
+    if source.startswith("skimage:"):
+        name = source.removeprefix("skimage:")
+        try:
+            img = photo(name)
+        except AttributeError:
+            raise XDreamError(
+                f"scikit-image has no photo {name!r}; try skimage:chelsea, skimage:astronaut, "
+                "skimage:coffee or skimage:rocket"
+            ) from None
+    else:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(source) as im:
+                arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        except FileNotFoundError:
+            raise MissingFileError(f"image {source!r} not found") from None
+        except (UnidentifiedImageError, OSError) as err:
+            raise XDreamError(f"cannot read image {source!r} ({err}); give a PNG or JPEG") from None
+        img = torch.from_numpy(arr).permute(2, 0, 1)
+    _, h, w = img.shape
+    target_ratio = size[1] / size[0]
+    if w / h > target_ratio:  # too wide: crop the sides
+        new_w = max(1, round(h * target_ratio))
+        img = img[:, :, (w - new_w) // 2 : (w - new_w) // 2 + new_w]
+    else:
+        new_h = max(1, round(w / target_ratio))
+        img = img[:, (h - new_h) // 2 : (h - new_h) // 2 + new_h, :]
+    out = torch.nn.functional.interpolate(
+        img[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False
+    )
+    return out.clamp(0.0, 1.0)
+
+
+def image_name(source: str) -> str:
+    """A file-name-safe name for an image source (``skimage:chelsea`` -> ``chelsea``)."""
+    stem = source.removeprefix("skimage:") if source.startswith("skimage:") else Path(source).stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) or "image"
+
+
+# --------------------------------------------------------------------------- feature loss
+class LayerFeatures(nn.Module):
+    """The output of one layer of a network, differentiable (for the feature loss)."""
+
+    def __init__(self, network: str, layer: str, weights: str | None = None) -> None:
+        super().__init__()
+        from xdream import networks
+        from xdream.errors import did_you_mean
+
+        net = networks.make(network, weights=weights)
+        self.module = net.module.eval().requires_grad_(False)
+        self.preprocess = net.preprocess
+        modules = dict(self.module.named_modules())
+        if layer not in modules or not layer:
+            raise XDreamError(
+                f"network {network!r} has no layer {layer!r}.{did_you_mean(layer, modules)} "
+                f"List the layers with `xdream layers {network}`."
+            )
+        self.layer = modules[layer]
+
+    def forward(self, images: Images) -> torch.Tensor:
+        """Activations ``(n, ...)`` of the layer for images in [0, 1] (the forward stops there)."""
+
+        def hook(_mod: nn.Module, _inp: Any, out: Any) -> None:
+            raise _Reached(out)
+
+        handle = self.layer.register_forward_hook(hook)
+        try:
+            self.module(self.preprocess(images))
+        except _Reached as reached:
+            return reached.output
+        finally:
+            handle.remove()
+        raise XDreamError("the feature layer was not called in the network's forward pass")
+
+
+class _Reached(BaseException):
+    """Ends a forward pass at the feature layer (a BaseException: no ``except Exception``)."""
+
+    def __init__(self, output: torch.Tensor) -> None:
+        super().__init__()
+        self.output = output
+
+
+# --------------------------------------------------------------------------- fitting
+@dataclass
+class Encoded:
+    """Codes fitted to images, their reconstructions and the reconstruction error."""
+
+    codes: Codes  # (n, d) float32
+    reconstructions: Images  # (n, 3, H, W) in [0, 1]
+    targets: Images  # (n, 3, H, W), the images resized to the generator's output
+    rmse: npt.NDArray[np.float64]  # (n,) pixel RMSE in [0, 1] units
+    psnr: npt.NDArray[np.float64]  # (n,) dB, 20 log10(1 / rmse)
+    losses: npt.NDArray[np.float64]  # (steps,) total loss per step (mean over images)
+
+
+def encode(
+    generator: Generator,
+    images: Images,
+    *,
+    steps: int = 300,
+    lr: float = 0.1,
+    features: nn.Module | None = None,
+    feature_weight: float = 1.0,
+) -> Encoded:
+    """Fit one code per image by Adam on the pixel loss (+ ``feature_weight`` x feature loss).
+
+    ``images`` are ``(n, 3, H, W)`` in [0, 1], resized to the generator's output size.
+    ``features`` maps images to activations (e.g. :class:`LayerFeatures`).
+
+    >>> from xdream.generators import make
+    >>> gen = make("pixels", size=16, code_size=4)
+    >>> out = encode(gen, torch.full((1, 3, 16, 16), 0.8), steps=200, lr=0.1)
+    >>> bool(out.rmse[0] < 0.01)
+    True
+    """
+    if not generator.differentiable:
+        raise XDreamError(
+            f"generator {generator.name!r} is not differentiable, so codes cannot be fitted by "
+            "gradient descent; choose a differentiable generator (see `xdream list`)"
+        )
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        raise XDreamError(
+            f"images must be a (n, 3, H, W) tensor, got {getattr(images, 'shape', images)}"
+        )
+    if not isinstance(steps, int) or steps < 1:
+        raise XDreamError(f"steps must be a positive integer, got {steps!r}")
+    if not lr > 0:
+        raise XDreamError(f"the learning rate must be positive, got {lr!r}")
+    device = generator.device
+    h, w = generator.output_size
+    targets = images.float().to(device)
+    if targets.shape[-2:] != (h, w):
+        targets = torch.nn.functional.interpolate(
+            targets, size=(h, w), mode="bilinear", antialias=True, align_corners=False
+        )
+    if features is not None:
+        features = features.to(device)
+    codes = torch.zeros(len(targets), generator.code_dim, device=device, requires_grad=True)
+    losses = np.zeros(steps)
+    trainable = [p for p in generator.parameters() if p.requires_grad]
+    for p in trainable:  # gradients for the codes only; restored below
+        p.requires_grad_(False)
+    try:
+        with torch.enable_grad():
+            _fit(generator, codes, targets, steps, lr, features, feature_weight, losses)
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+    with torch.no_grad():
+        recon = generator(codes).clamp(0, 1)
+        rmse = (recon - targets).pow(2).mean(dim=(1, 2, 3)).sqrt().double().cpu().numpy()
+    psnr = np.array([20 * math.log10(1 / max(r, 1e-12)) for r in rmse])
+    return Encoded(
+        codes=codes.detach().cpu().numpy().astype(np.float32),
+        reconstructions=recon.cpu(),
+        targets=targets.cpu(),
+        rmse=rmse,
+        psnr=psnr,
+        losses=losses,
+    )
+
+
+def _fit(
+    generator: Generator,
+    codes: torch.Tensor,
+    targets: Images,
+    steps: int,
+    lr: float,
+    features: nn.Module | None,
+    feature_weight: float,
+    losses: npt.NDArray[np.float64],
+) -> None:
+    """Adam on ``codes`` in place; the loss of each step goes into ``losses``."""
+    target_features = feature_scale = None
+    if features is not None:
+        with torch.no_grad():
+            target_features = features(targets).detach()
+        # normalised so the weight does not depend on the layer's activation scale
+        feature_scale = target_features.pow(2).mean().clamp_min(1e-12)
+    optimiser = torch.optim.Adam([codes], lr=lr)
+    for step in range(steps):
+        optimiser.zero_grad(set_to_none=True)
+        recon = generator(codes)
+        loss = (recon - targets).pow(2).mean()
+        if features is not None and target_features is not None and feature_scale is not None:
+            diff = features(recon) - target_features
+            loss = loss + feature_weight * diff.pow(2).mean() / feature_scale
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimiser.step()
+        losses[step] = loss.item()
+
+
+# --------------------------------------------------------------------------- folders
+def save(folder: str | Path, result: Encoded, names: Sequence[str], generator: Generator) -> Path:
+    """Write an encoded folder (see the module docstring); returns its path."""
+    from xdream.records import save_png, write_json
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise XDreamError(f"cannot create output folder {str(folder)!r}: {err.strerror}") from None
+    spec = generator_spec(generator)
+    tmp = folder / f".{CODES_FILE}.tmp"
+    with h5py.File(tmp, "w") as f:  # h5py reads back while writing: a real file, then rename
+        f["codes"] = result.codes
+        f.create_dataset("names", data=list(names), dtype=h5py.string_dtype("utf-8"))
+        f["rmse"] = result.rmse
+        f["psnr"] = result.psnr
+        f.attrs["generator"] = json.dumps(spec)
+    os.replace(tmp, folder / CODES_FILE)
+    for i, name in enumerate(names):
+        save_png(result.targets[i], folder / f"{name}_target.png")
+        save_png(result.reconstructions[i], folder / f"{name}_reconstruction.png")
+    write_json(
+        folder / "encode.json",
+        {
+            "generator": spec,
+            "images": [
+                {"name": n, "rmse": float(r), "psnr_db": float(p)}
+                for n, r, p in zip(names, result.rmse, result.psnr)
+            ],
+            "final_loss": float(result.losses[-1]),
+        },
+    )
+    return folder
+
+
+def load_codes(path: str | Path, generator: Generator | None = None) -> Codes:
+    """Initial codes from an encoded folder, a ``codes.h5`` file, or ``.npy`` files.
+
+    ``path`` is a folder holding ``codes.h5`` (written by ``xdream encode``) or one or more
+    ``*.npy`` files (each a code ``(d,)`` or codes ``(n, d)``, read in name order, as XDream's
+    ``initcodedir``), or one such file. With ``generator``, the codes' dimension must match its
+    ``code_dim``, and codes encoded for another generator are refused.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(
+            f"initial codes {str(path)!r} not found; give a folder written by `xdream encode` "
+            "or a folder of .npy codes"
+        )
+    h5 = path / CODES_FILE if path.is_dir() else path
+    spec: dict[str, Any] | None = None
+    if h5.suffix == ".h5" and h5.exists():
+        with h5py.File(h5, "r", locking=False) as f:
+            if "codes" not in f:
+                raise XDreamError(f"{str(h5)!r} has no 'codes' dataset")
+            codes = np.asarray(f["codes"][:], dtype=np.float32)
+            spec = json.loads(f.attrs["generator"]) if "generator" in f.attrs else None
+    else:
+        files = sorted(path.glob("*.npy")) if path.is_dir() else [path]
+        if not files or any(p.suffix != ".npy" for p in files):
+            raise XDreamError(
+                f"{str(path)!r} holds no codes: expected {CODES_FILE} (from `xdream encode`) "
+                "or .npy files"
+            )
+        codes = np.concatenate([np.atleast_2d(np.load(p)).astype(np.float32) for p in files])
+    if codes.ndim != 2 or len(codes) == 0:
+        raise XDreamError(
+            f"initial codes in {str(path)!r} must be (n, d) with n >= 1, got {codes.shape}"
+        )
+    if generator is not None:
+        if spec is not None and spec.get("name") != generator.name:
+            raise XDreamError(
+                f"the codes in {str(path)!r} were encoded for generator {spec.get('name')!r}, "
+                f"but this experiment uses {generator.name!r}; encode the images again with "
+                f"`xdream encode ... --generator {generator.name}`"
+            )
+        if codes.shape[1] != generator.code_dim:
+            raise XDreamError(
+                f"the codes in {str(path)!r} have {codes.shape[1]} entries but generator "
+                f"{generator.name!r} takes {generator.code_dim}; encode the images with the "
+                "experiment's generator and parameters"
+            )
+    return codes

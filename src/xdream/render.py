@@ -1,0 +1,89 @@
+"""Regenerate recorded images from their codes (``xdream render``).
+
+Every evolved image is stored as its code in ``record.h5``; rendering the code with the run's
+generator (rebuilt from ``config.yaml``) gives the image back at the generator's full output
+resolution, or larger where the generator has a ``size`` parameter (the code is unchanged).
+Reference crops are regenerated from their ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from xdream import records
+from xdream.errors import XDreamError
+from xdream.report import load_generator
+
+
+def render(
+    run: str | Path, ids: list[str], *, out: str | Path | None = None, size: int | None = None
+) -> list[Path]:
+    """Render images ``ids`` of experiment ``run`` as PNGs in ``out`` (default ``run/renders``).
+
+    An id is an image id from the record (``gen012_000003``), ``best`` (the best image of the
+    run), or a reference id (``ref_chelsea_10_20_200``). Returns the written files.
+    """
+    from xdream import generators
+    from xdream.references import from_id
+
+    run = Path(run)
+    rec = records.read(run)
+    if not ids:
+        raise XDreamError("give at least one image id (see record.h5 'image_ids'), or 'best'")
+    generator = load_generator(run, rec)
+    if size is not None:
+        if "size" not in {f.name for f in dataclasses.fields(generator.params)}:
+            raise XDreamError(
+                f"generator {generator.name!r} has no 'size' parameter; render without --size"
+            )
+        params = {**dataclasses.asdict(generator.params), "size": size}
+        resized = generators.make(generator.name, **params)
+        if resized.code_dim != generator.code_dim:
+            raise XDreamError(
+                f"generator {generator.name!r} at size {size} takes codes of dimension "
+                f"{resized.code_dim}, not the run's {generator.code_dim}; choose another size"
+            )
+        generator = resized
+    row_of = {image_id: i for i, image_id in enumerate(rec.image_ids)}
+    wanted: list[tuple[str, int | None]] = []
+    for image_id in ids:
+        if image_id == "best":
+            if not np.isfinite(rec.scores).any():
+                raise XDreamError(f"{str(run)!r} has no scored image yet, so no best image")
+            i = int(np.nanargmax(rec.scores))
+            wanted.append((rec.image_ids[i], i))
+        elif image_id.startswith("ref_"):
+            wanted.append((image_id, None))
+        elif image_id in row_of:
+            wanted.append((image_id, row_of[image_id]))
+        else:
+            from xdream.errors import did_you_mean
+
+            raise XDreamError(
+                f"no image {image_id!r} in {str(run)!r}.{did_you_mean(image_id, row_of)} Ids "
+                f"look like {rec.image_ids[0] if rec.image_ids else 'gen000_000000'}, 'best', or "
+                "a reference id ref_PHOTO_TOP_LEFT_SIDE"
+            )
+    folder = Path(out) if out is not None else run / "renders"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise XDreamError(f"cannot create output folder {str(folder)!r}: {err.strerror}") from None
+    written = []
+    for image_id, row in wanted:
+        if row is None:
+            try:
+                image = from_id(image_id, generator.output_size[0])[0]
+            except (ValueError, AttributeError):
+                raise XDreamError(
+                    f"{image_id!r} is not a valid reference id (ref_PHOTO_TOP_LEFT_SIDE)"
+                ) from None
+        else:
+            image = generator.generate(rec.codes[row : row + 1])[0]
+        path = folder / f"{image_id}.png"
+        records.save_png(image, path)
+        written.append(path)
+    return written

@@ -1,0 +1,625 @@
+"""Reports people look at: one HTML page per experiment, one per folder of experiments.
+
+``write_report(DIR)`` writes ``DIR/report.html``, a single self-contained file (figures embedded
+as PNG data), and the same figures as PNG files in ``DIR/report/`` for slides:
+
+* ``scores.png``: best and mean score per generation, the reference images' range per
+  generation as a band;
+* ``best_per_generation.png``: the best image of each generation (at most ``max_tiles``,
+  evenly spaced, first and last included);
+* ``last_population.png``: the last generation rendered from its recorded codes, best first;
+* ``references.png``: the best-scoring reference crops, regenerated from their ids;
+
+plus the configuration and the timings. For a folder holding many experiments (any depth) the
+page has, per unit, a table per optimiser (and generator) over seeds and a table of every run
+with its best image, both sortable by clicking a column; each run also gets its own report.
+
+While ``summary.json`` says ``"running"`` the page reloads itself every ``refresh`` seconds;
+``xdream report DIR --watch`` rewrites it until the run ends.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from xdream import records
+from xdream.errors import XDreamError
+from xdream.generators.base import Generator
+
+REPORT_FILE = "report.html"
+FIGURES_DIR = "report"
+TILE = 96
+
+PILImage = Image.Image
+
+
+# --------------------------------------------------------------------------- generator
+def load_generator(run: str | Path, record: records.Record | None = None) -> Generator:
+    """The generator that rendered a run's codes, rebuilt from its ``config.yaml``.
+
+    Runs built in Python (no ``config.yaml``) fall back to the generator named in the record
+    with default parameters, refused if its code dimension differs from the recorded codes.
+    """
+    from xdream import config as config_mod
+    from xdream import generators
+
+    folder = records.RunFolder(run)
+    if folder.config.exists():
+        spec = dict(config_mod.load(folder.config).generator)
+    else:
+        record = record or records.read(run)
+        name = record.config.get("generator")
+        spec = dict(name) if isinstance(name, dict) else {"name": name}
+        if not isinstance(spec.get("name"), str):
+            raise XDreamError(f"{str(folder.path)!r} records no generator name")
+    name = spec.pop("name")
+    gen = generators.make(name, **spec)
+    if folder.record.exists():
+        with h5py.File(folder.record, "r", locking=False) as f:
+            code_dim = int(f.attrs["code_dim"])
+        if code_dim != gen.code_dim:
+            raise XDreamError(
+                f"{str(folder.path)!r} holds codes of dimension {code_dim}, but generator "
+                f"{name!r} with these parameters takes {gen.code_dim}; the run was built in "
+                "Python with other generator parameters (no config.yaml to rebuild it)"
+            )
+    return gen
+
+
+# --------------------------------------------------------------------------- images
+def to_pil(image: torch.Tensor) -> PILImage:
+    """A (3, H, W) image in [0, 1] as an 8-bit PIL image."""
+    arr = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5
+    return Image.fromarray(arr.astype(np.uint8))
+
+
+def png_bytes(image: PILImage) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def montage(tiles: Sequence[tuple[PILImage, str]], tile: int = TILE, cols: int = 10) -> PILImage:
+    """A grid of square thumbnails, each with a one-line caption under it."""
+    cols = max(1, min(cols, len(tiles)))
+    rows = max(1, math.ceil(len(tiles) / cols))
+    caption_h, pad = 14, 4
+    grid = Image.new(
+        "RGB", (cols * (tile + pad) + pad, rows * (tile + caption_h + pad) + pad), "white"
+    )
+    draw = ImageDraw.Draw(grid)
+    for i, (img, caption) in enumerate(tiles):
+        r, c = divmod(i, cols)
+        x, y = pad + c * (tile + pad), pad + r * (tile + caption_h + pad)
+        grid.paste(img.convert("RGB").resize((tile, tile), Image.Resampling.LANCZOS), (x, y))
+        draw.text((x + 1, y + tile + 1), caption[: tile // 6], fill=(30, 30, 30))
+    return grid
+
+
+# --------------------------------------------------------------------------- one experiment
+@dataclass
+class Figure:
+    """A figure of the report: its file name, title, PNG bytes and a caption."""
+
+    name: str
+    title: str
+    png: bytes | None
+    caption: str
+
+
+def _write(path: Path, data: bytes | str) -> None:
+    """Atomically write a report file, readable by others (for a web server or a share)."""
+    mode = "w" if isinstance(data, str) else "wb"
+    with records.atomic_write(path, mode) as fh:
+        fh.write(data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def _complete(rec: records.Record) -> records.Record:
+    """Drop rows of a generation still being written (the record grows while a run runs)."""
+    g = len(rec.best_per_generation)
+    keep = rec.generation < g
+    rkeep = rec.ref_generation < g
+    rec.codes, rec.scores, rec.generation = rec.codes[keep], rec.scores[keep], rec.generation[keep]
+    rec.image_ids = [s for s, k in zip(rec.image_ids, keep) if k]
+    rec.ref_ids = [s for s, k in zip(rec.ref_ids, rkeep) if k]
+    rec.ref_scores, rec.ref_generation = rec.ref_scores[rkeep], rec.ref_generation[rkeep]
+    n = len(rec.best_per_generation)
+    rec.mean_per_generation = rec.mean_per_generation[:n]
+    rec.seconds = rec.seconds[:n]
+    return rec
+
+
+def score_figure(rec: records.Record, title: str) -> bytes:
+    """Best and mean score per generation with the reference range as a band (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    gens = np.arange(len(rec.best_per_generation))
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
+    if len(rec.ref_scores):
+        lo = np.full(len(gens), np.nan)
+        hi = np.full(len(gens), np.nan)
+        for g in gens:
+            s = rec.ref_scores[(rec.ref_generation == g) & np.isfinite(rec.ref_scores)]
+            if s.size:
+                lo[g], hi[g] = s.min(), s.max()
+        ax.fill_between(
+            gens, lo, hi, color="tab:green", alpha=0.2, label="reference images (range)"
+        )
+        ax.axhline(
+            np.nanmax(rec.ref_scores), color="tab:green", ls="--", lw=1, label="best reference"
+        )
+    ax.plot(gens, rec.best_per_generation, color="tab:red", marker=".", label="best")
+    ax.plot(gens, rec.mean_per_generation, color="tab:blue", label="mean")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("generation")
+    ax.set_ylabel("score")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _shown_generations(n: int, max_tiles: int) -> list[int]:
+    if n <= max_tiles:
+        return list(range(n))
+    return sorted({int(np.rint(x)) for x in np.linspace(0, n - 1, max_tiles)})
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def describe_target(target: Any) -> str:
+    """``efficientnet-lite0 blocks.10 channel 5`` for a CNN unit; JSON for other scorers."""
+    if isinstance(target, dict) and "network" in target and "layer" in target:
+        text = f"{target['network']} {target['layer']} channel {target.get('channel')}"
+        if target.get("x") is not None:
+            text += f" (x {target['x']}, y {target.get('y')})"
+        return text
+    return json.dumps(target, sort_keys=True)
+
+
+def experiment_figures(
+    run: Path, rec: records.Record, max_tiles: int
+) -> tuple[list[Figure], list[str]]:
+    """The figures of one experiment's report and notes on anything left out."""
+    notes: list[str] = []
+    try:
+        generator: Generator | None = load_generator(run, rec)
+    except XDreamError as err:
+        generator = None
+        notes.append(f"images not rendered from codes: {err}")
+    n_gen = len(rec.best_per_generation)
+    title = describe_target(rec.summary.get("target", rec.config.get("target")))
+    figures = [
+        Figure(
+            "scores.png",
+            "Score per generation",
+            score_figure(rec, title),
+            "Best (red) and mean (blue) score of the evolved images per generation; the green "
+            "band spans the scores of that generation's natural reference images.",
+        )
+    ]
+
+    # best image of each generation: the saved PNG, else rendered from the best code
+    tiles: list[tuple[PILImage, str]] = []
+    for g in _shown_generations(n_gen, max_tiles):
+        rows = np.flatnonzero(rec.generation == g)
+        valid = rows[np.isfinite(rec.scores[rows])]
+        if valid.size == 0:
+            continue
+        best = int(valid[np.argmax(rec.scores[valid])])
+        saved = run / "images" / f"gen{g:03d}_best.png"
+        if saved.exists():
+            with Image.open(saved) as im:
+                img = im.convert("RGB")
+        elif generator is not None:
+            img = to_pil(generator.generate(rec.codes[best : best + 1])[0])
+        else:
+            continue
+        tiles.append((img, f"{g}: {_fmt(float(rec.scores[best]), 3)}"))
+    figures.append(
+        Figure(
+            "best_per_generation.png",
+            "Best image of each generation",
+            png_bytes(montage(tiles)) if tiles else None,
+            "Generation: score."
+            + (
+                f" {len(tiles)} of {n_gen} generations, evenly spaced." if n_gen > max_tiles else ""
+            ),
+        )
+    )
+
+    # the last population, rendered from the recorded codes
+    last_png = None
+    if n_gen and generator is not None:
+        rows = np.flatnonzero(rec.generation == n_gen - 1)
+        order = rows[np.argsort(-np.nan_to_num(rec.scores[rows], nan=-np.inf), kind="stable")]
+        images = generator.generate(rec.codes[order])
+        last_png = png_bytes(
+            montage([(to_pil(im), _fmt(float(rec.scores[i]), 3)) for im, i in zip(images, order)])
+        )
+    figures.append(
+        Figure(
+            "last_population.png",
+            f"Last population (generation {max(n_gen - 1, 0)})",
+            last_png,
+            "Every image of the last generation, rendered from its code, best first, with its "
+            "score.",
+        )
+    )
+
+    # the best reference crops, regenerated from their ids
+    from xdream.references import from_id
+
+    best_ref: dict[str, float] = {}
+    for rid, s in zip(rec.ref_ids, rec.ref_scores):
+        if np.isfinite(s) and s > best_ref.get(rid, -np.inf):
+            best_ref[rid] = float(s)
+    top = sorted(best_ref.items(), key=lambda kv: -kv[1])[:10]
+    size = generator.output_size[0] if generator is not None else 128
+    ref_tiles = []
+    for rid, s in top:
+        try:
+            ref_tiles.append((to_pil(from_id(rid, size)[0]), _fmt(s, 3)))
+        except (ValueError, AttributeError) as err:
+            notes.append(f"reference {rid!r} not regenerated: {err}")
+    figures.append(
+        Figure(
+            "references.png",
+            "Top reference images",
+            png_bytes(montage(ref_tiles)) if ref_tiles else None,
+            "The natural reference crops with the highest scores, regenerated from their ids.",
+        )
+    )
+    return figures, notes
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: middle; }
+th { background: #f2f2f2; }
+table.sortable th { cursor: pointer; user-select: none; }
+table.sortable th::after { content: " \\2195"; color: #999; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img.fig { max-width: 100%; border: 1px solid #ddd; }
+img.thumb { width: 64px; height: 64px; image-rendering: auto; }
+pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+.banner { background: #fff4d6; border: 1px solid #e0c060; padding: 0.5em 0.8em; }
+.note { color: #a33; }
+"""
+
+_SORT_SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, col) {
+    th.addEventListener("click", function () {
+      var body = table.tBodies[0];
+      var rows = Array.from(body.rows);
+      var asc = th.dataset.order !== "asc";
+      rows.sort(function (a, b) {
+        var x = a.cells[col].dataset.value, y = b.cells[col].dataset.value;
+        if (x === undefined) { x = a.cells[col].textContent; y = b.cells[col].textContent; }
+        var nx = parseFloat(x), ny = parseFloat(y);
+        var r = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
+        return asc ? r : -r;
+      });
+      th.dataset.order = asc ? "asc" : "desc";
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+"""
+
+
+def _page(title: str, body: str, running: bool, refresh: int) -> str:
+    head = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        f'<meta http-equiv="refresh" content="{refresh}">' if running else "",
+        f"<style>{_STYLE}</style></head><body>",
+    ]
+    banner = (
+        f'<p class="banner">Run in progress: this page reloads every {refresh} s. Keep '
+        "<code>xdream report DIR --watch</code> running to rewrite it each generation.</p>"
+        if running
+        else ""
+    )
+    stamp = _dt.datetime.now().isoformat(timespec="seconds")
+    foot = f"<p><small>Written by xdream report at {stamp}.</small></p>"
+    return "\n".join(
+        [*head, banner, body, foot, f"<script>{_SORT_SCRIPT}</script>", "</body></html>"]
+    )
+
+
+def _table(rows: Sequence[tuple[str, str]]) -> str:
+    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
+    return f"<table>{cells}</table>"
+
+
+def _timings(rec: records.Record, summary: dict[str, Any]) -> str:
+    cols = list(records.TIMING_COLUMNS)
+    sec = rec.seconds if len(rec.seconds) else np.zeros((0, len(cols)))
+    total = float(sec.sum())
+    rows = "".join(
+        f"<tr><td>{c}</td><td class='num'>{sec[:, i].sum():.2f}</td>"
+        f"<td class='num'>{(sec[:, i].mean() if len(sec) else 0) * 1000:.1f}</td>"
+        f"<td class='num'>{100 * sec[:, i].sum() / total if total else 0:.0f}%</td></tr>"
+        for i, c in enumerate(cols)
+    )
+    wall = summary.get("seconds")
+    n = len(sec)
+    per = f" ({wall / n:.3f} s per generation)" if isinstance(wall, (int, float)) and n else ""
+    return (
+        f"<p>Wall-clock time {_fmt(wall)} s over {n} generations{per}, of which:</p>"
+        "<table><thead><tr><th>step</th><th>total s</th><th>ms per generation</th>"
+        f"<th>share</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def experiment_report(
+    run: str | Path, *, max_tiles: int = 40, refresh: int = 10, write_figures: bool = True
+) -> Path:
+    """Write ``run/report.html`` (and ``run/report/*.png``) for one experiment folder."""
+    run = Path(run)
+    rec = _complete(records.read(run))
+    summary = rec.summary
+    running = summary.get("status", "running") == "running"  # no summary yet: starting
+    figures, notes = experiment_figures(run, rec, max_tiles)
+    if write_figures:
+        (run / FIGURES_DIR).mkdir(exist_ok=True)
+        for fig in figures:
+            if fig.png is not None:
+                _write(run / FIGURES_DIR / fig.name, fig.png)
+
+    best, ref = summary.get("best_score"), summary.get("best_reference_score")
+    ratio = (
+        best / ref
+        if isinstance(best, (int, float)) and isinstance(ref, (int, float)) and ref > 0
+        else None
+    )
+    best_png = run / "best.png"
+    best_img = (
+        f'<img class="fig" alt="best image" src="{data_uri(best_png.read_bytes())}" '
+        'style="width:192px">'
+        if best_png.exists()
+        else "<p>no best image yet</p>"
+    )
+    target = describe_target(summary.get("target", rec.config.get("target")))
+    facts = [
+        ("status", html.escape(str(summary.get("status", "starting")))),
+        ("target", html.escape(target)),
+        ("generator", html.escape(str(summary.get("generator", rec.config.get("generator"))))),
+        ("optimiser", html.escape(str(summary.get("optimizer", rec.config.get("optimizer"))))),
+        ("seed", html.escape(_fmt(summary.get("seed")))),
+        ("generations", _fmt(len(rec.best_per_generation))),
+        ("presentations", _fmt(summary.get("presentations"))),
+        (
+            "best score",
+            f"{_fmt(best)} (generation {_fmt(summary.get('best_generation'))}, "
+            f"image {html.escape(str(summary.get('best_image_id')))})",
+        ),
+        ("first generation's best", _fmt(summary.get("first_generation_best_score"))),
+        ("best reference image", _fmt(ref)),
+        ("best / best reference", _fmt(ratio, 3)),
+    ]
+    parts = [
+        f"<h1>xdream experiment: {html.escape(target)}</h1>",
+        f"<p>Folder <code>{html.escape(str(run.resolve()))}</code></p>",
+        '<div style="display:flex;gap:2em;align-items:flex-start">',
+        _table(facts),
+        f"<figure>{best_img}<figcaption>best image so far</figcaption></figure></div>",
+    ]
+    for fig in figures:
+        parts.append(f"<h2>{html.escape(fig.title)}</h2>")
+        if fig.png is None:
+            parts.append("<p>not available (see the notes below)</p>")
+            continue
+        parts.append(
+            f'<figure><img class="fig" alt="{html.escape(fig.title)}" src="{data_uri(fig.png)}">'
+            f"<figcaption>{html.escape(fig.caption)}</figcaption></figure>"
+        )
+    config_file = run / "config.yaml"
+    config_text = (
+        config_file.read_text()
+        if config_file.exists()
+        else json.dumps(rec.config, indent=2, sort_keys=True)
+    )
+    parts += [
+        "<h2>Timings</h2>",
+        _timings(rec, summary),
+        "<h2>Configuration</h2>",
+        f"<pre>{html.escape(config_text)}</pre>",
+    ]
+    if notes:
+        parts.append("<h2>Notes</h2><ul>")
+        parts += [f'<li class="note">{html.escape(n)}</li>' for n in notes]
+        parts.append("</ul>")
+    out = run / REPORT_FILE
+    _write(out, _page(f"xdream: {target}", "\n".join(parts), running, refresh))
+    return out
+
+
+# --------------------------------------------------------------------------- many experiments
+def find_runs(root: str | Path) -> list[Path]:
+    """Experiment folders (holding ``record.h5``) under ``root``, in name order."""
+    return sorted(p.parent for p in Path(root).rglob("record.h5"))
+
+
+def _thumb(path: Path, size: int = 64) -> str:
+    if not path.exists():
+        return ""
+    with Image.open(path) as im:
+        img = im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
+    return f'<img class="thumb" alt="best image" src="{data_uri(png_bytes(img))}">'
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    return f'<td class="num" data-value="{value if ok else ""}">{_fmt(value, digits)}</td>'
+
+
+def folder_report(
+    root: str | Path, *, max_tiles: int = 40, refresh: int = 10, run_reports: bool = True
+) -> Path:
+    """Write ``root/report.html`` comparing every experiment under ``root``."""
+    root = Path(root)
+    runs = find_runs(root)
+    if not runs:
+        raise XDreamError(
+            f"{str(root)!r} holds no experiment (no record.h5 in it or below); give an "
+            "experiment folder or a folder of them"
+        )
+    entries: list[dict[str, Any]] = []
+    for run in runs:
+        summary_file = run / "summary.json"
+        summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+        if run_reports:
+            experiment_report(run, max_tiles=max_tiles, refresh=refresh)
+        best, ref = summary.get("best_score"), summary.get("best_reference_score")
+        entries.append(
+            {
+                "run": run,
+                "rel": run.relative_to(root).as_posix(),
+                "unit": describe_target(summary.get("target")),
+                "summary": summary,
+                "ratio": best / ref
+                if isinstance(best, (int, float)) and isinstance(ref, (int, float)) and ref > 0
+                else None,
+            }
+        )
+    running = any(e["summary"].get("status", "running") == "running" for e in entries)
+    parts = [
+        f"<h1>xdream: {len(entries)} experiments</h1>",
+        f"<p>Folder <code>{html.escape(str(root.resolve()))}</code>. Click a column to sort. "
+        "<em>best / ref</em> is the best evolved score over the best reference image's.</p>",
+    ]
+    units = sorted({e["unit"] for e in entries})
+    for unit in units:
+        mine = [e for e in entries if e["unit"] == unit]
+        parts.append(f"<h2>{html.escape(unit)}</h2>")
+        # per optimiser (and generator): over seeds
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for e in mine:
+            key = (str(e["summary"].get("optimizer")), str(e["summary"].get("generator")))
+            groups.setdefault(key, []).append(e)
+        rows = []
+        for (opt, gen), members in sorted(groups.items()):
+            bests = np.array(
+                [
+                    m["summary"].get("best_score")
+                    for m in members
+                    if m["summary"].get("best_score") is not None
+                ],
+                dtype=float,
+            )
+            ratios = np.array([m["ratio"] for m in members if m["ratio"] is not None], dtype=float)
+            top = max(members, key=lambda m: m["summary"].get("best_score") or -np.inf)
+            rows.append(
+                f"<tr><td>{html.escape(opt)}</td><td>{html.escape(gen)}</td>"
+                f'<td class="num" data-value="{len(members)}">{len(members)}</td>'
+                + _num(float(np.median(bests)) if bests.size else None)
+                + _num(float(bests.mean()) if bests.size else None)
+                + _num(float(bests.std()) if bests.size else None)
+                + _num(float(np.median(ratios)) if ratios.size else None, 3)
+                + f"<td>{_thumb(top['run'] / 'best.png')}</td></tr>"
+            )
+        parts.append(
+            '<table class="sortable per-optimizer"><thead><tr><th>optimiser</th><th>generator</th>'
+            "<th>runs</th><th>median best</th><th>mean best</th><th>sd best</th>"
+            "<th>median best / ref</th><th>best run's image</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>"
+        )
+        rows = []
+        for e in mine:
+            s = e["summary"]
+            link = (
+                f'<a href="{html.escape(e["rel"])}/{REPORT_FILE}">{html.escape(e["rel"])}</a>'
+                if run_reports or (e["run"] / REPORT_FILE).exists()
+                else html.escape(e["rel"])
+            )
+            rows.append(
+                f"<tr><td>{link}</td><td>{html.escape(str(s.get('optimizer')))}</td>"
+                f"<td>{html.escape(str(s.get('generator')))}</td>"
+                + _num(s.get("seed"))
+                + _num(s.get("best_score"))
+                + _num(s.get("first_generation_best_score"))
+                + _num(s.get("best_reference_score"))
+                + _num(e["ratio"], 3)
+                + _num(s.get("generations"))
+                + _num(s.get("presentations"))
+                + _num(s.get("seconds"))
+                + f"<td>{html.escape(str(s.get('status', 'starting')))}</td>"
+                + f"<td>{_thumb(e['run'] / 'best.png')}</td></tr>"
+            )
+        parts.append(
+            '<table class="sortable runs"><thead><tr><th>run</th><th>optimiser</th>'
+            "<th>generator</th><th>seed</th><th>best</th><th>first generation</th>"
+            "<th>best reference</th><th>best / ref</th><th>generations</th>"
+            "<th>presentations</th><th>seconds</th><th>status</th><th>best image</th></tr>"
+            f"</thead><tbody>{''.join(rows)}</tbody></table>"
+        )
+    out = root / REPORT_FILE
+    _write(out, _page(f"xdream: {root.name}", "\n".join(parts), running, refresh))
+    return out
+
+
+def write_report(path: str | Path, **options: Any) -> Path:
+    """The report of an experiment folder, or of a folder of experiments; returns the page."""
+    path = Path(path)
+    if not path.is_dir():
+        raise XDreamError(f"{str(path)!r} is not a folder; give an experiment's output folder")
+    if (path / "record.h5").exists():
+        options.pop("run_reports", None)
+        return experiment_report(path, **options)
+    return folder_report(path, **options)
+
+
+def is_running(path: str | Path) -> bool:
+    """Whether the experiment (or any experiment under the folder) is still running.
+
+    A run is running while its ``summary.json`` says so, or before it has written one.
+    """
+    path = Path(path)
+    runs = [path] if (path / "record.h5").exists() else find_runs(path)
+    for run in runs:
+        summary = run / "summary.json"
+        if not summary.exists() or json.loads(summary.read_text()).get("status") == "running":
+            return True
+    return False

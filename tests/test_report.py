@@ -1,0 +1,262 @@
+"""``xdream report`` and ``xdream render``: pages that render in a browser, images from codes."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.helpers import tiny_experiment
+from xdream import config as config_mod
+from xdream import report
+from xdream.cli import main
+from xdream.errors import XDreamError
+from xdream.experiment import Experiment
+from xdream.render import render
+
+GENERATIONS = 3
+POPULATION = 12
+
+
+def _config(seed: int, channel: int = 3) -> config_mod.Config:
+    return config_mod.from_dict(
+        {
+            "experiment": {"seed": seed, "generations": GENERATIONS, "n_references": 3},
+            "generator": {"name": "pixels", "size": 32, "code_size": 8},
+            "optimizer": {"name": "genetic", "population_size": POPULATION},
+            "target": {"network": "efficientnet-lite0", "layer": "stem", "channel": channel},
+        }
+    )
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of three small finished experiments: two seeds on one unit, one on another."""
+    root = tmp_path_factory.mktemp("sweep")
+    for name, seed, channel in (("a-seed0", 0, 3), ("a-seed1", 1, 3), ("b", 0, 7)):
+        Experiment.from_config(_config(seed, channel), root / name).run()
+    return root
+
+
+@pytest.fixture
+def run(runs: Path, tmp_path: Path) -> Path:
+    """A private copy of one experiment (tests write into it)."""
+    return Path(shutil.copytree(runs / "a-seed0", tmp_path / "run"))
+
+
+# --------------------------------------------------------------------------- headless Chromium
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
+
+PROBE = """<script>
+window.addEventListener("load", function () {
+  var images = Array.from(document.images);
+  var out = {
+    images: images.length,
+    broken: images.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
+                  .map(function (i) { return i.alt + " " + i.src.slice(0, 40); }),
+    widths: images.map(function (i) { return i.naturalWidth; }),
+    tables: document.querySelectorAll("table.sortable").length,
+    sorted: []
+  };
+  var table = document.querySelector("table.runs");
+  if (table) {
+    var col = Array.from(table.tHead.rows[0].cells).findIndex(function (c) {
+      return c.textContent.trim() === "best"; });
+    var values = function () { return Array.from(table.tBodies[0].rows).map(function (r) {
+      return parseFloat(r.cells[col].dataset.value); }); };
+    table.tHead.rows[0].cells[col].click(); out.sorted.push(values());
+    table.tHead.rows[0].cells[col].click(); out.sorted.push(values());
+  }
+  var pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("XDREAM_REQUIRE_CHROMIUM") == "1":
+            pytest.fail("chromium is not installed; .ci/run installs it with apt-get")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    return found
+
+
+def browse(page: Path, tmp: Path, *extra: str) -> str:
+    """Load ``page`` in headless Chromium (fresh profile); returns stdout."""
+    profile = tmp / f"profile-{time.monotonic_ns()}"
+    result = subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def probe(page: Path, tmp: Path) -> dict[str, object]:
+    """What the page looks like to a browser once loaded (see PROBE)."""
+    probed = page.with_name("probed-" + page.name)  # same folder: relative links still resolve
+    probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    dom = browse(probed, tmp, "--virtual-time-budget=10000", "--dump-dom")
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert found, f"the probe did not run; DOM starts {dom[:500]!r}"
+    result: dict[str, object] = json.loads(html.unescape(found.group(1)))
+    return result
+
+
+# --------------------------------------------------------------------------- tests
+def test_experiment_report_renders_in_chromium(run: Path, tmp_path: Path) -> None:
+    page = report.write_report(run)
+    seen = probe(page, tmp_path)
+    # best image + scores, best per generation, last population, references
+    assert seen["images"] == 5 and seen["broken"] == [], seen
+    shot = tmp_path / "shot.png"
+    browse(page, tmp_path, "--window-size=1000,1400", f"--screenshot={shot}")
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float64)
+    assert pixels.shape[:2] == (1400, 1000)
+    # not a blank page: colourful figure content (saturated pixels), not only text on white
+    saturation = pixels.max(axis=2) - pixels.min(axis=2)
+    assert (saturation > 60).mean() > 0.01
+
+
+def test_folder_report_renders_and_sorts_in_chromium(runs: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(runs, tmp_path / "sweep"))
+    page = report.write_report(root)
+    text = page.read_text()
+    assert text.count("<h2>") == 2  # two units
+    seen = probe(page, tmp_path)
+    assert seen["broken"] == [] and seen["tables"] == 4, seen
+    # one thumbnail per run (3) plus one per unit-and-optimiser row (2)
+    assert seen["images"] == 5
+    ascending, descending = seen["sorted"]  # type: ignore[misc]
+    assert ascending == sorted(ascending) and descending == sorted(ascending, reverse=True)
+    # each run got its own report, linked from the table
+    for name in ("a-seed0", "a-seed1", "b"):
+        assert (root / name / report.REPORT_FILE).exists()
+        assert f'href="{name}/{report.REPORT_FILE}"' in text
+
+
+def test_report_contents_and_figures(run: Path) -> None:
+    page = report.write_report(run, max_tiles=2)
+    text = page.read_text()
+    assert 'http-equiv="refresh"' not in text  # finished: no reloading
+    sections = ["Score per generation", "Best image of each generation", "Last population"]
+    sections += ["Top reference images", "Timings", "Configuration", "population_size: 12"]
+    for needed in sections:
+        assert needed in text
+    summary = json.loads((run / "summary.json").read_text())
+    assert f"{summary['best_score']:.4g}" in text
+    figures = {p.name: Image.open(p) for p in (run / report.FIGURES_DIR).iterdir()}
+    assert set(figures) == {"scores.png", "best_per_generation.png", "last_population.png",
+                            "references.png"}  # fmt: skip
+    # montage width grows with the number of tiles: 2 generations shown, 12 in the population
+    tile = report.TILE
+    assert tile * 2 < figures["best_per_generation.png"].width < tile * 3
+    assert figures["last_population.png"].width > tile * 10
+    assert figures["last_population.png"].height > 2 * tile  # two rows of ten
+
+
+def test_report_refreshes_while_running(run: Path) -> None:
+    summary_file = run / "summary.json"
+    summary = json.loads(summary_file.read_text())
+    summary_file.write_text(json.dumps({**summary, "status": "running"}))
+    text = report.write_report(run, refresh=7).read_text()
+    assert '<meta http-equiv="refresh" content="7">' in text and "Run in progress" in text
+    assert report.is_running(run) and report.is_running(run.parent)
+
+    # --watch rewrites the page until the run has finished, then returns
+    def finish() -> None:
+        time.sleep(1.0)
+        summary_file.write_text(json.dumps(summary))
+
+    finisher = threading.Thread(target=finish)
+    finisher.start()
+    assert main(["report", str(run), "--watch", "0.2"]) == 0
+    finisher.join()
+    assert 'http-equiv="refresh"' not in (run / report.REPORT_FILE).read_text()
+    # before the first generation has finished there is no summary.json: starting, reloads
+    (run / "summary.json").unlink()
+    assert report.is_running(run) and "refresh" in report.write_report(run).read_text()
+
+
+def test_report_of_a_run_built_in_python(tmp_path: Path) -> None:
+    """No config.yaml: saved PNGs still fill the montage; missing renders are explained."""
+    tiny_experiment(tmp_path / "py", generations=3).run()  # pixels at code_size 8, not default
+    text = report.write_report(tmp_path / "py").read_text()
+    assert "images not rendered from codes" in text and "Python" in text
+    assert (tmp_path / "py" / report.FIGURES_DIR / "best_per_generation.png").exists()
+    assert not (tmp_path / "py" / report.FIGURES_DIR / "last_population.png").exists()
+
+
+def test_report_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(XDreamError, match="holds no experiment"):
+        report.write_report(tmp_path)
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_render_regenerates_recorded_images(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "renders"
+    written = render(run, ["best", "gen001_000004"], out=out)
+    summary = json.loads((run / "summary.json").read_text())
+    assert [p.name for p in written] == [f"{summary['best_image_id']}.png", "gen001_000004.png"]
+    # the best code rendered again is the saved best image, pixel for pixel
+    again = np.asarray(Image.open(written[0]))
+    np.testing.assert_array_equal(again, np.asarray(Image.open(run / "best.png")))
+    # full resolution: the generator's size parameter, same code
+    assert main(["render", str(run), "--ids", "gen002_000000", "--size", "96",
+                 "--out", str(out)]) == 0  # fmt: skip
+    big = Image.open(out / "gen002_000000.png")
+    assert big.size == (96, 96)
+    # a reference crop, from its id
+    ref_id = next(i for i in _record_ref_ids(run))
+    (ref,) = render(run, [ref_id], out=out)
+    assert Image.open(ref).size == (32, 32)
+
+
+def _record_ref_ids(run: Path) -> list[str]:
+    from xdream import records
+
+    return records.read(run).ref_ids
+
+
+def test_render_errors(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", str(run), "--ids", "gen001_00004"]) == 2
+    err = capsys.readouterr().err
+    assert "no image 'gen001_00004'" in err and "Did you mean" in err
+    with pytest.raises(XDreamError, match="not a valid reference id"):
+        render(run, ["ref_nonsense"])
