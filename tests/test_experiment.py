@@ -183,3 +183,15 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(XDreamError, match="cannot write to output folder"):
         tiny_experiment(blocker / "run", generations=1).run()
+
+
+def test_record_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    """Atomic writes go through mkstemp (mode 0600); the results must be shareable as usual."""
+    import os
+
+    tiny_experiment(tmp_path / "run", generations=1).run()
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("summary.json", "checkpoint.pkl", "best.png", "record.h5"):
+        mode = (tmp_path / "run" / name).stat().st_mode & 0o777
+        assert mode == 0o666 & ~umask, (name, oct(mode))

@@ -26,7 +26,6 @@ import html
 import io
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,13 +126,10 @@ class Figure:
 
 
 def _write(path: Path, data: bytes | str) -> None:
-    """Atomically write a report file, readable by others (for a web server or a share)."""
+    """Atomically write a report file (readable by others, as every atomic write is)."""
     mode = "w" if isinstance(data, str) else "wb"
     with records.atomic_write(path, mode) as fh:
         fh.write(data)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def _complete(rec: records.Record) -> records.Record:
