@@ -49,7 +49,8 @@ CHECKPOINT_VERSION = 1
 
 
 def derived_seed(seed: int, stream: int) -> int:
-    """An independent seed for a named random stream (1 = references, 2 = noise, ...)."""
+    """An independent seed for a named random stream (1 = references, 2 = noise, 3 = initial
+    codes from the generator)."""
     return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
 
 
@@ -156,8 +157,17 @@ class Experiment:
         generator = generators.make(config.generator["name"], **gen_params)
         scorer = build_scorer(config, noise_seed=derived_seed(exp.seed, 2))
         opt_params = {k: v for k, v in config.optimizer.items() if k != "name"}
+        init_codes = None
+        if generator.custom_initial_codes:  # e.g. DeePSiM codes from activation statistics
+            n = int(opt_params.get("population_size", 1))
+            rng = np.random.default_rng(derived_seed(exp.seed, 3))
+            init_codes = generator.initial_codes(n, rng)
         optimizer = optimizers.make(
-            config.optimizer["name"], dim=generator.code_dim, seed=exp.seed, **opt_params
+            config.optimizer["name"],
+            dim=generator.code_dim,
+            seed=exp.seed,
+            init_codes=init_codes,
+            **opt_params,
         )
         kind, budget = config.budget()
         ref_seed = (
