@@ -382,3 +382,34 @@ def test_generator_contract(name: str) -> None:
         gen.generate(np.zeros((1, gen.code_dim + 1)))
     with pytest.raises(ConfigError, match="Did you mean 'weights'"):
         generators.make(name, weigths="x.pt")
+
+
+def test_wire_format_variants_and_prototxt_text() -> None:
+    """double_data blobs, unpacked floats, legacy shapes; text format with comments and enums."""
+    from tests.caffe_writer import length_delimited, tag, varint
+    from xdream import caffe
+
+    doubles = np.arange(6, dtype="<f8")
+    blob_double = length_delimited(
+        7, length_delimited(1, varint(2) + varint(3))
+    ) + length_delimited(8, doubles.tobytes())
+    unpacked = b"".join(tag(5, 5) + np.float32(v).tobytes() for v in (1.5, -2.0))
+    blob_legacy = tag(3, 0) + varint(1) + tag(4, 0) + varint(2) + unpacked
+    layer = length_delimited(1, b"ip") + length_delimited(2, b"InnerProduct")
+    layer += length_delimited(7, blob_double) + length_delimited(7, blob_legacy)
+    (parsed,) = caffe.parse_caffemodel(length_delimited(100, layer))
+    assert (parsed.name, parsed.type) == ("ip", "InnerProduct")
+    assert parsed.blobs[0].shape == (2, 3) and parsed.blobs[0].dtype == np.float32
+    assert np.array_equal(parsed.blobs[0].ravel(), doubles)
+    assert np.array_equal(parsed.blobs[1], np.array([[1.5, -2.0]], dtype=np.float32))
+    net = caffe.parse_prototxt(
+        'name: "n"  # comment\ninput_dim: 1 input_dim: 3\n'
+        "layers { name: 'p' type: POOLING pooling_param { pool: MAX kernel_size: 3 } }\n"
+        'layer: { name: "r" relu_param { negative_slope: 0.3 } }\n'
+    )
+    assert net["input_dim"] == [1, 3] and caffe.first(net, "name") == "n"
+    layers = caffe.prototxt_layers(net)
+    assert caffe.first(caffe.first(layers["p"], "pooling_param"), "pool") == "MAX"
+    assert caffe.first(caffe.first(layers["r"], "relu_param"), "negative_slope") == 0.3
+    with pytest.raises(XDreamError, match=r"line 2.*missing '\}'"):
+        caffe.parse_prototxt('name: "n"\nlayer {\n', "x.prototxt")
