@@ -10,11 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from xdream import weights
 from xdream.errors import ConfigError, XDreamError
 from xdream.generators import Generator, make, names
 from xdream.generators.fourier import code_layout
 
-ALL = names()
+ALL = [name for name in names() if weights.info(name) is None]
+"""Generators that need no weight file (DeePSiM's are tested in test_deepsim.py)."""
 
 
 @cache

@@ -143,7 +143,7 @@ def cmd_resume(args: argparse.Namespace, console: Any) -> int:
 def cmd_list(args: argparse.Namespace, console: Any) -> int:
     from rich.table import Table
 
-    from xdream import generators, networks, optimizers, scorers
+    from xdream import generators, networks, optimizers, scorers, weights
 
     for title, registry in (
         ("optimizers", optimizers.REGISTRY),
@@ -152,9 +152,16 @@ def cmd_list(args: argparse.Namespace, console: Any) -> int:
         ("noise models", scorers.NOISE_REGISTRY),
     ):
         table = Table(title=title, show_header=False, title_justify="left")
+        files = title in ("generators", "networks")
         for name in registry.names():
-            table.add_row(name, registry.summary(name))
+            row = [name, registry.summary(name)]
+            table.add_row(*row, *([weights.locate(name).describe()] if files else []))
         console.print(table)
+    path = weights.catalogue_path()
+    console.print(
+        f"weight catalogue: {path}{'' if path.is_file() else ' (not created yet)'}",
+        highlight=False,
+    )
     return 0
 
 

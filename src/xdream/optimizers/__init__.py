@@ -23,12 +23,19 @@ def make(
     dim: int,
     seed: int | None = None,
     init_codes: Codes | None = None,
+    preset: str | None = None,
     **hyperparameters: Any,
 ) -> Optimizer:
     """Build the optimiser registered as ``name`` for a ``dim``-dimensional code space.
 
-    Unknown hyperparameters raise :class:`xdream.errors.ConfigError` naming the nearest valid key.
+    ``preset`` names settings from :data:`xdream.optimizers.presets.PRESETS` (for example
+    ``"deepsim-fc7"``); ``hyperparameters`` override them. Unknown hyperparameters raise
+    :class:`xdream.errors.ConfigError` naming the nearest valid key.
     """
+    if preset is not None:
+        from xdream.optimizers import presets
+
+        hyperparameters = {**presets.expand(name, preset)[1], **hyperparameters}
     cls = REGISTRY.get(name)
     params = build_params(cls.Params, hyperparameters, f"optimizer {name!r}")
     return cls(dim, params, seed=seed, init_codes=init_codes)

@@ -1,0 +1,269 @@
+"""The catalogue of weight files: which file on this computer holds which generator or network.
+
+XDream kept paths in ``local_settings.py`` and ``net_catalogue.py``; xdream reads a TOML file
+instead, mapping registered names to files::
+
+    # ~/.config/xdream/weights.toml
+    deepsim-fc6 = "/data/deepsim/fc6/generator.caffemodel"
+    caffenet = "/data/caffe/bvlc_reference_caffenet.caffemodel"
+    alexnet = "~/.cache/torch/hub/checkpoints/alexnet-owt-7be5be79.pth"
+
+A value is a path (``~`` expanded; relative paths are relative to the catalogue file) or a table
+``{ weights = "...", prototxt = "..." }``. Precedence: a ``weights`` value given explicitly
+(Python argument, or ``weights`` in the experiment config) beats the catalogue, the catalogue
+beats the component's default locations (for torchvision files, torch's download cache). The
+catalogue file is ``$XDREAM_WEIGHTS`` when set, else ``weights.toml`` in the user's config
+folder (:func:`user_config_dir`). Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from xdream.errors import ConfigError, MissingFileError, XDreamError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ENV_VAR = "XDREAM_WEIGHTS"
+"""Environment variable naming the catalogue file (overrides the user config folder)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightInfo:
+    """What a component's weight file is, and where users get it.
+
+    Attributes:
+        files: The usual file name(s), e.g. ``"generator.caffemodel"``.
+        formats: The formats xdream reads for it.
+        source: Where such files are obtained.
+        defaults: Functions returning candidate paths tried after the catalogue.
+        catalogued: Whether the catalogue can name the file (False for files that ship with a
+            Python package).
+    """
+
+    files: str
+    formats: str
+    source: str
+    defaults: tuple[Callable[[], Path | None], ...] = ()
+    catalogued: bool = True
+
+
+_KNOWN: dict[str, WeightInfo] = {}
+
+
+def describe(name: str, info: WeightInfo) -> None:
+    """Declare the weight file of the component registered as ``name``."""
+    _KNOWN[name] = info
+
+
+def info(name: str) -> WeightInfo | None:
+    """The declared weight file of ``name``; ``None`` if it needs none."""
+    return _KNOWN.get(name)
+
+
+def user_config_dir() -> Path:
+    """The user's config folder for xdream (XDG on Linux, Application Support, APPDATA)."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "xdream"
+
+
+def catalogue_path() -> Path:
+    """The catalogue file in use: ``$XDREAM_WEIGHTS`` or ``<user config dir>/weights.toml``."""
+    env = os.environ.get(ENV_VAR)
+    return Path(env).expanduser() if env else user_config_dir() / "weights.toml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A catalogue entry: the weight file and, for caffe files, an optional prototxt."""
+
+    weights: Path
+    prototxt: Path | None = None
+
+
+def read_catalogue(path: str | Path | None = None) -> dict[str, Entry]:
+    """Entries of the catalogue file (``{}`` if it does not exist)."""
+    path = Path(path) if path is not None else catalogue_path()
+    if not path.is_file():
+        if os.environ.get(ENV_VAR) and path == catalogue_path():
+            raise MissingFileError(
+                f"${ENV_VAR} names the weight catalogue {str(path)!r}, which does not exist; "
+                f'create it (lines like deepsim-fc6 = "/path/generator.caffemodel") or unset '
+                f"{ENV_VAR}"
+            )
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot parse the weight catalogue {str(path)!r}: {err}") from None
+    out = {}
+    for name, value in data.items():
+        out[name] = _entry(name, value, path)
+    return out
+
+
+def _entry(name: str, value: Any, catalogue: Path) -> Entry:
+    def as_path(v: Any, key: str) -> Path:
+        if not isinstance(v, str) or not v:
+            raise ConfigError(
+                f"weight catalogue {str(catalogue)!r}: {name}.{key} must be a file path "
+                f"(a string), got {v!r}"
+            )
+        p = Path(v).expanduser()
+        return p if p.is_absolute() else catalogue.parent / p
+
+    if isinstance(value, str):
+        return Entry(as_path(value, "weights"))
+    if isinstance(value, dict):
+        unknown = set(value) - {"weights", "prototxt"}
+        if unknown or "weights" not in value:
+            raise ConfigError(
+                f"weight catalogue {str(catalogue)!r}: entry {name!r} must be a path or a table "
+                f"with 'weights' (and optionally 'prototxt'), got keys {sorted(value)}"
+            )
+        proto = value.get("prototxt")
+        return Entry(
+            as_path(value["weights"], "weights"),
+            as_path(proto, "prototxt") if proto is not None else None,
+        )
+    raise ConfigError(
+        f"weight catalogue {str(catalogue)!r}: entry {name!r} must be a path or a table, "
+        f"got {value!r}"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """Where the weight file of one component is, or would be expected."""
+
+    name: str
+    needed: bool
+    found: bool
+    path: Path | None
+    origin: str  # "argument", "catalogue", "default" or "" (not found)
+    prototxt: Path | None = None
+
+    def describe(self) -> str:
+        """One line for ``xdream list``."""
+        if not self.needed:
+            return "no weight file needed"
+        if self.found:
+            return f"found ({self.origin}): {self.path}"
+        if self.path is not None:
+            return f"MISSING: {self.path} ({self.origin}) does not exist"
+        kind = _KNOWN[self.name]
+        where = [f'`{self.name} = "/path/to/{kind.files.split()[0]}"` in the weight catalogue']
+        where += [str(p) for p in (d() for d in kind.defaults) if p is not None]
+        return "missing: expected " + " or ".join(where)
+
+
+def locate(name: str, explicit: str | Path | None = None) -> Status:
+    """Find the weight file of ``name`` without raising (see :func:`resolve`)."""
+    kind = _KNOWN.get(name)
+    if explicit is not None:
+        p = Path(explicit).expanduser()
+        return Status(name, True, p.is_file(), p, "argument")
+    if kind is None:
+        return Status(name, False, False, None, "")
+    entry = read_catalogue().get(name) if kind.catalogued else None
+    if entry is not None:
+        return Status(
+            name, True, entry.weights.is_file(), entry.weights, "catalogue", entry.prototxt
+        )
+    for default in kind.defaults:
+        candidate = default()
+        if candidate is not None and candidate.is_file():
+            return Status(name, True, True, candidate, "default")
+    return Status(name, True, False, None, "")
+
+
+def resolve(name: str, explicit: str | Path | None = None) -> Status:
+    """The weight file of ``name``: ``explicit``, else the catalogue, else a default location.
+
+    Raises :class:`MissingFileError` naming the file, its formats, where to get it and how to
+    register it when it cannot be found.
+    """
+    status = locate(name, explicit)
+    if status.found:
+        return status
+    kind = _KNOWN.get(name)
+    what = (
+        f"{name} needs {kind.files} ({kind.formats}); get it from {kind.source}."
+        if kind is not None
+        else f"{name} needs a weight file."
+    )
+    register = (
+        f'Register it with a line `{name} = "/path/to/file"` in {catalogue_path()} (or set '
+        f'${ENV_VAR} to another catalogue), or pass weights=PATH (config: `weights = "..."`).'
+    )
+    if status.path is not None:
+        where = "given" if status.origin == "argument" else f"listed in {catalogue_path()}"
+        raise MissingFileError(f"weight file {str(status.path)!r} ({where}) does not exist. {what}")
+    raise MissingFileError(f"no weight file for {name!r}. {what} {register}")
+
+
+def torch_hub_checkpoint(filename: str) -> Callable[[], Path | None]:
+    """A default location: ``filename`` in torch's download cache (``$TORCH_HOME``)."""
+
+    def candidate() -> Path | None:
+        home = os.environ.get("TORCH_HOME") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch"
+        )
+        return Path(home) / "hub" / "checkpoints" / filename
+
+    return candidate
+
+
+def sniff(path: str | Path) -> str:
+    """``"torch"`` for a file written by ``torch.save`` (zip or legacy pickle), else ``"caffe"``."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return "torch"
+    return "caffe"
+
+
+def load_state_dict_file(path: str | Path, what: str) -> dict[str, Any]:
+    """A state_dict saved with ``torch.save``, read with ``weights_only=True`` (no code runs).
+
+    A checkpoint that wraps the state_dict under ``"state_dict"`` or ``"model"`` is unwrapped.
+    ``what`` names the expected content in error messages.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"weight file {str(path)!r} does not exist; expected {what}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise XDreamError(
+            f"{str(path)!r} cannot be read as a torch state_dict ({first_line[:200]}); expected "
+            f"{what}, saved with torch.save(model.state_dict(), path). A truncated file must be "
+            "copied again; a whole pickled model must be re-saved as its state_dict."
+        ) from None
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise XDreamError(
+            f"{str(path)!r} holds a {type(obj).__name__}, not a state_dict (a dict of tensors); "
+            f"expected {what}"
+        )
+    return dict(obj)

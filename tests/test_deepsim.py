@@ -1,0 +1,415 @@
+"""DeePSiM generators: three weight formats, the same images; code-space helpers; presets."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.caffe_writer import write_caffemodel
+from xdream import generators, optimizers
+from xdream.errors import ConfigError, MissingFileError, XDreamError
+from xdream.generators.deepsim import VARIANTS, caffe_to_rgb
+
+# Layers of every variant, straight from spec §7 (independent of the implementation's tables):
+# (XDream key, caffe name, caffe type, weight shape, does XDream's file store a bias).
+IP, CONV, DECONV = "InnerProduct", "Convolution", "Deconvolution"
+
+
+def _up(key: str, name: str, cin: int, cout: int) -> tuple:
+    return (key, name, DECONV, (cin, cout, 4, 4), False)
+
+
+def _t3(key: str, name: str, cin: int, cout: int) -> tuple:
+    return (key, name, DECONV, (cin, cout, 3, 3), False)
+
+
+def _c3(key: str, name: str, cin: int, cout: int) -> tuple:
+    return (key, name, CONV, (cout, cin, 3, 3), False)
+
+
+TAIL = lambda cin: [  # noqa: E731
+    _up("tconv5_0", "deconv5", cin, 256),
+    _t3("tconv5_1", "conv5_1", 256, 512),
+    _up("tconv4_0", "deconv4", 512, 256),
+    _t3("tconv4_1", "conv4_1", 256, 256),
+    _up("tconv3_0", "deconv3", 256, 128),
+    _t3("tconv3_1", "conv3_1", 128, 128),
+    _up("tconv2", "deconv2", 128, 64),
+    _up("tconv1", "deconv1", 64, 32),
+    _up("tconv0", "deconv0", 32, 3),
+]
+FC = lambda n_in: [  # noqa: E731
+    ("fc7", "defc7", IP, (4096, n_in), True),
+    ("fc6", "defc6", IP, (4096, 4096), True),
+    ("fc5", "defc5", IP, (4096, 4096), True),
+    *TAIL(256),
+]
+NORM = lambda cin, cmid: [  # noqa: E731
+    ("conv6", "Rconv6", CONV, (cmid, cin, 3, 3), True),
+    ("conv7", "Rconv7", CONV, (128, cmid, 3, 3), True),
+    ("conv8", "Rconv8", CONV, (128, 128, 3, 3), True),
+    _up("tconv4_0", "deconv4", 128, 128),
+    _c3("conv4_1", "conv4_1", 128, 128),
+    _up("tconv3_0", "deconv3", 128, 64),
+    _c3("conv3_1", "conv3_1", 64, 64),
+    _up("tconv2_0", "deconv2", 64, 32),
+    _c3("conv2_1", "conv2_1", 32, 32),
+    _up("tconv1_0", "deconv1", 32, 16),
+    _c3("conv1_1", "conv1_1", 16, 3),
+]
+CONV34 = [
+    ("conv6", "Rconv6", CONV, (384, 384, 3, 3), True),
+    ("conv7", "Rconv7", CONV, (512, 384, 3, 3), True),
+    ("conv8", "Rconv8", CONV, (512, 512, 2, 2), True),
+    _up("tconv5_0", "deconv5", 512, 256),
+    _t3("tconv5_1", "conv5_1", 256, 256),
+    _up("tconv4_0", "deconv4", 256, 128),
+    _t3("tconv4_1", "conv4_1", 128, 128),
+    _up("tconv3_0", "deconv3", 128, 128),
+    _t3("tconv3_1", "conv3_1", 128, 128),
+    _up("tconv2_0", "deconv2", 128, 64),
+    _c3("conv2_1", "conv2_1", 64, 32),
+    _up("tconv1_0", "deconv1", 32, 16),
+    _c3("conv1_1", "conv1_1", 16, 3),
+]
+POOL5 = [
+    ("conv6", "Rconv6", CONV, (512, 256, 3, 3), True),
+    ("conv7", "Rconv7", CONV, (512, 512, 3, 3), True),
+    ("conv8", "Rconv8", CONV, (512, 512, 3, 3), True),
+    *TAIL(512),
+]
+# name: (layers, code dimension, documented output size in pixels)
+SPEC: dict[str, tuple[list[tuple], int, int]] = {
+    "deepsim-norm1": (NORM(96, 128), 96 * 27 * 27, 240),
+    "deepsim-norm2": (NORM(256, 256), 256 * 13 * 13, 240),
+    "deepsim-conv3": (CONV34, 384 * 13 * 13, 256),
+    "deepsim-conv4": (CONV34, 384 * 13 * 13, 256),
+    "deepsim-pool5": (POOL5, 256 * 6 * 6, 256),
+    "deepsim-fc6": (FC(4096), 4096, 256),
+    "deepsim-fc7": (FC(4096), 4096, 256),
+    "deepsim-fc8": (FC(1000), 1000, 256),
+}
+
+
+def random_weights(name: str, seed: int) -> list[tuple[tuple, np.ndarray, np.ndarray]]:
+    """(layer, weight, bias) with variance-preserving scales, so images are not saturated."""
+    rng = np.random.default_rng(seed)
+    layers = SPEC[name][0]
+    out = []
+    for i, layer in enumerate(layers):
+        _key, _caffe, kind, shape, has_bias = layer
+        k2 = math.prod(shape[2:])
+        fan_in = {IP: shape[1], CONV: shape[1] * k2}.get(
+            kind, shape[0] * k2 / (4 if k2 == 16 else 1)
+        )
+        last = i == len(layers) - 1
+        gain = (0.6 if name in ("deepsim-norm1", "deepsim-norm2") else 0.8) if last else 1.35
+        if last and kind == DECONV:
+            gain = 60.0  # raw BGR output on the 0-255 scale
+        w = rng.standard_normal(shape, dtype=np.float32) * np.float32(gain / math.sqrt(fan_in))
+        b = (rng.standard_normal(shape[0] if kind != DECONV else shape[1]) * 0.1).astype(np.float32)
+        out.append((layer, w, b if has_bias else np.zeros_like(b)))
+    return out
+
+
+def write_formats(name: str, folder: Path, seed: int = 0) -> dict[str, Path]:
+    """The same random weights as XDream .pt, upconvGAN .pt and caffemodel files."""
+    layers = random_weights(name, seed)
+    xdream, upconv = {}, {}
+    quirk = name == "deepsim-pool5"  # some upconvGAN files carry ".1." in their keys
+    for (key, caffe_name, _kind, _shape, has_bias), w, b in layers:
+        xdream[f"{key}.weight"] = torch.from_numpy(w)
+        if has_bias:
+            xdream[f"{key}.bias"] = torch.from_numpy(b)
+        prefix = f"{caffe_name}.1" if quirk else caffe_name
+        upconv[f"{prefix}.weight"] = torch.from_numpy(w)
+        upconv[f"{prefix}.bias"] = torch.from_numpy(b)  # zeros where XDream has none
+    paths = {"xdream": folder / f"{name}.pt", "upconvgan": folder / f"upconvGAN_{name}.pt"}
+    torch.save(xdream, paths["xdream"])
+    torch.save(upconv, paths["upconvgan"])
+    v1 = name in ("deepsim-norm1", "deepsim-conv3", "deepsim-fc7")  # legacy format for some
+    paths["caffe"] = write_caffemodel(
+        folder / f"{name}.caffemodel",
+        [(c, kind, [w, b]) for (_k, c, kind, _s, _b), w, b in layers],
+        v1=v1,
+    )
+    return paths
+
+
+@pytest.fixture(scope="session")
+def fc6_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """fc6 weights in all three formats, shared with the experiment test."""
+    folder = tmp_path_factory.mktemp("fc6")
+    paths = write_formats("deepsim-fc6", folder)
+    yield paths
+    for p in paths.values():
+        p.unlink(missing_ok=True)
+
+
+def test_every_variant_is_registered() -> None:
+    assert set(SPEC) == set(VARIANTS) <= set(generators.names())
+
+
+BIG_DUPLICATES = ("deepsim-fc7", "deepsim-fc8")  # fc6's architecture at full size: slow
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in BIG_DUPLICATES else n for n in SPEC],
+)
+def test_three_formats_give_identical_images(
+    name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    paths = request.getfixturevalue("fc6_files") if name == "deepsim-fc6" else None
+    paths = paths or write_formats(name, tmp_path)
+    _layers, dim, size = SPEC[name]
+    try:
+        codes = np.random.default_rng(1).standard_normal((2, dim)).astype(np.float32)
+        images = {}
+        for fmt, path in paths.items():
+            gen = generators.make(name, weights=str(path))
+            assert gen.weights_format == fmt  # type: ignore[attr-defined]
+            assert gen.code_dim == dim and gen.output_size == (size, size)
+            images[fmt] = gen.generate(codes)
+            del gen
+    finally:
+        if name != "deepsim-fc6":
+            for p in paths.values():
+                p.unlink()
+    ref = images["xdream"]
+    assert ref.shape == (2, 3, size, size)
+    assert float(ref.min()) >= 0.0 and float(ref.max()) <= 1.0
+    assert float(ref.std()) > 0.05, "test weights saturate the images; the comparison is void"
+    assert float((ref[0] - ref[1]).abs().max()) > 0.05  # different codes, different images
+    for fmt in ("upconvgan", "caffe"):
+        assert float((images[fmt] - ref).abs().max()) < 1e-5, fmt
+
+
+def test_caffe_to_rgb_adds_mean_and_flips() -> None:
+    # a mean-subtracted BGR image of zeros is the mean pixel (B 104, G 117, R 123)
+    x = torch.zeros(1, 3, 2, 2)
+    x[0, 0, 0, 0] = 151.0  # blue channel: 104 + 151 = 255 -> 1.0
+    x[0, 2, 1, 1] = -200.0  # red channel clips at 0
+    rgb = caffe_to_rgb(x)
+    assert torch.allclose(rgb[0, :, 0, 1], torch.tensor([123.0, 117.0, 104.0]) / 255)
+    assert rgb[0, 2, 0, 0] == 1.0 and rgb[0, 0, 1, 1] == 0.0
+
+
+def test_generator_matches_spec_arithmetic(fc6_files: dict[str, Path]) -> None:
+    """fc6 by hand (torch.nn.functional with spec §7's geometry) equals the generator."""
+    import torch.nn.functional as F
+
+    state = torch.load(fc6_files["xdream"], weights_only=True)
+    gen = generators.make("deepsim-fc6", weights=str(fc6_files["xdream"]))
+    z = torch.from_numpy(np.random.default_rng(2).standard_normal((1, 4096)).astype(np.float32))
+    x = z
+    for key in ("fc7", "fc6", "fc5"):
+        x = F.leaky_relu(F.linear(x, state[f"{key}.weight"], state[f"{key}.bias"]), 0.3)
+    x = x.view(1, 256, 4, 4)
+    for key, stride, pad in [
+        ("tconv5_0", 2, 1), ("tconv5_1", 1, 1), ("tconv4_0", 2, 1), ("tconv4_1", 1, 1),
+        ("tconv3_0", 2, 1), ("tconv3_1", 1, 1), ("tconv2", 2, 1), ("tconv1", 2, 1),
+        ("tconv0", 2, 1),
+    ]:  # fmt: skip
+        x = F.conv_transpose2d(x, state[f"{key}.weight"], stride=stride, padding=pad)
+        x = x if key == "tconv0" else F.leaky_relu(x, 0.3)
+    bgr = x + torch.tensor([104.0, 117.0, 123.0]).view(1, 3, 1, 1)
+    expected = (bgr / 255).clamp(0, 1)[:, [2, 1, 0]]
+    assert float((gen.generate(z) - expected).abs().max()) < 1e-5
+
+
+# ----------------------------------------------------------------------------- bad files
+@pytest.fixture(scope="module")
+def norm1_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_formats("deepsim-norm1", tmp_path_factory.mktemp("norm1"), seed=3)
+
+
+def test_truncated_caffemodel_fails_clearly(norm1_files: dict[str, Path], tmp_path: Path) -> None:
+    data = norm1_files["caffe"].read_bytes()
+    cut = tmp_path / "cut.caffemodel"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(XDreamError, match=r"cut\.caffemodel.*truncated.*caffemodel"):
+        generators.make("deepsim-norm1", weights=str(cut))
+
+
+def test_truncated_torch_file_fails_clearly(norm1_files: dict[str, Path], tmp_path: Path) -> None:
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(norm1_files["xdream"].read_bytes()[:5000])
+    with pytest.raises(XDreamError, match=r"cut\.pt.*cannot be read as a torch state_dict"):
+        generators.make("deepsim-norm1", weights=str(cut))
+
+
+@pytest.mark.parametrize(
+    "content", [b"\xff" * 64, b'layer { name: "deconv4" type: "Deconvolution" }\n', b""]
+)
+def test_foreign_file_fails_clearly(content: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "weights.bin"
+    path.write_bytes(content)
+    with pytest.raises(XDreamError, match=r"weights\.bin.*caffemodel"):
+        generators.make("deepsim-norm2", weights=str(path))
+
+
+def test_file_of_another_variant_is_named(norm1_files: dict[str, Path]) -> None:
+    for fmt in ("xdream", "upconvgan", "caffe"):
+        with pytest.raises(XDreamError, match=r"another variant|deepsim-norm2"):
+            generators.make("deepsim-norm2", weights=str(norm1_files[fmt]))
+
+
+def test_missing_file_names_format_and_source(tmp_path: Path) -> None:
+    with pytest.raises(MissingFileError, match=r"nothing\.caffemodel.*does not exist.*caffemodel"):
+        generators.make("deepsim-fc6", weights=str(tmp_path / "nothing.caffemodel"))
+
+
+def test_prototxt_is_checked(norm1_files: dict[str, Path], tmp_path: Path) -> None:
+    from xdream.generators.deepsim import VARIANTS, check_prototxt
+
+    text = prototxt_for("deepsim-norm1")
+    good = tmp_path / "generator_no_batch.prototxt"
+    good.write_text(text)
+    check_prototxt(good, VARIANTS["deepsim-norm1"], "deepsim-norm1")
+    gen = generators.make("deepsim-norm1", weights=str(norm1_files["caffe"]), prototxt=str(good))
+    assert gen.weights_format == "caffe"  # type: ignore[attr-defined]
+    bad = tmp_path / "bad.prototxt"
+    bad.write_text(text.replace("kernel_size: 4", "kernel_size: 5", 1))
+    with pytest.raises(XDreamError, match=r"bad\.prototxt.*'deconv4'.*\(128, 5, 2, 1\)"):
+        generators.make("deepsim-norm1", weights=str(norm1_files["caffe"]), prototxt=str(bad))
+    with pytest.raises(XDreamError, match="input shape"):
+        check_prototxt(good, VARIANTS["deepsim-norm2"], "deepsim-norm2")
+
+
+def prototxt_for(name: str) -> str:
+    """A generator_no_batch.prototxt in caffe's style for a variant (from the spec table)."""
+    v = VARIANTS[name]
+    lines = ['input: "feat"', "input_shape {", "  dim: 1"]
+    lines += [f"  dim: {d}" for d in v.code_shape] + ["}"]
+    for layer in v.layers:
+        param = "inner_product_param" if layer.kind == "fc" else "convolution_param"
+        geometry = (
+            ""
+            if layer.kind == "fc"
+            else (f" pad: {layer.p} kernel_size: {layer.k} stride: {layer.s}")
+        )
+        lines.append(
+            f'layer {{ name: "{layer.caffe}" type: "{layer.caffe_type}" bottom: "x" top: "x"\n'
+            f"  {param} {{ num_output: {layer.cout}{geometry} }}  # comment\n}}"
+        )
+        if layer.act:
+            lines.append(
+                f'layer {{ name: "relu_{layer.caffe}" type: "ReLU" bottom: "x" top: "x" '
+                "relu_param { negative_slope: 0.3 } }"
+            )
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- code space
+def test_initial_codes_from_post_relu_statistics(tmp_path: Path) -> None:
+    from xdream.generators.deepsim import DeePSiMFc6, DeePSiMFc8, DeePSiMParams
+
+    rng = np.random.default_rng(0)
+    gen = DeePSiMFc6(DeePSiMParams(init="stats"), pretrained=False)
+    codes = gen.initial_codes(500, rng)
+    assert gen.custom_initial_codes and codes.shape == (500, 4096) and codes.min() == 0.0
+    # N(-15, 15) clipped at 0: P(code > 0) = P(z > 1) = 0.159; mean = 15 * E[max(z - 1, 0)]
+    assert abs((codes > 0).mean() - 0.1587) < 0.01
+    assert abs(codes.mean() - 15 * 0.0833) < 0.05
+    plain = DeePSiMFc6(DeePSiMParams(), pretrained=False)
+    assert not plain.custom_initial_codes
+    assert abs(plain.initial_codes(200, rng).std() - 1.0) < 0.02
+    # fc8 codes are not post-ReLU: no clipping; per-unit statistics from an .npz file
+    stats = tmp_path / "stats.npz"
+    np.savez(stats, mu=np.linspace(-1, 1, 1000), sig=np.full(1000, 0.01))
+    fc8 = DeePSiMFc8(DeePSiMParams(init="stats", init_stats=str(stats)), pretrained=False)
+    c8 = fc8.initial_codes(50, rng)
+    assert c8.min() < -0.9 and np.allclose(c8.mean(0), np.linspace(-1, 1, 1000), atol=0.01)
+    with pytest.raises(XDreamError, match="init_mean and init_std"):
+        DeePSiMFc8(DeePSiMParams(init="stats"), pretrained=False)
+
+
+def test_bounds_clip_codes_before_rendering() -> None:
+    from xdream.generators.deepsim import DeePSiMParams, DeePSiMPool5
+
+    torch.manual_seed(0)
+    gen = DeePSiMPool5(DeePSiMParams(lower=0.0, upper=(2.0,) * 9216), pretrained=False)
+    z = torch.randn(2, 9216) * 3
+    assert torch.equal(gen.generate(z), gen.generate(z.clamp(0, 2)))
+    assert gen.initial_codes(4, np.random.default_rng(0)).min() >= 0.0
+    with pytest.raises(XDreamError, match="one per code unit"):
+        DeePSiMPool5(DeePSiMParams(lower=(0.0, 1.0)), pretrained=False)
+
+
+def test_ga_presets_are_xdreams_tuned_settings() -> None:
+    opt = optimizers.make("genetic", dim=8, seed=0, preset="deepsim-fc7")
+    p = opt.params
+    assert (p.population_size, p.mutation_rate, p.mutation_size, p.selectivity) == (
+        45,
+        0.6,
+        0.3,
+        1.25,
+    )
+    assert optimizers.make("genetic", dim=8, preset="deepsim-pool5").params.heritability == 0.75
+    # fc6's preset is the GA's default; explicit values override a preset
+    assert optimizers.make("genetic", dim=8, preset="deepsim-fc6").params == (
+        optimizers.make("genetic", dim=8).params
+    )
+    assert optimizers.make("genetic", dim=8, preset="deepsim-fc7", n_conserve=1).params.n_conserve
+    with pytest.raises(ConfigError, match="Did you mean 'deepsim-fc6'"):
+        optimizers.make("genetic", dim=8, preset="deepsim-fc66")
+    with pytest.raises(ConfigError, match="for optimizer 'genetic'"):
+        optimizers.make("nes", dim=8, preset="deepsim-fc6")
+
+
+@pytest.mark.parametrize("name", ["deepsim-norm1", "deepsim-pool5"])
+def test_generator_contract(name: str) -> None:
+    """Batched, deterministic, differentiable in the codes, validated input (random weights)."""
+    from xdream.generators.deepsim import DeePSiMParams
+
+    torch.manual_seed(0)
+    gen = generators.REGISTRY.get(name)(DeePSiMParams(), pretrained=False).eval()
+    codes = gen.initial_codes(3, np.random.default_rng(0))
+    batched = gen.generate(codes)
+    torch.testing.assert_close(gen.generate(codes, batch_size=1), batched, atol=1e-5, rtol=0)
+    assert torch.equal(gen.generate(codes), batched)
+    z = torch.tensor(codes[:1], requires_grad=True)
+    gen(z).sum().backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all() and (z.grad != 0).any()
+    assert not any(p.requires_grad for p in gen.parameters())
+    with pytest.raises(XDreamError, match=rf"\(n, {gen.code_dim}\)"):
+        gen.generate(np.zeros((1, gen.code_dim + 1)))
+    with pytest.raises(ConfigError, match="Did you mean 'weights'"):
+        generators.make(name, weigths="x.pt")
+
+
+def test_wire_format_variants_and_prototxt_text() -> None:
+    """double_data blobs, unpacked floats, legacy shapes; text format with comments and enums."""
+    from tests.caffe_writer import length_delimited, tag, varint
+    from xdream import caffe
+
+    doubles = np.arange(6, dtype="<f8")
+    blob_double = length_delimited(
+        7, length_delimited(1, varint(2) + varint(3))
+    ) + length_delimited(8, doubles.tobytes())
+    unpacked = b"".join(tag(5, 5) + np.float32(v).tobytes() for v in (1.5, -2.0))
+    blob_legacy = tag(3, 0) + varint(1) + tag(4, 0) + varint(2) + unpacked
+    layer = length_delimited(1, b"ip") + length_delimited(2, b"InnerProduct")
+    layer += length_delimited(7, blob_double) + length_delimited(7, blob_legacy)
+    (parsed,) = caffe.parse_caffemodel(length_delimited(100, layer))
+    assert (parsed.name, parsed.type) == ("ip", "InnerProduct")
+    assert parsed.blobs[0].shape == (2, 3) and parsed.blobs[0].dtype == np.float32
+    assert np.array_equal(parsed.blobs[0].ravel(), doubles)
+    assert np.array_equal(parsed.blobs[1], np.array([[1.5, -2.0]], dtype=np.float32))
+    net = caffe.parse_prototxt(
+        'name: "n"  # comment\ninput_dim: 1 input_dim: 3\n'
+        "layers { name: 'p' type: POOLING pooling_param { pool: MAX kernel_size: 3 } }\n"
+        'layer: { name: "r" relu_param { negative_slope: 0.3 } }\n'
+    )
+    assert net["input_dim"] == [1, 3] and caffe.first(net, "name") == "n"
+    layers = caffe.prototxt_layers(net)
+    assert caffe.first(caffe.first(layers["p"], "pooling_param"), "pool") == "MAX"
+    assert caffe.first(caffe.first(layers["r"], "relu_param"), "negative_slope") == 0.3
+    with pytest.raises(XDreamError, match=r"line 2.*missing '\}'"):
+        caffe.parse_prototxt('name: "n"\nlayer {\n', "x.prototxt")

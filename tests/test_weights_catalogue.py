@@ -1,0 +1,137 @@
+"""The weight catalogue, `xdream list`, and a config-driven DeePSiM-fc6 + CaffeNet experiment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_classic_networks import caffenet_file  # noqa: F401  (shared fixture)
+from tests.test_deepsim import fc6_files  # noqa: F401  (shared fixture)
+from xdream import cli, config, generators, networks, records, weights
+from xdream.errors import ConfigError, MissingFileError
+from xdream.experiment import Experiment
+
+
+@pytest.fixture
+def catalogue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "weights.toml"
+    monkeypatch.setenv(weights.ENV_VAR, str(path))
+    return path
+
+
+def test_catalogue_lives_in_the_user_config_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(weights.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/somewhere/config")
+    if weights.sys.platform.startswith("linux"):
+        assert weights.catalogue_path() == Path("/somewhere/config/xdream/weights.toml")
+    monkeypatch.setenv(weights.ENV_VAR, "/elsewhere/w.toml")
+    assert weights.catalogue_path() == Path("/elsewhere/w.toml")
+
+
+def test_catalogue_resolves_names_relative_paths_and_explicit_files(
+    catalogue: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "gen").mkdir()
+    (tmp_path / "gen" / "fc6.caffemodel").write_bytes(b"x")
+    (tmp_path / "fc7.pt").write_bytes(b"x")
+    catalogue.write_text(
+        'deepsim-fc6 = { weights = "gen/fc6.caffemodel", prototxt = "gen/g.prototxt" }\n'
+        f'deepsim-fc7 = "{tmp_path / "fc7.pt"}"\n'
+        'caffenet = "missing.caffemodel"\n'
+    )
+    fc6 = weights.resolve("deepsim-fc6")
+    assert (fc6.path, fc6.prototxt, fc6.origin) == (
+        tmp_path / "gen" / "fc6.caffemodel",
+        tmp_path / "gen" / "g.prototxt",
+        "catalogue",
+    )
+    assert weights.resolve("deepsim-fc7").path == tmp_path / "fc7.pt"
+    # an explicit file (Python argument or experiment config) beats the catalogue
+    assert weights.resolve("deepsim-fc6", tmp_path / "fc7.pt").origin == "argument"
+    with pytest.raises(MissingFileError, match=r"missing\.caffemodel.*does not exist.*Model Zoo"):
+        weights.resolve("caffenet")
+    with pytest.raises(MissingFileError, match=r"no weight file for 'deepsim-fc8'.*weights\.toml"):
+        generators.make("deepsim-fc8")
+    with pytest.raises(MissingFileError, match=r"alexnet-owt-7be5be79\.pth.*download\.pytorch"):
+        networks.make("alexnet")
+
+
+def test_bad_catalogue_is_a_config_error(catalogue: Path) -> None:
+    catalogue.write_text("deepsim-fc6 = 3\n")
+    with pytest.raises(ConfigError, match="entry 'deepsim-fc6' must be a path or a table"):
+        weights.resolve("deepsim-fc6")
+    catalogue.write_text("deepsim-fc6 = [\n")
+    with pytest.raises(ConfigError, match="cannot parse the weight catalogue"):
+        weights.resolve("deepsim-fc6")
+    catalogue.unlink()
+    with pytest.raises(MissingFileError, match="XDREAM_WEIGHTS names the weight catalogue"):
+        weights.resolve("deepsim-fc6")
+
+
+def test_list_shows_found_and_missing_files(
+    catalogue: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    (tmp_path / "n1.pt").write_bytes(b"x")
+    catalogue.write_text(f'deepsim-norm1 = "{tmp_path / "n1.pt"}"\n')
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[1]: line for line in out.splitlines() if line.startswith("│ ")}
+    assert f"found (catalogue): {tmp_path / 'n1.pt'}" in lines["deepsim-norm1"]
+    assert (
+        'missing: expected `deepsim-fc6 = "/path/to/generator.caffemodel"`' in lines["deepsim-fc6"]
+    )
+    assert str(tmp_path / "torch/hub/checkpoints/resnet50-0676ba61.pth") in lines["resnet50"]
+    assert "no weight file needed" in lines["fourier"]
+    assert f"weight catalogue: {catalogue}" in out
+
+
+@pytest.mark.slow
+def test_config_fc6_with_ga_preset_and_caffenet_target(
+    fc6_files: dict[str, Path],  # noqa: F811
+    caffenet_file: tuple,  # noqa: F811
+    tmp_path: Path,
+    catalogue: Path,
+) -> None:
+    catalogue.write_text(f'caffenet = "{caffenet_file[0]}"\n')  # the target via the catalogue
+    cfg_path = tmp_path / "fc6.toml"
+    cfg_path.write_text(
+        f"""
+[experiment]
+seed = 1
+generations = 2
+n_references = 2
+
+[generator]
+name = "deepsim-fc6"
+weights = "{fc6_files["caffe"]}"
+init = "stats"
+
+[optimizer]
+preset = "deepsim-fc6"
+population_size = 8
+
+[target]
+network = "caffenet"
+layer = "fc8"
+channel = 1
+"""
+    )
+    cfg = config.load(cfg_path)
+    assert cfg.optimizer["name"] == "genetic" and cfg.optimizer["preset"] == "deepsim-fc6"
+    assert (cfg.optimizer["mutation_rate"], cfg.optimizer["selectivity"]) == (0.5, 2.0)
+    summary = Experiment.from_config(cfg, tmp_path / "run").run()
+    assert summary["generations"] == 2 and summary["presentations"] == 16
+    assert summary["generator"] == "deepsim-fc6" and summary["code_dim"] == 4096
+    rec = records.read(tmp_path / "run")
+    first = rec.codes[rec.generation == 0]
+    assert first.shape == (8, 4096) and rec.genealogy[0] == "loaded"
+    assert first.min() == 0.0 and (first > 0).mean() < 0.3  # post-ReLU statistics, not N(0, 1)
+    assert np.isfinite(rec.scores).all()
+    assert (tmp_path / "run" / "best.png").exists()
+    # the resolved config round-trips (resume rebuilds the same experiment)
+    again = config.load(tmp_path / "run" / "config.yaml")
+    assert again.optimizer == cfg.optimizer and again.generator == cfg.generator
