@@ -54,7 +54,11 @@ def derived_seed(seed: int, stream: int) -> int:
 
 
 def build_scorer(config: Config, noise_seed: int) -> Scorer:
-    """The ``[target]`` unit, wrapped in the ``[noise]`` model when there is one."""
+    """The ``[rig]``, or the ``[target]`` unit wrapped in the ``[noise]`` model if any."""
+    if config.rig is not None:
+        from xdream.rig import RigScorer
+
+        return RigScorer(config.rig, seed=noise_seed)
     t = config.target
     scorer: Scorer = scorers.make_unit(
         t.network,
@@ -215,6 +219,7 @@ class Experiment:
             # killed before the first generation was checkpointed: start it again from scratch
             self.folder.create()
             self._initialise_record()
+            self.scorer.bind(self.folder.path)
             self._started = True
             return "no generation had finished; starting from the first"
         state = load_checkpoint(self.folder.checkpoint)
@@ -232,6 +237,7 @@ class Experiment:
         self.scorer.load_state_dict(state["scorer"])
         self.references.load_state_dict(state["references"])
         self.folder.create()
+        self.scorer.bind(self.folder.path)
         note = reconcile(
             self.folder,
             self.generation,
@@ -262,6 +268,7 @@ class Experiment:
         summary = self.summary(finished=True)
         write_json(self.folder.summary, summary)
         self.folder.drop_journal()
+        self.scorer.close()
         return summary
 
     def step(self) -> GenerationRecord:
@@ -292,6 +299,7 @@ class Experiment:
             ref_clean_scores=clean[n:],
             presentations=self.presentations,
             seconds=np.diff(np.array(t)),
+            extra=dict(getattr(self.scorer, "last_extra", None) or {}),
         )
         self._record(rec, images, best_before, started=t[0])
         return rec
@@ -305,6 +313,7 @@ class Experiment:
             )
         self.folder.create()
         self._initialise_record()
+        self.scorer.bind(self.folder.path)
         self._started = True
 
     def _initialise_record(self) -> None:
