@@ -280,6 +280,7 @@ class Experiment:
         images = self.generator.generate(codes, batch_size=self.batch_size)
         refs, ref_ids = self.references.sample(self.n_references)
         t.append(time.perf_counter())
+        self.scorer.start_generation(self.generation)
         scores, clean = self._score(torch.cat([images, refs.to(images.dtype)]), ids + ref_ids)
         t.append(time.perf_counter())
         n = len(codes)

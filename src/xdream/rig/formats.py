@@ -215,11 +215,11 @@ def _mat_names_from_h5(f: h5py.File, ds: h5py.Dataset) -> list[str]:
     if ds.dtype == h5py.ref_dtype:
         names = []
         for ref in np.asarray(ds[()]).reshape(-1):
-            chars = np.asarray(f[ref][()])
-            if f[ref].attrs.get("MATLAB_empty", 0):
-                names.append("")
-            else:
-                names.append("".join(chr(c) for c in chars.reshape(-1)))
+            cell = f[ref]
+            chars = np.asarray(cell[()])
+            # MATLAB stores '' as its dimensions (uint64) with a MATLAB_empty attribute
+            empty = chars.dtype == np.uint64 and cell.attrs.get("MATLAB_empty", 0)
+            names.append("" if empty else "".join(map(chr, chars.reshape(-1).tolist())))
         return names
     data = np.asarray(ds[()])
     if data.dtype.kind in "ui":  # char matrix: MATLAB (n, L) arrives as (L, n)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,7 +38,7 @@ import torch.nn.functional as F
 
 from xdream.errors import XDreamError
 from xdream.optimizers.base import make_rng
-from xdream.records import write_json
+from xdream.records import atomic_write
 from xdream.rig import formats, protocol
 from xdream.rig.section import RigSection, channel_groups
 from xdream.scorers.base import Scorer
@@ -47,6 +49,18 @@ STATE_VERSION = 1
 
 class RigPaused(XDreamError):
     """A block got no response within the timeout and ``on_timeout = "pause"``."""
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """Worker threads for encoding and file I/O (both release the GIL)."""
+    return ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
+
+
+def _backup_images(dest: Path, paths: list[Path], encoded: list[bytes]) -> None:
+    for path, data in zip(paths, encoded):
+        if not (dest / path.name).exists():
+            (dest / path.name).write_bytes(data)
 
 
 def _now() -> float:
@@ -87,6 +101,8 @@ class RigScorer(Scorer):
         self.last_clean = None
         self.state: dict[str, Any] = {}
         self._rng = make_rng(self.seed)
+        self._encoded: dict[int, list[Future[bytes]]] = {}
+        self._pending: list[Future[None]] = []
         self._seen: dict[str, tuple[tuple[int, int], float]] = {}  # name -> (sig, since)
         self._logged: set[str] = set()
         self._last_line = 0.0
@@ -163,9 +179,15 @@ class RigScorer(Scorer):
         self.state = state
         self._rng.bit_generator.state = state["rng"]
 
-    def _save(self) -> None:
+    def _save(self, durable: bool = True) -> None:
+        """Rewrite the journal atomically (and fsynced, unless ``durable`` is False)."""
         self.state["rng"] = self._rng.bit_generator.state
-        write_json(self.state_path, self.state)
+        text = json.dumps(self.state, separators=(",", ":"))  # NaN as NaN: json.loads reads it
+        if durable:
+            with atomic_write(self.state_path, "w") as fh:
+                fh.write(text)
+        else:
+            protocol.write_atomically(self.state_path, text.encode())
 
     # ------------------------------------------------------------------ the protocol
     def score(self, images: Images, ids: list[str]) -> Scores:
@@ -187,7 +209,7 @@ class RigScorer(Scorer):
                 blk = self.state["blocks"][str(b)]
                 if blk["answered"] is None and not blk["timed_out"]:
                     self._ensure_written(blk, pixels)
-                    self._await(blk)
+                    self._await(blk, cur, pixels)
             missing = self._unanswered(cur)
             if p.require_response and missing and cur["round"] < p.max_reshows:
                 cur["round"] += 1
@@ -209,10 +231,16 @@ class RigScorer(Scorer):
         self._status("scored")
         return scores
 
+    def start_generation(self, generation: int) -> None:
+        """The experiment's generation number: it tells a new generation from a resumed one."""
+        self._generation = generation
+
     def _begin(self, ids: list[str]) -> dict[str, Any]:
-        key = hashlib.sha1("\n".join(ids).encode()).hexdigest()
+        generation = getattr(self, "_generation", None)
+        key = hashlib.sha1(f"{generation}\n".encode() + "\n".join(ids).encode()).hexdigest()
         cur = self.state["current"]
-        if cur is not None and cur["key"] == key:
+        resumable = generation is not None or (cur is not None and not cur["done"])
+        if cur is not None and cur["key"] == key and resumable:
             return cur  # the generation in flight when xdream stopped: continue it
         if cur is not None and not cur["done"]:
             self._log(
@@ -222,7 +250,7 @@ class RigScorer(Scorer):
             )
         cur = {
             "key": key,
-            "generation": self.state["generation"] + 1,
+            "generation": self.state["generation"] + 1 if generation is None else generation,
             "ids": list(ids),
             "blocks": [],
             "round": 0,
@@ -231,6 +259,10 @@ class RigScorer(Scorer):
         self.state["generation"] = cur["generation"]
         self.state["current"] = cur
         self.state["rows"] = []
+        self._encoded = {}
+        for blk in self.state["blocks"].values():
+            if blk["answered"] is not None:
+                blk["stimuli"] = []  # recorded; only unanswered blocks can still be matched
         self._plan(cur, list(range(len(ids))), reps=self.params.reps)
         self._save()
         return cur
@@ -287,36 +319,37 @@ class RigScorer(Scorer):
                 return  # written before a crash: the rig has it
             if self._response_waiting(blk["block"]):
                 return  # answered while xdream was down (the rig may have removed the images)
-        blank = None
-        encoded = []
-        for s in blk["stimuli"]:
-            if s["index"] < 0:
-                if blank is None:
-                    level = int(self.params.blank_value * 255 + 0.5)
-                    blank = self.image_writer.encode(np.full(pixels.shape[1:], level, np.uint8))
-                encoded.append(blank)
-            else:
-                encoded.append(self.image_writer.encode(pixels[s["index"]]))
-        for s, data in zip(blk["stimuli"], encoded):
-            protocol.write_atomically(protocol.inside(self.write_dir, s["name"]), data)
+        encoded = [f.result() for f in self._encode(blk, pixels)]
+        paths = [protocol.inside(self.write_dir, s["name"]) for s in blk["stimuli"]]
+        list(_pool().map(protocol.write_atomically, paths, encoded))  # file I/O in parallel
         stem = protocol.response_stem(blk["block"])
         if self.params.manifest:
             names = "".join(s["name"] + "\n" for s in blk["stimuli"])
             protocol.write_atomically(self.write_dir / f"{stem}.txt", names.encode())
         first = blk["written"] is None
         blk["written"] = _now()
-        self._save()
+        self._save(durable=False)  # a crash before this line re-writes the same files
         self._status("waiting", blk)
         self._log(
             f"block {blk['block']} {'written' if first else 're-written'}: "
             f"{len(blk['stimuli'])} stimuli (generation {blk['generation']})"
         )
-        if self.params.backup:
+        if self.params.backup:  # in the background: the rig already has its files
             dest = self.rig_dir / "stimuli" / stem
             dest.mkdir(parents=True, exist_ok=True)
-            for s, data in zip(blk["stimuli"], encoded):
-                if not (dest / s["name"]).exists():
-                    (dest / s["name"]).write_bytes(data)
+            self._pending = [j for j in self._pending if not j.done()]
+            self._pending.append(_pool().submit(_backup_images, dest, paths, encoded))
+
+    def _encode(self, blk: dict[str, Any], pixels: npt.NDArray[np.uint8]) -> list[Future[bytes]]:
+        """The block's image files being encoded in worker threads (the encoders release the
+        GIL); the next block is started while the rig works on the current one."""
+        cached = self._encoded.pop(blk["block"], None)
+        if cached is not None:
+            return cached
+        level = int(self.params.blank_value * 255 + 0.5)
+        blank = np.full(pixels.shape[1:], level, np.uint8)
+        arrays = [blank if s["index"] < 0 else pixels[s["index"]] for s in blk["stimuli"]]
+        return [_pool().submit(self.image_writer.encode, a) for a in arrays]
 
     def _response_waiting(self, block: int) -> bool:
         stem = protocol.response_stem(block)
@@ -324,15 +357,25 @@ class RigScorer(Scorer):
             n.startswith(stem + ".") and not n.endswith(".txt") for n in os.listdir(self.score_dir)
         )
 
-    def _await(self, blk: dict[str, Any]) -> None:
+    def _await(
+        self, blk: dict[str, Any], cur: dict[str, Any], pixels: npt.NDArray[np.uint8]
+    ) -> None:
         p = self.params
         start = time.monotonic()
         warned_at = 0.0
         self._status("waiting", blk)
+        prepared = False
         while True:
             self._scan()
             if blk["answered"] is not None:
                 return
+            if not prepared:  # encode the next block of the generation while the rig works
+                prepared = True
+                nxt = [b for b in cur["blocks"] if self.state["blocks"][str(b)]["written"] is None]
+                if nxt:
+                    self._encoded = {
+                        nxt[0]: self._encode(self.state["blocks"][str(nxt[0])], pixels)
+                    }
             waited = time.monotonic() - start
             if waited > p.timeout:
                 if p.on_timeout == "skip":
@@ -411,6 +454,7 @@ class RigScorer(Scorer):
                         "this second response is ignored (backed up)",
                         warn=True,
                     )
+                    self._save()
                 continue
             seen = self._seen.get(name)
             if seen is None or seen[0] != sig:
@@ -574,7 +618,8 @@ class RigScorer(Scorer):
         blanks: dict[int, list[float]] = {}
         for r in self.state["rows"]:
             if r["kind"] == "blank" and r["shown_generation"] == cur["generation"]:
-                blanks.setdefault(r["block"], []).append(self._select(np.array(r["values"])))
+                values = np.array(r["values"], dtype=np.float64)
+                blanks.setdefault(r["block"], []).append(self._select(values))
         out = {b: float(np.mean(v)) for b, v in blanks.items()}
         every = [x for v in blanks.values() for x in v]
         fallback = float(np.mean(every)) if every else self.state["last_baseline"]
@@ -737,6 +782,12 @@ class RigScorer(Scorer):
 
     def close(self) -> None:
         """Write the final status; responses that come later stay in ``score_dir``."""
+        for job in self._pending:
+            try:
+                job.result()  # let the background backups finish
+            except OSError as err:
+                self._log(f"an image backup failed: {err}", warn=True)
+        self._pending = []
         if self.run_dir is not None:
             self._status("finished")
             if self._line_shown:

@@ -77,7 +77,7 @@ class RigSim:
         for d in (self.write_dir, self.score_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.handled: set[int] = set()
-        self.answered: set[int] = set()
+        self.answered: dict[int, float] = {}  # block -> time its response was written
         self._read_log()
         # a restarted simulator continues its random stream where the log says it stopped
         self.rng = np.random.default_rng([self.s.seed, len(self.handled)])
@@ -99,7 +99,7 @@ class RigSim:
             if entry.get("event") in ("written", "dropped"):
                 self.handled.add(int(entry["block"]))
             if entry.get("event") == "written":
-                self.answered.add(int(entry["block"]))
+                self.answered[int(entry["block"])] = float(entry["time"])
 
     def _log(self, **entry: Any) -> None:
         entry["time"] = time.time()
@@ -205,14 +205,25 @@ class RigSim:
             os.replace(tmp, final)
         self._log(event=event, block=block, file=final.name, names=names, values=values)
         if event == "written":
-            self.answered.add(block)
+            self.answered[block] = time.time()
 
     # ------------------------------------------------------------------ loop
     def run(self, max_blocks: int | None = None, idle_exit: float | None = None) -> int:
         """Serve blocks; stop after ``max_blocks`` answered or dropped (or ``idle_exit`` s idle)."""
+        self._log(event="started", pid=os.getpid())
         last_activity = time.monotonic()
+        reshown: set[int] = set()
         while not self.stop_requested:
             for block, names in sorted(self._complete_blocks().items()):
+                if block in self.answered and block not in reshown and self.s.manifest:
+                    # an answered block whose manifest is newer than the answer: shown again
+                    try:
+                        stamp = (self.write_dir / f"{protocol.response_stem(block)}.txt").stat()
+                    except OSError:
+                        continue
+                    if stamp.st_mtime > self.answered[block]:
+                        reshown.add(block)
+                        self._log(event="reshown", block=block)
                 if block in self.handled:
                     continue
                 if self._response_exists(block):

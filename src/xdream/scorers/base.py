@@ -29,6 +29,9 @@ class Scorer(abc.ABC):
         A scorer that keeps its own durable state (a rig's journal of blocks) keeps it there.
         """
 
+    def start_generation(self, generation: int) -> None:  # noqa: B027 (optional hook)
+        """Called before each generation's :meth:`score` with its number (0-based)."""
+
     def describe(self) -> dict[str, Any]:
         """A JSON-able description of the target for records and summaries."""
         return {"kind": type(self).__name__}
