@@ -377,3 +377,27 @@ def test_plugin_example_reads_and_writes_its_own_formats(tmp_path: Path) -> None
     rec = records.read(tmp_path / "run")
     assert np.isfinite(rec.scores).all()
     assert rec.best_per_generation[-1] > rec.best_per_generation[0]
+
+
+def test_sim_slow_writes_duplicates_and_no_manifest(tmp_path: Path) -> None:
+    """rig-sim's nastier behaviours: non-atomic writes, a second file per block, no manifest."""
+    cfg = rig_config(generations=2, population=6, refs=0, manifest=False, response_format="json")
+    _, sim = run_with_rig(
+        tmp_path / "run",
+        cfg,
+        response_format="json",
+        slow_write=True,
+        duplicate=1.0,
+        manifest=False,
+    )
+    rec = records.read(tmp_path / "run")
+    assert np.isfinite(rec.scores).all()
+    assert not list((tmp_path / "run" / "stimuli").glob("block*.txt"))  # no manifest written
+    log = read_log(sim.log_path)
+    assert any(e["event"] == "duplicate" for e in log)  # the last may come after the run
+    assert "already answered" in (tmp_path / "run" / "rig" / "rig.log").read_text()
+    by_name = {n: v for _, n, v in written_responses(log)}
+    for name, response in zip(
+        rec.extra["rig/presentations/stimulus"], rec.extra["rig/presentations/response"]
+    ):
+        np.testing.assert_array_equal(response, by_name[name])
