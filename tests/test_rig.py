@@ -381,7 +381,7 @@ def test_plugin_example_reads_and_writes_its_own_formats(tmp_path: Path) -> None
 
 def test_sim_slow_writes_duplicates_and_no_manifest(tmp_path: Path) -> None:
     """rig-sim's nastier behaviours: non-atomic writes, a second file per block, no manifest."""
-    cfg = rig_config(generations=2, population=6, refs=0, manifest=False, response_format="json")
+    cfg = rig_config(generations=3, population=6, refs=0, manifest=False, response_format="json")
     _, sim = run_with_rig(
         tmp_path / "run",
         cfg,
@@ -389,6 +389,7 @@ def test_sim_slow_writes_duplicates_and_no_manifest(tmp_path: Path) -> None:
         slow_write=True,
         duplicate=1.0,
         manifest=False,
+        latency=(0.15, 0.2),  # so a duplicate (0.2 s after its original) comes during the run
     )
     rec = records.read(tmp_path / "run")
     assert np.isfinite(rec.scores).all()
