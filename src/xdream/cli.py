@@ -184,7 +184,7 @@ def cmd_layers(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
-COMMAND_MODULES: list[str] = ["xdream.cli_media"]
+COMMAND_MODULES: list[str] = ["xdream.cli_media", "xdream.rig.cli"]
 """Modules that add sub-commands: each defines ``add_parser(subparsers)``, which registers its
 commands with ``set_defaults(func=handler)``; a handler takes ``(args, console)`` and returns
 the exit status."""

@@ -43,6 +43,7 @@ import yaml
 
 from xdream.errors import ConfigError, MissingFileError, did_you_mean
 from xdream.params import build_params
+from xdream.rig.section import RigSection
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -129,6 +130,7 @@ SECTIONS: dict[str, type[Any] | None] = {
     "generator": None,  # name + the generator's Params
     "optimizer": None,  # name + the optimiser's Params
     "noise": None,  # name + the noise model's Params; optional
+    "rig": RigSection,  # optional: a recording rig replaces the [target] unit
 }
 
 DEFAULT_GENERATOR = "fourier"
@@ -144,6 +146,7 @@ class Config:
     generator: dict[str, Any] = field(default_factory=lambda: {"name": DEFAULT_GENERATOR})
     optimizer: dict[str, Any] = field(default_factory=lambda: {"name": DEFAULT_OPTIMIZER})
     noise: dict[str, Any] | None = None
+    rig: RigSection | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (round-trips through :func:`from_dict`)."""
@@ -155,6 +158,8 @@ class Config:
         }
         if self.noise is not None:
             out["noise"] = dict(self.noise)
+        if self.rig is not None:
+            out["rig"] = _plain(dataclasses.asdict(self.rig))
         return out
 
     def budget(self) -> tuple[str, int]:
@@ -193,7 +198,7 @@ def from_dict(data: Mapping[str, Any]) -> Config:
                 f"unknown config section {key!r}.{did_you_mean(str(key), SECTIONS)} "
                 f"Valid sections: {', '.join(SECTIONS)}."
             )
-    for key in ("experiment", "target"):
+    for key in ("experiment", "target", "rig"):
         if key in data and not isinstance(data[key], Mapping):
             raise ConfigError(f"[{key}] must be a table of keys, got {data[key]!r}")
     experiment = build_params(ExperimentSection, data.get("experiment", {}), "[experiment]")
@@ -201,6 +206,12 @@ def from_dict(data: Mapping[str, Any]) -> Config:
     generator = _component("generator", data.get("generator"), DEFAULT_GENERATOR)
     optimizer = _component("optimizer", data.get("optimizer"), DEFAULT_OPTIMIZER)
     noise = _component("noise", data.get("noise"), None)
+    rig = None if data.get("rig") is None else build_params(RigSection, data["rig"], "[rig]")
+    if rig is not None and noise is not None:
+        raise ConfigError(
+            "[noise] applies to network units, but [rig] makes a recording rig the target: "
+            "remove [noise] (to rehearse with a noisy unit, give `xdream rig-sim` --noise)"
+        )
     assert generator is not None and optimizer is not None
     from xdream import generators, networks, optimizers
     from xdream.scorers import noise as noise_models
@@ -212,6 +223,7 @@ def from_dict(data: Mapping[str, Any]) -> Config:
         _resolve("generator", generator, generators.REGISTRY),
         _resolve("optimizer", optimizer, optimizers.REGISTRY),
         None if noise is None else _resolve("noise", noise, noise_models.REGISTRY),
+        rig,
     )
 
 

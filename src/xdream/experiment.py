@@ -59,7 +59,11 @@ def derived_seed(seed: int, stream: int) -> int:
 
 
 def build_scorer(config: Config, noise_seed: int) -> Scorer:
-    """The ``[target]`` unit, wrapped in the ``[noise]`` model when there is one."""
+    """The ``[rig]``, or the ``[target]`` unit wrapped in the ``[noise]`` model if any."""
+    if config.rig is not None:
+        from xdream.rig import RigScorer
+
+        return RigScorer(config.rig, seed=noise_seed)
     t = config.target
     scorer: Scorer = scorers.make_unit(
         t.network,
@@ -236,6 +240,7 @@ class Experiment:
             # killed before the first generation was checkpointed: start it again from scratch
             self.folder.create()
             self._initialise_record()
+            self.scorer.bind(self.folder.path)
             self._started = True
             return "no generation had finished; starting from the first"
         state = load_checkpoint(self.folder.checkpoint)
@@ -253,6 +258,7 @@ class Experiment:
         self.scorer.load_state_dict(state["scorer"])
         self.references.load_state_dict(state["references"])
         self.folder.create()
+        self.scorer.bind(self.folder.path)
         note = reconcile(
             self.folder,
             self.generation,
@@ -283,6 +289,7 @@ class Experiment:
         summary = self.summary(finished=True)
         write_json(self.folder.summary, summary)
         self.folder.drop_journal()
+        self.scorer.close()
         return summary
 
     def step(self) -> GenerationRecord:
@@ -294,6 +301,7 @@ class Experiment:
         images = self.generator.generate(codes, batch_size=self.batch_size)
         refs, ref_ids = self.references.sample(self.n_references)
         t.append(time.perf_counter())
+        self.scorer.start_generation(self.generation)
         scores, clean = self._score(torch.cat([images, refs.to(images.dtype)]), ids + ref_ids)
         t.append(time.perf_counter())
         n = len(codes)
@@ -313,6 +321,7 @@ class Experiment:
             ref_clean_scores=clean[n:],
             presentations=self.presentations,
             seconds=np.diff(np.array(t)),
+            extra=dict(getattr(self.scorer, "last_extra", None) or {}),
         )
         self._record(rec, images, best_before, started=t[0])
         return rec
@@ -326,6 +335,7 @@ class Experiment:
             )
         self.folder.create()
         self._initialise_record()
+        self.scorer.bind(self.folder.path)
         self._started = True
 
     def _initialise_record(self) -> None:

@@ -51,7 +51,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -88,6 +88,9 @@ class GenerationRecord:
     ref_clean_scores: npt.NDArray[np.float64]
     presentations: int
     seconds: npt.NDArray[np.float64]  # (4,) ask, generate, score, tell
+    extra: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+    """Scorer-specific rows, ``{"group/sub/dataset": array}``; every group holds a
+    ``generation`` dataset with one entry per row (see :meth:`H5Record.truncate`)."""
 
     @property
     def best_score(self) -> float:
@@ -116,6 +119,7 @@ class GenerationRecord:
             "ref_clean_scores": self.ref_clean_scores,
             "presentations": np.array(self.presentations),
             "seconds": self.seconds,
+            **{f"extra/{k}": v for k, v in self.extra.items()},
         }
 
     @classmethod
@@ -132,6 +136,7 @@ class GenerationRecord:
             ref_clean_scores=np.asarray(a["ref_clean_scores"], dtype=np.float64),
             presentations=int(a["presentations"]),
             seconds=np.asarray(a["seconds"], dtype=np.float64),
+            extra={k[6:]: np.asarray(a[k]) for k in a.files if k.startswith("extra/")},
         )
 
 
@@ -308,6 +313,10 @@ class H5Record:
             _append(gens, "best_reference", np.array([rec.best_reference]))
             _append(gens, "presentations", np.array([rec.presentations], np.int64))
             _append(gens, "seconds", rec.seconds[None, :].astype(np.float64))
+            for key, value in rec.extra.items():
+                path, name = key.rsplit("/", 1)
+                text = np.asarray(value).dtype.kind in "UO"
+                _append(f.require_group(path), name, value, _STR if text else None)
             f.flush()
 
     def generations(self) -> int:
@@ -330,6 +339,28 @@ class H5Record:
             if "generations" in f:
                 for name in GEN_FIELDS:
                     f["generations"][name].resize(generations, axis=0)
+            for group in _extra_groups(f):
+                g = group["generation"][:]
+                m = int(np.searchsorted(g, generations, side="left"))
+                for ds in group.values():
+                    if isinstance(ds, h5py.Dataset) and ds.shape[:1] == g.shape:
+                        ds.resize(m, axis=0)
+
+
+def _extra_groups(f: h5py.File) -> list[h5py.Group]:
+    """Groups of scorer-specific rows (any group but the core ones with a ``generation``)."""
+    found: list[h5py.Group] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if (
+            isinstance(obj, h5py.Group)
+            and name not in ("references", "generations")
+            and isinstance(obj.get("generation"), h5py.Dataset)
+        ):
+            found.append(obj)
+
+    f.visititems(visit)
+    return found
 
 
 def reconcile(
@@ -389,6 +420,8 @@ class Record:
     seconds: npt.NDArray[np.float64]
     config: dict[str, Any]
     summary: dict[str, Any]
+    extra: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+    """Scorer-specific datasets by path, e.g. ``extra["rig/presentations/response"]``."""
 
 
 def read(path: str | Path) -> Record:
@@ -426,8 +459,21 @@ def read(path: str | Path) -> Record:
             seconds=f["generations/seconds"][:] if "generations" in f else np.zeros((0, 4)),
             config=json.loads(f.attrs.get("config", "{}")),
             summary=json.loads(folder.summary.read_text()) if folder.summary.exists() else {},
+            extra=_read_extra(f),
         )
     return rec
+
+
+def _read_extra(f: h5py.File) -> dict[str, npt.NDArray[Any]]:
+    out: dict[str, npt.NDArray[Any]] = {}
+    for group in _extra_groups(f):
+        for name, ds in group.items():
+            if isinstance(ds, h5py.Dataset):
+                data = ds[:]
+                if ds.dtype.kind == "O":
+                    data = np.array([s.decode() if isinstance(s, bytes) else s for s in data])
+                out[f"{group.name.lstrip('/')}/{name}"] = data
+    return out
 
 
 def save_best_image(images: Images, scores: npt.NDArray[np.float64], path: Path) -> int | None:

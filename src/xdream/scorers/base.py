@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from pathlib import Path
 from typing import Any
 
 from xdream.types import Images, Scores, StateDict
@@ -13,12 +14,23 @@ class Scorer(abc.ABC):
 
     ``score`` receives the images of a generation in one call; a scorer that answers block by
     block (a rig) may return NaN for images that got no response. Stateful scorers (noise RNGs,
-    rig block counters) implement :meth:`state_dict` / :meth:`load_state_dict`.
+    rig block counters) implement :meth:`state_dict` / :meth:`load_state_dict`. A scorer may
+    set ``last_extra`` (``{"group/dataset": rows}``) after each call: the experiment records
+    it in ``record.h5`` (each group with a ``generation`` column).
     """
 
     @abc.abstractmethod
     def score(self, images: Images, ids: list[str]) -> Scores:
         """Scores ``(n,)`` float64 for ``images`` ``(n, 3, H, W)`` in [0, 1]."""
+
+    def bind(self, folder: Path) -> None:  # noqa: B027 (optional hook)
+        """Called with the experiment folder before the first generation and on resume.
+
+        A scorer that keeps its own durable state (a rig's journal of blocks) keeps it there.
+        """
+
+    def start_generation(self, generation: int) -> None:  # noqa: B027 (optional hook)
+        """Called before each generation's :meth:`score` with its number (0-based)."""
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able description of the target for records and summaries."""

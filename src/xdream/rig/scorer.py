@@ -1,0 +1,803 @@
+"""The rig as a scorer: XDream's file protocol (spec §9), hardened and crash-safe.
+
+One generation, block by block::
+
+    plan blocks (shuffled, reps, blanks)           # journaled before anything is written
+    for each block:
+        write block{NNN}_{MMM}_{id}.png atomically, then block{NNN}.txt (manifest)
+        wait for block{NNN}.mat / .h5 / .json / .csv: accepted once readable and no longer
+        growing; foreign or malformed files are logged and skipped; timeout policy applies
+        journal the response, back it up, clean the images up
+    re-show unanswered images (require_response); average repeats; subtract blanks
+
+The journal (``rig/state.json`` in the experiment folder, rewritten atomically after every
+block written and every response accepted) holds the blocks, their files and ids and every
+response received, so ``xdream resume`` after a kill continues at the right block: answered
+blocks are never shown again and responses that arrived meanwhile are picked up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import functools
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import numpy.typing as npt
+import torch.nn.functional as F
+
+from xdream.errors import XDreamError
+from xdream.optimizers.base import make_rng
+from xdream.records import atomic_write
+from xdream.rig import formats, protocol
+from xdream.rig.section import RigSection, channel_groups
+from xdream.scorers.base import Scorer
+from xdream.types import Images, Scores
+
+STATE_VERSION = 1
+
+
+class RigPaused(XDreamError):
+    """A block got no response within the timeout and ``on_timeout = "pause"``."""
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """Worker threads for encoding and file I/O (both release the GIL)."""
+    return ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
+
+
+def _backup_images(dest: Path, paths: list[Path], encoded: list[bytes]) -> None:
+    for path, data in zip(paths, encoded):
+        if not (dest / path.name).exists():
+            (dest / path.name).write_bytes(data)
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else _dt.datetime.fromtimestamp(t).isoformat(timespec="milliseconds")
+
+
+class RigScorer(Scorer):
+    """Scores images by handing them to a recording rig through files (spec §9).
+
+    >>> from xdream.rig import RigScorer, RigSection
+    >>> scorer = RigScorer(RigSection(write_dir="/rig/stimuli", block_size=20))  # doctest: +SKIP
+
+    Used by :class:`~xdream.experiment.Experiment`, which calls :meth:`bind` with the run
+    folder (where the journal, status file, log and backups live) before the first block.
+    """
+
+    def __init__(
+        self,
+        params: RigSection | None = None,
+        seed: int | None = None,
+        stderr: TextIO | None = None,
+    ) -> None:
+        self.params = params or RigSection()
+        p = self.params
+        formats.load_plugins(p.plugins)
+        self.image_writer = formats.IMAGE_WRITERS.get(p.image_format)
+        if p.response_format != "auto":
+            formats.READERS.get(p.response_format)
+        self.groups = channel_groups(p.channels)
+        self.seed = p.seed if p.seed is not None else seed
+        self.stderr = stderr if stderr is not None else sys.stderr
+        self.run_dir: Path | None = None
+        self.last_extra: dict[str, npt.NDArray[Any]] | None = None
+        self.last_clean = None
+        self.state: dict[str, Any] = {}
+        self._rng = make_rng(self.seed)
+        self._encoded: dict[int, list[Future[bytes]]] = {}
+        self._pending: list[Future[None]] = []
+        self._seen: dict[str, tuple[tuple[int, int], float]] = {}  # name -> (sig, since)
+        self._logged: set[str] = set()
+        self._last_line = 0.0
+        self._line_shown = False
+
+    # ------------------------------------------------------------------ set-up
+    def bind(self, folder: Path) -> None:
+        """Use ``folder`` (the experiment folder) for the journal, status, log and backups."""
+        self.run_dir = Path(folder)
+        self.rig_dir = self.run_dir / "rig"
+        self.write_dir = self._folder(self.params.write_dir)
+        self.score_dir = (
+            self.write_dir if self.params.score_dir is None else self._folder(self.params.score_dir)
+        )
+        for d in (self.rig_dir, self.write_dir, self.score_dir):
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise XDreamError(f"cannot create rig folder {str(d)!r}: {err}") from None
+        self.state_path = self.rig_dir / "state.json"
+        self.status_path = self.rig_dir / "status.json"
+        self.log_path = self.rig_dir / "rig.log"
+        if self.state_path.exists():
+            self._load_state()
+            self._log(f"resumed from the journal: next block {self.state['next_block']}")
+        else:
+            self._refuse_leftovers()
+            self.state = {
+                "version": STATE_VERSION,
+                "next_block": 0,
+                "generation": -1,
+                "n_channels": None,
+                "blocks": {},
+                "current": None,
+                "rows": [],
+                "best": None,
+                "last_baseline": None,
+                "last_latency": None,
+                "counts": {"timeouts": 0, "late": 0, "skipped_files": 0, "duplicates": 0},
+                "rng": self._rng.bit_generator.state,
+            }
+            self._save()
+        self._status("ready")
+
+    def _folder(self, name: str) -> Path:
+        path = Path(name).expanduser()
+        assert self.run_dir is not None
+        return path if path.is_absolute() else self.run_dir / path
+
+    def _refuse_leftovers(self) -> None:
+        for d in {self.write_dir, self.score_dir}:
+            stale = sorted(
+                n
+                for n in os.listdir(d)
+                if (protocol.RESPONSE_NAME.match(n) or protocol.STIMULUS_NAME.match(n))
+                and not protocol.is_temporary(n)
+            )
+            if stale:
+                raise XDreamError(
+                    f"{str(d)!r} already holds block files from another session ({stale[0]}, ...);"
+                    " they would be taken for this experiment's. Move them away or choose empty "
+                    "write_dir / score_dir folders."
+                )
+
+    def _load_state(self) -> None:
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (OSError, ValueError) as err:
+            raise XDreamError(
+                f"cannot read the rig journal {str(self.state_path)!r}: {err}"
+            ) from None
+        if state.get("version") != STATE_VERSION:
+            raise XDreamError(f"rig journal version {state.get('version')} is not supported")
+        self.state = state
+        self._rng.bit_generator.state = state["rng"]
+
+    def _save(self, durable: bool = True) -> None:
+        """Rewrite the journal atomically (and fsynced, unless ``durable`` is False)."""
+        self.state["rng"] = self._rng.bit_generator.state
+        text = json.dumps(self.state, separators=(",", ":"))  # NaN as NaN: json.loads reads it
+        if durable:
+            with atomic_write(self.state_path, "w") as fh:
+                fh.write(text)
+        else:
+            protocol.write_atomically(self.state_path, text.encode())
+
+    # ------------------------------------------------------------------ the protocol
+    def score(self, images: Images, ids: list[str]) -> Scores:
+        """Show ``images`` block by block and return one score each (NaN = no response)."""
+        if self.run_dir is None:
+            raise XDreamError(
+                "RigScorer.bind(folder) must be called first (Experiment does it); it sets "
+                "where the rig journal lives"
+            )
+        if len(images) != len(ids):
+            raise XDreamError(f"{len(images)} images but {len(ids)} ids")
+        for image_id in ids:
+            protocol.check_image_id(image_id)
+        pixels = self._to_uint8(images)
+        cur = self._begin(ids)
+        p = self.params
+        while not cur["done"]:
+            for b in list(cur["blocks"]):
+                blk = self.state["blocks"][str(b)]
+                if blk["answered"] is None and not blk["timed_out"]:
+                    self._ensure_written(blk, pixels)
+                    self._await(blk, cur, pixels)
+            missing = self._unanswered(cur)
+            if p.require_response and missing and cur["round"] < p.max_reshows:
+                cur["round"] += 1
+                self._plan(cur, missing, reps=1)
+                self._save()
+                continue
+            break
+        cur["done"] = True
+        self._save()
+        scores = self._scores(cur)
+        self.last_extra = self._extra(cur, scores)
+        evolved = [s for s, i in zip(scores, cur["ids"]) if not i.startswith("ref_")]
+        if np.isfinite(evolved).any():
+            best = float(np.nanmax(evolved))
+            self.state["best"] = (
+                best if self.state["best"] is None else max(best, self.state["best"])
+            )
+        self._save()
+        self._status("scored")
+        return scores
+
+    def start_generation(self, generation: int) -> None:
+        """The experiment's generation number: it tells a new generation from a resumed one."""
+        self._generation = generation
+
+    def _begin(self, ids: list[str]) -> dict[str, Any]:
+        generation = getattr(self, "_generation", None)
+        key = hashlib.sha1(f"{generation}\n".encode() + "\n".join(ids).encode()).hexdigest()
+        cur = self.state["current"]
+        resumable = generation is not None or (cur is not None and not cur["done"])
+        if cur is not None and cur["key"] == key and resumable:
+            return cur  # the generation in flight when xdream stopped: continue it
+        if cur is not None and not cur["done"]:
+            self._log(
+                f"generation {cur['generation']} was not finished and is abandoned; "
+                "responses to its blocks are still recorded when they come",
+                warn=True,
+            )
+        cur = {
+            "key": key,
+            "generation": self.state["generation"] + 1 if generation is None else generation,
+            "ids": list(ids),
+            "blocks": [],
+            "round": 0,
+            "done": False,
+        }
+        self.state["generation"] = cur["generation"]
+        self.state["current"] = cur
+        self.state["rows"] = []
+        self._encoded = {}
+        for blk in self.state["blocks"].values():
+            if blk["answered"] is not None:
+                blk["stimuli"] = []  # recorded; only unanswered blocks can still be matched
+        self._plan(cur, list(range(len(ids))), reps=self.params.reps)
+        self._save()
+        return cur
+
+    def _plan(self, cur: dict[str, Any], indices: list[int], reps: int) -> None:
+        """Split ``indices`` (shown ``reps`` times) into numbered blocks with blanks."""
+        p = self.params
+        order: list[int] = []
+        for _ in range(reps):
+            idx = np.array(indices)
+            order += [int(i) for i in (self._rng.permutation(idx) if p.shuffle else idx)]
+        size = p.block_size or len(indices)
+        for start in range(0, len(order), size):
+            chunk: list[int] = order[start : start + size] + [-1 - k for k in range(p.blanks)]
+            if p.shuffle and p.blanks:
+                chunk = [int(i) for i in self._rng.permutation(np.array(chunk))]
+            b = self.state["next_block"]
+            self.state["next_block"] = b + 1
+            stimuli = []
+            for m, i in enumerate(chunk):
+                image_id = f"blank{-1 - i:02d}" if i < 0 else cur["ids"][i]
+                kind = (
+                    "blank"
+                    if i < 0
+                    else ("reference" if image_id.startswith("ref_") else "evolved")
+                )
+                name = protocol.stimulus_name(b, m, image_id, self.image_writer.extension)
+                stimuli.append({"name": name, "id": image_id, "index": max(i, -1), "kind": kind})
+            self.state["blocks"][str(b)] = {
+                "block": b,
+                "generation": cur["generation"],
+                "stimuli": stimuli,
+                "written": None,
+                "answered": None,
+                "timed_out": False,
+                "file": None,
+                "sig": None,
+                "latency": None,
+            }
+            cur["blocks"].append(b)
+
+    def _to_uint8(self, images: Images) -> npt.NDArray[np.uint8]:
+        x = images.detach().float().cpu().clamp(0, 1)
+        size = self.params.image_size
+        if size is not None and x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True).clamp(0, 1)
+        arr = (x.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+        return np.ascontiguousarray(arr)
+
+    def _ensure_written(self, blk: dict[str, Any], pixels: npt.NDArray[np.uint8]) -> None:
+        """Write a block's stimuli (again, after a crash, unless the rig has them all)."""
+        if blk["written"] is not None:
+            if all((self.write_dir / s["name"]).exists() for s in blk["stimuli"]):
+                return  # written before a crash: the rig has it
+            if self._response_waiting(blk["block"]):
+                return  # answered while xdream was down (the rig may have removed the images)
+        encoded = [f.result() for f in self._encode(blk, pixels)]
+        paths = [protocol.inside(self.write_dir, s["name"]) for s in blk["stimuli"]]
+        list(_pool().map(protocol.write_atomically, paths, encoded))  # file I/O in parallel
+        stem = protocol.response_stem(blk["block"])
+        if self.params.manifest:
+            names = "".join(s["name"] + "\n" for s in blk["stimuli"])
+            protocol.write_atomically(self.write_dir / f"{stem}.txt", names.encode())
+        first = blk["written"] is None
+        blk["written"] = _now()
+        self._save(durable=False)  # a crash before this line re-writes the same files
+        self._status("waiting", blk)
+        self._log(
+            f"block {blk['block']} {'written' if first else 're-written'}: "
+            f"{len(blk['stimuli'])} stimuli (generation {blk['generation']})"
+        )
+        if self.params.backup:  # in the background: the rig already has its files
+            dest = self.rig_dir / "stimuli" / stem
+            dest.mkdir(parents=True, exist_ok=True)
+            self._pending = [j for j in self._pending if not j.done()]
+            self._pending.append(_pool().submit(_backup_images, dest, paths, encoded))
+
+    def _encode(self, blk: dict[str, Any], pixels: npt.NDArray[np.uint8]) -> list[Future[bytes]]:
+        """The block's image files being encoded in worker threads (the encoders release the
+        GIL); the next block is started while the rig works on the current one."""
+        cached = self._encoded.pop(blk["block"], None)
+        if cached is not None:
+            return cached
+        level = int(self.params.blank_value * 255 + 0.5)
+        blank = np.full(pixels.shape[1:], level, np.uint8)
+        arrays = [blank if s["index"] < 0 else pixels[s["index"]] for s in blk["stimuli"]]
+        return [_pool().submit(self.image_writer.encode, a) for a in arrays]
+
+    def _response_waiting(self, block: int) -> bool:
+        stem = protocol.response_stem(block)
+        return any(
+            n.startswith(stem + ".") and not n.endswith(".txt") for n in os.listdir(self.score_dir)
+        )
+
+    def _await(
+        self, blk: dict[str, Any], cur: dict[str, Any], pixels: npt.NDArray[np.uint8]
+    ) -> None:
+        p = self.params
+        start = time.monotonic()
+        warned_at = 0.0
+        self._status("waiting", blk)
+        prepared = False
+        while True:
+            self._scan()
+            if blk["answered"] is not None:
+                return
+            if not prepared:  # encode the next block of the generation while the rig works
+                prepared = True
+                nxt = [b for b in cur["blocks"] if self.state["blocks"][str(b)]["written"] is None]
+                if nxt:
+                    self._encoded = {
+                        nxt[0]: self._encode(self.state["blocks"][str(nxt[0])], pixels)
+                    }
+            waited = time.monotonic() - start
+            if waited > p.timeout:
+                if p.on_timeout == "skip":
+                    blk["timed_out"] = True
+                    self.state["counts"]["timeouts"] += 1
+                    self._save()
+                    self._log(
+                        f"no response to block {blk['block']} within {p.timeout:g} s: its "
+                        f"{len(blk['stimuli'])} stimuli count as no response (a late file is "
+                        "still recorded)",
+                        warn=True,
+                    )
+                    self._status("timed out", blk)
+                    return
+                if p.on_timeout == "pause":
+                    self._status("paused", blk)
+                    self._log(f"no response to block {blk['block']}: paused", warn=True)
+                    raise RigPaused(
+                        f"no response to block {blk['block']} in {str(self.score_dir)!r} within "
+                        f"{p.timeout:g} s; paused. Check the rig, then continue with "
+                        f"`xdream resume {self.run_dir}` (block {blk['block']} is awaited again)"
+                    )
+                if waited - warned_at > p.timeout:
+                    warned_at = waited
+                    self.state["counts"]["timeouts"] += 1
+                    self._log(
+                        f"still waiting for the response to block {blk['block']} after "
+                        f"{waited:.0f} s (on_timeout = 'wait')",
+                        warn=True,
+                    )
+            self._terminal(blk, waited)
+            time.sleep(p.poll_interval)
+
+    # ------------------------------------------------------------------ reading responses
+    def _scan(self) -> None:
+        """Look at every file in ``score_dir`` once; accept complete responses."""
+        try:
+            entries = list(os.scandir(self.score_dir))
+        except OSError as err:
+            self._log_once(f"dir:{err}", f"cannot list {str(self.score_dir)!r}: {err}")
+            return
+        same_dir = self.score_dir == self.write_dir
+        for entry in entries:
+            name = entry.name
+            if protocol.is_temporary(name):
+                continue
+            m = protocol.RESPONSE_NAME.match(name)
+            if same_dir and (protocol.STIMULUS_NAME.match(name) or (m and m.group(2) == "txt")):
+                continue  # our own stimuli and manifests
+            try:
+                if not entry.is_file():
+                    continue
+                st = entry.stat()
+            except OSError:
+                continue
+            path = self.score_dir / name
+            reader = formats.reader_for(path, self.params.response_format) if m else None
+            if m is None or reader is None:
+                self._skip_file(name, "foreign", "it is not a block{NNN} response file")
+                continue
+            blk = self.state["blocks"].get(str(int(m.group(1))))
+            if blk is None or blk["written"] is None:
+                self._skip_file(name, "foreign", "xdream did not write that block")
+                continue
+            sig = (st.st_size, st.st_mtime_ns)
+            if blk["answered"] is not None:
+                if blk["file"] == name and tuple(blk["sig"]) == sig:
+                    continue
+                key = f"dup:{name}:{sig}"
+                if key not in self._logged:
+                    self.state["counts"]["duplicates"] += 1
+                    self._backup_response(path, f"{name}.duplicate-{st.st_mtime_ns}")
+                    self._log_once(
+                        key,
+                        f"{name}: block {blk['block']} was already answered by {blk['file']}; "
+                        "this second response is ignored (backed up)",
+                        warn=True,
+                    )
+                    self._save()
+                continue
+            seen = self._seen.get(name)
+            if seen is None or seen[0] != sig:
+                self._seen[name] = (sig, time.monotonic())
+                continue  # seen once: complete only if unchanged at the next look
+            bad = f"bad:{name}:{sig}"
+            if bad in self._logged:
+                continue
+            try:
+                response = reader.read(path)
+                problem = self._accept(blk, response, name, sig)
+            except Exception as err:  # a plug-in reader may raise anything: log, never crash
+                problem = f"{type(err).__name__}: {err}"
+            if problem is None:
+                continue
+            if time.monotonic() - seen[1] >= self.params.settle:
+                self.state["counts"]["skipped_files"] += 1
+                self._backup_response(path, f"{name}.malformed-{st.st_mtime_ns}")
+                self._log_once(bad, f"{name} skipped as malformed: {problem}", warn=True)
+                self._save()
+
+    def _skip_file(self, name: str, kind: str, why: str) -> None:
+        if f"{kind}:{name}" not in self._logged:
+            self.state["counts"]["skipped_files"] += 1
+        self._log_once(
+            f"{kind}:{name}", f"{name} in {str(self.score_dir)!r} ignored: {why}", warn=True
+        )
+
+    def _accept(
+        self, blk: dict[str, Any], response: formats.Response, fname: str, sig: tuple[int, int]
+    ) -> str | None:
+        """Match a response to the block's stimuli and journal it; a problem as text, or None."""
+        values = response.values
+        n_channels = self.state["n_channels"]
+        if n_channels is not None and values.shape[1] != n_channels:
+            return f"{values.shape[1]} channels, but earlier responses had {n_channels}"
+        if self.groups is not None:
+            top = max(max(g) for g in self.groups)
+            if top >= values.shape[1]:
+                return (
+                    f"[rig] channels asks for channel {top} (0-based) but the file has "
+                    f"{values.shape[1]} channels"
+                )
+        if response.names is not None:
+            names: list[str | None] = list(response.names)
+        else:
+            files = sorted(s["name"] for s in blk["stimuli"])
+            assert response.indices is not None
+            names = [files[i] if 0 <= i < len(files) else None for i in response.indices]
+        by_name = {s["name"]: s for s in blk["stimuli"]}
+        by_id: dict[str, dict[str, Any]] = {}
+        for s in blk["stimuli"]:
+            by_id.setdefault(s["id"], s)
+        matched: list[tuple[dict[str, Any], npt.NDArray[np.float64]]] = []
+        unmatched: list[str] = []
+        rejected: list[str] = []
+        for name, row in zip(names, values):
+            if name is None:
+                unmatched.append("<index out of range>")
+                continue
+            if protocol.escapes(name) and self.params.match == "strict":
+                rejected.append(name)
+                continue
+            stim = by_name.get(name)
+            if stim is None and self.params.match == "loose":
+                if "\x00" in name:
+                    rejected.append(name)
+                    continue
+                stim = by_id.get(protocol.loose_key(name))
+            if stim is None:
+                unmatched.append(name)
+            else:
+                matched.append((stim, row))
+        if not matched:
+            return (
+                f"none of its {len(names)} stimulus names matches block {blk['block']}'s files "
+                f"(first: {names[0]!r}; match = {self.params.match!r})"
+                if names
+                else "it holds no responses"
+            )
+        now = _now()
+        cur = self.state["current"]
+        in_current = cur is not None and blk["generation"] == cur["generation"] and not cur["done"]
+        late = bool(blk["timed_out"]) or not in_current
+        for stim, row in matched:
+            self.state["rows"].append(
+                {
+                    "shown_generation": blk["generation"],
+                    "block": blk["block"],
+                    "stimulus": stim["name"],
+                    "id": stim["id"],
+                    "kind": stim["kind"],
+                    "index": stim["index"] if in_current else -1,
+                    "values": [float(v) for v in row],
+                    "received": now,
+                    "late": late,
+                    "used": in_current and stim["index"] >= 0,
+                }
+            )
+        self.state["n_channels"] = int(values.shape[1])
+        blk["answered"] = now
+        blk["file"] = fname
+        blk["sig"] = list(sig)
+        blk["latency"] = now - blk["written"]
+        self.state["last_latency"] = blk["latency"]
+        if late:
+            self.state["counts"]["late"] += 1
+        self._backup_response(self.score_dir / fname, fname)
+        self._save()
+        self._status("answered", blk)
+        self._log(
+            f"{fname}: {len(matched)} responses for block {blk['block']} in "
+            f"{blk['latency']:.3f} s{' (late)' if late else ''}",
+            line=True,
+        )
+        if rejected:
+            self._log(
+                f"{fname}: {len(rejected)} stimulus name(s) reaching outside the folders "
+                f"rejected, e.g. {rejected[0]!r}",
+                warn=True,
+            )
+        if unmatched:
+            self._log(
+                f"{fname}: {len(unmatched)} stimulus name(s) match no file of block "
+                f"{blk['block']}, e.g. {unmatched[0]!r}",
+                warn=True,
+            )
+        if self.params.cleanup:
+            self._cleanup(blk)
+        return None
+
+    def _cleanup(self, blk: dict[str, Any]) -> None:
+        names = [s["name"] for s in blk["stimuli"]]
+        if self.params.manifest:
+            names.append(protocol.response_stem(blk["block"]) + ".txt")
+        for name in names:
+            with contextlib.suppress(OSError):
+                os.unlink(self.write_dir / name)
+
+    def _backup_response(self, path: Path, name: str) -> None:
+        if not self.params.backup:
+            return
+        dest = self.rig_dir / "responses"
+        dest.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(path, dest / name)
+        except OSError as err:
+            self._log(f"could not back up {path.name}: {err}", warn=True)
+
+    # ------------------------------------------------------------------ scores and records
+    def _select(self, values: npt.NDArray[np.float64]) -> float:
+        if self.groups is None:
+            return float(np.mean(values))
+        return float(np.mean([np.mean(values[g]) for g in self.groups]))
+
+    def _unanswered(self, cur: dict[str, Any]) -> list[int]:
+        got = {r["index"] for r in self.state["rows"] if r["used"]}
+        return [i for i in range(len(cur["ids"])) if i not in got]
+
+    def _baselines(self, cur: dict[str, Any]) -> dict[int, float]:
+        blanks: dict[int, list[float]] = {}
+        for r in self.state["rows"]:
+            if r["kind"] == "blank" and r["shown_generation"] == cur["generation"]:
+                values = np.array(r["values"], dtype=np.float64)
+                blanks.setdefault(r["block"], []).append(self._select(values))
+        out = {b: float(np.mean(v)) for b, v in blanks.items()}
+        every = [x for v in blanks.values() for x in v]
+        fallback = float(np.mean(every)) if every else self.state["last_baseline"]
+        if fallback is not None:
+            self.state["last_baseline"] = fallback
+        for b in cur["blocks"]:
+            if b not in out and fallback is not None:
+                out[b] = float(fallback)
+        return out
+
+    def _scores(self, cur: dict[str, Any]) -> Scores:
+        n = len(cur["ids"])
+        sums, counts = np.zeros(n), np.zeros(n)
+        base = self._baselines(cur) if self.params.subtract_blank else {}
+        if self.params.subtract_blank and not base and "nobase" not in self._logged:
+            self._log_once(
+                "nobase", "no blank responses yet: scores are not baseline-subtracted", warn=True
+            )
+        for r in self.state["rows"]:
+            if r["used"]:
+                s = self._select(np.array(r["values"], dtype=np.float64))
+                sums[r["index"]] += s - base.get(r["block"], 0.0)
+                counts[r["index"]] += 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+    def _extra(self, cur: dict[str, Any], scores: Scores) -> dict[str, npt.NDArray[Any]]:
+        g = cur["generation"]
+        out: dict[str, npt.NDArray[Any]] = {}
+        rows = self.state["rows"]
+        if rows:
+            values = np.array([r["values"] for r in rows], dtype=np.float64)
+            groups = self.groups or [list(range(values.shape[1]))]
+            out.update(
+                {
+                    "rig/presentations/generation": np.full(len(rows), g, np.int32),
+                    "rig/presentations/shown_generation": np.array(
+                        [r["shown_generation"] for r in rows], np.int32
+                    ),
+                    "rig/presentations/block": np.array([r["block"] for r in rows], np.int32),
+                    "rig/presentations/stimulus": np.array([r["stimulus"] for r in rows], str),
+                    "rig/presentations/image_id": np.array([r["id"] for r in rows], str),
+                    "rig/presentations/kind": np.array([r["kind"] for r in rows], str),
+                    "rig/presentations/index": np.array([r["index"] for r in rows], np.int32),
+                    "rig/presentations/response": values,
+                    "rig/presentations/channel_scores": np.array(
+                        [[np.mean(v[grp]) for grp in groups] for v in values], np.float64
+                    ),
+                    "rig/presentations/score": np.array(
+                        [self._select(v) for v in values], np.float64
+                    ),
+                    "rig/presentations/late": np.array([r["late"] for r in rows], np.int8),
+                    "rig/presentations/used": np.array([r["used"] for r in rows], np.int8),
+                    "rig/presentations/received": np.array(
+                        [r["received"] for r in rows], np.float64
+                    ),
+                }
+            )
+        blocks = [self.state["blocks"][str(b)] for b in cur["blocks"]]
+        base = self._baselines(cur) if self.params.blanks else {}
+        nan = float("nan")
+
+        def status(b: dict[str, Any]) -> str:
+            if b["answered"] is None:
+                return "no response"
+            return "answered late" if b["timed_out"] else "answered"
+
+        out.update(
+            {
+                "rig/blocks/generation": np.full(len(blocks), g, np.int32),
+                "rig/blocks/block": np.array([b["block"] for b in blocks], np.int32),
+                "rig/blocks/n_stimuli": np.array([len(b["stimuli"]) for b in blocks], np.int32),
+                "rig/blocks/written": np.array([b["written"] or nan for b in blocks], np.float64),
+                "rig/blocks/answered": np.array([b["answered"] or nan for b in blocks], np.float64),
+                "rig/blocks/latency": np.array(
+                    [nan if b["latency"] is None else b["latency"] for b in blocks], np.float64
+                ),
+                "rig/blocks/status": np.array([status(b) for b in blocks], str),
+                "rig/blocks/response_file": np.array([b["file"] or "" for b in blocks], str),
+                "rig/blocks/baseline": np.array(
+                    [base.get(b["block"], nan) for b in blocks], np.float64
+                ),
+            }
+        )
+        return out
+
+    # ------------------------------------------------------------------ operator output
+    def _status(self, state: str, blk: dict[str, Any] | None = None) -> None:
+        if self.run_dir is None:
+            return
+        counts = self.state.get("counts", {})
+        blocks = self.state.get("blocks", {}).values()
+        status = {
+            "state": state,
+            "generation": self.state.get("generation"),
+            "block": None if blk is None else blk["block"],
+            "waiting_for": (
+                None
+                if blk is None or state != "waiting"
+                else f"{protocol.response_stem(blk['block'])}.*"
+            ),
+            "waiting_since": None if blk is None else _iso(blk["written"]),
+            "last_latency_s": self.state.get("last_latency"),
+            "best_score": self.state.get("best"),
+            "blocks_written": sum(b["written"] is not None for b in blocks),
+            "blocks_answered": sum(b["answered"] is not None for b in blocks),
+            **counts,
+            "write_dir": str(self.write_dir),
+            "score_dir": str(self.score_dir),
+            "updated": _iso(_now()),
+        }
+        # no fsync: the status is for watching, the journal is what survives a crash
+        protocol.write_atomically(self.status_path, (json.dumps(status, indent=2) + "\n").encode())
+
+    def _terminal(self, blk: dict[str, Any], waited: float) -> None:
+        if not self.stderr.isatty() or time.monotonic() - self._last_line < 0.25:
+            return
+        self._last_line = time.monotonic()
+        latency = self.state.get("last_latency")
+        best = self.state.get("best")
+        line = (
+            f"rig: generation {blk['generation']}  block {blk['block']}  waiting {waited:5.1f} s "
+            f"for {protocol.response_stem(blk['block'])}.*  last latency "
+            f"{'-' if latency is None else f'{latency:.3f} s'}  best "
+            f"{'-' if best is None else f'{best:.4g}'}  timeouts {self.state['counts']['timeouts']}"
+        )
+        self.stderr.write("\r" + line[:160].ljust(100))
+        self.stderr.flush()
+        self._line_shown = True
+
+    def _log(self, message: str, warn: bool = False, line: bool = False) -> None:
+        stamp = _dt.datetime.now().isoformat(timespec="milliseconds")
+        if self.run_dir is not None:
+            with open(self.log_path, "a", encoding="utf-8") as fh:
+                fh.write(f"{stamp} {'WARNING ' if warn else ''}{message}\n")
+        if warn or (line and not self.stderr.isatty()):
+            prefix = "\r" if self._line_shown else ""
+            self.stderr.write(f"{prefix}rig: {'warning: ' if warn else ''}{message}\n")
+            self.stderr.flush()
+            self._line_shown = False
+
+    def _log_once(self, key: str, message: str, warn: bool = False) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            self._log(message, warn=warn)
+
+    # ------------------------------------------------------------------ Scorer API
+    def describe(self) -> dict[str, Any]:
+        p = self.params
+        return {
+            "kind": "rig",
+            "write_dir": str(getattr(self, "write_dir", p.write_dir)),
+            "score_dir": str(getattr(self, "score_dir", p.score_dir or p.write_dir)),
+            "response_format": p.response_format,
+            "channels": p.channels,
+            "block_size": p.block_size,
+            "reps": p.reps,
+            "blanks": p.blanks,
+        }
+
+    def close(self) -> None:
+        """Write the final status; responses that come later stay in ``score_dir``."""
+        for job in self._pending:
+            try:
+                job.result()  # let the background backups finish
+            except OSError as err:
+                self._log(f"an image backup failed: {err}", warn=True)
+        self._pending = []
+        if self.run_dir is not None:
+            self._status("finished")
+            if self._line_shown:
+                self.stderr.write("\n")
+                self._line_shown = False
+
+
+def read_status(folder: str | Path) -> dict[str, Any]:
+    """The rig status of an experiment folder (``rig/status.json``)."""
+    return dict(json.loads((Path(folder) / "rig" / "status.json").read_text()))
+
+
+__all__: Sequence[str] = ("RigPaused", "RigScorer", "read_status")

@@ -1,0 +1,265 @@
+"""``xdream rig-sim``: a stand-in recording system that speaks the rig protocol (spec §9).
+
+It watches the write folder for complete blocks (the ``block{NNN}.txt`` manifest, or a set of
+stimulus files that stopped changing), scores the images with a network unit (plus a noise
+model), and writes ``block{NNN}`` response files in any supported format, with configurable
+latency, dropped responses, duplicate files and late files. Every block it sees, answers or
+drops goes to a JSON-lines log (flushed and fsynced), which is also how a restarted simulator
+knows which blocks it has already handled.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from PIL import Image
+
+from xdream.errors import XDreamError
+from xdream.rig import formats, protocol
+from xdream.scorers.base import Scorer
+
+
+@dataclass
+class SimSettings:
+    """How the simulated rig behaves (probabilities per block; times in seconds)."""
+
+    response_format: str = "mat73"
+    latency: tuple[float, float] = (0.05, 0.2)
+    drop: float = 0.0
+    duplicate: float = 0.0
+    late: float = 0.0
+    late_delay: float = 5.0
+    gains: tuple[float, ...] = (1.0,)
+    slow_write: bool = False
+    manifest: bool = True
+    poll_interval: float = 0.005
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("drop", "duplicate", "late"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise XDreamError(f"rig-sim --{key} must be a probability in [0, 1]")
+        lo, hi = self.latency
+        if not 0.0 <= lo <= hi:
+            raise XDreamError(f"rig-sim --latency needs 0 <= MIN <= MAX, got {lo} {hi}")
+        if not self.gains:
+            raise XDreamError("rig-sim needs at least one channel gain")
+
+
+class RigSim:
+    """The simulated recording system; :meth:`run` until ``max_blocks`` are handled."""
+
+    def __init__(
+        self,
+        write_dir: str | Path,
+        score_dir: str | Path | None,
+        unit: Scorer,
+        settings: SimSettings | None = None,
+        log: str | Path | None = None,
+    ) -> None:
+        self.write_dir = Path(write_dir)
+        self.score_dir = Path(score_dir) if score_dir is not None else self.write_dir
+        self.unit = unit
+        self.s = settings or SimSettings()
+        self.writer = formats.WRITERS.get(self.s.response_format)
+        self.log_path = Path(log) if log is not None else self.score_dir / ".rig-sim.jsonl"
+        for d in (self.write_dir, self.score_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.handled: set[int] = set()
+        self.answered: dict[int, float] = {}  # block -> time its response was written
+        self._read_log()
+        # a restarted simulator continues its random stream where the log says it stopped
+        self.rng = np.random.default_rng([self.s.seed, len(self.handled)])
+        self.queue: list[tuple[float, int, int, str, list[str], list[list[float]]]] = []
+        self._seq = 0
+        self._stable: dict[int, tuple[tuple[tuple[str, int], ...], float]] = {}
+        self.stop_requested = False
+        """Set from another thread to make :meth:`run` return."""
+
+    # ------------------------------------------------------------------ log
+    def _read_log(self) -> None:
+        if not self.log_path.exists():
+            return
+        for line in self.log_path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # torn last line of a killed simulator
+            if entry.get("event") in ("written", "dropped"):
+                self.handled.add(int(entry["block"]))
+            if entry.get("event") == "written":
+                self.answered[int(entry["block"])] = float(entry["time"])
+
+    def _log(self, **entry: Any) -> None:
+        entry["time"] = time.time()
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    # ------------------------------------------------------------------ blocks
+    def _complete_blocks(self) -> dict[int, list[str]]:
+        """Blocks whose stimuli are all on disk: by manifest, or by a stable set of files."""
+        names = os.listdir(self.write_dir)
+        found: dict[int, list[str]] = {}
+        if self.s.manifest:
+            for n in names:
+                m = protocol.RESPONSE_NAME.match(n)
+                if m and m.group(2) == "txt":
+                    b = int(m.group(1))
+                    try:
+                        listed = (self.write_dir / n).read_text().split()
+                    except OSError:
+                        continue
+                    found[b] = listed
+            return found
+        groups: dict[int, list[str]] = {}
+        for n in names:
+            m = protocol.STIMULUS_NAME.match(n)
+            if m and not protocol.is_temporary(n):
+                groups.setdefault(int(m.group(1)), []).append(n)
+        now = time.monotonic()
+        for b, files in groups.items():
+            try:
+                sig = tuple(sorted((f, (self.write_dir / f).stat().st_size) for f in files))
+            except OSError:
+                continue
+            prev = self._stable.get(b)
+            if prev is None or prev[0] != sig:
+                self._stable[b] = (sig, now)
+            elif now - prev[1] >= 0.1:
+                found[b] = sorted(files)
+        return found
+
+    def _response_exists(self, block: int) -> bool:
+        stem = protocol.response_stem(block) + "."
+        return any(
+            n.startswith(stem) and not n.endswith(".txt") for n in os.listdir(self.score_dir)
+        )
+
+    def _load(self, names: Sequence[str]) -> torch.Tensor:
+        arrays = []
+        for n in names:
+            with Image.open(protocol.inside(self.write_dir, n)) as im:
+                arrays.append(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+    def _respond(self, block: int, names: list[str]) -> None:
+        self._log(event="shown", block=block, names=names)
+        try:
+            images = self._load(names)
+        except (OSError, XDreamError) as err:
+            self._log(event="unreadable", block=block, error=str(err))
+            self.handled.add(block)
+            return
+        scores = np.asarray(self.unit.score(images, list(names)), dtype=np.float64)
+        values = scores[:, None] * np.asarray(self.s.gains, dtype=np.float64)[None, :]
+        now = time.monotonic()
+        r = self.rng.random(4)
+        if r[0] < self.s.drop:
+            self._log(event="dropped", block=block)
+            self.handled.add(block)
+            return
+        delay = (
+            self.s.late_delay if r[1] < self.s.late else float(self.rng.uniform(*self.s.latency))
+        )
+        self._push(now + delay, block, "written", names, values.tolist())
+        if r[2] < self.s.duplicate:
+            self._push(now + delay + 0.2, block, "duplicate", names, values.tolist())
+        self.handled.add(block)  # in memory only: a restart before the write answers again
+
+    def _push(
+        self, due: float, block: int, event: str, names: list[str], values: list[list[float]]
+    ) -> None:
+        self._seq += 1
+        heapq.heappush(self.queue, (due, self._seq, block, event, names, values))
+
+    def _write(self, block: int, event: str, names: list[str], values: list[list[float]]) -> None:
+        final = self.score_dir / f"{protocol.response_stem(block)}{self.writer.extension}"
+        arr = np.asarray(values, dtype=np.float64)
+        tmp = self.score_dir / f".{final.name}.sim.tmp"
+        if self.s.response_format == "h5":
+            formats.write_h5_indexed(tmp, names, arr, names)
+        else:
+            self.writer.write(tmp, names, arr)
+        if self.s.slow_write:  # non-atomic, in two halves: the reader must wait for the end
+            data = tmp.read_bytes()
+            tmp.unlink()
+            with open(final, "wb") as fh:
+                fh.write(data[: len(data) // 2])
+                fh.flush()
+                time.sleep(0.05)
+                fh.write(data[len(data) // 2 :])
+        else:
+            os.replace(tmp, final)
+        self._log(event=event, block=block, file=final.name, names=names, values=values)
+        if event == "written":
+            self.answered[block] = time.time()
+
+    # ------------------------------------------------------------------ loop
+    def run(self, max_blocks: int | None = None, idle_exit: float | None = None) -> int:
+        """Serve blocks; stop after ``max_blocks`` answered or dropped (or ``idle_exit`` s idle)."""
+        self._log(event="started", pid=os.getpid())
+        last_activity = time.monotonic()
+        reshown: set[int] = set()
+        while not self.stop_requested:
+            for block, names in sorted(self._complete_blocks().items()):
+                if block in self.answered and block not in reshown and self.s.manifest:
+                    # an answered block whose manifest is newer than the answer: shown again
+                    try:
+                        stamp = (self.write_dir / f"{protocol.response_stem(block)}.txt").stat()
+                    except OSError:
+                        continue
+                    if stamp.st_mtime > self.answered[block]:
+                        reshown.add(block)
+                        self._log(event="reshown", block=block)
+                if block in self.handled:
+                    continue
+                if self._response_exists(block):
+                    self.handled.add(block)
+                    continue
+                self._respond(block, names)
+                last_activity = time.monotonic()
+            now = time.monotonic()
+            while self.queue and self.queue[0][0] <= now:
+                _, _, block, event, names, values = heapq.heappop(self.queue)
+                self._write(block, event, names, values)
+                last_activity = time.monotonic()
+            if max_blocks is not None and len(self.handled) >= max_blocks and not self.queue:
+                return 0
+            if idle_exit is not None and not self.queue and now - last_activity > idle_exit:
+                return 0
+            time.sleep(self.s.poll_interval)
+        return 0
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """The simulator's JSON-lines log (a torn last line is skipped)."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def values_of(entries: list[dict[str, Any]]) -> dict[str, npt.NDArray[np.float64]]:
+    """``{stimulus name: values}`` of every response the simulator wrote (not duplicates)."""
+    out: dict[str, npt.NDArray[np.float64]] = {}
+    for e in entries:
+        if e["event"] == "written":
+            for name, v in zip(e["names"], e["values"]):
+                out[name] = np.asarray(v, dtype=np.float64)
+    return out

@@ -1,0 +1,72 @@
+"""Helpers for the rig tests: a config builder and a simulated rig running in a thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tests.helpers import RedScorer
+from xdream import config as config_mod
+from xdream.experiment import Experiment
+from xdream.rig.protocol import STIMULUS_NAME
+from xdream.rig.sim import RigSim, SimSettings
+
+
+def rig_config(generations: int = 2, population: int = 8, refs: int = 2, **rig: Any) -> Any:
+    """A cheap config (32 px pixel images) whose target is a rig."""
+    return config_mod.from_dict(
+        {
+            "experiment": {"generations": generations, "n_references": refs, "seed": 1},
+            "generator": {"name": "pixels", "size": 32, "code_size": 8},
+            "optimizer": {"name": "genetic", "population_size": population},
+            "rig": {"timeout": 3.0, "poll_interval": 0.002, **rig},
+        }
+    )
+
+
+@contextmanager
+def thread_rig(write_dir: Path, score_dir: Path | None = None, **settings: Any) -> Iterator[RigSim]:
+    """A :class:`RigSim` scoring with the red-minus-blue test scorer, in a background thread."""
+    settings.setdefault("latency", (0.0, 0.01))
+    settings.setdefault("poll_interval", 0.002)
+    sim = RigSim(write_dir, score_dir, RedScorer(), SimSettings(**settings))
+    thread = threading.Thread(target=sim.run, daemon=True)
+    thread.start()
+    try:
+        yield sim
+    finally:
+        sim.stop_requested = True
+        thread.join(timeout=10)
+
+
+def run_with_rig(out: Path, config: Any, **settings: Any) -> tuple[dict[str, Any], RigSim]:
+    """Run ``config`` in ``out`` against a thread rig; returns the summary and the rig."""
+    experiment = Experiment.from_config(config, out)
+    score_dir = config.rig.score_dir
+    with thread_rig(
+        out / config.rig.write_dir, None if score_dir is None else out / score_dir, **settings
+    ) as sim:
+        summary = experiment.run()
+    return summary, sim
+
+
+def image_id(stimulus: str) -> str:
+    """The image id inside ``block{NNN}_{MMM}_{id}.png``."""
+    m = STIMULUS_NAME.match(stimulus.rsplit(".", 1)[0])
+    assert m is not None, stimulus
+    return m.group(3)
+
+
+def written_responses(log: list[dict[str, Any]]) -> list[tuple[int, str, np.ndarray]]:
+    """(block, stimulus, values) of every response the simulator wrote (no duplicates)."""
+    return [
+        (e["block"], n, np.asarray(v, dtype=np.float64))
+        for e in log
+        if e["event"] == "written"
+        for n, v in zip(e["names"], e["values"])
+    ]

@@ -1,0 +1,404 @@
+"""The rig protocol (spec §9): formats, every XDream option, hardening and crash safety."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+
+from tests.rig_helpers import image_id, rig_config, run_with_rig, thread_rig, written_responses
+from xdream import config as config_mod
+from xdream import records
+from xdream.errors import ConfigError, XDreamError
+from xdream.experiment import Experiment
+from xdream.rig import (
+    READERS,
+    WRITERS,
+    MalformedResponse,
+    RigPaused,
+    RigSection,
+    protocol,
+    read_status,
+)
+from xdream.rig.formats import read_mat, write_h5_indexed
+from xdream.rig.sim import read_log
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ["block000_000_gen000_000000.png", "block000_001_ref_moon_1_2_3.png", "block000_002_x.png"]
+VALUES = np.array([[1.5, -2.0], [0.25, 4.0], [np.nan, 7.0]])
+
+
+# --------------------------------------------------------------------------- formats
+@pytest.mark.parametrize("fmt", ["mat73", "mat7", "h5", "json", "csv"])
+def test_every_format_round_trips(tmp_path: Path, fmt: str) -> None:
+    writer = WRITERS.get(fmt)
+    path = tmp_path / f"block000{writer.extension}"
+    order = [2, 0, 1]  # the rig may answer in any order
+    names = [NAMES[i] for i in order]
+    if fmt == "h5":
+        write_h5_indexed(path, names, VALUES[order], NAMES)
+    else:
+        writer.write(path, names, VALUES[order])
+    reader = next(
+        READERS.get(n) for n in READERS.names() if path.suffix in READERS.get(n).extensions
+    )
+    response = reader.read(path)
+    got = response.names or [sorted(NAMES)[i] for i in response.indices]  # type: ignore[union-attr]
+    assert got == names
+    np.testing.assert_array_equal(response.values, VALUES[order])
+
+
+def test_mat_files_use_matlab_orientation(tmp_path: Path) -> None:
+    """tEvokedResp is channels x images on the MATLAB side, in v7.3 and in v5/v7 files."""
+    WRITERS.get("mat73").write(tmp_path / "a.mat", NAMES, VALUES)
+    with h5py.File(tmp_path / "a.mat", "r") as f:
+        assert f.userblock_size == 512
+        assert f["tEvokedResp"].attrs["MATLAB_class"] == b"double"
+        # h5py shows MATLAB's (C, n) array reversed: (n, C)
+        assert f["tEvokedResp"].shape == (3, 2)
+    assert (tmp_path / "a.mat").read_bytes()[:19] == b"MATLAB 7.3 MAT-file"
+    cell = np.empty((1, 3), dtype=object)
+    cell[0, :] = NAMES
+    scipy.io.savemat(tmp_path / "b.mat", {"stimulusID": cell, "tEvokedResp": VALUES.T})
+    np.testing.assert_array_equal(read_mat(tmp_path / "b.mat").values, VALUES)
+    # images x channels is accepted when unambiguous; a shape that fits nothing is malformed
+    scipy.io.savemat(tmp_path / "c.mat", {"stimulusID": cell, "tEvokedResp": VALUES})
+    np.testing.assert_array_equal(read_mat(tmp_path / "c.mat").values, VALUES)
+    scipy.io.savemat(tmp_path / "d.mat", {"stimulusID": cell, "tEvokedResp": np.ones((2, 5))})
+    with pytest.raises(MalformedResponse, match="channels x 3"):
+        read_mat(tmp_path / "d.mat")
+    scipy.io.savemat(tmp_path / "e.mat", {"other": 1})
+    with pytest.raises(MalformedResponse, match="stimulusID"):
+        read_mat(tmp_path / "e.mat")
+
+
+def test_names_and_path_escapes() -> None:
+    assert protocol.stimulus_name(3, 7, "gen001_000004", ".png") == "block003_007_gen001_000004.png"
+    assert protocol.loose_key(r"C:\rig\stim\block003_007_gen001_000004.bmp") == "gen001_000004"
+    assert protocol.loose_key("gen001_000004") == "gen001_000004"
+    for bad in ("../x.png", "/etc/passwd", r"..\x.png", "a/b.png", r"C:\x.png", "", "a\x00b"):
+        assert protocol.escapes(bad), bad
+    assert not protocol.escapes("block000_001_gen000_000001.png")
+    for bad_id in ("../evil", "a/b", "..", "x\\y", ""):
+        with pytest.raises(XDreamError, match="cannot be used in a stimulus file name"):
+            protocol.check_image_id(bad_id)
+
+
+# --------------------------------------------------------------------------- config
+def test_rig_section_is_validated_and_documented() -> None:
+    cfg = rig_config(channels=[[0, 1], 2], block_size=4)
+    assert cfg.rig is not None and cfg.rig.channels == [[0, 1], 2]
+    assert config_mod.from_dict(cfg.to_dict()) == cfg  # the resolved config round-trips
+    with pytest.raises(ConfigError, match="Did you mean 'block_size'"):
+        config_mod.from_dict({"rig": {"blok_size": 4}})
+    with pytest.raises(ConfigError, match="remove \\[noise\\]"):
+        config_mod.from_dict({"rig": {}, "noise": {"name": "poisson"}})
+    for bad in (
+        {"channels": [[]]},
+        {"channels": -1},
+        {"on_timeout": "retry"},
+        {"timeout": 0},
+        {"subtract_blank": True},
+        {"match": "fuzzy"},
+    ):
+        with pytest.raises(ConfigError):
+            config_mod.from_dict({"rig": bad})
+    text = (ROOT / "docs" / "config.md").read_text()
+    for field in dataclasses.fields(RigSection):
+        assert f"`{field.name}`" in text, f"docs/config.md lacks [rig] key {field.name}"
+
+
+# --------------------------------------------------------------------------- the loop
+@pytest.mark.parametrize("fmt", ["mat73", "mat7", "h5", "json", "csv"])
+def test_closed_loop_records_every_response(tmp_path: Path, fmt: str) -> None:
+    cfg = rig_config(block_size=6, score_dir="responses")
+    summary, sim = run_with_rig(tmp_path / "run", cfg, response_format=fmt)
+    rec = records.read(tmp_path / "run")
+    written = written_responses(read_log(sim.log_path))
+    # 10 images per generation in blocks of 6: 2 blocks per generation
+    assert sorted({b for b, _, _ in written}) == [0, 1, 2, 3]
+    stimuli = list(rec.extra["rig/presentations/stimulus"])
+    assert sorted(stimuli) == sorted(n for _, n, _ in written)
+    for _, name, v in written:
+        i = stimuli.index(name)
+        np.testing.assert_array_equal(rec.extra["rig/presentations/response"][i], v)
+    # with one channel and one showing, the optimiser's score is the rig's response
+    by_id = {image_id(n): float(v[0]) for _, n, v in written}
+    for g in range(2):
+        ids = [i for i, gg in zip(rec.image_ids, rec.generation) if gg == g]
+        got = rec.scores[rec.generation == g]
+        np.testing.assert_allclose(got, [by_id[f"{i}"] for i in ids])
+    assert summary["best_score"] == pytest.approx(np.nanmax(rec.scores))
+    assert summary["target"]["kind"] == "rig"
+    assert not list((tmp_path / "run" / "stimuli").glob("block*"))  # cleaned up
+    assert len(list((tmp_path / "run" / "rig" / "responses").glob("block*"))) == 4  # backed up
+    assert read_status(tmp_path / "run")["state"] == "finished"
+
+
+def test_xdream_options_reps_blanks_channels(tmp_path: Path) -> None:
+    """reps, block size, blanks with baseline subtraction and grouped channel selection."""
+    cfg = rig_config(
+        generations=2, block_size=4, reps=2, blanks=1, subtract_blank=True, channels=[[0, 1], 2]
+    )
+    _, sim = run_with_rig(tmp_path / "run", cfg, gains=(1.0, 2.0, 5.0))
+    rec = records.read(tmp_path / "run")
+    written = written_responses(read_log(sim.log_path))
+
+    def select(v: np.ndarray) -> float:  # mean over groups of each group's mean
+        return float(np.mean([np.mean(v[[0, 1]]), v[2]]))
+
+    blank = {b: select(v) for b, n, v in written if image_id(n).startswith("blank")}
+    per_image: dict[str, list[float]] = {}
+    for b, n, v in written:
+        if not image_id(n).startswith("blank"):
+            per_image.setdefault(image_id(n), []).append(select(v) - blank[b])
+    assert all(len(v) == 2 for v in per_image.values())  # every image shown twice
+    blocks = rec.extra["rig/blocks/n_stimuli"]
+    assert set(blocks[:-1]) <= {5} and len(blocks) == 2 * 5  # 20 showings / 4, plus a blank
+    expected = [np.mean(per_image[i]) for i in rec.image_ids]
+    np.testing.assert_allclose(rec.scores, expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        rec.extra["rig/presentations/channel_scores"][0],
+        [
+            np.mean(rec.extra["rig/presentations/response"][0][:2]),
+            rec.extra["rig/presentations/response"][0][2],
+        ],
+    )
+
+
+def test_loose_matching_and_require_response(tmp_path: Path) -> None:
+    """The rig reports bare image ids (loose); dropped blocks are shown again."""
+    out = tmp_path / "run"
+    cfg = rig_config(
+        generations=1,
+        population=6,
+        refs=0,
+        block_size=3,
+        match="loose",
+        require_response=True,
+        timeout=0.3,
+    )
+    exp = Experiment.from_config(cfg, out)
+    exp._start()
+    stim = out / "stimuli"
+
+    def rig() -> None:  # answer block 0, drop block 1, answer the re-show (block 2)
+        for b in (0, 2):
+            while not (stim / f"block{b:03d}.txt").exists():
+                time.sleep(0.005)
+            names = (stim / f"block{b:03d}.txt").read_text().split()
+            ids = [f"C:\\stimuli\\{image_id(n)}" for n in names]  # folders, no prefix
+            WRITERS.get("json").write(
+                out / "stimuli" / f"block{b:03d}.json",
+                ids,
+                np.arange(len(ids), dtype=float)[:, None] + 10 * b,
+            )
+
+    t = threading.Thread(target=rig)
+    t.start()
+    exp.run()
+    t.join()
+    rec = records.read(out)
+    assert np.isfinite(rec.scores).all()  # every image got a response in the end
+    assert list(rec.extra["rig/blocks/status"]) == ["answered", "no response", "answered"]
+    assert sorted(rec.scores) == [0.0, 1.0, 2.0, 20.0, 21.0, 22.0]
+
+
+# --------------------------------------------------------------------------- hardening
+def test_foreign_malformed_partial_duplicate_and_escaping_files(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cfg = rig_config(generations=1, population=4, refs=0, settle=0.2, timeout=5.0)
+    exp = Experiment.from_config(cfg, out)
+    exp._start()
+    stim = out / "stimuli"
+    stim.joinpath("notes.txt").write_text("operator notes")  # foreign
+    stim.joinpath("block017.mat").write_bytes(b"not ours")  # a block xdream never wrote
+
+    names: list[str] = []
+
+    def rig() -> None:
+        while not (stim / "block000.txt").exists():
+            time.sleep(0.005)
+        names.extend((stim / "block000.txt").read_text().split())
+        (stim / "block000.mat").write_bytes(b"MATLAB 5.0 garbage" * 10)  # malformed
+        time.sleep(0.5)
+        good = tmp_path / "good.mat"
+        bad_names = ["../../etc/passwd", *names]
+        WRITERS.get("mat73").write(good, bad_names, np.arange(5.0)[:, None])
+        data = good.read_bytes()
+        with open(stim / "block000.mat", "wb") as fh:  # rewritten slowly, not atomically
+            fh.write(data[:300])
+            fh.flush()
+            time.sleep(0.1)
+            fh.write(data[300:])
+        time.sleep(0.3)
+        WRITERS.get("mat73").write(stim / "block000.mat", names, np.zeros((4, 1)))  # duplicate
+
+    t = threading.Thread(target=rig)
+    t.start()
+    summary = exp.run()
+    t.join()
+    exp.scorer._scan()  # let the duplicate be seen
+    log = (out / "rig" / "rig.log").read_text()
+    assert "notes.txt" in log and "block017.mat" in log and "did not write" in log
+    assert "skipped as malformed" in log
+    assert "reaching outside the folders rejected" in log and "etc/passwd" in log
+    assert "already answered" in log
+    rec = records.read(out)
+    value = {image_id(n): k + 1.0 for k, n in enumerate(names)}  # the complete file won
+    np.testing.assert_array_equal(rec.scores, [value[i] for i in rec.image_ids])
+    assert summary["generations"] == 1
+    assert read_status(out)["skipped_files"] == 3  # foreign, not ours, malformed
+    assert exp.scorer.state["counts"]["duplicates"] == 1  # type: ignore[attr-defined]
+    backups = {
+        p.name.split(".")[0] + "." + p.name.split(".")[1]
+        for p in (out / "rig" / "responses").iterdir()
+    }
+    assert backups == {"block000.mat"}
+
+
+def test_timeout_skip_records_late_response(tmp_path: Path) -> None:
+    """A block that times out counts as no response; its late file is still recorded."""
+    out = tmp_path / "run"
+    cfg = rig_config(generations=2, population=4, refs=0, timeout=0.3)
+    _, sim = run_with_rig(out, cfg, late=1.0, late_delay=0.5, latency=(0.0, 0.0))
+    rec = records.read(out)
+    assert np.isnan(rec.scores[:4]).all()  # generation 0: only late responses
+    late = rec.extra["rig/presentations/late"].astype(bool)
+    assert late.all()
+    shown = rec.extra["rig/presentations/shown_generation"]
+    recorded_in = rec.extra["rig/presentations/generation"]
+    assert (shown == 0).sum() == 4 and (recorded_in[shown == 0] == 1).all()
+    assert rec.extra["rig/blocks/status"][0] == "no response"
+    # the late response to generation 0's block is recorded with the rig's values
+    early = {n: v for b, n, v in written_responses(read_log(sim.log_path)) if b == 0}
+    for name, response in zip(
+        rec.extra["rig/presentations/stimulus"][shown == 0],
+        rec.extra["rig/presentations/response"][shown == 0],
+    ):
+        np.testing.assert_array_equal(response, early[name])
+    assert read_status(out)["timeouts"] == 2
+
+
+def test_pause_then_resume_continues_at_the_right_block(tmp_path: Path) -> None:
+    """Stopped mid-generation; the response that came meanwhile is picked up, no block re-shown."""
+    out = tmp_path / "run"
+    cfg = rig_config(
+        generations=2, population=6, refs=0, block_size=3, on_timeout="pause", timeout=0.4
+    )
+    exp = Experiment.from_config(cfg, out)
+    stim = out / "stimuli"
+    answers = {}
+
+    def answer(b: int) -> None:
+        names = (stim / f"block{b:03d}.txt").read_text().split()
+        answers.update({n: float(b * 10 + i) for i, n in enumerate(names)})
+        WRITERS.get("mat7").write(
+            stim / f"block{b:03d}.mat", names, np.array([[answers[n]] for n in names])
+        )
+
+    def rig_until(b: int) -> None:
+        for k in range(b):
+            while not (stim / f"block{k:03d}.txt").exists():
+                time.sleep(0.005)
+            answer(k)
+
+    t = threading.Thread(target=rig_until, args=(1,))
+    t.start()
+    with pytest.raises(RigPaused, match="xdream resume"):
+        exp.run()
+    t.join()
+    assert read_status(out)["state"] == "paused"
+    answer(1)  # the rig answers while xdream is down
+    resumed = Experiment.resume(out)
+    with thread_rig(stim) as sim:
+        resumed.run()
+    rec = records.read(out)
+    assert list(rec.extra["rig/blocks/block"]) == [0, 1, 2, 3]  # numbering continued
+    assert "block 1 re-written" not in (out / "rig" / "rig.log").read_text()
+    assert {e["block"] for e in read_log(sim.log_path) if e["event"] == "shown"} == {2, 3}
+    by_id = {image_id(n): v for n, v in answers.items()}
+    first = rec.generation == 0
+    ids = [i for i, f in zip(rec.image_ids, first) if f]
+    np.testing.assert_array_equal(rec.scores[first], [by_id[i] for i in ids])
+    assert np.isfinite(rec.scores).all()
+
+
+def test_leftover_block_files_are_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    (out / "stimuli").mkdir(parents=True)
+    (out / "stimuli" / "block000.mat").write_bytes(b"")
+    with pytest.raises(XDreamError, match="another session"):
+        Experiment.from_config(rig_config(), out).run()
+
+
+def test_status_file_while_waiting(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    exp = Experiment.from_config(rig_config(generations=1, timeout=0.3), out)
+    exp.run()  # nobody answers: every block times out
+    status = json.loads((out / "rig" / "status.json").read_text())
+    for key in (
+        "state",
+        "generation",
+        "block",
+        "waiting_since",
+        "last_latency_s",
+        "best_score",
+        "timeouts",
+        "blocks_written",
+        "blocks_answered",
+    ):
+        assert key in status
+    assert status["timeouts"] == 1 and status["blocks_answered"] == 0
+    assert "no response to block 0 within 0.3 s" in (out / "rig" / "rig.log").read_text()
+
+
+def test_plugin_example_reads_and_writes_its_own_formats(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "rig_plugin_npz", ROOT / "examples" / "rig_plugin_npz.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    summary = module.main(["--out", str(tmp_path / "run"), "--generations", "4"])
+    assert summary["generations"] == 4
+    backups = tmp_path / "run" / "rig"
+    assert sorted(p.name for p in (backups / "responses").iterdir())[0] == "block000.npz"
+    assert all(p.suffix == ".jpg" for p in (backups / "stimuli").glob("block*/*"))
+    rec = records.read(tmp_path / "run")
+    assert np.isfinite(rec.scores).all()
+    assert rec.best_per_generation[-1] > rec.best_per_generation[0]
+
+
+def test_sim_slow_writes_duplicates_and_no_manifest(tmp_path: Path) -> None:
+    """rig-sim's nastier behaviours: non-atomic writes, a second file per block, no manifest."""
+    cfg = rig_config(generations=3, population=6, refs=0, manifest=False, response_format="json")
+    _, sim = run_with_rig(
+        tmp_path / "run",
+        cfg,
+        response_format="json",
+        slow_write=True,
+        duplicate=1.0,
+        manifest=False,
+        latency=(0.15, 0.2),  # so a duplicate (0.2 s after its original) comes during the run
+    )
+    rec = records.read(tmp_path / "run")
+    assert np.isfinite(rec.scores).all()
+    assert not list((tmp_path / "run" / "stimuli").glob("block*.txt"))  # no manifest written
+    log = read_log(sim.log_path)
+    assert any(e["event"] == "duplicate" for e in log)  # the last may come after the run
+    assert "already answered" in (tmp_path / "run" / "rig" / "rig.log").read_text()
+    by_name = {n: v for _, n, v in written_responses(log)}
+    for name, response in zip(
+        rec.extra["rig/presentations/stimulus"], rec.extra["rig/presentations/response"]
+    ):
+        np.testing.assert_array_equal(response, by_name[name])
