@@ -39,6 +39,7 @@ from xdream.records import (
     RunFolder,
     atomic_write,
     load_checkpoint,
+    png_bytes,
     reconcile,
     save_checkpoint,
     save_png,
@@ -381,16 +382,17 @@ class Experiment:
         # 1) journal (durable), 2) HDF5, 3) images, 4) checkpoint, 5) summary
         self.folder.write_journal(rec)
         H5Record(self.folder.record).append(rec)
+        png = png_bytes(images[i_best]) if i_best is not None else b""
         if i_best is not None and self.save_images == "best":
-            save_png(images[i_best], self.folder.images / f"gen{g:03d}_best.png")
+            save_png(png, self.folder.images / f"gen{g:03d}_best.png")
         if i_best is not None and rec.scores[i_best] > best_before:
-            save_png(images[i_best], self.folder.best_png)
+            save_png(png, self.folder.best_png)
             self.best_generation = g
             self.best_id = rec.image_ids[i_best]
         self.generation = g + 1
         self.seconds += time.perf_counter() - started
         save_checkpoint(self.folder.checkpoint, self.state_dict())
-        write_json(self.folder.summary, self.summary(finished=False))
+        write_json(self.folder.summary, self.summary(finished=False), durable=False)
 
     def _progress(self, rec: GenerationRecord) -> Progress:
         return Progress(

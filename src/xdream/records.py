@@ -43,6 +43,7 @@ Root attributes: ``layout_version`` (1), ``xdream_version``, ``code_dim``, ``con
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -151,8 +152,13 @@ os.umask(_UMASK)
 
 
 @contextmanager
-def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Write ``path`` via a temporary file in the same folder, fsync, then rename into place."""
+def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True) -> Iterator[IO[Any]]:
+    """Write ``path`` via a temporary file in the same folder, then rename it into place.
+
+    The rename alone makes the write atomic for a killed process. ``durable`` also fsyncs the
+    data first, so it survives a power cut or kernel crash; files that can be regenerated
+    (images, the summary) skip that cost.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
@@ -160,7 +166,8 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -168,9 +175,9 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         raise
 
 
-def write_json(path: str | Path, data: Any) -> None:
+def write_json(path: str | Path, data: Any, durable: bool = True) -> None:
     """Atomically write pretty JSON (NaN written as null)."""
-    with atomic_write(path, "w") as fh:
+    with atomic_write(path, "w", durable) as fh:
         json.dump(_json_safe(data), fh, indent=2)
         fh.write("\n")
 
@@ -187,11 +194,20 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def save_png(image: torch.Tensor, path: str | Path) -> None:
-    """Atomically save one (3, H, W) image in [0, 1] as an 8-bit PNG."""
+def png_bytes(image: torch.Tensor) -> bytes:
+    """One (3, H, W) image in [0, 1] encoded as an 8-bit PNG (fast compression)."""
     arr = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5
-    with atomic_write(path) as fh:
-        Image.fromarray(arr.astype(np.uint8)).save(fh, format="PNG")
+    buffer = io.BytesIO()
+    Image.fromarray(arr.astype(np.uint8)).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def save_png(image: torch.Tensor | bytes, path: str | Path) -> None:
+    """Atomically save an image (or PNG bytes from :func:`png_bytes`); PNGs can be re-rendered
+    from the recorded codes, so they skip the fsync."""
+    data = image if isinstance(image, bytes) else png_bytes(image)
+    with atomic_write(path, durable=False) as fh:
+        fh.write(data)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
