@@ -17,6 +17,8 @@ run with the same seed writes.
 from __future__ import annotations
 
 import dataclasses
+import pickle
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +43,6 @@ from xdream.records import (
     load_checkpoint,
     png_bytes,
     reconcile,
-    save_checkpoint,
     save_png,
     write_json,
 )
@@ -124,6 +125,7 @@ class Experiment:
         save_images: str = "best",
         batch_size: int = 64,
         config: Config | None = None,
+        background_writes: bool = False,
     ) -> None:
         if generator.code_dim != optimizer.dim:
             raise XDreamError(
@@ -146,6 +148,11 @@ class Experiment:
         self.save_images = save_images
         self.batch_size = batch_size
         self.config = config
+        self.background_writes = background_writes
+        """Write each generation's records in a thread while the next generation starts (a rig
+        then sees the next block sooner). Resume is unaffected: a kill mid-write is a kill."""
+        self._writer: threading.Thread | None = None
+        self._writer_error: BaseException | None = None
         self.init_codes: Codes | None = None
         """Initial codes given to the optimiser, copied into the folder (``init_codes.npy``)."""
         # progress, restored from the checkpoint on resume
@@ -200,6 +207,7 @@ class Experiment:
             save_images=exp.save_images,
             batch_size=exp.batch_size,
             config=config,
+            background_writes=config.rig is not None,  # the rig sees the next block sooner
         )
         experiment.init_codes = init_codes
         return experiment
@@ -283,10 +291,13 @@ class Experiment:
         """Run generations until the budget is spent; returns the summary."""
         if not self._started:
             self._start()
-        while not self.done():
-            rec = self.step()
-            if progress is not None:
-                progress(self._progress(rec))
+        try:
+            while not self.done():
+                rec = self.step()
+                if progress is not None:
+                    progress(self._progress(rec))
+        finally:
+            self.wait()
         summary = self.summary(finished=True)
         write_json(self.folder.summary, summary)
         self.folder.drop_journal()
@@ -379,20 +390,54 @@ class Experiment:
         if np.isfinite(rec.clean_scores).any():
             self.best_clean = max(self.best_clean, float(np.nanmax(rec.clean_scores)))
         i_best = int(np.nanargmax(rec.scores)) if np.isfinite(rec.scores).any() else None
-        # 1) journal (durable), 2) HDF5, 3) images, 4) checkpoint, 5) summary
-        self.folder.write_journal(rec)
-        H5Record(self.folder.record).append(rec)
-        png = png_bytes(images[i_best]) if i_best is not None else b""
-        if i_best is not None and self.save_images == "best":
-            save_png(png, self.folder.images / f"gen{g:03d}_best.png")
-        if i_best is not None and rec.scores[i_best] > best_before:
-            save_png(png, self.folder.best_png)
+        new_best = i_best is not None and rec.scores[i_best] > best_before
+        if new_best and i_best is not None:
             self.best_generation = g
             self.best_id = rec.image_ids[i_best]
         self.generation = g + 1
         self.seconds += time.perf_counter() - started
-        save_checkpoint(self.folder.checkpoint, self.state_dict())
-        write_json(self.folder.summary, self.summary(finished=False), durable=False)
+        # snapshot now: the next generation changes the live objects while the writer runs
+        checkpoint = pickle.dumps(self.state_dict(), protocol=pickle.HIGHEST_PROTOCOL)
+        summary = self.summary(finished=False)
+        best_image = images[i_best].clone() if i_best is not None else None
+        rec.codes = rec.codes.copy()  # the optimiser may reuse its array in the next tell()
+
+        def write() -> None:
+            # 1) journal (durable), 2) HDF5, 3) images, 4) checkpoint, 5) summary
+            self.folder.write_journal(rec)
+            H5Record(self.folder.record).append(rec)
+            if best_image is not None:
+                png = png_bytes(best_image)
+                if self.save_images == "best":
+                    save_png(png, self.folder.images / f"gen{g:03d}_best.png")
+                if new_best:
+                    save_png(png, self.folder.best_png)
+            with atomic_write(self.folder.checkpoint) as fh:
+                fh.write(checkpoint)
+            write_json(self.folder.summary, summary, durable=False)
+
+        self.wait()  # the previous generation's records land first
+        if not self.background_writes:
+            write()
+            return
+
+        def guarded() -> None:
+            try:
+                write()
+            except BaseException as err:  # re-raised in the main thread by wait()
+                self._writer_error = err
+
+        self._writer = threading.Thread(target=guarded, name=f"xdream-records-{g}")
+        self._writer.start()
+
+    def wait(self) -> None:
+        """Block until every generation's records are on disk; re-raises a failed write."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        if self._writer_error is not None:
+            err, self._writer_error = self._writer_error, None
+            raise err
 
     def _progress(self, rec: GenerationRecord) -> Progress:
         return Progress(

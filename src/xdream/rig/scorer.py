@@ -218,7 +218,6 @@ class RigScorer(Scorer):
                 continue
             break
         cur["done"] = True
-        self._save()
         scores = self._scores(cur)
         self.last_extra = self._extra(cur, scores)
         evolved = [s for s, i in zip(scores, cur["ids"]) if not i.startswith("ref_")]
@@ -227,7 +226,7 @@ class RigScorer(Scorer):
             self.state["best"] = (
                 best if self.state["best"] is None else max(best, self.state["best"])
             )
-        self._save()
+        self._save()  # one durable write marks the generation done, with its best
         self._status("scored")
         return scores
 
