@@ -45,8 +45,12 @@ def photo(name: str) -> torch.Tensor:
     return torch.from_numpy(arr.astype(np.float32) / scale).permute(2, 0, 1).contiguous()
 
 
+@functools.lru_cache(maxsize=256)
 def crop(name: str, top: int, left: int, side: int, size: int) -> Images:
-    """A square crop (top, left, side) of a photo, resized to ``size`` px: (1, 3, s, s)."""
+    """A square crop (top, left, side) of a photo, resized to ``size`` px: (1, 3, s, s).
+
+    Cached, so experiments run in lockstep with the same reference seed resize each crop once.
+    """
     img = photo(name)[:, top : top + side, left : left + side][None]
     return F.interpolate(
         img, size=(size, size), mode="bilinear", antialias=True, align_corners=False
