@@ -94,7 +94,8 @@ def test_lockstep_run_equals_separate_runs(tmp_path: Path, monkeypatch: Any) -> 
 
     with open(tmp_path / "many" / "units.csv") as fh:
         table = list(csv.DictReader(fh))
-    assert [r["unit"] for r in table] == [u.label for u in multi.multi.units]
+    assert [r["unit"] for r in table] == ["blocks.0_c000", "blocks.0_c005", "blocks.1_c002_x3_y4"]
+    assert [r["x"] for r in table] == ["56", "56", "3"]  # the centre, filled in
     assert float(table[2]["best_score"]) == pytest.approx(summaries[2]["best_score"])
 
     # unit 3 alone, as `xdream run` would run it, gives the same record
@@ -118,8 +119,8 @@ def test_interrupted_lockstep_run_resumes(tmp_path: Path) -> None:
     resumed = MultiExperiment.resume(tmp_path / "part")
     assert [e.generation for e in resumed.experiments] == [1, 1, 1]
     resumed.run()
-    for unit in resumed.multi.units:
-        a = records.read(tmp_path / "whole" / "units" / unit.label)
-        b = records.read(tmp_path / "part" / "units" / unit.label)
+    for label in resumed.labels:
+        a = records.read(tmp_path / "whole" / "units" / label)
+        b = records.read(tmp_path / "part" / "units" / label)
         np.testing.assert_array_equal(a.codes, b.codes)
         np.testing.assert_array_equal(a.scores, b.scores)

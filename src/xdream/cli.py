@@ -185,7 +185,7 @@ def cmd_layers(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
-COMMAND_MODULES: list[str] = ["xdream.throughput", "xdream.sweep"]
+COMMAND_MODULES: list[str] = ["xdream.throughput", "xdream.sweep", "xdream.tune"]
 """Modules that add sub-commands: each defines ``add_parser(subparsers)``, which registers its
 commands with ``set_defaults(func=handler)``; a handler takes ``(args, console)`` and returns
 the exit status."""

@@ -66,7 +66,7 @@ class Unit:
 
     @property
     def label(self) -> str:
-        """Folder-safe name, e.g. ``blocks.10_c005`` or ``blocks.4_c007_x3_y3``."""
+        """Folder-safe name, e.g. ``blocks.10_c005``, or ``blocks.4_c007_x3_y3`` given x, y."""
         xy = "" if self.x is None else f"_x{self.x}_y{self.y}"
         return f"{self.layer}_c{self.channel:03d}{xy}"
 
@@ -380,12 +380,14 @@ SUMMARY_COLUMNS = (
 """Columns of ``units.csv``; ``relative_to_references`` = best clean score / best reference."""
 
 
-def summary_row(unit: Unit, summary: Mapping[str, Any], folder: str) -> dict[str, Any]:
+def summary_row(
+    unit: Unit, summary: Mapping[str, Any], folder: str, label: str | None = None
+) -> dict[str, Any]:
     """One row of an aggregate table from an experiment's ``summary.json``."""
     best, ref = summary.get("best_clean_score"), summary.get("best_reference_score")
     rel = best / ref if best is not None and ref not in (None, 0) else None
     return {
-        "unit": unit.label,
+        "unit": label or unit.label,
         "layer": unit.layer,
         "channel": unit.channel,
         "x": unit.x,
@@ -443,8 +445,16 @@ def shared_scorer(config: Any, units: Sequence[Unit], **options: Any) -> MultiUn
 class MultiExperiment:
     """Independent experiments, one per unit, stepped in lockstep over shared forward passes."""
 
-    def __init__(self, experiments: Sequence[Any], multi: MultiUnitScorer, out: Path) -> None:
+    def __init__(
+        self,
+        experiments: Sequence[Any],
+        multi: MultiUnitScorer,
+        out: Path,
+        labels: Sequence[str] | None = None,
+    ) -> None:
         self.experiments = list(experiments)
+        self.labels = list(labels) if labels else [u.label for u in multi.units]
+        """Unit names as the config gives them (folders under ``units/``)."""
         self.multi = multi
         self.out = Path(out)
 
@@ -464,9 +474,9 @@ class MultiExperiment:
         gen_params = {k: v for k, v in config.generator.items() if k != "name"}
         generator = generators.make(config.generator["name"], **gen_params)
         experiments = []
-        for i, unit in enumerate(multi.units):
+        for i, unit in enumerate(units):
             folder = out / "units" / unit.label
-            single = unit_config(config, units[i])
+            single = unit_config(config, unit)
             exp = Experiment.from_config(single, folder, unit=multi.view(i), generator=generator)
             if resume and (folder / "config.yaml").exists():
                 exp.restore()
@@ -474,7 +484,7 @@ class MultiExperiment:
         out.mkdir(parents=True, exist_ok=True)
         if not resume or not (out / "config.yaml").exists():
             config_mod.dump_yaml(config, out / "config.yaml")
-        return cls(experiments, multi, out)
+        return cls(experiments, multi, out, [u.label for u in units])
 
     @classmethod
     def resume(cls, out: str | Path) -> MultiExperiment:
@@ -524,8 +534,8 @@ class MultiExperiment:
                 progress(generation, len(self.experiments))
         summaries = [e.run() for e in self.experiments]  # spent budgets: just finalise
         rows = [
-            summary_row(u, s, os.path.relpath(e.folder.path, self.out))
-            for u, s, e in zip(self.multi.units, summaries, self.experiments)
+            summary_row(u, s, os.path.relpath(e.folder.path, self.out), label)
+            for u, s, e, label in zip(self.multi.units, summaries, self.experiments, self.labels)
         ]
         write_table(self.out / "units.csv", rows, SUMMARY_COLUMNS)
         return summaries
