@@ -13,7 +13,7 @@ import torch
 from xdream import config, networks, records
 from xdream.errors import ConfigError, XDreamError
 from xdream.experiment import Experiment
-from xdream.multi import MultiExperiment, MultiUnitScorer, Unit, unit_config
+from xdream.multi import MultiExperiment, MultiUnitScorer, Unit, fold_batchnorm, unit_config
 from xdream.scorers import CNNUnitScorer
 
 
@@ -53,11 +53,15 @@ def test_bad_targets_are_rejected(targets: list[Any], message: str) -> None:
 
 def test_shared_pass_reads_the_same_units_as_single_scorers() -> None:
     net = networks.make()
-    units = [Unit("blocks.1", 3), Unit("blocks.4", 7, x=2, y=5), Unit("pool", 11)]
+    # a convolution whose batch norm would be folded stays unfolded when it is a target
+    units = [Unit("blocks.1", 3), Unit("blocks.4.project.conv", 7, x=2, y=5), Unit("pool", 11)]
     multi = MultiUnitScorer(net, units, device="cpu", batch_size=3)
     images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     acts = multi.activations(images)
     assert acts.shape == (4, 3)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.module.modules())
+    assert fold_batchnorm(net.module)[1] == n_bn
+    assert fold_batchnorm(net.module, keep=["blocks.4.project.conv"])[1] == n_bn - 1
     ids = [str(i) for i in range(4)]
     for k, u in enumerate(units):
         single = CNNUnitScorer(net, u.layer, u.channel, u.x, u.y, device="cpu")

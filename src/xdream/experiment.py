@@ -31,6 +31,7 @@ from xdream import generators, optimizers, scorers
 from xdream.config import Config
 from xdream.errors import XDreamError
 from xdream.generators.base import Generator
+from xdream.multi import Unit, shared_scorer
 from xdream.optimizers.base import Optimizer
 from xdream.records import (
     GenerationRecord,
@@ -56,18 +57,7 @@ def derived_seed(seed: int, stream: int) -> int:
 def build_scorer(config: Config, noise_seed: int, unit: Scorer | None = None) -> Scorer:
     """The ``[target]`` unit (or ``unit``), wrapped in the ``[noise]`` model when there is one."""
     t = config.target
-    scorer: Scorer = unit or scorers.make_unit(
-        t.network,
-        layer=t.layer,
-        channel=t.channel,
-        x=t.x,
-        y=t.y,
-        weights=t.weights,
-        pre_activation=t.pre_activation,
-        image_size=t.image_size,
-        batch_size=t.batch_size,
-        device=t.device,
-    )
+    scorer: Scorer = unit or shared_scorer(config, [Unit(t.layer, t.channel, t.x, t.y)]).view(0)
     if config.noise is not None:
         params = {k: v for k, v in config.noise.items() if k != "name"}
         noise = scorers.make_noise(config.noise["name"], **params)

@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +67,20 @@ def _sync(device: torch.device) -> None:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"precision": args.precision, "compile": args.compile, "channels_last": args.cl}
+    return {
+        "precision": args.precision,
+        "compile": args.compile,
+        "channels_last": args.cl,
+        "fold_bn": args.fold_bn,
+        "cpu_batch_size": args.cpu_batch_size,
+    }
 
 
-def _loop_and_raw(args: argparse.Namespace, layer: str, folder: Path) -> dict[str, float]:
-    """Median seconds per generation of the whole loop and of the raw forward, interleaved."""
+def _compare(args: argparse.Namespace, layer: str, folder: Path) -> dict[str, float]:
+    """Median seconds per generation of the loop, the raw forward and XDream's pipeline.
+
+    The three alternate within each repetition, so changing machine load hits them alike.
+    """
     from xdream import generators
     from xdream.experiment import Experiment
     from xdream.multi import Unit, shared_scorer
@@ -83,25 +93,25 @@ def _loop_and_raw(args: argparse.Namespace, layer: str, folder: Path) -> dict[st
     rng = np.random.default_rng(0)
     codes = rng.standard_normal((args.population, generator.code_dim)).astype(np.float32)
     refs, _ = exp.references.sample(args.references)
-    raw_t, loop_t = [], []
-    for rep in range(args.repeats + 1):  # the first of each is a warm-up
-        t = time.perf_counter()
+
+    def raw() -> None:
         images = generator.generate(codes, batch_size=args.population)
         multi.activations(torch.cat([images, refs]))
-        _sync(multi.device)
-        raw = time.perf_counter() - t
-        t = time.perf_counter()
-        exp.step()
-        _sync(multi.device)
-        loop = time.perf_counter() - t
-        if rep:
-            raw_t.append(raw)
-            loop_t.append(loop)
-    return {"raw_s": statistics.median(raw_t), "loop_s": statistics.median(loop_t)}
+
+    pipelines = {"raw_s": raw, "loop_s": exp.step, "xdream_style_s": _xdream_style(args, layer)}
+    times: dict[str, list[float]] = {k: [] for k in pipelines}
+    for rep in range(args.repeats + 1):  # the first round is a warm-up
+        for key, run_one in pipelines.items():
+            t = time.perf_counter()
+            run_one()
+            _sync(multi.device)
+            if rep:
+                times[key].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def _xdream_style(args: argparse.Namespace, layer: str) -> float:
-    """Seconds per generation of XDream's pipeline: one image at a time, whole network."""
+def _xdream_style(args: argparse.Namespace, layer: str) -> Callable[[], None]:
+    """One generation of XDream's pipeline: one code at a time, double resize, whole network."""
     from xdream import generators, networks
     from xdream.networks.base import resize
     from xdream.scorers.cnn import resolve_device
@@ -112,25 +122,21 @@ def _xdream_style(args: argparse.Namespace, layer: str) -> float:
     generator = generators.make(args.generator).to(device)
     target = module.get_submodule(layer)
     got: list[torch.Tensor] = []
-    handle = target.register_forward_hook(lambda _m, _i, out: got.append(out[0, 0].clone()))
+    target.register_forward_hook(lambda _m, _i, out: got.append(out[0, 0].clone()))
     rng = np.random.default_rng(0)
     n = args.population + args.references
     codes = torch.as_tensor(rng.standard_normal((n, generator.code_dim)).astype(np.float32))
-    times = []
-    try:
+
+    def generation() -> None:
+        got.clear()
         with torch.no_grad():
-            for rep in range(2):  # warm-up, then one generation
-                t = time.perf_counter()
-                for code in codes:
-                    image = generator(code[None].to(device))
-                    image = resize(resize(image, args.image_size), net.preprocess.input_size)
-                    module(net.preprocess(image))
-                    float(got[-1].flatten()[0])  # read the unit (synchronises on a GPU)
-                if rep:
-                    times.append(time.perf_counter() - t)
-    finally:
-        handle.remove()
-    return statistics.median(times)
+            for code in codes:
+                image = generator(code[None].to(device))
+                image = resize(resize(image, args.image_size), net.preprocess.input_size)
+                module(net.preprocess(image))
+                float(got[-1].flatten()[0])  # read the unit (synchronises on a GPU)
+
+    return generation
 
 
 def _units_at_once(args: argparse.Namespace, folder: Path) -> list[dict[str, float]]:
@@ -142,7 +148,9 @@ def _units_at_once(args: argparse.Namespace, folder: Path) -> list[dict[str, flo
     for n in args.units:
         data = _config(args, args.units_layer).to_dict()
         data["targets"] = [{"channels": f"0:{n}"}]
-        multi = MultiExperiment.from_config(config.from_dict(data), folder / f"units{n}")
+        multi = MultiExperiment.from_config(
+            config.from_dict(data), folder / f"units{n}", **_options(args)
+        )
         for e in multi.experiments:
             e._start()
         times = []
@@ -181,6 +189,9 @@ def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
         "precision": args.precision,
         "compile": args.compile,
         "threads": torch.get_num_threads(),
+        "fold_bn": args.fold_bn,
+        "cpu_batch_size": args.cpu_batch_size,
+        "channels_last": args.cl,
         "population": args.population,
         "references": args.references,
         "torch": torch.__version__,
@@ -189,10 +200,9 @@ def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
     amp = args.precision != "float32"
     with tempfile.TemporaryDirectory() as tmp:
         for layer in args.layers:
-            console.print(f"layer {layer}: loop and raw forward ...", highlight=False)
-            lr = _loop_and_raw(args, layer, Path(tmp) / layer)
-            console.print(f"layer {layer}: XDream-style pipeline ...", highlight=False)
-            xs = _xdream_style(args, layer)
+            console.print(f"layer {layer}: loop, raw forward, XDream-style ...", highlight=False)
+            lr = _compare(args, layer, Path(tmp) / layer)
+            xs = lr["xdream_style_s"]
             p = args.population
             row = {
                 "layer": layer,
@@ -339,6 +349,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="keep the default memory layout (channels_last is used on the CPU by default)",
     )
     p.set_defaults(cl=None)
+    p.add_argument(
+        "--no-fold-bn",
+        dest="fold_bn",
+        action="store_false",
+        help="keep batch norms separate (they are folded into the convolutions by default)",
+    )
+    p.add_argument(
+        "--cpu-batch-size",
+        type=int,
+        default=4,
+        help="largest batch on the CPU (default 4: small batches stay in cache); 0: no cap",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--population", type=int, default=20, help="images per generation (20)")
     p.add_argument("--references", type=int, default=10, help="reference crops per generation")
