@@ -125,6 +125,10 @@ def cmd_run(args: argparse.Namespace, console: Any) -> int:
 
     cfg = config_mod.load(args.config)
     out = Path(args.out) if args.out else _default_out(Path(args.config).stem)
+    if cfg.targets:
+        from xdream.multi import run_many
+
+        return run_many(cfg, out, console)
     experiment = Experiment.from_config(cfg, out)
     _report(_run_experiment(experiment, console), out, console)
     return 0
@@ -134,6 +138,10 @@ def cmd_resume(args: argparse.Namespace, console: Any) -> int:
     from xdream.experiment import Experiment
 
     out = Path(args.dir)
+    from xdream.multi import is_multi_folder, run_many
+
+    if is_multi_folder(out):
+        return run_many(None, out, console)
     experiment = Experiment.resume(out)
     console.print(f"resuming {out} at generation {experiment.generation}", highlight=False)
     _report(_run_experiment(experiment, console), out, console)
@@ -184,7 +192,13 @@ def cmd_layers(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
-COMMAND_MODULES: list[str] = ["xdream.cli_media", "xdream.rig.cli"]
+COMMAND_MODULES: list[str] = [
+    "xdream.cli_media",
+    "xdream.rig.cli",
+    "xdream.throughput",
+    "xdream.sweep",
+    "xdream.tune",
+]
 """Modules that add sub-commands: each defines ``add_parser(subparsers)``, which registers its
 commands with ``set_defaults(func=handler)``; a handler takes ``(args, console)`` and returns
 the exit status."""

@@ -131,6 +131,7 @@ SECTIONS: dict[str, type[Any] | None] = {
     "optimizer": None,  # name + the optimiser's Params
     "noise": None,  # name + the noise model's Params; optional
     "rig": RigSection,  # optional: a recording rig replaces the [target] unit
+    "targets": None,  # [[targets]]: many units at once (xdream.multi.parse_targets)
 }
 
 DEFAULT_GENERATOR = "fourier"
@@ -147,6 +148,8 @@ class Config:
     optimizer: dict[str, Any] = field(default_factory=lambda: {"name": DEFAULT_OPTIMIZER})
     noise: dict[str, Any] | None = None
     rig: RigSection | None = None
+    targets: tuple[dict[str, Any], ...] = ()
+    """Units named by ``[[targets]]``, expanded to one ``{layer, channel, x, y}`` each."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (round-trips through :func:`from_dict`)."""
@@ -160,6 +163,8 @@ class Config:
             out["noise"] = dict(self.noise)
         if self.rig is not None:
             out["rig"] = _plain(dataclasses.asdict(self.rig))
+        if self.targets:
+            out["targets"] = [dict(t) for t in self.targets]
         return out
 
     def budget(self) -> tuple[str, int]:
@@ -212,8 +217,14 @@ def from_dict(data: Mapping[str, Any]) -> Config:
             "[noise] applies to network units, but [rig] makes a recording rig the target: "
             "remove [noise] (to rehearse with a noisy unit, give `xdream rig-sim` --noise)"
         )
+    if rig is not None and data.get("targets"):
+        raise ConfigError(
+            "[[targets]] names many network units, but [rig] makes a recording rig the target: "
+            "use one or the other"
+        )
     assert generator is not None and optimizer is not None
     from xdream import generators, networks, optimizers
+    from xdream.multi import parse_targets
     from xdream.scorers import noise as noise_models
 
     networks.REGISTRY.get(target.network)
@@ -224,6 +235,7 @@ def from_dict(data: Mapping[str, Any]) -> Config:
         _resolve("optimizer", optimizer, optimizers.REGISTRY),
         None if noise is None else _resolve("noise", noise, noise_models.REGISTRY),
         rig,
+        parse_targets(data.get("targets"), target),
     )
 
 
@@ -256,6 +268,11 @@ def _plain(value: Any) -> Any:
 
 def load(path: str | Path) -> Config:
     """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file."""
+    return from_dict(read(path))
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """Parse a config file into a plain mapping, unvalidated (for tools with extra sections)."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"config file {str(path)!r} not found")
@@ -273,7 +290,9 @@ def load(path: str | Path) -> Config:
             )
     except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as err:
         raise ConfigError(f"cannot parse config file {str(path)!r}: {err}") from None
-    return from_dict(data)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config file {str(path)!r} must hold a table of sections")
+    return dict(data)
 
 
 def dump_yaml(config: Config, path: str | Path) -> None:

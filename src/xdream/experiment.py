@@ -34,6 +34,7 @@ from xdream.config import Config
 from xdream.encode import load_codes
 from xdream.errors import XDreamError
 from xdream.generators.base import Generator
+from xdream.multi import Unit, shared_scorer
 from xdream.optimizers.base import Optimizer
 from xdream.records import (
     GenerationRecord,
@@ -60,30 +61,42 @@ def derived_seed(seed: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
 
 
-def build_scorer(config: Config, noise_seed: int) -> Scorer:
-    """The ``[rig]``, or the ``[target]`` unit wrapped in the ``[noise]`` model if any."""
+def build_scorer(config: Config, noise_seed: int, unit: Scorer | None = None) -> Scorer:
+    """The ``[rig]``; or the ``[target]`` unit (or ``unit``), wrapped in the ``[noise]`` model
+    when there is one."""
     if config.rig is not None:
         from xdream.rig import RigScorer
 
         return RigScorer(config.rig, seed=noise_seed)
     t = config.target
-    scorer: Scorer = scorers.make_unit(
-        t.network,
-        layer=t.layer,
-        channel=t.channel,
-        x=t.x,
-        y=t.y,
-        weights=t.weights,
-        pre_activation=t.pre_activation,
-        image_size=t.image_size,
-        batch_size=t.batch_size,
-        device=t.device,
-    )
+    scorer: Scorer = unit or shared_scorer(config, [Unit(t.layer, t.channel, t.x, t.y)]).view(0)
     if config.noise is not None:
         params = {k: v for k, v in config.noise.items() if k != "name"}
         noise = scorers.make_noise(config.noise["name"], **params)
         scorer = scorers.NoisyScorer(scorer, noise, seed=noise_seed)
     return scorer
+
+
+@dataclasses.dataclass
+class Proposal:
+    """One generation's images before scoring (:meth:`Experiment.propose`)."""
+
+    codes: np.ndarray
+    ids: list[str]
+    genealogy: list[str]
+    images: torch.Tensor
+    refs: torch.Tensor
+    ref_ids: list[str]
+    times: list[float]
+
+    @property
+    def all_images(self) -> torch.Tensor:
+        """Evolved images, then references: what the scorer sees."""
+        return torch.cat([self.images, self.refs])
+
+    @property
+    def all_ids(self) -> list[str]:
+        return self.ids + self.ref_ids
 
 
 @dataclasses.dataclass
@@ -168,12 +181,24 @@ class Experiment:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config: Config, out: str | Path) -> Experiment:
-        """Build every component from a validated :class:`~xdream.config.Config`."""
+    def from_config(
+        cls,
+        config: Config,
+        out: str | Path,
+        *,
+        unit: Scorer | None = None,
+        generator: Generator | None = None,
+    ) -> Experiment:
+        """Build every component from a validated :class:`~xdream.config.Config`.
+
+        ``unit`` replaces the ``[target]`` unit (the ``[noise]`` model still wraps it) and
+        ``generator`` the ``[generator]`` one, for drivers that share them between experiments.
+        """
         exp = config.experiment
         gen_params = {k: v for k, v in config.generator.items() if k != "name"}
-        generator = generators.make(config.generator["name"], **gen_params)
-        scorer = build_scorer(config, noise_seed=derived_seed(exp.seed, 2))
+        if generator is None:
+            generator = generators.make(config.generator["name"], **gen_params)
+        scorer = build_scorer(config, noise_seed=derived_seed(exp.seed, 2), unit=unit)
         opt_params = {k: v for k, v in config.optimizer.items() if k != "name"}
         init_codes = None
         if exp.init_codes is not None:  # the run folder's copy first: resume needs no source
@@ -306,6 +331,15 @@ class Experiment:
 
     def step(self) -> GenerationRecord:
         """Run one generation and record it durably."""
+        proposal = self.propose()
+        return self.complete(proposal, *self._score(proposal.all_images, proposal.all_ids))
+
+    def propose(self) -> Proposal:
+        """First half of a generation: ask for codes, render them, draw the references.
+
+        Drivers that score many experiments in one forward pass (:mod:`xdream.multi`) call this,
+        score ``all_images`` themselves and hand the scores to :meth:`complete`.
+        """
         t = [time.perf_counter()]
         codes = self.optimizer.ask()
         ids, genealogy = self.optimizer.image_ids, self.optimizer.genealogy
@@ -314,28 +348,31 @@ class Experiment:
         refs, ref_ids = self.references.sample(self.n_references)
         t.append(time.perf_counter())
         self.scorer.start_generation(self.generation)
-        scores, clean = self._score(torch.cat([images, refs.to(images.dtype)]), ids + ref_ids)
-        t.append(time.perf_counter())
-        n = len(codes)
+        return Proposal(codes, ids, genealogy, images, refs.to(images.dtype), ref_ids, t)
+
+    def complete(self, p: Proposal, scores: np.ndarray, clean: np.ndarray) -> GenerationRecord:
+        """Second half: tell the optimiser the scores of ``p.all_images`` and record them."""
+        t = [*p.times, time.perf_counter()]
+        n = len(p.codes)
         best_before = self.optimizer.best.score
-        self.optimizer.tell(codes, scores[:n])
+        self.optimizer.tell(p.codes, scores[:n])
         t.append(time.perf_counter())
         self.presentations += n
         rec = GenerationRecord(
             generation=self.generation,
-            codes=codes,
+            codes=p.codes,
             scores=scores[:n],
             clean_scores=clean[:n],
-            image_ids=ids,
-            genealogy=genealogy,
-            ref_ids=ref_ids,
+            image_ids=p.ids,
+            genealogy=p.genealogy,
+            ref_ids=p.ref_ids,
             ref_scores=scores[n:],
             ref_clean_scores=clean[n:],
             presentations=self.presentations,
             seconds=np.diff(np.array(t)),
             extra=dict(getattr(self.scorer, "last_extra", None) or {}),
         )
-        self._record(rec, images, best_before, started=t[0])
+        self._record(rec, p.images, best_before, started=t[0])
         return rec
 
     # ------------------------------------------------------------------ helpers

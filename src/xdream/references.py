@@ -8,6 +8,7 @@ checkpoint), so a resumed run draws the same crops as an uninterrupted one.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -45,8 +46,12 @@ def photo(name: str) -> torch.Tensor:
     return torch.from_numpy(arr.astype(np.float32) / scale).permute(2, 0, 1).contiguous()
 
 
+@functools.lru_cache(maxsize=256)
 def crop(name: str, top: int, left: int, side: int, size: int) -> Images:
-    """A square crop (top, left, side) of a photo, resized to ``size`` px: (1, 3, s, s)."""
+    """A square crop (top, left, side) of a photo, resized to ``size`` px: (1, 3, s, s).
+
+    Cached, so experiments run in lockstep with the same reference seed resize each crop once.
+    """
     img = photo(name)[:, top : top + side, left : left + side][None]
     return F.interpolate(
         img, size=(size, size), mode="bilinear", antialias=True, align_corners=False
@@ -66,22 +71,41 @@ class ReferenceImages:
         self.min_fraction = min_fraction
         self.photos = photos
         self._rng = np.random.Generator(np.random.PCG64(seed))
+        self._next: tuple[list[tuple[str, int, int, int]], Future[Images]] | None = None
 
-    def sample(self, n: int) -> tuple[Images, list[str]]:
-        """``n`` crops at ``size`` px and their ids."""
-        images, ids = [], []
+    def _draw(self, rng: np.random.Generator, n: int) -> list[tuple[str, int, int, int]]:
+        crops = []
         for _ in range(n):
-            name = self.photos[int(self._rng.integers(len(self.photos)))]
+            name = self.photos[int(rng.integers(len(self.photos)))]
             _, h, w = photo(name).shape
             short = min(h, w)
-            side = int(self._rng.integers(int(self.min_fraction * short), short + 1))
-            top = int(self._rng.integers(0, h - side + 1))
-            left = int(self._rng.integers(0, w - side + 1))
-            images.append(crop(name, top, left, side, self.size))
-            ids.append(f"ref_{name}_{top}_{left}_{side}")
-        if not images:
+            side = int(rng.integers(int(self.min_fraction * short), short + 1))
+            top = int(rng.integers(0, h - side + 1))
+            left = int(rng.integers(0, w - side + 1))
+            crops.append((name, top, left, side))
+        return crops
+
+    def sample(self, n: int) -> tuple[Images, list[str]]:
+        """``n`` crops at ``size`` px and their ids.
+
+        The next call's crops (same ``n``) are then resized in a background thread while the
+        caller scores these; the crop RNG itself only advances here, so checkpoints and resumed
+        runs draw exactly the crops an uninterrupted run draws.
+        """
+        crops = self._draw(self._rng, n)
+        if not crops:
             return torch.zeros(0, 3, self.size, self.size), []
-        return torch.cat(images), ids
+        ready, self._next = self._next, None
+        if ready is not None and ready[0] == crops:
+            images = ready[1].result()
+        else:
+            images = _resize_all(crops, self.size)
+        ids = [f"ref_{name}_{top}_{left}_{side}" for name, top, left, side in crops]
+        peek = np.random.Generator(np.random.PCG64())
+        peek.bit_generator.state = self._rng.bit_generator.state
+        upcoming = self._draw(peek, n)
+        self._next = (upcoming, _prefetcher().submit(_resize_all, upcoming, self.size))
+        return images, ids
 
     def state_dict(self) -> StateDict:
         """The crop RNG's state."""
@@ -90,6 +114,15 @@ class ReferenceImages:
     def load_state_dict(self, state: StateDict) -> None:
         """Restore :meth:`state_dict`."""
         self._rng.bit_generator.state = state["rng"]
+
+
+def _resize_all(crops: list[tuple[str, int, int, int]], size: int) -> Images:
+    return torch.cat([crop(name, top, left, side, size) for name, top, left, side in crops])
+
+
+@functools.cache
+def _prefetcher() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="xdream-references")
 
 
 def from_id(ref_id: str, size: int) -> Images:

@@ -1,0 +1,645 @@
+"""Many units at once: independent experiments whose images share batched forward passes.
+
+A config that names several units with ``[[targets]]`` runs one experiment per unit (its own
+optimiser, references, noise and record folder), stepped in lockstep by
+:class:`MultiExperiment`: every generation, each experiment proposes its images, one
+:class:`MultiUnitScorer` pass reads all units from all images (a forward pass through the
+network that stops after the deepest target layer), and each experiment receives its own unit's
+scores. Reference crops shown to several experiments (same reference seed) are scored once.
+
+.. code-block:: toml
+
+    [target]                      # shared: network, weights, image_size, device, ...
+    network = "efficientnet-lite0"
+    layer = "blocks.10"
+
+    [[targets]]
+    channels = "0:64"             # 64 channels of [target].layer (a list works too)
+
+    [[targets]]
+    layer = "blocks.4"            # and units of other layers
+    channel = 7
+    x = 3
+    y = 3
+
+Each unit's experiment is exactly what ``xdream run`` writes for a config whose ``[target]``
+names that unit (its folder holds that config, so ``xdream resume UNIT_FOLDER`` works on it);
+``units.csv`` in the run folder is the aggregate table.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from xdream.errors import ConfigError, XDreamError, did_you_mean
+from xdream.networks.base import Network, resize
+from xdream.scorers.base import Scorer
+from xdream.scorers.cnn import ACTIVATIONS, resolve_device
+from xdream.types import Images, Scores
+
+TARGET_KEYS = ("layer", "channel", "channels", "x", "y")
+"""Keys of a ``[[targets]]`` entry (everything else comes from ``[target]``)."""
+
+PRECISIONS = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+"""``precision`` values: float32, or mixed precision (autocast) in half or bfloat16."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """A target unit: channel ``channel`` of ``layer``, at column ``x``, row ``y`` if spatial."""
+
+    layer: str
+    channel: int
+    x: int | None = None
+    y: int | None = None
+
+    @property
+    def label(self) -> str:
+        """Folder-safe name, e.g. ``blocks.10_c005``, or ``blocks.4_c007_x3_y3`` given x, y."""
+        xy = "" if self.x is None else f"_x{self.x}_y{self.y}"
+        return f"{self.layer}_c{self.channel:03d}{xy}"
+
+
+def _channels(value: Any, where: str) -> list[int]:
+    if isinstance(value, str):
+        try:
+            start, stop = (int(v) for v in value.split(":"))
+        except ValueError:
+            raise ConfigError(
+                f"{where} 'channels' must be a list of integers or 'start:stop', got {value!r}"
+            ) from None
+        return list(range(start, stop))
+    if isinstance(value, list) and all(isinstance(v, int) and v >= 0 for v in value):
+        return list(value)
+    raise ConfigError(
+        f"{where} 'channels' must be a list of integers >= 0 or 'start:stop', got {value!r}"
+    )
+
+
+def parse_targets(value: Any, target: Any) -> tuple[dict[str, Any], ...]:
+    """Validate ``[[targets]]`` and expand it to one ``{layer, channel, x, y}`` per unit.
+
+    Each entry takes ``layer`` (default: ``[target].layer``), ``channel`` or ``channels`` (a
+    list, or ``"start:stop"``), and optionally ``x``/``y``. Units are checked against the network
+    when the experiment is built.
+    """
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise ConfigError("[[targets]] must be a non-empty list of tables (TOML: [[targets]])")
+    units: list[dict[str, Any]] = []
+    for i, entry in enumerate(value):
+        where = f"[[targets]] entry {i + 1}"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where} must be a table, got {entry!r}")
+        for key in entry:
+            if key not in TARGET_KEYS:
+                raise ConfigError(
+                    f"unknown key {key!r} in {where}.{did_you_mean(str(key), TARGET_KEYS)} "
+                    f"Valid keys: {', '.join(TARGET_KEYS)}; the rest is shared from [target]."
+                )
+        if ("channel" in entry) == ("channels" in entry):
+            raise ConfigError(f"{where} needs exactly one of 'channel' or 'channels'")
+        layer = entry.get("layer", target.layer)
+        if not isinstance(layer, str):
+            raise ConfigError(f"{where} 'layer' must be a string, got {layer!r}")
+        channels = (
+            _channels(entry["channels"], where) if "channels" in entry else [entry["channel"]]
+        )
+        for key in ("x", "y"):
+            v = entry.get(key)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                raise ConfigError(f"{where} {key!r} must be an integer, got {v!r}")
+        for c in channels:
+            if not isinstance(c, int) or isinstance(c, bool) or c < 0:
+                raise ConfigError(f"{where} channel must be an integer >= 0, got {c!r}")
+            unit = {"layer": layer, "channel": c, "x": entry.get("x"), "y": entry.get("y")}
+            if unit in units:
+                raise ConfigError(f"{where} repeats unit {unit}; each unit may appear once")
+            units.append(unit)
+    return tuple(units)
+
+
+def fold_batchnorm(module: nn.Module, keep: Sequence[str] = ()) -> tuple[nn.Module, int]:
+    """A copy of ``module`` with each eval-mode ``BatchNorm2d`` folded into the convolution
+    before it (in an ``nn.Sequential``); returns the copy and the number of folds.
+
+    BN(conv(x)) = conv'(x) with weights scaled by ``gamma / sqrt(var + eps)`` and bias
+    ``beta - mean * gamma / sqrt(var + eps)`` (plus the scaled conv bias). The BN module becomes
+    ``nn.Identity`` under the same name, so a hook on it still reads the normalised output; a
+    convolution named in ``keep`` (a target layer) is left alone, as its output would change.
+    """
+    import copy
+
+    module = copy.deepcopy(module)
+    folds = 0
+    for name, seq in module.named_modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        children = list(seq.named_children())
+        for (cname, conv), (bname, bn) in itertools.pairwise(children):
+            full = f"{name}.{cname}" if name else cname
+            if (
+                not isinstance(conv, nn.Conv2d)
+                or not isinstance(bn, nn.BatchNorm2d)
+                or full in keep
+                or bn.running_mean is None
+                or bn.running_var is None
+            ):
+                continue
+            with torch.no_grad():
+                scale = (bn.weight if bn.affine else 1.0) / torch.sqrt(bn.running_var + bn.eps)
+                shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
+                bias = shift if conv.bias is None else conv.bias * scale + shift
+                conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+                conv.bias = nn.Parameter(bias.detach().clone())
+            setattr(seq, bname, nn.Identity())
+            folds += 1
+    return module, folds
+
+
+class _Stop(BaseException):
+    """Ends the forward pass once every target layer has been read."""
+
+
+class MultiUnitScorer:
+    """Reads many units of one network from a single forward pass per batch.
+
+    Hooks on every target layer keep only the target units (``(b, k)`` floats), and the pass
+    stops once all target layers ran, so nothing after the deepest one is computed. Runs under
+    ``torch.inference_mode``, ``channels_last`` on the CPU (faster for EfficientNet-Lite0), on
+    ``device`` (``"auto"``: CUDA when available) with optional mixed precision (``precision``
+    ``"float16"`` or ``"bfloat16"``: autocast) and optional ``torch.compile`` (``compile``).
+    Batch norms are folded into their convolutions (``fold_bn``, on a copy of the network;
+    responses equal up to float rounding), and on the CPU batches hold at most
+    ``cpu_batch_size`` images: small batches stay in cache and ran 2-3x faster per image than
+    batches of 30 on a 2-core CPU (docs/benchmarks.md).
+
+    >>> from xdream import networks
+    >>> units = [Unit("blocks.10", c) for c in range(4)]
+    >>> multi = MultiUnitScorer(networks.make(), units)  # doctest: +SKIP
+    >>> multi.activations(torch.rand(8, 3, 128, 128)).shape  # doctest: +SKIP
+    (8, 4)
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        units: Sequence[Unit],
+        *,
+        pre_activation: bool = False,
+        image_size: int | None = None,
+        batch_size: int = 64,
+        device: str = "auto",
+        channels_last: bool | None = None,
+        precision: str = "float32",
+        compile: bool = False,
+        fold_bn: bool = True,
+        cpu_batch_size: int | None = 4,
+    ) -> None:
+        if not units:
+            raise XDreamError("MultiUnitScorer needs at least one unit")
+        if precision not in PRECISIONS:
+            raise XDreamError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise XDreamError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.network = network
+        self.units = list(units)
+        self.pre_activation = pre_activation
+        self.image_size = image_size
+        self.device = resolve_device(device)
+        if self.device.type == "cpu" and cpu_batch_size:
+            batch_size = min(batch_size, cpu_batch_size)
+        self.batch_size = batch_size
+        self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
+        self.precision = precision
+        module = network.module.eval()
+        if fold_bn:
+            keep = [u.layer for u in self.units]
+            module = fold_batchnorm(module, keep)[0]
+        module = module.to(self.device)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.module: nn.Module = module
+        self._forward: Callable[[torch.Tensor], Any] = (
+            torch.compile(module) if compile else module  # type: ignore[assignment]
+        )
+        modules = dict(module.named_modules())
+        self.layers: list[str] = list(dict.fromkeys(u.layer for u in self.units))
+        for layer in self.layers:
+            if layer not in modules or not layer:
+                raise XDreamError(
+                    f"network {network.name!r} has no layer {layer!r}."
+                    f"{did_you_mean(layer, [n for n in modules if n])} List the layers with "
+                    f"`xdream layers {network.name}`."
+                )
+            if pre_activation and not isinstance(modules[layer], ACTIVATIONS):
+                raise XDreamError(
+                    f"pre_activation=True reads the input of an activation layer, but {layer!r} "
+                    f"is {type(modules[layer]).__name__}"
+                )
+        self._modules = {layer: modules[layer] for layer in self.layers}
+        self.shapes = self._layer_shapes()
+        self.units = [self._check(u) for u in self.units]
+        # per layer: positions of its units in the output columns, and the index tuples
+        self._plan: dict[str, tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        for layer in self.layers:
+            cols = [i for i, u in enumerate(self.units) if u.layer == layer]
+            chans = torch.tensor([self.units[i].channel for i in cols], device=self.device)
+            ys = torch.tensor([self.units[i].y or 0 for i in cols], device=self.device)
+            xs = torch.tensor([self.units[i].x or 0 for i in cols], device=self.device)
+            self._plan[layer] = (cols, chans, ys, xs)
+
+    def _layer_shapes(self) -> dict[str, tuple[int, ...]]:
+        size = self.image_size or self.network.preprocess.input_size
+        shapes: dict[str, tuple[int, ...]] = {}
+        sink = lambda layer, t: shapes.setdefault(layer, tuple(t.shape[1:]))  # noqa: E731
+        with self._hooks(sink), torch.inference_mode():
+            self._run(torch.zeros(1, 3, size, size, device=self.device))
+        return shapes
+
+    def _check(self, unit: Unit) -> Unit:
+        shape = self.shapes[unit.layer]
+        where = f"layer {unit.layer!r} of {self.network.name!r} (output {shape})"
+        if len(shape) not in (1, 3):
+            raise XDreamError(f"{where}: only (n, C) and (n, C, H, W) layers are supported")
+        if not 0 <= unit.channel < shape[0]:
+            raise XDreamError(f"channel must be in 0..{shape[0] - 1} for {where}, got {unit}")
+        if len(shape) == 1:
+            if unit.x is not None or unit.y is not None:
+                raise XDreamError(f"{where} has no spatial position: omit x and y")
+            return unit
+        x = shape[2] // 2 if unit.x is None else unit.x
+        y = shape[1] // 2 if unit.y is None else unit.y
+        if not (0 <= x < shape[2] and 0 <= y < shape[1]):
+            raise XDreamError(f"x, y must be within {shape[2]} x {shape[1]} for {where}")
+        return Unit(unit.layer, unit.channel, x, y)
+
+    def _hooks(self, sink: Callable[[str, torch.Tensor], Any]) -> Any:
+        """Context manager: hooks that pass each target layer's tensor to ``sink``, then stop."""
+        scorer = self
+
+        class _Ctx:
+            def __enter__(self) -> None:
+                seen: set[str] = set()
+
+                def make(layer: str) -> Callable[..., None]:
+                    def take(t: Any) -> None:
+                        if not isinstance(t, torch.Tensor):
+                            raise XDreamError(f"layer {layer!r} returns {type(t).__name__}")
+                        if layer not in seen:
+                            seen.add(layer)
+                            sink(layer, t)
+                        if len(seen) == len(scorer._modules):
+                            raise _Stop
+
+                    if scorer.pre_activation:
+                        return lambda _m, inp: take(inp[0])
+                    return lambda _m, _inp, out: take(out)
+
+                self.seen = seen
+                self.handles = [
+                    mod.register_forward_pre_hook(make(layer))  # type: ignore[arg-type]
+                    if scorer.pre_activation
+                    else mod.register_forward_hook(make(layer))  # type: ignore[arg-type]
+                    for layer, mod in scorer._modules.items()
+                ]
+
+            def __exit__(self, *exc: Any) -> bool:
+                for h in self.handles:
+                    h.remove()
+                if exc[0] is _Stop:
+                    return True
+                if exc[0] is None and len(self.seen) < len(scorer._modules):
+                    missing = sorted(set(scorer._modules) - self.seen)
+                    raise XDreamError(f"layers {missing} were not called in the forward pass")
+                return False
+
+        return _Ctx()
+
+    def _run(self, inputs: torch.Tensor) -> None:
+        dtype = PRECISIONS[self.precision]
+        ctx = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
+        with ctx:
+            self._forward(inputs)
+
+    def _batches(self, images: Images) -> Iterator[torch.Tensor]:
+        for start in range(0, images.shape[0], self.batch_size):
+            batch = images[start : start + self.batch_size].to(self.device, torch.float32)
+            if self.image_size is not None:
+                batch = resize(batch, self.image_size)
+            inputs = self.network.preprocess(batch)
+            if self.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            out = torch.empty(batch.shape[0], len(self.units), device=self.device)
+
+            def sink(layer: str, t: torch.Tensor, out: torch.Tensor = out) -> None:
+                cols, chans, ys, xs = self._plan[layer]
+                t = t.float()
+                out[:, cols] = t[:, chans] if t.ndim == 2 else t[:, chans, ys, xs]
+
+            with self._hooks(sink):
+                self._run(inputs)
+            yield out
+
+    def activations(self, images: Images) -> np.ndarray:
+        """Responses ``(n, k)`` float64 of the ``k`` units to ``images`` ``(n, 3, H, W)``."""
+        if images.shape[0] == 0:
+            return np.zeros((0, len(self.units)))
+        with torch.inference_mode():
+            parts = [b.cpu() for b in self._batches(images)]
+        return torch.cat(parts).numpy().astype(np.float64)
+
+    def view(self, index: int) -> UnitView:
+        """A :class:`~xdream.scorers.base.Scorer` for unit ``index`` alone."""
+        return UnitView(self, index)
+
+
+class UnitView(Scorer):
+    """One unit of a :class:`MultiUnitScorer`, as a scorer.
+
+    Standing alone it runs its own forward pass; inside :class:`MultiExperiment` the driver hands
+    it the scores of the shared pass (:meth:`supply`) before the experiment asks for them.
+    """
+
+    def __init__(self, multi: MultiUnitScorer, index: int) -> None:
+        self.multi = multi
+        self.index = index
+        self._supplied: Scores | None = None
+
+    @property
+    def unit(self) -> Unit:
+        return self.multi.units[self.index]
+
+    def supply(self, scores: Scores) -> None:
+        """Scores for the next :meth:`score` call, computed by a shared forward pass."""
+        self._supplied = np.asarray(scores, dtype=np.float64)
+
+    def score(self, images: Images, ids: list[str]) -> Scores:
+        if self._supplied is not None:
+            scores, self._supplied = self._supplied, None
+            if scores.shape != (len(ids),):
+                raise XDreamError(f"supplied {scores.shape} scores for {len(ids)} images")
+            return scores
+        return self.multi.activations(images)[:, self.index]
+
+    def describe(self) -> dict[str, Any]:
+        u, m = self.unit, self.multi
+        return {
+            "kind": "cnn-unit",
+            "network": m.network.name,
+            "weights": m.network.weights,
+            "layer": u.layer,
+            "channel": u.channel,
+            "x": u.x,
+            "y": u.y,
+            "pre_activation": m.pre_activation,
+            "image_size": m.image_size,
+            "layer_shape": list(m.shapes[u.layer]),
+        }
+
+
+SUMMARY_COLUMNS = (
+    "unit",
+    "layer",
+    "channel",
+    "x",
+    "y",
+    "best_score",
+    "best_clean_score",
+    "first_generation_best_score",
+    "best_reference_score",
+    "relative_to_references",
+    "generations",
+    "presentations",
+    "folder",
+)
+"""Columns of ``units.csv``; ``relative_to_references`` = best clean score / best reference."""
+
+
+def summary_row(
+    unit: Unit, summary: Mapping[str, Any], folder: str, label: str | None = None
+) -> dict[str, Any]:
+    """One row of an aggregate table from an experiment's ``summary.json``."""
+    best, ref = summary.get("best_clean_score"), summary.get("best_reference_score")
+    rel = best / ref if best is not None and ref not in (None, 0) else None
+    return {
+        "unit": label or unit.label,
+        "layer": unit.layer,
+        "channel": unit.channel,
+        "x": unit.x,
+        "y": unit.y,
+        **{k: summary.get(k) for k in SUMMARY_COLUMNS[5:9]},
+        "relative_to_references": rel,
+        "generations": summary.get("generations"),
+        "presentations": summary.get("presentations"),
+        "folder": folder,
+    }
+
+
+def write_table(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """Atomically write ``rows`` as CSV."""
+    from xdream.records import atomic_write
+
+    with atomic_write(path, "w") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def units_of(config: Any) -> list[Unit]:
+    """The units a config names: its ``[[targets]]``, or its single ``[target]``."""
+    if config.targets:
+        return [Unit(**t) for t in config.targets]
+    t = config.target
+    return [Unit(t.layer, t.channel, t.x, t.y)]
+
+
+def unit_config(config: Any, unit: Unit) -> Any:
+    """The single-unit config of one of ``config``'s units (no ``[[targets]]``)."""
+    target = dataclasses.replace(
+        config.target, layer=unit.layer, channel=unit.channel, x=unit.x, y=unit.y
+    )
+    return dataclasses.replace(config, target=target, targets=())
+
+
+def shared_scorer(config: Any, units: Sequence[Unit], **options: Any) -> MultiUnitScorer:
+    """A :class:`MultiUnitScorer` for ``units`` of ``config``'s ``[target]`` network."""
+    from xdream import networks
+
+    t = config.target
+    return MultiUnitScorer(
+        networks.make(t.network, weights=t.weights),
+        units,
+        pre_activation=t.pre_activation,
+        image_size=t.image_size,
+        batch_size=t.batch_size,
+        device=t.device,
+        **options,
+    )
+
+
+class MultiExperiment:
+    """Independent experiments, one per unit, stepped in lockstep over shared forward passes."""
+
+    def __init__(
+        self,
+        experiments: Sequence[Any],
+        multi: MultiUnitScorer,
+        out: Path,
+        labels: Sequence[str] | None = None,
+    ) -> None:
+        self.experiments = list(experiments)
+        self.labels = list(labels) if labels else [u.label for u in multi.units]
+        """Unit names as the config gives them (folders under ``units/``)."""
+        self.multi = multi
+        self.out = Path(out)
+
+    @classmethod
+    def from_config(
+        cls, config: Any, out: str | Path, *, resume: bool = False, **options: Any
+    ) -> MultiExperiment:
+        """One experiment per unit of ``config`` under ``out/units/<unit>/``.
+
+        With ``resume=True`` unit folders that hold a checkpoint continue from it; ``options``
+        go to :class:`MultiUnitScorer` (``precision``, ``compile``, ...).
+        """
+        from xdream import config as config_mod
+        from xdream import generators
+        from xdream.experiment import Experiment
+
+        out = Path(out)
+        units = units_of(config)
+        multi = shared_scorer(config, units, **options)
+        gen_params = {k: v for k, v in config.generator.items() if k != "name"}
+        generator = generators.make(config.generator["name"], **gen_params)
+        experiments = []
+        for i, unit in enumerate(units):
+            folder = out / "units" / unit.label
+            single = unit_config(config, unit)
+            exp = Experiment.from_config(single, folder, unit=multi.view(i), generator=generator)
+            if resume and (folder / "config.yaml").exists():
+                exp.restore()
+            experiments.append(exp)
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume or not (out / "config.yaml").exists():
+            config_mod.dump_yaml(config, out / "config.yaml")
+        return cls(experiments, multi, out, [u.label for u in units])
+
+    @classmethod
+    def resume(cls, out: str | Path) -> MultiExperiment:
+        """Continue a many-unit run from its folder (each unit from its own checkpoint)."""
+        from xdream import config as config_mod
+
+        return cls.from_config(config_mod.load(Path(out) / "config.yaml"), out, resume=True)
+
+    def step(self) -> None:
+        """One generation of every unfinished experiment, over one shared scoring pass."""
+        active = [e for e in self.experiments if not e.done()]
+        proposals = [e.propose() for e in active]
+        images: list[torch.Tensor] = []
+        rows: list[list[int]] = []
+        ref_rows: dict[str, int] = {}
+        count = 0
+        for p in proposals:
+            own = list(range(count, count + len(p.ids)))
+            images.append(p.images)
+            count += len(p.ids)
+            for ref_id, ref in zip(p.ref_ids, p.refs):
+                if ref_id not in ref_rows:  # a crop shown to several experiments is scored once
+                    ref_rows[ref_id] = count
+                    images.append(ref[None])
+                    count += 1
+                own.append(ref_rows[ref_id])
+            rows.append(own)
+        acts = self.multi.activations(torch.cat(images))
+        for e, p, own in zip(active, proposals, rows):
+            view = _unit_view(e.scorer)
+            view.supply(acts[own, view.index])
+            e.complete(p, *e._score(p.all_images, p.all_ids))
+
+    def done(self) -> bool:
+        return all(e.done() for e in self.experiments)
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+        """Step until every budget is spent; writes ``units.csv``; returns the summaries."""
+        for e in self.experiments:
+            if not e._started:
+                e._start()
+        generation = 0
+        while not self.done():
+            self.step()
+            generation += 1
+            if progress is not None:
+                progress(generation, len(self.experiments))
+        summaries = [e.run() for e in self.experiments]  # spent budgets: just finalise
+        rows = [
+            summary_row(u, s, os.path.relpath(e.folder.path, self.out), label)
+            for u, s, e, label in zip(self.multi.units, summaries, self.experiments, self.labels)
+        ]
+        write_table(self.out / "units.csv", rows, SUMMARY_COLUMNS)
+        return summaries
+
+
+def _unit_view(scorer: Scorer) -> UnitView:
+    """The :class:`UnitView` inside a (possibly noise-wrapped) scorer."""
+    while not isinstance(scorer, UnitView):
+        scorer = getattr(scorer, "base", None)  # type: ignore[assignment]
+        if scorer is None:
+            raise XDreamError("experiment's scorer is not a unit of the shared network")
+    return scorer
+
+
+def is_multi_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds a many-unit run (``units/`` beside ``config.yaml``)."""
+    return (Path(path) / "units").is_dir() and (Path(path) / "config.yaml").exists()
+
+
+def timed_generation(multi: MultiExperiment) -> float:
+    """Seconds for one lockstep generation (used by the throughput benchmark)."""
+    t = time.perf_counter()
+    multi.step()
+    return time.perf_counter() - t
+
+
+def run_many(config: Any, out: Path, console: Any) -> int:
+    """``xdream run`` for a ``[[targets]]`` config (``config=None``: ``xdream resume``)."""
+    if config is None:
+        multi = MultiExperiment.resume(out)
+        console.print(f"resuming {len(multi.experiments)} units in {out}", highlight=False)
+    else:
+        if (out / "units").exists():
+            raise XDreamError(
+                f"{str(out)!r} already holds a many-unit run. Continue it with "
+                f"`xdream resume {out}` or choose another output folder."
+            )
+        multi = MultiExperiment.from_config(config, out)
+        console.print(f"running {len(multi.experiments)} units in lockstep", highlight=False)
+
+    def progress(generation: int, n: int) -> None:
+        console.print(f"generation {generation}: {n} units", highlight=False)
+
+    t = time.perf_counter()
+    summaries = multi.run(progress)
+    seconds = time.perf_counter() - t
+    presentations = sum(int(s["presentations"]) for s in summaries)
+    console.print(
+        f"{len(summaries)} units, {presentations} presentations in {seconds:.1f} s; "
+        f"table: {out / 'units.csv'}, records: {out / 'units'}/<unit>/",
+        highlight=False,
+    )
+    return 0

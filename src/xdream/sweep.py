@@ -1,0 +1,284 @@
+"""``xdream sweep CONFIG``: units x optimisers x seeds as Ray tasks, on one machine or a cluster.
+
+The config is an experiment config (``[target]``/``[[targets]]`` name the units) plus a
+``[sweep]`` section:
+
+.. code-block:: toml
+
+    [sweep]
+    optimizers = ["genetic", { name = "nes", learning_rate = 1.0 }]  # default: [optimizer]
+    seeds = [0, 1, 2]                                                # default: [experiment].seed
+    cpus_per_task = 1
+    max_retries = 3
+
+Each experiment is one Ray task writing its own folder ``OUT/<unit>/<optimizer>/seed<s>/``
+(what ``xdream run`` writes, plus ``worker.json``: one line per attempt with host, pid and the
+generation it started from). Ray re-runs the task of a worker that dies, and the task resumes
+from the folder's checkpoint (:meth:`xdream.experiment.Experiment.resume`), so the experiment
+continues rather than restarts; running the same sweep into the same ``OUT`` again skips finished
+experiments and resumes the others. ``OUT/sweep.csv`` is the aggregate table. Ray is an optional
+extra: ``pip install "xdream[cluster]"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from xdream.errors import ConfigError, XDreamError, did_you_mean
+from xdream.multi import SUMMARY_COLUMNS, Unit, summary_row, unit_config, units_of, write_table
+
+SWEEP_KEYS = ("optimizers", "seeds", "cpus_per_task", "max_retries")
+
+COLUMNS = (*SUMMARY_COLUMNS[:5], "optimizer", "seed", *SUMMARY_COLUMNS[5:], "attempts", "error")
+"""Columns of ``sweep.csv``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSection:
+    """``[sweep]``: which optimisers and seeds each unit is run with, and task resources."""
+
+    optimizers: tuple[dict[str, Any], ...]
+    seeds: tuple[int, ...]
+    cpus_per_task: float = 1.0
+    max_retries: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One experiment of a sweep."""
+
+    unit: Unit
+    optimizer: str
+    seed: int
+    folder: str  # relative to the sweep's output folder
+    config: dict[str, Any]
+
+
+def _require_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise XDreamError(
+            'xdream sweep needs Ray: pip install "xdream[cluster]" (or pip install ray)'
+        ) from None
+    return ray
+
+
+def load(path: str | Path) -> tuple[Any, SweepSection]:
+    """Read a sweep config: the experiment config and its ``[sweep]`` section."""
+    from xdream import config as config_mod
+
+    raw = config_mod.read(path)
+    section = raw.pop("sweep", {})
+    cfg = config_mod.from_dict(raw)
+    return cfg, parse_section(section, cfg)
+
+
+def parse_section(section: Any, cfg: Any) -> SweepSection:
+    """Validate ``[sweep]`` (optimisers resolved with every default, as in ``[optimizer]``)."""
+    from xdream import config as config_mod
+
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"[sweep] must be a table, got {section!r}")
+    for key in section:
+        if key not in SWEEP_KEYS:
+            raise ConfigError(
+                f"unknown key {key!r} in [sweep].{did_you_mean(str(key), SWEEP_KEYS)} "
+                f"Valid keys: {', '.join(SWEEP_KEYS)}."
+            )
+    optimizers = []
+    for value in section.get("optimizers", [cfg.optimizer]):
+        data = {**cfg.to_dict(), "optimizer": value}
+        data.pop("targets", None)
+        optimizers.append(config_mod.from_dict(data).optimizer)
+    names = [o["name"] for o in optimizers]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"[sweep] optimizers repeat a name ({names}); give each once")
+    seeds = section.get("seeds", [cfg.experiment.seed])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"[sweep] seeds must be a non-empty list of integers, got {seeds!r}")
+    cpus = section.get("cpus_per_task", 1.0)
+    retries = section.get("max_retries", 3)
+    if not isinstance(cpus, (int, float)) or cpus <= 0:
+        raise ConfigError(f"[sweep] cpus_per_task must be > 0, got {cpus!r}")
+    if not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"[sweep] max_retries must be an integer >= 0, got {retries!r}")
+    return SweepSection(tuple(optimizers), tuple(seeds), float(cpus), retries)
+
+
+def plan(cfg: Any, sweep: SweepSection) -> list[Task]:
+    """Every (unit, optimiser, seed) experiment, with its own single-unit config."""
+    tasks = []
+    for unit in units_of(cfg):
+        for opt in sweep.optimizers:
+            for seed in sweep.seeds:
+                single = unit_config(cfg, unit)
+                single = dataclasses.replace(
+                    single,
+                    optimizer=dict(opt),
+                    experiment=dataclasses.replace(single.experiment, seed=seed),
+                )
+                folder = f"{unit.label}/{opt['name']}/seed{seed}"
+                tasks.append(Task(unit, opt["name"], seed, folder, single.to_dict()))
+    return tasks
+
+
+def run_task(config: dict[str, Any], folder: str, threads: int) -> dict[str, Any]:
+    """Run (or resume) one experiment in ``folder``; returns its summary and attempt count.
+
+    This is what a Ray worker executes. Each attempt appends a line to ``worker.json``.
+    """
+    import torch
+
+    from xdream import config as config_mod
+    from xdream.experiment import Experiment
+
+    torch.set_num_threads(max(1, threads))
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    log = path / "worker.json"
+    try:
+        if (path / "config.yaml").exists():
+            experiment = Experiment.resume(path)
+        else:
+            experiment = Experiment.from_config(config_mod.from_dict(config), path)
+        with open(log, "a") as fh:
+            attempt = {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "start_generation": experiment.generation,
+                "time": time.time(),
+            }
+            fh.write(json.dumps(attempt) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        summary = experiment.run()
+    except XDreamError as err:
+        return {"error": str(err), "attempts": _attempts(log)}
+    return {**summary, "attempts": _attempts(log)}
+
+
+def _attempts(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def _finished(folder: Path) -> dict[str, Any] | None:
+    summary = folder / "summary.json"
+    if summary.exists():
+        data: dict[str, Any] = json.loads(summary.read_text())
+        if data.get("status") == "finished":
+            return {**data, "attempts": _attempts(folder / "worker.json")}
+    return None
+
+
+def run_sweep(
+    cfg: Any,
+    sweep: SweepSection,
+    out: str | Path,
+    *,
+    address: str | None = None,
+    console: Any = None,
+) -> list[dict[str, Any]]:
+    """Run every task of the sweep on Ray and write ``OUT/sweep.csv``; returns its rows."""
+    import xdream
+
+    ray = _require_ray()
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = plan(cfg, sweep)
+    results: dict[int, dict[str, Any]] = {}
+    for i, task in enumerate(tasks):
+        done = _finished(out / task.folder)
+        if done is not None:
+            results[i] = done
+    # workers import the same xdream as this process (a source checkout included)
+    src = str(Path(xdream.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
+    env = {"env_vars": {"PYTHONPATH": path}}
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs: dict[str, Any] = {"runtime_env": env, "log_to_driver": False}
+        if address is None:
+            kwargs["include_dashboard"] = False
+        ray.init(address=address, **kwargs)
+    try:
+        remote = ray.remote(run_task).options(
+            num_cpus=sweep.cpus_per_task, max_retries=sweep.max_retries, retry_exceptions=False
+        )
+        threads = max(1, int(sweep.cpus_per_task))
+        pending = {
+            remote.remote(task.config, str(out / task.folder), threads): i
+            for i, task in enumerate(tasks)
+            if i not in results
+        }
+        if console is not None:
+            console.print(
+                f"{len(tasks)} experiments ({len(results)} already finished) on Ray "
+                f"{ray.get_runtime_context().gcs_address}",
+                highlight=False,
+            )
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            i = pending.pop(ready[0])
+            try:
+                results[i] = ray.get(ready[0])
+            except Exception as err:  # a task that died more often than max_retries
+                results[i] = {"error": f"{type(err).__name__}: {err}".splitlines()[0]}
+            if console is not None:
+                t = tasks[i]
+                state = results[i].get("error") or f"best {results[i].get('best_score'):.4g}"
+                console.print(f"[{len(results)}/{len(tasks)}] {t.folder}: {state}", highlight=False)
+    finally:
+        if started_here:
+            ray.shutdown()
+    rows = []
+    for i, task in enumerate(tasks):
+        row = summary_row(task.unit, results[i], task.folder)
+        row.update(
+            optimizer=task.optimizer,
+            seed=task.seed,
+            attempts=results[i].get("attempts"),
+            error=results[i].get("error"),
+        )
+        rows.append(row)
+    write_table(out / "sweep.csv", rows, COLUMNS)
+    return rows
+
+
+def cmd_sweep(args: argparse.Namespace, console: Any) -> int:
+    """Handler of ``xdream sweep``."""
+    from xdream.cli import _default_out
+
+    cfg, sweep = load(args.config)
+    _require_ray()
+    out = Path(args.out) if args.out else _default_out(Path(args.config).stem + "-sweep")
+    rows = run_sweep(cfg, sweep, out, address=args.address, console=console)
+    failed = [r for r in rows if r["error"]]
+    console.print(
+        f"{len(rows) - len(failed)} of {len(rows)} experiments finished; table: "
+        f"{out / 'sweep.csv'}",
+        highlight=False,
+    )
+    for r in failed:
+        console.print(f"failed: {r['folder']}: {r['error']}", highlight=False)
+    return 1 if failed else 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``xdream sweep``."""
+    p = subparsers.add_parser("sweep", help="units x optimisers x seeds as Ray tasks")
+    p.add_argument("config", help="experiment config with a [sweep] section")
+    p.add_argument("--out", help="output folder (default: xdream-runs/<time>-<name>-sweep)")
+    p.add_argument(
+        "--address",
+        help="address of an existing Ray cluster (host:port or 'auto'); default: a local Ray",
+    )
+    p.set_defaults(func=cmd_sweep)

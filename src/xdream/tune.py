@@ -1,0 +1,293 @@
+"""``xdream tune CONFIG``: search an optimiser's hyperparameters with Optuna.
+
+The objective of a trial is the **median normalised score** over a set of units: each unit's
+best noise-free score divided by its best response to a fixed set of natural reference crops
+(the same crops on every machine, so trials are comparable), averaged over seeds, then the
+median over units. All units of a trial run in lockstep over shared forward passes
+(:mod:`xdream.multi`). The config is an experiment config (``[[targets]]`` name the units,
+``[optimizer]`` the optimiser and its fixed parameters) plus a ``[tune]`` section:
+
+.. code-block:: toml
+
+    [tune]
+    trials = 20
+    seeds = [0]
+    references = 100                 # crops behind each unit's normaliser
+    [tune.params]                    # the search space: keys of the optimiser's Params
+    mutation_rate = { low = 0.05, high = 0.9 }
+    mutation_size = { low = 0.1, high = 2.0, log = true }
+    population_size = { low = 10, high = 40 }        # integers give an integer range
+    selectivity = { choices = [1.0, 2.0, 4.0] }
+
+Trials are stored in SQLite (``OUT/tune.db``) unless ``--storage`` names any SQLAlchemy
+database URL (``postgresql://user:pass@host/db``): machines sharing a URL and a ``--study`` name
+tune together. Optuna is an optional extra: ``pip install "xdream[tune]"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xdream.errors import ConfigError, XDreamError, did_you_mean
+
+TUNE_KEYS = ("trials", "seeds", "references", "params", "sampler_seed")
+RANGE_KEYS = ("low", "high", "log", "choices")
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneSection:
+    """``[tune]``: the search space and the trial budget."""
+
+    params: dict[str, dict[str, Any]]
+    trials: int = 20
+    seeds: tuple[int, ...] = (0,)
+    references: int = 100
+    sampler_seed: int = 0
+
+
+def _require_optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise XDreamError(
+            'xdream tune needs Optuna: pip install "xdream[tune]" (or pip install optuna)'
+        ) from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def load(path: str | Path) -> tuple[Any, TuneSection]:
+    """Read a tuning config: the experiment config and its ``[tune]`` section."""
+    from xdream import config as config_mod
+
+    raw = config_mod.read(path)
+    section = raw.pop("tune", None)
+    cfg = config_mod.from_dict(raw)
+    return cfg, parse_section(section, cfg)
+
+
+def parse_section(section: Any, cfg: Any) -> TuneSection:
+    """Validate ``[tune]`` against the optimiser's parameters."""
+    from xdream import optimizers
+
+    if not isinstance(section, Mapping) or not section.get("params"):
+        raise ConfigError("a tuning config needs [tune.params]: the hyperparameters to search")
+    for key in section:
+        if key not in TUNE_KEYS:
+            raise ConfigError(
+                f"unknown key {key!r} in [tune].{did_you_mean(str(key), TUNE_KEYS)} "
+                f"Valid keys: {', '.join(TUNE_KEYS)}."
+            )
+    name = cfg.optimizer["name"]
+    fields = [f.name for f in dataclasses.fields(optimizers.REGISTRY.get(name).Params)]
+    params: dict[str, dict[str, Any]] = {}
+    for key, spec in section["params"].items():
+        if key not in fields:
+            raise ConfigError(
+                f"optimizer {name!r} has no parameter {key!r}.{did_you_mean(key, fields)} "
+                f"Its parameters: {', '.join(fields)}."
+            )
+        if not isinstance(spec, Mapping) or any(k not in RANGE_KEYS for k in spec):
+            raise ConfigError(
+                f"[tune.params] {key} must be {{ low = .., high = .. [, log = true] }} or "
+                f"{{ choices = [..] }}, got {spec!r}"
+            )
+        if "choices" in spec:
+            if not isinstance(spec["choices"], list) or not spec["choices"]:
+                raise ConfigError(f"[tune.params] {key} choices must be a non-empty list")
+        elif not all(isinstance(spec.get(k), (int, float)) for k in ("low", "high")) or not (
+            spec["low"] < spec["high"]
+        ):
+            raise ConfigError(f"[tune.params] {key} needs numbers low < high, got {spec!r}")
+        params[key] = dict(spec)
+    seeds = section.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"[tune] seeds must be a non-empty list of integers, got {seeds!r}")
+    for key in ("trials", "references", "sampler_seed"):
+        v = section.get(key, 1)
+        if not isinstance(v, int) or v < (0 if key == "sampler_seed" else 1):
+            raise ConfigError(f"[tune] {key} must be a positive integer, got {v!r}")
+    return TuneSection(
+        params,
+        section.get("trials", 20),
+        tuple(seeds),
+        section.get("references", 100),
+        section.get("sampler_seed", 0),
+    )
+
+
+def suggest(trial: Any, params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The trial's values for the search space (integer bounds give an integer range)."""
+    values = {}
+    for key, spec in params.items():
+        if "choices" in spec:
+            values[key] = trial.suggest_categorical(key, spec["choices"])
+        elif isinstance(spec["low"], int) and isinstance(spec["high"], int):
+            values[key] = trial.suggest_int(
+                key, spec["low"], spec["high"], log=spec.get("log", False)
+            )
+        else:
+            values[key] = trial.suggest_float(
+                key, float(spec["low"]), float(spec["high"]), log=spec.get("log", False)
+            )
+    return values
+
+
+def normalisers(cfg: Any, n_references: int) -> dict[str, float]:
+    """Each unit's best response to ``n_references`` fixed natural crops (seed 0)."""
+    from xdream import generators
+    from xdream.multi import shared_scorer, units_of
+    from xdream.references import ReferenceImages
+
+    units = units_of(cfg)
+    multi = shared_scorer(cfg, units)
+    gen = generators.make(cfg.generator["name"], **_params(cfg.generator))
+    refs, _ = ReferenceImages(gen.output_size[0], seed=0).sample(n_references)
+    best = multi.activations(refs).max(axis=0)
+    return {u.label: float(b) for u, b in zip(units, best)}
+
+
+def _params(section: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if k != "name"}
+
+
+def normalised_scores(folder: Path, norm: Mapping[str, float]) -> dict[str, float]:
+    """Best clean score / normaliser, per unit, from a many-unit run folder's ``units.csv``."""
+    import csv
+
+    with open(folder / "units.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    out = {}
+    for row in rows:
+        label = row["unit"]
+        summary = json.loads((folder / row["folder"] / "summary.json").read_text())
+        best = summary.get("best_clean_score")
+        out[label] = float(best) / norm[label] if best is not None else float("nan")
+    return out
+
+
+def objective(
+    cfg: Any, section: TuneSection, values: Mapping[str, Any], out: Path, norm: Mapping[str, float]
+) -> tuple[float, dict[str, float]]:
+    """Median over units of the seed-averaged normalised score for optimiser ``values``."""
+    from xdream import config as config_mod
+    from xdream.multi import MultiExperiment
+
+    per_unit: dict[str, list[float]] = {}
+    for seed in section.seeds:
+        data = cfg.to_dict()
+        data["optimizer"] = {**data["optimizer"], **values}
+        data["experiment"]["seed"] = seed
+        trial_cfg = config_mod.from_dict(data)
+        folder = out / f"seed{seed}"
+        MultiExperiment.from_config(trial_cfg, folder).run()
+        for label, v in normalised_scores(folder, norm).items():
+            per_unit.setdefault(label, []).append(v)
+    means = {label: float(np.mean(v)) for label, v in per_unit.items()}
+    return float(statistics.median(means.values())), means
+
+
+def run_tune(
+    cfg: Any,
+    section: TuneSection,
+    out: str | Path,
+    *,
+    storage: str | None = None,
+    study_name: str = "xdream",
+    trials: int | None = None,
+    console: Any = None,
+) -> Any:
+    """Run ``trials`` trials (default ``[tune] trials``) into the study; returns the study."""
+    optuna = _require_optuna()
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{out / 'tune.db'}"
+    try:
+        study = optuna.create_study(
+            storage=url,
+            study_name=study_name,
+            direction="maximize",
+            load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=section.sampler_seed),
+        )
+    except Exception as err:  # bad URL, missing driver, unreachable server
+        raise XDreamError(f"cannot open the Optuna storage {url!r}: {err}") from None
+    norm = normalisers(cfg, section.references)
+
+    def run_trial(trial: Any) -> float:
+        values = suggest(trial, section.params)
+        folder = out / f"trial{trial.number:04d}"
+        value, per_unit = objective(cfg, section, values, folder, norm)
+        trial.set_user_attr("normalised_scores", per_unit)
+        trial.set_user_attr("folder", str(folder))
+        if console is not None:
+            console.print(
+                f"trial {trial.number}: median normalised score {value:.4g} with {values}",
+                highlight=False,
+            )
+        return value
+
+    study.optimize(run_trial, n_trials=trials or section.trials, catch=(XDreamError,))
+    _write_trials(study, out / "tune.csv")
+    return study
+
+
+def _write_trials(study: Any, path: Path) -> None:
+    from xdream.multi import write_table
+
+    rows = [
+        {"number": t.number, "state": t.state.name, "value": t.value, **t.params}
+        for t in study.trials
+    ]
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    write_table(path, rows, keys)
+
+
+def cmd_tune(args: argparse.Namespace, console: Any) -> int:
+    """Handler of ``xdream tune``."""
+    from xdream.cli import _default_out
+
+    cfg, section = load(args.config)
+    _require_optuna()
+    out = Path(args.out) if args.out else _default_out(Path(args.config).stem + "-tune")
+    study = run_tune(
+        cfg,
+        section,
+        out,
+        storage=args.storage,
+        study_name=args.study,
+        trials=args.trials,
+        console=console,
+    )
+    done = [t for t in study.trials if t.value is not None]
+    if not done:
+        console.print("no trial finished", highlight=False)
+        return 1
+    console.print(
+        f"best median normalised score {study.best_value:.4g} with {study.best_params} "
+        f"({len(done)} trials in study {args.study!r}); table: {out / 'tune.csv'}",
+        highlight=False,
+    )
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``xdream tune``."""
+    p = subparsers.add_parser("tune", help="tune an optimiser's hyperparameters with Optuna")
+    p.add_argument("config", help="experiment config with [[targets]] and a [tune] section")
+    p.add_argument("--out", help="output folder (default: xdream-runs/<time>-<name>-tune)")
+    p.add_argument(
+        "--storage",
+        help="database URL for the study (default: sqlite:///OUT/tune.db); any SQLAlchemy URL",
+    )
+    p.add_argument("--study", default="xdream", help="study name (default 'xdream')")
+    p.add_argument("--trials", type=int, help="trials to run now (default: [tune] trials)")
+    p.set_defaults(func=cmd_tune)

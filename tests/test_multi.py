@@ -1,0 +1,130 @@
+"""Many units at once: [[targets]] configs, the shared scorer and the lockstep driver."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from xdream import config, networks, records
+from xdream.errors import ConfigError, XDreamError
+from xdream.experiment import Experiment
+from xdream.multi import MultiExperiment, MultiUnitScorer, Unit, fold_batchnorm, unit_config
+from xdream.scorers import CNNUnitScorer
+
+
+def small_config(generations: int = 2, **targets: Any) -> dict[str, Any]:
+    return {
+        "experiment": {"generations": generations, "n_references": 3, "seed": 1},
+        "generator": {"name": "pixels", "size": 32, "code_size": 8},
+        "optimizer": {"name": "genetic", "population_size": 6},
+        "target": {"layer": "blocks.0", "device": "cpu"},
+        "targets": [{"channels": [0, 5]}, {"layer": "blocks.1", "channel": 2, "x": 3, "y": 4}],
+    }
+
+
+def test_targets_expand_and_round_trip() -> None:
+    cfg = config.from_dict(
+        {"target": {"layer": "blocks.3"}, "targets": [{"channels": "2:5"}, {"channel": 9}]}
+    )
+    assert [t["channel"] for t in cfg.targets] == [2, 3, 4, 9]
+    assert {t["layer"] for t in cfg.targets} == {"blocks.3"}
+    assert config.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        ([{"chanel": 1}], "Did you mean 'channel'"),
+        ([{"channel": 1, "channels": [2]}], "exactly one of"),
+        ([{"channel": 1}, {"channel": 1}], "repeats unit"),
+        ([{"channels": "a:b"}], r"start:stop"),
+        ([], "non-empty"),
+    ],
+)
+def test_bad_targets_are_rejected(targets: list[Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config.from_dict({"targets": targets})
+
+
+def test_shared_pass_reads_the_same_units_as_single_scorers() -> None:
+    net = networks.make()
+    # a convolution whose batch norm would be folded stays unfolded when it is a target
+    units = [Unit("blocks.1", 3), Unit("blocks.4.project.conv", 7, x=2, y=5), Unit("pool", 11)]
+    multi = MultiUnitScorer(net, units, device="cpu", batch_size=3)
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    acts = multi.activations(images)
+    assert acts.shape == (4, 3)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.module.modules())
+    assert fold_batchnorm(net.module)[1] == n_bn
+    assert fold_batchnorm(net.module, keep=["blocks.4.project.conv"])[1] == n_bn - 1
+    ids = [str(i) for i in range(4)]
+    for k, u in enumerate(units):
+        single = CNNUnitScorer(net, u.layer, u.channel, u.x, u.y, device="cpu")
+        np.testing.assert_allclose(acts[:, k], single.score(images, ids), rtol=1e-4, atol=1e-4)
+    assert multi.units[0] == Unit("blocks.1", 3, x=28, y=28)  # centre filled in
+
+
+def test_bad_units_are_rejected() -> None:
+    net = networks.make()
+    with pytest.raises(XDreamError, match=r"no layer 'blocks\.99'"):
+        MultiUnitScorer(net, [Unit("blocks.99", 0)], device="cpu")
+    with pytest.raises(XDreamError, match=r"channel must be in 0\.\.15"):
+        MultiUnitScorer(net, [Unit("blocks.0", 16)], device="cpu")
+    with pytest.raises(XDreamError, match="precision"):
+        MultiUnitScorer(net, [Unit("blocks.0", 1)], precision="half")
+
+
+@pytest.mark.slow
+def test_lockstep_run_equals_separate_runs(tmp_path: Path, monkeypatch: Any) -> None:
+    cfg = config.from_dict(small_config())
+    seen: list[int] = []
+    original = MultiUnitScorer.activations
+
+    def counting(self: MultiUnitScorer, images: torch.Tensor) -> np.ndarray:
+        seen.append(images.shape[0])
+        return original(self, images)
+
+    monkeypatch.setattr(MultiUnitScorer, "activations", counting)
+    multi = MultiExperiment.from_config(cfg, tmp_path / "many")
+    summaries = multi.run()
+    # 3 units x 6 evolved images, plus 3 reference crops shared by all (same reference seed)
+    assert seen == [3 * 6 + 3, 3 * 6 + 3]
+    assert [s["generations"] for s in summaries] == [2, 2, 2]
+
+    with open(tmp_path / "many" / "units.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["unit"] for r in table] == ["blocks.0_c000", "blocks.0_c005", "blocks.1_c002_x3_y4"]
+    assert [r["x"] for r in table] == ["56", "56", "3"]  # the centre, filled in
+    assert float(table[2]["best_score"]) == pytest.approx(summaries[2]["best_score"])
+
+    # unit 3 alone, as `xdream run` would run it, gives the same record
+    alone = unit_config(cfg, Unit("blocks.1", 2, x=3, y=4))
+    Experiment.from_config(alone, tmp_path / "alone").run()
+    a = records.read(tmp_path / "alone")
+    b = records.read(tmp_path / "many" / "units" / "blocks.1_c002_x3_y4")
+    np.testing.assert_array_equal(a.codes, b.codes)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
+    assert config.load(tmp_path / "many" / "units" / table[2]["unit"] / "config.yaml") == alone
+
+
+@pytest.mark.slow
+def test_interrupted_lockstep_run_resumes(tmp_path: Path) -> None:
+    cfg = config.from_dict(small_config(generations=2))
+    MultiExperiment.from_config(cfg, tmp_path / "whole").run()
+    stopped = MultiExperiment.from_config(cfg, tmp_path / "part")
+    for e in stopped.experiments:
+        e._start()
+    stopped.step()  # then "killed"
+    resumed = MultiExperiment.resume(tmp_path / "part")
+    assert [e.generation for e in resumed.experiments] == [1, 1, 1]
+    resumed.run()
+    for label in resumed.labels:
+        a = records.read(tmp_path / "whole" / "units" / label)
+        b = records.read(tmp_path / "part" / "units" / label)
+        np.testing.assert_array_equal(a.codes, b.codes)
+        np.testing.assert_array_equal(a.scores, b.scores)

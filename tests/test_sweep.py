@@ -1,0 +1,215 @@
+"""``xdream sweep``: the task plan, and a real two-node Ray cluster on 127.0.0.1 losing a worker."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xdream import config, records
+from xdream.errors import ConfigError, XDreamError
+from xdream.sweep import parse_section, plan
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+SWEEP_TOML = """
+[experiment]
+generations = {generations}
+n_references = 2
+[generator]
+name = "pixels"
+size = 32
+code_size = 8
+[optimizer]
+name = "genetic"
+population_size = 6
+[target]
+layer = "blocks.0"
+device = "cpu"
+[[targets]]
+channels = [1, 2]
+[sweep]
+optimizers = ["genetic", {{ name = "nes", n_samples = 6 }}]
+seeds = [0, 1]
+"""
+
+
+def test_plan_is_units_x_optimizers_x_seeds(tmp_path: Path) -> None:
+    from xdream import sweep
+
+    path = tmp_path / "s.toml"
+    path.write_text(SWEEP_TOML.format(generations=2))
+    cfg, section = sweep.load(path)
+    tasks = plan(cfg, section)
+    assert len(tasks) == 2 * 2 * 2
+    assert len({t.folder for t in tasks}) == 8
+    nes = next(t for t in tasks if t.optimizer == "nes" and t.seed == 1)
+    single = config.from_dict(nes.config)
+    assert single.optimizer["n_samples"] == 6 and single.experiment.seed == 1
+    assert single.targets == () and single.target.channel == nes.unit.channel
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"seed": [1]}, "Did you mean 'seeds'"),
+        ({"seeds": []}, "non-empty list"),
+        ({"optimizers": ["genetic", "genetic"]}, "repeat a name"),
+        ({"optimizers": ["nope"]}, "nope"),
+        ({"cpus_per_task": 0}, "cpus_per_task"),
+    ],
+)
+def test_bad_sweep_sections_are_rejected(section: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_section(section, config.from_dict({}))
+
+
+def test_missing_ray_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xdream import sweep
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(XDreamError, match=r"xdream\[cluster\]"):
+        sweep._require_ray()
+
+
+def _require_ray() -> None:
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# `ray start` rewrites 127.0.0.1 to the machine's routable address (and then listens on every
+# interface); these launchers keep every Ray server of the test cluster on 127.0.0.1.
+HEAD = "import ray.scripts.scripts as s; s.main()"
+WORKER = (
+    "import ray._private.services as sv, ray.scripts.scripts as s; "
+    "sv.resolve_ip_for_localhost = lambda host: host; s.main()"
+)
+
+
+def _ours(marker: str) -> list[int]:
+    """Processes whose environment carries this test cluster's marker, and their descendants."""
+    marked, parent = set(), {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parent[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        if f"XDREAM_TEST_RAY={marker}".encode() in env.split(b"\0"):
+            marked.add(pid)
+    ours = set(marked)
+    for pid in parent:
+        p = parent[pid]
+        while p > 1 and p not in ours:
+            p = parent.get(p, 0)
+        if p in ours:
+            ours.add(pid)
+    return sorted(ours)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """A head and a worker node (separate `ray start` processes), torn down by process id."""
+    _require_ray()
+    marker = secrets.token_hex(8)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "XDREAM_TEST_RAY": marker,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
+    }
+    head_env = {**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # bind to 127.0.0.1
+    temp = tmp_path_factory.mktemp("ray")
+    common = ["--num-cpus=1", "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
+    try:
+        subprocess.run(
+            [sys.executable, "-c", HEAD, "start", "--head", f"--port={port}",
+             "--include-dashboard=false", f"--temp-dir={temp}", *common],
+            env=head_env, check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-c", WORKER, "start", f"--address=127.0.0.1:{port}", *common],
+            env=env, check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        yield f"127.0.0.1:{port}", head_env
+    finally:
+        for pid in _ours(marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_sweep_on_a_cluster_resumes_a_killed_worker(
+    ray_cluster: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    address, env = ray_cluster
+    generations = 12
+    cfg_path = tmp_path / "sweep.toml"
+    cfg_path.write_text(
+        SWEEP_TOML.format(generations=generations)
+        .replace(
+            '"genetic", { name = "nes", n_samples = 6 }',
+            '{ name = "genetic", population_size = 6 }',
+        )
+        .replace("seeds = [0, 1]", "seeds = [0]")
+    )
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xdream", "sweep", str(cfg_path), "--out", str(out),
+         "--address", address],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    victim = out / "blocks.0_c001" / "genetic" / "seed0"
+    try:
+        deadline = time.monotonic() + 120
+        # wait until the experiment has checkpointed a generation, then kill its worker
+        while not (victim / "checkpoint.pkl").exists():
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "the sweep never checkpointed a generation"
+            time.sleep(0.05)
+        pid = json.loads((victim / "worker.json").read_text().splitlines()[0])["pid"]
+        os.kill(pid, signal.SIGKILL)
+        output, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+
+    attempts = [json.loads(line) for line in (victim / "worker.json").read_text().splitlines()]
+    assert len(attempts) == 2 and attempts[0]["pid"] == pid
+    assert 1 <= attempts[1]["start_generation"] < generations  # resumed, not restarted
+    rec = records.read(victim)
+    np.testing.assert_array_equal(rec.generation, np.repeat(np.arange(generations), 6))
+
+    import csv
+
+    with open(out / "sweep.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["unit"] for r in rows) == ["blocks.0_c001", "blocks.0_c002"]
+    assert {r["generations"] for r in rows} == {str(generations)}
+    assert {r["attempts"] for r in rows} == {"1", "2"}
+    assert all(not r["error"] for r in rows)

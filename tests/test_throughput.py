@@ -1,0 +1,61 @@
+"""``xdream bench throughput``: command wiring beside other benchmarks, and one tiny run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from xdream import cli, throughput
+
+
+def _other_benchmark(subparsers: argparse._SubParsersAction) -> None:
+    """Another module adding ``bench optimizers`` the same way (look up, then create)."""
+    bench = subparsers.choices.get("bench") or subparsers.add_parser("bench")
+    sub = next((a for a in bench._actions if isinstance(a, argparse._SubParsersAction)), None)
+    sub = sub or bench.add_subparsers(dest="benchmark", required=True)
+    sub.add_parser("optimizers").set_defaults(func="optimizers")
+
+
+@pytest.mark.parametrize("throughput_first", [True, False])
+def test_bench_throughput_coexists_with_other_benchmarks(throughput_first: bool) -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    order = [throughput.add_parser, _other_benchmark]
+    for add in order if throughput_first else order[::-1]:
+        add(sub)
+    assert parser.parse_args(["bench", "optimizers"]).func == "optimizers"
+    args = parser.parse_args(["bench", "throughput", "--device", "cuda", "--units", "1,4"])
+    assert args.func is throughput.cmd_throughput and args.units == [1, 4]
+
+
+def test_the_xdream_command_has_bench_throughput() -> None:
+    args = cli.build_parser().parse_args(["bench", "throughput", "--precision", "bfloat16"])
+    assert args.func is throughput.cmd_throughput and args.precision == "bfloat16"
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_reports_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "t.json"
+    plot = tmp_path / "units.png"
+    argv = ["bench", "throughput", "--layers", "blocks.0,blocks.2", "--generator", "pixels",
+            "--population", "4", "--references", "2", "--repeats", "1", "--units", "1,2",
+            "--units-layer", "blocks.0", "--json", str(out), "--plot", str(plot)]  # fmt: skip
+    assert cli.main(argv) == 0
+    figures = json.loads(out.read_text())
+    assert [r["layer"] for r in figures["layers"]] == ["blocks.0", "blocks.2"]
+    for row in figures["layers"]:
+        loop, raw = row["loop_presentations_per_s"], row["raw_presentations_per_s"]
+        assert row["overhead"] == pytest.approx(raw / loop)
+        xs = row["xdream_style_presentations_per_s"]
+        assert row["speedup_vs_xdream_style"] == pytest.approx(loop / xs)
+    assert [r["units"] for r in figures["units_at_once"]] == [1, 2]
+    assert figures["peak_rss_mb"] > 0
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_benchmark_options_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["bench", "throughput", "--population", "1"]) == 2
+    assert "--population must be at least 2" in capsys.readouterr().err

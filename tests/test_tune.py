@@ -1,0 +1,116 @@
+"""``xdream tune``: the search space, the objective, and Optuna storage in SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xdream import config
+from xdream.errors import ConfigError, XDreamError
+from xdream.tune import normalised_scores, parse_section
+
+POSTGRES_ENV = "XDREAM_TEST_POSTGRES_URL"
+
+TUNE_TOML = """
+[experiment]
+generations = 2
+n_references = 2
+[generator]
+name = "pixels"
+size = 32
+code_size = 8
+[optimizer]
+name = "genetic"
+[target]
+layer = "blocks.0"
+device = "cpu"
+[[targets]]
+channels = [1, 2, 3]
+[tune]
+trials = 2
+references = 8
+[tune.params]
+population_size = { low = 4, high = 8 }
+mutation_rate = { low = 0.1, high = 0.9 }
+selectivity = { choices = [1.0, 4.0] }
+"""
+
+
+def _optuna() -> Any:
+    if os.environ.get("CI") != "true":
+        return pytest.importorskip("optuna")
+    import optuna
+
+    return optuna
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({}, r"needs \[tune.params\]"),
+        ({"params": {"mutation_rat": {"low": 0, "high": 1}}}, "Did you mean 'mutation_rate'"),
+        ({"params": {"mutation_rate": {"low": 1, "high": 0}}}, "low < high"),
+        ({"params": {"mutation_rate": {"lo": 0}}}, "choices"),
+        ({"params": {"selectivity": {"choices": []}}}, "non-empty"),
+        ({"params": {"selectivity": {"choices": [1]}}, "trial": 3}, "Did you mean 'trials'"),
+    ],
+)
+def test_bad_tune_sections_are_rejected(section: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_section(section, config.from_dict({}))
+
+
+def test_missing_optuna_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xdream import tune
+
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(XDreamError, match=r"xdream\[tune\]"):
+        tune._require_optuna()
+
+
+def _tune_twice(tmp_path: Path, storage: str | None, study: str) -> None:
+    """Two trials, then one more from "another machine" into the same study; checks values."""
+    optuna = _optuna()
+    from xdream import tune
+
+    path = tmp_path / "tune.toml"
+    path.write_text(TUNE_TOML)
+    cfg, section = tune.load(path)
+    first = tune.run_tune(cfg, section, tmp_path / "a", storage=storage, study_name=study)
+    tune.run_tune(cfg, section, tmp_path / "b", storage=storage, study_name=study, trials=1)
+    url = storage or f"sqlite:///{(tmp_path / 'a' / 'tune.db').resolve()}"
+    if storage is None:  # the second run used its own default file
+        url = f"sqlite:///{(tmp_path / 'a' / 'tune.db').resolve()}"
+    loaded = optuna.load_study(study_name=study, storage=url)
+    expected = 3 if storage is not None else 2
+    trials = [t for t in loaded.trials if t.state.name == "COMPLETE"]
+    assert len(trials) == expected
+    norm = tune.normalisers(cfg, section.references)
+    assert set(norm) == {"blocks.0_c001", "blocks.0_c002", "blocks.0_c003"}
+    for t in trials:
+        assert 4 <= t.params["population_size"] <= 8 and t.params["selectivity"] in (1.0, 4.0)
+        scores = normalised_scores(Path(t.user_attrs["folder"]) / "seed0", norm)
+        assert t.value == pytest.approx(statistics.median(scores.values()))
+        assert scores == pytest.approx(t.user_attrs["normalised_scores"])
+    assert first.best_value == max(t.value for t in first.trials)
+    assert (tmp_path / "a" / "tune.csv").read_text().count("\n") == 3  # header + 2 trials
+
+
+@pytest.mark.slow
+def test_tune_with_sqlite(tmp_path: Path) -> None:
+    _tune_twice(tmp_path, None, "sqlite-study")
+
+
+@pytest.mark.slow
+def test_tune_with_postgresql(tmp_path: Path) -> None:
+    url = os.environ.get(POSTGRES_ENV)
+    if url is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{POSTGRES_ENV} is not set in CI: .ci/run should start PostgreSQL")
+        pytest.skip(f"{POSTGRES_ENV} not set (.ci/run starts a PostgreSQL server and sets it)")
+    _tune_twice(tmp_path, url, f"pg-{os.getpid()}-{tmp_path.name}")
