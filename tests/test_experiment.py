@@ -156,10 +156,29 @@ def test_unreadable_record_is_rebuilt_from_the_journal(tmp_path: Path) -> None:
         exp.step()
     (tmp_path / "cut" / "record.h5").write_bytes(b"\x89HDF garbage from a torn write")
     resumed = tiny_experiment(tmp_path / "cut", generations=4)
-    assert "rebuilt from journal" in resumed.restore()
+    assert "rebuilt from the journal" in resumed.restore()
     resumed.run()
     assert_same_records(tmp_path / "full", tmp_path / "cut")
     assert list((tmp_path / "cut").glob("record.h5.unreadable-*"))  # nothing thrown away
+
+
+def test_a_torn_record_that_still_opens_is_rebuilt(tmp_path: Path) -> None:
+    """kill -9 inside an HDF5 write can leave a file that opens but cannot be written again."""
+    tiny_experiment(tmp_path / "full", generations=4).run()
+    exp = tiny_experiment(tmp_path / "cut", generations=4)
+    exp._start()
+    for _ in range(2):
+        exp.step()
+    path = tmp_path / "cut" / "record.h5"
+    data = bytearray(path.read_bytes())
+    with h5py.File(path, "r") as f:  # wreck the codes' storage, keep the superblock
+        offset = f["codes"].id.get_offset() or f["codes"].id.get_chunk_info(0).byte_offset
+    data[offset : offset + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    resumed = tiny_experiment(tmp_path / "cut", generations=4)
+    assert "rebuilt from the journal" in resumed.restore()
+    resumed.run()
+    assert_same_records(tmp_path / "full", tmp_path / "cut")
 
 
 def test_presentation_budget_is_never_exceeded(tmp_path: Path) -> None:

@@ -384,36 +384,47 @@ def reconcile(
 ) -> str:
     """Make ``record.h5`` hold exactly ``generations`` generations; returns what was done.
 
-    Rows written after the last checkpoint are cut (they are recomputed identically). A record
-    that cannot be read is moved aside and rebuilt from the journal.
+    While a run is unfinished its journal holds every generation, and the record is rebuilt
+    from it: a process killed inside an HDF5 write can leave a file that opens but can no longer
+    be written, so the record of a killed run is never trusted. Rows after the checkpoint are
+    dropped (they are recomputed identically); an unreadable record is kept aside, not deleted.
+    Without a complete journal (a finished run) the record is only cut back.
     """
     record = H5Record(folder.record)
     try:
-        have = record.generations()
+        have: int | None = record.generations()
+        problem = ""
     except (OSError, KeyError) as err:
-        if folder.record.exists():
+        have, problem = None, f"record.h5 was unreadable ({err})"
+    if all(folder.journal_path(g).exists() for g in range(generations)):
+        notes = [problem] if problem else []
+        if have is None and folder.record.exists():
             aside = folder.path / f"record.h5.unreadable-{int(time.time())}"
             folder.record.rename(aside)
-            note = f"record.h5 was unreadable ({err}); moved to {aside.name}, rebuilt from journal"
-        else:
-            note = "record.h5 was missing; rebuilt from journal"
-        record.initialise(code_dim, config, version)
-        have = 0
-    else:
-        note = ""
+            notes.append(f"kept it as {aside.name}")
+        if have is not None and have > generations:
+            notes.append(f"cut {have - generations} unfinished generation(s)")
+        rebuilt = H5Record(folder.path / ".record.h5.rebuild")
+        rebuilt.initialise(code_dim, config, version)
+        for g in range(generations):
+            rebuilt.append(folder.read_journal(g))
+        os.replace(rebuilt.path, folder.record)
+        return "; ".join(
+            [*notes, f"record.h5 rebuilt from the journal ({generations} generations)"]
+        )
+    if have is None:
+        raise XDreamError(
+            f"{problem} in {str(folder.path)!r} and the journal is incomplete: cannot rebuild it"
+        )
     if have > generations:
         record.truncate(generations)
-        note = note or f"cut {have - generations} unfinished generation(s) from record.h5"
-    elif have < generations:
-        for g in range(have, generations):
-            if not folder.journal_path(g).exists():
-                raise XDreamError(
-                    f"record.h5 in {str(folder.path)!r} holds {have} generations, the checkpoint "
-                    f"{generations}, and the journal lacks generation {g}: cannot rebuild."
-                )
-            record.append(folder.read_journal(g))
-        note = note or f"restored {generations - have} generation(s) from the journal"
-    return note
+        return f"cut {have - generations} unfinished generation(s) from record.h5"
+    if have < generations:
+        raise XDreamError(
+            f"record.h5 in {str(folder.path)!r} holds {have} generations, the checkpoint "
+            f"{generations}, and the journal is incomplete: cannot rebuild."
+        )
+    return ""
 
 
 # --------------------------------------------------------------------------- reading back
