@@ -123,7 +123,6 @@ def test_resume_equals_uninterrupted(tmp_path: Path, optimizer: str, stop_after:
     first._start()
     for _ in range(stop_after):
         first.step()
-    first.wait()
     del first  # "killed": fresh objects, state only from disk
     second = tiny_experiment(tmp_path / "cut", generations=6, drop=0.1, optimizer=optimizer)
     second.restore()
@@ -215,32 +214,3 @@ def test_record_files_get_the_usual_permissions(tmp_path: Path) -> None:
     for name in ("summary.json", "checkpoint.pkl", "best.png", "record.h5"):
         mode = (tmp_path / "run" / name).stat().st_mode & 0o777
         assert mode == 0o666 & ~umask, (name, oct(mode))
-
-
-def test_background_writes_give_the_same_records(tmp_path: Path) -> None:
-    """Writing a generation's records in a thread while the next one runs changes nothing."""
-    tiny_experiment(tmp_path / "plain", generations=5, drop=0.1).run()
-    exp = tiny_experiment(tmp_path / "threaded", generations=5, drop=0.1, background_writes=True)
-    exp.run()
-    assert exp._writer is None  # run() waited for the last generation's records
-    assert_same_records(tmp_path / "plain", tmp_path / "threaded")
-    cut = tiny_experiment(tmp_path / "cut", generations=5, drop=0.1, background_writes=True)
-    cut._start()
-    for _ in range(2):
-        cut.step()
-    cut.wait()
-    resumed = tiny_experiment(tmp_path / "cut", generations=5, drop=0.1, background_writes=True)
-    resumed.restore()
-    resumed.run()
-    assert_same_records(tmp_path / "plain", tmp_path / "cut")
-
-
-def test_a_failed_background_write_is_raised(tmp_path: Path) -> None:
-    exp = tiny_experiment(tmp_path / "run", generations=3, background_writes=True)
-    exp._start()
-    exp.step()
-    exp.wait()
-    (tmp_path / "run" / "journal").rename(tmp_path / "run" / "journal-gone")
-    exp.step()  # its journal write fails in the writer thread ...
-    with pytest.raises(OSError):
-        exp.wait()  # ... and surfaces here

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -138,7 +137,6 @@ class Experiment:
         save_images: str = "best",
         batch_size: int = 64,
         config: Config | None = None,
-        background_writes: bool = False,
     ) -> None:
         if generator.code_dim != optimizer.dim:
             raise XDreamError(
@@ -161,11 +159,6 @@ class Experiment:
         self.save_images = save_images
         self.batch_size = batch_size
         self.config = config
-        self.background_writes = background_writes
-        """Write each generation's records in a thread while the next generation starts (a rig
-        then sees the next block sooner). Resume is unaffected: a kill mid-write is a kill."""
-        self._writer: threading.Thread | None = None
-        self._writer_error: BaseException | None = None
         self.init_codes: Codes | None = None
         """Initial codes given to the optimiser, copied into the folder (``init_codes.npy``)."""
         # progress, restored from the checkpoint on resume
@@ -232,7 +225,6 @@ class Experiment:
             save_images=exp.save_images,
             batch_size=exp.batch_size,
             config=config,
-            background_writes=config.rig is not None,  # the rig sees the next block sooner
         )
         experiment.init_codes = init_codes
         return experiment
@@ -316,13 +308,10 @@ class Experiment:
         """Run generations until the budget is spent; returns the summary."""
         if not self._started:
             self._start()
-        try:
-            while not self.done():
-                rec = self.step()
-                if progress is not None:
-                    progress(self._progress(rec))
-        finally:
-            self.wait()
+        while not self.done():
+            rec = self.step()
+            if progress is not None:
+                progress(self._progress(rec))
         summary = self.summary(finished=True)
         write_json(self.folder.summary, summary)
         self.folder.drop_journal()
@@ -433,48 +422,18 @@ class Experiment:
             self.best_id = rec.image_ids[i_best]
         self.generation = g + 1
         self.seconds += time.perf_counter() - started
-        # snapshot now: the next generation changes the live objects while the writer runs
-        checkpoint = pickle.dumps(self.state_dict(), protocol=pickle.HIGHEST_PROTOCOL)
-        summary = self.summary(finished=False)
-        best_image = images[i_best].clone() if i_best is not None else None
-        rec.codes = rec.codes.copy()  # the optimiser may reuse its array in the next tell()
-
-        def write() -> None:
-            # 1) journal (durable), 2) HDF5, 3) images, 4) checkpoint, 5) summary
-            self.folder.write_journal(rec)
-            H5Record(self.folder.record).append(rec)
-            if best_image is not None:
-                png = png_bytes(best_image)
-                if self.save_images == "best":
-                    save_png(png, self.folder.images / f"gen{g:03d}_best.png")
-                if new_best:
-                    save_png(png, self.folder.best_png)
-            with atomic_write(self.folder.checkpoint) as fh:
-                fh.write(checkpoint)
-            write_json(self.folder.summary, summary, durable=False)
-
-        self.wait()  # the previous generation's records land first
-        if not self.background_writes:
-            write()
-            return
-
-        def guarded() -> None:
-            try:
-                write()
-            except BaseException as err:  # re-raised in the main thread by wait()
-                self._writer_error = err
-
-        self._writer = threading.Thread(target=guarded, name=f"xdream-records-{g}")
-        self._writer.start()
-
-    def wait(self) -> None:
-        """Block until every generation's records are on disk; re-raises a failed write."""
-        if self._writer is not None:
-            self._writer.join()
-            self._writer = None
-        if self._writer_error is not None:
-            err, self._writer_error = self._writer_error, None
-            raise err
+        # 1) journal (durable), 2) HDF5, 3) images, 4) checkpoint, 5) summary
+        self.folder.write_journal(rec)
+        H5Record(self.folder.record).append(rec)
+        if i_best is not None:
+            png = png_bytes(images[i_best])
+            if self.save_images == "best":
+                save_png(png, self.folder.images / f"gen{g:03d}_best.png")
+            if new_best:
+                save_png(png, self.folder.best_png)
+        with atomic_write(self.folder.checkpoint) as fh:
+            pickle.dump(self.state_dict(), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        write_json(self.folder.summary, self.summary(finished=False), durable=False)
 
     def _progress(self, rec: GenerationRecord) -> Progress:
         return Progress(
