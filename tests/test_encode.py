@@ -131,8 +131,15 @@ def test_every_optimizer_starts_from_init_codes(name: str) -> None:
     centre = loaded.mean(axis=0)
     opt = xdream.optimizers.make(name, dim=dim, seed=0, init_codes=loaded)
     first = opt.ask()
-    # the first generation sits around the loaded codes, not around the default start (0)
-    assert np.linalg.norm(first.mean(axis=0) - centre) < 0.25 * np.linalg.norm(centre)
+    # the first generation sits around the loaded codes, not around the default start (0);
+    # sphere-cma's samples lie on a sphere, 50 degrees from its mean, so their average is
+    # shorter than the mean: compare directions there
+    average = first.mean(axis=0)
+    if name == "sphere-cma":
+        cosine = average @ centre / (np.linalg.norm(average) * np.linalg.norm(centre))
+        assert cosine > 0.95
+    else:
+        assert np.linalg.norm(average - centre) < 0.25 * np.linalg.norm(centre)
     if name == "genetic":
         np.testing.assert_array_equal(first[:3], loaded)  # seeded with the codes themselves
     if hasattr(opt, "mean"):  # mean-based optimisers start from the codes' mean

@@ -24,10 +24,12 @@ from xdream.errors import XDreamError
 DEMO_CONFIG: dict[str, Any] = {
     "experiment": {"seed": 0, "generations": 40, "n_references": 10},
     "generator": {"name": "fourier"},
-    "optimizer": {"name": "genetic"},
+    # the winner of `xdream bench optimizers` on the Fourier code space (docs/benchmarks.md),
+    # at XDream's 20 codes per generation; its step size anneals over `generations`
+    "optimizer": {"name": "annealed-es", "population_size": 20, "generations": 40},
     "target": {"network": "efficientnet-lite0", "layer": "blocks.10", "channel": 5},
 }
-"""The demo: a unit of the embedded EfficientNet-Lite0, the Fourier generator, XDream's GA."""
+"""The demo: a unit of the embedded EfficientNet-Lite0, the Fourier generator, annealed-es."""
 
 
 def _default_out(name: str) -> Path:
@@ -103,6 +105,7 @@ def cmd_demo(args: argparse.Namespace, console: Any) -> int:
     data = {k: dict(v) for k, v in DEMO_CONFIG.items()}
     if args.generations is not None:
         data["experiment"]["generations"] = args.generations
+        data["optimizer"]["generations"] = args.generations  # the step-size schedule's length
     if args.seed is not None:
         data["experiment"]["seed"] = args.seed
     cfg = config_mod.from_dict(data)
@@ -196,6 +199,7 @@ COMMAND_MODULES: list[str] = [
     "xdream.cli_media",
     "xdream.rig.cli",
     "xdream.throughput",
+    "xdream.bench.cli",
     "xdream.sweep",
     "xdream.tune",
 ]

@@ -47,6 +47,16 @@ def names() -> list[str]:
 
 
 # Registration happens on import of each algorithm module.
-from xdream.optimizers import fdgd, genetic, nes  # noqa: E402,F401
+from xdream.optimizers import (  # noqa: E402,F401
+    annealed_es,
+    cholesky_cma,
+    fdgd,
+    genetic,
+    nes,
+    nevergrad_adapter,
+    pycma,
+    sep_cma,
+    sphere_cma,
+)
 
 __all__ = ["REGISTRY", "Best", "Optimizer", "make", "names", "register"]

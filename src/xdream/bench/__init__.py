@@ -1,0 +1,1 @@
+"""Benchmarks: ``xdream bench optimizers`` (:mod:`xdream.bench.optimizers`)."""

@@ -1,0 +1,161 @@
+"""Adapter to any optimiser of nevergrad (Rapin & Teytaud 2018) by name; an optional extra.
+
+``make("nevergrad", dim, optimizer="TwoPointsDE")``. nevergrad minimises, so scores are
+negated here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+
+from xdream.errors import ConfigError, XDreamError, did_you_mean
+from xdream.optimizers import register
+from xdream.optimizers.base import Optimizer
+from xdream.optimizers.es_common import (
+    FloatArray,
+    check_float,
+    check_int,
+    check_pending,
+    initial_mean,
+)
+from xdream.types import Codes, Scores, StateDict
+
+
+def import_nevergrad() -> Any:
+    """The ``nevergrad`` module, or an :class:`XDreamError` that says how to install it."""
+    try:
+        import nevergrad
+    except ImportError:
+        raise XDreamError(
+            "the 'nevergrad' optimizer needs the optional package nevergrad: "
+            "pip install 'xdream[nevergrad]' (or pip install nevergrad)"
+        ) from None
+    return nevergrad
+
+
+@dataclasses.dataclass(frozen=True)
+class NevergradParams:
+    """Hyperparameters of :class:`Nevergrad`.
+
+    Attributes:
+        optimizer: a name from ``nevergrad.optimizers.registry``: "TwoPointsDE" (default),
+            "DiagonalCMA", "PSO", "NGOpt" (which, in nevergrad 1.0.12 with numpy 2, can fail
+            inside its meta-model on small problems), ...
+        population_size: codes per generation (nevergrad's ``num_workers``).
+        sigma0: mutation scale of the ``Array`` parametrisation, in code units.
+        budget: expected number of presentations, a hint that some optimisers (NGOpt) use to
+            choose their method; ``None`` gives none.
+    """
+
+    optimizer: str = "TwoPointsDE"
+    population_size: int = 40
+    sigma0: float = 1.0
+    budget: int | None = 3000
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.optimizer, str) or not self.optimizer:
+            raise ValueError(
+                f"optimizer must be a nevergrad optimizer name, got {self.optimizer!r}"
+            )
+        check_int("population_size", self.population_size, 1)
+        check_float("sigma0", self.sigma0, 0.0)
+        check_int("budget", self.budget, 1, allow_none=True)
+
+
+@register
+class Nevergrad(Optimizer):
+    """Any nevergrad optimiser, asked for ``population_size`` candidates per generation.
+
+    The parametrisation is ``ng.p.Array`` starting at zeros or the mean of ``init_codes``, with
+    mutation scale ``sigma0``; its random state is seeded from the optimiser's seed, so runs are
+    reproducible and a checkpoint (the pickled nevergrad optimiser) resumes exactly. A code
+    without a response (NaN) is told as the worst answered loss of its generation; a generation
+    without any answer is not told: the same codes are shown again. Needs ``pip install
+    nevergrad``.
+
+    >>> import numpy as np
+    >>> from xdream.optimizers import make
+    >>> opt = make("nevergrad", dim=8, seed=0, optimizer="TwoPointsDE", population_size=10)
+    >>> for _ in range(30):  # doctest: +SKIP
+    ...     codes = opt.ask()
+    ...     opt.tell(codes, -np.sum((codes - 1.0) ** 2, axis=1))
+    """
+
+    name: ClassVar[str] = "nevergrad"
+    Params: ClassVar[type[NevergradParams]] = NevergradParams
+    _params: NevergradParams
+
+    def __init__(
+        self,
+        dim: int,
+        params: NevergradParams | None = None,
+        seed: int | None = None,
+        init_codes: Codes | None = None,
+    ) -> None:
+        super().__init__(dim, params or NevergradParams(), seed, init_codes)
+        ng = import_nevergrad()
+        p = self._params
+        registry = ng.optimizers.registry
+        if p.optimizer not in registry:
+            raise ConfigError(
+                f"unknown nevergrad optimizer {p.optimizer!r}.{did_you_mean(p.optimizer, registry)}"
+                " See sorted(nevergrad.optimizers.registry) for the names."
+            )
+        param = ng.p.Array(init=initial_mean(self._init_codes, self._dim)).set_mutation(
+            sigma=float(p.sigma0)
+        )
+        param.random_state = np.random.RandomState(int(self._rng.integers(2**31 - 1)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._opt = registry[p.optimizer](
+                parametrization=param, budget=p.budget, num_workers=p.population_size
+            )
+        self._sample(step=0)
+
+    @property
+    def optimizer(self) -> Any:
+        """The wrapped nevergrad optimiser (read it; calling it breaks determinism)."""
+        return self._opt
+
+    def _sample(self, step: int) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._candidates = [self._opt.ask() for _ in range(self._params.population_size)]
+        x: FloatArray = np.stack([np.asarray(c.value, dtype=np.float64) for c in self._candidates])
+        self._codes: Codes = x.astype(np.float32)
+        self._ids = [f"gen{step:03d}_{i:06d}" for i in range(len(self._codes))]
+        self._genealogy = ["sample"] * len(self._codes)
+
+    def _ask(self) -> Codes:
+        return self._codes.copy()
+
+    def _tell(self, codes: Codes, scores: Scores) -> None:
+        check_pending(self.name, codes, self._codes)
+        answered = ~np.isnan(scores)
+        if not answered.any():
+            self._ids = list(self._ids)  # the same codes, with their ids, once more
+            return
+        loss = -scores
+        loss[~answered] = loss[answered].max()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for candidate, value in zip(self._candidates, loss):
+                self._opt.tell(candidate, float(value))
+        self._sample(step=self._generation + 1)
+
+    def _state(self) -> StateDict:
+        blob = pickle.dumps((self._opt, self._candidates), protocol=pickle.HIGHEST_PROTOCOL)
+        return {"nevergrad": blob, "codes": self._codes.copy()}
+
+    def _load_state(self, state: StateDict) -> None:
+        self._opt, self._candidates = pickle.loads(state["nevergrad"])
+        self._codes = np.array(state["codes"], dtype=np.float32)
+        if self._codes.ndim != 2 or self._codes.shape[1] != self._dim:
+            raise XDreamError(
+                f"checkpoint codes have shape {self._codes.shape}, expected (n, {self._dim})"
+            )

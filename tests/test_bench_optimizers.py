@@ -1,0 +1,165 @@
+"""``xdream bench optimizers``: unit reads, aggregation, a tiny end-to-end run and its resume."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from xdream import networks
+from xdream.bench import cli as bench_cli
+from xdream.bench.network import LayerReader
+from xdream.bench.optimizers import (
+    Contender,
+    Profile,
+    overhead,
+    run_benchmark,
+    stream_seed,
+    summarise,
+)
+from xdream.errors import XDreamError
+from xdream.scorers import CNNUnitScorer
+
+TINY = Profile(
+    "tiny",
+    generators=("pixels",),
+    layers=("blocks.1",),
+    channels_per_layer=2,
+    seeds=1,
+    noises=("none", "poisson"),
+    budget=60,
+    n_references=40,
+)
+
+
+def tiny_contenders(generator: str) -> list[Contender]:
+    del generator
+    return [
+        Contender("genetic", "genetic", {"population_size": 10}),
+        Contender("annealed-es", "annealed-es", {"population_size": 12, "generations": 5}),
+    ]
+
+
+def test_layer_reader_matches_unit_scorer() -> None:
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 64, 64)
+    reader = LayerReader(["blocks.4", "blocks.1"], image_size=64)
+    acts = reader(images)
+    net = networks.make()
+    preprocess = dataclasses.replace(net.preprocess, input_size=64)
+    for layer, channel in (("blocks.4", 3), ("blocks.1", 7)):
+        scorer = CNNUnitScorer(net, layer, channel, preprocess=preprocess, channels_last=False)
+        expected = scorer.score(images, ["a", "b", "c"])
+        got = reader.read(acts[layer], layer, channel).double().numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3)
+    assert reader.shapes["blocks.4"] == (40, 8, 8) and reader.centre("blocks.4") == (4, 4)
+
+
+def test_stream_seed_is_stable() -> None:
+    assert stream_seed("a", 1) == stream_seed("a", 1) != stream_seed("a", 2)
+
+
+def _row(opt: str, unit: str, best: float, noise: str = "none", seed: int = 0) -> dict:
+    return {
+        "generator": "pixels",
+        "optimizer": opt,
+        "noise": noise,
+        "seed": seed,
+        "unit": unit,
+        "best": best,
+        "relative": best / 10.0,
+        "optimizer_s": 0.0,
+    }
+
+
+def test_summary_medians_and_baseline_ratio() -> None:
+    rows = [
+        _row("genetic", "u1", 4.0),
+        _row("pycma", "u1", 5.0),
+        _row("new", "u1", 6.0),
+        _row("genetic", "u2", 8.0),
+        _row("pycma", "u2", 2.0),
+        _row("new", "u2", 10.0),
+        _row("new", "u2", 6.0, seed=1),  # seeds are averaged per unit: 8.0
+    ]
+    profile = dataclasses.replace(TINY, noises=("none",))
+    table = summarise(rows, profile)["generators"]["pixels"]
+    new = table["table"]["none"]["new"]
+    assert new["median_vs_baseline"] == pytest.approx(np.median([6 / 5, 8 / 8]))
+    # normalised: best / best of every run on the unit (u1: 6, u2: 10)
+    assert new["median_normalised"] == pytest.approx(np.median([6 / 6, 8 / 10]))
+    assert new["median_relative"] == pytest.approx(np.median([0.6, 0.8]))
+    assert table["table"]["none"]["genetic"]["median_vs_baseline"] == pytest.approx(0.9)
+    verdict = table["acceptance"]
+    assert verdict["winner"] == "new" and verdict["passes"] is False  # 1.1 < 1.15
+    assert verdict["noise"]["none"]["best_here"] == "new"
+
+
+def test_tiny_benchmark_runs_resumes_and_refuses_other_config(tmp_path: Path) -> None:
+    logs: list[str] = []
+    out = tmp_path / "bench"
+    first = run_benchmark(
+        TINY, out, workers=1, contender_table=tiny_contenders, with_overhead=False, log=logs.append
+    )
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 2 * 2 * 2  # contenders x noises x channels
+    assert {r["optimizer"] for r in rows} == {"genetic", "annealed-es"}
+    assert all(float(r["normalised"]) <= 1.0 for r in rows)
+    assert (out / "optimizers.png").stat().st_size > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["generators"]["pixels"]["table"]) == {"none", "poisson"}
+    # a kill mid-benchmark loses at most the unfinished tasks: remove one, run again
+    runs = sorted((out / "runs").glob("*.json"))
+    assert len(runs) == 4
+    removed = runs[0]
+    before = json.loads(removed.read_text())
+    removed.unlink()
+    logs.clear()
+    second = run_benchmark(
+        TINY, out, workers=1, contender_table=tiny_contenders, with_overhead=False, log=logs.append
+    )
+    assert any("4 tasks (3 done before)" in line for line in logs)
+    after = json.loads(removed.read_text())
+    assert [r["best"] for r in after] == [r["best"] for r in before]  # deterministic
+    for noise in ("none", "poisson"):
+        for label in ("genetic", "annealed-es"):
+            a, b = (s["generators"]["pixels"]["table"][noise][label] for s in (first, second))
+            assert a["median_normalised"] == b["median_normalised"]
+            assert a["median_relative"] == b["median_relative"]
+    with pytest.raises(XDreamError, match="different configuration"):
+        run_benchmark(
+            dataclasses.replace(TINY, budget=80),
+            out,
+            workers=1,
+            contender_table=tiny_contenders,
+            with_overhead=False,
+            log=logs.append,
+        )
+
+
+def test_overhead_table() -> None:
+    table = overhead(["annealed-es", "sep-cma"], dim=64, population=8, generations=3)
+    assert set(table) == {"annealed-es", "sep-cma"}
+    assert all(v["median_ms"] > 0 and v["generations"] == 3 for v in table.values())
+
+
+def test_cli_parser() -> None:
+    parser = argparse.ArgumentParser(prog="xdream")
+    sub = parser.add_subparsers(dest="command", required=True)
+    other = sub.add_parser("bench").add_subparsers(dest="benchmark")  # another module's bench
+    other.add_parser("throughput")
+    bench_cli.add_parser(sub)
+    assert parser.parse_args(["bench", "throughput"]).benchmark == "throughput"
+    args = parser.parse_args(
+        ["bench", "optimizers", "--quick", "--workers", "3", "--generators", "pixels", "--out", "x"]
+    )
+    assert args.func is bench_cli.cmd_bench_optimizers
+    assert args.quick and args.workers == 3 and args.generators == ["pixels"]
+    with pytest.raises(XDreamError, match="workers"):
+        bench_cli.cmd_bench_optimizers(parser.parse_args(["bench", "optimizers", "--workers", "0"]))

@@ -1,0 +1,336 @@
+"""Exact semantics of the CMA-type optimisers, the annealed ES and the pycma/nevergrad adapters."""
+
+from __future__ import annotations
+
+import builtins
+import doctest
+import importlib.util
+import math
+import pickle
+from typing import Any
+
+import numpy as np
+import pytest
+
+from xdream.errors import ConfigError, XDreamError
+from xdream.optimizers import annealed_es, cholesky_cma, make, pycma, sep_cma, sphere_cma
+from xdream.optimizers.annealed_es import AnnealedES, rank_weights
+from xdream.optimizers.cholesky_cma import CholeskyCMA
+from xdream.optimizers.es_common import log_weights, mu_eff
+from xdream.optimizers.sep_cma import SepCMA
+from xdream.optimizers.sphere_cma import SphereCMA, slerp
+
+needs_cma = pytest.mark.skipif(importlib.util.find_spec("cma") is None, reason="needs cma")
+needs_nevergrad = pytest.mark.skipif(
+    importlib.util.find_spec("nevergrad") is None, reason="needs nevergrad"
+)
+
+
+def linear(codes: np.ndarray) -> np.ndarray:
+    return codes @ np.linspace(-1.0, 2.0, codes.shape[1])
+
+
+@pytest.mark.parametrize("module", [annealed_es, cholesky_cma, sep_cma, sphere_cma, pycma])
+def test_docstring_examples(module: object) -> None:
+    if module is pycma and importlib.util.find_spec("cma") is None:
+        pytest.skip("needs cma")
+    result = doctest.testmod(module)  # type: ignore[arg-type]
+    assert result.attempted > 0 and result.failed == 0
+
+
+# ---------------------------------------------------------------- Cholesky CMA (spec 5)
+def test_cholesky_constants_match_spec_at_4096() -> None:
+    opt = make("cholesky-cma", dim=4096, seed=0)
+    assert isinstance(opt, CholeskyCMA)
+    n, me = 4096, opt.mu_eff
+    assert opt.lam == 40 and len(opt.weights) == 20
+    w = math.log(20.5) - np.log(np.arange(1, 21))
+    np.testing.assert_allclose(opt.weights, w / w.sum())
+    assert opt.cc == pytest.approx(4 / (n + 4))
+    assert opt.cs == pytest.approx(math.sqrt(me) / (math.sqrt(me) + math.sqrt(n)))
+    assert opt.c1 == pytest.approx(2 / (n + math.sqrt(2)) ** 2)
+    assert opt.damps == pytest.approx(1 + opt.cs + 2 * max(0, math.sqrt((me - 1) / (n + 1)) - 1))
+    assert opt.chi_n == pytest.approx(math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n**2)))
+    assert opt.sigma == 3.0
+
+
+def test_cholesky_step_matches_formulas() -> None:
+    opt = make("cholesky-cma", dim=6, seed=1, population_size=8, sigma0=0.5)
+    assert isinstance(opt, CholeskyCMA)
+    m, sigma, codes = opt.mean, opt.sigma, opt.ask()
+    z = (codes.astype(np.float64) - m) / sigma  # A is the identity before the first update
+    scores = linear(codes)
+    scores[2] = np.nan
+    order = [i for i in np.argsort(-np.nan_to_num(scores, nan=-np.inf)) if i != 2][:4]
+    w = opt.weights
+    z_w = w @ z[order]
+    opt.tell(codes, scores)
+    np.testing.assert_allclose(opt.mean, m + sigma * z_w, atol=1e-5)
+    ps = math.sqrt(opt.cs * (2 - opt.cs) * mu_eff(w)) * z_w
+    expected = sigma * math.exp(opt.cs / opt.damps * (np.linalg.norm(ps) / opt.chi_n - 1))
+    assert opt.sigma == pytest.approx(expected, rel=1e-5)
+
+
+def test_cholesky_rank_one_update_is_exact() -> None:
+    """``A^T A`` follows ``C <- (1 - c1) C + c1 pc^T pc`` and ``A^-1`` stays its inverse."""
+    opt = make("cholesky-cma", dim=5, seed=2, population_size=8, a_update_every=1, c1=0.3, cc=0.5)
+    assert isinstance(opt, CholeskyCMA)
+    for _ in range(6):
+        a_old = opt.factor
+        codes = opt.ask()
+        opt.tell(codes, linear(codes))
+        pc = opt._pc
+        a_new = opt.factor
+        c_expected = (1 - 0.3) * a_old.T @ a_old + 0.3 * np.outer(pc, pc)
+        np.testing.assert_allclose(a_new.T @ a_new, c_expected, atol=1e-9)
+        np.testing.assert_allclose(a_new @ opt._a_inv.dense(), np.eye(5), atol=1e-9)
+    assert opt._a.p.shape == (6, 5)  # one low-rank term per update
+
+
+def test_cholesky_updates_factor_every_tenth_generation() -> None:
+    opt = make("cholesky-cma", dim=4, seed=0, population_size=6, c1=0.1)
+    assert isinstance(opt, CholeskyCMA)
+    for g in range(1, 21):
+        codes = opt.ask()
+        opt.tell(codes, linear(codes))
+        assert opt._a.p.shape[0] == g // 10
+
+
+# ------------------------------------------------------------------- separable CMA-ES
+def test_sep_cma_learning_rates_and_one_step() -> None:
+    n = 10
+    opt = make("sep-cma", dim=n, seed=3, population_size=10, sigma0=0.7)
+    assert isinstance(opt, SepCMA)
+    me = opt.mu_eff
+    assert opt.c1 == pytest.approx((n + 2) / 3 * 2 / ((n + 1.3) ** 2 + me))
+    assert opt.cs == pytest.approx((me + 2) / (n + me + 5))
+    m, codes = opt.mean, opt.ask()
+    z = (codes.astype(np.float64) - m) / 0.7
+    scores = linear(codes)
+    order = np.argsort(-scores)[:5]
+    w = opt.weights
+    z_w = w @ z[order]
+    opt.tell(codes, scores)
+    np.testing.assert_allclose(opt.mean, m + 0.7 * z_w, atol=1e-5)
+    ps = math.sqrt(opt.cs * (2 - opt.cs) * me) * z_w
+    h = np.linalg.norm(ps) / math.sqrt(1 - (1 - opt.cs) ** 2) < (1.4 + 2 / (n + 1)) * opt.chi_n
+    pc = h * math.sqrt(opt.cc * (2 - opt.cc) * me) * z_w
+    var = (1 - opt.c1 - opt.cmu + (1 - h) * opt.c1 * opt.cc * (2 - opt.cc)) + opt.c1 * pc**2
+    var = var + opt.cmu * (w @ z[order] ** 2)
+    np.testing.assert_allclose(opt.variances, var, rtol=1e-4)
+
+
+def test_sep_cma_learns_scales() -> None:
+    """On an ill-scaled function the variances of the flat coordinates grow."""
+    scale = np.ones(8)
+    scale[:4] = 10.0
+    opt = make("sep-cma", dim=8, seed=0, sigma0=0.1)
+    assert isinstance(opt, SepCMA)
+    for _ in range(60):
+        codes = opt.ask()
+        opt.tell(codes, -np.sum((codes * scale) ** 2, axis=1))
+    v = opt.variances
+    assert v[4:].mean() > 5 * v[:4].mean()
+
+
+# ----------------------------------------------------------------------- SphereCMA
+def test_sphere_codes_on_sphere_at_scheduled_angle() -> None:
+    opt = make("sphere-cma", dim=30, seed=0, radius=5.0, population_size=12, generations=10)
+    assert isinstance(opt, SphereCMA)
+    np.testing.assert_allclose(np.linalg.norm(opt.ask(), axis=1), 5.0, rtol=1e-5)
+    assert opt.direction is None
+    for g in range(1, 12):
+        codes = opt.ask()
+        opt.tell(codes, linear(codes))
+        codes = opt.ask()
+        u = opt.direction
+        assert u is not None
+        np.testing.assert_allclose(np.linalg.norm(codes, axis=1), 5.0, rtol=1e-5)
+        angles = np.degrees(np.arccos(np.clip(codes @ u / 5.0, -1, 1)))
+        expected = 50.0 * (7.3 / 50.0) ** (min(g, 9) / 9)
+        np.testing.assert_allclose(angles, expected, atol=1e-3)
+        assert opt.angle(g) == pytest.approx(expected)
+
+
+def test_slerp_extrapolates_along_the_great_circle() -> None:
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    np.testing.assert_allclose(slerp(a, b, 0.5), [math.sqrt(0.5)] * 2)
+    np.testing.assert_allclose(slerp(a, b, 1.5), [-math.sqrt(0.5), math.sqrt(0.5)], atol=1e-12)
+    np.testing.assert_array_equal(slerp(a, a, 1.5), a)
+
+
+def test_sphere_mean_update_is_slerp_of_weighted_top() -> None:
+    opt = make("sphere-cma", dim=20, seed=1, population_size=10, radius=3.0)
+    assert isinstance(opt, SphereCMA)
+    codes = opt.ask()
+    opt.tell(codes, linear(codes))
+    u, codes = opt.direction, opt.ask()
+    assert u is not None
+    scores = linear(codes)
+    top = np.argsort(-scores)[:5]
+    t = log_weights(5) @ codes[top].astype(np.float64)
+    opt.tell(codes, scores)
+    np.testing.assert_allclose(opt.direction, slerp(u, t / np.linalg.norm(t), 1.5), atol=1e-6)
+
+
+# ----------------------------------------------------------------------- annealed ES
+def test_rank_weights() -> None:
+    w = rank_weights(40)
+    assert w.sum() == pytest.approx(0.0, abs=1e-12)
+    assert w[w > 0].sum() == pytest.approx(1.0)
+    assert np.all(np.diff(w) < 0)
+    np.testing.assert_allclose(w, -w[::-1])
+
+
+def test_annealed_layout_schedule_and_step() -> None:
+    opt = make(
+        "annealed-es", dim=16, seed=0, population_size=9, generations=5, sigma0=2.0, sigma_end=0.5
+    )
+    assert isinstance(opt, AnnealedES)
+    assert [opt.step_size(g) for g in (0, 2, 4, 9)] == pytest.approx([2.0, 1.0, 0.5, 0.5])
+    m, codes = opt.mean, opt.ask().astype(np.float64)
+    # generation 0: the mean, 4 mirrored pairs (no mean shift yet, so no line sample)
+    np.testing.assert_array_equal(codes[0], m)
+    np.testing.assert_allclose(codes[1:5] - m, -(codes[5:9] - m), atol=1e-6)
+    assert opt.genealogy[:2] == ["mean", "+z0"]
+    scores = linear(codes)
+    scores[3] = np.nan
+    valid = [i for i in range(9) if i != 3]
+    order = sorted(valid, key=lambda i: -scores[i])
+    coef = np.zeros(9)
+    coef[order] = rank_weights(8)
+    y = (codes - m) / 2.0
+    opt.tell(codes.astype(np.float32), scores)
+    np.testing.assert_allclose(opt.mean, m + 0.7 * 2.0 * coef @ y, atol=1e-5)
+    # generation 1: mean, line sample along the shift at distance sigma sqrt(N), pairs
+    m1, codes = opt.mean, opt.ask().astype(np.float64)
+    shift = m1 - m
+    line = codes[1] - m1
+    assert opt.sigma == pytest.approx(2.0 * 0.25**0.25)
+    assert np.linalg.norm(line) == pytest.approx(opt.sigma * 4.0, rel=1e-5)
+    np.testing.assert_allclose(
+        line / np.linalg.norm(line), shift / np.linalg.norm(shift), atol=1e-5
+    )
+    assert opt.genealogy[:2] == ["mean", "line"]
+    np.testing.assert_allclose(codes[2:5] - m1, -(codes[5:8] - m1), atol=1e-5)
+
+
+def test_annealed_all_nan_does_not_advance_schedule() -> None:
+    opt = make("annealed-es", dim=5, seed=0, population_size=6, generations=4)
+    assert isinstance(opt, AnnealedES)
+    sigma, mean = opt.sigma, opt.mean
+    codes = opt.ask()
+    opt.tell(codes, np.full(6, np.nan))
+    assert opt.sigma == sigma and np.array_equal(opt.mean, mean)
+    assert not np.array_equal(opt.ask(), codes)
+
+
+# ---------------------------------------------------------------------- pycma adapters
+@needs_cma
+@pytest.mark.parametrize("name", ["pycma", "pycma-diag"])
+def test_pycma_adapter_matches_pycma_run_directly(name: str) -> None:
+    import cma
+
+    dim = 15
+    opt = make(name, dim=dim, seed=11, sigma0=0.8, population_size=8)
+    assert isinstance(opt, pycma.PycmaAdapter)
+    opts: dict[str, Any] = {**pycma.QUIET, "seed": opt.cma_seed, "popsize": 8}
+    if name == "pycma-diag":
+        opts["CMA_diagonal"] = True
+    np.random.seed(123)  # pycma reseeds the global state; the adapter must not care
+    es = cma.CMAEvolutionStrategy(np.zeros(dim), 0.8, opts)
+    for _ in range(12):
+        x = np.array(es.ask())
+        codes = opt.ask()
+        np.testing.assert_array_equal(codes, x.astype(np.float32))
+        scores = linear(codes)
+        es.tell(list(x), (-scores).tolist())
+        opt.tell(codes, scores)
+    np.testing.assert_allclose(opt.mean, es.mean)
+    assert opt.sigma == es.sigma
+
+
+@needs_cma
+def test_pycma_adapter_isolates_global_random_state() -> None:
+    np.random.seed(5)
+    expected = np.random.rand(3)
+    np.random.seed(5)
+    a = make("pycma", dim=6, seed=1, population_size=6)
+    codes = a.ask()
+    a.tell(codes, linear(codes))
+    np.testing.assert_array_equal(np.random.rand(3), expected)
+    # two interleaved adapters give what each gives alone
+    alone = make("pycma", dim=6, seed=2, population_size=6)
+    run_alone = []
+    for _ in range(3):
+        c = alone.ask()
+        run_alone.append(c)
+        alone.tell(c, linear(c))
+    b, other = make("pycma", dim=6, seed=2, population_size=6), make("pycma", dim=6, seed=3)
+    for i in range(3):
+        oc = other.ask()
+        c = b.ask()
+        np.testing.assert_array_equal(c, run_alone[i])
+        other.tell(oc, linear(oc))
+        b.tell(c, linear(c))
+
+
+@needs_cma
+def test_pycma_nan_becomes_worst_and_all_nan_repeats() -> None:
+    opt = make("pycma", dim=6, seed=0, population_size=6)
+    assert isinstance(opt, pycma.PycmaAdapter)
+    codes, ids = opt.ask(), opt.image_ids
+    opt.tell(codes, np.full(6, np.nan))
+    np.testing.assert_array_equal(opt.ask(), codes)
+    assert opt.image_ids == ids and opt.generation == 1
+    told: list[Any] = []
+    original = opt.es.tell
+    opt.es.tell = lambda x, f: (told.append(f), original(x, f))  # type: ignore[method-assign]
+    scores = linear(codes)
+    scores[[1, 4]] = np.nan
+    opt.tell(codes, scores)
+    worst = max(-s for s in scores if not np.isnan(s))
+    assert told[0][1] == told[0][4] == worst
+
+
+@needs_cma
+def test_pycma_checkpoint_survives_pickle() -> None:
+    opt = make("pycma-diag", dim=5, seed=0, population_size=6)
+    codes = opt.ask()
+    opt.tell(codes, linear(codes))
+    state = pickle.loads(pickle.dumps(opt.state_dict()))
+    other = make("pycma-diag", dim=5, seed=1, population_size=6)
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other.ask(), opt.ask())
+    with pytest.raises(XDreamError, match="checkpoint"):
+        make("pycma", dim=5, seed=0).load_state_dict(state)
+
+
+def test_pycma_reserved_options_rejected() -> None:
+    with pytest.raises(ConfigError, match="seed"):
+        make("pycma", dim=5, options={"seed": 3})
+
+
+def test_missing_optional_packages_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def fake_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name in ("cma", "nevergrad"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(XDreamError, match=r"pip install 'xdream\[pycma\]'"):
+        make("pycma", dim=4)
+    with pytest.raises(XDreamError, match=r"pip install 'xdream\[nevergrad\]'"):
+        make("nevergrad", dim=4)
+
+
+@needs_nevergrad
+def test_nevergrad_by_name() -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'TwoPointsDE'"):
+        make("nevergrad", dim=4, optimizer="TwoPointDE")
+    opt = make("nevergrad", dim=4, seed=0, optimizer="DiagonalCMA", population_size=6)
+    codes = opt.ask()
+    assert codes.shape == (6, 4)
+    opt.tell(codes, linear(codes))

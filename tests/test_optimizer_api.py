@@ -1,0 +1,153 @@
+"""One API contract, checked for every registered optimiser (whoever registered it).
+
+Shapes and dtype, idempotent ``ask``, seeded determinism, resume equal to an uninterrupted run,
+NaN / all-NaN / constant scores, and improvement on a known function.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from xdream.errors import XDreamError
+from xdream.optimizers import (  # noqa: F401  (registration, whatever the package imports)
+    Optimizer,
+    annealed_es,
+    cholesky_cma,
+    make,
+    names,
+    nevergrad_adapter,
+    pycma,
+    sep_cma,
+    sphere_cma,
+)
+
+DIM = 12
+TARGET = 2.0 + np.random.default_rng(7).normal(size=DIM)
+
+HYPER: dict[str, dict[str, Any]] = {
+    # small populations keep the suite fast; everything else is the optimiser's default
+    "genetic": {"population_size": 10},
+    "fdgd": {"n_samples": 10},
+    "nes": {"n_samples": 10},
+    "cholesky-cma": {"population_size": 10, "sigma0": 1.0},
+    "sep-cma": {"population_size": 10},
+    "sphere-cma": {"population_size": 10, "generations": 30},
+    "annealed-es": {"population_size": 10, "generations": 30},
+    "pycma": {"population_size": 10},
+    "pycma-diag": {"population_size": 10},
+    "nevergrad": {"optimizer": "TwoPointsDE", "population_size": 10, "budget": 400},
+}
+NEEDS = {"pycma": "cma", "pycma-diag": "cma", "nevergrad": "nevergrad"}
+
+
+def build(name: str, seed: int | None = 0, dim: int = DIM) -> Optimizer:
+    module = NEEDS.get(name)
+    if module and importlib.util.find_spec(module) is None:
+        pytest.skip(f"optional package {module!r} not installed")
+    return make(name, dim=dim, seed=seed, **HYPER.get(name, {}))
+
+
+def score(codes: np.ndarray) -> np.ndarray:
+    """A known function to maximise: ``-0.05 |x - t|^2``."""
+    return -0.05 * np.sum((codes - TARGET) ** 2, axis=1)
+
+
+def with_nans(codes: np.ndarray) -> np.ndarray:
+    s = score(codes)
+    s[1::4] = np.nan
+    return s
+
+
+def run(opt: Optimizer, generations: int, f: Callable[[np.ndarray], np.ndarray] = score) -> None:
+    for _ in range(generations):
+        codes = opt.ask()
+        opt.tell(codes, f(codes))
+
+
+ALL = names()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_shapes_and_idempotent_ask(name: str) -> None:
+    opt = build(name)
+    codes = opt.ask()
+    assert codes.dtype == np.float32 and codes.ndim == 2 and codes.shape[1] == DIM
+    assert np.isfinite(codes).all()
+    ids = opt.image_ids
+    assert len(ids) == len(codes) == len(opt.genealogy) and len(set(ids)) == len(ids)
+    np.testing.assert_array_equal(opt.ask(), codes)  # no tell in between: same codes
+    assert opt.image_ids == ids
+    opt.tell(codes, score(codes))
+    assert opt.generation == 1 and opt.best.score == score(codes).max()
+    assert opt.ask().shape[1] == DIM
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_seeded_determinism(name: str) -> None:
+    a, b, c = build(name, seed=3), build(name, seed=3), build(name, seed=4)
+    for _ in range(4):
+        ca, cb, cc = a.ask(), b.ask(), c.ask()
+        np.testing.assert_array_equal(ca, cb)
+        for opt, codes in ((a, ca), (b, cb), (c, cc)):
+            opt.tell(codes, with_nans(codes))
+    assert not np.array_equal(a.ask(), c.ask())
+    assert a.image_ids == b.image_ids
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_resume_equals_uninterrupted(name: str) -> None:
+    straight = build(name, seed=5)
+    run(straight, 3, with_nans)
+    first = build(name, seed=5)
+    run(first, 3, with_nans)
+    first.ask()  # a pending ask must not disturb the checkpoint
+    state = pickle.loads(pickle.dumps(first.state_dict()))
+    resumed = build(name, seed=999)  # the checkpoint overrides the seed
+    resumed.load_state_dict(state)
+    for _ in range(3):
+        a, b = straight.ask(), resumed.ask()
+        np.testing.assert_array_equal(a, b)
+        assert straight.image_ids == resumed.image_ids
+        straight.tell(a, with_nans(a))
+        resumed.tell(b, with_nans(b))
+    assert straight.best.score == resumed.best.score
+    assert straight.generation == resumed.generation == 6
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_nan_all_nan_and_constant_scores_survive(name: str) -> None:
+    opt = build(name)
+    for scores in (with_nans, lambda c: np.full(len(c), np.nan), lambda c: np.full(len(c), 2.0)):
+        for _ in range(3):
+            codes = opt.ask()
+            opt.tell(codes, scores(codes))
+            assert np.isfinite(opt.ask()).all()
+    assert opt.generation == 9
+    run(opt, 2)  # and it carries on normally
+    assert np.isfinite(opt.best.score)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_refuses_foreign_codes_and_inf(name: str) -> None:
+    opt = build(name)
+    codes = opt.ask()
+    with pytest.raises(XDreamError):
+        opt.tell(codes + 1.0, score(codes))
+    with pytest.raises(XDreamError, match="inf"):
+        opt.tell(codes, np.full(len(codes), np.inf))
+    assert opt.generation == 0
+    opt.tell(codes, score(codes))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_improves_on_a_known_function(name: str) -> None:
+    opt = build(name, seed=1)
+    start = score(opt.ask()).max()
+    run(opt, 30)
+    assert opt.best.score > 0.6 * start, (start, opt.best.score)  # closes 40% of the gap to 0
