@@ -125,6 +125,8 @@ def test_load_codes_checks_dimension_and_generator(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", xdream.optimizers.names())
 def test_every_optimizer_starts_from_init_codes(name: str) -> None:
+    if name == "nevergrad":
+        pytest.importorskip("nevergrad", reason="optional extra xdream[nevergrad]")
     dim = 16
     rng = np.random.default_rng(1)
     loaded = (5.0 + 0.1 * rng.standard_normal((3, dim))).astype(np.float32)

@@ -140,9 +140,11 @@ def test_resume_cuts_a_generation_written_after_the_checkpoint(tmp_path: Path) -
     checkpoint = (tmp_path / "cut" / "checkpoint.pkl").read_bytes()
     exp.step()  # generation 2 reaches the journal and record.h5 ...
     (tmp_path / "cut" / "checkpoint.pkl").write_bytes(checkpoint)  # ... but not the checkpoint
+    (tmp_path / "cut" / "images" / ".gen003_best.png.x1y2z3.tmp").write_bytes(b"torn")
     resumed = tiny_experiment(tmp_path / "cut", generations=4)
     note = resumed.restore()
     assert "cut 1" in note
+    assert not list((tmp_path / "cut").rglob("*.tmp"))  # a kill's half-written files are gone
     resumed.run()
     assert_same_records(tmp_path / "full", tmp_path / "cut")
 

@@ -262,6 +262,7 @@ class Experiment:
 
     def restore(self) -> str:
         """Continue from the folder's checkpoint; returns a note on what was repaired."""
+        self.folder.remove_temporaries()  # half-written files of an interrupted atomic write
         if not self.folder.checkpoint.exists():
             # killed before the first generation was checkpointed: start it again from scratch
             self.folder.create()

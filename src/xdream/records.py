@@ -267,6 +267,13 @@ class RunFolder:
         with np.load(self.journal_path(generation), allow_pickle=False) as a:
             return GenerationRecord.from_arrays(a)
 
+    def remove_temporaries(self) -> list[Path]:
+        """Delete the temporary files of atomic writes that a kill interrupted."""
+        stale = [p for p in self.path.rglob(".*.tmp") if p.is_file()]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
+
     def drop_journal(self) -> None:
         """Remove the journal once the record is complete and closed."""
         shutil.rmtree(self.journal, ignore_errors=True)
