@@ -6,6 +6,9 @@
 ``xdream list``          registered optimisers, generators, networks and noise models
 ``xdream layers NET``    a network's layer names and output shapes
 
+The modules in :data:`COMMAND_MODULES` add ``encode``, ``report``, ``render``, ``rig-sim``,
+``bench throughput``, ``bench optimizers``, ``sweep`` and ``tune`` (see the README).
+
 User errors print one line to stderr and exit with status 2 (no traceback).
 """
 
