@@ -56,6 +56,17 @@ def check_pending(name: str, codes: Codes, pending: Codes) -> None:
         )
 
 
+def minimiser_losses(scores: Scores) -> FloatArray | None:
+    """Losses for a minimising library: ``-score``, with no response (NaN) told as the worst
+    answered loss of the generation. ``None`` when nothing was answered (show the codes again)."""
+    answered = ~np.isnan(scores)
+    if not answered.any():
+        return None
+    loss: FloatArray = -np.asarray(scores, dtype=np.float64)
+    loss[~answered] = loss[answered].max()
+    return loss
+
+
 def initial_mean(init_codes: Codes | None, dim: int) -> FloatArray:
     """The starting mean: the mean of ``init_codes`` (the code itself for one), else zeros."""
     if init_codes is None:

@@ -22,6 +22,7 @@ from xdream.optimizers.es_common import (
     check_int,
     check_pending,
     initial_mean,
+    minimiser_losses,
 )
 from xdream.types import Codes, Scores, StateDict
 
@@ -136,12 +137,10 @@ class Nevergrad(Optimizer):
 
     def _tell(self, codes: Codes, scores: Scores) -> None:
         check_pending(self.name, codes, self._codes)
-        answered = ~np.isnan(scores)
-        if not answered.any():
+        loss = minimiser_losses(scores)
+        if loss is None:
             self._ids = list(self._ids)  # the same codes, with their ids, once more
             return
-        loss = -scores
-        loss[~answered] = loss[answered].max()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for candidate, value in zip(self._candidates, loss):

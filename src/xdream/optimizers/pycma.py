@@ -27,6 +27,7 @@ from xdream.optimizers.es_common import (
     check_int,
     check_pending,
     initial_mean,
+    minimiser_losses,
 )
 from xdream.types import Codes, Scores, StateDict
 
@@ -152,12 +153,10 @@ class PycmaAdapter(Optimizer):
 
     def _tell(self, codes: Codes, scores: Scores) -> None:
         check_pending(self.name, codes, self._codes)
-        answered = ~np.isnan(scores)
-        if not answered.any():
+        loss = minimiser_losses(scores)
+        if loss is None:
             self._ids = list(self._ids)  # the same codes, with their ids, once more
             return
-        loss = -scores
-        loss[~answered] = loss[answered].max()
         with self._pycma_rng():
             self._es.tell(list(self._x), loss.tolist())
         self._sample(step=self._generation + 1)
