@@ -3,14 +3,17 @@
 Measured from the moment a response file appears in ``score_dir`` (renamed into place by this
 script, which plays the rig) to the moment the next block's images are all on disk (its
 ``block{NNN}.txt`` manifest, written after the last image, is seen). Blocks hold 40 images of
-128 px (PNG). Two cases:
+128 px (PNG). The stand-in rig "shows" each block for ``--show-time`` seconds (default 0.5)
+before it answers; a real rig needs at least 40 x 0.2 s = 8 s for 40 images. ``--show-time 0``
+answers the moment the manifest appears, the worst case, where xdream's own bookkeeping of the
+previous block competes with the hand-off. Two cases:
 
 - ``same generation``: the next block belongs to the same generation (80 images per
   generation in blocks of 40): read + journal the response, write 40 PNGs;
 - ``new generation``: the block was a generation's last, so the hand-off also includes the
   optimiser's tell/ask, the generator, the HDF5 record, the checkpoint and the journal.
 
-    python benchmarks/rig_handoff.py [--blocks 40]
+    python benchmarks/rig_handoff.py [--blocks 40] [--show-time 0.5]
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ def wait(path: Path, deadline: float) -> float:
 def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--blocks", type=int, default=40, help="blocks to time (even)")
+    parser.add_argument(
+        "--show-time", type=float, default=0.5, help="seconds the rig shows a block (0.5)"
+    )
     args = parser.parse_args(argv)
     generations = max(1, args.blocks // 2) + 1
     rng = np.random.default_rng(0)
@@ -88,6 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
             for b in range(2 * generations - 1):
                 names = (stim / f"block{b:03d}.txt").read_text().split()
                 assert len(names) == 40, len(names)
+                time.sleep(args.show_time)
                 tmp_file = resp / f".block{b:03d}.tmp"
                 WRITERS.get("mat73").write(tmp_file, names, rng.random((40, 1)))
                 os.replace(tmp_file, resp / f"block{b:03d}.mat")

@@ -138,13 +138,18 @@ def test_resume_cuts_a_generation_written_after_the_checkpoint(tmp_path: Path) -
     for _ in range(2):
         exp.step()
     checkpoint = (tmp_path / "cut" / "checkpoint.pkl").read_bytes()
-    exp.step()  # generation 2 reaches the journal and record.h5 ...
+    exp.step()  # generation 2 reaches the journal ...
+    exp.flush()  # ... and record.h5 ...
     (tmp_path / "cut" / "checkpoint.pkl").write_bytes(checkpoint)  # ... but not the checkpoint
-    (tmp_path / "cut" / "images" / ".gen003_best.png.x1y2z3.tmp").write_bytes(b"torn")
+    (tmp_path / "cut" / "images" / ".gen003_best.png.x1y2z3.xdream.tmp").write_bytes(b"torn")
+    rigs = tmp_path / "cut" / "responses" / ".block004.mat.tmp"  # a rig's write in progress
+    rigs.parent.mkdir()
+    rigs.write_bytes(b"not ours")
     resumed = tiny_experiment(tmp_path / "cut", generations=4)
     note = resumed.restore()
     assert "cut 1" in note
-    assert not list((tmp_path / "cut").rglob("*.tmp"))  # a kill's half-written files are gone
+    assert not list((tmp_path / "cut").rglob("*.xdream.tmp"))  # a kill's half-written files
+    assert rigs.read_bytes() == b"not ours"  # are gone; other programs' are not touched
     resumed.run()
     assert_same_records(tmp_path / "full", tmp_path / "cut")
 
@@ -170,6 +175,7 @@ def test_a_torn_record_that_still_opens_is_rebuilt(tmp_path: Path) -> None:
     exp._start()
     for _ in range(2):
         exp.step()
+    exp.flush()
     path = tmp_path / "cut" / "record.h5"
     data = bytearray(path.read_bytes())
     with h5py.File(path, "r") as f:  # wreck the codes' storage, keep the superblock
@@ -216,3 +222,33 @@ def test_record_files_get_the_usual_permissions(tmp_path: Path) -> None:
     for name in ("summary.json", "checkpoint.pkl", "best.png", "record.h5"):
         mode = (tmp_path / "run" / name).stat().st_mode & 0o777
         assert mode == 0o666 & ~umask, (name, oct(mode))
+
+
+def test_record_h5_lags_by_the_interval_only_and_is_complete_at_the_end(tmp_path: Path) -> None:
+    tiny_experiment(tmp_path / "every", generations=5, record_interval=0).run()
+    exp = tiny_experiment(tmp_path / "lazy", generations=5, record_interval=3600)
+    run = exp.generations()
+    for _ in range(3):
+        next(run)
+    # journal and checkpoint every generation; record.h5 only at the first flush
+    assert len(list((tmp_path / "lazy" / "journal").glob("gen*.npz"))) == 3
+    assert records.H5Record(tmp_path / "lazy" / "record.h5").generations() == 1
+    assert json.loads((tmp_path / "lazy" / "summary.json").read_text())["generations"] == 1
+    for _ in run:
+        pass
+    exp.finish()
+    assert_same_records(tmp_path / "every", tmp_path / "lazy")
+
+
+def test_an_interrupted_run_brings_record_h5_up_to_the_journal(tmp_path: Path) -> None:
+    exp = tiny_experiment(tmp_path / "run", generations=6, record_interval=3600)
+    run = exp.generations()
+    for _ in range(4):
+        next(run)
+    run.close()  # what an exception or Ctrl-C inside the loop does
+    assert records.H5Record(tmp_path / "run" / "record.h5").generations() == 4
+    resumed = tiny_experiment(tmp_path / "run", generations=6)
+    resumed.restore()
+    resumed.run()
+    tiny_experiment(tmp_path / "full", generations=6).run()
+    assert_same_records(tmp_path / "full", tmp_path / "run")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -53,6 +55,20 @@ def test_every_format_round_trips(tmp_path: Path, fmt: str) -> None:
     got = response.names or [sorted(NAMES)[i] for i in response.indices]  # type: ignore[union-attr]
     assert got == names
     np.testing.assert_array_equal(response.values, VALUES[order])
+
+
+@pytest.mark.parametrize("shape", [(128, 128, 3), (1, 1, 3), (7, 13, 3)])
+def test_png_stimuli_decode_exactly(shape: tuple[int, int, int]) -> None:
+    from PIL import Image
+
+    from xdream.rig.formats import encode_png
+
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    decoded = Image.open(io.BytesIO(encode_png(image)))
+    assert decoded.format == "PNG" and decoded.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(decoded), image)
+    with pytest.raises(XDreamError, match="uint8"):
+        encode_png(image.astype(np.float32))
 
 
 def test_mat_files_use_matlab_orientation(tmp_path: Path) -> None:
@@ -329,6 +345,47 @@ def test_pause_then_resume_continues_at_the_right_block(tmp_path: Path) -> None:
     ids = [i for i, f in zip(rec.image_ids, first) if f]
     np.testing.assert_array_equal(rec.scores[first], [by_id[i] for i in ids])
     assert np.isfinite(rec.scores).all()
+
+
+class Killed(BaseException):
+    """Stands in for a kill at a chosen moment."""
+
+
+def test_kill_after_the_next_block_is_out_but_before_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run`` writes a generation's journal and checkpoint while the rig already shows the
+    next generation's first block; a kill in between loses nothing and re-shows nothing."""
+    cfg = rig_config(generations=4, block_size=6, score_dir="responses")
+    run_with_rig(tmp_path / "full", cfg)
+    out = tmp_path / "cut"
+    write = Experiment._write
+
+    def killed_writing_generation_1(self: Experiment, told: Any, *args: Any) -> None:
+        if told.record.generation == 1:
+            assert (out / "stimuli" / "block004.txt").exists()  # generation 2 is out
+            raise Killed
+        write(self, told, *args)
+
+    with thread_rig(out / "stimuli", out / "responses") as sim:
+        monkeypatch.setattr(Experiment, "_write", killed_writing_generation_1)
+        with pytest.raises(Killed):
+            Experiment.from_config(cfg, out).run()
+        monkeypatch.setattr(Experiment, "_write", write)
+        assert not (out / "journal" / "gen000001.npz").exists()
+        resumed = Experiment.resume(out)
+        assert resumed.generation == 1  # generation 1 is asked again: the rig answers it
+        summary = resumed.run()
+    log = read_log(sim.log_path)
+    shown = [e["block"] for e in log if e["event"] == "shown"]
+    assert sorted(shown) == list(range(8)) and not [e for e in log if e["event"] == "reshown"]
+    full, cut = records.read(tmp_path / "full"), records.read(out)
+    np.testing.assert_array_equal(full.codes, cut.codes)
+    np.testing.assert_array_equal(full.scores, cut.scores)
+    assert sorted(cut.extra["rig/presentations/stimulus"]) == sorted(
+        n for _, n, _ in written_responses(log)
+    )
+    assert summary["generations"] == 4 and summary["presentations"] == 4 * 8
 
 
 def test_leftover_block_files_are_refused(tmp_path: Path) -> None:

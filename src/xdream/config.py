@@ -71,6 +71,11 @@ class ExperimentSection:
     """PNGs saved each generation: ``"best"`` (best image of the generation) or ``"none"``."""
     batch_size: int = 64
     """Images per forward pass through the generator."""
+    record_interval: float = 2.0
+    """Seconds between appends to ``record.h5`` and rewrites of ``summary.json`` (0: after every
+    generation). The journal and checkpoint are written durably after every generation
+    regardless, and ``xdream resume`` rebuilds ``record.h5`` from the journal, so a longer
+    interval only makes the files a reader sees lag; a rig appends while it waits."""
     init_codes: str | None = None
     """Folder of initial codes (written by ``xdream encode``, or ``.npy`` files), relative to the
     current directory: the GA seeds its population from them, mean-based optimisers start from
@@ -91,6 +96,14 @@ class ExperimentSection:
             raise ValueError(f"'save_images' must be 'best' or 'none', got {self.save_images!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"'batch_size' must be a positive integer, got {self.batch_size!r}")
+        if (
+            isinstance(self.record_interval, bool)
+            or not isinstance(self.record_interval, (int, float))
+            or not self.record_interval >= 0
+        ):
+            raise ValueError(
+                f"'record_interval' must be a number of seconds >= 0, got {self.record_interval!r}"
+            )
         if self.init_codes is not None and not isinstance(self.init_codes, str):
             raise ValueError(
                 f"'init_codes' must be a folder name (a string), got {self.init_codes!r}"

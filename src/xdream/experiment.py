@@ -7,19 +7,28 @@ One generation (Xiao & Kreiman 2020, Methods)::
     refs, ref_ids = references.sample(n_references)       # fresh natural photos
     scores = scorer.score(images + refs, ids + ref_ids)   # one response per image
     optimizer.tell(codes, scores[:n])                     # references never reach the optimiser
-    record(...)                                           # journal, HDF5, PNG, checkpoint
+    record(...)                                           # journal, PNG, checkpoint; record.h5
 
 Everything the loop needs to continue is checkpointed after each generation, so an experiment
 killed at any moment resumes (:meth:`Experiment.resume`) to exactly the records an uninterrupted
 run with the same seed writes.
+
+:meth:`Experiment.run` overlaps consecutive generations where that saves time: the next
+generation is proposed (and handed to :meth:`~xdream.scorers.base.Scorer.prepare`, so a rig
+can encode its first block) before the finished one is written, and ``record.h5`` is appended
+at most every ``record_interval`` seconds, when the scorer is idle (a rig: while it waits for
+a response). The journal and checkpoint of a generation are always durable before anything of
+the next one is shown; ``record.h5`` is rebuilt from the journal on resume, so its lag loses
+nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +108,15 @@ class Proposal:
 
 
 @dataclasses.dataclass
+class _Told:
+    """A generation the optimiser has been told about, before it is written."""
+
+    record: GenerationRecord
+    i_best: int | None  # index of its best evolved image (None: no finite score)
+    new_best: bool  # whether that image beats every earlier one
+
+
+@dataclasses.dataclass
 class Progress:
     """What a progress callback receives after each generation."""
 
@@ -136,6 +154,7 @@ class Experiment:
         seed: int | None = None,
         save_images: str = "best",
         batch_size: int = 64,
+        record_interval: float = 2.0,
         config: Config | None = None,
     ) -> None:
         if generator.code_dim != optimizer.dim:
@@ -158,6 +177,9 @@ class Experiment:
         self.seed = seed
         self.save_images = save_images
         self.batch_size = batch_size
+        self.record_interval = record_interval
+        """Seconds between appends to ``record.h5`` (0: every generation); the journal and the
+        checkpoint are written every generation regardless."""
         self.config = config
         self.init_codes: Codes | None = None
         """Initial codes given to the optimiser, copied into the folder (``init_codes.npy``)."""
@@ -171,6 +193,10 @@ class Experiment:
         self.best_generation = -1
         self.best_id = ""
         self._started = False
+        self._tick = time.perf_counter()  # wall clock of the last time accounted in ``seconds``
+        self._unflushed: list[GenerationRecord] = []  # durable in the journal, not yet in HDF5
+        self._deferred: list[Callable[[], None]] = []  # run when the scorer is idle
+        self._flushed_at = float("-inf")
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -224,6 +250,7 @@ class Experiment:
             seed=exp.seed,
             save_images=exp.save_images,
             batch_size=exp.batch_size,
+            record_interval=exp.record_interval,
             config=config,
         )
         experiment.init_codes = init_codes
@@ -269,6 +296,7 @@ class Experiment:
             self._initialise_record()
             self.scorer.bind(self.folder.path)
             self._started = True
+            self._tick = time.perf_counter()
             return "no generation had finished; starting from the first"
         state = load_checkpoint(self.folder.checkpoint)
         if state.get("version") != CHECKPOINT_VERSION:
@@ -293,7 +321,9 @@ class Experiment:
             self._config_dict(),
             xdream.__version__,
         )
+        self._unflushed = []  # the rebuilt record.h5 holds every checkpointed generation
         self._started = True
+        self._tick = time.perf_counter()
         return note
 
     # ------------------------------------------------------------------ the loop
@@ -307,12 +337,41 @@ class Experiment:
 
     def run(self, progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
         """Run generations until the budget is spent; returns the summary."""
+        for rec in self.generations():
+            if progress is not None:  # when the scorer is idle: a rig's next block goes first
+                self._defer(functools.partial(progress, self._progress(rec)))
+        return self.finish()
+
+    def generations(self) -> Iterator[GenerationRecord]:
+        """Run generations until the budget is spent, yielding each one's record once durable.
+
+        Consecutive generations overlap: the next one is proposed (rendered, and handed to the
+        scorer's :meth:`~xdream.scorers.base.Scorer.prepare`) right after the tell, and the
+        finished one is written (from a checkpoint taken before that proposal) when the scorer
+        is idle: at once for a network unit, after the next block is out for a rig. The records
+        are exactly those of :meth:`step` after step.
+        """
         if not self._started:
             self._start()
-        while not self.done():
-            rec = self.step()
-            if progress is not None:
-                progress(self._progress(rec))
+        proposal = None if self.done() else self.propose()
+        try:
+            while proposal is not None:
+                scores, clean = self._score(proposal.all_images, proposal.all_ids)
+                told = self._tell(proposal, scores, clean)
+                state = pickle.dumps(self.state_dict(), protocol=pickle.HIGHEST_PROTOCOL)
+                following = None if self.done() else self.propose()
+                self._defer(functools.partial(self._write, told, proposal.images, state))
+                yield told.record
+                proposal = following
+        finally:  # a pause, an error or Ctrl-C: write what is pending, bring record.h5 up to date
+            self._run_deferred()
+            self.flush()
+
+    def finish(self) -> dict[str, Any]:
+        """Close a run whose budget is spent: complete ``record.h5``, write the final summary,
+        drop the journal; returns the summary."""
+        self._run_deferred()
+        self.flush()
         summary = self.summary(finished=True)
         write_json(self.folder.summary, summary)
         self.folder.drop_journal()
@@ -323,6 +382,30 @@ class Experiment:
         """Run one generation and record it durably."""
         proposal = self.propose()
         return self.complete(proposal, *self._score(proposal.all_images, proposal.all_ids))
+
+    def flush(self) -> None:
+        """Append the generations recorded since the last flush to ``record.h5`` and rewrite
+        ``summary.json`` (both follow the journal by at most ``record_interval`` seconds)."""
+        if not self._started:
+            return
+        if self._unflushed:
+            H5Record(self.folder.record).append(*self._unflushed)
+            self._unflushed = []
+        write_json(self.folder.summary, self.summary(finished=False), durable=False)
+        self._flushed_at = time.monotonic()
+
+    def _defer(self, task: Callable[[], None]) -> None:
+        """Run ``task`` when the scorer is next idle (in order with earlier deferred tasks)."""
+        self._deferred.append(task)
+        self.scorer.run_when_idle(self._run_deferred)
+
+    def _run_deferred(self) -> None:
+        while self._deferred:
+            self._deferred.pop(0)()
+
+    def _flush_if_due(self) -> None:
+        if self._unflushed and time.monotonic() - self._flushed_at >= self.record_interval:
+            self.flush()
 
     def propose(self) -> Proposal:
         """First half of a generation: ask for codes, render them, draw the references.
@@ -337,33 +420,16 @@ class Experiment:
         images = self.generator.generate(codes, batch_size=self.batch_size)
         refs, ref_ids = self.references.sample(self.n_references)
         t.append(time.perf_counter())
+        proposal = Proposal(codes, ids, genealogy, images, refs.to(images.dtype), ref_ids, t)
         self.scorer.start_generation(self.generation)
-        return Proposal(codes, ids, genealogy, images, refs.to(images.dtype), ref_ids, t)
+        self.scorer.prepare(proposal.all_images, proposal.all_ids)
+        return proposal
 
     def complete(self, p: Proposal, scores: np.ndarray, clean: np.ndarray) -> GenerationRecord:
         """Second half: tell the optimiser the scores of ``p.all_images`` and record them."""
-        t = [*p.times, time.perf_counter()]
-        n = len(p.codes)
-        best_before = self.optimizer.best.score
-        self.optimizer.tell(p.codes, scores[:n])
-        t.append(time.perf_counter())
-        self.presentations += n
-        rec = GenerationRecord(
-            generation=self.generation,
-            codes=p.codes,
-            scores=scores[:n],
-            clean_scores=clean[:n],
-            image_ids=p.ids,
-            genealogy=p.genealogy,
-            ref_ids=p.ref_ids,
-            ref_scores=scores[n:],
-            ref_clean_scores=clean[n:],
-            presentations=self.presentations,
-            seconds=np.diff(np.array(t)),
-            extra=dict(getattr(self.scorer, "last_extra", None) or {}),
-        )
-        self._record(rec, p.images, best_before, started=t[0])
-        return rec
+        told = self._tell(p, scores, clean)
+        self._write(told, p.images, pickle.dumps(self.state_dict(), pickle.HIGHEST_PROTOCOL))
+        return told.record
 
     # ------------------------------------------------------------------ helpers
     def _start(self) -> None:
@@ -406,9 +472,28 @@ class Experiment:
         clean = scores if clean is None else np.asarray(clean, dtype=np.float64)
         return scores, clean
 
-    def _record(
-        self, rec: GenerationRecord, images: torch.Tensor, best_before: float, started: float
-    ) -> None:
+    def _tell(self, p: Proposal, scores: np.ndarray, clean: np.ndarray) -> _Told:
+        """Give the optimiser the evolved images' scores; update the run's bookkeeping."""
+        t = [*p.times, time.perf_counter()]
+        n = len(p.codes)
+        best_before = self.optimizer.best.score
+        self.optimizer.tell(p.codes, scores[:n])
+        t.append(time.perf_counter())
+        self.presentations += n
+        rec = GenerationRecord(
+            generation=self.generation,
+            codes=p.codes,
+            scores=scores[:n],
+            clean_scores=clean[:n],
+            image_ids=p.ids,
+            genealogy=p.genealogy,
+            ref_ids=p.ref_ids,
+            ref_scores=scores[n:],
+            ref_clean_scores=clean[n:],
+            presentations=self.presentations,
+            seconds=np.diff(np.array(t)),
+            extra=dict(getattr(self.scorer, "last_extra", None) or {}),
+        )
         g = rec.generation
         if g == 0:
             self.first_generation_best = rec.best_score
@@ -422,19 +507,26 @@ class Experiment:
             self.best_generation = g
             self.best_id = rec.image_ids[i_best]
         self.generation = g + 1
-        self.seconds += time.perf_counter() - started
-        # 1) journal (durable), 2) HDF5, 3) images, 4) checkpoint, 5) summary
+        now = time.perf_counter()
+        self.seconds += now - self._tick
+        self._tick = now
+        return _Told(rec, i_best, new_best)
+
+    def _write(self, told: _Told, images: torch.Tensor, state: bytes) -> None:
+        """Record a told generation: 1) journal, 2) PNGs, 3) checkpoint (``state``, pickled
+        right after the tell); then ``record.h5`` and the summary when :meth:`flush` is due."""
+        rec, g = told.record, told.record.generation
         self.folder.write_journal(rec)
-        H5Record(self.folder.record).append(rec)
-        if i_best is not None:
-            png = png_bytes(images[i_best])
+        if told.i_best is not None:
+            png = png_bytes(images[told.i_best])
             if self.save_images == "best":
                 save_png(png, self.folder.images / f"gen{g:03d}_best.png")
-            if new_best:
+            if told.new_best:
                 save_png(png, self.folder.best_png)
         with atomic_write(self.folder.checkpoint) as fh:
-            pickle.dump(self.state_dict(), fh, protocol=pickle.HIGHEST_PROTOCOL)
-        write_json(self.folder.summary, self.summary(finished=False), durable=False)
+            fh.write(state)
+        self._unflushed.append(rec)
+        self._flush_if_due()
 
     def _progress(self, rec: GenerationRecord) -> Progress:
         return Progress(

@@ -11,9 +11,10 @@ Layout of an experiment folder::
     journal/           write-ahead journal, one .npz per generation, removed when the run ends
 
 Every file is written to a temporary name and renamed into place, so a kill (even ``kill -9``)
-leaves either the old or the new version. A generation is first written to the journal, then
-appended to ``record.h5``, then checkpointed. On resume the record is cut back to the
-checkpoint's generation count, or rebuilt from the journal if it cannot be read.
+leaves either the old or the new version. A generation is first written to the journal (fsynced),
+then its best image, then the checkpoint; ``record.h5`` and ``summary.json`` follow at most
+``record_interval`` seconds later (several generations per append). On resume the record is
+rebuilt from the journal (or, for a finished run, cut back to the checkpoint).
 
 ``record.h5`` layout (all datasets at the root unless named; strings are UTF-8, variable length,
 which MATLAB's ``h5read`` returns as cell arrays; MATLAB shows (n, d) datasets as d x n):
@@ -66,6 +67,8 @@ from xdream.errors import XDreamError
 from xdream.types import Images
 
 LAYOUT_VERSION = 1
+TMP_SUFFIX = ".xdream.tmp"
+"""Ending of xdream's temporary files (hidden, renamed into place when complete)."""
 TIMING_COLUMNS = ("ask", "generate", "score", "tell")
 _STR = h5py.string_dtype("utf-8")
 
@@ -160,7 +163,7 @@ def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True) -> It
     (images, the summary) skip that cost.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
     try:
         with os.fdopen(fd, mode) as fh:
@@ -268,8 +271,9 @@ class RunFolder:
             return GenerationRecord.from_arrays(a)
 
     def remove_temporaries(self) -> list[Path]:
-        """Delete the temporary files of atomic writes that a kill interrupted."""
-        stale = [p for p in self.path.rglob(".*.tmp") if p.is_file()]
+        """Delete the temporary files of xdream's atomic writes that a kill interrupted (only
+        xdream's own: a rig may be writing its own temporaries in a folder inside this one)."""
+        stale = [p for p in self.path.rglob(f".*{TMP_SUFFIX}") if p.is_file()]
         for p in stale:
             p.unlink(missing_ok=True)
         return stale
@@ -316,29 +320,44 @@ class H5Record:
             f.attrs["config"] = json.dumps(config)
             f.attrs["timing_columns"] = list(TIMING_COLUMNS)
 
-    def append(self, rec: GenerationRecord) -> None:
-        """Append one generation and close the file (so it is consistent between generations)."""
+    def append(self, *recs: GenerationRecord) -> None:
+        """Append generations (one HDF5 write per dataset) and close the file, so it is
+        consistent between appends."""
+        if not recs:
+            return
+
+        def cat(get: Any, dtype: Any = None) -> npt.NDArray[Any]:
+            return np.concatenate([np.asarray(get(r), dtype=dtype) for r in recs])
+
+        def strings(get: Any) -> npt.NDArray[Any]:
+            return np.array([s for r in recs for s in get(r)], dtype=object)
+
+        def per_row(n: Any) -> npt.NDArray[np.int32]:
+            return np.concatenate([np.full(n(r), r.generation, np.int32) for r in recs])
+
         with self._open("a") as f:
-            _append(f, "codes", rec.codes)
-            _append(f, "scores", rec.scores)
-            _append(f, "clean_scores", rec.clean_scores)
-            _append(f, "generation", np.full(len(rec.scores), rec.generation, np.int32))
-            _append(f, "image_ids", np.array(rec.image_ids, dtype=object), _STR)
-            _append(f, "genealogy", np.array(rec.genealogy, dtype=object), _STR)
+            _append(f, "codes", cat(lambda r: r.codes))
+            _append(f, "scores", cat(lambda r: r.scores))
+            _append(f, "clean_scores", cat(lambda r: r.clean_scores))
+            _append(f, "generation", per_row(lambda r: len(r.scores)))
+            _append(f, "image_ids", strings(lambda r: r.image_ids), _STR)
+            _append(f, "genealogy", strings(lambda r: r.genealogy), _STR)
             refs = f.require_group("references")
-            _append(refs, "ids", np.array(rec.ref_ids, dtype=object), _STR)
-            _append(refs, "scores", rec.ref_scores)
-            _append(refs, "clean_scores", rec.ref_clean_scores)
-            _append(refs, "generation", np.full(len(rec.ref_ids), rec.generation, np.int32))
+            _append(refs, "ids", strings(lambda r: r.ref_ids), _STR)
+            _append(refs, "scores", cat(lambda r: r.ref_scores))
+            _append(refs, "clean_scores", cat(lambda r: r.ref_clean_scores))
+            _append(refs, "generation", per_row(lambda r: len(r.ref_ids)))
             gens = f.require_group("generations")
-            _append(gens, "best_score", np.array([rec.best_score]))
-            _append(gens, "mean_score", np.array([rec.mean_score]))
-            _append(gens, "best_reference", np.array([rec.best_reference]))
-            _append(gens, "presentations", np.array([rec.presentations], np.int64))
-            _append(gens, "seconds", rec.seconds[None, :].astype(np.float64))
-            for key, value in rec.extra.items():
+            _append(gens, "best_score", np.array([r.best_score for r in recs]))
+            _append(gens, "mean_score", np.array([r.mean_score for r in recs]))
+            _append(gens, "best_reference", np.array([r.best_reference for r in recs]))
+            _append(gens, "presentations", np.array([r.presentations for r in recs], np.int64))
+            _append(gens, "seconds", np.stack([r.seconds for r in recs]).astype(np.float64))
+            keys = list(dict.fromkeys(k for r in recs for k in r.extra))
+            for key in keys:
+                value = np.concatenate([np.asarray(r.extra[key]) for r in recs if key in r.extra])
                 path, name = key.rsplit("/", 1)
-                text = np.asarray(value).dtype.kind in "UO"
+                text = value.dtype.kind in "UO"
                 _append(f.require_group(path), name, value, _STR if text else None)
             f.flush()
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from xdream.errors import XDreamError
+from xdream.records import TMP_SUFFIX
 
 RESPONSE_NAME = re.compile(r"^block(\d+)\.([A-Za-z0-9]+)$")
 """``block{NNN}.{ext}``: a response file (or, with extension ``txt``, xdream's manifest)."""
@@ -81,7 +82,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     The rename is atomic, so a reader sees no file or the whole file. (No fsync: stimuli are
     re-created from the journal after a crash.)
     """
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
     with open(tmp, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)

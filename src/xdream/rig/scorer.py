@@ -27,13 +27,14 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 import numpy.typing as npt
+import torch
 import torch.nn.functional as F
 
 from xdream.errors import XDreamError
@@ -103,6 +104,9 @@ class RigScorer(Scorer):
         self._rng = make_rng(self.seed)
         self._encoded: dict[int, list[Future[bytes]]] = {}
         self._pending: list[Future[None]] = []
+        self._idle: list[Callable[[], None]] = []  # the experiment's bookkeeping (run_when_idle)
+        self._plan_unsaved = False  # prepare() planned the next generation in memory only
+        self._dirty = False  # a response accepted since the journal was last written
         self._seen: dict[str, tuple[tuple[int, int], float]] = {}  # name -> (sig, since)
         self._logged: set[str] = set()
         self._last_line = 0.0
@@ -182,6 +186,7 @@ class RigScorer(Scorer):
     def _save(self, durable: bool = True) -> None:
         """Rewrite the journal atomically (and fsynced, unless ``durable`` is False)."""
         self.state["rng"] = self._rng.bit_generator.state
+        self._dirty = False
         text = json.dumps(self.state, separators=(",", ":"))  # NaN as NaN: json.loads reads it
         if durable:
             with atomic_write(self.state_path, "w") as fh:
@@ -201,15 +206,26 @@ class RigScorer(Scorer):
             raise XDreamError(f"{len(images)} images but {len(ids)} ids")
         for image_id in ids:
             protocol.check_image_id(image_id)
-        pixels = self._to_uint8(images)
         cur = self._begin(ids)
+        previous = self.state.get("previous")
+        if previous is not None and cur is previous["cur"]:
+            # answered before xdream stopped, the experiment's checkpoint of it not yet written
+            scores = self._scores(cur, previous["rows"])
+            self.last_extra = self._extra(cur, scores, previous["rows"])
+            return scores
+        if self._plan_unsaved:  # planned by prepare(): journal the plan before block one
+            # no fsync: after a power cut the last durable journal plans the same blocks again
+            self._save(durable=False)
+            self._plan_unsaved = False
         p = self.params
         while not cur["done"]:
             for b in list(cur["blocks"]):
                 blk = self.state["blocks"][str(b)]
                 if blk["answered"] is None and not blk["timed_out"]:
-                    self._ensure_written(blk, pixels)
-                    self._await(blk, cur, pixels)
+                    if self._dirty:  # the previous block's response, journaled first
+                        self._save()
+                    self._ensure_written(blk, images)
+                    self._await(blk, cur, images)
             missing = self._unanswered(cur)
             if p.require_response and missing and cur["round"] < p.max_reshows:
                 cur["round"] += 1
@@ -218,29 +234,60 @@ class RigScorer(Scorer):
                 continue
             break
         cur["done"] = True
-        scores = self._scores(cur)
-        self.last_extra = self._extra(cur, scores)
+        scores = self._scores(cur, self.state["rows"])
+        self.last_extra = self._extra(cur, scores, self.state["rows"])
         evolved = [s for s, i in zip(scores, cur["ids"]) if not i.startswith("ref_")]
         if np.isfinite(evolved).any():
             best = float(np.nanmax(evolved))
             self.state["best"] = (
                 best if self.state["best"] is None else max(best, self.state["best"])
             )
-        self._save()  # one durable write marks the generation done, with its best
-        self._status("scored")
+        self._save()  # the last response, the generation done and its best: one durable write
         return scores
+
+    def prepare(self, images: Images, ids: list[str]) -> None:
+        """Plan the coming generation's blocks and start encoding the first block's files.
+
+        In memory only, so the experiment's checkpoint of the previous generation can be
+        written meanwhile; :meth:`score` journals the plan before the first file is written.
+        """
+        if self.run_dir is None or len(images) != len(ids):
+            return  # score() explains what is wrong
+        try:
+            for image_id in ids:
+                protocol.check_image_id(image_id)
+        except XDreamError:
+            return
+        cur = self._begin(ids, save=False)
+        for b in cur["blocks"]:
+            blk = self.state["blocks"][str(b)]
+            if blk["written"] is None and blk["answered"] is None and not blk["timed_out"]:
+                if b not in self._encoded:
+                    self._encoded = {b: self._encode(blk, images)}
+                return
+
+    def run_when_idle(self, task: Callable[[], None]) -> None:
+        """Run ``task`` while waiting for the next response (after that block is out)."""
+        self._idle.append(task)
+
+    def _run_idle(self) -> None:
+        while self._idle:
+            self._idle.pop(0)()
 
     def start_generation(self, generation: int) -> None:
         """The experiment's generation number: it tells a new generation from a resumed one."""
         self._generation = generation
 
-    def _begin(self, ids: list[str]) -> dict[str, Any]:
+    def _begin(self, ids: list[str], save: bool = True) -> dict[str, Any]:
         generation = getattr(self, "_generation", None)
         key = hashlib.sha1(f"{generation}\n".encode() + "\n".join(ids).encode()).hexdigest()
         cur = self.state["current"]
         resumable = generation is not None or (cur is not None and not cur["done"])
         if cur is not None and cur["key"] == key and resumable:
             return cur  # the generation in flight when xdream stopped: continue it
+        previous = self.state.get("previous")
+        if previous is not None and previous["cur"]["key"] == key and generation is not None:
+            return previous["cur"]  # answered; the experiment had not checkpointed it
         if cur is not None and not cur["done"]:
             self._log(
                 f"generation {cur['generation']} was not finished and is abandoned; "
@@ -255,6 +302,12 @@ class RigScorer(Scorer):
             "round": 0,
             "done": False,
         }
+        old = self.state["current"]
+        # kept until the next generation is done: the experiment writes its checkpoint of a
+        # generation while the rig already shows the next one (Experiment.generations)
+        self.state["previous"] = (
+            {"cur": old, "rows": self.state["rows"]} if old is not None and old["done"] else None
+        )
         self.state["generation"] = cur["generation"]
         self.state["current"] = cur
         self.state["rows"] = []
@@ -263,7 +316,10 @@ class RigScorer(Scorer):
             if blk["answered"] is not None:
                 blk["stimuli"] = []  # recorded; only unanswered blocks can still be matched
         self._plan(cur, list(range(len(ids))), reps=self.params.reps)
-        self._save()
+        if save:
+            self._save()
+        else:
+            self._plan_unsaved = True
         return cur
 
     def _plan(self, cur: dict[str, Any], indices: list[int], reps: int) -> None:
@@ -308,19 +364,24 @@ class RigScorer(Scorer):
         size = self.params.image_size
         if size is not None and x.shape[-1] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True).clamp(0, 1)
-        arr = (x.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
-        return np.ascontiguousarray(arr)
+        x = x.permute(0, 2, 3, 1).contiguous()  # (n, H, W, 3): what the encoders take
+        return x.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
 
-    def _ensure_written(self, blk: dict[str, Any], pixels: npt.NDArray[np.uint8]) -> None:
+    def _ensure_written(self, blk: dict[str, Any], images: Images) -> None:
         """Write a block's stimuli (again, after a crash, unless the rig has them all)."""
         if blk["written"] is not None:
             if all((self.write_dir / s["name"]).exists() for s in blk["stimuli"]):
                 return  # written before a crash: the rig has it
             if self._response_waiting(blk["block"]):
                 return  # answered while xdream was down (the rig may have removed the images)
-        encoded = [f.result() for f in self._encode(blk, pixels)]
+        futures = self._encode(blk, images)
         paths = [protocol.inside(self.write_dir, s["name"]) for s in blk["stimuli"]]
-        list(_pool().map(protocol.write_atomically, paths, encoded))  # file I/O in parallel
+
+        def write(path: Path, encoding: Future[bytes]) -> None:
+            protocol.write_atomically(path, encoding.result())
+
+        list(_pool().map(write, paths, futures))  # each file as soon as it is encoded
+        encoded = [f.result() for f in futures]
         stem = protocol.response_stem(blk["block"])
         if self.params.manifest:
             names = "".join(s["name"] + "\n" for s in blk["stimuli"])
@@ -328,7 +389,6 @@ class RigScorer(Scorer):
         first = blk["written"] is None
         blk["written"] = _now()
         self._save(durable=False)  # a crash before this line re-writes the same files
-        self._status("waiting", blk)
         self._log(
             f"block {blk['block']} {'written' if first else 're-written'}: "
             f"{len(blk['stimuli'])} stimuli (generation {blk['generation']})"
@@ -336,17 +396,25 @@ class RigScorer(Scorer):
         if self.params.backup:  # in the background: the rig already has its files
             dest = self.rig_dir / "stimuli" / stem
             dest.mkdir(parents=True, exist_ok=True)
-            self._pending = [j for j in self._pending if not j.done()]
-            self._pending.append(_pool().submit(_backup_images, dest, paths, encoded))
+            self._background(_backup_images, dest, paths, encoded)
 
-    def _encode(self, blk: dict[str, Any], pixels: npt.NDArray[np.uint8]) -> list[Future[bytes]]:
+    def _background(self, fn: Callable[..., None], *args: Any) -> None:
+        """File I/O that nothing waits for (backups), in a worker thread; close() joins it."""
+        self._pending = [j for j in self._pending if not j.done()]
+        self._pending.append(_pool().submit(fn, *args))
+
+    def _encode(self, blk: dict[str, Any], images: Images) -> list[Future[bytes]]:
         """The block's image files being encoded in worker threads (the encoders release the
-        GIL); the next block is started while the rig works on the current one."""
+        GIL); the next block is started while the rig works on the current one. Only the
+        block's own images are converted to 8 bits."""
         cached = self._encoded.pop(blk["block"], None)
         if cached is not None:
             return cached
-        level = int(self.params.blank_value * 255 + 0.5)
-        blank = np.full(pixels.shape[1:], level, np.uint8)
+        index = sorted({s["index"] for s in blk["stimuli"] if s["index"] >= 0})
+        pixels = dict(zip(index, self._to_uint8(images[index]))) if index else {}
+        size = self.params.image_size
+        shape = (size, size, 3) if size is not None else (*images.shape[-2:], 3)
+        blank = np.full(shape, int(self.params.blank_value * 255 + 0.5), np.uint8)
         arrays = [blank if s["index"] < 0 else pixels[s["index"]] for s in blk["stimuli"]]
         return [_pool().submit(self.image_writer.encode, a) for a in arrays]
 
@@ -356,9 +424,7 @@ class RigScorer(Scorer):
             n.startswith(stem + ".") and not n.endswith(".txt") for n in os.listdir(self.score_dir)
         )
 
-    def _await(
-        self, blk: dict[str, Any], cur: dict[str, Any], pixels: npt.NDArray[np.uint8]
-    ) -> None:
+    def _await(self, blk: dict[str, Any], cur: dict[str, Any], images: Images) -> None:
         p = self.params
         start = time.monotonic()
         warned_at = 0.0
@@ -367,14 +433,19 @@ class RigScorer(Scorer):
         while True:
             self._scan()
             if blk["answered"] is not None:
-                return
+                return  # journaled by score(): before the next block, or with the generation
+            if self._dirty:  # a late response to an earlier block
+                self._save()
             if not prepared:  # encode the next block of the generation while the rig works
                 prepared = True
                 nxt = [b for b in cur["blocks"] if self.state["blocks"][str(b)]["written"] is None]
                 if nxt:
                     self._encoded = {
-                        nxt[0]: self._encode(self.state["blocks"][str(nxt[0])], pixels)
+                        nxt[0]: self._encode(self.state["blocks"][str(nxt[0])], images)
                     }
+            if self._idle:  # the experiment's bookkeeping, one task per look at score_dir
+                self._idle.pop(0)()
+                continue
             waited = time.monotonic() - start
             if waited > p.timeout:
                 if p.on_timeout == "skip":
@@ -561,9 +632,11 @@ class RigScorer(Scorer):
         self.state["last_latency"] = blk["latency"]
         if late:
             self.state["counts"]["late"] += 1
-        self._backup_response(self.score_dir / fname, fname)
-        self._save()
-        self._status("answered", blk)
+        self._dirty = True  # journaled before anything else is shown (see score)
+        if self.params.backup:  # a copy for the lab, once the next block is out
+            self._idle.append(
+                functools.partial(self._backup_response, self.score_dir / fname, fname)
+            )
         self._log(
             f"{fname}: {len(matched)} responses for block {blk['block']} in "
             f"{blk['latency']:.3f} s{' (late)' if late else ''}",
@@ -581,14 +654,14 @@ class RigScorer(Scorer):
                 f"{blk['block']}, e.g. {unmatched[0]!r}",
                 warn=True,
             )
-        if self.params.cleanup:
-            self._cleanup(blk)
+        if self.params.cleanup:  # once the next block is out
+            shown = [str(s["name"]) for s in blk["stimuli"]]
+            if self.params.manifest:
+                shown.append(protocol.response_stem(blk["block"]) + ".txt")
+            self._idle.append(functools.partial(self._cleanup, shown))
         return None
 
-    def _cleanup(self, blk: dict[str, Any]) -> None:
-        names = [s["name"] for s in blk["stimuli"]]
-        if self.params.manifest:
-            names.append(protocol.response_stem(blk["block"]) + ".txt")
+    def _cleanup(self, names: list[str]) -> None:
         for name in names:
             with contextlib.suppress(OSError):
                 os.unlink(self.write_dir / name)
@@ -613,9 +686,9 @@ class RigScorer(Scorer):
         got = {r["index"] for r in self.state["rows"] if r["used"]}
         return [i for i in range(len(cur["ids"])) if i not in got]
 
-    def _baselines(self, cur: dict[str, Any]) -> dict[int, float]:
+    def _baselines(self, cur: dict[str, Any], rows: list[dict[str, Any]]) -> dict[int, float]:
         blanks: dict[int, list[float]] = {}
-        for r in self.state["rows"]:
+        for r in rows:
             if r["kind"] == "blank" and r["shown_generation"] == cur["generation"]:
                 values = np.array(r["values"], dtype=np.float64)
                 blanks.setdefault(r["block"], []).append(self._select(values))
@@ -629,15 +702,15 @@ class RigScorer(Scorer):
                 out[b] = float(fallback)
         return out
 
-    def _scores(self, cur: dict[str, Any]) -> Scores:
+    def _scores(self, cur: dict[str, Any], rows: list[dict[str, Any]]) -> Scores:
         n = len(cur["ids"])
         sums, counts = np.zeros(n), np.zeros(n)
-        base = self._baselines(cur) if self.params.subtract_blank else {}
+        base = self._baselines(cur, rows) if self.params.subtract_blank else {}
         if self.params.subtract_blank and not base and "nobase" not in self._logged:
             self._log_once(
                 "nobase", "no blank responses yet: scores are not baseline-subtracted", warn=True
             )
-        for r in self.state["rows"]:
+        for r in rows:
             if r["used"]:
                 s = self._select(np.array(r["values"], dtype=np.float64))
                 sums[r["index"]] += s - base.get(r["block"], 0.0)
@@ -645,10 +718,11 @@ class RigScorer(Scorer):
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
-    def _extra(self, cur: dict[str, Any], scores: Scores) -> dict[str, npt.NDArray[Any]]:
+    def _extra(
+        self, cur: dict[str, Any], scores: Scores, rows: list[dict[str, Any]]
+    ) -> dict[str, npt.NDArray[Any]]:
         g = cur["generation"]
         out: dict[str, npt.NDArray[Any]] = {}
-        rows = self.state["rows"]
         if rows:
             values = np.array([r["values"] for r in rows], dtype=np.float64)
             groups = self.groups or [list(range(values.shape[1]))]
@@ -678,7 +752,7 @@ class RigScorer(Scorer):
                 }
             )
         blocks = [self.state["blocks"][str(b)] for b in cur["blocks"]]
-        base = self._baselines(cur) if self.params.blanks else {}
+        base = self._baselines(cur, rows) if self.params.blanks else {}
         nan = float("nan")
 
         def status(b: dict[str, Any]) -> str:
@@ -781,6 +855,9 @@ class RigScorer(Scorer):
 
     def close(self) -> None:
         """Write the final status; responses that come later stay in ``score_dir``."""
+        self._run_idle()
+        if self._dirty:
+            self._save()
         for job in self._pending:
             try:
                 job.result()  # let the background backups finish

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,24 @@ class Scorer(abc.ABC):
 
     def start_generation(self, generation: int) -> None:  # noqa: B027 (optional hook)
         """Called before each generation's :meth:`score` with its number (0-based)."""
+
+    def prepare(self, images: Images, ids: list[str]) -> None:  # noqa: B027 (optional hook)
+        """Called after :meth:`start_generation` with what :meth:`score` receives next.
+
+        It may come before the previous generation's checkpoint is written, so a scorer may
+        start slow work here (a rig encodes its first block's files) but must not change
+        anything durable or that :meth:`state_dict` returns until :meth:`score` is called.
+        """
+
+    def run_when_idle(self, task: Callable[[], None]) -> None:
+        """Run ``task`` (the experiment's records) when the scorer would otherwise wait.
+
+        By default at once. A scorer that runs it later, during the next :meth:`score` (a rig:
+        once the next block is out), must answer the previous generation again if it is asked
+        to (the experiment may be resumed from the checkpoint before it), and run whatever is
+        left in :meth:`close`.
+        """
+        task()
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able description of the target for records and summaries."""
