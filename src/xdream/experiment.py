@@ -97,7 +97,7 @@ class Proposal:
     ref_ids: list[str]
     times: list[float]
 
-    @property
+    @functools.cached_property
     def all_images(self) -> torch.Tensor:
         """Evolved images, then references: what the scorer sees."""
         return torch.cat([self.images, self.refs])

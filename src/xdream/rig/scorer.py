@@ -105,7 +105,6 @@ class RigScorer(Scorer):
         self._encoded: dict[int, list[Future[bytes]]] = {}
         self._pending: list[Future[None]] = []
         self._idle: list[Callable[[], None]] = []  # the experiment's bookkeeping (run_when_idle)
-        self._plan_unsaved = False  # prepare() planned the next generation in memory only
         self._dirty = False  # a response accepted since the journal was last written
         self._seen: dict[str, tuple[tuple[int, int], float]] = {}  # name -> (sig, since)
         self._logged: set[str] = set()
@@ -213,10 +212,8 @@ class RigScorer(Scorer):
             scores = self._scores(cur, previous["rows"])
             self.last_extra = self._extra(cur, scores, previous["rows"])
             return scores
-        if self._plan_unsaved:  # planned by prepare(): journal the plan before block one
-            # no fsync: after a power cut the last durable journal plans the same blocks again
-            self._save(durable=False)
-            self._plan_unsaved = False
+        # A plan made by prepare() is journaled with its first block, after the files: if
+        # xdream dies before, the last journal (from before the plan) plans the same blocks.
         p = self.params
         while not cur["done"]:
             for b in list(cur["blocks"]):
@@ -248,8 +245,9 @@ class RigScorer(Scorer):
     def prepare(self, images: Images, ids: list[str]) -> None:
         """Plan the coming generation's blocks and start encoding the first block's files.
 
-        In memory only, so the experiment's checkpoint of the previous generation can be
-        written meanwhile; :meth:`score` journals the plan before the first file is written.
+        In memory only (the experiment's checkpoint of the previous generation may not be
+        written yet); :meth:`score` writes the first block and journals the plan with it. The
+        plan follows from the last journal, so one made again after a crash is the same.
         """
         if self.run_dir is None or len(images) != len(ids):
             return  # score() explains what is wrong
@@ -318,8 +316,6 @@ class RigScorer(Scorer):
         self._plan(cur, list(range(len(ids))), reps=self.params.reps)
         if save:
             self._save()
-        else:
-            self._plan_unsaved = True
         return cur
 
     def _plan(self, cur: dict[str, Any], indices: list[int], reps: int) -> None:
@@ -369,11 +365,15 @@ class RigScorer(Scorer):
 
     def _ensure_written(self, blk: dict[str, Any], images: Images) -> None:
         """Write a block's stimuli (again, after a crash, unless the rig has them all)."""
-        if blk["written"] is not None:
-            if all((self.write_dir / s["name"]).exists() for s in blk["stimuli"]):
-                return  # written before a crash: the rig has it
-            if self._response_waiting(blk["block"]):
-                return  # answered while xdream was down (the rig may have removed the images)
+        if blk["written"] is not None and all(
+            (self.write_dir / s["name"]).exists() for s in blk["stimuli"]
+        ):
+            return  # written before a crash: the rig has it
+        if self._response_waiting(blk["block"]):
+            # answered while xdream was down (the rig may have removed the images), perhaps
+            # before the journal recorded that the block was written
+            blk["written"] = blk["written"] or _now()
+            return
         futures = self._encode(blk, images)
         paths = [protocol.inside(self.write_dir, s["name"]) for s in blk["stimuli"]]
 
