@@ -60,7 +60,12 @@ def add_optimizers_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
         metavar="NAME",
         help="code spaces (default: fourier pixels; quick: fourier)",
     )
-    p.add_argument("--optimizers", nargs="+", metavar="LABEL", help="contenders (default: all)")
+    p.add_argument(
+        "--optimizers",
+        nargs="+",
+        metavar="LABEL",
+        help="contender labels (default: the profile's; full: genetic pycma annealed-es)",
+    )
     p.add_argument("--seeds", type=int, help="seeds per unit (default: 3; quick: 1)")
     p.add_argument(
         "--no-overhead",

@@ -135,8 +135,14 @@ class Profile:
             raise XDreamError("seeds, channels_per_layer and budget must be positive")
 
 
+FULL_CONTENDERS = ("genetic", "pycma", "annealed-es")
+"""The full profile's contenders: the two baselines of issue 5's bars and the winner. With all
+seven contenders the full profile would take an estimated 3-4.5 hours on a 2-core machine; with
+these three an estimated 1.5 hours there with 2 workers (``docs/benchmarks.md``, "Run time").
+Others run on request (``--optimizers genetic pycma sphere-cma ...``)."""
+
 PROFILES: dict[str, Profile] = {
-    "full": Profile("full"),
+    "full": Profile("full", optimizers=FULL_CONTENDERS),
     "quick": Profile(
         "quick",
         generators=("fourier",),
@@ -146,9 +152,9 @@ PROFILES: dict[str, Profile] = {
         n_references=2000,
     ),
 }
-"""``full``: 5 layers x 4 channels x 3 seeds x 3 noise conditions for every contender and both
-``fourier`` and ``pixels``; ``quick``: one channel per layer, one seed, the default generator,
-the two baselines, SphereCMA and the winner."""
+"""``full``: 5 layers x 4 channels x 3 seeds x 3 noise conditions for :data:`FULL_CONTENDERS`
+on both ``fourier`` and ``pixels``; ``quick``: one channel per layer, one seed, the default
+generator, the two baselines, SphereCMA and the winner."""
 
 
 # ------------------------------------------------------------------------------------ tasks
