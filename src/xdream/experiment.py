@@ -358,7 +358,7 @@ class Experiment:
             while proposal is not None:
                 scores, clean = self._score(proposal.all_images, proposal.all_ids)
                 told = self._tell(proposal, scores, clean)
-                state = pickle.dumps(self.state_dict(), protocol=pickle.HIGHEST_PROTOCOL)
+                state = self._snapshot()  # before the next proposal draws from any RNG
                 following = None if self.done() else self.propose()
                 self._defer(functools.partial(self._write, told, proposal.images, state))
                 yield told.record
@@ -428,7 +428,7 @@ class Experiment:
     def complete(self, p: Proposal, scores: np.ndarray, clean: np.ndarray) -> GenerationRecord:
         """Second half: tell the optimiser the scores of ``p.all_images`` and record them."""
         told = self._tell(p, scores, clean)
-        self._write(told, p.images, pickle.dumps(self.state_dict(), pickle.HIGHEST_PROTOCOL))
+        self._write(told, p.images, self._snapshot())
         return told.record
 
     # ------------------------------------------------------------------ helpers
@@ -511,6 +511,10 @@ class Experiment:
         self.seconds += now - self._tick
         self._tick = now
         return _Told(rec, i_best, new_best)
+
+    def _snapshot(self) -> bytes:
+        """The checkpoint's contents now (:meth:`state_dict`, pickled)."""
+        return pickle.dumps(self.state_dict(), protocol=pickle.HIGHEST_PROTOCOL)
 
     def _write(self, told: _Told, images: torch.Tensor, state: bytes) -> None:
         """Record a told generation: 1) journal, 2) PNGs, 3) checkpoint (``state``, pickled

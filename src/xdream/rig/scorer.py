@@ -196,15 +196,7 @@ class RigScorer(Scorer):
     # ------------------------------------------------------------------ the protocol
     def score(self, images: Images, ids: list[str]) -> Scores:
         """Show ``images`` block by block and return one score each (NaN = no response)."""
-        if self.run_dir is None:
-            raise XDreamError(
-                "RigScorer.bind(folder) must be called first (Experiment does it); it sets "
-                "where the rig journal lives"
-            )
-        if len(images) != len(ids):
-            raise XDreamError(f"{len(images)} images but {len(ids)} ids")
-        for image_id in ids:
-            protocol.check_image_id(image_id)
+        self._check(images, ids)
         cur = self._begin(ids)
         previous = self.state.get("previous")
         if previous is not None and cur is previous["cur"]:
@@ -249,13 +241,10 @@ class RigScorer(Scorer):
         written yet); :meth:`score` writes the first block and journals the plan with it. The
         plan follows from the last journal, so one made again after a crash is the same.
         """
-        if self.run_dir is None or len(images) != len(ids):
-            return  # score() explains what is wrong
         try:
-            for image_id in ids:
-                protocol.check_image_id(image_id)
+            self._check(images, ids)
         except XDreamError:
-            return
+            return  # score() raises it
         cur = self._begin(ids, save=False)
         for b in cur["blocks"]:
             blk = self.state["blocks"][str(b)]
@@ -263,6 +252,17 @@ class RigScorer(Scorer):
                 if b not in self._encoded:
                     self._encoded = {b: self._encode(blk, images)}
                 return
+
+    def _check(self, images: Images, ids: list[str]) -> None:
+        if self.run_dir is None:
+            raise XDreamError(
+                "RigScorer.bind(folder) must be called first (Experiment does it); it sets "
+                "where the rig journal lives"
+            )
+        if len(images) != len(ids):
+            raise XDreamError(f"{len(images)} images but {len(ids)} ids")
+        for image_id in ids:
+            protocol.check_image_id(image_id)
 
     def run_when_idle(self, task: Callable[[], None]) -> None:
         """Run ``task`` while waiting for the next response (after that block is out)."""
