@@ -15,20 +15,23 @@ run with the same seed writes.
 
 :meth:`Experiment.run` overlaps consecutive generations where that saves time: the next
 generation is proposed (and handed to :meth:`~xdream.scorers.base.Scorer.prepare`, so a rig
-can encode its first block) before the finished one is written, and ``record.h5`` is appended
-at most every ``record_interval`` seconds, when the scorer is idle (a rig: while it waits for
-a response). The journal and checkpoint of a generation are always durable before anything of
-the next one is shown; ``record.h5`` is rebuilt from the journal on resume, so its lag loses
-nothing.
+can encode its first block) before the finished one is written. The finished generation's
+records are then written from a snapshot taken right after its tell: in a background thread
+while a network scores the next generation, or while a rig waits for the next response (after
+its next block is out). ``record.h5`` is appended at most every ``record_interval`` seconds.
+A kill loses at most the generation being written, which a resumed run repeats exactly;
+``record.h5`` is rebuilt from the journal on resume, so its lag loses nothing.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import functools
 import pickle
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +64,12 @@ from xdream.types import Codes
 
 CHECKPOINT_VERSION = 1
 INIT_CODES_FILE = "init_codes.npy"
+
+
+@functools.cache
+def _record_writer() -> ThreadPoolExecutor:
+    """One thread that writes every experiment's records, in the order they are handed over."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="xdream-records")
 
 
 def derived_seed(seed: int, stream: int) -> int:
@@ -100,7 +109,7 @@ class Proposal:
     @functools.cached_property
     def all_images(self) -> torch.Tensor:
         """Evolved images, then references: what the scorer sees."""
-        return torch.cat([self.images, self.refs])
+        return torch.cat([self.images, self.refs]) if len(self.refs) else self.images
 
     @property
     def all_ids(self) -> list[str]:
@@ -196,6 +205,7 @@ class Experiment:
         self._tick = time.perf_counter()  # wall clock of the last time accounted in ``seconds``
         self._unflushed: list[GenerationRecord] = []  # durable in the journal, not yet in HDF5
         self._deferred: list[Callable[[], None]] = []  # run when the scorer is idle
+        self._writing: Future[None] | None = None  # records in the background thread
         self._flushed_at = float("-inf")
 
     # ------------------------------------------------------------------ construction
@@ -342,14 +352,15 @@ class Experiment:
                 self._defer(functools.partial(progress, self._progress(rec)))
         return self.finish()
 
-    def generations(self) -> Iterator[GenerationRecord]:
-        """Run generations until the budget is spent, yielding each one's record once durable.
+    def generations(self) -> collections.abc.Generator[GenerationRecord, None, None]:
+        """Run generations until the budget is spent, yielding each one's record.
 
         Consecutive generations overlap: the next one is proposed (rendered, and handed to the
         scorer's :meth:`~xdream.scorers.base.Scorer.prepare`) right after the tell, and the
-        finished one is written (from a checkpoint taken before that proposal) when the scorer
-        is idle: at once for a network unit, after the next block is out for a rig. The records
-        are exactly those of :meth:`step` after step.
+        finished one is written from a snapshot taken before that proposal: in the background
+        while a network unit scores the next generation (one generation in flight at most),
+        after the next block is out for a rig. The records are exactly those of :meth:`step`
+        after step; they are all on disk when the iterator is closed or exhausted.
         """
         if not self._started:
             self._start()
@@ -359,18 +370,21 @@ class Experiment:
                 scores, clean = self._score(proposal.all_images, proposal.all_ids)
                 told = self._tell(proposal, scores, clean)
                 state = self._snapshot()  # before the next proposal draws from any RNG
+                summary = self.summary(finished=False)
                 following = None if self.done() else self.propose()
-                self._defer(functools.partial(self._write, told, proposal.images, state))
+                self._write_later(
+                    functools.partial(self._write, told, proposal.images, state, summary)
+                )
                 yield told.record
                 proposal = following
         finally:  # a pause, an error or Ctrl-C: write what is pending, bring record.h5 up to date
-            self._run_deferred()
+            self._settle()
             self.flush()
 
     def finish(self) -> dict[str, Any]:
         """Close a run whose budget is spent: complete ``record.h5``, write the final summary,
         drop the journal; returns the summary."""
-        self._run_deferred()
+        self._settle()
         self.flush()
         summary = self.summary(finished=True)
         write_json(self.folder.summary, summary)
@@ -383,15 +397,20 @@ class Experiment:
         proposal = self.propose()
         return self.complete(proposal, *self._score(proposal.all_images, proposal.all_ids))
 
-    def flush(self) -> None:
+    def flush(self, summary: dict[str, Any] | None = None) -> None:
         """Append the generations recorded since the last flush to ``record.h5`` and rewrite
-        ``summary.json`` (both follow the journal by at most ``record_interval`` seconds)."""
+        ``summary.json`` (both follow the journal by at most ``record_interval`` seconds).
+
+        ``summary``: the running summary to write (default: as of now).
+        """
         if not self._started:
             return
         if self._unflushed:
             H5Record(self.folder.record).append(*self._unflushed)
             self._unflushed = []
-        write_json(self.folder.summary, self.summary(finished=False), durable=False)
+        if summary is None:
+            summary = self.summary(finished=False)
+        write_json(self.folder.summary, summary, durable=False)
         self._flushed_at = time.monotonic()
 
     def _defer(self, task: Callable[[], None]) -> None:
@@ -399,13 +418,33 @@ class Experiment:
         self._deferred.append(task)
         self.scorer.run_when_idle(self._run_deferred)
 
+    def _write_later(self, task: Callable[[], None]) -> None:
+        """Write a generation's records while the next one is scored: in the record thread
+        (after the previous generation's, whose errors surface here), or when a scorer that
+        keeps its own journal (a rig) is idle."""
+        if not self.scorer.records_in_background:
+            self._defer(task)
+            return
+        self._wait_written()
+        self._writing = _record_writer().submit(task)
+
+    def _wait_written(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
     def _run_deferred(self) -> None:
         while self._deferred:
             self._deferred.pop(0)()
 
-    def _flush_if_due(self) -> None:
+    def _settle(self) -> None:
+        """Run every deferred task and wait for the record thread: everything is on disk."""
+        self._run_deferred()
+        self._wait_written()
+
+    def _flush_if_due(self, summary: dict[str, Any] | None = None) -> None:
         if self._unflushed and time.monotonic() - self._flushed_at >= self.record_interval:
-            self.flush()
+            self.flush(summary)
 
     def propose(self) -> Proposal:
         """First half of a generation: ask for codes, render them, draw the references.
@@ -427,8 +466,9 @@ class Experiment:
 
     def complete(self, p: Proposal, scores: np.ndarray, clean: np.ndarray) -> GenerationRecord:
         """Second half: tell the optimiser the scores of ``p.all_images`` and record them."""
+        self._settle()  # records of an earlier generation go first
         told = self._tell(p, scores, clean)
-        self._write(told, p.images, self._snapshot())
+        self._write(told, p.images, self._snapshot(), self.summary(finished=False))
         return told.record
 
     # ------------------------------------------------------------------ helpers
@@ -516,9 +556,12 @@ class Experiment:
         """The checkpoint's contents now (:meth:`state_dict`, pickled)."""
         return pickle.dumps(self.state_dict(), protocol=pickle.HIGHEST_PROTOCOL)
 
-    def _write(self, told: _Told, images: torch.Tensor, state: bytes) -> None:
+    def _write(
+        self, told: _Told, images: torch.Tensor, state: bytes, summary: dict[str, Any]
+    ) -> None:
         """Record a told generation: 1) journal, 2) PNGs, 3) checkpoint (``state``, pickled
-        right after the tell); then ``record.h5`` and the summary when :meth:`flush` is due."""
+        right after the tell); then ``record.h5`` and ``summary`` (also as of the tell) when
+        :meth:`flush` is due. Runs in the record thread: reads nothing the loop changes."""
         rec, g = told.record, told.record.generation
         self.folder.write_journal(rec)
         if told.i_best is not None:
@@ -530,7 +573,7 @@ class Experiment:
         with atomic_write(self.folder.checkpoint) as fh:
             fh.write(state)
         self._unflushed.append(rec)
-        self._flush_if_due()
+        self._flush_if_due(summary)
 
     def _progress(self, rec: GenerationRecord) -> Progress:
         return Progress(

@@ -5,8 +5,10 @@ so machine load hits them alike):
 
 * **raw**: the batched forward pass alone: render the generation's codes, then one pass of the
   network truncated at the target layer over the codes' images and the reference crops;
-* **loop**: a whole :class:`~xdream.experiment.Experiment` generation (ask, render, references,
-  score, tell, and every record: journal, HDF5, PNG, checkpoint, summary);
+* **loop**: a whole :class:`~xdream.experiment.Experiment` generation as ``xdream run`` runs
+  it (:meth:`~xdream.experiment.Experiment.generations`: ask, render, references, score, tell,
+  and every record: journal, HDF5, PNG, checkpoint, summary, written in the background while
+  the next generation is scored);
 * **xdream-style**: XDream's pipeline: one code rendered at a time, the double resize (to
   ``image_size``, then to the network's input), the whole network, default memory layout.
 
@@ -82,7 +84,10 @@ def _compare(args: argparse.Namespace, layer: str, folder: Path) -> dict[str, fl
     """Median seconds per generation of the loop, the raw forward and XDream's pipeline, and
     the median of the per-repetition ratio loop / raw (``overhead``).
 
-    The three alternate within each repetition, so changing machine load hits them alike.
+    The three alternate within each repetition, so changing machine load hits them alike. The
+    loop runs ``--chain`` consecutive generations per repetition, as ``xdream run`` does, and
+    its time includes waiting for the work it left in the background (the last generation's
+    records, the next reference crops), so none of it lands on the next pipeline's clock.
     """
     from xdream import generators
     from xdream.experiment import Experiment
@@ -96,21 +101,33 @@ def _compare(args: argparse.Namespace, layer: str, folder: Path) -> dict[str, fl
     rng = np.random.default_rng(0)
     codes = rng.standard_normal((args.population, generator.code_dim)).astype(np.float32)
     refs, _ = exp.references.sample(args.references)
+    k = args.chain
 
     def raw() -> None:
-        images = generator.generate(codes, batch_size=args.population)
-        multi.activations(torch.cat([images, refs]))
+        for _ in range(k):
+            images = generator.generate(codes, batch_size=args.population)
+            multi.activations(torch.cat([images, refs]))
 
-    pipelines = {"raw_s": raw, "loop_s": exp.step, "xdream_style_s": _xdream_style(args, layer)}
-    times: dict[str, list[float]] = {k: [] for k in pipelines}
+    generations = exp.generations()
+
+    def loop() -> None:
+        for _ in range(k):
+            next(generations)
+        exp._settle()  # the records handed to the background thread are on disk
+        exp.references.wait()
+
+    pipelines = {"raw_s": raw, "loop_s": loop, "xdream_style_s": _xdream_style(args, layer)}
+    times: dict[str, list[float]] = {key: [] for key in pipelines}
     for rep in range(args.repeats + 1):  # the first round is a warm-up
         for key, run_one in pipelines.items():
             t = time.perf_counter()
             run_one()
             _sync(multi.device)
             if rep:
-                times[key].append(time.perf_counter() - t)
-    out = {k: statistics.median(v) for k, v in times.items()}
+                per = 1 if key == "xdream_style_s" else k
+                times[key].append((time.perf_counter() - t) / per)
+    generations.close()
+    out = {key: statistics.median(v) for key, v in times.items()}
     out["overhead"] = statistics.median(
         loop / raw for loop, raw in zip(times["loop_s"], times["raw_s"])
     )
@@ -310,6 +327,8 @@ def cmd_throughput(args: argparse.Namespace, console: Any) -> int:
         raise XDreamError(f"--population must be at least 2, got {args.population}")
     if args.repeats < 1:
         raise XDreamError(f"--repeats must be at least 1, got {args.repeats}")
+    if args.chain < 1:
+        raise XDreamError(f"--chain must be at least 1, got {args.chain}")
     results = run(args, console)
     results["units_layer"] = args.units_layer
     _print_table(results, console)
@@ -375,7 +394,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--image-size", type=int, default=100, help="XDream's intermediate resize (100 px)"
     )
-    p.add_argument("--repeats", type=int, default=9, help="timed generations per pipeline (9)")
+    p.add_argument("--repeats", type=int, default=9, help="timed repetitions (9)")
+    p.add_argument(
+        "--chain",
+        type=int,
+        default=3,
+        help="consecutive generations of the loop (and raw passes) per repetition (3)",
+    )
     p.add_argument(
         "--units",
         type=_int_list,

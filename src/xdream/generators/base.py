@@ -64,4 +64,10 @@ class Generator(torch.nn.Module, abc.ABC):
         if not torch.isfinite(codes_t).all():
             raise XDreamError("codes contain NaN or inf; codes must be finite numbers")
         out = [self(chunk.to(self.device)).float().cpu() for chunk in codes_t.split(batch_size)]
+        if len(out) == 1 and not _same_memory(out[0], codes_t):
+            return out[0]  # rendered into memory of its own: no copy needed
         return torch.cat(out) if out else torch.zeros(0, 3, *self.output_size)
+
+
+def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return bool(a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr())

@@ -82,6 +82,8 @@ class RigScorer(Scorer):
     folder (where the journal, status file, log and backups live) before the first block.
     """
 
+    records_in_background = False  # the journal remembers one answered generation: see _begin
+
     def __init__(
         self,
         params: RigSection | None = None,

@@ -20,6 +20,13 @@ class Scorer(abc.ABC):
     it in ``record.h5`` (each group with a ``generation`` column).
     """
 
+    records_in_background: bool = True
+    """Whether the experiment may write a generation's records (journal, PNGs, checkpoint) in a
+    background thread while this scorer scores the next generation. A scorer whose own durable
+    state must stay in step with the experiment's checkpoint (a rig remembers only the last
+    answered generation) sets this to False and gets the records through :meth:`run_when_idle`.
+    """
+
     @abc.abstractmethod
     def score(self, images: Images, ids: list[str]) -> Scores:
         """Scores ``(n,)`` float64 for ``images`` ``(n, 3, H, W)`` in [0, 1]."""
@@ -42,7 +49,8 @@ class Scorer(abc.ABC):
         """
 
     def run_when_idle(self, task: Callable[[], None]) -> None:
-        """Run ``task`` (the experiment's records) when the scorer would otherwise wait.
+        """Run ``task`` (the experiment's records, its progress line) when the scorer would
+        otherwise wait.
 
         By default at once. A scorer that runs it later, during the next :meth:`score` (a rig:
         once the next block is out), must answer the previous generation again if it is asked
