@@ -281,6 +281,50 @@ def test_foreign_malformed_partial_duplicate_and_escaping_files(tmp_path: Path) 
     assert backups == {"block000.mat"}
 
 
+def test_a_file_that_changes_while_it_is_read_is_read_again(tmp_path: Path) -> None:
+    """Completeness: readable and unchanged over ``poll_interval``. A CSV cut at a line end
+    parses, so a rig still appending to it while xdream reads must not get the cut version."""
+    from xdream.rig import register_reader
+    from xdream.rig.formats import read_csv
+
+    reads: list[int] = []
+
+    def read_while_appending(path: Path) -> Any:
+        response = read_csv(path)
+        reads.append(len(response.values))
+        if len(reads) == 1:  # the rig appends its last line while the first read runs
+            with open(path, "a") as fh:
+                fh.write(tail)
+        return response
+
+    if "csv-appending" not in READERS.names():
+        register_reader("csv-appending", [".csv"])(read_while_appending)
+    out = tmp_path / "run"
+    cfg = rig_config(generations=1, population=4, refs=0, response_format="csv-appending")
+    exp = Experiment.from_config(cfg, out)
+    exp._start()
+    stim = out / "stimuli"
+    tail = ""
+
+    def rig() -> None:
+        nonlocal tail
+        while not (stim / "block000.txt").exists():
+            time.sleep(0.002)
+        names = (stim / "block000.txt").read_text().split()
+        lines = [f"{n},{k + 1}\n" for k, n in enumerate(names)]
+        tail = lines[-1]
+        (stim / ".block000.csv.part").write_text("".join(lines[:-1]))
+        (stim / ".block000.csv.part").rename(stim / "block000.csv")
+
+    t = threading.Thread(target=rig)
+    t.start()
+    exp.run()
+    t.join()
+    assert reads[0] == 3 and reads[-1] == 4  # the cut file was read, but not accepted
+    rec = records.read(out)
+    assert np.isfinite(rec.scores).all()
+
+
 def test_timeout_skip_records_late_response(tmp_path: Path) -> None:
     """A block that times out counts as no response; its late file is still recorded."""
     out = tmp_path / "run"

@@ -362,8 +362,8 @@ class RigScorer(Scorer):
         size = self.params.image_size
         if size is not None and x.shape[-1] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True).clamp(0, 1)
-        x = x.permute(0, 2, 3, 1).contiguous()  # (n, H, W, 3): what the encoders take
-        return x.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
+        x = x.mul_(255).add_(0.5).to(torch.uint8)  # in [0.5, 255.5]: rounds, 255.5 -> 255
+        return x.permute(0, 2, 3, 1).contiguous().numpy()  # (n, H, W, 3): what encoders take
 
     def _ensure_written(self, blk: dict[str, Any], images: Images) -> None:
         """Write a block's stimuli (again, after a crash, unless the rig has them all)."""
@@ -529,20 +529,35 @@ class RigScorer(Scorer):
                     self._save()
                 continue
             seen = self._seen.get(name)
-            if seen is None or seen[0] != sig:
-                self._seen[name] = (sig, time.monotonic())
-                continue  # seen once: complete only if unchanged at the next look
             bad = f"bad:{name}:{sig}"
-            if bad in self._logged:
+            if seen is None or seen[0] != sig:
+                first_look, since = True, time.monotonic()
+                self._seen[name] = (sig, since)
+            elif bad in self._logged:
                 continue
-            try:
-                response = reader.read(path)
-                problem = self._accept(blk, response, name, sig)
+            else:
+                first_look, since = False, seen[1]
+            try:  # complete only if unchanged over poll_interval: read while that passes
+                response: formats.Response | None = reader.read(path)
+                problem = None
             except Exception as err:  # a plug-in reader may raise anything: log, never crash
-                problem = f"{type(err).__name__}: {err}"
+                response, problem = None, f"{type(err).__name__}: {err}"
+            if first_look:
+                time.sleep(max(0.0, since + self.params.poll_interval - time.monotonic()))
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                if (st.st_size, st.st_mtime_ns) != sig:
+                    continue  # still being written: looked at again at the next scan
+            if response is not None:
+                try:
+                    problem = self._accept(blk, response, name, sig)
+                except Exception as err:  # a plug-in's odd Response: log, never crash
+                    problem = f"{type(err).__name__}: {err}"
             if problem is None:
                 continue
-            if time.monotonic() - seen[1] >= self.params.settle:
+            if time.monotonic() - since >= self.params.settle:
                 self.state["counts"]["skipped_files"] += 1
                 self._backup_response(path, f"{name}.malformed-{st.st_mtime_ns}")
                 self._log_once(bad, f"{name} skipped as malformed: {problem}", warn=True)

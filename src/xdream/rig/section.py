@@ -66,7 +66,8 @@ class RigSection:
     """``"wait"`` (warn, keep waiting), ``"skip"`` (no response: NaN, go on; a late file is
     still recorded) or ``"pause"`` (stop; continue with ``xdream resume``)."""
     poll_interval: float = 0.005
-    """Seconds between looks at ``score_dir``."""
+    """Seconds between looks at ``score_dir``; a response file counts as complete once it
+    parses and has stayed unchanged (size, modification time) this long."""
     settle: float = 2.0
     """A response file that stopped growing but still cannot be read is logged as malformed
     after this many seconds (it is read again if it changes)."""
