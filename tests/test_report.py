@@ -213,6 +213,55 @@ def test_report_refreshes_while_running(run: Path) -> None:
     assert report.is_running(run) and "refresh" in report.write_report(run).read_text()
 
 
+def test_a_killed_run_is_reported_stopped_not_running(run: Path) -> None:
+    """A running summary names its process; once that process is gone (kill -9, a crash) the
+    page stops reloading, says how to continue, and --watch returns."""
+    import socket
+    import sys
+
+    summary_file = run / "summary.json"
+    summary = json.loads(summary_file.read_text())
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    here = {"host": socket.gethostname()}
+    try:
+        summary_file.write_text(
+            json.dumps(
+                {**summary, "status": "running", "process": {**here, "pid": int(gone.stdout)}}
+            )
+        )
+        assert report.run_state(json.loads(summary_file.read_text())) == "stopped"
+        assert not report.is_running(run)
+        text = report.write_report(run).read_text()
+        assert 'http-equiv="refresh"' not in text and "xdream resume" in text
+        assert main(["report", str(run), "--watch", "0.2"]) == 0  # returns at once
+        alive = {"status": "running", "process": {**here, "pid": os.getpid()}}
+        assert report.run_state(alive) == "running"
+        elsewhere = {"status": "running", "process": {"host": "rig-pc", "pid": int(gone.stdout)}}
+        assert report.run_state(elsewhere) == "running"  # cannot tell: assume alive
+    finally:
+        summary_file.write_text(json.dumps(summary))
+
+
+def test_running_summary_names_its_process(tmp_path: Path) -> None:
+    import socket
+
+    exp = tiny_experiment(tmp_path / "run", generations=3, record_interval=0)
+    run = exp.generations()
+    next(run)
+    next(run)  # the first generation's records are written before the second's are handed over
+    running = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert running["status"] == "running"
+    assert running["process"] == {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in run:
+        pass
+    assert "process" not in exp.finish()
+
+
 def test_report_of_a_run_built_in_python(tmp_path: Path) -> None:
     """No config.yaml: saved PNGs still fill the montage; missing renders are explained."""
     tiny_experiment(tmp_path / "py", generations=3).run()  # pixels at code_size 8, not default

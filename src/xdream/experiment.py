@@ -28,7 +28,9 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import functools
+import os
 import pickle
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -64,6 +66,9 @@ from xdream.types import Codes
 
 CHECKPOINT_VERSION = 1
 INIT_CODES_FILE = "init_codes.npy"
+
+
+_HOST = socket.gethostname()
 
 
 @functools.cache
@@ -609,4 +614,5 @@ class Experiment:
             "seed": self.seed,
             "code_dim": self.generator.code_dim,
             "xdream_version": xdream.__version__,
+            **({} if finished else {"process": {"pid": os.getpid(), "host": _HOST}}),
         }

@@ -26,6 +26,8 @@ import html
 import io
 import json
 import math
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -396,7 +398,8 @@ def experiment_report(
     run = Path(run)
     rec = _complete(records.read(run))
     summary = rec.summary
-    running = summary.get("status", "running") == "running"  # no summary yet: starting
+    state = run_state(summary)  # no summary yet: starting, "running"
+    running = state == "running"
     figures, notes = experiment_figures(run, rec, max_tiles)
     if write_figures:
         (run / FIGURES_DIR).mkdir(exist_ok=True)
@@ -419,7 +422,15 @@ def experiment_report(
     )
     target = describe_target(summary.get("target", rec.config.get("target")))
     facts = [
-        ("status", html.escape(str(summary.get("status", "starting")))),
+        (
+            "status",
+            html.escape(
+                "stopped before finishing (its process is gone): continue it with "
+                f"xdream resume {run}"
+                if state == "stopped"
+                else str(summary.get("status", "starting"))
+            ),
+        ),
         ("target", html.escape(target)),
         ("generator", html.escape(str(summary.get("generator", rec.config.get("generator"))))),
         ("optimiser", html.escape(str(summary.get("optimizer", rec.config.get("optimizer"))))),
@@ -520,7 +531,7 @@ def folder_report(
                 else None,
             }
         )
-    running = any(e["summary"].get("status", "running") == "running" for e in entries)
+    running = any(run_state(e["summary"]) == "running" for e in entries)
     parts = [
         f"<h1>xdream: {len(entries)} experiments</h1>",
         f"<p>Folder <code>{html.escape(str(root.resolve()))}</code>. Click a column to sort. "
@@ -607,15 +618,36 @@ def write_report(path: str | Path, **options: Any) -> Path:
     return folder_report(path, **options)
 
 
-def is_running(path: str | Path) -> bool:
-    """Whether the experiment (or any experiment under the folder) is still running.
+def run_state(summary: dict[str, Any]) -> str:
+    """``"running"``, ``"stopped"`` or the summary's own final status (``"finished"``).
 
-    A run is running while its ``summary.json`` says so, or before it has written one.
+    A run is running while its ``summary.json`` says so (or before it has written one), unless
+    the summary names a process on this machine that no longer exists: then the run was killed
+    or crashed and ``xdream resume`` continues it. A process on another machine is taken to be
+    alive.
     """
+    status = str(summary.get("status", "running"))
+    if status != "running":
+        return status
+    process = summary.get("process")
+    if not isinstance(process, dict) or process.get("host") != socket.gethostname():
+        return "running"
+    try:
+        os.kill(int(process["pid"]), 0)
+    except ProcessLookupError:
+        return "stopped"
+    except (OSError, KeyError, TypeError, ValueError):  # another user's process, odd entry
+        return "running"
+    return "running"
+
+
+def is_running(path: str | Path) -> bool:
+    """Whether the experiment (or any experiment under the folder) is still running
+    (:func:`run_state`; a folder without ``summary.json`` yet counts as starting)."""
     path = Path(path)
     runs = [path] if (path / "record.h5").exists() else find_runs(path)
     for run in runs:
         summary = run / "summary.json"
-        if not summary.exists() or json.loads(summary.read_text()).get("status") == "running":
+        if not summary.exists() or run_state(json.loads(summary.read_text())) == "running":
             return True
     return False
