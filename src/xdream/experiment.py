@@ -383,13 +383,11 @@ class Experiment:
                 yield told.record
                 proposal = following
         finally:  # a pause, an error or Ctrl-C: write what is pending, bring record.h5 up to date
-            self._settle()
             self.flush()
 
     def finish(self) -> dict[str, Any]:
         """Close a run whose budget is spent: complete ``record.h5``, write the final summary,
         drop the journal; returns the summary."""
-        self._settle()
         self.flush()
         summary = self.summary(finished=True)
         write_json(self.folder.summary, summary)
@@ -402,12 +400,16 @@ class Experiment:
         proposal = self.propose()
         return self.complete(proposal, *self._score(proposal.all_images, proposal.all_ids))
 
-    def flush(self, summary: dict[str, Any] | None = None) -> None:
-        """Append the generations recorded since the last flush to ``record.h5`` and rewrite
-        ``summary.json`` (both follow the journal by at most ``record_interval`` seconds).
+    def flush(self) -> None:
+        """Write every pending record, then append the generations recorded since the last
+        flush to ``record.h5`` and rewrite ``summary.json`` (both follow the journal by at
+        most ``record_interval`` seconds while a run goes on)."""
+        self._settle()
+        self._flush()
 
-        ``summary``: the running summary to write (default: as of now).
-        """
+    def _flush(self, summary: dict[str, Any] | None = None) -> None:
+        """:meth:`flush` without waiting for pending records (the record thread calls it);
+        ``summary``: the running summary to write (default: as of now)."""
         if not self._started:
             return
         if self._unflushed:
@@ -449,7 +451,7 @@ class Experiment:
 
     def _flush_if_due(self, summary: dict[str, Any] | None = None) -> None:
         if self._unflushed and time.monotonic() - self._flushed_at >= self.record_interval:
-            self.flush(summary)
+            self._flush(summary)
 
     def propose(self) -> Proposal:
         """First half of a generation: ask for codes, render them, draw the references.
@@ -469,11 +471,25 @@ class Experiment:
         self.scorer.prepare(proposal.all_images, proposal.all_ids)
         return proposal
 
-    def complete(self, p: Proposal, scores: np.ndarray, clean: np.ndarray) -> GenerationRecord:
-        """Second half: tell the optimiser the scores of ``p.all_images`` and record them."""
-        self._settle()  # records of an earlier generation go first
+    def complete(
+        self, p: Proposal, scores: np.ndarray, clean: np.ndarray, *, later: bool = False
+    ) -> GenerationRecord:
+        """Second half: tell the optimiser the scores of ``p.all_images`` and record them.
+
+        ``later``: write the records as :meth:`generations` does (in the background while the
+        next generation is scored); they are all on disk after :meth:`flush` or :meth:`finish`.
+        Otherwise they are on disk when this returns.
+        """
+        if not later:
+            self._settle()  # records of an earlier generation go first
         told = self._tell(p, scores, clean)
-        self._write(told, p.images, self._snapshot(), self.summary(finished=False))
+        write = functools.partial(
+            self._write, told, p.images, self._snapshot(), self.summary(finished=False)
+        )
+        if later:
+            self._write_later(write)
+        else:
+            write()
         return told.record
 
     # ------------------------------------------------------------------ helpers

@@ -548,7 +548,9 @@ class MultiExperiment:
         return cls.from_config(config_mod.load(Path(out) / "config.yaml"), out, resume=True)
 
     def step(self) -> None:
-        """One generation of every unfinished experiment, over one shared scoring pass."""
+        """One generation of every unfinished experiment, over one shared scoring pass; each
+        experiment's records are written in the background while the next pass runs (all on
+        disk after :meth:`Experiment.flush`, which :meth:`run` calls however it ends)."""
         active = [e for e in self.experiments if not e.done()]
         proposals = [e.propose() for e in active]
         images: list[torch.Tensor] = []
@@ -570,7 +572,7 @@ class MultiExperiment:
         for e, p, own in zip(active, proposals, rows):
             view = _unit_view(e.scorer)
             view.supply(acts[own, view.index])
-            e.complete(p, *e._score(p.all_images, p.all_ids))
+            e.complete(p, *e._score(p.all_images, p.all_ids), later=True)
 
     def done(self) -> bool:
         return all(e.done() for e in self.experiments)
@@ -581,11 +583,15 @@ class MultiExperiment:
             if not e._started:
                 e._start()
         generation = 0
-        while not self.done():
-            self.step()
-            generation += 1
-            if progress is not None:
-                progress(generation, len(self.experiments))
+        try:
+            while not self.done():
+                self.step()
+                generation += 1
+                if progress is not None:
+                    progress(generation, len(self.experiments))
+        finally:  # finished, an error or Ctrl-C: every record on disk, record.h5 up to date
+            for e in self.experiments:
+                e.flush()
         summaries = [e.run() for e in self.experiments]  # spent budgets: just finalise
         rows = [
             summary_row(u, s, os.path.relpath(e.folder.path, self.out), label)
