@@ -374,12 +374,9 @@ class Experiment:
             while proposal is not None:
                 scores, clean = self._score(proposal.all_images, proposal.all_ids)
                 told = self._tell(proposal, scores, clean)
-                state = self._snapshot()  # before the next proposal draws from any RNG
-                summary = self.summary(finished=False)
+                write = self._records_of(told, proposal.images)  # before the next proposal
                 following = None if self.done() else self.propose()
-                self._write_later(
-                    functools.partial(self._write, told, proposal.images, state, summary)
-                )
+                self._write_later(write)
                 yield told.record
                 proposal = following
         finally:  # a pause, an error or Ctrl-C: write what is pending, bring record.h5 up to date
@@ -483,9 +480,7 @@ class Experiment:
         if not later:
             self._settle()  # records of an earlier generation go first
         told = self._tell(p, scores, clean)
-        write = functools.partial(
-            self._write, told, p.images, self._snapshot(), self.summary(finished=False)
-        )
+        write = self._records_of(told, p.images)
         if later:
             self._write_later(write)
         else:
@@ -573,9 +568,11 @@ class Experiment:
         self._tick = now
         return _Told(rec, i_best, new_best)
 
-    def _snapshot(self) -> bytes:
-        """The checkpoint's contents now (:meth:`state_dict`, pickled)."""
-        return pickle.dumps(self.state_dict(), protocol=pickle.HIGHEST_PROTOCOL)
+    def _records_of(self, told: _Told, images: torch.Tensor) -> Callable[[], None]:
+        """The writing of a told generation's records, with the checkpoint and the running
+        summary as of now (before anything of the next generation draws from an RNG)."""
+        state = pickle.dumps(self.state_dict(), protocol=pickle.HIGHEST_PROTOCOL)
+        return functools.partial(self._write, told, images, state, self.summary(finished=False))
 
     def _write(
         self, told: _Told, images: torch.Tensor, state: bytes, summary: dict[str, Any]
