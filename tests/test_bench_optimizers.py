@@ -188,6 +188,19 @@ def test_changed_contender_reruns_and_contenders_can_be_added(tmp_path: Path) ->
     )
     assert any("2 tasks (1 done before)" in line for line in logs)
     assert json.loads(ga_file.read_text()) == ga_rows
+    # and another code space (--generators); the results cover the latest invocation's
+    fourier = dataclasses.replace(both, generators=("fourier",), budget=60)
+    logs.clear()
+    run_benchmark(
+        fourier,
+        out,
+        workers=1,
+        contender_table=tiny_contenders,
+        with_overhead=False,
+        log=logs.append,
+    )
+    assert any("2 tasks (0 done before)" in line for line in logs)
+    assert {r["generator"] for r in csv.DictReader((out / "results.csv").open())} == {"fourier"}
 
     # a changed default (here: through the hyperparameters) gives another fingerprint, so the
     # old rows are rerun, not mixed with new ones

@@ -495,22 +495,32 @@ def _is_done(out: Path, task: Task) -> bool:
 
 def _shared_config(config: dict[str, Any]) -> dict[str, Any]:
     """The part of the configuration that every run in a folder must share: all but the
-    contenders, which each result row identifies by its fingerprint."""
-    shared = {k: v for k, v in config.items() if k != "contenders"}
-    shared["profile"] = {k: v for k, v in config["profile"].items() if k != "optimizers"}
+    contenders (each result row names its own by fingerprint) and the code spaces (each task
+    names its own; the parameters of a code space both configurations have must agree)."""
+    shared = {k: v for k, v in config.items() if k not in ("contenders", "generator_params")}
+    shared["profile"] = {
+        k: v for k, v in config["profile"].items() if k not in ("optimizers", "generators")
+    }
     return shared
+
+
+def _same_protocol(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    if _shared_config(old) != _shared_config(new):
+        return False
+    old_gens, new_gens = old.get("generator_params", {}), new.get("generator_params", {})
+    return all(old_gens[g] == new_gens[g] for g in set(old_gens) & set(new_gens))
 
 
 def _check_config(path: Path, config: dict[str, Any]) -> None:
     """Refuse a folder made with another protocol (units, budget, noises, generators...).
 
-    Contenders may differ between invocations (``--optimizers`` adds some to a folder); the
-    file records those of the latest invocation.
+    Contenders and code spaces may differ between invocations (``--optimizers`` and
+    ``--generators`` add some to a folder); the file records those of the latest invocation.
     """
     text = json.dumps(config, indent=2, sort_keys=True, default=str)
     if path.exists():
         old = json.loads(path.read_text())
-        if _shared_config(old) != _shared_config(json.loads(text)):
+        if not _same_protocol(old, json.loads(text)):
             raise XDreamError(
                 f"{path.parent} holds a benchmark with a different configuration; "
                 "choose another --out (or delete the folder) to start a new one"
