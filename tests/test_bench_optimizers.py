@@ -107,6 +107,13 @@ def test_tiny_benchmark_runs_resumes_and_refuses_other_config(tmp_path: Path) ->
     first = run_benchmark(
         TINY, out, workers=1, contender_table=tiny_contenders, with_overhead=False, log=logs.append
     )
+    done = [line.split()[1].rstrip(":") for line in logs if line.startswith("[")]
+    assert [key.split("__")[1:3] for key in done] == [  # noise by noise: whole comparisons
+        ["genetic", "none"],
+        ["annealed-es", "none"],
+        ["genetic", "poisson"],
+        ["annealed-es", "poisson"],
+    ]
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 2 * 2 * 2  # contenders x noises x channels
     assert {r["optimizer"] for r in rows} == {"genetic", "annealed-es"}

@@ -429,7 +429,16 @@ def run_benchmark(
         stale = sum((out / "runs" / f"{t.key}.json").exists() for t in todo)
         if stale:
             log(f"{stale} finished tasks are of a changed contender (other fingerprint): rerun")
-        todo.sort(key=lambda t: t.contender.optimizer != "pycma")  # the slowest first
+        # code space by code space, noise condition by noise condition, seed by seed (a
+        # stopped run leaves complete comparisons behind); within those the slowest first
+        todo.sort(
+            key=lambda t: (
+                profile.generators.index(t.generator),
+                profile.noises.index(t.noise),
+                t.seed,
+                t.contender.optimizer != "pycma",
+            )
+        )
         log(f"{len(tasks)} tasks ({len(tasks) - len(todo)} done before), {workers} workers")
         _execute(todo, out, pool, log, t0)
     finally:
