@@ -107,6 +107,13 @@ def test_tiny_benchmark_runs_resumes_and_refuses_other_config(tmp_path: Path) ->
     first = run_benchmark(
         TINY, out, workers=1, contender_table=tiny_contenders, with_overhead=False, log=logs.append
     )
+    done = [line.split()[1].rstrip(":") for line in logs if line.startswith("[")]
+    assert [key.split("__")[1:3] for key in done] == [  # noise by noise: whole comparisons
+        ["genetic", "none"],
+        ["annealed-es", "none"],
+        ["genetic", "poisson"],
+        ["annealed-es", "poisson"],
+    ]
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 2 * 2 * 2  # contenders x noises x channels
     assert {r["optimizer"] for r in rows} == {"genetic", "annealed-es"}
@@ -163,3 +170,70 @@ def test_cli_parser() -> None:
     assert args.quick and args.workers == 3 and args.generators == ["pixels"]
     with pytest.raises(XDreamError, match="workers"):
         bench_cli.cmd_bench_optimizers(parser.parse_args(["bench", "optimizers", "--workers", "0"]))
+
+
+def test_changed_contender_reruns_and_contenders_can_be_added(tmp_path: Path) -> None:
+    logs: list[str] = []
+    out = tmp_path / "bench"
+    only_ga = dataclasses.replace(TINY, noises=("none",), optimizers=("genetic",))
+    run_benchmark(
+        only_ga,
+        out,
+        workers=1,
+        contender_table=tiny_contenders,
+        with_overhead=False,
+        log=logs.append,
+    )
+    ga_file = out / "runs" / "pixels__genetic__none__s0__blocks1.json"
+    ga_rows = json.loads(ga_file.read_text())
+    assert {r["contender_id"] for r in ga_rows} == {tiny_contenders("pixels")[0].fingerprint()}
+    # the same folder takes another contender (--optimizers), keeping the GA's runs
+    both = dataclasses.replace(only_ga, optimizers=None)
+    logs.clear()
+    run_benchmark(
+        both, out, workers=1, contender_table=tiny_contenders, with_overhead=False, log=logs.append
+    )
+    assert any("2 tasks (1 done before)" in line for line in logs)
+    assert json.loads(ga_file.read_text()) == ga_rows
+    # and another code space (--generators); the results cover the latest invocation's
+    fourier = dataclasses.replace(both, generators=("fourier",), budget=60)
+    logs.clear()
+    run_benchmark(
+        fourier,
+        out,
+        workers=1,
+        contender_table=tiny_contenders,
+        with_overhead=False,
+        log=logs.append,
+    )
+    assert any("2 tasks (0 done before)" in line for line in logs)
+    assert {r["generator"] for r in csv.DictReader((out / "results.csv").open())} == {"fourier"}
+
+    # a changed default (here: through the hyperparameters) gives another fingerprint, so the
+    # old rows are rerun, not mixed with new ones
+    def changed(generator: str) -> list[Contender]:
+        ga, es = tiny_contenders(generator)
+        return [ga, dataclasses.replace(es, params={**es.params, "sigma_end": 0.5})]
+
+    assert changed("pixels")[1].fingerprint() != tiny_contenders("pixels")[1].fingerprint()
+    logs.clear()
+    run_benchmark(
+        both, out, workers=1, contender_table=changed, with_overhead=False, log=logs.append
+    )
+    assert any("1 finished tasks are of a changed contender" in line for line in logs)
+    assert any("2 tasks (1 done before)" in line for line in logs)
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    es_ids = {r["contender_id"] for r in rows if r["optimizer"] == "annealed-es"}
+    assert es_ids == {changed("pixels")[1].fingerprint()}
+
+
+def test_fingerprint_follows_resolved_params_and_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xdream.optimizers.annealed_es import AnnealedES, AnnealedESParams
+
+    default = AnnealedESParams().sigma_end
+    explicit = Contender("a", "annealed-es", {"sigma_end": default})  # the default, spelt out
+    implicit = Contender("a", "annealed-es")
+    assert explicit.fingerprint() == implicit.fingerprint()
+    before = implicit.fingerprint()
+    monkeypatch.setattr(AnnealedES, "version", AnnealedES.version + 1)
+    assert implicit.fingerprint() != before

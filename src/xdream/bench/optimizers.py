@@ -25,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 import multiprocessing
@@ -52,6 +53,7 @@ from xdream.optimizers import (  # noqa: F401  (registration, whatever the packa
     sep_cma,
     sphere_cma,
 )
+from xdream.params import build_params
 from xdream.references import ReferenceImages
 from xdream.scorers import make_noise
 from xdream.scorers.noise import NoiseModel
@@ -87,6 +89,23 @@ class Contender:
 
     def make(self, dim: int, seed: int) -> optimizers.Optimizer:
         return optimizers.make(self.optimizer, dim=dim, seed=seed, **self.params)
+
+    def spec(self) -> dict[str, Any]:
+        """What the contender's runs depend on: the optimiser, its *resolved* hyperparameters
+        (defaults included, so a changed default counts) and its class's ``version``."""
+        cls = optimizers.REGISTRY.get(self.optimizer)
+        params = build_params(cls.Params, self.params, f"optimizer {self.optimizer!r}")
+        return {
+            "label": self.label,
+            "optimizer": self.optimizer,
+            "params": json.loads(json.dumps(dataclasses.asdict(params), default=str)),
+            "version": cls.version,
+        }
+
+    def fingerprint(self) -> str:
+        """A short hash of :meth:`spec`; every result row carries it."""
+        text = json.dumps(self.spec(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def contenders(generator: str) -> list[Contender]:
@@ -172,6 +191,7 @@ class Task:
     budget: int
     image_size: int
     device: str
+    fingerprint: str = ""
 
     @property
     def key(self) -> str:
@@ -257,6 +277,7 @@ def run_task(task: Task) -> list[dict[str, Any]]:
             {
                 "generator": task.generator,
                 "optimizer": task.contender.label,
+                "contender_id": task.fingerprint,
                 "noise": task.noise,
                 "seed": task.seed,
                 "layer": task.layer,
@@ -358,10 +379,14 @@ def run_benchmark(
         ]
         for gen in profile.generators
     }
+    fingerprints = {(g, c.label): c.fingerprint() for g, cs in table.items() for c in cs}
     config = {
         "profile": dataclasses.asdict(profile),
         "generator_params": {g: GENERATOR_PARAMS.get(g, {}) for g in profile.generators},
-        "contenders": {g: [dataclasses.asdict(c) for c in cs] for g, cs in table.items()},
+        "contenders": {
+            g: [{**c.spec(), "fingerprint": fingerprints[(g, c.label)]} for c in cs]
+            for g, cs in table.items()
+        },
         "noises": {k: NOISES[k] for k in profile.noises},
     }
     _check_config(out / "config.json", config)
@@ -392,6 +417,7 @@ def run_benchmark(
                 profile.budget,
                 profile.image_size,
                 device,
+                fingerprints[(gen, c.label)],
             )
             for gen in profile.generators
             for c in table[gen]
@@ -399,8 +425,20 @@ def run_benchmark(
             for seed in range(profile.seeds)
             for layer, chans in units.items()
         ]
-        todo = [t for t in tasks if not (out / "runs" / f"{t.key}.json").exists()]
-        todo.sort(key=lambda t: t.contender.optimizer != "pycma")  # the slowest first
+        todo = [t for t in tasks if not _is_done(out, t)]
+        stale = sum((out / "runs" / f"{t.key}.json").exists() for t in todo)
+        if stale:
+            log(f"{stale} finished tasks are of a changed contender (other fingerprint): rerun")
+        # code space by code space, noise condition by noise condition, seed by seed (a
+        # stopped run leaves complete comparisons behind); within those the slowest first
+        todo.sort(
+            key=lambda t: (
+                profile.generators.index(t.generator),
+                profile.noises.index(t.noise),
+                t.seed,
+                t.contender.optimizer != "pycma",
+            )
+        )
         log(f"{len(tasks)} tasks ({len(tasks) - len(todo)} done before), {workers} workers")
         _execute(todo, out, pool, log, t0)
     finally:
@@ -453,15 +491,49 @@ def _execute(todo: list[Task], out: Path, pool: cf.Executor | None, log: Log, t0
         save(futures[fut], fut.result(), i)
 
 
+def _is_done(out: Path, task: Task) -> bool:
+    """Whether ``task``'s result file exists and was made by the same contender (fingerprint):
+    rows of a changed optimiser (other hyperparameters, defaults or ``version``) are never
+    mixed with new ones, the task runs again and its file is replaced."""
+    path = out / "runs" / f"{task.key}.json"
+    if not path.exists():
+        return False
+    rows = _read_rows(path)
+    return bool(rows) and all(r.get("contender_id") == task.fingerprint for r in rows)
+
+
+def _shared_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of the configuration that every run in a folder must share: all but the
+    contenders (each result row names its own by fingerprint) and the code spaces (each task
+    names its own; the parameters of a code space both configurations have must agree)."""
+    shared = {k: v for k, v in config.items() if k not in ("contenders", "generator_params")}
+    shared["profile"] = {
+        k: v for k, v in config["profile"].items() if k not in ("optimizers", "generators")
+    }
+    return shared
+
+
+def _same_protocol(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    if _shared_config(old) != _shared_config(new):
+        return False
+    old_gens, new_gens = old.get("generator_params", {}), new.get("generator_params", {})
+    return all(old_gens[g] == new_gens[g] for g in set(old_gens) & set(new_gens))
+
+
 def _check_config(path: Path, config: dict[str, Any]) -> None:
+    """Refuse a folder made with another protocol (units, budget, noises, generators...).
+
+    Contenders and code spaces may differ between invocations (``--optimizers`` and
+    ``--generators`` add some to a folder); the file records those of the latest invocation.
+    """
     text = json.dumps(config, indent=2, sort_keys=True, default=str)
     if path.exists():
-        if json.loads(path.read_text()) != json.loads(text):
+        old = json.loads(path.read_text())
+        if not _same_protocol(old, json.loads(text)):
             raise XDreamError(
                 f"{path.parent} holds a benchmark with a different configuration; "
                 "choose another --out (or delete the folder) to start a new one"
             )
-        return
     with atomic_write(path, "w") as fh:
         fh.write(text)
 
@@ -496,6 +568,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 CSV_FIELDS = (
     "generator",
     "optimizer",
+    "contender_id",
     "noise",
     "seed",
     "layer",

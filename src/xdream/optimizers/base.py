@@ -38,6 +38,9 @@ class Optimizer(abc.ABC):
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[Any]]
+    version: ClassVar[int] = 1
+    """Bumped when the algorithm changes for the same hyperparameters, so that benchmark rows of
+    the old behaviour are not mixed with new ones (``xdream.bench.optimizers``)."""
 
     def __init__(
         self, dim: int, params: Any, seed: int | None = None, init_codes: Codes | None = None
