@@ -237,3 +237,43 @@ def test_fingerprint_follows_resolved_params_and_version(monkeypatch: pytest.Mon
     before = implicit.fingerprint()
     monkeypatch.setattr(AnnealedES, "version", AnnealedES.version + 1)
     assert implicit.fingerprint() != before
+
+
+def test_stopped_run_and_summary_only_write_partial_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "bench"
+    kwargs: dict = dict(contender_table=tiny_contenders, with_overhead=False, log=lambda m: None)
+    with pytest.raises(XDreamError, match="nothing to summarise"):
+        run_benchmark(TINY, out, workers=1, run=False, **kwargs)
+    from xdream.bench import optimizers as bench
+
+    real = bench.run_task
+    calls: list[str] = []
+
+    def stop_at_third(task: bench.Task) -> list[dict]:
+        calls.append(task.key)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C during the third task
+        return real(task)
+
+    monkeypatch.setattr(bench, "run_task", stop_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(TINY, out, workers=1, **kwargs)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False
+    assert summary["tasks"] == {"finished": 2, "total": 4}
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 2 * 2  # the two finished tasks (noise-free), two channels each
+    assert {r["noise"] for r in rows} == {"none"}
+    table = summary["generators"]["pixels"]["table"]
+    assert set(table["none"]) == {"genetic", "annealed-es"} and table["poisson"] == {}
+    # --summary-only runs nothing and says the same
+    monkeypatch.setattr(bench, "run_task", real)
+    again = run_benchmark(TINY, out, workers=1, run=False, **kwargs)
+    assert again["tasks"] == {"finished": 2, "total": 4} and len(calls) == 3
+    assert again["generators"] == summary["generators"]
+    # resuming finishes the rest; the tables are then complete
+    done = run_benchmark(TINY, out, workers=1, **kwargs)
+    assert done["complete"] is True and done["tasks"] == {"finished": 4, "total": 4}
+    assert len(list(csv.DictReader((out / "results.csv").open()))) == 8

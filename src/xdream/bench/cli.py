@@ -40,7 +40,8 @@ def add_optimizers_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
         help="compare the optimisers on units of the default network (docs/benchmarks.md)",
         description="Run or resume the optimiser benchmark; writes results.csv, summary.json, "
         "optimizers.png and overhead.json to --out. Re-running the same command after a kill "
-        "skips finished runs.",
+        "skips finished runs; a stopped run (Ctrl-C) and --summary-only write the tables of "
+        "the runs finished so far, marked partial.",
     )
     p.add_argument(
         "--quick",
@@ -67,6 +68,12 @@ def add_optimizers_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
         help="contender labels (default: the profile's; full: genetic pycma annealed-es)",
     )
     p.add_argument("--seeds", type=int, help="seeds per unit (default: 3; quick: 1)")
+    p.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="run nothing: write results.csv, summary.json and the plot from the runs already "
+        "finished in --out (while a long benchmark runs, or after one was stopped)",
+    )
     p.add_argument(
         "--no-overhead",
         action="store_true",
@@ -105,7 +112,11 @@ def cmd_bench_optimizers(args: argparse.Namespace, console: Any = None) -> int:
         device=device,
         with_overhead=not args.no_overhead,
         log=_log,
+        run=not args.summary_only,
     )
+    if not summary["complete"]:
+        done, total = summary["tasks"]["finished"], summary["tasks"]["total"]
+        print(f"partial results: {done} of {total} tasks finished")
     for gen, entry in summary["generators"].items():
         verdict = entry.get("acceptance", {})
         print(f"{gen}: winner {verdict.get('winner')}, passes the bars: {verdict.get('passes')}")

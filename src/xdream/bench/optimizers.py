@@ -363,14 +363,19 @@ def run_benchmark(
     contender_table: Callable[[str], list[Contender]] = contenders,
     with_overhead: bool = True,
     log: Log = print,
+    run: bool = True,
 ) -> dict[str, Any]:
     """Run (or resume) ``profile`` into ``out``; write results.csv, summary.json and the plot.
 
     ``with_overhead`` adds the optimiser-overhead table (:func:`overhead`, N = 4096).
+    ``run=False`` runs nothing: the outputs summarise the tasks already finished in ``out``.
+    Outputs from a subset of the tasks (``run=False``, or a run stopped by an exception or
+    Ctrl-C, which still writes them) say so: ``summary["complete"]`` is False and
+    ``summary["tasks"]`` counts the finished ones.
     """
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    workers = workers or os.cpu_count() or 1
+    workers = (workers or os.cpu_count() or 1) if run else 1
     table = {
         gen: [
             c
@@ -401,9 +406,14 @@ def run_benchmark(
         pool = cf.ProcessPoolExecutor(
             workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
         )
+    tasks: list[Task] = []
+    refs: dict[str, float] = {}
+    finished = False
     try:
         t0 = time.perf_counter()
         units = choose_units(profile)
+        if not run and not (out / "references.json").exists():
+            raise XDreamError(f"{out} holds no benchmark runs yet: nothing to summarise")
         refs = _load_or_compute_references(out, profile, units, pool, device, log)
         tasks = [
             Task(
@@ -439,8 +449,10 @@ def run_benchmark(
                 t.contender.optimizer != "pycma",
             )
         )
-        log(f"{len(tasks)} tasks ({len(tasks) - len(todo)} done before), {workers} workers")
-        _execute(todo, out, pool, log, t0)
+        if run:
+            log(f"{len(tasks)} tasks ({len(tasks) - len(todo)} done before), {workers} workers")
+            _execute(todo, out, pool, log, t0)
+            finished = True
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -449,18 +461,47 @@ def run_benchmark(
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    rows = [row for t in tasks for row in _read_rows(out / "runs" / f"{t.key}.json")]
+        if run and not finished and tasks:
+            # stopped part-way (Ctrl-C, a failed task): leave tables of what finished
+            try:
+                write_outputs(out, tasks, profile, config, refs, workers, device, log=log)
+            except Exception as err:  # the original error is the one to raise
+                log(f"could not summarise the finished tasks: {err}")
+    overhead_path = out / "overhead.json" if with_overhead else None
+    if overhead_path is not None and not overhead_path.exists() and run:
+        log("overhead: ask + tell per generation at N = 4096, 40 codes")
+        write_json(overhead_path, overhead())
+    return write_outputs(
+        out, tasks, profile, config, refs, workers, device, overhead_path=overhead_path, log=log
+    )
+
+
+def write_outputs(
+    out: Path,
+    tasks: Sequence[Task],
+    profile: Profile,
+    config: dict[str, Any],
+    refs: dict[str, float],
+    workers: int,
+    device: str,
+    overhead_path: Path | None = None,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Write results.csv, summary.json and the plot from the finished ones of ``tasks``."""
+    done = [t for t in tasks if _is_done(out, t)]
+    rows = [row for t in done for row in _read_rows(out / "runs" / f"{t.key}.json")]
+    complete = len(done) == len(tasks)
+    if not complete:
+        log(f"summarising {len(done)} of {len(tasks)} tasks (the others have not finished)")
     write_results_csv(out / "results.csv", rows)
     summary = summarise(rows, profile)
+    summary["complete"] = complete
+    summary["tasks"] = {"finished": len(done), "total": len(tasks)}
     summary["config"] = config
     summary["machine"] = machine(workers, device)
     summary["references"] = refs
-    if with_overhead:
-        path = out / "overhead.json"
-        if not path.exists():
-            log("overhead: ask + tell per generation at N = 4096, 40 codes")
-            write_json(path, overhead())
-        summary["overhead"] = json.loads(path.read_text())
+    if overhead_path is not None and overhead_path.exists():
+        summary["overhead"] = json.loads(overhead_path.read_text())
     write_json(out / "summary.json", summary)
     try:
         plot(summary, rows, out / "optimizers.png")
@@ -729,8 +770,10 @@ def plot(summary: dict[str, Any], rows: list[dict[str, Any]], path: Path) -> Non
         ax.set_xticks(np.arange(len(labels)), labels, rotation=30, ha="right")
         ax.set_ylabel("median normalised score")
         ax.set_ylim(0, 1.2)
-        ax.set_title(f"{gen}: best clean score / best on the unit")
-        ax.legend(title="noise", fontsize=8, ncol=len(noises), loc="upper center")
+        partial = "" if summary.get("complete", True) else " (partial)"
+        ax.set_title(f"{gen}: best clean score / best on the unit{partial}")
+        if labels:
+            ax.legend(title="noise", fontsize=8, ncol=len(noises), loc="upper center")
         ax = axes[1, j]
         for lab in labels:
             curves = [
@@ -750,8 +793,9 @@ def plot(summary: dict[str, Any], rows: list[dict[str, Any]], path: Path) -> Non
         ax.axhline(1.0, color="grey", lw=0.8, ls=":")
         ax.set_xlabel("presentations")
         ax.set_ylabel("median best / best natural crop")
-        ax.set_title(f"{gen}: noise-free progress")
-        ax.legend(fontsize=8)
+        ax.set_title(f"{gen}: noise-free progress{partial}")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
