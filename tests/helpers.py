@@ -48,7 +48,9 @@ def tiny_experiment(
 ) -> Experiment:
     """A fast experiment: 8x8-code pixel generator at 32 px and the red scorer."""
     gen = xdream.generators.make("pixels", size=32, code_size=8)
-    opt = xdream.optimizers.make(optimizer, dim=gen.code_dim, seed=seed)
+    opt = xdream.optimizers.make(
+        optimizer, dim=gen.code_dim, seed=seed, spectrum=gen.code_spectrum()
+    )
     return Experiment(
         gen,
         RedScorer(drop),

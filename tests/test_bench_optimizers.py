@@ -24,6 +24,7 @@ from xdream.bench.optimizers import (
     summarise,
 )
 from xdream.errors import XDreamError
+from xdream.generators.spectrum import CodeSpectrum
 from xdream.scorers import CNNUnitScorer
 
 TINY = Profile(
@@ -224,7 +225,7 @@ def test_changed_contender_reruns_and_contenders_can_be_added(tmp_path: Path) ->
     assert any("2 tasks (1 done before)" in line for line in logs)
     rows = list(csv.DictReader((out / "results.csv").open()))
     es_ids = {r["contender_id"] for r in rows if r["optimizer"] == "annealed-es"}
-    assert es_ids == {changed("pixels")[1].fingerprint()}
+    assert es_ids == {changed("pixels")[1].fingerprint("pixels")}
 
 
 def test_fingerprint_follows_resolved_params_and_version(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,6 +238,20 @@ def test_fingerprint_follows_resolved_params_and_version(monkeypatch: pytest.Mon
     before = implicit.fingerprint()
     monkeypatch.setattr(AnnealedES, "version", AnnealedES.version + 1)
     assert implicit.fingerprint() != before
+    # the code space's default spectrum power is part of what annealed-es's runs depend on
+    assert implicit.fingerprint("pixels") != implicit.fingerprint("fourier")
+    ga = Contender("ga", "genetic")
+    assert ga.fingerprint("pixels") == ga.fingerprint("fourier") == ga.fingerprint()
+    from xdream.generators.pixels import PixelsGenerator
+
+    pixels_before = implicit.fingerprint("pixels")
+    real = PixelsGenerator.code_spectrum
+
+    def untilted(self: PixelsGenerator) -> CodeSpectrum:
+        return dataclasses.replace(real(self), default_power=0.5)
+
+    monkeypatch.setattr(PixelsGenerator, "code_spectrum", untilted)
+    assert implicit.fingerprint("pixels") != pixels_before
 
 
 def test_stopped_run_and_summary_only_write_partial_tables(

@@ -117,7 +117,7 @@ def test_seeded_runs_are_identical_and_seeds_differ(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("optimizer", ["genetic", "fdgd", "nes"])
+@pytest.mark.parametrize("optimizer", ["genetic", "fdgd", "nes", "annealed-es"])
 @pytest.mark.parametrize("stop_after", [1, 3])
 def test_resume_equals_uninterrupted(tmp_path: Path, optimizer: str, stop_after: int) -> None:
     tiny_experiment(tmp_path / "full", generations=6, drop=0.1, optimizer=optimizer).run()

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from xdream.errors import XDreamError
+from xdream.generators.spectrum import CodeSpectrum
 from xdream.optimizers import (  # noqa: F401  (registration, whatever the package imports)
     Optimizer,
     annealed_es,
@@ -29,6 +30,7 @@ from xdream.optimizers import (  # noqa: F401  (registration, whatever the packa
 
 DIM = 12
 TARGET = 2.0 + np.random.default_rng(7).normal(size=DIM)
+SPECTRUM = CodeSpectrum.dct(3, 2, 2)  # DIM directions; optimisers that use a spectrum get it
 
 HYPER: dict[str, dict[str, Any]] = {
     # small populations keep the suite fast; everything else is the optimiser's default
@@ -50,7 +52,8 @@ def build(name: str, seed: int | None = 0, dim: int = DIM) -> Optimizer:
     module = NEEDS.get(name)
     if module and importlib.util.find_spec(module) is None:
         pytest.skip(f"optional package {module!r} not installed")
-    return make(name, dim=dim, seed=seed, **HYPER.get(name, {}))
+    spectrum = SPECTRUM if dim == DIM else None
+    return make(name, dim=dim, seed=seed, spectrum=spectrum, **HYPER.get(name, {}))
 
 
 def score(codes: np.ndarray) -> np.ndarray:

@@ -247,6 +247,7 @@ class Experiment:
             dim=generator.code_dim,
             seed=exp.seed,
             init_codes=init_codes,
+            spectrum=generator.code_spectrum(),
             **opt_params,
         )
         kind, budget = config.budget()

@@ -46,6 +46,7 @@ from xdream import generators, optimizers
 from xdream.bench.files import atomic_write, write_json
 from xdream.bench.network import LayerReader
 from xdream.errors import XDreamError
+from xdream.generators.spectrum import CodeSpectrum
 from xdream.optimizers import (  # noqa: F401  (registration, whatever the package imports)
     annealed_es,
     cholesky_cma,
@@ -87,24 +88,32 @@ class Contender:
     optimizer: str
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def make(self, dim: int, seed: int) -> optimizers.Optimizer:
-        return optimizers.make(self.optimizer, dim=dim, seed=seed, **self.params)
+    def make(
+        self, dim: int, seed: int, spectrum: CodeSpectrum | None = None
+    ) -> optimizers.Optimizer:
+        return optimizers.make(self.optimizer, dim=dim, seed=seed, spectrum=spectrum, **self.params)
 
-    def spec(self) -> dict[str, Any]:
+    def spec(self, generator: str | None = None) -> dict[str, Any]:
         """What the contender's runs depend on: the optimiser, its *resolved* hyperparameters
-        (defaults included, so a changed default counts) and its class's ``version``."""
+        (defaults included, so a changed default counts), its class's ``version`` and, for an
+        optimiser that uses the code spectrum, the ``generator``'s spectrum default power."""
         cls = optimizers.REGISTRY.get(self.optimizer)
         params = build_params(cls.Params, self.params, f"optimizer {self.optimizer!r}")
-        return {
+        out = {
             "label": self.label,
             "optimizer": self.optimizer,
             "params": json.loads(json.dumps(dataclasses.asdict(params), default=str)),
             "version": cls.version,
         }
+        if cls.uses_spectrum and generator is not None:
+            gen = generators.make(generator, **GENERATOR_PARAMS.get(generator, {}))
+            spectrum = gen.code_spectrum()
+            out["spectrum_default_power"] = None if spectrum is None else spectrum.default_power
+        return out
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, generator: str | None = None) -> str:
         """A short hash of :meth:`spec`; every result row carries it."""
-        text = json.dumps(self.spec(), sort_keys=True, default=str)
+        text = json.dumps(self.spec(generator), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -240,7 +249,8 @@ def run_task(task: Task) -> list[dict[str, Any]]:
     noise: NoiseModel | None = make_noise(spec[0], **spec[1]) if spec else None
     k = len(task.channels)
     seeds = [stream_seed(task.generator, task.layer, ch, task.seed) for ch in task.channels]
-    opts = [task.contender.make(gen.code_dim, s) for s in seeds]
+    spectrum = gen.code_spectrum()
+    opts = [task.contender.make(gen.code_dim, s, spectrum) for s in seeds]
     noise_rngs = [np.random.default_rng(stream_seed("noise", task.noise, s)) for s in seeds]
     best = np.full(k, -np.inf)
     curves: list[list[float]] = [[] for _ in range(k)]
@@ -384,12 +394,12 @@ def run_benchmark(
         ]
         for gen in profile.generators
     }
-    fingerprints = {(g, c.label): c.fingerprint() for g, cs in table.items() for c in cs}
+    fingerprints = {(g, c.label): c.fingerprint(g) for g, cs in table.items() for c in cs}
     config = {
         "profile": dataclasses.asdict(profile),
         "generator_params": {g: GENERATOR_PARAMS.get(g, {}) for g in profile.generators},
         "contenders": {
-            g: [{**c.spec(), "fingerprint": fingerprints[(g, c.label)]} for c in cs]
+            g: [{**c.spec(g), "fingerprint": fingerprints[(g, c.label)]} for c in cs]
             for g, cs in table.items()
         },
         "noises": {k: NOISES[k] for k in profile.noises},
@@ -814,6 +824,9 @@ def overhead(
 
     pycma's full CMA runs ``slow_generations`` only (about a second each at 4096). Reports
     median and maximum over generations; random scores, so only the optimiser is timed.
+    ``annealed-es-dct`` is ``annealed-es`` drawing its directions through a 2-D DCT spectrum
+    (as on the ``pixels`` code space), over ``dim / 1024`` channels of 32 x 32 when ``dim`` is
+    a multiple of 1024.
     """
     table: dict[str, tuple[str, dict[str, Any]]] = {
         "genetic": ("genetic", {"population_size": population}),
@@ -821,14 +834,18 @@ def overhead(
         "sep-cma": ("sep-cma", {"population_size": population}),
         "sphere-cma": ("sphere-cma", {"population_size": population}),
         "annealed-es": ("annealed-es", {"population_size": population}),
+        "annealed-es-dct": ("annealed-es", {"population_size": population}),
         "pycma-diag": ("pycma-diag", {"population_size": population}),
         "pycma": ("pycma", {"population_size": population}),
     }
     rng = np.random.default_rng(seed)
     out = {}
-    for label in labels or list(table):
+    if labels is None:
+        labels = [k for k in table if k != "annealed-es-dct" or dim % 1024 == 0]
+    for label in labels:
         name, params = table[label]
-        opt = optimizers.make(name, dim=dim, seed=seed, **params)
+        spectrum = CodeSpectrum.dct(dim // 1024, 32, 32) if label == "annealed-es-dct" else None
+        opt = optimizers.make(name, dim=dim, seed=seed, spectrum=spectrum, **params)
         times = []
         n_gen = slow_generations if name == "pycma" else generations
         for _ in range(n_gen):

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from xdream.errors import XDreamError
+from xdream.generators.spectrum import CodeSpectrum
 from xdream.types import Codes, Images
 
 
@@ -43,6 +44,12 @@ class Generator(torch.nn.Module, abc.ABC):
         for t in list(self.parameters()) + list(self.buffers()):
             return t.device
         return torch.device("cpu")
+
+    def code_spectrum(self) -> CodeSpectrum | None:
+        """The spatial frequency of each direction of the code space, for optimisers that take
+        larger steps along coarse directions (:mod:`xdream.generators.spectrum`); ``None``
+        (the default) when the code space has no such known structure."""
+        return None
 
     def initial_codes(self, n: int, rng: np.random.Generator) -> Codes:
         """``n`` codes to start a search from; N(0, 1) unless a generator knows better."""

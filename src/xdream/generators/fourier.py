@@ -30,6 +30,7 @@ import torch
 
 from xdream.generators import register
 from xdream.generators.base import Generator
+from xdream.generators.spectrum import CodeSpectrum
 from xdream.types import Images
 
 COLOR_CORRELATION_SQRT = np.array(
@@ -170,6 +171,12 @@ class FourierGenerator(Generator):
         """The highest kept frequency (``params.max_freq`` after resolving ``None``)."""
         assert self.params.max_freq is not None  # resolved by FourierParams.__post_init__
         return self.params.max_freq
+
+    def code_spectrum(self) -> CodeSpectrum:
+        """Each entry's frequency ``hypot(fy, fx)`` (0 for the channels' means): the code's
+        coordinates are already Fourier coefficients."""
+        freq = [math.hypot(fy, fx) for _, fy, fx, _ in code_layout(self.max_freq)]
+        return CodeSpectrum(np.array(freq))
 
     def forward(self, codes: torch.Tensor) -> Images:
         """Render codes ``(n, code_dim)`` as images ``(n, 3, size, size)`` in [0, 1]."""

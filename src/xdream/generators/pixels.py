@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from xdream.generators import register
 from xdream.generators.base import Generator
+from xdream.generators.spectrum import CodeSpectrum
 from xdream.types import Images
 
 
@@ -65,6 +66,12 @@ class PixelsGenerator(Generator):
         super().__init__(params)
         self.code_dim = 3 * params.code_size**2
         self.output_size = (params.size, params.size)
+
+    def code_spectrum(self) -> CodeSpectrum:
+        """The 2-D cosine transform of each channel's ``code_size x code_size`` logits; the
+        ES steps along it with a 1/f tilt by default (``default_power`` 1)."""
+        c = self.params.code_size
+        return CodeSpectrum.dct(3, c, c, default_power=1.0)
 
     def forward(self, codes: torch.Tensor) -> Images:
         """Render codes ``(n, 3 * code_size**2)`` as images ``(n, 3, size, size)`` in [0, 1]."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xdream.optimizers.base import Best, Optimizer
 from xdream.params import build_params
 from xdream.registry import Registry
 from xdream.types import Codes
+
+if TYPE_CHECKING:  # the generators package imports torch; optimisers need not
+    from xdream.generators.spectrum import CodeSpectrum
 
 REGISTRY: Registry[type[Optimizer]] = Registry("optimizer")
 
@@ -24,13 +27,16 @@ def make(
     seed: int | None = None,
     init_codes: Codes | None = None,
     preset: str | None = None,
+    spectrum: CodeSpectrum | None = None,
     **hyperparameters: Any,
 ) -> Optimizer:
     """Build the optimiser registered as ``name`` for a ``dim``-dimensional code space.
 
     ``preset`` names settings from :data:`xdream.optimizers.presets.PRESETS` (for example
     ``"deepsim-fc7"``); ``hyperparameters`` override them. Unknown hyperparameters raise
-    :class:`xdream.errors.ConfigError` naming the nearest valid key.
+    :class:`xdream.errors.ConfigError` naming the nearest valid key. ``spectrum`` is the
+    generator's :meth:`~xdream.generators.Generator.code_spectrum`, for optimisers that use
+    it (``uses_spectrum``; others ignore it).
     """
     if preset is not None:
         from xdream.optimizers import presets
@@ -38,6 +44,8 @@ def make(
         hyperparameters = {**presets.expand(name, preset)[1], **hyperparameters}
     cls = REGISTRY.get(name)
     params = build_params(cls.Params, hyperparameters, f"optimizer {name!r}")
+    if cls.uses_spectrum:
+        return cls(dim, params, seed=seed, init_codes=init_codes, spectrum=spectrum)  # type: ignore[call-arg]
     return cls(dim, params, seed=seed, init_codes=init_codes)
 
 

@@ -22,6 +22,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from xdream.errors import XDreamError
+from xdream.generators.spectrum import CodeSpectrum
 from xdream.optimizers import register
 from xdream.optimizers.base import Optimizer
 from xdream.optimizers.es_common import (
@@ -49,6 +51,14 @@ class AnnealedESParams:
         line_sample: make one code ``m + sigma sqrt(N) p / |p|`` along the averaged mean shift
             ``p`` (True).
         path_rate: ``p <- (1 - path_rate) p + path_rate * (mean shift)`` (0.3).
+        spectrum_power: on a code space with a known spectrum (``fourier``, ``pixels``;
+            :mod:`xdream.generators.spectrum`), draw the random directions with per-frequency
+            scales ``(f + spectrum_offset) ** -spectrum_power`` (normalised to mean square 1):
+            positive values give coarse patterns larger steps than fine ones, negative values
+            the reverse, 0 samples isotropically. ``None`` (default): the code space's
+            ``default_power`` (1 on ``pixels``, 0 on ``fourier``). No effect on code spaces
+            without a spectrum (CPPN, DeePSiM).
+        spectrum_offset: the ``f0`` of those scales, in cycles per image (1).
     """
 
     population_size: int = 40
@@ -59,6 +69,8 @@ class AnnealedESParams:
     show_mean: bool = True
     line_sample: bool = True
     path_rate: float = 0.3
+    spectrum_power: float | None = None
+    spectrum_offset: float = 1.0
 
     def __post_init__(self) -> None:
         check_int("population_size", self.population_size, 4)
@@ -67,6 +79,14 @@ class AnnealedESParams:
         check_int("generations", self.generations, 1)
         check_float("learning_rate", self.learning_rate, 0.0)
         check_float("path_rate", self.path_rate, 0.0)
+        power = self.spectrum_power
+        if power is not None and (
+            not isinstance(power, (int, float, np.integer, np.floating))
+            or isinstance(power, bool)
+            or not math.isfinite(float(power))
+        ):
+            raise ValueError(f"spectrum_power must be a finite number or None, got {power!r}")
+        check_float("spectrum_offset", self.spectrum_offset, 0.0)
         if self.path_rate > 1:
             raise ValueError(f"path_rate must be in (0, 1], got {self.path_rate!r}")
         for key in ("show_mean", "line_sample"):
@@ -117,6 +137,8 @@ class AnnealedES(Optimizer):
 
     name: ClassVar[str] = "annealed-es"
     Params: ClassVar[type[AnnealedESParams]] = AnnealedESParams
+    uses_spectrum: ClassVar[bool] = True
+    version: ClassVar[int] = 2  # 2: directions shaped by the code spectrum
     _params: AnnealedESParams
 
     def __init__(
@@ -125,8 +147,22 @@ class AnnealedES(Optimizer):
         params: AnnealedESParams | None = None,
         seed: int | None = None,
         init_codes: Codes | None = None,
+        spectrum: CodeSpectrum | None = None,
     ) -> None:
         super().__init__(dim, params or AnnealedESParams(), seed, init_codes)
+        if spectrum is not None and spectrum.dim != self._dim:
+            raise XDreamError(
+                f"the code spectrum has {spectrum.dim} directions but the code space "
+                f"{self._dim}; pass the spectrum of the generator whose codes are searched"
+            )
+        p = self._params
+        self._spectrum: CodeSpectrum | None = None
+        self._scales: FloatArray | None = None
+        if spectrum is not None:
+            power = spectrum.default_power if p.spectrum_power is None else p.spectrum_power
+            if power != 0:
+                self._spectrum = spectrum
+                self._scales = spectrum.scales(power, p.spectrum_offset)
         self.lam = self._params.population_size
         self._mean = initial_mean(self._init_codes, self._dim)
         self._path: FloatArray = np.zeros(self._dim)
@@ -137,6 +173,11 @@ class AnnealedES(Optimizer):
     def mean(self) -> FloatArray:
         """The mean ``m`` (a copy)."""
         return self._mean.copy()
+
+    @property
+    def spectrum(self) -> CodeSpectrum | None:
+        """The code spectrum that shapes the random directions (``None``: isotropic)."""
+        return self._spectrum
 
     @property
     def sigma(self) -> float:
@@ -160,16 +201,23 @@ class AnnealedES(Optimizer):
             fixed.append(self._path / norm * math.sqrt(d))
             genealogy.append("line")
         k = self.lam - len(fixed)
-        half = self._rng.standard_normal((k // 2, d))
+        half = self._shape(self._rng.standard_normal((k // 2, d)))
         parts = [np.array(fixed).reshape(-1, d), half, -half]
         if k % 2:
-            parts.append(self._rng.standard_normal((1, d)))
+            parts.append(self._shape(self._rng.standard_normal((1, d))))
         self._y: FloatArray = np.concatenate(parts)
         self._sigma = self.step_size(self._step)
         self._codes: Codes = (self._mean + self._sigma * self._y).astype(np.float32)
         self._ids = [f"gen{step:03d}_{i:06d}" for i in range(self.lam)]
         self._genealogy = genealogy + [f"+z{j}" for j in range(k // 2)]
         self._genealogy += [f"-z{j}" for j in range(k // 2)] + ["z"] * (k % 2)
+
+    def _shape(self, z: FloatArray) -> FloatArray:
+        """Standard normal draws as directions of the code space: scaled per frequency and
+        mapped from the spectrum's basis when the code space has a spectrum."""
+        if self._spectrum is None or self._scales is None:
+            return z
+        return self._spectrum.to_code(z * self._scales)
 
     def _ask(self) -> Codes:
         return self._codes.copy()

@@ -38,6 +38,9 @@ class Optimizer(abc.ABC):
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[Any]]
+    uses_spectrum: ClassVar[bool] = False
+    """True when the constructor takes ``spectrum`` (a :class:`xdream.generators.spectrum.
+    CodeSpectrum` or ``None``): :func:`xdream.optimizers.make` then passes the generator's."""
     version: ClassVar[int] = 1
     """Bumped when the algorithm changes for the same hyperparameters, so that benchmark rows of
     the old behaviour are not mixed with new ones (``xdream.bench.optimizers``)."""

@@ -1,0 +1,103 @@
+"""Which spatial frequency each direction of a code space carries.
+
+An image code space often has an obvious coarse-to-fine structure: the ``fourier`` code *is* a
+list of Fourier coefficients, and a ``pixels`` code is a small image whose 2-D cosine transform
+orders its directions from smooth to fine. A generator that knows this describes it with a
+:class:`CodeSpectrum` (:meth:`xdream.generators.Generator.code_spectrum`): an orthonormal basis
+of the code space and the frequency of each basis direction. Optimisers that sample random
+directions (``annealed-es``) can then draw coarse directions with larger steps than fine ones,
+which is where units of deep layers respond (``docs/optimizers.md``). Generators without such
+structure (CPPN, DeePSiM) return ``None`` and the optimisers sample isotropically.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import scipy.fft
+
+from xdream.errors import XDreamError
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class CodeSpectrum:
+    """Spatial frequency of each direction of an orthonormal basis of a code space.
+
+    Attributes:
+        frequency: ``(dim,)`` frequency of basis direction ``j``, in cycles per image (0 for
+            the mean level of a channel).
+        image_shape: ``None`` when the basis is the code's own coordinates; ``(channels, h, w)``
+            when the code is ``channels`` images of ``h x w`` values (flattened channel-major)
+            and the basis is their orthonormal 2-D DCT-II: direction ``j`` is the cosine
+            pattern ``(c, ky, kx)`` in the same flattened order, with frequency
+            ``hypot(ky, kx) / 2`` cycles per image.
+        default_power: the ``spectrum_power`` ``annealed-es`` uses on this code space unless
+            told otherwise: step scales ``(f + 1) ** -default_power``. Chosen per code space on
+            the benchmark's tuning units (``docs/optimizers.md``): 1 for ``pixels`` (white, so
+            a 1/f tilt helps), 0 for ``fourier`` (its code already weights frequencies by
+            ``1/f**1.5``; further tilts won on some units and lost on others).
+    """
+
+    frequency: FloatArray
+    image_shape: tuple[int, int, int] | None = None
+    default_power: float = 0.0
+
+    def __post_init__(self) -> None:
+        freq = np.asarray(self.frequency, dtype=np.float64).reshape(-1)
+        if not np.isfinite(freq).all() or (freq < 0).any():
+            raise XDreamError("a code spectrum's frequencies must be finite and >= 0")
+        object.__setattr__(self, "frequency", freq)
+        if not math.isfinite(self.default_power):
+            raise XDreamError(f"default_power must be finite, got {self.default_power!r}")
+        if self.image_shape is not None and math.prod(self.image_shape) != freq.size:
+            raise XDreamError(
+                f"image_shape {self.image_shape} holds {math.prod(self.image_shape)} values, "
+                f"but the spectrum has {freq.size} frequencies"
+            )
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the code space."""
+        return int(self.frequency.size)
+
+    @classmethod
+    def dct(
+        cls, channels: int, height: int, width: int, default_power: float = 0.0
+    ) -> CodeSpectrum:
+        """The spectrum of codes that are ``channels`` small images of ``height x width``."""
+        ky = np.arange(height)[:, None] / height
+        kx = np.arange(width)[None, :] / width
+        # DCT-II pattern k over n samples has k/2 periods across the image: k / (2 n) cycles
+        # per sample, k / 2 cycles per image when the image spans the whole output
+        per_image = np.hypot(ky * height, kx * width) / 2
+        return cls(
+            np.tile(per_image.reshape(-1), channels), (channels, height, width), default_power
+        )
+
+    def to_code(self, coefficients: npt.ArrayLike) -> FloatArray:
+        """Codes ``(n, dim)`` from coefficients ``(n, dim)`` on the basis (orthonormal, so the
+        norm of each row is kept)."""
+        coef = np.asarray(coefficients, dtype=np.float64)
+        if coef.ndim != 2 or coef.shape[1] != self.dim:
+            raise XDreamError(f"expected coefficients of shape (n, {self.dim}), got {coef.shape}")
+        if self.image_shape is None:
+            return coef
+        images = coef.reshape(len(coef), *self.image_shape)
+        out = scipy.fft.idctn(images, type=2, axes=(2, 3), norm="ortho")
+        return np.asarray(out, dtype=np.float64).reshape(len(coef), self.dim)
+
+    def scales(self, power: float, offset: float = 1.0) -> FloatArray:
+        """Per-direction step scales ``(f + offset) ** -power``, normalised to mean square 1 (so
+        a draw scaled by them has the same expected norm as an isotropic one); all ones for
+        ``power`` 0, coarse directions larger for ``power`` > 0, fine ones for ``power`` < 0."""
+        if not math.isfinite(power):
+            raise XDreamError(f"power must be finite, got {power!r}")
+        if offset <= 0:
+            raise XDreamError(f"offset must be > 0, got {offset!r}")
+        s = (self.frequency + offset) ** -float(power)
+        return np.asarray(s / math.sqrt(float(np.mean(s**2))), dtype=np.float64)

@@ -1,0 +1,147 @@
+"""Code spectra: the frequency of each direction of a code space, and the ES that uses them."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xdream.errors import XDreamError
+from xdream.generators import make as make_generator
+from xdream.generators.fourier import code_layout
+from xdream.generators.spectrum import CodeSpectrum
+from xdream.optimizers import make
+from xdream.optimizers.annealed_es import AnnealedES
+
+
+def test_dct_basis_is_orthonormal_cosines_with_their_frequencies() -> None:
+    spec = CodeSpectrum.dct(2, 4, 3)
+    assert spec.dim == 24 and spec.image_shape == (2, 4, 3)
+    basis = spec.to_code(np.eye(24))  # row j: direction j as a code
+    np.testing.assert_allclose(basis @ basis.T, np.eye(24), atol=1e-12)
+    # direction (c=1, ky=2, kx=1): a separable cosine pattern in channel 1 only
+    j = 12 + 2 * 3 + 1
+    pattern = basis[j].reshape(2, 4, 3)
+    assert np.abs(pattern[0]).max() < 1e-12
+    y, x = np.arange(4)[:, None], np.arange(3)[None, :]
+    cos = np.cos(np.pi * (2 * y + 1) * 2 / 8) * np.cos(np.pi * (2 * x + 1) * 1 / 6)
+    np.testing.assert_allclose(pattern[1], cos / np.linalg.norm(cos), atol=1e-12)
+    assert spec.frequency[j] == pytest.approx(math.hypot(2, 1) / 2)
+    assert spec.frequency[0] == spec.frequency[12] == 0.0
+
+
+def test_scales_and_bad_spectra() -> None:
+    spec = CodeSpectrum(np.array([0.0, 1.0, 3.0]))
+    s = spec.scales(1.0)
+    assert np.mean(s**2) == pytest.approx(1.0)
+    assert s[0] / s[1] == pytest.approx(2.0) and s[1] / s[2] == pytest.approx(2.0)
+    np.testing.assert_allclose(spec.scales(0.0), 1.0)
+    np.testing.assert_allclose(spec.to_code(np.eye(3)), np.eye(3))  # own coordinates
+    with pytest.raises(XDreamError, match=">= 0"):
+        CodeSpectrum(np.array([1.0, -1.0]))
+    with pytest.raises(XDreamError, match="holds 8 values"):
+        CodeSpectrum(np.zeros(6), (2, 2, 2))
+    with pytest.raises(XDreamError, match=r"shape \(n, 3\)"):
+        spec.to_code(np.zeros((2, 4)))
+
+
+def test_generators_describe_their_spectra() -> None:
+    fourier = make_generator("fourier", size=32, max_freq=5)
+    spec = fourier.code_spectrum()
+    assert spec is not None and spec.dim == fourier.code_dim and spec.image_shape is None
+    expected = [math.hypot(fy, fx) for _, fy, fx, _ in code_layout(5)]
+    np.testing.assert_allclose(spec.frequency, expected)
+    pixels = make_generator("pixels", size=32, code_size=8)
+    spec = pixels.code_spectrum()
+    assert spec is not None and spec.dim == pixels.code_dim == 192
+    # the lowest direction of channel 0 is a flat red image; the next one varies along x only
+    flat = pixels.generate(spec.to_code(np.eye(192)[:1]) * 24).numpy()[0]
+    assert np.ptp(flat[0]) < 1e-6 and flat[0].mean() > 0.9 and abs(flat[1].mean() - 0.5) < 1e-6
+    ramp = pixels.generate(spec.to_code(np.eye(192)[1:2]) * 24).numpy()[0, 0]
+    assert np.ptp(ramp[:, 0]) < 1e-6 and np.all(np.diff(ramp[0]) <= 1e-7) and np.ptp(ramp) > 0.5
+    assert make_generator("cppn", size=32).code_spectrum() is None
+    # defaults chosen on the benchmark's tuning units: a 1/f tilt on pixels, none on fourier
+    assert spec.default_power == 1.0
+    assert fourier.code_spectrum().default_power == 0.0  # type: ignore[union-attr]
+
+
+def test_annealed_es_draws_coarse_directions_larger() -> None:
+    spec = CodeSpectrum.dct(3, 8, 8)
+    opt = make(
+        "annealed-es", dim=192, seed=0, population_size=402, spectrum_power=1.0, spectrum=spec
+    )
+    y = (opt.ask()[2:].astype(np.float64) - opt.mean) / opt.sigma  # the random directions
+    coef = spec.to_code(y @ spec.to_code(np.eye(192)).T)  # round trip: codes are on the basis
+    np.testing.assert_allclose(coef, y, atol=1e-4)
+    on_basis = y @ spec.to_code(np.eye(192)).T  # coefficients of each draw
+    std = on_basis.std(axis=0)
+    expected = spec.scales(1.0)
+    assert np.median(np.abs(std / expected - 1)) < 0.08
+    low, high = spec.frequency < 1, spec.frequency > 4
+    assert std[low].mean() > 3 * std[high].mean()
+    # power 0, the spectrum's default power 0, or no spectrum: exactly the isotropic draws
+    iso = make("annealed-es", dim=192, seed=0, population_size=40).ask()
+    for power in (0.0, None):
+        flat = make("annealed-es", dim=192, seed=0, spectrum_power=power, spectrum=spec)
+        np.testing.assert_array_equal(flat.ask(), iso)
+        assert flat.spectrum is None  # type: ignore[attr-defined]
+    # a negative power favours fine directions; the spectrum's default_power applies otherwise
+    fine = make("annealed-es", dim=192, seed=0, spectrum_power=-1.0, spectrum=spec)
+    assert fine.spectrum is spec  # type: ignore[attr-defined]
+    tilted = CodeSpectrum.dct(3, 8, 8, default_power=1.0)
+    by_default = make("annealed-es", dim=192, seed=0, spectrum=tilted).ask()
+    explicit = make("annealed-es", dim=192, seed=0, spectrum_power=1.0, spectrum=spec).ask()
+    np.testing.assert_array_equal(by_default, explicit)
+    with pytest.raises(XDreamError, match="spectrum_power must be a finite number or None"):
+        make("annealed-es", dim=192, seed=0, spectrum_power=float("nan"))
+    with pytest.raises(XDreamError, match="spectrum has 192 directions"):
+        make("annealed-es", dim=191, seed=0, spectrum=spec)
+
+
+def test_spectrum_helps_on_a_smooth_target() -> None:
+    """A target made of coarse patterns (what deep units prefer, docs/optimizers.md) is
+    approached faster with steps shaped by the spectrum than with isotropic ones."""
+    spec = CodeSpectrum.dct(3, 12, 12)
+    rng = np.random.default_rng(1)
+    target = spec.to_code((rng.standard_normal(spec.dim) * spec.scales(2.0))[None])[0]
+
+    def final_distance(power: float, seed: int) -> float:
+        opt = make(
+            "annealed-es",
+            dim=spec.dim,
+            seed=seed,
+            generations=40,
+            spectrum_power=power,
+            spectrum=spec,
+        )
+        for _ in range(40):
+            codes = opt.ask()
+            opt.tell(codes, -np.sum((codes - target) ** 2, axis=1))
+        return float(np.linalg.norm(opt.mean - target))
+
+    for seed in range(3):
+        assert final_distance(1.0, seed) < 0.8 * final_distance(0.0, seed)
+
+
+def test_experiments_from_a_config_hand_the_spectrum_to_the_optimiser(tmp_path: Path) -> None:
+    from xdream import config as config_mod
+    from xdream.experiment import Experiment
+
+    def built(generator: dict[str, object]) -> Experiment:
+        cfg = config_mod.from_dict(
+            {
+                "experiment": {"seed": 0, "generations": 1, "n_references": 0},
+                "generator": generator,
+                "optimizer": {"name": "annealed-es"},
+                "target": {"network": "efficientnet-lite0", "layer": "blocks.2", "channel": 3},
+            }
+        )
+        return Experiment.from_config(cfg, tmp_path / str(generator["name"]))
+
+    pixels = built({"name": "pixels", "size": 32, "code_size": 8}).optimizer
+    assert isinstance(pixels, AnnealedES) and pixels.spectrum is not None
+    assert pixels.spectrum.image_shape == (3, 8, 8)
+    cppn = built({"name": "cppn", "size": 32}).optimizer
+    assert isinstance(cppn, AnnealedES) and cppn.spectrum is None
