@@ -145,3 +145,39 @@ def test_experiments_from_a_config_hand_the_spectrum_to_the_optimiser(tmp_path: 
     assert pixels.spectrum.image_shape == (3, 8, 8)
     cppn = built({"name": "cppn", "size": 32}).optimizer
     assert isinstance(cppn, AnnealedES) and cppn.spectrum is None
+
+
+def test_a_resumed_run_keeps_drawing_as_it_began() -> None:
+    spec = CodeSpectrum.dct(3, 4, 4, default_power=1.0)
+
+    def play(opt: AnnealedES, generations: int) -> None:
+        for _ in range(generations):
+            codes = opt.ask()
+            opt.tell(codes, -np.sum((codes - 0.5) ** 2, axis=1))
+
+    straight = make("annealed-es", dim=48, seed=2, population_size=10, spectrum=spec)
+    play(straight, 6)  # type: ignore[arg-type]
+    first = make("annealed-es", dim=48, seed=2, population_size=10, spectrum=spec)
+    play(first, 3)  # type: ignore[arg-type]
+    state = first.state_dict()
+    # built with another power (say the default changed in a later release): the checkpoint's wins
+    resumed = make(
+        "annealed-es", dim=48, seed=9, population_size=10, spectrum_power=0.0, spectrum=spec
+    )
+    resumed.load_state_dict(state)
+    play(resumed, 3)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(resumed.ask(), straight.ask())
+    # a checkpoint written before code spectra existed (no "spectrum_power") continues isotropic
+    old = make("annealed-es", dim=48, seed=2, population_size=10)
+    play(old, 3)  # type: ignore[arg-type]
+    legacy = old.state_dict()
+    del legacy["own"]["spectrum_power"]
+    again = make("annealed-es", dim=48, seed=5, population_size=10, spectrum=spec)
+    again.load_state_dict(legacy)
+    play(again, 2)  # type: ignore[arg-type]
+    play(old, 2)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(again.ask(), old.ask())
+    # a tilted checkpoint cannot continue without the spectrum
+    bare = make("annealed-es", dim=48, seed=2, population_size=10)
+    with pytest.raises(XDreamError, match="resume with the same generator"):
+        bare.load_state_dict(state)

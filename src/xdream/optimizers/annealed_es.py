@@ -10,7 +10,9 @@ combines what the benchmark's noise and ablation runs kept (``docs/optimizers.md
   the curvature term that dominates single samples in high dimension;
 * recombination weights for *every* rank, the expected normal order statistics (Arnold 2006,
   "Weighted multirecombination evolution strategies"): the worst codes push the mean away;
-* the mean itself shown each generation, and one code along the recent mean shift.
+* the mean itself shown each generation, and one code along the recent mean shift;
+* on a code space with a known spectrum (:mod:`xdream.generators.spectrum`), directions drawn
+  on its basis with per-frequency scales: coarse patterns get larger steps on ``pixels``.
 """
 
 from __future__ import annotations
@@ -114,8 +116,9 @@ class AnnealedES(Optimizer):
 
     Generation ``g`` shows, in this order: the mean ``m`` (``show_mean``), the line sample
     ``m + sigma_g sqrt(N) p / |p|`` (``line_sample``, once a mean shift exists), then mirrored
-    pairs ``m + sigma_g z_k``, ``m - sigma_g z_k`` (``z_k ~ N(0, I)``; an odd slot left over gets
-    one unpaired sample). With ``y_i = (x_i - m) / sigma_g`` and the answered codes ranked best
+    pairs ``m + sigma_g z_k``, ``m - sigma_g z_k`` (``z_k ~ N(0, I)``, or ``B (s * u_k)`` with
+    ``u_k ~ N(0, I)``, ``B`` the code spectrum's basis and ``s`` its scales when the code space
+    has a spectrum and the power is not 0; an odd slot left over gets one unpaired sample). With ``y_i = (x_i - m) / sigma_g`` and the answered codes ranked best
     first with :func:`rank_weights` ``w``:
 
     * ``m <- m + learning_rate sigma_g sum_i w_i y_i``;
@@ -156,13 +159,11 @@ class AnnealedES(Optimizer):
                 f"{self._dim}; pass the spectrum of the generator whose codes are searched"
             )
         p = self._params
-        self._spectrum: CodeSpectrum | None = None
-        self._scales: FloatArray | None = None
+        self._given_spectrum = spectrum
+        power = 0.0
         if spectrum is not None:
             power = spectrum.default_power if p.spectrum_power is None else p.spectrum_power
-            if power != 0:
-                self._spectrum = spectrum
-                self._scales = spectrum.scales(power, p.spectrum_offset)
+        self._use_power(float(power))
         self.lam = self._params.population_size
         self._mean = initial_mean(self._init_codes, self._dim)
         self._path: FloatArray = np.zeros(self._dim)
@@ -212,6 +213,15 @@ class AnnealedES(Optimizer):
         self._genealogy = genealogy + [f"+z{j}" for j in range(k // 2)]
         self._genealogy += [f"-z{j}" for j in range(k // 2)] + ["z"] * (k % 2)
 
+    def _use_power(self, power: float) -> None:
+        """Shape the draws with ``(f + offset) ** -power`` on the given spectrum (0: none)."""
+        self._power = power
+        self._spectrum: CodeSpectrum | None = None
+        self._scales: FloatArray | None = None
+        if power != 0 and self._given_spectrum is not None:
+            self._spectrum = self._given_spectrum
+            self._scales = self._spectrum.scales(power, self._params.spectrum_offset)
+
     def _shape(self, z: FloatArray) -> FloatArray:
         """Standard normal draws as directions of the code space: scaled per frequency and
         mapped from the spectrum's basis when the code space has a spectrum."""
@@ -244,6 +254,7 @@ class AnnealedES(Optimizer):
             "y": self._y.copy(),
             "sigma": self._sigma,
             "codes": self._codes.copy(),
+            "spectrum_power": self._power if self._spectrum is not None else 0.0,
         }
 
     def _load_state(self, state: StateDict) -> None:
@@ -255,3 +266,11 @@ class AnnealedES(Optimizer):
         self._codes = np.array(state["codes"], dtype=np.float32)
         check_shape("codes", self._codes, (self.lam, self._dim))
         check_shape("mean", self._mean, (self._dim,))
+        # a resumed run keeps drawing as it began (checkpoints of version 1 drew isotropically)
+        power = float(state.get("spectrum_power", 0.0))
+        if power != 0 and self._given_spectrum is None:
+            raise XDreamError(
+                f"the checkpoint drew its steps along a code spectrum (spectrum_power {power:g}) "
+                "but this optimiser was given none; resume with the same generator"
+            )
+        self._use_power(power)
