@@ -215,6 +215,24 @@ def test_annealed_layout_schedule_and_step() -> None:
     np.testing.assert_allclose(codes[2:5] - m1, -(codes[5:8] - m1), atol=1e-5)
 
 
+def test_annealed_ties_share_weights_and_all_tied_does_not_move_the_mean() -> None:
+    scores = np.array([2.0, 5.0, 5.0, 5.0, 1.0, 0.0])
+    w = annealed_es.tied_rank_weights(scores)
+    ranked = rank_weights(6)
+    np.testing.assert_allclose(w[1:4], ranked[:3].mean())
+    np.testing.assert_allclose(w[[0, 4, 5]], ranked[3:])
+    assert w.sum() == pytest.approx(0.0, abs=1e-12)
+    # spike counts of a silent unit: all zero. The mean stays (it used to drift by batch order)
+    opt = make("annealed-es", dim=6, seed=0, population_size=8, generations=4)
+    assert isinstance(opt, AnnealedES)
+    mean = opt.mean
+    for _ in range(3):
+        codes = opt.ask()
+        opt.tell(codes, np.zeros(len(codes)))
+    np.testing.assert_allclose(opt.mean, mean, atol=1e-12)
+    assert opt.sigma < 1.0  # answered generations: the schedule went on
+
+
 def test_annealed_all_nan_does_not_advance_schedule() -> None:
     opt = make("annealed-es", dim=5, seed=0, population_size=6, generations=4)
     assert isinstance(opt, AnnealedES)

@@ -110,6 +110,27 @@ def rank_weights(n: int) -> FloatArray:
     return np.asarray(2 * e / total if total > 0 else e, dtype=np.float64)
 
 
+def tied_rank_weights(scores: FloatArray) -> FloatArray:
+    """:func:`rank_weights` for ``scores`` (best first), in the scores' order, with equal scores
+    sharing the mean of their ranks' weights: ties carry no ranking, so they must not move the
+    mean (discrete responses, such as spike counts, tie often; all tied gives all zeros).
+
+    >>> tied_rank_weights(np.array([1.0, 3.0, 3.0, 0.0])).round(3).tolist()
+    [-0.222, 0.5, 0.5, -0.778]
+    """
+    n = len(scores)
+    order = np.argsort(-scores, kind="stable")
+    ranked = rank_weights(n)
+    sorted_scores = scores[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    for lo, hi in zip(starts, np.r_[starts[1:], n]):
+        if hi - lo > 1:
+            ranked[lo:hi] = ranked[lo:hi].mean()
+    out = np.empty(n)
+    out[order] = ranked
+    return out
+
+
 @register
 class AnnealedES(Optimizer):
     """Mirrored evolution strategy with all-rank weights and an annealed step size.
@@ -118,12 +139,15 @@ class AnnealedES(Optimizer):
     ``m + sigma_g sqrt(N) p / |p|`` (``line_sample``, once a mean shift exists), then mirrored
     pairs ``m + sigma_g z_k``, ``m - sigma_g z_k`` (``z_k ~ N(0, I)``, or ``B (s * u_k)`` with
     ``u_k ~ N(0, I)``, ``B`` the code spectrum's basis and ``s`` its scales when the code space
-    has a spectrum and the power is not 0; an odd slot left over gets one unpaired sample). With ``y_i = (x_i - m) / sigma_g`` and the answered codes ranked best
-    first with :func:`rank_weights` ``w``:
+    has a spectrum and the power is not 0; an odd slot left over gets one unpaired sample).
+    With ``y_i = (x_i - m) / sigma_g`` and the answered codes ranked best first with
+    :func:`rank_weights` ``w``:
 
     * ``m <- m + learning_rate sigma_g sum_i w_i y_i``;
     * ``p <- (1 - path_rate) p + path_rate (m_new - m)``;
     * ``sigma_g = sigma0 (sigma_end / sigma0)^(g / (generations - 1))``, then ``sigma_end``.
+
+    Equal scores share the mean of their ranks' weights (:func:`tied_rank_weights`).
 
     No response (NaN): left out of the ranking. A generation without any answer changes nothing
     and does not advance the schedule; fresh samples are drawn.
@@ -141,7 +165,7 @@ class AnnealedES(Optimizer):
     name: ClassVar[str] = "annealed-es"
     Params: ClassVar[type[AnnealedESParams]] = AnnealedESParams
     uses_spectrum: ClassVar[bool] = True
-    version: ClassVar[int] = 2  # 2: directions shaped by the code spectrum
+    version: ClassVar[int] = 3  # 2: directions shaped by the code spectrum; 3: tied ranks
     _params: AnnealedESParams
 
     def __init__(
@@ -236,9 +260,8 @@ class AnnealedES(Optimizer):
         check_pending(self.name, codes, self._codes)
         valid = np.flatnonzero(~np.isnan(scores))
         if len(valid):
-            order = valid[np.argsort(-scores[valid], kind="stable")]
             coef = np.zeros(len(scores))
-            coef[order] = rank_weights(len(order))
+            coef[valid] = tied_rank_weights(np.asarray(scores[valid], dtype=np.float64))
             shift = self._params.learning_rate * self._sigma * (coef @ self._y)
             self._mean = self._mean + shift
             rate = self._params.path_rate
