@@ -149,10 +149,8 @@ class AnnealedES(Optimizer):
 
     Equal scores share the mean of their ranks' weights (:func:`tied_rank_weights`).
 
-    No response (NaN): left out of the ranking. A generation without a ranking (no answer, one
-    answer, or every answer equal, as the spike counts of a silent unit are) changes nothing and
-    does not advance the schedule, so the search stays wide until the unit responds; fresh
-    samples are drawn.
+    No response (NaN): left out of the ranking. A generation without any answer changes nothing
+    and does not advance the schedule; fresh samples are drawn.
 
     >>> import numpy as np
     >>> from xdream.optimizers import make
@@ -167,7 +165,7 @@ class AnnealedES(Optimizer):
     name: ClassVar[str] = "annealed-es"
     Params: ClassVar[type[AnnealedESParams]] = AnnealedESParams
     uses_spectrum: ClassVar[bool] = True
-    version: ClassVar[int] = 4  # 2: code spectrum; 3: tied ranks; 4: all tied = no answer
+    version: ClassVar[int] = 3  # 2: directions shaped by the code spectrum; 3: tied ranks
     _params: AnnealedESParams
 
     def __init__(
@@ -261,10 +259,9 @@ class AnnealedES(Optimizer):
     def _tell(self, codes: Codes, scores: Scores) -> None:
         check_pending(self.name, codes, self._codes)
         valid = np.flatnonzero(~np.isnan(scores))
-        answered = np.asarray(scores[valid], dtype=np.float64)
-        if len(valid) > 1 and np.any(answered != answered[0]):  # a ranking to learn from
+        if len(valid):
             coef = np.zeros(len(scores))
-            coef[valid] = tied_rank_weights(answered)
+            coef[valid] = tied_rank_weights(np.asarray(scores[valid], dtype=np.float64))
             shift = self._params.learning_rate * self._sigma * (coef @ self._y)
             self._mean = self._mean + shift
             rate = self._params.path_rate
