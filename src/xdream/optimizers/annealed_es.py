@@ -165,7 +165,9 @@ class AnnealedES(Optimizer):
     name: ClassVar[str] = "annealed-es"
     Params: ClassVar[type[AnnealedESParams]] = AnnealedESParams
     uses_spectrum: ClassVar[bool] = True
-    version: ClassVar[int] = 3  # 2: directions shaped by the code spectrum; 3: tied ranks
+    # 2: code spectrum; 3: tied ranks; 4: all-tied generations paused the schedule (reverted,
+    # docs/optimizers.md); 5: the behaviour of 3
+    version: ClassVar[int] = 5
     _params: AnnealedESParams
 
     def __init__(
