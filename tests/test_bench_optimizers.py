@@ -119,6 +119,8 @@ def test_tiny_benchmark_runs_resumes_and_refuses_other_config(tmp_path: Path) ->
     assert len(rows) == 2 * 2 * 2  # contenders x noises x channels
     assert {r["optimizer"] for r in rows} == {"genetic", "annealed-es"}
     assert all(float(r["normalised"]) <= 1.0 for r in rows)
+    # CPU seconds of the task's process: the run time without other jobs' share of the machine
+    assert all(float(r["task_cpu_s"]) > 0 for r in rows)
     assert (out / "optimizers.png").stat().st_size > 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["generators"]["pixels"]["table"]) == {"none", "poisson"}
