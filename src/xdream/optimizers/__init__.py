@@ -9,7 +9,7 @@ from xdream.params import build_params
 from xdream.registry import Registry
 from xdream.types import Codes
 
-if TYPE_CHECKING:  # the generators package imports torch; optimisers need not
+if TYPE_CHECKING:  # for the annotation only: optimisers never build a spectrum themselves
     from xdream.generators.spectrum import CodeSpectrum
 
 REGISTRY: Registry[type[Optimizer]] = Registry("optimizer")
