@@ -30,15 +30,30 @@ import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xdream.errors import ConfigError, XDreamError, did_you_mean
-from xdream.multi import SUMMARY_COLUMNS, Unit, summary_row, unit_config, units_of, write_table
+
+if TYPE_CHECKING:  # xdream.multi imports torch: imported where it runs, not by `xdream --help`
+    from xdream.multi import Unit
+
+    COLUMNS: tuple[str, ...]
+    """Columns of ``sweep.csv`` (built on first use by the module's ``__getattr__``)."""
 
 SWEEP_KEYS = ("optimizers", "seeds", "cpus_per_task", "max_retries")
 
-COLUMNS = (*SUMMARY_COLUMNS[:5], "optimizer", "seed", *SUMMARY_COLUMNS[5:], "attempts", "error")
-"""Columns of ``sweep.csv``."""
+
+def _columns() -> tuple[str, ...]:
+    """Columns of ``sweep.csv``: ``units.csv``'s, plus optimiser, seed, attempts and error."""
+    from xdream.multi import SUMMARY_COLUMNS
+
+    return (*SUMMARY_COLUMNS[:5], "optimizer", "seed", *SUMMARY_COLUMNS[5:], "attempts", "error")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "COLUMNS":  # PEP 562: xdream.sweep.COLUMNS without importing torch up front
+        return _columns()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +131,8 @@ def parse_section(section: Any, cfg: Any) -> SweepSection:
 
 def plan(cfg: Any, sweep: SweepSection) -> list[Task]:
     """Every (unit, optimiser, seed) experiment, with its own single-unit config."""
+    from xdream.multi import unit_config, units_of
+
     tasks = []
     for unit in units_of(cfg):
         for opt in sweep.optimizers:
@@ -189,6 +206,7 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Run every task of the sweep on Ray and write ``OUT/sweep.csv``; returns its rows."""
     import xdream
+    from xdream.multi import summary_row, write_table
 
     ray = _require_ray()
     out = Path(out).resolve()
@@ -249,7 +267,7 @@ def run_sweep(
             error=results[i].get("error"),
         )
         rows.append(row)
-    write_table(out / "sweep.csv", rows, COLUMNS)
+    write_table(out / "sweep.csv", rows, _columns())
     return rows
 
 

@@ -31,12 +31,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from xdream.errors import XDreamError
+
+if TYPE_CHECKING:  # torch is imported where it runs, so `xdream --help` does not import it
+    import torch
 
 DEFAULT_LAYERS = ("blocks.1", "blocks.5", "blocks.10", "blocks.14")
 """Units across EfficientNet-Lite0's depth (early, middle, late-middle, late)."""
@@ -67,6 +69,8 @@ def _config(args: argparse.Namespace, layer: str, channel: int = 0) -> Any:
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize()
 
 
@@ -89,6 +93,8 @@ def _compare(args: argparse.Namespace, layer: str, folder: Path) -> dict[str, fl
     its time includes waiting for the work it left in the background (the last generation's
     records, the next reference crops), so none of it lands on the next pipeline's clock.
     """
+    import torch
+
     from xdream import generators
     from xdream.experiment import Experiment
     from xdream.multi import Unit, shared_scorer
@@ -136,6 +142,8 @@ def _compare(args: argparse.Namespace, layer: str, folder: Path) -> dict[str, fl
 
 def _xdream_style(args: argparse.Namespace, layer: str) -> Callable[[], None]:
     """One generation of XDream's pipeline: one code at a time, double resize, whole network."""
+    import torch
+
     from xdream import generators, networks
     from xdream.networks.base import resize
     from xdream.scorers.cnn import resolve_device
@@ -204,6 +212,8 @@ def peak_memory_mb() -> float:
 
 def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
     """Run the benchmark; returns every figure (also written as JSON when asked)."""
+    import torch
+
     if args.threads:
         torch.set_num_threads(args.threads)
     results: dict[str, Any] = {

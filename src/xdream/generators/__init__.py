@@ -1,14 +1,28 @@
-"""Image generators, addressed by name: ``make("fourier")``, ``make("pixels", size=64)``."""
+"""Image generators, addressed by name: ``make("fourier")``, ``make("pixels", size=64)``.
+
+The generators are torch modules; they are imported on first use of :data:`REGISTRY`,
+:func:`make`, :func:`names`, :class:`Generator` or a generator module (PEP 562), so that
+importing a torch-free submodule (:mod:`xdream.generators.spectrum`, which the optimisers use)
+does not import torch.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from xdream.generators.base import Generator
 from xdream.params import build_params
 from xdream.registry import Registry
 
-REGISTRY: Registry[type[Generator]] = Registry("generator")
+if TYPE_CHECKING:
+    from xdream.generators.base import Generator
+
+_REGISTRY: Registry[type[Generator]] = Registry("generator")
+if TYPE_CHECKING:
+    REGISTRY = _REGISTRY  # at run time `__getattr__` imports the built-in generators first
+
+_BUILT_IN = ("cppn", "deepsim", "fourier", "pixels")
+"""The modules whose generators register on import."""
 
 DEFAULT = "fourier"
 """The embedded default generator: needs no weight file."""
@@ -16,22 +30,43 @@ DEFAULT = "fourier"
 
 def register(cls: type[Generator]) -> type[Generator]:
     """Class decorator: add a generator to the registry under ``cls.name``."""
-    REGISTRY.add(cls.name, cls)
+    _REGISTRY.add(cls.name, cls)
     return cls
+
+
+def _registry() -> Registry[type[Generator]]:
+    """The registry, with the built-in generators imported (and so registered)."""
+    for module in _BUILT_IN:
+        importlib.import_module(f"{__name__}.{module}")
+    return _REGISTRY
 
 
 def make(name: str, **params: Any) -> Generator:
     """Build the generator registered as ``name`` with parameters ``params`` (evaluation mode)."""
-    cls = REGISTRY.get(name)
+    cls = _registry().get(name)
     gen = cls(build_params(cls.Params, params, f"generator {name!r}"))
     return gen.eval()
 
 
 def names() -> list[str]:
     """Registered generator names."""
-    return REGISTRY.names()
+    return _registry().names()
 
 
-from xdream.generators import cppn, deepsim, fourier, pixels  # noqa: E402,F401
+def __getattr__(name: str) -> Any:
+    if name == "REGISTRY":
+        return _registry()
+    if name == "Generator":
+        from xdream.generators.base import Generator
+
+        return Generator
+    if name in (*_BUILT_IN, "base", "codespace", "spectrum"):
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "REGISTRY", "Generator"})
+
 
 __all__ = ["DEFAULT", "REGISTRY", "Generator", "make", "names", "register"]
