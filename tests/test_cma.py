@@ -184,7 +184,14 @@ def test_rank_weights() -> None:
 
 def test_annealed_layout_schedule_and_step() -> None:
     opt = make(
-        "annealed-es", dim=16, seed=0, population_size=9, generations=5, sigma0=2.0, sigma_end=0.5
+        "annealed-es",
+        dim=16,
+        seed=0,
+        population_size=9,
+        generations=5,
+        sigma0=2.0,
+        sigma_end=0.5,
+        noise_checks=0,  # the layout without the second look at the mean (below)
     )
     assert isinstance(opt, AnnealedES)
     assert [opt.step_size(g) for g in (0, 2, 4, 9)] == pytest.approx([2.0, 1.0, 0.5, 0.5])
@@ -213,6 +220,64 @@ def test_annealed_layout_schedule_and_step() -> None:
     )
     assert opt.genealogy[:2] == ["mean", "line"]
     np.testing.assert_allclose(codes[2:5] - m1, -(codes[5:8] - m1), atol=1e-5)
+
+
+def test_annealed_noise_check_keeps_the_step_large_once_the_mean_scores_differ() -> None:
+    kw: dict[str, Any] = {"dim": 12, "population_size": 10, "generations": 6, "sigma_end": 0.25}
+    quiet, noisy = make("annealed-es", seed=0, **kw), make("annealed-es", seed=0, **kw)
+    assert isinstance(quiet, AnnealedES) and isinstance(noisy, AnnealedES)
+    codes = quiet.ask()
+    # the mean twice, then (no mean shift yet) 4 mirrored pairs
+    np.testing.assert_array_equal(codes[0], quiet.mean.astype(np.float32))
+    np.testing.assert_array_equal(codes[1], codes[0])
+    assert quiet.genealogy[:3] == ["mean", "mean again", "+z0"]
+    rng = np.random.default_rng(1)
+    for g in range(6):
+        assert quiet.sigma == pytest.approx(0.25 ** (g / 5))  # the decaying schedule
+        assert noisy.sigma == pytest.approx(1.0)  # sigma0 throughout once noisy
+        codes = quiet.ask()
+        # the first 3 generations look twice; no more once the verdict is in
+        assert (quiet.genealogy[1] == "mean again") == (g < 3)
+        assert (noisy.genealogy[1] == "mean again") == (g == 0)
+        quiet.tell(codes, linear(codes.astype(np.float64)))  # deterministic: equal looks
+        codes = noisy.ask()
+        noisy.tell(codes, linear(codes.astype(np.float64)) + rng.normal(0, 0.5, len(codes)))
+        assert noisy.noisy and not quiet.noisy
+    # a custom end for noisy responses; a missing look (NaN) or equal looks say nothing
+    opt = make("annealed-es", seed=0, sigma_end_noisy=0.5, **kw)
+    assert isinstance(opt, AnnealedES)
+    codes = opt.ask()
+    scores = linear(codes.astype(np.float64))
+    scores[1] = np.nan
+    opt.tell(codes, scores)
+    assert not opt.noisy
+    codes = opt.ask()
+    scores = linear(codes.astype(np.float64))
+    scores[1] = scores[0] * (1 + 1e-3)
+    opt.tell(codes, scores)
+    assert opt.noisy and opt.step_size(5) == pytest.approx(0.5)
+    # resumed: the verdict is part of the state
+    again = make("annealed-es", seed=5, sigma_end_noisy=0.5, **kw)
+    again.load_state_dict(opt.state_dict())
+    assert isinstance(again, AnnealedES) and again.noisy and again.sigma == opt.sigma
+    with pytest.raises(ValueError, match="needs show_mean"):
+        make("annealed-es", dim=4, show_mean=False)
+    assert make("annealed-es", dim=4, show_mean=False, noise_checks=0).ask().shape == (40, 4)
+
+
+def test_annealed_checkpoint_before_the_noise_check_continues_without_it() -> None:
+    old = make("annealed-es", dim=6, seed=0, population_size=8, generations=4, noise_checks=0)
+    codes = old.ask()
+    old.tell(codes, linear(codes.astype(np.float64)))
+    state = old.state_dict()
+    for key in ("noise_checks", "repeat", "noisy"):  # what a version-5 checkpoint lacks
+        del state["own"][key]
+    resumed = make("annealed-es", dim=6, seed=0, population_size=8, generations=4)
+    resumed.load_state_dict(state)
+    np.testing.assert_array_equal(resumed.ask(), old.ask())
+    codes = resumed.ask()
+    resumed.tell(codes, linear(codes.astype(np.float64)))
+    assert resumed.genealogy[:2] == ["mean", "line"]  # still one look at the mean
 
 
 def test_annealed_ties_share_weights_and_all_tied_does_not_move_the_mean() -> None:

@@ -11,6 +11,9 @@ combines what the benchmark's noise and ablation runs kept (``docs/optimizers.md
 * recombination weights for *every* rank, the expected normal order statistics (Arnold 2006,
   "Weighted multirecombination evolution strategies"): the worst codes push the mean away;
 * the mean itself shown each generation, and one code along the recent mean shift;
+* the mean shown twice in the first generations: when its two scores differ the responses are
+  noisy, and the step size then stays large (larger steps give score differences that stand out
+  from the noise);
 * on a code space with a known spectrum (:mod:`xdream.generators.spectrum`), directions drawn
   on its basis with per-frequency scales: coarse patterns get larger steps on ``pixels``.
 """
@@ -61,6 +64,16 @@ class AnnealedESParams:
             ``default_power`` (1 on ``pixels``, 0 on ``fourier``). No effect on code spaces
             without a spectrum (CPPN, DeePSiM).
         spectrum_offset: the ``f0`` of those scales, in cycles per image (1).
+        noise_checks: in the first ``noise_checks`` answered generations, show the mean a
+            second time (the second code) until its two scores differ (by more than a relative
+            ``1e-6``): the responses are then noisy, and the schedule ends at
+            ``sigma_end_noisy`` instead of ``sigma_end`` (3; 0: never check). A deterministic
+            scorer (a network unit without noise) never trips it; each check costs one random
+            sample. Spike counts of a silent unit (all 0) agree and do not trip it either.
+        sigma_end_noisy: the step size the schedule ends at once the responses are noisy;
+            ``None`` (default): ``sigma0``, a constant step. Measured on the tuning units:
+            with noisy responses a step that stays large finds stronger images, without noise
+            the decay to ``sigma_end`` does (``docs/optimizers.md``).
     """
 
     population_size: int = 40
@@ -73,6 +86,8 @@ class AnnealedESParams:
     path_rate: float = 0.3
     spectrum_power: float | None = None
     spectrum_offset: float = 1.0
+    noise_checks: int = 3
+    sigma_end_noisy: float | None = None
 
     def __post_init__(self) -> None:
         check_int("population_size", self.population_size, 4)
@@ -89,11 +104,19 @@ class AnnealedESParams:
         ):
             raise ValueError(f"spectrum_power must be a finite number or None, got {power!r}")
         check_float("spectrum_offset", self.spectrum_offset, 0.0)
+        check_int("noise_checks", self.noise_checks, 0)
+        if self.sigma_end_noisy is not None:
+            check_float("sigma_end_noisy", self.sigma_end_noisy, 0.0)
         if self.path_rate > 1:
             raise ValueError(f"path_rate must be in (0, 1], got {self.path_rate!r}")
         for key in ("show_mean", "line_sample"):
             if not isinstance(getattr(self, key), (bool, np.bool_)):
                 raise ValueError(f"{key} must be True or False, got {getattr(self, key)!r}")
+        if self.noise_checks and not self.show_mean:
+            raise ValueError(
+                "noise_checks shows the mean twice, so it needs show_mean=True; "
+                "set noise_checks=0 to hide the mean"
+            )
 
 
 def rank_weights(n: int) -> FloatArray:
@@ -131,11 +154,17 @@ def tied_rank_weights(scores: FloatArray) -> FloatArray:
     return out
 
 
+NOISE_TOLERANCE = 1e-6
+"""Two scores of the same code that differ by more than this fraction of the larger are noise
+(a deterministic network's scores of one image agree to the last bit)."""
+
+
 @register
 class AnnealedES(Optimizer):
     """Mirrored evolution strategy with all-rank weights and an annealed step size.
 
-    Generation ``g`` shows, in this order: the mean ``m`` (``show_mean``), the line sample
+    Generation ``g`` shows, in this order: the mean ``m`` (``show_mean``), the mean again
+    (in the first ``noise_checks`` generations), the line sample
     ``m + sigma_g sqrt(N) p / |p|`` (``line_sample``, once a mean shift exists), then mirrored
     pairs ``m + sigma_g z_k``, ``m - sigma_g z_k`` (``z_k ~ N(0, I)``, or ``B (s * u_k)`` with
     ``u_k ~ N(0, I)``, ``B`` the code spectrum's basis and ``s`` its scales when the code space
@@ -145,7 +174,9 @@ class AnnealedES(Optimizer):
 
     * ``m <- m + learning_rate sigma_g sum_i w_i y_i``;
     * ``p <- (1 - path_rate) p + path_rate (m_new - m)``;
-    * ``sigma_g = sigma0 (sigma_end / sigma0)^(g / (generations - 1))``, then ``sigma_end``.
+    * ``sigma_g = sigma0 (sigma_end / sigma0)^(g / (generations - 1))``, then ``sigma_end``;
+      once the two scores of the mean have differed (noisy responses), ``sigma_end_noisy``
+      (default ``sigma0``) takes the place of ``sigma_end``.
 
     Equal scores share the mean of their ranks' weights (:func:`tied_rank_weights`).
 
@@ -166,8 +197,8 @@ class AnnealedES(Optimizer):
     Params: ClassVar[type[AnnealedESParams]] = AnnealedESParams
     uses_spectrum: ClassVar[bool] = True
     # 2: code spectrum; 3: tied ranks; 4: all-tied generations paused the schedule (reverted,
-    # docs/optimizers.md); 5: the behaviour of 3
-    version: ClassVar[int] = 5
+    # docs/optimizers.md); 5: the behaviour of 3; 6: noise checks (the mean shown twice)
+    version: ClassVar[int] = 6
     _params: AnnealedESParams
 
     def __init__(
@@ -194,6 +225,8 @@ class AnnealedES(Optimizer):
         self._mean = initial_mean(self._init_codes, self._dim)
         self._path: FloatArray = np.zeros(self._dim)
         self._step = 0  # generations with at least one answer: the schedule's clock
+        self._noise_checks = self._params.noise_checks
+        self._noisy = False
         self._sample(step=0)
 
     @property
@@ -207,6 +240,12 @@ class AnnealedES(Optimizer):
         return self._spectrum
 
     @property
+    def noisy(self) -> bool:
+        """Whether the two scores of the mean have differed in an answered generation (the
+        responses are noisy; the schedule then ends at ``sigma_end_noisy``)."""
+        return self._noisy
+
+    @property
     def sigma(self) -> float:
         """The step size of the pending generation."""
         return self.step_size(self._step)
@@ -215,7 +254,10 @@ class AnnealedES(Optimizer):
         """``sigma`` of the ``step``-th answered generation (the geometric schedule)."""
         p = self._params
         frac = min(step, p.generations - 1) / max(p.generations - 1, 1)
-        return float(p.sigma0 * (p.sigma_end / p.sigma0) ** frac)
+        end = p.sigma_end
+        if self._noisy:
+            end = p.sigma0 if p.sigma_end_noisy is None else p.sigma_end_noisy
+        return float(p.sigma0 * (end / p.sigma0) ** frac)
 
     def _sample(self, step: int) -> None:
         p, d = self._params, self._dim
@@ -223,6 +265,11 @@ class AnnealedES(Optimizer):
         if p.show_mean:
             fixed.append(np.zeros(d))
             genealogy.append("mean")
+        self._repeat: tuple[int, ...] = ()
+        if p.show_mean and not self._noisy and self._step < self._noise_checks:
+            self._repeat = (0, 1)  # the rows whose scores tell noise from signal
+            fixed.append(np.zeros(d))
+            genealogy.append("mean again")
         norm = float(np.linalg.norm(self._path))
         if p.line_sample and norm > 0:
             fixed.append(self._path / norm * math.sqrt(d))
@@ -260,6 +307,11 @@ class AnnealedES(Optimizer):
 
     def _tell(self, codes: Codes, scores: Scores) -> None:
         check_pending(self.name, codes, self._codes)
+        if self._repeat and not self._noisy:
+            first, again = (float(scores[i]) for i in self._repeat)
+            # NaN compares unequal to everything, so a missing look says nothing here
+            if abs(first - again) > NOISE_TOLERANCE * max(abs(first), abs(again)):
+                self._noisy = True
         valid = np.flatnonzero(~np.isnan(scores))
         if len(valid):
             coef = np.zeros(len(scores))
@@ -280,6 +332,9 @@ class AnnealedES(Optimizer):
             "sigma": self._sigma,
             "codes": self._codes.copy(),
             "spectrum_power": self._power if self._spectrum is not None else 0.0,
+            "noise_checks": self._noise_checks,
+            "repeat": list(self._repeat),
+            "noisy": self._noisy,
         }
 
     def _load_state(self, state: StateDict) -> None:
@@ -299,3 +354,7 @@ class AnnealedES(Optimizer):
                 "but this optimiser was given none; resume with the same generator"
             )
         self._use_power(power)
+        # checkpoints before version 6 showed the mean once and continue so
+        self._noise_checks = int(state.get("noise_checks", 0))
+        self._repeat = tuple(int(i) for i in state.get("repeat", ()))
+        self._noisy = bool(state.get("noisy", False))
