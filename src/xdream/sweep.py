@@ -37,23 +37,14 @@ from xdream.errors import ConfigError, XDreamError, did_you_mean
 if TYPE_CHECKING:  # xdream.multi imports torch: imported where it runs, not by `xdream --help`
     from xdream.multi import Unit
 
-    COLUMNS: tuple[str, ...]
-    """Columns of ``sweep.csv`` (built on first use by the module's ``__getattr__``)."""
-
 SWEEP_KEYS = ("optimizers", "seeds", "cpus_per_task", "max_retries")
 
 
-def _columns() -> tuple[str, ...]:
+def columns() -> tuple[str, ...]:
     """Columns of ``sweep.csv``: ``units.csv``'s, plus optimiser, seed, attempts and error."""
     from xdream.multi import SUMMARY_COLUMNS
 
     return (*SUMMARY_COLUMNS[:5], "optimizer", "seed", *SUMMARY_COLUMNS[5:], "attempts", "error")
-
-
-def __getattr__(name: str) -> Any:
-    if name == "COLUMNS":  # PEP 562: xdream.sweep.COLUMNS without importing torch up front
-        return _columns()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,7 +258,7 @@ def run_sweep(
             error=results[i].get("error"),
         )
         rows.append(row)
-    write_table(out / "sweep.csv", rows, _columns())
+    write_table(out / "sweep.csv", rows, columns())
     return rows
 
 
