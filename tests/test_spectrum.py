@@ -181,3 +181,129 @@ def test_a_resumed_run_keeps_drawing_as_it_began() -> None:
     bare = make("annealed-es", dim=48, seed=2, population_size=10)
     with pytest.raises(XDreamError, match="resume with the same generator"):
         bare.load_state_dict(state)
+
+
+def test_colour_scaling_keeps_the_norm_and_splits_luminance_from_colour() -> None:
+    rgb = CodeSpectrum.dct(3, 4, 4, colour="rgb")
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((4000, 48))
+    for chroma in (0.0, 0.3, 1.0, 2.0):
+        y = rgb.scale_colour(z, chroma)
+        # expected squared norm kept for draws whose channels are alike in distribution
+        assert np.mean(np.sum(y**2, axis=1)) == pytest.approx(48, rel=0.03)
+        pixels = y.reshape(-1, 3, 16)
+        grey = pixels.mean(axis=1, keepdims=True)
+        colour = np.sum((pixels - grey) ** 2) / np.sum(3 * grey**2)
+        assert colour == pytest.approx(2 * chroma**2, rel=0.05, abs=1e-12)
+    np.testing.assert_allclose(rgb.scale_colour(z[:3], 1.0), z[:3])
+    # a grey step stays grey (only rescaled); chroma 0 makes every step grey
+    grey_step = np.tile(rng.standard_normal(16), 3)[None]
+    out = rgb.scale_colour(grey_step, 0.5)
+    np.testing.assert_allclose(out, grey_step * math.sqrt(3 / 1.5))
+    flat = rgb.scale_colour(z[:2], 0.0).reshape(2, 3, 16)
+    np.testing.assert_allclose(flat[:, 0], flat[:, 2])
+    # opponent blocks (luminance first): the last two blocks scale
+    opp = CodeSpectrum(np.zeros(6), colour="opponent")
+    np.testing.assert_allclose(
+        opp.scale_colour(np.ones((1, 6)), 0.5), np.sqrt(2) * np.array([[1, 1, 0.5, 0.5, 0.5, 0.5]])
+    )
+    with pytest.raises(XDreamError, match="no colour channels"):
+        CodeSpectrum(np.zeros(6)).scale_colour(np.ones((1, 6)), 0.5)
+    with pytest.raises(XDreamError, match="chroma must be finite and >= 0"):
+        opp.scale_colour(np.ones((1, 6)), -1.0)
+    with pytest.raises(XDreamError, match="shape"):
+        opp.scale_colour(np.ones((1, 5)), 0.5)
+    with pytest.raises(XDreamError, match="colour must be one of"):
+        CodeSpectrum(np.zeros(6), colour="hsv")
+    with pytest.raises(XDreamError, match="3 channels"):
+        CodeSpectrum.dct(2, 4, 4, colour="rgb")
+    with pytest.raises(XDreamError, match="do not divide by 3"):
+        CodeSpectrum(np.zeros(4), colour="opponent")
+    with pytest.raises(XDreamError, match="default_chroma"):
+        CodeSpectrum(np.zeros(3), colour="opponent", default_chroma=float("nan"))
+
+
+def test_annealed_es_scales_colour_steps_on_pixels_only() -> None:
+    pixels = make_generator("pixels", size=16, code_size=8).code_spectrum()
+    fourier = make_generator("fourier", size=16, max_freq=3).code_spectrum()
+    assert pixels is not None and fourier is not None
+    assert (pixels.colour, pixels.default_chroma) == ("rgb", 0.3)
+    assert (fourier.colour, fourier.default_chroma) == ("opponent", 1.0)
+
+    def colour_share(opt: AnnealedES) -> float:
+        y = (opt.ask()[2:].astype(np.float64) - opt.mean) / opt.sigma
+        per_pixel = y.reshape(len(y), 3, -1)
+        grey = per_pixel.mean(axis=1, keepdims=True)
+        return float(np.sum((per_pixel - grey) ** 2) / np.sum(3 * grey**2))
+
+    kw = {"dim": 192, "seed": 0, "population_size": 402, "spectrum": pixels}
+    default = make("annealed-es", **kw)
+    assert colour_share(default) == pytest.approx(2 * 0.3**2, rel=0.1)  # type: ignore[arg-type]
+    rgb_alike = make("annealed-es", chroma=1.0, **kw)
+    assert colour_share(rgb_alike) == pytest.approx(2.0, rel=0.1)  # type: ignore[arg-type]
+    # chroma 1 draws exactly what version 6 drew (the tilt alone)
+    no_colour = CodeSpectrum.dct(3, 8, 8, default_power=1.0)
+    np.testing.assert_array_equal(
+        rgb_alike.ask(), make("annealed-es", **{**kw, "spectrum": no_colour}).ask()
+    )
+    # fourier's default is 1: the isotropic draws, no spectrum used at all
+    iso = make("annealed-es", dim=fourier.dim, seed=0).ask()
+    on_fourier = make("annealed-es", dim=fourier.dim, seed=0, spectrum=fourier)
+    np.testing.assert_array_equal(on_fourier.ask(), iso)
+    greyer = make("annealed-es", dim=fourier.dim, seed=0, chroma=0.5, spectrum=fourier)
+    assert greyer.spectrum is fourier  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="chroma must be a finite number >= 0"):
+        make("annealed-es", dim=192, seed=0, chroma=-0.1)
+
+
+def test_luminance_steps_reach_a_grey_target_faster() -> None:
+    """A target that differs from the start in luminance only (the pixels default's bet,
+    docs/optimizers.md) is approached faster with colour steps scaled down, while the target
+    is still far (as a unit's preferred image is within a 3000-presentation budget; near the
+    optimum the larger luminance steps cost precision)."""
+    spec = CodeSpectrum.dct(3, 8, 8, colour="rgb")
+    rng = np.random.default_rng(3)
+    target = np.tile(rng.standard_normal(64), 3)
+
+    def final_distance(chroma: float, seed: int) -> float:
+        opt = make("annealed-es", dim=192, seed=seed, generations=15, chroma=chroma, spectrum=spec)
+        for _ in range(15):
+            codes = opt.ask()
+            opt.tell(codes, -np.sum((codes - target) ** 2, axis=1))
+        return float(np.linalg.norm(opt.mean - target))
+
+    for seed in range(3):
+        assert final_distance(0.3, seed) < 0.8 * final_distance(1.0, seed)
+
+
+def test_a_resumed_run_keeps_its_colour_scaling() -> None:
+    spec = CodeSpectrum.dct(3, 4, 4, default_power=1.0, colour="rgb", default_chroma=0.3)
+
+    def play(opt: AnnealedES, generations: int) -> None:
+        for _ in range(generations):
+            codes = opt.ask()
+            opt.tell(codes, -np.sum((codes - 0.5) ** 2, axis=1))
+
+    straight = make("annealed-es", dim=48, seed=4, population_size=10, spectrum=spec)
+    play(straight, 5)  # type: ignore[arg-type]
+    first = make("annealed-es", dim=48, seed=4, population_size=10, spectrum=spec)
+    play(first, 2)  # type: ignore[arg-type]
+    state = first.state_dict()
+    assert state["own"]["chroma"] == 0.3
+    resumed = make("annealed-es", dim=48, seed=8, population_size=10, chroma=1.0, spectrum=spec)
+    resumed.load_state_dict(state)
+    play(resumed, 3)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(resumed.ask(), straight.ask())
+    # a version-6 checkpoint (no "chroma") continues without colour scaling
+    legacy = dict(state, own={k: v for k, v in state["own"].items() if k != "chroma"})
+    old = make("annealed-es", dim=48, seed=8, population_size=10, spectrum=spec)
+    old.load_state_dict(legacy)
+    assert old._chroma == 1.0  # type: ignore[attr-defined]
+    # a colour-scaled checkpoint needs a spectrum with colour channels
+    grey_blind = CodeSpectrum.dct(3, 4, 4, default_power=1.0)
+    blind = make("annealed-es", dim=48, seed=4, population_size=10, spectrum=grey_blind)
+    with pytest.raises(XDreamError, match="no colour channels"):
+        blind.load_state_dict(state)
+    bare = make("annealed-es", dim=48, seed=4, population_size=10)
+    with pytest.raises(XDreamError, match=r"chroma 0\.3"):
+        bare.load_state_dict(state)

@@ -109,6 +109,8 @@ class Contender:
             gen = generators.make(generator, **GENERATOR_PARAMS.get(generator, {}))
             spectrum = gen.code_spectrum()
             out["spectrum_default_power"] = None if spectrum is None else spectrum.default_power
+            if spectrum is not None and spectrum.colour is not None:
+                out["spectrum_default_chroma"] = spectrum.default_chroma
         return out
 
     def fingerprint(self, generator: str | None = None) -> str:

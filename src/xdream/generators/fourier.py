@@ -174,9 +174,10 @@ class FourierGenerator(Generator):
 
     def code_spectrum(self) -> CodeSpectrum:
         """Each entry's frequency ``hypot(fy, fx)`` (0 for the channels' means): the code's
-        coordinates are already Fourier coefficients."""
+        coordinates are already Fourier coefficients, in three blocks (luminance, then the two
+        colour-opponent channels)."""
         freq = [math.hypot(fy, fx) for _, fy, fx, _ in code_layout(self.max_freq)]
-        return CodeSpectrum(np.array(freq))
+        return CodeSpectrum(np.array(freq), colour="opponent")
 
     def forward(self, codes: torch.Tensor) -> Images:
         """Render codes ``(n, code_dim)`` as images ``(n, 3, size, size)`` in [0, 1]."""

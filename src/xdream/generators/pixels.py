@@ -68,10 +68,11 @@ class PixelsGenerator(Generator):
         self.output_size = (params.size, params.size)
 
     def code_spectrum(self) -> CodeSpectrum:
-        """The 2-D cosine transform of each channel's ``code_size x code_size`` logits; the
-        ES steps along it with a 1/f tilt by default (``default_power`` 1)."""
+        """The 2-D cosine transform of each channel's ``code_size x code_size`` logits (red,
+        green, blue); the ES steps along it with a 1/f tilt (``default_power`` 1) and colour
+        steps 0.3 times its luminance steps (``default_chroma``) by default."""
         c = self.params.code_size
-        return CodeSpectrum.dct(3, c, c, default_power=1.0)
+        return CodeSpectrum.dct(3, c, c, default_power=1.0, colour="rgb", default_chroma=0.3)
 
     def forward(self, codes: torch.Tensor) -> Images:
         """Render codes ``(n, 3 * code_size**2)`` as images ``(n, 3, size, size)`` in [0, 1]."""

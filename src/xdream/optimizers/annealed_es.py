@@ -15,7 +15,9 @@ combines what the benchmark's noise and ablation runs kept (``docs/optimizers.md
   noisy, and the step size then stays large (larger steps give score differences that stand out
   from the noise);
 * on a code space with a known spectrum (:mod:`xdream.generators.spectrum`), directions drawn
-  on its basis with per-frequency scales: coarse patterns get larger steps on ``pixels``.
+  on its basis with per-frequency scales: coarse patterns get larger steps on ``pixels``;
+* on a code space whose spectrum knows its colour channels, colour steps scaled relative to
+  luminance steps: on ``pixels`` luminance gets most of each step.
 """
 
 from __future__ import annotations
@@ -64,6 +66,13 @@ class AnnealedESParams:
             ``default_power`` (1 on ``pixels``, 0 on ``fourier``). No effect on code spaces
             without a spectrum (CPPN, DeePSiM).
         spectrum_offset: the ``f0`` of those scales, in cycles per image (1).
+        chroma: on a code space whose spectrum knows its colour channels (``pixels``,
+            ``fourier``; :attr:`xdream.generators.spectrum.CodeSpectrum.colour`), the size of
+            the steps that change a pixel's colour relative to those that change its luminance,
+            the total kept (:meth:`~xdream.generators.spectrum.CodeSpectrum.scale_colour`); 1
+            treats the colour channels alike, 0 never changes colour. ``None`` (default): the
+            code space's ``default_chroma`` (0.3 on ``pixels``, 1 on ``fourier``). No effect on
+            code spaces without colour channels (CPPN, DeePSiM).
         noise_checks: in the first ``noise_checks`` answered generations, show the mean a
             second time (the second code) until its two scores differ (by more than a relative
             ``1e-6``): the responses are then noisy, and the schedule ends at
@@ -86,6 +95,7 @@ class AnnealedESParams:
     path_rate: float = 0.3
     spectrum_power: float | None = None
     spectrum_offset: float = 1.0
+    chroma: float | None = None
     noise_checks: int = 3
     sigma_end_noisy: float | None = None
 
@@ -104,6 +114,8 @@ class AnnealedESParams:
         ):
             raise ValueError(f"spectrum_power must be a finite number or None, got {power!r}")
         check_float("spectrum_offset", self.spectrum_offset, 0.0)
+        if self.chroma is not None:
+            check_float("chroma", self.chroma, 0.0, strict=False)
         check_int("noise_checks", self.noise_checks, 0)
         if self.sigma_end_noisy is not None:
             check_float("sigma_end_noisy", self.sigma_end_noisy, 0.0)
@@ -168,7 +180,9 @@ class AnnealedES(Optimizer):
     ``m + sigma_g sqrt(N) p / |p|`` (``line_sample``, once a mean shift exists), then mirrored
     pairs ``m + sigma_g z_k``, ``m - sigma_g z_k`` (``z_k ~ N(0, I)``, or ``B (s * u_k)`` with
     ``u_k ~ N(0, I)``, ``B`` the code spectrum's basis and ``s`` its scales when the code space
-    has a spectrum and the power is not 0; an odd slot left over gets one unpaired sample).
+    has a spectrum and the power is not 0; an odd slot left over gets one unpaired sample;
+    when the spectrum knows its colour channels and ``chroma`` is not 1, each direction's
+    colour part is then scaled by ``chroma`` relative to its luminance part).
     With ``y_i = (x_i - m) / sigma_g`` and the answered codes ranked best first with
     :func:`rank_weights` ``w``:
 
@@ -197,8 +211,9 @@ class AnnealedES(Optimizer):
     Params: ClassVar[type[AnnealedESParams]] = AnnealedESParams
     uses_spectrum: ClassVar[bool] = True
     # 2: code spectrum; 3: tied ranks; 4: all-tied generations paused the schedule (reverted,
-    # docs/optimizers.md); 5: the behaviour of 3; 6: noise checks (the mean shown twice)
-    version: ClassVar[int] = 6
+    # docs/optimizers.md); 5: the behaviour of 3; 6: noise checks (the mean shown twice);
+    # 7: colour steps scaled by chroma (0.3 on pixels)
+    version: ClassVar[int] = 7
     _params: AnnealedESParams
 
     def __init__(
@@ -217,10 +232,12 @@ class AnnealedES(Optimizer):
             )
         p = self._params
         self._given_spectrum = spectrum
-        power = 0.0
+        power, chroma = 0.0, 1.0
         if spectrum is not None:
             power = spectrum.default_power if p.spectrum_power is None else p.spectrum_power
-        self._use_power(float(power))
+            if spectrum.colour is not None:
+                chroma = spectrum.default_chroma if p.chroma is None else p.chroma
+        self._use_shape(float(power), float(chroma))
         self.lam = self._params.population_size
         self._mean = initial_mean(self._init_codes, self._dim)
         self._path: FloatArray = np.zeros(self._dim)
@@ -286,21 +303,26 @@ class AnnealedES(Optimizer):
         self._genealogy = genealogy + [f"+z{j}" for j in range(k // 2)]
         self._genealogy += [f"-z{j}" for j in range(k // 2)] + ["z"] * (k % 2)
 
-    def _use_power(self, power: float) -> None:
-        """Shape the draws with ``(f + offset) ** -power`` on the given spectrum (0: none)."""
-        self._power = power
+    def _use_shape(self, power: float, chroma: float) -> None:
+        """Shape the draws with ``(f + offset) ** -power`` on the given spectrum (0: none) and
+        scale their colour parts by ``chroma`` (1: none)."""
+        self._power, self._chroma = power, chroma
         self._spectrum: CodeSpectrum | None = None
         self._scales: FloatArray | None = None
-        if power != 0 and self._given_spectrum is not None:
+        if (power != 0 or chroma != 1) and self._given_spectrum is not None:
             self._spectrum = self._given_spectrum
             self._scales = self._spectrum.scales(power, self._params.spectrum_offset)
 
     def _shape(self, z: FloatArray) -> FloatArray:
         """Standard normal draws as directions of the code space: scaled per frequency and
-        mapped from the spectrum's basis when the code space has a spectrum."""
+        mapped from the spectrum's basis, then their colour scaled, when the code space has a
+        spectrum."""
         if self._spectrum is None or self._scales is None:
             return z
-        return self._spectrum.to_code(z * self._scales)
+        y = self._spectrum.to_code(z * self._scales)
+        if self._chroma != 1:
+            y = self._spectrum.scale_colour(y, self._chroma)
+        return y
 
     def _ask(self) -> Codes:
         return self._codes.copy()
@@ -332,6 +354,7 @@ class AnnealedES(Optimizer):
             "sigma": self._sigma,
             "codes": self._codes.copy(),
             "spectrum_power": self._power if self._spectrum is not None else 0.0,
+            "chroma": self._chroma if self._spectrum is not None else 1.0,
             "noise_checks": self._noise_checks,
             "repeat": list(self._repeat),
             "noisy": self._noisy,
@@ -346,14 +369,23 @@ class AnnealedES(Optimizer):
         self._codes = np.array(state["codes"], dtype=np.float32)
         check_shape("codes", self._codes, (self.lam, self._dim))
         check_shape("mean", self._mean, (self._dim,))
-        # a resumed run keeps drawing as it began (checkpoints of version 1 drew isotropically)
+        # a resumed run keeps drawing as it began (checkpoints of version 1 drew isotropically,
+        # those before version 7 without colour scaling)
         power = float(state.get("spectrum_power", 0.0))
-        if power != 0 and self._given_spectrum is None:
+        chroma = float(state.get("chroma", 1.0))
+        given = self._given_spectrum
+        if (power != 0 or chroma != 1) and given is None:
             raise XDreamError(
-                f"the checkpoint drew its steps along a code spectrum (spectrum_power {power:g}) "
-                "but this optimiser was given none; resume with the same generator"
+                f"the checkpoint drew its steps along a code spectrum (spectrum_power {power:g}, "
+                f"chroma {chroma:g}) but this optimiser was given none; resume with the same "
+                "generator"
             )
-        self._use_power(power)
+        if chroma != 1 and given is not None and given.colour is None:
+            raise XDreamError(
+                f"the checkpoint scaled its colour steps (chroma {chroma:g}) but this code "
+                "spectrum has no colour channels; resume with the same generator"
+            )
+        self._use_shape(power, chroma)
         # checkpoints before version 6 showed the mean once and continue so
         self._noise_checks = int(state.get("noise_checks", 0))
         self._repeat = tuple(int(i) for i in state.get("repeat", ()))
