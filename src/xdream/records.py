@@ -40,6 +40,8 @@ dataset                         shape       meaning
 =============================== =========== ==================================================
 
 Root attributes: ``layout_version`` (1), ``xdream_version``, ``code_dim``, ``config`` (JSON).
+``layout_version`` changes when a dataset above changes meaning, shape or type; groups only some
+scorers write (``rig/``; :attr:`Record.extra` when read) are additions and do not change it.
 """
 
 from __future__ import annotations
