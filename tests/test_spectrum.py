@@ -16,6 +16,25 @@ from xdream.optimizers import make
 from xdream.optimizers.annealed_es import AnnealedES
 
 
+def _play(opt: object, generations: int) -> None:
+    """Run ``generations`` of an annealed-es on the sphere around 0.5."""
+    assert isinstance(opt, AnnealedES)
+    for _ in range(generations):
+        codes = opt.ask()
+        opt.tell(codes, -np.sum((codes - 0.5) ** 2, axis=1))
+
+
+def _distance_after(generations: int, target: np.ndarray, **params: object) -> float:
+    """Distance of an annealed-es mean from ``target`` after ``generations`` on the sphere
+    around it (schedule over the same ``generations``)."""
+    opt = make("annealed-es", dim=target.size, generations=generations, **params)
+    assert isinstance(opt, AnnealedES)
+    for _ in range(generations):
+        codes = opt.ask()
+        opt.tell(codes, -np.sum((codes - target) ** 2, axis=1))
+    return float(np.linalg.norm(opt.mean - target))
+
+
 def test_dct_basis_is_orthonormal_cosines_with_their_frequencies() -> None:
     spec = CodeSpectrum.dct(2, 4, 3)
     assert spec.dim == 24 and spec.image_shape == (2, 4, 3)
@@ -108,18 +127,7 @@ def test_spectrum_helps_on_a_smooth_target() -> None:
     target = spec.to_code((rng.standard_normal(spec.dim) * spec.scales(2.0))[None])[0]
 
     def final_distance(power: float, seed: int) -> float:
-        opt = make(
-            "annealed-es",
-            dim=spec.dim,
-            seed=seed,
-            generations=40,
-            spectrum_power=power,
-            spectrum=spec,
-        )
-        for _ in range(40):
-            codes = opt.ask()
-            opt.tell(codes, -np.sum((codes - target) ** 2, axis=1))
-        return float(np.linalg.norm(opt.mean - target))
+        return _distance_after(40, target, seed=seed, spectrum_power=power, spectrum=spec)
 
     for seed in range(3):
         assert final_distance(1.0, seed) < 0.8 * final_distance(0.0, seed)
@@ -150,32 +158,27 @@ def test_experiments_from_a_config_hand_the_spectrum_to_the_optimiser(tmp_path: 
 def test_a_resumed_run_keeps_drawing_as_it_began() -> None:
     spec = CodeSpectrum.dct(3, 4, 4, default_power=1.0)
 
-    def play(opt: AnnealedES, generations: int) -> None:
-        for _ in range(generations):
-            codes = opt.ask()
-            opt.tell(codes, -np.sum((codes - 0.5) ** 2, axis=1))
-
     straight = make("annealed-es", dim=48, seed=2, population_size=10, spectrum=spec)
-    play(straight, 6)  # type: ignore[arg-type]
+    _play(straight, 6)
     first = make("annealed-es", dim=48, seed=2, population_size=10, spectrum=spec)
-    play(first, 3)  # type: ignore[arg-type]
+    _play(first, 3)
     state = first.state_dict()
     # built with another power (say the default changed in a later release): the checkpoint's wins
     resumed = make(
         "annealed-es", dim=48, seed=9, population_size=10, spectrum_power=0.0, spectrum=spec
     )
     resumed.load_state_dict(state)
-    play(resumed, 3)  # type: ignore[arg-type]
+    _play(resumed, 3)
     np.testing.assert_array_equal(resumed.ask(), straight.ask())
     # a checkpoint written before code spectra existed (no "spectrum_power") continues isotropic
     old = make("annealed-es", dim=48, seed=2, population_size=10)
-    play(old, 3)  # type: ignore[arg-type]
+    _play(old, 3)
     legacy = old.state_dict()
     del legacy["own"]["spectrum_power"]
     again = make("annealed-es", dim=48, seed=5, population_size=10, spectrum=spec)
     again.load_state_dict(legacy)
-    play(again, 2)  # type: ignore[arg-type]
-    play(old, 2)  # type: ignore[arg-type]
+    _play(again, 2)
+    _play(old, 2)
     np.testing.assert_array_equal(again.ask(), old.ask())
     # a tilted checkpoint cannot continue without the spectrum
     bare = make("annealed-es", dim=48, seed=2, population_size=10)
@@ -238,9 +241,9 @@ def test_annealed_es_scales_colour_steps_on_pixels_only() -> None:
 
     kw = {"dim": 192, "seed": 0, "population_size": 402, "spectrum": pixels}
     default = make("annealed-es", **kw)
-    assert colour_share(default) == pytest.approx(2 * 0.3**2, rel=0.1)  # type: ignore[arg-type]
+    assert colour_share(default) == pytest.approx(2 * 0.3**2, rel=0.1)
     rgb_alike = make("annealed-es", chroma=1.0, **kw)
-    assert colour_share(rgb_alike) == pytest.approx(2.0, rel=0.1)  # type: ignore[arg-type]
+    assert colour_share(rgb_alike) == pytest.approx(2.0, rel=0.1)
     # chroma 1 draws exactly what version 6 drew (the tilt alone)
     no_colour = CodeSpectrum.dct(3, 8, 8, default_power=1.0)
     np.testing.assert_array_equal(
@@ -266,11 +269,7 @@ def test_luminance_steps_reach_a_grey_target_faster() -> None:
     target = np.tile(rng.standard_normal(64), 3)
 
     def final_distance(chroma: float, seed: int) -> float:
-        opt = make("annealed-es", dim=192, seed=seed, generations=15, chroma=chroma, spectrum=spec)
-        for _ in range(15):
-            codes = opt.ask()
-            opt.tell(codes, -np.sum((codes - target) ** 2, axis=1))
-        return float(np.linalg.norm(opt.mean - target))
+        return _distance_after(15, target, seed=seed, chroma=chroma, spectrum=spec)
 
     for seed in range(3):
         assert final_distance(0.3, seed) < 0.8 * final_distance(1.0, seed)
@@ -279,20 +278,15 @@ def test_luminance_steps_reach_a_grey_target_faster() -> None:
 def test_a_resumed_run_keeps_its_colour_scaling() -> None:
     spec = CodeSpectrum.dct(3, 4, 4, default_power=1.0, colour="rgb", default_chroma=0.3)
 
-    def play(opt: AnnealedES, generations: int) -> None:
-        for _ in range(generations):
-            codes = opt.ask()
-            opt.tell(codes, -np.sum((codes - 0.5) ** 2, axis=1))
-
     straight = make("annealed-es", dim=48, seed=4, population_size=10, spectrum=spec)
-    play(straight, 5)  # type: ignore[arg-type]
+    _play(straight, 5)
     first = make("annealed-es", dim=48, seed=4, population_size=10, spectrum=spec)
-    play(first, 2)  # type: ignore[arg-type]
+    _play(first, 2)
     state = first.state_dict()
     assert state["own"]["chroma"] == 0.3
     resumed = make("annealed-es", dim=48, seed=8, population_size=10, chroma=1.0, spectrum=spec)
     resumed.load_state_dict(state)
-    play(resumed, 3)  # type: ignore[arg-type]
+    _play(resumed, 3)
     np.testing.assert_array_equal(resumed.ask(), straight.ask())
     # a version-6 checkpoint (no "chroma") continues without colour scaling
     legacy = dict(state, own={k: v for k, v in state["own"].items() if k != "chroma"})
