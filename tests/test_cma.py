@@ -417,3 +417,24 @@ def test_nevergrad_by_name() -> None:
     codes = opt.ask()
     assert codes.shape == (6, 4)
     opt.tell(codes, linear(codes))
+
+
+@needs_nevergrad
+@pytest.mark.parametrize("name", ["CMA", "NGOpt"])
+def test_nevergrad_cma_family_from_300_dimensions(name: str) -> None:
+    """nevergrad's CMA asks pycma for a second population before telling the first when the
+    populations differ (here 21 against 10); pycma's TPA, its rule from 300 dimensions, then
+    failed by generation 23. The adapter makes pycma use CSA inside nevergrad's calls only."""
+    import cma.evolution_strategy as pycma_es
+
+    opt = make("nevergrad", dim=300, seed=0, optimizer=name, population_size=10, budget=600)
+    first = None
+    for _ in range(30):
+        codes = opt.ask()
+        scores = -np.sum((codes.astype(np.float64) - 0.3) ** 2, axis=1)
+        first = scores.max() if first is None else first
+        opt.tell(codes, scores)
+    assert scores.max() > first  # it climbs
+    assert pycma_es.TPA_dimension == 300  # pycma's own setting is left as it was
+    direct = pycma_es.CMAEvolutionStrategy(np.zeros(300), 1.0, {"verbose": -9})
+    assert type(direct.adapt_sigma).__name__ == "CMAAdaptSigmaTPA"

@@ -6,9 +6,12 @@ negated here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import pickle
 import warnings
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,6 +40,36 @@ def import_nevergrad() -> Any:
             "pip install 'xdream[nevergrad]' (or pip install nevergrad)"
         ) from None
     return nevergrad
+
+
+@contextlib.contextmanager
+def nevergrad_calls() -> Iterator[None]:
+    """Around every call into nevergrad: its warnings silenced, and CSA instead of TPA as the
+    step-size rule of the pycma CMA-ES that nevergrad's CMA family builds (``CMA``,
+    ``DiagonalCMA``, the CMA that ``NGOpt`` picks, ...).
+
+    pycma uses two-point adaptation (TPA) from 300 dimensions on, and TPA needs the two
+    mean-shift samples it injects into the first ``ask`` after each ``tell``. nevergrad asks its
+    CMA for a second population before telling the first whenever its own population (at least
+    ``4 + 3 ln N``, more for some variants) differs from the candidates asked per generation, and
+    pycma then fails with "Mean shift samples are expected but missing" (nevergrad issue 1690,
+    open for nevergrad 1.0.12 with cma 4): at every code space's dimension and within the first
+    25 generations. CSA, pycma's rule below 300 dimensions, has no such samples. Only the
+    CMA-ES created during these calls is affected; the module's setting is restored after.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            import cma.evolution_strategy as pycma_es
+        except ImportError:  # nevergrad without pycma: nothing to change
+            yield
+            return
+        saved = pycma_es.TPA_dimension
+        pycma_es.TPA_dimension = math.inf
+        try:
+            yield
+        finally:
+            pycma_es.TPA_dimension = saved
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +109,9 @@ class Nevergrad(Optimizer):
     mutation scale ``sigma0``; its random state is seeded from the optimiser's seed, so runs are
     reproducible and a checkpoint (the pickled nevergrad optimiser) resumes exactly. A code
     without a response (NaN) is told as the worst answered loss of its generation; a generation
-    without any answer is not told: the same codes are shown again. Needs ``pip install
+    without any answer is not told: the same codes are shown again. The CMA-ES of nevergrad's
+    CMA family adapts its step size by CSA here, also from 300 dimensions on, where pycma would
+    use TPA and fail under nevergrad's batching (:func:`nevergrad_calls`). Needs ``pip install
     nevergrad``.
 
     >>> import numpy as np
@@ -89,6 +124,8 @@ class Nevergrad(Optimizer):
 
     name: ClassVar[str] = "nevergrad"
     Params: ClassVar[type[NevergradParams]] = NevergradParams
+    # 2: nevergrad's CMA family steps with CSA, not pycma's TPA (see nevergrad_calls)
+    version: ClassVar[int] = 2
     _params: NevergradParams
 
     def __init__(
@@ -111,8 +148,7 @@ class Nevergrad(Optimizer):
             sigma=float(p.sigma0)
         )
         param.random_state = np.random.RandomState(int(self._rng.integers(2**31 - 1)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with nevergrad_calls():
             self._opt = registry[p.optimizer](
                 parametrization=param, budget=p.budget, num_workers=p.population_size
             )
@@ -124,8 +160,7 @@ class Nevergrad(Optimizer):
         return self._opt
 
     def _sample(self, step: int) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with nevergrad_calls():
             self._candidates = [self._opt.ask() for _ in range(self._params.population_size)]
         x: FloatArray = np.stack([np.asarray(c.value, dtype=np.float64) for c in self._candidates])
         self._codes: Codes = x.astype(np.float32)
@@ -141,8 +176,7 @@ class Nevergrad(Optimizer):
         if loss is None:
             self._ids = list(self._ids)  # the same codes, with their ids, once more
             return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with nevergrad_calls():
             for candidate, value in zip(self._candidates, loss):
                 self._opt.tell(candidate, float(value))
         self._sample(step=self._generation + 1)
