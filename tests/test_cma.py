@@ -427,14 +427,15 @@ def test_nevergrad_cma_family_from_300_dimensions(name: str) -> None:
     failed by generation 23. The adapter makes pycma use CSA inside nevergrad's calls only."""
     import cma.evolution_strategy as pycma_es
 
+    before = pycma_es.TPA_dimension
     opt = make("nevergrad", dim=300, seed=0, optimizer=name, population_size=10, budget=600)
-    first = None
+    best = []
     for _ in range(30):
-        codes = opt.ask()
-        scores = -np.sum((codes.astype(np.float64) - 0.3) ** 2, axis=1)
-        first = scores.max() if first is None else first
-        opt.tell(codes, scores)
-    assert scores.max() > first  # it climbs
-    assert pycma_es.TPA_dimension == 300  # pycma's own setting is left as it was
-    direct = pycma_es.CMAEvolutionStrategy(np.zeros(300), 1.0, {"verbose": -9})
+        codes = opt.ask().astype(np.float64)
+        scores = -np.sum((codes - 0.3) ** 2, axis=1)
+        best.append(scores.max())
+        opt.tell(codes.astype(np.float32), scores)
+    assert best[-1] > best[0]  # it climbs
+    assert pycma_es.TPA_dimension == before  # pycma's own setting is left as it was
+    direct = pycma_es.CMAEvolutionStrategy(np.zeros(before), 1.0, {"verbose": -9})
     assert type(direct.adapt_sigma).__name__ == "CMAAdaptSigmaTPA"
