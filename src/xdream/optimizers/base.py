@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from xdream.errors import XDreamError
+from xdream.optimizers.es_common import check_pending, minimiser_losses
 from xdream.types import Codes, Scores, StateDict
 
 
@@ -178,3 +180,41 @@ class Optimizer(abc.ABC):
         if not np.isfinite(arr).all():
             raise XDreamError(f"{what} contain NaN or inf; codes must be finite numbers")
         return arr
+
+
+class MinimiserAdapter(Optimizer):
+    """Base of the adapters to minimising libraries (pycma, nevergrad).
+
+    A generation shows the library's candidates (:meth:`_show`, called by the subclass's
+    :meth:`_sample`) and tells it ``-score``, with a missing response told as the worst answered
+    loss (:func:`~xdream.optimizers.es_common.minimiser_losses`). A generation without any
+    answer is not told: the same codes, with their ids, are shown again. Subclasses implement
+    :meth:`_sample` (ask the library, then :meth:`_show`) and :meth:`_tell_losses`.
+    """
+
+    _codes: Codes
+
+    @abc.abstractmethod
+    def _sample(self, step: int) -> None:
+        """Ask the library for generation ``step``'s candidates and :meth:`_show` them."""
+
+    @abc.abstractmethod
+    def _tell_losses(self, losses: npt.NDArray[np.float64]) -> None:
+        """Tell the library the losses of the candidates shown, in their order."""
+
+    def _show(self, candidates: npt.ArrayLike, step: int) -> None:
+        self._codes = np.asarray(candidates, dtype=np.float32)
+        self._ids = [f"gen{step:03d}_{i:06d}" for i in range(len(self._codes))]
+        self._genealogy = ["sample"] * len(self._codes)
+
+    def _ask(self) -> Codes:
+        return self._codes.copy()
+
+    def _tell(self, codes: Codes, scores: Scores) -> None:
+        check_pending(self.name, codes, self._codes)
+        losses = minimiser_losses(scores)
+        if losses is None:
+            self._ids = list(self._ids)  # the same codes, with their ids, once more
+            return
+        self._tell_losses(losses)
+        self._sample(step=self._generation + 1)

@@ -18,16 +18,14 @@ import numpy as np
 
 from xdream.errors import ConfigError, XDreamError, did_you_mean
 from xdream.optimizers import register
-from xdream.optimizers.base import Optimizer
+from xdream.optimizers.base import MinimiserAdapter
 from xdream.optimizers.es_common import (
     FloatArray,
     check_float,
     check_int,
-    check_pending,
     initial_mean,
-    minimiser_losses,
 )
-from xdream.types import Codes, Scores, StateDict
+from xdream.types import Codes, StateDict
 
 
 def import_nevergrad() -> Any:
@@ -102,7 +100,7 @@ class NevergradParams:
 
 
 @register
-class Nevergrad(Optimizer):
+class Nevergrad(MinimiserAdapter):
     """Any nevergrad optimiser, asked for ``population_size`` candidates per generation.
 
     The parametrisation is ``ng.p.Array`` starting at zeros or the mean of ``init_codes``, with
@@ -162,24 +160,14 @@ class Nevergrad(Optimizer):
     def _sample(self, step: int) -> None:
         with nevergrad_calls():
             self._candidates = [self._opt.ask() for _ in range(self._params.population_size)]
-        x: FloatArray = np.stack([np.asarray(c.value, dtype=np.float64) for c in self._candidates])
-        self._codes: Codes = x.astype(np.float32)
-        self._ids = [f"gen{step:03d}_{i:06d}" for i in range(len(self._codes))]
-        self._genealogy = ["sample"] * len(self._codes)
+        self._show(
+            np.stack([np.asarray(c.value, dtype=np.float64) for c in self._candidates]), step
+        )
 
-    def _ask(self) -> Codes:
-        return self._codes.copy()
-
-    def _tell(self, codes: Codes, scores: Scores) -> None:
-        check_pending(self.name, codes, self._codes)
-        loss = minimiser_losses(scores)
-        if loss is None:
-            self._ids = list(self._ids)  # the same codes, with their ids, once more
-            return
+    def _tell_losses(self, losses: FloatArray) -> None:
         with nevergrad_calls():
-            for candidate, value in zip(self._candidates, loss):
+            for candidate, value in zip(self._candidates, losses):
                 self._opt.tell(candidate, float(value))
-        self._sample(step=self._generation + 1)
 
     def _state(self) -> StateDict:
         blob = pickle.dumps((self._opt, self._candidates), protocol=pickle.HIGHEST_PROTOCOL)

@@ -20,16 +20,14 @@ import numpy as np
 
 from xdream.errors import XDreamError
 from xdream.optimizers import register
-from xdream.optimizers.base import Optimizer
+from xdream.optimizers.base import MinimiserAdapter
 from xdream.optimizers.es_common import (
     FloatArray,
     check_float,
     check_int,
-    check_pending,
     initial_mean,
-    minimiser_losses,
 )
-from xdream.types import Codes, Scores, StateDict
+from xdream.types import Codes, StateDict
 
 QUIET: dict[str, Any] = {"verbose": -9, "verb_disp": 0, "verb_log": 0}
 """pycma options that keep it from printing and from writing log files."""
@@ -75,7 +73,7 @@ class PycmaParams:
             )
 
 
-class PycmaAdapter(Optimizer):
+class PycmaAdapter(MinimiserAdapter):
     """Base of the pycma adapters: ``ask``/``tell`` on a ``cma.CMAEvolutionStrategy``.
 
     The strategy is seeded with ``cma_seed``, drawn from the optimiser's seed. Scores are
@@ -144,22 +142,11 @@ class PycmaAdapter(Optimizer):
         with self._pycma_rng():
             solutions = self._es.ask()
         self._x: FloatArray = np.array(solutions, dtype=np.float64)
-        self._codes: Codes = self._x.astype(np.float32)
-        self._ids = [f"gen{step:03d}_{i:06d}" for i in range(len(self._codes))]
-        self._genealogy = ["sample"] * len(self._codes)
+        self._show(self._x, step)
 
-    def _ask(self) -> Codes:
-        return self._codes.copy()
-
-    def _tell(self, codes: Codes, scores: Scores) -> None:
-        check_pending(self.name, codes, self._codes)
-        loss = minimiser_losses(scores)
-        if loss is None:
-            self._ids = list(self._ids)  # the same codes, with their ids, once more
-            return
+    def _tell_losses(self, losses: FloatArray) -> None:
         with self._pycma_rng():
-            self._es.tell(list(self._x), loss.tolist())
-        self._sample(step=self._generation + 1)
+            self._es.tell(list(self._x), losses.tolist())
 
     def _state(self) -> StateDict:
         return {
