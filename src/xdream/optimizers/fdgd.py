@@ -12,6 +12,7 @@ import numpy.typing as npt
 from xdream.errors import XDreamError
 from xdream.optimizers import register
 from xdream.optimizers.base import Optimizer
+from xdream.optimizers.es_common import initial_mean
 from xdream.types import Codes, Scores, StateDict
 
 FloatArray = npt.NDArray[np.float64]
@@ -83,12 +84,7 @@ class FDGD(Optimizer):
         init_codes: Codes | None = None,
     ) -> None:
         super().__init__(dim, params if params is not None else FDGDParams(), seed, init_codes)
-        if self._init_codes is None:
-            self._mean: FloatArray = np.zeros(self._dim)
-        elif len(self._init_codes) == 0:
-            raise XDreamError("init_codes is empty; pass at least one code or None for zeros")
-        else:
-            self._mean = self._init_codes.astype(np.float64).mean(axis=0)  # their mean
+        self._mean: FloatArray = initial_mean(self._init_codes, self._dim)
         self._sample(step=0)
 
     @property
