@@ -15,10 +15,9 @@ Needs ``pip install 'xdream[nevergrad]'``.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
+from extra_contenders import main
 
-from xdream.bench.optimizers import PROFILES, Contender, contenders, run_benchmark
+from xdream.bench.optimizers import Contender, contenders
 
 LABELS = ("genetic", "pycma", "ngopt")
 NGOPT = {"optimizer": "NGOpt", "population_size": 40, "sigma0": 1.0, "budget": 3000}
@@ -30,22 +29,5 @@ def table(generator: str) -> list[Contender]:
     return [*shipped, Contender("ngopt", "nevergrad", NGOPT)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="output folder (resumed if it exists)")
-    parser.add_argument("--workers", type=int, help="worker processes (default: all cores)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    args = parser.parse_args()
-    profile = dataclasses.replace(PROFILES["full"], optimizers=LABELS)
-    run_benchmark(
-        profile,
-        args.out,
-        workers=args.workers,
-        device=args.device,
-        contender_table=table,
-        with_overhead=False,
-    )
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__.splitlines()[0], LABELS, table)
