@@ -16,23 +16,20 @@ from xdream.optimizers import make
 from xdream.optimizers.annealed_es import AnnealedES
 
 
-def _play(opt: object, generations: int) -> None:
-    """Run ``generations`` of an annealed-es on the sphere around 0.5."""
+def _play(opt: object, generations: int, target: float | np.ndarray = 0.5) -> AnnealedES:
+    """Run ``generations`` of an annealed-es on the sphere around ``target``."""
     assert isinstance(opt, AnnealedES)
     for _ in range(generations):
         codes = opt.ask()
-        opt.tell(codes, -np.sum((codes - 0.5) ** 2, axis=1))
+        opt.tell(codes, -np.sum((codes - target) ** 2, axis=1))
+    return opt
 
 
 def _distance_after(generations: int, target: np.ndarray, **params: object) -> float:
     """Distance of an annealed-es mean from ``target`` after ``generations`` on the sphere
     around it (schedule over the same ``generations``)."""
     opt = make("annealed-es", dim=target.size, generations=generations, **params)
-    assert isinstance(opt, AnnealedES)
-    for _ in range(generations):
-        codes = opt.ask()
-        opt.tell(codes, -np.sum((codes - target) ** 2, axis=1))
-    return float(np.linalg.norm(opt.mean - target))
+    return float(np.linalg.norm(_play(opt, generations, target).mean - target))
 
 
 def test_dct_basis_is_orthonormal_cosines_with_their_frequencies() -> None:
