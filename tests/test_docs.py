@@ -18,6 +18,15 @@ def test_config_reference_is_up_to_date() -> None:
     )
 
 
+def test_every_generated_key_has_a_meaning() -> None:
+    text = (ROOT / "docs" / "config.md").read_text()
+    generated = text.split(docs.BEGIN, 1)[1]
+    empty = [
+        line for line in generated.splitlines() if re.fullmatch(r"\| `\w+` \| .* \|\s*\|", line)
+    ]
+    assert not empty, f"parameters without a description (an Attributes: docstring entry): {empty}"
+
+
 def test_every_section_key_is_documented() -> None:
     import dataclasses
 

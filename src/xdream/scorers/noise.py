@@ -54,8 +54,12 @@ def register(cls: type[NoiseModel]) -> type[NoiseModel]:
 class PoissonNoise(NoiseModel):
     """XDream's spike-count noise: mean over ``reps`` of Poisson(max(0, s * scale)) / scale.
 
-    ``scale`` is the "expected maximum firing rate" (5-250 in the paper; 20 for its headline
-    result, spec §6); ``reps`` repeated presentations are averaged.
+    Attributes:
+        scale: the "expected maximum firing rate": a score of 1 becomes a Poisson count with
+            mean ``scale`` (5-250 in XDream's paper; 20 for its headline result). The larger,
+            the less noisy relative to the score. Must be positive.
+        reps: repeated presentations of each image whose counts are averaged (1). Must be a
+            positive integer.
     """
 
     name: ClassVar[str] = "poisson"
@@ -81,7 +85,12 @@ class PoissonNoise(NoiseModel):
 @register
 @dataclasses.dataclass(frozen=True)
 class GainNoise(NoiseModel):
-    """Ponce-lab multiplicative noise: s * max(0, 1 + ns * N(0, 1)); ns in {0, 0.2, 0.5}."""
+    """Ponce-lab multiplicative noise: s * max(0, 1 + ns * N(0, 1)); ns in {0, 0.2, 0.5}.
+
+    Attributes:
+        ns: the standard deviation of the gain around 1 (0.2); 0 is no noise, 0.5 the
+            benchmark's noisy condition. Must be >= 0.
+    """
 
     name: ClassVar[str] = "gain"
     ns: float = 0.2
