@@ -161,3 +161,29 @@ def test_demo_end_to_end_on_the_real_network(tmp_path: Path) -> None:
     assert summary["best_score"] > summary["first_generation_best_score"]
     assert (tmp_path / "demo" / "best.png").exists()
     assert str(tmp_path / "demo") in result.stdout
+
+
+def test_run_says_once_when_annealed_es_finds_the_responses_noisy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The optimiser's verdict on noise reaches the user: one line, summary.json, the report."""
+    noisy_run = FAST_RUN.format(generations=4).replace(
+        'name = "genetic"\npopulation_size = 12',
+        'name = "annealed-es"\npopulation_size = 12\ngenerations = 4',
+    )
+    runs = {}
+    for label, extra in (("noisy", '\n[noise]\nname = "gain"\nns = 0.5\n'), ("clean", "")):
+        config = write(tmp_path / f"{label}.toml", noisy_run + extra)
+        assert main(["run", str(config), "--out", str(tmp_path / label)]) == 0
+        runs[label] = capsys.readouterr().out
+    assert runs["noisy"].count("annealed-es: responses are noisy") == 1
+    assert "responses are noisy" not in runs["clean"]
+    noisy = json.loads((tmp_path / "noisy" / "summary.json").read_text())["optimizer_status"]
+    clean = json.loads((tmp_path / "clean" / "summary.json").read_text())["optimizer_status"]
+    assert noisy["responses"] == "noisy" and noisy["noise_evidence"]["generation"] == 0
+    assert clean["responses"] == "repeatable" and "note" not in clean
+    assert clean["step_size"] == pytest.approx(0.3)  # the schedule's end after 4 generations
+    assert noisy["step_size"] == pytest.approx(1.0)
+    assert main(["report", str(tmp_path / "noisy")]) == 0
+    page = (tmp_path / "noisy" / "report.html").read_text()
+    assert "optimiser status" in page and "responses are noisy" in page

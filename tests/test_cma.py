@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import doctest
 import importlib.util
+import json
 import math
 import pickle
 from typing import Any
@@ -243,6 +244,14 @@ def test_annealed_noise_check_keeps_the_step_large_once_the_mean_scores_differ()
         codes = noisy.ask()
         noisy.tell(codes, linear(codes.astype(np.float64)) + rng.normal(0, 0.5, len(codes)))
         assert noisy.noisy and not quiet.noisy
+        # the status says so: the verdict, the evidence, and a note for the user
+        assert quiet.status()["responses"] == ("checking" if g < 2 else "repeatable")
+        assert quiet.status()["step_size"] == pytest.approx(quiet.sigma)
+        assert "note" not in quiet.status()
+        status = noisy.status()
+        assert status["responses"] == "noisy" and status["noise_evidence"]["generation"] == 0
+        assert "responses are noisy" in status["note"] and "noise_checks = 0" in status["note"]
+        json.dumps(status)  # it goes to summary.json
     # a custom end for noisy responses; a missing look (NaN) or equal looks say nothing
     opt = make("annealed-es", seed=0, sigma_end_noisy=0.5, **kw)
     assert isinstance(opt, AnnealedES)
@@ -260,9 +269,17 @@ def test_annealed_noise_check_keeps_the_step_large_once_the_mean_scores_differ()
     again = make("annealed-es", seed=5, sigma_end_noisy=0.5, **kw)
     again.load_state_dict(opt.state_dict())
     assert isinstance(again, AnnealedES) and again.noisy and again.sigma == opt.sigma
+    assert again.status() == opt.status()
+    assert opt.status()["noise_evidence"] == {
+        "generation": 1,
+        "scores": [scores[0], scores[1]],
+    }
+    assert "ends at 0.5 instead of 0.25" in opt.status()["note"]
     with pytest.raises(ValueError, match="needs show_mean"):
         make("annealed-es", dim=4, show_mean=False)
-    assert make("annealed-es", dim=4, show_mean=False, noise_checks=0).ask().shape == (40, 4)
+    unchecked = make("annealed-es", dim=4, show_mean=False, noise_checks=0)
+    assert unchecked.ask().shape == (40, 4)
+    assert unchecked.status()["responses"] == "unchecked"
 
 
 def test_annealed_checkpoint_before_the_noise_check_continues_without_it() -> None:
@@ -270,7 +287,7 @@ def test_annealed_checkpoint_before_the_noise_check_continues_without_it() -> No
     codes = old.ask()
     old.tell(codes, linear(codes.astype(np.float64)))
     state = old.state_dict()
-    for key in ("noise_checks", "repeat", "noisy"):  # what a version-5 checkpoint lacks
+    for key in ("noise_checks", "repeat", "noisy", "noise_evidence"):  # a version-5 one lacks
         del state["own"][key]
     resumed = make("annealed-es", dim=6, seed=0, population_size=8, generations=4)
     resumed.load_state_dict(state)

@@ -7,6 +7,7 @@ NaN / all-NaN / constant scores, and improvement on a known function.
 from __future__ import annotations
 
 import importlib.util
+import json
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -113,6 +114,8 @@ def test_resume_equals_uninterrupted(name: str) -> None:
     state = pickle.loads(pickle.dumps(first.state_dict()))
     resumed = build(name, seed=999)  # the checkpoint overrides the seed
     resumed.load_state_dict(state)
+    assert resumed.status() == first.status()  # what it found out survives too
+    json.dumps(resumed.status())  # and can go to summary.json
     for _ in range(3):
         a, b = straight.ask(), resumed.ask()
         np.testing.assert_array_equal(a, b)

@@ -63,7 +63,13 @@ def _run_experiment(experiment: Any, console: Any) -> dict[str, Any]:
             "run", total=total, completed=experiment.generation, best="-", mean="-", ref="-"
         )
 
+        last_note: list[str | None] = [None]
+
         def update(p: Any) -> None:
+            note = p.optimizer_status.get("note")
+            if note and note != last_note[0]:  # what the optimiser found out, once
+                console.print(note, highlight=False, markup=False)
+            last_note[0] = note
             bar.update(
                 task,
                 completed=p.generation + 1,

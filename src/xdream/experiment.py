@@ -141,6 +141,8 @@ class Progress:
     generation_best: float
     generation_mean: float
     best_reference: float
+    optimizer_status: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """:meth:`xdream.optimizers.base.Optimizer.status` after this generation."""
 
 
 class Experiment:
@@ -603,6 +605,7 @@ class Experiment:
             generation_best=rec.best_score,
             generation_mean=rec.mean_score,
             best_reference=self.best_reference,
+            optimizer_status=self.optimizer.status(),
         )
 
     def summary(self, finished: bool) -> dict[str, Any]:
@@ -625,6 +628,7 @@ class Experiment:
             "target": self.scorer.describe(),
             "generator": self.generator.name,
             "optimizer": self.optimizer.name,
+            "optimizer_status": self.optimizer.status(),
             "seed": self.seed,
             "code_dim": self.generator.code_dim,
             "xdream_version": xdream.__version__,

@@ -201,6 +201,16 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _status_text(status: Any) -> str:
+    """The optimiser's status in ``summary.json`` as text: its note, when it has one, and its
+    plain facts (``step_size 0.3, responses repeatable``); ``n/a`` when it reported none."""
+    if not isinstance(status, dict) or not status:
+        return "n/a"
+    scalars = {k: v for k, v in status.items() if k != "note" and not isinstance(v, (dict, list))}
+    facts = ", ".join(f"{k} {_fmt(v)}" for k, v in scalars.items())
+    return f"{status['note']} ({facts})" if status.get("note") else facts
+
+
 def describe_target(target: Any) -> str:
     """``efficientnet-lite0 blocks.10 channel 5`` for a CNN unit; JSON for other scorers."""
     if isinstance(target, dict) and "network" in target and "layer" in target:
@@ -434,6 +444,7 @@ def experiment_report(
         ("target", html.escape(target)),
         ("generator", html.escape(str(summary.get("generator", rec.config.get("generator"))))),
         ("optimiser", html.escape(str(summary.get("optimizer", rec.config.get("optimizer"))))),
+        ("optimiser status", html.escape(_status_text(summary.get("optimizer_status")))),
         ("seed", html.escape(_fmt(summary.get("seed")))),
         ("generations", _fmt(len(rec.best_per_generation))),
         ("presentations", _fmt(summary.get("presentations"))),

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -244,6 +244,7 @@ class AnnealedES(Optimizer):
         self._step = 0  # generations with at least one answer: the schedule's clock
         self._noise_checks = self._params.noise_checks
         self._noisy = False
+        self._noise_evidence: tuple[int, float, float] | None = None  # generation, two scores
         self._sample(step=0)
 
     @property
@@ -261,6 +262,32 @@ class AnnealedES(Optimizer):
         """Whether the two scores of the mean have differed in an answered generation (the
         responses are noisy; the schedule then ends at ``sigma_end_noisy``)."""
         return self._noisy
+
+    def status(self) -> dict[str, Any]:
+        """``step_size`` (of the pending generation) and ``responses``: ``"checking"`` while the
+        noise checks run, then ``"repeatable"`` (the mean's two scores agreed in every check) or
+        ``"noisy"`` (with ``noise_evidence``, the generation and the two scores, and a ``note``),
+        or ``"unchecked"`` (``noise_checks`` 0)."""
+        out: dict[str, Any] = {"step_size": self.sigma}
+        if self._noisy:
+            p = self._params
+            end = p.sigma0 if p.sigma_end_noisy is None else p.sigma_end_noisy
+            out["responses"] = "noisy"
+            if self._noise_evidence is not None:
+                gen, first, again = self._noise_evidence
+                out["noise_evidence"] = {"generation": gen, "scores": [first, again]}
+                seen = f"the mean scored {first:.6g} and {again:.6g} in generation {gen}"
+            else:
+                seen = "the mean's two scores differed"
+            out["note"] = (
+                f"{self.name}: responses are noisy ({seen}), so the step-size schedule ends at "
+                f"{end:g} instead of {p.sigma_end:g} (noise_checks = 0 turns this check off)"
+            )
+        elif self._step < self._noise_checks:
+            out["responses"] = "checking"
+        else:
+            out["responses"] = "repeatable" if self._noise_checks else "unchecked"
+        return out
 
     @property
     def sigma(self) -> float:
@@ -334,6 +361,7 @@ class AnnealedES(Optimizer):
             # NaN compares unequal to everything, so a missing look says nothing here
             if abs(first - again) > NOISE_TOLERANCE * max(abs(first), abs(again)):
                 self._noisy = True
+                self._noise_evidence = (self._generation, first, again)
         valid = np.flatnonzero(~np.isnan(scores))
         if len(valid):
             coef = np.zeros(len(scores))
@@ -358,6 +386,7 @@ class AnnealedES(Optimizer):
             "noise_checks": self._noise_checks,
             "repeat": list(self._repeat),
             "noisy": self._noisy,
+            "noise_evidence": None if self._noise_evidence is None else list(self._noise_evidence),
         }
 
     def _load_state(self, state: StateDict) -> None:
@@ -390,3 +419,7 @@ class AnnealedES(Optimizer):
         self._noise_checks = int(state.get("noise_checks", 0))
         self._repeat = tuple(int(i) for i in state.get("repeat", ()))
         self._noisy = bool(state.get("noisy", False))
+        evidence = state.get("noise_evidence")  # absent before the status existed
+        self._noise_evidence = (
+            None if evidence is None else (int(evidence[0]), float(evidence[1]), float(evidence[2]))
+        )

@@ -96,6 +96,13 @@ class Optimizer(abc.ABC):
         """How each code of the last :meth:`ask` came about (empty strings if not tracked)."""
         return list(self._genealogy)
 
+    def status(self) -> dict[str, Any]:
+        """What the optimiser has found out about the search, for people: JSON-serialisable
+        facts (empty unless the optimiser adapts to what it sees). ``"note"``, when present, is
+        one sentence worth telling the user; the command line prints it when it changes, and
+        ``summary.json`` (``optimizer_status``) and ``xdream report`` show the whole status."""
+        return {}
+
     def ask(self) -> Codes:
         """Propose the next codes, shape ``(n, dim)`` float32."""
         codes = np.ascontiguousarray(self._ask(), dtype=np.float32)
