@@ -115,6 +115,8 @@ def test_resume_equals_uninterrupted(name: str) -> None:
     resumed = build(name, seed=999)  # the checkpoint overrides the seed
     resumed.load_state_dict(state)
     assert resumed.status() == first.status()  # what it found out survives too
+    if name in ("annealed-es", "cholesky-cma", "sep-cma", "pycma", "pycma-diag"):
+        assert resumed.status()["step_size"] > 0
     json.dumps(resumed.status())  # and can go to summary.json
     for _ in range(3):
         a, b = straight.ask(), resumed.ask()

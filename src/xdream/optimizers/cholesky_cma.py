@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -179,6 +179,10 @@ class CholeskyCMA(Optimizer):
     def sigma(self) -> float:
         """The step size ``sigma``."""
         return self._sigma
+
+    def status(self) -> dict[str, Any]:
+        """``step_size``: the adapted ``sigma`` (a collapsed one means the search has stopped)."""
+        return {"step_size": self.sigma}
 
     @property
     def factor(self) -> FloatArray:

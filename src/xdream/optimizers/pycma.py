@@ -124,6 +124,10 @@ class PycmaAdapter(MinimiserAdapter):
         """pycma's overall step size."""
         return float(self._es.sigma)
 
+    def status(self) -> dict[str, Any]:
+        """``step_size``: the adapted ``sigma`` (a collapsed one means the search has stopped)."""
+        return {"step_size": self.sigma}
+
     @contextlib.contextmanager
     def _pycma_rng(self) -> Iterator[None]:
         """Swap this adapter's numpy global random state in, and pycma's warnings off."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -120,6 +120,10 @@ class SepCMA(Optimizer):
     def sigma(self) -> float:
         """The step size ``sigma``."""
         return self._sigma
+
+    def status(self) -> dict[str, Any]:
+        """``step_size``: the adapted ``sigma`` (a collapsed one means the search has stopped)."""
+        return {"step_size": self.sigma}
 
     @property
     def variances(self) -> FloatArray:
