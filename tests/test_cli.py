@@ -61,6 +61,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         ("[target]\nchannel = 5000\n", "channel"),
         ("[target]\nweights = '/nonexistent/lite0.pth'\n", "/nonexistent/lite0.pth"),
         ("[experiment]\ngenerations = 3\npresentations = 60\n", "not both"),
+        ("[experiment]\ntf32 = 'yes'\n", "'tf32' must be true or false"),
         ("[experiment\n", "cannot parse"),
     ],
 )

@@ -299,3 +299,40 @@ def test_an_interrupted_run_brings_record_h5_up_to_the_journal(tmp_path: Path) -
     resumed.run()
     tiny_experiment(tmp_path / "full", generations=6).run()
     assert_same_records(tmp_path / "full", tmp_path / "run")
+
+
+@pytest.fixture
+def restore_tf32() -> Any:
+    """Put PyTorch's TF32 flags back as they were (they are process-wide)."""
+    import torch
+
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_experiments_compute_in_ieee_float32_unless_tf32_is_asked(
+    tmp_path: Path, restore_tf32: Any
+) -> None:
+    import torch
+
+    from xdream import config as config_mod
+    from xdream.experiment import Experiment
+    from xdream.precision import set_tf32, tf32_allowed
+
+    set_tf32(True)  # as PyTorch starts for convolutions
+    tiny_experiment(tmp_path / "default")
+    assert not tf32_allowed() and not torch.backends.cuda.matmul.allow_tf32
+    tiny_experiment(tmp_path / "asked", tf32=True)
+    assert tf32_allowed() and torch.backends.cuda.matmul.allow_tf32
+    # from a config: the key reaches the experiment and its resolved config
+    cfg = config_mod.from_dict(
+        {
+            "experiment": {"generations": 2, "n_references": 0},
+            "generator": {"name": "pixels", "size": 32, "code_size": 8},
+            "target": {"layer": "stem", "channel": 0, "image_size": 32},
+        }
+    )
+    exp = Experiment.from_config(cfg, tmp_path / "config")
+    assert exp.tf32 is False and not tf32_allowed()
+    assert cfg.to_dict()["experiment"]["tf32"] is False

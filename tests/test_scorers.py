@@ -235,3 +235,26 @@ def test_noise_parameters_are_validated() -> None:
         make_noise("poisson", scael=5.0)
     with pytest.raises(ConfigError, match="noise model"):
         make_noise("gaussian")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_scores_do_not_depend_on_the_batch() -> None:
+    """In IEEE float32 (xdream's default on CUDA) an image scores the same in any batch, and
+    close to the CPU; with TensorFloat-32 it did not (docs/benchmarks.md, "Float32 on CUDA")."""
+    from xdream import generators
+    from xdream.precision import set_tf32, tf32_allowed
+
+    saved = tf32_allowed(), torch.backends.cuda.matmul.allow_tf32
+    set_tf32(False)
+    try:
+        gen = generators.make("fourier", size=64)
+        codes = np.random.default_rng(0).standard_normal((40, gen.code_dim)).astype(np.float32)
+        images = gen.generate(codes)
+        ids = [f"i{k}" for k in range(40)]
+        cpu = make_unit(layer="blocks.15", channel=3, image_size=64, device="cpu")
+        gpu = make_unit(layer="blocks.15", channel=3, image_size=64, device="cuda")
+        batch = gpu.score(images, ids)
+        np.testing.assert_array_equal(gpu.score(images[:7], ids[:7]), batch[:7])
+        np.testing.assert_allclose(batch, cpu.score(images, ids), rtol=1e-3, atol=1e-3)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

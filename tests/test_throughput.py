@@ -34,6 +34,10 @@ def test_bench_throughput_coexists_with_other_benchmarks(throughput_first: bool)
 def test_the_xdream_command_has_bench_throughput() -> None:
     args = cli.build_parser().parse_args(["bench", "throughput", "--precision", "bfloat16"])
     assert args.func is throughput.cmd_throughput and args.precision == "bfloat16"
+    assert not args.tf32  # IEEE float32 on CUDA unless asked, as experiments run
+    assert throughput._config(args, "blocks.0").experiment.tf32 is False
+    args = cli.build_parser().parse_args(["bench", "throughput", "--tf32"])
+    assert throughput._config(args, "blocks.0").experiment.tf32 is True
 
 
 @pytest.mark.slow
@@ -52,7 +56,7 @@ def test_tiny_benchmark_reports_every_figure(tmp_path: Path) -> None:
         xs = row["xdream_style_presentations_per_s"]
         assert row["speedup_vs_xdream_style"] == pytest.approx(loop / xs)
     assert [r["units"] for r in figures["units_at_once"]] == [1, 2]
-    assert figures["peak_rss_mb"] > 0
+    assert figures["peak_rss_mb"] > 0 and figures["tf32"] is False
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -49,6 +49,7 @@ from xdream.errors import XDreamError
 from xdream.generators.base import Generator
 from xdream.multi import Unit, shared_scorer
 from xdream.optimizers.base import Optimizer
+from xdream.precision import set_tf32
 from xdream.records import (
     GenerationRecord,
     H5Record,
@@ -171,6 +172,7 @@ class Experiment:
         save_images: str = "best",
         batch_size: int = 64,
         record_interval: float = 2.0,
+        tf32: bool = False,
         config: Config | None = None,
     ) -> None:
         if generator.code_dim != optimizer.dim:
@@ -196,6 +198,10 @@ class Experiment:
         self.record_interval = record_interval
         """Seconds between appends to ``record.h5`` (0: every generation); the journal and the
         checkpoint are written every generation regardless."""
+        self.tf32 = tf32
+        """Whether TensorFloat-32 is allowed on CUDA (:mod:`xdream.precision`; set process-wide
+        here, so that the generator and the scorer compute as this experiment asks)."""
+        set_tf32(tf32)
         self.config = config
         self.init_codes: Codes | None = None
         """Initial codes given to the optimiser, copied into the folder (``init_codes.npy``)."""
@@ -269,6 +275,7 @@ class Experiment:
             save_images=exp.save_images,
             batch_size=exp.batch_size,
             record_interval=exp.record_interval,
+            tf32=exp.tf32,
             config=config,
         )
         experiment.init_codes = init_codes

@@ -53,6 +53,7 @@ def _config(args: argparse.Namespace, layer: str, channel: int = 0) -> Any:
                 "generations": 10_000,
                 "n_references": args.references,
                 "batch_size": max(args.population, 1),
+                "tf32": args.tf32,
             },
             "generator": {"name": args.generator},
             "optimizer": {"name": "genetic", "population_size": args.population},
@@ -221,6 +222,7 @@ def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
         "generator": args.generator,
         "device": args.device,
         "precision": args.precision,
+        "tf32": args.tf32,
         "compile": args.compile,
         "threads": torch.get_num_threads(),
         "fold_bn": args.fold_bn,
@@ -376,6 +378,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="float32",
         choices=["float32", "float16", "bfloat16"],
         help="mixed precision for the network (autocast); float16 is for CUDA",
+    )
+    p.add_argument(
+        "--tf32",
+        action="store_true",
+        help="allow TensorFloat-32 on CUDA, as [experiment] tf32 = true does "
+        "(default: IEEE float32, as experiments run by default)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument(

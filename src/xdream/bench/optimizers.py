@@ -55,6 +55,7 @@ from xdream.optimizers import (  # noqa: F401  (registration, whatever the packa
     sphere_cma,
 )
 from xdream.params import build_params
+from xdream.precision import set_tf32
 from xdream.references import ReferenceImages
 from xdream.scorers import make_noise
 from xdream.scorers.noise import NoiseModel
@@ -226,6 +227,7 @@ def _init_worker(threads: int) -> None:
 
 
 def _reader(layers: tuple[str, ...], image_size: int, device: str) -> LayerReader:
+    set_tf32(False)  # IEEE float32 on CUDA, as experiments: scores independent of the batch
     key = ("reader", layers, image_size, device)
     if key not in _WORKER:
         _WORKER[key] = LayerReader(layers, image_size, device=device)
