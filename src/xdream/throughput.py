@@ -193,6 +193,9 @@ def _units_at_once(args: argparse.Namespace, folder: Path) -> list[dict[str, flo
             _sync(multi.multi.device)
             if rep:
                 times.append(time.perf_counter() - t)
+        for e in multi.experiments:  # records on disk before the folder is removed
+            e.flush()
+            e.references.wait()
         s = statistics.median(times)
         rows.append(
             {
