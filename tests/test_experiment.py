@@ -320,11 +320,41 @@ def test_experiments_compute_in_ieee_float32_unless_tf32_is_asked(
     from xdream.experiment import Experiment
     from xdream.precision import set_tf32, tf32_allowed
 
+    def watched(exp: Experiment) -> list[tuple[bool, bool]]:
+        """The TF32 flags (convolutions, matrix products) each time ``exp`` scores a batch."""
+        seen: list[tuple[bool, bool]] = []
+        score = exp.scorer.score
+
+        def spy(images: Any, ids: list[str]) -> Any:
+            seen.append((tf32_allowed(), torch.backends.cuda.matmul.allow_tf32))
+            return score(images, ids)
+
+        exp.scorer.score = spy  # type: ignore[method-assign]
+        return seen
+
     set_tf32(True)  # as PyTorch starts for convolutions
-    tiny_experiment(tmp_path / "default")
-    assert not tf32_allowed() and not torch.backends.cuda.matmul.allow_tf32
-    tiny_experiment(tmp_path / "asked", tf32=True)
+    default = tiny_experiment(tmp_path / "default", generations=3)
+    asked = tiny_experiment(tmp_path / "asked", generations=3, tf32=True)
+    assert default.tf32 is False and asked.tf32 is True
+    off, on = watched(default), watched(asked)
+    default._start()
+    asked._start()
+    # two experiments in one process, generations interleaved: each scores as it asks ...
+    for _ in range(3):
+        default.step()
+        asked.step()
+    assert off == [(False, False)] * 3 and on == [(True, True)] * 3
+    # ... and the caller's own setting is put back after every generation
     assert tf32_allowed() and torch.backends.cuda.matmul.allow_tf32
+    set_tf32(False)
+    asked.run()
+    assert on[-1] == (True, True) and not tf32_allowed()
+    # put back after an error in the scorer too
+    failing = tiny_experiment(tmp_path / "failing", tf32=True)
+    failing.scorer.score = lambda images, ids: 1 / 0  # type: ignore[method-assign]
+    with pytest.raises(ZeroDivisionError):
+        failing.run()
+    assert not tf32_allowed() and not torch.backends.cuda.matmul.allow_tf32
     # from a config: the key reaches the experiment and its resolved config
     cfg = config_mod.from_dict(
         {
@@ -334,5 +364,5 @@ def test_experiments_compute_in_ieee_float32_unless_tf32_is_asked(
         }
     )
     exp = Experiment.from_config(cfg, tmp_path / "config")
-    assert exp.tf32 is False and not tf32_allowed()
+    assert exp.tf32 is False
     assert cfg.to_dict()["experiment"]["tf32"] is False

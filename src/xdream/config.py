@@ -80,7 +80,8 @@ class ExperimentSection:
     """Allow TensorFloat-32 in CUDA convolutions and matrix products (Ampere and later GPUs): up
     to ~20% faster forward passes on large images, but an image's score then depends on the batch
     it is scored in (0.3-0.6% measured) and differs from the CPU's. False (default): IEEE
-    float32, the same score in any batch. Process-wide (:mod:`xdream.precision`)."""
+    float32, the same score in any batch. Set while the experiment renders and scores, then put
+    back (:mod:`xdream.precision`)."""
     init_codes: str | None = None
     """Folder of initial codes (written by ``xdream encode``, or ``.npy`` files), relative to the
     current directory: the GA seeds its population from them, mean-based optimisers start from

@@ -49,7 +49,7 @@ from xdream.errors import XDreamError
 from xdream.generators.base import Generator
 from xdream.multi import Unit, shared_scorer
 from xdream.optimizers.base import Optimizer
-from xdream.precision import set_tf32
+from xdream.precision import tf32_mode
 from xdream.records import (
     GenerationRecord,
     H5Record,
@@ -199,9 +199,8 @@ class Experiment:
         """Seconds between appends to ``record.h5`` (0: every generation); the journal and the
         checkpoint are written every generation regardless."""
         self.tf32 = tf32
-        """Whether TensorFloat-32 is allowed on CUDA (:mod:`xdream.precision`; set process-wide
-        here, so that the generator and the scorer compute as this experiment asks)."""
-        set_tf32(tf32)
+        """Whether TensorFloat-32 is allowed on CUDA (:mod:`xdream.precision`): the generator
+        and the scorer compute under :func:`~xdream.precision.tf32_mode` with this setting."""
         self.config = config
         self.init_codes: Codes | None = None
         """Initial codes given to the optimiser, copied into the folder (``init_codes.npy``)."""
@@ -470,7 +469,8 @@ class Experiment:
         codes = self.optimizer.ask()
         ids, genealogy = self.optimizer.image_ids, self.optimizer.genealogy
         t.append(time.perf_counter())
-        images = self.generator.generate(codes, batch_size=self.batch_size)
+        with tf32_mode(self.tf32):
+            images = self.generator.generate(codes, batch_size=self.batch_size)
         refs, ref_ids = self.references.sample(self.n_references)
         t.append(time.perf_counter())
         proposal = Proposal(codes, ids, genealogy, images, refs.to(images.dtype), ref_ids, t)
@@ -529,7 +529,8 @@ class Experiment:
         }
 
     def _score(self, images: torch.Tensor, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        scores = np.asarray(self.scorer.score(images, ids), dtype=np.float64)
+        with tf32_mode(self.tf32):
+            scores = np.asarray(self.scorer.score(images, ids), dtype=np.float64)
         if scores.shape != (len(ids),):
             raise XDreamError(
                 f"scorer returned {scores.shape} scores for {len(ids)} images; expected one each"

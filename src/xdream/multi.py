@@ -45,6 +45,7 @@ from torch import nn
 
 from xdream.errors import ConfigError, XDreamError, did_you_mean
 from xdream.networks.base import Network, resize
+from xdream.precision import tf32_mode
 from xdream.scorers.base import Scorer
 from xdream.scorers.cnn import ACTIVATIONS, resolve_device
 from xdream.types import Images, Scores
@@ -568,7 +569,8 @@ class MultiExperiment:
                     count += 1
                 own.append(ref_rows[ref_id])
             rows.append(own)
-        acts = self.multi.activations(torch.cat(images))
+        with tf32_mode(self.experiments[0].tf32):  # one config: every unit asks the same
+            acts = self.multi.activations(torch.cat(images))
         for e, p, own in zip(active, proposals, rows):
             view = _unit_view(e.scorer)
             view.supply(acts[own, view.index])
