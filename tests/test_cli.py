@@ -188,3 +188,23 @@ def test_run_says_once_when_annealed_es_finds_the_responses_noisy(
     assert main(["report", str(tmp_path / "noisy")]) == 0
     page = (tmp_path / "noisy" / "report.html").read_text()
     assert "optimiser status" in page and "responses are noisy" in page
+
+
+def test_many_unit_run_says_which_units_responses_are_noisy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A [[targets]] run prints each unit's optimiser note once, named by its unit."""
+    many = FAST_RUN.format(generations=3).replace(
+        'name = "genetic"\npopulation_size = 12',
+        'name = "annealed-es"\npopulation_size = 8\ngenerations = 3',
+    )
+    many += "\n[[targets]]\nchannels = [3, 4]\n"
+    for label, extra in (("noisy", '\n[noise]\nname = "gain"\nns = 0.5\n'), ("clean", "")):
+        config = write(tmp_path / f"{label}.toml", many + extra)
+        assert main(["run", str(config), "--out", str(tmp_path / label)]) == 0
+        out = capsys.readouterr().out
+        lines = [line for line in out.splitlines() if "responses are noisy" in line]
+        if label == "clean":
+            assert lines == []
+        else:
+            assert [line.split(":")[0] for line in lines] == ["stem_c003", "stem_c004"]

@@ -644,6 +644,10 @@ def run_many(config: Any, out: Path, console: Any) -> int:
     t = time.perf_counter()
     summaries = multi.run(progress)
     seconds = time.perf_counter() - t
+    for label, s in zip(multi.labels, summaries):  # what each unit's optimiser found out
+        note = (s.get("optimizer_status") or {}).get("note")
+        if note:
+            console.print(f"{label}: {note}", highlight=False, markup=False)
     presentations = sum(int(s["presentations"]) for s in summaries)
     console.print(
         f"{len(summaries)} units, {presentations} presentations in {seconds:.1f} s; "
