@@ -73,7 +73,8 @@ def test_encode_command_writes_codes_reconstructions_and_errors(tmp_path: Path) 
     Image.new("RGB", (40, 30), (200, 50, 50)).save(image)
     out = tmp_path / "codes"
     args = ["encode", str(image), PHOTO, "--generator", "pixels", "--param", "size=32"]
-    assert main([*args, "--param", "code_size=8", "--steps", "100", "--out", str(out)]) == 0
+    args += ["--param", "code_size=8", "--steps", "100", "--device", "cpu"]
+    assert main([*args, "--out", str(out)]) == 0
     with h5py.File(out / "codes.h5") as f:
         codes = f["codes"][:]
         names = [n.decode() for n in f["names"][:]]
@@ -97,6 +98,26 @@ def test_encode_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "not found" in capsys.readouterr().err
     assert main(["encode", "skimage:nocat", "--out", str(tmp_path / "o")]) == 2
     assert "skimage:chelsea" in capsys.readouterr().err
+    assert main(["encode", PHOTO, "--device", "gpu0", "--out", str(tmp_path / "o")]) == 2
+    assert "use 'cpu', 'cuda' or 'auto'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["encode", PHOTO, "--device", "cuda", "--out", str(tmp_path / "o")]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_encode_on_cuda_matches_the_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same fit on the GPU: the same reconstruction error (codes may drift apart a little
+    over Adam's steps, the fit's quality does not)."""
+    rmse = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        args = ["encode", PHOTO, "--generator", "fourier", "--steps", "50", "--out", str(out)]
+        assert main([*args, "--device", device]) == 0
+        assert f"on {device}" in capsys.readouterr().out
+        rmse[device] = json.loads((out / "encode.json").read_text())["images"][0]["rmse"]
+    assert rmse["cuda"] == pytest.approx(rmse["cpu"], rel=1e-3)
 
 
 def test_load_codes_checks_dimension_and_generator(tmp_path: Path) -> None:

@@ -28,8 +28,11 @@ def cmd_encode(args: argparse.Namespace, console: Any) -> int:
     import torch
 
     from xdream import encode, generators
+    from xdream.precision import tf32_mode
+    from xdream.scorers.cnn import resolve_device
 
-    generator = generators.make(args.generator, **dict(args.param or []))
+    device = resolve_device(args.device)
+    generator = generators.make(args.generator, **dict(args.param or [])).to(device)
     names = [encode.image_name(s) for s in args.images]
     if len(set(names)) != len(names):
         raise XDreamError(f"images must have distinct file names, got {names}")
@@ -41,7 +44,7 @@ def cmd_encode(args: argparse.Namespace, console: Any) -> int:
         raise XDreamError("--feature-weight needs --feature-layer (the layer of the feature loss)")
     console.print(
         f"encoding {len(names)} image(s) into {generator.name} codes ({generator.code_dim} "
-        f"entries, {args.steps} steps)"
+        f"entries, {args.steps} steps, on {device})"
         + (
             f" with a feature loss on {args.feature_network} {args.feature_layer}"
             if features
@@ -49,14 +52,15 @@ def cmd_encode(args: argparse.Namespace, console: Any) -> int:
         ),
         highlight=False,
     )
-    result = encode.encode(
-        generator,
-        images,
-        steps=args.steps,
-        lr=args.lr,
-        features=features,
-        feature_weight=1.0 if args.feature_weight is None else args.feature_weight,
-    )
+    with tf32_mode(False):  # IEEE float32 on CUDA, as experiments compute
+        result = encode.encode(
+            generator,
+            images,
+            steps=args.steps,
+            lr=args.lr,
+            features=features,
+            feature_weight=1.0 if args.feature_weight is None else args.feature_weight,
+        )
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("xdream-codes") / f"{stamp}-{generator.name}"
     encode.save(out, result, names, generator)
@@ -118,6 +122,11 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--out", help="output folder (default: xdream-codes/<time>-<generator>)")
     p.add_argument("--steps", type=int, default=300, help="gradient steps (default 300)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="cpu, cuda or auto (default: CUDA when available), as the target's device",
+    )
     p.add_argument("--lr", type=float, default=0.1, help="Adam learning rate (default 0.1)")
     p.add_argument(
         "--feature-network",
