@@ -40,6 +40,43 @@ def test_the_xdream_command_has_bench_throughput() -> None:
     assert throughput._config(args, "blocks.0").experiment.tf32 is True
 
 
+@pytest.mark.parametrize("tf32", [False, True])
+def test_every_pipeline_computes_as_asked(tf32: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The raw forward pass and the XDream-style pipeline run outside any experiment: they
+    must compute in the same arithmetic as the loop (TF32 only with --tf32), and the caller's
+    setting comes back afterwards."""
+    import torch
+
+    from xdream.precision import set_tf32, tf32_allowed
+
+    seen: list[bool] = []
+
+    def compare(args: argparse.Namespace, layer: str, folder: Path) -> dict[str, float]:
+        seen.append(tf32_allowed())
+        return {"raw_s": 1.0, "loop_s": 1.0, "xdream_style_s": 2.0, "overhead": 1.0}
+
+    def units_at_once(args: argparse.Namespace, folder: Path) -> list[dict[str, float]]:
+        seen.append(tf32_allowed())
+        return []
+
+    monkeypatch.setattr(throughput, "_compare", compare)
+    monkeypatch.setattr(throughput, "_units_at_once", units_at_once)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", torch.backends.cudnn.allow_tf32)
+    monkeypatch.setattr(
+        torch.backends.cuda.matmul, "allow_tf32", torch.backends.cuda.matmul.allow_tf32
+    )
+    set_tf32(not tf32)  # the caller's own setting, the opposite of the one asked
+    argv = ["bench", "throughput", "--layers", "blocks.0", *(["--tf32"] if tf32 else [])]
+    results = throughput.run(cli.build_parser().parse_args(argv), console=_Quiet())
+    assert seen == [tf32, tf32] and results["tf32"] is tf32
+    assert tf32_allowed() is (not tf32)
+
+
+class _Quiet:
+    def print(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
 @pytest.mark.slow
 def test_tiny_benchmark_reports_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "t.json"

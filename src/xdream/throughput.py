@@ -218,6 +218,8 @@ def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
     """Run the benchmark; returns every figure (also written as JSON when asked)."""
     import torch
 
+    from xdream.precision import tf32_mode
+
     if args.threads:
         torch.set_num_threads(args.threads)
     results: dict[str, Any] = {
@@ -237,7 +239,9 @@ def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
         "layers": [],
     }
     amp = args.precision != "float32"
-    with tempfile.TemporaryDirectory() as tmp:
+    # every pipeline in the same arithmetic as the loop's experiments (IEEE float32 unless
+    # --tf32); the caller's setting is put back afterwards
+    with tf32_mode(args.tf32), tempfile.TemporaryDirectory() as tmp:
         for layer in args.layers:
             console.print(f"layer {layer}: loop, raw forward, XDream-style ...", highlight=False)
             lr = _compare(args, layer, Path(tmp) / layer)
