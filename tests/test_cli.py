@@ -164,19 +164,28 @@ def test_demo_end_to_end_on_the_real_network(tmp_path: Path) -> None:
     assert str(tmp_path / "demo") in result.stdout
 
 
+def _noisy_and_clean_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], generations: int, extra: str = ""
+) -> dict[str, str]:
+    """``xdream run`` of FAST_RUN with ``annealed-es``, with gain noise ("noisy") and without
+    ("clean"); ``extra`` is added to both configs. Returns each run's printed output."""
+    run = FAST_RUN.format(generations=generations).replace(
+        'name = "genetic"\npopulation_size = 12',
+        f'name = "annealed-es"\npopulation_size = 12\ngenerations = {generations}',
+    )
+    runs = {}
+    for label, noise in (("noisy", '\n[noise]\nname = "gain"\nns = 0.5\n'), ("clean", "")):
+        config = write(tmp_path / f"{label}.toml", run + extra + noise)
+        assert main(["run", str(config), "--out", str(tmp_path / label)]) == 0
+        runs[label] = capsys.readouterr().out
+    return runs
+
+
 def test_run_says_once_when_annealed_es_finds_the_responses_noisy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The optimiser's verdict on noise reaches the user: one line, summary.json, the report."""
-    noisy_run = FAST_RUN.format(generations=4).replace(
-        'name = "genetic"\npopulation_size = 12',
-        'name = "annealed-es"\npopulation_size = 12\ngenerations = 4',
-    )
-    runs = {}
-    for label, extra in (("noisy", '\n[noise]\nname = "gain"\nns = 0.5\n'), ("clean", "")):
-        config = write(tmp_path / f"{label}.toml", noisy_run + extra)
-        assert main(["run", str(config), "--out", str(tmp_path / label)]) == 0
-        runs[label] = capsys.readouterr().out
+    runs = _noisy_and_clean_runs(tmp_path, capsys, generations=4)
     assert runs["noisy"].count("annealed-es: responses are noisy") == 1
     assert "responses are noisy" not in runs["clean"]
     noisy = json.loads((tmp_path / "noisy" / "summary.json").read_text())["optimizer_status"]
@@ -194,17 +203,11 @@ def test_many_unit_run_says_which_units_responses_are_noisy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A [[targets]] run prints each unit's optimiser note once, named by its unit."""
-    many = FAST_RUN.format(generations=3).replace(
-        'name = "genetic"\npopulation_size = 12',
-        'name = "annealed-es"\npopulation_size = 8\ngenerations = 3',
-    )
-    many += "\n[[targets]]\nchannels = [3, 4]\n"
-    for label, extra in (("noisy", '\n[noise]\nname = "gain"\nns = 0.5\n'), ("clean", "")):
-        config = write(tmp_path / f"{label}.toml", many + extra)
-        assert main(["run", str(config), "--out", str(tmp_path / label)]) == 0
-        out = capsys.readouterr().out
-        lines = [line for line in out.splitlines() if "responses are noisy" in line]
-        if label == "clean":
-            assert lines == []
-        else:
-            assert [line.split(":")[0] for line in lines] == ["stem_c003", "stem_c004"]
+    extra = "\n[[targets]]\nchannels = [3, 4]\n"
+    runs = _noisy_and_clean_runs(tmp_path, capsys, generations=3, extra=extra)
+    lines = {
+        label: [line for line in out.splitlines() if "responses are noisy" in line]
+        for label, out in runs.items()
+    }
+    assert [line.split(":")[0] for line in lines["noisy"]] == ["stem_c003", "stem_c004"]
+    assert lines["clean"] == []
