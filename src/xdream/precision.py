@@ -12,7 +12,9 @@ px; none at 64 px). xdream therefore computes in IEEE float32: every
 setting (``tf32 = false``, the default, in ``[experiment]``; ``tf32 = true`` allows TF32) and
 puts PyTorch's flags back afterwards, so two experiments in one process each compute as they ask
 and the caller's own setting is untouched.
-``xdream bench optimizers`` sets IEEE float32 for its whole (worker) process.
+``xdream bench optimizers`` sets IEEE float32 for its whole (worker) process. A generator or
+scorer used on its own, in a loop of your own, computes with PyTorch's current setting: wrap the
+calls in ``with tf32_mode(False):`` for the arithmetic experiments use.
 """
 
 from __future__ import annotations
