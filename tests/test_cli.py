@@ -202,12 +202,14 @@ def test_run_says_once_when_annealed_es_finds_the_responses_noisy(
 def test_many_unit_run_says_which_units_responses_are_noisy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A [[targets]] run prints each unit's optimiser note once, named by its unit."""
-    extra = "\n[[targets]]\nchannels = [3, 4]\n"
+    """A [[targets]] run prints each unit's optimiser note once, named by its unit: the first
+    five, then how many more."""
+    extra = "\n[[targets]]\nchannels = [3, 4, 5, 6, 7, 8, 9]\n"
     runs = _noisy_and_clean_runs(tmp_path, capsys, generations=3, extra=extra)
     lines = {
         label: [line for line in out.splitlines() if "responses are noisy" in line]
         for label, out in runs.items()
     }
-    assert [line.split(":")[0] for line in lines["noisy"]] == ["stem_c003", "stem_c004"]
-    assert lines["clean"] == []
+    assert [line.split(":")[0] for line in lines["noisy"]] == [f"stem_c00{c}" for c in range(3, 8)]
+    assert "... and 2 more units with a note" in runs["noisy"]
+    assert lines["clean"] == [] and "more units with a note" not in runs["clean"]

@@ -624,6 +624,11 @@ def timed_generation(multi: MultiExperiment) -> float:
     return time.perf_counter() - t
 
 
+NOTES_SHOWN = 5
+"""Units whose optimiser's note ``xdream run`` prints at the end of a many-unit run (the rest
+are counted; every unit's is in its ``summary.json``)."""
+
+
 def run_many(config: Any, out: Path, console: Any) -> int:
     """``xdream run`` for a ``[[targets]]`` config (``config=None``: ``xdream resume``)."""
     if config is None:
@@ -644,10 +649,20 @@ def run_many(config: Any, out: Path, console: Any) -> int:
     t = time.perf_counter()
     summaries = multi.run(progress)
     seconds = time.perf_counter() - t
-    for label, s in zip(multi.labels, summaries):  # what each unit's optimiser found out
-        note = (s.get("optimizer_status") or {}).get("note")
-        if note:
-            console.print(f"{label}: {note}", highlight=False, markup=False)
+    noted = [  # what each unit's optimiser found out
+        (label, note)
+        for label, s in zip(multi.labels, summaries)
+        if (note := (s.get("optimizer_status") or {}).get("note"))
+    ]
+    for label, note in noted[:NOTES_SHOWN]:
+        console.print(f"{label}: {note}", highlight=False, markup=False)
+    if len(noted) > NOTES_SHOWN:
+        console.print(
+            f"... and {len(noted) - NOTES_SHOWN} more units with a note (optimizer_status in "
+            f"{out / 'units'}/<unit>/summary.json)",
+            highlight=False,
+            markup=False,
+        )
     presentations = sum(int(s["presentations"]) for s in summaries)
     console.print(
         f"{len(summaries)} units, {presentations} presentations in {seconds:.1f} s; "
