@@ -45,9 +45,8 @@ def test_every_pipeline_computes_as_asked(tf32: bool, monkeypatch: pytest.Monkey
     """The raw forward pass and the XDream-style pipeline run outside any experiment: they
     must compute in the same arithmetic as the loop (TF32 only with --tf32), and the caller's
     setting comes back afterwards."""
-    import torch
 
-    from xdream.precision import set_tf32, tf32_allowed
+    from xdream.precision import tf32_allowed, tf32_mode
 
     seen: list[bool] = []
 
@@ -61,17 +60,13 @@ def test_every_pipeline_computes_as_asked(tf32: bool, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(throughput, "_compare", compare)
     monkeypatch.setattr(throughput, "_units_at_once", units_at_once)
-    # PyTorch's flags are process-wide: put them back by hand (torch.backends.cuda.matmul is
-    # not an object monkeypatch can restore)
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    try:
-        set_tf32(not tf32)  # the caller's own setting, the opposite of the one asked
+    # the caller's own setting, the opposite of the one asked (put back for later tests when
+    # the block ends: PyTorch's flags are process-wide)
+    with tf32_mode(not tf32):
         argv = ["bench", "throughput", "--layers", "blocks.0", *(["--tf32"] if tf32 else [])]
         results = throughput.run(cli.build_parser().parse_args(argv), console=_Quiet())
         assert seen == [tf32, tf32] and results["tf32"] is tf32
         assert tf32_allowed() is (not tf32)
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 class _Quiet:
