@@ -62,3 +62,22 @@ def tiny_experiment(
         seed=seed,
         **kw,
     )  # type: ignore[arg-type]
+
+
+def torn_record(folder: Path, generations: int = 4, done: int = 2) -> Experiment:
+    """A tiny experiment of ``generations`` in ``folder`` stopped after ``done`` of them, whose
+    ``record.h5`` is left as a kill between HDF5's writes and its closing flush leaves it: the
+    superblock's end-of-file address still that of the file as first made (version 0
+    superblock, bytes 40-48), so the file opens and h5py fails at the first link it follows."""
+    exp = tiny_experiment(folder, generations=generations)
+    exp._start()
+    path = folder / "record.h5"
+    empty = path.read_bytes()
+    assert empty[:8] == b"\x89HDF\r\n\x1a\n" and empty[8] == 0, "expected superblock version 0"
+    for _ in range(done):
+        exp.step()
+    exp.flush()
+    data = bytearray(path.read_bytes())
+    data[40:48] = empty[40:48]
+    path.write_bytes(bytes(data))
+    return exp

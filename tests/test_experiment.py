@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.helpers import tiny_experiment
+from tests.helpers import tiny_experiment, torn_record
 from xdream import records
 from xdream.errors import XDreamError
 
@@ -188,6 +188,20 @@ def test_a_torn_record_that_still_opens_is_rebuilt(tmp_path: Path) -> None:
     assert "rebuilt from the journal" in resumed.restore()
     resumed.run()
     assert_same_records(tmp_path / "full", tmp_path / "cut")
+
+
+def test_a_record_killed_before_its_superblock_was_written_is_rebuilt(tmp_path: Path) -> None:
+    """Reading such a record fails with h5py's RuntimeError ("addr overflow"), not an OSError
+    (a Ray worker killed in a sweep test, 26 November 2026)."""
+    tiny_experiment(tmp_path / "full", generations=4).run()
+    torn_record(tmp_path / "cut", generations=4, done=2)
+    with pytest.raises(RuntimeError, match="addr overflow"):
+        records.H5Record(tmp_path / "cut" / "record.h5").generations()
+    resumed = tiny_experiment(tmp_path / "cut", generations=4)
+    assert "rebuilt from the journal" in resumed.restore()
+    resumed.run()
+    assert_same_records(tmp_path / "full", tmp_path / "cut")
+    assert list((tmp_path / "cut").glob("record.h5.unreadable-*"))
 
 
 def test_presentation_budget_is_never_exceeded(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import tiny_experiment
+from tests.helpers import tiny_experiment, torn_record
 from xdream import config as config_mod
 from xdream import report
 from xdream.cli import main
@@ -211,6 +211,17 @@ def test_report_refreshes_while_running(run: Path) -> None:
     # before the first generation has finished there is no summary.json: starting, reloads
     (run / "summary.json").unlink()
     assert report.is_running(run) and "refresh" in report.write_report(run).read_text()
+
+
+def test_a_torn_record_is_reported_as_unreadable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record left half-written by a kill fails in h5py with a RuntimeError; ``xdream
+    report`` says it cannot read the records (and ``--watch`` tries again) instead of a
+    traceback."""
+    torn_record(tmp_path / "torn")
+    assert main(["report", str(tmp_path / "torn")]) == 2
+    assert "cannot read the records" in capsys.readouterr().err
 
 
 def test_a_killed_run_is_reported_stopped_not_running(run: Path) -> None:

@@ -77,7 +77,7 @@ def cmd_encode(args: argparse.Namespace, console: Any) -> int:
 
 def cmd_report(args: argparse.Namespace, console: Any) -> int:
     """Write the HTML report; with ``--watch``, rewrite it until the run has finished."""
-    from xdream import report
+    from xdream import records, report
 
     options = {"max_tiles": args.max_tiles, "refresh": args.refresh}
     if args.no_run_reports:
@@ -86,7 +86,7 @@ def cmd_report(args: argparse.Namespace, console: Any) -> int:
         running = args.watch and report.is_running(args.dir)  # before writing: no stale page
         try:
             page = report.write_report(args.dir, **options)
-        except (OSError, KeyError) as err:
+        except records.UNREADABLE as err:
             if not args.watch:
                 raise XDreamError(f"cannot read the records in {args.dir!r}: {err}") from None
             running = True  # caught the record mid-write: try again next time

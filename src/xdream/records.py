@@ -443,6 +443,12 @@ def _extra_groups(f: h5py.File) -> list[h5py.Group]:
     return found
 
 
+UNREADABLE = (OSError, KeyError, RuntimeError, ValueError)
+"""What h5py raises for a damaged or half-written file, depending on where the damage is: a kill
+before HDF5 wrote back its superblock leaves a file that opens and fails at the first link it
+follows (RuntimeError, "addr overflow"); a reader that catches a record mid-write sees the same."""
+
+
 def reconcile(
     folder: RunFolder, generations: int, code_dim: int, config: dict[str, Any], version: str
 ) -> str:
@@ -458,7 +464,7 @@ def reconcile(
     try:
         have: int | None = record.generations()
         problem = ""
-    except (OSError, KeyError) as err:
+    except UNREADABLE as err:
         have, problem = None, f"record.h5 was unreadable ({err})"
     if all(folder.journal_path(g).exists() for g in range(generations)):
         notes = [problem] if problem else []
