@@ -75,6 +75,23 @@ def test_bad_sweep_sections_are_rejected(section: dict[str, object], message: st
         parse_section(section, config.from_dict({}))
 
 
+def test_a_failed_task_is_described_by_the_error_inside_it() -> None:
+    """ray.get raises a RayTaskError whose text starts with the worker's process title; the
+    sweep table and the console name the error the task raised."""
+    exceptions = pytest.importorskip("ray.exceptions")
+    from xdream.sweep import describe_failure
+
+    inside = RuntimeError("Unable to synchronously check link existence (addr overflow)")
+    wrapped = exceptions.RayTaskError(
+        "run_task", "Traceback (most recent call last):\n  ...", inside, pid=7, ip="127.0.0.1"
+    ).as_instanceof_cause()
+    assert isinstance(wrapped, RuntimeError)
+    assert describe_failure(wrapped) == (
+        "RuntimeError: Unable to synchronously check link existence (addr overflow)"
+    )
+    assert describe_failure(exceptions.WorkerCrashedError()).startswith("WorkerCrashedError: ")
+
+
 def test_missing_ray_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     from xdream import sweep
 

@@ -174,6 +174,15 @@ def run_task(config: dict[str, Any], folder: str, threads: int) -> dict[str, Any
     return {**summary, "attempts": _attempts(log)}
 
 
+def describe_failure(err: BaseException) -> str:
+    """One line for a task that failed: the error raised inside the task (Ray wraps it in a
+    ``RayTaskError`` whose own text starts with the worker's process title), else Ray's."""
+    cause = getattr(err, "cause", None)
+    shown = cause if isinstance(cause, BaseException) else err
+    lines = [line for line in f"{type(shown).__name__}: {shown}".splitlines() if line.strip()]
+    return lines[0] if lines else type(shown).__name__
+
+
 def _attempts(log: Path) -> int:
     return len(log.read_text().splitlines()) if log.exists() else 0
 
@@ -239,8 +248,8 @@ def run_sweep(
             i = pending.pop(ready[0])
             try:
                 results[i] = ray.get(ready[0])
-            except Exception as err:  # a task that died more often than max_retries
-                results[i] = {"error": f"{type(err).__name__}: {err}".splitlines()[0]}
+            except Exception as err:  # an error in the task, or it died more than max_retries
+                results[i] = {"error": describe_failure(err)}
             if console is not None:
                 t = tasks[i]
                 state = results[i].get("error") or f"best {results[i].get('best_score'):.4g}"
