@@ -219,9 +219,16 @@ def test_a_torn_record_is_reported_as_unreadable(
     """A record left half-written by a kill fails in h5py with a RuntimeError; ``xdream
     report`` says it cannot read the records (and ``--watch`` tries again) instead of a
     traceback."""
-    torn_record(tmp_path / "torn")
-    assert main(["report", str(tmp_path / "torn")]) == 2
+    torn = tmp_path / "torn"
+    torn_record(torn)
+    assert main(["report", str(torn)]) == 2
     assert "cannot read the records" in capsys.readouterr().err
+    # --watch tries again only while the run is writing: a finished run's record stays torn
+    summary = json.loads((torn / "summary.json").read_text())
+    (torn / "summary.json").write_text(json.dumps({**summary, "status": "finished"}))
+    assert not report.is_running(torn)
+    assert main(["report", str(torn), "--watch", "0.1"]) == 2
+    assert "xdream resume" in capsys.readouterr().err
 
 
 def test_a_killed_run_is_reported_stopped_not_running(run: Path) -> None:

@@ -87,9 +87,12 @@ def cmd_report(args: argparse.Namespace, console: Any) -> int:
         try:
             page = report.write_report(args.dir, **options)
         except records.UNREADABLE as err:
-            if not args.watch:
-                raise XDreamError(f"cannot read the records in {args.dir!r}: {err}") from None
-            running = True  # caught the record mid-write: try again next time
+            if not running:  # not watching, or no run is writing it: not a read mid-write
+                raise XDreamError(
+                    f"cannot read the records in {args.dir!r}: {err}. If the run was killed, "
+                    f"`xdream resume {args.dir}` rebuilds record.h5 from its journal."
+                ) from None
+            # caught the record mid-write: try again next time
         else:
             console.print(f"report: {page}", highlight=False)
         if not running:
