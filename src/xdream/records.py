@@ -443,6 +443,10 @@ def _extra_groups(f: h5py.File) -> list[h5py.Group]:
     return found
 
 
+REBUILD_CHUNK = 64
+"""Generations appended at once when ``record.h5`` is rebuilt from the journal (an HDF5 append
+costs about as much for one generation as for many; the chunk bounds the memory)."""
+
 UNREADABLE = (OSError, KeyError, RuntimeError, ValueError)
 """What h5py raises for a damaged or half-written file, depending on where the damage is: a kill
 before HDF5 wrote back its superblock leaves a file that opens and fails at the first link it
@@ -476,8 +480,9 @@ def reconcile(
             notes.append(f"cut {have - generations} unfinished generation(s)")
         rebuilt = H5Record(folder.path / ".record.h5.rebuild")
         rebuilt.initialise(code_dim, config, version)
-        for g in range(generations):
-            rebuilt.append(folder.read_journal(g))
+        for start in range(0, generations, REBUILD_CHUNK):  # one HDF5 write per chunk
+            chunk = range(start, min(start + REBUILD_CHUNK, generations))
+            rebuilt.append(*(folder.read_journal(g) for g in chunk))
         os.replace(rebuilt.path, folder.record)
         return "; ".join(
             [*notes, f"record.h5 rebuilt from the journal ({generations} generations)"]
