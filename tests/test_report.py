@@ -231,6 +231,53 @@ def test_a_torn_record_is_reported_as_unreadable(
     assert "xdream resume" in capsys.readouterr().err
 
 
+def test_watch_retries_only_unreadable_records_not_bugs_in_the_report(
+    run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a run is live, ``--watch`` tries again after an unreadable record (caught
+    mid-write) but not after any other error: a bug in the report code surfaces at once."""
+    import socket
+
+    summary_file = run / "summary.json"
+    summary = json.loads(summary_file.read_text())
+    live = {"status": "running", "process": {"host": socket.gethostname(), "pid": os.getpid()}}
+    summary_file.write_text(json.dumps({**summary, **live}))
+    assert report.is_running(run)
+
+    def broken(*args: object, **kwargs: object) -> bytes:
+        raise ValueError("a bug in the plotting code")
+
+    monkeypatch.setattr(report, "score_figure", broken)
+    outcome: list[BaseException] = []
+
+    def watch() -> None:
+        try:
+            main(["report", str(run), "--watch", "0.05"])
+        except BaseException as err:  # handed to the test's thread
+            outcome.append(err)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    watcher.join(timeout=20)
+    assert not watcher.is_alive(), "--watch kept retrying a bug in the report code"
+    assert len(outcome) == 1 and isinstance(outcome[0], ValueError)
+
+
+def test_a_folder_report_lists_a_run_with_an_unreadable_record(run: Path, tmp_path: Path) -> None:
+    """One torn record among many experiments: the folder page is still written, and the
+    torn run's row says how to recover it."""
+    folder = run.parent
+    torn_record(folder / "torn")
+    summary = json.loads((folder / "torn" / "summary.json").read_text())
+    (folder / "torn" / "summary.json").write_text(json.dumps({**summary, "status": "stopped"}))
+    page = report.write_report(folder).read_text()
+    row = re.search(r"<tr><td><a href=\"torn/.*?</tr>", page)
+    assert row is not None
+    assert "record unreadable (RuntimeError)" in row.group(0)
+    assert f"xdream resume {folder / 'torn'} rebuilds it" in html.unescape(row.group(0))
+    assert (run / report.REPORT_FILE).exists()  # the readable run got its page
+
+
 def test_a_killed_run_is_reported_stopped_not_running(run: Path) -> None:
     """A running summary names its process; once that process is gone (kill -9, a crash) the
     page stops reloading, says how to continue, and --watch returns."""

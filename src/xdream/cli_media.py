@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from xdream.errors import XDreamError
+from xdream.errors import RecordUnreadableError, XDreamError
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -77,7 +77,7 @@ def cmd_encode(args: argparse.Namespace, console: Any) -> int:
 
 def cmd_report(args: argparse.Namespace, console: Any) -> int:
     """Write the HTML report; with ``--watch``, rewrite it until the run has finished."""
-    from xdream import records, report
+    from xdream import report
 
     options = {"max_tiles": args.max_tiles, "refresh": args.refresh}
     if args.no_run_reports:
@@ -86,12 +86,9 @@ def cmd_report(args: argparse.Namespace, console: Any) -> int:
         running = args.watch and report.is_running(args.dir)  # before writing: no stale page
         try:
             page = report.write_report(args.dir, **options)
-        except records.UNREADABLE as err:
+        except RecordUnreadableError:
             if not running:  # not watching, or no run is writing it: not a read mid-write
-                raise XDreamError(
-                    f"cannot read the records in {args.dir!r}: {err}. If the run was killed, "
-                    f"`xdream resume {args.dir}` rebuilds record.h5 from its journal."
-                ) from None
+                raise
             # caught the record mid-write: try again next time
         else:
             console.print(f"report: {page}", highlight=False)

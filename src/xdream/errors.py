@@ -22,6 +22,11 @@ class MissingFileError(XDreamError, FileNotFoundError):
     """A file xdream needs (weights, a config, a record) is not where it was expected."""
 
 
+class RecordUnreadableError(XDreamError):
+    """An experiment's ``record.h5`` exists but HDF5 cannot read it: damaged by a kill, or
+    caught by a reader while the run was writing it (``xdream resume`` rebuilds it)."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest of ``choices`` to ``name``, or ``""``."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)

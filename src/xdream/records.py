@@ -66,7 +66,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from xdream.errors import XDreamError
+from xdream.errors import RecordUnreadableError, XDreamError
 from xdream.types import Images
 
 _deflate: types.ModuleType
@@ -453,6 +453,15 @@ before HDF5 wrote back its superblock leaves a file that opens and fails at the 
 follows (RuntimeError, "addr overflow"); a reader that catches a record mid-write sees the same."""
 
 
+def unreadable(run: Path, err: BaseException) -> RecordUnreadableError:
+    """The error for a ``record.h5`` that h5py failed to read with ``err``: what failed and
+    how to recover."""
+    return RecordUnreadableError(
+        f"cannot read the records in {str(run)!r} ({type(err).__name__}: {err}). If the run "
+        f"was killed, `xdream resume {run}` rebuilds record.h5 from its journal."
+    )
+
+
 def reconcile(
     folder: RunFolder, generations: int, code_dim: int, config: dict[str, Any], version: str
 ) -> str:
@@ -527,43 +536,49 @@ class Record:
 
 
 def read(path: str | Path) -> Record:
-    """Read an experiment folder's ``record.h5`` and ``summary.json``."""
+    """Read an experiment folder's ``record.h5`` and ``summary.json``.
+
+    Raises :class:`~xdream.errors.RecordUnreadableError` when h5py cannot read the record (a
+    kill left it damaged, or the run is writing it at this moment).
+    """
     folder = RunFolder(path)
     if not folder.record.exists():
         raise XDreamError(f"{str(folder.path)!r} holds no record.h5: is it an experiment folder?")
+    summary = json.loads(folder.summary.read_text()) if folder.summary.exists() else {}
+    try:
+        with h5py.File(folder.record, "r", locking=False) as f:
+            return _record_from(f, summary)
+    except UNREADABLE as err:
+        raise unreadable(folder.path, err) from err
 
+
+def _record_from(f: h5py.File, summary: dict[str, Any]) -> Record:
     def strings(ds: h5py.Dataset) -> list[str]:
         return [s.decode() if isinstance(s, bytes) else str(s) for s in ds[:]]
 
-    with h5py.File(folder.record, "r", locking=False) as f:
-        empty = np.zeros(0)
-        rec = Record(
-            codes=(
-                f["codes"][:]
-                if "codes" in f
-                else np.zeros((0, int(f.attrs["code_dim"])), np.float32)
-            ),
-            scores=f["scores"][:] if "scores" in f else empty,
-            clean_scores=f["clean_scores"][:] if "clean_scores" in f else empty,
-            generation=f["generation"][:] if "generation" in f else empty.astype(np.int32),
-            image_ids=strings(f["image_ids"]) if "image_ids" in f else [],
-            genealogy=strings(f["genealogy"]) if "genealogy" in f else [],
-            ref_ids=strings(f["references/ids"]) if "references" in f else [],
-            ref_scores=f["references/scores"][:] if "references" in f else empty,
-            ref_generation=(
-                f["references/generation"][:] if "references" in f else empty.astype(np.int32)
-            ),
-            best_per_generation=f["generations/best_score"][:] if "generations" in f else empty,
-            mean_per_generation=f["generations/mean_score"][:] if "generations" in f else empty,
-            best_reference_per_generation=(
-                f["generations/best_reference"][:] if "generations" in f else empty
-            ),
-            seconds=f["generations/seconds"][:] if "generations" in f else np.zeros((0, 4)),
-            config=json.loads(f.attrs.get("config", "{}")),
-            summary=json.loads(folder.summary.read_text()) if folder.summary.exists() else {},
-            extra=_read_extra(f),
-        )
-    return rec
+    empty = np.zeros(0)
+    gens = "generations" in f
+    refs = "references" in f
+    return Record(
+        codes=(
+            f["codes"][:] if "codes" in f else np.zeros((0, int(f.attrs["code_dim"])), np.float32)
+        ),
+        scores=f["scores"][:] if "scores" in f else empty,
+        clean_scores=f["clean_scores"][:] if "clean_scores" in f else empty,
+        generation=f["generation"][:] if "generation" in f else empty.astype(np.int32),
+        image_ids=strings(f["image_ids"]) if "image_ids" in f else [],
+        genealogy=strings(f["genealogy"]) if "genealogy" in f else [],
+        ref_ids=strings(f["references/ids"]) if refs else [],
+        ref_scores=f["references/scores"][:] if refs else empty,
+        ref_generation=f["references/generation"][:] if refs else empty.astype(np.int32),
+        best_per_generation=f["generations/best_score"][:] if gens else empty,
+        mean_per_generation=f["generations/mean_score"][:] if gens else empty,
+        best_reference_per_generation=f["generations/best_reference"][:] if gens else empty,
+        seconds=f["generations/seconds"][:] if gens else np.zeros((0, 4)),
+        config=json.loads(f.attrs.get("config", "{}")),
+        summary=summary,
+        extra=_read_extra(f),
+    )
 
 
 def _read_extra(f: h5py.File) -> dict[str, npt.NDArray[Any]]:

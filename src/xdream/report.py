@@ -39,7 +39,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from xdream import records
-from xdream.errors import XDreamError
+from xdream.errors import RecordUnreadableError, XDreamError
 from xdream.generators.base import Generator
 
 REPORT_FILE = "report.html"
@@ -71,8 +71,11 @@ def load_generator(run: str | Path, record: records.Record | None = None) -> Gen
     name = spec.pop("name")
     gen = generators.make(name, **spec)
     if folder.record.exists():
-        with h5py.File(folder.record, "r", locking=False) as f:
-            code_dim = int(f.attrs["code_dim"])
+        try:
+            with h5py.File(folder.record, "r", locking=False) as f:
+                code_dim = int(f.attrs["code_dim"])
+        except records.UNREADABLE as err:
+            raise records.unreadable(folder.path, err) from err
         if code_dim != gen.code_dim:
             raise XDreamError(
                 f"{str(folder.path)!r} holds codes of dimension {code_dim}, but generator "
@@ -528,8 +531,16 @@ def folder_report(
     for run in runs:
         summary_file = run / "summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+        problem = None
         if run_reports:
-            experiment_report(run, max_tiles=max_tiles, refresh=refresh)
+            try:
+                experiment_report(run, max_tiles=max_tiles, refresh=refresh)
+            except RecordUnreadableError as err:  # one damaged run does not hide the others
+                problem = f"record unreadable ({err.__cause__.__class__.__name__}): " + (
+                    "being written, try again"
+                    if run_state(summary) == "running"
+                    else f"xdream resume {run} rebuilds it"
+                )
         best, ref = summary.get("best_score"), summary.get("best_reference_score")
         entries.append(
             {
@@ -537,6 +548,7 @@ def folder_report(
                 "rel": run.relative_to(root).as_posix(),
                 "unit": describe_target(summary.get("target")),
                 "summary": summary,
+                "problem": problem,
                 "ratio": best / ref
                 if isinstance(best, (int, float)) and isinstance(ref, (int, float)) and ref > 0
                 else None,
@@ -603,7 +615,7 @@ def folder_report(
                 + _num(s.get("generations"))
                 + _num(s.get("presentations"))
                 + _num(s.get("seconds"))
-                + f"<td>{html.escape(str(s.get('status', 'starting')))}</td>"
+                + f"<td>{html.escape(e['problem'] or str(s.get('status', 'starting')))}</td>"
                 + f"<td>{_thumb(e['run'] / 'best.png')}</td></tr>"
             )
         parts.append(
