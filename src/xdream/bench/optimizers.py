@@ -169,7 +169,7 @@ class Profile:
 FULL_CONTENDERS = ("genetic", "pycma", "annealed-es")
 """The full profile's contenders: the two baselines of issue 5's bars and the winner. With all
 seven contenders the full profile would take an estimated 3-4.5 hours on a 2-core machine; with
-these three an estimated 2 hours there with 2 workers (``docs/benchmarks.md``, "Run time").
+these three 89 minutes there with 2 workers, measured (``docs/benchmarks.md``, "Run time").
 Others run on request (``--optimizers genetic pycma sphere-cma ...``)."""
 
 PROFILES: dict[str, Profile] = {
