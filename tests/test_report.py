@@ -303,6 +303,8 @@ def test_a_killed_run_is_reported_stopped_not_running(run: Path) -> None:
         assert not report.is_running(run)
         text = report.write_report(run).read_text()
         assert 'http-equiv="refresh"' not in text and "xdream resume" in text
+        folder_page = report.write_report(run.parent).read_text()  # its row says the same
+        assert f"<td>stopped: xdream resume {run}</td>" in html.unescape(folder_page)
         assert main(["report", str(run), "--watch", "0.2"]) == 0  # returns at once
         alive = {"status": "running", "process": {**here, "pid": os.getpid()}}
         assert report.run_state(alive) == "running"

@@ -615,7 +615,7 @@ def folder_report(
                 + _num(s.get("generations"))
                 + _num(s.get("presentations"))
                 + _num(s.get("seconds"))
-                + f"<td>{html.escape(e['problem'] or str(s.get('status', 'starting')))}</td>"
+                + f"<td>{html.escape(e['problem'] or _row_status(e['run'], s))}</td>"
                 + f"<td>{_thumb(e['run'] / 'best.png')}</td></tr>"
             )
         parts.append(
@@ -628,6 +628,16 @@ def folder_report(
     out = root / REPORT_FILE
     _write(out, _page(f"xdream: {root.name}", "\n".join(parts), running, refresh))
     return out
+
+
+def _row_status(run: Path, summary: dict[str, Any]) -> str:
+    """A run's status in a folder's table: as its own page says it (a run whose process is
+    gone is "stopped", with the command that continues it)."""
+    if not summary:
+        return "starting"
+    if run_state(summary) == "stopped":
+        return f"stopped: xdream resume {run}"
+    return str(summary.get("status", "starting"))
 
 
 def write_report(path: str | Path, **options: Any) -> Path:
