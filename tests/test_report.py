@@ -268,13 +268,19 @@ def test_a_folder_report_lists_a_run_with_an_unreadable_record(run: Path, tmp_pa
     torn run's row says how to recover it."""
     folder = run.parent
     torn_record(folder / "torn")
+
+    def torn_row() -> str:
+        page = report.write_report(folder).read_text()
+        row = re.search(r"<tr><td><a href=\"torn/.*?</tr>", page)
+        assert row is not None
+        return row.group(0)
+
+    # its summary names this (live) process: a record caught mid-write, tried again next time
+    assert "record unreadable (RuntimeError): being written, try again" in torn_row()
     summary = json.loads((folder / "torn" / "summary.json").read_text())
     (folder / "torn" / "summary.json").write_text(json.dumps({**summary, "status": "stopped"}))
-    page = report.write_report(folder).read_text()
-    row = re.search(r"<tr><td><a href=\"torn/.*?</tr>", page)
-    assert row is not None
-    assert "record unreadable (RuntimeError)" in row.group(0)
-    assert f"xdream resume {folder / 'torn'} rebuilds it" in html.unescape(row.group(0))
+    row = html.unescape(torn_row())
+    assert f"record unreadable (RuntimeError): xdream resume {folder / 'torn'} rebuilds it" in row
     assert (run / report.REPORT_FILE).exists()  # the readable run got its page
 
 
