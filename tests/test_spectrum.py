@@ -79,8 +79,12 @@ def test_generators_describe_their_spectra() -> None:
     assert np.ptp(ramp[:, 0]) < 1e-6 and np.all(np.diff(ramp[0]) <= 1e-7) and np.ptp(ramp) > 0.5
     assert make_generator("cppn", size=32).code_spectrum() is None
     # defaults chosen on the benchmark's tuning units: a 1/f tilt on pixels, none on fourier
-    assert spec.default_power == 1.0
-    assert fourier.code_spectrum().default_power == 0.0  # type: ignore[union-attr]
+    assert (spec.default_power, spec.default_power_end) == (1.0, None)
+    on_fourier = fourier.code_spectrum()
+    assert on_fourier is not None
+    assert (on_fourier.default_power, on_fourier.default_power_end) == (0.0, -0.5)
+    with pytest.raises(XDreamError, match="default_power_end must be finite"):
+        CodeSpectrum(np.zeros(3), default_power_end=float("inf"))
 
 
 def test_annealed_es_draws_coarse_directions_larger() -> None:
@@ -298,3 +302,119 @@ def test_a_resumed_run_keeps_its_colour_scaling() -> None:
     bare = make("annealed-es", dim=48, seed=4, population_size=10)
     with pytest.raises(XDreamError, match=r"chroma 0\.3"):
         bare.load_state_dict(state)
+
+
+def _fine_share(opt: AnnealedES, spec: CodeSpectrum) -> float:
+    """Mean squared step of the pending generation's random directions along the finest half of
+    ``spec``'s directions over that along the coarsest half (1 for isotropic draws)."""
+    y = (opt.ask()[3:].astype(np.float64) - opt.mean) / opt.sigma  # after mean, mean/line
+    fine = spec.frequency > np.median(spec.frequency)
+    return float(np.mean(y[:, fine] ** 2) / np.mean(y[:, ~fine] ** 2))
+
+
+def test_annealed_es_turns_its_steps_finer_on_fourier_while_responses_repeat() -> None:
+    spec = make_generator("fourier", size=16, max_freq=4).code_spectrum()
+    assert spec is not None
+    kw = {"dim": spec.dim, "seed": 0, "population_size": 403, "generations": 11}
+    opt = make("annealed-es", spectrum=spec, **kw)
+    constant = make("annealed-es", spectrum=spec, spectrum_power_end=0.0, **kw)
+    assert opt.power_at(0) == 0.0  # type: ignore[attr-defined]
+    for step in range(11):
+        # identical draws while the noise checks run (3 generations), then finer ones
+        if step < 3:
+            np.testing.assert_array_equal(opt.ask(), constant.ask())
+            assert "spectrum_power" in opt.status() and opt.status()["spectrum_power"] == 0.0
+        else:
+            expected = -0.5 * step / 10
+            assert opt.status()["spectrum_power"] == pytest.approx(expected)
+            assert not np.array_equal(opt.ask(), constant.ask())
+        _play(opt, 1)
+        _play(constant, 1)
+    assert opt.status()["responses"] == "repeatable"
+    assert opt.power_at(10) == opt.power_at(50) == -0.5  # type: ignore[attr-defined]
+    assert "spectrum_power" not in constant.status()
+    # at the end fine directions get (f + 1) ** 0.5 times the step: about 1.5x the coarse
+    # half's mean square here; the constant-power run stays isotropic
+    assert 1.3 < _fine_share(opt, spec) < 1.8
+    assert 0.9 < _fine_share(constant, spec) < 1.1
+    # an explicit power is kept constant unless an end is given too
+    tilted = make("annealed-es", spectrum=spec, spectrum_power=0.5, noise_checks=0, **kw)
+    assert tilted.power_at(10) == 0.5  # type: ignore[attr-defined]
+    both = make(
+        "annealed-es",
+        spectrum=spec,
+        spectrum_power=1.0,
+        spectrum_power_end=0.0,
+        noise_checks=0,
+        **kw,
+    )
+    assert both.power_at(0) == 1.0 and both.power_at(5) == 0.5  # type: ignore[attr-defined]
+    # pixels has no schedule by default: its power stays at 1
+    pixels = make_generator("pixels", size=16, code_size=8).code_spectrum()
+    on_pixels = make("annealed-es", dim=192, seed=0, noise_checks=0, spectrum=pixels)
+    assert on_pixels.power_at(74) == 1.0  # type: ignore[attr-defined]
+    with pytest.raises(XDreamError, match="spectrum_power_end must be a finite number or None"):
+        make("annealed-es", dim=8, seed=0, spectrum_power_end=float("nan"))
+
+
+def test_noisy_responses_keep_the_start_power_and_version_7_draws() -> None:
+    """Under noise the steps stay as version 7 drew them (the benchmark's noisy rows prefer
+    them, docs/optimizers.md): the schedule runs only on repeatable responses."""
+    spec = make_generator("fourier", size=16, max_freq=4).code_spectrum()
+    assert spec is not None
+    kw = {"dim": spec.dim, "seed": 1, "population_size": 20, "generations": 8}
+    opt = make("annealed-es", spectrum=spec, **kw)
+    constant = make("annealed-es", spectrum=spec, spectrum_power_end=0.0, **kw)
+    for o in (opt, constant):
+        noise = np.random.default_rng(5)
+        for _ in range(10):
+            codes = o.ask()
+            o.tell(codes, -np.sum((codes - 0.5) ** 2, axis=1) + noise.standard_normal(20))
+    assert opt.status()["responses"] == "noisy" and opt.power_at(7) == 0.0  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(opt.ask(), constant.ask())
+    np.testing.assert_array_equal(opt.mean, constant.mean)
+
+
+def test_tied_scores_of_different_codes_keep_the_start_power() -> None:
+    """Repeatable but coarse responses (counts; a unit silent on many images) tie between
+    different codes; the fine late steps cannot be resolved by them, so the power stays."""
+    spec = make_generator("fourier", size=16, max_freq=4).code_spectrum()
+    assert spec is not None
+    kw = {"dim": spec.dim, "seed": 2, "population_size": 20, "generations": 8}
+    opt = make("annealed-es", spectrum=spec, **kw)
+    constant = make("annealed-es", spectrum=spec, spectrum_power_end=0.0, **kw)
+    for o in (opt, constant):
+        for _ in range(10):
+            codes = o.ask()
+            o.tell(codes, np.floor(-np.sum((codes - 0.5) ** 2, axis=1) / 50))  # repeatable
+    assert opt.status()["responses"] == "repeatable"
+    assert opt.power_at(7) == 0.0  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(opt.ask(), constant.ask())
+    state = opt.state_dict()
+    assert state["own"]["ties"] is True
+    resumed = make("annealed-es", spectrum=spec, **kw)
+    resumed.load_state_dict(state)
+    assert resumed.power_at(7) == 0.0  # type: ignore[attr-defined]
+
+
+def test_a_resumed_run_keeps_its_power_schedule() -> None:
+    spec = CodeSpectrum.dct(3, 4, 4, default_power=0.0, default_power_end=-1.0)
+    kw = {"dim": 48, "population_size": 10, "generations": 8, "noise_checks": 1}
+    straight = make("annealed-es", seed=3, spectrum=spec, **kw)
+    _play(straight, 6)
+    first = make("annealed-es", seed=3, spectrum=spec, **kw)
+    _play(first, 3)
+    state = first.state_dict()
+    assert (state["own"]["spectrum_power"], state["own"]["spectrum_power_end"]) == (0.0, -1.0)
+    # built with another schedule (a later release's default, say): the checkpoint's wins
+    resumed = make("annealed-es", seed=7, spectrum=spec, spectrum_power_end=0.0, **kw)
+    resumed.load_state_dict(state)
+    _play(resumed, 3)
+    np.testing.assert_array_equal(resumed.ask(), straight.ask())
+    # a version-7 checkpoint (no "spectrum_power_end") continues at its constant power
+    legacy = dict(state, own={k: v for k, v in state["own"].items() if k != "spectrum_power_end"})
+    old = make("annealed-es", seed=3, spectrum=spec, **kw)
+    old.load_state_dict(legacy)
+    assert old.power_at(7) == 0.0 and old.spectrum is None  # type: ignore[attr-defined]
+    with pytest.raises(XDreamError, match=r"spectrum_power 0 to -1"):
+        make("annealed-es", seed=3, **kw).load_state_dict(state)

@@ -97,7 +97,7 @@ class Contender:
     def spec(self, generator: str | None = None) -> dict[str, Any]:
         """What the contender's runs depend on: the optimiser, its *resolved* hyperparameters
         (defaults included, so a changed default counts), its class's ``version`` and, for an
-        optimiser that uses the code spectrum, the ``generator``'s spectrum default power."""
+        optimiser that uses the code spectrum, the ``generator``'s spectrum defaults."""
         cls = optimizers.REGISTRY.get(self.optimizer)
         params = build_params(cls.Params, self.params, f"optimizer {self.optimizer!r}")
         out = {
@@ -112,6 +112,8 @@ class Contender:
             out["spectrum_default_power"] = None if spectrum is None else spectrum.default_power
             if spectrum is not None and spectrum.colour is not None:
                 out["spectrum_default_chroma"] = spectrum.default_chroma
+            if spectrum is not None and spectrum.default_power_end is not None:
+                out["spectrum_default_power_end"] = spectrum.default_power_end
         return out
 
     def fingerprint(self, generator: str | None = None) -> str:

@@ -175,9 +175,10 @@ class FourierGenerator(Generator):
     def code_spectrum(self) -> CodeSpectrum:
         """Each entry's frequency ``hypot(fy, fx)`` (0 for the channels' means): the code's
         coordinates are already Fourier coefficients, in three blocks (luminance, then the two
-        colour-opponent channels)."""
+        colour-opponent channels). ``annealed-es`` draws isotropically on it at first and turns
+        its steps towards fine patterns over its schedule (``default_power_end`` -0.5)."""
         freq = [math.hypot(fy, fx) for _, fy, fx, _ in code_layout(self.max_freq)]
-        return CodeSpectrum(np.array(freq), colour="opponent")
+        return CodeSpectrum(np.array(freq), colour="opponent", default_power_end=-0.5)
 
     def forward(self, codes: torch.Tensor) -> Images:
         """Render codes ``(n, code_dim)`` as images ``(n, 3, size, size)`` in [0, 1]."""

@@ -16,6 +16,10 @@ combines what the benchmark's noise and ablation runs kept (``docs/optimizers.md
   from the noise);
 * on a code space with a known spectrum (:mod:`xdream.generators.spectrum`), directions drawn
   on its basis with per-frequency scales: coarse patterns get larger steps on ``pixels``;
+* on ``fourier``, while the responses are repeatable (and not counts), those scales turning
+  from flat towards fine patterns over the schedule (``spectrum_power`` 0 to
+  ``spectrum_power_end`` -0.5): the late, small steps refine detail the early ones could not
+  resolve;
 * on a code space whose spectrum knows its colour channels, colour steps scaled relative to
   luminance steps: on ``pixels`` luminance gets most of each step.
 """
@@ -64,7 +68,17 @@ class AnnealedESParams:
             positive values give coarse patterns larger steps than fine ones, negative values
             the reverse, 0 samples isotropically. ``None`` (default): the code space's
             ``default_power`` (1 on ``pixels``, 0 on ``fourier``). No effect on code spaces
-            without a spectrum (CPPN, DeePSiM).
+            without a spectrum (CPPN, DeePSiM). With ``spectrum_power_end`` this is the power
+            the schedule starts from.
+        spectrum_power_end: the power the draws reach at the end of the schedule
+            (``generations - 1``), moving linearly from ``spectrum_power`` as the step size
+            shrinks, while the responses are repeatable and fine-grained: during the noise
+            checks, once they found noise, and once two different codes scored alike in them
+            (spike counts, a unit silent on many images) the power stays at
+            ``spectrum_power``. ``None`` (default): the code
+            space's ``default_power_end`` (-0.5 on ``fourier``: steps turn finer, measured in
+            ``docs/optimizers.md``; none on ``pixels``) when ``spectrum_power`` is ``None``
+            too, otherwise ``spectrum_power`` (a constant power).
         spectrum_offset: the ``f0`` of those scales, in cycles per image (1).
         chroma: on a code space whose spectrum knows its colour channels (``pixels``,
             ``fourier``; :attr:`xdream.generators.spectrum.CodeSpectrum.colour`), the size of
@@ -94,6 +108,7 @@ class AnnealedESParams:
     line_sample: bool = True
     path_rate: float = 0.3
     spectrum_power: float | None = None
+    spectrum_power_end: float | None = None
     spectrum_offset: float = 1.0
     chroma: float | None = None
     noise_checks: int = 3
@@ -106,13 +121,14 @@ class AnnealedESParams:
         check_int("generations", self.generations, 1)
         check_float("learning_rate", self.learning_rate, 0.0)
         check_float("path_rate", self.path_rate, 0.0)
-        power = self.spectrum_power
-        if power is not None and (
-            not isinstance(power, (int, float, np.integer, np.floating))
-            or isinstance(power, bool)
-            or not math.isfinite(float(power))
-        ):
-            raise ValueError(f"spectrum_power must be a finite number or None, got {power!r}")
+        for key in ("spectrum_power", "spectrum_power_end"):
+            power = getattr(self, key)
+            if power is not None and (
+                not isinstance(power, (int, float, np.integer, np.floating))
+                or isinstance(power, bool)
+                or not math.isfinite(float(power))
+            ):
+                raise ValueError(f"{key} must be a finite number or None, got {power!r}")
         check_float("spectrum_offset", self.spectrum_offset, 0.0)
         if self.chroma is not None:
             check_float("chroma", self.chroma, 0.0, strict=False)
@@ -182,7 +198,11 @@ class AnnealedES(Optimizer):
     ``u_k ~ N(0, I)``, ``B`` the code spectrum's basis and ``s`` its scales when the code space
     has a spectrum and the power is not 0; an odd slot left over gets one unpaired sample;
     when the spectrum knows its colour channels and ``chroma`` is not 1, each direction's
-    colour part is then scaled by ``chroma`` relative to its luminance part).
+    colour part is then scaled by ``chroma`` relative to its luminance part). The power of
+    the ``g``-th answered generation is ``spectrum_power + (spectrum_power_end -
+    spectrum_power) g / (generations - 1)`` (then ``spectrum_power_end``) once the noise checks
+    found the responses repeatable, ``spectrum_power`` before, if they found noise, and if two
+    different codes tied in them (counts: too coarse for fine steps).
     With ``y_i = (x_i - m) / sigma_g`` and the answered codes ranked best first with
     :func:`rank_weights` ``w``:
 
@@ -212,8 +232,9 @@ class AnnealedES(Optimizer):
     uses_spectrum: ClassVar[bool] = True
     # 2: code spectrum; 3: tied ranks; 4: all-tied generations paused the schedule (reverted,
     # docs/optimizers.md); 5: the behaviour of 3; 6: noise checks (the mean shown twice);
-    # 7: colour steps scaled by chroma (0.3 on pixels)
-    version: ClassVar[int] = 7
+    # 7: colour steps scaled by chroma (0.3 on pixels); 8: spectrum power schedule (fourier: 0
+    # to -0.5 while the responses are repeatable and untied)
+    version: ClassVar[int] = 8
     _params: AnnealedESParams
 
     def __init__(
@@ -232,18 +253,25 @@ class AnnealedES(Optimizer):
             )
         p = self._params
         self._given_spectrum = spectrum
-        power, chroma = 0.0, 1.0
+        start, end, chroma = 0.0, 0.0, 1.0
         if spectrum is not None:
-            power = spectrum.default_power if p.spectrum_power is None else p.spectrum_power
+            if p.spectrum_power is None:
+                start = spectrum.default_power
+                end = start if spectrum.default_power_end is None else spectrum.default_power_end
+            else:
+                start = end = p.spectrum_power
+            if p.spectrum_power_end is not None:
+                end = p.spectrum_power_end
             if spectrum.colour is not None:
                 chroma = spectrum.default_chroma if p.chroma is None else p.chroma
-        self._use_shape(float(power), float(chroma))
+        self._use_shape(float(start), float(end), float(chroma))
         self.lam = self._params.population_size
         self._mean = initial_mean(self._init_codes, self._dim)
         self._path: FloatArray = np.zeros(self._dim)
         self._step = 0  # generations with at least one answer: the schedule's clock
         self._noise_checks = self._params.noise_checks
         self._noisy = False
+        self._ties = False  # two different codes scored alike during the noise checks
         self._noise_evidence: tuple[int, float, float] | None = None  # generation, two scores
         self._sample(step=0)
 
@@ -264,11 +292,14 @@ class AnnealedES(Optimizer):
         return self._noisy
 
     def status(self) -> dict[str, Any]:
-        """``step_size`` (of the pending generation) and ``responses``: ``"checking"`` while the
-        noise checks run, then ``"repeatable"`` (the mean's two scores agreed in every check) or
-        ``"noisy"`` (with ``noise_evidence``, the generation and the two scores, and a ``note``),
-        or ``"unchecked"`` (``noise_checks`` 0)."""
+        """``step_size`` (of the pending generation), ``spectrum_power`` (of the pending
+        generation's draws, when a power schedule is set) and ``responses``: ``"checking"``
+        while the noise checks run, then ``"repeatable"`` (the mean's two scores agreed in
+        every check) or ``"noisy"`` (with ``noise_evidence``, the generation and the two scores,
+        and a ``note``), or ``"unchecked"`` (``noise_checks`` 0)."""
         out: dict[str, Any] = {"step_size": self.sigma}
+        if self._spectrum is not None and self._power_end != self._power_start:
+            out["spectrum_power"] = self.power_at(self._step)
         if self._noisy:
             p = self._params
             end = p.sigma0 if p.sigma_end_noisy is None else p.sigma_end_noisy
@@ -303,6 +334,18 @@ class AnnealedES(Optimizer):
             end = p.sigma0 if p.sigma_end_noisy is None else p.sigma_end_noisy
         return float(p.sigma0 * (end / p.sigma0) ** frac)
 
+    def power_at(self, step: int) -> float:
+        """The spectrum power of the ``step``-th answered generation's draws: the start power
+        while the noise checks run, once they found noise, and once two different codes scored
+        alike in them (counts, or a unit silent on many images: responses too coarse for fine
+        steps); otherwise moving linearly to the end power over the schedule."""
+        start, end = self._power_start, self._power_end
+        if end == start or self._noisy or self._ties or step < self._noise_checks:
+            return start
+        p = self._params
+        frac = min(step, p.generations - 1) / max(p.generations - 1, 1)
+        return float(start + (end - start) * frac)
+
     def _sample(self, step: int) -> None:
         p, d = self._params, self._dim
         fixed, genealogy = [], []
@@ -319,10 +362,11 @@ class AnnealedES(Optimizer):
             fixed.append(self._path / norm * math.sqrt(d))
             genealogy.append("line")
         k = self.lam - len(fixed)
-        half = self._shape(self._rng.standard_normal((k // 2, d)))
+        power = self.power_at(self._step)
+        half = self._shape(self._rng.standard_normal((k // 2, d)), power)
         parts = [np.array(fixed).reshape(-1, d), half, -half]
         if k % 2:
-            parts.append(self._shape(self._rng.standard_normal((1, d))))
+            parts.append(self._shape(self._rng.standard_normal((1, d)), power))
         self._y: FloatArray = np.concatenate(parts)
         self._sigma = self.step_size(self._step)
         self._codes: Codes = (self._mean + self._sigma * self._y).astype(np.float32)
@@ -330,23 +374,30 @@ class AnnealedES(Optimizer):
         self._genealogy = genealogy + [f"+z{j}" for j in range(k // 2)]
         self._genealogy += [f"-z{j}" for j in range(k // 2)] + ["z"] * (k % 2)
 
-    def _use_shape(self, power: float, chroma: float) -> None:
-        """Shape the draws with ``(f + offset) ** -power`` on the given spectrum (0: none) and
-        scale their colour parts by ``chroma`` (1: none)."""
-        self._power, self._chroma = power, chroma
+    def _use_shape(self, start: float, end: float, chroma: float) -> None:
+        """Shape the draws with ``(f + offset) ** -power`` on the given spectrum, the power
+        moving from ``start`` to ``end`` (both 0: none), and scale their colour parts by
+        ``chroma`` (1: none)."""
+        self._power_start, self._power_end, self._chroma = start, end, chroma
         self._spectrum: CodeSpectrum | None = None
-        self._scales: FloatArray | None = None
-        if (power != 0 or chroma != 1) and self._given_spectrum is not None:
+        self._scales: dict[float, FloatArray] = {}
+        if (start != 0 or end != 0 or chroma != 1) and self._given_spectrum is not None:
             self._spectrum = self._given_spectrum
-            self._scales = self._spectrum.scales(power, self._params.spectrum_offset)
 
-    def _shape(self, z: FloatArray) -> FloatArray:
-        """Standard normal draws as directions of the code space: scaled per frequency and
-        mapped from the spectrum's basis, then their colour scaled, when the code space has a
-        spectrum."""
-        if self._spectrum is None or self._scales is None:
+    def _shape(self, z: FloatArray, power: float) -> FloatArray:
+        """Standard normal draws as directions of the code space: scaled per frequency with
+        ``power`` and mapped from the spectrum's basis, then their colour scaled, when the code
+        space has a spectrum (power 0 and chroma 1: the draws themselves)."""
+        if self._spectrum is None or (power == 0 and self._chroma == 1):
             return z
-        y = self._spectrum.to_code(z * self._scales)
+        scales = self._scales.get(power)
+        if scales is None:  # one power per generation at most; keep the last few
+            if len(self._scales) > 4:
+                self._scales.clear()
+            scales = self._scales[power] = self._spectrum.scales(
+                power, self._params.spectrum_offset
+            )
+        y = self._spectrum.to_code(z * scales)
         if self._chroma != 1:
             y = self._spectrum.scale_colour(y, self._chroma)
         return y
@@ -362,6 +413,11 @@ class AnnealedES(Optimizer):
             if abs(first - again) > NOISE_TOLERANCE * max(abs(first), abs(again)):
                 self._noisy = True
                 self._noise_evidence = (self._generation, first, again)
+            # scores of different codes that tie are counts or a unit silent on many images:
+            # too coarse for the fine late steps of a power schedule
+            others = np.delete(scores, self._repeat[1:])
+            others = others[~np.isnan(others)]
+            self._ties = self._ties or len(np.unique(others)) < len(others)
         valid = np.flatnonzero(~np.isnan(scores))
         if len(valid):
             coef = np.zeros(len(scores))
@@ -381,11 +437,13 @@ class AnnealedES(Optimizer):
             "y": self._y.copy(),
             "sigma": self._sigma,
             "codes": self._codes.copy(),
-            "spectrum_power": self._power if self._spectrum is not None else 0.0,
+            "spectrum_power": self._power_start if self._spectrum is not None else 0.0,
+            "spectrum_power_end": self._power_end if self._spectrum is not None else 0.0,
             "chroma": self._chroma if self._spectrum is not None else 1.0,
             "noise_checks": self._noise_checks,
             "repeat": list(self._repeat),
             "noisy": self._noisy,
+            "ties": self._ties,
             "noise_evidence": None if self._noise_evidence is None else list(self._noise_evidence),
         }
 
@@ -399,26 +457,28 @@ class AnnealedES(Optimizer):
         check_shape("codes", self._codes, (self.lam, self._dim))
         check_shape("mean", self._mean, (self._dim,))
         # a resumed run keeps drawing as it began (checkpoints of version 1 drew isotropically,
-        # those before version 7 without colour scaling)
+        # those before version 7 without colour scaling, before version 8 with a constant power)
         power = float(state.get("spectrum_power", 0.0))
+        end = float(state.get("spectrum_power_end", power))
         chroma = float(state.get("chroma", 1.0))
         given = self._given_spectrum
-        if (power != 0 or chroma != 1) and given is None:
+        if (power != 0 or end != 0 or chroma != 1) and given is None:
             raise XDreamError(
-                f"the checkpoint drew its steps along a code spectrum (spectrum_power {power:g}, "
-                f"chroma {chroma:g}) but this optimiser was given none; resume with the same "
-                "generator"
+                f"the checkpoint drew its steps along a code spectrum (spectrum_power {power:g}"
+                f"{'' if end == power else f' to {end:g}'}, chroma {chroma:g}) but this "
+                "optimiser was given none; resume with the same generator"
             )
         if chroma != 1 and given is not None and given.colour is None:
             raise XDreamError(
                 f"the checkpoint scaled its colour steps (chroma {chroma:g}) but this code "
                 "spectrum has no colour channels; resume with the same generator"
             )
-        self._use_shape(power, chroma)
+        self._use_shape(power, end, chroma)
         # checkpoints before version 6 showed the mean once and continue so
         self._noise_checks = int(state.get("noise_checks", 0))
         self._repeat = tuple(int(i) for i in state.get("repeat", ()))
         self._noisy = bool(state.get("noisy", False))
+        self._ties = bool(state.get("ties", False))
         evidence = state.get("noise_evidence")  # absent before the status existed
         self._noise_evidence = (
             None if evidence is None else (int(evidence[0]), float(evidence[1]), float(evidence[2]))
