@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -357,19 +358,32 @@ def test_annealed_es_turns_its_steps_finer_on_fourier_while_responses_repeat() -
         make("annealed-es", dim=8, seed=0, spectrum_power_end=float("nan"))
 
 
+def _scheduled_and_constant(
+    seed: int, score: Callable[[np.ndarray, np.random.Generator], np.ndarray]
+) -> tuple[AnnealedES, AnnealedES, dict[str, object]]:
+    """An annealed-es on a small ``fourier`` spectrum with its default power schedule and one
+    with a constant power, each played 10 generations with ``score(codes, rng)``; and the
+    keyword arguments both were made with."""
+    spec = make_generator("fourier", size=16, max_freq=4).code_spectrum()
+    assert spec is not None
+    kw = {"dim": spec.dim, "seed": seed, "population_size": 20, "generations": 8, "spectrum": spec}
+    opt = make("annealed-es", **kw)
+    constant = make("annealed-es", spectrum_power_end=0.0, **kw)
+    for o in (opt, constant):
+        rng = np.random.default_rng(5)
+        for _ in range(10):
+            codes = o.ask()
+            o.tell(codes, score(codes, rng))
+    assert isinstance(opt, AnnealedES) and isinstance(constant, AnnealedES)
+    return opt, constant, kw
+
+
 def test_noisy_responses_keep_the_start_power_and_version_7_draws() -> None:
     """Under noise the steps stay as version 7 drew them (the benchmark's noisy rows prefer
     them, docs/optimizers.md): the schedule runs only on repeatable responses."""
-    spec = make_generator("fourier", size=16, max_freq=4).code_spectrum()
-    assert spec is not None
-    kw = {"dim": spec.dim, "seed": 1, "population_size": 20, "generations": 8}
-    opt = make("annealed-es", spectrum=spec, **kw)
-    constant = make("annealed-es", spectrum=spec, spectrum_power_end=0.0, **kw)
-    for o in (opt, constant):
-        noise = np.random.default_rng(5)
-        for _ in range(10):
-            codes = o.ask()
-            o.tell(codes, -np.sum((codes - 0.5) ** 2, axis=1) + noise.standard_normal(20))
+    opt, constant, _ = _scheduled_and_constant(
+        1, lambda codes, rng: -np.sum((codes - 0.5) ** 2, axis=1) + rng.standard_normal(20)
+    )
     assert opt.status()["responses"] == "noisy" and opt.power_at(7) == 0.0  # type: ignore[attr-defined]
     np.testing.assert_array_equal(opt.ask(), constant.ask())
     np.testing.assert_array_equal(opt.mean, constant.mean)
@@ -378,21 +392,15 @@ def test_noisy_responses_keep_the_start_power_and_version_7_draws() -> None:
 def test_tied_scores_of_different_codes_keep_the_start_power() -> None:
     """Repeatable but coarse responses (counts; a unit silent on many images) tie between
     different codes; the fine late steps cannot be resolved by them, so the power stays."""
-    spec = make_generator("fourier", size=16, max_freq=4).code_spectrum()
-    assert spec is not None
-    kw = {"dim": spec.dim, "seed": 2, "population_size": 20, "generations": 8}
-    opt = make("annealed-es", spectrum=spec, **kw)
-    constant = make("annealed-es", spectrum=spec, spectrum_power_end=0.0, **kw)
-    for o in (opt, constant):
-        for _ in range(10):
-            codes = o.ask()
-            o.tell(codes, np.floor(-np.sum((codes - 0.5) ** 2, axis=1) / 50))  # repeatable
+    opt, constant, kw = _scheduled_and_constant(  # repeatable scores, in steps of one
+        2, lambda codes, _: np.floor(-np.sum((codes - 0.5) ** 2, axis=1) / 50)
+    )
     assert opt.status()["responses"] == "repeatable"
     assert opt.power_at(7) == 0.0  # type: ignore[attr-defined]
     np.testing.assert_array_equal(opt.ask(), constant.ask())
     state = opt.state_dict()
     assert state["own"]["ties"] is True
-    resumed = make("annealed-es", spectrum=spec, **kw)
+    resumed = make("annealed-es", **kw)
     resumed.load_state_dict(state)
     assert resumed.power_at(7) == 0.0  # type: ignore[attr-defined]
 
