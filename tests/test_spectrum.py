@@ -426,3 +426,36 @@ def test_a_resumed_run_keeps_its_power_schedule() -> None:
     assert old.power_at(7) == 0.0 and old.spectrum is None  # type: ignore[attr-defined]
     with pytest.raises(XDreamError, match=r"spectrum_power 0 to -1"):
         make("annealed-es", seed=3, **kw).load_state_dict(state)
+
+
+def test_an_experiment_resumed_during_the_power_schedule_equals_an_uninterrupted_one(
+    tmp_path: Path,
+) -> None:
+    from tests.helpers import RedScorer
+    from tests.test_experiment import assert_same_records
+    from xdream.experiment import Experiment
+
+    def experiment(out: Path) -> Experiment:
+        gen = make_generator("fourier", size=32, max_freq=4)
+        opt = make(
+            "annealed-es",
+            dim=gen.code_dim,
+            seed=3,
+            population_size=12,
+            generations=8,
+            spectrum=gen.code_spectrum(),
+        )
+        return Experiment(gen, RedScorer(0.1), opt, out, generations=8, n_references=0, seed=3)
+
+    experiment(tmp_path / "full").run()
+    first = experiment(tmp_path / "cut")
+    first._start()
+    for _ in range(5):  # past the noise checks: the power is moving
+        first.step()
+    assert first.optimizer.status()["spectrum_power"] == pytest.approx(-0.5 * 5 / 7)
+    del first  # "killed": fresh objects, state only from disk
+    second = experiment(tmp_path / "cut")
+    second.restore()
+    assert second.generation == 5
+    second.run()
+    assert_same_records(tmp_path / "full", tmp_path / "cut")
