@@ -121,6 +121,12 @@ def test_tiny_benchmark_runs_resumes_and_refuses_other_config(tmp_path: Path) ->
     assert all(float(r["normalised"]) <= 1.0 for r in rows)
     # CPU seconds of the task's process: the run time without other jobs' share of the machine
     assert all(float(r["task_cpu_s"]) > 0 for r in rows)
+    # what each optimiser found out: annealed-es's verdict on the responses, its last step size
+    for r in rows:
+        status = json.loads(r["optimizer_status"])
+        if r["optimizer"] == "annealed-es":
+            assert status["step_size"] > 0
+            assert status["responses"] == ("repeatable" if r["noise"] == "none" else "noisy")
     assert (out / "optimizers.png").stat().st_size > 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["generators"]["pixels"]["table"]) == {"none", "poisson"}

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from xdream import generators, optimizers
-from xdream.bench.files import atomic_write, write_json
+from xdream.bench.files import atomic_write, json_safe, write_json
 from xdream.bench.network import LayerReader
 from xdream.errors import XDreamError
 from xdream.generators.spectrum import CodeSpectrum
@@ -305,6 +305,9 @@ def run_task(task: Task) -> list[dict[str, Any]]:
                 "optimizer_s": float(opt_time[i]),
                 "task_wall_s": wall,
                 "task_cpu_s": cpu,
+                "optimizer_status": json.dumps(
+                    json_safe({k: v for k, v in opts[i].status().items() if k != "note"})
+                ),
                 "curve": [float(c) for c in curves[i]],
             }
         )
@@ -639,6 +642,7 @@ CSV_FIELDS = (
     "optimizer_s",
     "task_wall_s",
     "task_cpu_s",
+    "optimizer_status",
 )
 
 
