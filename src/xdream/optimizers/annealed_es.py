@@ -380,7 +380,7 @@ class AnnealedES(Optimizer):
         ``chroma`` (1: none)."""
         self._power_start, self._power_end, self._chroma = start, end, chroma
         self._spectrum: CodeSpectrum | None = None
-        self._scales: dict[float, FloatArray] = {}
+        self._scales: tuple[float, FloatArray] | None = None  # the last power's scales
         if (start != 0 or end != 0 or chroma != 1) and self._given_spectrum is not None:
             self._spectrum = self._given_spectrum
 
@@ -390,14 +390,9 @@ class AnnealedES(Optimizer):
         space has a spectrum (power 0 and chroma 1: the draws themselves)."""
         if self._spectrum is None or (power == 0 and self._chroma == 1):
             return z
-        scales = self._scales.get(power)
-        if scales is None:  # one power per generation at most; keep the last few
-            if len(self._scales) > 4:
-                self._scales.clear()
-            scales = self._scales[power] = self._spectrum.scales(
-                power, self._params.spectrum_offset
-            )
-        y = self._spectrum.to_code(z * scales)
+        if self._scales is None or self._scales[0] != power:
+            self._scales = (power, self._spectrum.scales(power, self._params.spectrum_offset))
+        y = self._spectrum.to_code(z * self._scales[1])
         if self._chroma != 1:
             y = self._spectrum.scale_colour(y, self._chroma)
         return y
