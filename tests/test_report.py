@@ -284,6 +284,40 @@ def test_a_folder_report_lists_a_run_with_an_unreadable_record(run: Path, tmp_pa
     assert (run / report.REPORT_FILE).exists()  # the readable run got its page
 
 
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [(b"", "(empty)"), (b'{"status": "runn', "(not JSON"), (b"[1, 2]", "a JSON list")],
+)
+def test_a_damaged_summary_is_one_clear_error_and_resume_writes_it_again(
+    run: Path, capsys: pytest.CaptureFixture[str], damage: bytes, reason: str
+) -> None:
+    """A summary.json cut short (power loss, full disk): the run's own report says so and how
+    to recover instead of a traceback, --watch does not wait for it, a folder of runs still
+    gets its page with the damaged run's row saying what to do, and resume writes it again."""
+    folder = run.parent
+    shutil.copytree(run, folder / "other")
+    good = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_bytes(damage)
+
+    assert main(["report", str(run), "--watch", "0.05"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xdream: error: cannot read") and reason in err
+    assert f"xdream resume {run}" in err and "Traceback" not in err
+    assert not report.is_running(run)
+
+    page = html.unescape(report.write_report(folder).read_text())
+    row = re.search(r'<tr><td><a href="run/.*?</tr>', page)
+    assert row is not None
+    assert f"summary.json unreadable: xdream resume {run} writes it again" in row.group(0)
+    assert (folder / "other" / report.REPORT_FILE).exists()  # the readable run got its page
+
+    assert main(["resume", str(run)]) == 0
+    again = json.loads((run / "summary.json").read_text())
+    keep = ("status", "best_score", "best_image_id", "generations", "presentations")
+    assert {k: again[k] for k in keep} == {k: good[k] for k in keep}
+    assert main(["report", str(run)]) == 0
+
+
 def test_a_killed_run_is_reported_stopped_not_running(run: Path) -> None:
     """A running summary names its process; once that process is gone (kill -9, a crash) the
     page stops reloading, says how to continue, and --watch returns."""

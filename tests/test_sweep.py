@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xdream import config, records
+from xdream import config, records, sweep
 from xdream.errors import ConfigError, XDreamError
 from xdream.sweep import parse_section, plan
 
@@ -90,6 +90,21 @@ def test_a_failed_task_is_described_by_the_error_inside_it() -> None:
         "RuntimeError: Unable to synchronously check link existence (addr overflow)"
     )
     assert describe_failure(exceptions.WorkerCrashedError()).startswith("WorkerCrashedError: ")
+
+
+def test_a_task_with_a_damaged_summary_runs_again(tmp_path: Path) -> None:
+    """A finished task's summary is what the sweep reads to skip it; one cut short by a power
+    loss makes the task run again (its resume writes the summary again) instead of stopping
+    the sweep with a JSON error."""
+    task = tmp_path / "task"
+    task.mkdir()
+    assert sweep._finished(task) is None  # not started
+    (task / "summary.json").write_text(json.dumps({"status": "running"}))
+    assert sweep._finished(task) is None
+    (task / "summary.json").write_text(json.dumps({"status": "finished", "best_score": 2.5}))
+    assert sweep._finished(task) == {"status": "finished", "best_score": 2.5, "attempts": 0}
+    (task / "summary.json").write_text('{"status": "fini')
+    assert sweep._finished(task) is None
 
 
 def test_missing_ray_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

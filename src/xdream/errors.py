@@ -27,6 +27,12 @@ class RecordUnreadableError(XDreamError):
     caught by a reader while the run was writing it (``xdream resume`` rebuilds it)."""
 
 
+class SummaryUnreadableError(XDreamError):
+    """An experiment's ``summary.json`` exists but is not a JSON object: cut short by a power
+    loss or a full disk (runs replace it whole, so a reader never sees it half-written).
+    ``xdream resume`` writes it again from the checkpoint."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest of ``choices`` to ``name``, or ``""``."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)

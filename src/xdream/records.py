@@ -66,7 +66,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from xdream.errors import RecordUnreadableError, XDreamError
+from xdream.errors import RecordUnreadableError, SummaryUnreadableError, XDreamError
 from xdream.types import Images
 
 _deflate: types.ModuleType
@@ -544,12 +544,41 @@ def read(path: str | Path) -> Record:
     folder = RunFolder(path)
     if not folder.record.exists():
         raise XDreamError(f"{str(folder.path)!r} holds no record.h5: is it an experiment folder?")
-    summary = json.loads(folder.summary.read_text()) if folder.summary.exists() else {}
+    summary = read_summary(folder.path)
     try:
         with h5py.File(folder.record, "r", locking=False) as f:
             return _record_from(f, summary)
     except UNREADABLE as err:
         raise unreadable(folder.path, err) from err
+
+
+def read_summary(path: str | Path) -> dict[str, Any]:
+    """An experiment folder's ``summary.json`` (``{}`` before the first generation wrote one).
+
+    Raises :class:`~xdream.errors.SummaryUnreadableError` when the file is there but is not a
+    JSON object (cut short by a power loss or a full disk); the message says how to rewrite it.
+    """
+    folder = RunFolder(path)
+    try:
+        text = folder.summary.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as err:
+        problem = f"{type(err).__name__}: {err}"
+    else:
+        try:
+            data = json.loads(text)
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+            problem = "empty" if not text.strip() else f"not JSON: {err}"
+        else:
+            if isinstance(data, dict):
+                return data
+            problem = f"a JSON {type(data).__name__}, not an object"
+    raise SummaryUnreadableError(
+        f"cannot read {str(folder.summary)!r} ({problem}). The run's record.h5, images and "
+        f"checkpoint do not depend on it: `xdream resume {folder.path}` writes it again (an "
+        "experiment built in Python: Experiment(...).restore(), then run())."
+    )
 
 
 def _record_from(f: h5py.File, summary: dict[str, Any]) -> Record:

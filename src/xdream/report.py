@@ -39,7 +39,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from xdream import records
-from xdream.errors import RecordUnreadableError, XDreamError
+from xdream.errors import RecordUnreadableError, SummaryUnreadableError, XDreamError
 from xdream.generators.base import Generator
 
 REPORT_FILE = "report.html"
@@ -529,10 +529,13 @@ def folder_report(
         )
     entries: list[dict[str, Any]] = []
     for run in runs:
-        summary_file = run / "summary.json"
-        summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
         problem = None
-        if run_reports:
+        try:
+            summary = records.read_summary(run)
+        except SummaryUnreadableError:  # one damaged summary does not hide the others
+            summary = {"status": "summary unreadable"}
+            problem = f"summary.json unreadable: xdream resume {run} writes it again"
+        if run_reports and problem is None:
             try:
                 experiment_report(run, max_tiles=max_tiles, refresh=refresh)
             except RecordUnreadableError as err:  # one damaged run does not hide the others
@@ -680,7 +683,10 @@ def is_running(path: str | Path) -> bool:
     path = Path(path)
     runs = [path] if (path / "record.h5").exists() else find_runs(path)
     for run in runs:
-        summary = run / "summary.json"
-        if not summary.exists() or run_state(json.loads(summary.read_text())) == "running":
+        try:
+            summary = records.read_summary(run)
+        except SummaryUnreadableError:  # damaged for good (runs replace it whole): no wait
+            continue
+        if run_state(summary) == "running":
             return True
     return False

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xdream.errors import ConfigError, XDreamError, did_you_mean
+from xdream.errors import ConfigError, SummaryUnreadableError, XDreamError, did_you_mean
 
 if TYPE_CHECKING:  # xdream.multi imports torch: imported where it runs, not by `xdream --help`
     from xdream.multi import Unit
@@ -188,11 +188,16 @@ def _attempts(log: Path) -> int:
 
 
 def _finished(folder: Path) -> dict[str, Any] | None:
-    summary = folder / "summary.json"
-    if summary.exists():
-        data: dict[str, Any] = json.loads(summary.read_text())
-        if data.get("status") == "finished":
-            return {**data, "attempts": _attempts(folder / "worker.json")}
+    """A finished task's summary; ``None`` runs the task (again). A damaged summary counts as
+    unfinished: resuming the task writes it again."""
+    from xdream.records import read_summary
+
+    try:
+        data = read_summary(folder)
+    except SummaryUnreadableError:
+        return None
+    if data.get("status") == "finished":
+        return {**data, "attempts": _attempts(folder / "worker.json")}
     return None
 
 

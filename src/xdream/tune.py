@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 from collections.abc import Mapping
 from pathlib import Path
@@ -163,12 +162,14 @@ def normalised_scores(folder: Path, norm: Mapping[str, float]) -> dict[str, floa
     """Best clean score / normaliser, per unit, from a many-unit run folder's ``units.csv``."""
     import csv
 
+    from xdream.records import read_summary
+
     with open(folder / "units.csv") as fh:
         rows = list(csv.DictReader(fh))
     out = {}
     for row in rows:
         label = row["unit"]
-        summary = json.loads((folder / row["folder"] / "summary.json").read_text())
+        summary = read_summary(folder / row["folder"])
         best = summary.get("best_clean_score")
         out[label] = float(best) / norm[label] if best is not None else float("nan")
     return out
