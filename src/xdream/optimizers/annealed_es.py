@@ -92,7 +92,9 @@ class AnnealedESParams:
             ``1e-6``): the responses are then noisy, and the schedule ends at
             ``sigma_end_noisy`` instead of ``sigma_end`` (3; 0: never check). A deterministic
             scorer (a network unit without noise) never trips it; each check costs one random
-            sample. Spike counts of a silent unit (all 0) agree and do not trip it either.
+            sample. Spike counts of a silent unit (all 0) agree and do not trip it either:
+            its step decays as without noise (the large step measured no better there,
+            ``docs/optimizers.md``).
         sigma_end_noisy: the step size the schedule ends at once the responses are noisy;
             ``None`` (default): ``sigma0``, a constant step. Measured on the tuning units:
             with noisy responses a step that stays large finds stronger images, without noise
