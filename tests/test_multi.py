@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,30 @@ def test_interrupted_lockstep_run_resumes(tmp_path: Path) -> None:
         b = records.read(tmp_path / "part" / "units" / label)
         np.testing.assert_array_equal(a.codes, b.codes)
         np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_resumed_cli_run_counts_generations_from_the_start_and_reports_standing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`xdream resume` of a many-unit run says where it resumes and counts generations from the
+    run's start (not from the resume), with the units' median best score and how many units
+    beat their best reference image, as the finished table has them."""
+    from xdream.cli import main
+
+    cfg = config.from_dict(small_config(generations=3))
+    stopped = MultiExperiment.from_config(cfg, tmp_path / "part")
+    for e in stopped.experiments:
+        e._start()
+    stopped.step()  # then "killed"
+    assert main(["resume", str(tmp_path / "part")]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert f"resuming 3 units in {tmp_path / 'part'} at generation 1" in text
+    progress = re.findall(
+        r"generation (\d+)/3: 3 units, median best (\S+), (\d+) above their best reference", text
+    )
+    assert [g for g, _, _ in progress] == ["2", "3"]
+    with open(tmp_path / "part" / "units.csv") as fh:
+        table = list(csv.DictReader(fh))
+    best = [float(r["best_score"]) for r in table]
+    above = sum(b > float(r["best_reference_score"]) for b, r in zip(best, table))
+    assert progress[-1][1:] == (f"{np.median(best):.4g}", str(above))

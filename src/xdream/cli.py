@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,24 +40,11 @@ def _default_out(name: str) -> Path:
 
 
 def _run_experiment(experiment: Any, console: Any) -> dict[str, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from xdream.progress import generation_bar
 
     total = experiment.generations_budget
-    columns = [
-        TextColumn("generation"),
-        MofNCompleteColumn(),
-        BarColumn(),
-        TextColumn(
-            "best {task.fields[best]:>9}  mean {task.fields[mean]:>9}  refs {task.fields[ref]:>9}"
-        ),
-        TimeElapsedColumn(),
-    ]
-    with Progress(
-        *columns,
-        console=console,
-        transient=False,
-        disable=not console.is_terminal and os.environ.get("XDREAM_PROGRESS") != "1",
-    ) as bar:
+    fields = "best {task.fields[best]:>9}  mean {task.fields[mean]:>9}  refs {task.fields[ref]:>9}"
+    with generation_bar(console, total, fields) as bar:
         task = bar.add_task(
             "run", total=total, completed=experiment.generation, best="-", mean="-", ref="-"
         )

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -49,6 +49,9 @@ from xdream.precision import tf32_mode
 from xdream.scorers.base import Scorer
 from xdream.scorers.cnn import ACTIVATIONS, resolve_device
 from xdream.types import Images, Scores
+
+if TYPE_CHECKING:
+    from xdream.experiment import Experiment
 
 TARGET_KEYS = ("layer", "channel", "channels", "x", "y")
 """Keys of a ``[[targets]]`` entry (everything else comes from ``[target]``)."""
@@ -579,18 +582,25 @@ class MultiExperiment:
     def done(self) -> bool:
         return all(e.done() for e in self.experiments)
 
+    @property
+    def generation(self) -> int:
+        """Generations done (the units step in lockstep; after a resume, counted from the
+        run's start)."""
+        return max(e.generation for e in self.experiments)
+
     def run(self, progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-        """Step until every budget is spent; writes ``units.csv``; returns the summaries."""
+        """Step until every budget is spent; writes ``units.csv``; returns the summaries.
+
+        ``progress(generation, units)`` is called after each generation with
+        :attr:`generation` and the number of units."""
         for e in self.experiments:
             if not e._started:
                 e._start()
-        generation = 0
         try:
             while not self.done():
                 self.step()
-                generation += 1
                 if progress is not None:
-                    progress(generation, len(self.experiments))
+                    progress(self.generation, len(self.experiments))
         finally:  # finished, an error or Ctrl-C: every record on disk, record.h5 up to date
             for e in self.experiments:
                 e.flush()
@@ -624,6 +634,45 @@ def timed_generation(multi: MultiExperiment) -> float:
     return time.perf_counter() - t
 
 
+def standing(experiments: Sequence[Experiment]) -> tuple[float, int]:
+    """The median over units of their best scores so far (NaN before any response), and how
+    many units have a best score above their best reference image's."""
+    best = [e.optimizer.best.score for e in experiments]
+    finite = [b for b in best if np.isfinite(b)]
+    median = float(np.median(finite)) if finite else float("nan")
+    above = sum(b > e.best_reference for b, e in zip(best, experiments) if np.isfinite(b))
+    return median, above
+
+
+def _run_with_progress(multi: MultiExperiment, console: Any) -> list[dict[str, Any]]:
+    """:meth:`MultiExperiment.run` with a progress bar on a terminal (a line per generation
+    otherwise): the generation, the units' median best score and how many units beat their
+    best reference image."""
+    from xdream.progress import generation_bar
+
+    n = len(multi.experiments)
+    total = multi.experiments[0].generations_budget
+    width = len(str(n))
+    fields = (
+        "median best {task.fields[best]:>9}  units above refs "
+        f"{{task.fields[above]:>{width}}}/{n}"
+    )
+    with generation_bar(console, total, fields) as bar:
+        task = bar.add_task("run", total=total, completed=multi.generation, best="-", above="-")
+
+        def update(generation: int, units: int) -> None:
+            median, above = standing(multi.experiments)
+            bar.update(task, completed=generation, best=f"{median:.4g}", above=str(above))
+            if not console.is_terminal:
+                console.print(
+                    f"generation {generation}{f'/{total}' if total else ''}: {units} units, "
+                    f"median best {median:.4g}, {above} above their best reference",
+                    highlight=False,
+                )
+
+        return multi.run(update)
+
+
 NOTES_SHOWN = 5
 """Units whose optimiser's note ``xdream run`` prints at the end of a many-unit run (the rest
 are counted; every unit's is in its ``summary.json``)."""
@@ -633,7 +682,10 @@ def run_many(config: Any, out: Path, console: Any) -> int:
     """``xdream run`` for a ``[[targets]]`` config (``config=None``: ``xdream resume``)."""
     if config is None:
         multi = MultiExperiment.resume(out)
-        console.print(f"resuming {len(multi.experiments)} units in {out}", highlight=False)
+        console.print(
+            f"resuming {len(multi.experiments)} units in {out} at generation {multi.generation}",
+            highlight=False,
+        )
     else:
         if (out / "units").exists():
             raise XDreamError(
@@ -643,11 +695,8 @@ def run_many(config: Any, out: Path, console: Any) -> int:
         multi = MultiExperiment.from_config(config, out)
         console.print(f"running {len(multi.experiments)} units in lockstep", highlight=False)
 
-    def progress(generation: int, n: int) -> None:
-        console.print(f"generation {generation}: {n} units", highlight=False)
-
     t = time.perf_counter()
-    summaries = multi.run(progress)
+    summaries = _run_with_progress(multi, console)
     seconds = time.perf_counter() - t
     noted = [  # what each unit's optimiser found out
         (label, note)
