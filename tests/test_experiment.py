@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
 from pathlib import Path
@@ -313,10 +314,10 @@ def test_a_failed_background_write_stops_the_run(tmp_path: Path) -> None:
     exp = tiny_experiment(tmp_path / "run", generations=4)
 
     def broken(*args: Any) -> None:
-        raise OSError("No space left on device")
+        raise PermissionError(errno.EACCES, "Permission denied")
 
     exp._write = broken  # type: ignore[method-assign]
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(PermissionError, match="Permission denied"):
         exp.run()
 
 
@@ -399,3 +400,79 @@ def test_experiments_compute_in_ieee_float32_unless_tf32_is_asked(
     exp = Experiment.from_config(cfg, tmp_path / "config")
     assert exp.tf32 is False
     assert cfg.to_dict()["experiment"]["tf32"] is False
+
+
+class _FullDisk:
+    """A disk that fills up at a chosen generation: its journal write fails (``OSError``
+    ENOSPC, as for a journal, PNG or checkpoint), or the free space falls below what the next
+    ``record.h5`` append needs (the check that keeps HDF5 away from a full disk)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: int, where: str) -> None:
+        self.full = True
+        write_journal = records.RunFolder.write_journal
+        disk_usage = records.shutil.disk_usage
+
+        def journal(folder: records.RunFolder, rec: records.GenerationRecord) -> None:
+            if self.full and where == "journal" and rec.generation >= at:
+                raise OSError(errno.ENOSPC, "No space left on device", str(folder.path))
+            write_journal(folder, rec)
+
+        def usage(path: Any) -> Any:
+            real = disk_usage(path)
+            if self.full and where == "record" and self.generations(path) >= at:
+                return real._replace(free=records.SPACE_MARGIN // 2)
+            return real
+
+        monkeypatch.setattr(records.RunFolder, "write_journal", journal)
+        monkeypatch.setattr(records.shutil, "disk_usage", usage)
+
+    @staticmethod
+    def generations(folder: Any) -> int:
+        journal = Path(folder) / "journal"
+        return len(list(journal.glob("*.npz"))) if journal.exists() else 0
+
+
+@pytest.mark.parametrize("where", ["journal", "record"])
+def test_a_full_disk_stops_the_run_with_one_clear_error_and_resume_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The disk fills up mid-run: the run stops with a DiskFullError that says how to go on
+    (not a chain of HDF5 tracebacks, nor h5py's crash on a file it failed to write), and once
+    there is space again the resumed run ends with the records of an uninterrupted one."""
+    from xdream.errors import DiskFullError
+
+    tiny_experiment(tmp_path / "full", generations=8, record_interval=0).run()
+    disk = _FullDisk(monkeypatch, at=4, where=where)
+    cut = tmp_path / "cut"
+    with pytest.raises(DiskFullError) as stop:
+        tiny_experiment(cut, generations=8, record_interval=0).run()
+    message = str(stop.value)
+    assert message.startswith(f"the disk of {cut} is full (")
+    assert f"xdream resume {cut}` continues the run" in message
+    assert ("No space left on device" if where == "journal" else "MiB free") in message
+    assert records.H5Record(cut / "record.h5").generations() <= 4  # readable, nothing torn
+
+    if where == "record":  # resumed before space was freed: rebuilding record.h5 stops too
+        with pytest.raises(DiskFullError, match=f"xdream resume {cut}` continues"):
+            tiny_experiment(cut, generations=8, record_interval=0).restore()
+    disk.full = False  # space freed
+    resumed = tiny_experiment(cut, generations=8, record_interval=0)
+    resumed.restore()
+    assert 3 <= resumed.generation <= 4
+    resumed.run()
+    assert_same_records(tmp_path / "full", cut)
+
+
+def test_a_full_disk_is_recognised_in_what_h5py_and_the_system_raise() -> None:
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as err:
+            raise RuntimeError("Can't destroy cache") from err
+    except RuntimeError as chained:
+        assert records.is_disk_full(chained)
+    h5py_text = "file write failed: errno = 28, error message = 'No space left on device'"
+    assert records.is_disk_full(OSError(h5py_text))
+    assert records.is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    assert not records.is_disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert not records.is_disk_full(ValueError("a bug"))

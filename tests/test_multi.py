@@ -161,3 +161,27 @@ def test_resumed_cli_run_counts_generations_from_the_start_and_reports_standing(
     best = [float(r["best_score"]) for r in table]
     above = sum(b > float(r["best_reference_score"]) for b, r in zip(best, table))
     assert progress[-1][1:] == (f"{np.median(best):.4g}", str(above))
+
+
+def test_a_full_disk_stops_a_lockstep_run_naming_its_folder_and_resume_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error names the many-unit folder (what `xdream resume` takes), not a unit's."""
+    from tests.test_experiment import _FullDisk
+    from xdream.errors import DiskFullError
+
+    cfg = config.from_dict(small_config(generations=4))
+    MultiExperiment.from_config(cfg, tmp_path / "whole").run()
+    disk = _FullDisk(monkeypatch, at=2, where="journal")
+    with pytest.raises(DiskFullError, match=f"xdream resume {tmp_path / 'part'}` continues"):
+        MultiExperiment.from_config(cfg, tmp_path / "part").run()
+    disk.full = False
+    resumed = MultiExperiment.resume(tmp_path / "part")
+    assert {e.generation for e in resumed.experiments} <= {1, 2}
+    resumed.run()
+    for label in resumed.labels:
+        a = records.read(tmp_path / "whole" / "units" / label)
+        b = records.read(tmp_path / "part" / "units" / label)
+        np.testing.assert_array_equal(a.codes, b.codes)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        assert a.image_ids == b.image_ids

@@ -27,6 +27,11 @@ class RecordUnreadableError(XDreamError):
     caught by a reader while the run was writing it (``xdream resume`` rebuilds it)."""
 
 
+class DiskFullError(XDreamError):
+    """The disk (or the quota) of an experiment's folder is full. What the run finished before
+    is kept (journal and checkpoint): free some space, then ``xdream resume`` continues it."""
+
+
 class SummaryUnreadableError(XDreamError):
     """An experiment's ``summary.json`` exists but is not a JSON object: cut short by a power
     loss or a full disk (runs replace it whole, so a reader never sees it half-written).

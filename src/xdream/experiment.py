@@ -57,8 +57,10 @@ from xdream.records import (
     atomic_write,
     load_checkpoint,
     png_bytes,
+    raise_if_disk_full,
     reconcile,
     save_png,
+    stop_run,
     write_json,
 )
 from xdream.references import ReferenceImages
@@ -338,13 +340,17 @@ class Experiment:
         self.references.load_state_dict(state["references"])
         self.folder.create()
         self.scorer.bind(self.folder.path)
-        note = reconcile(
-            self.folder,
-            self.generation,
-            self.generator.code_dim,
-            self._config_dict(),
-            xdream.__version__,
-        )
+        try:
+            note = reconcile(
+                self.folder,
+                self.generation,
+                self.generator.code_dim,
+                self._config_dict(),
+                xdream.__version__,
+            )
+        except BaseException as err:  # rebuilding record.h5 needs space too
+            raise_if_disk_full(err, self.folder.path)
+            raise
         self._unflushed = []  # the rebuilt record.h5 holds every checkpointed generation
         self._started = True
         self._tick = time.perf_counter()
@@ -376,10 +382,10 @@ class Experiment:
         after the next block is out for a rig. The records are exactly those of :meth:`step`
         after step; they are all on disk when the iterator is closed or exhausted.
         """
-        if not self._started:
-            self._start()
-        proposal = None if self.done() else self.propose()
         try:
+            if not self._started:
+                self._start()
+            proposal = None if self.done() else self.propose()
             while proposal is not None:
                 scores, clean = self._score(proposal.all_images, proposal.all_ids)
                 told = self._tell(proposal, scores, clean)
@@ -388,15 +394,21 @@ class Experiment:
                 self._write_later(write)
                 yield told.record
                 proposal = following
-        finally:  # a pause, an error or Ctrl-C: write what is pending, bring record.h5 up to date
             self.flush()
+        except BaseException as err:  # a pause, an error, Ctrl-C: write what is pending
+            stop_run([self], err, self.folder.path)
+            raise
 
     def finish(self) -> dict[str, Any]:
         """Close a run whose budget is spent: complete ``record.h5``, write the final summary,
         drop the journal; returns the summary."""
-        self.flush()
-        summary = self.summary(finished=True)
-        write_json(self.folder.summary, summary)
+        try:
+            self.flush()
+            summary = self.summary(finished=True)
+            write_json(self.folder.summary, summary)
+        except BaseException as err:
+            raise_if_disk_full(err, self.folder.path)
+            raise
         self.folder.drop_journal()
         self.scorer.close()
         return summary

@@ -548,8 +548,13 @@ class MultiExperiment:
     def resume(cls, out: str | Path) -> MultiExperiment:
         """Continue a many-unit run from its folder (each unit from its own checkpoint)."""
         from xdream import config as config_mod
+        from xdream.records import raise_if_disk_full
 
-        return cls.from_config(config_mod.load(Path(out) / "config.yaml"), out, resume=True)
+        try:
+            return cls.from_config(config_mod.load(Path(out) / "config.yaml"), out, resume=True)
+        except BaseException as err:  # a unit's error names its own folder; resume takes this
+            raise_if_disk_full(err, Path(out))
+            raise
 
     def step(self) -> None:
         """One generation of every unfinished experiment, over one shared scoring pass; each
@@ -593,18 +598,22 @@ class MultiExperiment:
 
         ``progress(generation, units)`` is called after each generation with
         :attr:`generation` and the number of units."""
-        for e in self.experiments:
-            if not e._started:
-                e._start()
+        from xdream.records import stop_run
+
         try:
+            for e in self.experiments:
+                if not e._started:
+                    e._start()
             while not self.done():
                 self.step()
                 if progress is not None:
                     progress(self.generation, len(self.experiments))
-        finally:  # finished, an error or Ctrl-C: every record on disk, record.h5 up to date
-            for e in self.experiments:
+            for e in self.experiments:  # every record on disk, record.h5 up to date
                 e.flush()
-        summaries = [e.run() for e in self.experiments]  # spent budgets: just finalise
+            summaries = [e.run() for e in self.experiments]  # spent budgets: just finalise
+        except BaseException as err:  # an error or Ctrl-C: write what is pending
+            stop_run(self.experiments, err, self.out)
+            raise
         rows = [
             summary_row(u, s, os.path.relpath(e.folder.path, self.out), label)
             for u, s, e, label in zip(self.multi.units, summaries, self.experiments, self.labels)

@@ -46,6 +46,7 @@ scorers write (``rig/``; :attr:`Record.extra` when read) are additions and do no
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -55,18 +56,23 @@ import tempfile
 import time
 import types
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from xdream.errors import RecordUnreadableError, SummaryUnreadableError, XDreamError
+from xdream.errors import (
+    DiskFullError,
+    RecordUnreadableError,
+    SummaryUnreadableError,
+    XDreamError,
+)
 from xdream.types import Images
 
 _deflate: types.ModuleType
@@ -117,6 +123,10 @@ class GenerationRecord:
     @property
     def best_reference(self) -> float:
         return _nanmax(self.ref_scores)
+
+    def nbytes(self) -> int:
+        """The size of its arrays (strings as numpy stores them): about what it adds to a file."""
+        return sum(int(a.nbytes) for a in self.to_arrays().values())
 
     def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
         """Flat arrays for the journal (``np.savez``)."""
@@ -321,6 +331,88 @@ class RunFolder:
         shutil.rmtree(self.journal, ignore_errors=True)
 
 
+# --------------------------------------------------------------------------- a full disk
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+"""The errors of a full disk and of a full quota."""
+
+SPACE_MARGIN = 4 * 2**20
+"""Bytes that must stay free beyond an HDF5 write's own data (new chunks of up to ~128 KiB per
+dataset, the string heap, metadata) before :class:`H5Record` writes at all."""
+
+
+def is_disk_full(err: BaseException | None) -> bool:
+    """Whether ``err``, or an error it was raised from or while handling, is a full disk or
+    quota (h5py reports one as a ``RuntimeError`` or ``OSError`` that quotes the system's
+    message)."""
+    return _full_disk_cause(err) is not None
+
+
+def _full_disk_cause(err: BaseException | None) -> BaseException | None:
+    """The deepest error in ``err``'s chain that says the disk is full, or ``None``."""
+    found, seen = None, set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        text = str(err)
+        if (
+            isinstance(err, DiskFullError)
+            or (isinstance(err, OSError) and err.errno in NO_SPACE)
+            or "No space left on device" in text
+            or "Disk quota exceeded" in text
+        ):
+            found = err
+        err = err.__cause__ or err.__context__
+    return found
+
+
+def check_space(folder: Path, nbytes: int) -> None:
+    """Raise :class:`~xdream.errors.DiskFullError` unless ``folder``'s disk has ``nbytes`` plus
+    :data:`SPACE_MARGIN` free. HDF5 must not meet a full disk: h5py then fails to close the
+    file and can crash the interpreter (a segmentation fault) when it frees it."""
+    free = shutil.disk_usage(folder).free
+    if free < nbytes + SPACE_MARGIN:
+        raise DiskFullError(
+            f"{free / 2**20:.1f} MiB free where the next write to the records needs "
+            f"{(nbytes + SPACE_MARGIN) / 2**20:.1f} MiB"
+        )
+
+
+class Flushable(Protocol):
+    """What :func:`stop_run` needs of an experiment."""
+
+    folder: RunFolder
+
+    def flush(self) -> None: ...
+
+
+def raise_if_disk_full(err: BaseException, out: Path) -> None:
+    """Raise a :class:`~xdream.errors.DiskFullError` (from ``err``) that says how to continue
+    the run in ``out`` when ``err`` is a full disk; return otherwise."""
+    cause = _full_disk_cause(err)
+    if cause is None:
+        return
+    detail = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    raise DiskFullError(
+        f"the disk of {out} is full ({detail}). Every generation finished before is kept in "
+        f"its journal and checkpoint: free some space, then `xdream resume {out}` continues "
+        "the run."
+    ) from err
+
+
+def stop_run(experiments: Iterable[Flushable], err: BaseException, out: Path) -> None:
+    """After ``err`` stopped the run in ``out``: write what can be written (a failure to is
+    noted on ``err`` instead of hiding it; ``xdream resume`` rebuilds ``record.h5`` from the
+    journal), then :func:`raise_if_disk_full`. The caller re-raises ``err``."""
+    for experiment in experiments:
+        try:
+            experiment.flush()
+        except Exception as late:
+            err.add_note(
+                f"record.h5 and summary.json in {experiment.folder.path} were not brought up to "
+                f"date ({type(late).__name__}: {late}); xdream resume rebuilds them"
+            )
+    raise_if_disk_full(err, out)
+
+
 # --------------------------------------------------------------------------- HDF5 record
 def _append(group: h5py.Group, name: str, data: npt.NDArray[Any], dtype: Any = None) -> None:
     data = np.asarray(data) if dtype is None else np.asarray(data, dtype=object)
@@ -351,6 +443,7 @@ class H5Record:
 
     def initialise(self, code_dim: int, config: dict[str, Any], version: str) -> None:
         """Create an empty record with its attributes (overwrites)."""
+        check_space(self.path.parent, 0)
         with atomic_write(self.path) as fh, h5py.File(fh, "w") as f:
             f.attrs["layout_version"] = LAYOUT_VERSION
             f.attrs["xdream_version"] = version
@@ -373,6 +466,7 @@ class H5Record:
         def per_row(n: Any) -> npt.NDArray[np.int32]:
             return np.concatenate([np.full(n(r), r.generation, np.int32) for r in recs])
 
+        check_space(self.path.parent, 2 * sum(r.nbytes() for r in recs))
         with self._open("a") as f:
             _append(f, "codes", cat(lambda r: r.codes))
             _append(f, "scores", cat(lambda r: r.scores))
