@@ -129,11 +129,17 @@ def test_interrupted_lockstep_run_resumes(tmp_path: Path) -> None:
     resumed = MultiExperiment.resume(tmp_path / "part")
     assert [e.generation for e in resumed.experiments] == [1, 1, 1]
     resumed.run()
-    for label in resumed.labels:
-        a = records.read(tmp_path / "whole" / "units" / label)
-        b = records.read(tmp_path / "part" / "units" / label)
-        np.testing.assert_array_equal(a.codes, b.codes)
-        np.testing.assert_array_equal(a.scores, b.scores)
+    assert_same_units(resumed.labels, tmp_path / "whole", tmp_path / "part")
+
+
+def assert_same_units(labels: list[str], a: Path, b: Path) -> None:
+    """Every unit's codes, scores and image ids are the same in two many-unit folders."""
+    for label in labels:
+        ra = records.read(a / "units" / label)
+        rb = records.read(b / "units" / label)
+        np.testing.assert_array_equal(ra.codes, rb.codes)
+        np.testing.assert_array_equal(ra.scores, rb.scores)
+        assert ra.image_ids == rb.image_ids
 
 
 def test_resumed_cli_run_counts_generations_from_the_start_and_reports_standing(
@@ -179,9 +185,4 @@ def test_a_full_disk_stops_a_lockstep_run_naming_its_folder_and_resume_loses_not
     resumed = MultiExperiment.resume(tmp_path / "part")
     assert {e.generation for e in resumed.experiments} <= {1, 2}
     resumed.run()
-    for label in resumed.labels:
-        a = records.read(tmp_path / "whole" / "units" / label)
-        b = records.read(tmp_path / "part" / "units" / label)
-        np.testing.assert_array_equal(a.codes, b.codes)
-        np.testing.assert_array_equal(a.scores, b.scores)
-        assert a.image_ids == b.image_ids
+    assert_same_units(resumed.labels, tmp_path / "whole", tmp_path / "part")
