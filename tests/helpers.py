@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +85,23 @@ def torn_record(folder: Path, generations: int = 4, done: int = 2) -> Experiment
     data[40:48] = empty[40:48]
     path.write_bytes(bytes(data))
     return exp
+
+
+@contextmanager
+def folder_held_by_another_process(folder: Path) -> Iterator[int]:
+    """Another process holds ``folder`` (:meth:`xdream.records.RunFolder.lock`) inside the
+    block, as a run that is still going does; yields its pid, and kills it (SIGKILL: it frees
+    nothing itself) at the end."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from xdream.records import RunFolder; "
+         "lock = RunFolder(sys.argv[1]).lock(); print('held', flush=True); time.sleep(120)",
+         str(folder)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import folder_held_by_another_process
 from tests.test_experiment import assert_same_records
 from xdream.cli import main
 
@@ -213,3 +214,29 @@ def test_many_unit_run_says_which_units_responses_are_noisy(
     assert [line.split(":")[0] for line in lines["noisy"]] == [f"stem_c00{c}" for c in range(3, 8)]
     assert "... and 2 more units with a note" in runs["noisy"]
     assert lines["clean"] == [] and "more units with a note" not in runs["clean"]
+
+
+def test_a_folder_in_use_by_another_process_is_refused_until_that_process_ends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`xdream resume` of a run that is still going, or a second run into its folder, stops
+    with an error naming the process that holds it, before touching a file; once that process
+    is gone (killed here, so it frees nothing itself) the folder resumes."""
+    from xdream.errors import FolderInUseError
+    from xdream.experiment import Experiment
+
+    cfg = write(tmp_path / "run.toml", FAST_RUN.format(generations=2))
+    run = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(run)]) == 0
+    with folder_held_by_another_process(run) as pid:
+        capsys.readouterr()
+        before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+        assert main(["resume", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert f"{str(run)!r} is in use by another xdream process (pid {pid} " in err
+        assert main(["run", str(cfg), "--out", str(run)]) == 2
+        assert "in use by another xdream process" in capsys.readouterr().err
+        with pytest.raises(FolderInUseError, match=f"\\(pid {pid} "):
+            Experiment.resume(run)
+        assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    assert main(["resume", str(run)]) == 0

@@ -476,3 +476,33 @@ def test_a_full_disk_is_recognised_in_what_h5py_and_the_system_raise() -> None:
     assert records.is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
     assert not records.is_disk_full(OSError(errno.EACCES, "Permission denied"))
     assert not records.is_disk_full(ValueError("a bug"))
+
+
+def test_a_run_stopped_by_an_error_lets_another_process_take_its_folder(tmp_path: Path) -> None:
+    """The folder is held while the run goes and freed when it stops with an error (a rig
+    fault, say) though the Experiment object lives on, so a new process can resume it; the
+    same object continuing takes it again, and lets go when it has finished."""
+    from tests.helpers import folder_held_by_another_process
+    from xdream.errors import FolderInUseError
+
+    exp = tiny_experiment(tmp_path / "run", generations=4)
+    score, calls = exp.scorer.score, []
+
+    def faulty(images: Any, ids: list[str]) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the rig stopped answering")
+        return score(images, ids)
+
+    exp.scorer.score = faulty  # type: ignore[method-assign]
+    gen = exp.generations()
+    next(gen)  # running: the folder is held
+    with pytest.raises(AssertionError), folder_held_by_another_process(tmp_path / "run"):
+        pass
+    with pytest.raises(RuntimeError, match="stopped answering"):
+        next(gen)
+    with folder_held_by_another_process(tmp_path / "run"), pytest.raises(FolderInUseError):
+        exp.run()  # continuing while another process holds it
+    assert exp.run()["status"] == "finished"  # the other process is gone: taken again
+    with folder_held_by_another_process(tmp_path / "run"):
+        pass  # a finished run lets go of its folder

@@ -186,3 +186,18 @@ def test_a_full_disk_stops_a_lockstep_run_naming_its_folder_and_resume_loses_not
     assert {e.generation for e in resumed.experiments} <= {1, 2}
     resumed.run()
     assert_same_units(resumed.labels, tmp_path / "whole", tmp_path / "part")
+
+
+def test_a_lockstep_folder_in_use_by_another_process_is_refused(tmp_path: Path) -> None:
+    """A second process resuming a many-unit run that is still going is refused at the folder
+    it was given (not at a unit's), and resumes once the first is gone."""
+    from tests.helpers import folder_held_by_another_process
+    from xdream.errors import FolderInUseError
+
+    cfg = config.from_dict(small_config(generations=2))
+    MultiExperiment.from_config(cfg, tmp_path / "many").run()
+    with folder_held_by_another_process(tmp_path / "many") as pid:
+        refused = f"'{tmp_path / 'many'}' is in use .*pid {pid} "
+        with pytest.raises(FolderInUseError, match=refused):
+            MultiExperiment.resume(tmp_path / "many")
+    MultiExperiment.resume(tmp_path / "many").run()

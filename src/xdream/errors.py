@@ -27,6 +27,11 @@ class RecordUnreadableError(XDreamError):
     caught by a reader while the run was writing it (``xdream resume`` rebuilds it)."""
 
 
+class FolderInUseError(XDreamError):
+    """Another process is running the experiment in this folder (``xdream resume`` of a run
+    that is still going, or two runs given one ``--out``)."""
+
+
 class DiskFullError(XDreamError):
     """The disk (or the quota) of an experiment's folder is full. What the run finished before
     is kept (journal and checkpoint): free some space, then ``xdream resume`` continues it."""

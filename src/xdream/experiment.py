@@ -51,6 +51,7 @@ from xdream.multi import Unit, shared_scorer
 from xdream.optimizers.base import Optimizer
 from xdream.precision import tf32_mode
 from xdream.records import (
+    FolderLock,
     GenerationRecord,
     H5Record,
     RunFolder,
@@ -217,6 +218,7 @@ class Experiment:
         self.best_id = ""
         self._started = False
         self._tick = time.perf_counter()  # wall clock of the last time accounted in ``seconds``
+        self._lock: FolderLock | None = None  # held from the first write to finish()
         self._unflushed: list[GenerationRecord] = []  # durable in the journal, not yet in HDF5
         self._deferred: list[Callable[[], None]] = []  # run when the scorer is idle
         self._writing: Future[None] | None = None  # records in the background thread
@@ -315,6 +317,14 @@ class Experiment:
 
     def restore(self) -> str:
         """Continue from the folder's checkpoint; returns a note on what was repaired."""
+        self._hold_folder()  # before anything is touched: the run may still be going
+        try:
+            return self._restore()
+        except BaseException:
+            self.release_folder()
+            raise
+
+    def _restore(self) -> str:
         self.folder.remove_temporaries()  # half-written files of an interrupted atomic write
         if not self.folder.checkpoint.exists():
             # killed before the first generation was checkpointed: start it again from scratch
@@ -385,6 +395,7 @@ class Experiment:
         try:
             if not self._started:
                 self._start()
+            self._hold_folder()  # again, when a run that stopped with an error continues
             proposal = None if self.done() else self.propose()
             while proposal is not None:
                 scores, clean = self._score(proposal.all_images, proposal.all_ids)
@@ -396,7 +407,10 @@ class Experiment:
                 proposal = following
             self.flush()
         except BaseException as err:  # a pause, an error, Ctrl-C: write what is pending
-            stop_run([self], err, self.folder.path)
+            try:
+                stop_run([self], err, self.folder.path)
+            finally:
+                self.release_folder()
             raise
 
     def finish(self) -> dict[str, Any]:
@@ -411,6 +425,7 @@ class Experiment:
             raise
         self.folder.drop_journal()
         self.scorer.close()
+        self.release_folder()
         return summary
 
     def step(self) -> GenerationRecord:
@@ -510,15 +525,32 @@ class Experiment:
         return told.record
 
     # ------------------------------------------------------------------ helpers
+    def _hold_folder(self) -> None:
+        """Lock the folder for this process (:meth:`RunFolder.lock`) until the run finishes or
+        stops with an error."""
+        if self._lock is None or not self._lock.held:
+            self._lock = self.folder.lock()
+
+    def release_folder(self) -> None:
+        """Let another process take the folder (``xdream resume``). :meth:`run` does this when
+        it finishes or stops with an error, and continuing takes the folder again."""
+        if self._lock is not None:
+            self._lock.release()
+
     def _start(self) -> None:
-        if self.folder.checkpoint.exists() or self.folder.record.exists():
-            raise XDreamError(
-                f"{str(self.folder.path)!r} already holds an experiment. Continue it with "
-                f"`xdream resume {self.folder.path}` or choose another output folder."
-            )
-        self.folder.create()
-        self._initialise_record()
-        self.scorer.bind(self.folder.path)
+        self._hold_folder()
+        try:
+            if self.folder.checkpoint.exists() or self.folder.record.exists():
+                raise XDreamError(
+                    f"{str(self.folder.path)!r} already holds an experiment. Continue it with "
+                    f"`xdream resume {self.folder.path}` or choose another output folder."
+                )
+            self.folder.create()
+            self._initialise_record()
+            self.scorer.bind(self.folder.path)
+        except BaseException:
+            self.release_folder()
+            raise
         self._started = True
 
     def _initialise_record(self) -> None:

@@ -52,6 +52,7 @@ from xdream.types import Images, Scores
 
 if TYPE_CHECKING:
     from xdream.experiment import Experiment
+    from xdream.records import FolderLock
 
 TARGET_KEYS = ("layer", "channel", "channels", "x", "y")
 """Keys of a ``[[targets]]`` entry (everything else comes from ``[target]``)."""
@@ -512,6 +513,7 @@ class MultiExperiment:
         """Unit names as the config gives them (folders under ``units/``)."""
         self.multi = multi
         self.out = Path(out)
+        self._lock: FolderLock | None = None
 
     @classmethod
     def from_config(
@@ -525,24 +527,36 @@ class MultiExperiment:
         from xdream import config as config_mod
         from xdream import generators
         from xdream.experiment import Experiment
+        from xdream.records import RunFolder
 
         out = Path(out)
-        units = units_of(config)
-        multi = shared_scorer(config, units, **options)
-        gen_params = {k: v for k, v in config.generator.items() if k != "name"}
-        generator = generators.make(config.generator["name"], **gen_params)
-        experiments = []
-        for i, unit in enumerate(units):
-            folder = out / "units" / unit.label
-            single = unit_config(config, unit)
-            exp = Experiment.from_config(single, folder, unit=multi.view(i), generator=generator)
-            if resume and (folder / "config.yaml").exists():
-                exp.restore()
-            experiments.append(exp)
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume or not (out / "config.yaml").exists():
-            config_mod.dump_yaml(config, out / "config.yaml")
-        return cls(experiments, multi, out, [u.label for u in units])
+        lock = RunFolder(out).lock()  # a second process stops here, naming this folder
+        experiments: list[Experiment] = []
+        try:
+            units = units_of(config)
+            multi = shared_scorer(config, units, **options)
+            gen_params = {k: v for k, v in config.generator.items() if k != "name"}
+            generator = generators.make(config.generator["name"], **gen_params)
+            for i, unit in enumerate(units):
+                folder = out / "units" / unit.label
+                single = unit_config(config, unit)
+                exp = Experiment.from_config(
+                    single, folder, unit=multi.view(i), generator=generator
+                )
+                if resume and (folder / "config.yaml").exists():
+                    exp.restore()
+                experiments.append(exp)
+            out.mkdir(parents=True, exist_ok=True)
+            if not resume or not (out / "config.yaml").exists():
+                config_mod.dump_yaml(config, out / "config.yaml")
+        except BaseException:
+            for e in experiments:
+                e.release_folder()
+            lock.release()
+            raise
+        made = cls(experiments, multi, out, [u.label for u in units])
+        made._lock = lock  # freed with the object, or when run() has finished
+        return made
 
     @classmethod
     def resume(cls, out: str | Path) -> MultiExperiment:
@@ -598,11 +612,15 @@ class MultiExperiment:
 
         ``progress(generation, units)`` is called after each generation with
         :attr:`generation` and the number of units."""
-        from xdream.records import stop_run
+        from xdream.records import RunFolder, stop_run
 
         try:
+            if self._lock is None or not self._lock.held:  # a run that stopped, continued
+                self._lock = RunFolder(self.out).lock()
             for e in self.experiments:
-                if not e._started:
+                if e._started:
+                    e._hold_folder()
+                else:
                     e._start()
             while not self.done():
                 self.step()
@@ -612,14 +630,25 @@ class MultiExperiment:
                 e.flush()
             summaries = [e.run() for e in self.experiments]  # spent budgets: just finalise
         except BaseException as err:  # an error or Ctrl-C: write what is pending
-            stop_run(self.experiments, err, self.out)
+            try:
+                stop_run(self.experiments, err, self.out)
+            finally:
+                self.release_folders()
             raise
         rows = [
             summary_row(u, s, os.path.relpath(e.folder.path, self.out), label)
             for u, s, e, label in zip(self.multi.units, summaries, self.experiments, self.labels)
         ]
         write_table(self.out / "units.csv", rows, SUMMARY_COLUMNS)
+        self.release_folders()
         return summaries
+
+    def release_folders(self) -> None:
+        """Let another process take this run's folder and its units' (``xdream resume``)."""
+        for e in self.experiments:
+            e.release_folder()
+        if self._lock is not None:
+            self._lock.release()
 
 
 def _unit_view(scorer: Scorer) -> UnitView:

@@ -9,6 +9,7 @@ Layout of an experiment folder::
     best.png           best image so far
     images/            best image of each generation: gen000_best.png, ...
     journal/           write-ahead journal, one .npz per generation, removed when the run ends
+    .xdream.lock       held (POSIX lock) by the process that runs the experiment
 
 Every file is written to a temporary name and renamed into place, so a kill (even ``kill -9``)
 leaves either the old or the new version. A generation is first written to the journal (fsynced),
@@ -51,6 +52,7 @@ import json
 import os
 import pickle
 import shutil
+import socket
 import struct
 import tempfile
 import time
@@ -69,6 +71,7 @@ import torch
 
 from xdream.errors import (
     DiskFullError,
+    FolderInUseError,
     RecordUnreadableError,
     SummaryUnreadableError,
     XDreamError,
@@ -83,6 +86,13 @@ except ImportError:  # pragma: no cover (isal is a dependency; zlib is the fallb
 
 LAYOUT_VERSION = 1
 TMP_SUFFIX = ".xdream.tmp"
+LOCK_FILE = ".xdream.lock"
+"""The file an experiment's process holds locked while it runs (:meth:`RunFolder.lock`)."""
+
+try:
+    import fcntl
+except ImportError:  # Windows: no POSIX locks; folders are not locked there
+    fcntl = None  # type: ignore[assignment]
 """Ending of xdream's temporary files (hidden, renamed into place when complete)."""
 TIMING_COLUMNS = ("ask", "generate", "score", "tell")
 _STR = h5py.string_dtype("utf-8")
@@ -278,6 +288,27 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the folder
+class FolderLock:
+    """A held :meth:`RunFolder.lock`; :meth:`release` (or the process's end, a kill included)
+    frees the folder."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        """False where the file system has no locks (or on Windows): nothing was held."""
+        return self._fd is not None
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.release()
+
+
 class RunFolder:
     """Paths and durable writes of one experiment folder."""
 
@@ -291,6 +322,37 @@ class RunFolder:
         self.images = self.path / "images"
         self.journal = self.path / "journal"
 
+    def lock(self) -> FolderLock:
+        """Hold the folder for this process while it runs the experiment, so that a second
+        process (``xdream resume`` of a run that is still going) stops with a
+        :class:`~xdream.errors.FolderInUseError` that names the holder instead of writing the
+        same records. A POSIX lock on :data:`LOCK_FILE`: the system frees it when the process
+        ends, however it ends, so a killed run never leaves a stale lock. Within one process
+        it does not exclude (POSIX locks belong to the process)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if fcntl is None:
+                return FolderLock(None)
+            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        except OSError as err:
+            raise self._unwritable(err) from None
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.read(fd, 300).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if err.errno not in (errno.EACCES, errno.EAGAIN):
+                return FolderLock(None)  # a file system without locks: go on unlocked
+            raise FolderInUseError(
+                f"{str(self.path)!r} is in use by another xdream process ({holder}). Wait "
+                "for it to finish, or stop it first: a stopped or killed process frees the "
+                "folder at once, and `xdream resume` then continues where it stopped."
+            ) from None
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}\n".encode())
+        return FolderLock(fd)
+
     def create(self) -> None:
         """Make the folder (and sub-folders); a clear error if it cannot be written."""
         try:
@@ -301,10 +363,13 @@ class RunFolder:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as err:
-            raise XDreamError(
-                f"cannot write to output folder {str(self.path)!r}: {err.strerror or err}. "
-                "Choose a writable folder with --out."
-            ) from None
+            raise self._unwritable(err) from None
+
+    def _unwritable(self, err: OSError) -> XDreamError:
+        return XDreamError(
+            f"cannot write to output folder {str(self.path)!r}: {err.strerror or err}. "
+            "Choose a writable folder with --out."
+        )
 
     def journal_path(self, generation: int) -> Path:
         return self.journal / f"gen{generation:06d}.npz"
