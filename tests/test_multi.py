@@ -14,7 +14,14 @@ import torch
 from xdream import config, networks, records
 from xdream.errors import ConfigError, XDreamError
 from xdream.experiment import Experiment
-from xdream.multi import MultiExperiment, MultiUnitScorer, Unit, fold_batchnorm, unit_config
+from xdream.multi import (
+    MultiExperiment,
+    MultiUnitScorer,
+    Unit,
+    fold_batchnorm,
+    unit_config,
+    units_of,
+)
 from xdream.scorers import CNNUnitScorer
 
 
@@ -201,3 +208,46 @@ def test_a_lockstep_folder_in_use_by_another_process_is_refused(tmp_path: Path) 
         with pytest.raises(FolderInUseError, match=refused):
             MultiExperiment.resume(tmp_path / "many")
     MultiExperiment.resume(tmp_path / "many").run()
+
+
+def test_a_many_unit_run_killed_before_its_units_folders_resumes_as_many_units(
+    tmp_path: Path,
+) -> None:
+    """Killed after writing its config but before any unit's folder (or, with `units/` made
+    and no config yet): `xdream resume` continues it as the many-unit run it is, never as one
+    experiment of its [target] (which replaced the run's config and records), and `xdream run`
+    into a folder with a bare `units/` starts it."""
+    from xdream.cli import main
+
+    cfg = config.from_dict(small_config(generations=2))
+    MultiExperiment.from_config(cfg, tmp_path / "whole").run()
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    config.dump_yaml(cfg, killed / "config.yaml")
+    assert main(["resume", str(killed)]) == 0
+    assert not (killed / "record.h5").exists()
+    assert config.load(killed / "config.yaml").targets  # still the many-unit config
+    labels = [u.label for u in units_of(cfg)]
+    assert_same_units(labels, tmp_path / "whole", killed)
+
+    early = tmp_path / "early"
+    (early / "units").mkdir(parents=True)
+    config.dump_yaml(cfg, tmp_path / "many.yaml")
+    assert main(["run", str(tmp_path / "many.yaml"), "--out", str(early)]) == 0
+    assert_same_units(labels, tmp_path / "whole", early)
+
+
+def test_one_experiment_refuses_a_many_unit_config_and_a_folder_holds_one_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xdream.cli import main
+
+    cfg = config.from_dict(small_config(generations=1))
+    with pytest.raises(XDreamError, match=r"names 3 units \(\[\[targets\]\]\): .*MultiExperiment"):
+        Experiment.from_config(cfg, tmp_path / "one")
+    single = unit_config(cfg, Unit("blocks.0", 0))
+    Experiment.from_config(single, tmp_path / "one").run()
+    config.dump_yaml(cfg, tmp_path / "many.yaml")
+    assert main(["run", str(tmp_path / "many.yaml"), "--out", str(tmp_path / "one")]) == 2
+    assert "already holds an experiment" in capsys.readouterr().err
+    assert not config.load(tmp_path / "one" / "config.yaml").targets  # left as it was

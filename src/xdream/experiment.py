@@ -238,7 +238,14 @@ class Experiment:
 
         ``unit`` replaces the ``[target]`` unit (the ``[noise]`` model still wraps it) and
         ``generator`` the ``[generator]`` one, for drivers that share them between experiments.
+        A config with ``[[targets]]`` (many units) is :class:`xdream.multi.MultiExperiment`'s.
         """
+        if config.targets:
+            raise XDreamError(
+                f"this config names {len(config.targets)} units ([[targets]]): many units run "
+                "together with xdream.multi.MultiExperiment (`xdream run` and `xdream resume` "
+                "choose it by themselves); give Experiment a config with one [target]"
+            )
         exp = config.experiment
         gen_params = {k: v for k, v in config.generator.items() if k != "name"}
         if generator is None:

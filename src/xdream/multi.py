@@ -546,8 +546,8 @@ class MultiExperiment:
                 if resume and (folder / "config.yaml").exists():
                     exp.restore()
                 experiments.append(exp)
-            out.mkdir(parents=True, exist_ok=True)
-            if not resume or not (out / "config.yaml").exists():
+            (out / "units").mkdir(parents=True, exist_ok=True)  # before the config: a folder
+            if not resume or not (out / "config.yaml").exists():  # with one is a many-unit run
                 config_mod.dump_yaml(config, out / "config.yaml")
         except BaseException:
             for e in experiments:
@@ -661,8 +661,19 @@ def _unit_view(scorer: Scorer) -> UnitView:
 
 
 def is_multi_folder(path: str | Path) -> bool:
-    """Whether ``path`` holds a many-unit run (``units/`` beside ``config.yaml``)."""
-    return (Path(path) / "units").is_dir() and (Path(path) / "config.yaml").exists()
+    """Whether ``path`` holds a many-unit run: ``units/`` beside ``config.yaml``, or a
+    ``config.yaml`` with ``[[targets]]`` (a run killed before its units' folders were made)."""
+    from xdream import config as config_mod
+
+    saved = Path(path) / "config.yaml"
+    if not saved.exists():
+        return False
+    if (Path(path) / "units").is_dir():
+        return True
+    try:
+        return bool(config_mod.load(saved).targets)
+    except XDreamError:  # unreadable: resuming it as one experiment says what is wrong
+        return False
 
 
 def timed_generation(multi: MultiExperiment) -> float:
@@ -725,9 +736,10 @@ def run_many(config: Any, out: Path, console: Any) -> int:
             highlight=False,
         )
     else:
-        if (out / "units").exists():
+        if (out / "config.yaml").exists():  # units/ alone: killed before anything was written
+            kind = "a many-unit run" if is_multi_folder(out) else "an experiment"
             raise XDreamError(
-                f"{str(out)!r} already holds a many-unit run. Continue it with "
+                f"{str(out)!r} already holds {kind}. Continue it with "
                 f"`xdream resume {out}` or choose another output folder."
             )
         multi = MultiExperiment.from_config(config, out)
