@@ -251,3 +251,7 @@ def test_one_experiment_refuses_a_many_unit_config_and_a_folder_holds_one_run(
     assert main(["run", str(tmp_path / "many.yaml"), "--out", str(tmp_path / "one")]) == 2
     assert "already holds an experiment" in capsys.readouterr().err
     assert not config.load(tmp_path / "one" / "config.yaml").targets  # left as it was
+    MultiExperiment.from_config(cfg, tmp_path / "many").run()
+    with pytest.raises(XDreamError, match="already holds an experiment"):
+        Experiment.from_config(single, tmp_path / "many").run()  # one unit into a many-unit run
+    assert config.load(tmp_path / "many" / "config.yaml").targets  # left as it was

@@ -547,7 +547,8 @@ class Experiment:
     def _start(self) -> None:
         self._hold_folder()
         try:
-            if self.folder.checkpoint.exists() or self.folder.record.exists():
+            held = (self.folder.checkpoint, self.folder.record, self.folder.config)
+            if any(f.exists() for f in held) or (self.folder.path / "units").is_dir():
                 raise XDreamError(
                     f"{str(self.folder.path)!r} already holds an experiment. Continue it with "
                     f"`xdream resume {self.folder.path}` or choose another output folder."
