@@ -506,3 +506,66 @@ def test_a_run_stopped_by_an_error_lets_another_process_take_its_folder(tmp_path
     assert exp.run()["status"] == "finished"  # the other process is gone: taken again
     with folder_held_by_another_process(tmp_path / "run"):
         pass  # a finished run lets go of its folder
+
+
+def _noisy_tiny(out: Path, optimizer: str) -> Any:
+    """A tiny experiment whose scores carry gain noise (its own RNG, saved in checkpoints)."""
+    from xdream.scorers.noise import NoisyScorer, make_noise
+
+    exp = tiny_experiment(out, generations=5, drop=0.1, optimizer=optimizer)
+    exp.scorer = NoisyScorer(exp.scorer, make_noise("gain", ns=0.5), seed=3)
+    return exp
+
+
+@pytest.mark.parametrize("optimizer", ["genetic", "annealed-es"])
+@pytest.mark.parametrize("fail_at", [1, 3])
+def test_the_same_object_continues_after_an_error_as_if_uninterrupted(
+    tmp_path: Path, optimizer: str, fail_at: int
+) -> None:
+    """A fault after a generation drew its references and its noise (a rig that stops
+    answering, Ctrl-C): calling run() again on the same object, as a notebook would, gives the
+    records of an uninterrupted run, also when the first generation is the one that failed."""
+    _noisy_tiny(tmp_path / "full", optimizer).run()
+    exp = _noisy_tiny(tmp_path / "cut", optimizer)
+    score, calls = exp.scorer.score, []
+
+    def faulty(images: Any, ids: list[str]) -> Any:
+        scores = score(images, ids)  # the noise is drawn, then the fault
+        calls.append(1)
+        if len(calls) == fail_at:
+            raise RuntimeError("the rig stopped answering")
+        return scores
+
+    exp.scorer.score = faulty  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="stopped answering"):
+        exp.run()
+    assert exp.generation == fail_at - 1
+    assert exp.run()["generations"] == 5
+    assert_same_records(tmp_path / "full", tmp_path / "cut")
+
+
+def test_a_loop_left_early_and_steps_after_an_error_continue_as_if_uninterrupted(
+    tmp_path: Path,
+) -> None:
+    """Leaving the generations() loop early leaves the next generation proposed (references
+    drawn); continuing with run() or step() gives an uninterrupted run's records, and a step
+    that fails is taken again from the last generation on disk."""
+    _noisy_tiny(tmp_path / "full", "genetic").run()
+    exp = _noisy_tiny(tmp_path / "cut", "genetic")
+    for rec in exp.generations():
+        if rec.generation == 1:
+            break
+    exp.step()  # generation 2
+    score = exp.scorer.score
+
+    def fails_after_scoring(images: Any, ids: list[str]) -> Any:
+        score(images, ids)
+        raise KeyboardInterrupt
+
+    exp.scorer.score = fails_after_scoring  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        exp.step()
+    exp.scorer.score = score  # type: ignore[method-assign]
+    assert exp.step().generation == 3
+    exp.run()
+    assert_same_records(tmp_path / "full", tmp_path / "cut")

@@ -139,14 +139,40 @@ def test_interrupted_lockstep_run_resumes(tmp_path: Path) -> None:
     assert_same_units(resumed.labels, tmp_path / "whole", tmp_path / "part")
 
 
+def test_a_lockstep_run_continues_after_an_error_as_if_uninterrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared pass fails after every unit drew its generation's references; the same
+    MultiExperiment's run() continues each unit from its last generation on disk."""
+    cfg = config.from_dict(small_config(generations=3))
+    MultiExperiment.from_config(cfg, tmp_path / "whole").run()
+    original, calls = MultiUnitScorer.activations, []
+
+    def faulty(self: MultiUnitScorer, images: torch.Tensor) -> np.ndarray:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return original(self, images)
+
+    monkeypatch.setattr(MultiUnitScorer, "activations", faulty)
+    multi = MultiExperiment.from_config(cfg, tmp_path / "part")
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        multi.run()
+    assert [s["generations"] for s in multi.run()] == [3, 3, 3]
+    assert_same_units(multi.labels, tmp_path / "whole", tmp_path / "part")
+
+
 def assert_same_units(labels: list[str], a: Path, b: Path) -> None:
-    """Every unit's codes, scores and image ids are the same in two many-unit folders."""
+    """Every unit's codes, scores, image ids and reference crops are the same in two
+    many-unit folders."""
     for label in labels:
         ra = records.read(a / "units" / label)
         rb = records.read(b / "units" / label)
         np.testing.assert_array_equal(ra.codes, rb.codes)
         np.testing.assert_array_equal(ra.scores, rb.scores)
         assert ra.image_ids == rb.image_ids
+        assert ra.ref_ids == rb.ref_ids  # the reference crops drawn in each generation
+        np.testing.assert_array_equal(ra.ref_scores, rb.ref_scores)
 
 
 def test_resumed_cli_run_counts_generations_from_the_start_and_reports_standing(

@@ -392,6 +392,52 @@ def test_pause_then_resume_continues_at_the_right_block(tmp_path: Path) -> None:
     assert np.isfinite(rec.scores).all()
 
 
+def test_pause_then_continuing_the_same_object_abandons_nothing(tmp_path: Path) -> None:
+    """In Python (a notebook), after ``RigPaused`` the same Experiment's run() goes on where
+    ``xdream resume`` would: the paused block is awaited again and the generation, reference
+    crops included, goes on; none of its blocks is abandoned or shown again."""
+    out = tmp_path / "run"
+    cfg = rig_config(
+        generations=2, population=6, refs=2, block_size=3, on_timeout="pause", timeout=0.4
+    )
+    exp = Experiment.from_config(cfg, out)
+    stim = out / "stimuli"
+    answers: dict[str, float] = {}
+
+    def answer(b: int) -> None:
+        names = (stim / f"block{b:03d}.txt").read_text().split()
+        answers.update({n: float(b * 10 + i) for i, n in enumerate(names)})
+        WRITERS.get("mat7").write(
+            stim / f"block{b:03d}.mat", names, np.array([[answers[n]] for n in names])
+        )
+
+    def first_block() -> None:
+        while not (stim / "block000.txt").exists():
+            time.sleep(0.005)
+        answer(0)
+
+    t = threading.Thread(target=first_block)
+    t.start()
+    with pytest.raises(RigPaused):
+        exp.run()
+    t.join()
+    answer(1)  # the rig comes back
+    with thread_rig(stim) as sim:
+        exp.run()
+    rec = records.read(out)
+    assert list(rec.extra["rig/blocks/block"]) == [0, 1, 2, 3, 4, 5]
+    assert "abandoned" not in (out / "rig" / "rig.log").read_text()
+    assert {e["block"] for e in read_log(sim.log_path) if e["event"] == "shown"} == {2, 3, 4, 5}
+    by_id = {image_id(n): v for n, v in answers.items()}
+    first = rec.ref_generation == 0
+    ref_ids = [i for i, f in zip(rec.ref_ids, first) if f]
+    shown_first = [i for i in [*rec.image_ids, *ref_ids] if i in by_id]
+    assert len(shown_first) == 6  # blocks 0 and 1: evolved images and reference crops
+    scores = dict(zip(rec.image_ids, rec.scores))
+    scores.update(zip(ref_ids, rec.ref_scores[first]))
+    assert [scores[i] for i in shown_first] == [by_id[i] for i in shown_first]
+
+
 class Killed(BaseException):
     """Stands in for a kill at a chosen moment."""
 

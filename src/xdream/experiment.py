@@ -217,6 +217,8 @@ class Experiment:
         self.best_generation = -1
         self.best_id = ""
         self._started = False
+        self._stopped = False  # stopped by an error or a break: continue from the records
+        self._initial: bytes = b""  # state_dict() when the run started, pickled
         self._tick = time.perf_counter()  # wall clock of the last time accounted in ``seconds``
         self._lock: FolderLock | None = None  # held from the first write to finish()
         self._unflushed: list[GenerationRecord] = []  # durable in the journal, not yet in HDF5
@@ -339,22 +341,10 @@ class Experiment:
             self._initialise_record()
             self.scorer.bind(self.folder.path)
             self._started = True
+            self._initial = self._initial or pickle.dumps(self.state_dict())
             self._tick = time.perf_counter()
             return "no generation had finished; starting from the first"
-        state = load_checkpoint(self.folder.checkpoint)
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise XDreamError(f"checkpoint version {state.get('version')} is not supported")
-        self.generation = int(state["generation"])
-        self.presentations = int(state["presentations"])
-        self.seconds = float(state["seconds"])
-        self.first_generation_best = float(state["first_generation_best"])
-        self.best_reference = float(state["best_reference"])
-        self.best_clean = float(state["best_clean"])
-        self.best_generation = int(state["best_generation"])
-        self.best_id = str(state["best_id"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scorer.load_state_dict(state["scorer"])
-        self.references.load_state_dict(state["references"])
+        self._load_state(load_checkpoint(self.folder.checkpoint))
         self.folder.create()
         self.scorer.bind(self.folder.path)
         try:
@@ -372,6 +362,48 @@ class Experiment:
         self._started = True
         self._tick = time.perf_counter()
         return note
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Set the progress, the optimiser, the scorer and the references from
+        :meth:`state_dict`."""
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise XDreamError(f"checkpoint version {state.get('version')} is not supported")
+        self.generation = int(state["generation"])
+        self.presentations = int(state["presentations"])
+        self.seconds = float(state["seconds"])
+        self.first_generation_best = float(state["first_generation_best"])
+        self.best_reference = float(state["best_reference"])
+        self.best_clean = float(state["best_clean"])
+        self.best_generation = int(state["best_generation"])
+        self.best_id = str(state["best_id"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scorer.load_state_dict(state["scorer"])
+        self.references.load_state_dict(state["references"])
+
+    def _take_up(self) -> None:
+        """Before a generation: start the run, or hold its folder again when it continues;
+        after a stop (:meth:`_rewind`) from the last generation on disk."""
+        if not self._started:
+            self._start()
+        self._hold_folder()
+        if self._stopped:
+            self._rewind()
+
+    def _rewind(self) -> None:
+        """Continue a run stopped by an error (a rig fault, Ctrl-C) or left in the middle of
+        :meth:`generations` as ``xdream resume`` would: from the last generation on disk.
+
+        The generation that was in flight had drawn its references and noise, and a rig may
+        have shown some of its blocks; going back to the checkpoint proposes it again exactly
+        (a rig continues it at the block where it stopped), so the records equal an
+        uninterrupted run's.
+        """
+        self._deferred.clear()  # records that could not be written: the journal says what was
+        self._writing = None
+        if not self.folder.checkpoint.exists():  # back to the start of the run
+            self._load_state(pickle.loads(self._initial))
+        self._restore()
+        self._stopped = False
 
     # ------------------------------------------------------------------ the loop
     def done(self) -> bool:
@@ -400,9 +432,7 @@ class Experiment:
         after step; they are all on disk when the iterator is closed or exhausted.
         """
         try:
-            if not self._started:
-                self._start()
-            self._hold_folder()  # again, when a run that stopped with an error continues
+            self._take_up()
             proposal = None if self.done() else self.propose()
             while proposal is not None:
                 scores, clean = self._score(proposal.all_images, proposal.all_ids)
@@ -413,7 +443,8 @@ class Experiment:
                 yield told.record
                 proposal = following
             self.flush()
-        except BaseException as err:  # a pause, an error, Ctrl-C: write what is pending
+        except BaseException as err:  # a pause, an error, Ctrl-C, a break: write what is pending
+            self._stopped = self._started
             try:
                 stop_run([self], err, self.folder.path)
             finally:
@@ -436,9 +467,17 @@ class Experiment:
         return summary
 
     def step(self) -> GenerationRecord:
-        """Run one generation and record it durably."""
-        proposal = self.propose()
-        return self.complete(proposal, *self._score(proposal.all_images, proposal.all_ids))
+        """Run one generation and record it durably (starting the run if it has not started).
+
+        After an error the next step continues from the last generation on disk, as
+        :meth:`generations` does."""
+        self._take_up()
+        try:
+            proposal = self.propose()
+            return self.complete(proposal, *self._score(proposal.all_images, proposal.all_ids))
+        except BaseException:
+            self._stopped = True
+            raise
 
     def flush(self) -> None:
         """Write every pending record, then append the generations recorded since the last
@@ -559,6 +598,7 @@ class Experiment:
         except BaseException:
             self.release_folder()
             raise
+        self._initial = pickle.dumps(self.state_dict())
         self._started = True
 
     def _initialise_record(self) -> None:

@@ -617,11 +617,8 @@ class MultiExperiment:
         try:
             if self._lock is None or not self._lock.held:  # a run that stopped, continued
                 self._lock = RunFolder(self.out).lock()
-            for e in self.experiments:
-                if e._started:
-                    e._hold_folder()
-                else:
-                    e._start()
+            for e in self.experiments:  # after a stop, each from its last generation on disk
+                e._take_up()
             while not self.done():
                 self.step()
                 if progress is not None:
@@ -630,6 +627,8 @@ class MultiExperiment:
                 e.flush()
             summaries = [e.run() for e in self.experiments]  # spent budgets: just finalise
         except BaseException as err:  # an error or Ctrl-C: write what is pending
+            for e in self.experiments:
+                e._stopped = e._started
             try:
                 stop_run(self.experiments, err, self.out)
             finally:
