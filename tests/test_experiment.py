@@ -569,3 +569,31 @@ def test_a_loop_left_early_and_steps_after_an_error_continue_as_if_uninterrupted
     assert exp.step().generation == 3
     exp.run()
     assert_same_records(tmp_path / "full", tmp_path / "cut")
+
+
+def test_a_run_whose_finish_fails_lets_go_of_its_folder_and_finishes_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The final summary cannot be written (a full disk): the folder is freed at once, not when
+    the object is garbage-collected, and run() again or `xdream resume` finishes the run."""
+    from tests.helpers import folder_held_by_another_process
+    from xdream import experiment as experiment_mod
+    from xdream.errors import DiskFullError
+
+    tiny_experiment(tmp_path / "full", generations=3).run()
+    write_json, full = experiment_mod.write_json, [True]
+
+    def no_space_for_the_end(path: Path, data: dict[str, Any], **kw: Any) -> None:
+        if full[0] and data.get("status") == "finished":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        write_json(path, data, **kw)
+
+    monkeypatch.setattr(experiment_mod, "write_json", no_space_for_the_end)
+    exp = tiny_experiment(tmp_path / "cut", generations=3)
+    with pytest.raises(DiskFullError, match="is full"):
+        exp.run()
+    with folder_held_by_another_process(tmp_path / "cut"):
+        pass  # another process could take it
+    full[0] = False
+    assert exp.run()["status"] == "finished"
+    assert_same_records(tmp_path / "full", tmp_path / "cut")

@@ -459,6 +459,7 @@ class Experiment:
             summary = self.summary(finished=True)
             write_json(self.folder.summary, summary)
         except BaseException as err:
+            self.release_folder()  # `xdream resume` (or run() again) finishes it
             raise_if_disk_full(err, self.folder.path)
             raise
         self.folder.drop_journal()
