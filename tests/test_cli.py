@@ -240,3 +240,27 @@ def test_a_folder_in_use_by_another_process_is_refused_until_that_process_ends(
             Experiment.resume(run)
         assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
     assert main(["resume", str(run)]) == 0
+
+
+def test_a_run_without_a_scored_image_says_so_instead_of_naming_a_best_image(
+    tmp_path: Path,
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from xdream.cli import _report
+
+    summary = {
+        "best_score": None, "first_generation_best_score": float("nan"),
+        "best_reference_score": 1.0, "generations": 2, "presentations": 8, "seconds": 1.0,
+        "best_image": None,
+    }  # fmt: skip
+    text = io.StringIO()
+    _report(summary, tmp_path, Console(file=text, width=300))
+    assert "best.png" not in text.getvalue()
+    assert "warning: no image got a score" in text.getvalue()
+    text = io.StringIO()
+    _report({**summary, "best_image": "best.png"}, tmp_path, Console(file=text, width=300))
+    assert f"best image: {tmp_path / 'best.png'}" in text.getvalue()
+    assert "warning" not in text.getvalue()

@@ -597,3 +597,36 @@ def test_a_run_whose_finish_fails_lets_go_of_its_folder_and_finishes_later(
     full[0] = False
     assert exp.run()["status"] == "finished"
     assert_same_records(tmp_path / "full", tmp_path / "cut")
+
+
+def test_scores_come_as_lists_arrays_or_tensors_and_anything_else_is_one_clear_error(
+    tmp_path: Path,
+) -> None:
+    """A PyTorch user's scorer may hand back the tensor it computed (with its graph, on any
+    device); strings, dicts and complex numbers are refused with what was expected."""
+    import torch
+
+    exp = tiny_experiment(tmp_path / "tensor", generations=2)
+    red = exp.scorer.score
+    exp.scorer.score = lambda images, ids: torch.as_tensor(red(images, ids)).requires_grad_()  # type: ignore[method-assign]
+    exp.run()
+    tiny_experiment(tmp_path / "plain", generations=2).run()
+    assert_same_records(tmp_path / "plain", tmp_path / "tensor")
+
+    none = tiny_experiment(tmp_path / "none", generations=1)
+    none.scorer.score = lambda images, ids: [None] * len(ids)  # type: ignore[method-assign]
+    assert none.run()["best_image"] is None  # None: no response, as NaN
+
+    for i, (bad, shown) in enumerate(
+        [
+            (lambda n: ["1.5"] * n, "list ['1.5'"),
+            (lambda n: {"score": 1.0}, "dict {'score': 1.0}"),
+            (lambda n: np.ones(n) * 1j, "ndarray array([0.+1.j"),
+            (lambda n: torch.ones(n, dtype=torch.complex64), "Tensor tensor([1.+0.j"),
+        ]
+    ):
+        exp = tiny_experiment(tmp_path / f"bad{i}", generations=1)
+        exp.scorer.score = lambda images, ids, bad=bad: bad(len(ids))  # type: ignore[method-assign]
+        with pytest.raises(XDreamError, match="expected one real number per image") as err:
+            exp.run()
+        assert f"the scorer returned {shown}" in str(err.value)

@@ -86,11 +86,18 @@ def _report(summary: dict[str, Any], out: Path, console: Any) -> None:
         f"{summary['presentations']} presentations, {summary['seconds']:.1f} s",
         highlight=False,
     )
+    best = f"best image: {out / 'best.png'}, " if summary.get("best_image") else ""
     console.print(
-        f"results: {out}  (best image: {out / 'best.png'}, record: "
-        f"{out / 'record.h5'}, summary: {out / 'summary.json'})",
+        f"results: {out}  ({best}record: {out / 'record.h5'}, summary: {out / 'summary.json'})",
         highlight=False,
     )
+    if not summary.get("best_image"):
+        console.print(
+            "warning: no image got a score (every response was missing or not a number), so "
+            "there is no best image; check the target (its weights, layer and unit) or the rig",
+            style="yellow",
+            highlight=False,
+        )
 
 
 def cmd_demo(args: argparse.Namespace, console: Any) -> int:

@@ -65,7 +65,7 @@ from xdream.records import (
     write_json,
 )
 from xdream.references import ReferenceImages
-from xdream.scorers.base import Scorer
+from xdream.scorers.base import Scorer, as_scores
 from xdream.types import Codes
 
 CHECKPOINT_VERSION = 1
@@ -623,7 +623,7 @@ class Experiment:
 
     def _score(self, images: torch.Tensor, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         with tf32_mode(self.tf32):
-            scores = np.asarray(self.scorer.score(images, ids), dtype=np.float64)
+            scores = as_scores(self.scorer.score(images, ids))
         if scores.shape != (len(ids),):
             raise XDreamError(
                 f"scorer returned {scores.shape} scores for {len(ids)} images; expected one each"

@@ -26,7 +26,7 @@ from PIL import Image
 
 from xdream.errors import XDreamError
 from xdream.rig import formats, protocol
-from xdream.scorers.base import Scorer
+from xdream.scorers.base import Scorer, as_scores
 
 
 @dataclass
@@ -163,7 +163,7 @@ class RigSim:
             self._log(event="unreadable", block=block, error=str(err))
             self.handled.add(block)
             return
-        scores = np.asarray(self.unit.score(images, list(names)), dtype=np.float64)
+        scores = as_scores(self.unit.score(images, list(names)))
         values = scores[:, None] * np.asarray(self.s.gains, dtype=np.float64)[None, :]
         now = time.monotonic()
         r = self.rng.random(4)

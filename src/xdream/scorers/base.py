@@ -7,6 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from xdream.errors import XDreamError
 from xdream.types import Images, Scores, StateDict
 
 
@@ -73,3 +77,26 @@ class Scorer(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 (optional hook, nothing to release by default)
         """Release resources (files, processes)."""
+
+
+def as_scores(raw: Any) -> np.ndarray:
+    """A scorer's answer as float64 scores: a sequence, NumPy array or tensor (detached, moved
+    to the CPU) of real numbers, ``None`` or NaN for a missing response."""
+    try:
+        if isinstance(raw, torch.Tensor):
+            if raw.is_complex():
+                raise TypeError("complex")
+            raw = raw.detach().to("cpu", torch.float64).numpy()
+        if isinstance(raw, (dict, str, bytes)) or np.asarray(raw).dtype.kind in "cSUmMV":
+            raise TypeError("not real numbers")
+        return np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise XDreamError(
+            f"the scorer returned {type(raw).__name__} {_brief(raw)}; expected one real number "
+            "per image (a list, NumPy array or tensor of floats; NaN or None for no response)"
+        ) from None
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -22,7 +22,7 @@ from xdream.errors import ConfigError
 from xdream.optimizers.base import make_rng
 from xdream.params import build_params
 from xdream.registry import Registry
-from xdream.scorers.base import Scorer
+from xdream.scorers.base import Scorer, as_scores
 from xdream.types import Images, Scores, StateDict
 
 
@@ -132,7 +132,7 @@ class NoisyScorer(Scorer):
 
     def score(self, images: Images, ids: list[str]) -> Scores:
         """Noisy scores; the clean ones are kept in :attr:`last_clean`."""
-        clean = np.asarray(self.base.score(images, ids), dtype=np.float64)
+        clean = as_scores(self.base.score(images, ids))
         self.last_clean = clean
         return self.noise(clean, self._rng)
 
