@@ -80,6 +80,9 @@ def test_kill_9_and_rig_restart_lose_nothing(tmp_path: Path) -> None:
         "--seed", "3", "--log", str(sim_log),
     )  # fmt: skip
     sim = xdream(*sim_args)
+    # the rig is up (its network loaded) before xdream shows the first block: a slow start
+    # on a loaded machine would time out generation 0 and leave too few responses
+    wait_for(lambda: sim_log.exists() and "started" in sim_log.read_text())
     first = xdream("run", str(tmp_path / "rig.toml"), "--out", str(run))
     try:
         random.seed(0)
