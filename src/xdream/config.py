@@ -42,7 +42,7 @@ from typing import Any
 import yaml
 
 from xdream.errors import ConfigError, MissingFileError, did_you_mean
-from xdream.params import build_params
+from xdream.params import build_params, check_seed
 from xdream.rig.section import RigSection
 
 if sys.version_info >= (3, 11):
@@ -94,8 +94,9 @@ class ExperimentSection:
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"'{key}' must be a positive integer, got {value!r}")
-        if not isinstance(self.seed, int):
-            raise ValueError(f"'seed' must be an integer, got {self.seed!r}")
+        check_seed(self.seed, "'seed'")
+        if self.reference_seed is not None:
+            check_seed(self.reference_seed, "'reference_seed'")
         if not isinstance(self.tf32, bool):
             raise ValueError(f"'tf32' must be true or false, got {self.tf32!r}")
         if not isinstance(self.n_references, int) or self.n_references < 0:

@@ -1,21 +1,39 @@
-"""Helpers for hyperparameter dataclasses: build from a mapping, reject unknown keys by name."""
+"""Helpers for hyperparameter dataclasses: build from a mapping, reject unknown keys by name,
+and refuse values of the wrong kind (``true`` for a number, ``"no"`` for a boolean) by the
+fields' type hints before the dataclass's own checks run."""
 
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import types
+import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
+
+import numpy as np
 
 from xdream.errors import ConfigError, did_you_mean
 
 P = TypeVar("P")
+
+_FIX = {
+    "an integer": "write a whole number without quotes, as in {key} = 3",
+    "a number": "write a number without quotes, as in {key} = 0.5",
+    "true or false": "write true or false without quotes, as in {key} = true",
+    "a string": 'write it in quotes, as in {key} = "..."',
+}
+"""How to write a value of each kind in a config file (``{key}``: the key)."""
 
 
 def build_params(cls: type[P], values: Mapping[str, Any], where: str) -> P:
     """Instantiate the dataclass ``cls`` from ``values``.
 
     An unknown key raises :class:`ConfigError` naming the nearest valid key; ``where`` says which
-    component the keys belong to (for example ``"optimizer 'genetic'"``).
+    component the keys belong to (for example ``"optimizer 'genetic'"``). A value that does not
+    fit the field's type hint (a boolean where an ``int`` or ``float`` is expected, anything but
+    a boolean where a ``bool`` is, a number where a ``str`` is) raises :class:`ConfigError`
+    saying what the key takes.
     """
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in values:
@@ -34,10 +52,105 @@ def build_params(cls: type[P], values: Mapping[str, Any], where: str) -> P:
         k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v
         for k, v in values.items()
     }
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        expected = mismatch(hints[key], value)
+        if expected is not None:
+            fix = (_FIX.get(expected) or _FIX.get(expected.split(" or ")[0], "")).format(key=key)
+            raise ConfigError(
+                f"{where}: {key!r} must be {expected}, got {describe(value)}"
+                + (f": {fix}" if fix else "")
+            )
     try:
         return cls(**values)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"invalid hyperparameters for {where}: {err}") from None
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def mismatch(hint: Any, value: Any) -> str | None:
+    """What ``hint`` expects (``"an integer"``, ``"true or false"``, ...) when ``value`` does not
+    fit it; ``None`` when it fits, and when the hint is beyond these checks (``Any``, a dict).
+
+    Only the kind is checked: ``int`` takes integers but not booleans (``True`` is an ``int``
+    in Python), ``float`` takes any real number but not a boolean, ``bool`` takes only booleans,
+    ``str`` only strings, ``tuple[X, ...]`` a list or tuple of ``X``; ranges are the dataclass's.
+    """
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        members = typing.get_args(hint)
+        if value is None and type(None) in members:
+            return None
+        wanted = [mismatch(m, value) for m in members if m is not type(None)]
+        if any(w is None for w in wanted):
+            return None
+        return " or ".join(dict.fromkeys(w for w in wanted if w))
+    if hint is int:
+        ok = isinstance(value, numbers.Integral) and not _is_bool(value)
+        return None if ok else "an integer"
+    if hint is float:
+        ok = isinstance(value, numbers.Real) and not _is_bool(value)
+        return None if ok else "a number"
+    if hint is bool:
+        return None if _is_bool(value) else "true or false"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) != 2 or args[1] is not Ellipsis:
+            return None
+        each = f"a list of {_plural(mismatch(args[0], object()) or 'values')}"
+        if isinstance(value, (list, tuple)):
+            return None if all(mismatch(args[0], v) is None for v in value) else each
+        if value is None or isinstance(value, (str, numbers.Number, np.bool_)):
+            return each
+        return None  # an array or another sequence: the dataclass judges it
+    return None
+
+
+def _plural(kind: str) -> str:
+    return {
+        "an integer": "integers",
+        "a number": "numbers",
+        "true or false": "booleans",
+        "a string": "strings",
+    }.get(kind, kind)
+
+
+def describe(value: Any) -> str:
+    """``value`` as a config file shows it, with its kind: ``true (a boolean)``,
+    ``"3" (a string)``, ``3.0 (a decimal number)``."""
+    if _is_bool(value):
+        return f"{str(bool(value)).lower()} (a boolean)"
+    if value is None:
+        return "null (no value)"
+    if isinstance(value, str):
+        return f"{value!r} (a string)"
+    if isinstance(value, numbers.Integral):
+        return repr(value)
+    if isinstance(value, numbers.Real):
+        return f"{value!r} (a decimal number)"
+    if isinstance(value, (list, tuple)):
+        return f"{list(value)!r} (a list)"
+    if isinstance(value, Mapping):
+        return f"{dict(value)!r} (a table)"
+    return f"{value!r} (a {type(value).__name__})"
+
+
+def check_seed(seed: Any, name: str = "seed", allow_none: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``seed`` is an integer >= 0 (or ``None`` when
+    ``allow_none``): what numpy's seeding accepts, said before numpy says it in a traceback."""
+    if seed is None and allow_none:
+        return
+    if not isinstance(seed, numbers.Integral) or _is_bool(seed) or seed < 0:
+        fix = " (or None for fresh entropy)" if allow_none else ""
+        raise ConfigError(
+            f"{name} must be an integer >= 0{fix}, got {describe(seed)}: give a whole number "
+            "such as 0 or 12345"
+        )
 
 
 def params_dict(params: Any) -> dict[str, Any]:

@@ -41,6 +41,11 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """Look ``name`` up; an unknown name raises :class:`ConfigError` naming the choices."""
+        if not isinstance(name, str):
+            raise ConfigError(
+                f"{self.kind} name must be a string, got {name!r} ({type(name).__name__}). "
+                f"Registered {self.kind}s: {', '.join(sorted(self._entries))}."
+            )
         try:
             return self._entries[name]
         except KeyError:

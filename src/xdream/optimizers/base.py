@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from xdream.errors import XDreamError
 from xdream.optimizers.es_common import check_pending, minimiser_losses
+from xdream.params import check_seed
 from xdream.types import Codes, Scores, StateDict
 
 
@@ -27,7 +28,9 @@ class Best:
 
 
 def make_rng(seed: int | None) -> np.random.Generator:
-    """The project's RNG: PCG64 seeded from ``seed`` (fresh entropy when ``None``)."""
+    """The project's RNG: PCG64 seeded from ``seed`` (fresh entropy when ``None``); a seed that
+    is not an integer >= 0 raises :class:`~xdream.errors.ConfigError`."""
+    check_seed(seed, allow_none=True)
     return np.random.Generator(np.random.PCG64(seed))
 
 

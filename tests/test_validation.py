@@ -1,0 +1,111 @@
+"""Bad input is refused with one message that says what was expected and how to fix it: never
+a traceback from inside a library, never a run of nonsense."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+
+import xdream.generators
+import xdream.optimizers
+from xdream import config
+from xdream.errors import ConfigError
+
+BASE: dict[str, Any] = {
+    "experiment": {"generations": 2, "n_references": 2},
+    "generator": {"name": "pixels", "size": 32, "code_size": 8},
+    "optimizer": {"name": "genetic", "population_size": 4},
+    "target": {"layer": "blocks.2", "channel": 3},
+}
+"""The audit's base config: runs in about a second."""
+
+
+def edited(section: str, key: str, value: Any) -> dict[str, Any]:
+    data = copy.deepcopy(BASE)
+    data.setdefault(section, {})[key] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("experiment", "generations", True, "[experiment]: 'generations' must be an integer"),
+        ("experiment", "n_references", True, "[experiment]: 'n_references' must be an int"),
+        ("experiment", "seed", True, "[experiment]: 'seed' must be an integer, got true"),
+        ("experiment", "batch_size", True, "[experiment]: 'batch_size' must be an integer"),
+        ("experiment", "record_interval", True, "[experiment]: 'record_interval' must be a nu"),
+        ("experiment", "tf32", 1, "[experiment]: 'tf32' must be true or false, got 1"),
+        ("experiment", "save_images", 1, "[experiment]: 'save_images' must be a string"),
+        ("generator", "code_size", True, "generator 'pixels': 'code_size' must be an integer"),
+        ("optimizer", "mutation_rate", True, "optimizer 'genetic': 'mutation_rate' must be a "),
+        ("target", "batch_size", True, "[target]: 'batch_size' must be an integer"),
+        ("target", "pre_activation", "no", "[target]: 'pre_activation' must be true or false"),
+        ("target", "channel", "3", "[target]: 'channel' must be an integer, got '3' (a str"),
+        ("target", "channel", 3.0, "[target]: 'channel' must be an integer, got 3.0 (a dec"),
+        ("target", "channel", True, "[target]: 'channel' must be an integer, got true (a b"),
+        ("target", "x", True, "[target]: 'x' must be an integer"),
+        ("target", "layer", 3, "[target]: 'layer' must be a string, got 3"),
+        ("target", "image_size", True, "[target]: 'image_size' must be an integer"),
+        ("noise", "reps", True, "noise 'poisson': 'reps' must be an integer, got true"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_refused_by_name(
+    section: str, key: str, value: Any, message: str
+) -> None:
+    data = edited(section, key, value)
+    if section == "noise":
+        data["noise"]["name"] = "poisson"
+    with pytest.raises(ConfigError) as err:
+        config.from_dict(data)
+    assert message in str(err.value)
+    assert "without quotes" in str(err.value) or "in quotes" in str(err.value)  # how to fix
+
+
+def test_right_kinds_still_load() -> None:
+    cfg = config.from_dict(
+        {
+            **BASE,
+            "optimizer": {"name": "genetic", "population_size": 4, "mutation_size": 1},
+            "target": {"layer": "blocks.2", "channel": 3, "pre_activation": False, "x": 0},
+            "noise": {"name": "poisson", "scale": 5, "reps": 2},
+        }
+    )
+    assert cfg.optimizer["mutation_size"] == 1  # an integer is a number
+    assert config.from_dict(cfg.to_dict()) == cfg
+    # numpy scalars from Python callers are numbers too
+    opt = xdream.optimizers.make("genetic", dim=8, seed=np.int64(0), population_size=np.int64(6))
+    assert len(opt.ask()) == 6
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("experiment", "seed", -5, "'seed' must be an integer >= 0, got -5"),
+        ("experiment", "reference_seed", -3, "'reference_seed' must be an integer >= 0, got -3"),
+        (
+            "experiment",
+            "reference_seed",
+            1.5,
+            "\\[experiment\\]: 'reference_seed' must be an int",
+        ),
+    ],
+)
+def test_out_of_range_values_are_refused(section: str, key: str, value: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config.from_dict(edited(section, key, value))
+
+
+@pytest.mark.parametrize(("seed", "shown"), [(-1, "-1"), ("a", "'a' (a string)"), (1.5, "1.5")])
+def test_optimizer_seeds_must_be_integers_at_least_0(seed: Any, shown: str) -> None:
+    with pytest.raises(ConfigError, match=f"seed must be an integer >= 0.*got {re.escape(shown)}"):
+        xdream.optimizers.make("genetic", dim=8, seed=seed)
+
+
+@pytest.mark.parametrize("name", [None, 3])
+def test_a_component_name_must_be_a_string(name: Any) -> None:
+    with pytest.raises(ConfigError, match=r"optimizer name must be a string.*genetic"):
+        xdream.optimizers.make(name, dim=8)
