@@ -92,6 +92,10 @@ def test_right_kinds_still_load() -> None:
             1.5,
             "\\[experiment\\]: 'reference_seed' must be an int",
         ),
+        ("target", "image_size", 0, "'image_size' must be between 1 and 1024 pixels, got 0"),
+        ("target", "image_size", 100000, "between 1 and 1024 pixels, got 100000"),
+        ("target", "batch_size", 0, "'batch_size' must be an integer >= 1, got 0"),
+        ("target", "channel", -1, "'channel' must be an integer >= 0, got -1"),
     ],
 )
 def test_out_of_range_values_are_refused(section: str, key: str, value: Any, message: str) -> None:
@@ -109,3 +113,17 @@ def test_optimizer_seeds_must_be_integers_at_least_0(seed: Any, shown: str) -> N
 def test_a_component_name_must_be_a_string(name: Any) -> None:
     with pytest.raises(ConfigError, match=r"optimizer name must be a string.*genetic"):
         xdream.optimizers.make(name, dim=8)
+
+
+@pytest.mark.parametrize(
+    ("channels", "message"),
+    [
+        ([], "'channels' = \\[\\] names no channel"),
+        ("0:0", "'channels' = '0:0' names no channel.*stop must be greater than start"),
+        ("5:2", "'channels' = '5:2' names no channel.*\"5:6\" for channel 5"),
+        ([True], "list of integers >= 0"),
+    ],
+)
+def test_an_empty_channel_set_is_refused(channels: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config.from_dict({**BASE, "targets": [{"channels": channels}]})

@@ -119,6 +119,11 @@ class ExperimentSection:
             )
 
 
+MAX_IMAGE_SIZE = 1024
+"""Largest ``[target] image_size``: over four times the largest input of a registered network (224
+to 227 px); a batch of 64 such images already takes 800 MB."""
+
+
 @dataclass(frozen=True)
 class TargetSection:
     """``[target]``: the unit whose response is maximised."""
@@ -138,12 +143,26 @@ class TargetSection:
     weights: str | None = None
     """Weight file; ``None`` uses the network's default (the embedded network needs none)."""
     image_size: int | None = None
-    """XDream's intermediate downsampling: resize images to this size before the network's own
-    resize. ``None`` skips it."""
+    """XDream's intermediate downsampling: resize images to this size (1 to
+    :data:`MAX_IMAGE_SIZE` pixels) before the network's own resize. ``None`` skips it."""
     batch_size: int = 64
     """Images per forward pass through the network."""
     device: str = "auto"
     """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available)."""
+
+    def __post_init__(self) -> None:
+        # the kinds (an integer, not true) are checked by build_params from the type hints
+        for key in ("channel", "x", "y"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ValueError(f"'{key}' must be an integer >= 0, got {value!r}")
+        if self.image_size is not None and not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ValueError(
+                f"'image_size' must be between 1 and {MAX_IMAGE_SIZE} pixels, got "
+                f"{self.image_size!r}; leave it out to skip the intermediate downsampling"
+            )
+        if self.batch_size < 1:
+            raise ValueError(f"'batch_size' must be an integer >= 1, got {self.batch_size!r}")
 
 
 SECTIONS: dict[str, type[Any] | None] = {

@@ -85,8 +85,20 @@ def _channels(value: Any, where: str) -> list[int]:
             raise ConfigError(
                 f"{where} 'channels' must be a list of integers or 'start:stop', got {value!r}"
             ) from None
+        if stop <= start:
+            raise ConfigError(
+                f"{where} 'channels' = {value!r} names no channel: 'start:stop' runs from start "
+                f"up to but not including stop, so stop must be greater than start (as in "
+                f'"{start}:{start + 1}" for channel {start})'
+            )
         return list(range(start, stop))
-    if isinstance(value, list) and all(isinstance(v, int) and v >= 0 for v in value):
+    if isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
+        if not value:
+            raise ConfigError(
+                f"{where} 'channels' = [] names no channel: list at least one, or remove the entry"
+            )
         return list(value)
     raise ConfigError(
         f"{where} 'channels' must be a list of integers >= 0 or 'start:stop', got {value!r}"
