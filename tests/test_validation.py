@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,3 +128,44 @@ def test_a_component_name_must_be_a_string(name: Any) -> None:
 def test_an_empty_channel_set_is_refused(channels: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config.from_dict({**BASE, "targets": [{"channels": channels}]})
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("[experiment]\n# café\ngenerations = 2\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text.*0xe9.*save it as UTF-8"):
+        config.load(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("experiment:\n  generations: 2\n  generations: 3\n", "'generations' appears twice"),
+        ("experiment:\n  seed: 1\ntarget:\n  channel: 2\nexperiment:\n  seed: 2\n", "'experi"),
+    ],
+)
+def test_yaml_refuses_a_repeated_key_as_toml_does(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        config.load(path)
+    assert "\n" not in str(err.value) and "give each key or section once" in str(err.value)
+    toml = tmp_path / "twice.toml"
+    toml.write_text("[experiment]\ngenerations = 2\ngenerations = 3\n")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        config.load(toml)
+
+
+def test_yaml_merge_keys_and_repeated_keys_in_separate_mappings_still_load(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(
+        "experiment: &e\n  generations: 2\n  seed: 1\n"
+        "target:\n  layer: blocks.2\n  channel: 2\n"
+        "targets:\n  - channel: 1\n  - channel: 2\n    x: 1\n    y: 1\n"
+    )
+    assert config.load(path).experiment.generations == 2
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("a: &a\n  seed: 1\n  generations: 2\nb:\n  <<: *a\n  generations: 3\n")
+    assert config.read(merged)["b"] == {"seed": 1, "generations": 3}

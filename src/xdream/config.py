@@ -307,6 +307,29 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (PyYAML keeps the last
+    silently; TOML refuses it), so no section or key of a config is overridden unseen."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges; may repeat
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: the base class says so
+                continue
+            if first is not key_node:
+                raise yaml.YAMLError(
+                    f"key {key!r} appears twice in one mapping (lines "
+                    f"{first.start_mark.line + 1} and {key_node.start_mark.line + 1}): give each "
+                    "key or section once"
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
 def load(path: str | Path) -> Config:
     """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file."""
     return from_dict(read(path))
@@ -317,12 +340,19 @@ def read(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"config file {str(path)!r} not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text (byte {err.object[err.start]:#04x} at "
+            f"offset {err.start} is not valid UTF-8): save it as UTF-8 (plain text; TOML and "
+            "YAML files must be UTF-8)"
+        ) from None
     try:
         if path.suffix.lower() == ".toml":
             data: Any = tomllib.loads(text)
         elif path.suffix.lower() in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
         elif path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
