@@ -10,11 +10,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 import xdream.generators
 import xdream.optimizers
+from tests.helpers import RedScorer, tiny_experiment
 from xdream import config
-from xdream.errors import ConfigError
+from xdream.cli import main
+from xdream.errors import ConfigError, XDreamError
+from xdream.experiment import Experiment
 
 BASE: dict[str, Any] = {
     "experiment": {"generations": 2, "n_references": 2},
@@ -169,3 +173,54 @@ def test_yaml_merge_keys_and_repeated_keys_in_separate_mappings_still_load(
     merged = tmp_path / "merged.yaml"
     merged.write_text("a: &a\n  seed: 1\n  generations: 2\nb:\n  <<: *a\n  generations: 3\n")
     assert config.read(merged)["b"] == {"seed": 1, "generations": 3}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"generations": -1}, "generations must be an integer >= 1 or None, got -1"),
+        ({"generations": 0}, "generations must be an integer >= 1 or None, got 0"),
+        ({"generations": 2.5}, "generations must be an integer >= 1 or None, got 2.5"),
+        ({"generations": "2"}, "generations must be an integer >= 1 or None, got '2'"),
+        ({"generations": True}, "generations must be an integer >= 1 or None, got True"),
+        ({"generations": None, "presentations": 0}, "presentations must be an integer >= 1"),
+        ({"save_images": "all"}, "save_images must be 'best' or 'none', got 'all'"),
+        ({"n_references": -3}, "n_references must be an integer >= 0, got -3"),
+        ({"record_interval": -5}, "record_interval must be a number of seconds >= 0, got -5"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+        ({"tf32": "yes"}, "tf32 must be True or False, got 'yes'"),
+        ({"reference_seed": -1}, "reference_seed must be an integer >= 0, got -1"),
+        ({"seed": 1.5}, "seed must be an integer >= 0"),
+    ],
+)
+def test_experiment_arguments_are_checked_when_it_is_built(
+    tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    gen = xdream.generators.make("pixels", size=32, code_size=8)
+    opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=0)
+    args: dict[str, Any] = {"generations": 2, "n_references": 2, **kwargs}
+    with pytest.raises(XDreamError, match=message):
+        Experiment(gen, RedScorer(), opt, tmp_path / "run", **args)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_presentation_budget_below_one_generation_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(XDreamError, match=r"give presentations >= 20\b"):
+        tiny_experiment(tmp_path / "a", generations=None, presentations=19)  # type: ignore[arg-type]
+    exp = tiny_experiment(tmp_path / "b", generations=None, presentations=20)  # type: ignore[arg-type]
+    assert exp.run()["generations"] == 1  # exactly one generation fits
+
+
+def test_cli_refuses_a_budget_below_one_generation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = copy.deepcopy(BASE)
+    data["experiment"] = {"presentations": 3, "n_references": 2}
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xdream: error:") and "Traceback" not in err
+    assert "3 presentations is less than one generation" in err
+    assert "give presentations >= 4" in err
+    assert not (tmp_path / "out").exists()

@@ -49,6 +49,7 @@ from xdream.errors import XDreamError
 from xdream.generators.base import Generator
 from xdream.multi import Unit, shared_scorer
 from xdream.optimizers.base import Optimizer
+from xdream.params import check_seed
 from xdream.precision import tf32_mode
 from xdream.records import (
     FolderLock,
@@ -149,6 +150,56 @@ class Progress:
     """:meth:`xdream.optimizers.base.Optimizer.status` after this generation."""
 
 
+SAVE_IMAGES = ("best", "none")
+"""``save_images`` values: the best image of every generation as a PNG, or none."""
+
+
+def _check_arguments(optimizer: Optimizer, **given: Any) -> None:
+    """Raise :class:`XDreamError` for an :class:`Experiment` argument of the wrong kind or out
+    of range (a config's values were checked already; these come from Python callers too)."""
+
+    def integer(name: str, minimum: int, optional: bool = False) -> None:
+        value = given[name]
+        if value is None and optional:
+            return
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+            raise XDreamError(
+                f"{name} must be an integer >= {minimum}{' or None' if optional else ''}, "
+                f"got {value!r}"
+            )
+
+    integer("generations", 1, optional=True)
+    integer("presentations", 1, optional=True)
+    integer("n_references", 0)
+    integer("batch_size", 1)
+    check_seed(given["reference_seed"], "reference_seed")
+    check_seed(given["seed"], "seed", allow_none=True)
+    if given["save_images"] not in SAVE_IMAGES:
+        raise XDreamError(
+            f"save_images must be {' or '.join(map(repr, SAVE_IMAGES))}, "
+            f"got {given['save_images']!r}"
+        )
+    interval = given["record_interval"]
+    if (
+        not isinstance(interval, (int, float, np.integer, np.floating))
+        or isinstance(interval, bool)
+        or not interval >= 0
+    ):
+        raise XDreamError(f"record_interval must be a number of seconds >= 0, got {interval!r}")
+    if not isinstance(given["tf32"], (bool, np.bool_)):
+        raise XDreamError(f"tf32 must be True or False, got {given['tf32']!r}")
+    presentations = given["presentations"]
+    if presentations is not None:
+        # ask() is idempotent until tell(): the first generation's codes, proposed already
+        per_generation = len(optimizer.ask())
+        if presentations < per_generation:
+            raise XDreamError(
+                f"a budget of {presentations} presentations is less than one generation of "
+                f"optimizer {optimizer.name!r} ({per_generation} codes), so nothing would run: "
+                f"give presentations >= {per_generation}, or a smaller population"
+            )
+
+
 class Experiment:
     """One experiment: a generator, a scorer, an optimiser, a budget and an output folder.
 
@@ -185,6 +236,18 @@ class Experiment:
             )
         if generations is not None and presentations is not None:
             raise XDreamError("give either generations or presentations, not both")
+        _check_arguments(
+            optimizer,
+            generations=generations,
+            presentations=presentations,
+            n_references=n_references,
+            reference_seed=reference_seed,
+            seed=seed,
+            save_images=save_images,
+            batch_size=batch_size,
+            record_interval=record_interval,
+            tf32=tf32,
+        )
         self.generator = generator
         self.scorer = scorer
         self.optimizer = optimizer
