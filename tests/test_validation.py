@@ -224,3 +224,26 @@ def test_cli_refuses_a_budget_below_one_generation(
     assert "3 presentations is less than one generation" in err
     assert "give presentations >= 4" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["report", "DIR", "--max-tiles", "-5"], "--max-tiles: expected an integer >= 1, got -5"),
+        (["report", "DIR", "--max-tiles", "x"], "--max-tiles: expected an integer >= 1, got 'x'"),
+        (["report", "DIR", "--watch", "-1"], "--watch: expected a number > 0, got -1"),
+        (["report", "DIR", "--watch", "nan"], "--watch: expected a number > 0, got nan"),
+        (["report", "DIR", "--refresh", "0"], "--refresh: expected an integer >= 1, got 0"),
+        (["demo", "--seed", "-1"], "--seed: expected an integer >= 0, got -1"),
+        (["demo", "--generations", "0"], "--generations: expected an integer >= 1, got 0"),
+    ],
+)
+def test_command_line_numbers_out_of_range_are_usage_errors(
+    tmp_path: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [str(tmp_path) if a == "DIR" else a for a in argv]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

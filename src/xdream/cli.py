@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +33,28 @@ DEMO_CONFIG: dict[str, Any] = {
     "target": {"network": "efficientnet-lite0", "layer": "blocks.10", "channel": 5},
 }
 """The demo: a unit of the embedded EfficientNet-Lite0, the Fourier generator, annealed-es."""
+
+
+def at_least(
+    minimum: float, kind: type[int] | type[float] = int, *, strict: bool = False
+) -> Callable[[str], Any]:
+    """An argparse ``type`` that takes an ``int`` (or ``float``) >= ``minimum`` (> with
+    ``strict``) and refuses anything else with argparse's usage line (a negative count, a
+    negative interval, ``nan``, ``inf``)."""
+    noun = "an integer" if kind is int else "a number"
+    bound = f"{'>' if strict else '>='} {minimum:g}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun} {bound}, got {text!r}") from None
+        low_ok = value > minimum if strict else value >= minimum
+        if not (low_ok and value < math.inf):  # nan compares false
+            raise argparse.ArgumentTypeError(f"expected {noun} {bound}, got {text}")
+        return value
+
+    return parse
 
 
 def _default_out(name: str) -> Path:
@@ -223,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="evolve images for a unit of the embedded network")
     p.add_argument("--out", help="output folder (default: xdream-runs/<time>-demo)")
-    p.add_argument("--generations", type=int, help="number of generations (default 40)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--generations", type=at_least(1), help="number of generations (default 40)")
+    p.add_argument("--seed", type=at_least(0), help="random seed, an integer >= 0 (default 0)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="run an experiment from a TOML or YAML config")

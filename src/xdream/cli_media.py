@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from xdream.cli import at_least
 from xdream.errors import RecordUnreadableError, XDreamError
 
 
@@ -143,15 +144,23 @@ def add_parser(sub: Any) -> None:
     p.add_argument("dir", help="an experiment folder, or a folder holding experiment folders")
     p.add_argument(
         "--watch",
-        type=float,
+        type=at_least(0, float, strict=True),
         nargs="?",
         const=10.0,
         metavar="SECONDS",
         help="rewrite the report every SECONDS (default 10) until the run has finished",
     )
-    p.add_argument("--refresh", type=int, default=10, help="page reload interval while running (s)")
     p.add_argument(
-        "--max-tiles", type=int, default=40, help="generations in the montage (default 40)"
+        "--refresh",
+        type=at_least(1),
+        default=10,
+        help="page reload interval while running, in whole seconds >= 1 (default 10)",
+    )
+    p.add_argument(
+        "--max-tiles",
+        type=at_least(1),
+        default=40,
+        help="generations in the montage, at least 1 (default 40)",
     )
     p.add_argument(
         "--no-run-reports",
