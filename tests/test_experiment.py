@@ -630,3 +630,65 @@ def test_scores_come_as_lists_arrays_or_tensors_and_anything_else_is_one_clear_e
         with pytest.raises(XDreamError, match="expected one real number per image") as err:
             exp.run()
         assert f"the scorer returned {shown}" in str(err.value)
+
+
+def folder_contents(folder: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) under ``folder``, but the lock file, which the
+    process that holds the folder rewrites with its own pid."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else None
+        for p in sorted(folder.rglob("*"))
+        if p.name != records.LOCK_FILE
+    }
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_a_lost_checkpoint_is_refused_and_the_folder_left_alone(
+    tmp_path: Path, finished: bool
+) -> None:
+    """Without checkpoint.pkl a run's progress cannot be continued; starting it again from the
+    first generation would overwrite its records (it did: "resuming at generation 0")."""
+    run = tmp_path / "run"
+    exp = tiny_experiment(run, generations=3 if finished else 6)
+    if finished:
+        exp.run()  # the journal is gone, record.h5 and summary.json hold 3 generations
+    else:
+        exp._start()
+        for _ in range(3):
+            exp.step()
+        exp.flush()
+    exp.release_folder()
+    (run / "checkpoint.pkl").unlink()
+    (run / "images" / ".gen003_best.png.x1y2z3.xdream.tmp").write_bytes(b"torn")
+    before = folder_contents(run)
+    with pytest.raises(XDreamError) as caught:
+        tiny_experiment(run, generations=6).restore()
+    message = str(caught.value)
+    assert "checkpoint.pkl is missing" in message and "nothing was changed" in message
+    assert "3 generations in record.h5" in message
+    assert ("the summary of a finished run" in message) == finished
+    assert ("3 generations in journal/" in message) == (not finished)
+    assert "xdream.records.read" in message and "another --out" in message
+    assert folder_contents(run) == before  # not even the temporary file was removed
+    assert len(records.read(run).best_per_generation) == 3
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path: Path) -> None:
+    """The first generation's journal file (and best image) is written before its checkpoint;
+    a kill in between leaves no checkpoint and one journal file: the run starts again."""
+    tiny_experiment(tmp_path / "full", generations=3).run()
+    run = tmp_path / "cut"
+    exp = tiny_experiment(run, generations=3)
+    exp._start()
+    empty = (run / "record.h5").read_bytes()
+    exp.step()
+    exp.release_folder()
+    (run / "checkpoint.pkl").unlink()
+    (run / "record.h5").write_bytes(empty)  # the kill came before record.h5 was appended
+    (run / "summary.json").unlink()
+    assert sorted(p.name for p in (run / "journal").iterdir()) == ["gen000000.npz"]
+    resumed = tiny_experiment(run, generations=3)
+    assert "starting from the first" in resumed.restore()
+    assert resumed.generation == 0
+    resumed.run()
+    assert_same_records(tmp_path / "full", run)

@@ -397,6 +397,8 @@ class Experiment:
             raise
 
     def _restore(self) -> str:
+        if not self.folder.checkpoint.exists():
+            self._refuse_lost_checkpoint()  # before anything in the folder is touched
         self.folder.remove_temporaries()  # half-written files of an interrupted atomic write
         if not self.folder.checkpoint.exists():
             # killed before the first generation was checkpointed: start it again from scratch
@@ -425,6 +427,22 @@ class Experiment:
         self._started = True
         self._tick = time.perf_counter()
         return note
+
+    def _refuse_lost_checkpoint(self) -> None:
+        """Raise unless a folder without ``checkpoint.pkl`` is one killed in its first
+        generation (at most that generation's journal file, no generation in ``record.h5``, no
+        finished summary): starting again from the first generation would drop the rest."""
+        found = self.folder.progress_without_checkpoint()
+        if found:
+            raise XDreamError(
+                f"cannot resume {str(self.folder.path)!r}: checkpoint.pkl is missing, but the "
+                f"folder holds {', '.join(found)}. Without the checkpoint (the optimiser's and "
+                "the random streams' state) the run cannot continue where it stopped, and "
+                "starting again from the first generation would overwrite these records, so "
+                "nothing was changed. The records so far stay readable (xdream.records.read("
+                f"{str(self.folder.path)!r}), `xdream report {self.folder.path}`); to go on, "
+                "start a new run with another --out."
+            )
 
     def _load_state(self, state: dict[str, Any]) -> None:
         """Set the progress, the optimiser, the scorer and the references from

@@ -383,6 +383,42 @@ class RunFolder:
         with np.load(self.journal_path(generation), allow_pickle=False) as a:
             return GenerationRecord.from_arrays(a)
 
+    def journal_generations(self) -> list[int]:
+        """The generations that have a file in the journal, in order."""
+        found = []
+        for p in self.journal.glob("gen*.npz") if self.journal.is_dir() else ():
+            try:
+                found.append(int(p.stem[3:]))
+            except ValueError:
+                continue
+        return sorted(found)
+
+    def progress_without_checkpoint(self) -> list[str]:
+        """What shows that generations finished in a folder whose ``checkpoint.pkl`` is
+        missing (empty where the run was killed during its first generation: one journal file
+        at most, no generation in ``record.h5``, no finished summary)."""
+        found = []
+        journal = self.journal_generations()
+        if len(journal) > 1:
+            found.append(f"{len(journal)} generations in journal/")
+        if self.record.exists():
+            try:
+                have = H5Record(self.record).generations()
+            except UNREADABLE:
+                found.append("a record.h5 that cannot be read")
+            else:
+                if have:
+                    found.append(f"{have} generations in record.h5")
+        try:
+            summary = read_summary(self.path)
+        except SummaryUnreadableError:
+            summary = {}
+        if summary.get("status") == "finished":
+            found.append("the summary of a finished run")
+        elif not found and isinstance(summary.get("generations"), int) and summary["generations"]:
+            found.append(f"a summary of {summary['generations']} generations")
+        return found
+
     def remove_temporaries(self) -> list[Path]:
         """Delete the temporary files of xdream's atomic writes that a kill interrupted (only
         xdream's own: a rig may be writing its own temporaries in a folder inside this one)."""
