@@ -264,3 +264,76 @@ def test_a_run_without_a_scored_image_says_so_instead_of_naming_a_best_image(
     _report({**summary, "best_image": "best.png"}, tmp_path, Console(file=text, width=300))
     assert f"best image: {tmp_path / 'best.png'}" in text.getvalue()
     assert "warning" not in text.getvalue()
+
+
+def killed_run(folder: Path, generations: int = 6, done: int = 4) -> Path:
+    """A config-defined run of FAST_RUN stopped as a kill stops it after ``done`` generations
+    (journal, checkpoint, record.h5 and config.yaml on disk, nothing finished)."""
+    from xdream import config as config_mod
+    from xdream.experiment import Experiment
+
+    config = config_mod.from_dict(
+        config_mod.tomllib.loads(FAST_RUN.format(generations=generations))
+    )
+    exp = Experiment.from_config(config, folder)
+    exp._start()
+    for _ in range(done):
+        exp.step()
+    exp.flush()
+    exp.release_folder()
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("damage", "named", "message"),
+    [
+        ("checkpoint.pkl=garbage\n", "checkpoint.pkl", "cannot continue without it"),
+        ("checkpoint.pkl=", "checkpoint.pkl", "cannot continue without it"),
+        ("journal/gen000003.npz=junk\n", "gen000003.npz", "not an .npz archive"),
+        ("journal/gen000002.npz:2000", "gen000002.npz", "is damaged (BadZipFile"),
+        ("config.yaml=", "config.yaml", "it is empty"),
+        ("config.yaml=garbage: [\n", "config.yaml", "cannot parse"),
+        ("config.yaml=just text\n", "config.yaml", "table of sections"),
+    ],
+)
+def test_a_damaged_file_in_a_run_folder_is_one_clear_line_on_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str, named: str, message: str
+) -> None:
+    """Garbage in the checkpoint gave int()'s ValueError, a cut journal file zipfile's
+    BadZipFile, junk there numpy's advice to allow pickles, an empty config.yaml a checkpoint
+    "for optimizer 'genetic' with dim 192, not ... 2391": now one line naming the file and
+    what to do, and record.h5 is left as it was."""
+    run = killed_run(tmp_path / "run")
+    if "=" in damage:
+        name, text = damage.split("=", 1)
+        (run / name).write_text(text)
+    else:
+        name, size = damage.split(":")
+        with open(run / name, "r+b") as fh:
+            fh.truncate(int(size))
+    record = (run / "record.h5").read_bytes()
+    capsys.readouterr()
+    assert main(["resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xdream: error:") and err.count("\n") == 1, err
+    assert named in err and message in err
+    assert "pickle" not in err.lower()  # never an invitation to load pickles
+    assert "backup" in err  # what can be done
+    assert "xdream.records.read" in err
+    assert (run / "record.h5").read_bytes() == record
+    assert not list(run.glob("record.h5.unreadable-*")) and not list(run.glob(".record.h5*"))
+
+
+def test_render_of_a_run_with_an_empty_config_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "no config.yaml to rebuild it" with the file there, empty."""
+    cfg = write(tmp_path / "run.toml", FAST_RUN.format(generations=1))
+    run = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(run)]) == 0
+    (run / "config.yaml").write_text("")
+    capsys.readouterr()
+    assert main(["render", str(run), "--ids", "best"]) == 2
+    err = capsys.readouterr().err
+    assert "config.yaml" in err and "it is empty" in err and "no config.yaml" not in err
+    assert "record.h5 keeps a copy" in err

@@ -57,6 +57,7 @@ from xdream.records import (
     H5Record,
     RunFolder,
     atomic_write,
+    checkpoint_unusable,
     load_checkpoint,
     png_bytes,
     raise_if_disk_full,
@@ -365,7 +366,7 @@ class Experiment:
                 f"{str(folder.path)!r} is not an experiment folder (no config.yaml). "
                 "Experiments built in Python resume with Experiment(...).restore()."
             )
-        experiment = cls.from_config(config_mod.load(folder.config), out)
+        experiment = cls.from_config(folder.load_config(), out)
         experiment.restore()
         return experiment
 
@@ -397,10 +398,13 @@ class Experiment:
             raise
 
     def _restore(self) -> str:
-        if not self.folder.checkpoint.exists():
-            self._refuse_lost_checkpoint()  # before anything in the folder is touched
+        state = None  # read, and checked, before anything in the folder is touched
+        if self.folder.checkpoint.exists():
+            state = load_checkpoint(self.folder.checkpoint)
+        else:
+            self._refuse_lost_checkpoint()
         self.folder.remove_temporaries()  # half-written files of an interrupted atomic write
-        if not self.folder.checkpoint.exists():
+        if state is None:
             # killed before the first generation was checkpointed: start it again from scratch
             self.folder.create()
             self._initialise_record()
@@ -409,7 +413,7 @@ class Experiment:
             self._initial = self._initial or pickle.dumps(self.state_dict())
             self._tick = time.perf_counter()
             return "no generation had finished; starting from the first"
-        self._load_state(load_checkpoint(self.folder.checkpoint))
+        self._load_state(state)
         self.folder.create()
         self.scorer.bind(self.folder.path)
         try:
@@ -449,14 +453,18 @@ class Experiment:
         :meth:`state_dict`."""
         if state.get("version") != CHECKPOINT_VERSION:
             raise XDreamError(f"checkpoint version {state.get('version')} is not supported")
-        self.generation = int(state["generation"])
-        self.presentations = int(state["presentations"])
-        self.seconds = float(state["seconds"])
-        self.first_generation_best = float(state["first_generation_best"])
-        self.best_reference = float(state["best_reference"])
-        self.best_clean = float(state["best_clean"])
-        self.best_generation = int(state["best_generation"])
-        self.best_id = str(state["best_id"])
+        try:
+            self.generation = int(state["generation"])
+            self.presentations = int(state["presentations"])
+            self.seconds = float(state["seconds"])
+            self.first_generation_best = float(state["first_generation_best"])
+            self.best_reference = float(state["best_reference"])
+            self.best_clean = float(state["best_clean"])
+            self.best_generation = int(state["best_generation"])
+            self.best_id = str(state["best_id"])
+        except (KeyError, TypeError, ValueError) as err:
+            problem = f"damaged: {type(err).__name__}: {err}"
+            raise XDreamError(checkpoint_unusable(self.folder.checkpoint, problem)) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scorer.load_state_dict(state["scorer"])
         self.references.load_state_dict(state["references"])

@@ -573,11 +573,10 @@ class MultiExperiment:
     @classmethod
     def resume(cls, out: str | Path) -> MultiExperiment:
         """Continue a many-unit run from its folder (each unit from its own checkpoint)."""
-        from xdream import config as config_mod
-        from xdream.records import raise_if_disk_full
+        from xdream.records import RunFolder, raise_if_disk_full
 
         try:
-            return cls.from_config(config_mod.load(Path(out) / "config.yaml"), out, resume=True)
+            return cls.from_config(RunFolder(out).load_config(), out, resume=True)
         except BaseException as err:  # a unit's error names its own folder; resume takes this
             raise_if_disk_full(err, Path(out))
             raise

@@ -62,7 +62,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import h5py
 import numpy as np
@@ -70,6 +70,7 @@ import numpy.typing as npt
 import torch
 
 from xdream.errors import (
+    ConfigError,
     DiskFullError,
     FolderInUseError,
     RecordUnreadableError,
@@ -77,6 +78,9 @@ from xdream.errors import (
     XDreamError,
 )
 from xdream.types import Images
+
+if TYPE_CHECKING:
+    from xdream.config import Config
 
 _deflate: types.ModuleType
 try:  # Intel ISA-L's deflate: the same zlib streams, about 4x faster at level 1
@@ -278,13 +282,34 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (only open your own files)."""
+    """Read a checkpoint written by :func:`save_checkpoint` (only open your own files).
+
+    A damaged file (unpickling bytes that are not a pickle raises almost anything) is one
+    :class:`~xdream.errors.XDreamError` that says what can be done."""
+    path = Path(path)
     try:
         with open(path, "rb") as fh:
-            state: dict[str, Any] = pickle.load(fh)
-    except (OSError, pickle.UnpicklingError, EOFError) as err:
-        raise XDreamError(f"cannot read checkpoint {str(path)!r}: {err}") from None
-    return state
+            state = pickle.load(fh)
+    except OSError as err:
+        problem = f"{type(err).__name__}: {err.strerror or err}"
+    except Exception as err:  # garbage gives ValueError, KeyError, EOFError, ...
+        problem = f"damaged: {type(err).__name__}: {err}"
+    else:
+        if isinstance(state, dict):
+            return state
+        problem = f"damaged: it holds a {type(state).__name__}, not a checkpoint"
+    raise XDreamError(checkpoint_unusable(path, problem))
+
+
+def checkpoint_unusable(path: Path, problem: str) -> str:
+    """The message for a ``checkpoint.pkl`` that cannot be used: what is wrong, what to do."""
+    run = path.parent
+    return (
+        f"cannot read checkpoint {str(path)!r} ({problem}). The run cannot continue without "
+        "it (it holds the optimiser's and the random streams' state): put back a copy from a "
+        "backup if you have one. The records so far stay readable (xdream.records.read("
+        f"{str(run)!r}), `xdream report {run}`); otherwise start a new run with another --out."
+    )
 
 
 # --------------------------------------------------------------------------- the folder
@@ -380,8 +405,50 @@ class RunFolder:
             np.savez(fh, **rec.to_arrays())  # type: ignore[arg-type]
 
     def read_journal(self, generation: int) -> GenerationRecord:
-        with np.load(self.journal_path(generation), allow_pickle=False) as a:
-            return GenerationRecord.from_arrays(a)
+        """One generation from the journal; a damaged file is one clear
+        :class:`~xdream.errors.XDreamError` naming it."""
+        path = self.journal_path(generation)
+        try:
+            with open(path, "rb") as fh:
+                if fh.read(4) != b"PK\x03\x04":  # np.savez writes a zip archive
+                    raise _NotNpz
+                fh.seek(0)
+                with np.load(fh, allow_pickle=False) as a:
+                    return GenerationRecord.from_arrays(a)
+        except _NotNpz:
+            problem = "not an .npz archive"
+        except FileNotFoundError:
+            problem = "missing"
+        except Exception as err:  # a torn zip: BadZipFile, EOFError, KeyError, ...
+            problem = f"{type(err).__name__}: {err}"
+        raise XDreamError(
+            f"journal file {str(path)!r} is damaged ({problem}), so record.h5 cannot be rebuilt "
+            "from the journal and the run cannot resume. Put back a "
+            "copy of the file from a backup if you have one. Otherwise the records so far stay "
+            f"readable as last written (xdream.records.read({str(self.path)!r}), `xdream "
+            f"report {self.path}`), and a new run starts with another --out."
+        )
+
+    def load_config(self) -> Config:
+        """The folder's ``config.yaml``, validated; an empty or damaged one is one clear
+        :class:`~xdream.errors.XDreamError` that says how to put it back."""
+        from xdream import config as config_mod
+
+        if not self.config.exists():
+            return config_mod.load(self.config)  # MissingFileError
+        try:
+            empty = not self.config.read_text(encoding="utf-8").strip()
+            if not empty:
+                return config_mod.load(self.config)
+            problem = "it is empty"
+        except (ConfigError, UnicodeDecodeError) as err:
+            problem = " ".join(str(err).split())  # a YAML error's lines, on one line
+        raise XDreamError(
+            f"cannot use {str(self.config)!r}, which defines the experiment: {problem}. Put "
+            "back the resolved configuration the run was started with: record.h5 keeps a copy "
+            f"(xdream.records.read({str(self.path)!r}).config, written back with yaml.safe_dump "
+            "into config.yaml), or copy the config.yaml of a backup."
+        )
 
     def journal_generations(self) -> list[int]:
         """The generations that have a file in the journal, in order."""
@@ -430,6 +497,10 @@ class RunFolder:
     def drop_journal(self) -> None:
         """Remove the journal once the record is complete and closed."""
         shutil.rmtree(self.journal, ignore_errors=True)
+
+
+class _NotNpz(Exception):
+    """A journal file that does not start like a zip archive."""
 
 
 # --------------------------------------------------------------------------- a full disk
@@ -676,17 +747,21 @@ def reconcile(
         have, problem = None, f"record.h5 was unreadable ({err})"
     if all(folder.journal_path(g).exists() for g in range(generations)):
         notes = [problem] if problem else []
+        rebuilt = H5Record(folder.path / ".record.h5.rebuild")
+        try:  # record.h5 is left as it is until the rebuild is complete
+            rebuilt.initialise(code_dim, config, version)
+            for start in range(0, generations, REBUILD_CHUNK):  # one HDF5 write per chunk
+                chunk = range(start, min(start + REBUILD_CHUNK, generations))
+                rebuilt.append(*(folder.read_journal(g) for g in chunk))
+        except BaseException:
+            rebuilt.path.unlink(missing_ok=True)
+            raise
         if have is None and folder.record.exists():
             aside = folder.path / f"record.h5.unreadable-{int(time.time())}"
             folder.record.rename(aside)
             notes.append(f"kept it as {aside.name}")
         if have is not None and have > generations:
             notes.append(f"cut {have - generations} unfinished generation(s)")
-        rebuilt = H5Record(folder.path / ".record.h5.rebuild")
-        rebuilt.initialise(code_dim, config, version)
-        for start in range(0, generations, REBUILD_CHUNK):  # one HDF5 write per chunk
-            chunk = range(start, min(start + REBUILD_CHUNK, generations))
-            rebuilt.append(*(folder.read_journal(g) for g in chunk))
         os.replace(rebuilt.path, folder.record)
         return "; ".join(
             [*notes, f"record.h5 rebuilt from the journal ({generations} generations)"]

@@ -56,12 +56,11 @@ def load_generator(run: str | Path, record: records.Record | None = None) -> Gen
     Runs built in Python (no ``config.yaml``) fall back to the generator named in the record
     with default parameters, refused if its code dimension differs from the recorded codes.
     """
-    from xdream import config as config_mod
     from xdream import generators
 
     folder = records.RunFolder(run)
     if folder.config.exists():
-        spec = dict(config_mod.load(folder.config).generator)
+        spec = dict(folder.load_config().generator)
     else:
         record = record or records.read(run)
         name = record.config.get("generator")
