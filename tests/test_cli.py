@@ -337,3 +337,66 @@ def test_render_of_a_run_with_an_empty_config_says_so(
     err = capsys.readouterr().err
     assert "config.yaml" in err and "it is empty" in err and "no config.yaml" not in err
     assert "record.h5 keeps a copy" in err
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "change"),
+    [
+        ("channel: 3", "channel: 7", "target.channel: 3 -> 7"),
+        ("  size: 32", "  size: 64", "generator.size: 32 -> 64"),
+        ("seed: 3", "seed: 4", "experiment.seed: 3 -> 4"),
+        ("population_size: 12", "population_size: 10", "optimizer.population_size: 12 -> 10"),
+        ("n_references: 3", "n_references: 2", "experiment.n_references: 3 -> 2"),
+    ],
+)
+def test_resume_refuses_a_config_that_changed_what_defines_the_experiment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], before: str, after: str, change: str
+) -> None:
+    """Editing channel 3 to 7 in a killed run's config.yaml resumed (exit 0) into a record
+    whose first generations scored channel 3 and whose summary said channel 7."""
+    from tests.test_experiment import folder_contents
+
+    run = killed_run(tmp_path / "run")
+    saved = (run / "config.yaml").read_text()
+    assert saved.count(before) == 1
+    (run / "config.yaml").write_text(saved.replace(before, after))
+    contents = folder_contents(run)
+    capsys.readouterr()
+    assert main(["resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert change in err and "Put the old value back in config.yaml" in err
+    assert "another folder" in err and "experiment.generations" in err  # what may change
+    assert folder_contents(run) == contents
+    (run / "config.yaml").write_text(saved)  # the old value back: it resumes
+    assert main(["resume", str(run)]) == 0
+
+
+def test_resume_takes_a_longer_budget_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The budget may change between sessions: a 6-generation run killed after 4 and resumed
+    with 8 ends with the records of an 8-generation run."""
+    full = write(tmp_path / "full.toml", FAST_RUN.format(generations=8))
+    assert main(["run", str(full), "--out", str(tmp_path / "full")]) == 0
+    run = killed_run(tmp_path / "run", generations=6, done=4)
+    saved = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(saved.replace("generations: 6", "generations: 8"))
+    capsys.readouterr()
+    assert main(["resume", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "config.yaml changed since the last session" in out
+    assert "experiment.generations: 6 -> 8" in out
+    assert_same_records(tmp_path / "full", run)
+
+
+def test_a_checkpoint_without_its_config_resumes_as_before(tmp_path: Path) -> None:
+    """Checkpoints written before the config was stored in them carry nothing to compare."""
+    import pickle
+
+    run = killed_run(tmp_path / "run")
+    state = pickle.loads((run / "checkpoint.pkl").read_bytes())
+    assert state.pop("config")["target"]["channel"] == 3
+    (run / "checkpoint.pkl").write_bytes(pickle.dumps(state))
+    saved = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(saved.replace("record_interval: 2.0", "record_interval: 0"))
+    assert main(["resume", str(run)]) == 0

@@ -281,3 +281,31 @@ def test_one_experiment_refuses_a_many_unit_config_and_a_folder_holds_one_run(
     with pytest.raises(XDreamError, match="already holds an experiment"):
         Experiment.from_config(single, tmp_path / "many").run()  # one unit into a many-unit run
     assert config.load(tmp_path / "many" / "config.yaml").targets  # left as it was
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"targets": [{"channels": [0, 4]}]}, "no longer names blocks.0_c005"),
+        ({"generator": {"name": "pixels", "size": 32, "code_size": 4}}, "generator.code_size"),
+    ],
+)
+def test_a_many_unit_resume_refuses_a_config_that_changed_its_units(
+    tmp_path: Path, edit: dict[str, Any], message: str
+) -> None:
+    """Each unit's checkpoint holds its config; the run's config.yaml must name the same
+    units (a unit dropped would stay unfinished, one added would start late)."""
+    cfg = config.from_dict({**small_config(generations=3), "targets": [{"channels": [0, 5]}]})
+    stopped = MultiExperiment.from_config(cfg, tmp_path / "part")
+    for e in stopped.experiments:
+        e._start()
+    stopped.step()
+    stopped.release_folders()
+    edited = config.from_dict({**cfg.to_dict(), **edit})
+    config.dump_yaml(edited, tmp_path / "part" / "config.yaml")
+    with pytest.raises(XDreamError, match=re.escape(message)):
+        MultiExperiment.resume(tmp_path / "part")
+    config.dump_yaml(cfg, tmp_path / "part" / "config.yaml")
+    resumed = MultiExperiment.resume(tmp_path / "part")
+    assert [e.generation for e in resumed.experiments] == [1, 1]
+    resumed.release_folders()

@@ -172,8 +172,19 @@ def cmd_resume(args: argparse.Namespace, console: Any) -> int:
         return run_many(None, out, console)
     experiment = Experiment.resume(out)
     console.print(f"resuming {out} at generation {experiment.generation}", highlight=False)
+    print_config_changes(experiment.config_changes, console)
     _report(_run_experiment(experiment, console), out, console)
     return 0
+
+
+def print_config_changes(changes: Sequence[str], console: Any) -> None:
+    """Say which changes of config.yaml since the last session take effect on resume."""
+    if changes:
+        console.print(
+            f"config.yaml changed since the last session, taking effect now: {'; '.join(changes)}",
+            highlight=False,
+            markup=False,
+        )
 
 
 def cmd_list(args: argparse.Namespace, console: Any) -> int:

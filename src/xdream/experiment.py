@@ -76,6 +76,36 @@ INIT_CODES_FILE = "init_codes.npy"
 
 _HOST = socket.gethostname()
 
+CHANGEABLE = {
+    "experiment": ("generations", "presentations", "record_interval", "batch_size", "tf32"),
+    "target": ("batch_size", "device"),
+    "rig": ("timeout", "on_timeout", "poll_interval", "settle"),
+}
+"""Config keys that may change between the sessions of a run (``xdream resume`` after an edit
+of ``config.yaml``): the budget, how often ``record.h5`` is written, batch sizes, the device
+and TF32, and the rig's waiting. Every other key defines the experiment, and a change to it is
+refused: the records would mix two experiments."""
+CHANGEABLE_KEYS = tuple(f"{section}.{key}" for section, keys in CHANGEABLE.items() for key in keys)
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The differences between two resolved configs (:meth:`Config.to_dict`), each as
+    ``"section.key: old -> new"``: those of keys that define the experiment, and those of
+    :data:`CHANGEABLE` keys."""
+    defining: list[str] = []
+    allowed: list[str] = []
+
+    def compare(a: Any, b: Any, key: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in dict.fromkeys([*a, *b]):
+                compare(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
+        elif a != b:
+            change = f"{key}: {a!r} -> {b!r}"
+            (allowed if key in CHANGEABLE_KEYS else defining).append(change)
+
+    compare(old, new, "")
+    return defining, allowed
+
 
 @functools.cache
 def _record_writer() -> ThreadPoolExecutor:
@@ -289,6 +319,9 @@ class Experiment:
         self._deferred: list[Callable[[], None]] = []  # run when the scorer is idle
         self._writing: Future[None] | None = None  # records in the background thread
         self._flushed_at = float("-inf")
+        self.config_changes: list[str] = []
+        """Changes of :data:`CHANGEABLE` config keys since the checkpoint's session (set by
+        :meth:`restore`), ``"section.key: old -> new"``."""
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -386,6 +419,7 @@ class Experiment:
             "optimizer": self.optimizer.state_dict(),
             "scorer": self.scorer.state_dict(),
             "references": self.references.state_dict(),
+            "config": None if self.config is None else self.config.to_dict(),
         }
 
     def restore(self) -> str:
@@ -401,6 +435,7 @@ class Experiment:
         state = None  # read, and checked, before anything in the folder is touched
         if self.folder.checkpoint.exists():
             state = load_checkpoint(self.folder.checkpoint)
+            self.config_changes = self._check_config(state.get("config"))
         else:
             self._refuse_lost_checkpoint()
         self.folder.remove_temporaries()  # half-written files of an interrupted atomic write
@@ -431,6 +466,23 @@ class Experiment:
         self._started = True
         self._tick = time.perf_counter()
         return note
+
+    def _check_config(self, saved: Any) -> list[str]:
+        """Refuse to continue a checkpoint written under a config that differs in a key that
+        defines the experiment; returns the changes of :data:`CHANGEABLE` keys. Checkpoints
+        of experiments built in Python, or written before the config was stored, pass."""
+        if not isinstance(saved, dict) or self.config is None:
+            return []
+        defining, allowed = config_changes(saved, self.config.to_dict())
+        if defining:
+            raise XDreamError(
+                f"cannot resume {str(self.folder.path)!r}: its configuration changed since the "
+                f"run started ({'; '.join(defining)}), and continuing would mix two experiments "
+                "in one record. Put the old value back in config.yaml, or start a new run with "
+                "the new one (`xdream run CONFIG --out` another folder). Keys that may change "
+                f"between sessions: {', '.join(CHANGEABLE_KEYS)}."
+            )
+        return allowed
 
     def _refuse_lost_checkpoint(self) -> None:
         """Raise unless a folder without ``checkpoint.pkl`` is one killed in its first

@@ -546,6 +546,8 @@ class MultiExperiment:
         experiments: list[Experiment] = []
         try:
             units = units_of(config)
+            if resume:
+                _check_units(out, units)
             multi = shared_scorer(config, units, **options)
             gen_params = {k: v for k, v in config.generator.items() if k != "name"}
             generator = generators.make(config.generator["name"], **gen_params)
@@ -661,6 +663,32 @@ class MultiExperiment:
             self._lock.release()
 
 
+def _check_units(out: Path, units: Sequence[Unit]) -> None:
+    """Refuse to resume a many-unit run whose config names other units than it ran: a unit
+    dropped from ``[[targets]]`` would stop unfinished, one added would start late."""
+    folders = out / "units"
+    ran = (
+        {p.name for p in folders.iterdir() if (p / "config.yaml").exists()}
+        if folders.is_dir()
+        else set()
+    )
+    named = [u.label for u in units]
+    removed = sorted(ran - set(named))
+    # units' folders are all made before the first generation: a missing one is new if any
+    # unit has a checkpoint
+    started = any((folders / name / "checkpoint.pkl").exists() for name in ran)
+    added = [name for name in named if name not in ran] if started else []
+    if removed or added:
+        changes = [f"no longer names {', '.join(removed)}"] if removed else []
+        changes += [f"adds {', '.join(added)}"] if added else []
+        raise XDreamError(
+            f"cannot resume {str(out)!r}: its config.yaml's [[targets]] {' and '.join(changes)} "
+            "since the run started, and resuming would leave units unfinished or start new ones "
+            "late. Put back the units the run started with, or run the new units as a new run "
+            "with another --out."
+        )
+
+
 def _unit_view(scorer: Scorer) -> UnitView:
     """The :class:`UnitView` inside a (possibly noise-wrapped) scorer."""
     while not isinstance(scorer, UnitView):
@@ -745,6 +773,10 @@ def run_many(config: Any, out: Path, console: Any) -> int:
             f"resuming {len(multi.experiments)} units in {out} at generation {multi.generation}",
             highlight=False,
         )
+        from xdream.cli import print_config_changes
+
+        changes = [c for e in multi.experiments for c in e.config_changes]
+        print_config_changes(list(dict.fromkeys(changes)), console)
     else:
         if (out / "config.yaml").exists():  # units/ alone: killed before anything was written
             kind = "a many-unit run" if is_multi_folder(out) else "an experiment"
