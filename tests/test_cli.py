@@ -400,3 +400,39 @@ def test_a_checkpoint_without_its_config_resumes_as_before(tmp_path: Path) -> No
     saved = (run / "config.yaml").read_text()
     (run / "config.yaml").write_text(saved.replace("record_interval: 2.0", "record_interval: 0"))
     assert main(["resume", str(run)]) == 0
+
+
+def test_a_run_into_a_folder_with_the_users_images_refuses_and_keeps_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "best.png").write_text("mine")
+    (out / "summary.json").write_text("mine")
+    cfg = write(tmp_path / "run.toml", FAST_RUN.format(generations=1))
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "best.png" in err and "summary.json" in err and "another output folder" in err
+    assert (out / "best.png").read_text() == "mine"
+    assert (out / "summary.json").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == [".xdream.lock", "best.png", "summary.json"]
+
+
+def test_every_file_that_runs_reports_and_renders_write_is_protected(tmp_path: Path) -> None:
+    """RunFolder.OUTPUTS, which a new run refuses to write over, names every file and folder
+    that a run (one unit or many), `xdream report` and `xdream render` write."""
+    from xdream.records import LOCK_FILE, RunFolder
+
+    one = tmp_path / "one"
+    cfg = write(tmp_path / "one.toml", FAST_RUN.format(generations=1))
+    many = write(tmp_path / "many.toml", FAST_RUN.format(generations=1) + "\n[[targets]]\n")
+    many.write_text(many.read_text() + "channels = [1, 2]\n")
+    assert main(["run", str(cfg), "--out", str(one)]) == 0
+    assert main(["run", str(many), "--out", str(tmp_path / "many")]) == 0
+    assert main(["report", str(one)]) == 0
+    assert main(["report", str(tmp_path / "many")]) == 0
+    assert main(["render", str(one), "--ids", "best"]) == 0
+    written = {p.name for run in (one, tmp_path / "many") for p in run.iterdir()}
+    assert written - {LOCK_FILE} <= set(RunFolder.OUTPUTS), written
+    assert {"config.yaml", "record.h5", "units", "units.csv", "renders"} <= written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -692,3 +693,32 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path: Path) -
     assert resumed.generation == 0
     resumed.run()
     assert_same_records(tmp_path / "full", run)
+
+
+@pytest.mark.parametrize("name", [*records.RunFolder.OUTPUTS, "record.h5.unreadable-17"])
+def test_a_new_run_refuses_a_folder_holding_what_a_run_writes(tmp_path: Path, name: str) -> None:
+    """Only checkpoint.pkl, record.h5, config.yaml and units/ protected a folder: a run into
+    one holding the user's best.png or summary.json replaced them."""
+    out = tmp_path / "out"
+    out.mkdir()
+    path = out / name
+    if "." in name:
+        path.write_text("mine")
+    else:  # a folder: one file in it
+        path.mkdir()
+        (path / "mine.txt").write_text("mine")
+    before = folder_contents(out)
+    with pytest.raises(XDreamError, match=re.escape(name)) as caught:
+        tiny_experiment(out, generations=1).run()
+    assert "choose another output folder" in str(caught.value).lower()
+    assert folder_contents(out) == before
+
+
+def test_a_new_run_takes_a_folder_with_unrelated_files_or_empty_folders(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "images").mkdir(parents=True)  # empty: nothing to overwrite
+    (out / "journal").mkdir()
+    (out / "notes.txt").write_text("mine")
+    tiny_experiment(out, generations=1).run()
+    assert (out / "notes.txt").read_text() == "mine"
+    assert len(records.read(out).best_per_generation) == 1

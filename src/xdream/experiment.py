@@ -728,12 +728,7 @@ class Experiment:
     def _start(self) -> None:
         self._hold_folder()
         try:
-            held = (self.folder.checkpoint, self.folder.record, self.folder.config)
-            if any(f.exists() for f in held) or (self.folder.path / "units").is_dir():
-                raise XDreamError(
-                    f"{str(self.folder.path)!r} already holds an experiment. Continue it with "
-                    f"`xdream resume {self.folder.path}` or choose another output folder."
-                )
+            self.folder.refuse_outputs()  # nothing of an earlier run's, or the user's, is lost
             self.folder.create()
             self._initialise_record()
             self.scorer.bind(self.folder.path)

@@ -545,6 +545,8 @@ class MultiExperiment:
         lock = RunFolder(out).lock()  # a second process stops here, naming this folder
         experiments: list[Experiment] = []
         try:
+            if not resume:  # a bare units/ is a run killed before its units' folders: it starts
+                _refuse_outputs(out)
             units = units_of(config)
             if resume:
                 _check_units(out, units)
@@ -661,6 +663,20 @@ class MultiExperiment:
             e.release_folder()
         if self._lock is not None:
             self._lock.release()
+
+
+def _refuse_outputs(out: Path) -> None:
+    """Refuse a new many-unit run into a folder holding what a run writes, but a ``units/``
+    whose unit folders hold no experiment yet (killed before the first generation)."""
+    from xdream.records import RunFolder
+
+    folder = RunFolder(out)
+    units = out / "units"
+    if units.is_dir() and not any((p / "config.yaml").exists() for p in units.iterdir()):
+        if [f for f in folder.outputs_present() if f != "units/"]:
+            folder.refuse_outputs()
+        return
+    folder.refuse_outputs()
 
 
 def _check_units(out: Path, units: Sequence[Unit]) -> None:

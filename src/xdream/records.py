@@ -347,6 +347,57 @@ class RunFolder:
         self.images = self.path / "images"
         self.journal = self.path / "journal"
 
+    OUTPUTS = (
+        "config.yaml",
+        "record.h5",
+        "checkpoint.pkl",
+        "summary.json",
+        "best.png",
+        "images",
+        "journal",
+        "init_codes.npy",  # xdream.experiment.INIT_CODES_FILE
+        "units",  # a many-unit run's experiments (xdream.multi)
+        "units.csv",
+        "rig",  # a [rig] target's journal, status, log and backups
+        "report.html",  # xdream report (xdream.report.REPORT_FILE, FIGURES_DIR)
+        "report",
+        "renders",  # xdream render's default output folder
+    )
+    """What experiments, their reports and renders write in an experiment folder (besides
+    :data:`LOCK_FILE` and ``record.h5.unreadable-*``): a new run refuses a folder that holds
+    any of them (:meth:`outputs_present`)."""
+
+    def outputs_present(self) -> list[str]:
+        """The files (and folders that are not empty) in this folder that a run, a report or
+        a render writes, which a new run would overwrite or mix with its own."""
+        found = []
+        for name in self.OUTPUTS:
+            path = self.path / name
+            if path.is_dir():
+                if any(path.iterdir()):
+                    found.append(f"{name}/")
+            elif path.exists():
+                found.append(name)
+        found += sorted(p.name for p in self.path.glob("record.h5.unreadable-*"))
+        return found
+
+    def refuse_outputs(self) -> None:
+        """Raise unless the folder is free for a new run (:meth:`outputs_present`): missing,
+        empty, or holding only files that no experiment writes."""
+        found = self.outputs_present()
+        if not found:
+            return
+        held = {"config.yaml", "record.h5", "checkpoint.pkl", "units/"} & set(found)
+        if held:
+            raise XDreamError(
+                f"{str(self.path)!r} already holds an experiment ({', '.join(found)}). "
+                f"Continue it with `xdream resume {self.path}` or choose another output folder."
+            )
+        raise XDreamError(
+            f"{str(self.path)!r} holds files that a run writes ({', '.join(found)}), which it "
+            "would overwrite. Choose another output folder (--out), or move them away first."
+        )
+
     def lock(self) -> FolderLock:
         """Hold the folder for this process while it runs the experiment, so that a second
         process (``xdream resume`` of a run that is still going) stops with a
