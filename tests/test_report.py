@@ -416,3 +416,32 @@ def test_render_errors(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "no image 'gen001_00004'" in err and "Did you mean" in err
     with pytest.raises(XDreamError, match="not a valid reference id"):
         render(run, ["ref_nonsense"])
+
+
+def test_a_finished_runs_unreadable_record_gets_true_advice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """report and render advised `xdream resume`, which cannot rebuild a finished run's
+    record.h5 (its journal was removed at the end) and failed."""
+    from xdream.errors import RecordUnreadableError
+
+    run = tmp_path / "runs" / "done"
+    tiny_experiment(run, generations=2).run()
+    assert not (run / "journal").exists()
+    (run / "record.h5").write_bytes(b"\x89HDF garbage from a bad disk")
+    for command in (["report", str(run)], ["render", str(run), "--ids", "best"]):
+        capsys.readouterr()
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "cannot read the records" in err and "a finished run's journal is removed" in err
+        assert "rebuilds record.h5" not in err and "backup" in err
+    with pytest.raises(RecordUnreadableError, match="a finished run's journal is removed"):
+        tiny_experiment(run, generations=2).restore()
+    torn_record(tmp_path / "runs" / "killed")  # journal complete: resume does rebuild it
+    summary = json.loads((tmp_path / "runs" / "killed" / "summary.json").read_text())
+    (tmp_path / "runs" / "killed" / "summary.json").write_text(
+        json.dumps({**summary, "status": "stopped"})
+    )
+    page = html.unescape(report.write_report(tmp_path / "runs").read_text())
+    assert "cannot be rebuilt (its journal is gone): restore a backup" in page
+    assert f"xdream resume {tmp_path / 'runs' / 'killed'} rebuilds it" in page

@@ -774,8 +774,32 @@ def unreadable(run: Path, err: BaseException) -> RecordUnreadableError:
     """The error for a ``record.h5`` that h5py failed to read with ``err``: what failed and
     how to recover."""
     return RecordUnreadableError(
-        f"cannot read the records in {str(run)!r} ({type(err).__name__}: {err}). If the run "
-        f"was killed, `xdream resume {run}` rebuilds record.h5 from its journal."
+        f"cannot read the records in {str(run)!r} ({type(err).__name__}: {err}). "
+        f"{rebuild_advice(run)}."
+    )
+
+
+def rebuild_advice(run: Path) -> str:
+    """What can be done about an unreadable ``record.h5`` in ``run``: ``xdream resume``
+    rebuilds it where the journal holds every generation from the first (a killed run); a
+    finished run's journal is gone (it is removed at the end), so only a backup helps."""
+    folder = RunFolder(run)
+    journal = folder.journal_generations()
+    if journal and journal == list(range(len(journal))):
+        return f"If the run was killed, `xdream resume {run}` rebuilds record.h5 from its journal"
+    try:
+        finished = read_summary(run).get("status") == "finished"
+    except SummaryUnreadableError:
+        finished = False
+    lost = (
+        "The run finished, and a finished run's journal is removed"
+        if finished
+        else "Its journal is incomplete"
+    )
+    return (
+        f"{lost}, so record.h5 cannot be rebuilt (`xdream resume` cannot either): put back a "
+        "copy from a backup if you have one; summary.json, best.png and images/ do not "
+        "depend on it"
     )
 
 
@@ -818,8 +842,8 @@ def reconcile(
             [*notes, f"record.h5 rebuilt from the journal ({generations} generations)"]
         )
     if have is None:
-        raise XDreamError(
-            f"{problem} in {str(folder.path)!r} and the journal is incomplete: cannot rebuild it"
+        raise RecordUnreadableError(
+            f"{problem} in {str(folder.path)!r}. {rebuild_advice(folder.path)}."
         )
     if have > generations:
         record.truncate(generations)

@@ -541,7 +541,7 @@ def folder_report(
                 problem = f"record unreadable ({err.__cause__.__class__.__name__}): " + (
                     "being written, try again"
                     if run_state(summary) == "running"
-                    else f"xdream resume {run} rebuilds it"
+                    else _rebuild_hint(run)
                 )
         best, ref = summary.get("best_score"), summary.get("best_reference_score")
         entries.append(
@@ -630,6 +630,14 @@ def folder_report(
     out = root / REPORT_FILE
     _write(out, _page(f"xdream: {root.name}", "\n".join(parts), running, refresh))
     return out
+
+
+def _rebuild_hint(run: Path) -> str:
+    """How to recover an unreadable record, short, for a row of the folder report."""
+    advice = records.rebuild_advice(run)
+    if "xdream resume" in advice and "cannot" not in advice:
+        return f"xdream resume {run} rebuilds it"
+    return "cannot be rebuilt (its journal is gone): restore a backup"
 
 
 def _row_status(run: Path, summary: dict[str, Any]) -> str:
