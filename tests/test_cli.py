@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -436,3 +437,41 @@ def test_every_file_that_runs_reports_and_renders_write_is_protected(tmp_path: P
     written = {p.name for run in (one, tmp_path / "many") for p in run.iterdir()}
     assert written - {LOCK_FILE} <= set(RunFolder.OUTPUTS), written
     assert {"config.yaml", "record.h5", "units", "units.csv", "renders"} <= written
+
+
+def test_ctrl_c_names_the_folder_to_resume_and_runs_started_together_get_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run without --out says where it writes, and Ctrl-C says what to resume (it said
+    `xdream resume DIR`); two commands started in the same second get two folders; a
+    command that fails before writing leaves no empty folder behind."""
+    import xdream.cli as cli
+
+    monkeypatch.chdir(tmp_path)
+    config = write(tmp_path / "fast.toml", FAST_RUN.format(generations=3))
+
+    def interrupted(experiment: Any, console: Any) -> Any:
+        experiment.step()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run_experiment", interrupted)
+    assert main(["run", str(config)]) == 130
+    out, err = capsys.readouterr()
+    (folder,) = (tmp_path / "xdream-runs").iterdir()
+    assert f"output folder: {Path('xdream-runs') / folder.name}" in out
+    assert err.strip() == (
+        f"xdream: interrupted; continue with `xdream resume {Path('xdream-runs') / folder.name}`"
+    )
+    assert main(["resume", str(folder)]) == 130
+    assert f"continue with `xdream resume {folder}`" in capsys.readouterr().err
+
+    first, second = cli._default_out("same"), cli._default_out("same")
+    assert first != second and first.is_dir() and second.is_dir()
+    # the same second gives the same name, then "-2"; or the clock turned a second in between
+    assert second.name == f"{first.name}-2" or first.name[:15] != second.name[:15]
+    cli._made.clear()
+
+    before = set((tmp_path / "xdream-runs").iterdir())
+    bad = write(tmp_path / "bad.toml", FAST_RUN.format(generations=3) + "weights = '/no/w.pth'\n")
+    assert main(["run", str(bad)]) == 2
+    assert set((tmp_path / "xdream-runs").iterdir()) == before

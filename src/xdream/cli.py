@@ -57,9 +57,36 @@ def at_least(
     return parse
 
 
-def _default_out(name: str) -> Path:
+_made: list[Path] = []
+"""Output folders :func:`_default_out` made in this process (removed again if still empty
+when the command fails)."""
+
+
+def _default_out(name: str, root: str = "xdream-runs") -> Path:
+    """A new folder ``root/<time>-name`` for a command's output, made here (with ``-2``,
+    ``-3``, ... appended when another command took that name in the same second), so that two
+    commands started together never share one."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("xdream-runs") / f"{stamp}-{name}"
+    base = Path(root) / f"{stamp}-{name}"
+    for n in range(1, 1000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir(parents=True)
+            _made.append(path)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise XDreamError(
+                f"cannot create output folder {str(path)!r}: {err.strerror}; give --out"
+            ) from None
+        return path
+    raise XDreamError(f"too many output folders named {str(base)!r}-N; give --out")
+
+
+def _output(args: argparse.Namespace, out: Path, console: Any) -> None:
+    """Say where a run writes, and how to continue it when it is interrupted."""
+    args.continue_with = f"`xdream resume {out}`"
+    console.print(f"output folder: {out}", highlight=False, markup=False)
 
 
 def _run_experiment(experiment: Any, console: Any) -> dict[str, Any]:
@@ -143,6 +170,7 @@ def cmd_demo(args: argparse.Namespace, console: Any) -> int:
         highlight=False,
     )
     experiment = Experiment.from_config(cfg, out)
+    _output(args, out, console)
     _report(_run_experiment(experiment, console), out, console)
     return 0
 
@@ -156,8 +184,10 @@ def cmd_run(args: argparse.Namespace, console: Any) -> int:
     if cfg.targets:
         from xdream.multi import run_many
 
+        _output(args, out, console)
         return run_many(cfg, out, console)
     experiment = Experiment.from_config(cfg, out)
+    _output(args, out, console)
     _report(_run_experiment(experiment, console), out, console)
     return 0
 
@@ -166,6 +196,7 @@ def cmd_resume(args: argparse.Namespace, console: Any) -> int:
     from xdream.experiment import Experiment
 
     out = Path(args.dir)
+    args.continue_with = f"`xdream resume {out}`"
     from xdream.multi import is_multi_folder, run_many
 
     if is_multi_folder(out):
@@ -293,13 +324,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=False)
     func: Callable[[argparse.Namespace, Any], int] = args.func
     try:
-        return func(args, console)
+        status = func(args, console)
     except XDreamError as err:
         print(f"xdream: error: {err}", file=sys.stderr)
-        return 2
+        status = 2
     except KeyboardInterrupt:
-        print("xdream: interrupted; continue with `xdream resume DIR`", file=sys.stderr)
-        return 130
+        advice = getattr(args, "continue_with", None)
+        print(
+            "xdream: interrupted" + (f"; continue with {advice}" if advice else ""),
+            file=sys.stderr,
+        )
+        status = 130
+    for path in _made:  # a folder made for a command that wrote nothing into it
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    _made.clear()
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

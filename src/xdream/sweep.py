@@ -283,6 +283,7 @@ def cmd_sweep(args: argparse.Namespace, console: Any) -> int:
     cfg, sweep = load(args.config)
     _require_ray()
     out = Path(args.out) if args.out else _default_out(Path(args.config).stem + "-sweep")
+    args.continue_with = f"`xdream sweep {args.config} --out {out}` (finished runs are kept)"
     rows = run_sweep(cfg, sweep, out, address=args.address, console=console)
     failed = [r for r in rows if r["error"]]
     console.print(

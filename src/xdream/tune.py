@@ -259,6 +259,9 @@ def cmd_tune(args: argparse.Namespace, console: Any) -> int:
     cfg, section = load(args.config)
     _require_optuna()
     out = Path(args.out) if args.out else _default_out(Path(args.config).stem + "-tune")
+    args.continue_with = (
+        f"`xdream tune {args.config} --out {out}` (its finished trials stay in the study)"
+    )
     study = run_tune(
         cfg,
         section,

@@ -105,6 +105,7 @@ def cmd_bench_optimizers(args: argparse.Namespace, console: Any = None) -> int:
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     out = Path(args.out or f"xdream-runs/bench-optimizers{'-quick' if args.quick else ''}")
+    args.continue_with = "the same command (finished tasks are kept)"
     summary = run_benchmark(
         profile,
         out,
