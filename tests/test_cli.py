@@ -95,9 +95,17 @@ def test_resume_of_a_non_experiment_folder(
     assert "not an experiment folder" in capsys.readouterr().err
 
 
-def test_list_and_layers(capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_and_layers(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xdream import weights
+
+    monkeypatch.setenv("COLUMNS", "80")  # piped output: the weight paths wrap, never cut
     assert main(["list"]) == 0
     out = capsys.readouterr().out
+    assert "…" not in out
+    path = str(weights.locate("efficientnet-lite0").path)
+    assert path in "".join(line.split("│")[-2].strip() for line in out.splitlines() if "│" in line)
     for name in (
         "genetic",
         "fdgd",

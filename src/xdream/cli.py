@@ -231,6 +231,9 @@ def cmd_list(args: argparse.Namespace, console: Any) -> int:
     ):
         table = Table(title=title, show_header=False, title_justify="left")
         files = title in ("generators", "networks")
+        table.add_column(no_wrap=True)
+        for _ in range(2 if files else 1):  # wrapped, never cut: the weight paths are the point
+            table.add_column(overflow="fold")
         for name in registry.names():
             row = [name, registry.summary(name)]
             table.add_row(*row, *([weights.locate(name).describe()] if files else []))
