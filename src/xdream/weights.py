@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -163,7 +165,8 @@ class Status:
         if self.found:
             return f"found ({self.origin}): {self.path}"
         if self.path is not None:
-            return f"MISSING: {self.path} ({self.origin}) does not exist"
+            problem = "is a directory" if self.path.is_dir() else "does not exist"
+            return f"MISSING: {self.path} ({self.origin}) {problem}"
         kind = _KNOWN[self.name]
         where = [f'`{self.name} = "/path/to/{kind.files.split()[0]}"` in the weight catalogue']
         where += [str(p) for p in (d() for d in kind.defaults) if p is not None]
@@ -211,6 +214,11 @@ def resolve(name: str, explicit: str | Path | None = None) -> Status:
     )
     if status.path is not None:
         where = "given" if status.origin == "argument" else f"listed in {catalogue_path()}"
+        if status.path.is_dir():
+            raise XDreamError(
+                f"weight file {str(status.path)!r} ({where}) is a directory, not a file. {what} "
+                "Give the path of the file itself."
+            )
         raise MissingFileError(f"weight file {str(status.path)!r} ({where}) does not exist. {what}")
     raise MissingFileError(f"no weight file for {name!r}. {what} {register}")
 
@@ -236,34 +244,123 @@ def sniff(path: str | Path) -> str:
     return "caffe"
 
 
+TORCH_FORMAT = "a file written by torch.save (a zip archive, or a pickle in the legacy format)"
+
+
+def check_file(path: str | Path, what: str) -> Path:
+    """``path`` as a :class:`Path` if it is a non-empty file; else an error naming ``what``."""
+    path = Path(path)
+    if path.is_dir():
+        raise XDreamError(
+            f"weight file {str(path)!r} is a directory, not a file; expected {what}. Give the "
+            "path of the file itself."
+        )
+    if not path.is_file():
+        raise MissingFileError(f"weight file {str(path)!r} does not exist; expected {what}")
+    if path.stat().st_size == 0:
+        raise XDreamError(
+            f"weight file {str(path)!r} is empty (0 bytes); expected {what}. Copy the file again."
+        )
+    return path
+
+
+def _head_description(head: bytes) -> str:
+    """What the first bytes of a file look like, for an error message."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(c.isprintable() or c in "\t\r\n" for c in text):
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        return f"a text file beginning {first[:40]!r}"
+    return f"a file beginning with the bytes {head[:8].hex(' ')}"
+
+
+def _torch_load_problem(err: BaseException) -> str:
+    """What ``torch.load(weights_only=True)`` found wrong, without torch's advice to load unsafely.
+
+    torch suggests ``weights_only=False`` for anything its safe unpickler refuses: that runs
+    arbitrary code from the file, so xdream never repeats it.
+    """
+    text = str(err)
+    unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if unsupported:
+        return (
+            f"it holds Python objects other than tensors ({unsupported.group(1)}): a whole "
+            "pickled model or a training checkpoint, not a state_dict"
+        )
+    if "weights_only" in text or isinstance(err, (KeyError, struct.error, EOFError)):
+        return "it is cut short or damaged"
+    first_line = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return f"it is cut short or damaged ({first_line[:160]})"
+
+
 def load_state_dict_file(path: str | Path, what: str) -> dict[str, Any]:
     """A state_dict saved with ``torch.save``, read with ``weights_only=True`` (no code runs).
 
     A checkpoint that wraps the state_dict under ``"state_dict"`` or ``"model"`` is unwrapped.
-    ``what`` names the expected content in error messages.
+    ``what`` names the expected content in error messages. Every unreadable file (a directory,
+    an empty, text, truncated or damaged file, a pickled model) raises one :class:`XDreamError`
+    naming the file, what was expected and what was found.
     """
-    import pickle
-
     import torch
 
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"weight file {str(path)!r} does not exist; expected {what}")
+    path = check_file(path, what)
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    fix = "Save the weights with torch.save(model.state_dict(), path); copy a truncated file again."
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise XDreamError(
+            f"{str(path)!r} is not {TORCH_FORMAT}: it is {_head_description(head)}. Expected "
+            f"{what}. {fix}"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except Exception as err:  # torch raises many types (KeyError, struct.error...) for one
         raise XDreamError(
-            f"{str(path)!r} cannot be read as a torch state_dict ({first_line[:200]}); expected "
-            f"{what}, saved with torch.save(model.state_dict(), path). A truncated file must be "
-            "copied again; a whole pickled model must be re-saved as its state_dict."
+            f"{str(path)!r} cannot be read as a torch state_dict: {_torch_load_problem(err)}. "
+            f"Expected {what}. {fix}"
         ) from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, dict) or not obj:
+        found = "an empty dict" if isinstance(obj, dict) else f"a {type(obj).__name__}"
         raise XDreamError(
-            f"{str(path)!r} holds a {type(obj).__name__}, not a state_dict (a dict of tensors); "
-            f"expected {what}"
+            f"{str(path)!r} holds {found}, not a state_dict (a dict of tensors); expected {what}"
+        )
+    not_tensor = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if not_tensor:
+        key = not_tensor[0]
+        raise XDreamError(
+            f"{str(path)!r} holds a dict whose entry {str(key)!r} is of type "
+            f"{type(obj[key]).__name__}, not a tensor, so it is not a state_dict; expected {what}"
         )
     return dict(obj)
+
+
+def match_state_dict(
+    expected: dict[str, Any], state: dict[str, Any], path: str | Path, what: str
+) -> None:
+    """Raise an :class:`XDreamError` unless ``state`` has exactly the keys and shapes of
+    ``expected`` (a module's ``state_dict()``); names the first mismatching keys and shapes."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    if not (missing or unexpected or wrong):
+        return
+    found = []
+    if wrong:
+        found.append(f"wrong shapes: {'; '.join(wrong[:3])}" + ("; ..." if len(wrong) > 3 else ""))
+    if missing:
+        found.append(f"{len(missing)} missing keys, first {missing[:4]}")
+    if unexpected:
+        found.append(f"{len(unexpected)} unexpected keys, first {unexpected[:4]}")
+    raise XDreamError(
+        f"{str(path)!r} is not {what}: {', '.join(found)}. Check that the file is the weights "
+        "of this architecture."
+    )

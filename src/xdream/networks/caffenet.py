@@ -169,12 +169,8 @@ def load(module: CaffeNet, path: str | Path, prototxt: str | Path | None = None)
         if prototxt is not None:
             check_deploy_prototxt(prototxt)
         state = state_from_caffemodel(path)
-    missing, unexpected = module.load_state_dict(state, strict=False, assign=True)
-    if missing or unexpected:
-        raise XDreamError(
-            f"{str(path)!r} does not fit CaffeNet: missing {missing[:4]}, unexpected "
-            f"{unexpected[:4]}; expected {FORMATS}"
-        )
+    weights.match_state_dict(module.state_dict(), state, path, f"CaffeNet weights: {FORMATS}")
+    module.load_state_dict(state, assign=True)
 
 
 def caffenet(

