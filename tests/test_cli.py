@@ -82,6 +82,10 @@ def test_missing_config_and_unwritable_out(
 ) -> None:
     assert main(["run", str(tmp_path / "nope.toml")]) == 2
     assert "not found" in capsys.readouterr().err
+    (tmp_path / "adir.toml").mkdir()
+    assert main(["run", str(tmp_path / "adir.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "adir.toml' is a directory" in err and "not found" not in err
     blocker = write(tmp_path / "file", "x")
     cfg = write(tmp_path / "ok.toml", FAST_RUN.format(generations=1))
     assert main(["run", str(cfg), "--out", str(blocker / "sub")]) == 2

@@ -338,6 +338,10 @@ def load(path: str | Path) -> Config:
 def read(path: str | Path) -> dict[str, Any]:
     """Parse a config file into a plain mapping, unvalidated (for tools with extra sections)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"config file {str(path)!r} is a directory; give the .toml or .yaml file itself"
+        )
     if not path.is_file():
         raise MissingFileError(f"config file {str(path)!r} not found")
     try:
