@@ -416,6 +416,11 @@ def test_render_errors(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "no image 'gen001_00004'" in err and "Did you mean" in err
     with pytest.raises(XDreamError, match="not a valid reference id"):
         render(run, ["ref_nonsense"])
+    for size in ("100000", "0", "-5"):
+        assert main(["render", str(run), "--ids", "best", "--size", size]) == 2
+        err = capsys.readouterr().err
+        assert "--size must be a whole number of pixels from 1 to 4096" in err, err
+        assert "Traceback" not in err
 
 
 def test_a_finished_runs_unreadable_record_gets_true_advice(

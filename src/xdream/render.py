@@ -17,6 +17,9 @@ from xdream import records
 from xdream.errors import XDreamError
 from xdream.report import load_generator
 
+MAX_SIZE = 4096
+"""The largest ``size`` that :func:`render` draws (pixels per side)."""
+
 
 def render(
     run: str | Path, ids: list[str], *, out: str | Path | None = None, size: int | None = None
@@ -35,6 +38,12 @@ def render(
         raise XDreamError("give at least one image id (see record.h5 'image_ids'), or 'best'")
     generator = load_generator(run, rec)
     if size is not None:
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_SIZE:
+            raise XDreamError(
+                f"--size must be a whole number of pixels from 1 to {MAX_SIZE} (a {MAX_SIZE} px "
+                f"image takes about {3 * 4 * MAX_SIZE**2 // 2**20} MiB as float32), got {size!r}; "
+                "render at most that size"
+            )
         if "size" not in {f.name for f in dataclasses.fields(generator.params)}:
             raise XDreamError(
                 f"generator {generator.name!r} has no 'size' parameter; render without --size"
