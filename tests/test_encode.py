@@ -205,3 +205,193 @@ def test_experiment_from_encoded_photo_begins_above_random(
     shutil.rmtree(codes)
     rebuilt = Experiment.from_config(_cat_config(generator, str(codes)), tmp_path / "seeded")
     assert rebuilt.init_codes is not None and np.array_equal(rebuilt.init_codes, saved)
+
+
+# --------------------------------------------------------------------------- input images
+def _ramp() -> np.ndarray:
+    """A 16-bit greyscale ramp, mean about half of full scale."""
+    return (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)
+
+
+def _save_mode(path: Path, mode: str) -> float:
+    """Save the ramp as a greyscale image of PIL ``mode``; returns its true mean in [0, 1]."""
+    from PIL import Image
+
+    ramp = _ramp()
+    if mode == "I;16":
+        image = Image.fromarray(ramp)
+    elif mode == "I;16B":
+        image = Image.frombytes("I;16B", (64, 64), ramp.astype(">u2").tobytes())
+    elif mode == "I":
+        image = Image.fromarray(ramp.astype(np.int32))
+    else:
+        image = Image.fromarray(ramp.astype(np.float32) / 65535)
+    image.save(path)
+    assert Image.open(path).mode == mode
+    return float(ramp.mean() / 65535)
+
+
+@pytest.mark.parametrize(
+    ("mode", "suffix"), [("I;16", ".png"), ("I;16B", ".tif"), ("I", ".tif"), ("F", ".tif")]
+)
+def test_16_bit_and_float_greyscale_are_scaled_not_clipped(
+    mode: str, suffix: str, tmp_path: Path
+) -> None:
+    path = tmp_path / f"grey{suffix}"
+    true_mean = _save_mode(path, mode)
+    image = encode.load_image(str(path), (64, 64))
+    assert image.shape == (1, 3, 64, 64)
+    assert float(image.mean()) == pytest.approx(true_mean, abs=0.002)  # was 0.998: clipped
+    torch.testing.assert_close(image[0, 0], image[0, 2])  # grey stays grey
+
+
+def test_16_bit_png_target_keeps_its_brightness(tmp_path: Path) -> None:
+    from PIL import Image
+
+    path = tmp_path / "g16.png"
+    true_mean = _save_mode(path, "I;16")
+    out = tmp_path / "o"
+    args = ["encode", str(path), "--generator", "pixels", "--param", "size=32"]
+    assert main([*args, "--param", "code_size=8", "--steps", "2", "--out", str(out)]) == 0
+    target = np.asarray(Image.open(out / "g16_target.png"), dtype=np.float64) / 255
+    assert target.mean() == pytest.approx(true_mean, abs=0.01)
+
+
+def test_greyscale_out_of_range_is_refused(tmp_path: Path) -> None:
+    from PIL import Image
+
+    floats = tmp_path / "f.tif"
+    Image.fromarray(_ramp().astype(np.float32)).save(floats)  # 0 ... 65520, not [0, 1]
+    with pytest.raises(XDreamError, match=r"f\.tif.*float.*from 0 to 65520.*\[0, 1\]"):
+        encode.load_image(str(floats), (8, 8))
+    ints = tmp_path / "i.tif"
+    Image.fromarray(np.full((4, 4), 100_000, np.int32)).save(ints)
+    with pytest.raises(XDreamError, match=r"i\.tif.*32-bit integer.*0 to 65535"):
+        encode.load_image(str(ints), (8, 8))
+
+
+def test_transparency_is_composited_onto_mid_grey_with_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:, :4, 3] = 255  # left half opaque red, right half transparent
+    path = tmp_path / "rgba.png"
+    Image.fromarray(rgba).save(path)
+    notes: list[str] = []
+    image = encode.load_image(str(path), (8, 8), notes)[0]
+    torch.testing.assert_close(image[:, 4, 1], torch.tensor([1.0, 0.0, 0.0]))
+    torch.testing.assert_close(image[:, 4, 6], torch.full((3,), encode.BACKGROUND))
+    assert len(notes) == 1 and "mid-grey" in notes[0] and "50%" in notes[0]
+    # grey with alpha, and a palette with a transparent entry
+    la = tmp_path / "la.png"
+    Image.fromarray(np.stack([np.full((8, 8), 255, np.uint8), rgba[..., 3]], -1)).save(la)
+    palette = tmp_path / "p.png"
+    Image.fromarray(rgba[..., 3]).convert("P").save(palette, transparency=0)
+    for source in (la, palette):
+        image = encode.load_image(str(source), (8, 8))[0]
+        torch.testing.assert_close(image[:, 4, 6], torch.full((3,), encode.BACKGROUND))
+        torch.testing.assert_close(image[:, 4, 1], torch.ones(3))
+    # an opaque image with an alpha channel gets no note
+    opaque = tmp_path / "opaque.png"
+    Image.new("RGBA", (8, 8), (10, 20, 30, 255)).save(opaque)
+    notes = []
+    encode.load_image(str(opaque), (8, 8), notes)
+    assert notes == []
+    # the command prints the note
+    args = ["encode", str(path), "--generator", "pixels", "--param", "size=16"]
+    assert (
+        main([*args, "--param", "code_size=4", "--steps", "1", "--out", str(tmp_path / "o")]) == 0
+    )
+    assert "composited onto" in capsys.readouterr().out
+
+
+def _png_claiming_size(path: Path, width: int, height: int) -> None:
+    """A 1x1 PNG whose header says ``width`` x ``height`` (Pillow checks the size on open)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13]))
+    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
+    path.write_bytes(bytes(data))
+
+
+def test_a_huge_image_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    huge = tmp_path / "huge.png"
+    _png_claiming_size(huge, 13500, 13500)
+    assert main(["encode", str(huge), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "DecompressionBomb" not in err
+    assert "'" + str(huge) + "' is too large (182,250,000 pixels)" in err
+    assert f"up to {Image.MAX_IMAGE_PIXELS:,} pixels" in err
+    # between Pillow's limit and twice it Pillow only warns: refused all the same
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    Image.new("L", (12, 12)).save(tmp_path / "mid.png")
+    with pytest.raises(XDreamError, match=r"too large \(144 pixels\).*up to 100 pixels"):
+        encode.load_image(str(tmp_path / "mid.png"), (8, 8))
+
+
+# --------------------------------------------------------------------------- options, --out
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--feature-weight", "nan", "--feature-layer", "blocks.2"], "feature weight must be"),
+        (["--feature-weight", "-1", "--feature-layer", "blocks.2"], "feature weight must be"),
+        (["--feature-weight", "inf", "--feature-layer", "blocks.2"], "feature weight must be"),
+        (["--lr", "nan"], "learning rate must be a finite positive"),
+        (["--lr", "inf"], "learning rate must be a finite positive"),
+        (["--lr", "0"], "learning rate must be a finite positive"),
+        (["--steps", "0"], "steps must be a positive integer"),
+        (["--steps", "-3"], "steps must be a positive integer"),
+    ],
+)
+def test_numeric_options_must_be_finite_and_in_range(
+    option: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    assert main(["encode", PHOTO, "--generator", "pixels", *option, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+    with pytest.raises(XDreamError, match=message):
+        kwargs = {"steps": 300, "lr": 0.1, "feature_weight": 1.0}
+        name = option[0].removeprefix("--").replace("-", "_")
+        kwargs[name] = float(option[1]) if name != "steps" else int(option[1])
+        encode.check_options(**kwargs)  # type: ignore[arg-type]
+
+
+def test_encoding_into_a_folder_that_holds_codes_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    for name, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        Image.new("RGB", (16, 16), colour).save(tmp_path / f"{name}.png")
+    out = tmp_path / "o"
+    args = ["--generator", "pixels", "--param", "size=16", "--param", "code_size=4"]
+    args += ["--steps", "2", "--out", str(out)]
+    assert main(["encode", str(tmp_path / "red.png"), *args]) == 0
+    before = (out / "codes.h5").read_bytes()
+    capsys.readouterr()
+    assert main(["encode", str(tmp_path / "blue.png"), *args]) == 2
+    err = capsys.readouterr().err
+    assert f"'{out}' already holds the output of an earlier encode" in err
+    assert "another --out" in err
+    assert (out / "codes.h5").read_bytes() == before  # the first image's codes are kept
+    assert not (out / "blue_target.png").exists()
+    gen = generators.make("pixels", size=16, code_size=4)
+    result = encode.encode(gen, torch.zeros(1, 3, 16, 16), steps=1)
+    with pytest.raises(XDreamError, match="already holds"):  # the Python API too
+        encode.save(out, result, ["blue"], gen)

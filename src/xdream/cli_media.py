@@ -32,17 +32,24 @@ def cmd_encode(args: argparse.Namespace, console: Any) -> int:
     from xdream.precision import tf32_mode
     from xdream.scorers.cnn import resolve_device
 
+    feature_weight = 1.0 if args.feature_weight is None else args.feature_weight
+    encode.check_options(steps=args.steps, lr=args.lr, feature_weight=feature_weight)
+    if args.feature_weight is not None and args.feature_layer is None:
+        raise XDreamError("--feature-weight needs --feature-layer (the layer of the feature loss)")
+    if args.out:
+        encode.check_out(args.out)
     device = resolve_device(args.device)
     generator = generators.make(args.generator, **dict(args.param or [])).to(device)
     names = [encode.image_name(s) for s in args.images]
     if len(set(names)) != len(names):
         raise XDreamError(f"images must have distinct file names, got {names}")
-    images = torch.cat([encode.load_image(s, generator.output_size) for s in args.images])
+    notes: list[str] = []
+    images = torch.cat([encode.load_image(s, generator.output_size, notes) for s in args.images])
+    for note in notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
     features = None
     if args.feature_layer is not None:
         features = encode.LayerFeatures(args.feature_network, args.feature_layer)
-    elif args.feature_weight is not None:
-        raise XDreamError("--feature-weight needs --feature-layer (the layer of the feature loss)")
     console.print(
         f"encoding {len(names)} image(s) into {generator.name} codes ({generator.code_dim} "
         f"entries, {args.steps} steps, on {device})"
@@ -60,7 +67,7 @@ def cmd_encode(args: argparse.Namespace, console: Any) -> int:
             steps=args.steps,
             lr=args.lr,
             features=features,
-            feature_weight=1.0 if args.feature_weight is None else args.feature_weight,
+            feature_weight=feature_weight,
         )
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("xdream-codes") / f"{stamp}-{generator.name}"

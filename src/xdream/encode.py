@@ -12,7 +12,8 @@ reported is the pixel RMSE of the reconstruction in [0, 1] units and its PSNR.
 An encoded folder holds ``codes.h5`` (``codes`` (n, d) float32, ``names``, ``rmse``, ``psnr``,
 attribute ``generator`` = the generator's name and parameters as JSON), the resized targets
 and the reconstructions as PNGs, and ``encode.json`` with the errors. Experiments start from it
-with ``init_codes = "FOLDER"`` in ``[experiment]`` (:func:`load_codes`).
+with ``init_codes = "FOLDER"`` in ``[experiment]`` (:func:`load_codes`). :func:`save` refuses a
+folder that already holds them (:func:`check_out`): a second encode would replace the codes.
 """
 
 from __future__ import annotations
@@ -46,10 +47,26 @@ def generator_spec(generator: Generator) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- images
-def load_image(source: str, size: tuple[int, int]) -> Images:
+BACKGROUND = 0.5
+"""Grey level that transparent pixels are composited onto (mid-grey, as the zero code of the
+pixel generators): a transparent part of an image has no colour of its own to fit."""
+
+
+def max_image_pixels() -> int:
+    """The largest image (in pixels) ``xdream encode`` reads: Pillow's decompression-bomb limit."""
+    from PIL import Image
+
+    return int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
+def load_image(source: str, size: tuple[int, int], notes: list[str] | None = None) -> Images:
     """An image file, or ``skimage:NAME`` (a bundled scikit-image photo), as ``(1, 3, H, W)``.
 
-    The image is centre-cropped to the aspect ratio of ``size`` and resized to it.
+    The image is centre-cropped to the aspect ratio of ``size`` and resized to it. 8-bit images
+    are divided by 255, 16-bit greyscale (Pillow modes ``I;16``, ``I;16B``, ``I``) by 65535;
+    32-bit float greyscale (mode ``F``) must hold values in [0, 1]. Transparent pixels (RGBA,
+    LA, or a palette or colour with a transparent entry) are composited onto mid-grey
+    (:data:`BACKGROUND`); a line saying so is appended to ``notes``.
     """
     from xdream.references import photo
 
@@ -63,14 +80,30 @@ def load_image(source: str, size: tuple[int, int]) -> Images:
                 "skimage:coffee or skimage:rocket"
             ) from None
     else:
+        import warnings
+
         from PIL import Image, UnidentifiedImageError
 
+        if Path(source).is_dir():
+            raise XDreamError(f"image {source!r} is a directory; give image files (PNG or JPEG)")
         try:
-            with Image.open(source) as im:
-                arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            with warnings.catch_warnings():
+                # Pillow warns between its limit and twice it, and raises above: refuse both
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(source) as im:
+                    arr = _rgb_array(im, source, notes)
         except FileNotFoundError:
             raise MissingFileError(f"image {source!r} not found") from None
-        except (UnidentifiedImageError, OSError) as err:
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            found = re.search(r"\((\d+) pixels\)", str(err))
+            raise XDreamError(
+                f"image {source!r} is too large"
+                + (f" ({int(found.group(1)):,} pixels)" if found else "")
+                + f"; xdream encode reads images of up to {max_image_pixels():,} pixels (e.g. "
+                "9000 x 9000). Shrink it first: the fit only sees it at the generator's output "
+                "size."
+            ) from None
+        except (UnidentifiedImageError, OSError, ValueError) as err:
             raise XDreamError(f"cannot read image {source!r} ({err}); give a PNG or JPEG") from None
         img = torch.from_numpy(arr).permute(2, 0, 1)
     _, h, w = img.shape
@@ -85,6 +118,41 @@ def load_image(source: str, size: tuple[int, int]) -> Images:
         img[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False
     )
     return out.clamp(0.0, 1.0)
+
+
+def _rgb_array(im: Any, source: str, notes: list[str] | None) -> npt.NDArray[np.float32]:
+    """``(H, W, 3)`` float32 in [0, 1] from an open PIL image of any mode (:func:`load_image`)."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        grey = np.asarray(im).astype(np.float64)
+        if grey.size and (grey.min() < 0 or grey.max() > 65535):
+            raise XDreamError(
+                f"image {source!r} is a 32-bit integer image with values from {grey.min():.0f} "
+                f"to {grey.max():.0f}; xdream reads integer greyscale as 16-bit (0 to 65535). "
+                "Save it as an 8- or 16-bit PNG."
+            )
+        grey /= 65535.0
+    elif mode == "F":
+        grey = np.asarray(im).astype(np.float64)
+        if not np.isfinite(grey).all() or (grey.size and (grey.min() < 0 or grey.max() > 1)):
+            raise XDreamError(
+                f"image {source!r} is a 32-bit float image with values from {np.nanmin(grey):g} "
+                f"to {np.nanmax(grey):g}; xdream reads float greyscale as values in [0, 1]. "
+                "Rescale it to [0, 1], or save it as an 8- or 16-bit PNG."
+            )
+    else:
+        transparent = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+        if not transparent:
+            return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+        alpha = rgba[..., 3:]
+        if (alpha < 1).any() and notes is not None:
+            notes.append(
+                f"{source}: transparent pixels ({float((alpha < 1).mean()):.0%} of the image) "
+                f"were composited onto mid-grey ({BACKGROUND})"
+            )
+        return (rgba[..., :3] * alpha + BACKGROUND * (1 - alpha)).astype(np.float32)
+    return np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
 
 
 def image_name(source: str) -> str:
@@ -150,6 +218,30 @@ class Encoded:
     losses: npt.NDArray[np.float64]  # (steps,) total loss per step (mean over images)
 
 
+def check_options(*, steps: int, lr: float, feature_weight: float) -> None:
+    """Refuse fitting options that cannot give codes: steps a positive integer, the learning
+    rate a finite positive number, the feature weight a finite number >= 0."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise XDreamError(f"steps must be a positive integer (e.g. 300), got {steps!r}")
+    if (
+        isinstance(lr, bool)
+        or not isinstance(lr, (int, float))
+        or not (math.isfinite(lr) and lr > 0)
+    ):
+        raise XDreamError(
+            f"the learning rate must be a finite positive number (e.g. 0.1), got {lr!r}"
+        )
+    if (
+        isinstance(feature_weight, bool)
+        or not isinstance(feature_weight, (int, float))
+        or not (math.isfinite(feature_weight) and feature_weight >= 0)
+    ):
+        raise XDreamError(
+            "the feature weight must be a finite number >= 0 (e.g. 1; 0 fits pixels only), "
+            f"got {feature_weight!r}"
+        )
+
+
 def encode(
     generator: Generator,
     images: Images,
@@ -179,10 +271,7 @@ def encode(
         raise XDreamError(
             f"images must be a (n, 3, H, W) tensor, got {getattr(images, 'shape', images)}"
         )
-    if not isinstance(steps, int) or steps < 1:
-        raise XDreamError(f"steps must be a positive integer, got {steps!r}")
-    if not lr > 0:
-        raise XDreamError(f"the learning rate must be positive, got {lr!r}")
+    check_options(steps=steps, lr=lr, feature_weight=feature_weight)
     device = generator.device
     h, w = generator.output_size
     targets = images.float().to(device)
@@ -206,6 +295,11 @@ def encode(
     with torch.no_grad():
         recon = generator(codes).clamp(0, 1)
         rmse = (recon - targets).pow(2).mean(dim=(1, 2, 3)).sqrt().double().cpu().numpy()
+    if not (torch.isfinite(codes).all() and np.isfinite(rmse).all()):
+        raise XDreamError(
+            f"the fit diverged (the codes became infinite or NaN at learning rate {lr:g}); "
+            "lower the learning rate (--lr)"
+        )
     psnr = np.array([20 * math.log10(1 / max(r, 1e-12)) for r in rmse])
     return Encoded(
         codes=codes.detach().cpu().numpy().astype(np.float32),
@@ -248,11 +342,33 @@ def _fit(
 
 
 # --------------------------------------------------------------------------- folders
+def check_out(folder: str | Path) -> None:
+    """Refuse an output folder that already holds the output of an encode (or is a file).
+
+    Encoding into it again would replace its ``codes.h5`` and lose the earlier images' codes
+    while their PNGs stayed, so each encode gets a folder of its own.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise XDreamError(
+            f"output folder {str(folder)!r} is a file; give a folder for --out (it is created)"
+        )
+    found = [name for name in (CODES_FILE, "encode.json") if (folder / name).exists()]
+    if found:
+        raise XDreamError(
+            f"output folder {str(folder)!r} already holds the output of an earlier encode "
+            f"({', '.join(found)}); encoding into it again would replace those codes. Give "
+            "another --out, or delete the folder first; to encode several images together, "
+            "name them all in one `xdream encode` command."
+        )
+
+
 def save(folder: str | Path, result: Encoded, names: Sequence[str], generator: Generator) -> Path:
     """Write an encoded folder (see the module docstring); returns its path."""
     from xdream.records import save_png, write_json
 
     folder = Path(folder)
+    check_out(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
