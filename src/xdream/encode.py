@@ -48,8 +48,8 @@ def generator_spec(generator: Generator) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- images
 BACKGROUND = 0.5
-"""Grey level that transparent pixels are composited onto (mid-grey, as the zero code of the
-pixel generators): a transparent part of an image has no colour of its own to fit."""
+"""Grey level that transparent pixels are composited onto (mid-grey, the image of the zero code
+of the ``pixels`` and ``fourier`` generators): a transparent part has no colour of its own."""
 
 
 def max_image_pixels() -> int:
@@ -127,8 +127,9 @@ def _rgb_array(im: Any, source: str, notes: list[str] | None) -> npt.NDArray[np.
         grey = np.asarray(im).astype(np.float64)
         if grey.size and (grey.min() < 0 or grey.max() > 65535):
             raise XDreamError(
-                f"image {source!r} is a 32-bit integer image with values from {grey.min():.0f} "
-                f"to {grey.max():.0f}; xdream reads integer greyscale as 16-bit (0 to 65535). "
+                f"image {source!r} is an integer greyscale image (mode {mode}) with values from "
+                f"{grey.min():.0f} to {grey.max():.0f}; xdream reads integer greyscale as 16-bit "
+                "(0 to 65535). "
                 "Save it as an 8- or 16-bit PNG."
             )
         grey /= 65535.0
