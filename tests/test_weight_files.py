@@ -69,13 +69,23 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("network", sorted(EXPECTED))
-@pytest.mark.parametrize("kind", sorted(BAD_FILES))
+NOT_TORCH = ("empty", "text", "readme")
+"""Files that are not torch files: CaffeNet reads them as caffemodels, whose own parser says
+what is wrong (tests/test_classic_networks.py)."""
+
+
+@pytest.mark.parametrize(
+    ("network", "kind"),
+    [
+        (network, kind)
+        for network in sorted(EXPECTED)
+        for kind in sorted(BAD_FILES)
+        if not (network == "caffenet" and kind in NOT_TORCH)
+    ],
+)
 def test_bad_network_weight_file_is_one_clear_error(
     network: str, kind: str, tmp_path: Path
 ) -> None:
-    if network == "caffenet" and kind in ("empty", "text", "readme"):
-        pytest.skip("not a torch file: read as a caffemodel (tests/test_classic_networks.py)")
     writer, found = BAD_FILES[kind]
     path = tmp_path / f"{kind}.pth"
     writer(path)
