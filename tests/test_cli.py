@@ -65,6 +65,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         ("[experiment]\ngenerations = 3\npresentations = 60\n", "not both"),
         ("[experiment]\ntf32 = 'yes'\n", "'tf32' must be true or false"),
         ("[experiment\n", "cannot parse"),
+        ("[sweep]\nseeds = [0, 1]\n", r"read by `xdream sweep CONFIG`, not by `xdream run`"),
     ],
 )
 def test_bad_config_is_one_clear_line(

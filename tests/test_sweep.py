@@ -68,6 +68,8 @@ def test_plan_is_units_x_optimizers_x_seeds(tmp_path: Path) -> None:
         ({"optimizers": ["genetic", "genetic"]}, "repeat a name"),
         ({"optimizers": ["nope"]}, "nope"),
         ({"cpus_per_task": 0}, "cpus_per_task"),
+        ({"seeds": [0, -1]}, r"\[sweep\] seeds: each must be an integer >= 0, got -1"),
+        ({"seeds": [True]}, r"got true \(a boolean\)"),
     ],
 )
 def test_bad_sweep_sections_are_rejected(section: dict[str, object], message: str) -> None:

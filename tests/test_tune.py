@@ -58,6 +58,8 @@ def _optuna() -> Any:
         ({"params": {"mutation_rate": {"lo": 0}}}, "choices"),
         ({"params": {"selectivity": {"choices": []}}}, "non-empty"),
         ({"params": {"selectivity": {"choices": [1]}}, "trial": 3}, "Did you mean 'trials'"),
+        ({"params": {"selectivity": {"choices": [1]}}, "seeds": [-2]}, r"integer >= 0, got -2"),
+        ({"params": {"selectivity": {"choices": [1]}}, "trials": True}, r"trials must be an"),
     ],
 )
 def test_bad_tune_sections_are_rejected(section: dict[str, Any], message: str) -> None:

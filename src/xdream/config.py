@@ -239,6 +239,11 @@ def from_dict(data: Mapping[str, Any]) -> Config:
     if not isinstance(data, Mapping):
         raise ConfigError(f"a config must be a table of sections, got {type(data).__name__}")
     for key in data:
+        if key in ("sweep", "tune"):
+            raise ConfigError(
+                f"the [{key}] section is read by `xdream {key} CONFIG`, not by `xdream run`; "
+                f"to run the experiment alone, use a copy of the config without [{key}]"
+            )
         if key not in SECTIONS:
             raise ConfigError(
                 f"unknown config section {key!r}.{did_you_mean(str(key), SECTIONS)} "

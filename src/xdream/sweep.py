@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xdream.errors import ConfigError, SummaryUnreadableError, XDreamError, did_you_mean
+from xdream.params import check_seed
 
 if TYPE_CHECKING:  # xdream.multi imports torch: imported where it runs, not by `xdream --help`
     from xdream.multi import Unit
@@ -109,8 +110,10 @@ def parse_section(section: Any, cfg: Any) -> SweepSection:
     if len(set(names)) != len(names):
         raise ConfigError(f"[sweep] optimizers repeat a name ({names}); give each once")
     seeds = section.get("seeds", [cfg.experiment.seed])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+    if not isinstance(seeds, list) or not seeds:
         raise ConfigError(f"[sweep] seeds must be a non-empty list of integers, got {seeds!r}")
+    for seed in seeds:
+        check_seed(seed, "[sweep] seeds: each")
     cpus = section.get("cpus_per_task", 1.0)
     retries = section.get("max_retries", 3)
     if not isinstance(cpus, (int, float)) or cpus <= 0:

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from xdream.errors import ConfigError, XDreamError, did_you_mean
+from xdream.params import check_seed
 
 TUNE_KEYS = ("trials", "seeds", "references", "params", "sampler_seed")
 RANGE_KEYS = ("low", "high", "log", "choices")
@@ -108,12 +109,15 @@ def parse_section(section: Any, cfg: Any) -> TuneSection:
             raise ConfigError(f"[tune.params] {key} needs numbers low < high, got {spec!r}")
         params[key] = dict(spec)
     seeds = section.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+    if not isinstance(seeds, list) or not seeds:
         raise ConfigError(f"[tune] seeds must be a non-empty list of integers, got {seeds!r}")
+    for seed in seeds:
+        check_seed(seed, "[tune] seeds: each")
     for key in ("trials", "references", "sampler_seed"):
         v = section.get(key, 1)
-        if not isinstance(v, int) or v < (0 if key == "sampler_seed" else 1):
-            raise ConfigError(f"[tune] {key} must be a positive integer, got {v!r}")
+        low = 0 if key == "sampler_seed" else 1
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ConfigError(f"[tune] {key} must be an integer >= {low}, got {v!r}")
     return TuneSection(
         params,
         section.get("trials", 20),
