@@ -722,3 +722,21 @@ def test_a_new_run_takes_a_folder_with_unrelated_files_or_empty_folders(tmp_path
     tiny_experiment(out, generations=1).run()
     assert (out / "notes.txt").read_text() == "mine"
     assert len(records.read(out).best_per_generation) == 1
+
+
+def test_config_changes_compare_sections_whole_and_keys_both_versions_know() -> None:
+    """A section added or removed (`[noise]`) is a change; a key that only one xdream version
+    resolves (added or retired between sessions) is not, so an upgrade does not block resume."""
+    from xdream import config
+    from xdream.experiment import config_changes
+
+    old = config.from_dict({}).to_dict()
+    noisy = config.from_dict({"noise": {"name": "gain"}}).to_dict()
+    assert config_changes(old, noisy) == (["noise: None -> {'name': 'gain', 'ns': 0.2}"], [])
+    newer = {section: {**keys, "added_later": 1} for section, keys in old.items()}
+    assert config_changes(old, newer) == ([], [])
+    moved = {**old, "target": {**old["target"], "channel": 9, "device": "cpu"}}
+    assert config_changes(old, moved) == (
+        ["target.channel: 0 -> 9"],
+        [f"target.device: {old['target']['device']!r} -> 'cpu'"],
+    )

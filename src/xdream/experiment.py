@@ -91,13 +91,17 @@ CHANGEABLE_KEYS = tuple(f"{section}.{key}" for section, keys in CHANGEABLE.items
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
     """The differences between two resolved configs (:meth:`Config.to_dict`), each as
     ``"section.key: old -> new"``: those of keys that define the experiment, and those of
-    :data:`CHANGEABLE` keys."""
+    :data:`CHANGEABLE` keys. Keys that only one of them has are not compared: a config
+    resolved by an older or newer xdream may lack a key or hold one since removed (a section
+    that is there or not, such as ``[noise]``, is compared as a whole)."""
     defining: list[str] = []
     allowed: list[str] = []
 
     def compare(a: Any, b: Any, key: str) -> None:
         if isinstance(a, dict) and isinstance(b, dict):
-            for k in dict.fromkeys([*a, *b]):
+            # sections: all of them; within one, a key only one side has came or went with
+            # another xdream version
+            for k in dict.fromkeys([*a, *b]) if not key else [k for k in a if k in b]:
                 compare(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
         elif a != b:
             change = f"{key}: {a!r} -> {b!r}"
