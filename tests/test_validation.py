@@ -247,3 +247,16 @@ def test_command_line_numbers_out_of_range_are_usage_errors(
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_the_default_budget_is_written_out_in_the_resolved_config(tmp_path: Path) -> None:
+    """config.yaml holds every default filled in: no budget means 40 generations, written
+    as such (it said `generations: null`); a presentation budget stays as it was given."""
+    from xdream import config as config_mod
+
+    resolved = config_mod.from_dict({}).to_dict()["experiment"]
+    assert (resolved["generations"], resolved["presentations"]) == (40, None)
+    given = config_mod.from_dict({"experiment": {"presentations": 300}}).to_dict()["experiment"]
+    assert (given["generations"], given["presentations"]) == (None, 300)
+    config_mod.dump_yaml(config_mod.from_dict({}), tmp_path / "config.yaml")
+    assert config_mod.load(tmp_path / "config.yaml").experiment.generations == 40

@@ -90,6 +90,8 @@ class ExperimentSection:
     def __post_init__(self) -> None:
         if self.generations is not None and self.presentations is not None:
             raise ValueError("give either 'generations' or 'presentations', not both")
+        if self.generations is None and self.presentations is None:  # the default, written out
+            object.__setattr__(self, "generations", 40)
         for key in ("generations", "presentations"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or value < 1):
