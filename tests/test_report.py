@@ -450,3 +450,15 @@ def test_a_finished_runs_unreadable_record_gets_true_advice(
     page = html.unescape(report.write_report(tmp_path / "runs").read_text())
     assert "cannot be rebuilt (its journal is gone): restore a backup" in page
     assert f"xdream resume {tmp_path / 'runs' / 'killed'} rebuilds it" in page
+
+
+def test_the_report_of_a_run_without_any_response_has_no_warnings(tmp_path: Path) -> None:
+    """Every response missing (a rig that never answered): the page is written, without
+    NumPy's All-NaN warnings leaking to the terminal."""
+    import warnings
+
+    tiny_experiment(tmp_path / "silent", generations=2, drop=1.0).run()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        page = report.write_report(tmp_path / "silent")
+    assert page.is_file()

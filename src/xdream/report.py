@@ -161,7 +161,7 @@ def score_figure(rec: records.Record, title: str) -> bytes:
 
     gens = np.arange(len(rec.best_per_generation))
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
-    if len(rec.ref_scores):
+    if np.isfinite(rec.ref_scores).any():  # a run without a scored reference has no range
         lo = np.full(len(gens), np.nan)
         hi = np.full(len(gens), np.nan)
         for g in gens:
