@@ -488,3 +488,23 @@ def test_ctrl_c_names_the_folder_to_resume_and_runs_started_together_get_their_o
     bad = write(tmp_path / "bad.toml", FAST_RUN.format(generations=3) + "weights = '/no/w.pth'\n")
     assert main(["run", str(bad)]) == 2
     assert set((tmp_path / "xdream-runs").iterdir()) == before
+
+
+@pytest.mark.parametrize("units", [False, True])
+def test_a_run_killed_while_loading_its_network_says_how_to_start_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], units: bool
+) -> None:
+    """Killed after taking its folder but before writing its config (a many-unit run also
+    after making units/): resume says nothing was recorded and how to start; that works."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".xdream.lock").write_text("pid 1 host h\n")
+    if units:
+        (out / "units").mkdir()
+    assert main(["resume", str(out)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "holds no experiment yet" in err
+    assert f"Start it again with `xdream run CONFIG --out {out}`" in err
+    config = write(tmp_path / "fast.toml", FAST_RUN.format(generations=1))
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["status"] == "finished"

@@ -399,6 +399,7 @@ class Experiment:
         """Rebuild a config-defined experiment from its folder and restore its checkpoint."""
         folder = RunFolder(out)
         if not folder.config.exists():
+            folder.refuse_unstarted()
             raise XDreamError(
                 f"{str(folder.path)!r} is not an experiment folder (no config.yaml). "
                 "Experiments built in Python resume with Experiment(...).restore()."

@@ -480,12 +480,33 @@ class RunFolder:
             f"report {self.path}`), and a new run starts with another --out."
         )
 
+    def stopped_before_writing(self) -> bool:
+        """Whether this folder holds nothing but the lock (and an empty ``units/``): a run
+        stopped while it loaded its network, before it wrote its configuration. Nothing was
+        recorded, and ``xdream run CONFIG --out`` this folder starts it."""
+        if not self.path.is_dir():
+            return False
+        units = self.path / "units"
+        rest = [p for p in self.path.iterdir() if p.name != LOCK_FILE and p != units]
+        return not rest and not (units.is_dir() and any(units.iterdir()))
+
+    def refuse_unstarted(self) -> None:
+        """Raise the error that says how to start a run that stopped before it wrote
+        anything (:meth:`stopped_before_writing`); nothing when it did write."""
+        if self.stopped_before_writing():
+            raise XDreamError(
+                f"{str(self.path)!r} holds no experiment yet: its run stopped before it wrote "
+                "its configuration (while loading the network, say), so nothing was recorded. "
+                f"Start it again with `xdream run CONFIG --out {self.path}`."
+            )
+
     def load_config(self) -> Config:
         """The folder's ``config.yaml``, validated; an empty or damaged one is one clear
         :class:`~xdream.errors.XDreamError` that says how to put it back."""
         from xdream import config as config_mod
 
         if not self.config.exists():
+            self.refuse_unstarted()
             return config_mod.load(self.config)  # MissingFileError
         try:
             empty = not self.config.read_text(encoding="utf-8").strip()
