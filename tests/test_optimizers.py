@@ -468,3 +468,18 @@ def test_nes_radius_learning() -> None:
     codes = floor.ask()
     floor.tell(codes, np.full(len(codes), np.nan))
     np.testing.assert_array_equal(floor.mean, centre)
+
+
+@pytest.mark.parametrize("name", ["fdgd", "nes"])
+def test_a_step_that_overflows_is_blamed_on_the_scores_and_leaves_the_codes(name: str) -> None:
+    """fdgd and nes step in proportion to the raw scores: scores too large for the learning
+    rate are named (the next tell blamed the user's codes for the optimiser's own inf), and
+    the same codes are asked again, so scaled scores can be told."""
+    opt = make(name, dim=8, seed=0)
+    codes = opt.ask()
+    huge = np.linspace(1.0, 2.0, len(codes)) * 1e100
+    with pytest.raises(XDreamError, match=rf"{name}: its step .* \(largest magnitude 2e\+100\)"):
+        opt.tell(codes, huge)
+    np.testing.assert_array_equal(opt.ask(), codes)
+    opt.tell(codes, huge / 1e100)
+    assert np.isfinite(opt.ask()).all()

@@ -183,6 +183,20 @@ class Optimizer(abc.ABC):
     def _load_state(self, state: StateDict) -> None:
         del state
 
+    def _stepped(self, mean: npt.NDArray[np.float64], scores: Scores) -> npt.NDArray[np.float64]:
+        """``mean`` after a step taken in proportion to the scores, refused with a clear error
+        when it left the numbers a code can hold (scores too large for the learning rate)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            fits = bool(np.isfinite(mean.astype(np.float32)).all())
+        if not fits:
+            largest = float(np.nanmax(np.abs(scores))) if np.isfinite(scores).any() else np.nan
+            raise XDreamError(
+                f"{self.name}: its step from this generation's scores (largest magnitude "
+                f"{largest:.3g}) overflowed; {self.name} steps in proportion to the scores, so "
+                "scale them down or lower learning_rate"
+            )
+        return mean
+
     def _check_codes(self, codes: Any, what: str, any_n: bool = False) -> Codes:
         arr = np.asarray(codes, dtype=np.float32)
         if arr.ndim != 2 or arr.shape[1] != self._dim or (not any_n and len(arr) == 0):

@@ -126,7 +126,7 @@ class FDGD(Optimizer):
         if ok.any():
             nu = np.mean(np.abs(d[ok]), axis=1)
             g = np.mean(delta[ok, None] * d[ok] / nu[:, None] ** 2, axis=0)
-            self._mean = self._mean + self._params.learning_rate * g
+            self._mean = self._stepped(self._mean + self._params.learning_rate * g, scores)
         self._sample(step=self._generation + 1)
 
     def _state(self) -> StateDict:

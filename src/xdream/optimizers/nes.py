@@ -133,7 +133,7 @@ class NES(Optimizer):
             r = self._radius
             g = np.mean(f[:, None] * eps, axis=0) / r  # search gradient of the centre
             g_r = float(np.mean(f[:, None] * (eps**2 - 1.0))) / r  # ... and of the radius
-            self._mean = self._mean + self._params.learning_rate * g
+            self._mean = self._stepped(self._mean + self._params.learning_rate * g, scores)
             if self._params.radius_learning_rate > 0:
                 self._radius = max(r + self._params.radius_learning_rate * g_r, MIN_RADIUS)
         self._sample(step=self._generation + 1)
