@@ -740,3 +740,29 @@ def test_config_changes_compare_sections_whole_and_keys_both_versions_know() -> 
         ["target.channel: 0 -> 9"],
         [f"target.device: {old['target']['device']!r} -> 'cpu'"],
     )
+
+
+def test_a_plain_function_scores_and_other_roles_of_the_wrong_kind_are_named(
+    tmp_path: Path,
+) -> None:
+    """`Experiment(generator, my_function, optimizer, out)` runs as with a Scorer; a string
+    where a generator or an optimiser belongs is one clear error, not an AttributeError."""
+    from tests.helpers import RedScorer
+    from xdream.experiment import Experiment
+
+    tiny_experiment(tmp_path / "scorer", generations=2).run()
+    exp = tiny_experiment(tmp_path / "function", generations=2)
+    red = RedScorer()
+    built = Experiment(
+        exp.generator, lambda images, ids: red.score(images, ids), exp.optimizer,
+        tmp_path / "function", generations=2, n_references=4, reference_seed=1, seed=0,
+    )  # fmt: skip
+    summary = built.run()
+    assert summary["target"]["kind"] == "function"
+    a, b = records.read(tmp_path / "scorer"), records.read(tmp_path / "function")
+    np.testing.assert_array_equal(a.codes, b.codes)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    with pytest.raises(XDreamError, match="the generator must be an xdream Generator"):
+        Experiment("pixels", red, exp.optimizer, tmp_path / "x")  # type: ignore[arg-type]
+    with pytest.raises(XDreamError, match=r"the optimizer must be .* got str 'genetic'"):
+        Experiment(exp.generator, red, "genetic", tmp_path / "x")  # type: ignore[arg-type]

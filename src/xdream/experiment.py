@@ -67,8 +67,8 @@ from xdream.records import (
     write_json,
 )
 from xdream.references import ReferenceImages
-from xdream.scorers.base import Scorer, as_scores
-from xdream.types import Codes
+from xdream.scorers.base import FunctionScorer, Scorer, as_scores, brief
+from xdream.types import Codes, Images
 
 CHECKPOINT_VERSION = 1
 INIT_CODES_FILE = "init_codes.npy"
@@ -249,7 +249,7 @@ class Experiment:
     def __init__(
         self,
         generator: Generator,
-        scorer: Scorer,
+        scorer: Scorer | Callable[[Images, list[str]], Any],
         optimizer: Optimizer,
         out: str | Path,
         *,
@@ -264,6 +264,18 @@ class Experiment:
         tf32: bool = False,
         config: Config | None = None,
     ) -> None:
+        if callable(scorer) and not isinstance(scorer, Scorer):
+            scorer = FunctionScorer(scorer)  # score(images, ids) -> scores
+        for role, value, kind, make in (
+            ("generator", generator, Generator, "xdream.generators.make(NAME)"),
+            ("scorer", scorer, Scorer, "a function score(images, ids) or a Scorer"),
+            ("optimizer", optimizer, Optimizer, "xdream.optimizers.make(NAME, dim=...)"),
+        ):
+            if not isinstance(value, kind):
+                raise XDreamError(
+                    f"the {role} must be an xdream {kind.__name__} ({make}), got "
+                    f"{type(value).__name__} {brief(value)}"
+                )
         if generator.code_dim != optimizer.dim:
             raise XDreamError(
                 f"optimizer dimension {optimizer.dim} does not match the generator's code "

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from xdream import networks
-from xdream.scorers.base import Scorer
+from xdream.scorers.base import FunctionScorer, Scorer
 from xdream.scorers.cnn import CNNUnitScorer
 from xdream.scorers.noise import REGISTRY as NOISE_REGISTRY
 from xdream.scorers.noise import GainNoise, NoiseModel, NoisyScorer, PoissonNoise, make_noise
@@ -18,6 +18,7 @@ from xdream.scorers.noise import GainNoise, NoiseModel, NoisyScorer, PoissonNois
 __all__ = [
     "NOISE_REGISTRY",
     "CNNUnitScorer",
+    "FunctionScorer",
     "GainNoise",
     "NoiseModel",
     "NoisyScorer",

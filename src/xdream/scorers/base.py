@@ -92,11 +92,28 @@ def as_scores(raw: Any) -> np.ndarray:
         return np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError):
         raise XDreamError(
-            f"the scorer returned {type(raw).__name__} {_brief(raw)}; expected one real number "
+            f"the scorer returned {type(raw).__name__} {brief(raw)}; expected one real number "
             "per image (a list, NumPy array or tensor of floats; NaN or None for no response)"
         ) from None
 
 
-def _brief(value: Any) -> str:
+def brief(value: Any) -> str:
+    """``repr(value)``, cut to 60 characters (for error messages)."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+class FunctionScorer(Scorer):
+    """A plain function ``score(images, ids) -> scores`` as a scorer (:class:`Experiment`
+    wraps one given as its scorer). It keeps no state, so a run resumes exactly only if the
+    function is deterministic."""
+
+    def __init__(self, function: Callable[[Images, list[str]], Any]) -> None:
+        self.function = function
+
+    def score(self, images: Images, ids: list[str]) -> Scores:
+        return as_scores(self.function(images, ids))
+
+    def describe(self) -> dict[str, Any]:
+        name = getattr(self.function, "__qualname__", type(self.function).__name__)
+        return {"kind": "function", "function": f"{self.function.__module__}.{name}"}
