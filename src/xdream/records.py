@@ -484,7 +484,7 @@ class RunFolder:
         """Whether this folder holds nothing but the lock (and an empty ``units/``): a run
         stopped while it loaded its network, before it wrote its configuration. Nothing was
         recorded, and ``xdream run CONFIG --out`` this folder starts it."""
-        if not self.path.is_dir():
+        if not (self.path / LOCK_FILE).is_file():  # an empty folder is not a run's
             return False
         units = self.path / "units"
         rest = [p for p in self.path.iterdir() if p.name != LOCK_FILE and p != units]
