@@ -260,3 +260,15 @@ def test_the_default_budget_is_written_out_in_the_resolved_config(tmp_path: Path
     assert (given["generations"], given["presentations"]) == (None, 300)
     config_mod.dump_yaml(config_mod.from_dict({}), tmp_path / "config.yaml")
     assert config_mod.load(tmp_path / "config.yaml").experiment.generations == 40
+
+
+def test_yaml_reads_exponent_numbers_as_numbers(tmp_path: Path) -> None:
+    """PyYAML (YAML 1.1) reads `1e-3` as a string, which a number key refuses; configs read it
+    as TOML and YAML 1.2 do. A quoted one stays a string."""
+    path = tmp_path / "c.yaml"
+    path.write_text("optimizer:\n  name: fdgd\n  learning_rate: 1e-3\n  search_radius: 2E+1\n")
+    cfg = config.load(path)
+    assert (cfg.optimizer["learning_rate"], cfg.optimizer["search_radius"]) == (0.001, 20.0)
+    path.write_text("optimizer:\n  name: fdgd\n  learning_rate: '1e-3'\n")
+    with pytest.raises(ConfigError, match=r"'learning_rate' must be a number, got '1e-3'"):
+        config.load(path)

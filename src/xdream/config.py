@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -340,6 +341,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load(path: str | Path) -> Config:
     """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file."""
     return from_dict(read(path))
+
+
+# YAML 1.1 (PyYAML) reads 1e-3 as a string, YAML 1.2 (and TOML) as a number: take the latter
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def read(path: str | Path) -> dict[str, Any]:
