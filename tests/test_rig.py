@@ -124,6 +124,7 @@ def test_rig_section_is_validated_and_documented() -> None:
         {"timeout": 0},
         {"subtract_blank": True},
         {"match": "fuzzy"},
+        {"seed": -3},
     ):
         with pytest.raises(ConfigError):
             config_mod.from_dict({"rig": bad})

@@ -111,8 +111,10 @@ class RigSection:
                 raise ValueError(f"'{key}' must be a non-empty string")
         if self.score_dir is not None and not isinstance(self.score_dir, str):
             raise ValueError(f"'score_dir' must be a folder name, got {self.score_dir!r}")
-        if self.seed is not None and not isinstance(self.seed, int):
-            raise ValueError(f"'seed' must be an integer, got {self.seed!r}")
+        if self.seed is not None and (
+            not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0
+        ):
+            raise ValueError(f"'seed' must be an integer >= 0 (or none), got {self.seed!r}")
         channel_groups(self.channels)  # validates
 
 
