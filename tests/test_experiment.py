@@ -237,8 +237,10 @@ def test_presentation_budget_is_never_exceeded(tmp_path: Path) -> None:
 
 
 def test_existing_folder_is_not_overwritten(tmp_path: Path) -> None:
+    """An experiment built from Python objects has no config.yaml, so the advice is
+    restore(), not `xdream resume` (which cannot rebuild it)."""
     tiny_experiment(tmp_path / "run", generations=1).run()
-    with pytest.raises(XDreamError, match="xdream resume"):
+    with pytest.raises(XDreamError, match=r"Continue it with Experiment\(\.\.\.\)\.restore\(\)"):
         tiny_experiment(tmp_path / "run", generations=1).run()
 
 

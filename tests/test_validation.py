@@ -272,3 +272,40 @@ def test_yaml_reads_exponent_numbers_as_numbers(tmp_path: Path) -> None:
     path.write_text("optimizer:\n  name: fdgd\n  learning_rate: '1e-3'\n")
     with pytest.raises(ConfigError, match=r"'learning_rate' must be a number, got '1e-3'"):
         config.load(path)
+
+
+def test_numpy_numbers_serve_wherever_python_numbers_do(tmp_path: Path) -> None:
+    """Configs and experiments built in Python from NumPy values (np.int64 seeds, an array of
+    channels) are checked, run and written to config.yaml as plain numbers: they were refused
+    by the sections' checks, or crashed the run when config.yaml was written."""
+    from xdream.experiment import Experiment
+
+    cfg = config.from_dict(
+        {
+            "experiment": {"generations": np.int64(1), "seed": np.int64(1), "n_references": 2,
+                           "record_interval": np.float32(0.5), "tf32": np.bool_(False)},
+            "generator": {"name": "pixels", "size": np.int64(32), "code_size": np.int32(8)},
+            "optimizer": {"name": "genetic", "population_size": np.int64(4)},
+            "target": {"layer": "blocks.0", "channel": np.int64(3), "device": "cpu"},
+        }
+    )  # fmt: skip
+    Experiment.from_config(cfg, tmp_path / "np").run()
+    assert config.load(tmp_path / "np" / "config.yaml") == cfg
+    many = config.from_dict({"targets": [{"layer": "blocks.0", "channels": np.arange(2)}]})
+    assert [t["channel"] for t in many.targets] == [0, 1]
+
+    exp = tiny_experiment(tmp_path / "batch", generations=1, batch_size=np.int64(4))
+    assert exp.run()["generations"] == 1
+
+
+def test_a_weight_path_with_a_tilde_is_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`weights = "~/..."` works for the default network as for the others."""
+    from xdream import networks
+    from xdream.networks.efficientnet_lite import default_weights
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "lite0.pth").symlink_to(default_weights())
+    net = networks.make("efficientnet-lite0", weights="~/lite0.pth")
+    assert net.weights == str(tmp_path / "lite0.pth")

@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 
 from xdream.errors import ConfigError, MissingFileError, did_you_mean
-from xdream.params import build_params, check_seed
+from xdream.params import build_params, check_seed, from_numpy
 from xdream.rig.section import RigSection
 
 if sys.version_info >= (3, 11):
@@ -241,6 +241,7 @@ def from_dict(data: Mapping[str, Any]) -> Config:
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"a config must be a table of sections, got {type(data).__name__}")
+    data = from_numpy(data)
     for key in data:
         if key in ("sweep", "tune"):
             raise ConfigError(

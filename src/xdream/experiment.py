@@ -295,6 +295,9 @@ class Experiment:
             record_interval=record_interval,
             tf32=tf32,
         )
+        # checked above; NumPy numbers become Python's (torch and the records want those)
+        generations = None if generations is None else int(generations)
+        presentations = None if presentations is None else int(presentations)
         self.generator = generator
         self.scorer = scorer
         self.optimizer = optimizer
@@ -303,15 +306,15 @@ class Experiment:
         if self.generations_budget is None and presentations is None:
             self.generations_budget = 40
         self.presentations_budget = presentations
-        self.n_references = n_references
-        self.references = ReferenceImages(generator.output_size[0], reference_seed)
-        self.seed = seed
+        self.n_references = int(n_references)
+        self.references = ReferenceImages(generator.output_size[0], int(reference_seed))
+        self.seed = None if seed is None else int(seed)
         self.save_images = save_images
-        self.batch_size = batch_size
-        self.record_interval = record_interval
+        self.batch_size = int(batch_size)
+        self.record_interval = float(record_interval)
         """Seconds between appends to ``record.h5`` (0: every generation); the journal and the
         checkpoint are written every generation regardless."""
-        self.tf32 = tf32
+        self.tf32 = bool(tf32)
         """Whether TensorFloat-32 is allowed on CUDA (:mod:`xdream.precision`): the generator
         and the scorer compute under :func:`~xdream.precision.tf32_mode` with this setting."""
         self.config = config

@@ -50,7 +50,7 @@ def build_params(cls: type[P], values: Mapping[str, Any], where: str) -> P:
     # Config files have lists where the dataclass has tuples: convert, keep everything else.
     values = {
         k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v
-        for k, v in values.items()
+        for k, v in from_numpy(dict(values)).items()
     }
     hints = typing.get_type_hints(cls)
     for key, value in values.items():
@@ -156,3 +156,18 @@ def check_seed(seed: Any, name: str = "seed", allow_none: bool = False) -> None:
 def params_dict(params: Any) -> dict[str, Any]:
     """Plain-dict view of a hyperparameter dataclass (for the resolved config)."""
     return dataclasses.asdict(params)
+
+
+def from_numpy(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays (a config built in Python) as the plain numbers
+    and lists a config file gives, so that they are checked, and written to config.yaml, as
+    such."""
+    if isinstance(value, Mapping):
+        return {k: from_numpy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(from_numpy(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return [from_numpy(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

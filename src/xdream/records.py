@@ -389,9 +389,14 @@ class RunFolder:
             return
         held = {"config.yaml", "record.h5", "checkpoint.pkl", "units/"} & set(found)
         if held:
+            how = (
+                f"`xdream resume {self.path}`"
+                if {"config.yaml", "units/"} & held
+                else "Experiment(...).restore() in Python (it was built from Python objects)"
+            )
             raise XDreamError(
                 f"{str(self.path)!r} already holds an experiment ({', '.join(found)}). "
-                f"Continue it with `xdream resume {self.path}` or choose another output folder."
+                f"Continue it with {how} or choose another output folder."
             )
         raise XDreamError(
             f"{str(self.path)!r} holds files that a run writes ({', '.join(found)}), which it "

@@ -236,7 +236,7 @@ def efficientnet_lite0(weights: str | Path | None = None, pretrained: bool = Tru
     path: Path | None = None
     if pretrained or weights is not None:
         if weights is not None:
-            path = Path(weights)
+            path = Path(weights).expanduser()
         elif NAME in weights_mod.read_catalogue():
             path = weights_mod.resolve(NAME).path
             assert path is not None  # resolve() raises when there is none

@@ -127,8 +127,8 @@ def channel_groups(channels: Channels) -> list[list[int]] | None:
         return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
     error = ValueError(
-        "'channels' must be empty (mean of all channels), a channel number (0-based), a list "
-        f"of channel numbers, or a list of lists of them; got {channels!r}"
+        "'channels' must be left out (the mean of all channels), a channel number (0-based), "
+        f"a non-empty list of channel numbers, or a list of lists of them; got {channels!r}"
     )
     if is_int(channels):
         return [[channels]]
