@@ -403,6 +403,23 @@ def test_resume_takes_a_longer_budget_and_says_so(
     assert_same_records(tmp_path / "full", run)
 
 
+def test_a_finished_run_extended_on_resume_records_its_new_budget(tmp_path: Path) -> None:
+    """A finished run resumed with more generations goes on, and record.h5's config says so
+    (the finished record is cut back, not rebuilt: it kept the old budget)."""
+    from xdream import records
+
+    full = write(tmp_path / "full.toml", FAST_RUN.format(generations=3))
+    assert main(["run", str(full), "--out", str(tmp_path / "full")]) == 0
+    short = write(tmp_path / "short.toml", FAST_RUN.format(generations=2))
+    run = tmp_path / "run"
+    assert main(["run", str(short), "--out", str(run)]) == 0
+    saved = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(saved.replace("generations: 2", "generations: 3"))
+    assert main(["resume", str(run)]) == 0
+    assert records.read(run).config["experiment"]["generations"] == 3
+    assert_same_records(tmp_path / "full", run)
+
+
 def test_a_checkpoint_without_its_config_resumes_as_before(tmp_path: Path) -> None:
     """Checkpoints written before the config was stored in them carry nothing to compare."""
     import pickle

@@ -747,6 +747,16 @@ class H5Record:
         with self._open("r") as f:
             return int(f["generations/best_score"].shape[0]) if "generations" in f else 0
 
+    def set_config(self, config: dict[str, Any]) -> None:
+        """Rewrite the ``config`` attribute when it differs (a resumed run's allowed edits)."""
+        text = json.dumps(config)
+        with self._open("r") as f:
+            if f.attrs.get("config") == text:
+                return
+        check_space(self.path.parent, len(text))
+        with self._open("a") as f:
+            f.attrs["config"] = text
+
     def truncate(self, generations: int) -> None:
         """Cut the record back to its first ``generations`` generations."""
         with self._open("a") as f:
@@ -871,6 +881,7 @@ def reconcile(
         raise RecordUnreadableError(
             f"{problem} in {str(folder.path)!r}. {rebuild_advice(folder.path)}."
         )
+    record.set_config(config)  # the budget may have changed since the run finished
     if have > generations:
         record.truncate(generations)
         return f"cut {have - generations} unfinished generation(s) from record.h5"
