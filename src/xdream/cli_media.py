@@ -6,7 +6,6 @@ Registered through :data:`xdream.cli.COMMAND_MODULES`; heavy imports happen in t
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import time
 from pathlib import Path
 from typing import Any
@@ -69,8 +68,9 @@ def cmd_encode(args: argparse.Namespace, console: Any) -> int:
             features=features,
             feature_weight=feature_weight,
         )
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out) if args.out else Path("xdream-codes") / f"{stamp}-{generator.name}"
+    from xdream.cli import _default_out
+
+    out = Path(args.out) if args.out else _default_out(generator.name, root="xdream-codes")
     encode.save(out, result, names, generator)
     for name, rmse, psnr in zip(names, result.rmse, result.psnr):
         console.print(f"{name}: pixel RMSE {rmse:.4f} (PSNR {psnr:.1f} dB)", highlight=False)
