@@ -101,6 +101,7 @@ def test_right_kinds_still_load() -> None:
         ("target", "image_size", 100000, "between 1 and 1024 pixels, got 100000"),
         ("target", "batch_size", 0, "'batch_size' must be an integer >= 1, got 0"),
         ("target", "channel", -1, "'channel' must be an integer >= 0, got -1"),
+        ("experiment", "n_references", 5000, "'n_references' must be an integer from 0 to 1000"),
     ],
 )
 def test_out_of_range_values_are_refused(section: str, key: str, value: Any, message: str) -> None:
@@ -185,7 +186,8 @@ def test_yaml_merge_keys_and_repeated_keys_in_separate_mappings_still_load(
         ({"generations": True}, "generations must be an integer >= 1 or None, got True"),
         ({"generations": None, "presentations": 0}, "presentations must be an integer >= 1"),
         ({"save_images": "all"}, "save_images must be 'best' or 'none', got 'all'"),
-        ({"n_references": -3}, "n_references must be an integer >= 0, got -3"),
+        ({"n_references": -3}, "n_references must be an integer from 0 to 1000, got -3"),
+        ({"n_references": 100000}, "n_references must be an integer from 0 to 1000, got 100000"),
         ({"record_interval": -5}, "record_interval must be a number of seconds >= 0, got -5"),
         ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
         ({"tf32": "yes"}, "tf32 must be True or False, got 'yes'"),

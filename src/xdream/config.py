@@ -46,6 +46,10 @@ from xdream.errors import ConfigError, MissingFileError, did_you_mean
 from xdream.params import build_params, check_seed, from_numpy
 from xdream.rig.section import RigSection
 
+#: The most natural reference images a generation may show (each is cropped and resized every
+#: generation; thousands would spend seconds to minutes per generation on that alone).
+MAX_REFERENCES = 1000
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -102,8 +106,11 @@ class ExperimentSection:
             check_seed(self.reference_seed, "'reference_seed'")
         if not isinstance(self.tf32, bool):
             raise ValueError(f"'tf32' must be true or false, got {self.tf32!r}")
-        if not isinstance(self.n_references, int) or self.n_references < 0:
-            raise ValueError(f"'n_references' must be an integer >= 0, got {self.n_references!r}")
+        if not isinstance(self.n_references, int) or not 0 <= self.n_references <= MAX_REFERENCES:
+            raise ValueError(
+                f"'n_references' must be an integer from 0 to {MAX_REFERENCES} (natural images "
+                f"per generation), got {self.n_references!r}"
+            )
         if self.save_images not in ("best", "none"):
             raise ValueError(f"'save_images' must be 'best' or 'none', got {self.save_images!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:

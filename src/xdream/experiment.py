@@ -193,19 +193,25 @@ def _check_arguments(optimizer: Optimizer, **given: Any) -> None:
     """Raise :class:`XDreamError` for an :class:`Experiment` argument of the wrong kind or out
     of range (a config's values were checked already; these come from Python callers too)."""
 
-    def integer(name: str, minimum: int, optional: bool = False) -> None:
+    def integer(name: str, minimum: int, optional: bool = False, maximum: int | None = None) -> None:
         value = given[name]
         if value is None and optional:
             return
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        if (
+            not isinstance(value, (int, np.integer))
+            or isinstance(value, bool)
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
+            limits = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
             raise XDreamError(
-                f"{name} must be an integer >= {minimum}{' or None' if optional else ''}, "
+                f"{name} must be an integer {limits}{' or None' if optional else ''}, "
                 f"got {value!r}"
             )
 
     integer("generations", 1, optional=True)
     integer("presentations", 1, optional=True)
-    integer("n_references", 0)
+    integer("n_references", 0, maximum=config_mod.MAX_REFERENCES)
     integer("batch_size", 1)
     check_seed(given["reference_seed"], "reference_seed")
     check_seed(given["seed"], "seed", allow_none=True)
