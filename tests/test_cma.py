@@ -456,3 +456,27 @@ def test_nevergrad_cma_family_from_300_dimensions(name: str) -> None:
     assert pycma_es.TPA_dimension == before  # pycma's own setting is left as it was
     direct = pycma_es.CMAEvolutionStrategy(np.zeros(before), 1.0, {"verbose": -9})
     assert type(direct.adapt_sigma).__name__ == "CMAAdaptSigmaTPA"
+
+
+@needs_nevergrad
+def test_an_error_inside_nevergrad_is_one_line_naming_the_optimizer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """nevergrad's own failures (NGOpt's meta-model with numpy 2 on small problems, say) come
+    out as an XDreamError that names the optimiser and what to choose instead; pycma's step-size
+    rule is restored even then."""
+    import cma.evolution_strategy as pycma_es
+
+    before = pycma_es.TPA_dimension
+    opt = make("nevergrad", dim=4, seed=0, optimizer="DiagonalCMA", population_size=6)
+    codes = opt.ask()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("only 0-dimensional arrays can be converted to Python scalars")
+
+    monkeypatch.setattr(opt.optimizer, "tell", broken)
+    with pytest.raises(
+        XDreamError, match=r"'DiagonalCMA' failed inside nevergrad \(TypeError: only"
+    ):
+        opt.tell(codes, linear(codes))
+    assert pycma_es.TPA_dimension == before

@@ -41,8 +41,10 @@ def import_nevergrad() -> Any:
 
 
 @contextlib.contextmanager
-def nevergrad_calls() -> Iterator[None]:
-    """Around every call into nevergrad: its warnings silenced, and CSA instead of TPA as the
+def nevergrad_calls(name: str = "") -> Iterator[None]:
+    """Around every call into nevergrad: an error raised inside nevergrad becomes one
+    :class:`XDreamError` that names the optimiser (``name``) and what to do; its warnings
+    silenced, and CSA instead of TPA as the
     step-size rule of the pycma CMA-ES that nevergrad's CMA family builds (``CMA``,
     ``DiagonalCMA``, the CMA that ``NGOpt`` picks, ...).
 
@@ -60,14 +62,24 @@ def nevergrad_calls() -> Iterator[None]:
         try:
             import cma.evolution_strategy as pycma_es
         except ImportError:  # nevergrad without pycma: nothing to change
-            yield
-            return
-        saved = pycma_es.TPA_dimension
-        pycma_es.TPA_dimension = math.inf
+            pycma_es = None
+        saved = pycma_es.TPA_dimension if pycma_es is not None else None
+        if pycma_es is not None:
+            pycma_es.TPA_dimension = math.inf
         try:
             yield
+        except Exception as err:
+            first_line = str(err).splitlines()[0] if str(err) else "no message"
+            raise XDreamError(
+                f"nevergrad's optimizer {name!r} failed inside nevergrad "
+                f"({type(err).__name__}: {first_line}). Some of nevergrad's optimizers fail on "
+                "some problems (NGOpt, for one, in its meta-model on small problems with numpy "
+                "2): choose another, e.g. optimizer = 'TwoPointsDE' or 'DiagonalCMA', or "
+                "another xdream optimizer"
+            ) from err
         finally:
-            pycma_es.TPA_dimension = saved
+            if pycma_es is not None:
+                pycma_es.TPA_dimension = saved
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +158,7 @@ class Nevergrad(MinimiserAdapter):
             sigma=float(p.sigma0)
         )
         param.random_state = np.random.RandomState(int(self._rng.integers(2**31 - 1)))
-        with nevergrad_calls():
+        with nevergrad_calls(p.optimizer):
             self._opt = registry[p.optimizer](
                 parametrization=param, budget=p.budget, num_workers=p.population_size
             )
@@ -158,14 +170,14 @@ class Nevergrad(MinimiserAdapter):
         return self._opt
 
     def _sample(self, step: int) -> None:
-        with nevergrad_calls():
+        with nevergrad_calls(self._params.optimizer):
             self._candidates = [self._opt.ask() for _ in range(self._params.population_size)]
         self._show(
             np.stack([np.asarray(c.value, dtype=np.float64) for c in self._candidates]), step
         )
 
     def _tell_losses(self, losses: FloatArray) -> None:
-        with nevergrad_calls():
+        with nevergrad_calls(self._params.optimizer):
             for candidate, value in zip(self._candidates, losses):
                 self._opt.tell(candidate, float(value))
 
