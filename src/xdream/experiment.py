@@ -193,7 +193,9 @@ def _check_arguments(optimizer: Optimizer, **given: Any) -> None:
     """Raise :class:`XDreamError` for an :class:`Experiment` argument of the wrong kind or out
     of range (a config's values were checked already; these come from Python callers too)."""
 
-    def integer(name: str, minimum: int, optional: bool = False, maximum: int | None = None) -> None:
+    def integer(
+        name: str, minimum: int, optional: bool = False, maximum: int | None = None
+    ) -> None:
         value = given[name]
         if value is None and optional:
             return
@@ -205,8 +207,7 @@ def _check_arguments(optimizer: Optimizer, **given: Any) -> None:
         ):
             limits = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
             raise XDreamError(
-                f"{name} must be an integer {limits}{' or None' if optional else ''}, "
-                f"got {value!r}"
+                f"{name} must be an integer {limits}{' or None' if optional else ''}, got {value!r}"
             )
 
     integer("generations", 1, optional=True)
