@@ -311,3 +311,21 @@ def test_a_weight_path_with_a_tilde_is_the_home_folder(
     (tmp_path / "lite0.pth").symlink_to(default_weights())
     net = networks.make("efficientnet-lite0", weights="~/lite0.pth")
     assert net.weights == str(tmp_path / "lite0.pth")
+
+
+def test_a_component_registered_only_in_python_is_named_not_called_damage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run started from Python with a generator the user registered names it in config.yaml;
+    `xdream resume` (another process) does not know it. That is said, with the way to go on,
+    instead of calling the file damaged and advising to write it back."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    data = config.from_dict(BASE).to_dict()
+    data["generator"] = {"name": "my-flat", "size": 16}
+    (folder / "config.yaml").write_text(yaml.safe_dump(data))
+    assert main(["resume", str(folder)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "names the generator 'my-flat', which is not registered in this process" in err
+    assert f"xdream.Experiment.resume({str(folder)!r})" in err
+    assert "damaged" not in err and "Put back" not in err

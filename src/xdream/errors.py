@@ -18,6 +18,16 @@ class ConfigError(XDreamError, ValueError):
     """A configuration value or key is invalid."""
 
 
+class UnknownNameError(ConfigError):
+    """A registry has nothing under the name asked for (``kind``: "generator", "optimizer",
+    ...; ``name``: the name)."""
+
+    def __init__(self, message: str, kind: str, name: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.name = name
+
+
 class MissingFileError(XDreamError, FileNotFoundError):
     """A file xdream needs (weights, a config, a record) is not where it was expected."""
 

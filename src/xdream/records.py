@@ -75,6 +75,7 @@ from xdream.errors import (
     FolderInUseError,
     RecordUnreadableError,
     SummaryUnreadableError,
+    UnknownNameError,
     XDreamError,
 )
 from xdream.types import Images
@@ -518,6 +519,15 @@ class RunFolder:
             if not empty:
                 return config_mod.load(self.config)
             problem = "it is empty"
+        except UnknownNameError as err:
+            raise XDreamError(
+                f"{str(self.config)!r} names the {err.kind} {err.name!r}, which is not "
+                f"registered in this process ({err}). A component registered from Python "
+                "exists only in a process that imports the module registering it, so this "
+                "command cannot rebuild the experiment: in Python, import that module, then "
+                f"xdream.Experiment.resume({str(self.path)!r}) continues the run (and "
+                "xdream.records.read reads its records)."
+            ) from None
         except (ConfigError, UnicodeDecodeError) as err:
             problem = " ".join(str(err).split())  # a YAML error's lines, on one line
         raise XDreamError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from xdream.errors import ConfigError, did_you_mean
+from xdream.errors import ConfigError, UnknownNameError, did_you_mean
 
 T = TypeVar("T")
 
@@ -49,9 +49,11 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise ConfigError(
+            raise UnknownNameError(
                 f"unknown {self.kind} {name!r}.{did_you_mean(name, self._entries)} "
-                f"Registered {self.kind}s: {', '.join(sorted(self._entries))}."
+                f"Registered {self.kind}s: {', '.join(sorted(self._entries))}.",
+                self.kind,
+                name,
             ) from None
 
     def summary(self, name: str) -> str:
