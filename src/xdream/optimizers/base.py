@@ -172,10 +172,14 @@ class Optimizer(abc.ABC):
 
     # ------------------------------------------------------------- for subclasses
     @abc.abstractmethod
-    def _ask(self) -> Codes: ...
+    def _ask(self) -> Codes:
+        """The pending codes, ``(n, dim)``. Called more than once per generation (by the
+        experiment's checks and :meth:`done` too): return the same codes each time and draw
+        new ones in :meth:`_tell` (and the constructor)."""
 
     @abc.abstractmethod
-    def _tell(self, codes: Codes, scores: Scores) -> None: ...
+    def _tell(self, codes: Codes, scores: Scores) -> None:
+        """Learn from the scores of the pending codes and draw the next ones."""
 
     def _state(self) -> StateDict:
         return {}
