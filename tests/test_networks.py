@@ -102,6 +102,33 @@ def test_preprocess_rejects_bad_values() -> None:
         Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 0.0, 1.0), input_size=8)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"std": 0.25}, r"std needs 3 numbers.*\(0\.25,\) \* 3"),
+        ({"mean": (0.5, 0.5)}, r"mean needs 3 numbers"),
+        ({"mean": "abc"}, r"mean needs 3 numbers"),
+        ({"mean": (0.5, 0.5, float("nan"))}, r"mean values must be finite"),
+        ({"input_size": 32.5}, r"input_size must be a positive integer.*32\.5"),
+        ({"input_size": "224"}, r"input_size must be a positive integer.*'224'"),
+        ({"input_size": True}, r"input_size must be a positive integer"),
+        ({"bgr": "yes"}, r"bgr must be True or False"),
+        ({"scale": 0}, r"scale must be a positive number"),
+    ],
+)
+def test_preprocess_checks_each_argument(kwargs: dict[str, object], match: str) -> None:
+    args: dict[str, object] = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    args["input_size"] = 32
+    with pytest.raises(ConfigError, match=match):
+        Preprocess(**(args | kwargs))  # type: ignore[arg-type]
+
+
+def test_preprocess_stores_tuples_of_floats() -> None:
+    prep = Preprocess(mean=[1, 2, 3], std=np.array([0.5, 0.5, 0.5]), input_size=np.int64(8))  # type: ignore[arg-type]
+    assert prep.mean == (1.0, 2.0, 3.0) and prep.std == (0.5, 0.5, 0.5) and prep.input_size == 8
+    assert all(type(v) is float for v in prep.mean + prep.std) and type(prep.input_size) is int
+
+
 def test_make_unknown_network_names_the_choices() -> None:
     with pytest.raises(ConfigError, match="efficientnet-lite0"):
         networks.make("efficientnet-lite")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,6 +27,32 @@ def resize(images: Images, size: int) -> Images:
     )
 
 
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _three_numbers(name: str, value: object) -> tuple[float, float, float]:
+    """``value`` as 3 finite floats (one per channel), or a ConfigError naming ``name``."""
+    if _is_real(value):
+        raise ConfigError(
+            f"{name} needs 3 numbers, one per channel, got the single number {value!r}: "
+            f"write ({value!r},) * 3 for the same value in every channel"
+        )
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        value = value.tolist()
+    try:
+        items = list(value)  # type: ignore[call-overload]
+    except TypeError:
+        raise ConfigError(
+            f"{name} needs 3 numbers, one per channel, got {type(value).__name__} {value!r}"
+        ) from None
+    if isinstance(value, (str, bytes)) or len(items) != 3 or not all(map(_is_real, items)):
+        raise ConfigError(f"{name} needs 3 numbers, one per channel, got {value!r}")
+    if not all(math.isfinite(v) for v in items):
+        raise ConfigError(f"{name} values must be finite, got {value!r}")
+    return (float(items[0]), float(items[1]), float(items[2]))
+
+
 @dataclasses.dataclass(frozen=True)
 class Preprocess:
     """How a network wants its input (spec §8).
@@ -32,6 +61,11 @@ class Preprocess:
     (bilinear, antialiased), reverse the channels if ``bgr``, multiply by ``scale`` (255 for
     caffe-style nets), then ``(x - mean) / std``. ``mean`` and ``std`` are in the network's
     channel order and in the units after ``scale``.
+
+    The arguments are checked here, one clear line each: ``mean`` and ``std`` are 3 finite
+    numbers each, one per channel (a tuple or list; a single number is refused, write
+    ``(0.5,) * 3``), ``std`` all positive; ``input_size`` a positive integer; ``bgr`` a bool;
+    ``scale`` a positive number. ``mean`` and ``std`` are stored as tuples of floats.
 
     >>> p = Preprocess(mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.0), input_size=227,
     ...                bgr=True, scale=255.0)  # caffenet
@@ -44,12 +78,24 @@ class Preprocess:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if len(self.mean) != 3 or len(self.std) != 3:
-            raise ConfigError(f"mean and std need 3 values, got {self.mean!r} and {self.std!r}")
-        if any(s <= 0 for s in self.std):
+        mean = _three_numbers("mean", self.mean)
+        std = _three_numbers("std", self.std)
+        if any(s <= 0 for s in std):
             raise ConfigError(f"std values must be positive, got {self.std!r}")
-        if self.input_size < 1:
-            raise ConfigError(f"input_size must be a positive integer, got {self.input_size!r}")
+        size = self.input_size
+        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+            raise ConfigError(
+                f"input_size must be a positive integer (pixels), got {self.input_size!r}"
+            )
+        if not isinstance(self.bgr, (bool, np.bool_)):
+            raise ConfigError(f"bgr must be True or False, got {self.bgr!r}")
+        if not _is_real(self.scale) or not 0 < self.scale < math.inf:
+            raise ConfigError(f"scale must be a positive number, got {self.scale!r}")
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+        object.__setattr__(self, "input_size", int(size))
+        object.__setattr__(self, "bgr", bool(self.bgr))
+        object.__setattr__(self, "scale", float(self.scale))
 
     def __call__(self, images: Images) -> torch.Tensor:
         """Network input ``(n, 3, input_size, input_size)`` for RGB ``images`` in [0, 1]."""
