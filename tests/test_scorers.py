@@ -134,6 +134,48 @@ def test_make_unit_and_image_size(lite0: Network) -> None:
     assert np.isfinite(a).all() and np.isfinite(b).all() and not np.allclose(a, b)
 
 
+def dropout_net() -> nn.Sequential:
+    """A model with dropout and BatchNorm, left in training mode as nn.Module makes it."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.Dropout(0.5),
+        nn.Flatten(),
+        nn.Linear(4 * 8 * 8, 5),
+        nn.BatchNorm1d(5),  # fails on one image in training mode
+    )
+
+
+def test_scores_are_in_evaluation_mode_whatever_the_model_mode() -> None:
+    net = dropout_net()
+    net[2].eval()  # a mixed setting, to be put back exactly
+    flags = [m.training for m in net.modules()]
+    scorer = CNNUnitScorer(net, "5", 3, preprocess=IDENTITY, device="cpu")
+    assert [m.training for m in net.modules()] == flags  # the constructor keeps the modes
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    x = images(4)
+    a, b = scorer.score(x, ids(4)), scorer.score(x, ids(4))
+    net.eval()
+    ref = scorer.score(x, ids(4))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, ref)
+    net.train()
+    np.testing.assert_array_equal(scorer.score(x, ids(4)), ref)
+    assert all(m.training for m in net.modules())  # the mode is the user's
+    for key, value in net.state_dict().items():  # BatchNorm's running statistics untouched
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0)
+
+
+def test_layer_table_leaves_the_model_as_it_was() -> None:
+    net = dropout_net()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    table = dict(networks.layer_table(net, 8))
+    assert table["5"] == (5,) and all(m.training for m in net.modules())
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0)
+
+
 # -- validation at construction -----------------------------------------------------------------
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -122,13 +124,33 @@ class Network:
     weights: str | None = None
 
 
+@contextmanager
+def evaluation_mode(module: nn.Module) -> Iterator[None]:
+    """``module`` and all its submodules in evaluation mode inside the ``with`` block; after it,
+    even after an error, each submodule's own ``training`` flag is put back.
+
+    A user's model in training mode would otherwise draw dropout masks and normalise by batch
+    statistics (scores that change from call to call), and BatchNorm would update its running
+    statistics, changing the model's buffers.
+    """
+    saved = [(mod, mod.training) for mod in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for mod, training in saved:
+            mod.training = training
+
+
 def layer_table(module: nn.Module, input_size: int) -> LayerTable:
     """Names and output shapes (batch dimension dropped) of every submodule that runs.
 
-    One dry forward of a zero image ``(1, 3, input_size, input_size)`` with a hook on every named
-    module; modules that are not called, or return something other than a tensor, are left out.
-    A module called several times is listed with the shape of its first call (the call a
-    :class:`~xdream.scorers.CNNUnitScorer` reads). This is what ``xdream layers NET`` prints.
+    One dry forward of a zero image ``(1, 3, input_size, input_size)``, in evaluation mode
+    (:func:`evaluation_mode`: the module's buffers and training flags are left as they were),
+    with a hook on every named module; modules that are not called, or return something other
+    than a tensor, are left out. A module called several times is listed with the shape of its
+    first call (the call a :class:`~xdream.scorers.CNNUnitScorer` reads). This is what
+    ``xdream layers NET`` prints.
     """
     shapes: dict[str, tuple[int, ...]] = {}
     handles = []
@@ -146,7 +168,7 @@ def layer_table(module: nn.Module, input_size: int) -> LayerTable:
     try:
         param = next(module.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-        with torch.inference_mode():
+        with torch.inference_mode(), evaluation_mode(module):
             module(torch.zeros(1, 3, input_size, input_size, device=device))
     finally:
         for handle in handles:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from xdream.errors import XDreamError, did_you_mean
-from xdream.networks.base import Network, Preprocess, resize
+from xdream.networks.base import Network, Preprocess, evaluation_mode, resize
 from xdream.scorers.base import Scorer
 from xdream.types import Images, Scores
 
@@ -79,7 +79,15 @@ class CNNUnitScorer(Scorer):
 
     ``network`` is a :class:`~xdream.networks.Network` or any ``nn.Module`` (then
     ``preprocess`` is required). ``channels_last=None`` picks it on the CPU, where it is faster
-    for EfficientNet-Lite0. The module is moved to ``device`` and put in evaluation mode.
+    for EfficientNet-Lite0.
+
+    What the scorer does to the module: it moves it to ``device`` (``module.to``, in place) and,
+    with ``channels_last``, converts its 4-D weights to the channels-last memory format (same
+    values, another layout); both stay. Every forward pass (the dry run here and each
+    :meth:`score`) runs under ``torch.inference_mode`` with every submodule in evaluation mode
+    (:func:`~xdream.networks.base.evaluation_mode`), and each submodule's ``training`` flag is
+    put back afterwards: scores do not depend on the module's mode, and dropout and BatchNorm
+    never change its buffers.
 
     >>> from xdream import networks
     >>> scorer = CNNUnitScorer(networks.make(), "blocks.10", channel=3)  # doctest: +SKIP
@@ -129,7 +137,7 @@ class CNNUnitScorer(Scorer):
         self.batch_size = batch_size
         self.device = resolve_device(device)
         self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
-        self.module = module.eval().to(self.device)
+        self.module = module.to(self.device)
         if self.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._target = self._find_layer(layer)
@@ -221,7 +229,7 @@ class CNNUnitScorer(Scorer):
 
     def _batches(self, images: Images) -> Iterator[torch.Tensor]:
         """Target-layer activations ``(b, C[, H, W])`` per batch of ``batch_size`` images."""
-        with torch.inference_mode():
+        with torch.inference_mode(), evaluation_mode(self.module):
             for start in range(0, images.shape[0], self.batch_size):
                 batch = images[start : start + self.batch_size].to(self.device, torch.float32)
                 if self.image_size is not None:
