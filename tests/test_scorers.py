@@ -176,6 +176,52 @@ def test_layer_table_leaves_the_model_as_it_was() -> None:
         torch.testing.assert_close(value, state[key], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_models_in_other_dtypes_get_their_dtype(dtype: torch.dtype) -> None:
+    net = toy().to(dtype)
+    x = images(3)
+    got = CNNUnitScorer(net, "6", 1, preprocess=IDENTITY, device="cpu").score(x, ids(3))
+    with torch.inference_mode():
+        want = net(IDENTITY(x).to(dtype))[:, 1].double().numpy()
+    assert got.dtype == np.float64
+    rtol = 1e-12 if dtype == torch.float64 else 1e-2  # float64 is not rounded to float32
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=0)
+    assert dict(networks.layer_table(net, 8))["6"] == (3,)
+
+
+class WithConv3d(nn.Module):
+    """A 2-D model holding an unused 5-D weight, which channels_last cannot convert."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.volume = nn.Conv3d(1, 2, 1)
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_channels_last_is_skipped_for_a_model_with_5d_tensors() -> None:
+    scorer = CNNUnitScorer(WithConv3d(), "conv", 1, preprocess=IDENTITY, device="cpu")
+    assert not scorer.channels_last and scorer.score(images(2), ids(2)).shape == (2,)
+    with pytest.raises(XDreamError, match=r"channels_last=True.*'volume.weight' is 5-D"):
+        CNNUnitScorer(WithConv3d(), "conv", 1, preprocess=IDENTITY, channels_last=True)
+
+
+class Fails(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.view(-1, 7))
+
+
+def test_a_failing_dry_run_names_the_network_and_input() -> None:
+    with pytest.raises(XDreamError, match=r"dry forward pass of 'Fails'.*\(1, 3, 8, 8\).*float32"):
+        CNNUnitScorer(Fails(), "conv", 0, preprocess=IDENTITY, device="cpu")
+
+
 # -- validation at construction -----------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import numbers
 from collections.abc import Iterator
@@ -142,10 +143,26 @@ def evaluation_mode(module: nn.Module) -> Iterator[None]:
             mod.training = training
 
 
+def input_dtype(module: nn.Module) -> torch.dtype:
+    """The floating-point dtype ``module`` computes in: that of its first floating-point
+    parameter (else buffer); ``torch.float32`` for a module with neither.
+
+    Network inputs are computed in float32 and cast to this dtype, so a model converted with
+    ``.double()``, ``.half()`` or ``.to(torch.bfloat16)`` gets inputs it can take. (Mixed
+    precision, a float32 model run under ``torch.autocast``, is a separate thing: see the
+    ``precision`` of :class:`~xdream.multi.MultiUnitScorer`.)
+    """
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
 def layer_table(module: nn.Module, input_size: int) -> LayerTable:
     """Names and output shapes (batch dimension dropped) of every submodule that runs.
 
-    One dry forward of a zero image ``(1, 3, input_size, input_size)``, in evaluation mode
+    One dry forward of a zero image ``(1, 3, input_size, input_size)`` (in the module's
+    :func:`input_dtype`), in evaluation mode
     (:func:`evaluation_mode`: the module's buffers and training flags are left as they were),
     with a hook on every named module; modules that are not called, or return something other
     than a tensor, are left out. A module called several times is listed with the shape of its
@@ -169,7 +186,8 @@ def layer_table(module: nn.Module, input_size: int) -> LayerTable:
         param = next(module.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
         with torch.inference_mode(), evaluation_mode(module):
-            module(torch.zeros(1, 3, input_size, input_size, device=device))
+            dtype = input_dtype(module)
+            module(torch.zeros(1, 3, input_size, input_size, device=device, dtype=dtype))
     finally:
         for handle in handles:
             handle.remove()

@@ -8,6 +8,7 @@ torchvision AlexNet's ``ReLU(inplace=True)``) could overwrite it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,13 @@ import torch
 from torch import nn
 
 from xdream.errors import XDreamError, did_you_mean
-from xdream.networks.base import Network, Preprocess, evaluation_mode, resize
+from xdream.networks.base import (
+    Network,
+    Preprocess,
+    evaluation_mode,
+    input_dtype,
+    resize,
+)
 from xdream.scorers.base import Scorer
 from xdream.types import Images, Scores
 
@@ -79,7 +86,11 @@ class CNNUnitScorer(Scorer):
 
     ``network`` is a :class:`~xdream.networks.Network` or any ``nn.Module`` (then
     ``preprocess`` is required). ``channels_last=None`` picks it on the CPU, where it is faster
-    for EfficientNet-Lite0.
+    for EfficientNet-Lite0, unless the module holds a 5-D parameter or buffer (a ``Conv3d``,
+    say), which that format cannot take; ``channels_last=True`` on such a module is an error.
+    Images are resized and preprocessed in float32 and then cast to the module's
+    :func:`~xdream.networks.base.input_dtype` (a ``.double()``, ``.half()`` or bfloat16 model
+    works); scores are float64.
 
     What the scorer does to the module: it moves it to ``device`` (``module.to``, in place) and,
     with ``channels_last``, converts its 4-D weights to the channels-last memory format (same
@@ -136,8 +147,9 @@ class CNNUnitScorer(Scorer):
         self.image_size = image_size
         self.batch_size = batch_size
         self.device = resolve_device(device)
-        self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
+        self.channels_last = self._pick_channels_last(module, channels_last)
         self.module = module.to(self.device)
+        self.dtype = input_dtype(self.module)
         if self.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._target = self._find_layer(layer)
@@ -145,6 +157,19 @@ class CNNUnitScorer(Scorer):
         self.channel, self.x, self.y = self._check_unit(channel, x, y)
 
     # -- construction-time validation ---------------------------------------------------------
+
+    def _pick_channels_last(self, module: nn.Module, asked: bool | None) -> bool:
+        """``asked``, or on the CPU by default; never for a module with a 5-D tensor."""
+        named = itertools.chain(module.named_parameters(), module.named_buffers())
+        five_d = next((name for name, t in named if t.dim() == 5), None)
+        if asked is None:
+            return self.device.type == "cpu" and five_d is None
+        if asked and five_d is not None:
+            raise XDreamError(
+                f"channels_last=True cannot convert {self.network_name!r}: its tensor {five_d!r} "
+                "is 5-D (the format takes 4-D ones); pass channels_last=False or leave it None"
+            )
+        return bool(asked)
 
     def _find_layer(self, layer: str) -> nn.Module:
         modules = dict(self.module.named_modules())
@@ -168,7 +193,16 @@ class CNNUnitScorer(Scorer):
 
     def _dry_run_shape(self) -> tuple[int, ...]:
         size = self.image_size or self.preprocess.input_size
-        shape = tuple(self._activations(torch.zeros(1, 3, size, size)).shape[1:])
+        try:
+            shape = tuple(self._activations(torch.zeros(1, 3, size, size)).shape[1:])
+        except XDreamError:
+            raise
+        except Exception as err:
+            raise XDreamError(
+                f"the dry forward pass of {self.network_name!r} failed on a zero input (1, 3, "
+                f"{self.preprocess.input_size}, {self.preprocess.input_size}), {self.dtype}, "
+                f"on {self.device}: {type(err).__name__}: {err}"
+            ) from err
         if len(shape) not in (1, 3):
             raise XDreamError(
                 f"layer {self.layer!r} outputs shape (n, {', '.join(map(str, shape))}); only "
@@ -234,7 +268,7 @@ class CNNUnitScorer(Scorer):
                 batch = images[start : start + self.batch_size].to(self.device, torch.float32)
                 if self.image_size is not None:
                     batch = resize(batch, self.image_size)
-                inputs = self.preprocess(batch)
+                inputs = self.preprocess(batch).to(self.dtype)
                 if self.channels_last:
                     inputs = inputs.contiguous(memory_format=torch.channels_last)
                 yield self._read(inputs)
@@ -259,7 +293,7 @@ class CNNUnitScorer(Scorer):
             raise XDreamError(f"got {images.shape[0]} images but {len(ids)} ids")
         if images.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
-        parts = [self._index(acts).float().cpu() for acts in self._batches(images)]
+        parts = [self._index(acts).double().cpu() for acts in self._batches(images)]
         return torch.cat(parts).numpy().astype(np.float64)
 
     def describe(self) -> dict[str, Any]:
