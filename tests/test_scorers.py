@@ -230,6 +230,44 @@ def test_unknown_layer_suggests_a_name(lite0: Network) -> None:
         CNNUnitScorer(lite0, "block.10", 0, device="cpu")
 
 
+def test_unknown_layer_of_a_user_model_points_to_layer_table() -> None:
+    for net in (toy(), Network(toy(), IDENTITY, "mine")):
+        with pytest.raises(XDreamError, match=r"xdream\.networks\.layer_table\(module, 8\)"):
+            CNNUnitScorer(net, "conv", 0, preprocess=IDENTITY)
+
+
+class PairOut(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.conv(x)
+        return y, y.mean()
+
+
+class DictOut(PairOut):
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        return {"a": self.conv(x)}
+
+
+class Outer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pair, self.named = PairOut(), DictOut()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pair(x)[0] + self.named(x)["a"]
+
+
+@pytest.mark.parametrize(("layer", "kind"), [("pair", "tuple"), ("named", "dict")])
+def test_a_layer_without_tensor_output_names_its_submodules(layer: str, kind: str) -> None:
+    match = rf"{layer}' of 'Outer' has a {kind} output.*'{layer}\.conv'.*layer_table"
+    with pytest.raises(XDreamError, match=match):
+        CNNUnitScorer(Outer(), layer, 0, preprocess=IDENTITY)
+    assert CNNUnitScorer(Outer(), f"{layer}.conv", 0, preprocess=IDENTITY).shape == (4, 6, 6)
+
+
 def test_channel_out_of_range_names_the_range() -> None:
     with pytest.raises(XDreamError, match=r"channel must be in 0\.\.4"):
         CNNUnitScorer(toy(), "2", 5, preprocess=IDENTITY)

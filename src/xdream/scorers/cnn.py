@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
 from torch import nn
 
+from xdream import networks
 from xdream.errors import XDreamError, did_you_mean
 from xdream.networks.base import (
     Network,
@@ -55,7 +56,7 @@ class _StopForward(BaseException):
     A ``BaseException`` so that a network's own ``except Exception`` cannot swallow it.
     """
 
-    def __init__(self, activation: torch.Tensor) -> None:
+    def __init__(self, activation: object) -> None:
         super().__init__()
         self.activation = activation
 
@@ -122,6 +123,7 @@ class CNNUnitScorer(Scorer):
         channels_last: bool | None = None,
         name: str | None = None,
     ) -> None:
+        registered = isinstance(network, Network) and network.name in networks.names()
         if isinstance(network, Network):
             module, preprocess = network.module, preprocess or network.preprocess
             name = name or network.name
@@ -142,6 +144,11 @@ class CNNUnitScorer(Scorer):
             raise XDreamError(f"image_size must be a positive integer or None, got {image_size!r}")
         self.network_name = name
         self.preprocess = preprocess
+        self._list_layers = (
+            f"`xdream layers {name}`"
+            if registered
+            else f"`xdream.networks.layer_table(module, {preprocess.input_size})`"
+        )
         self.layer = layer
         self.pre_activation = bool(pre_activation)
         self.image_size = image_size
@@ -177,8 +184,7 @@ class CNNUnitScorer(Scorer):
         if layer not in modules:
             raise XDreamError(
                 f"network {self.network_name!r} has no layer {layer!r}."
-                f"{did_you_mean(layer, modules)} List the layers with "
-                f"`xdream layers {self.network_name}`."
+                f"{did_you_mean(layer, modules)} List the layers with {self._list_layers}."
             )
         target = modules[layer]
         if self.pre_activation and not isinstance(target, ACTIVATIONS):
@@ -238,14 +244,11 @@ class CNNUnitScorer(Scorer):
         """The target layer's activation for network inputs; the forward stops there."""
 
         def post_hook(_mod: nn.Module, _inp: Any, out: Any) -> None:
-            if not isinstance(out, torch.Tensor):
-                raise XDreamError(
-                    f"layer {self.layer!r} returns {type(out).__name__}, not a tensor"
-                )
-            raise _StopForward(out.clone())
+            raise _StopForward(out.clone() if isinstance(out, torch.Tensor) else out)
 
         def pre_hook(_mod: nn.Module, inp: Any) -> None:
-            raise _StopForward(inp[0].clone())
+            first = inp[0] if inp else None
+            raise _StopForward(first.clone() if isinstance(first, torch.Tensor) else first)
 
         if self.pre_activation:
             handle = self._target.register_forward_pre_hook(pre_hook)
@@ -254,11 +257,27 @@ class CNNUnitScorer(Scorer):
         try:
             self.module(inputs)
         except _StopForward as stop:
+            if not isinstance(stop.activation, torch.Tensor):
+                self._not_a_tensor(stop.activation)
             return stop.activation
         finally:
             handle.remove()
         raise XDreamError(
             f"layer {self.layer!r} of {self.network_name!r} was not called in the forward pass"
+        )
+
+    def _not_a_tensor(self, value: object) -> NoReturn:
+        """Raise: the target layer's output (or input) is a tuple, dict, ..., not a tensor."""
+        what = "input" if self.pre_activation else "output"
+        children = [f"{self.layer}.{n}" for n, _ in self._target.named_children()]
+        if children:
+            shown = ", ".join(map(repr, children[:8])) + (", ..." if len(children) > 8 else "")
+            hint = f"read one of its submodules ({shown}) or another layer"
+        else:
+            hint = "read another layer"
+        raise XDreamError(
+            f"layer {self.layer!r} of {self.network_name!r} has a {type(value).__name__} {what}, "
+            f"not a tensor: {hint}; {self._list_layers} lists the layers whose output is one"
         )
 
     def _batches(self, images: Images) -> Iterator[torch.Tensor]:
