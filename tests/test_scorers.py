@@ -228,6 +228,8 @@ def test_a_failing_dry_run_names_the_network_and_input() -> None:
 def test_unknown_layer_suggests_a_name(lite0: Network) -> None:
     with pytest.raises(XDreamError, match=r"Did you mean 'blocks.10'.*xdream layers efficientnet"):
         CNNUnitScorer(lite0, "block.10", 0, device="cpu")
+    with pytest.raises(XDreamError, match=r"'mine' has no layer.*xdream layers efficientnet-lite0"):
+        CNNUnitScorer(lite0, "block.10", 0, device="cpu", name="mine")  # the registered name
 
 
 def test_unknown_layer_of_a_user_model_points_to_layer_table() -> None:

@@ -123,7 +123,9 @@ class CNNUnitScorer(Scorer):
         channels_last: bool | None = None,
         name: str | None = None,
     ) -> None:
-        registered = isinstance(network, Network) and network.name in networks.names()
+        registered = network.name if isinstance(network, Network) else None
+        if registered not in networks.names():
+            registered = None
         if isinstance(network, Network):
             module, preprocess = network.module, preprocess or network.preprocess
             name = name or network.name
@@ -145,7 +147,7 @@ class CNNUnitScorer(Scorer):
         self.network_name = name
         self.preprocess = preprocess
         self._list_layers = (
-            f"`xdream layers {name}`"
+            f"`xdream layers {registered}`"
             if registered
             else f"`xdream.networks.layer_table(module, {preprocess.input_size})`"
         )
