@@ -60,6 +60,7 @@ def _optuna() -> Any:
         ({"params": {"selectivity": {"choices": [1]}}, "trial": 3}, "Did you mean 'trials'"),
         ({"params": {"selectivity": {"choices": [1]}}, "seeds": [-2]}, r"integer >= 0, got -2"),
         ({"params": {"selectivity": {"choices": [1]}}, "trials": True}, r"trials must be an"),
+        ({"params": {"selectivity": {"choices": [1]}}, "references": 1}, r"integer >= 2, got 1"),
     ],
 )
 def test_bad_tune_sections_are_rejected(section: dict[str, Any], message: str) -> None:
@@ -116,3 +117,51 @@ def test_tune_with_postgresql(tmp_path: Path) -> None:
             pytest.fail(f"{POSTGRES_ENV} is not set in CI: .ci/run should start PostgreSQL")
         pytest.skip(f"{POSTGRES_ENV} not set (.ci/run starts a PostgreSQL server and sets it)")
     _tune_twice(tmp_path, url, f"pg-{os.getpid()}-{tmp_path.name}")
+
+
+def _units_config(layer: str, channels: list[int]) -> Any:
+    return config.from_dict(
+        {
+            "generator": {"name": "pixels", "size": 32, "code_size": 8},
+            "target": {"layer": layer, "device": "cpu"},
+            "targets": [{"channels": channels}],
+        }
+    )
+
+
+def test_a_unit_with_negative_responses_is_normalised_in_order() -> None:
+    """blocks.1 channel 0 responds below 0 to every reference crop: a higher score must still
+    give a higher normalised score (dividing by its negative best response reversed them)."""
+    from xdream.tune import normalisers
+
+    norm = normalisers(_units_config("blocks.1", [0, 1]), 8)
+    n = norm["blocks.1_c000"]
+    assert n.top < 0 and n.mean < n.top
+    assert n(n.mean) == pytest.approx(0) and n(n.top) == pytest.approx(1)
+    assert n(n.top - 1.0) < n(n.top) < n(n.top + 1.0)
+    assert norm["blocks.1_c001"].top > 0
+
+
+def test_a_unit_that_never_responds_is_refused_before_any_trial() -> None:
+    """blocks.3.expand.act channel 61 gives every crop 0: no scale (it divided by zero after
+    the first trial)."""
+    from xdream.tune import normalisers
+
+    with pytest.raises(ConfigError, match=r"blocks\.3\.expand\.act_c061 \(0\)\. Remove them"):
+        normalisers(_units_config("blocks.3.expand.act", [61, 62]), 8)
+
+
+def test_a_study_scored_another_way_is_refused() -> None:
+    optuna = _optuna()
+    from xdream.tune import OBJECTIVE, _check_objective
+
+    study = optuna.create_study(direction="maximize")
+    _check_objective(study, OBJECTIVE.format(references=8), "s")
+    _check_objective(study, OBJECTIVE.format(references=8), "s")  # the same: fine
+    study.add_trial(optuna.trial.create_trial(value=1.0))
+    with pytest.raises(XDreamError, match=r"8 reference crops.*cannot be compared"):
+        _check_objective(study, OBJECTIVE.format(references=100), "s")
+    old = optuna.create_study(direction="maximize")  # trials from before the objective was kept
+    old.add_trial(optuna.trial.create_trial(value=1.0))
+    with pytest.raises(XDreamError, match="an earlier xdream"):
+        _check_objective(old, OBJECTIVE.format(references=8), "s")

@@ -1,9 +1,13 @@
 """``xdream tune CONFIG``: search an optimiser's hyperparameters with Optuna.
 
-The objective of a trial is the **median normalised score** over a set of units: each unit's
-best noise-free score divided by its best response to a fixed set of natural reference crops
-(the same crops on every machine, so trials are comparable), averaged over seeds, then the
-median over units. All units of a trial run in lockstep over shared forward passes
+The objective of a trial is the **median normalised score** over a set of units. A unit's
+normalised score is ``(best - mean) / (top - mean)``: ``best`` its best noise-free score in the
+trial, ``mean`` and ``top`` its mean and its best response to a fixed set of natural reference
+crops (the same crops on every machine, so trials are comparable). 0 is an average natural
+crop and 1 the best one, whatever the sign of the unit's responses, so a higher score is always
+better; a unit that gives every reference crop the same response (a unit that never fires) has
+no scale and is refused before any trial. Scores are averaged over seeds, then the median is
+taken over units. All units of a trial run in lockstep over shared forward passes
 (:mod:`xdream.multi`). The config is an experiment config (``[[targets]]`` name the units,
 ``[optimizer]`` the optimiser and its fixed parameters) plus a ``[tune]`` section:
 
@@ -114,8 +118,8 @@ def parse_section(section: Any, cfg: Any) -> TuneSection:
     for seed in seeds:
         check_seed(seed, "[tune] seeds: each")
     for key in ("trials", "references", "sampler_seed"):
-        v = section.get(key, 1)
-        low = 0 if key == "sampler_seed" else 1
+        v = section.get(key, 2)
+        low = {"sampler_seed": 0, "references": 2}.get(key, 1)
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
             raise ConfigError(f"[tune] {key} must be an integer >= {low}, got {v!r}")
     return TuneSection(
@@ -144,8 +148,30 @@ def suggest(trial: Any, params: Mapping[str, Mapping[str, Any]]) -> dict[str, An
     return values
 
 
-def normalisers(cfg: Any, n_references: int) -> dict[str, float]:
-    """Each unit's best response to ``n_references`` fixed natural crops (seed 0)."""
+@dataclasses.dataclass(frozen=True)
+class Normaliser:
+    """A unit's responses to the reference crops: their mean and their best."""
+
+    mean: float
+    top: float
+
+    def __call__(self, score: float) -> float:
+        """``(score - mean) / (top - mean)``: 0 for an average crop, 1 for the best one."""
+        return (score - self.mean) / (self.top - self.mean)
+
+
+OBJECTIVE = (
+    "median over units of (best clean score - mean reference response) / "
+    "(best reference response - mean reference response), {references} reference crops"
+)
+"""What a trial's value is; stored in the study, which refuses trials scored another way."""
+
+
+def normalisers(cfg: Any, n_references: int) -> dict[str, Normaliser]:
+    """Each unit's mean and best response to ``n_references`` fixed natural crops (seed 0).
+
+    Raises :class:`ConfigError` naming the units that give every crop the same response (no
+    scale to normalise by), before any trial runs."""
     from xdream import generators
     from xdream.multi import shared_scorer, units_of
     from xdream.references import ReferenceImages
@@ -154,16 +180,32 @@ def normalisers(cfg: Any, n_references: int) -> dict[str, float]:
     multi = shared_scorer(cfg, units)
     gen = generators.make(cfg.generator["name"], **_params(cfg.generator))
     refs, _ = ReferenceImages(gen.output_size[0], seed=0).sample(n_references)
-    best = multi.activations(refs).max(axis=0)
-    return {u.label: float(b) for u, b in zip(units, best)}
+    acts = np.asarray(multi.activations(refs), dtype=np.float64)
+    out = {
+        u.label: Normaliser(float(m), float(t))
+        for u, m, t in zip(units, acts.mean(axis=0), acts.max(axis=0))
+    }
+    flat = [
+        label for label, n in out.items() if not (np.isfinite(n.top - n.mean) and n.top > n.mean)
+    ]
+    if flat:
+        shown = ", ".join(f"{label} ({out[label].top:.4g})" for label in flat[:10])
+        more = f" and {len(flat) - 10} more" if len(flat) > 10 else ""
+        raise ConfigError(
+            f"cannot tune on {len(flat)} unit(s) that give each of the {n_references} reference "
+            f"crops the same response, so their scores have no scale to normalise by: "
+            f"{shown}{more}. Remove them from [[targets]], or raise [tune] references."
+        )
+    return out
 
 
 def _params(section: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in section.items() if k != "name"}
 
 
-def normalised_scores(folder: Path, norm: Mapping[str, float]) -> dict[str, float]:
-    """Best clean score / normaliser, per unit, from a many-unit run folder's ``units.csv``."""
+def normalised_scores(folder: Path, norm: Mapping[str, Normaliser]) -> dict[str, float]:
+    """Each unit's normalised best clean score (:class:`Normaliser`), from a many-unit run
+    folder's ``units.csv``."""
     import csv
 
     from xdream.records import read_summary
@@ -175,12 +217,16 @@ def normalised_scores(folder: Path, norm: Mapping[str, float]) -> dict[str, floa
         label = row["unit"]
         summary = read_summary(folder / row["folder"])
         best = summary.get("best_clean_score")
-        out[label] = float(best) / norm[label] if best is not None else float("nan")
+        out[label] = norm[label](float(best)) if best is not None else float("nan")
     return out
 
 
 def objective(
-    cfg: Any, section: TuneSection, values: Mapping[str, Any], out: Path, norm: Mapping[str, float]
+    cfg: Any,
+    section: TuneSection,
+    values: Mapping[str, Any],
+    out: Path,
+    norm: Mapping[str, Normaliser],
 ) -> tuple[float, dict[str, float]]:
     """Median over units of the seed-averaged normalised score for optimiser ``values``."""
     from xdream import config as config_mod
@@ -212,6 +258,7 @@ def run_tune(
 ) -> Any:
     """Run ``trials`` trials (default ``[tune] trials``) into the study; returns the study."""
     optuna = _require_optuna()
+    norm = normalisers(cfg, section.references)  # refuses units it cannot normalise
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{out / 'tune.db'}"
@@ -225,7 +272,7 @@ def run_tune(
         )
     except Exception as err:  # bad URL, missing driver, unreachable server
         raise XDreamError(f"cannot open the Optuna storage {url!r}: {err}") from None
-    norm = normalisers(cfg, section.references)
+    _check_objective(study, OBJECTIVE.format(references=section.references), study_name)
 
     def run_trial(trial: Any) -> float:
         values = suggest(trial, section.params)
@@ -243,6 +290,21 @@ def run_tune(
     study.optimize(run_trial, n_trials=trials or section.trials, catch=(XDreamError,))
     _write_trials(study, out / "tune.csv")
     return study
+
+
+def _check_objective(study: Any, objective: str, name: str) -> None:
+    """Store what a trial's value means in the study; refuse a study whose trials were scored
+    otherwise (another ``references``, or an xdream that normalised differently)."""
+    saved = study.user_attrs.get("objective")
+    if saved is None and not study.trials:
+        study.set_user_attr("objective", objective)
+    elif saved != objective:
+        how = saved or "an earlier xdream scored them (best score / best reference response)"
+        raise XDreamError(
+            f"study {name!r} holds trials scored otherwise ({how}) than this config scores them "
+            f"({objective}): their values cannot be compared. Use another --study (or --out), "
+            "or put back the [tune] references it was run with."
+        )
 
 
 def _write_trials(study: Any, path: Path) -> None:
