@@ -165,3 +165,38 @@ def test_a_study_scored_another_way_is_refused() -> None:
     old.add_trial(optuna.trial.create_trial(value=1.0))
     with pytest.raises(XDreamError, match="an earlier xdream"):
         _check_objective(old, OBJECTIVE.format(references=8), "s")
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "1.5"])
+def test_trials_on_the_command_line_must_be_at_least_one(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xdream.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["tune", "c.toml", "--trials", value])
+    assert exit_info.value.code == 2
+    assert "--trials: expected an integer >= 1, got" in capsys.readouterr().err
+
+
+def test_a_continued_study_runs_what_it_lacks_and_proposes_new_trials(tmp_path: Path) -> None:
+    """[tune] trials is the number of finished trials the study should hold: running the same
+    config again runs none; --trials N runs N more, which the sampler proposes anew (one seed
+    for every run proposed the study's first trials again); a fresh study is reproducible."""
+    _optuna()
+    from xdream import tune
+
+    path = tmp_path / "tune.toml"
+    path.write_text(
+        TUNE_TOML.replace("channels = [1, 2, 3]", "channels = [1]").replace(
+            "generations = 2", "generations = 1"
+        )
+    )
+    cfg, section = tune.load(path)
+    first = tune.run_tune(cfg, section, tmp_path / "a")
+    assert len(first.trials) == 2
+    assert len(tune.run_tune(cfg, section, tmp_path / "a").trials) == 2  # nothing lacking
+    more = tune.run_tune(cfg, section, tmp_path / "a", trials=1).trials
+    assert len(more) == 3 and more[2].params not in [t.params for t in more[:2]]
+    again = tune.run_tune(cfg, section, tmp_path / "b").trials  # a fresh study
+    assert [t.params for t in again] == [t.params for t in more[:2]]

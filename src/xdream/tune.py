@@ -14,7 +14,7 @@ taken over units. All units of a trial run in lockstep over shared forward passe
 .. code-block:: toml
 
     [tune]
-    trials = 20
+    trials = 20                      # finished trials the study should hold
     seeds = [0]
     references = 100                 # crops behind each unit's normaliser
     [tune.params]                    # the search space: keys of the optimiser's Params
@@ -25,7 +25,9 @@ taken over units. All units of a trial run in lockstep over shared forward passe
 
 Trials are stored in SQLite (``OUT/tune.db``) unless ``--storage`` names any SQLAlchemy
 database URL (``postgresql://user:pass@host/db``): machines sharing a URL and a ``--study`` name
-tune together. Optuna is an optional extra: ``pip install "xdream[tune]"``.
+tune together. Each trial's sampler is seeded from ``sampler_seed`` and the trial's number in
+the study, so a fresh study is reproducible and a continued one (or another machine) proposes
+new values. Optuna is an optional extra: ``pip install "xdream[tune]"``.
 """
 
 from __future__ import annotations
@@ -246,6 +248,46 @@ def objective(
     return float(statistics.median(means.values())), means
 
 
+def trial_seed(sampler_seed: int, number: int) -> int:
+    """The seed of the sampler that proposes trial ``number`` of a study."""
+    return int(np.random.SeedSequence([sampler_seed, number]).generate_state(1)[0])
+
+
+def make_sampler(optuna: Any, sampler_seed: int) -> Any:
+    """A TPE sampler seeded anew for each trial from ``sampler_seed`` and the trial's number.
+
+    One seed for the whole run proposed the same start-up trials each time a study was
+    continued, and on every machine tuning it together; trial numbers are unique in a study, so
+    each trial gets its own proposals while a fresh study stays reproducible."""
+
+    class PerTrialTPE(optuna.samplers.BaseSampler):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.inner = optuna.samplers.TPESampler(seed=trial_seed(sampler_seed, 0))
+
+        def before_trial(self, study: Any, trial: Any) -> None:
+            self.inner = optuna.samplers.TPESampler(seed=trial_seed(sampler_seed, trial.number))
+            self.inner.before_trial(study, trial)
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
+            return self.inner.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> Any:
+            return self.inner.sample_relative(study, trial, search_space)
+
+        def sample_independent(
+            self, study: Any, trial: Any, param_name: str, param_distribution: Any
+        ) -> Any:
+            return self.inner.sample_independent(study, trial, param_name, param_distribution)
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            self.inner.after_trial(study, trial, state, values)
+
+        def reseed_rng(self) -> None:
+            self.inner.reseed_rng()
+
+    return PerTrialTPE()
+
+
 def run_tune(
     cfg: Any,
     section: TuneSection,
@@ -256,8 +298,12 @@ def run_tune(
     trials: int | None = None,
     console: Any = None,
 ) -> Any:
-    """Run ``trials`` trials (default ``[tune] trials``) into the study; returns the study."""
+    """Run trials into the study and return it: ``trials`` more, or (``None``) as many as the
+    study lacks of ``[tune] trials`` finished ones (counting those other machines finish
+    meanwhile)."""
     optuna = _require_optuna()
+    if trials is not None and (isinstance(trials, bool) or trials < 1):
+        raise XDreamError(f"trials must be an integer >= 1, got {trials!r}")
     norm = normalisers(cfg, section.references)  # refuses units it cannot normalise
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -268,7 +314,7 @@ def run_tune(
             study_name=study_name,
             direction="maximize",
             load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=section.sampler_seed),
+            sampler=make_sampler(optuna, section.sampler_seed),
         )
     except Exception as err:  # bad URL, missing driver, unreachable server
         raise XDreamError(f"cannot open the Optuna storage {url!r}: {err}") from None
@@ -287,7 +333,20 @@ def run_tune(
             )
         return value
 
-    study.optimize(run_trial, n_trials=trials or section.trials, catch=(XDreamError,))
+    complete = (optuna.trial.TrialState.COMPLETE,)
+    finished = len(study.get_trials(deepcopy=False, states=complete))
+    callbacks = []
+    if trials is None:  # up to [tune] trials finished ones, whichever machine finishes them
+        trials = max(0, section.trials - finished)
+        callbacks.append(optuna.study.MaxTrialsCallback(section.trials, states=complete))
+    if trials == 0 and console is not None:
+        console.print(
+            f"study {study_name!r} holds {finished} finished trials ([tune] trials = "
+            f"{section.trials}): none to run (--trials N runs N more)",
+            highlight=False,
+        )
+    if trials > 0:
+        study.optimize(run_trial, n_trials=trials, catch=(XDreamError,), callbacks=callbacks)
     _write_trials(study, out / "tune.csv")
     return study
 
@@ -351,6 +410,8 @@ def cmd_tune(args: argparse.Namespace, console: Any) -> int:
 
 def add_parser(subparsers: Any) -> None:
     """Register ``xdream tune``."""
+    from xdream.cli import at_least
+
     p = subparsers.add_parser("tune", help="tune an optimiser's hyperparameters with Optuna")
     p.add_argument("config", help="experiment config with [[targets]] and a [tune] section")
     p.add_argument("--out", help="output folder (default: xdream-runs/<time>-<name>-tune)")
@@ -359,5 +420,10 @@ def add_parser(subparsers: Any) -> None:
         help="database URL for the study (default: sqlite:///OUT/tune.db); any SQLAlchemy URL",
     )
     p.add_argument("--study", default="xdream", help="study name (default 'xdream')")
-    p.add_argument("--trials", type=int, help="trials to run now (default: [tune] trials)")
+    p.add_argument(
+        "--trials",
+        type=at_least(1),
+        help="run this many more trials now, however many the study holds (default: as many as "
+        "the study lacks of [tune] trials finished ones)",
+    )
     p.set_defaults(func=cmd_tune)
