@@ -61,6 +61,22 @@ def _optuna() -> Any:
         ({"params": {"selectivity": {"choices": [1]}}, "seeds": [-2]}, r"integer >= 0, got -2"),
         ({"params": {"selectivity": {"choices": [1]}}, "trials": True}, r"trials must be an"),
         ({"params": {"selectivity": {"choices": [1]}}, "references": 1}, r"integer >= 2, got 1"),
+        (
+            {"params": {"mutation_size": {"low": 0, "high": 1, "log": True}}},
+            "log scale needs low > 0",
+        ),
+        ({"params": {"mutation_size": {"low": 0.1, "high": 1, "log": 1}}}, "log must be true or"),
+        (
+            {"params": {"population_size": {"low": 10.0, "high": 40.0}}},
+            "must be an integer, got 10",
+        ),
+        ({"params": {"population_size": {"low": 1, "high": 40}}}, "1 is not a value the optimiser"),
+        ({"params": {"selectivity": {"choices": ["a", "b"]}}}, "'a' is not a value"),
+        ({"params": {"selectivity": {"choices": [[1, 2]]}}}, "numbers, strings or booleans"),
+        ({"params": {"mutation_rate": {"low": 0.1, "high": 2.0}}}, "probability in"),
+        ({"params": {"mutation_rate": {"low": 0.1, "high": 0.5, "choices": [0.2]}}}, "not both"),
+        ({"params": {"population_size": {"low": True, "high": 5}}}, "not true or false"),
+        ({"params": {"mutation_rate": {"low": 0.1, "high": float("inf")}}}, "finite numbers"),
     ],
 )
 def test_bad_tune_sections_are_rejected(section: dict[str, Any], message: str) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import statistics
 from collections.abc import Mapping
 from pathlib import Path
@@ -106,13 +107,7 @@ def parse_section(section: Any, cfg: Any) -> TuneSection:
                 f"[tune.params] {key} must be {{ low = .., high = .. [, log = true] }} or "
                 f"{{ choices = [..] }}, got {spec!r}"
             )
-        if "choices" in spec:
-            if not isinstance(spec["choices"], list) or not spec["choices"]:
-                raise ConfigError(f"[tune.params] {key} choices must be a non-empty list")
-        elif not all(isinstance(spec.get(k), (int, float)) for k in ("low", "high")) or not (
-            spec["low"] < spec["high"]
-        ):
-            raise ConfigError(f"[tune.params] {key} needs numbers low < high, got {spec!r}")
+        _check_spec(key, spec, cfg)
         params[key] = dict(spec)
     seeds = section.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds:
@@ -131,6 +126,46 @@ def parse_section(section: Any, cfg: Any) -> TuneSection:
         section.get("references", 100),
         section.get("sampler_seed", 0),
     )
+
+
+def _check_spec(key: str, spec: Mapping[str, Any], cfg: Any) -> None:
+    """Refuse a search-space entry that Optuna cannot search or whose values the optimiser
+    refuses: each bound and each choice is checked as ``xdream run`` checks ``[optimizer]``."""
+    from xdream import config as config_mod
+
+    where = f"[tune.params] {key}"
+    if "choices" in spec:
+        if any(k in spec for k in ("low", "high", "log")):
+            raise ConfigError(f"{where}: give either choices or low/high (and log), not both")
+        values = spec["choices"]
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where} choices must be a non-empty list, got {values!r}")
+        for v in values:
+            if not isinstance(v, (bool, int, float, str)):
+                raise ConfigError(
+                    f"{where} choices must be numbers, strings or booleans, got {v!r}"
+                )
+    else:
+        bounds: list[Any] = [spec.get(k) for k in ("low", "high")]
+        if not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds) or not (
+            math.isfinite(bounds[0]) and math.isfinite(bounds[1]) and bounds[0] < bounds[1]
+        ):
+            raise ConfigError(
+                f"{where} needs finite numbers (not true or false) low < high, got {dict(spec)!r}"
+            )
+        log = spec.get("log", False)
+        if not isinstance(log, bool):
+            raise ConfigError(f"{where} log must be true or false, got {log!r}")
+        if log and bounds[0] <= 0:
+            raise ConfigError(f"{where}: a log scale needs low > 0, got low = {bounds[0]!r}")
+        values = bounds
+    for v in values:
+        data = cfg.to_dict()
+        data["optimizer"] = {**data["optimizer"], key: v}
+        try:
+            config_mod.from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {v!r} is not a value the optimiser takes: {err}") from None
 
 
 def suggest(trial: Any, params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
