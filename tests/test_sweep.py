@@ -70,6 +70,13 @@ def test_plan_is_units_x_optimizers_x_seeds(tmp_path: Path) -> None:
         ({"cpus_per_task": 0}, "cpus_per_task"),
         ({"seeds": [0, -1]}, r"\[sweep\] seeds: each must be an integer >= 0, got -1"),
         ({"seeds": [True]}, r"got true \(a boolean\)"),
+        ({"seeds": [0, 0]}, r"seeds repeat a seed \(\[0, 0\]\)"),
+        ({"optimizers": []}, "optimizers must be a non-empty list"),
+        ({"optimizers": "genetic"}, "optimizers must be a non-empty list"),
+        ({"max_retries": True}, "max_retries must be an integer"),
+        ({"cpus_per_task": True}, "cpus_per_task must be a number > 0, got True"),
+        ({"cpus_per_task": float("nan")}, "cpus_per_task must be a number > 0, got nan"),
+        ({"cpus_per_task": float("inf")}, "cpus_per_task must be a number > 0, got inf"),
     ],
 )
 def test_bad_sweep_sections_are_rejected(section: dict[str, object], message: str) -> None:
@@ -248,3 +255,17 @@ def test_sweep_on_a_cluster_resumes_a_killed_worker(
     assert {r["generations"] for r in rows} == {str(generations)}
     assert {r["attempts"] for r in rows} == {"1", "2"}
     assert all(not r["error"] for r in rows)
+
+
+def test_cpus_per_task_that_no_node_has_is_refused() -> None:
+    """Ray waits forever, silently, for a node with the CPUs a task asks for."""
+    from types import SimpleNamespace
+
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 2.0}},
+        {"Alive": False, "Resources": {"CPU": 64.0}},  # a node that is gone
+    ]
+    ray = SimpleNamespace(nodes=lambda: nodes)
+    sweep._check_capacity(ray, 2.0)
+    with pytest.raises(XDreamError, match="largest node of the Ray cluster has 2 CPUs"):
+        sweep._check_capacity(ray, 4.0)

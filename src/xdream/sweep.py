@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import socket
 import time
@@ -101,8 +102,13 @@ def parse_section(section: Any, cfg: Any) -> SweepSection:
                 f"unknown key {key!r} in [sweep].{did_you_mean(str(key), SWEEP_KEYS)} "
                 f"Valid keys: {', '.join(SWEEP_KEYS)}."
             )
+    listed = section.get("optimizers", [cfg.optimizer])
+    if not isinstance(listed, list) or not listed:
+        raise ConfigError(
+            f"[sweep] optimizers must be a non-empty list of names or tables, got {listed!r}"
+        )
     optimizers = []
-    for value in section.get("optimizers", [cfg.optimizer]):
+    for value in listed:
         data = {**cfg.to_dict(), "optimizer": value}
         data.pop("targets", None)
         optimizers.append(config_mod.from_dict(data).optimizer)
@@ -114,11 +120,18 @@ def parse_section(section: Any, cfg: Any) -> SweepSection:
         raise ConfigError(f"[sweep] seeds must be a non-empty list of integers, got {seeds!r}")
     for seed in seeds:
         check_seed(seed, "[sweep] seeds: each")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"[sweep] seeds repeat a seed ({seeds}); give each once")
     cpus = section.get("cpus_per_task", 1.0)
     retries = section.get("max_retries", 3)
-    if not isinstance(cpus, (int, float)) or cpus <= 0:
-        raise ConfigError(f"[sweep] cpus_per_task must be > 0, got {cpus!r}")
-    if not isinstance(retries, int) or retries < 0:
+    if (
+        not isinstance(cpus, (int, float))
+        or isinstance(cpus, bool)
+        or not math.isfinite(cpus)
+        or cpus <= 0
+    ):
+        raise ConfigError(f"[sweep] cpus_per_task must be a number > 0, got {cpus!r}")
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ConfigError(f"[sweep] max_retries must be an integer >= 0, got {retries!r}")
     return SweepSection(tuple(optimizers), tuple(seeds), float(cpus), retries)
 
@@ -236,6 +249,7 @@ def run_sweep(
             kwargs["include_dashboard"] = False
         ray.init(address=address, **kwargs)
     try:
+        _check_capacity(ray, sweep.cpus_per_task)
         remote = ray.remote(run_task).options(
             num_cpus=sweep.cpus_per_task, max_retries=sweep.max_retries, retry_exceptions=False
         )
@@ -277,6 +291,19 @@ def run_sweep(
         rows.append(row)
     write_table(out / "sweep.csv", rows, columns())
     return rows
+
+
+def _check_capacity(ray: Any, cpus: float) -> None:
+    """Refuse ``cpus_per_task`` that no node of the cluster has: Ray would wait for one
+    forever, silently."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    most = max((float(n.get("Resources", {}).get("CPU", 0)) for n in nodes), default=0.0)
+    if cpus > most:
+        raise XDreamError(
+            f"[sweep] cpus_per_task = {cpus:g}, but the largest node of the Ray cluster has "
+            f"{most:g} CPUs, so no task could ever start: lower cpus_per_task to {most:g} or less "
+            "(or add larger nodes)"
+        )
 
 
 def cmd_sweep(args: argparse.Namespace, console: Any) -> int:
