@@ -269,3 +269,33 @@ def test_cpus_per_task_that_no_node_has_is_refused() -> None:
     sweep._check_capacity(ray, 2.0)
     with pytest.raises(XDreamError, match="largest node of the Ray cluster has 2 CPUs"):
         sweep._check_capacity(ray, 4.0)
+
+
+def test_a_changed_config_is_applied_to_started_tasks_or_refused(tmp_path: Path) -> None:
+    """Running a sweep again after an edit of its config: a changed budget takes effect (a
+    finished experiment is extended, as `xdream resume` does), a changed key that defines the
+    experiments is refused naming it; both kept the old results before."""
+    import torch
+
+    out = tmp_path / "out"
+    path = tmp_path / "s.toml"
+
+    def tasks(toml: str) -> list[sweep.Task]:
+        path.write_text(toml)
+        return plan(*sweep.load(path))
+
+    def run(task: sweep.Task) -> dict[str, object]:
+        return sweep.run_task(task.config, str(out / task.folder), torch.get_num_threads())
+
+    first = tasks(SWEEP_TOML.format(generations=1))
+    assert run(first[0])["generations"] == 1
+    assert sweep.compare_configs(first, out) == {}  # the same config: nothing to do
+    longer = tasks(SWEEP_TOML.format(generations=2))
+    assert sweep.compare_configs(longer, out) == {0: ["experiment.generations: 1 -> 2"]}
+    summary = run(longer[0])
+    assert summary["generations"] == 2 and not summary.get("error")
+    assert config.load(out / longer[0].folder / "config.yaml").experiment.generations == 2
+    assert sweep.compare_configs(longer, out) == {}
+    other = tasks(SWEEP_TOML.format(generations=2).replace("n_references = 2", "n_references = 3"))
+    with pytest.raises(XDreamError, match=r"genetic/seed0: experiment.n_references: 2 -> 3"):
+        sweep.compare_configs(other, out)

@@ -16,7 +16,10 @@ Each experiment is one Ray task writing its own folder ``OUT/<unit>/<optimizer>/
 generation it started from). Ray re-runs the task of a worker that dies, and the task resumes
 from the folder's checkpoint (:meth:`xdream.experiment.Experiment.resume`), so the experiment
 continues rather than restarts; running the same sweep into the same ``OUT`` again skips finished
-experiments and resumes the others. ``OUT/sweep.csv`` is the aggregate table. Ray is an optional
+experiments and resumes the others. Each started experiment's config is compared with its
+folder's ``config.yaml`` first, as ``xdream resume`` does: changes of
+:data:`xdream.experiment.CHANGEABLE` keys (the budget, ...) take effect as it resumes (a finished
+one is extended), and a change of any other key is refused before any task runs. ``OUT/sweep.csv`` is the aggregate table. Ray is an optional
 extra: ``pip install "xdream[cluster]"``.
 """
 
@@ -170,10 +173,14 @@ def run_task(config: dict[str, Any], folder: str, threads: int) -> dict[str, Any
     path.mkdir(parents=True, exist_ok=True)
     log = path / "worker.json"
     try:
+        cfg = config_mod.from_dict(config)
+        experiment = Experiment.from_config(cfg, path)
         if (path / "config.yaml").exists():
-            experiment = Experiment.resume(path)
-        else:
-            experiment = Experiment.from_config(config_mod.from_dict(config), path)
+            # as `xdream resume` after an edit of config.yaml: the checkpoint's config must
+            # agree on every key that defines the experiment; the changeable ones (the budget,
+            # ...) take effect, and config.yaml says so
+            experiment.restore()
+            config_mod.dump_yaml(cfg, path / "config.yaml")
         with open(log, "a") as fh:
             attempt = {
                 "host": socket.gethostname(),
@@ -217,6 +224,40 @@ def _finished(folder: Path) -> dict[str, Any] | None:
     return None
 
 
+def compare_configs(tasks: list[Task], out: Path) -> dict[int, list[str]]:
+    """The changes of :data:`xdream.experiment.CHANGEABLE` keys between each started task's
+    folder (its ``config.yaml``) and the sweep's config for it, by task index; raises
+    :class:`XDreamError` naming every change of a key that defines an experiment (continuing
+    would mix two experiments in one record), before any task runs."""
+    from xdream.experiment import CHANGEABLE_KEYS, config_changes
+    from xdream.records import RunFolder
+
+    allowed: dict[int, list[str]] = {}
+    refused: list[str] = []
+    for i, task in enumerate(tasks):
+        folder = RunFolder(out / task.folder)
+        if not folder.config.exists():
+            continue
+        try:
+            saved = folder.load_config().to_dict()
+        except XDreamError:  # a damaged config.yaml: the task's resume checks the checkpoint
+            continue
+        defining, changes = config_changes(saved, task.config)
+        if defining:
+            refused.append(f"{task.folder}: {'; '.join(defining)}")
+        if changes:
+            allowed[i] = changes
+    if refused:
+        shown = " | ".join(refused[:5]) + (f" | and {len(refused) - 5} more" if refused[5:] else "")
+        raise XDreamError(
+            f"cannot continue the sweep in {str(out)!r}: the config changed since its "
+            f"experiments started, in keys that define them ({shown}); continuing would mix two "
+            "experiments in one record. Put the old values back, or run the sweep into another "
+            f"--out. Keys that may change between sessions: {', '.join(CHANGEABLE_KEYS)}."
+        )
+    return allowed
+
+
 def run_sweep(
     cfg: Any,
     sweep: SweepSection,
@@ -233,11 +274,20 @@ def run_sweep(
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     tasks = plan(cfg, sweep)
+    changed = compare_configs(tasks, out)
     results: dict[int, dict[str, Any]] = {}
     for i, task in enumerate(tasks):
-        done = _finished(out / task.folder)
+        done = None if i in changed else _finished(out / task.folder)
         if done is not None:
             results[i] = done
+    if changed and console is not None:
+        changes = list(dict.fromkeys(c for cs in changed.values() for c in cs))
+        console.print(
+            f"the config changed since {len(changed)} experiment(s) started, taking effect as "
+            f"they resume: {'; '.join(changes)}",
+            highlight=False,
+            markup=False,
+        )
     # workers import the same xdream as this process (a source checkout included)
     src = str(Path(xdream.__file__).resolve().parents[1])
     path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
