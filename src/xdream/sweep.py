@@ -14,13 +14,14 @@ The config is an experiment config (``[target]``/``[[targets]]`` name the units)
 Each experiment is one Ray task writing its own folder ``OUT/<unit>/<optimizer>/seed<s>/``
 (what ``xdream run`` writes, plus ``worker.json``: one line per attempt with host, pid and the
 generation it started from). Ray re-runs the task of a worker that dies, and the task resumes
-from the folder's checkpoint (:meth:`xdream.experiment.Experiment.resume`), so the experiment
+from the folder's checkpoint (:meth:`xdream.experiment.Experiment.restore`), so the experiment
 continues rather than restarts; running the same sweep into the same ``OUT`` again skips finished
 experiments and resumes the others. Each started experiment's config is compared with its
 folder's ``config.yaml`` first, as ``xdream resume`` does: changes of
 :data:`xdream.experiment.CHANGEABLE` keys (the budget, ...) take effect as it resumes (a finished
-one is extended), and a change of any other key is refused before any task runs. ``OUT/sweep.csv`` is the aggregate table. Ray is an optional
-extra: ``pip install "xdream[cluster]"``.
+one is extended), and a change of any other key is refused before any task runs.
+``OUT/sweep.csv`` is the aggregate table. Ray is an optional extra:
+``pip install "xdream[cluster]"``.
 """
 
 from __future__ import annotations
