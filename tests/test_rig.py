@@ -96,6 +96,34 @@ def test_mat_files_use_matlab_orientation(tmp_path: Path) -> None:
         read_mat(tmp_path / "e.mat")
 
 
+def test_json_needs_one_response_per_name(tmp_path: Path) -> None:
+    """No reshaping to fit: a count that does not match the names is refused, saying so;
+    ``null`` for a whole row is no response on every channel."""
+    from xdream.rig.formats import read_json
+
+    def read(names: list[str], responses: Any) -> Any:
+        path = tmp_path / "block000.json"
+        path.write_text(json.dumps({"stimulusID": names, "responses": responses}))
+        return read_json(path)
+
+    four = [f"n{k}" for k in range(4)]
+    with pytest.raises(MalformedResponse, match="2 names in 'stimulusID' but 4 responses"):
+        read(four[:2], [1, 2, 3, 4])
+    with pytest.raises(MalformedResponse, match="4 names in 'stimulusID' but 2 responses"):
+        read(four, [[1, 2], [3, 4]])
+    with pytest.raises(MalformedResponse, match="4 names in 'stimulusID' but 3 responses"):
+        read(four, [1, 2, 3])
+    with pytest.raises(MalformedResponse, match="mixes numbers and rows"):
+        read(four, [1, [2, 3], 4, 5])
+    with pytest.raises(MalformedResponse, match="hold 2 and 3 values"):
+        read(four, [[1, 2], [3, 4, 5], [6, 7], [8, 9]])
+    with pytest.raises(MalformedResponse, match="must be numbers"):
+        read(four, [1, "2", 3, 4])
+    got = read(four, [[1, 2], None, [5, None], [7, 8]]).values
+    np.testing.assert_array_equal(got, [[1, 2], [np.nan, np.nan], [5, np.nan], [7, 8]])
+    np.testing.assert_array_equal(read(four, [1, None, 3, 4]).values[:, 0], [1, np.nan, 3, 4])
+
+
 def test_names_and_path_escapes() -> None:
     assert protocol.stimulus_name(3, 7, "gen001_000004", ".png") == "block003_007_gen001_000004.png"
     assert protocol.loose_key(r"C:\rig\stim\block003_007_gen001_000004.bmp") == "gen001_000004"

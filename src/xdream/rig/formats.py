@@ -13,7 +13,8 @@ name        file         content
 ``h5``      ``.h5``      ``scores`` (n, channels) and optional ``indices`` (n,) into the
                          block's file names sorted alphabetically (XDream's h5 format).
 ``json``    ``.json``    ``{"stimulusID": [...], "responses": [[ch0, ch1, ...], ...]}``
-                         (one row per stimulus; a number instead of a row = one channel).
+                         (one row per name; a number instead of a row = one channel;
+                         ``null`` for a value or a whole row = no response).
 ``csv``     ``.csv``     one line per stimulus: ``name,ch0,ch1,...``; an optional header
                          line starting with ``stimulusID``.
 =========== ============ ================================================================
@@ -382,17 +383,55 @@ def read_json(path: Path) -> Response:
     names = data["stimulusID"]
     if not isinstance(names, list) or not all(isinstance(s, str) for s in names):
         raise MalformedResponse("'stimulusID' must be a list of file names")
-    try:
-        values = np.array(
-            [
-                [np.nan if v is None else v for v in r] if isinstance(r, list) else [r]
-                for r in data["responses"]
-            ],
-            dtype=np.float64,
+    return Response(names, _json_values(names, data["responses"]))
+
+
+def _json_number(value: Any, name: str) -> float:
+    if value is None:
+        return float("nan")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MalformedResponse(
+            f"the response to {name!r} is {json.dumps(value)}; responses must be numbers "
+            "(null = no response)"
         )
-    except (TypeError, ValueError) as err:
-        raise MalformedResponse(f"'responses' must be numbers ({err})") from None
-    return Response(names, values.reshape(len(names), -1))
+    return float(value)
+
+
+def _json_values(names: list[str], responses: Any) -> Values:
+    """One number (one channel) or one row per name; ``null`` = no response (a whole row)."""
+    if not isinstance(responses, list):
+        raise MalformedResponse(
+            "'responses' must be a list with one number (one channel) or one row of channel "
+            "values per stimulus name"
+        )
+    if len(responses) != len(names):
+        raise MalformedResponse(
+            f"{len(names)} names in 'stimulusID' but {len(responses)} responses; give one "
+            "number (one channel) or one row [ch0, ch1, ...] per name, in the same order"
+        )
+    rows = [r for r in responses if isinstance(r, list)]
+    numbers = [r for r in responses if r is not None and not isinstance(r, list)]
+    if rows and numbers:
+        raise MalformedResponse(
+            "'responses' mixes numbers and rows; give every name a row [ch0, ch1, ...] of the "
+            "same length (or a number each for one channel; null = no response)"
+        )
+    widths = sorted({len(r) for r in rows})
+    if len(widths) > 1 or (widths and widths[0] == 0):
+        raise MalformedResponse(
+            f"the rows of 'responses' hold {' and '.join(map(str, widths))} values; every row "
+            "needs one value per channel (null = no response)"
+        )
+    width = widths[0] if widths else 1
+    values = np.empty((len(names), width), dtype=np.float64)
+    for k, (name, r) in enumerate(zip(names, responses)):
+        if r is None:
+            values[k] = np.nan  # no response: every channel
+        elif isinstance(r, list):
+            values[k] = [_json_number(v, name) for v in r]
+        else:
+            values[k] = _json_number(r, name)
+    return values
 
 
 @register_writer("json", ".json")
