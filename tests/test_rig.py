@@ -124,6 +124,20 @@ def test_json_needs_one_response_per_name(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read(four, [1, None, 3, 4]).values[:, 0], [1, np.nan, 3, 4])
 
 
+def test_csv_from_excel_and_missing_cells(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts with a byte-order mark; an empty cell is no response."""
+    from xdream.rig.formats import read_csv
+
+    path = tmp_path / "block000.csv"
+    path.write_text("\ufeffstimulusID,ch0,ch1\na.png,1,2\nb.png,,4\nc.png,NaN,6\n", "utf-8")
+    response = read_csv(path)
+    assert response.names == ["a.png", "b.png", "c.png"]
+    np.testing.assert_array_equal(response.values, [[1, 2], [np.nan, 4], [np.nan, 6]])
+    path.write_text("a.png,1\nb.png,x\n")
+    with pytest.raises(MalformedResponse, match="leave a cell empty or write NaN"):
+        read_csv(path)
+
+
 def test_names_and_path_escapes() -> None:
     assert protocol.stimulus_name(3, 7, "gen001_000004", ".png") == "block003_007_gen001_000004.png"
     assert protocol.loose_key(r"C:\rig\stim\block003_007_gen001_000004.bmp") == "gen001_000004"

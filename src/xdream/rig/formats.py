@@ -16,7 +16,8 @@ name        file         content
                          (one row per name; a number instead of a row = one channel;
                          ``null`` for a value or a whole row = no response).
 ``csv``     ``.csv``     one line per stimulus: ``name,ch0,ch1,...``; an optional header
-                         line starting with ``stimulusID``.
+                         line starting with ``stimulusID``; an empty cell or ``NaN`` = no
+                         response.
 =========== ============ ================================================================
 
 A lab adds its own format by registering a reader (and, for rehearsal with ``rig-sim``, a
@@ -443,9 +444,13 @@ def write_json_response(path: Path, names: Sequence[str], values: Values) -> Non
 
 @register_reader("csv", extensions=(".csv",))
 def read_csv(path: Path) -> Response:
-    """One line per stimulus: ``name,ch0,ch1,...`` (optional ``stimulusID,...`` header)."""
+    """One line per stimulus: ``name,ch0,ch1,...`` (optional ``stimulusID,...`` header).
+
+    An empty cell (or ``NaN``) is no response; a UTF-8 byte-order mark (Excel's "CSV UTF-8")
+    is ignored.
+    """
     try:
-        rows = [r for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8"))) if r]
+        rows = [r for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))) if r]
     except (UnicodeDecodeError, csv.Error) as err:
         raise MalformedResponse(f"not a readable CSV file ({err})") from None
     if rows and rows[0][0].strip() == "stimulusID":
@@ -456,9 +461,14 @@ def read_csv(path: Path) -> Response:
     if len(width) != 1 or width.pop() < 2:
         raise MalformedResponse("every line needs a name and the same number of channel values")
     try:
-        values = np.array([[float(v) for v in r[1:]] for r in rows], dtype=np.float64)
+        values = np.array(
+            [[float(v) if v.strip() else np.nan for v in r[1:]] for r in rows], dtype=np.float64
+        )
     except ValueError as err:
-        raise MalformedResponse(f"channel values must be numbers ({err})") from None
+        raise MalformedResponse(
+            f"channel values must be numbers ({err}); leave a cell empty or write NaN for no "
+            "response"
+        ) from None
     return Response([r[0].strip() for r in rows], values)
 
 
