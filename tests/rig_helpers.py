@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from tests.helpers import RedScorer
 from xdream import config as config_mod
 from xdream.experiment import Experiment
+from xdream.rig import RigScorer, RigSection
 from xdream.rig.protocol import STIMULUS_NAME
 from xdream.rig.sim import RigSim, SimSettings
 
@@ -70,3 +74,52 @@ def written_responses(log: list[dict[str, Any]]) -> list[tuple[int, str, np.ndar
         if e["event"] == "written"
         for n, v in zip(e["names"], e["values"])
     ]
+
+
+def write_response(folder: Path, block: int, fmt: str, names: list[str], values: Any) -> None:
+    """A response file in ``fmt`` (a writer's name), written aside and renamed into place."""
+    from xdream.rig.formats import WRITERS
+
+    writer = WRITERS.get(fmt)
+    tmp = folder / f".block{block:03d}.tmp"
+    writer.write(tmp, names, np.asarray(values, dtype=np.float64))
+    tmp.rename(folder / f"block{block:03d}{writer.extension}")
+
+
+def score_one_generation(
+    folder: Path,
+    respond: Callable[[int, list[str], Path], None],
+    n: int = 4,
+    **rig: Any,
+) -> tuple[RigScorer, np.ndarray, str]:
+    """A bare :class:`RigScorer` scoring ``n`` images; ``respond(block, names, score_dir)``
+    answers every block (from its manifest). Returns the scorer, the scores and its stderr."""
+    err = io.StringIO()
+    rig.setdefault("poll_interval", 0.002)
+    rig.setdefault("timeout", 3.0)
+    scorer = RigScorer(RigSection(shuffle=False, **rig), seed=0, stderr=err)
+    scorer.bind(folder)
+    ids = [f"gen000_{i:06d}" for i in range(n)]
+    images = torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    stop = threading.Event()
+
+    def rig_loop() -> None:
+        done: set[int] = set()
+        while not stop.is_set():
+            for manifest in sorted(scorer.write_dir.glob("block*.txt")):
+                b = int(manifest.stem[5:])
+                if b not in done:
+                    done.add(b)
+                    respond(b, manifest.read_text().split(), scorer.score_dir)
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=rig_loop, daemon=True)
+    thread.start()
+    try:
+        scorer.start_generation(0)
+        scores = scorer.score(images, ids)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    scorer.close()
+    return scorer, np.asarray(scores), err.getvalue()

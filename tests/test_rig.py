@@ -15,7 +15,15 @@ import numpy as np
 import pytest
 import scipy.io
 
-from tests.rig_helpers import image_id, rig_config, run_with_rig, thread_rig, written_responses
+from tests.rig_helpers import (
+    image_id,
+    rig_config,
+    run_with_rig,
+    score_one_generation,
+    thread_rig,
+    write_response,
+    written_responses,
+)
 from xdream import config as config_mod
 from xdream import records
 from xdream.errors import ConfigError, XDreamError
@@ -269,6 +277,41 @@ def test_loose_matching_and_require_response(tmp_path: Path) -> None:
     assert np.isfinite(rec.scores).all()  # every image got a response in the end
     assert list(rec.extra["rig/blocks/status"]) == ["answered", "no response", "answered"]
     assert sorted(rec.scores) == [0.0, 1.0, 2.0, 20.0, 21.0, 22.0]
+
+
+def test_nan_responses_are_no_response(tmp_path: Path) -> None:
+    """A NaN (MATLAB NaN, JSON null) is no response: averaged over the finite showings,
+    shown again with require_response, and a NaN blank leaves the baseline to the others."""
+
+    def nan_first_showing(b: int, names: list[str], folder: Path) -> None:
+        values = [[np.nan if b == 0 and "000000" in n else 5.0] for n in names]
+        write_response(folder, b, "mat73", names, values)
+
+    _, scores, _ = score_one_generation(tmp_path / "reps", nan_first_showing, reps=2)
+    np.testing.assert_array_equal(scores, [5.0] * 4)
+    scorer, scores, _ = score_one_generation(
+        tmp_path / "require", nan_first_showing, require_response=True
+    )
+    np.testing.assert_array_equal(scores, [5.0] * 4)
+    assert sorted(scorer.state["blocks"]) == ["0", "1"]  # the NaN image was shown again
+
+    def blanks(b: int, names: list[str], folder: Path) -> None:  # blank00 NaN, blank01 1
+        values = [[np.nan if "blank00" in n else 1.0 if "blank" in n else 5.0] for n in names]
+        write_response(folder, b, "json", names, values)
+
+    _, scores, _ = score_one_generation(
+        tmp_path / "one_nan_blank", blanks, blanks=2, subtract_blank=True
+    )
+    np.testing.assert_array_equal(scores, [4.0] * 4)  # 5 - 1: the NaN blank is left out
+
+    def second_block_blank_nan(b: int, names: list[str], folder: Path) -> None:
+        values = [[(np.nan if b == 1 else 2.0) if "blank" in n else 5.0] for n in names]
+        write_response(folder, b, "json", names, values)
+
+    _, scores, _ = score_one_generation(
+        tmp_path / "all_nan", second_block_blank_nan, blanks=1, subtract_blank=True, block_size=2
+    )
+    np.testing.assert_array_equal(scores, [3.0] * 4)  # block 1 takes the generation's mean 2
 
 
 # --------------------------------------------------------------------------- hardening

@@ -699,16 +699,28 @@ class RigScorer(Scorer):
             return float(np.mean(values))
         return float(np.mean([np.mean(values[g]) for g in self.groups]))
 
+    def _row_score(self, row: dict[str, Any]) -> float:
+        """A presentation's score before baselines; NaN = the rig reported no response."""
+        return self._select(np.array(row["values"], dtype=np.float64))
+
     def _unanswered(self, cur: dict[str, Any]) -> list[int]:
-        got = {r["index"] for r in self.state["rows"] if r["used"]}
+        """Images with no finite response yet (a NaN from the rig is no response)."""
+        got = {
+            r["index"]
+            for r in self.state["rows"]
+            if r["used"] and np.isfinite(self._row_score(r))
+        }
         return [i for i in range(len(cur["ids"])) if i not in got]
 
     def _baselines(self, cur: dict[str, Any], rows: list[dict[str, Any]]) -> dict[int, float]:
+        """Each block's mean finite blank response; a block without one takes the mean of the
+        generation's finite blanks (or the last generation's baseline)."""
         blanks: dict[int, list[float]] = {}
         for r in rows:
             if r["kind"] == "blank" and r["shown_generation"] == cur["generation"]:
-                values = np.array(r["values"], dtype=np.float64)
-                blanks.setdefault(r["block"], []).append(self._select(values))
+                score = self._row_score(r)
+                if np.isfinite(score):
+                    blanks.setdefault(r["block"], []).append(score)
         out = {b: float(np.mean(v)) for b, v in blanks.items()}
         every = [x for v in blanks.values() for x in v]
         fallback = float(np.mean(every)) if every else self.state["last_baseline"]
@@ -729,9 +741,10 @@ class RigScorer(Scorer):
             )
         for r in rows:
             if r["used"]:
-                s = self._select(np.array(r["values"], dtype=np.float64))
-                sums[r["index"]] += s - base.get(r["block"], 0.0)
-                counts[r["index"]] += 1
+                s = self._row_score(r) - base.get(r["block"], 0.0)
+                if np.isfinite(s):  # NaN = no response: the mean is over answered showings
+                    sums[r["index"]] += s
+                    counts[r["index"]] += 1
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 

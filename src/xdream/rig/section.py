@@ -40,7 +40,8 @@ class RigSection:
     shuffle: bool = True
     """Shuffle the presentation order (seeded; the order is journaled)."""
     require_response: bool = False
-    """Show images that got no response again, in extra blocks, up to ``max_reshows`` rounds."""
+    """Show images that got no response (none, or only NaN) again, in extra blocks, up to
+    ``max_reshows`` rounds."""
     max_reshows: int = 3
     """Rounds of re-showing for ``require_response``."""
     channels: Channels = None
@@ -59,7 +60,9 @@ class RigSection:
     blank_value: float = 0.5
     """Grey level of blank trials, in [0, 1]."""
     subtract_blank: bool = False
-    """Subtract the block's mean blank response (baseline) from every score in the block."""
+    """Subtract the block's mean blank response (baseline) from every score in the block; NaN
+    blanks are left out, and a block with no blank response takes the generation's mean blank
+    (or the last generation's)."""
     timeout: float = 120.0
     """Seconds to wait for a block's response before ``on_timeout`` applies."""
     on_timeout: str = "skip"
