@@ -93,9 +93,21 @@ def test_mat_files_use_matlab_orientation(tmp_path: Path) -> None:
     cell[0, :] = NAMES
     scipy.io.savemat(tmp_path / "b.mat", {"stimulusID": cell, "tEvokedResp": VALUES.T})
     np.testing.assert_array_equal(read_mat(tmp_path / "b.mat").values, VALUES)
-    # images x channels is accepted when unambiguous; a shape that fits nothing is malformed
+    assert read_mat(tmp_path / "b.mat").warnings == []
+    # images x channels is accepted when unambiguous, with a warning (the same rig's files
+    # would be read the other way in a block with as many stimuli as channels)
     scipy.io.savemat(tmp_path / "c.mat", {"stimulusID": cell, "tEvokedResp": VALUES})
     np.testing.assert_array_equal(read_mat(tmp_path / "c.mat").values, VALUES)
+    assert "save tEvokedResp' (its transpose)" in read_mat(tmp_path / "c.mat").warnings[0]
+    # ... but not silently for a square matrix: the documented orientation wins, no warning
+    square = np.array([[1.0, 2.0], [3.0, 4.0]])
+    scipy.io.savemat(tmp_path / "s.mat", {"stimulusID": cell[:, :2], "tEvokedResp": square})
+    np.testing.assert_array_equal(read_mat(tmp_path / "s.mat").values, square.T)
+    assert read_mat(tmp_path / "s.mat").warnings == []
+    # one channel as a column (images x 1) cannot be mistaken: no warning
+    scipy.io.savemat(tmp_path / "col.mat", {"stimulusID": cell, "tEvokedResp": VALUES[:, :1]})
+    assert read_mat(tmp_path / "col.mat").warnings == []
+    # a shape that fits nothing is malformed
     scipy.io.savemat(tmp_path / "d.mat", {"stimulusID": cell, "tEvokedResp": np.ones((2, 5))})
     with pytest.raises(MalformedResponse, match="channels x 3"):
         read_mat(tmp_path / "d.mat")
@@ -312,6 +324,48 @@ def test_nan_responses_are_no_response(tmp_path: Path) -> None:
         tmp_path / "all_nan", second_block_blank_nan, blanks=1, subtract_blank=True, block_size=2
     )
     np.testing.assert_array_equal(scores, [3.0] * 4)  # block 1 takes the generation's mean 2
+
+
+def test_h5_rows_are_checked_against_the_block(tmp_path: Path) -> None:
+    """MATLAB's h5write of an N x 1 column arrives as (1, N) in h5py: read as N stimuli, not
+    one stimulus with N channels; a row count that fits neither orientation is refused, and a
+    refused file does not fix the channel count (which made every later file malformed)."""
+
+    def h5(folder: Path, b: int, scores: Any, indices: Any = None) -> None:
+        with h5py.File(folder / f".block{b:03d}.tmp", "w") as f:
+            f["scores"] = scores
+            if indices is not None:
+                f["indices"] = indices
+        (folder / f".block{b:03d}.tmp").rename(folder / f"block{b:03d}.h5")
+
+    def respond(b: int, names: list[str], folder: Path) -> None:
+        column = np.arange(1.0, len(names) + 1)
+        if b == 0:
+            h5(folder, b, np.ones((5, 1)))  # 5 rows for 3 stimuli: refused
+            time.sleep(0.5)
+            h5(folder, b, column[None, :])  # MATLAB's N x 1 column
+        elif b == 1:
+            h5(folder, b, column[:, None])  # the documented orientation
+        else:
+            h5(folder, b, column[:, None], indices=np.arange(1, 4))  # 1-based: refused
+            time.sleep(0.5)
+            h5(folder, b, column[None, ::-1], indices=np.arange(3)[::-1])
+
+    scorer, scores, _ = score_one_generation(
+        tmp_path / "run", respond, n=9, block_size=3, settle=0.3, channels=0
+    )
+    np.testing.assert_array_equal(scores, [1, 2, 3] * 3)
+    assert scorer.state["n_channels"] == 1
+    log = (tmp_path / "run" / "rig" / "rig.log").read_text()
+    assert "'scores' is 5 x 1 (h5py order), but block 0 has 3 stimuli" in log
+    assert "index 3 is out of range for block 2's 3 files" in log and "subtract 1" in log
+    assert "earlier responses had" not in log
+    assert "write the transpose" not in log  # one channel: no orientation to mistake
+    # several channels as channels x images: read, with a warning
+    h5(tmp_path, 7, np.array([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]]), indices=[2, 0, 1])
+    response = READERS.get("h5").read(tmp_path / "block007.h5")
+    np.testing.assert_array_equal(response.values, [[1, 10], [2, 20], [3, 30]])
+    assert "write the transpose instead" in response.warnings[0]
 
 
 # --------------------------------------------------------------------------- hardening

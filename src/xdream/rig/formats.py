@@ -41,7 +41,7 @@ import io
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +65,19 @@ class Response:
     """What a response file holds: one row of channel values per presented stimulus.
 
     ``names`` are the stimulus file names as the rig reported them (``None`` when the file
-    gives ``indices`` into the block's sorted file names instead, as XDream's h5 format does).
+    gives ``indices`` into the block's sorted file names instead, as XDream's h5 format does;
+    with neither, row k answers the k-th sorted file name and :attr:`by_position` is set).
+    ``warnings`` are logged once per run when the response is accepted.
     """
 
     names: list[str] | None
     values: Values
     indices: npt.NDArray[np.int64] | None = None
+    warnings: list[str] = field(default_factory=list)
+    by_position: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        self.by_position = self.names is None and self.indices is None
         values = np.asarray(self.values, dtype=np.float64)
         if values.ndim == 1:
             values = values[:, None]
@@ -236,19 +241,53 @@ def _mat_names_from_h5(f: h5py.File, ds: h5py.Dataset) -> list[str]:
     raise MalformedResponse(f"'stimulusID' has an unexpected type ({data.dtype})")
 
 
-def _orient(values: Values, n: int, matlab: Values) -> Values:
-    """Rows = stimuli. ``matlab`` is the array in MATLAB's (channels x images) orientation."""
+MAT_ORIENTATION_WARNING = (
+    "'tEvokedResp' is images x channels (MATLAB); it is read so, but a block with as many "
+    "stimuli as channels is read as the documented channels x images: save tEvokedResp' "
+    "(its transpose) instead"
+)
+H5_ORIENTATION_WARNING = (
+    "'scores' is channels x images in h5py order (images x channels from MATLAB's h5write); "
+    "it is read so, but a block with as many stimuli as channels is read as the documented "
+    "images x channels (h5py order): write the transpose instead"
+)
+
+
+def _orient(n: int, matlab: Values) -> tuple[Values, list[str]]:
+    """Rows = stimuli, and warnings. ``matlab`` is the array in MATLAB's orientation, which
+    should be channels x images; images x channels is accepted (with a warning when there is
+    more than one channel) unless the two cannot be told apart, when the documented one wins."""
     if matlab.ndim == 1:
         matlab = matlab[None, :]
     if matlab.ndim != 2:
         raise MalformedResponse(f"'tEvokedResp' must be 2-D, got shape {matlab.shape}")
     if matlab.shape[1] == n:
-        return np.ascontiguousarray(matlab.T)
-    if matlab.shape[0] == n:  # images x channels on the MATLAB side: unambiguous, accepted
-        return np.ascontiguousarray(matlab)
+        return np.ascontiguousarray(matlab.T), []
+    if matlab.shape[0] == n:  # images x channels on the MATLAB side
+        return np.ascontiguousarray(matlab), [MAT_ORIENTATION_WARNING] * (matlab.shape[1] > 1)
     raise MalformedResponse(
         f"'tEvokedResp' is {matlab.shape[0]} x {matlab.shape[1]} (MATLAB), but 'stimulusID' "
         f"names {n} stimuli; expected channels x {n}"
+    )
+
+
+def orient_scores(scores: Values, n: int, what: str) -> tuple[Values, list[str]]:
+    """XDream's h5 ``scores`` as (n, channels), and warnings; ``what`` says where ``n`` comes
+    from. (images, channels) in h5py order is documented; (channels, images), which MATLAB's
+    ``h5write`` of an images x channels matrix (or a column vector) gives, is accepted (with a
+    warning when there is more than one channel) unless the two cannot be told apart."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim < 2:
+        scores = scores.reshape(-1, 1)
+    if scores.ndim != 2:
+        raise MalformedResponse(f"'scores' must be 2-D (images, channels), got {scores.shape}")
+    if scores.shape[0] == n:
+        return scores, []
+    if scores.shape[1] == n:
+        return np.ascontiguousarray(scores.T), [H5_ORIENTATION_WARNING] * (scores.shape[0] > 1)
+    raise MalformedResponse(
+        f"'scores' is {scores.shape[0]} x {scores.shape[1]} (h5py order), but {what}; "
+        f"expected {n} x channels"
     )
 
 
@@ -263,7 +302,8 @@ def read_mat(path: Path) -> Response:
             names = _mat_names_from_h5(f, f["stimulusID"])
             stored = np.asarray(f["tEvokedResp"][()], dtype=np.float64)
         # h5py shows MATLAB's (channels, images) as (images, channels)
-        return Response(names, _orient(stored, len(names), stored.T))
+        values, warnings = _orient(len(names), stored.T)
+        return Response(names, values, warnings=warnings)
     import scipy.io
 
     try:
@@ -276,8 +316,8 @@ def read_mat(path: Path) -> Response:
         if key not in data:
             raise MalformedResponse(f"no variable {key!r} in the MAT file")
     names = _mat_names_v5(data["stimulusID"])
-    matlab = np.asarray(data["tEvokedResp"], dtype=np.float64)
-    return Response(names, _orient(matlab, len(names), matlab))
+    values, warnings = _orient(len(names), np.asarray(data["tEvokedResp"], dtype=np.float64))
+    return Response(names, values, warnings=warnings)
 
 
 def _mat_names_v5(value: Any) -> list[str]:
@@ -342,7 +382,10 @@ def write_mat7(path: Path, names: Sequence[str], values: Values) -> None:
 # --------------------------------------------------------------------------- h5, json, csv
 @register_reader("h5", extensions=(".h5", ".hdf5"))
 def read_h5(path: Path) -> Response:
-    """XDream's h5: ``scores`` (n, channels), optional ``indices`` into sorted block files."""
+    """XDream's h5: ``scores`` (n, channels), optional ``indices`` into sorted block files.
+
+    Without ``indices`` the scorer checks the row count (and orientation) against the block.
+    """
     try:
         with h5py.File(path, "r", locking=False) as f:
             if "scores" not in f:
@@ -351,9 +394,13 @@ def read_h5(path: Path) -> Response:
             indices = np.asarray(f["indices"][()]) if "indices" in f else None
     except OSError as err:
         raise MalformedResponse(f"not a readable HDF5 file ({err})") from None
-    if scores.ndim == 0:
-        scores = scores.reshape(1)
-    return Response(None, scores, None if indices is None else indices.astype(np.int64))
+    if indices is None:
+        return Response(None, scores.reshape(-1, 1) if scores.ndim < 2 else scores)
+    if indices.dtype.kind not in "iu" and not np.array_equal(indices, np.round(indices)):
+        raise MalformedResponse("'indices' must be whole numbers (0-based rows)")
+    indices = indices.reshape(-1).astype(np.int64)
+    values, warnings = orient_scores(scores, len(indices), f"'indices' has {len(indices)}")
+    return Response(None, values, indices, warnings=warnings)
 
 
 def write_h5_indexed(

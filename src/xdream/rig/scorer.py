@@ -575,6 +575,27 @@ class RigScorer(Scorer):
     ) -> str | None:
         """Match a response to the block's stimuli and journal it; a problem as text, or None."""
         values = response.values
+        n_files = len(blk["stimuli"])
+        warnings = list(response.warnings)
+        if response.by_position:  # row k answers the k-th sorted file: one row per file
+            try:
+                values, more = formats.orient_scores(
+                    values,
+                    n_files,
+                    f"block {blk['block']} has {n_files} stimuli (without 'indices', row k "
+                    "answers the k-th of the block's file names in sorted order; add 'indices' "
+                    "for a partial answer)",
+                )
+            except formats.MalformedResponse as err:
+                return str(err)
+            warnings += more
+        elif response.indices is not None:
+            bad = [int(i) for i in response.indices if not 0 <= i < n_files]
+            if bad:
+                return (
+                    f"index {bad[0]} is out of range for block {blk['block']}'s {n_files} files; "
+                    f"'indices' are 0-based (0 to {n_files - 1}; from MATLAB, subtract 1)"
+                )
         n_channels = self.state["n_channels"]
         if n_channels is not None and values.shape[1] != n_channels:
             return f"{values.shape[1]} channels, but earlier responses had {n_channels}"
@@ -586,11 +607,12 @@ class RigScorer(Scorer):
                     f"{values.shape[1]} channels"
                 )
         if response.names is not None:
-            names: list[str | None] = list(response.names)
+            names: list[str] = list(response.names)
         else:
             files = sorted(s["name"] for s in blk["stimuli"])
             assert response.indices is not None
-            names = [files[i] if 0 <= i < len(files) else None for i in response.indices]
+            rows = range(n_files) if response.by_position else response.indices
+            names = [files[i] for i in rows]
         by_name = {s["name"]: s for s in blk["stimuli"]}
         by_id: dict[str, dict[str, Any]] = {}
         for s in blk["stimuli"]:
@@ -599,9 +621,6 @@ class RigScorer(Scorer):
         unmatched: list[str] = []
         rejected: list[str] = []
         for name, row in zip(names, values):
-            if name is None:
-                unmatched.append("<index out of range>")
-                continue
             if protocol.escapes(name) and self.params.match == "strict":
                 rejected.append(name)
                 continue
@@ -659,6 +678,8 @@ class RigScorer(Scorer):
             f"{blk['latency']:.3f} s{' (late)' if late else ''}",
             line=True,
         )
+        for warning in warnings:
+            self._log_once(f"note:{warning}", f"{fname}: {warning}", warn=True)
         if rejected:
             self._log(
                 f"{fname}: {len(rejected)} stimulus name(s) reaching outside the folders "
