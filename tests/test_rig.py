@@ -7,6 +7,7 @@ import io
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -465,6 +466,45 @@ def test_a_file_that_changes_while_it_is_read_is_read_again(tmp_path: Path) -> N
     assert np.isfinite(rec.scores).all()
 
 
+def test_a_file_written_without_rename_is_taken_only_when_complete(tmp_path: Path) -> None:
+    """A text file that parses half-written (cut at a line end, or in a number) is not taken:
+    a file answering only part of the block, or a CSV without a final line end, is accepted
+    only once unchanged for ``settle`` seconds, and then says what got no response."""
+
+    def slowly(cut: Callable[[bytes], int]) -> Callable[[int, list[str], Path], None]:
+        def respond(b: int, names: list[str], folder: Path) -> None:
+            text = "stimulusID,ch0\n" + "".join(
+                f"{n},{100.0 * (k + 1) + 0.25}\n" for k, n in enumerate(names)
+            )
+            data = text.encode()
+            with open(folder / f"block{b:03d}.csv", "wb") as fh:
+                fh.write(data[: cut(data)])
+                fh.flush()
+                time.sleep(0.1)
+                fh.write(data[cut(data) :])
+
+        return respond
+
+    for label, cut in (
+        ("line", lambda d: d.index(b"\n", len(d) // 2) + 1),
+        ("number", lambda d: d.rindex(b".25")),
+    ):
+        scorer, scores, err = score_one_generation(tmp_path / label, slowly(cut), n=6)
+        np.testing.assert_array_equal(scores, 100.0 * np.arange(1, 7) + 0.25)
+        assert "got no response" not in err and "already answered" not in err
+        backup = tmp_path / label / "rig" / "responses" / "block000.csv"
+        assert backup.read_bytes() == (scorer.score_dir / "block000.csv").read_bytes()
+
+    def three_of_four(b: int, names: list[str], folder: Path) -> None:
+        write_response(folder, b, "csv", names[:3], [[1.0], [2.0], [3.0]])
+
+    start = time.monotonic()
+    scorer, scores, err = score_one_generation(tmp_path / "part", three_of_four, settle=0.3)
+    assert time.monotonic() - start > 0.3  # waited for the file to settle
+    np.testing.assert_array_equal(scores, [1, 2, 3, np.nan])
+    assert "block000.csv: 1 of the block's 4 stimuli got no response (NaN)" in err
+
+
 def test_timeout_skip_records_late_response(tmp_path: Path) -> None:
     """A block that times out counts as no response; its late file is still recorded."""
     out = tmp_path / "run"
@@ -667,13 +707,15 @@ def test_plugin_example_reads_and_writes_its_own_formats(tmp_path: Path) -> None
     assert rec.best_per_generation[-1] > rec.best_per_generation[0]
 
 
-def test_sim_slow_writes_duplicates_and_no_manifest(tmp_path: Path) -> None:
-    """rig-sim's nastier behaviours: non-atomic writes, a second file per block, no manifest."""
-    cfg = rig_config(generations=3, population=6, refs=0, manifest=False, response_format="json")
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_sim_slow_writes_duplicates_and_no_manifest(tmp_path: Path, fmt: str) -> None:
+    """rig-sim's nastier behaviours: non-atomic writes, a second file per block, no manifest.
+    (A CSV file's first half parses: it must not be taken for the response.)"""
+    cfg = rig_config(generations=3, population=6, refs=0, manifest=False, response_format=fmt)
     _, sim = run_with_rig(
         tmp_path / "run",
         cfg,
-        response_format="json",
+        response_format=fmt,
         slow_write=True,
         duplicate=1.0,
         manifest=False,

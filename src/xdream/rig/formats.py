@@ -67,13 +67,16 @@ class Response:
     ``names`` are the stimulus file names as the rig reported them (``None`` when the file
     gives ``indices`` into the block's sorted file names instead, as XDream's h5 format does;
     with neither, row k answers the k-th sorted file name and :attr:`by_position` is set).
-    ``warnings`` are logged once per run when the response is accepted.
+    ``warnings`` are logged once per run when the response is accepted. ``complete`` is False
+    when the file may still be being written although it parsed (a CSV file whose last line
+    has no line end): it is accepted only once it has stayed unchanged for ``settle`` seconds.
     """
 
     names: list[str] | None
     values: Values
     indices: npt.NDArray[np.int64] | None = None
     warnings: list[str] = field(default_factory=list)
+    complete: bool = True
     by_position: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
@@ -497,7 +500,8 @@ def read_csv(path: Path) -> Response:
     is ignored.
     """
     try:
-        rows = [r for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))) if r]
+        text = path.read_text(encoding="utf-8-sig")
+        rows = [r for r in csv.reader(io.StringIO(text)) if r]
     except (UnicodeDecodeError, csv.Error) as err:
         raise MalformedResponse(f"not a readable CSV file ({err})") from None
     if rows and rows[0][0].strip() == "stimulusID":
@@ -516,7 +520,8 @@ def read_csv(path: Path) -> Response:
             f"channel values must be numbers ({err}); leave a cell empty or write NaN for no "
             "response"
         ) from None
-    return Response([r[0].strip() for r in rows], values)
+    # without a line end the last line may be cut (400.25 read as 400): the scorer waits
+    return Response([r[0].strip() for r in rows], values, complete=text.endswith(("\n", "\r")))
 
 
 @register_writer("csv", ".csv")

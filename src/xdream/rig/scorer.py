@@ -6,7 +6,9 @@ One generation, block by block::
     for each block:
         write block{NNN}_{MMM}_{id}.png atomically, then block{NNN}.txt (manifest)
         wait for block{NNN}.mat / .h5 / .json / .csv: accepted once readable and no longer
-        growing; foreign or malformed files are logged and skipped; timeout policy applies
+        growing (a file answering part of the block, or a CSV without a final line end, only
+        once unchanged for settle seconds); foreign or malformed files are logged and
+        skipped; timeout policy applies
         journal the response, back it up, clean the images up
     re-show unanswered images (require_response); average repeats; subtract blanks
 
@@ -46,6 +48,9 @@ from xdream.scorers.base import Scorer
 from xdream.types import Images, Scores
 
 STATE_VERSION = 1
+
+_WAIT = "perhaps still being written"
+"""What :meth:`RigScorer._accept` returns (this object) for a response not yet accepted."""
 
 
 class RigPaused(XDreamError):
@@ -544,20 +549,21 @@ class RigScorer(Scorer):
                 response, problem = None, f"{type(err).__name__}: {err}"
             if first_look:
                 time.sleep(max(0.0, since + self.params.poll_interval - time.monotonic()))
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue
-                if (st.st_size, st.st_mtime_ns) != sig:
-                    continue  # still being written: looked at again at the next scan
+            try:  # unchanged since before the read, so what was read is what is there
+                st = os.stat(path)
+            except OSError:
+                continue
+            if (st.st_size, st.st_mtime_ns) != sig:
+                continue  # still being written: looked at again at the next scan
+            settled = time.monotonic() - since >= self.params.settle
             if response is not None:
                 try:
-                    problem = self._accept(blk, response, name, sig)
+                    problem = self._accept(blk, response, name, sig, settled)
                 except Exception as err:  # a plug-in's odd Response: log, never crash
                     problem = f"{type(err).__name__}: {err}"
-            if problem is None:
+            if problem is None or problem is _WAIT:
                 continue
-            if time.monotonic() - since >= self.params.settle:
+            if settled:
                 self.state["counts"]["skipped_files"] += 1
                 self._backup_response(path, f"{name}.malformed-{st.st_mtime_ns}")
                 self._log_once(bad, f"{name} skipped as malformed: {problem}", warn=True)
@@ -571,9 +577,19 @@ class RigScorer(Scorer):
         )
 
     def _accept(
-        self, blk: dict[str, Any], response: formats.Response, fname: str, sig: tuple[int, int]
+        self,
+        blk: dict[str, Any],
+        response: formats.Response,
+        fname: str,
+        sig: tuple[int, int],
+        settled: bool = True,
     ) -> str | None:
-        """Match a response to the block's stimuli and journal it; a problem as text, or None."""
+        """Match a response to the block's stimuli and journal it; a problem as text, or None.
+
+        A response that may still be being written (one that answers only some of the block's
+        stimuli, or that its reader marks incomplete) is accepted only once ``settled`` (the
+        file unchanged for ``settle`` seconds); before that :data:`_WAIT` is returned.
+        """
         values = response.values
         n_files = len(blk["stimuli"])
         warnings = list(response.warnings)
@@ -641,6 +657,13 @@ class RigScorer(Scorer):
                 if names
                 else "it holds no responses"
             )
+        got = {stim["name"] for stim, _ in matched}
+        got_ids = {stim["id"] for stim, _ in matched} if self.params.match == "loose" else set()
+        missing = [
+            s["name"] for s in blk["stimuli"] if s["name"] not in got and s["id"] not in got_ids
+        ]
+        if (missing or not response.complete) and not settled:
+            return _WAIT  # perhaps a file still being written: accepted once it settles
         now = _now()
         cur = self.state["current"]
         in_current = cur is not None and blk["generation"] == cur["generation"] and not cur["done"]
@@ -678,6 +701,12 @@ class RigScorer(Scorer):
             f"{blk['latency']:.3f} s{' (late)' if late else ''}",
             line=True,
         )
+        if missing:
+            self._log(
+                f"{fname}: {len(missing)} of the block's {len(blk['stimuli'])} stimuli got no "
+                f"response (NaN), e.g. {missing[0]!r}",
+                warn=True,
+            )
         for warning in warnings:
             self._log_once(f"note:{warning}", f"{fname}: {warning}", warn=True)
         if rejected:
@@ -727,9 +756,7 @@ class RigScorer(Scorer):
     def _unanswered(self, cur: dict[str, Any]) -> list[int]:
         """Images with no finite response yet (a NaN from the rig is no response)."""
         got = {
-            r["index"]
-            for r in self.state["rows"]
-            if r["used"] and np.isfinite(self._row_score(r))
+            r["index"] for r in self.state["rows"] if r["used"] and np.isfinite(self._row_score(r))
         }
         return [i for i in range(len(cur["ids"])) if i not in got]
 

@@ -73,7 +73,9 @@ class RigSection:
     parses and has stayed unchanged (size, modification time) this long."""
     settle: float = 2.0
     """A response file that stopped growing but still cannot be read is logged as malformed
-    after this many seconds (it is read again if it changes)."""
+    after this many seconds (it is read again if it changes); one that answers only some of
+    its block's stimuli (or a CSV file without a final line end) is accepted only once it has
+    stayed unchanged this long."""
     manifest: bool = True
     """After a block's images, write ``block{NNN}.txt`` listing them: a rig that waits for it
     never sees a partial block."""
