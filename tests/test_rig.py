@@ -369,6 +369,24 @@ def test_h5_rows_are_checked_against_the_block(tmp_path: Path) -> None:
     assert "write the transpose instead" in response.warnings[0]
 
 
+def test_names_with_folders_say_how_to_fix_them(tmp_path: Path) -> None:
+    """MATLAB's fullfile(writeDir, name) in stimulusID: refused, saying what would work."""
+
+    def full_paths(b: int, names: list[str], folder: Path) -> None:
+        full = [f"C:\\rig\\stimuli\\{n}" for n in names]
+        write_response(folder, b, "mat73", full, np.ones((len(names), 1)))
+
+    _, scores, err = score_one_generation(
+        tmp_path / "strict", full_paths, n=3, timeout=0.6, settle=0.2
+    )
+    assert np.isnan(scores).all()
+    assert "its stimulus names hold folders (first: 'C:\\\\rig\\\\stimuli\\\\block000_" in err
+    assert "write the bare file names as listed in block000.txt" in err
+    assert 'match = "loose"' in err
+    _, scores, _ = score_one_generation(tmp_path / "loose", full_paths, n=3, match="loose")
+    np.testing.assert_array_equal(scores, [1.0, 1.0, 1.0])  # what the message promises
+
+
 # --------------------------------------------------------------------------- hardening
 def test_foreign_malformed_partial_duplicate_and_escaping_files(tmp_path: Path) -> None:
     out = tmp_path / "run"

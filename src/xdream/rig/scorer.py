@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, TextIO
 
 import numpy as np
@@ -650,6 +650,15 @@ class RigScorer(Scorer):
                 unmatched.append(name)
             else:
                 matched.append((stim, row))
+        in_folders = [n for n in rejected if PureWindowsPath(n).name in by_name]
+        if not matched and in_folders:
+            return (
+                f"its stimulus names hold folders (first: {in_folders[0]!r}); write the bare "
+                f"file names as listed in {protocol.response_stem(blk['block'])}.txt (in "
+                "MATLAB stimulusID{k}, not fullfile(writeDir, stimulusID{k})), or set [rig] "
+                'match = "loose", which ignores folders, extension and the block{NNN}_{MMM}_ '
+                "prefix and matches by image id"
+            )
         if not matched:
             return (
                 f"none of its {len(names)} stimulus names matches block {blk['block']}'s files "
