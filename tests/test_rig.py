@@ -521,6 +521,12 @@ def test_a_file_written_without_rename_is_taken_only_when_complete(tmp_path: Pat
     assert time.monotonic() - start > 0.3  # waited for the file to settle
     np.testing.assert_array_equal(scores, [1, 2, 3, np.nan])
     assert "block000.csv: 1 of the block's 4 stimuli got no response (NaN)" in err
+    # a partial answer that comes in time is not timed out while it settles
+    scorer, scores, err = score_one_generation(
+        tmp_path / "part_timeout", three_of_four, settle=0.5, timeout=0.3
+    )
+    np.testing.assert_array_equal(scores, [1, 2, 3, np.nan])
+    assert "no response to block 0" not in err
 
 
 def test_timeout_skip_records_late_response(tmp_path: Path) -> None:

@@ -114,6 +114,7 @@ class RigScorer(Scorer):
         self._idle: list[Callable[[], None]] = []  # the experiment's bookkeeping (run_when_idle)
         self._dirty = False  # a response accepted since the journal was last written
         self._seen: dict[str, tuple[tuple[int, int], float]] = {}  # name -> (sig, since)
+        self._settling: set[int] = set()  # blocks whose response file waits to settle
         self._logged: set[str] = set()
         self._last_line = 0.0
         self._line_shown = False
@@ -454,7 +455,9 @@ class RigScorer(Scorer):
                 self._idle.pop(0)()
                 continue
             waited = time.monotonic() - start
-            if waited > p.timeout:
+            # a response that came in time but waits to settle is not timed out before then
+            settling = blk["block"] in self._settling and waited <= p.timeout + p.settle
+            if waited > p.timeout and not settling:
                 if p.on_timeout == "skip":
                     blk["timed_out"] = True
                     self.state["counts"]["timeouts"] += 1
@@ -561,7 +564,11 @@ class RigScorer(Scorer):
                     problem = self._accept(blk, response, name, sig, settled)
                 except Exception as err:  # a plug-in's odd Response: log, never crash
                     problem = f"{type(err).__name__}: {err}"
-            if problem is None or problem is _WAIT:
+            if problem is _WAIT:
+                self._settling.add(blk["block"])
+                continue
+            self._settling.discard(blk["block"])
+            if problem is None:
                 continue
             if settled:
                 self.state["counts"]["skipped_files"] += 1
