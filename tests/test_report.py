@@ -462,3 +462,15 @@ def test_the_report_of_a_run_without_any_response_has_no_warnings(tmp_path: Path
         warnings.simplefilter("error")
         page = report.write_report(tmp_path / "silent")
     assert page.is_file()
+
+
+def test_the_montage_always_shows_the_last_generation() -> None:
+    """``--max-tiles 1`` showed generation 0 only; the last generation matters most."""
+    assert report._shown_generations(10, 1) == [9]
+    assert report._shown_generations(10, 2) == [0, 9]
+    assert report._shown_generations(10, 4) == [0, 3, 6, 9]
+    assert report._shown_generations(3, 5) == [0, 1, 2]
+    for n in range(1, 30):
+        for tiles in range(1, 12):
+            shown = report._shown_generations(n, tiles)
+            assert shown[-1] == n - 1 and len(shown) == min(n, tiles)

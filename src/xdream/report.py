@@ -6,7 +6,7 @@ as PNG data), and the same figures as PNG files in ``DIR/report/`` for slides:
 * ``scores.png``: best and mean score per generation, the reference images' range per
   generation as a band;
 * ``best_per_generation.png``: the best image of each generation (at most ``max_tiles``,
-  evenly spaced, first and last included);
+  evenly spaced, first and last included; the last alone for ``max_tiles=1``);
 * ``last_population.png``: the last generation rendered from its recorded codes, best first;
 * ``references.png``: the best-scoring reference crops, regenerated from their ids;
 
@@ -190,8 +190,12 @@ def score_figure(rec: records.Record, title: str) -> bytes:
 
 
 def _shown_generations(n: int, max_tiles: int) -> list[int]:
+    """At most ``max_tiles`` of ``n`` generations, evenly spaced, the first and the last
+    included; ``max_tiles=1`` shows the last (where the run got to matters most)."""
     if n <= max_tiles:
         return list(range(n))
+    if max_tiles <= 1:
+        return [n - 1]
     return sorted({int(np.rint(x)) for x in np.linspace(0, n - 1, max_tiles)})
 
 
@@ -269,7 +273,12 @@ def experiment_figures(
             png_bytes(montage(tiles)) if tiles else None,
             "Generation: score."
             + (
-                f" {len(tiles)} of {n_gen} generations, evenly spaced." if n_gen > max_tiles else ""
+                ""
+                if n_gen <= max_tiles
+                else f" The last of {n_gen} generations."
+                if max_tiles == 1
+                else f" {len(tiles)} of {n_gen} generations, evenly spaced, first and last "
+                "included."
             ),
         )
     )
