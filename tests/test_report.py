@@ -474,3 +474,78 @@ def test_the_montage_always_shows_the_last_generation() -> None:
         for tiles in range(1, 12):
             shown = report._shown_generations(n, tiles)
             assert shown[-1] == n - 1 and len(shown) == min(n, tiles)
+
+
+def _drawn(rec: object) -> object:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    report.draw_scores(ax, rec, "t")  # type: ignore[arg-type]
+    fig.canvas.draw()
+    plt.close(fig)
+    return ax
+
+
+def _check_axes(ax: object, generations: int) -> None:
+    lo, hi = ax.get_xlim()  # type: ignore[attr-defined]
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]  # type: ignore[attr-defined]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    assert lo < 0 <= generations - 1 < hi and hi - lo == max(generations, 1)
+
+
+def test_the_score_figure_shows_every_scored_generation(tmp_path: Path) -> None:
+    """One generation: the mean was a line without a marker (invisible), the reference band had
+    no width and the x axis ran -0.045..0.045. A generation between unscored ones was invisible
+    too. Every score missing: empty axes on a fractional x axis."""
+    from xdream import records
+
+    tiny_experiment(tmp_path / "one", generations=1).run()
+    rec = records.read(tmp_path / "one")
+    ax = _drawn(rec)
+    _check_axes(ax, 1)
+    for label in ("best", "mean"):
+        (line,) = [x for x in ax.get_lines() if x.get_label() == label]  # type: ignore[attr-defined]
+        assert line.get_marker() not in ("None", "", None, " ")
+    (band,) = ax.collections  # type: ignore[attr-defined]
+    extent = band.get_paths()[0].get_extents()
+    assert extent.width >= 1 and extent.height > 0
+
+    tiny_experiment(tmp_path / "three", generations=3).run()
+    rec = records.read(tmp_path / "three")
+    rec.best_per_generation[1] = rec.mean_per_generation[1] = np.nan  # generation 1 unscored
+    ax = _drawn(rec)
+    _check_axes(ax, 3)
+    assert all(x.get_marker() not in ("None", "") for x in ax.get_lines()[1:])  # type: ignore[attr-defined]
+
+    long = np.linspace(0.0, 1.0, 60)  # a long run: markers only where no line reaches
+    rec.best_per_generation, rec.mean_per_generation = long.copy(), long.copy()
+    rec.mean_per_generation[[29, 31]] = np.nan
+    ax = _drawn(rec)
+    _check_axes(ax, 60)
+    mean = next(x for x in ax.get_lines() if x.get_label() == "mean")  # type: ignore[attr-defined]
+    assert np.flatnonzero(mean.get_markevery()).tolist() == [30]
+
+    tiny_experiment(tmp_path / "silent", generations=2, drop=1.0).run()
+    rec = records.read(tmp_path / "silent")
+    ax = _drawn(rec)
+    _check_axes(ax, 2)
+    assert "no image scored in 2 generations" in [t.get_text() for t in ax.texts]  # type: ignore[attr-defined]
+
+
+def test_a_page_without_figures_says_why(tmp_path: Path) -> None:
+    """Every score missing: the page promised notes below that it did not have, and its facts
+    said "image None"."""
+    run = tmp_path / "silent"
+    tiny_experiment(run, generations=2, drop=1.0).run()
+    text = html.unescape(report.write_report(run).read_text())
+    notes = text.split("<h2>Notes</h2>", 1)[1]
+    missing = ["Best image of each generation: no image has a score yet",
+               "Last population (generation 1): the codes could not be rendered",
+               "Top reference images: no reference image has a score yet"]  # fmt: skip
+    assert all(note in notes for note in missing)
+    assert text.count("not available (see the notes below)") == len(missing)
+    assert "None" not in text.split("<h2>Configuration</h2>")[0]
+    assert "n/a (no image has a score yet)" in text

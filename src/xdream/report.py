@@ -151,42 +151,87 @@ def _complete(rec: records.Record) -> records.Record:
     return rec
 
 
+SHORT_RUN = 40
+"""Runs of at most this many generations get a marker on every point of the score figure."""
+
+
 def score_figure(rec: records.Record, title: str) -> bytes:
     """Best and mean score per generation with the reference range as a band (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
-    gens = np.arange(len(rec.best_per_generation))
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
-    if np.isfinite(rec.ref_scores).any():  # a run without a scored reference has no range
-        lo = np.full(len(gens), np.nan)
-        hi = np.full(len(gens), np.nan)
-        for g in gens:
-            s = rec.ref_scores[(rec.ref_generation == g) & np.isfinite(rec.ref_scores)]
-            if s.size:
-                lo[g], hi[g] = s.min(), s.max()
-        ax.fill_between(
-            gens, lo, hi, color="tab:green", alpha=0.2, label="reference images (range)"
-        )
-        ax.axhline(
-            np.nanmax(rec.ref_scores), color="tab:green", ls="--", lw=1, label="best reference"
-        )
-    ax.plot(gens, rec.best_per_generation, color="tab:red", marker=".", label="best")
-    ax.plot(gens, rec.mean_per_generation, color="tab:blue", label="mean")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("generation")
-    ax.set_ylabel("score")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="best")
-    ax.grid(alpha=0.3)
+    draw_scores(ax, rec, title)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def draw_scores(ax: Any, rec: records.Record, title: str) -> None:
+    """The score figure on matplotlib axes ``ax``: every generation's best and mean, joined by
+    lines, with markers where a line cannot show a point (a single generation, or one between
+    generations without a score; every point of a short run); each generation's reference range
+    as a band (one generation wide in a short run); whole generations on the x axis, which
+    spans exactly the recorded generations."""
+    from matplotlib.ticker import MaxNLocator
+
+    n = len(rec.best_per_generation)
+    gens = np.arange(n)
+    short = n <= SHORT_RUN
+    if np.isfinite(rec.ref_scores).any():  # a run without a scored reference has no range
+        lo = np.full(n, np.nan)
+        hi = np.full(n, np.nan)
+        for g in gens:
+            s = rec.ref_scores[(rec.ref_generation == g) & np.isfinite(rec.ref_scores)]
+            if s.size:
+                lo[g], hi[g] = s.min(), s.max()
+        band = {"color": "tab:green", "alpha": 0.2, "lw": 0, "label": "reference images (range)"}
+        if short:  # generation g's range spans g - 0.5 .. g + 0.5 (the last value repeated)
+            edges = np.arange(n + 1) - 0.5
+            last = lo[-1:], hi[-1:]
+            ax.fill_between(
+                edges, np.append(lo, last[0]), np.append(hi, last[1]), step="post", **band
+            )
+        else:
+            ax.fill_between(gens, lo, hi, **band)
+        ax.axhline(
+            np.nanmax(rec.ref_scores), color="tab:green", ls="--", lw=1, label="best reference"
+        )
+    for values, color, marker, label in (
+        (rec.best_per_generation, "tab:red", "o", "best"),
+        (rec.mean_per_generation, "tab:blue", "s", "mean"),
+    ):
+        ok = np.isfinite(values)
+        if not ok.any():
+            continue
+        before = np.concatenate([[False], ok[:-1]])
+        after = np.concatenate([ok[1:], [False]])
+        shown = ok if short else ok & ~before & ~after  # a point no line reaches
+        ax.plot(gens, values, color=color, marker=marker, ms=3, markevery=list(shown), label=label)
+    if not np.isfinite(rec.best_per_generation).any():
+        ax.text(
+            0.5,
+            0.5,
+            f"no image scored in {n} generation{'s' if n != 1 else ''}"
+            if n
+            else "no generation recorded yet",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="0.4",
+        )
+    ax.set_xlim(-0.5, max(n, 1) - 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlabel("generation")
+    ax.set_ylabel("score")
+    ax.set_title(title, fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
 
 
 def _shown_generations(n: int, max_tiles: int) -> list[int]:
@@ -325,6 +370,23 @@ def experiment_figures(
             "The natural reference crops with the highest scores, regenerated from their ids.",
         )
     )
+    scored = np.isfinite(rec.scores).any()
+    why = {  # the page says "not available (see the notes below)": the notes say why
+        "best_per_generation.png": "no generation recorded yet"
+        if not n_gen
+        else "no image has a score yet (every response missing)"
+        if not scored
+        else "no saved images/genNNN_best.png, and the codes could not be rendered",
+        "last_population.png": "no generation recorded yet"
+        if not n_gen
+        else "the codes could not be rendered",
+        "references.png": "the run showed no reference images (n_references = 0)"
+        if not rec.ref_ids
+        else "no reference image has a score yet"
+        if not best_ref
+        else "no reference image could be regenerated",
+    }
+    notes += [f"{fig.title}: {why[fig.name]}" for fig in figures if fig.png is None]
     return figures, notes
 
 
@@ -462,7 +524,11 @@ def experiment_report(
         (
             "best score",
             f"{_fmt(best)} (generation {_fmt(summary.get('best_generation'))}, "
-            f"image {html.escape(str(summary.get('best_image_id')))})",
+            f"image {html.escape(_fmt(summary.get('best_image_id')))})"
+            if summary.get("best_image_id")
+            else "n/a (no image has a score yet)"
+            if summary
+            else "n/a (the first generation is not recorded yet)",
         ),
         ("first generation's best", _fmt(summary.get("first_generation_best_score"))),
         ("best reference image", _fmt(ref)),
