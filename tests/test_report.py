@@ -549,3 +549,45 @@ def test_a_page_without_figures_says_why(tmp_path: Path) -> None:
     assert text.count("not available (see the notes below)") == len(missing)
     assert "None" not in text.split("<h2>Configuration</h2>")[0]
     assert "n/a (no image has a score yet)" in text
+
+
+def _page_best_image(page: Path) -> bytes:
+    import base64
+
+    found = re.search(r'alt="best image" src="data:image/png;base64,([^"]+)"', page.read_text())
+    assert found is not None
+    return base64.b64decode(found.group(1))
+
+
+def test_the_best_image_is_the_one_the_numbers_beside_it_describe(tmp_path: Path) -> None:
+    """best.png is rewritten every generation, summary.json and record.h5 only every
+    record_interval (or never again after a kill): the page showed best.png beside the
+    summary's older best score. It shows the image the summary names."""
+    config = config_mod.from_dict(
+        {
+            "experiment": {"generations": 12, "n_references": 3, "record_interval": 1000},
+            "generator": {"name": "pixels", "size": 32, "code_size": 8},
+            "optimizer": {"name": "genetic", "population_size": POPULATION},
+            "target": {"network": "efficientnet-lite0", "layer": "stem", "channel": 3},
+        }
+    )
+    run = tmp_path / "run"
+    exp = Experiment.from_config(config, run)
+    for _ in range(8):
+        exp.step()
+    exp._settle()  # every PNG written; the summary is the first generation's
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["best_generation"] == 0
+    assert exp.summary(finished=False)["best_generation"] > 0, "no improvement: nothing to test"
+    saved = (run / "images" / "gen000_best.png").read_bytes()
+    assert saved != (run / "best.png").read_bytes()
+    text = html.unescape(report.write_report(run).read_text())
+    assert f"best image so far: {summary['best_image_id']}" in text
+    assert _page_best_image(run / report.REPORT_FILE) == saved
+    # without images/ (save_images = "none"), the summary's best is rendered from its code
+    shutil.rmtree(run / "images")
+    report.write_report(run)
+    assert _page_best_image(run / report.REPORT_FILE) == saved
+    folder_page = report.write_report(tmp_path).read_text()  # no thumbnail rather than best.png
+    assert 'alt="best image"' not in folder_page
+    exp.finish()

@@ -474,6 +474,51 @@ def _timings(rec: records.Record, summary: dict[str, Any]) -> str:
     )
 
 
+def best_image_file(run: Path, summary: dict[str, Any]) -> Path | None:
+    """The saved PNG of the best image that ``summary.json`` names, or None.
+
+    ``best.png`` is rewritten with every new best, but ``summary.json`` (and ``record.h5``)
+    follow up to ``record_interval`` later, or stop short when the run is killed: beside the
+    summary's numbers ``best.png`` may show a later image. ``images/genNNN_best.png`` of the
+    summary's best generation is that generation's best, the image the summary names;
+    ``best.png`` is used only when the summary is final (a finished run).
+    """
+    g = summary.get("best_generation")
+    if isinstance(g, int) and not isinstance(g, bool):
+        saved = run / "images" / f"gen{g:03d}_best.png"
+        if saved.is_file():
+            return saved
+    if summary.get("status") == "finished" and summary.get("best_image"):
+        best = run / "best.png"
+        if best.is_file():
+            return best
+    return None
+
+
+def summary_best_image(
+    run: Path, rec: records.Record, summary: dict[str, Any]
+) -> tuple[bytes | None, str]:
+    """PNG bytes of the best image that ``summary.json`` names (:func:`best_image_file`, else
+    rendered from its recorded code) and a caption naming it, so that the image and the
+    numbers beside it are of the same image."""
+    image_id = summary.get("best_image_id")
+    if not image_id:
+        return None, "best image so far"
+    caption = f"best image so far: {image_id} (score {_fmt(summary.get('best_score'))})"
+    path = best_image_file(run, summary)
+    if path is not None:
+        return path.read_bytes(), caption
+    if image_id in rec.image_ids:
+        try:
+            generator = load_generator(run, rec)
+        except XDreamError:
+            generator = None
+        if generator is not None:
+            i = rec.image_ids.index(image_id)
+            return records.png_bytes(generator.generate(rec.codes[i : i + 1])[0]), caption
+    return None, caption
+
+
 def experiment_report(
     run: str | Path, *, max_tiles: int = 40, refresh: int = 10, write_figures: bool = True
 ) -> Path:
@@ -496,11 +541,10 @@ def experiment_report(
         if isinstance(best, (int, float)) and isinstance(ref, (int, float)) and ref > 0
         else None
     )
-    best_png = run / "best.png"
+    best_png, best_caption = summary_best_image(run, rec, summary)
     best_img = (
-        f'<img class="fig" alt="best image" src="{data_uri(best_png.read_bytes())}" '
-        'style="width:192px">'
-        if best_png.exists()
+        f'<img class="fig" alt="best image" src="{data_uri(best_png)}" style="width:192px">'
+        if best_png is not None
         else "<p>no best image yet</p>"
     )
     target = describe_target(summary.get("target", rec.config.get("target")))
@@ -539,7 +583,7 @@ def experiment_report(
         f"<p>Folder <code>{html.escape(str(run.resolve()))}</code></p>",
         '<div style="display:flex;gap:2em;align-items:flex-start">',
         _table(facts),
-        f"<figure>{best_img}<figcaption>best image so far</figcaption></figure></div>",
+        f"<figure>{best_img}<figcaption>{html.escape(best_caption)}</figcaption></figure></div>",
     ]
     for fig in figures:
         parts.append(f"<h2>{html.escape(fig.title)}</h2>")
@@ -577,8 +621,8 @@ def find_runs(root: str | Path) -> list[Path]:
     return sorted(p.parent for p in Path(root).rglob("record.h5"))
 
 
-def _thumb(path: Path, size: int = 64) -> str:
-    if not path.exists():
+def _thumb(path: Path | None, size: int = 64) -> str:
+    if path is None or not path.exists():
         return ""
     with Image.open(path) as im:
         img = im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
@@ -665,7 +709,7 @@ def folder_report(
                 + _num(float(bests.mean()) if bests.size else None)
                 + _num(float(bests.std()) if bests.size else None)
                 + _num(float(np.median(ratios)) if ratios.size else None, 3)
-                + f"<td>{_thumb(top['run'] / 'best.png')}</td></tr>"
+                + f"<td>{_thumb(best_image_file(top['run'], top['summary']))}</td></tr>"
             )
         parts.append(
             '<table class="sortable per-optimizer"><thead><tr><th>optimiser</th><th>generator</th>'
@@ -693,7 +737,7 @@ def folder_report(
                 + _num(s.get("presentations"))
                 + _num(s.get("seconds"))
                 + f"<td>{html.escape(e['problem'] or _row_status(e['run'], s))}</td>"
-                + f"<td>{_thumb(e['run'] / 'best.png')}</td></tr>"
+                + f"<td>{_thumb(best_image_file(e['run'], s))}</td></tr>"
             )
         parts.append(
             '<table class="sortable runs"><thead><tr><th>run</th><th>optimiser</th>'
