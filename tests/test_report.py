@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import tiny_experiment, torn_record
+from tests.helpers import folder_held_by_another_process, tiny_experiment, torn_record
 from xdream import config as config_mod
 from xdream import report
 from xdream.cli import main
@@ -191,9 +191,12 @@ def test_report_contents_and_figures(run: Path) -> None:
 
 
 def test_report_refreshes_while_running(run: Path) -> None:
+    import socket
+
     summary_file = run / "summary.json"
     summary = json.loads(summary_file.read_text())
-    summary_file.write_text(json.dumps({**summary, "status": "running"}))
+    live = {"status": "running", "process": {"host": socket.gethostname(), "pid": os.getpid()}}
+    summary_file.write_text(json.dumps({**summary, **live}))
     text = report.write_report(run, refresh=7).read_text()
     assert '<meta http-equiv="refresh" content="7">' in text and "Run in progress" in text
     assert report.is_running(run) and report.is_running(run.parent)
@@ -209,8 +212,10 @@ def test_report_refreshes_while_running(run: Path) -> None:
     finisher.join()
     assert 'http-equiv="refresh"' not in (run / report.REPORT_FILE).read_text()
     # before the first generation has finished there is no summary.json: starting, reloads
+    # (while the run's process holds the folder)
     (run / "summary.json").unlink()
-    assert report.is_running(run) and "refresh" in report.write_report(run).read_text()
+    with folder_held_by_another_process(run):
+        assert report.is_running(run) and "refresh" in report.write_report(run).read_text()
 
 
 def test_a_torn_record_is_reported_as_unreadable(
@@ -591,3 +596,53 @@ def test_the_best_image_is_the_one_the_numbers_beside_it_describe(tmp_path: Path
     folder_page = report.write_report(tmp_path).read_text()  # no thumbnail rather than best.png
     assert 'alt="best image"' not in folder_page
     exp.finish()
+
+
+@pytest.mark.parametrize("proc_locks", [True, False], ids=["proc-locks", "lock-probe"])
+def test_a_run_killed_before_its_first_summary_is_stopped(
+    run: Path, monkeypatch: pytest.MonkeyPatch, proc_locks: bool
+) -> None:
+    """No summary.json yet (killed during its first generation) counted as "running" for
+    ever: --watch never returned. The run's lock file tells whether its process is alive."""
+    if not proc_locks:
+        monkeypatch.setattr(report, "PROC_LOCKS", str(run / "no-such-file"))
+    elif not Path(report.PROC_LOCKS).exists():
+        pytest.skip("no /proc/locks here")
+    (run / "summary.json").unlink()
+    with folder_held_by_another_process(run):
+        assert report.folder_held(run) is True
+        assert report.run_state({}, run) == "running" and report.is_running(run)
+        assert "<td>starting</td>" in report.write_report(run.parent).read_text()
+    assert report.folder_held(run) is False
+    assert report.run_state({}, run) == "stopped" and not report.is_running(run)
+    done = threading.Event()
+    threading.Thread(target=lambda: (main(["report", str(run), "--watch", "0.1"]), done.set()),
+                     daemon=True).start()  # fmt: skip
+    assert done.wait(20), "--watch kept waiting for a dead run"
+    text = html.unescape((run / report.REPORT_FILE).read_text())
+    assert 'http-equiv="refresh"' not in text and f"xdream resume {run}" in text
+    folder_page = html.unescape(report.write_report(run.parent).read_text())
+    assert f"<td>stopped: xdream resume {run}</td>" in folder_page
+    # a lock file naming another machine (a shared folder): cannot tell, assumed running
+    (run / ".xdream.lock").write_text("pid 1 on rig-pc, since 2025-01-01 00:00:00\n")
+    assert report.folder_held(run) is None and report.run_state({}, run) == "running"
+    (run / ".xdream.lock").unlink()  # no lock file: cannot tell either
+    assert report.folder_held(run) is None and report.run_state({}, run) == "running"
+
+
+@pytest.mark.parametrize("proc_locks", [True, False], ids=["proc-locks", "lock-probe"])
+def test_asking_in_the_runs_own_process_keeps_its_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proc_locks: bool
+) -> None:
+    """Closing any descriptor of a file releases the process's POSIX locks on it: asking
+    about a run from its own process (before its first summary) must not free its folder."""
+    if not proc_locks:
+        monkeypatch.setattr(report, "PROC_LOCKS", str(tmp_path / "no-such-file"))
+    run = tmp_path / "run"
+    exp = tiny_experiment(run, generations=2)
+    exp._start()
+    (run / "summary.json").unlink(missing_ok=True)
+    assert report.run_state({}, run) == "running"
+    with pytest.raises(AssertionError), folder_held_by_another_process(run):
+        pass  # the other process could not take the folder: still held here
+    exp.release_folder()

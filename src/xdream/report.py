@@ -14,14 +14,16 @@ plus the configuration and the timings. For a folder holding many experiments (a
 page has, per unit, a table per optimiser (and generator) over seeds and a table of every run
 with its best image, both sortable by clicking a column; each run also gets its own report.
 
-While ``summary.json`` says ``"running"`` the page reloads itself every ``refresh`` seconds;
-``xdream report DIR --watch`` rewrites it until the run ends.
+While ``summary.json`` says ``"running"`` (and its process, or before the first summary the
+process holding the folder's lock, is alive) the page reloads itself every ``refresh`` seconds;
+``xdream report DIR --watch`` rewrites it until the run ends or stops.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as _dt
+import errno
 import html
 import io
 import json
@@ -526,7 +528,7 @@ def experiment_report(
     run = Path(run)
     rec = _complete(records.read(run))
     summary = rec.summary
-    state = run_state(summary)  # no summary yet: starting, "running"
+    state = run_state(summary, run)  # no summary yet: starting, "running" while locked
     running = state == "running"
     figures, notes = experiment_figures(run, rec, max_tiles)
     if write_figures:
@@ -659,7 +661,7 @@ def folder_report(
             except RecordUnreadableError as err:  # one damaged run does not hide the others
                 problem = f"record unreadable ({err.__cause__.__class__.__name__}): " + (
                     "being written, try again"
-                    if run_state(summary) == "running"
+                    if run_state(summary, run) == "running"
                     else _rebuild_hint(run)
                 )
         best, ref = summary.get("best_score"), summary.get("best_reference_score")
@@ -675,7 +677,7 @@ def folder_report(
                 else None,
             }
         )
-    running = any(run_state(e["summary"]) == "running" for e in entries)
+    running = any(run_state(e["summary"], e["run"]) == "running" for e in entries)
     parts = [
         f"<h1>xdream: {len(entries)} experiments</h1>",
         f"<p>Folder <code>{html.escape(str(root.resolve()))}</code>. Click a column to sort. "
@@ -762,10 +764,10 @@ def _rebuild_hint(run: Path) -> str:
 def _row_status(run: Path, summary: dict[str, Any]) -> str:
     """A run's status in a folder's table: as its own page says it (a run whose process is
     gone is "stopped", with the command that continues it)."""
+    if run_state(summary, run) == "stopped":
+        return f"stopped: xdream resume {run}"
     if not summary:
         return "starting"
-    if run_state(summary) == "stopped":
-        return f"stopped: xdream resume {run}"
     return str(summary.get("status", "starting"))
 
 
@@ -780,19 +782,23 @@ def write_report(path: str | Path, **options: Any) -> Path:
     return folder_report(path, **options)
 
 
-def run_state(summary: dict[str, Any]) -> str:
+def run_state(summary: dict[str, Any], run: str | Path | None = None) -> str:
     """``"running"``, ``"stopped"`` or the summary's own final status (``"finished"``).
 
     A run is running while its ``summary.json`` says so (or before it has written one), unless
     the summary names a process on this machine that no longer exists: then the run was killed
     or crashed and ``xdream resume`` continues it. A process on another machine is taken to be
-    alive.
+    alive. Without a process in the summary (a run killed before its first generation was
+    recorded) the experiment folder ``run``, when given, tells: a run holds its
+    :data:`~xdream.records.LOCK_FILE` locked while it runs (:func:`folder_held`).
     """
     status = str(summary.get("status", "running"))
     if status != "running":
         return status
     process = summary.get("process")
-    if not isinstance(process, dict) or process.get("host") != socket.gethostname():
+    if not isinstance(process, dict):
+        return "stopped" if run is not None and folder_held(Path(run)) is False else "running"
+    if process.get("host") != socket.gethostname():
         return "running"
     try:
         os.kill(int(process["pid"]), 0)
@@ -803,9 +809,77 @@ def run_state(summary: dict[str, Any]) -> str:
     return "running"
 
 
+PROC_LOCKS = "/proc/locks"
+"""Linux's table of the file locks held on this machine (read by :func:`folder_held`)."""
+
+_kept_open: list[int] = []
+"""Lock files this process holds, opened by :func:`folder_held`: never closed, since closing
+any descriptor of a file releases the process's POSIX locks on it."""
+
+
+def folder_held(run: Path) -> bool | None:
+    """Whether a process holds ``run``'s lock file (:meth:`xdream.records.RunFolder.lock`), as
+    a running experiment does: ``None`` where it cannot be told (no lock file, no POSIX locks,
+    or the file names a process on another machine).
+
+    On Linux the answer comes from ``/proc/locks``, which takes no lock: the lock file is only
+    read when no process of this machine holds it. Elsewhere a non-blocking shared lock is
+    tried on the file (released at once; nothing is written to it).
+    """
+    lock = run / records.LOCK_FILE
+    try:
+        inode = os.stat(lock).st_ino
+    except OSError:
+        return None
+    try:
+        table = Path(PROC_LOCKS).read_text()
+    except OSError:
+        return _probe_lock(lock)
+    for line in table.splitlines():  # "1: POSIX  ADVISORY  WRITE 4312 fe:00:2146337 0 EOF"
+        for field in line.split():
+            parts = field.split(":")
+            if len(parts) == 3 and parts[2].isdigit() and int(parts[2]) == inode:
+                return True
+    try:  # no process here holds it: a run on another machine (a shared folder) may
+        holder = lock.read_text(errors="replace")
+    except OSError:
+        return None
+    return False if f" on {socket.gethostname()}," in holder else None
+
+
+def _probe_lock(lock: Path) -> bool | None:
+    """:func:`folder_held` without ``/proc/locks``: try a shared lock on the file."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: runs do not lock their folders there
+        return None
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        holder = os.read(fd, 300).decode(errors="replace")
+        if f"pid {os.getpid()} on {socket.gethostname()}," in holder:
+            _kept_open.append(fd)  # this process runs it: closing fd would release its lock
+            fd = -1
+            return True
+        if holder.strip() and f" on {socket.gethostname()}," not in holder:
+            return None  # a process on another machine: its lock may not show here
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            return True if err.errno in (errno.EACCES, errno.EAGAIN) else None
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 def is_running(path: str | Path) -> bool:
     """Whether the experiment (or any experiment under the folder) is still running
-    (:func:`run_state`; a folder without ``summary.json`` yet counts as starting)."""
+    (:func:`run_state`; a folder without ``summary.json`` yet counts as starting while a
+    process holds its lock)."""
     path = Path(path)
     runs = [path] if (path / "record.h5").exists() else find_runs(path)
     for run in runs:
@@ -813,6 +887,6 @@ def is_running(path: str | Path) -> bool:
             summary = records.read_summary(run)
         except SummaryUnreadableError:  # damaged for good (runs replace it whole): no wait
             continue
-        if run_state(summary) == "running":
+        if run_state(summary, run) == "running":
             return True
     return False
