@@ -646,3 +646,27 @@ def test_asking_in_the_runs_own_process_keeps_its_lock(
     with pytest.raises(AssertionError), folder_held_by_another_process(run):
         pass  # the other process could not take the folder: still held here
     exp.release_folder()
+
+
+def test_a_stopped_unit_of_a_many_unit_run_names_the_run_to_resume(
+    run: Path, tmp_path: Path
+) -> None:
+    """Each unit of a many-unit run said "xdream resume RUN/units/UNIT"; `xdream resume RUN`
+    continues every unit together."""
+    import socket
+    import sys
+
+    many = tmp_path / "many"
+    unit = Path(shutil.copytree(run, many / "units" / "blocks.4_c003"))
+    shutil.copy(unit / "config.yaml", many / "config.yaml")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    summary = json.loads((unit / "summary.json").read_text())
+    process = {"host": socket.gethostname(), "pid": int(gone.stdout)}
+    (unit / "summary.json").write_text(
+        json.dumps({**summary, "status": "running", "process": process})
+    )
+    for page in (report.write_report(unit), report.write_report(many)):
+        text = html.unescape(page.read_text())
+        assert f"xdream resume {many}" in text and f"xdream resume {unit}" not in text
+    assert report.resume_folder(run) == run  # a single experiment resumes itself

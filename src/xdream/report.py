@@ -555,7 +555,7 @@ def experiment_report(
             "status",
             html.escape(
                 "stopped before finishing (its process is gone): continue it with "
-                f"xdream resume {run}"
+                f"xdream resume {resume_folder(run)}"
                 if state == "stopped"
                 else str(summary.get("status", "starting"))
             ),
@@ -654,7 +654,7 @@ def folder_report(
             summary = records.read_summary(run)
         except SummaryUnreadableError:  # one damaged summary does not hide the others
             summary = {"status": "summary unreadable"}
-            problem = f"summary.json unreadable: xdream resume {run} writes it again"
+            problem = f"summary.json unreadable: xdream resume {resume_folder(run)} writes it again"
         if run_reports and problem is None:
             try:
                 experiment_report(run, max_tiles=max_tiles, refresh=refresh)
@@ -753,11 +753,21 @@ def folder_report(
     return out
 
 
+def resume_folder(run: Path) -> Path:
+    """The folder ``xdream resume`` continues ``run`` from: ``run`` itself, or for a unit of a
+    many-unit run (``RUN/units/<unit>`` beside ``RUN/config.yaml``) the many-unit run, which
+    continues every unit together."""
+    units = run.parent
+    if units.name == "units" and (units.parent / "config.yaml").is_file():
+        return units.parent
+    return run
+
+
 def _rebuild_hint(run: Path) -> str:
     """How to recover an unreadable record, short, for a row of the folder report."""
     advice = records.rebuild_advice(run)
     if "xdream resume" in advice and "cannot" not in advice:
-        return f"xdream resume {run} rebuilds it"
+        return f"xdream resume {resume_folder(run)} rebuilds it"
     return "cannot be rebuilt (its journal is gone): restore a backup"
 
 
@@ -765,7 +775,7 @@ def _row_status(run: Path, summary: dict[str, Any]) -> str:
     """A run's status in a folder's table: as its own page says it (a run whose process is
     gone is "stopped", with the command that continues it)."""
     if run_state(summary, run) == "stopped":
-        return f"stopped: xdream resume {run}"
+        return f"stopped: xdream resume {resume_folder(run)}"
     if not summary:
         return "starting"
     return str(summary.get("status", "starting"))
