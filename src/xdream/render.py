@@ -4,21 +4,71 @@ Every evolved image is stored as its code in ``record.h5``; rendering the code w
 generator (rebuilt from ``config.yaml``) gives the image back at the generator's full output
 resolution, or larger where the generator has a ``size`` parameter (the code is unchanged).
 Reference crops are regenerated from their ids.
+
+A running experiment appends to ``record.h5`` while it runs, so a read can catch it mid-write:
+:func:`render` then reads it again (:data:`RETRIES` times) while the run is alive, and says
+the record is being written if every read failed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
 
 from xdream import records
-from xdream.errors import XDreamError
-from xdream.report import load_generator
+from xdream.errors import RecordUnreadableError, XDreamError
+from xdream.generators.base import Generator
+from xdream.report import is_running, load_generator
 
 MAX_SIZE = 4096
 """The largest ``size`` that :func:`render` draws (pixels per side)."""
+
+RETRIES = 5
+"""Reads of a running experiment's ``record.h5`` before :func:`render` gives up."""
+RETRY_SECONDS = 0.5
+"""Pause between those reads."""
+SHOWN_UNITS = 5
+"""Unit folders named when a many-unit run's folder is given."""
+
+
+def _refuse_many_units(run: Path) -> None:
+    """A many-unit run's folder holds no record itself: say to name one unit's folder."""
+    units = run / "units"
+    if (run / "record.h5").exists() or not units.is_dir():
+        return
+    names = sorted(p.name for p in units.iterdir() if (p / "record.h5").exists())
+    if not names:
+        return
+    listed = ", ".join(names[:SHOWN_UNITS])
+    more = f" and {len(names) - SHOWN_UNITS} more" if len(names) > SHOWN_UNITS else ""
+    raise XDreamError(
+        f"{str(run)!r} is a many-unit run: its images are recorded per unit, so name one "
+        f"unit's folder, e.g. `xdream render {run / 'units' / names[0]} --ids best`. Its "
+        f"units ({len(names)}): {listed}{more}"
+    )
+
+
+def _read(run: Path) -> tuple[records.Record, Generator]:
+    """The run's record and generator; read again while a live run may be writing it."""
+    for attempt in range(1, RETRIES + 1):
+        try:
+            rec = records.read(run)
+            return rec, load_generator(run, rec)
+        except RecordUnreadableError as err:
+            if not is_running(run):  # no run writes it: damaged (the error says what to do)
+                raise
+            if attempt == RETRIES:
+                why = type(err.__cause__ or err).__name__
+                raise RecordUnreadableError(
+                    f"cannot read the records in {str(run)!r} ({why}) "
+                    f"after {RETRIES} tries: the running experiment is writing record.h5. "
+                    "Try again in a moment."
+                ) from err
+        time.sleep(RETRY_SECONDS)
+    raise AssertionError("unreachable")
 
 
 def render(
@@ -33,10 +83,10 @@ def render(
     from xdream.references import from_id
 
     run = Path(run)
-    rec = records.read(run)
     if not ids:
         raise XDreamError("give at least one image id (see record.h5 'image_ids'), or 'best'")
-    generator = load_generator(run, rec)
+    _refuse_many_units(run)
+    rec, generator = _read(run)
     if size is not None:
         if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_SIZE:
             raise XDreamError(

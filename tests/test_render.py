@@ -1,0 +1,120 @@
+"""``xdream render`` of runs in progress and of many-unit runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from xdream import config as config_mod
+from xdream import records
+from xdream import render as render_mod
+from xdream.cli import main
+from xdream.errors import RecordUnreadableError, XDreamError
+from xdream.experiment import Experiment
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = config_mod.from_dict(
+        {
+            "experiment": {"generations": 2, "n_references": 2},
+            "generator": {"name": "pixels", "size": 32, "code_size": 8},
+            "optimizer": {"name": "genetic", "population_size": 6},
+            "target": {"network": "efficientnet-lite0", "layer": "stem", "channel": 3},
+        }
+    )
+    out = tmp_path_factory.mktemp("render") / "run"
+    Experiment.from_config(config, out).run()
+    return out
+
+
+@pytest.fixture
+def live(finished: Path, tmp_path: Path) -> Path:
+    """A copy of the run whose summary says this (live) process is running it."""
+    run = Path(shutil.copytree(finished, tmp_path / "run"))
+    summary = json.loads((run / "summary.json").read_text())
+    process = {"host": socket.gethostname(), "pid": os.getpid()}
+    (run / "summary.json").write_text(
+        json.dumps({**summary, "status": "running", "process": process})
+    )
+    return run
+
+
+def _flaky(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[int]:
+    """records.read fails ``failures`` times as h5py does on a record caught mid-write."""
+    calls: list[int] = []
+    read = records.read
+
+    def flaky(path: str | Path) -> records.Record:
+        calls.append(1)
+        if len(calls) <= failures:
+            err = OSError("Can't synchronously read data (wrong B-tree signature)")
+            raise records.unreadable(Path(path), err) from err
+        return read(path)
+
+    monkeypatch.setattr(records, "read", flaky)
+    monkeypatch.setattr(render_mod, "RETRY_SECONDS", 0.0)
+    return calls
+
+
+def test_render_reads_a_running_record_again(
+    live: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live run's record.h5 caught mid-write failed the render at once."""
+    calls = _flaky(monkeypatch, failures=2)
+    (path,) = render_mod.render(live, ["best"], out=tmp_path / "out")
+    assert path.is_file() and len(calls) == 3
+
+
+def test_render_says_a_running_record_is_being_written(
+    live: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every read failed while the run is alive: not "xdream resume rebuilds it" (the run is
+    going) but that the record is being written, and to try again."""
+    calls = _flaky(monkeypatch, failures=100)
+    assert main(["render", str(live), "--ids", "best"]) == 2
+    err = capsys.readouterr().err
+    assert "the running experiment is writing record.h5" in err and "Try again" in err
+    assert "xdream resume" not in err and len(calls) == render_mod.RETRIES
+
+
+def test_render_does_not_wait_for_a_record_no_run_writes(
+    finished: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _flaky(monkeypatch, failures=100)
+    with pytest.raises(RecordUnreadableError, match="cannot read the records"):
+        render_mod.render(finished, ["best"])
+    assert len(calls) == 1
+
+
+def test_render_of_a_many_unit_run_names_its_units(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A many-unit run's folder said "holds no record.h5: is it an experiment folder?"."""
+    many = tmp_path / "many"
+    names = [f"blocks.4_c{c:03d}" for c in range(7)]
+    for name in names:
+        (many / "units" / name).mkdir(parents=True)
+        (many / "units" / name / "record.h5").write_bytes(b"")
+    (many / "config.yaml").write_text("")
+    assert main(["render", str(many), "--ids", "best"]) == 2
+    err = capsys.readouterr().err
+    assert "is a many-unit run" in err and f"xdream render {many / 'units' / names[0]}" in err
+    assert f"units (7): {', '.join(names[:5])} and 2 more" in err
+    with pytest.raises(XDreamError, match=r"holds no record\.h5"):
+        render_mod.render(tmp_path, ["best"])  # no units: as before
