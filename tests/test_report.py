@@ -670,3 +670,19 @@ def test_a_stopped_unit_of_a_many_unit_run_names_the_run_to_resume(
         text = html.unescape(page.read_text())
         assert f"xdream resume {many}" in text and f"xdream resume {unit}" not in text
     assert report.resume_folder(run) == run  # a single experiment resumes itself
+
+
+def test_progress_lines_of_a_run_without_references(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """n_references = 0: each generation's line said "best reference -inf"."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[experiment]\ngenerations = 2\nn_references = 0\n[generator]\nname = "pixels"\n'
+        'size = 32\ncode_size = 8\n[optimizer]\nname = "genetic"\npopulation_size = 6\n'
+        '[target]\nnetwork = "efficientnet-lite0"\nlayer = "stem"\nchannel = 3\n'
+    )
+    assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "inf" not in out
+    assert out.count("best reference none shown") == 2

@@ -100,6 +100,7 @@ def _run_experiment(experiment: Any, console: Any) -> dict[str, Any]:
         )
 
         last_note: list[str | None] = [None]
+        no_refs = "none shown" if not experiment.n_references else "none scored"
 
         def update(p: Any) -> None:
             note = p.optimizer_status.get("note")
@@ -111,13 +112,13 @@ def _run_experiment(experiment: Any, console: Any) -> dict[str, Any]:
                 completed=p.generation + 1,
                 best=f"{p.best_score:.4g}",
                 mean=f"{p.generation_mean:.4g}",
-                ref=f"{p.best_reference:.4g}",
+                ref=f"{p.best_reference:.4g}" if math.isfinite(p.best_reference) else "-",
             )
             if not console.is_terminal:
+                ref = f"{p.best_reference:.4g}" if math.isfinite(p.best_reference) else no_refs
                 console.print(
                     f"generation {p.generation}: best {p.best_score:.4g}, "
-                    f"mean {p.generation_mean:.4g}, best reference "
-                    f"{p.best_reference:.4g}",
+                    f"mean {p.generation_mean:.4g}, best reference {ref}",
                     highlight=False,
                 )
 
