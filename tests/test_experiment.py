@@ -768,3 +768,32 @@ def test_a_plain_function_scores_and_other_roles_of_the_wrong_kind_are_named(
         Experiment("pixels", red, exp.optimizer, tmp_path / "x")  # type: ignore[arg-type]
     with pytest.raises(XDreamError, match=r"the optimizer must be .* got str 'genetic'"):
         Experiment(exp.generator, red, "genetic", tmp_path / "x")  # type: ignore[arg-type]
+
+
+def test_a_run_built_in_python_renders_as_the_unit_saw_it(tmp_path: Path) -> None:
+    """The record holds the generator's parameters, so `xdream render` without --size draws
+    what the unit saw; a record of an earlier xdream (the name only) draws with the defaults
+    and says so."""
+    from PIL import Image
+
+    import xdream.generators
+    import xdream.optimizers
+    from tests.helpers import RedScorer
+    from xdream.experiment import Experiment
+    from xdream.render import render
+
+    gen = xdream.generators.make("fourier", size=64, contrast=1.0)
+    opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=0, population_size=6)
+    run = tmp_path / "py"
+    Experiment(gen, RedScorer(), opt, run, generations=3, n_references=2, record_interval=0).run()
+    assert records.read(run).config["generator"]["contrast"] == 1.0
+    (drawn,) = render(run, ["best"], out=tmp_path / "renders")
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(drawn)), np.asarray(Image.open(run / "best.png"))
+    )
+    with h5py.File(run / "record.h5", "a") as f:  # as an earlier xdream wrote it
+        config = json.loads(f.attrs["config"])
+        f.attrs["config"] = json.dumps({**config, "generator": "fourier"})
+    with pytest.warns(UserWarning, match=r"default parameters \(size=128, .*contrast=2\.5"):
+        (drawn,) = render(run, ["best"], out=tmp_path / "old")
+    assert Image.open(drawn).size == (128, 128)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -375,8 +376,15 @@ def test_running_summary_names_its_process(tmp_path: Path) -> None:
 
 
 def test_report_of_a_run_built_in_python(tmp_path: Path) -> None:
-    """No config.yaml: saved PNGs still fill the montage; missing renders are explained."""
+    """No config.yaml: the record's generator parameters draw the images; a record of an
+    earlier xdream names the generator only: saved PNGs still fill the montage; missing
+    renders are explained."""
     tiny_experiment(tmp_path / "py", generations=3).run()  # pixels at code_size 8, not default
+    report.write_report(tmp_path / "py")
+    assert (tmp_path / "py" / report.FIGURES_DIR / "last_population.png").exists()
+    shutil.rmtree(tmp_path / "py" / report.FIGURES_DIR)
+    with h5py.File(tmp_path / "py" / "record.h5", "a") as f:  # as an earlier xdream wrote it
+        f.attrs["config"] = json.dumps({**json.loads(f.attrs["config"]), "generator": "pixels"})
     text = report.write_report(tmp_path / "py").read_text()
     assert "images not rendered from codes" in text and "Python" in text
     assert (tmp_path / "py" / report.FIGURES_DIR / "best_per_generation.png").exists()

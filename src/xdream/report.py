@@ -55,18 +55,27 @@ PILImage = Image.Image
 def load_generator(run: str | Path, record: records.Record | None = None) -> Generator:
     """The generator that rendered a run's codes, rebuilt from its ``config.yaml``.
 
-    Runs built in Python (no ``config.yaml``) fall back to the generator named in the record
-    with default parameters, refused if its code dimension differs from the recorded codes.
+    Runs built in Python (no ``config.yaml``) are rebuilt from the generator's name and
+    parameters in the record. An earlier xdream recorded the generator's name only: such a run's
+    generator is rebuilt with default parameters, with a :class:`UserWarning` saying so, and
+    refused if its code dimension differs from the recorded codes.
     """
+    import dataclasses
+    import warnings
+
     from xdream import generators
 
     folder = records.RunFolder(run)
+    named_only = False
     if folder.config.exists():
         spec = dict(folder.load_config().generator)
     else:
         record = record or records.read(run)
         name = record.config.get("generator")
-        spec = dict(name) if isinstance(name, dict) else {"name": name}
+        if isinstance(name, dict):
+            spec = dict(name)
+        else:
+            spec, named_only = {"name": name}, True
         if not isinstance(spec.get("name"), str):
             raise XDreamError(f"{str(folder.path)!r} records no generator name")
     name = spec.pop("name")
@@ -80,9 +89,20 @@ def load_generator(run: str | Path, record: records.Record | None = None) -> Gen
         if code_dim != gen.code_dim:
             raise XDreamError(
                 f"{str(folder.path)!r} holds codes of dimension {code_dim}, but generator "
-                f"{name!r} with these parameters takes {gen.code_dim}; the run was built in "
-                "Python with other generator parameters (no config.yaml to rebuild it)"
+                f"{name!r} with {'default' if named_only else 'the recorded'} parameters takes "
+                f"{gen.code_dim}; the run was built in Python with other generator parameters, "
+                "which its record does not hold (no config.yaml to rebuild it)"
             )
+    if named_only:
+        defaults = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(gen.params).items())
+        warnings.warn(
+            f"{str(folder.path)!r} was built in Python by an earlier xdream, whose record names "
+            f"the generator ({name!r}) but not its parameters: its images are drawn with the "
+            f"default parameters ({defaults}), which may differ from what the run showed "
+            "(best.png and images/ hold what it showed)",
+            UserWarning,
+            stacklevel=2,
+        )
     return gen
 
 
