@@ -797,3 +797,37 @@ def test_a_run_built_in_python_renders_as_the_unit_saw_it(tmp_path: Path) -> Non
     with pytest.warns(UserWarning, match=r"default parameters \(size=128, .*contrast=2\.5"):
         (drawn,) = render(run, ["best"], out=tmp_path / "old")
     assert Image.open(drawn).size == (128, 128)
+
+
+def test_a_run_built_in_python_records_its_optimizers_seed(tmp_path: Path) -> None:
+    """Experiment(seed=None): summary.json's seed is the optimiser's, the one it was made with
+    or the entropy NumPy drew for it, which draws the same codes again; kept on resume."""
+    import xdream.generators
+    import xdream.optimizers
+    from tests.helpers import RedScorer
+    from xdream.experiment import Experiment
+
+    gen = xdream.generators.make("pixels", size=32, code_size=8)
+    for seed in (0, None):
+
+        def build(out: Path, seed: int | None = seed) -> Experiment:
+            opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=seed)
+            return Experiment(gen, RedScorer(), opt, out, generations=2, n_references=0)
+
+        summary = build(tmp_path / f"s{seed}").run()
+        if seed is not None:
+            assert summary["seed"] == seed
+            continue
+        recorded = summary["seed"]
+        assert isinstance(recorded, int)
+        again = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=recorded).ask()
+        first = records.read(tmp_path / "sNone")
+        np.testing.assert_array_equal(again, first.codes[first.generation == 0])
+        stopped = build(tmp_path / "resumed")
+        stopped.step()
+        stopped.release_folder()
+        first_seed = stopped.seed
+        resumed = build(tmp_path / "resumed")  # another optimiser, with fresh entropy
+        assert resumed.seed != first_seed
+        resumed.restore()
+        assert resumed.run()["seed"] == first_seed

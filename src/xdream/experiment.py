@@ -130,6 +130,18 @@ def _generator_spec(generator: Generator) -> dict[str, Any] | str:
     return spec
 
 
+def optimizer_seed(optimizer: Optimizer) -> int | None:
+    """The seed of ``optimizer``'s random generator: the one it was made with, or the fresh
+    entropy NumPy drew for it when it was made without one (either way, an optimiser made with
+    this seed draws the same); ``None`` when it keeps no such generator."""
+    rng = getattr(optimizer, "_rng", None)
+    seq = getattr(getattr(rng, "bit_generator", None), "seed_seq", None)
+    if not isinstance(seq, np.random.SeedSequence) or seq.spawn_key:
+        return None
+    entropy = seq.entropy
+    return entropy if isinstance(entropy, int) and entropy >= 0 else None
+
+
 def derived_seed(seed: int, stream: int) -> int:
     """An independent seed for a named random stream (1 = references, 2 = noise, 3 = initial
     codes from the generator)."""
@@ -328,7 +340,9 @@ class Experiment:
         self.presentations_budget = presentations
         self.n_references = int(n_references)
         self.references = ReferenceImages(generator.output_size[0], int(reference_seed))
-        self.seed = None if seed is None else int(seed)
+        self.seed = optimizer_seed(optimizer) if seed is None else int(seed)
+        """The run's seed (``summary.json``): ``seed``, else the optimiser's
+        (:func:`optimizer_seed`)."""
         self.save_images = save_images
         self.batch_size = int(batch_size)
         self.record_interval = float(record_interval)
@@ -456,6 +470,7 @@ class Experiment:
             "best_clean": self.best_clean,
             "best_generation": self.best_generation,
             "best_id": self.best_id,
+            "seed": self.seed,
             "optimizer": self.optimizer.state_dict(),
             "scorer": self.scorer.state_dict(),
             "references": self.references.state_dict(),
@@ -554,6 +569,8 @@ class Experiment:
             self.best_clean = float(state["best_clean"])
             self.best_generation = int(state["best_generation"])
             self.best_id = str(state["best_id"])
+            if state.get("seed") is not None:  # the first session's (checkpoints since it)
+                self.seed = int(state["seed"])
         except (KeyError, TypeError, ValueError) as err:
             problem = f"damaged: {type(err).__name__}: {err}"
             raise XDreamError(checkpoint_unusable(self.folder.checkpoint, problem)) from None
