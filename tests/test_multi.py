@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -19,6 +20,7 @@ from xdream.multi import (
     MultiUnitScorer,
     Unit,
     fold_batchnorm,
+    summary_row,
     unit_config,
     units_of,
 )
@@ -309,3 +311,62 @@ def test_a_many_unit_resume_refuses_a_config_that_changed_its_units(
     resumed = MultiExperiment.resume(tmp_path / "part")
     assert [e.generation for e in resumed.experiments] == [1, 1]
     resumed.release_folders()
+
+
+def test_units_table_relates_clean_scores_to_clean_reference_scores(tmp_path: Path) -> None:
+    """With a noise model, relative_to_references is the best clean evolved score over the
+    best clean reference score (it divided by the noisy one); a run resumed from a checkpoint
+    of an earlier xdream, which lacks the clean reference score, takes it from record.h5."""
+    import pickle
+
+    data = small_config(generations=3)
+    data["noise"] = {"name": "gain", "ns": 0.5}
+    cfg = config.from_dict(data)
+    stopped = MultiExperiment.from_config(cfg, tmp_path / "many")
+    for e in stopped.experiments:
+        e._start()
+    stopped.step()  # then "killed"
+    for e in stopped.experiments:
+        e.flush()
+        state = pickle.loads(e.folder.checkpoint.read_bytes())
+        del state["best_clean_reference"]  # as an earlier xdream wrote it
+        e.folder.checkpoint.write_bytes(pickle.dumps(state))
+    del stopped
+    MultiExperiment.resume(tmp_path / "many").run()
+    with open(tmp_path / "many" / "units.csv") as fh:
+        table = list(csv.DictReader(fh))
+    for row in table:
+        rec = records.read(tmp_path / "many" / row["folder"])
+        with h5py.File(tmp_path / "many" / row["folder"] / "record.h5", "r") as f:
+            ref_clean_scores = f["references/clean_scores"][:]
+        assert not np.array_equal(rec.ref_scores, ref_clean_scores)  # noisy
+        clean_ref = float(np.nanmax(ref_clean_scores))
+        assert float(row["best_clean_reference_score"]) == pytest.approx(clean_ref)
+        assert float(row["best_reference_score"]) == pytest.approx(np.nanmax(rec.ref_scores))
+        best_clean = float(np.nanmax(rec.clean_scores))
+        if clean_ref > 0:
+            assert float(row["relative_to_references"]) == pytest.approx(best_clean / clean_ref)
+        else:  # no ratio to a negative reference (its sign would flip the comparison)
+            assert row["relative_to_references"] == ""
+    assert sum(row["relative_to_references"] != "" for row in table) == 2
+
+
+@pytest.mark.parametrize(
+    ("scores", "expected"),
+    [
+        ({"best_clean_score": 3.0, "best_clean_reference_score": 2.0}, 1.5),
+        ({"best_clean_score": 3.0, "best_clean_reference_score": -2.0}, None),
+        ({"best_clean_score": 3.0, "best_clean_reference_score": 0.0}, None),
+        ({"best_clean_score": 3.0, "best_clean_reference_score": None}, None),
+        ({"best_clean_score": None, "best_clean_reference_score": 2.0}, None),
+        # summaries of an earlier xdream: the reference's clean score only without noise
+        ({"best_clean_score": 3.0, "best_score": 3.0, "best_reference_score": 2.0}, 1.5),
+        ({"best_clean_score": 3.0, "best_score": 3.5, "best_reference_score": 2.0}, None),
+    ],
+)
+def test_units_table_leaves_a_ratio_to_no_positive_clean_reference_empty(
+    scores: dict[str, Any], expected: float | None
+) -> None:
+    row = summary_row(Unit("blocks.0", 1), {"best_score": 3.0, **scores}, "units/x")
+    assert row["relative_to_references"] == expected
+    assert row["best_clean_reference_score"] == scores.get("best_clean_reference_score")

@@ -361,6 +361,9 @@ class Experiment:
         self.first_generation_best = float("nan")
         self.best_reference = float("-inf")
         self.best_clean = float("-inf")
+        self.best_clean_reference = float("-inf")
+        """The best noise-free score of a reference image (``best_reference`` is the best score
+        the scorer gave one, noise included)."""
         self.best_generation = -1
         self.best_id = ""
         self._started = False
@@ -468,6 +471,7 @@ class Experiment:
             "first_generation_best": self.first_generation_best,
             "best_reference": self.best_reference,
             "best_clean": self.best_clean,
+            "best_clean_reference": self.best_clean_reference,
             "best_generation": self.best_generation,
             "best_id": self.best_id,
             "seed": self.seed,
@@ -518,9 +522,20 @@ class Experiment:
             raise_if_disk_full(err, self.folder.path)
             raise
         self._unflushed = []  # the rebuilt record.h5 holds every checkpointed generation
+        if np.isnan(self.best_clean_reference):
+            self.best_clean_reference = self._recorded_best_clean_reference()
         self._started = True
         self._tick = time.perf_counter()
         return note
+
+    def _recorded_best_clean_reference(self) -> float:
+        """The best noise-free reference score in ``record.h5`` (-inf if none)."""
+        import h5py
+
+        with h5py.File(self.folder.record, "r", locking=False) as f:
+            scores = f["references/clean_scores"][:] if "references" in f else np.zeros(0)
+        finite = scores[np.isfinite(scores)]
+        return float(finite.max()) if finite.size else float("-inf")
 
     def _check_config(self, saved: Any) -> list[str]:
         """Refuse to continue a checkpoint written under a config that differs in a key that
@@ -567,6 +582,9 @@ class Experiment:
             self.first_generation_best = float(state["first_generation_best"])
             self.best_reference = float(state["best_reference"])
             self.best_clean = float(state["best_clean"])
+            # None: a checkpoint of an earlier xdream; read from record.h5 once it is rebuilt
+            clean_ref = state.get("best_clean_reference")
+            self.best_clean_reference = float("nan" if clean_ref is None else clean_ref)
             self.best_generation = int(state["best_generation"])
             self.best_id = str(state["best_id"])
             if state.get("seed") is not None:  # the first session's (checkpoints since it)
@@ -854,6 +872,9 @@ class Experiment:
             self.best_reference = max(self.best_reference, rec.best_reference)
         if np.isfinite(rec.clean_scores).any():
             self.best_clean = max(self.best_clean, float(np.nanmax(rec.clean_scores)))
+        if np.isfinite(rec.ref_clean_scores).any():
+            best_clean_reference = float(np.nanmax(rec.ref_clean_scores))
+            self.best_clean_reference = max(self.best_clean_reference, best_clean_reference)
         i_best = int(np.nanargmax(rec.scores)) if np.isfinite(rec.scores).any() else None
         new_best = i_best is not None and rec.scores[i_best] > best_before
         if new_best and i_best is not None:
@@ -915,6 +936,9 @@ class Experiment:
             "first_generation_best_score": self.first_generation_best,
             "best_reference_score": (
                 self.best_reference if np.isfinite(self.best_reference) else None
+            ),
+            "best_clean_reference_score": (
+                self.best_clean_reference if np.isfinite(self.best_clean_reference) else None
             ),
             "generations": self.generation,
             "presentations": self.presentations,

@@ -440,28 +440,45 @@ SUMMARY_COLUMNS = (
     "best_clean_score",
     "first_generation_best_score",
     "best_reference_score",
+    "best_clean_reference_score",
     "relative_to_references",
     "generations",
     "presentations",
     "folder",
 )
-"""Columns of ``units.csv``; ``relative_to_references`` = best clean score / best reference."""
+"""Columns of ``units.csv``; ``relative_to_references`` = ``best_clean_score`` /
+``best_clean_reference_score`` (:func:`relative_to_references`)."""
+
+
+def relative_to_references(summary: Mapping[str, Any]) -> float | None:
+    """The best noise-free score of an evolved image over that of a reference image: ``None``
+    when either is missing or the reference's is not positive (a ratio to zero or a negative
+    number says nothing). A summary of an earlier xdream, which lacks the reference's clean
+    score, gives the ratio only when no noise model changed its scores (``best_clean_score``
+    equal to ``best_score``): then its best reference score is the clean one."""
+    best = summary.get("best_clean_score")
+    if "best_clean_reference_score" in summary:
+        ref = summary["best_clean_reference_score"]
+    elif best is not None and best == summary.get("best_score"):
+        ref = summary.get("best_reference_score")
+    else:
+        ref = None
+    numbers = all(isinstance(v, (int, float)) and np.isfinite(v) for v in (best, ref))
+    return best / ref if numbers and ref > 0 else None
 
 
 def summary_row(
     unit: Unit, summary: Mapping[str, Any], folder: str, label: str | None = None
 ) -> dict[str, Any]:
     """One row of an aggregate table from an experiment's ``summary.json``."""
-    best, ref = summary.get("best_clean_score"), summary.get("best_reference_score")
-    rel = best / ref if best is not None and ref not in (None, 0) else None
     return {
         "unit": label or unit.label,
         "layer": unit.layer,
         "channel": unit.channel,
         "x": unit.x,
         "y": unit.y,
-        **{k: summary.get(k) for k in SUMMARY_COLUMNS[5:9]},
-        "relative_to_references": rel,
+        **{k: summary.get(k) for k in SUMMARY_COLUMNS[5:10]},
+        "relative_to_references": relative_to_references(summary),
         "generations": summary.get("generations"),
         "presentations": summary.get("presentations"),
         "folder": folder,
