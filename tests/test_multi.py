@@ -370,3 +370,44 @@ def test_units_table_leaves_a_ratio_to_no_positive_clean_reference_empty(
     row = summary_row(Unit("blocks.0", 1), {"best_score": 3.0, **scores}, "units/x")
     assert row["relative_to_references"] == expected
     assert row["best_clean_reference_score"] == scores.get("best_clean_reference_score")
+
+
+def test_a_unit_given_x_alone_is_named_by_the_position_it_reads(tmp_path: Path) -> None:
+    """x without y reads the centre row; the folder says that row (it said yNone). A run whose
+    unit folder an earlier xdream named ..._yNone resumes in that folder."""
+    data = small_config(generations=2)
+    data["targets"] = [{"channel": 0}, {"layer": "blocks.1", "channel": 2, "x": 3}]
+    cfg = config.from_dict(data)
+    multi = MultiExperiment.from_config(cfg, tmp_path / "new")
+    centre = multi.multi.units[1].y
+    assert centre is not None and centre > 3
+    assert multi.labels == ["blocks.0_c000", f"blocks.1_c002_x3_y{centre}"]
+    multi.run()
+    assert sorted(p.name for p in (tmp_path / "new" / "units").iterdir()) == multi.labels
+    with open(tmp_path / "new" / "units.csv") as fh:
+        row = list(csv.DictReader(fh))[1]
+    assert (row["unit"], row["x"], row["y"]) == (multi.labels[1], "3", str(centre))
+
+    stopped = MultiExperiment.from_config(cfg, tmp_path / "old")
+    for e in stopped.experiments:
+        e._start()
+    stopped.step()  # then "killed"
+    stopped.release_folders()
+    units = tmp_path / "old" / "units"
+    (units / multi.labels[1]).rename(units / "blocks.1_c002_x3_yNone")  # as it was named
+    resumed = MultiExperiment.resume(tmp_path / "old")
+    assert resumed.labels == ["blocks.0_c000", "blocks.1_c002_x3_yNone"]
+    assert [s["generations"] for s in resumed.run()] == [2, 2]
+    assert sorted(p.name for p in units.iterdir()) == resumed.labels
+    assert_same_units(["blocks.0_c000"], tmp_path / "new", tmp_path / "old")
+
+
+def test_a_unit_named_twice_once_the_centre_is_filled_in_is_refused(tmp_path: Path) -> None:
+    """channel = 0 (x, y left out: the centre) and the same channel at the centre ran twice."""
+    data = small_config()
+    data["targets"] = [{"channels": [0, 1]}, {"channel": 0, "x": 56, "y": 56}]
+    with pytest.raises(ConfigError, match=r"channel 0 at x 56, y 56 twice .*centre"):
+        MultiExperiment.from_config(config.from_dict(data), tmp_path / "many")
+    data["targets"][1] = {"channel": 0, "x": 55}  # another unit: runs
+    multi = MultiExperiment.from_config(config.from_dict(data), tmp_path / "other")
+    assert multi.labels == ["blocks.0_c000", "blocks.0_c001", "blocks.0_c000_x55_y56"]

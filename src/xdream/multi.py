@@ -565,13 +565,14 @@ class MultiExperiment:
             if not resume:  # a bare units/ is a run killed before its units' folders: it starts
                 _refuse_outputs(out)
             units = units_of(config)
+            multi = shared_scorer(config, units, **options)  # fills in x, y left out
+            labels = unit_labels(units, multi.units, out if resume else None)
             if resume:
-                _check_units(out, units)
-            multi = shared_scorer(config, units, **options)
+                _check_units(out, labels)
             gen_params = {k: v for k, v in config.generator.items() if k != "name"}
             generator = generators.make(config.generator["name"], **gen_params)
-            for i, unit in enumerate(units):
-                folder = out / "units" / unit.label
+            for i, (unit, label) in enumerate(zip(units, labels)):
+                folder = out / "units" / label
                 single = unit_config(config, unit)
                 exp = Experiment.from_config(
                     single, folder, unit=multi.view(i), generator=generator
@@ -587,7 +588,7 @@ class MultiExperiment:
                 e.release_folder()
             lock.release()
             raise
-        made = cls(experiments, multi, out, [u.label for u in units])
+        made = cls(experiments, multi, out, labels)
         made._lock = lock  # freed with the object, or when run() has finished
         return made
 
@@ -696,7 +697,48 @@ def _refuse_outputs(out: Path) -> None:
     folder.refuse_outputs()
 
 
-def _check_units(out: Path, units: Sequence[Unit]) -> None:
+def unit_labels(
+    given: Sequence[Unit], read: Sequence[Unit], resumed: Path | None = None
+) -> list[str]:
+    """The folder names of units as the config gives them (``given``) and as they are read
+    (``read``: x and y filled in, :class:`MultiUnitScorer`): ``<layer>_c<channel>`` for a unit
+    without x and y, ``<layer>_c<channel>_x<x>_y<y>`` with the position read when x or y is
+    given. Raises :class:`ConfigError` when two entries name the same unit once the centre is
+    filled in (``channel = 3`` and ``channel = 3, x = 14, y = 14`` on a 28 x 28 layer).
+
+    ``resumed``: the folder of a run that is resumed, whose units keep the folders an earlier
+    xdream made (``..._x4_yNone`` for a unit given x only) and whose repeated units go on.
+    """
+    labels = [
+        r.label if (g.x is not None or g.y is not None) else g.label for g, r in zip(given, read)
+    ]
+    if resumed is not None:
+        labels = [
+            g.label
+            if not (resumed / "units" / label).exists() and (resumed / "units" / g.label).exists()
+            else label
+            for g, label in zip(given, labels)
+        ]
+    seen: dict[Unit, int] = {}
+    for i, unit in enumerate(read):
+        j = seen.setdefault(unit, i)
+        if j == i:
+            continue
+        if resumed is not None and all((resumed / "units" / labels[k]).exists() for k in (i, j)):
+            continue  # an earlier xdream ran both: they go on as they started
+        a, b = (
+            ", ".join(f"{k} {v}" for k, v in dataclasses.asdict(given[k]).items() if v is not None)
+            for k in (j, i)
+        )
+        raise ConfigError(
+            f"[[targets]] names unit {unit.layer!r} channel {unit.channel} at x {unit.x}, "
+            f"y {unit.y} twice ({a}; and {b}: x or y left out is the centre of the feature "
+            "map); each unit may appear once"
+        )
+    return labels
+
+
+def _check_units(out: Path, labels: Sequence[str]) -> None:
     """Refuse to resume a many-unit run whose config names other units than it ran: a unit
     dropped from ``[[targets]]`` would stop unfinished, one added would start late."""
     folders = out / "units"
@@ -705,7 +747,7 @@ def _check_units(out: Path, units: Sequence[Unit]) -> None:
         if folders.is_dir()
         else set()
     )
-    named = [u.label for u in units]
+    named = list(labels)
     removed = sorted(ran - set(named))
     # units' folders are all made before the first generation: a missing one is new if any
     # unit has a checkpoint
