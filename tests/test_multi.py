@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -411,3 +413,16 @@ def test_a_unit_named_twice_once_the_centre_is_filled_in_is_refused(tmp_path: Pa
     data["targets"][1] = {"channel": 0, "x": 55}  # another unit: runs
     multi = MultiExperiment.from_config(config.from_dict(data), tmp_path / "other")
     assert multi.labels == ["blocks.0_c000", "blocks.0_c001", "blocks.0_c000_x55_y56"]
+
+
+def test_a_units_seconds_are_said_to_be_the_lockstep_runs(tmp_path: Path) -> None:
+    """Each unit's summary counts the whole lockstep run's seconds, and says how many units
+    ran together (the units' seconds do not add up to the run's)."""
+    multi = MultiExperiment.from_config(config.from_dict(small_config()), tmp_path / "many")
+    t = time.perf_counter()
+    summaries = multi.run()
+    wall = time.perf_counter() - t
+    assert [s["lockstep_units"] for s in summaries] == [3, 3, 3]
+    assert all(0.5 * wall < s["seconds"] <= wall + 60 for s in summaries)
+    alone = json.loads((tmp_path / "many" / "units" / "blocks.0_c000" / "summary.json").read_text())
+    assert alone["lockstep_units"] == 3

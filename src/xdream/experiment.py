@@ -358,6 +358,8 @@ class Experiment:
         self.generation = 0
         self.presentations = 0
         self.seconds = 0.0
+        """Wall-clock seconds the run has taken, summed over its sessions; in a many-unit run
+        the whole lockstep run's (:attr:`lockstep_units`)."""
         self.first_generation_best = float("nan")
         self.best_reference = float("-inf")
         self.best_clean = float("-inf")
@@ -375,6 +377,10 @@ class Experiment:
         self._deferred: list[Callable[[], None]] = []  # run when the scorer is idle
         self._writing: Future[None] | None = None  # records in the background thread
         self._flushed_at = float("-inf")
+        self.lockstep_units: int | None = None
+        """In a many-unit run (:class:`~xdream.multi.MultiExperiment`), the number of units it
+        steps together, this one included: ``seconds`` and the timings are then the lockstep
+        run's, not this unit's own (``summary.json`` says so)."""
         self.config_changes: list[str] = []
         """Changes of :data:`CHANGEABLE` config keys since the checkpoint's session (set by
         :meth:`restore`), ``"section.key: old -> new"``."""
@@ -943,6 +949,7 @@ class Experiment:
             "generations": self.generation,
             "presentations": self.presentations,
             "seconds": round(self.seconds, 3),
+            **({} if self.lockstep_units is None else {"lockstep_units": self.lockstep_units}),
             "target": self.scorer.describe(),
             "generator": self.generator.name,
             "optimizer": self.optimizer.name,

@@ -588,6 +588,8 @@ class MultiExperiment:
                 e.release_folder()
             lock.release()
             raise
+        for e in experiments:
+            e.lockstep_units = len(experiments)
         made = cls(experiments, multi, out, labels)
         made._lock = lock  # freed with the object, or when run() has finished
         return made
