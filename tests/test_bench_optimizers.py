@@ -25,6 +25,7 @@ from xdream.bench.optimizers import (
 )
 from xdream.errors import XDreamError
 from xdream.generators.spectrum import CodeSpectrum
+from xdream.precision import tf32_mode
 from xdream.scorers import CNNUnitScorer
 
 TINY = Profile(
@@ -47,6 +48,7 @@ def tiny_contenders(generator: str) -> list[Contender]:
     ]
 
 
+@tf32_mode(False)  # on CUDA both in IEEE float32, as the benchmark's workers compute
 def test_layer_reader_matches_unit_scorer() -> None:
     torch.manual_seed(0)
     images = torch.rand(3, 3, 64, 64)
