@@ -9,6 +9,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import h5py
 import pytest
 import torch
 
@@ -118,3 +119,25 @@ def test_render_of_a_many_unit_run_names_its_units(
     assert f"units (7): {', '.join(names[:5])} and 2 more" in err
     with pytest.raises(XDreamError, match=r"holds no record\.h5"):
         render_mod.render(tmp_path, ["best"])  # no units: as before
+
+
+def test_the_command_shows_the_default_parameters_warning_as_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Python-built run of an earlier xdream (its record names the generator only) renders with
+    the defaults; `xdream render` says so in one `xdream: warning:` line, not Python's format
+    with a source line."""
+    import xdream.generators
+    import xdream.optimizers
+    from tests.helpers import RedScorer
+
+    gen = xdream.generators.make("pixels", size=16)  # code size as the default, smaller image
+    opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=0, population_size=4)
+    run = tmp_path / "py"
+    Experiment(gen, RedScorer(), opt, run, generations=1, n_references=0).run()
+    with h5py.File(run / "record.h5", "a") as f:  # as an earlier xdream wrote it
+        f.attrs["config"] = json.dumps({**json.loads(f.attrs["config"]), "generator": "pixels"})
+    assert main(["render", str(run), "--ids", "best", "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("xdream: warning: ") and "default parameters" in err
+    assert "UserWarning" not in err and "warnings.warn" not in err

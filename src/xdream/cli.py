@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import math
+import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -330,6 +332,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_library_warning = warnings.showwarning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """xdream's own warnings as one ``xdream: warning:`` line (no source line); others as
+    Python shows them."""
+    if category is UserWarning and f"{os.sep}xdream{os.sep}" in filename:
+        print(f"xdream: warning: {message}", file=sys.stderr)
+    else:
+        _library_warning(message, category, filename, lineno, file, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xdream`` console command."""
     from rich.console import Console
@@ -338,7 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=False)
     func: Callable[[argparse.Namespace, Any], int] = args.func
     try:
-        status = func(args, console)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            status = func(args, console)
     except XDreamError as err:
         print(f"xdream: error: {err}", file=sys.stderr)
         status = 2
