@@ -85,8 +85,10 @@ def test_bad_units_are_rejected() -> None:
     net = networks.make()
     with pytest.raises(XDreamError, match=r"no layer 'blocks\.99'"):
         MultiUnitScorer(net, [Unit("blocks.99", 0)], device="cpu")
-    with pytest.raises(XDreamError, match=r"channel must be in 0\.\.15"):
+    with pytest.raises(XDreamError, match=r"channel must be in 0\.\.15 .*, got 16$"):
         MultiUnitScorer(net, [Unit("blocks.0", 16)], device="cpu")
+    with pytest.raises(XDreamError, match=r"x must be in 0\.\.111 .*got x 200, y 56 \(the centre"):
+        MultiUnitScorer(net, [Unit("blocks.0", 1, x=200)], device="cpu")
     with pytest.raises(XDreamError, match="precision"):
         MultiUnitScorer(net, [Unit("blocks.0", 1)], precision="half")
 

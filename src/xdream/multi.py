@@ -295,7 +295,9 @@ class MultiUnitScorer:
         if len(shape) not in (1, 3):
             raise XDreamError(f"{where}: only (n, C) and (n, C, H, W) layers are supported")
         if not 0 <= unit.channel < shape[0]:
-            raise XDreamError(f"channel must be in 0..{shape[0] - 1} for {where}, got {unit}")
+            raise XDreamError(
+                f"channel must be in 0..{shape[0] - 1} for {where}, got {unit.channel!r}"
+            )
         if len(shape) == 1:
             if unit.x is not None or unit.y is not None:
                 raise XDreamError(f"{where} has no spatial position: omit x and y")
@@ -303,7 +305,11 @@ class MultiUnitScorer:
         x = shape[2] // 2 if unit.x is None else unit.x
         y = shape[1] // 2 if unit.y is None else unit.y
         if not (0 <= x < shape[2] and 0 <= y < shape[1]):
-            raise XDreamError(f"x, y must be within {shape[2]} x {shape[1]} for {where}")
+            centre = " (the centre for the one not given)" if None in (unit.x, unit.y) else ""
+            raise XDreamError(
+                f"x must be in 0..{shape[2] - 1} and y in 0..{shape[1] - 1} for {where}, got "
+                f"x {x}, y {y}{centre}"
+            )
         return Unit(unit.layer, unit.channel, x, y)
 
     def _hooks(self, sink: Callable[[str, torch.Tensor], Any]) -> Any:
