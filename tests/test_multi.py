@@ -428,3 +428,32 @@ def test_a_units_seconds_are_said_to_be_the_lockstep_runs(tmp_path: Path) -> Non
     assert all(0.5 * wall < s["seconds"] <= wall + 60 for s in summaries)
     alone = json.loads((tmp_path / "many" / "units" / "blocks.0_c000" / "summary.json").read_text())
     assert alone["lockstep_units"] == 3
+
+
+def test_a_users_model_in_training_mode_or_float64_scores_as_the_single_scorer() -> None:
+    """Many units of a user's own model: every pass in evaluation mode (same scores each call,
+    BatchNorm's statistics untouched, the model's modes left as they were), inputs in the
+    model's dtype, and channels_last skipped for a model it cannot convert."""
+    from tests.test_scorers import IDENTITY, WithConv3d, dropout_net, ids, images
+    from xdream.networks.base import Network
+
+    net = dropout_net()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    multi = MultiUnitScorer(
+        Network(net, IDENTITY, "mine"), [Unit("5", 1), Unit("5", 3)], device="cpu", fold_bn=False
+    )
+    x = images(4)
+    first, second = multi.activations(x), multi.activations(x)
+    np.testing.assert_array_equal(first, second)
+    assert all(m.training for m in net.modules())
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0)
+    single = CNNUnitScorer(net, "5", 3, preprocess=IDENTITY, device="cpu")
+    np.testing.assert_allclose(first[:, 1], single.score(x, ids(4)), rtol=1e-5, atol=1e-6)
+
+    wide = Network(dropout_net().double(), IDENTITY, "mine64")
+    got = MultiUnitScorer(wide, [Unit("4", 2)], device="cpu", fold_bn=False).activations(x)
+    assert np.isfinite(got).all()
+
+    conv3d = MultiUnitScorer(Network(WithConv3d(), IDENTITY, "vol"), [Unit("conv", 1, 2, 2)])
+    assert not conv3d.channels_last and conv3d.activations(images(2)).shape == (2, 1)

@@ -44,7 +44,13 @@ import torch
 from torch import nn
 
 from xdream.errors import ConfigError, XDreamError, did_you_mean
-from xdream.networks.base import Network, resize
+from xdream.networks.base import (
+    Network,
+    evaluation_mode,
+    input_dtype,
+    resize,
+    use_channels_last,
+)
 from xdream.precision import tf32_mode
 from xdream.scorers.base import Scorer
 from xdream.scorers.cnn import ACTIVATIONS, resolve_device
@@ -242,9 +248,11 @@ class MultiUnitScorer:
         if self.device.type == "cpu" and cpu_batch_size:
             batch_size = min(batch_size, cpu_batch_size)
         self.batch_size = batch_size
-        self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
+        self.channels_last = use_channels_last(
+            network.module, self.device, channels_last, network.name
+        )
         self.precision = precision
-        module = network.module.eval()
+        module = network.module
         if fold_bn:
             keep = [u.layer for u in self.units]
             module = fold_batchnorm(module, keep)[0]
@@ -252,6 +260,7 @@ class MultiUnitScorer:
         if self.channels_last:
             module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.module: nn.Module = module
+        self._dtype = input_dtype(module)  # a .double() or .half() model gets inputs it takes
         self._forward: Callable[[torch.Tensor], Any] = (
             torch.compile(module) if compile else module  # type: ignore[assignment]
         )
@@ -286,7 +295,7 @@ class MultiUnitScorer:
         shapes: dict[str, tuple[int, ...]] = {}
         sink = lambda layer, t: shapes.setdefault(layer, tuple(t.shape[1:]))  # noqa: E731
         with self._hooks(sink), torch.inference_mode():
-            self._run(torch.zeros(1, 3, size, size, device=self.device))
+            self._run(torch.zeros(1, 3, size, size, device=self.device, dtype=self._dtype))
         return shapes
 
     def _check(self, unit: Unit) -> Unit:
@@ -357,7 +366,7 @@ class MultiUnitScorer:
     def _run(self, inputs: torch.Tensor) -> None:
         dtype = PRECISIONS[self.precision]
         ctx = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
-        with ctx:
+        with ctx, evaluation_mode(self.module):
             self._forward(inputs)
 
     def _batches(self, images: Images) -> Iterator[torch.Tensor]:
@@ -365,7 +374,7 @@ class MultiUnitScorer:
             batch = images[start : start + self.batch_size].to(self.device, torch.float32)
             if self.image_size is not None:
                 batch = resize(batch, self.image_size)
-            inputs = self.network.preprocess(batch)
+            inputs = self.network.preprocess(batch).to(self._dtype)
             if self.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             out = torch.empty(batch.shape[0], len(self.units), device=self.device)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xdream.errors import ConfigError
+from xdream.errors import ConfigError, XDreamError
 from xdream.types import Images
 
 LayerTable = list[tuple[str, tuple[int, ...]]]
@@ -156,6 +156,25 @@ def input_dtype(module: nn.Module) -> torch.dtype:
         if tensor.is_floating_point():
             return tensor.dtype
     return torch.float32
+
+
+def use_channels_last(
+    module: nn.Module, device: torch.device, asked: bool | None, name: str
+) -> bool:
+    """Whether to run ``module`` (called ``name`` in messages) in the channels-last memory
+    format: ``asked``, or by default on the CPU (faster for EfficientNet-Lite0), but never for a
+    module holding a 5-D parameter or buffer (a ``Conv3d``, say), which that format cannot take
+    (``asked=True`` for such a module is an :class:`~xdream.errors.XDreamError`)."""
+    named = itertools.chain(module.named_parameters(), module.named_buffers())
+    five_d = next((key for key, t in named if t.dim() == 5), None)
+    if asked is None:
+        return device.type == "cpu" and five_d is None
+    if asked and five_d is not None:
+        raise XDreamError(
+            f"channels_last=True cannot convert {name!r}: its tensor {five_d!r} is 5-D (the "
+            "format takes 4-D ones); pass channels_last=False or leave it None"
+        )
+    return bool(asked)
 
 
 def layer_table(module: nn.Module, input_size: int) -> LayerTable:

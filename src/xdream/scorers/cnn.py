@@ -8,7 +8,6 @@ torchvision AlexNet's ``ReLU(inplace=True)``) could overwrite it.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
@@ -24,6 +23,7 @@ from xdream.networks.base import (
     evaluation_mode,
     input_dtype,
     resize,
+    use_channels_last,
 )
 from xdream.scorers.base import Scorer
 from xdream.types import Images, Scores
@@ -156,7 +156,7 @@ class CNNUnitScorer(Scorer):
         self.image_size = image_size
         self.batch_size = batch_size
         self.device = resolve_device(device)
-        self.channels_last = self._pick_channels_last(module, channels_last)
+        self.channels_last = use_channels_last(module, self.device, channels_last, name)
         self.module = module.to(self.device)
         self.dtype = input_dtype(self.module)
         if self.channels_last:
@@ -166,19 +166,6 @@ class CNNUnitScorer(Scorer):
         self.channel, self.x, self.y = self._check_unit(channel, x, y)
 
     # -- construction-time validation ---------------------------------------------------------
-
-    def _pick_channels_last(self, module: nn.Module, asked: bool | None) -> bool:
-        """``asked``, or on the CPU by default; never for a module with a 5-D tensor."""
-        named = itertools.chain(module.named_parameters(), module.named_buffers())
-        five_d = next((name for name, t in named if t.dim() == 5), None)
-        if asked is None:
-            return self.device.type == "cpu" and five_d is None
-        if asked and five_d is not None:
-            raise XDreamError(
-                f"channels_last=True cannot convert {self.network_name!r}: its tensor {five_d!r} "
-                "is 5-D (the format takes 4-D ones); pass channels_last=False or leave it None"
-            )
-        return bool(asked)
 
     def _find_layer(self, layer: str) -> nn.Module:
         modules = dict(self.module.named_modules())
