@@ -114,7 +114,8 @@ class Preprocess:
 
 @dataclasses.dataclass
 class Network:
-    """A target network: ``module`` (in evaluation mode), its ``preprocess`` and its public name.
+    """A target network: ``module``, its ``preprocess`` and its public name. The scorers run every
+    forward pass in evaluation mode (:func:`evaluation_mode`), whatever mode ``module`` is in.
 
     ``weights`` is the weight file it was loaded from (for records), ``None`` if none was.
     """
