@@ -694,3 +694,18 @@ def test_progress_lines_of_a_run_without_references(
     out = capsys.readouterr().out
     assert "inf" not in out
     assert out.count("best reference none shown") == 2
+
+
+def test_a_lock_on_another_file_systems_file_of_the_same_inode_is_not_the_runs(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/proc/locks names files by device and inode: a lock held on another file system's file
+    with the same inode number made a dead run look alive for ever (--watch never returned)."""
+    (run / "summary.json").unlink()
+    inode = os.stat(run / ".xdream.lock").st_ino
+    table = tmp_path / "locks"
+    table.write_text(f"1: POSIX  ADVISORY  WRITE 999 00:99:{inode} 0 EOF\n")
+    monkeypatch.setattr(report, "PROC_LOCKS", str(table))
+    with folder_held_by_another_process(run):
+        assert report.folder_held(run) is True  # told by trying the lock itself
+    assert report.folder_held(run) is False and report.run_state({}, run) == "stopped"

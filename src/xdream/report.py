@@ -858,18 +858,28 @@ def folder_held(run: Path) -> bool | None:
     """
     lock = run / records.LOCK_FILE
     try:
-        inode = os.stat(lock).st_ino
+        stat = os.stat(lock)
     except OSError:
         return None
     try:
         table = Path(PROC_LOCKS).read_text()
     except OSError:
         return _probe_lock(lock)
+    device = (os.major(stat.st_dev), os.minor(stat.st_dev))
+    same_inode = False
     for line in table.splitlines():  # "1: POSIX  ADVISORY  WRITE 4312 fe:00:2146337 0 EOF"
         for field in line.split():
             parts = field.split(":")
-            if len(parts) == 3 and parts[2].isdigit() and int(parts[2]) == inode:
-                return True
+            if len(parts) != 3 or not parts[2].isdigit() or int(parts[2]) != stat.st_ino:
+                continue
+            try:
+                if (int(parts[0], 16), int(parts[1], 16)) == device:
+                    return True
+            except ValueError:
+                pass
+            same_inode = True  # another file system's file, or one seen through an overlay
+    if same_inode:
+        return _probe_lock(lock)
     try:  # no process here holds it: a run on another machine (a shared folder) may
         holder = lock.read_text(errors="replace")
     except OSError:
