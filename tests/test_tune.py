@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from xdream import config
@@ -216,3 +217,22 @@ def test_a_continued_study_runs_what_it_lacks_and_proposes_new_trials(tmp_path: 
     assert len(more) == 3 and more[2].params not in [t.params for t in more[:2]]
     again = tune.run_tune(cfg, section, tmp_path / "b").trials  # a fresh study
     assert [t.params for t in again] == [t.params for t in more[:2]]
+
+
+def test_a_unit_given_x_only_is_scored(tmp_path: Path) -> None:
+    """A unit given x alone is named in units.csv by the position it reads (the centre row
+    filled in); the normalisers were keyed by the config's unresolved name: KeyError."""
+    _optuna()
+    from xdream import tune
+
+    path = tmp_path / "tune.toml"
+    path.write_text(
+        TUNE_TOML.replace("channels = [1, 2, 3]", "channel = 5\nx = 4")
+        .replace("generations = 2", "generations = 1")
+        .replace("trials = 2", "trials = 1")
+    )
+    cfg, section = tune.load(path)
+    (trial,) = tune.run_tune(cfg, section, tmp_path / "a").trials
+    (label,) = trial.user_attrs["normalised_scores"]
+    assert label.startswith("blocks.0_c005_x4_y") and not label.endswith("None")
+    assert np.isfinite(trial.value)

@@ -210,7 +210,7 @@ def normalisers(cfg: Any, n_references: int) -> dict[str, Normaliser]:
     Raises :class:`ConfigError` naming the units that give every crop the same response (no
     scale to normalise by), before any trial runs."""
     from xdream import generators
-    from xdream.multi import shared_scorer, units_of
+    from xdream.multi import shared_scorer, unit_labels, units_of
     from xdream.references import ReferenceImages
 
     units = units_of(cfg)
@@ -218,9 +218,10 @@ def normalisers(cfg: Any, n_references: int) -> dict[str, Normaliser]:
     gen = generators.make(cfg.generator["name"], **_params(cfg.generator))
     refs, _ = ReferenceImages(gen.output_size[0], seed=0).sample(n_references)
     acts = np.asarray(multi.activations(refs), dtype=np.float64)
+    labels = unit_labels(units, multi.units)  # as units.csv names them (the position read)
     out = {
-        u.label: Normaliser(float(m), float(t))
-        for u, m, t in zip(units, acts.mean(axis=0), acts.max(axis=0))
+        label: Normaliser(float(m), float(t))
+        for label, m, t in zip(labels, acts.mean(axis=0), acts.max(axis=0))
     }
     flat = [
         label for label, n in out.items() if not (np.isfinite(n.top - n.mean) and n.top > n.mean)
