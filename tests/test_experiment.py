@@ -831,3 +831,33 @@ def test_a_run_built_in_python_records_its_optimizers_seed(tmp_path: Path) -> No
         assert resumed.seed != first_seed
         resumed.restore()
         assert resumed.run()["seed"] == first_seed
+
+
+def test_an_earlier_checkpoint_without_a_seed_continues_with_the_seed_unknown(
+    tmp_path: Path,
+) -> None:
+    """A run of an earlier xdream built without seed= has no seed in its checkpoint: the
+    continued run's summary says null, not the fresh entropy of this session's optimiser."""
+    import pickle
+
+    import xdream.generators
+    import xdream.optimizers
+    from tests.helpers import RedScorer
+    from xdream.experiment import Experiment
+
+    gen = xdream.generators.make("pixels", size=32, code_size=8)
+
+    def build() -> Experiment:
+        opt = xdream.optimizers.make("genetic", dim=gen.code_dim)
+        return Experiment(gen, RedScorer(), opt, tmp_path / "run", generations=3, n_references=0)
+
+    stopped = build()
+    stopped.step()
+    stopped.release_folder()
+    checkpoint = tmp_path / "run" / "checkpoint.pkl"
+    state = pickle.loads(checkpoint.read_bytes())
+    del state["seed"]  # as an earlier xdream wrote it
+    checkpoint.write_bytes(pickle.dumps(state))
+    resumed = build()
+    resumed.restore()
+    assert resumed.run()["seed"] is None

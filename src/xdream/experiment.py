@@ -342,7 +342,9 @@ class Experiment:
         self.references = ReferenceImages(generator.output_size[0], int(reference_seed))
         self.seed = optimizer_seed(optimizer) if seed is None else int(seed)
         """The run's seed (``summary.json``): ``seed``, else the optimiser's
-        (:func:`optimizer_seed`)."""
+        (:func:`optimizer_seed`); ``None`` when unknown (a run of an earlier xdream built
+        without ``seed=``, continued)."""
+        self._seed_given = seed is not None
         self.save_images = save_images
         self.batch_size = int(batch_size)
         self.record_interval = float(record_interval)
@@ -595,6 +597,8 @@ class Experiment:
             self.best_id = str(state["best_id"])
             if state.get("seed") is not None:  # the first session's (checkpoints since it)
                 self.seed = int(state["seed"])
+            elif "seed" not in state and not self._seed_given:
+                self.seed = None  # an earlier xdream's: this session's optimiser drew another
         except (KeyError, TypeError, ValueError) as err:
             problem = f"damaged: {type(err).__name__}: {err}"
             raise XDreamError(checkpoint_unusable(self.folder.checkpoint, problem)) from None
