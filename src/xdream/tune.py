@@ -395,10 +395,15 @@ def _check_objective(study: Any, objective: str, name: str) -> None:
         study.set_user_attr("objective", objective)
     elif saved != objective:
         how = saved or "an earlier xdream scored them (best score / best reference response)"
+        fix = (
+            "put back the [tune] references it was run with, or use another --study (or --out)"
+            if saved is not None
+            else "continue in another --study (or --out); its trials stay readable in its "
+            "tune.csv and storage"
+        )
         raise XDreamError(
             f"study {name!r} holds trials scored otherwise ({how}) than this config scores them "
-            f"({objective}): their values cannot be compared. Use another --study (or --out), "
-            "or put back the [tune] references it was run with."
+            f"({objective}): their values cannot be compared. To tune on, {fix}."
         )
 
 
