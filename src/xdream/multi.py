@@ -260,6 +260,7 @@ class MultiUnitScorer:
         if self.channels_last:
             module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.module: nn.Module = module
+        self._submodules = list(module.modules())  # for evaluation_mode's quick look
         self._dtype = input_dtype(module)  # a .double() or .half() model gets inputs it takes
         self._forward: Callable[[torch.Tensor], Any] = (
             torch.compile(module) if compile else module  # type: ignore[assignment]
@@ -366,7 +367,7 @@ class MultiUnitScorer:
     def _run(self, inputs: torch.Tensor) -> None:
         dtype = PRECISIONS[self.precision]
         ctx = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
-        with ctx, evaluation_mode(self.module):
+        with ctx, evaluation_mode(self.module, self._submodules):
             self._forward(inputs)
 
     def _batches(self, images: Images) -> Iterator[torch.Tensor]:

@@ -6,7 +6,7 @@ import dataclasses
 import itertools
 import math
 import numbers
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -127,15 +127,24 @@ class Network:
 
 
 @contextmanager
-def evaluation_mode(module: nn.Module) -> Iterator[None]:
+def evaluation_mode(
+    module: nn.Module, submodules: Sequence[nn.Module] | None = None
+) -> Iterator[None]:
     """``module`` and all its submodules in evaluation mode inside the ``with`` block; after it,
     even after an error, each submodule's own ``training`` flag is put back.
 
     A user's model in training mode would otherwise draw dropout masks and normalise by batch
     statistics (scores that change from call to call), and BatchNorm would update its running
-    statistics, changing the model's buffers.
+    statistics, changing the model's buffers. ``submodules``: ``list(module.modules())``, given
+    by a caller that enters this often, so that a model already in evaluation mode (every
+    registered network) costs only a look at each flag (switching modes costs about 2 ms for
+    EfficientNet-Lite0's 200 modules).
     """
-    saved = [(mod, mod.training) for mod in module.modules()]
+    mods = list(module.modules()) if submodules is None else submodules
+    if not any(mod.training for mod in mods):
+        yield
+        return
+    saved = [(mod, mod.training) for mod in mods]
     module.eval()
     try:
         yield
