@@ -529,6 +529,27 @@ def test_a_file_written_without_rename_is_taken_only_when_complete(tmp_path: Pat
     assert "no response to block 0" not in err
 
 
+def test_settle_always_waits_for_a_file_written_in_complete_passes(tmp_path: Path) -> None:
+    """A rig that cannot rename and writes a CSV in passes that each answer every stimulus
+    (repeated names, averaged) may pause between passes: the cut file looks complete. With
+    ``settle_always`` every file waits ``settle`` seconds unchanged, so the second pass counts."""
+
+    def two_passes(b: int, names: list[str], folder: Path) -> None:
+        with open(folder / f"block{b:03d}.csv", "w") as fh:
+            fh.writelines(f"{n},{k + 1}\n" for k, n in enumerate(names))
+            fh.flush()
+            time.sleep(0.3)
+            fh.writelines(f"{n},{k + 101}\n" for k, n in enumerate(names))
+
+    start = time.monotonic()
+    _, scores, err = score_one_generation(
+        tmp_path / "always", two_passes, settle=0.8, settle_always=True
+    )
+    assert time.monotonic() - start > 0.8
+    np.testing.assert_array_equal(scores, [51, 52, 53, 54])
+    assert "already answered" not in err and "got no response" not in err
+
+
 def test_timeout_skip_records_late_response(tmp_path: Path) -> None:
     """A block that times out counts as no response; its late file is still recorded."""
     out = tmp_path / "run"

@@ -80,7 +80,7 @@ _HOST = socket.gethostname()
 CHANGEABLE = {
     "experiment": ("generations", "presentations", "record_interval", "batch_size", "tf32"),
     "target": ("batch_size", "device"),
-    "rig": ("timeout", "on_timeout", "poll_interval", "settle"),
+    "rig": ("timeout", "on_timeout", "poll_interval", "settle", "settle_always"),
 }
 """Config keys that may change between the sessions of a run (``xdream resume`` after an edit
 of ``config.yaml``): the budget, how often ``record.h5`` is written, batch sizes, the device

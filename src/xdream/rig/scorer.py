@@ -6,9 +6,9 @@ One generation, block by block::
     for each block:
         write block{NNN}_{MMM}_{id}.png atomically, then block{NNN}.txt (manifest)
         wait for block{NNN}.mat / .h5 / .json / .csv: accepted once readable and no longer
-        growing (a file answering part of the block, or a CSV without a final line end, only
-        once unchanged for settle seconds); foreign or malformed files are logged and
-        skipped; timeout policy applies
+        growing (a file answering part of the block, a CSV without a final line end, or
+        with settle_always any file, only once unchanged for settle seconds); foreign or
+        malformed files are logged and skipped; timeout policy applies
         journal the response, back it up, clean the images up
     re-show unanswered images (require_response); average repeats; subtract blanks
 
@@ -594,8 +594,9 @@ class RigScorer(Scorer):
         """Match a response to the block's stimuli and journal it; a problem as text, or None.
 
         A response that may still be being written (one that answers only some of the block's
-        stimuli, or that its reader marks incomplete) is accepted only once ``settled`` (the
-        file unchanged for ``settle`` seconds); before that :data:`_WAIT` is returned.
+        stimuli, or that its reader marks incomplete; every one with ``settle_always``) is
+        accepted only once ``settled`` (the file unchanged for ``settle`` seconds); before that
+        :data:`_WAIT` is returned.
         """
         values = response.values
         n_files = len(blk["stimuli"])
@@ -678,7 +679,7 @@ class RigScorer(Scorer):
         missing = [
             s["name"] for s in blk["stimuli"] if s["name"] not in got and s["id"] not in got_ids
         ]
-        if (missing or not response.complete) and not settled:
+        if (missing or not response.complete or self.params.settle_always) and not settled:
             return _WAIT  # perhaps a file still being written: accepted once it settles
         now = _now()
         cur = self.state["current"]

@@ -76,6 +76,11 @@ class RigSection:
     after this many seconds (it is read again if it changes); one that answers only some of
     its block's stimuli (or a CSV file without a final line end) is accepted only once it has
     stayed unchanged this long."""
+    settle_always: bool = False
+    """Accept every response file only once it has stayed unchanged for ``settle`` seconds,
+    not only partial ones: for a rig that cannot rename its files into place and writes one
+    in several steps that each answer every stimulus (a CSV file listing the names again for
+    each pass), whose cut between two passes xdream cannot tell from a complete file."""
     manifest: bool = True
     """After a block's images, write ``block{NNN}.txt`` listing them: a rig that waits for it
     never sees a partial block."""
