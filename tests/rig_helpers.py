@@ -90,16 +90,19 @@ def score_one_generation(
     folder: Path,
     respond: Callable[[int, list[str], Path], None],
     n: int = 4,
+    generation: int = 0,
     **rig: Any,
 ) -> tuple[RigScorer, np.ndarray, str]:
     """A bare :class:`RigScorer` scoring ``n`` images; ``respond(block, names, score_dir)``
-    answers every block (from its manifest). Returns the scorer, the scores and its stderr."""
+    answers every block (from its manifest). Returns the scorer, the scores and its stderr.
+    A folder scored before is resumed from its journal (as ``xdream resume`` does): give a
+    later ``generation``."""
     err = io.StringIO()
     rig.setdefault("poll_interval", 0.002)
     rig.setdefault("timeout", 3.0)
     scorer = RigScorer(RigSection(shuffle=False, **rig), seed=0, stderr=err)
     scorer.bind(folder)
-    ids = [f"gen000_{i:06d}" for i in range(n)]
+    ids = [f"gen{generation:03d}_{i:06d}" for i in range(n)]
     images = torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     stop = threading.Event()
 
@@ -116,7 +119,7 @@ def score_one_generation(
     thread = threading.Thread(target=rig_loop, daemon=True)
     thread.start()
     try:
-        scorer.start_generation(0)
+        scorer.start_generation(generation)
         scores = scorer.score(images, ids)
     finally:
         stop.set()

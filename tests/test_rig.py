@@ -369,6 +369,40 @@ def test_h5_rows_are_checked_against_the_block(tmp_path: Path) -> None:
     assert "write the transpose instead" in response.warnings[0]
 
 
+def test_a_square_block_is_read_the_way_round_the_rig_writes(tmp_path: Path) -> None:
+    """A rig writing tEvokedResp images x channels: a block with as many stimuli as channels
+    cannot show it, and is read the way round the run's earlier files were (remembered in the
+    journal, so also after a restart); with no earlier file it is guessed, with a warning."""
+
+    def images_by_channels(b: int, names: list[str], folder: Path) -> None:
+        image = [int(n.split("_")[-1].split(".")[0]) + 1 for n in names]
+        cell = np.empty((1, len(names)), dtype=object)
+        cell[0, :] = names
+        resp = np.array([[v, -100.0 * v] for v in image])  # images x channels
+        with open(folder / f".block{b:03d}.tmp", "wb") as fh:
+            scipy.io.savemat(fh, {"stimulusID": cell, "tEvokedResp": resp})
+        (folder / f".block{b:03d}.tmp").rename(folder / f"block{b:03d}.mat")
+
+    folder = tmp_path / "run"
+    scorer, scores, err = score_one_generation(
+        folder, images_by_channels, n=5, block_size=3, channels=0
+    )
+    np.testing.assert_array_equal(scores, [1, 2, 3, 4, 5])  # block 1: 2 images, 2 channels
+    assert "save tEvokedResp' (its transpose)" in err and "cannot show which way" not in err
+    assert scorer.state["orientation"] == "transposed"
+    # a restarted xdream (a new scorer on the same journal): a square block first
+    _, scores, err = score_one_generation(
+        folder, images_by_channels, n=2, generation=1, block_size=3, channels=0
+    )
+    assert "resumed from the journal" in (folder / "rig" / "rig.log").read_text()
+    np.testing.assert_array_equal(scores, [1, 2])
+    assert "cannot show which way" not in err
+    # a square block with nothing to go by: the documented orientation, with a warning
+    _, scores, err = score_one_generation(tmp_path / "fresh", images_by_channels, n=2, channels=0)
+    np.testing.assert_array_equal(scores, [1, -100])
+    assert "cannot show which way round its matrix is" in err
+
+
 def test_names_with_folders_say_how_to_fix_them(tmp_path: Path) -> None:
     """MATLAB's fullfile(writeDir, name) in stimulusID: refused, saying what would work."""
 

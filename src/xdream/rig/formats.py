@@ -70,6 +70,11 @@ class Response:
     ``warnings`` are logged once per run when the response is accepted. ``complete`` is False
     when the file may still be being written although it parsed (a CSV file whose last line
     has no line end): it is accepted only once it has stayed unchanged for ``settle`` seconds.
+    ``orientation`` says how a matrix with several channels was stored (see :func:`_orient_rows`):
+    ``"documented"`` or ``"transposed"`` when its shape showed it, ``"square"`` when it could
+    not (as many stimuli as channels: ``values`` are read the documented way, and the scorer
+    transposes them if the run's earlier files were transposed); ``None`` when there is no
+    question (one channel, or a format with names per row).
     """
 
     names: list[str] | None
@@ -77,6 +82,7 @@ class Response:
     indices: npt.NDArray[np.int64] | None = None
     warnings: list[str] = field(default_factory=list)
     complete: bool = True
+    orientation: str | None = None
     by_position: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
@@ -245,53 +251,81 @@ def _mat_names_from_h5(f: h5py.File, ds: h5py.Dataset) -> list[str]:
 
 
 MAT_ORIENTATION_WARNING = (
-    "'tEvokedResp' is images x channels (MATLAB); it is read so, but a block with as many "
-    "stimuli as channels is read as the documented channels x images: save tEvokedResp' "
-    "(its transpose) instead"
+    "'tEvokedResp' is images x channels (MATLAB), not the documented channels x images; it is "
+    "read so, and so is a later block with as many stimuli as channels (whose file cannot show "
+    "it), but save tEvokedResp' (its transpose) instead"
 )
 H5_ORIENTATION_WARNING = (
-    "'scores' is channels x images in h5py order (images x channels from MATLAB's h5write); "
-    "it is read so, but a block with as many stimuli as channels is read as the documented "
-    "images x channels (h5py order): write the transpose instead"
+    "'scores' is channels x images in h5py order (images x channels from MATLAB's h5write), "
+    "not the documented images x channels; it is read so, and so is a later block with as many "
+    "stimuli as channels (whose file cannot show it), but write the transpose instead"
+)
+SQUARE_WARNING = (
+    "its block has as many stimuli as channels, so the file cannot show which way round its "
+    "matrix is, and no earlier file of this run showed it: read in the documented orientation "
+    "(.mat tEvokedResp channels x images, .h5 scores images x channels in h5py order); a "
+    "later square file is read the way round the last file with a clear shape was"
 )
 
 
-def _orient(n: int, matlab: Values) -> tuple[Values, list[str]]:
-    """Rows = stimuli, and warnings. ``matlab`` is the array in MATLAB's orientation, which
-    should be channels x images; images x channels is accepted (with a warning when there is
-    more than one channel) unless the two cannot be told apart, when the documented one wins."""
+def _orient_rows(n: int, stored: Values, warning: str) -> tuple[Values, str | None, list[str]]:
+    """``stored`` as (n, channels), its :attr:`Response.orientation`, and warnings.
+
+    ``stored`` is documented as (n, channels) and accepted as (channels, n), with ``warning``
+    when there is more than one channel. A square array is read the documented way.
+    """
+    if stored.shape[0] == n:
+        values = stored
+        orientation = "documented"
+        warnings: list[str] = []
+    elif stored.shape[1] == n:
+        values = np.ascontiguousarray(stored.T)
+        orientation = "transposed"
+        warnings = [warning] * (values.shape[1] > 1)
+    else:
+        raise ValueError("neither orientation fits")
+    if values.shape[1] == 1:
+        return values, None, warnings
+    if stored.shape[0] == stored.shape[1]:
+        return values, "square", warnings
+    return values, orientation, warnings
+
+
+def _orient(n: int, matlab: Values) -> tuple[Values, str | None, list[str]]:
+    """Rows = stimuli, the orientation and warnings. ``matlab`` is the array in MATLAB's
+    orientation, which should be channels x images; images x channels is accepted (with a
+    warning when there is more than one channel); a square one is read the documented way."""
     if matlab.ndim == 1:
         matlab = matlab[None, :]
     if matlab.ndim != 2:
         raise MalformedResponse(f"'tEvokedResp' must be 2-D, got shape {matlab.shape}")
-    if matlab.shape[1] == n:
-        return np.ascontiguousarray(matlab.T), []
-    if matlab.shape[0] == n:  # images x channels on the MATLAB side
-        return np.ascontiguousarray(matlab), [MAT_ORIENTATION_WARNING] * (matlab.shape[1] > 1)
-    raise MalformedResponse(
-        f"'tEvokedResp' is {matlab.shape[0]} x {matlab.shape[1]} (MATLAB), but 'stimulusID' "
-        f"names {n} stimuli; expected channels x {n}"
-    )
+    try:
+        return _orient_rows(n, matlab.T, MAT_ORIENTATION_WARNING)
+    except ValueError:
+        raise MalformedResponse(
+            f"'tEvokedResp' is {matlab.shape[0]} x {matlab.shape[1]} (MATLAB), but "
+            f"'stimulusID' names {n} stimuli; expected channels x {n}"
+        ) from None
 
 
-def orient_scores(scores: Values, n: int, what: str) -> tuple[Values, list[str]]:
-    """XDream's h5 ``scores`` as (n, channels), and warnings; ``what`` says where ``n`` comes
-    from. (images, channels) in h5py order is documented; (channels, images), which MATLAB's
-    ``h5write`` of an images x channels matrix (or a column vector) gives, is accepted (with a
-    warning when there is more than one channel) unless the two cannot be told apart."""
+def orient_scores(scores: Values, n: int, what: str) -> tuple[Values, str | None, list[str]]:
+    """XDream's h5 ``scores`` as (n, channels), the orientation and warnings; ``what`` says
+    where ``n`` comes from. (images, channels) in h5py order is documented; (channels, images),
+    which MATLAB's ``h5write`` of an images x channels matrix (or a column vector) gives, is
+    accepted (with a warning when there is more than one channel); a square one is read the
+    documented way."""
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim < 2:
         scores = scores.reshape(-1, 1)
     if scores.ndim != 2:
         raise MalformedResponse(f"'scores' must be 2-D (images, channels), got {scores.shape}")
-    if scores.shape[0] == n:
-        return scores, []
-    if scores.shape[1] == n:
-        return np.ascontiguousarray(scores.T), [H5_ORIENTATION_WARNING] * (scores.shape[0] > 1)
-    raise MalformedResponse(
-        f"'scores' is {scores.shape[0]} x {scores.shape[1]} (h5py order), but {what}; "
-        f"expected {n} x channels"
-    )
+    try:
+        return _orient_rows(n, scores, H5_ORIENTATION_WARNING)
+    except ValueError:
+        raise MalformedResponse(
+            f"'scores' is {scores.shape[0]} x {scores.shape[1]} (h5py order), but {what}; "
+            f"expected {n} x channels"
+        ) from None
 
 
 @register_reader("mat", extensions=(".mat",))
@@ -305,8 +339,8 @@ def read_mat(path: Path) -> Response:
             names = _mat_names_from_h5(f, f["stimulusID"])
             stored = np.asarray(f["tEvokedResp"][()], dtype=np.float64)
         # h5py shows MATLAB's (channels, images) as (images, channels)
-        values, warnings = _orient(len(names), stored.T)
-        return Response(names, values, warnings=warnings)
+        values, orientation, warnings = _orient(len(names), stored.T)
+        return Response(names, values, warnings=warnings, orientation=orientation)
     import scipy.io
 
     try:
@@ -319,8 +353,9 @@ def read_mat(path: Path) -> Response:
         if key not in data:
             raise MalformedResponse(f"no variable {key!r} in the MAT file")
     names = _mat_names_v5(data["stimulusID"])
-    values, warnings = _orient(len(names), np.asarray(data["tEvokedResp"], dtype=np.float64))
-    return Response(names, values, warnings=warnings)
+    stored = np.asarray(data["tEvokedResp"], dtype=np.float64)
+    values, orientation, warnings = _orient(len(names), stored)
+    return Response(names, values, warnings=warnings, orientation=orientation)
 
 
 def _mat_names_v5(value: Any) -> list[str]:
@@ -397,13 +432,14 @@ def read_h5(path: Path) -> Response:
             indices = np.asarray(f["indices"][()]) if "indices" in f else None
     except OSError as err:
         raise MalformedResponse(f"not a readable HDF5 file ({err})") from None
-    if indices is None:
+    if indices is None:  # oriented by the scorer, which knows the block's size
         return Response(None, scores.reshape(-1, 1) if scores.ndim < 2 else scores)
     if indices.dtype.kind not in "iu" and not np.array_equal(indices, np.round(indices)):
         raise MalformedResponse("'indices' must be whole numbers (0-based rows)")
     indices = indices.reshape(-1).astype(np.int64)
-    values, warnings = orient_scores(scores, len(indices), f"'indices' has {len(indices)}")
-    return Response(None, values, indices, warnings=warnings)
+    n = len(indices)
+    values, orientation, warnings = orient_scores(scores, n, f"'indices' has {n}")
+    return Response(None, values, indices, warnings=warnings, orientation=orientation)
 
 
 def write_h5_indexed(

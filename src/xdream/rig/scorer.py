@@ -146,6 +146,7 @@ class RigScorer(Scorer):
                 "next_block": 0,
                 "generation": -1,
                 "n_channels": None,
+                "orientation": None,
                 "blocks": {},
                 "current": None,
                 "rows": [],
@@ -601,9 +602,10 @@ class RigScorer(Scorer):
         values = response.values
         n_files = len(blk["stimuli"])
         warnings = list(response.warnings)
+        orientation = response.orientation
         if response.by_position:  # row k answers the k-th sorted file: one row per file
             try:
-                values, more = formats.orient_scores(
+                values, orientation, more = formats.orient_scores(
                     values,
                     n_files,
                     f"block {blk['block']} has {n_files} stimuli (without 'indices', row k "
@@ -620,6 +622,12 @@ class RigScorer(Scorer):
                     f"index {bad[0]} is out of range for block {blk['block']}'s {n_files} files; "
                     f"'indices' are 0-based (0 to {n_files - 1}; from MATLAB, subtract 1)"
                 )
+        if orientation == "square":  # the file cannot show it: the rig's earlier files did
+            known = self.state.get("orientation")
+            if known == "transposed":
+                values = np.ascontiguousarray(values.T)
+            elif known is None:
+                warnings.append(formats.SQUARE_WARNING)
         n_channels = self.state["n_channels"]
         if n_channels is not None and values.shape[1] != n_channels:
             return f"{values.shape[1]} channels, but earlier responses had {n_channels}"
@@ -701,6 +709,8 @@ class RigScorer(Scorer):
                 }
             )
         self.state["n_channels"] = int(values.shape[1])
+        if orientation in ("documented", "transposed"):
+            self.state["orientation"] = orientation  # for a later square file (journaled)
         blk["answered"] = now
         blk["file"] = fname
         blk["sig"] = list(sig)
