@@ -367,6 +367,11 @@ def test_h5_rows_are_checked_against_the_block(tmp_path: Path) -> None:
     response = READERS.get("h5").read(tmp_path / "block007.h5")
     np.testing.assert_array_equal(response.values, [[1, 10], [2, 20], [3, 30]])
     assert "write the transpose instead" in response.warnings[0]
+    # 1-D scores have no orientation to mistake: one stimulus's three channels, no warning
+    h5(tmp_path, 8, np.array([1.0, 2.0, 3.0]), indices=[0])
+    response = READERS.get("h5").read(tmp_path / "block008.h5")
+    np.testing.assert_array_equal(response.values, [[1, 2, 3]])
+    assert response.warnings == []
 
 
 def test_a_square_block_is_read_the_way_round_the_rig_writes(tmp_path: Path) -> None:

@@ -74,7 +74,8 @@ class Response:
     ``"documented"`` or ``"transposed"`` when its shape showed it, ``"square"`` when it could
     not (as many stimuli as channels: ``values`` are read the documented way, and the scorer
     transposes them if the run's earlier files were transposed); ``None`` when there is no
-    question (one channel, or a format with names per row).
+    question (one channel, a 1-D array, or a format with names per row); ``"vector"`` for a
+    1-D h5 ``scores`` without ``indices``, which the scorer orients against the block.
     """
 
     names: list[str] | None
@@ -272,8 +273,12 @@ def _orient_rows(n: int, stored: Values, warning: str) -> tuple[Values, str | No
     """``stored`` as (n, channels), its :attr:`Response.orientation`, and warnings.
 
     ``stored`` is documented as (n, channels) and accepted as (channels, n), with ``warning``
-    when there is more than one channel. A square array is read the documented way.
+    when there is more than one channel; a 1-D array is one row (one channel per stimulus, or
+    one stimulus's channels when ``n`` is 1). A square array is read the documented way.
     """
+    vector = stored.ndim == 1  # no orientation to show or to mistake
+    if vector:
+        stored = stored[None, :]
     if stored.shape[0] == n:
         values = stored
         orientation = "documented"
@@ -284,7 +289,7 @@ def _orient_rows(n: int, stored: Values, warning: str) -> tuple[Values, str | No
         warnings = [warning] * (values.shape[1] > 1)
     else:
         raise ValueError("neither orientation fits")
-    if values.shape[1] == 1:
+    if vector or values.shape[1] == 1:
         return values, None, warnings
     if stored.shape[0] == stored.shape[1]:
         return values, "square", warnings
@@ -313,18 +318,16 @@ def orient_scores(scores: Values, n: int, what: str) -> tuple[Values, str | None
     where ``n`` comes from. (images, channels) in h5py order is documented; (channels, images),
     which MATLAB's ``h5write`` of an images x channels matrix (or a column vector) gives, is
     accepted (with a warning when there is more than one channel); a square one is read the
-    documented way."""
+    documented way; a 1-D array is one channel per stimulus, or one stimulus's channels."""
     scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim < 2:
-        scores = scores.reshape(-1, 1)
-    if scores.ndim != 2:
+    if scores.ndim > 2:
         raise MalformedResponse(f"'scores' must be 2-D (images, channels), got {scores.shape}")
     try:
         return _orient_rows(n, scores, H5_ORIENTATION_WARNING)
     except ValueError:
+        shape = scores.shape if scores.ndim == 2 else (len(scores), 1)
         raise MalformedResponse(
-            f"'scores' is {scores.shape[0]} x {scores.shape[1]} (h5py order), but {what}; "
-            f"expected {n} x channels"
+            f"'scores' is {shape[0]} x {shape[1]} (h5py order), but {what}; expected {n} x channels"
         ) from None
 
 
@@ -433,7 +436,9 @@ def read_h5(path: Path) -> Response:
     except OSError as err:
         raise MalformedResponse(f"not a readable HDF5 file ({err})") from None
     if indices is None:  # oriented by the scorer, which knows the block's size
-        return Response(None, scores.reshape(-1, 1) if scores.ndim < 2 else scores)
+        if scores.ndim < 2:
+            return Response(None, scores.reshape(-1, 1), orientation="vector")
+        return Response(None, scores)
     if indices.dtype.kind not in "iu" and not np.array_equal(indices, np.round(indices)):
         raise MalformedResponse("'indices' must be whole numbers (0-based rows)")
     indices = indices.reshape(-1).astype(np.int64)

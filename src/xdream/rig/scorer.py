@@ -606,7 +606,7 @@ class RigScorer(Scorer):
         if response.by_position:  # row k answers the k-th sorted file: one row per file
             try:
                 values, orientation, more = formats.orient_scores(
-                    values,
+                    values[:, 0] if orientation == "vector" else values,
                     n_files,
                     f"block {blk['block']} has {n_files} stimuli (without 'indices', row k "
                     "answers the k-th of the block's file names in sorted order; add 'indices' "
