@@ -47,7 +47,9 @@ class RigSection:
     channels: Channels = None
     """``None`` = mean over all channels; ``3`` = channel 3 (0-based: the 4th row of
     ``tEvokedResp``); ``[3, 5]`` = mean of channels 3 and 5; ``[[0, 1], [4, 5]]`` = the mean
-    over the groups of each group's mean. Every entry's own score is recorded too."""
+    over the groups of each group's mean. Every entry's own score is recorded too. A NaN or
+    infinite value in a selected channel (any channel of a group; any at all for ``None``) makes
+    the showing no response."""
     match: str = "strict"
     """``"strict"``: stimulus names must equal the written file names; ``"loose"``: folders,
     extension and the ``block{NNN}_{MMM}_`` prefix are ignored (the image id must match)."""
