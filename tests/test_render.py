@@ -6,12 +6,10 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import pytest
-import torch
 
 from xdream import config as config_mod
 from xdream import records
@@ -20,13 +18,7 @@ from xdream.cli import main
 from xdream.errors import RecordUnreadableError, XDreamError
 from xdream.experiment import Experiment
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

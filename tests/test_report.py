@@ -10,13 +10,11 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from tests.helpers import folder_held_by_another_process, tiny_experiment, torn_record
@@ -42,12 +40,7 @@ def _config(seed: int, channel: int = 3) -> config_mod.Config:
     )
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
