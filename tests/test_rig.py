@@ -402,6 +402,7 @@ def test_a_square_block_is_read_the_way_round_the_rig_writes(tmp_path: Path) -> 
     assert "resumed from the journal" in (folder / "rig" / "rig.log").read_text()
     np.testing.assert_array_equal(scores, [1, 2])
     assert "cannot show which way" not in err
+    assert "read transposed (images x channels in .mat tEvokedResp" in err  # never silently
     # a square block with nothing to go by: the documented orientation, with a warning
     _, scores, err = score_one_generation(tmp_path / "fresh", images_by_channels, n=2, channels=0)
     np.testing.assert_array_equal(scores, [1, -100])

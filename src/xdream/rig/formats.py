@@ -268,6 +268,14 @@ SQUARE_WARNING = (
     "later square file is read the way round the last file with a clear shape was"
 )
 
+SQUARE_AS_BEFORE = (
+    "a square block (as many stimuli as channels), whose file does not settle its layout: "
+    "read transposed (images x channels in .mat tEvokedResp, channels x images in "
+    ".h5 scores), as this run's last file with a clear shape was. If the rig now writes the "
+    "documented orientation, this block's scores are transposed: check them (the raw file is "
+    "kept under rig/responses)"
+)
+
 
 def _orient_rows(n: int, stored: Values, warning: str) -> tuple[Values, str | None, list[str]]:
     """``stored`` as (n, channels), its :attr:`Response.orientation`, and warnings.

@@ -626,6 +626,7 @@ class RigScorer(Scorer):
             known = self.state.get("orientation")
             if known == "transposed":
                 values = np.ascontiguousarray(values.T)
+                warnings.append(formats.SQUARE_AS_BEFORE)
             elif known is None:
                 warnings.append(formats.SQUARE_WARNING)
         n_channels = self.state["n_channels"]
