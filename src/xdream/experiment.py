@@ -597,8 +597,8 @@ class Experiment:
             self.best_id = str(state["best_id"])
             if state.get("seed") is not None:  # the first session's (checkpoints since it)
                 self.seed = int(state["seed"])
-            elif "seed" not in state and not self._seed_given:
-                self.seed = None  # an earlier xdream's: this session's optimiser drew another
+            elif not self._seed_given:  # unknown since the first session, or never recorded
+                self.seed = None  # (an earlier xdream's checkpoint): not this session's draw
         except (KeyError, TypeError, ValueError) as err:
             problem = f"damaged: {type(err).__name__}: {err}"
             raise XDreamError(checkpoint_unusable(self.folder.checkpoint, problem)) from None
