@@ -386,3 +386,20 @@ def test_cuda_scores_do_not_depend_on_the_batch() -> None:
         np.testing.assert_allclose(batch, cpu.score(images, ids), rtol=1e-3, atol=1e-3)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_a_submodule_swapped_in_after_the_scorer_was_built_is_in_evaluation_mode() -> None:
+    """The scorers look at the model's modules at every call: a dropout swapped into a model in
+    evaluation mode after the scorer was built ran in training mode (scores changed from call
+    to call) while a cached module list said every module was in evaluation mode."""
+    from xdream.multi import MultiUnitScorer, Unit
+    from xdream.networks.base import Network
+
+    net = dropout_net().eval()
+    single = CNNUnitScorer(net, "4", 3, preprocess=IDENTITY, device="cpu")
+    multi = MultiUnitScorer(Network(net, IDENTITY, "mine"), [Unit("4", 3)], fold_bn=False)
+    net[2] = nn.Dropout(0.9)  # in training mode, as nn.Module makes it
+    x = images(4)
+    np.testing.assert_array_equal(single.score(x, ids(4)), single.score(x, ids(4)))
+    np.testing.assert_array_equal(multi.activations(x), multi.activations(x))
+    assert net[2].training  # and its mode is put back

@@ -156,8 +156,9 @@ def parse_targets(value: Any, target: Any) -> tuple[dict[str, Any], ...]:
 
 
 def fold_batchnorm(module: nn.Module, keep: Sequence[str] = ()) -> tuple[nn.Module, int]:
-    """A copy of ``module`` with each eval-mode ``BatchNorm2d`` folded into the convolution
-    before it (in an ``nn.Sequential``); returns the copy and the number of folds.
+    """A copy of ``module``, in evaluation mode, with each ``BatchNorm2d`` folded into the
+    convolution before it (in an ``nn.Sequential``) by its running statistics, as evaluation
+    mode uses them; returns the copy and the number of folds.
 
     BN(conv(x)) = conv'(x) with weights scaled by ``gamma / sqrt(var + eps)`` and bias
     ``beta - mean * gamma / sqrt(var + eps)`` (plus the scaled conv bias). The BN module becomes
@@ -166,7 +167,7 @@ def fold_batchnorm(module: nn.Module, keep: Sequence[str] = ()) -> tuple[nn.Modu
     """
     import copy
 
-    module = copy.deepcopy(module)
+    module = copy.deepcopy(module).eval()  # a private copy: the user's modes stay theirs
     folds = 0
     for name, seq in module.named_modules():
         if not isinstance(seq, nn.Sequential):
@@ -260,7 +261,6 @@ class MultiUnitScorer:
         if self.channels_last:
             module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.module: nn.Module = module
-        self._submodules = list(module.modules())  # for evaluation_mode's quick look
         self._dtype = input_dtype(module)  # a .double() or .half() model gets inputs it takes
         self._forward: Callable[[torch.Tensor], Any] = (
             torch.compile(module) if compile else module  # type: ignore[assignment]
@@ -295,7 +295,7 @@ class MultiUnitScorer:
         size = self.image_size or self.network.preprocess.input_size
         shapes: dict[str, tuple[int, ...]] = {}
         sink = lambda layer, t: shapes.setdefault(layer, tuple(t.shape[1:]))  # noqa: E731
-        with self._hooks(sink), torch.inference_mode():
+        with self._hooks(sink), torch.inference_mode(), evaluation_mode(self.module):
             self._run(torch.zeros(1, 3, size, size, device=self.device, dtype=self._dtype))
         return shapes
 
@@ -367,7 +367,7 @@ class MultiUnitScorer:
     def _run(self, inputs: torch.Tensor) -> None:
         dtype = PRECISIONS[self.precision]
         ctx = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
-        with ctx, evaluation_mode(self.module, self._submodules):
+        with ctx:
             self._forward(inputs)
 
     def _batches(self, images: Images) -> Iterator[torch.Tensor]:
@@ -393,7 +393,7 @@ class MultiUnitScorer:
         """Responses ``(n, k)`` float64 of the ``k`` units to ``images`` ``(n, 3, H, W)``."""
         if images.shape[0] == 0:
             return np.zeros((0, len(self.units)))
-        with torch.inference_mode():
+        with torch.inference_mode(), evaluation_mode(self.module):
             parts = [b.cpu() for b in self._batches(images)]
         return torch.cat(parts).numpy().astype(np.float64)
 

@@ -159,7 +159,6 @@ class CNNUnitScorer(Scorer):
         self.channels_last = use_channels_last(module, self.device, channels_last, name)
         self.module = module.to(self.device)
         self.dtype = input_dtype(self.module)
-        self._submodules = list(self.module.modules())  # for evaluation_mode's quick look
         if self.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._target = self._find_layer(layer)
@@ -272,7 +271,7 @@ class CNNUnitScorer(Scorer):
 
     def _batches(self, images: Images) -> Iterator[torch.Tensor]:
         """Target-layer activations ``(b, C[, H, W])`` per batch of ``batch_size`` images."""
-        with torch.inference_mode(), evaluation_mode(self.module, self._submodules):
+        with torch.inference_mode(), evaluation_mode(self.module):
             for start in range(0, images.shape[0], self.batch_size):
                 batch = images[start : start + self.batch_size].to(self.device, torch.float32)
                 if self.image_size is not None:
