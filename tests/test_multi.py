@@ -455,5 +455,6 @@ def test_a_users_model_in_training_mode_or_float64_scores_as_the_single_scorer()
     got = MultiUnitScorer(wide, [Unit("4", 2)], device="cpu", fold_bn=False).activations(x)
     assert np.isfinite(got).all()
 
-    conv3d = MultiUnitScorer(Network(WithConv3d(), IDENTITY, "vol"), [Unit("conv", 1, 2, 2)])
+    vol = Network(WithConv3d(), IDENTITY, "vol")
+    conv3d = MultiUnitScorer(vol, [Unit("conv", 1, 2, 2)], device="cpu")
     assert not conv3d.channels_last and conv3d.activations(images(2)).shape == (2, 1)

@@ -397,7 +397,9 @@ def test_a_submodule_swapped_in_after_the_scorer_was_built_is_in_evaluation_mode
 
     net = dropout_net().eval()
     single = CNNUnitScorer(net, "4", 3, preprocess=IDENTITY, device="cpu")
-    multi = MultiUnitScorer(Network(net, IDENTITY, "mine"), [Unit("4", 3)], fold_bn=False)
+    multi = MultiUnitScorer(
+        Network(net, IDENTITY, "mine"), [Unit("4", 3)], device="cpu", fold_bn=False
+    )
     net[2] = nn.Dropout(0.9)  # in training mode, as nn.Module makes it
     x = images(4)
     np.testing.assert_array_equal(single.score(x, ids(4)), single.score(x, ids(4)))
