@@ -118,7 +118,10 @@ def test_scores_are_float64_and_empty_input_works() -> None:
 def test_lite0_unit_batch_and_memory_format_invariance(lite0: Network) -> None:
     x = images(5, size=64)
     a = CNNUnitScorer(lite0, "blocks.3", 7, batch_size=2, channels_last=True, device="cpu")
-    b = CNNUnitScorer(lite0, "blocks.3", 7, batch_size=5, channels_last=False, device="cpu")
+    plain = networks.make()  # its own weights: `a` converted lite0's to channels-last in place
+    b = CNNUnitScorer(plain, "blocks.3", 7, batch_size=5, channels_last=False, device="cpu")
+    assert plain.module.stem[0].weight.is_contiguous()  # really the default layout
+    assert not lite0.module.stem[0].weight.is_contiguous()
     np.testing.assert_allclose(a.score(x, ids(5)), b.score(x, ids(5)), rtol=1e-4, atol=1e-5)
 
 
