@@ -702,3 +702,18 @@ def test_a_lock_on_another_file_systems_file_of_the_same_inode_is_not_the_runs(
     with folder_held_by_another_process(run):
         assert report.folder_held(run) is True  # told by trying the lock itself
     assert report.folder_held(run) is False and report.run_state({}, run) == "stopped"
+
+
+def test_best_over_reference_is_noise_free_as_in_units_csv(run: Path) -> None:
+    """Under a noise model the report divided the noisy best by the noisy best reference while
+    units.csv gives noise-free over noise-free: one ratio, the noise-free one, in both pages."""
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(
+        best_score=11.0, best_reference_score=10.0,  # noisy: 1.1
+        best_clean_score=4.0, best_clean_reference_score=8.0,  # noise-free: 0.5
+    )  # fmt: skip
+    (run / "summary.json").write_text(json.dumps(summary))
+    page = html.unescape(report.write_report(run).read_text())
+    assert re.search(r"best / best reference \(noise-free\)</t[hd]>\s*<td>0\.5", page)
+    folder = html.unescape(report.write_report(run.parent).read_text())
+    assert ">0.5<" in folder and ">1.1<" not in folder

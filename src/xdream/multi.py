@@ -52,6 +52,7 @@ from xdream.networks.base import (
     use_channels_last,
 )
 from xdream.precision import tf32_mode
+from xdream.records import relative_to_references
 from xdream.scorers.base import Scorer
 from xdream.scorers.cnn import ACTIVATIONS, resolve_device
 from xdream.types import Images, Scores
@@ -464,23 +465,6 @@ SUMMARY_COLUMNS = (
 )
 """Columns of ``units.csv``; ``relative_to_references`` = ``best_clean_score`` /
 ``best_clean_reference_score`` (:func:`relative_to_references`)."""
-
-
-def relative_to_references(summary: Mapping[str, Any]) -> float | None:
-    """The best noise-free score of an evolved image over that of a reference image: ``None``
-    when either is missing or the reference's is not positive (a ratio to zero or a negative
-    number says nothing). A summary of an earlier xdream, which lacks the reference's clean
-    score, gives the ratio only when no noise model changed its scores (``best_clean_score``
-    equal to ``best_score``): then its best reference score is the clean one."""
-    best = summary.get("best_clean_score")
-    if "best_clean_reference_score" in summary:
-        ref = summary["best_clean_reference_score"]
-    elif best is not None and best == summary.get("best_score"):
-        ref = summary.get("best_reference_score")
-    else:
-        ref = None
-    numbers = all(isinstance(v, (int, float)) and np.isfinite(v) for v in (best, ref))
-    return best / ref if numbers and ref > 0 else None
 
 
 def summary_row(

@@ -58,7 +58,7 @@ import tempfile
 import time
 import types
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,6 +311,23 @@ def checkpoint_unusable(path: Path, problem: str) -> str:
         "backup if you have one. The records so far stay readable (xdream.records.read("
         f"{str(run)!r}), `xdream report {run}`); otherwise start a new run with another --out."
     )
+
+
+def relative_to_references(summary: Mapping[str, Any]) -> float | None:
+    """The best noise-free score of an evolved image over that of a reference image: ``None``
+    when either is missing or the reference's is not positive (a ratio to zero or a negative
+    number says nothing). A summary of an earlier xdream, which lacks the reference's clean
+    score, gives the ratio only when no noise model changed its scores (``best_clean_score``
+    equal to ``best_score``): then its best reference score is the clean one."""
+    best = summary.get("best_clean_score")
+    if "best_clean_reference_score" in summary:
+        ref = summary["best_clean_reference_score"]
+    elif best is not None and best == summary.get("best_score"):
+        ref = summary.get("best_reference_score")
+    else:
+        ref = None
+    numbers = all(isinstance(v, (int, float)) and np.isfinite(v) for v in (best, ref))
+    return best / ref if numbers and ref > 0 else None
 
 
 # --------------------------------------------------------------------------- the folder

@@ -558,11 +558,7 @@ def experiment_report(
                 _write(run / FIGURES_DIR / fig.name, fig.png)
 
     best, ref = summary.get("best_score"), summary.get("best_reference_score")
-    ratio = (
-        best / ref
-        if isinstance(best, (int, float)) and isinstance(ref, (int, float)) and ref > 0
-        else None
-    )
+    ratio = records.relative_to_references(summary)  # noise-free over noise-free, as units.csv
     best_png, best_caption = summary_best_image(run, rec, summary)
     best_img = (
         f'<img class="fig" alt="best image" src="{data_uri(best_png)}" style="width:192px">'
@@ -598,7 +594,7 @@ def experiment_report(
         ),
         ("first generation's best", _fmt(summary.get("first_generation_best_score"))),
         ("best reference image", _fmt(ref)),
-        ("best / best reference", _fmt(ratio, 3)),
+        ("best / best reference (noise-free)", _fmt(ratio, 3)),
     ]
     parts = [
         f"<h1>xdream experiment: {html.escape(target)}</h1>",
@@ -684,7 +680,6 @@ def folder_report(
                     if run_state(summary, run) == "running"
                     else _rebuild_hint(run)
                 )
-        best, ref = summary.get("best_score"), summary.get("best_reference_score")
         entries.append(
             {
                 "run": run,
@@ -692,16 +687,15 @@ def folder_report(
                 "unit": describe_target(summary.get("target")),
                 "summary": summary,
                 "problem": problem,
-                "ratio": best / ref
-                if isinstance(best, (int, float)) and isinstance(ref, (int, float)) and ref > 0
-                else None,
+                "ratio": records.relative_to_references(summary),
             }
         )
     running = any(run_state(e["summary"], e["run"]) == "running" for e in entries)
     parts = [
         f"<h1>xdream: {len(entries)} experiments</h1>",
         f"<p>Folder <code>{html.escape(str(root.resolve()))}</code>. Click a column to sort. "
-        "<em>best / ref</em> is the best evolved score over the best reference image's.</p>",
+        "<em>best / ref</em> is the best noise-free score of an evolved image over the best "
+        "noise-free score of a reference image (empty where that is not positive).</p>",
     ]
     units = sorted({e["unit"] for e in entries})
     for unit in units:
