@@ -105,6 +105,21 @@ def test_seeded_determinism(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_seed_says_how_to_draw_the_same_again(name: str) -> None:
+    """``seed`` is the one given, or for an unseeded optimiser the entropy NumPy drew, which
+    draws the same codes again (summary.json records it)."""
+    assert build(name, seed=3).seed == 3
+    unseeded = build(name, seed=None)
+    assert isinstance(unseeded.seed, int)
+    again = build(name, seed=unseeded.seed)
+    for _ in range(2):
+        codes = unseeded.ask()
+        np.testing.assert_array_equal(codes, again.ask())
+        unseeded.tell(codes, score(codes))
+        again.tell(codes, score(codes))
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_resume_equals_uninterrupted(name: str) -> None:
     straight = build(name, seed=5)
     run(straight, 3, with_nans)

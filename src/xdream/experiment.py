@@ -131,15 +131,10 @@ def _generator_spec(generator: Generator) -> dict[str, Any] | str:
 
 
 def optimizer_seed(optimizer: Optimizer) -> int | None:
-    """The seed of ``optimizer``'s random generator: the one it was made with, or the fresh
-    entropy NumPy drew for it when it was made without one (either way, an optimiser made with
-    this seed draws the same); ``None`` when it keeps no such generator."""
-    rng = getattr(optimizer, "_rng", None)
-    seq = getattr(getattr(rng, "bit_generator", None), "seed_seq", None)
-    if not isinstance(seq, np.random.SeedSequence) or seq.spawn_key:
-        return None
-    entropy = seq.entropy
-    return entropy if isinstance(entropy, int) and entropy >= 0 else None
+    """:attr:`Optimizer.seed <xdream.optimizers.base.Optimizer.seed>`, or ``None`` where a
+    subclass replaced it with something that is not a seed."""
+    seed = getattr(optimizer, "seed", None)
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else None
 
 
 def derived_seed(seed: int, stream: int) -> int:

@@ -84,6 +84,18 @@ class Optimizer(abc.ABC):
         return self._generation
 
     @property
+    def seed(self) -> int | None:
+        """The seed of the random generator: the one the optimiser was made with, or the fresh
+        entropy NumPy drew for it when it was made without one (either way, an optimiser made
+        with this seed draws the same); ``None`` when that cannot be told (a generator that
+        was restored or spawned from another)."""
+        seq = getattr(self._rng.bit_generator, "seed_seq", None)
+        if not isinstance(seq, np.random.SeedSequence) or seq.spawn_key:
+            return None
+        entropy = seq.entropy
+        return entropy if isinstance(entropy, int) and entropy >= 0 else None
+
+    @property
     def best(self) -> Best:
         """Best code and score seen so far (copies)."""
         code = None if self._best_code is None else self._best_code.copy()
