@@ -114,7 +114,8 @@ class RigScorer(Scorer):
         self._idle: list[Callable[[], None]] = []  # the experiment's bookkeeping (run_when_idle)
         self._dirty = False  # a response accepted since the journal was last written
         self._seen: dict[str, tuple[tuple[int, int], float]] = {}  # name -> (sig, since)
-        self._settling: set[int] = set()  # blocks whose response file waits to settle
+        # blocks whose response file waits to settle: when xdream first saw it unchanged
+        self._settling: dict[int, float] = {}
         self._logged: set[str] = set()
         self._last_line = 0.0
         self._line_shown = False
@@ -457,7 +458,9 @@ class RigScorer(Scorer):
                 continue
             waited = time.monotonic() - start
             # a response that came in time but waits to settle is not timed out before then
-            settling = blk["block"] in self._settling and waited <= p.timeout + p.settle
+            # (it is accepted at the first look once it has settled, however late that look)
+            seen_at = self._settling.get(blk["block"])
+            settling = seen_at is not None and seen_at - start <= p.timeout
             if waited > p.timeout and not settling:
                 if p.on_timeout == "skip":
                     blk["timed_out"] = True
@@ -566,9 +569,9 @@ class RigScorer(Scorer):
                 except Exception as err:  # a plug-in's odd Response: log, never crash
                     problem = f"{type(err).__name__}: {err}"
             if problem is _WAIT:
-                self._settling.add(blk["block"])
+                self._settling[blk["block"]] = since
                 continue
-            self._settling.discard(blk["block"])
+            self._settling.pop(blk["block"], None)
             if problem is None:
                 continue
             if settled:
