@@ -569,6 +569,33 @@ def test_a_file_written_without_rename_is_taken_only_when_complete(tmp_path: Pat
     assert "no response to block 0" not in err
 
 
+def test_a_settling_answer_that_came_in_time_survives_a_delayed_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Work between two looks at score_dir (here the next block's images, encoded while the rig
+    works) outlasting the timeout does not time out an answer that came in time: it is taken at
+    the next look, which comes before any timeout. (A partial answer xdream saw before the
+    deadline waits to settle: test_a_file_written_without_rename_is_taken_only_when_complete.)"""
+    from xdream.rig import scorer as scorer_mod
+
+    encode = scorer_mod.RigScorer._encode
+
+    def slow_encode(self: Any, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.8)
+        return encode(self, *args, **kwargs)
+
+    monkeypatch.setattr(scorer_mod.RigScorer, "_encode", slow_encode)
+
+    def complete(b: int, names: list[str], folder: Path) -> None:
+        write_response(folder, b, "csv", names, [[1.0 + i] for i in range(len(names))])
+
+    _, scores, err = score_one_generation(
+        tmp_path / "complete", complete, n=4, block_size=2, timeout=0.2
+    )
+    np.testing.assert_array_equal(scores, [1, 2, 1, 2])
+    assert "no response to block" not in err and "late" not in err
+
+
 def test_settle_always_waits_for_a_file_written_in_complete_passes(tmp_path: Path) -> None:
     """A rig that cannot rename and writes a CSV in passes that each answer every stimulus
     (repeated names, averaged) may pause between passes: the cut file looks complete. With

@@ -441,6 +441,7 @@ class RigScorer(Scorer):
         self._status("waiting", blk)
         prepared = False
         while True:
+            looked = time.monotonic() - start
             self._scan()
             if blk["answered"] is not None:
                 return  # journaled by score(): before the next block, or with the generation
@@ -461,7 +462,9 @@ class RigScorer(Scorer):
             # (it is accepted at the first look once it has settled, however late that look)
             seen_at = self._settling.get(blk["block"])
             settling = seen_at is not None and seen_at - start <= p.timeout
-            if waited > p.timeout and not settling:
+            # timed out only by a look at score_dir after the deadline: work between looks
+            # (encoding the next block, bookkeeping) does not time out a file already there
+            if waited > p.timeout and not settling and looked > p.timeout:
                 if p.on_timeout == "skip":
                     blk["timed_out"] = True
                     self.state["counts"]["timeouts"] += 1

@@ -66,7 +66,9 @@ class RigSection:
     blanks are left out, and a block with no blank response takes the generation's mean blank
     (or the last generation's)."""
     timeout: float = 120.0
-    """Seconds to wait for a block's response before ``on_timeout`` applies."""
+    """Seconds to wait for a block's response before ``on_timeout`` applies. The block times
+    out at a look at ``score_dir`` after this deadline, so a file that came in time while
+    xdream was busy (encoding the next block) is still taken."""
     on_timeout: str = "skip"
     """``"wait"`` (warn, keep waiting), ``"skip"`` (no response: NaN, go on; a late file is
     still recorded) or ``"pause"`` (stop; continue with ``xdream resume``)."""
