@@ -22,6 +22,7 @@ from xdream.bench.optimizers import (
     run_benchmark,
     stream_seed,
     summarise,
+    write_outputs,
 )
 from xdream.errors import XDreamError
 from xdream.generators.spectrum import CodeSpectrum
@@ -302,3 +303,29 @@ def test_stopped_run_and_summary_only_write_partial_tables(
     done = run_benchmark(TINY, out, workers=1, **kwargs)
     assert done["complete"] is True and done["tasks"] == {"finished": 4, "total": 4}
     assert len(list(csv.DictReader((out / "results.csv").open()))) == 8
+    # a misspelt --optimizers label is refused and leaves the finished tables alone
+    before = {f: (out / f).read_bytes() for f in ("results.csv", "summary.json", "config.json")}
+    with pytest.raises(XDreamError, match="Did you mean 'annealed-es'"):
+        run_benchmark(
+            dataclasses.replace(TINY, optimizers=("annealed_es",)), out, run=False, **kwargs
+        )
+    assert {f: (out / f).read_bytes() for f in before} == before
+    with pytest.raises(XDreamError, match="nothing to run or summarise"):
+        write_outputs(out, [], TINY, {}, {}, 1, "cpu")
+    assert {f: (out / f).read_bytes() for f in before} == before
+
+
+def test_unknown_contender_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    kwargs: dict = dict(contender_table=tiny_contenders, with_overhead=False, log=lambda m: None)
+    # a registered optimiser that is not a contender, with a valid label beside it
+    for labels in (("genetic", "nevergrad"), ("annealed_es",)):
+        with pytest.raises(
+            XDreamError, match=r"unknown contender .* Contenders of pixels: genetic, annealed-es"
+        ):
+            run_benchmark(dataclasses.replace(TINY, optimizers=labels), out, workers=1, **kwargs)
+    with pytest.raises(XDreamError, match="no contenders"):
+        run_benchmark(dataclasses.replace(TINY, optimizers=()), out, workers=1, **kwargs)
+    assert not out.exists()
+    with pytest.raises(XDreamError, match="at least one"):
+        dataclasses.replace(TINY, layers=())

@@ -45,7 +45,7 @@ import torch
 from xdream import generators, optimizers
 from xdream.bench.files import atomic_write, json_safe, write_json
 from xdream.bench.network import LayerReader
-from xdream.errors import XDreamError
+from xdream.errors import XDreamError, did_you_mean
 from xdream.generators.spectrum import CodeSpectrum
 from xdream.optimizers import (  # noqa: F401  (registration, whatever the package imports)
     annealed_es,
@@ -166,6 +166,8 @@ class Profile:
             generators.REGISTRY.get(gen)  # raises with the registered names
         if self.seeds < 1 or self.channels_per_layer < 1 or self.budget < 1:
             raise XDreamError("seeds, channels_per_layer and budget must be positive")
+        if not (self.generators and self.layers and self.noises):
+            raise XDreamError("generators, layers and noises must each name at least one")
 
 
 FULL_CONTENDERS = ("genetic", "pycma", "annealed-es")
@@ -375,6 +377,31 @@ def reference_best(
 
 
 # ---------------------------------------------------------------------------------- runner
+def select_contenders(
+    profile: Profile, contender_table: Callable[[str], list[Contender]] = contenders
+) -> dict[str, list[Contender]]:
+    """Per code space, the contenders named by ``profile.optimizers`` (all when None).
+
+    A label that is not a contender of every code space is refused (before anything is
+    written), as is an empty selection: a typo must not leave a folder with empty tables.
+    """
+    table = {}
+    for gen in profile.generators:
+        available = contender_table(gen)
+        labels = [c.label for c in available]
+        wanted = profile.optimizers
+        for label in wanted or ():
+            if label not in labels:
+                raise XDreamError(
+                    f"unknown contender {label!r} for code space {gen!r}."
+                    f"{did_you_mean(label, labels)} Contenders of {gen}: {', '.join(labels)}"
+                )
+        table[gen] = [c for c in available if wanted is None or c.label in wanted]
+        if not table[gen]:
+            raise XDreamError(f"no contenders for code space {gen!r}: nothing to run")
+    return table
+
+
 def run_benchmark(
     profile: Profile,
     out: str | Path,
@@ -394,16 +421,9 @@ def run_benchmark(
     ``summary["tasks"]`` counts the finished ones.
     """
     out = Path(out)
+    table = select_contenders(profile, contender_table)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     workers = (workers or os.cpu_count() or 1) if run else 1
-    table = {
-        gen: [
-            c
-            for c in contender_table(gen)
-            if profile.optimizers is None or c.label in profile.optimizers
-        ]
-        for gen in profile.generators
-    }
     fingerprints = {(g, c.label): c.fingerprint(g) for g, cs in table.items() for c in cs}
     config = {
         "profile": dataclasses.asdict(profile),
@@ -508,6 +528,8 @@ def write_outputs(
     log: Log = print,
 ) -> dict[str, Any]:
     """Write results.csv, summary.json and the plot from the finished ones of ``tasks``."""
+    if not tasks:  # nothing to summarise: keep what the folder holds
+        raise XDreamError(f"no benchmark tasks for {out}: nothing to run or summarise")
     done = [t for t in tasks if _is_done(out, t)]
     rows = [row for t in done for row in _read_rows(out / "runs" / f"{t.key}.json")]
     complete = len(done) == len(tasks)
