@@ -6,6 +6,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from xdream.bench.optimizers import (
     stream_seed,
     summarise,
     write_outputs,
+    write_results_csv,
 )
 from xdream.errors import XDreamError
 from xdream.generators.spectrum import CodeSpectrum
@@ -103,6 +105,48 @@ def test_summary_medians_and_baseline_ratio() -> None:
     verdict = table["acceptance"]
     assert verdict["winner"] == "new" and verdict["passes"] is False  # 1.1 < 1.15
     assert verdict["noise"]["none"]["best_here"] == "new"
+
+
+def test_units_with_a_best_at_or_below_zero_are_not_compared(tmp_path: Path) -> None:
+    """A ratio to a negative maximum would rank the worst contender first: such units are
+    left out of the medians (NaN per run) and counted."""
+    rows = [
+        _row("genetic", "u1", 4.0),
+        _row("pycma", "u1", 5.0),
+        _row("new", "u1", 6.0),
+        _row("genetic", "u2", -0.30),  # every run below zero; "new" the worst
+        _row("pycma", "u2", -0.29),
+        _row("new", "u2", -0.44),
+        _row("genetic", "u3", 0.0),  # the baselines at zero, "new" above
+        _row("pycma", "u3", -1.0),
+        _row("new", "u3", 2.0),
+    ]
+    profile = dataclasses.replace(TINY, noises=("none",))
+    table = summarise(rows, profile)["generators"]["pixels"]
+    new = table["table"]["none"]["new"]
+    assert new["median_normalised"] == pytest.approx(np.median([6 / 6, 2 / 2]))
+    assert new["units_not_comparable"] == 1  # u2
+    assert new["median_vs_baseline"] == pytest.approx(6 / 5)  # u1 only
+    assert new["units_ahead_of_baseline"] == 1
+    assert new["units_not_comparable_to_baseline"] == 2  # u2, u3
+    assert table["table"]["none"]["genetic"]["median_vs_baseline"] == pytest.approx(0.8)
+    assert table["table"]["none"]["genetic"]["units_not_comparable"] == 1
+    assert (
+        "units_not_comparable"
+        not in summarise(rows[:3], profile)["generators"]["pixels"]["table"]["none"]["new"]
+    )  # only where some unit is not comparable (older summaries unchanged)
+    only_negative = summarise(rows[3:6], profile)["generators"]["pixels"]
+    assert math.isnan(only_negative["table"]["none"]["new"]["median_normalised"])
+    assert "median_vs_baseline" not in only_negative["table"]["none"]["new"]
+    assert only_negative["acceptance"].get("passes") is None
+    # the csv leaves such runs' normalised score empty (NaN) instead of dividing by zero
+    zero = [
+        {**r, "layer": "l", "channel": 0, "contender_id": "x"}
+        for r in (_row("genetic", "u1", 0.0), _row("new", "u1", -1.0))
+    ]
+    write_results_csv(tmp_path / "results.csv", zero)
+    got = [r["normalised"] for r in csv.DictReader((tmp_path / "results.csv").open())]
+    assert all(math.isnan(float(x)) for x in got)
 
 
 def test_tiny_benchmark_runs_resumes_and_refuses_other_config(tmp_path: Path) -> None:

@@ -676,14 +676,20 @@ def _unit_best(rows: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
     return top
 
 
+def ratio(value: float, best: float) -> float:
+    """``value / best`` where ``best > 0``, else NaN: a ratio to a negative (or zero) maximum
+    would rank a worse value higher, so such a unit is not comparable."""
+    return value / best if best > 0 else math.nan
+
+
 def write_results_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """One row per run, with the normalised score added."""
+    """One row per run, with the normalised score added (NaN on a unit whose best is <= 0)."""
     top = _unit_best(rows)
     with atomic_write(path, "w") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
-            writer.writerow({**r, "normalised": r["best"] / top[(r["generator"], r["unit"])]})
+            writer.writerow({**r, "normalised": ratio(r["best"], top[(r["generator"], r["unit"])])})
 
 
 def summarise(rows: list[dict[str, Any]], profile: Profile) -> dict[str, Any]:
@@ -708,10 +714,10 @@ def summarise(rows: list[dict[str, Any]], profile: Profile) -> dict[str, Any]:
                 keys = [(gen, noise, label, u) for u in units if (gen, noise, label, u) in per_unit]
                 if not keys:
                     continue
-                norm = [mean_of(k, "best") / top[(gen, k[3])] for k in keys]
+                norm = [ratio(mean_of(k, "best"), top[(gen, k[3])]) for k in keys]
                 rel = [mean_of(k, "relative") for k in keys]
                 stats: dict[str, Any] = {
-                    "median_normalised": statistics.median(norm),
+                    "median_normalised": _median(norm),
                     "median_relative": statistics.median(rel),
                     "units": len(keys),
                     "runs": sum(len(per_unit[k]) for k in keys),
@@ -719,20 +725,33 @@ def summarise(rows: list[dict[str, Any]], profile: Profile) -> dict[str, Any]:
                         r["optimizer_s"] for k in keys for r in per_unit[k]
                     ),
                 }
+                if any(math.isnan(x) for x in norm):
+                    stats["units_not_comparable"] = sum(math.isnan(x) for x in norm)
                 if base:
                     ratios = [
-                        mean_of(k, "best")
-                        / max(mean_of((gen, noise, b, k[3]), "best") for b in base)
+                        ratio(
+                            mean_of(k, "best"),
+                            max(mean_of((gen, noise, b, k[3]), "best") for b in base),
+                        )
                         for k in keys
                         if all((gen, noise, b, k[3]) in per_unit for b in base)
                     ]
-                    if ratios:
-                        stats["median_vs_baseline"] = statistics.median(ratios)
-                        stats["units_ahead_of_baseline"] = sum(x > 1 for x in ratios)
+                    comparable = [x for x in ratios if not math.isnan(x)]
+                    if comparable:
+                        stats["median_vs_baseline"] = statistics.median(comparable)
+                        stats["units_ahead_of_baseline"] = sum(x > 1 for x in comparable)
+                    if len(comparable) < len(ratios):
+                        stats["units_not_comparable_to_baseline"] = len(ratios) - len(comparable)
                 entry[label] = stats
             tables[noise] = entry
         out["generators"][gen] = {"table": tables, "acceptance": _acceptance(tables)}
     return out
+
+
+def _median(values: list[float]) -> float:
+    """The median of the values that are not NaN (NaN when none is)."""
+    kept = [x for x in values if not math.isnan(x)]
+    return statistics.median(kept) if kept else math.nan
 
 
 BARS = {"none": 1.15, "gain": 1.1, "poisson": 1.1}
