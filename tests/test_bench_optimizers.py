@@ -15,6 +15,7 @@ import torch
 
 from xdream import networks
 from xdream.bench import cli as bench_cli
+from xdream.bench.files import write_json
 from xdream.bench.network import LayerReader
 from xdream.bench.optimizers import (
     Contender,
@@ -338,14 +339,23 @@ def test_stopped_run_and_summary_only_write_partial_tables(
     assert {r["noise"] for r in rows} == {"none"}
     table = summary["generators"]["pixels"]["table"]
     assert set(table["none"]) == {"genetic", "annealed-es"} and table["poisson"] == {}
-    # --summary-only runs nothing and says the same
+    assert summary["machine"]["workers"] == 1
+    # --summary-only runs nothing and says the same; the machine stays the one that ran tasks
+    ran_there = {**summary["machine"], "workers": 16, "device": "cuda"}
+    write_json(out / "summary.json", {**summary, "machine": ran_there})
     monkeypatch.setattr(bench, "run_task", real)
     again = run_benchmark(TINY, out, workers=1, run=False, **kwargs)
     assert again["tasks"] == {"finished": 2, "total": 4} and len(calls) == 3
     assert again["generators"] == summary["generators"]
-    # resuming finishes the rest; the tables are then complete
+    assert again["machine"] == ran_there
+    assert json.loads((out / "summary.json").read_text())["machine"] == ran_there
+    # resuming finishes the rest; the tables are then complete, the machine this one
     done = run_benchmark(TINY, out, workers=1, **kwargs)
     assert done["complete"] is True and done["tasks"] == {"finished": 4, "total": 4}
+    assert done["machine"]["workers"] == 1
+    write_json(out / "summary.json", {**done, "machine": ran_there})
+    nothing_left = run_benchmark(TINY, out, workers=2, **kwargs)  # nothing to run: kept
+    assert nothing_left["machine"] == ran_there
     assert len(list(csv.DictReader((out / "results.csv").open()))) == 8
     # a misspelt --optimizers label is refused and leaves the finished tables alone
     before = {f: (out / f).read_bytes() for f in ("results.csv", "summary.json", "config.json")}

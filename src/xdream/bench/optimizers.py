@@ -447,6 +447,7 @@ def run_benchmark(
             workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
         )
     tasks: list[Task] = []
+    todo: list[Task] = []
     refs: dict[str, float] = {}
     finished = False
     try:
@@ -504,7 +505,8 @@ def run_benchmark(
         if run and not finished and tasks:
             # stopped part-way (Ctrl-C, a failed task): leave tables of what finished
             try:
-                write_outputs(out, tasks, profile, config, refs, workers, device, log=log)
+                ran = any(_is_done(out, t) for t in todo)
+                write_outputs(out, tasks, profile, config, refs, workers, device, ran=ran, log=log)
             except Exception as err:  # the original error is the one to raise
                 log(f"could not summarise the finished tasks: {err}")
     overhead_path = out / "overhead.json" if with_overhead else None
@@ -512,7 +514,16 @@ def run_benchmark(
         log("overhead: ask + tell per generation at N = 4096, 40 codes")
         write_json(overhead_path, overhead())
     return write_outputs(
-        out, tasks, profile, config, refs, workers, device, overhead_path=overhead_path, log=log
+        out,
+        tasks,
+        profile,
+        config,
+        refs,
+        workers,
+        device,
+        overhead_path=overhead_path,
+        ran=run and any(_is_done(out, t) for t in todo),
+        log=log,
     )
 
 
@@ -525,9 +536,15 @@ def write_outputs(
     workers: int,
     device: str,
     overhead_path: Path | None = None,
+    ran: bool = True,
     log: Log = print,
 ) -> dict[str, Any]:
-    """Write results.csv, summary.json and the plot from the finished ones of ``tasks``."""
+    """Write results.csv, summary.json and the plot from the finished ones of ``tasks``.
+
+    ``summary["machine"]`` is where the last invocation that ran tasks ran: this one's
+    (``workers``, ``device``) when it ran any (``ran``), else the previous summary's (None if
+    there is none), so that ``--summary-only`` does not pass itself off as the machine.
+    """
     if not tasks:  # nothing to summarise: keep what the folder holds
         raise XDreamError(f"no benchmark tasks for {out}: nothing to run or summarise")
     done = [t for t in tasks if _is_done(out, t)]
@@ -540,7 +557,13 @@ def write_outputs(
     summary["complete"] = complete
     summary["tasks"] = {"finished": len(done), "total": len(tasks)}
     summary["config"] = config
-    summary["machine"] = machine(workers, device)
+    if ran:
+        summary["machine"] = machine(workers, device)
+    else:
+        previous = out / "summary.json"
+        summary["machine"] = (
+            json.loads(previous.read_text()).get("machine") if previous.exists() else None
+        )
     summary["references"] = refs
     if overhead_path is not None and overhead_path.exists():
         summary["overhead"] = json.loads(overhead_path.read_text())
