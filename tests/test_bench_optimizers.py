@@ -108,6 +108,49 @@ def test_summary_medians_and_baseline_ratio() -> None:
     assert verdict["noise"]["none"]["best_here"] == "new"
 
 
+def test_verdict_needs_both_baselines(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profile = dataclasses.replace(TINY, noises=("none", "poisson"))
+    both = [_row(b, "u1", 4.0, noise=n) for b in ("genetic", "pycma") for n in profile.noises]
+    new = [_row("new", "u1", 6.0, noise=n) for n in profile.noises]
+    full = summarise(both + new, profile)["generators"]["pixels"]
+    assert full["baselines"] == {"none": ["genetic", "pycma"], "poisson": ["genetic", "pycma"]}
+    assert full["acceptance"]["passes"] is True and "reason" not in full["acceptance"]
+    # pycma has not finished the Poisson runs: that ratio is against GA alone, no verdict
+    partial = summarise(both[:3] + new, profile)["generators"]["pixels"]
+    assert partial["baselines"] == {"none": ["genetic", "pycma"], "poisson": ["genetic"]}
+    verdict = partial["acceptance"]
+    assert verdict["winner"] == "new" and verdict["passes"] is None
+    assert verdict["noise"]["none"]["pass"] is True and verdict["noise"]["poisson"]["pass"] is None
+    assert "no pycma under poisson" in verdict["reason"]
+    no_base = summarise(new, profile)["generators"]["pixels"]
+    assert no_base["acceptance"] == {
+        "winner": None,
+        "passes": None,
+        "reason": "no baseline (genetic, pycma) in the results",
+    }
+    only_base = summarise(both, profile)["generators"]["pixels"]["acceptance"]
+    assert only_base["reason"] == "no contender besides the baselines"
+    # the command line says what each ratio was against
+    from xdream.bench import optimizers as bench
+
+    summaries = iter([summarise(both[:3] + new, profile), summarise(new, profile)])
+    monkeypatch.setattr(
+        bench, "run_benchmark", lambda *a, **k: {**next(summaries), "complete": True}
+    )
+    parser = argparse.ArgumentParser(prog="xdream")
+    bench_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "optimizers", "--out", "x", "--no-overhead"])
+    for _ in range(2):
+        bench_cli.cmd_bench_optimizers(args)
+    out = capsys.readouterr().out
+    assert "none     1.500 x the better of GA and pycma (bar 1.15)" in out
+    assert "poisson  1.500 x GA alone (bar 1.1)" in out
+    assert "no verdict without both baselines: no pycma under poisson" in out
+    assert "pixels: no verdict: no baseline (genetic, pycma) in the results" in out
+
+
 def test_units_with_a_best_at_or_below_zero_are_not_compared(tmp_path: Path) -> None:
     """A ratio to a negative maximum would rank the worst contender first: such units are
     left out of the medians (NaN per run) and counted."""

@@ -120,13 +120,26 @@ def cmd_bench_optimizers(args: argparse.Namespace, console: Any = None) -> int:
         print(f"partial results: {done} of {total} tasks finished")
     for gen, entry in summary["generators"].items():
         verdict = entry.get("acceptance", {})
+        if verdict.get("winner") is None:
+            print(f"{gen}: no verdict: {verdict.get('reason', 'no results')}")
+            continue
         print(f"{gen}: winner {verdict.get('winner')}, passes the bars: {verdict.get('passes')}")
+        if "reason" in verdict:
+            print(f"  {verdict['reason']}")
         for noise, v in verdict.get("noise", {}).items():
-            print(f"  {noise:8s} {v['ratio']:.3f} x the better of GA and pycma (bar {v['bar']})")
+            against = _against(entry.get("baselines", {}).get(noise, ["genetic", "pycma"]))
+            print(f"  {noise:8s} {v['ratio']:.3f} x {against} (bar {v['bar']})")
     print(f"results in {out}/ (results.csv, summary.json, optimizers.png)")
     if "overhead" in summary:
         print(json.dumps({k: round(v["median_ms"], 2) for k, v in summary["overhead"].items()}))
     return 0
+
+
+def _against(baselines: Sequence[str]) -> str:
+    """What a ratio was measured against, in words."""
+    if set(baselines) == {"genetic", "pycma"}:
+        return "the better of GA and pycma"
+    return " and ".join({"genetic": "GA"}.get(b, b) for b in baselines) + " alone"
 
 
 def _log(message: str) -> None:

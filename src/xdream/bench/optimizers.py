@@ -730,9 +730,11 @@ def summarise(rows: list[dict[str, Any]], profile: Profile) -> dict[str, Any]:
         labels = sorted({r["optimizer"] for r in rows if r["generator"] == gen})
         units = sorted({r["unit"] for r in rows if r["generator"] == gen})
         tables: dict[str, Any] = {}
+        used: dict[str, list[str]] = {}
         for noise in profile.noises:
             entry: dict[str, Any] = {}
-            base = [b for b in BASELINES if b in labels]
+            base = [b for b in BASELINES if any((gen, noise, b, u) in per_unit for u in units)]
+            used[noise] = base
             for label in labels:
                 keys = [(gen, noise, label, u) for u in units if (gen, noise, label, u) in per_unit]
                 if not keys:
@@ -767,7 +769,11 @@ def summarise(rows: list[dict[str, Any]], profile: Profile) -> dict[str, Any]:
                         stats["units_not_comparable_to_baseline"] = len(ratios) - len(comparable)
                 entry[label] = stats
             tables[noise] = entry
-        out["generators"][gen] = {"table": tables, "acceptance": _acceptance(tables)}
+        out["generators"][gen] = {
+            "table": tables,
+            "baselines": used,
+            "acceptance": _acceptance(tables, used),
+        }
     return out
 
 
@@ -781,22 +787,40 @@ BARS = {"none": 1.15, "gain": 1.1, "poisson": 1.1}
 """Acceptance bars of issue 5: median over units against the better of GA and pycma."""
 
 
-def _acceptance(tables: dict[str, Any]) -> dict[str, Any]:
-    """The contender with the largest worst-case margin over the bars, and its ratios."""
+def _acceptance(tables: dict[str, Any], baselines: dict[str, list[str]]) -> dict[str, Any]:
+    """The contender with the largest worst-case margin over the bars, and its ratios.
+
+    ``baselines``: per noise condition, the baselines its ratios are against. Without both of
+    them under every condition there is no pass/fail verdict (``passes`` None, ``reason``).
+    """
     labels = {label for entry in tables.values() for label in entry} - set(BASELINES)
+    if not any(baselines.get(n) for n in tables):
+        return {
+            "winner": None,
+            "passes": None,
+            "reason": "no baseline (genetic, pycma) in the results",
+        }
     margins = {}
     for label in labels:
         ratios = [tables[n].get(label, {}).get("median_vs_baseline") for n in tables]
         if all(r is not None for r in ratios):
             margins[label] = min(r / BARS.get(n, 1.1) for r, n in zip(ratios, tables))
     if not margins:
-        return {}
+        reason = (
+            "no contender besides the baselines"
+            if not labels
+            else "no contender has a baseline ratio under every noise condition"
+        )
+        return {"winner": None, "passes": None, "reason": reason}
     winner = max(margins, key=lambda k: margins[k])
+    missing = {n: [b for b in BASELINES if b not in baselines.get(n, [])] for n in tables}
     per_noise = {
         n: {
             "ratio": tables[n][winner]["median_vs_baseline"],
             "bar": BARS.get(n, 1.1),
-            "pass": tables[n][winner]["median_vs_baseline"] >= BARS.get(n, 1.1),
+            "pass": None
+            if missing[n]
+            else tables[n][winner]["median_vs_baseline"] >= BARS.get(n, 1.1),
             "best_here": max(
                 (lab for lab in tables[n] if "median_vs_baseline" in tables[n][lab]),
                 key=lambda lab: tables[n][lab]["median_vs_baseline"],
@@ -804,11 +828,17 @@ def _acceptance(tables: dict[str, Any]) -> dict[str, Any]:
         }
         for n in tables
     }
-    return {
+    verdict: dict[str, Any] = {
         "winner": winner,
         "passes": all(v["pass"] for v in per_noise.values()),
         "noise": per_noise,
     }
+    if any(missing.values()):
+        verdict["passes"] = None
+        verdict["reason"] = "no verdict without both baselines: " + "; ".join(
+            f"no {' or '.join(m)} under {n}" for n, m in missing.items() if m
+        )
+    return verdict
 
 
 def machine(workers: int, device: str) -> dict[str, Any]:
