@@ -174,3 +174,18 @@ def test_improves_on_a_known_function(name: str) -> None:
     start = score(opt.ask()).max()
     run(opt, 30)
     assert opt.best.score > 0.6 * start, (start, opt.best.score)  # closes 40% of the gap to 0
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_state_of_another_population_size_is_refused(name: str) -> None:
+    """A state holds no hyperparameters, but one drawn for another population size must not
+    load (it would show one generation of the old size, then the new one)."""
+    key = "n_samples" if name in ("fdgd", "nes") else "population_size"
+    other = build(name)
+    codes = other.ask()
+    other.tell(codes, score(codes))
+    state = other.state_dict()
+    hyper = {**HYPER.get(name, {}), key: 14}
+    bigger = make(name, dim=DIM, seed=0, spectrum=SPECTRUM, **hyper)
+    with pytest.raises(XDreamError, match="checkpoint"):
+        bigger.load_state_dict(state)

@@ -154,7 +154,12 @@ class Optimizer(abc.ABC):
         self._generation += 1
 
     def state_dict(self) -> StateDict:
-        """Everything needed to continue exactly: hyperparameters, RNG, progress, own state."""
+        """The run's state: RNG, progress, best so far and the optimiser's own state.
+
+        The hyperparameters are not in it: load it into an optimiser made with the same ones
+        (as ``xdream resume`` does from the run's config) to continue exactly. A state of
+        another optimiser, dimension or population size is refused on load.
+        """
         return {
             "name": self.name,
             "dim": self._dim,
@@ -168,7 +173,9 @@ class Optimizer(abc.ABC):
         }
 
     def load_state_dict(self, state: StateDict) -> None:
-        """Restore a state produced by :meth:`state_dict` of the same optimiser and dimension."""
+        """Restore a state produced by :meth:`state_dict` of the same optimiser, dimension and
+        population size; the other hyperparameters are this optimiser's (they are not compared).
+        """
         if state.get("name") != self.name or state.get("dim") != self._dim:
             raise XDreamError(
                 f"checkpoint is for optimizer {state.get('name')!r} with dim {state.get('dim')}, "

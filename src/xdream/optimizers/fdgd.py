@@ -12,7 +12,7 @@ import numpy.typing as npt
 from xdream.errors import XDreamError
 from xdream.optimizers import register
 from xdream.optimizers.base import Optimizer
-from xdream.optimizers.es_common import initial_mean
+from xdream.optimizers.es_common import check_shape, initial_mean
 from xdream.types import Codes, Scores, StateDict
 
 FloatArray = npt.NDArray[np.float64]
@@ -144,3 +144,7 @@ class FDGD(Optimizer):
             raise XDreamError(
                 f"checkpoint holds codes of dimension {self._mean.shape}, expected ({self._dim},)"
             )
+        p = self._params
+        n = p.n_samples // 2 if p.antithetic else p.n_samples - 1
+        check_shape("perturbations", self._perturb, (n, self._dim))
+        check_shape("codes", self._codes, (2 * n if p.antithetic else n + 1, self._dim))

@@ -12,7 +12,7 @@ import numpy.typing as npt
 from xdream.errors import XDreamError
 from xdream.optimizers import register
 from xdream.optimizers.base import Optimizer
-from xdream.optimizers.es_common import initial_mean
+from xdream.optimizers.es_common import check_shape, initial_mean
 from xdream.types import Codes, Scores, StateDict
 
 FloatArray = npt.NDArray[np.float64]
@@ -155,3 +155,6 @@ class NES(Optimizer):
             raise XDreamError(
                 f"checkpoint holds codes of dimension {self._mean.shape}, expected ({self._dim},)"
             )
+        m = self._params.n_samples // 2
+        check_shape("directions", self._eps, (m, self._dim))
+        check_shape("codes", self._codes, (2 * m, self._dim))

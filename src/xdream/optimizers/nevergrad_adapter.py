@@ -23,6 +23,7 @@ from xdream.optimizers.es_common import (
     FloatArray,
     check_float,
     check_int,
+    check_shape,
     initial_mean,
 )
 from xdream.types import Codes, StateDict
@@ -192,3 +193,4 @@ class Nevergrad(MinimiserAdapter):
             raise XDreamError(
                 f"checkpoint codes have shape {self._codes.shape}, expected (n, {self._dim})"
             )
+        check_shape("codes", self._codes, (self._params.population_size, self._dim))

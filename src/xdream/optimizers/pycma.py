@@ -25,6 +25,7 @@ from xdream.optimizers.es_common import (
     FloatArray,
     check_float,
     check_int,
+    check_shape,
     initial_mean,
 )
 from xdream.types import Codes, StateDict
@@ -108,6 +109,7 @@ class PycmaAdapter(MinimiserAdapter):
                 initial_mean(self._init_codes, self._dim), float(p.sigma0), opts
             )
         self._sample(step=0)
+        self._popsize = len(self._x)  # pycma's default when population_size is None
 
     @property
     def es(self) -> Any:
@@ -168,6 +170,7 @@ class PycmaAdapter(MinimiserAdapter):
             raise XDreamError(
                 f"checkpoint codes have shape {self._x.shape}, expected (n, {self._dim})"
             )
+        check_shape("codes", self._x, (self._popsize, self._dim))
 
 
 class _GlobalRandnPickler(pickle.Pickler):
