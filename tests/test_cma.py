@@ -411,6 +411,20 @@ def test_pycma_reserved_options_rejected() -> None:
         make("pycma", dim=5, options={"seed": 3})
 
 
+@needs_cma
+def test_pycma_options_are_checked_by_name_and_by_pycma() -> None:
+    with pytest.raises(ConfigError, match=r"unknown pycma option 'tolfn'\. Did you mean 'tolfun'"):
+        make("pycma", dim=5, options={"tolfn": 1e-3})
+    with pytest.raises(ConfigError, match="set by the adapter"):
+        make("pycma", dim=5, options={"PopSize": 3})  # pycma's spelling rules apply
+    # a value pycma refuses: one line, not pycma's traceback
+    with pytest.raises(XDreamError, match=r"^pycma refused .*ValueError: bounds must be") as err:
+        make("pycma", dim=5, options={"bounds": 3})
+    assert "\n" not in str(err.value)
+    opt = make("pycma", dim=5, options={"tolfun": 1e-3, "TolX": 1e-9})  # pycma's names, any case
+    assert opt.es.opts["tolfun"] == 1e-3
+
+
 def test_missing_optional_packages_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     real_import = builtins.__import__
 

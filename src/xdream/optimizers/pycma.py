@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from xdream.errors import XDreamError
+from xdream.errors import XDreamError, did_you_mean
 from xdream.optimizers import register
 from xdream.optimizers.base import MinimiserAdapter
 from xdream.optimizers.es_common import (
@@ -53,8 +53,10 @@ class PycmaParams:
     Attributes:
         sigma0: initial step size (about 1 for N(0, 1)-scaled codes).
         population_size: codes per generation; ``None`` is pycma's ``4 + floor(3 ln N)``.
-        options: further pycma options (``cma.CMAOptions()`` lists them); ``seed``,
-            ``popsize`` and the verbosity are set by the adapter.
+        options: further pycma options (``cma.CMAOptions()`` lists them; pycma also takes a
+            unique prefix of a name, in any case); ``seed``, ``popsize``, the verbosity and,
+            for ``pycma-diag``, ``CMA_diagonal`` are set by the adapter. An unknown name is
+            refused, and a value that pycma refuses stops with pycma's message.
     """
 
     sigma0: float = 1.0
@@ -66,7 +68,23 @@ class PycmaParams:
         check_int("population_size", self.population_size, 2, allow_none=True)
         if self.options is not None and not isinstance(self.options, dict):
             raise ValueError(f"options must be a mapping of pycma options, got {self.options!r}")
-        reserved = {"seed", "popsize"} & set(self.options or {})
+        keys = {str(key): str(key) for key in self.options or {}}
+        if keys:
+            try:
+                import cma
+            except ImportError:  # the adapter says how to install it
+                cma = None
+            if cma is not None:
+                valid = cma.CMAOptions()
+                for key in keys:
+                    corrected = valid.corrected_key(key)
+                    if corrected is None:
+                        raise ValueError(
+                            f"unknown pycma option {key!r}.{did_you_mean(key, valid)} "
+                            "cma.CMAOptions() lists them"
+                        )
+                    keys[key] = corrected
+        reserved = {"seed", "popsize"} & set(keys.values())
         if reserved:
             raise ValueError(
                 f"options {sorted(reserved)} are set by the adapter; use the seed and "
@@ -105,9 +123,16 @@ class PycmaAdapter(MinimiserAdapter):
             opts["CMA_diagonal"] = True
         self._np_state: dict[str, Any] | None = None
         with self._pycma_rng():
-            self._es = cma.CMAEvolutionStrategy(
-                initial_mean(self._init_codes, self._dim), float(p.sigma0), opts
-            )
+            try:
+                self._es = cma.CMAEvolutionStrategy(
+                    initial_mean(self._init_codes, self._dim), float(p.sigma0), opts
+                )
+            except Exception as err:  # pycma's own checks of the options' values
+                first_line = str(err).splitlines()[0] if str(err) else "no message"
+                raise XDreamError(
+                    f"pycma refused the optimizer's settings ({type(err).__name__}: "
+                    f"{first_line}); see cma.CMAOptions() for what each option takes"
+                ) from None
         self._sample(step=0)
         self._popsize = len(self._x)  # pycma's default when population_size is None
 
