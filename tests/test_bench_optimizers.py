@@ -360,6 +360,7 @@ def test_stopped_run_and_summary_only_write_partial_tables(
     kwargs: dict = dict(contender_table=tiny_contenders, with_overhead=False, log=lambda m: None)
     with pytest.raises(XDreamError, match="nothing to summarise"):
         run_benchmark(TINY, out, workers=1, run=False, **kwargs)
+    assert not out.exists()  # no config.json that would pin the folder to this protocol
     from xdream.bench import optimizers as bench
 
     real = bench.run_task
@@ -426,3 +427,20 @@ def test_unknown_contender_is_refused_before_anything_is_written(tmp_path: Path)
     assert not out.exists()
     with pytest.raises(XDreamError, match="at least one"):
         dataclasses.replace(TINY, layers=())
+
+
+def test_bad_device_or_out_is_refused_before_the_folder_is_touched(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    kwargs: dict = dict(contender_table=tiny_contenders, with_overhead=False, log=lambda m: None)
+    with pytest.raises(XDreamError, match="invalid device 'nosuch'"):
+        run_benchmark(TINY, out, workers=1, device="nosuch", **kwargs)
+    if not torch.cuda.is_available():
+        with pytest.raises(XDreamError, match="CUDA is not available"):
+            run_benchmark(TINY, out, workers=1, device="cuda", **kwargs)
+    assert not out.exists()
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(XDreamError, match="is a file"):
+        run_benchmark(TINY, afile, workers=1, **kwargs)
+    with pytest.raises(XDreamError, match="cannot create the output folder"):
+        run_benchmark(TINY, afile / "bench", workers=1, **kwargs)

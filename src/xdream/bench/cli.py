@@ -99,18 +99,13 @@ def cmd_bench_optimizers(args: argparse.Namespace, console: Any = None) -> int:
         profile = dataclasses.replace(profile, **changes)
     if args.workers is not None and args.workers < 1:
         raise XDreamError(f"--workers must be at least 1, got {args.workers}")
-    device = args.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     out = Path(args.out or f"xdream-runs/bench-optimizers{'-quick' if args.quick else ''}")
     args.continue_with = "the same command (finished tasks are kept)"
     summary = run_benchmark(
         profile,
         out,
         workers=args.workers,
-        device=device,
+        device=args.device,
         with_overhead=not args.no_overhead,
         log=_log,
         run=not args.summary_only,

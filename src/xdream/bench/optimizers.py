@@ -58,6 +58,7 @@ from xdream.params import build_params
 from xdream.precision import set_tf32
 from xdream.references import ReferenceImages
 from xdream.scorers import make_noise
+from xdream.scorers.cnn import resolve_device
 from xdream.scorers.noise import NoiseModel
 
 Log = Callable[[str], None]
@@ -419,10 +420,18 @@ def run_benchmark(
     Outputs from a subset of the tasks (``run=False``, or a run stopped by an exception or
     Ctrl-C, which still writes them) say so: ``summary["complete"]`` is False and
     ``summary["tasks"]`` counts the finished ones.
+
+    Everything is checked before ``out`` is touched (contenders, ``device``, that ``out`` is a
+    folder, that ``run=False`` has runs to summarise): a refused invocation leaves no
+    config.json that would tie the folder to its protocol.
     """
     out = Path(out)
     table = select_contenders(profile, contender_table)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
+    device = str(resolve_device(device))
+    if out.exists() and not out.is_dir():
+        raise XDreamError(f"the output folder {out} is a file")
+    if not run and not (out / "references.json").exists():
+        raise XDreamError(f"{out} holds no benchmark runs yet: nothing to summarise")
     workers = (workers or os.cpu_count() or 1) if run else 1
     fingerprints = {(g, c.label): c.fingerprint(g) for g, cs in table.items() for c in cs}
     config = {
@@ -435,6 +444,11 @@ def run_benchmark(
         "noises": {k: NOISES[k] for k in profile.noises},
     }
     _check_config(out / "config.json", config)
+    try:
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise XDreamError(f"cannot create the output folder {out}: {err}") from None
+    _write_config(out / "config.json", config)
     threads = max(1, (os.cpu_count() or 1) // workers)
     pool: cf.Executor | None = None
     saved_env = {k: os.environ.get(k) for k in THREAD_ENV}
@@ -453,8 +467,6 @@ def run_benchmark(
     try:
         t0 = time.perf_counter()
         units = choose_units(profile)
-        if not run and not (out / "references.json").exists():
-            raise XDreamError(f"{out} holds no benchmark runs yet: nothing to summarise")
         refs = _load_or_compute_references(out, profile, units, pool, device, log)
         tasks = [
             Task(
@@ -630,16 +642,21 @@ def _check_config(path: Path, config: dict[str, Any]) -> None:
     """Refuse a folder made with another protocol (units, budget, noises, generators...).
 
     Contenders and code spaces may differ between invocations (``--optimizers`` and
-    ``--generators`` add some to a folder); the file records those of the latest invocation.
+    ``--generators`` add some to a folder); :func:`_write_config` records those of the latest
+    invocation.
     """
-    text = json.dumps(config, indent=2, sort_keys=True, default=str)
     if path.exists():
         old = json.loads(path.read_text())
-        if not _same_protocol(old, json.loads(text)):
+        new = json.loads(json.dumps(config, default=str))
+        if not _same_protocol(old, new):
             raise XDreamError(
                 f"{path.parent} holds a benchmark with a different configuration; "
                 "choose another --out (or delete the folder) to start a new one"
             )
+
+
+def _write_config(path: Path, config: dict[str, Any]) -> None:
+    text = json.dumps(config, indent=2, sort_keys=True, default=str)
     with atomic_write(path, "w") as fh:
         fh.write(text)
 
