@@ -97,3 +97,31 @@ def test_tiny_benchmark_reports_every_figure(tmp_path: Path) -> None:
 def test_bad_benchmark_options_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["bench", "throughput", "--population", "1"]) == 2
     assert "--population must be at least 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--image-size", "0"], "--image-size must be at least 1"),
+        (["--threads", "-1"], "--threads must be at least 0"),
+        (["--cpu-batch-size", "-1"], "--cpu-batch-size must be at least 0"),
+        (["--units", "0"], "--units must be numbers of units >= 1"),
+        (["--units", "4,-2"], "--units must be numbers of units >= 1"),
+        (["--layers", "", "--units", ""], "nothing to measure"),
+        (["--units", "", "--plot", "p.png"], "--plot draws the --units curve"),
+        (["--json", "no-such-folder/x.json"], "--json no-such-folder/x.json: the folder"),
+        (["--plot", "no-such-folder/p.png"], "--plot no-such-folder/p.png: the folder"),
+    ],
+)
+def test_arguments_are_checked_before_measuring(
+    flags: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    measured: list[object] = []
+    monkeypatch.setattr(throughput, "run", lambda *a: measured.append(a))
+    assert cli.main(["bench", "throughput", *flags]) == 2
+    assert message in capsys.readouterr().err and not measured

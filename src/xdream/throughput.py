@@ -348,6 +348,7 @@ def cmd_throughput(args: argparse.Namespace, console: Any) -> int:
         raise XDreamError(f"--repeats must be at least 1, got {args.repeats}")
     if args.chain < 1:
         raise XDreamError(f"--chain must be at least 1, got {args.chain}")
+    _check_arguments(args)
     results = run(args, console)
     results["units_layer"] = args.units_layer
     _print_table(results, console)
@@ -358,6 +359,27 @@ def cmd_throughput(args: argparse.Namespace, console: Any) -> int:
         plot_units(results, Path(args.plot))
         console.print(f"plot: {args.plot}", highlight=False)
     return 0
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse, naming the flag, what would fail only after minutes of measuring (or not at
+    all): sizes and counts out of range, nothing to measure, a missing folder for the output."""
+    for flag, value, least in (
+        ("--image-size", args.image_size, 1),
+        ("--threads", args.threads, 0),
+        ("--cpu-batch-size", args.cpu_batch_size, 0),
+    ):
+        if value < least:
+            raise XDreamError(f"{flag} must be at least {least}, got {value}")
+    if any(n < 1 for n in args.units):
+        raise XDreamError(f"--units must be numbers of units >= 1, got {args.units}")
+    if not args.layers and not args.units:
+        raise XDreamError("nothing to measure: --layers and --units are both empty")
+    if args.plot and not args.units:
+        raise XDreamError("--plot draws the --units curve, and --units is empty")
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise XDreamError(f"{flag} {path}: the folder {Path(path).parent} does not exist")
 
 
 def _int_list(text: str) -> list[int]:
