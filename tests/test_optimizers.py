@@ -241,6 +241,22 @@ def test_fitness_rig_variant_and_underflow() -> None:
     assert list(f) == [1.0] * 5
 
 
+def test_fitness_of_huge_scores_keeps_its_temperature() -> None:
+    """The std is scale-safe: squares that overflow must not make selection uniform (kT = inf)
+    or NaN (scores near the largest float)."""
+    scores = np.array([1.0, -1.0, 0.0, 1e-100])
+    _, small = fitness(scores, selectivity=2.0)
+    for scale in (1e200, 1.7e308):
+        order, f = fitness(scores * scale, selectivity=2.0)
+        assert list(order) == [0, 3, 2, 1]
+        np.testing.assert_allclose(f, small, rtol=1e-12)
+        assert f[-1] < 0.01  # not uniform
+    opt = make("genetic", dim=4, seed=0, population_size=4)
+    codes = opt.ask()
+    opt.tell(codes, np.array([1.7e308, -1.7e308, 0.0, 1.0]))
+    assert np.isfinite(opt.ask()).all()
+
+
 def test_outlier_does_not_take_over_selection() -> None:
     def outlier_share(**clip: Any) -> float:
         opt = make("genetic", dim=4, seed=0, population_size=400, mutation_rate=0.0, **clip)

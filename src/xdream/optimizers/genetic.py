@@ -95,7 +95,13 @@ def fitness(
     if s.ndim != 1 or len(s) == 0 or not np.isfinite(s).all():
         raise ValueError(f"fitness needs a non-empty 1-d array of finite scores, got {s!r}")
     # Step 2: the temperature, from the population std (ddof 0) BEFORE the clip.
-    std = float(np.std(s))
+    with np.errstate(over="ignore", invalid="ignore"):
+        std = float(np.std(s))
+    if not math.isfinite(std):
+        # the squares overflowed (|scores| above ~1e154): the fitness does not change with the
+        # scale of the scores (kT is proportional to it), so compute it on scores scaled to 1
+        s = s / float(np.abs(s).max())
+        std = float(np.std(s))
     kT = std * kT_multiplier if kT_multiplier is not None else std / selectivity
     kT = max(kT, 1e-8)
     # Step 3: sort descending (stable, so ties keep population order), clip at the 95th percentile.
