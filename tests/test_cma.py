@@ -135,6 +135,16 @@ def test_sep_cma_learns_scales() -> None:
 
 
 # ----------------------------------------------------------------------- SphereCMA
+def test_sphere_needs_two_dimensions() -> None:
+    with pytest.raises(XDreamError, match="at least 2 dimensions"):
+        make("sphere-cma", dim=1, seed=0)
+    opt = make("sphere-cma", dim=2, seed=0, population_size=4)
+    for _ in range(3):
+        codes = opt.ask()
+        opt.tell(codes, codes[:, 0])
+    assert np.isfinite(opt.ask()).all()
+
+
 def test_sphere_codes_on_sphere_at_scheduled_angle() -> None:
     opt = make("sphere-cma", dim=30, seed=0, radius=5.0, population_size=12, generations=10)
     assert isinstance(opt, SphereCMA)

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from xdream.errors import XDreamError
 from xdream.optimizers import register
 from xdream.optimizers.base import Optimizer
 from xdream.optimizers.es_common import (
@@ -107,7 +108,8 @@ class SphereCMA(Optimizer):
       ``t = sum w_i x_i / |sum w_i x_i|``, and ``u <- slerp(u, t, learning_rate)``.
 
     No response (NaN): never selected, weights of the answered codes renormalised; a generation
-    without any answer keeps ``u`` and draws fresh samples.
+    without any answer keeps ``u`` and draws fresh samples. Needs ``dim >= 2`` (the sphere of a
+    line has no tangent directions).
 
     >>> import numpy as np
     >>> from xdream.optimizers import make
@@ -132,6 +134,11 @@ class SphereCMA(Optimizer):
         init_codes: Codes | None = None,
     ) -> None:
         super().__init__(dim, params or SphereCMAParams(), seed, init_codes)
+        if self._dim < 2:
+            raise XDreamError(
+                f"sphere-cma searches a sphere and needs codes of at least 2 dimensions, got "
+                f"dim {self._dim}; use another optimizer (e.g. annealed-es) for one dimension"
+            )
         p = self._params
         self.lam = p.population_size
         self.weights = log_weights(p.n_select or max(1, self.lam // 2))
