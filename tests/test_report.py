@@ -19,9 +19,9 @@ from PIL import Image
 
 from tests.helpers import folder_held_by_another_process, tiny_experiment, torn_record
 from xdream import config as config_mod
-from xdream import report
+from xdream import records, report
 from xdream.cli import main
-from xdream.errors import XDreamError
+from xdream.errors import RecordUnreadableError, XDreamError
 from xdream.experiment import Experiment
 from xdream.render import render
 
@@ -228,6 +228,65 @@ def test_a_torn_record_is_reported_as_unreadable(
     assert not report.is_running(torn)
     assert main(["report", str(torn), "--watch", "0.1"]) == 2
     assert "xdream resume" in capsys.readouterr().err
+
+
+TEARS = {
+    # what a reader can see while HDF5 writes back an append's metadata (datasets, new length)
+    "a row dataset ahead": [("scores", 1)],
+    "the row ids ahead": [("image_ids", 1), ("genealogy", 1), ("generation", 1)],
+    "one reference dataset ahead": [("references/generation", 1)],
+    "one per-generation dataset ahead": [("generations/seconds", 1)],
+    "generations ahead of the rows": [(f"generations/{k}", 1) for k in records.GEN_FIELDS],
+    "rows ahead of the generations": [(k, 1) for k in records.ROW_FIELDS],
+    "references ahead": [(f"references/{k}", 1) for k in records.REF_FIELDS],
+    "references behind": [(f"references/{k}", -3) for k in records.REF_FIELDS],
+}
+
+
+@pytest.mark.parametrize("tear", TEARS)
+def test_a_record_read_in_the_middle_of_an_append_is_unreadable_not_inconsistent(
+    run: Path, tear: str
+) -> None:
+    """HDF5 may write back part of an append's metadata before the rest, so a reader can open
+    record.h5 with some datasets grown and others not: records.read refuses it as unreadable
+    (the report, render and --watch read it again) instead of returning arrays that disagree
+    (the report's own code then failed with an IndexError)."""
+    whole = records.read(run)
+    assert len(whole.codes) == len(whole.generation) == GENERATIONS * POPULATION
+    with h5py.File(run / "record.h5", "a") as f:
+        for name, step in TEARS[tear]:
+            ds = f[name]
+            ds.resize(ds.shape[0] + step, axis=0)  # grown: the new entries are still zeros
+            if step > 0 and name.endswith("generation"):
+                ds[-1] = ds[-2] + 1  # the first row of the generation being appended
+    with pytest.raises(RecordUnreadableError, match="TornRead"):
+        records.read(run)
+    with pytest.raises(RecordUnreadableError):
+        report.write_report(run)
+
+
+def test_records_of_every_stage_read_whole(tmp_path: Path) -> None:
+    """Before the first append (no dataset yet), and after each, the record reads."""
+    exp = tiny_experiment(tmp_path / "t", generations=2)
+    exp._start()
+    assert len(records.read(tmp_path / "t").codes) == 0
+    for g in (1, 2):
+        exp.step()
+        exp.flush()
+        assert len(records.read(tmp_path / "t").best_per_generation) == g
+
+
+def test_the_reports_complete_keeps_the_fields_of_a_record_in_step(run: Path) -> None:
+    """report._complete cuts every row, reference and per-generation field alike."""
+    rec = records.read(run)
+    rec.best_per_generation = rec.best_per_generation[:-1]  # a generation not yet complete
+    rec.ref_scores = np.append(rec.ref_scores, 1.0)  # one more than the ids
+    done = report._complete(rec)
+    rows = [len(getattr(done, k)) for k in records.ROW_FIELDS]
+    assert rows == [(GENERATIONS - 1) * POPULATION] * len(rows)
+    assert len(done.ref_ids) == len(done.ref_scores) == len(done.ref_generation) == 3 * 2
+    assert len(done.mean_per_generation) == len(done.best_reference_per_generation) == 2
+    assert len(done.seconds) == 2
 
 
 def test_watch_retries_only_unreadable_records_not_bugs_in_the_report(

@@ -948,7 +948,9 @@ def read(path: str | Path) -> Record:
     """Read an experiment folder's ``record.h5`` and ``summary.json``.
 
     Raises :class:`~xdream.errors.RecordUnreadableError` when h5py cannot read the record (a
-    kill left it damaged, or the run is writing it at this moment).
+    kill left it damaged, or the run is writing it at this moment), or when its datasets do not
+    hold the same whole generations (:class:`TornRead`: read while the run appended to it,
+    which HDF5 does not make atomic): read again.
     """
     folder = RunFolder(path)
     if not folder.record.exists():
@@ -990,33 +992,82 @@ def read_summary(path: str | Path) -> dict[str, Any]:
     )
 
 
+class TornRead(ValueError):
+    """A ``record.h5`` whose datasets disagree in length: read while the run appended to it
+    (HDF5 may write part of an append's metadata back before the rest)."""
+
+
 def _record_from(f: h5py.File, summary: dict[str, Any]) -> Record:
     def strings(ds: h5py.Dataset) -> list[str]:
         return [s.decode() if isinstance(s, bytes) else str(s) for s in ds[:]]
 
+    def data(name: str, empty: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return f[name][:] if name in f else empty
+
     empty = np.zeros(0)
-    gens = "generations" in f
-    refs = "references" in f
-    return Record(
-        codes=(
-            f["codes"][:] if "codes" in f else np.zeros((0, int(f.attrs["code_dim"])), np.float32)
-        ),
-        scores=f["scores"][:] if "scores" in f else empty,
-        clean_scores=f["clean_scores"][:] if "clean_scores" in f else empty,
-        generation=f["generation"][:] if "generation" in f else empty.astype(np.int32),
+    rec = Record(
+        codes=data("codes", np.zeros((0, int(f.attrs["code_dim"])), np.float32)),
+        scores=data("scores", empty),
+        clean_scores=data("clean_scores", empty),
+        generation=data("generation", empty.astype(np.int32)),
         image_ids=strings(f["image_ids"]) if "image_ids" in f else [],
         genealogy=strings(f["genealogy"]) if "genealogy" in f else [],
-        ref_ids=strings(f["references/ids"]) if refs else [],
-        ref_scores=f["references/scores"][:] if refs else empty,
-        ref_generation=f["references/generation"][:] if refs else empty.astype(np.int32),
-        best_per_generation=f["generations/best_score"][:] if gens else empty,
-        mean_per_generation=f["generations/mean_score"][:] if gens else empty,
-        best_reference_per_generation=f["generations/best_reference"][:] if gens else empty,
-        seconds=f["generations/seconds"][:] if gens else np.zeros((0, 4)),
+        ref_ids=strings(f["references/ids"]) if "references/ids" in f else [],
+        ref_scores=data("references/scores", empty),
+        ref_generation=data("references/generation", empty.astype(np.int32)),
+        best_per_generation=data("generations/best_score", empty),
+        mean_per_generation=data("generations/mean_score", empty),
+        best_reference_per_generation=data("generations/best_reference", empty),
+        seconds=data("generations/seconds", np.zeros((0, 4))),
         config=json.loads(f.attrs.get("config", "{}")),
         summary=summary,
         extra=_read_extra(f),
     )
+    _check_complete(rec, data("generations/presentations", empty.astype(np.int64)))
+    return rec
+
+
+def _check_complete(rec: Record, presentations: npt.NDArray[np.int64]) -> None:
+    """Raise :class:`TornRead` unless ``rec`` holds whole generations: every row dataset as
+    long as the others, the reference datasets likewise, the per-generation ones likewise, the
+    last row of the last generation and as many rows as its cumulative presentations."""
+    rows = {k: len(getattr(rec, k)) for k in ROW_FIELDS}
+    refs = {"ids": len(rec.ref_ids), "scores": len(rec.ref_scores)}
+    refs["generation"] = len(rec.ref_generation)
+    gens = {
+        "best_score": len(rec.best_per_generation),
+        "mean_score": len(rec.mean_per_generation),
+        "best_reference": len(rec.best_reference_per_generation),
+        "presentations": len(presentations),
+        "seconds": len(rec.seconds),
+    }
+    problems = [
+        f"{what} datasets of different lengths ({', '.join(f'{k} {v}' for k, v in d.items())})"
+        for what, d in (("row", rows), ("references/", refs), ("generations/", gens))
+        if len(set(d.values())) > 1
+    ]
+    g, n = gens["best_score"], rows["codes"]
+    if not problems:
+        if n and int(rec.generation[-1]) != g - 1:
+            problems.append(f"rows up to generation {int(rec.generation[-1])}, {g} generations")
+        shown = int(presentations[-1]) if g else 0
+        if shown != n:
+            problems.append(f"{n} rows, {shown} presentations")
+        if refs["ids"] and int(rec.ref_generation[-1]) >= g:
+            problems.append(f"references of generation {int(rec.ref_generation[-1])}")
+        elif (
+            g
+            and np.isfinite(rec.best_reference_per_generation[-1])
+            and (not refs["ids"] or int(rec.ref_generation[-1]) != g - 1)
+        ):
+            problems.append(f"no references of generation {g - 1}, which has a best reference")
+        for key, values in rec.extra.items():
+            if key.endswith("/generation") and len(values) and int(values[-1]) >= g:
+                problems.append(f"{key} up to generation {int(values[-1])}")
+    if problems:
+        raise TornRead(
+            f"{'; '.join(problems)}: read while the run was appending to it, or cut short"
+        )
 
 
 def _read_extra(f: h5py.File) -> dict[str, npt.NDArray[Any]]:

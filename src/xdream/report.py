@@ -159,17 +159,26 @@ def _write(path: Path, data: bytes | str) -> None:
 
 
 def _complete(rec: records.Record) -> records.Record:
-    """Drop rows of a generation still being written (the record grows while a run runs)."""
-    g = len(rec.best_per_generation)
-    keep = rec.generation < g
-    rkeep = rec.ref_generation < g
-    rec.codes, rec.scores, rec.generation = rec.codes[keep], rec.scores[keep], rec.generation[keep]
-    rec.image_ids = [s for s, k in zip(rec.image_ids, keep) if k]
-    rec.ref_ids = [s for s, k in zip(rec.ref_ids, rkeep) if k]
-    rec.ref_scores, rec.ref_generation = rec.ref_scores[rkeep], rec.ref_generation[rkeep]
-    n = len(rec.best_per_generation)
-    rec.mean_per_generation = rec.mean_per_generation[:n]
-    rec.seconds = rec.seconds[:n]
+    """Keep whole generations only: rows and references of a generation that the
+    per-generation datasets do not hold yet, and anything beyond the shortest of a kind, are
+    dropped (:func:`xdream.records.read` refuses a record read mid-append; this is a second
+    guard for a record put together otherwise)."""
+    gen_fields = ("best_per_generation", "mean_per_generation", "best_reference_per_generation")
+    g = min(len(rec.seconds), *(len(getattr(rec, k)) for k in gen_fields))
+    for name in (*gen_fields, "seconds"):
+        setattr(rec, name, getattr(rec, name)[:g])
+    for fields, generation in (
+        (("codes", "scores", "clean_scores", "generation", "image_ids", "genealogy"), "generation"),
+        (("ref_ids", "ref_scores", "ref_generation"), "ref_generation"),
+    ):
+        n = min(len(getattr(rec, k)) for k in fields)
+        keep = np.asarray(getattr(rec, generation))[:n] < g
+        for name in fields:
+            value = getattr(rec, name)[:n]
+            if isinstance(value, list):
+                setattr(rec, name, [v for v, k in zip(value, keep) if k])
+            else:
+                setattr(rec, name, value[keep])
     return rec
 
 
