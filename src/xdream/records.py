@@ -11,11 +11,14 @@ Layout of an experiment folder::
     journal/           write-ahead journal, one .npz per generation, removed when the run ends
     .xdream.lock       held (POSIX lock) by the process that runs the experiment
 
-Every file is written to a temporary name and renamed into place, so a kill (even ``kill -9``)
-leaves either the old or the new version. A generation is first written to the journal (fsynced),
-then its best image, then the checkpoint; ``record.h5`` and ``summary.json`` follow at most
-``record_interval`` seconds later (several generations per append). On resume the record is
-rebuilt from the journal (or, for a finished run, cut back to the checkpoint).
+Every file but ``record.h5`` is written to a temporary name and renamed into place, so a kill
+(even ``kill -9``) leaves either the old or the new version. ``record.h5`` is made under a
+temporary name, then appended in place: a kill during an append can tear it, and a reader can
+catch it mid-append (:func:`read` refuses a record whose datasets disagree). A generation is
+first written to the journal (fsynced), then its best image, then the checkpoint; ``record.h5``
+and ``summary.json`` follow at most ``record_interval`` seconds later (several generations per
+append). On resume the record is rebuilt from the journal (or, for a finished run, cut back to
+the checkpoint).
 
 ``record.h5`` layout (all datasets at the root unless named; strings are UTF-8, variable length,
 which MATLAB's ``h5read`` returns as cell arrays; MATLAB shows (n, d) datasets as d x n):
