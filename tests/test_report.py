@@ -574,7 +574,7 @@ def test_the_score_figure_shows_every_scored_generation(tmp_path: Path) -> None:
     for label in ("best", "mean"):
         (line,) = [x for x in ax.get_lines() if x.get_label() == label]  # type: ignore[attr-defined]
         assert line.get_marker() not in ("None", "", None, " ")
-    (band,) = ax.collections  # type: ignore[attr-defined]
+    (band,) = [c for c in ax.collections if c.get_label() != "reference images"]  # type: ignore[attr-defined]
     extent = band.get_paths()[0].get_extents()
     assert extent.width >= 1 and extent.height > 0
 
@@ -598,6 +598,23 @@ def test_the_score_figure_shows_every_scored_generation(tmp_path: Path) -> None:
     ax = _drawn(rec)
     _check_axes(ax, 2)
     assert "no image scored in 2 generations" in [t.get_text() for t in ax.texts]  # type: ignore[attr-defined]
+
+
+def test_a_generations_lone_reference_score_is_drawn(tmp_path: Path) -> None:
+    """A generation with one scored reference (n_references = 1, or the others unanswered)
+    has a range of no height: the band drew nothing there, and nothing marked its score."""
+    from xdream import records
+
+    tiny_experiment(tmp_path / "r", generations=3).run()
+    rec = records.read(tmp_path / "r")
+    first = np.concatenate([[True], rec.ref_generation[1:] != rec.ref_generation[:-1]])
+    rec.ref_scores[~first] = np.nan  # one finite reference score per generation
+    rec.ref_scores[first & (rec.ref_generation == 1)] = -5.0  # far below the evolved images
+    ax = _drawn(rec)
+    (points,) = [c for c in ax.collections if c.get_label() == "reference images"]  # type: ignore[attr-defined]
+    drawn = sorted(map(tuple, np.asarray(points.get_offsets()).tolist()))
+    assert drawn == sorted(zip(rec.ref_generation[first].tolist(), rec.ref_scores[first].tolist()))
+    assert ax.get_ylim()[0] < -5.0  # type: ignore[attr-defined]
 
 
 def test_a_page_without_figures_says_why(tmp_path: Path) -> None:

@@ -3,8 +3,8 @@
 ``write_report(DIR)`` writes ``DIR/report.html``, a single self-contained file (figures embedded
 as PNG data), and the same figures as PNG files in ``DIR/report/`` for slides:
 
-* ``scores.png``: best and mean score per generation, the reference images' range per
-  generation as a band;
+* ``scores.png``: best and mean score per generation, the reference images' scores per
+  generation as points and their range as a band;
 * ``best_per_generation.png``: the best image of each generation (at most ``max_tiles``,
   evenly spaced, first and last included; the last alone for ``max_tiles=1``);
 * ``last_population.png``: the last generation rendered from its recorded codes, best first;
@@ -187,7 +187,7 @@ SHORT_RUN = 40
 
 
 def score_figure(rec: records.Record, title: str) -> bytes:
-    """Best and mean score per generation with the reference range as a band (PNG)."""
+    """Best and mean score per generation with the reference scores and their range (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -205,9 +205,10 @@ def score_figure(rec: records.Record, title: str) -> bytes:
 def draw_scores(ax: Any, rec: records.Record, title: str) -> None:
     """The score figure on matplotlib axes ``ax``: every generation's best and mean, joined by
     lines, with markers where a line cannot show a point (a single generation, or one between
-    generations without a score; every point of a short run); each generation's reference range
-    as a band (one generation wide in a short run); whole generations on the x axis, which
-    spans exactly the recorded generations."""
+    generations without a score; every point of a short run); each generation's reference
+    scores as points, their range as a band (one generation wide in a short run; a lone
+    reference score, which spans no range, is still a point); whole generations on the x axis,
+    which spans exactly the recorded generations."""
     from matplotlib.ticker import MaxNLocator
 
     n = len(rec.best_per_generation)
@@ -220,7 +221,7 @@ def draw_scores(ax: Any, rec: records.Record, title: str) -> None:
             s = rec.ref_scores[(rec.ref_generation == g) & np.isfinite(rec.ref_scores)]
             if s.size:
                 lo[g], hi[g] = s.min(), s.max()
-        band = {"color": "tab:green", "alpha": 0.2, "lw": 0, "label": "reference images (range)"}
+        band = {"color": "tab:green", "alpha": 0.2, "lw": 0}
         if short:  # generation g's range spans g - 0.5 .. g + 0.5 (the last value repeated)
             edges = np.arange(n + 1) - 0.5
             last = lo[-1:], hi[-1:]
@@ -229,6 +230,16 @@ def draw_scores(ax: Any, rec: records.Record, title: str) -> None:
             )
         else:
             ax.fill_between(gens, lo, hi, **band)
+        ok = np.isfinite(rec.ref_scores) & (rec.ref_generation < n)
+        ax.scatter(
+            rec.ref_generation[ok],
+            rec.ref_scores[ok],
+            s=14,
+            color="tab:green",
+            alpha=0.8,
+            lw=0,
+            label="reference images",
+        )
         ax.axhline(
             np.nanmax(rec.ref_scores), color="tab:green", ls="--", lw=1, label="best reference"
         )
@@ -321,7 +332,8 @@ def experiment_figures(
             "Score per generation",
             score_figure(rec, title),
             "Best (red) and mean (blue) score of the evolved images per generation; the green "
-            "band spans the scores of that generation's natural reference images.",
+            "points are the scores of that generation's natural reference images, the band "
+            "their range.",
         )
     ]
 
