@@ -342,6 +342,23 @@ def test_a_folder_report_lists_a_run_with_an_unreadable_record(run: Path, tmp_pa
     assert (run / report.REPORT_FILE).exists()  # the readable run got its page
 
 
+def test_the_best_runs_image_is_that_of_a_best_score_of_zero(runs: Path, tmp_path: Path) -> None:
+    """A best score of exactly 0 (a unit that never fired) ranked below a negative one."""
+    folder = tmp_path / "zero"
+    for name, best in (("a-seed0", 0.0), ("a-seed1", -5.0)):
+        shutil.copytree(runs / name, folder / name)
+        summary = json.loads((folder / name / "summary.json").read_text())
+        (folder / name / "summary.json").write_text(json.dumps({**summary, "best_score": best}))
+    page = report.write_report(folder, run_reports=False).read_text()
+    table = page.split('<table class="sortable per-optimizer">', 1)[1].split("</table>", 1)[0]
+    thumb = {}
+    for name in ("a-seed0", "a-seed1"):
+        summary = json.loads((folder / name / "summary.json").read_text())
+        thumb[name] = report._thumb(report.best_image_file(folder / name, summary))
+    assert thumb["a-seed0"] != thumb["a-seed1"]
+    assert thumb["a-seed0"] in table
+
+
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [(b"", "(empty)"), (b'{"status": "runn', "(not JSON"), (b"[1, 2]", "a JSON list")],

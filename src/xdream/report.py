@@ -673,6 +673,11 @@ def _num(value: Any, digits: int = 4) -> str:
     return f'<td class="num" data-value="{value if ok else ""}">{_fmt(value, digits)}</td>'
 
 
+def _best_or_none(value: Any) -> float:
+    """A summary's best score for ranking runs: -inf where it has none (0 is a score)."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else -np.inf
+
+
 def folder_report(
     root: str | Path, *, max_tiles: int = 40, refresh: int = 10, run_reports: bool = True
 ) -> Path:
@@ -738,7 +743,7 @@ def folder_report(
                 dtype=float,
             )
             ratios = np.array([m["ratio"] for m in members if m["ratio"] is not None], dtype=float)
-            top = max(members, key=lambda m: m["summary"].get("best_score") or -np.inf)
+            top = max(members, key=lambda m: _best_or_none(m["summary"].get("best_score")))
             rows.append(
                 f"<tr><td>{html.escape(opt)}</td><td>{html.escape(gen)}</td>"
                 f'<td class="num" data-value="{len(members)}">{len(members)}</td>'
