@@ -779,7 +779,32 @@ def test_progress_lines_of_a_run_without_references(
     assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "inf" not in out
-    assert out.count("best reference none shown") == 2
+    assert out.count("best reference so far none shown") == 2
+
+
+def test_progress_lines_say_which_numbers_are_the_runs_so_far(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The line said "best" and "best reference" for the run's best so far, next to the
+    generation's mean, while record.h5 names each generation's own best the same way."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[experiment]\ngenerations = 4\nn_references = 2\n[generator]\nname = "pixels"\n'
+        'size = 32\ncode_size = 8\n[optimizer]\nname = "genetic"\npopulation_size = 6\n'
+        '[target]\nnetwork = "efficientnet-lite0"\nlayer = "stem"\nchannel = 3\n'
+    )
+    assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 0
+    lines = re.findall(
+        r"generation (\d+): best so far (\S+), mean (\S+), best reference so far (\S+)",
+        capsys.readouterr().out,
+    )
+    rec = records.read(tmp_path / "run")
+    assert [int(g) for g, *_ in lines] == [0, 1, 2, 3]
+    for g, best, mean, ref in lines:
+        n = int(g) + 1
+        assert best == f"{np.max(rec.best_per_generation[:n]):.4g}"
+        assert mean == f"{rec.mean_per_generation[n - 1]:.4g}"
+        assert ref == f"{np.max(rec.best_reference_per_generation[:n]):.4g}"
 
 
 def test_a_lock_on_another_file_systems_file_of_the_same_inode_is_not_the_runs(
@@ -810,3 +835,7 @@ def test_best_over_reference_is_noise_free_as_in_units_csv(run: Path) -> None:
     assert re.search(r"best / best reference \(noise-free\)</t[hd]>\s*<td>0\.5", page)
     folder = html.unescape(report.write_report(run.parent).read_text())
     assert ">0.5<" in folder and ">1.1<" not in folder
+    # beside the noisy best and best reference, the ratio's columns say it is noise-free
+    assert "<th>best</th>" in folder and "<th>best reference</th>" in folder
+    assert "<th>noise-free best / ref</th>" in folder
+    assert "<th>median noise-free best / ref</th>" in folder

@@ -95,7 +95,10 @@ def _run_experiment(experiment: Any, console: Any) -> dict[str, Any]:
     from xdream.progress import generation_bar
 
     total = experiment.generations_budget
-    fields = "best {task.fields[best]:>9}  mean {task.fields[mean]:>9}  refs {task.fields[ref]:>9}"
+    fields = (
+        "best so far {task.fields[best]:>9}  mean {task.fields[mean]:>9}  "
+        "best reference so far {task.fields[ref]:>9}"
+    )
     with generation_bar(console, total, fields) as bar:
         task = bar.add_task(
             "run", total=total, completed=experiment.generation, best="-", mean="-", ref="-"
@@ -119,8 +122,8 @@ def _run_experiment(experiment: Any, console: Any) -> dict[str, Any]:
             if not console.is_terminal:
                 ref = f"{p.best_reference:.4g}" if math.isfinite(p.best_reference) else no_refs
                 console.print(
-                    f"generation {p.generation}: best {p.best_score:.4g}, "
-                    f"mean {p.generation_mean:.4g}, best reference {ref}",
+                    f"generation {p.generation}: best so far {p.best_score:.4g}, "
+                    f"mean {p.generation_mean:.4g}, best reference so far {ref}",
                     highlight=False,
                 )
 

@@ -720,8 +720,10 @@ def folder_report(
     parts = [
         f"<h1>xdream: {len(entries)} experiments</h1>",
         f"<p>Folder <code>{html.escape(str(root.resolve()))}</code>. Click a column to sort. "
-        "<em>best / ref</em> is the best noise-free score of an evolved image over the best "
-        "noise-free score of a reference image (empty where that is not positive).</p>",
+        "<em>noise-free best / ref</em> is the best noise-free score of an evolved image over "
+        "the best noise-free score of a reference image (empty where that is not positive); "
+        "<em>best</em> and <em>best reference</em> are the scores as the optimiser received "
+        "them, noise included, so with a noise model their ratio differs.</p>",
     ]
     units = sorted({e["unit"] for e in entries})
     for unit in units:
@@ -756,7 +758,7 @@ def folder_report(
         parts.append(
             '<table class="sortable per-optimizer"><thead><tr><th>optimiser</th><th>generator</th>'
             "<th>runs</th><th>median best</th><th>mean best</th><th>sd best</th>"
-            "<th>median best / ref</th><th>best run's image</th></tr></thead>"
+            "<th>median noise-free best / ref</th><th>best run's image</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>"
         )
         rows = []
@@ -784,7 +786,7 @@ def folder_report(
         parts.append(
             '<table class="sortable runs"><thead><tr><th>run</th><th>optimiser</th>'
             "<th>generator</th><th>seed</th><th>best</th><th>first generation</th>"
-            "<th>best reference</th><th>best / ref</th><th>generations</th>"
+            "<th>best reference</th><th>noise-free best / ref</th><th>generations</th>"
             "<th>presentations</th><th>seconds</th><th>status</th><th>best image</th></tr>"
             f"</thead><tbody>{''.join(rows)}</tbody></table>"
         )
