@@ -276,6 +276,25 @@ def test_records_of_every_stage_read_whole(tmp_path: Path) -> None:
         assert len(records.read(tmp_path / "t").best_per_generation) == g
 
 
+def test_read_returns_every_documented_dataset(tmp_path: Path) -> None:
+    """Record had no field for references/clean_scores (the denominator of
+    relative_to_references), generations/presentations or the timing_columns attribute."""
+    from xdream.scorers.noise import NoisyScorer, make_noise
+
+    exp = tiny_experiment(tmp_path / "n", generations=3)
+    exp.scorer = NoisyScorer(exp.scorer, make_noise("gain", ns=0.5), seed=3)
+    exp.run()
+    rec = records.read(tmp_path / "n")
+    with h5py.File(tmp_path / "n" / "record.h5", "r") as f:
+        clean = f["references/clean_scores"][:]
+        assert np.array_equal(rec.ref_clean_scores, clean)
+        assert not np.array_equal(rec.ref_clean_scores, rec.ref_scores)  # noise changed them
+        assert np.array_equal(rec.presentations_per_generation, f["generations/presentations"])
+    rows = np.cumsum(np.bincount(rec.generation))
+    assert rec.presentations_per_generation.tolist() == rows.tolist() and len(rows) == 3
+    assert rec.timing_columns == records.TIMING_COLUMNS == ("ask", "generate", "score", "tell")
+
+
 def test_the_reports_complete_keeps_the_fields_of_a_record_in_step(run: Path) -> None:
     """report._complete cuts every row, reference and per-generation field alike."""
     rec = records.read(run)
@@ -285,7 +304,9 @@ def test_the_reports_complete_keeps_the_fields_of_a_record_in_step(run: Path) ->
     rows = [len(getattr(done, k)) for k in records.ROW_FIELDS]
     assert rows == [(GENERATIONS - 1) * POPULATION] * len(rows)
     assert len(done.ref_ids) == len(done.ref_scores) == len(done.ref_generation) == 3 * 2
+    assert len(done.ref_clean_scores) == 3 * 2
     assert len(done.mean_per_generation) == len(done.best_reference_per_generation) == 2
+    assert len(done.presentations_per_generation) == 2
     assert len(done.seconds) == 2
 
 

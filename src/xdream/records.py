@@ -936,11 +936,16 @@ class Record:
     genealogy: list[str]
     ref_ids: list[str]
     ref_scores: npt.NDArray[np.float64]
+    ref_clean_scores: npt.NDArray[np.float64]
     ref_generation: npt.NDArray[np.int32]
     best_per_generation: npt.NDArray[np.float64]
     mean_per_generation: npt.NDArray[np.float64]
     best_reference_per_generation: npt.NDArray[np.float64]
+    presentations_per_generation: npt.NDArray[np.int64]
+    """Cumulative presentations of evolved images after each generation."""
     seconds: npt.NDArray[np.float64]
+    """(G, 4): seconds of each generation's steps, named by :attr:`timing_columns`."""
+    timing_columns: tuple[str, ...]
     config: dict[str, Any]
     summary: dict[str, Any]
     extra: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
@@ -1017,26 +1022,33 @@ def _record_from(f: h5py.File, summary: dict[str, Any]) -> Record:
         genealogy=strings(f["genealogy"]) if "genealogy" in f else [],
         ref_ids=strings(f["references/ids"]) if "references/ids" in f else [],
         ref_scores=data("references/scores", empty),
+        ref_clean_scores=data("references/clean_scores", empty),
         ref_generation=data("references/generation", empty.astype(np.int32)),
         best_per_generation=data("generations/best_score", empty),
         mean_per_generation=data("generations/mean_score", empty),
         best_reference_per_generation=data("generations/best_reference", empty),
+        presentations_per_generation=data("generations/presentations", empty.astype(np.int64)),
         seconds=data("generations/seconds", np.zeros((0, 4))),
+        timing_columns=tuple(
+            s.decode() if isinstance(s, bytes) else str(s)
+            for s in f.attrs.get("timing_columns", TIMING_COLUMNS)
+        ),
         config=json.loads(f.attrs.get("config", "{}")),
         summary=summary,
         extra=_read_extra(f),
     )
-    _check_complete(rec, data("generations/presentations", empty.astype(np.int64)))
+    _check_complete(rec)
     return rec
 
 
-def _check_complete(rec: Record, presentations: npt.NDArray[np.int64]) -> None:
+def _check_complete(rec: Record) -> None:
     """Raise :class:`TornRead` unless ``rec`` holds whole generations: every row dataset as
     long as the others, the reference datasets likewise, the per-generation ones likewise, the
     last row of the last generation and as many rows as its cumulative presentations."""
     rows = {k: len(getattr(rec, k)) for k in ROW_FIELDS}
     refs = {"ids": len(rec.ref_ids), "scores": len(rec.ref_scores)}
-    refs["generation"] = len(rec.ref_generation)
+    refs.update(clean_scores=len(rec.ref_clean_scores), generation=len(rec.ref_generation))
+    presentations = rec.presentations_per_generation
     gens = {
         "best_score": len(rec.best_per_generation),
         "mean_score": len(rec.mean_per_generation),

@@ -163,13 +163,18 @@ def _complete(rec: records.Record) -> records.Record:
     per-generation datasets do not hold yet, and anything beyond the shortest of a kind, are
     dropped (:func:`xdream.records.read` refuses a record read mid-append; this is a second
     guard for a record put together otherwise)."""
-    gen_fields = ("best_per_generation", "mean_per_generation", "best_reference_per_generation")
+    gen_fields = (
+        "best_per_generation",
+        "mean_per_generation",
+        "best_reference_per_generation",
+        "presentations_per_generation",
+    )
     g = min(len(rec.seconds), *(len(getattr(rec, k)) for k in gen_fields))
     for name in (*gen_fields, "seconds"):
         setattr(rec, name, getattr(rec, name)[:g])
     for fields, generation in (
         (("codes", "scores", "clean_scores", "generation", "image_ids", "genealogy"), "generation"),
-        (("ref_ids", "ref_scores", "ref_generation"), "ref_generation"),
+        (("ref_ids", "ref_scores", "ref_clean_scores", "ref_generation"), "ref_generation"),
     ):
         n = min(len(getattr(rec, k)) for k in fields)
         keep = np.asarray(getattr(rec, generation))[:n] < g
