@@ -488,6 +488,33 @@ def test_report_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "not a folder" in capsys.readouterr().err
 
 
+def test_rig_and_function_targets_get_a_readable_heading(tmp_path: Path) -> None:
+    """A rig's and a function's report heading (and folder table unit) were raw JSON."""
+    rig = {"kind": "rig", "write_dir": "/rig/stimuli", "score_dir": "/rig/responses"}
+    rig.update(response_format="auto", channels=3, block_size=4, reps=1, blanks=1)
+    assert report.describe_target(rig) == "rig (channel 3, blocks of 4, 1 blank per block)"
+    groups = {**rig, "channels": [[0, 1], 4], "block_size": None, "reps": 2, "blanks": 0}
+    assert report.describe_target(groups) == (
+        "rig (channels [[0, 1], 4], one block per generation, 2 reps)"
+    )
+    assert report.describe_target({**rig, "channels": None}).startswith(
+        "rig (mean of every channel, "
+    )
+    exp = tiny_experiment(tmp_path / "scorer", generations=1)
+    red = exp.scorer
+
+    def my_unit(images: object, ids: list[str]) -> object:
+        return red.score(images, ids)  # type: ignore[arg-type]
+
+    Experiment(
+        exp.generator, my_unit, exp.optimizer, tmp_path / "function", generations=1,
+        n_references=2, seed=0,
+    ).run()  # fmt: skip
+    page = html.unescape(report.write_report(tmp_path / "function").read_text())
+    heading = "xdream experiment: function tests.test_report."
+    assert re.search(rf"<h1>{re.escape(heading)}\S*my_unit</h1>", page)
+
+
 def test_render_regenerates_recorded_images(run: Path, tmp_path: Path) -> None:
     out = tmp_path / "renders"
     written = render(run, ["best", "gen001_000004"], out=out)

@@ -310,12 +310,32 @@ def _status_text(status: Any) -> str:
 
 
 def describe_target(target: Any) -> str:
-    """``efficientnet-lite0 blocks.10 channel 5`` for a CNN unit; JSON for other scorers."""
+    """``efficientnet-lite0 blocks.10 channel 5`` for a CNN unit, ``rig (channel 3, blocks
+    of 4)`` for a rig, ``function mymodule.score`` for a function; JSON for other scorers."""
     if isinstance(target, dict) and "network" in target and "layer" in target:
         text = f"{target['network']} {target['layer']} channel {target.get('channel')}"
         if target.get("x") is not None:
             text += f" (x {target['x']}, y {target.get('y')})"
         return text
+    if isinstance(target, dict) and target.get("kind") == "rig":
+        channels = target.get("channels")
+        parts = [
+            "mean of every channel"
+            if channels is None
+            else f"channel {channels}"
+            if isinstance(channels, int)
+            else f"channels {json.dumps(channels)}"
+        ]
+        size = target.get("block_size")
+        parts.append(f"blocks of {size}" if size else "one block per generation")
+        if isinstance(target.get("reps"), int) and target["reps"] > 1:
+            parts.append(f"{target['reps']} reps")
+        if target.get("blanks"):
+            blanks = target["blanks"]
+            parts.append(f"{blanks} blank{'s' if blanks != 1 else ''} per block")
+        return f"rig ({', '.join(parts)})"
+    if isinstance(target, dict) and target.get("kind") == "function" and "function" in target:
+        return f"function {target['function']}"
     return json.dumps(target, sort_keys=True)
 
 
