@@ -317,6 +317,34 @@ def test_a_many_unit_resume_refuses_a_config_that_changed_its_units(
     resumed.release_folders()
 
 
+def test_a_many_unit_run_resumed_with_a_larger_budget_updates_each_units_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each unit's config.yaml kept the old budget after the run went on with a larger one, and
+    `xdream resume RUN/units/UNIT` continued the unit alone: it wrote the old budget into the
+    unit's record and dropped lockstep_units. Units resume with the run, and only with it."""
+    from xdream.cli import main
+
+    cfg = config.from_dict({**small_config(generations=1), "targets": [{"channels": [0, 5]}]})
+    MultiExperiment.from_config(cfg, tmp_path / "run").run()
+    longer = config.from_dict({**cfg.to_dict(), "experiment": {**small_config()["experiment"]}})
+    config.dump_yaml(longer, tmp_path / "run" / "config.yaml")
+    resumed = MultiExperiment.resume(tmp_path / "run")
+    resumed.run()
+    for label, unit in zip(resumed.labels, units_of(longer)):
+        unit_folder = tmp_path / "run" / "units" / label
+        assert config.load(unit_folder / "config.yaml") == unit_config(longer, unit)
+        assert config.load(unit_folder / "config.yaml").experiment.generations == 2
+        assert len(records.read(unit_folder).best_per_generation) == 2
+    unit_folder = tmp_path / "run" / "units" / resumed.labels[0]
+    before = (unit_folder / "summary.json").read_text()
+    assert main(["resume", str(unit_folder)]) == 2
+    assert f"continue it with `xdream resume {tmp_path / 'run'}`" in capsys.readouterr().err
+    assert (unit_folder / "summary.json").read_text() == before  # nothing touched
+    with pytest.raises(XDreamError, match="is a unit of the many-unit run"):
+        Experiment.resume(unit_folder)
+
+
 def test_units_table_relates_clean_scores_to_clean_reference_scores(tmp_path: Path) -> None:
     """With a noise model, relative_to_references is the best clean evolved score over the
     best clean reference score (it divided by the noisy one); a run resumed from a checkpoint

@@ -511,6 +511,22 @@ def unit_config(config: Any, unit: Unit) -> Any:
     return dataclasses.replace(config, target=target, targets=())
 
 
+def _update_config(config: Any, path: Path) -> None:
+    """Rewrite a unit's ``config.yaml`` (atomically) when it differs from ``config``: a resumed
+    run's allowed edits (a larger budget, ...) hold for each unit, whose folder repeats it."""
+    import yaml
+
+    from xdream import config as config_mod
+
+    text = yaml.safe_dump(config.to_dict(), sort_keys=False)  # as config.dump_yaml writes it
+    try:
+        same = path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:
+        config_mod.dump_yaml(config, path)
+
+
 def shared_scorer(config: Any, units: Sequence[Unit], **options: Any) -> MultiUnitScorer:
     """A :class:`MultiUnitScorer` for ``units`` of ``config``'s ``[target]`` network."""
     from xdream import networks
@@ -580,6 +596,9 @@ class MultiExperiment:
                 if resume and (folder / "config.yaml").exists():
                     exp.restore()
                 experiments.append(exp)
+            for exp in experiments:  # every unit restored: the budget may have changed
+                if exp.config is not None and exp.folder.config.exists():
+                    _update_config(exp.config, exp.folder.config)
             (out / "units").mkdir(parents=True, exist_ok=True)  # before the config: a folder
             if not resume or not (out / "config.yaml").exists():  # with one is a many-unit run
                 config_mod.dump_yaml(config, out / "config.yaml")
