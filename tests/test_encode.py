@@ -137,6 +137,48 @@ def test_load_codes_checks_dimension_and_generator(tmp_path: Path) -> None:
         encode.load_codes(tmp_path / "empty")
 
 
+def test_load_codes_refuses_other_image_parameters(tmp_path: Path) -> None:
+    """Codes draw other images under other generator parameters: codes.h5 records them, and
+    a difference is refused by name (the resolution and the weight file's path are not)."""
+    gen = generators.make("fourier", size=32, decay_power=0.5, contrast=6)
+    encode.save(tmp_path / "enc", encode.encode(gen, torch.rand(1, 3, 32, 32), steps=1), ["x"], gen)
+    with pytest.raises(XDreamError) as err:
+        encode.load_codes(tmp_path / "enc", generators.make("fourier", size=32))
+    message = str(err.value)
+    assert "decay_power=0.5, contrast=6" in message and "decay_power=1.5, contrast=2.5" in message
+    assert "decay_power = 0.5; contrast = 6" in message and "encode the images again" in message
+    assert "saturation" not in message
+    larger = generators.make("fourier", size=64, max_freq=15, decay_power=0.5, contrast=6)
+    assert encode.load_codes(tmp_path / "enc", larger).shape == (1, gen.code_dim)
+
+    from xdream.generators.deepsim import DeePSiMFc8, DeePSiMParams
+
+    def codes_h5(name: str, spec: dict[str, object]) -> Path:
+        with h5py.File(tmp_path / f"{name}.h5", "w") as f:
+            f["codes"] = np.zeros((1, 1000), np.float32)
+            f.attrs["generator"] = json.dumps(spec)
+        return tmp_path / f"{name}.h5"
+
+    stored = {
+        "name": "deepsim-fc8",
+        "weights": "old/fc8.caffemodel",
+        "lower": None,
+        "init": "normal",
+    }
+    fc8 = DeePSiMFc8(
+        DeePSiMParams(weights="fc8.pt", lower=0.0, init="stats", init_mean=0, init_std=1),
+        pretrained=False,
+    )
+    with pytest.raises(XDreamError, match=r"lower=none.*lower=0\.0.*\(\[generator\]: no lower\)"):
+        encode.load_codes(codes_h5("bounds", stored), fc8)
+    fc8 = DeePSiMFc8(DeePSiMParams(weights="fc8.pt"), pretrained=False)
+    with pytest.warns(UserWarning, match=r"weights \"old/fc8.caffemodel\".*\"fc8.pt\""):
+        encode.load_codes(codes_h5("weights", stored), fc8)
+    # codes.h5 of other xdream versions: parameters only one side knows are not compared
+    old = codes_h5("old", {"name": "deepsim-fc8", "removed_key": 1})
+    assert encode.load_codes(old, fc8).shape == (1, 1000)
+
+
 @pytest.mark.parametrize("name", xdream.optimizers.names())
 def test_every_optimizer_starts_from_init_codes(name: str) -> None:
     if name == "nevergrad":

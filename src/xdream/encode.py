@@ -406,7 +406,8 @@ def load_codes(path: str | Path, generator: Generator | None = None) -> Codes:
     ``path`` is a folder holding ``codes.h5`` (written by ``xdream encode``) or one or more
     ``*.npy`` files (each a code ``(d,)`` or codes ``(n, d)``, read in name order, as XDream's
     ``initcodedir``), or one such file. With ``generator``, the codes' dimension must match its
-    ``code_dim``, and codes encoded for another generator are refused.
+    ``code_dim``, and codes encoded for another generator, or with other values of the
+    parameters that change the picture a code draws, are refused (``codes.h5`` records them).
     """
     path = Path(path)
     if not path.exists():
@@ -441,6 +442,8 @@ def load_codes(path: str | Path, generator: Generator | None = None) -> Codes:
                 f"but this experiment uses {generator.name!r}; encode the images again with "
                 f"`xdream encode ... --generator {generator.name}`"
             )
+        if spec is not None:
+            _check_spec(spec, generator, path)
         if codes.shape[1] != generator.code_dim:
             raise XDreamError(
                 f"the codes in {str(path)!r} have {codes.shape[1]} entries but generator "
@@ -448,3 +451,43 @@ def load_codes(path: str | Path, generator: Generator | None = None) -> Codes:
                 "experiment's generator and parameters"
             )
     return codes
+
+
+def _check_spec(spec: dict[str, Any], generator: Generator, path: Path) -> None:
+    """Refuse codes encoded with other values of the parameters that change the picture a code
+    draws (:attr:`Generator.same_image_params` are exempt; another ``weights`` file is warned
+    about). Keys only one side knows (from another xdream version) are not compared."""
+    current = json.loads(json.dumps(generator_spec(generator)))  # tuples as lists, as stored
+    shared = [k for k in spec if k != "name" and k in current and spec[k] != current[k]]
+    differ = [k for k in shared if k not in generator.same_image_params]
+    if differ:
+        fixes = [f"{k} = {_value(spec[k])}" if spec[k] is not None else f"no {k}" for k in differ]
+        raise XDreamError(
+            f"the codes in {str(path)!r} were encoded with {generator.name} parameters "
+            + ", ".join(f"{k}={_value(spec[k])}" for k in differ)
+            + ", but this experiment's generator has "
+            + ", ".join(f"{k}={_value(current[k])}" for k in differ)
+            + ", with which they draw other images. Give the generator the parameters they "
+            f"were encoded with ([generator]: {'; '.join(fixes)}), or encode the images again "
+            "with this experiment's (`xdream encode ... --param KEY=VALUE`)"
+        )
+    if "weights" in shared and "weights" not in differ:
+        import warnings
+
+        warnings.warn(
+            f"the codes in {str(path)!r} were encoded with the weights {_value(spec['weights'])}, "
+            f"this experiment's generator reads {_value(current['weights'])}: if that is not the "
+            "same network (in another file or format), encode the images again",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _value(value: Any) -> str:
+    """A parameter value as a config writes it (TOML), a long list shortened."""
+    if value is None:
+        return "none"
+    text = json.dumps(value)
+    if isinstance(value, list) and len(text) > 60:
+        return f"{json.dumps(value[:4])[:-1]}, ...] ({len(value)} values)"
+    return text

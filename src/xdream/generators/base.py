@@ -27,6 +27,10 @@ class Generator(torch.nn.Module, abc.ABC):
     custom_initial_codes: bool = False
     """True when :meth:`initial_codes` is not plain N(0, 1): experiments built from a config then
     seed the optimiser with it."""
+    same_image_params: ClassVar[frozenset[str]] = frozenset()
+    """Parameters that do not change the picture a code draws (only its resolution, how a search
+    starts, or which file holds the weights): codes encoded under other values of them still fit
+    (:func:`xdream.encode.load_codes` compares the others with the codes' own)."""
 
     def __init__(self, params: Any) -> None:
         super().__init__()

@@ -103,6 +103,7 @@ class CPPNGenerator(Generator):
 
     name = "cppn"
     Params = CPPNParams
+    same_image_params = frozenset({"size"})  # the same picture at another resolution
 
     coords: torch.Tensor
 

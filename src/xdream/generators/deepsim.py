@@ -418,6 +418,10 @@ class DeePSiMGenerator(Generator):
 
     Params = DeePSiMParams
     params: DeePSiMParams
+    # the same network may come in another file or format; the others only start a search
+    same_image_params: ClassVar[frozenset[str]] = frozenset(
+        {"weights", "prototxt", "init", "init_mean", "init_std", "init_stats"}
+    )
 
     def __init__(self, params: DeePSiMParams, pretrained: bool = True) -> None:
         super().__init__(params)

@@ -135,6 +135,7 @@ class FourierGenerator(Generator):
 
     name = "fourier"
     Params = FourierParams
+    same_image_params = frozenset({"size"})  # the same picture at another resolution
 
     weights: torch.Tensor
     color: torch.Tensor

@@ -59,6 +59,7 @@ class PixelsGenerator(Generator):
 
     name = "pixels"
     Params = PixelsParams
+    same_image_params = frozenset({"size"})  # the same picture at another resolution
 
     params: PixelsParams
 
