@@ -345,6 +345,22 @@ def test_transparency_is_composited_onto_mid_grey_with_a_note(
     assert "composited onto" in capsys.readouterr().out
 
 
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    """A phone photo is stored sideways with EXIF Orientation 6 (rotate 90 degrees clockwise
+    to show): it is fitted upright, as every viewer shows it."""
+    from PIL import Image
+
+    stored = Image.new("RGB", (64, 32), (255, 0, 0))
+    stored.paste((0, 0, 255), (32, 0, 64, 32))  # stored: red left half, blue right half
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "portrait.jpg", quality=95, exif=exif)
+    image = encode.load_image(str(tmp_path / "portrait.jpg"), (64, 32))  # (H, W): portrait
+    assert image.shape == (1, 3, 64, 32)
+    top, bottom = image[0, :, 8, 16], image[0, :, 56, 16]  # shown: red on top, blue below
+    assert top[0] > 0.9 and top[2] < 0.1 and bottom[2] > 0.9 and bottom[0] < 0.1
+
+
 def _png_claiming_size(path: Path, width: int, height: int) -> None:
     """A 1x1 PNG whose header says ``width`` x ``height`` (Pillow checks the size on open)."""
     import struct

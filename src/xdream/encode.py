@@ -62,11 +62,12 @@ def max_image_pixels() -> int:
 def load_image(source: str, size: tuple[int, int], notes: list[str] | None = None) -> Images:
     """An image file, or ``skimage:NAME`` (a bundled scikit-image photo), as ``(1, 3, H, W)``.
 
-    The image is centre-cropped to the aspect ratio of ``size`` and resized to it. 8-bit images
-    are divided by 255, 16-bit greyscale (Pillow modes ``I;16``, ``I;16B``, ``I``) by 65535;
-    32-bit float greyscale (mode ``F``) must hold values in [0, 1]. Transparent pixels (RGBA,
-    LA, or a palette or colour with a transparent entry) are composited onto mid-grey
-    (:data:`BACKGROUND`); a line saying so is appended to ``notes``.
+    A file is turned upright by its EXIF orientation (as photos from phones and cameras are
+    shown). The image is centre-cropped to the aspect ratio of ``size`` and resized to it.
+    8-bit images are divided by 255, 16-bit greyscale (Pillow modes ``I;16``, ``I;16B``, ``I``)
+    by 65535; 32-bit float greyscale (mode ``F``) must hold values in [0, 1]. Transparent
+    pixels (RGBA, LA, or a palette or colour with a transparent entry) are composited onto
+    mid-grey (:data:`BACKGROUND`); a line saying so is appended to ``notes``.
     """
     from xdream.references import photo
 
@@ -82,7 +83,7 @@ def load_image(source: str, size: tuple[int, int], notes: list[str] | None = Non
     else:
         import warnings
 
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageOps, UnidentifiedImageError
 
         if Path(source).is_dir():
             raise XDreamError(f"image {source!r} is a directory; give image files (PNG or JPEG)")
@@ -91,6 +92,7 @@ def load_image(source: str, size: tuple[int, int], notes: list[str] | None = Non
                 # Pillow warns between its limit and twice it, and raises above: refuse both
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(source) as im:
+                    ImageOps.exif_transpose(im, in_place=True)  # upright, as viewers show it
                     arr = _rgb_array(im, source, notes)
         except FileNotFoundError:
             raise MissingFileError(f"image {source!r} not found") from None
