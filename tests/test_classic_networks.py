@@ -154,6 +154,20 @@ def test_caffenet_units_and_bad_files(caffenet_file: tuple, tmp_path: Path) -> N
     bad.unlink()
     with pytest.raises(XDreamError, match=r"truncated"):
         networks.make("caffenet", weights=str(copy))
+    # same names and value counts, but another layer type or a transposed blob: refused
+    weights = caffenet_weights()
+    for name, kind, w, message in (
+        ("fc6", "Convolution", weights["fc6"][0], r"'fc6' is a Convolution layer.*InnerProduct"),
+        ("conv1", "Convolution", weights["conv1"][0].transpose(1, 0, 2, 3), r"\(3, 96, 11, 11\)"),
+    ):
+        layers = [
+            (n, "InnerProduct" if n.startswith("fc") else "Convolution", list(wb))
+            for n, wb in weights.items()
+        ]
+        layers[list(weights).index(name)] = (name, kind, [w.copy(), weights[name][1]])
+        write_caffemodel(copy, layers)
+        with pytest.raises(XDreamError, match=message):
+            networks.make("caffenet", weights=str(copy))
 
 
 # ------------------------------------------------------------------ torchvision architectures

@@ -260,6 +260,29 @@ def test_file_of_another_variant_is_named(norm1_files: dict[str, Path]) -> None:
             generators.make("deepsim-norm2", weights=str(norm1_files[fmt]))
 
 
+@pytest.mark.parametrize("v1", [False, True])
+def test_caffe_layer_type_and_blob_shape_are_checked(v1: bool, tmp_path: Path) -> None:
+    """Same names and value counts are not enough: a layer of another type, or weights laid
+    out otherwise (a Deconvolution's (in, out, k, k) stored as (out, in, k, k)), are refused."""
+    layers = [
+        (c, kind, [w, b]) for (_k, c, kind, _s, _b), w, b in random_weights("deepsim-norm1", 3)
+    ]
+    index = [name for name, *_ in layers].index("deconv3")  # (128, 64, 4, 4)
+    name, kind, (w, b) = layers[index]
+    for changed, message in (
+        ((name, CONV, [w, b]), r"'deconv3' is a Convolution layer.*Deconvolution"),
+        (
+            (name, kind, [w.transpose(1, 0, 2, 3).copy(), b]),
+            r"\(64, 128, 4, 4\).*\(128, 64, 4, 4\)",
+        ),
+    ):
+        path = write_caffemodel(
+            tmp_path / "g.caffemodel", [*layers[:index], changed, *layers[index + 1 :]], v1=v1
+        )
+        with pytest.raises(XDreamError, match=message):
+            generators.make("deepsim-norm1", weights=str(path))
+
+
 def test_missing_file_names_format_and_source(tmp_path: Path) -> None:
     with pytest.raises(MissingFileError, match=r"nothing\.caffemodel.*does not exist.*caffemodel"):
         generators.make("deepsim-fc6", weights=str(tmp_path / "nothing.caffemodel"))

@@ -88,7 +88,8 @@ class CaffeLayer:
     """One layer of a caffemodel: ``name``, ``type`` (e.g. ``"Convolution"``) and its blobs.
 
     Each blob is a float32 array in the blob's own shape (the legacy 4-d
-    ``num x channels x height x width`` shape for old files; callers reshape by size).
+    ``num x channels x height x width`` shape for old files; :func:`blob_as` compares it with
+    the shape a layer needs).
     """
 
     name: str
@@ -230,6 +231,18 @@ def read_caffemodel(path: str | Path) -> list[CaffeLayer]:
     if not path.is_file():
         raise MissingFileError(f"caffemodel {str(path)!r} does not exist")
     return parse_caffemodel(path.read_bytes(), str(path))
+
+
+def blob_as(
+    blob: npt.NDArray[np.float32], shape: tuple[int, ...]
+) -> npt.NDArray[np.float32] | None:
+    """``blob`` as an array of ``shape`` if its own dims are ``shape`` (a legacy 4-d blob may
+    add leading 1s: ``(1, 1, 4096, 9216)`` for an InnerProduct's weights), else ``None`` (the
+    same number of values laid out otherwise, e.g. transposed, is not the same tensor)."""
+    dims = tuple(blob.shape)
+    while len(dims) > len(shape) and dims[0] == 1:
+        dims = dims[1:]
+    return blob.reshape(shape) if dims == tuple(shape) else None
 
 
 def blobs_by_layer(layers: list[CaffeLayer]) -> dict[str, CaffeLayer]:

@@ -117,6 +117,12 @@ def state_from_caffemodel(path: str | Path) -> dict[str, torch.Tensor]:
                 f"{str(path)!r} has no layer {name!r} with weight and bias (layers with weights: "
                 f"{', '.join(by_name) or 'none'}); expected {FORMATS}"
             )
+        kind = "InnerProduct" if LAYERS[name][0] == "fc" else "Convolution"
+        if layer.type != kind:
+            raise XDreamError(
+                f"{str(path)!r}: layer {name!r} is a {layer.type} layer, but CaffeNet's is a "
+                f"{kind} layer; expected {FORMATS}"
+            )
         for blob, part in zip(layer.blobs[:2], ("weight", "bias")):
             shape = tuple(expected[f"{name}.{part}"].shape)
             if blob.size != math.prod(shape):
@@ -124,7 +130,13 @@ def state_from_caffemodel(path: str | Path) -> dict[str, torch.Tensor]:
                     f"{str(path)!r}: {name} {part} has {blob.size} values, CaffeNet needs "
                     f"{shape}; is this the caffemodel of another network?"
                 )
-            out[f"{name}.{part}"] = torch.from_numpy(blob.reshape(shape).copy())
+            array = caffe.blob_as(blob, shape)
+            if array is None:
+                raise XDreamError(
+                    f"{str(path)!r}: {name} {part} has shape {tuple(blob.shape)}, CaffeNet needs "
+                    f"{shape}; was the file converted with its weights laid out otherwise?"
+                )
+            out[f"{name}.{part}"] = torch.from_numpy(array.copy())
     return out
 
 
