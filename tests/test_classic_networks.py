@@ -228,6 +228,14 @@ def test_torchvision_file_loads(tmp_path: Path) -> None:
     with torch.inference_mode():
         conv = source.conv1(net.preprocess(x))[:, 0, 56, 56]
     assert np.allclose(unit.score(x, ["a", "b"]), conv.numpy(), atol=1e-5)
+    # saved before PyTorch 0.4.1 (resnet18-5c106cde.pth): no BatchNorm num_batches_tracked
+    old = tmp_path / "resnet18-5c106cde.pth"
+    state = source.state_dict()
+    torch.save({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}, old)
+    net = networks.make("resnet18", weights=str(old))
+    assert all(b.device.type == "cpu" for b in net.module.buffers())
+    with torch.inference_mode():
+        assert torch.equal(net.module(net.preprocess(x)), source(net.preprocess(x)))
     wrong = tmp_path / "other.pth"
     torch.save({"features.0.weight": torch.zeros(64, 3, 11, 11)}, wrong)
     with pytest.raises(XDreamError, match=r"other\.pth.*not a torchvision resnet18 state_dict"):

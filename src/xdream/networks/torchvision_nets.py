@@ -198,11 +198,21 @@ ARCHITECTURES: dict[str, tuple[Callable[[], nn.Module], str, str]] = {
 
 
 def load(module: nn.Module, path: str | Path, name: str) -> None:
-    """Load a torchvision-format state_dict file into ``module`` (strict, with a clear error)."""
+    """Load a torchvision-format state_dict file into ``module`` (strict, with a clear error).
+
+    BatchNorm's ``num_batches_tracked`` counters, which files saved before PyTorch 0.4.1 (such
+    as torchvision's first ResNet files) lack, are filled in with 0, as torch itself does.
+    """
     what = f"a torchvision {name} state_dict ({ARCHITECTURES[name][1]})"
     state = weights.load_state_dict_file(path, what)
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    weights.match_state_dict(module.state_dict(), state, path, what)
+    expected = module.state_dict()
+    # files saved before PyTorch 0.4.1 lack BatchNorm's counter (unused in evaluation): filled
+    # in as BatchNorm itself does, so that none stays on the "meta" device
+    for key in expected:
+        if key.endswith(".num_batches_tracked") and key not in state:
+            state[key] = torch.tensor(0)
+    weights.match_state_dict(expected, state, path, what)
     module.load_state_dict(state, assign=True)
 
 
