@@ -137,6 +137,40 @@ def test_load_codes_checks_dimension_and_generator(tmp_path: Path) -> None:
         encode.load_codes(tmp_path / "empty")
 
 
+def test_unreadable_codes_are_one_error_naming_the_file(tmp_path: Path) -> None:
+    def folder(name: str, files: dict[str, bytes | np.ndarray]) -> Path:
+        (tmp_path / name).mkdir()
+        for file, content in files.items():
+            if isinstance(content, bytes):
+                (tmp_path / name / file).write_bytes(content)
+            else:
+                np.save(tmp_path / name / file, content, allow_pickle=True)
+        return tmp_path / name
+
+    codes = np.zeros(48, np.float32)
+    np.save(tmp_path / "ok.npy", codes)
+    cases = [
+        (folder("lengths", {"a.npy": np.zeros(4), "b.npy": np.zeros(5)}), r"a\.npy.*4.*b\.npy.*5"),
+        (folder("garbage", {"a.npy": codes, "b.npy": b"garbage"}), r"b\.npy.*cannot be read"),
+        (folder("pickled", {"a.npy": np.array([{"a": 1}])}), r"a\.npy.*cannot be read"),
+        (folder("cut", {"a.npy": (tmp_path / "ok.npy").read_bytes()[:100]}), r"a\.npy"),
+        (folder("text", {"a.npy": np.array(["x", "y"])}), r"a\.npy.*holds a <U1 array"),
+        (folder("cube", {"a.npy": np.zeros((2, 2, 2))}), r"a\.npy.*shape \(2, 2, 2\)"),
+    ]
+    gen = generators.make("pixels", size=16, code_size=4)
+    encode.save(tmp_path / "enc", encode.encode(gen, torch.rand(1, 3, 16, 16), steps=1), ["x"], gen)
+    good = (tmp_path / "enc" / "codes.h5").read_bytes()
+    cases.append((folder("h5cut", {"codes.h5": good[:3000]}), r"codes\.h5.*cannot be read"))
+    bad_json = folder("h5json", {"codes.h5": good})
+    with h5py.File(bad_json / "codes.h5", "a") as f:
+        f.attrs["generator"] = "{bad json"
+    cases.append((bad_json, r"codes\.h5.*attribute 'generator' is not the JSON object"))
+    for path, message in cases:
+        with pytest.raises(XDreamError, match=message) as err:
+            encode.load_codes(path, gen)
+        assert "allow_pickle" not in str(err.value), path
+
+
 def test_load_codes_refuses_other_image_parameters(tmp_path: Path) -> None:
     """Codes draw other images under other generator parameters: codes.h5 records them, and
     a difference is refused by name (the resolution and the weight file's path are not)."""

@@ -420,11 +420,7 @@ def load_codes(path: str | Path, generator: Generator | None = None) -> Codes:
     h5 = path / CODES_FILE if path.is_dir() else path
     spec: dict[str, Any] | None = None
     if h5.suffix == ".h5" and h5.exists():
-        with h5py.File(h5, "r", locking=False) as f:
-            if "codes" not in f:
-                raise XDreamError(f"{str(h5)!r} has no 'codes' dataset")
-            codes = np.asarray(f["codes"][:], dtype=np.float32)
-            spec = json.loads(f.attrs["generator"]) if "generator" in f.attrs else None
+        codes, spec = _read_codes_h5(h5)
     else:
         files = sorted(path.glob("*.npy")) if path.is_dir() else [path]
         if not files or any(p.suffix != ".npy" for p in files):
@@ -432,7 +428,15 @@ def load_codes(path: str | Path, generator: Generator | None = None) -> Codes:
                 f"{str(path)!r} holds no codes: expected {CODES_FILE} (from `xdream encode`) "
                 "or .npy files"
             )
-        codes = np.concatenate([np.atleast_2d(np.load(p)).astype(np.float32) for p in files])
+        arrays = [_read_npy(p) for p in files]
+        for p, a in zip(files, arrays):
+            if a.shape[1] != arrays[0].shape[1]:
+                raise XDreamError(
+                    f"the .npy codes in {str(path)!r} differ in length: {files[0].name} holds "
+                    f"codes of {arrays[0].shape[1]} entries, {p.name} of {a.shape[1]}; all must "
+                    "be codes of the same generator"
+                )
+        codes = np.concatenate(arrays)
     if codes.ndim != 2 or len(codes) == 0:
         raise XDreamError(
             f"initial codes in {str(path)!r} must be (n, d) with n >= 1, got {codes.shape}"
@@ -453,6 +457,57 @@ def load_codes(path: str | Path, generator: Generator | None = None) -> Codes:
                 "experiment's generator and parameters"
             )
     return codes
+
+
+def _read_codes_h5(h5: Path) -> tuple[npt.NDArray[np.float32], dict[str, Any] | None]:
+    """The codes and the generator spec (``None`` if absent) of a ``codes.h5``."""
+    try:
+        with h5py.File(h5, "r", locking=False) as f:
+            if not isinstance(f.get("codes"), h5py.Dataset):
+                raise XDreamError(f"{str(h5)!r} has no 'codes' dataset")
+            codes = np.asarray(f["codes"][()], dtype=np.float32)
+            text = f.attrs.get("generator")
+    except (OSError, ValueError, TypeError) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise XDreamError(
+            f"{str(h5)!r} cannot be read as the codes of `xdream encode` (an HDF5 file with a "
+            f"numeric 'codes' dataset): {detail}. It may be cut short or damaged: encode the "
+            "images again."
+        ) from None
+    if text is None:
+        return codes, None
+    try:
+        spec = json.loads(text)
+    except (ValueError, TypeError):
+        spec = None
+    if not isinstance(spec, dict):
+        raise XDreamError(
+            f"{str(h5)!r}: its attribute 'generator' is not the JSON object of the generator's "
+            "name and parameters that `xdream encode` writes; encode the images again"
+        )
+    return codes, spec
+
+
+def _read_npy(path: Path) -> npt.NDArray[np.float32]:
+    """One ``.npy`` file of codes, ``(d,)`` or ``(n, d)``, as ``(n, d)`` float32."""
+    try:
+        array = np.load(path, allow_pickle=False)  # never runs code from the file
+    except (ValueError, OSError, EOFError):
+        array = None
+    if isinstance(array, np.lib.npyio.NpzFile):  # a .npz archive under a .npy name
+        array.close()
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "iuf" or array.ndim > 2:
+        found = (
+            "it cannot be read as a NumPy array (not a .npy file, cut short, or holding Python "
+            "objects)"
+            if not isinstance(array, np.ndarray)
+            else f"it holds a {array.dtype} array of shape {array.shape}"
+        )
+        raise XDreamError(
+            f"initial codes {str(path)!r}: {found}; expected a numeric array, one code (d,) or "
+            "codes (n, d), as numpy.save writes it"
+        )
+    return np.atleast_2d(array).astype(np.float32)
 
 
 def _check_spec(spec: dict[str, Any], generator: Generator, path: Path) -> None:
