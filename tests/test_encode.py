@@ -99,6 +99,27 @@ def test_encode_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    "name", ["nocat", "data_dir", "stereo_motorcycle", "cells3d", "lfw_subset", "download_all"]
+)
+def test_skimage_names_other_than_bundled_photos_are_refused(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """skimage.data also holds strings, tuples, 3-D stacks, downloads and a downloader: only
+    the bundled 8-bit grey and colour photos are read, and nothing else is called."""
+    import skimage.data
+
+    from xdream.references import BUNDLED, PHOTOS
+
+    monkeypatch.setattr(skimage.data, "download_all", lambda *a, **k: pytest.fail("download"))
+    with pytest.raises(XDreamError, match=r"no bundled photo.*one of astronaut, .*skimage:chelsea"):
+        encode.load_image(f"skimage:{name}", (16, 16))
+    assert set(PHOTOS) <= set(BUNDLED)
+    for photo in BUNDLED:
+        image = encode.load_image(f"skimage:{photo}", (8, 8))
+        assert image.shape == (1, 3, 8, 8) and 0 <= float(image.min()) <= float(image.max()) <= 1
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_encode_on_cuda_matches_the_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The same fit on the GPU: the same reconstruction error (codes may drift apart a little

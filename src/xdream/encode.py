@@ -60,7 +60,8 @@ def max_image_pixels() -> int:
 
 
 def load_image(source: str, size: tuple[int, int], notes: list[str] | None = None) -> Images:
-    """An image file, or ``skimage:NAME`` (a bundled scikit-image photo), as ``(1, 3, H, W)``.
+    """An image file, or ``skimage:NAME`` (a bundled scikit-image photo, one of
+    :data:`xdream.references.BUNDLED`), as ``(1, 3, H, W)``.
 
     A file is turned upright by its EXIF orientation (as photos from phones and cameras are
     shown). The image is centre-cropped to the aspect ratio of ``size`` and resized to it.
@@ -72,14 +73,7 @@ def load_image(source: str, size: tuple[int, int], notes: list[str] | None = Non
     from xdream.references import photo
 
     if source.startswith("skimage:"):
-        name = source.removeprefix("skimage:")
-        try:
-            img = photo(name)
-        except AttributeError:
-            raise XDreamError(
-                f"scikit-image has no photo {name!r}; try skimage:chelsea, skimage:astronaut, "
-                "skimage:coffee or skimage:rocket"
-            ) from None
+        img = photo(source.removeprefix("skimage:"))
     else:
         import warnings
 

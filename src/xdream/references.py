@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from xdream.errors import XDreamError, did_you_mean
 from xdream.types import Images, StateDict
 
 PHOTOS: tuple[str, ...] = (
@@ -32,18 +33,50 @@ PHOTOS: tuple[str, ...] = (
 )
 """Names of ``skimage.data`` photos used as the reference pool (all ship inside the package)."""
 
+BUNDLED: tuple[str, ...] = (
+    *PHOTOS,
+    "cat",
+    "cell",
+    "checkerboard",
+    "clock",
+    "colorwheel",
+    "logo",
+    "microaneurysms",
+    "page",
+    "retina",
+    "text",
+)
+"""Every ``skimage.data`` picture that :func:`photo` reads: 8-bit grey or RGB(A) images that
+ship inside scikit-image (nothing is downloaded); ``skimage:NAME`` names one of them."""
+
 
 @functools.cache
 def photo(name: str) -> torch.Tensor:
-    """A bundled photo as a (3, H, W) float32 tensor in [0, 1] (grey photos repeated to RGB)."""
+    """A bundled photo (:data:`BUNDLED`) as a (3, H, W) float32 tensor in [0, 1] (grey photos
+    repeated to RGB, an alpha channel dropped: ``logo``'s is opaque)."""
     from skimage import data
 
-    arr = np.asarray(getattr(data, name)())
+    if name not in BUNDLED:  # other skimage.data names are 3-D stacks, tuples, downloads, ...
+        raise XDreamError(
+            f"scikit-image has no bundled photo {name!r}.{did_you_mean(name, BUNDLED)} Give "
+            f"skimage:NAME with NAME one of {', '.join(BUNDLED)} (e.g. skimage:chelsea)"
+        )
+    try:
+        arr = np.asarray(getattr(data, name)())
+    except Exception as err:  # a scikit-image version that does not ship it
+        raise XDreamError(
+            f"this version of scikit-image does not give its photo {name!r} from its own files "
+            f"({type(err).__name__}); choose another of {', '.join(PHOTOS)}"
+        ) from None
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        raise XDreamError(
+            f"scikit-image's {name!r} is a {arr.dtype} array of shape {arr.shape}, not an 8-bit "
+            f"grey or colour photo; choose another of {', '.join(PHOTOS)}"
+        )
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
     arr = arr[..., :3]
-    scale = 255.0 if arr.dtype == np.uint8 else float(max(arr.max(), 1e-8))
-    return torch.from_numpy(arr.astype(np.float32) / scale).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(arr.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
 @functools.lru_cache(maxsize=256)
