@@ -365,6 +365,21 @@ def test_bounds_clip_codes_before_rendering() -> None:
         DeePSiMPool5(DeePSiMParams(lower=(0.0, 1.0)), pretrained=False)
 
 
+def test_forward_follows_the_network_dtype() -> None:
+    """After .double() or .half() (to save GPU memory) the codes are cast to the network's
+    dtype, as the other generators and the scorers do (it was always float32: an error)."""
+    from xdream.generators.deepsim import DeePSiMNorm1, DeePSiMParams
+
+    torch.manual_seed(0)
+    gen = DeePSiMNorm1(DeePSiMParams(lower=0.0), pretrained=False)
+    z = torch.randn(2, gen.code_dim)
+    ref = gen.generate(z)
+    for dtype, tolerance in ((torch.float64, 1e-5), (torch.float16, 0.02)):
+        gen.to(dtype)
+        assert gen(z).dtype == dtype
+        assert float((gen.generate(z) - ref).abs().max()) < tolerance
+
+
 def test_ga_presets_are_xdreams_tuned_settings() -> None:
     opt = optimizers.make("genetic", dim=8, seed=0, preset="deepsim-fc7")
     p = opt.params

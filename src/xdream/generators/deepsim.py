@@ -512,12 +512,14 @@ class DeePSiMGenerator(Generator):
         return clip_codes(codes, self.lower, self.upper)
 
     def forward(self, codes: torch.Tensor) -> Images:
-        """Codes ``(n, code_dim)`` -> RGB images ``(n, 3, S, S)`` in [0, 1]."""
+        """Codes ``(n, code_dim)`` -> RGB images ``(n, 3, S, S)`` in [0, 1], in the network's
+        dtype."""
         if self.lower is not None or self.upper is not None:
             lo = None if self.lower is None else torch.as_tensor(self.lower, device=codes.device)
             hi = None if self.upper is None else torch.as_tensor(self.upper, device=codes.device)
             codes = torch.clamp(codes, lo, hi)
-        return caffe_to_rgb(self.net(codes.float()))
+        dtype = next(self.net.parameters()).dtype  # float32, or after .double() / .half()
+        return caffe_to_rgb(self.net(codes.to(dtype)))
 
 
 def _source(name: str) -> weights.WeightInfo:
