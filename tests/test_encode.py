@@ -480,6 +480,19 @@ def test_numeric_options_must_be_finite_and_in_range(
         encode.check_options(**kwargs)  # type: ignore[arg-type]
 
 
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    args = ["encode", PHOTO, "--generator", "pixels", "--steps", "1"]
+    assert main([*args, "--out", str(tmp_path / "file" / "sub")]) == 2
+    captured = capsys.readouterr()
+    assert "cannot write into output folder" in captured.err and "encoding" not in captured.out
+    # folders made for a command that then fails are removed again, parents included
+    assert main(["encode", str(tmp_path / "nope.png"), "--out", str(tmp_path / "a" / "b")]) == 2
+    assert "not found" in capsys.readouterr().err and not (tmp_path / "a").exists()
+
+
 def test_encoding_into_a_folder_that_holds_codes_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -60,8 +60,8 @@ def at_least(
 
 
 _made: list[Path] = []
-"""Output folders :func:`_default_out` made in this process (removed again if still empty
-when the command fails)."""
+"""Output folders made for a command in this process, by :func:`_default_out` or for
+``xdream encode --out`` (removed again if still empty when the command ends)."""
 
 
 def _default_out(name: str, root: str = "xdream-runs") -> Path:

@@ -28,6 +28,7 @@ def cmd_encode(args: argparse.Namespace, console: Any) -> int:
     import torch
 
     from xdream import encode, generators
+    from xdream.cli import _default_out, _made
     from xdream.precision import tf32_mode
     from xdream.scorers.cnn import resolve_device
 
@@ -35,10 +36,11 @@ def cmd_encode(args: argparse.Namespace, console: Any) -> int:
     encode.check_options(steps=args.steps, lr=args.lr, feature_weight=feature_weight)
     if args.feature_weight is not None and args.feature_layer is None:
         raise XDreamError("--feature-weight needs --feature-layer (the layer of the feature loss)")
-    if args.out:
-        encode.check_out(args.out)
+    if args.out:  # created and written into now, not after the fit
+        _made.extend(encode.make_out(args.out))  # removed again if the command fails
     device = resolve_device(args.device)
     generator = generators.make(args.generator, **dict(args.param or [])).to(device)
+    out = Path(args.out) if args.out else _default_out(generator.name, root="xdream-codes")
     names = [encode.image_name(s) for s in args.images]
     if len(set(names)) != len(names):
         raise XDreamError(f"images must have distinct file names, got {names}")
@@ -68,9 +70,6 @@ def cmd_encode(args: argparse.Namespace, console: Any) -> int:
             features=features,
             feature_weight=feature_weight,
         )
-    from xdream.cli import _default_out
-
-    out = Path(args.out) if args.out else _default_out(generator.name, root="xdream-codes")
     encode.save(out, result, names, generator)
     for name, rmse, psnr in zip(names, result.rmse, result.psnr):
         console.print(f"{name}: pixel RMSE {rmse:.4f} (PSNR {psnr:.1f} dB)", highlight=False)

@@ -360,6 +360,26 @@ def check_out(folder: str | Path) -> None:
         )
 
 
+def make_out(folder: str | Path) -> list[Path]:
+    """Check an output folder (:func:`check_out`), create it and check that a file can be
+    written into it, before a fit that may take minutes; returns the folders created, deepest
+    first (for removal if nothing is written after all)."""
+    import tempfile
+
+    folder = Path(folder)
+    check_out(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise XDreamError(
+            f"cannot write into output folder {str(folder)!r}: {err.strerror}; give another --out"
+        ) from None
+    return created
+
+
 def save(folder: str | Path, result: Encoded, names: Sequence[str], generator: Generator) -> Path:
     """Write an encoded folder (see the module docstring); returns its path."""
     from xdream.records import save_png, write_json
