@@ -59,6 +59,18 @@ def test_feature_loss_brings_features_closer() -> None:
     assert distance(with_features.reconstructions) < distance(pixel_only.reconstructions)
 
 
+def test_fitted_codes_stay_within_the_generators_bounds() -> None:
+    """DeePSiM clamps codes to lower/upper before rendering; the fit keeps them inside (a code
+    past a bound would be stuck there, and the saved codes would not be what it draws)."""
+    from xdream.generators.deepsim import DeePSiMNorm1, DeePSiMParams
+
+    torch.manual_seed(0)
+    gen = DeePSiMNorm1(DeePSiMParams(lower=0.1, upper=0.25), pretrained=False)
+    out = encode.encode(gen, torch.rand(1, 3, 240, 240), steps=3, lr=0.1)
+    assert out.codes.min() >= 0.1 and out.codes.max() <= 0.25
+    assert 0.1 < out.codes.mean() < 0.25  # moved inside the bounds, not only onto them
+
+
 def test_encode_command_writes_codes_reconstructions_and_errors(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -5,9 +5,10 @@ generator ``G`` and a target image ``x`` the code is fitted as ::
 
     z* = argmin_z  mean (G(z) - x)**2  +  w * mean (phi(G(z)) - phi(x))**2 / mean phi(x)**2
 
-with Adam from the zero code, where ``phi`` is an optional layer of a network (the feature
-loss, normalised by the target's mean squared activation so ``w`` is scale-free). The error
-reported is the pixel RMSE of the reconstruction in [0, 1] units and its PSNR.
+with Adam from the zero code (projected onto the generator's code bounds, such as DeePSiM's
+``lower`` and ``upper``, after each step), where ``phi`` is an optional layer of a network (the
+feature loss, normalised by the target's mean squared activation so ``w`` is scale-free). The
+error reported is the pixel RMSE of the reconstruction in [0, 1] units and its PSNR.
 
 An encoded folder holds ``codes.h5`` (``codes`` (n, d) float32, ``names``, ``rmse``, ``psnr``,
 attribute ``generator`` = the generator's name and parameters as JSON), the resized targets
@@ -318,7 +319,17 @@ def _fit(
     feature_weight: float,
     losses: npt.NDArray[np.float64],
 ) -> None:
-    """Adam on ``codes`` in place; the loss of each step goes into ``losses``."""
+    """Adam on ``codes`` in place, projected onto the generator's code bounds after each step
+    (an entry pushed past a bound would get no gradient from then on); the loss of each step
+    goes into ``losses``."""
+    lower, upper = (
+        None if b is None else torch.as_tensor(b, device=codes.device)
+        for b in generator.code_bounds()
+    )
+    bounded = lower is not None or upper is not None
+    if bounded:
+        with torch.no_grad():
+            codes.clamp_(lower, upper)  # the zero code may lie outside them
     target_features = feature_scale = None
     if features is not None:
         with torch.no_grad():
@@ -335,6 +346,9 @@ def _fit(
             loss = loss + feature_weight * diff.pow(2).mean() / feature_scale
         loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()
+        if bounded:
+            with torch.no_grad():
+                codes.clamp_(lower, upper)
         losses[step] = loss.item()
 
 

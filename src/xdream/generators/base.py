@@ -55,6 +55,12 @@ class Generator(torch.nn.Module, abc.ABC):
         (the default) when the code space has no such known structure."""
         return None
 
+    def code_bounds(self) -> tuple[Codes | None, Codes | None]:
+        """Per-entry ``(lower, upper)`` bounds, ``(code_dim,)`` arrays or ``None`` (unbounded on
+        that side), that :meth:`forward` clamps codes to; :func:`xdream.encode.encode` keeps
+        the codes it fits within them. Unbounded by default."""
+        return None, None
+
     def initial_codes(self, n: int, rng: np.random.Generator) -> Codes:
         """``n`` codes to start a search from; N(0, 1) unless a generator knows better."""
         return rng.standard_normal((n, self.code_dim)).astype(np.float32)

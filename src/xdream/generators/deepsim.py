@@ -394,7 +394,8 @@ class DeePSiMParams:
         init_stats: HDF5 (``<layer>/mu``, ``<layer>/sig``, XDream's stats_caffenet.h5 layout)
             or .npz (``mu``, ``sig``) file with per-unit statistics for ``init = "stats"``.
         lower: Lower bound on codes, applied before rendering (one number or one per unit);
-            ``None`` = unbounded. 0 keeps post-ReLU codes in their natural range.
+            ``None`` = unbounded. 0 keeps post-ReLU codes in their natural range. Codes fitted
+            by ``xdream encode`` stay within the bounds.
         upper: Upper bound on codes (one number or one per unit); ``None`` = unbounded.
     """
 
@@ -501,6 +502,10 @@ class DeePSiMGenerator(Generator):
                 "file (only deepsim-fc6 has built-in statistics)"
             )
         return mu, sd
+
+    def code_bounds(self) -> tuple[Codes | None, Codes | None]:
+        """``lower`` and ``upper`` as ``(code_dim,)`` arrays (``None`` where not set)."""
+        return self.lower, self.upper
 
     def initial_codes(self, n: int, rng: np.random.Generator) -> Codes:
         """N(0, 1) codes, or per-unit N(mean, sd) clipped at 0 (``init = "stats"``); bounded."""
