@@ -283,6 +283,30 @@ def test_caffe_layer_type_and_blob_shape_are_checked(v1: bool, tmp_path: Path) -
             generators.make("deepsim-norm1", weights=str(path))
 
 
+def test_torch_file_messages_name_the_variant_and_its_keys(
+    norm1_files: dict[str, Path], tmp_path: Path
+) -> None:
+    # a file of another variant in XDream's or caffe's names: that variant is named
+    for fmt in ("xdream", "upconvgan"):
+        with pytest.raises(XDreamError, match=r"looks like the weights of deepsim-norm1\b"):
+            generators.make("deepsim-pool5", weights=str(norm1_files[fmt]))
+    # an XDream file saved from DataParallel ("module." keys) loads as the plain one
+    state = torch.load(norm1_files["xdream"], weights_only=True)
+    torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "parallel.pt")
+    codes = np.random.default_rng(0).standard_normal((1, 96 * 27 * 27)).astype(np.float32)
+    images = [
+        generators.make("deepsim-norm1", weights=str(path)).generate(codes)
+        for path in (norm1_files["xdream"], tmp_path / "parallel.pt")
+    ]
+    assert torch.equal(*images)
+    # the expected formats name the variant's own keys
+    torch.save({"foo.weight": torch.zeros(2)}, tmp_path / "foo.pt")
+    with pytest.raises(XDreamError) as err:
+        generators.make("deepsim-norm1", weights=str(tmp_path / "foo.pt"))
+    assert "conv6.weight, conv7.weight" in str(err.value) and "Rconv6.weight" in str(err.value)
+    assert "fc7" not in str(err.value)
+
+
 def test_missing_file_names_format_and_source(tmp_path: Path) -> None:
     with pytest.raises(MissingFileError, match=r"nothing\.caffemodel.*does not exist.*caffemodel"):
         generators.make("deepsim-fc6", weights=str(tmp_path / "nothing.caffemodel"))

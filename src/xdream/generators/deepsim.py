@@ -200,11 +200,16 @@ VARIANTS: dict[str, Variant] = {
 FC6_STATS = (-15.0, 15.0)
 """Per-unit mean and sd of fc6 activations of real images before the ReLU (spec §7)."""
 
-FORMATS = (
-    "XDream's torch state_dict (keys fc7.weight, tconv5_0.weight, ...), the Ponce lab's "
-    "upconvGAN state_dict (keys defc7.weight, deconv5.weight, ...), or the original caffe "
-    "generator.caffemodel (+ generator_no_batch.prototxt)"
-)
+
+def formats(variant: Variant) -> str:
+    """The three weight formats, with the variant's own first keys."""
+    first, second = variant.layers[:2]
+    return (
+        f"XDream's torch state_dict (keys {first.key}.weight, {second.key}.weight, ...), a "
+        f"state_dict with caffe's layer names (keys {first.caffe}.weight, {second.caffe}.weight, "
+        "..., as the Ponce lab's upconvGAN files), or the original caffe generator.caffemodel "
+        "(+ generator_no_batch.prototxt)"
+    )
 
 
 class DeePSiMNet(nn.Module):
@@ -240,7 +245,22 @@ def caffe_to_rgb(x: torch.Tensor) -> Images:
 
 # ----------------------------------------------------------------------------- weight formats
 def _expected(name: str) -> str:
-    return f"the {name} generator's weights: {FORMATS}"
+    return f"the {name} generator's weights: {formats(VARIANTS[name])}"
+
+
+def _owners(state: dict[str, torch.Tensor]) -> list[str]:
+    """The variants whose every layer has its weight, of its shape, in ``state`` (under
+    XDream's or caffe's names)."""
+    found = {**{_upconv_key(k): v for k, v in state.items()}, **state}
+
+    def fits(v: Variant, caffe_names: bool) -> bool:
+        for layer in v.layers:
+            weight = found.get(f"{layer.caffe if caffe_names else layer.key}.weight")
+            if weight is None or tuple(weight.shape) != layer.weight_shape():
+                return False
+        return True
+
+    return [name for name, v in VARIANTS.items() if fits(v, False) or fits(v, True)]
 
 
 def _from_xdream(state: dict[str, torch.Tensor], variant: Variant) -> dict[str, torch.Tensor]:
@@ -360,6 +380,14 @@ def load_state(
     path = Path(path)
     if weights.sniff(path) == "torch":
         state = weights.load_state_dict_file(path, _expected(name))
+        state = {k.removeprefix("module."): v for k, v in state.items()}  # DataParallel's
+        owners = _owners(state)
+        if owners and name not in owners:
+            raise XDreamError(
+                f"{str(path)!r} looks like the weights of {' or '.join(owners)} (keys "
+                f"{', '.join(list(state)[:3])}, ...), not of {name}; give it to that generator, "
+                f"or give {_expected(name)}"
+            )
         if any(k.startswith(f"{variant.layers[0].key}.") for k in state):
             return _from_xdream(state, variant), "xdream"
         if _is_upconv(state, variant):
@@ -531,7 +559,7 @@ def _source(name: str) -> weights.WeightInfo:
     layer = name.split("-")[1]
     return weights.WeightInfo(
         files=f"generator.caffemodel (or a converted .pt) of DeePSiM {layer}",
-        formats=FORMATS,
+        formats=formats(VARIANTS[name]),
         source=(
             "Dosovitskiy & Brox's release of 'Generating Images with Perceptual Similarity "
             "Metrics based on Deep Networks' (lmb.informatik.uni-freiburg.de, "
