@@ -254,6 +254,25 @@ def test_foreign_file_fails_clearly(content: bytes, tmp_path: Path) -> None:
         generators.make("deepsim-norm2", weights=str(path))
 
 
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "a PNG image"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(range(256)) * 4, "a JPEG image"),
+        (b"\x89HDF\r\n\x1a\n" + bytes(64), "an HDF5 file"),
+        (b"\x93NUMPY\x01\x00v\x00{'descr': '<f8'" + bytes(64), "a NumPy .npy array"),
+    ],
+)
+def test_other_file_formats_given_as_caffemodel_are_named(
+    content: bytes, kind: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "weights.caffemodel"
+    path.write_bytes(content)
+    with pytest.raises(XDreamError, match=rf"weights\.caffemodel.*it is {kind}") as err:
+        generators.make("deepsim-norm2", weights=str(path))
+    assert "prototxt" not in str(err.value) and "field" not in str(err.value)
+
+
 def test_file_of_another_variant_is_named(norm1_files: dict[str, Path]) -> None:
     for fmt in ("xdream", "upconvgan", "caffe"):
         with pytest.raises(XDreamError, match=r"another variant|deepsim-norm2"):

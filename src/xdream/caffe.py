@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xdream.errors import MissingFileError, XDreamError
+from xdream.weights import head_description
 
 CAFFEMODEL_FORMAT = "a caffe .caffemodel file (binary protobuf NetParameter, as caffe saves it)"
 
@@ -209,15 +210,21 @@ def parse_caffemodel(data: bytes | memoryview, source: str = "<bytes>") -> list[
             if field in (2, 100) and wire == 2:
                 layers.append(_layer(value, v1=field == 2))
     except _Truncated:
+        found = head_description(bytes(buf[:64]))
+        if not found.startswith(("a text file", "a file beginning")):  # an image, HDF5, ...
+            raise XDreamError(f"{source!r} is not {CAFFEMODEL_FORMAT}: it is {found}.") from None
         raise XDreamError(
             f"{source!r} is truncated or is not {CAFFEMODEL_FORMAT}: a field runs past the end "
             f"of the data ({len(buf)} bytes). Copy or download the file again."
         ) from None
     except (ValueError, UnicodeDecodeError) as err:
-        raise XDreamError(
-            f"{source!r} is not {CAFFEMODEL_FORMAT}: {err}. Check that the path names the "
-            "weights (.caffemodel), not the network description (.prototxt)."
-        ) from None
+        found = head_description(bytes(buf[:64]))
+        if found.startswith("a text file"):
+            found += ". Check that the path names the weights (.caffemodel), not the network "
+            found += "description (.prototxt)"
+        elif found.startswith("a file beginning"):
+            found += f" (as protobuf: {err})"
+        raise XDreamError(f"{source!r} is not {CAFFEMODEL_FORMAT}: it is {found}.") from None
     if not layers:
         raise XDreamError(
             f"{source!r} holds no layers, so it is not {CAFFEMODEL_FORMAT}. Check the path."

@@ -264,8 +264,22 @@ def check_file(path: str | Path, what: str) -> Path:
     return path
 
 
-def _head_description(head: bytes) -> str:
+MAGIC: dict[bytes, str] = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"\x89HDF": "an HDF5 file (such as xdream's codes.h5 or record.h5)",
+    b"\x93NUMPY": "a NumPy .npy array",
+    b"PK\x03\x04": "a zip archive (such as a torch.save file or a NumPy .npz)",
+}
+"""The first bytes of file formats that are given as weights by mistake."""
+
+
+def head_description(head: bytes) -> str:
     """What the first bytes of a file look like, for an error message."""
+    for magic, kind in MAGIC.items():
+        if head.startswith(magic):
+            return kind
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -311,7 +325,7 @@ def load_state_dict_file(path: str | Path, what: str) -> dict[str, Any]:
     fix = "Save the weights with torch.save(model.state_dict(), path); copy a truncated file again."
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
         raise XDreamError(
-            f"{str(path)!r} is not {TORCH_FORMAT}: it is {_head_description(head)}. Expected "
+            f"{str(path)!r} is not {TORCH_FORMAT}: it is {head_description(head)}. Expected "
             f"{what}. {fix}"
         )
     try:
