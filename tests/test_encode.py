@@ -103,6 +103,9 @@ def test_encode_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "not found" in capsys.readouterr().err
     assert main(["encode", "skimage:nocat", "--out", str(tmp_path / "o")]) == 2
     assert "skimage:chelsea" in capsys.readouterr().err
+    assert main(["encode", PHOTO, "--feature-layer", "", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "has no layer ''" in err and "Did you mean" not in err and "xdream layers" in err
     assert main(["encode", PHOTO, "--device", "gpu0", "--out", str(tmp_path / "o")]) == 2
     assert "use 'cpu', 'cuda' or 'auto'" in capsys.readouterr().err
     if not torch.cuda.is_available():

@@ -171,8 +171,8 @@ class LayerFeatures(nn.Module):
         net = networks.make(network, weights=weights)
         self.module = net.module.eval().requires_grad_(False)
         self.preprocess = net.preprocess
-        modules = dict(self.module.named_modules())
-        if layer not in modules or not layer:
+        modules = {name: m for name, m in self.module.named_modules() if name}  # "": the net
+        if layer not in modules:
             raise XDreamError(
                 f"network {network!r} has no layer {layer!r}.{did_you_mean(layer, modules)} "
                 f"List the layers with `xdream layers {network}`."
