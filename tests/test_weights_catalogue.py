@@ -85,6 +85,13 @@ def test_list_shows_found_and_missing_files(
         'missing: expected `deepsim-fc6 = "/path/to/generator.caffemodel"`' in lines["deepsim-fc6"]
     )
     assert str(tmp_path / "torch/hub/checkpoints/resnet50-0676ba61.pth") in lines["resnet50"]
+    # "~" in TORCH_HOME (as a .env or systemd unit may write it) is expanded, as torch does
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", "~/th")
+    (tmp_path / "th/hub/checkpoints").mkdir(parents=True)
+    (tmp_path / "th/hub/checkpoints/resnet50-0676ba61.pth").write_bytes(b"x")
+    status = weights.resolve("resnet50")
+    assert status.path == tmp_path / "th/hub/checkpoints/resnet50-0676ba61.pth"
     assert "no weight file needed" in lines["fourier"]
     assert f"weight catalogue: {catalogue}" in out
 

@@ -228,9 +228,10 @@ def torch_hub_checkpoint(filename: str) -> Callable[[], Path | None]:
 
     def candidate() -> Path | None:
         home = os.environ.get("TORCH_HOME") or os.path.join(
-            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch"
+            os.environ.get("XDG_CACHE_HOME") or "~/.cache", "torch"
         )
-        return Path(home) / "hub" / "checkpoints" / filename
+        # expanded as torch.hub expands it: a "~" written into the variable too
+        return Path(os.path.expanduser(home)) / "hub" / "checkpoints" / filename
 
     return candidate
 

@@ -246,7 +246,8 @@ for _name, (_ctor, _file, _summary) in ARCHITECTURES.items():
             formats="a torchvision state_dict file (torch.save of model.state_dict())",
             source=(
                 f"torchvision's model weights (download.pytorch.org/models/{_file}; torchvision "
-                "keeps downloads in ~/.cache/torch/hub/checkpoints)"
+                "keeps downloads in $TORCH_HOME/hub/checkpoints, by default "
+                "~/.cache/torch/hub/checkpoints)"
             ),
             defaults=(weights.torch_hub_checkpoint(_file),),
         ),
