@@ -476,6 +476,7 @@ def test_a_huge_image_is_one_clear_error(
         (["--lr", "nan"], "learning rate must be a finite positive"),
         (["--lr", "inf"], "learning rate must be a finite positive"),
         (["--lr", "0"], "learning rate must be a finite positive"),
+        (["--lr", "1e38"], "learning rate must be a finite positive number up to 1e"),
         (["--steps", "0"], "steps must be a positive integer"),
         (["--steps", "-3"], "steps must be a positive integer"),
     ],

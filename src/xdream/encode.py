@@ -216,18 +216,20 @@ class Encoded:
     losses: npt.NDArray[np.float64]  # (steps,) total loss per step (mean over images)
 
 
+MAX_LR = 1e6
+"""The largest learning rate :func:`encode` takes: Adam moves each code entry by about the
+learning rate per step, and far larger ones overflow its float32 arithmetic."""
+
+
 def check_options(*, steps: int, lr: float, feature_weight: float) -> None:
     """Refuse fitting options that cannot give codes: steps a positive integer, the learning
-    rate a finite positive number, the feature weight a finite number >= 0."""
+    rate a positive number up to :data:`MAX_LR`, the feature weight a finite number >= 0."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise XDreamError(f"steps must be a positive integer (e.g. 300), got {steps!r}")
-    if (
-        isinstance(lr, bool)
-        or not isinstance(lr, (int, float))
-        or not (math.isfinite(lr) and lr > 0)
-    ):
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr <= MAX_LR:
         raise XDreamError(
-            f"the learning rate must be a finite positive number (e.g. 0.1), got {lr!r}"
+            f"the learning rate must be a finite positive number up to {MAX_LR:g} (e.g. 0.1; "
+            f"Adam moves each code entry by about this much per step), got {lr!r}"
         )
     if (
         isinstance(feature_weight, bool)
