@@ -35,7 +35,8 @@ class CPPNParams:
         size: Output height and width in pixels.
         hidden: Widths of the hidden layers; with the default (16, 16, 16) the code has 659
             entries.
-        activations: One activation name per hidden layer, from :data:`ACTIVATIONS`.
+        activations: One activation name per hidden layer: ``sin``, ``tanh`` or ``gauss``
+            (``exp(-x**2)``).
         input_scale: Pixel coordinates ``x, y`` run over ``[-input_scale, input_scale]``; larger
             values give busier patterns.
         weight_gain: Hidden-layer weights are ``code * weight_gain / sqrt(fan_in)``; gains above
