@@ -36,6 +36,19 @@ def attribute_docs(cls: type[Any]) -> dict[str, str]:
     return out
 
 
+def markdown(text: str) -> str:
+    """``text`` with its Sphinx roles (``:attr:`a.b```) written as Markdown code (```a.b```);
+    a ``~`` target keeps its last two parts (``:meth:`~a.b.C.d``` becomes ```C.d```)."""
+
+    def code(m: re.Match[str]) -> str:
+        target = m.group(2)
+        if target.startswith("~"):
+            target = ".".join(target[1:].split(".")[-2:])
+        return f"`{target}`"
+
+    return re.sub(r":(\w+):`([^`]*)`", code, text)
+
+
 def _fmt(value: Any) -> str:
     return "none" if value is None else f"`{value!r}`".replace("|", "\\|")
 
@@ -47,7 +60,7 @@ def params_table(role: str, registry: Any) -> str:
         cls = registry.get(name)
         params_cls = getattr(cls, "Params", cls)
         docs = {**attribute_docs(params_cls), **attribute_docs(cls)}
-        summary = registry.summary(name)
+        summary = markdown(registry.summary(name))
         lines += [
             f"### {role} `{name}`",
             "",
@@ -66,7 +79,7 @@ def params_table(role: str, registry: Any) -> str:
                     else None
                 )
             )
-            meaning = docs.get(f.name, "").replace("|", "\\|")
+            meaning = markdown(docs.get(f.name, "")).replace("|", "\\|")
             lines.append(f"| `{f.name}` | {_fmt(default)} | {meaning} |")
         lines.append("")
     return "\n".join(lines)
