@@ -318,7 +318,7 @@ def test_a_many_unit_resume_refuses_a_config_that_changed_its_units(
 
 
 def test_a_many_unit_run_resumed_with_a_larger_budget_updates_each_units_config(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each unit's config.yaml kept the old budget after the run went on with a larger one, and
     `xdream resume RUN/units/UNIT` continued the unit alone: it wrote the old budget into the
@@ -343,6 +343,28 @@ def test_a_many_unit_run_resumed_with_a_larger_budget_updates_each_units_config(
     assert (unit_folder / "summary.json").read_text() == before  # nothing touched
     with pytest.raises(XDreamError, match="is a unit of the many-unit run"):
         Experiment.resume(unit_folder)
+    # however the path is written: from inside units/, the folder's parent is '.'
+    with monkeypatch.context() as m:
+        m.chdir(tmp_path / "run" / "units")
+        with pytest.raises(XDreamError, match="is a unit of the many-unit run"):
+            Experiment.resume(resumed.labels[0])
+
+
+def test_a_single_unit_run_in_a_folder_named_units_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A single-unit run kept in units/ beside the user's own (single-target) config.yaml is
+    not a unit of a many-unit run: it resumed with a refusal that named the wrong run."""
+    single = {k: v for k, v in small_config(generations=1).items() if k != "targets"}
+    cfg = config.from_dict(single)
+    config.dump_yaml(cfg, tmp_path / "config.yaml")
+    Experiment.from_config(cfg, tmp_path / "units" / "run1").run()
+    longer = config.from_dict({**single, "experiment": {**single["experiment"], "generations": 2}})
+    config.dump_yaml(longer, tmp_path / "units" / "run1" / "config.yaml")
+    monkeypatch.chdir(tmp_path)
+    resumed = Experiment.resume("units/run1")
+    resumed.run()
+    assert len(records.read(tmp_path / "units" / "run1").best_per_generation) == 2
 
 
 def test_units_table_relates_clean_scores_to_clean_reference_scores(tmp_path: Path) -> None:

@@ -394,9 +394,14 @@ def read(path: str | Path) -> dict[str, Any]:
     return dict(data)
 
 
+def to_yaml(config: Config) -> str:
+    """The resolved config as YAML text, as :func:`dump_yaml` writes it."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
 def dump_yaml(config: Config, path: str | Path) -> None:
     """Atomically write the resolved config as YAML (``xdream run`` accepts it back)."""
     from xdream.records import atomic_write
 
     with atomic_write(path, "w") as fh:
-        fh.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        fh.write(to_yaml(config))

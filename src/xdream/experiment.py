@@ -48,7 +48,7 @@ from xdream.config import Config
 from xdream.encode import generator_spec, load_codes
 from xdream.errors import XDreamError
 from xdream.generators.base import Generator
-from xdream.multi import Unit, is_multi_folder, shared_scorer
+from xdream.multi import Unit, many_unit_run_of, shared_scorer
 from xdream.optimizers.base import Optimizer
 from xdream.params import check_seed
 from xdream.precision import tf32_mode
@@ -453,8 +453,8 @@ class Experiment:
     def resume(cls, out: str | Path) -> Experiment:
         """Rebuild a config-defined experiment from its folder and restore its checkpoint."""
         folder = RunFolder(out)
-        run = folder.path.parent.parent
-        if folder.path.parent.name == "units" and is_multi_folder(run):
+        run = many_unit_run_of(folder.path)
+        if run is not None:
             raise XDreamError(
                 f"{str(folder.path)!r} is a unit of the many-unit run {str(run)!r}, whose units "
                 f"go on together (over shared forward passes, with its config.yaml): continue "

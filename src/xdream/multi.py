@@ -514,13 +514,10 @@ def unit_config(config: Any, unit: Unit) -> Any:
 def _update_config(config: Any, path: Path) -> None:
     """Rewrite a unit's ``config.yaml`` (atomically) when it differs from ``config``: a resumed
     run's allowed edits (a larger budget, ...) hold for each unit, whose folder repeats it."""
-    import yaml
-
     from xdream import config as config_mod
 
-    text = yaml.safe_dump(config.to_dict(), sort_keys=False)  # as config.dump_yaml writes it
     try:
-        same = path.read_text(encoding="utf-8") == text
+        same = path.read_text(encoding="utf-8") == config_mod.to_yaml(config)
     except (OSError, UnicodeDecodeError):
         same = False
     if not same:
@@ -808,6 +805,23 @@ def is_multi_folder(path: str | Path) -> bool:
         return bool(config_mod.load(saved).targets)
     except XDreamError:  # unreadable: resuming it as one experiment says what is wrong
         return False
+
+
+def many_unit_run_of(path: str | Path) -> Path | None:
+    """The many-unit run whose unit folder ``path`` is (``RUN/units/UNIT``, however the path
+    is written), or None: a folder under ``units/`` counts only when the folder above holds a
+    config with ``[[targets]]``, so a single-unit run kept in a folder named ``units`` is not
+    mistaken for one."""
+    from xdream import config as config_mod
+
+    folder = Path(path).resolve()
+    if folder.parent.name != "units":
+        return None
+    run = folder.parent.parent
+    try:
+        return run if config_mod.load(run / "config.yaml").targets else None
+    except (XDreamError, OSError):  # none, or unreadable: not a many-unit run we can name
+        return None
 
 
 def timed_generation(multi: MultiExperiment) -> float:
