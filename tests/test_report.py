@@ -380,6 +380,26 @@ def test_the_best_runs_image_is_that_of_a_best_score_of_zero(runs: Path, tmp_pat
     assert thumb["a-seed0"] in table
 
 
+def test_different_targets_with_one_heading_stay_apart(runs: Path, tmp_path: Path) -> None:
+    """Two rigs on the same channel (other response folders) are different neurons; grouped by
+    their readable heading, the folder table pooled their best scores as one unit's."""
+    folder = tmp_path / "rigs"
+    rig = {"kind": "rig", "write_dir": "/rig/stimuli", "response_format": "auto"}
+    rig.update(channels=3, block_size=4, reps=1, blanks=0)
+    for name, responses in (("a-seed0", "/monkeyA"), ("a-seed1", "/monkeyB")):
+        shutil.copytree(runs / name, folder / name)
+        summary = json.loads((folder / name / "summary.json").read_text())
+        summary["target"] = {**rig, "score_dir": responses}
+        (folder / name / "summary.json").write_text(json.dumps(summary))
+    page = html.unescape(report.write_report(folder, run_reports=False).read_text())
+    headings = re.findall(r"<h2>(.*?)</h2>", page)
+    assert headings == [
+        'rig (channel 3, blocks of 4) (score_dir "/monkeyA")',
+        'rig (channel 3, blocks of 4) (score_dir "/monkeyB")',
+    ]
+    assert page.count('<td class="num" data-value="1">1</td>') >= 2  # one run in each
+
+
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [(b"", "(empty)"), (b'{"status": "runn', "(not JSON"), (b"[1, 2]", "a JSON list")],

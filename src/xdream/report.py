@@ -339,6 +339,26 @@ def describe_target(target: Any) -> str:
     return json.dumps(target, sort_keys=True)
 
 
+def target_headings(targets: dict[str, Any]) -> dict[str, str]:
+    """A heading per target (keyed by its JSON): :func:`describe_target`, followed, where two
+    different targets share it (two rigs with the same channel, a function with and without
+    noise), by the fields that tell them apart."""
+    shared: dict[str, list[str]] = {}
+    for key, target in targets.items():
+        shared.setdefault(describe_target(target), []).append(key)
+    headings = {}
+    for heading, keys in shared.items():
+        fields = [t if isinstance(t, dict) else {} for t in (targets[k] for k in keys)]
+        names = sorted({name for f in fields for name in f})
+        differ = [
+            n for n in names if len({json.dumps(f.get(n), sort_keys=True) for f in fields}) > 1
+        ]
+        for key, f in zip(keys, fields):
+            extra = ", ".join(f"{n} {json.dumps(f.get(n), sort_keys=True)}" for n in differ)
+            headings[key] = f"{heading} ({extra})" if len(keys) > 1 and extra else heading
+    return headings
+
+
 def experiment_figures(
     run: Path, rec: records.Record, max_tiles: int
 ) -> tuple[list[Figure], list[str]]:
@@ -735,7 +755,7 @@ def folder_report(
             {
                 "run": run,
                 "rel": run.relative_to(root).as_posix(),
-                "unit": describe_target(summary.get("target")),
+                "target": json.dumps(summary.get("target"), sort_keys=True),
                 "summary": summary,
                 "problem": problem,
                 "ratio": records.relative_to_references(summary),
@@ -750,10 +770,10 @@ def folder_report(
         "<em>best</em> and <em>best reference</em> are the scores as the optimiser received "
         "them, noise included, so with a noise model their ratio differs.</p>",
     ]
-    units = sorted({e["unit"] for e in entries})
-    for unit in units:
-        mine = [e for e in entries if e["unit"] == unit]
-        parts.append(f"<h2>{html.escape(unit)}</h2>")
+    headings = target_headings({e["target"]: e["summary"].get("target") for e in entries})
+    for target, heading in sorted(headings.items(), key=lambda item: item[1]):
+        mine = [e for e in entries if e["target"] == target]  # one target, every field alike
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
         # per optimiser (and generator): over seeds
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for e in mine:
