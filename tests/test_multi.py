@@ -24,6 +24,7 @@ from xdream.multi import (
     fold_batchnorm,
     summary_row,
     unit_config,
+    unit_noise_seed,
     units_of,
 )
 from xdream.scorers import CNNUnitScorer
@@ -95,7 +96,9 @@ def test_bad_units_are_rejected() -> None:
 
 @pytest.mark.slow
 def test_lockstep_run_equals_separate_runs(tmp_path: Path, monkeypatch: Any) -> None:
-    cfg = config.from_dict(small_config())
+    """Each unit's record is what its own config.yaml writes alone, noise included; the units'
+    noise draws are independent (every unit drew the same ones, from the run's seed)."""
+    cfg = config.from_dict({**small_config(), "noise": {"name": "gain", "ns": 0.5}})
     seen: list[int] = []
     tf32: list[bool] = []
     original = MultiUnitScorer.activations
@@ -128,7 +131,23 @@ def test_lockstep_run_equals_separate_runs(tmp_path: Path, monkeypatch: Any) -> 
     b = records.read(tmp_path / "many" / "units" / "blocks.1_c002_x3_y4")
     np.testing.assert_array_equal(a.codes, b.codes)
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
+    np.testing.assert_allclose(a.ref_scores, b.ref_scores, rtol=1e-5)
     assert config.load(tmp_path / "many" / "units" / table[2]["unit"] / "config.yaml") == alone
+    assert alone.experiment.noise_seed is not None
+
+    # each unit its own noise: the gains of the (shared) reference crops differ between units
+    gains = []
+    for label in (r["unit"] for r in table):
+        with h5py.File(tmp_path / "many" / "units" / label / "record.h5", "r") as f:
+            gains.append(f["references/scores"][:] / f["references/clean_scores"][:])
+    assert not np.allclose(gains[0], gains[1]) and not np.allclose(gains[0], gains[2])
+    # stable: the same unit, the same seed in every process; another seed, other draws
+    assert unit_config(cfg, Unit("blocks.1", 2, x=3, y=4)) == alone
+    other = config.from_dict({**cfg.to_dict(), "experiment": {"seed": 2, "generations": 2}})
+    assert unit_config(other, Unit("blocks.1", 2, 3, 4)).experiment.noise_seed != (
+        alone.experiment.noise_seed
+    )
+    assert unit_noise_seed(cfg, Unit("blocks.1", 2, x=3, y=4)) == 2659694318
 
 
 @pytest.mark.slow
@@ -143,6 +162,50 @@ def test_interrupted_lockstep_run_resumes(tmp_path: Path) -> None:
     assert [e.generation for e in resumed.experiments] == [1, 1, 1]
     resumed.run()
     assert_same_units(resumed.labels, tmp_path / "whole", tmp_path / "part")
+
+
+def test_a_many_unit_run_of_an_earlier_xdream_resumes_with_its_shared_noise_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Units of a run started before units had their own noise seeds (one stream, from the
+    run's seed, for every unit; no noise_seed in the configs) resume unrefused and go on with
+    that stream, as the whole run would have; their config.yaml names no seed they never used."""
+    import pickle
+
+    import yaml
+
+    from xdream import experiment, multi
+
+    data = {**small_config(generations=2), "noise": {"name": "gain", "ns": 0.5}}
+    cfg = config.from_dict(data)
+    with monkeypatch.context() as m:  # how an earlier xdream drew the units' noise
+        m.setattr(
+            multi, "unit_noise_seed", lambda c, u: experiment.derived_seed(c.experiment.seed, 2)
+        )
+        MultiExperiment.from_config(cfg, tmp_path / "whole").run()
+        stopped = MultiExperiment.from_config(cfg, tmp_path / "part")
+        for e in stopped.experiments:
+            e._start()
+        stopped.step()  # then "killed"
+        for e in stopped.experiments:
+            e.flush()
+        stopped.release_folders()
+    for e in stopped.experiments:  # as an earlier xdream wrote them: without the key
+        state = pickle.loads(e.folder.checkpoint.read_bytes())
+        del state["config"]["experiment"]["noise_seed"]
+        e.folder.checkpoint.write_bytes(pickle.dumps(state))
+        saved = yaml.safe_load(e.folder.config.read_text())
+        del saved["experiment"]["noise_seed"]
+        e.folder.config.write_text(yaml.safe_dump(saved, sort_keys=False))
+    del stopped
+    resumed = MultiExperiment.resume(tmp_path / "part")
+    assert [e.generation for e in resumed.experiments] == [1, 1, 1]
+    resumed.run()
+    assert_same_units(resumed.labels, tmp_path / "whole", tmp_path / "part")
+    for label in resumed.labels:
+        unit = config.load(tmp_path / "part" / "units" / label / "config.yaml")
+        assert unit.experiment.noise_seed is None  # derived from seed, as it was
+    MultiExperiment.resume(tmp_path / "part").release_folders()  # and again
 
 
 def test_a_lockstep_run_continues_after_an_error_as_if_uninterrupted(

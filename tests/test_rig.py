@@ -180,6 +180,8 @@ def test_rig_section_is_validated_and_documented() -> None:
         config_mod.from_dict({"rig": {"blok_size": 4}})
     with pytest.raises(ConfigError, match="remove \\[noise\\]"):
         config_mod.from_dict({"rig": {}, "noise": {"name": "poisson"}})
+    with pytest.raises(ConfigError, match="noise_seed seeds the \\[noise\\] model"):
+        config_mod.from_dict({"rig": {}, "experiment": {"noise_seed": 3}})
     for bad in (
         {"channels": [[]]},
         {"channels": -1},

@@ -60,6 +60,42 @@ def test_plan_is_units_x_optimizers_x_seeds(tmp_path: Path) -> None:
     assert single.targets == () and single.target.channel == nes.unit.channel
 
 
+def test_each_unit_of_a_sweep_draws_its_own_noise(tmp_path: Path) -> None:
+    """The units of [[targets]] drew the same noise for a seed (the seed's stream); each task's
+    noise seed is now its unit's for its seed. A task started by an earlier xdream (no
+    noise_seed in its config.yaml) goes on with the stream of its seed, unrefused."""
+    import yaml
+
+    from xdream.multi import unit_config
+
+    path = tmp_path / "s.toml"
+    path.write_text(SWEEP_TOML.format(generations=2) + '[noise]\nname = "gain"\n')
+    cfg, section = sweep.load(path)
+    tasks = plan(cfg, section)
+    seeds = {
+        (t.unit.channel, t.optimizer, t.seed): t.config["experiment"]["noise_seed"] for t in tasks
+    }
+    assert len({seeds[c, "genetic", s] for c in (1, 2) for s in (0, 1)}) == 4
+    assert seeds[1, "genetic", 1] == seeds[1, "nes", 1]  # optimisers compared on the same noise
+    task = next(t for t in tasks if t.unit.channel == 2 and t.seed == 1)
+    seeded = config.from_dict(
+        {**cfg.to_dict(), "experiment": {**cfg.to_dict()["experiment"], "seed": 1}}
+    )
+    assert config.from_dict(task.config) == config.from_dict(
+        {**unit_config(seeded, task.unit).to_dict(), "optimizer": task.config["optimizer"]}
+    )
+
+    old = {**task.config, "experiment": dict(task.config["experiment"])}
+    del old["experiment"]["noise_seed"]  # as an earlier xdream wrote it
+    (tmp_path / "out" / task.folder).mkdir(parents=True)
+    (tmp_path / "out" / task.folder / "config.yaml").write_text(yaml.safe_dump(old))
+    again = plan(cfg, section, tmp_path / "out")
+    assert [t.config["experiment"]["noise_seed"] is None for t in again] == [
+        t is task for t in tasks
+    ]
+    assert sweep.compare_configs(again, tmp_path / "out") == {}
+
+
 @pytest.mark.parametrize(
     ("section", "message"),
     [

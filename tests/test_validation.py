@@ -91,6 +91,7 @@ def test_right_kinds_still_load() -> None:
     [
         ("experiment", "seed", -5, "'seed' must be an integer >= 0, got -5"),
         ("experiment", "reference_seed", -3, "'reference_seed' must be an integer >= 0, got -3"),
+        ("experiment", "noise_seed", -3, "'noise_seed' must be an integer >= 0, got -3"),
         (
             "experiment",
             "reference_seed",

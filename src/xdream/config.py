@@ -72,6 +72,10 @@ class ExperimentSection:
     and recorded, never given to the optimiser. 0 disables them."""
     reference_seed: int | None = None
     """Seed of the reference crops; ``None`` derives it from ``seed``."""
+    noise_seed: int | None = None
+    """Seed of the ``[noise]`` model's draws; ``None`` derives it from ``seed``. A many-unit run
+    (``[[targets]]``) gives each unit its own, derived from this one (or from ``seed``) and the
+    unit, and writes it into the unit's ``config.yaml``."""
     save_images: str = "best"
     """PNGs saved each generation: ``"best"`` (best image of the generation) or ``"none"``."""
     batch_size: int = 64
@@ -102,8 +106,9 @@ class ExperimentSection:
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"'{key}' must be a positive integer, got {value!r}")
         check_seed(self.seed, "'seed'")
-        if self.reference_seed is not None:
-            check_seed(self.reference_seed, "'reference_seed'")
+        for key in ("reference_seed", "noise_seed"):
+            if getattr(self, key) is not None:
+                check_seed(getattr(self, key), f"'{key}'")
         if not isinstance(self.tf32, bool):
             raise ValueError(f"'tf32' must be true or false, got {self.tf32!r}")
         if not isinstance(self.n_references, int) or not 0 <= self.n_references <= MAX_REFERENCES:
@@ -273,6 +278,11 @@ def from_dict(data: Mapping[str, Any]) -> Config:
         raise ConfigError(
             "[noise] applies to network units, but [rig] makes a recording rig the target: "
             "remove [noise] (to rehearse with a noisy unit, give `xdream rig-sim` --noise)"
+        )
+    if rig is not None and experiment.noise_seed is not None:
+        raise ConfigError(
+            "[experiment] noise_seed seeds the [noise] model, which [rig] excludes: remove it "
+            "(the rig's presentation order takes [rig] seed)"
         )
     if rig is not None and data.get("targets"):
         raise ConfigError(

@@ -408,7 +408,8 @@ class Experiment:
         gen_params = {k: v for k, v in config.generator.items() if k != "name"}
         if generator is None:
             generator = generators.make(config.generator["name"], **gen_params)
-        scorer = build_scorer(config, noise_seed=derived_seed(exp.seed, 2), unit=unit)
+        noise_seed = exp.noise_seed if exp.noise_seed is not None else derived_seed(exp.seed, 2)
+        scorer = build_scorer(config, noise_seed=noise_seed, unit=unit)
         opt_params = {k: v for k, v in config.optimizer.items() if k != "name"}
         init_codes = None
         if exp.init_codes is not None:  # the run folder's copy first: resume needs no source

@@ -34,6 +34,7 @@ import dataclasses
 import itertools
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -504,11 +505,47 @@ def units_of(config: Any) -> list[Unit]:
 
 
 def unit_config(config: Any, unit: Unit) -> Any:
-    """The single-unit config of one of ``config``'s units (no ``[[targets]]``)."""
+    """The single-unit config of one of ``config``'s units (no ``[[targets]]``). A unit of a
+    many-unit config gets its own ``[experiment] noise_seed`` (:func:`unit_noise_seed`), so
+    the units' noise draws are independent, and its config alone draws them again."""
     target = dataclasses.replace(
         config.target, layer=unit.layer, channel=unit.channel, x=unit.x, y=unit.y
     )
-    return dataclasses.replace(config, target=target, targets=())
+    experiment = config.experiment
+    if config.targets:
+        experiment = dataclasses.replace(experiment, noise_seed=unit_noise_seed(config, unit))
+    return dataclasses.replace(config, experiment=experiment, target=target, targets=())
+
+
+def unit_noise_seed(config: Any, unit: Unit) -> int:
+    """The noise seed of ``unit`` in a many-unit run of ``config``: from ``[experiment]
+    noise_seed`` (or the noise stream of ``seed``) and the unit's layer, channel, x and y, so
+    the same in every session and process (the layer by its CRC-32, not Python's salted
+    ``hash``)."""
+    from xdream.experiment import derived_seed
+
+    exp = config.experiment
+    base = exp.noise_seed if exp.noise_seed is not None else derived_seed(exp.seed, 2)
+    key = [zlib.crc32(unit.layer.encode("utf-8")), unit.channel]
+    key += [0 if v is None else v + 1 for v in (unit.x, unit.y)]
+    return int(np.random.SeedSequence([base, *key]).generate_state(1)[0])
+
+
+def started_without_noise_seed(folder: Path) -> bool:
+    """Whether ``folder`` holds an experiment whose ``config.yaml`` has no ``noise_seed``: one
+    started by an xdream before units had their own noise seeds, whose noise stream is the one
+    of ``seed`` (its checkpoint holds that stream). Resumed, such a unit keeps ``noise_seed``
+    unset, so it is not refused, and its rewritten ``config.yaml`` names no seed it never used."""
+    from xdream import config as config_mod
+
+    path = folder / "config.yaml"
+    if not path.exists():
+        return False
+    try:
+        section = config_mod.read(path).get("experiment")
+    except XDreamError:  # unreadable: restoring the checkpoint says what is wrong
+        return False
+    return isinstance(section, Mapping) and section.get("noise_seed") is None
 
 
 def _update_config(config: Any, path: Path) -> None:
@@ -587,6 +624,9 @@ class MultiExperiment:
             for i, (unit, label) in enumerate(zip(units, labels)):
                 folder = out / "units" / label
                 single = unit_config(config, unit)
+                if resume and started_without_noise_seed(folder):  # an earlier xdream's
+                    earlier = dataclasses.replace(single.experiment, noise_seed=None)
+                    single = dataclasses.replace(single, experiment=earlier)
                 exp = Experiment.from_config(
                     single, folder, unit=multi.view(i), generator=generator
                 )

@@ -140,21 +140,26 @@ def parse_section(section: Any, cfg: Any) -> SweepSection:
     return SweepSection(tuple(optimizers), tuple(seeds), float(cpus), retries)
 
 
-def plan(cfg: Any, sweep: SweepSection) -> list[Task]:
-    """Every (unit, optimiser, seed) experiment, with its own single-unit config."""
-    from xdream.multi import unit_config, units_of
+def plan(cfg: Any, sweep: SweepSection, out: Path | None = None) -> list[Task]:
+    """Every (unit, optimiser, seed) experiment, with its own single-unit config (a unit of
+    ``[[targets]]`` with its own noise seed). ``out``: the sweep's folder, where experiments
+    started by an xdream before units had their own noise seeds keep the noise stream they
+    started with (:func:`~xdream.multi.started_without_noise_seed`)."""
+    from xdream.multi import started_without_noise_seed, unit_config, units_of
 
     tasks = []
     for unit in units_of(cfg):
         for opt in sweep.optimizers:
             for seed in sweep.seeds:
-                single = unit_config(cfg, unit)
-                single = dataclasses.replace(
-                    single,
-                    optimizer=dict(opt),
-                    experiment=dataclasses.replace(single.experiment, seed=seed),
+                # the seed first: a unit's noise seed derives from it
+                seeded = dataclasses.replace(
+                    cfg, experiment=dataclasses.replace(cfg.experiment, seed=seed)
                 )
+                single = dataclasses.replace(unit_config(seeded, unit), optimizer=dict(opt))
                 folder = f"{unit.label}/{opt['name']}/seed{seed}"
+                if out is not None and started_without_noise_seed(out / folder):
+                    earlier = dataclasses.replace(single.experiment, noise_seed=None)
+                    single = dataclasses.replace(single, experiment=earlier)
                 tasks.append(Task(unit, opt["name"], seed, folder, single.to_dict()))
     return tasks
 
@@ -274,7 +279,7 @@ def run_sweep(
     ray = _require_ray()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    tasks = plan(cfg, sweep)
+    tasks = plan(cfg, sweep, out)
     changed = compare_configs(tasks, out)
     results: dict[int, dict[str, Any]] = {}
     for i, task in enumerate(tasks):
