@@ -341,17 +341,53 @@ def test_an_interrupted_run_brings_record_h5_up_to_the_journal(tmp_path: Path) -
 @pytest.fixture
 def restore_tf32() -> Any:
     """Put PyTorch's TF32 flags back as they were (they are process-wide)."""
+    from xdream.precision import tf32_allowed, tf32_mode
+
+    with tf32_mode(tf32_allowed()):  # which puts them back when it ends
+        yield
+
+
+def test_an_experiment_under_pytorchs_fp32_precision_api_runs_and_puts_it_back(
+    tmp_path: Path, restore_tf32: Any
+) -> None:
+    """A program that set TF32 through PyTorch's fp32_precision API (torch 2.9 and later)
+    made every experiment crash: reading the legacy allow_tf32 flags then raises. The
+    experiment computes in IEEE float32 and leaves every fp32_precision setting as it was
+    (matmul's "none", inheriting, had become "ieee")."""
     import torch
 
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    from xdream.precision import tf32_allowed
+
+    b = torch.backends
+    if not hasattr(b.cuda.matmul, "fp32_precision"):
+        pytest.skip("this torch has no fp32_precision API")
+    settings = [b, b.cudnn, b.cuda.matmul, b.cudnn.conv, b.cudnn.rnn, b.mkldnn, b.mkldnn.matmul]
+    saved = [s.fp32_precision for s in settings]
+    try:
+        b.fp32_precision = "tf32"
+        b.cuda.matmul.fp32_precision = "none"  # inherits "tf32"
+        before = [s.fp32_precision for s in settings]
+        exp = tiny_experiment(tmp_path / "run", generations=2)
+        seen: list[tuple[bool, bool]] = []
+        score = exp.scorer.score
+
+        def spy(images: Any, ids: list[str]) -> Any:
+            seen.append((tf32_allowed(), tf32_allowed("matmul")))
+            return score(images, ids)
+
+        exp.scorer.score = spy  # type: ignore[method-assign]
+        exp.run()
+        assert seen == [(False, False)] * 2
+        assert [s.fp32_precision for s in settings] == before
+        assert tf32_allowed() and tf32_allowed("matmul")
+    finally:
+        for s, value in zip(settings, saved):
+            s.fp32_precision = value
 
 
 def test_experiments_compute_in_ieee_float32_unless_tf32_is_asked(
     tmp_path: Path, restore_tf32: Any
 ) -> None:
-    import torch
 
     from xdream import config as config_mod
     from xdream.experiment import Experiment
@@ -363,7 +399,7 @@ def test_experiments_compute_in_ieee_float32_unless_tf32_is_asked(
         score = exp.scorer.score
 
         def spy(images: Any, ids: list[str]) -> Any:
-            seen.append((tf32_allowed(), torch.backends.cuda.matmul.allow_tf32))
+            seen.append((tf32_allowed(), tf32_allowed("matmul")))
             return score(images, ids)
 
         exp.scorer.score = spy  # type: ignore[method-assign]
@@ -382,7 +418,7 @@ def test_experiments_compute_in_ieee_float32_unless_tf32_is_asked(
         asked.step()
     assert off == [(False, False)] * 3 and on == [(True, True)] * 3
     # ... and the caller's own setting is put back after every generation
-    assert tf32_allowed() and torch.backends.cuda.matmul.allow_tf32
+    assert tf32_allowed() and tf32_allowed("matmul")
     set_tf32(False)
     asked.run()
     assert on[-1] == (True, True) and not tf32_allowed()
@@ -391,7 +427,7 @@ def test_experiments_compute_in_ieee_float32_unless_tf32_is_asked(
     failing.scorer.score = lambda images, ids: 1 / 0  # type: ignore[method-assign]
     with pytest.raises(ZeroDivisionError):
         failing.run()
-    assert not tf32_allowed() and not torch.backends.cuda.matmul.allow_tf32
+    assert not tf32_allowed() and not tf32_allowed("matmul")
     # from a config: the key reaches the experiment and its resolved config
     cfg = config_mod.from_dict(
         {

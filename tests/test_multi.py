@@ -27,6 +27,7 @@ from xdream.multi import (
     unit_noise_seed,
     units_of,
 )
+from xdream.precision import tf32_allowed, tf32_mode
 from xdream.scorers import CNNUnitScorer
 
 
@@ -105,17 +106,18 @@ def test_lockstep_run_equals_separate_runs(tmp_path: Path, monkeypatch: Any) -> 
 
     def counting(self: MultiUnitScorer, images: torch.Tensor) -> np.ndarray:
         seen.append(images.shape[0])
-        tf32.append(torch.backends.cudnn.allow_tf32)
+        tf32.append(tf32_allowed())
         return original(self, images)
 
     monkeypatch.setattr(MultiUnitScorer, "activations", counting)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)  # the caller's setting
-    multi = MultiExperiment.from_config(cfg, tmp_path / "many")
-    summaries = multi.run()
+    with tf32_mode(True):  # the caller's setting
+        multi = MultiExperiment.from_config(cfg, tmp_path / "many")
+        summaries = multi.run()
+        caller = tf32_allowed()
     # 3 units x 6 evolved images, plus 3 reference crops shared by all (same reference seed)
     assert seen == [3 * 6 + 3, 3 * 6 + 3]
     # the shared pass computes in IEEE float32 (tf32 = false), the caller's setting survives
-    assert tf32 == [False, False] and torch.backends.cudnn.allow_tf32
+    assert tf32 == [False, False] and caller
     assert [s["generations"] for s in summaries] == [2, 2, 2]
 
     with open(tmp_path / "many" / "units.csv") as fh:

@@ -373,11 +373,9 @@ def test_cuda_scores_do_not_depend_on_the_batch() -> None:
     """In IEEE float32 (xdream's default on CUDA) an image scores the same in any batch, and
     close to the CPU; with TensorFloat-32 it did not (docs/benchmarks.md, "Float32 on CUDA")."""
     from xdream import generators
-    from xdream.precision import set_tf32, tf32_allowed
+    from xdream.precision import tf32_mode
 
-    saved = tf32_allowed(), torch.backends.cuda.matmul.allow_tf32
-    set_tf32(False)
-    try:
+    with tf32_mode(False):
         gen = generators.make("fourier", size=64)
         codes = np.random.default_rng(0).standard_normal((40, gen.code_dim)).astype(np.float32)
         images = gen.generate(codes)
@@ -387,8 +385,6 @@ def test_cuda_scores_do_not_depend_on_the_batch() -> None:
         batch = gpu.score(images, ids)
         np.testing.assert_array_equal(gpu.score(images[:7], ids[:7]), batch[:7])
         np.testing.assert_allclose(batch, cpu.score(images, ids), rtol=1e-3, atol=1e-3)
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def test_a_submodule_swapped_in_after_the_scorer_was_built_is_in_evaluation_mode() -> None:
