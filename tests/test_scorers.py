@@ -366,6 +366,30 @@ def test_noise_parameters_are_validated() -> None:
         make_noise("poisson", scael=5.0)
     with pytest.raises(ConfigError, match="noise model"):
         make_noise("gaussian")
+    # infinity passed: Poisson crashed inside NumPy, gain made every score 0 or inf
+    with pytest.raises(ConfigError, match="scale must be a positive finite number, got inf"):
+        make_noise("poisson", scale=float("inf"))
+    with pytest.raises(ConfigError, match="ns must be a finite number >= 0, got inf"):
+        make_noise("gain", ns=float("inf"))
+    with pytest.raises(ConfigError, match="ns must be a finite number >= 0, got nan"):
+        make_noise("gain", ns=float("nan"))
+
+
+def test_poisson_noise_takes_any_finite_score() -> None:
+    """Rates beyond NumPy's Poisson sampler (score x scale above ~9.2e18) crashed with its
+    'lam value too large'; -inf stayed -inf where a negative score counts 0 spikes."""
+    noise = make_noise("poisson", scale=20.0, reps=3)
+    scores = np.array([1e20, 2.0, -np.inf, -3.0, np.nan, np.inf, 1e17])
+    out = noise(scores, np.random.default_rng(0))
+    np.testing.assert_allclose(out[[0, 6]], [1e20, 1e17], rtol=1e-6)  # N(rate, rate): sd 1e-9
+    assert out[0] != 1e20 and out[2] == 0.0 and out[3] == 0.0
+    assert np.isnan(out[4]) and out[5] == np.inf  # no response, and an infinite one, pass on
+    # below the bound, the same draws as before
+    plain = np.array([2.0, 0.5, -1.0])
+    expected = np.random.default_rng(1).poisson(np.maximum(plain, 0) * 20.0, (3, 3)).mean(0) / 20
+    np.testing.assert_array_equal(noise(plain, np.random.default_rng(1)), expected)
+    with pytest.raises(ConfigError, match=r"score 1e\+308 times scale 20.0 is beyond"):
+        noise(np.array([1e308]), np.random.default_rng(0))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

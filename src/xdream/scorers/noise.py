@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -49,15 +50,23 @@ def register(cls: type[NoiseModel]) -> type[NoiseModel]:
     return cls
 
 
+MAX_POISSON_RATE = 1e15
+"""Spike-count rates (score x scale) above which Poisson noise draws from its normal
+approximation N(rate, rate), rounded: NumPy's Poisson sampler refuses rates above ~9.2e18."""
+
+
 @register
 @dataclasses.dataclass(frozen=True)
 class PoissonNoise(NoiseModel):
     """XDream's spike-count noise: mean over ``reps`` of Poisson(max(0, s * scale)) / scale.
 
+    A score of -inf, like any negative one, counts 0 spikes.
+
     Attributes:
         scale: the "expected maximum firing rate": a score of 1 becomes a Poisson count with
             mean ``scale`` (5-250 in XDream's paper; 20 for its headline result). The larger,
-            the less noisy relative to the score. Must be positive.
+            the less noisy relative to the score. Must be a positive finite number. Counts
+            expected above ``1e15`` are drawn from the normal approximation N(rate, rate).
         reps: repeated presentations of each image whose counts are averaged (1). Must be a
             positive integer.
     """
@@ -67,17 +76,31 @@ class PoissonNoise(NoiseModel):
     reps: int = 1
 
     def __post_init__(self) -> None:
-        if not self.scale > 0:
-            raise ConfigError(f"poisson noise: scale must be positive, got {self.scale!r}")
+        if not (self.scale > 0 and math.isfinite(self.scale)):
+            raise ConfigError(
+                f"poisson noise: scale must be a positive finite number, got {self.scale!r}"
+            )
         if not isinstance(self.reps, int) or self.reps < 1:
             raise ConfigError(f"poisson noise: reps must be a positive integer, got {self.reps!r}")
 
     def __call__(self, scores: Scores, rng: np.random.Generator) -> Scores:
         scores = np.asarray(scores, dtype=np.float64)
         out = scores.copy()
-        ok = np.isfinite(scores)
-        rate = np.maximum(0.0, scores[ok] * self.scale)
-        counts = rng.poisson(rate, size=(self.reps, rate.size))
+        ok = ~np.isnan(scores) & (scores != np.inf)  # -inf is below 0: a count of 0
+        with np.errstate(over="ignore"):
+            rate = np.maximum(0.0, scores[ok] * self.scale)
+        if not np.isfinite(rate).all():
+            score = float(scores[ok][~np.isfinite(rate)][0])
+            raise ConfigError(
+                f"poisson noise: score {score!r} times scale {self.scale!r} is beyond float64's "
+                "range; give a smaller scale (the spike count expected at a score of 1)"
+            )
+        large = rate > MAX_POISSON_RATE  # NumPy refuses rates above ~9.2e18
+        counts = rng.poisson(np.where(large, 0.0, rate), size=(self.reps, rate.size))
+        if large.any():  # Poisson(rate) is N(rate, rate) to within 1e-7 here
+            normal = rng.normal(rate[large], np.sqrt(rate[large]), (self.reps, int(large.sum())))
+            counts = counts.astype(np.float64)
+            counts[:, large] = np.maximum(0.0, np.round(normal))
         out[ok] = counts.mean(axis=0) / self.scale
         return out
 
@@ -89,15 +112,15 @@ class GainNoise(NoiseModel):
 
     Attributes:
         ns: the standard deviation of the gain around 1 (0.2); 0 is no noise, 0.5 the
-            benchmark's noisy condition. Must be >= 0.
+            benchmark's noisy condition. Must be a finite number >= 0.
     """
 
     name: ClassVar[str] = "gain"
     ns: float = 0.2
 
     def __post_init__(self) -> None:
-        if not self.ns >= 0:
-            raise ConfigError(f"gain noise: ns must be >= 0, got {self.ns!r}")
+        if not (self.ns >= 0 and math.isfinite(self.ns)):
+            raise ConfigError(f"gain noise: ns must be a finite number >= 0, got {self.ns!r}")
 
     def __call__(self, scores: Scores, rng: np.random.Generator) -> Scores:
         scores = np.asarray(scores, dtype=np.float64)
