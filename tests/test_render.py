@@ -133,3 +133,26 @@ def test_the_command_shows_the_default_parameters_warning_as_one_line(
     err = capsys.readouterr().err
     assert err.startswith("xdream: warning: ") and "default parameters" in err
     assert "UserWarning" not in err and "warnings.warn" not in err
+
+
+@pytest.mark.parametrize(
+    ("ref_id", "message"),
+    [
+        ("ref_chelsea_5000_0_50", r"not a crop of 'chelsea' \(300 x 451 px\)"),  # crashed
+        ("ref_chelsea_0_0_0", "the square of side 0 at row 0"),  # crashed
+        ("ref_chelsea_-1_0_50", "at row -1, column 0 must lie inside the photo"),
+        ("ref_chelsea_0_0_9999", "top \\+ side <= 300"),  # wrote the whole photo, squashed
+        ("ref_chelsa_0_0_50", "'chelsa' is not a reference photo. Did you mean 'chelsea'"),
+        ("ref_cat_0_0_50", "'cat' is not a reference photo"),  # a photo, but no reference's
+        ("ref_chelsea_a_0_50", "reference ids look like ref_PHOTO_TOP_LEFT_SIDE"),
+    ],
+)
+def test_render_refuses_an_id_that_names_no_reference_crop(
+    finished: Path, tmp_path: Path, ref_id: str, message: str
+) -> None:
+    with pytest.raises(XDreamError, match=message):
+        render_mod.render(finished, [ref_id], out=tmp_path / "out")
+    assert not (tmp_path / "out" / f"{ref_id}.png").exists()
+    # one that is: the crop, written
+    written = render_mod.render(finished, ["ref_hubble_deep_field_0_0_50"], out=tmp_path / "out")
+    assert [p.name for p in written] == ["ref_hubble_deep_field_0_0_50.png"]

@@ -564,7 +564,9 @@ def test_render_errors(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", str(run), "--ids", "gen001_00004"]) == 2
     err = capsys.readouterr().err
     assert "no image 'gen001_00004'" in err and "Did you mean" in err
-    with pytest.raises(XDreamError, match="not a valid reference id"):
+    with pytest.raises(
+        XDreamError, match="is not a reference id: reference ids look like ref_PHOTO_TOP_LEFT_SIDE"
+    ):
         render(run, ["ref_nonsense"])
     for size in ("100000", "0", "-5"):
         assert main(["render", str(run), "--ids", "best", "--size", size]) == 2

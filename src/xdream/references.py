@@ -164,6 +164,28 @@ def _prefetcher() -> ThreadPoolExecutor:
 
 
 def from_id(ref_id: str, size: int) -> Images:
-    """Regenerate a reference crop from its id (``ref_{photo}_{top}_{left}_{side}``)."""
-    name, top, left, side = ref_id.removeprefix("ref_").rsplit("_", 3)
-    return crop(name, int(top), int(left), int(side), size)
+    """Regenerate a reference crop from its id (``ref_{photo}_{top}_{left}_{side}``).
+
+    Raises :class:`XDreamError` for an id that names no crop a reference could be: another
+    form, a photo not in :data:`PHOTOS`, or a square that is empty or not inside the photo."""
+    form = "reference ids look like ref_PHOTO_TOP_LEFT_SIDE, as in ref_chelsea_10_20_150"
+    try:
+        if not ref_id.startswith("ref_"):
+            raise ValueError(ref_id)
+        name, *numbers = ref_id.removeprefix("ref_").rsplit("_", 3)
+        top, left, side = (int(n) for n in numbers)
+    except ValueError:
+        raise XDreamError(f"{ref_id!r} is not a reference id: {form}") from None
+    if name not in PHOTOS:
+        raise XDreamError(
+            f"{ref_id!r} is not a reference id: {name!r} is not a reference photo."
+            f"{did_you_mean(name, PHOTOS)} The photos are {', '.join(PHOTOS)}; {form}"
+        )
+    _, h, w = photo(name).shape
+    if side < 1 or top < 0 or left < 0 or top + side > h or left + side > w:
+        raise XDreamError(
+            f"{ref_id!r} is not a crop of {name!r} ({h} x {w} px): the square of side {side} "
+            f"at row {top}, column {left} must lie inside the photo (side >= 1, top + side <= "
+            f"{h}, left + side <= {w})"
+        )
+    return crop(name, top, left, side, size)

@@ -134,12 +134,7 @@ def render(
     written = []
     for image_id, row in wanted:
         if row is None:
-            try:
-                image = from_id(image_id, generator.output_size[0])[0]
-            except (ValueError, AttributeError):
-                raise XDreamError(
-                    f"{image_id!r} is not a valid reference id (ref_PHOTO_TOP_LEFT_SIDE)"
-                ) from None
+            image = from_id(image_id, generator.output_size[0])[0]  # XDreamError when not one
         else:
             image = generator.generate(rec.codes[row : row + 1])[0]
         path = folder / f"{image_id}.png"

@@ -448,7 +448,7 @@ def experiment_figures(
     for rid, s in top:
         try:
             ref_tiles.append((to_pil(from_id(rid, size)[0]), _fmt(s, 3)))
-        except (ValueError, AttributeError) as err:
+        except XDreamError as err:
             notes.append(f"reference {rid!r} not regenerated: {err}")
     figures.append(
         Figure(
