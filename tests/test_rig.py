@@ -846,3 +846,16 @@ def test_sim_slow_writes_duplicates_and_no_manifest(tmp_path: Path, fmt: str) ->
         rec.extra["rig/presentations/stimulus"], rec.extra["rig/presentations/response"]
     ):
         np.testing.assert_array_equal(response, by_name[name])
+
+
+def test_rig_sim_refuses_a_noise_param_that_is_no_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--noise-param scale=twenty ended in float()'s traceback."""
+    from xdream.cli import main
+
+    argv = ["rig-sim", str(tmp_path / "stimuli"), "--layer", "blocks.10", "--channel", "5"]
+    assert main([*argv, "--noise", "poisson", "--noise-param", "scale=twenty"]) == 2
+    err = capsys.readouterr().err
+    assert "--noise-param 'scale=twenty': VALUE must be a number" in err
+    assert "Traceback" not in err

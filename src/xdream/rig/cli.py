@@ -78,16 +78,21 @@ def cmd_rig_sim(args: argparse.Namespace, console: Any) -> int:
     from xdream.rig.sim import RigSim, SimSettings
 
     formats.load_plugins(args.plugin)
+    params: dict[str, Any] = {}
+    for item in args.noise_param if args.noise else []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise XDreamError(f"--noise-param expects KEY=VALUE, got {item!r}")
+        try:
+            params[key] = int(value) if value.isdigit() else float(value)
+        except ValueError:
+            raise XDreamError(
+                f"--noise-param {item!r}: VALUE must be a number (as in scale=20)"
+            ) from None
     unit: Any = scorers.make_unit(
         args.network, layer=args.layer, channel=args.channel, weights=args.weights
     )
     if args.noise:
-        params: dict[str, Any] = {}
-        for item in args.noise_param:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise XDreamError(f"--noise-param expects KEY=VALUE, got {item!r}")
-            params[key] = int(value) if value.isdigit() else float(value)
         unit = scorers.NoisyScorer(
             unit, scorers.make_noise(args.noise, **params), seed=args.seed + 1
         )
