@@ -63,10 +63,16 @@ class PoissonNoise(NoiseModel):
     A score of -inf, like any negative one, counts 0 spikes.
 
     Attributes:
-        scale: the "expected maximum firing rate": a score of 1 becomes a Poisson count with
-            mean ``scale`` (5-250 in XDream's paper; 20 for its headline result). The larger,
-            the less noisy relative to the score. Must be a positive finite number. Counts
-            expected above ``1e15`` are drawn from the normal approximation N(rate, rate).
+        scale: spikes per unit of score: a score of 1 becomes a Poisson count with mean
+            ``scale``. It applies to the raw score, the unit's activation as the network gives
+            it (``xdream run`` does not normalise; ``xdream bench optimizers`` divides scores
+            by the unit's best natural-crop response first). XDream's paper (5-250; 20 for its
+            headline result) took it as the expected count at the unit's best response, so
+            to reproduce its condition give ``scale`` = 20 / (the unit's typical best
+            response): a unit whose best is about 40 takes 0.5. The larger, the less noisy
+            relative to the score (relative noise 1 / sqrt(score x scale)). Must be a positive
+            finite number. Counts expected above ``1e15`` are drawn from the normal
+            approximation N(rate, rate).
         reps: repeated presentations of each image whose counts are averaged (1). Must be a
             positive integer.
     """
