@@ -569,6 +569,13 @@ def test_a_users_model_in_training_mode_or_float64_scores_as_the_single_scorer()
     wide = Network(dropout_net().double(), IDENTITY, "mine64")
     got = MultiUnitScorer(wide, [Unit("4", 2)], device="cpu", fold_bn=False).activations(x)
     assert np.isfinite(got).all()
+    # a float64 model's responses keep their precision (they were rounded to float32)
+    big = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).double()
+    with torch.no_grad():
+        big[0].bias.fill_(1e3)
+    multi64 = MultiUnitScorer(Network(big, IDENTITY, "big64"), [Unit("0", 1)], device="cpu")
+    alone = CNNUnitScorer(big, "0", 1, preprocess=IDENTITY, device="cpu").score(x, ids(4))
+    np.testing.assert_allclose(multi64.activations(x)[:, 0], alone, rtol=1e-12, atol=0)
 
     vol = Network(WithConv3d(), IDENTITY, "vol")
     conv3d = MultiUnitScorer(vol, [Unit("conv", 1, 2, 2)], device="cpu")

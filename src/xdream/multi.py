@@ -373,6 +373,8 @@ class MultiUnitScorer:
             self._forward(inputs)
 
     def _batches(self, images: Images) -> Iterator[torch.Tensor]:
+        # responses in float32, a float64 model's in float64 (scores are float64 either way)
+        dtype = torch.float64 if self._dtype == torch.float64 else torch.float32
         for start in range(0, images.shape[0], self.batch_size):
             batch = images[start : start + self.batch_size].to(self.device, torch.float32)
             if self.image_size is not None:
@@ -380,11 +382,11 @@ class MultiUnitScorer:
             inputs = self.network.preprocess(batch).to(self._dtype)
             if self.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
-            out = torch.empty(batch.shape[0], len(self.units), device=self.device)
+            out = torch.empty(batch.shape[0], len(self.units), device=self.device, dtype=dtype)
 
             def sink(layer: str, t: torch.Tensor, out: torch.Tensor = out) -> None:
                 cols, chans, ys, xs = self._plan[layer]
-                t = t.float()
+                t = t.to(out.dtype)
                 out[:, cols] = t[:, chans] if t.ndim == 2 else t[:, chans, ys, xs]
 
             with self._hooks(sink):
