@@ -411,6 +411,15 @@ def test_stopped_run_and_summary_only_write_partial_tables(
     with pytest.raises(XDreamError, match="nothing to run or summarise"):
         write_outputs(out, [], TINY, {}, {}, 1, "cpu")
     assert {f: (out / f).read_bytes() for f in before} == before
+    # a damaged previous summary.json (cut short, or not an object) is rewritten, not a
+    # traceback: the machine that ran the tasks is then unknown, and one line says so
+    for damaged in (before["summary.json"][:100], b"[1, 2]"):
+        (out / "summary.json").write_bytes(damaged)
+        lines: list[str] = []
+        again = run_benchmark(TINY, out, workers=1, run=False, **{**kwargs, "log": lines.append})
+        assert again["machine"] is None and again["complete"] is True
+        assert json.loads((out / "summary.json").read_text())["machine"] is None
+        assert sum("machine is unknown" in line for line in lines) == 1
 
 
 def test_unknown_contender_is_refused_before_anything_is_written(tmp_path: Path) -> None:

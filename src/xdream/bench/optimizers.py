@@ -555,7 +555,8 @@ def write_outputs(
 
     ``summary["machine"]`` is where the last invocation that ran tasks ran: this one's
     (``workers``, ``device``) when it ran any (``ran``), else the previous summary's (None if
-    there is none), so that ``--summary-only`` does not pass itself off as the machine.
+    there is none or it is unreadable), so that ``--summary-only`` does not pass itself off as
+    the machine.
     """
     if not tasks:  # nothing to summarise: keep what the folder holds
         raise XDreamError(f"no benchmark tasks for {out}: nothing to run or summarise")
@@ -572,10 +573,7 @@ def write_outputs(
     if ran:
         summary["machine"] = machine(workers, device)
     else:
-        previous = out / "summary.json"
-        summary["machine"] = (
-            json.loads(previous.read_text()).get("machine") if previous.exists() else None
-        )
+        summary["machine"] = _previous_machine(out / "summary.json", log)
     summary["references"] = refs
     if overhead_path is not None and overhead_path.exists():
         summary["overhead"] = json.loads(overhead_path.read_text())
@@ -585,6 +583,23 @@ def write_outputs(
     except ImportError:
         log("matplotlib is not installed: no plot")
     return summary
+
+
+def _previous_machine(path: Path, log: Log) -> Any:
+    """The ``machine`` of the summary.json at ``path``: None when there is none, or when the
+    file is cut short, damaged or not a JSON object (then said in one line; the file is about
+    to be rewritten, and which machine ran the tasks is unknown)."""
+    if not path.exists():
+        return None
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError) as err:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        log(f"the previous {path} is unreadable ({err}): the machine is unknown")
+        return None
+    if not isinstance(previous, dict):
+        log(f"the previous {path} is not a JSON object: the machine is unknown")
+        return None
+    return previous.get("machine")
 
 
 def _execute(todo: list[Task], out: Path, pool: cf.Executor | None, log: Log, t0: float) -> None:
