@@ -393,6 +393,15 @@ def test_stopped_run_and_summary_only_write_partial_tables(
     assert again["generators"] == summary["generators"]
     assert again["machine"] == ran_there
     assert json.loads((out / "summary.json").read_text())["machine"] == ran_there
+    # --summary-only uses no device: the GPU benchmark's own command summarises it anywhere
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    on_laptop = run_benchmark(TINY, out, workers=1, device="cuda", run=False, **kwargs)
+    assert on_laptop["generators"] == summary["generators"]
+    assert on_laptop["machine"] == ran_there
+    with pytest.raises(XDreamError, match="CUDA is not available"):
+        run_benchmark(TINY, out, workers=1, device="cuda", **kwargs)  # running needs it
+    monkeypatch.undo()
+    monkeypatch.setattr(bench, "run_task", real)
     # resuming finishes the rest; the tables are then complete, the machine this one
     done = run_benchmark(TINY, out, workers=1, **kwargs)
     assert done["complete"] is True and done["tasks"] == {"finished": 4, "total": 4}

@@ -423,11 +423,14 @@ def run_benchmark(
 
     Everything is checked before ``out`` is touched (contenders, ``device``, that ``out`` is a
     folder, that ``run=False`` has runs to summarise): a refused invocation leaves no
-    config.json that would tie the folder to its protocol.
+    config.json that would tie the folder to its protocol. ``run=False`` uses no device, so
+    ``device`` is not checked then (a GPU benchmark's folder is summarised on a laptop with the
+    same command).
     """
     out = Path(out)
     table = select_contenders(profile, contender_table)
-    device = str(resolve_device(device))
+    if run:
+        device = str(resolve_device(device))
     if out.exists() and not out.is_dir():
         raise XDreamError(f"the output folder {out} is a file")
     if not run and not (out / "references.json").exists():
