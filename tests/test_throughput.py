@@ -111,6 +111,11 @@ def test_bad_benchmark_options_are_refused(capsys: pytest.CaptureFixture[str]) -
         (["--units", "", "--plot", "p.png"], "--plot draws the --units curve"),
         (["--json", "no-such-folder/x.json"], "--json no-such-folder/x.json: the folder"),
         (["--plot", "no-such-folder/p.png"], "--plot no-such-folder/p.png: the folder"),
+        (["--units", "", "--json", "."], "--json . is a folder"),
+        (["--plot", "."], "--plot . is a folder"),
+        (["--units", "2", "--units-layer", "nosuch"], "--units-layer: network 'efficientnet"),
+        (["--layers", "blocks.1,blokcs.2"], "no layer 'blokcs.2'. Did you mean 'blocks.2'?"),
+        (["--units", "1,25", "--units-layer", "blocks.1"], "--units 25: layer 'blocks.1'"),
     ],
 )
 def test_arguments_are_checked_before_measuring(

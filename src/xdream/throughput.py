@@ -349,6 +349,7 @@ def cmd_throughput(args: argparse.Namespace, console: Any) -> int:
     if args.chain < 1:
         raise XDreamError(f"--chain must be at least 1, got {args.chain}")
     _check_arguments(args)
+    _check_layers(args)
     results = run(args, console)
     results["units_layer"] = args.units_layer
     _print_table(results, console)
@@ -363,7 +364,8 @@ def cmd_throughput(args: argparse.Namespace, console: Any) -> int:
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """Refuse, naming the flag, what would fail only after minutes of measuring (or not at
-    all): sizes and counts out of range, nothing to measure, a missing folder for the output."""
+    all): sizes and counts out of range, nothing to measure, a missing folder for the output
+    or an output that is a folder."""
     for flag, value, least in (
         ("--image-size", args.image_size, 1),
         ("--threads", args.threads, 0),
@@ -378,8 +380,40 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if args.plot and not args.units:
         raise XDreamError("--plot draws the --units curve, and --units is empty")
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path and Path(path).is_dir():
+            raise XDreamError(f"{flag} {path} is a folder: give a file name")
         if path and not Path(path).resolve().parent.is_dir():
             raise XDreamError(f"{flag} {path}: the folder {Path(path).parent} does not exist")
+
+
+def _check_layers(args: argparse.Namespace) -> None:
+    """Refuse, naming the flag, a layer of ``--layers`` or ``--units-layer`` that the network
+    lacks and ``--units`` beyond the channels of ``--units-layer`` (the units of ``n`` units
+    at once are its channels ``0..n-1``): one dry forward pass of the network, where these
+    would otherwise fail after every layer before them was measured."""
+    from xdream import networks
+    from xdream.errors import did_you_mean
+
+    net = networks.make(args.network)
+    shapes = dict(networks.layer_table(net.module, net.preprocess.input_size))
+    wanted = [("--layers", layer) for layer in args.layers]
+    if args.units:
+        wanted.append(("--units-layer", args.units_layer))
+    for flag, layer in wanted:
+        if layer not in shapes:
+            raise XDreamError(
+                f"{flag}: network {args.network!r} has no layer {layer!r}."
+                f"{did_you_mean(layer, shapes)} List the layers with "
+                f"`xdream layers {args.network}`."
+            )
+    if args.units:
+        channels = shapes[args.units_layer][0]
+        if max(args.units) > channels:
+            raise XDreamError(
+                f"--units {max(args.units)}: layer {args.units_layer!r} of {args.network!r} has "
+                f"{channels} channels, and n units at once are its channels 0..n-1; give "
+                f"--units up to {channels} (or another --units-layer)"
+            )
 
 
 def _int_list(text: str) -> list[int]:
@@ -454,7 +488,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[1, 2, 4, 8, 16],
         help="numbers of units for the units-at-once curve (default 1,2,4,8,16; '' skips it)",
     )
-    p.add_argument("--units-layer", default="blocks.10", help="layer of the units-at-once units")
+    p.add_argument(
+        "--units-layer",
+        default="blocks.10",
+        help="layer of the units-at-once units: n units are its channels 0..n-1, so no --units "
+        "may exceed its channel count",
+    )
     p.add_argument("--json", help="write every figure to this JSON file")
     p.add_argument("--plot", help="write the units-at-once curve to this PNG")
 
