@@ -967,7 +967,9 @@ def read(path: str | Path) -> Record:
     try:
         with h5py.File(folder.record, "r", locking=False) as f:
             return _record_from(f, summary)
-    except UNREADABLE as err:
+    # TornRead is named on purpose: that it is a ValueError (one of UNREADABLE) is not what
+    # makes a torn read retryable, and it stays caught if either changes
+    except (TornRead, *UNREADABLE) as err:
         raise unreadable(folder.path, err) from err
 
 
