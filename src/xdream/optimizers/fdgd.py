@@ -92,10 +92,16 @@ class FDGD(Optimizer):
         """The current centre ``x`` (a copy), shape ``(dim,)``."""
         return self._mean.copy()
 
+    def _pairs(self) -> int:
+        """Perturbations per generation: ``n_samples // 2`` pairs ``x ± d`` (antithetic), else
+        ``n_samples - 1`` codes ``x + d`` beside the centre."""
+        p = self._params
+        return p.n_samples // 2 if p.antithetic else p.n_samples - 1
+
     def _sample(self, step: int) -> None:
         """Draw the perturbations and codes of generation ``step``."""
         p = self._params
-        n = p.n_samples // 2 if p.antithetic else p.n_samples - 1
+        n = self._pairs()
         self._perturb: FloatArray = self._rng.normal(0.0, p.search_radius, (n, self._dim))
         if p.antithetic:
             codes = [self._mean + self._perturb, self._mean - self._perturb]
@@ -144,7 +150,6 @@ class FDGD(Optimizer):
             raise XDreamError(
                 f"checkpoint holds codes of dimension {self._mean.shape}, expected ({self._dim},)"
             )
-        p = self._params
-        n = p.n_samples // 2 if p.antithetic else p.n_samples - 1
+        n = self._pairs()
         check_shape("perturbations", self._perturb, (n, self._dim))
-        check_shape("codes", self._codes, (2 * n if p.antithetic else n + 1, self._dim))
+        check_shape("codes", self._codes, (2 * n if self._params.antithetic else n + 1, self._dim))
