@@ -467,6 +467,7 @@ def run_benchmark(
     todo: list[Task] = []
     refs: dict[str, float] = {}
     finished = False
+    ran = False  # whether this invocation finished any task (then the machine is this one)
     try:
         t0 = time.perf_counter()
         units = choose_units(profile)
@@ -517,13 +518,17 @@ def run_benchmark(
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        if run and not finished and tasks:
-            # stopped part-way (Ctrl-C, a failed task): leave tables of what finished
+        if run and tasks:
             try:
                 ran = any(_is_done(out, t) for t in todo)
-                write_outputs(out, tasks, profile, config, refs, workers, device, ran=ran, log=log)
-            except Exception as err:  # the original error is the one to raise
-                log(f"could not summarise the finished tasks: {err}")
+                if not finished:  # stopped part-way (Ctrl-C, a failed task): tables of the rest
+                    write_outputs(
+                        out, tasks, profile, config, refs, workers, device, ran=ran, log=log
+                    )
+            except Exception as err:
+                if finished:
+                    raise
+                log(f"could not summarise the finished tasks: {err}")  # the original error wins
     overhead_path = out / "overhead.json" if with_overhead else None
     if overhead_path is not None and not overhead_path.exists() and run:
         log("overhead: ask + tell per generation at N = 4096, 40 codes")
@@ -537,7 +542,7 @@ def run_benchmark(
         workers,
         device,
         overhead_path=overhead_path,
-        ran=run and any(_is_done(out, t) for t in todo),
+        ran=ran,
         log=log,
     )
 
