@@ -507,6 +507,29 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_the_fit(
     # folders made for a command that then fails are removed again, parents included
     assert main(["encode", str(tmp_path / "nope.png"), "--out", str(tmp_path / "a" / "b")]) == 2
     assert "not found" in capsys.readouterr().err and not (tmp_path / "a").exists()
+    # and so are the folders make_out made itself before it failed: parents made before a
+    # name too long for the file system, or a folder made but not writable
+    for too_long in (tmp_path / "a" / "b" / ("x" * 300), tmp_path / ("x" * 300)):
+        assert main([*args, "--out", str(too_long)]) == 2
+        err = capsys.readouterr().err
+        assert "cannot write into output folder" in err and "Traceback" not in err
+        assert not (tmp_path / "a").exists()
+
+
+def test_make_out_removes_what_it_made_when_the_folder_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    (tmp_path / "mine").mkdir()
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    with pytest.raises(XDreamError, match="Permission denied; give another --out"):
+        encode.make_out(tmp_path / "mine" / "a" / "b")
+    assert list(tmp_path.iterdir()) == [tmp_path / "mine"]  # the user's own folder stays
+    assert not any((tmp_path / "mine").iterdir())
 
 
 def test_encoding_into_a_folder_that_holds_codes_is_refused(

@@ -379,21 +379,18 @@ def check_out(folder: str | Path) -> None:
 def make_out(folder: str | Path) -> list[Path]:
     """Check an output folder (:func:`check_out`), create it and check that a file can be
     written into it, before a fit that may take minutes; returns the folders created, deepest
-    first (for removal if nothing is written after all)."""
-    import tempfile
+    first (for removal if nothing is written after all). When that fails, the folders it
+    created are removed again (:func:`xdream.records.make_folder`)."""
+    from xdream.records import make_folder
 
     folder = Path(folder)
-    check_out(folder)
-    created = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
+        check_out(folder)
+        return make_folder(folder, exist_ok=True)
+    except OSError as err:  # a name too long, a read-only file system, no permission, ...
         raise XDreamError(
             f"cannot write into output folder {str(folder)!r}: {err.strerror}; give another --out"
         ) from None
-    return created
 
 
 def save(folder: str | Path, result: Encoded, names: Sequence[str], generator: Generator) -> Path:

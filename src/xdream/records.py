@@ -62,7 +62,7 @@ import time
 import types
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
@@ -220,6 +220,42 @@ def write_json(path: str | Path, data: Any, durable: bool = True) -> None:
     with atomic_write(path, "w", durable) as fh:
         json.dump(_json_safe(data), fh, indent=2)
         fh.write("\n")
+
+
+def make_folder(folder: str | Path, exist_ok: bool = False) -> list[Path]:
+    """Create ``folder`` with its missing parents and check that a file can be written into it
+    (before work that may take minutes); returns the folders created, deepest first, so that
+    a command that then writes nothing can remove them again (:func:`remove_empty`).
+
+    On failure the folders it created are removed again and the ``OSError`` is raised;
+    ``FileExistsError`` (``folder`` exists and not ``exist_ok``: another command took the name)
+    removes nothing, as ``folder`` is not this call's and its parents then hold it.
+    """
+    folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=exist_ok)
+    except FileExistsError:
+        raise
+    except OSError:
+        remove_empty(created)
+        raise
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError:
+        remove_empty(created)
+        raise
+    return created
+
+
+def remove_empty(folders: Iterable[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that exists and is empty."""
+    for path in folders:
+        # rmdir refuses a folder that is not empty; OSError also: not there (or a name too
+        # long to be), not a folder
+        with suppress(OSError):
+            path.rmdir()
 
 
 def _json_safe(value: Any) -> Any:
