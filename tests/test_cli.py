@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -505,6 +506,10 @@ def test_ctrl_c_names_the_folder_to_resume_and_runs_started_together_get_their_o
     bad = write(tmp_path / "bad.toml", FAST_RUN.format(generations=3) + "weights = '/no/w.pth'\n")
     assert main(["run", str(bad)]) == 2
     assert set((tmp_path / "xdream-runs").iterdir()) == before
+    # nor the xdream-runs/ folder it made for it (the first run in a folder)
+    shutil.rmtree(tmp_path / "xdream-runs")
+    assert main(["run", str(bad)]) == 2
+    assert not (tmp_path / "xdream-runs").exists()
 
 
 @pytest.mark.parametrize("units", [False, True])

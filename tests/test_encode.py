@@ -516,6 +516,30 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_the_fit(
         assert not (tmp_path / "a").exists()
 
 
+def test_a_failed_encode_without_out_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default folder xdream-codes/<time>-<generator> is made (and written into) before
+    the images are read; when the command then fails, it goes again, and so does the
+    xdream-codes/ it made for it."""
+    import tempfile
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["encode", "nope.png", "--generator", "pixels", "--steps", "1"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)  # a folder made but not writable
+    assert main(["encode", PHOTO, "--generator", "pixels", "--steps", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "write into output folder 'xdream-codes" in captured.err
+    assert "Permission denied; give --out" in captured.err and "encoding" not in captured.out
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_make_out_removes_what_it_made_when_the_folder_cannot_be_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -67,20 +67,27 @@ _made: list[Path] = []
 def _default_out(name: str, root: str = "xdream-runs") -> Path:
     """A new folder ``root/<time>-name`` for a command's output, made here (with ``-2``,
     ``-3``, ... appended when another command took that name in the same second), so that two
-    commands started together never share one."""
+    commands started together never share one. A file is written into it before the command
+    goes on (:func:`xdream.records.make_folder`). It is registered in :data:`_made` with
+    every folder above it that it made (``root`` itself, the first time), so that a command
+    that then fails leaves none of them behind."""
+    from xdream.records import make_folder
+
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(root) / f"{stamp}-{name}"
+    above = [p for p in base.parents if not p.exists()]  # made here, if another command did not
     for n in range(1, 1000):
         path = base if n == 1 else base.with_name(f"{base.name}-{n}")
         try:
-            path.mkdir(parents=True)
-            _made.append(path)
+            created = make_folder(path)
         except FileExistsError:
             continue
         except OSError as err:
             raise XDreamError(
-                f"cannot create output folder {str(path)!r}: {err.strerror}; give --out"
+                f"cannot create or write into output folder {str(path)!r}: {err.strerror}; "
+                "give --out"
             ) from None
+        _made.extend(dict.fromkeys([*created, *above]))  # deepest first
         return path
     raise XDreamError(f"too many output folders named {str(base)!r}-N; give --out")
 
@@ -375,10 +382,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         status = 130
-    for path in _made:  # a folder made for a command that wrote nothing into it
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-    _made.clear()
+    if _made:  # folders made for this command: removed if it wrote nothing into them
+        from xdream.records import remove_empty
+
+        remove_empty(_made)
+        _made.clear()
     return status
 
 
