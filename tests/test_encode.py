@@ -247,6 +247,12 @@ def test_load_codes_refuses_other_image_parameters(tmp_path: Path) -> None:
     # codes.h5 of other xdream versions: parameters only one side knows are not compared
     old = codes_h5("old", {"name": "deepsim-fc8", "removed_key": 1})
     assert encode.load_codes(old, fc8).shape == (1, 1000)
+    # a generator built in Python from its Params with NumPy values (generators.make converts
+    # them): its parameters are not compared, and a warning says so (a TypeError before)
+    for lower in (np.float32(0.0), np.zeros(1000)):
+        numpy_fc8 = DeePSiMFc8(DeePSiMParams(lower=lower), pretrained=False)
+        with pytest.warns(UserWarning, match="without comparing the parameters"):
+            assert encode.load_codes(codes_h5("bounds", stored), numpy_fc8).shape == (1, 1000)
 
 
 @pytest.mark.parametrize("name", xdream.optimizers.names())

@@ -540,8 +540,26 @@ def _read_npy(path: Path) -> npt.NDArray[np.float32]:
 def _check_spec(spec: dict[str, Any], generator: Generator, path: Path) -> None:
     """Refuse codes encoded with other values of the parameters that change the picture a code
     draws (:attr:`Generator.same_image_params` are exempt; another ``weights`` file is warned
-    about). Keys only one side knows (from another xdream version) are not compared."""
-    current = json.loads(json.dumps(generator_spec(generator)))  # tuples as lists, as stored
+    about). Keys only one side knows (from another xdream version) are not compared, nor are
+    parameters that are no JSON values (NumPy numbers or arrays, in a generator built from its
+    Params in Python; said in a warning): the record names such a generator by its name alone
+    too (``experiment._generator_spec``)."""
+    import warnings
+
+    from xdream.experiment import _generator_spec
+
+    recorded = _generator_spec(generator)
+    if isinstance(recorded, str):
+        warnings.warn(
+            f"the codes in {str(path)!r} are loaded without comparing the parameters they were "
+            f"encoded with to those of this experiment's {generator.name} generator, which are "
+            "not all JSON values (NumPy numbers or arrays?): give it plain numbers and lists "
+            "to have them compared",
+            UserWarning,
+            stacklevel=3,
+        )
+        return
+    current = json.loads(json.dumps(recorded))  # tuples as lists, as stored
     shared = [k for k in spec if k != "name" and k in current and spec[k] != current[k]]
     differ = [k for k in shared if k not in generator.same_image_params]
     if differ:
@@ -556,8 +574,6 @@ def _check_spec(spec: dict[str, Any], generator: Generator, path: Path) -> None:
             "with this experiment's (`xdream encode ... --param KEY=VALUE`)"
         )
     if "weights" in shared and "weights" not in differ:
-        import warnings
-
         warnings.warn(
             f"the codes in {str(path)!r} were encoded with the weights {_value(spec['weights'])}, "
             f"this experiment's generator reads {_value(current['weights'])}: if that is not the "
