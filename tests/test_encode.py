@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import h5py
@@ -247,6 +248,42 @@ def test_load_codes_refuses_other_image_parameters(tmp_path: Path) -> None:
     # codes.h5 of other xdream versions: parameters only one side knows are not compared
     old = codes_h5("old", {"name": "deepsim-fc8", "removed_key": 1})
     assert encode.load_codes(old, fc8).shape == (1, 1000)
+    # weights are compared as files, not spellings: the catalogue's file (weights unset) is
+    # named as such ("reads none" before), and one file spelt two ways is the same network
+    file = tmp_path / "w" / "fc8.caffemodel"
+    file.parent.mkdir()
+    file.write_bytes(b"")
+    named = {**stored, "weights": str(file)}
+    from_catalogue = DeePSiMFc8(DeePSiMParams(), pretrained=False)
+    from_catalogue.weights_file = str(tmp_path / "w" / ".." / "w" / "fc8.caffemodel")
+    respelt = DeePSiMFc8(DeePSiMParams(weights=f"{tmp_path}/w/./fc8.caffemodel"), pretrained=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for same in (from_catalogue, respelt):
+            assert encode.load_codes(codes_h5("named", named), same).shape == (1, 1000)
+    from_catalogue.weights_file = str(tmp_path / "other.caffemodel")
+    with pytest.warns(UserWarning, match=r"reads \".*other.caffemodel\" \(the catalogue's\)"):
+        encode.load_codes(codes_h5("named", named), from_catalogue)
+    # codes.h5 records the file the encoding generator read: the same relative spelling in
+    # another folder is another file, and another spelling of that file is the same
+    read = codes_h5("read", {**stored, "weights": "w/fc8.caffemodel"})
+    with h5py.File(read, "a") as f:
+        f.attrs["weights_file"] = str(file)
+    elsewhere = DeePSiMFc8(DeePSiMParams(weights="w/fc8.caffemodel"), pretrained=False)
+    elsewhere.weights_file = str(tmp_path / "x" / "w" / "fc8.caffemodel")
+    with pytest.warns(UserWarning, match=f'the weights "{file}", and .* reads'):
+        encode.load_codes(read, elsewhere)
+    elsewhere.weights_file = f"{tmp_path}/w/../w/fc8.caffemodel"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encode.load_codes(read, elsewhere)
+    pixels = generators.make("pixels", size=16, code_size=4)
+    pixels.weights_file = f"{tmp_path}/w/../w/fc8.caffemodel"  # as a DeePSiM generator has
+    encode.save(
+        tmp_path / "enc2", encode.encode(pixels, torch.zeros(1, 3, 16, 16), steps=1), ["a"], pixels
+    )
+    with h5py.File(tmp_path / "enc2" / "codes.h5") as f:
+        assert f.attrs["weights_file"] == str(file)
     # a generator built in Python from its Params with NumPy values (generators.make converts
     # them): its parameters are not compared, and a warning says so (a TypeError before)
     for lower in (np.float32(0.0), np.zeros(1000)):

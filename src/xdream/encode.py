@@ -411,6 +411,9 @@ def save(folder: str | Path, result: Encoded, names: Sequence[str], generator: G
         f["rmse"] = result.rmse
         f["psnr"] = result.psnr
         f.attrs["generator"] = json.dumps(spec)
+        file = getattr(generator, "weights_file", None)  # the file read, wherever named
+        if file is not None:
+            f.attrs["weights_file"] = str(Path(file).resolve())
     os.replace(tmp, folder / CODES_FILE)
     for i, name in enumerate(names):
         save_png(result.targets[i], folder / f"{name}_target.png")
@@ -446,8 +449,9 @@ def load_codes(path: str | Path, generator: Generator | None = None) -> Codes:
         )
     h5 = path / CODES_FILE if path.is_dir() else path
     spec: dict[str, Any] | None = None
+    weights_file: str | None = None
     if h5.suffix == ".h5" and h5.exists():
-        codes, spec = _read_codes_h5(h5)
+        codes, spec, weights_file = _read_codes_h5(h5)
     else:
         files = sorted(path.glob("*.npy")) if path.is_dir() else [path]
         if not files or any(p.suffix != ".npy" for p in files):
@@ -476,7 +480,7 @@ def load_codes(path: str | Path, generator: Generator | None = None) -> Codes:
                 f"`xdream encode ... --generator {generator.name}`"
             )
         if spec is not None:
-            _check_spec(spec, generator, path)
+            _check_spec(spec, generator, path, weights_file)
         if codes.shape[1] != generator.code_dim:
             raise XDreamError(
                 f"the codes in {str(path)!r} have {codes.shape[1]} entries but generator "
@@ -486,14 +490,18 @@ def load_codes(path: str | Path, generator: Generator | None = None) -> Codes:
     return codes
 
 
-def _read_codes_h5(h5: Path) -> tuple[npt.NDArray[np.float32], dict[str, Any] | None]:
-    """The codes and the generator spec (``None`` if absent) of a ``codes.h5``."""
+def _read_codes_h5(
+    h5: Path,
+) -> tuple[npt.NDArray[np.float32], dict[str, Any] | None, str | None]:
+    """The codes, the generator spec (``None`` if absent) and the weight file the generator
+    read (``None`` if none, or written before xdream recorded it) of a ``codes.h5``."""
     try:
         with h5py.File(h5, "r", locking=False) as f:
             if not isinstance(f.get("codes"), h5py.Dataset):
                 raise XDreamError(f"{str(h5)!r} has no 'codes' dataset")
             codes = np.asarray(f["codes"][()], dtype=np.float32)
             text = f.attrs.get("generator")
+            file = f.attrs.get("weights_file")
     except (OSError, ValueError, TypeError) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise XDreamError(
@@ -501,8 +509,11 @@ def _read_codes_h5(h5: Path) -> tuple[npt.NDArray[np.float32], dict[str, Any] | 
             f"numeric 'codes' dataset): {detail}. It may be cut short or damaged: encode the "
             "images again."
         ) from None
+    if isinstance(file, bytes):
+        file = file.decode(errors="replace")
+    file = file if isinstance(file, str) else None
     if text is None:
-        return codes, None
+        return codes, None, file
     try:
         spec = json.loads(text)
     except (ValueError, TypeError):
@@ -512,7 +523,7 @@ def _read_codes_h5(h5: Path) -> tuple[npt.NDArray[np.float32], dict[str, Any] | 
             f"{str(h5)!r}: its attribute 'generator' is not the JSON object of the generator's "
             "name and parameters that `xdream encode` writes; encode the images again"
         )
-    return codes, spec
+    return codes, spec, file
 
 
 def _read_npy(path: Path) -> npt.NDArray[np.float32]:
@@ -537,10 +548,13 @@ def _read_npy(path: Path) -> npt.NDArray[np.float32]:
     return np.atleast_2d(array).astype(np.float32)
 
 
-def _check_spec(spec: dict[str, Any], generator: Generator, path: Path) -> None:
+def _check_spec(
+    spec: dict[str, Any], generator: Generator, path: Path, weights_file: str | None = None
+) -> None:
     """Refuse codes encoded with other values of the parameters that change the picture a code
     draws (:attr:`Generator.same_image_params` are exempt; another ``weights`` file is warned
-    about). Keys only one side knows (from another xdream version) are not compared, nor are
+    about: :func:`_other_weights`, ``weights_file`` the file the encoding generator read).
+    Keys only one side knows (from another xdream version) are not compared, nor are
     parameters that are no JSON values (NumPy numbers or arrays, in a generator built from its
     Params in Python; said in a warning): the record names such a generator by its name alone
     too (``experiment._generator_spec``)."""
@@ -573,14 +587,54 @@ def _check_spec(spec: dict[str, Any], generator: Generator, path: Path) -> None:
             f"were encoded with ([generator]: {'; '.join(fixes)}), or encode the images again "
             "with this experiment's (`xdream encode ... --param KEY=VALUE`)"
         )
-    if "weights" in shared and "weights" not in differ:
+    other = (
+        _other_weights(spec["weights"], weights_file, generator)
+        if "weights" in spec and "weights" in current and "weights" not in differ
+        else None
+    )
+    if other:
         warnings.warn(
-            f"the codes in {str(path)!r} were encoded with the weights {_value(spec['weights'])}, "
-            f"this experiment's generator reads {_value(current['weights'])}: if that is not the "
-            "same network (in another file or format), encode the images again",
+            f"the codes in {str(path)!r} were encoded with {other}: if that is not the same "
+            "network (in another file or format), encode the images again",
             UserWarning,
             stacklevel=3,
         )
+
+
+def _other_weights(given: str | None, file: str | None, generator: Generator) -> str | None:
+    """``"<the codes' weights>, and this experiment's generator reads <its>"`` when the codes
+    were encoded with (``given``: the ``weights`` parameter, ``file``: the file read) other
+    weights than ``generator`` reads, else ``None``. Files are compared, not their spellings:
+    ``w/fc8.pt`` and ``./w/fc8.pt``, or a file named once and found in the catalogue once,
+    are the same; ``None`` is the catalogue's file."""
+    now_given: str | None = getattr(generator.params, "weights", None)
+    now_file: str | None = getattr(generator, "weights_file", None)  # None: not loaded
+    if file is not None and now_file is not None:
+        same = _same_file(file, now_file)
+    else:  # a codes.h5 from before the file was recorded, or a generator without weights
+        encoded, now = file or given, now_file or now_given
+        same = given == now_given or (
+            encoded is not None and now is not None and _same_file(encoded, now)
+        )
+    if same:
+        return None
+    if file is not None or given is not None:
+        before = f"the weights {_value(file or given)}"
+    else:
+        before = "the catalogue's weights"
+    if now_file is not None:
+        after = _value(now_file) + (" (the catalogue's)" if now_given is None else "")
+    else:
+        after = _value(now_given) if now_given is not None else "the catalogue's"
+    return f"{before}, and this experiment's generator reads {after}"
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether paths ``a`` and ``b`` name the same file (the same path when one is missing)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def _value(value: Any) -> str:
