@@ -274,9 +274,12 @@ def test_other_file_formats_given_as_caffemodel_are_named(
 
 
 def test_file_of_another_variant_is_named(norm1_files: dict[str, Path]) -> None:
-    for fmt in ("xdream", "upconvgan", "caffe"):
-        with pytest.raises(XDreamError, match=r"another variant|deepsim-norm2"):
-            generators.make("deepsim-norm2", weights=str(norm1_files[fmt]))
+    """In every format, the caffemodel too, the variant the file belongs to is named (a
+    caffemodel only got "holds N weights ...; another variant?" or "has no layer ...")."""
+    for target in ("deepsim-norm2", "deepsim-pool5", "deepsim-fc8"):
+        for fmt in ("xdream", "upconvgan", "caffe"):
+            with pytest.raises(XDreamError, match=r"looks like the weights of deepsim-norm1\b"):
+                generators.make(target, weights=str(norm1_files[fmt]))
 
 
 @pytest.mark.parametrize("v1", [False, True])

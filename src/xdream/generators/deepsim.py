@@ -263,6 +263,38 @@ def _owners(state: dict[str, torch.Tensor]) -> list[str]:
     return [name for name, v in VARIANTS.items() if fits(v, False) or fits(v, True)]
 
 
+def _caffe_owners(by_name: dict[str, caffe.CaffeLayer]) -> list[str]:
+    """The variants whose every layer is in a caffemodel's ``by_name``
+    (:func:`caffe.blobs_by_layer`) with its type and its weights' shape (legacy blobs' leading
+    1s allowed, as loading does)."""
+
+    def fits(v: Variant) -> bool:
+        for layer in v.layers:
+            found = by_name.get(layer.caffe)
+            if (
+                found is None
+                or found.type != layer.caffe_type
+                or caffe.blob_as(found.blobs[0], layer.weight_shape()) is None
+            ):
+                return False
+        return True
+
+    return [name for name, v in VARIANTS.items() if fits(v)]
+
+
+def _refuse_other_variant(
+    path: Path, owners: list[str], names: list[str], name: str, what: str = "keys"
+) -> None:
+    """Refuse a weight file whose layers are those of ``owners`` and not of ``name``, naming
+    the variant(s) it belongs to (and its first ``names``, its keys or caffe layers)."""
+    if owners and name not in owners:
+        raise XDreamError(
+            f"{str(path)!r} looks like the weights of {' or '.join(owners)} ({what} "
+            f"{', '.join(names[:3])}, ...), not of {name}; give it to that generator, or give "
+            f"{_expected(name)}"
+        )
+
+
 def _from_xdream(state: dict[str, torch.Tensor], variant: Variant) -> dict[str, torch.Tensor]:
     out = dict(state)
     for layer in variant.layers:
@@ -381,13 +413,7 @@ def load_state(
     if weights.sniff(path) == "torch":
         state = weights.load_state_dict_file(path, _expected(name))
         state = {k.removeprefix("module."): v for k, v in state.items()}  # DataParallel's
-        owners = _owners(state)
-        if owners and name not in owners:
-            raise XDreamError(
-                f"{str(path)!r} looks like the weights of {' or '.join(owners)} (keys "
-                f"{', '.join(list(state)[:3])}, ...), not of {name}; give it to that generator, "
-                f"or give {_expected(name)}"
-            )
+        _refuse_other_variant(path, _owners(state), list(state), name)
         if any(k.startswith(f"{variant.layers[0].key}.") for k in state):
             return _from_xdream(state, variant), "xdream"
         if _is_upconv(state, variant):
@@ -396,12 +422,15 @@ def load_state(
             f"{str(path)!r} is a torch state_dict, but its keys ({', '.join(list(state)[:4])}, "
             f"...) are neither XDream's nor upconvGAN's; expected {_expected(name)}"
         )
+    layers = caffe.read_caffemodel(path)
+    by_name = caffe.blobs_by_layer(layers)
+    _refuse_other_variant(path, _caffe_owners(by_name), list(by_name), name, "layers")
     if prototxt is None:
         candidate = path.with_name("generator_no_batch.prototxt")
         prototxt = candidate if candidate.is_file() else None
     if prototxt is not None:
         check_prototxt(prototxt, variant, name)
-    return _from_caffe(caffe.read_caffemodel(path), variant, str(path), name), "caffe"
+    return _from_caffe(layers, variant, str(path), name), "caffe"
 
 
 # ----------------------------------------------------------------------------- generators
