@@ -116,7 +116,17 @@ def test_encode_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize(
-    "name", ["nocat", "data_dir", "stereo_motorcycle", "cells3d", "lfw_subset", "download_all"]
+    "name",
+    [
+        "nocat",
+        "data_dir",
+        "stereo_motorcycle",
+        "cells3d",
+        "lfw_subset",
+        "download_all",
+        "horse",  # bundled, but a boolean mask
+        "shepp_logan_phantom",  # bundled, but float64
+    ],
 )
 def test_skimage_names_other_than_bundled_photos_are_refused(
     name: str, monkeypatch: pytest.MonkeyPatch
@@ -128,7 +138,11 @@ def test_skimage_names_other_than_bundled_photos_are_refused(
     from xdream.references import BUNDLED, PHOTOS
 
     monkeypatch.setattr(skimage.data, "download_all", lambda *a, **k: pytest.fail("download"))
-    with pytest.raises(XDreamError, match=r"no bundled photo.*one of astronaut, .*skimage:chelsea"):
+    with pytest.raises(
+        XDreamError,
+        match=rf"only the 8-bit grey and colour pictures .*'{name}' is not one of them.*"
+        r"one of astronaut, .*skimage:chelsea",
+    ):
         encode.load_image(f"skimage:{name}", (16, 16))
     assert set(PHOTOS) <= set(BUNDLED)
     for photo in BUNDLED:

@@ -58,8 +58,9 @@ def photo(name: str) -> torch.Tensor:
 
     if name not in BUNDLED:  # other skimage.data names are 3-D stacks, tuples, downloads, ...
         raise XDreamError(
-            f"scikit-image has no bundled photo {name!r}.{did_you_mean(name, BUNDLED)} Give "
-            f"skimage:NAME with NAME one of {', '.join(BUNDLED)} (e.g. skimage:chelsea)"
+            "xdream reads only the 8-bit grey and colour pictures that ship inside "
+            f"scikit-image, and {name!r} is not one of them.{did_you_mean(name, BUNDLED)} "
+            f"Give skimage:NAME with NAME one of {', '.join(BUNDLED)} (e.g. skimage:chelsea)"
         )
     try:
         arr = np.asarray(getattr(data, name)())
