@@ -22,8 +22,9 @@ expected format. :func:`read_prototxt` parses the text format into nested dicts.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +256,55 @@ def blob_as(
 def blobs_by_layer(layers: list[CaffeLayer]) -> dict[str, CaffeLayer]:
     """Layers that carry blobs, by name (the last one wins if a name repeats)."""
     return {layer.name: layer for layer in layers if layer.blobs}
+
+
+def layer_arrays(
+    by_name: dict[str, CaffeLayer],
+    name: str,
+    kind: str,
+    shapes: Sequence[tuple[int, ...]],
+    *,
+    source: str,
+    owner: str,
+    expected: str,
+    another: str,
+    layout: str = "",
+) -> list[npt.NDArray[np.float32]]:
+    """The weights (and, with a second shape, the biases) of layer ``name`` of a caffemodel
+    (``by_name``: :func:`blobs_by_layer`) as arrays of ``shapes``, checked as a network built
+    from them needs: the layer is there with those blobs, is a ``kind`` layer (``"Convolution"``,
+    ...), and each blob holds its shape's values in that shape (:func:`blob_as`: a transposed
+    blob is refused). Errors name the file (``source``), the network (``owner``), what was
+    ``expected`` instead, what else the file may be the caffemodel of (``another``) and the
+    weights' ``layout`` (e.g. ``" (out, in, ...)"``)."""
+    parts = ("weights", "biases")[: len(shapes)]
+    layer = by_name.get(name)
+    if layer is None or len(layer.blobs) < len(shapes):
+        raise XDreamError(
+            f"{source!r} has no layer {name!r} with {' and '.join(parts)} (layers with weights: "
+            f"{', '.join(by_name) or 'none'}); expected {expected}."
+        )
+    if layer.type != kind:
+        raise XDreamError(
+            f"{source!r}: layer {name!r} is a {layer.type} layer, but {owner}'s {name!r} is a "
+            f"{kind} layer; expected {expected}."
+        )
+    arrays = []
+    for blob, shape, part in zip(layer.blobs, shapes, parts):
+        if blob.size != math.prod(shape):
+            raise XDreamError(
+                f"{source!r}: layer {name!r} holds {blob.size} {part}, but {owner} needs "
+                f"{shape} = {math.prod(shape)}; is this the caffemodel of another {another}?"
+            )
+        array = blob_as(blob, shape)
+        if array is None:
+            raise XDreamError(
+                f"{source!r}: layer {name!r} ({kind}) holds {part} of shape {tuple(blob.shape)}, "
+                f"but {owner} needs {shape}{layout if part == 'weights' else ''}; was the file "
+                "converted with its weights laid out otherwise?"
+            )
+        arrays.append(array)
+    return arrays
 
 
 # ----------------------------------------------------------------------------- text format

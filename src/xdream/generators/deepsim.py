@@ -334,39 +334,21 @@ def _from_caffe(
     out = {}
     for layer in variant.layers:
         found = by_name.get(layer.caffe)
-        if found is None:
-            raise XDreamError(
-                f"{source!r} has no layer {layer.caffe!r} with weights (layers with weights: "
-                f"{', '.join(by_name) or 'none'}); expected {_expected(name)}."
-            )
-        if found.type != layer.caffe_type:
-            raise XDreamError(
-                f"{source!r}: layer {layer.caffe!r} is a {found.type} layer, but {name}'s "
-                f"{layer.caffe!r} is a {layer.caffe_type} layer; expected {_expected(name)}."
-            )
-        shape = layer.weight_shape()
-        w = found.blobs[0]
-        if w.size != math.prod(shape):
-            raise XDreamError(
-                f"{source!r}: layer {layer.caffe!r} holds {w.size} weights, but {name} needs "
-                f"{shape} = {math.prod(shape)}; is this the caffemodel of another variant?"
-            )
-        weight = caffe.blob_as(w, shape)
-        if weight is None:
-            raise XDreamError(
-                f"{source!r}: layer {layer.caffe!r} ({layer.caffe_type}) holds weights of shape "
-                f"{tuple(w.shape)}, but {name} needs {shape} "
-                + ("(in, out, k, k)" if layer.kind == "tconv" else "(out, in, ...)")
-                + "; was the file converted with its weights laid out otherwise?"
-            )
-        out[f"{layer.key}.weight"] = torch.from_numpy(weight.copy())
-        bias = found.blobs[1] if len(found.blobs) > 1 else np.zeros(layer.cout, np.float32)
-        if caffe.blob_as(bias, (layer.cout,)) is None:
-            raise XDreamError(
-                f"{source!r}: layer {layer.caffe!r} has biases of shape {tuple(bias.shape)}, "
-                f"expected ({layer.cout},)"
-            )
-        out[f"{layer.key}.bias"] = torch.from_numpy(bias.reshape(-1).copy())
+        with_bias = found is not None and len(found.blobs) > 1  # a bias of 0 if none
+        arrays = caffe.layer_arrays(
+            by_name,
+            layer.caffe,
+            layer.caffe_type,
+            [layer.weight_shape(), (layer.cout,)][: 1 + with_bias],
+            source=source,
+            owner=name,
+            expected=_expected(name),
+            another="variant",
+            layout=" (in, out, k, k)" if layer.kind == "tconv" else " (out, in, ...)",
+        )
+        bias = arrays[1] if with_bias else np.zeros(layer.cout, np.float32)
+        out[f"{layer.key}.weight"] = torch.from_numpy(arrays[0].copy())
+        out[f"{layer.key}.bias"] = torch.from_numpy(bias.copy())
     return out
 
 

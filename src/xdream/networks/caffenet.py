@@ -18,7 +18,6 @@ pixel (104, 117, 123), 227 px.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -111,31 +110,19 @@ def state_from_caffemodel(path: str | Path) -> dict[str, torch.Tensor]:
     expected = module.state_dict()
     out = {}
     for name in LAYERS:
-        layer = by_name.get(name)
-        if layer is None or len(layer.blobs) < 2:
-            raise XDreamError(
-                f"{str(path)!r} has no layer {name!r} with weight and bias (layers with weights: "
-                f"{', '.join(by_name) or 'none'}); expected {FORMATS}"
-            )
-        kind = "InnerProduct" if LAYERS[name][0] == "fc" else "Convolution"
-        if layer.type != kind:
-            raise XDreamError(
-                f"{str(path)!r}: layer {name!r} is a {layer.type} layer, but CaffeNet's is a "
-                f"{kind} layer; expected {FORMATS}"
-            )
-        for blob, part in zip(layer.blobs[:2], ("weight", "bias")):
-            shape = tuple(expected[f"{name}.{part}"].shape)
-            if blob.size != math.prod(shape):
-                raise XDreamError(
-                    f"{str(path)!r}: {name} {part} has {blob.size} values, CaffeNet needs "
-                    f"{shape}; is this the caffemodel of another network?"
-                )
-            array = caffe.blob_as(blob, shape)
-            if array is None:
-                raise XDreamError(
-                    f"{str(path)!r}: {name} {part} has shape {tuple(blob.shape)}, CaffeNet needs "
-                    f"{shape}; was the file converted with its weights laid out otherwise?"
-                )
+        parts = ("weight", "bias")
+        arrays = caffe.layer_arrays(
+            by_name,
+            name,
+            "InnerProduct" if LAYERS[name][0] == "fc" else "Convolution",
+            [tuple(expected[f"{name}.{part}"].shape) for part in parts],
+            source=str(path),
+            owner="CaffeNet",
+            expected=FORMATS,
+            another="network",
+            layout=" (out, in, ...)",
+        )
+        for part, array in zip(parts, arrays):
             out[f"{name}.{part}"] = torch.from_numpy(array.copy())
     return out
 
