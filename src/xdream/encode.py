@@ -47,6 +47,18 @@ def generator_spec(generator: Generator) -> dict[str, Any]:
     return {"name": generator.name, **dataclasses.asdict(generator.params)}
 
 
+def recorded_generator_spec(generator: Generator) -> dict[str, Any] | str:
+    """How a record names a generator: its name and parameters, as a config's
+    ``[generator]`` does (``xdream render`` and the report rebuild it from them); its name
+    alone when its parameters are no dataclass of JSON values."""
+    try:
+        spec = generator_spec(generator)
+        json.dumps(spec)
+    except (TypeError, ValueError):
+        return generator.name
+    return spec
+
+
 # --------------------------------------------------------------------------- images
 BACKGROUND = 0.5
 """Grey level that transparent pixels are composited onto (mid-grey, the image of the zero code
@@ -557,12 +569,10 @@ def _check_spec(
     Keys only one side knows (from another xdream version) are not compared, nor are
     parameters that are no JSON values (NumPy numbers or arrays, in a generator built from its
     Params in Python; said in a warning): the record names such a generator by its name alone
-    too (``experiment._generator_spec``)."""
+    too (:func:`recorded_generator_spec`)."""
     import warnings
 
-    from xdream.experiment import _generator_spec
-
-    recorded = _generator_spec(generator)
+    recorded = recorded_generator_spec(generator)
     if isinstance(recorded, str):
         warnings.warn(
             f"the codes in {str(path)!r} are loaded without comparing the parameters they were "

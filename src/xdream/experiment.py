@@ -28,7 +28,6 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import functools
-import json
 import os
 import pickle
 import socket
@@ -45,7 +44,7 @@ import xdream
 from xdream import config as config_mod
 from xdream import generators, optimizers, scorers
 from xdream.config import Config
-from xdream.encode import generator_spec, load_codes
+from xdream.encode import load_codes, recorded_generator_spec
 from xdream.errors import XDreamError
 from xdream.generators.base import Generator
 from xdream.multi import Unit, many_unit_run_of, shared_scorer
@@ -116,18 +115,6 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str],
 def _record_writer() -> ThreadPoolExecutor:
     """One thread that writes every experiment's records, in the order they are handed over."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="xdream-records")
-
-
-def _generator_spec(generator: Generator) -> dict[str, Any] | str:
-    """How the record names an experiment's generator: its name and parameters, as a config's
-    ``[generator]`` does (``xdream render`` and the report rebuild it from them); its name
-    alone when its parameters are no dataclass of JSON values."""
-    try:
-        spec = generator_spec(generator)
-        json.dumps(spec)
-    except (TypeError, ValueError):
-        return generator.name
-    return spec
 
 
 def optimizer_seed(optimizer: Optimizer) -> int | None:
@@ -840,7 +827,7 @@ class Experiment:
         if self.config is not None:
             return self.config.to_dict()
         return {
-            "generator": _generator_spec(self.generator),
+            "generator": recorded_generator_spec(self.generator),
             "optimizer": self.optimizer.name,
             "target": self.scorer.describe(),
         }
