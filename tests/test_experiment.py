@@ -385,6 +385,44 @@ def test_an_experiment_under_pytorchs_fp32_precision_api_runs_and_puts_it_back(
             s.fp32_precision = value
 
 
+def test_an_experiment_scores_in_ieee_float32_on_a_cpu_set_to_bfloat16(
+    tmp_path: Path, restore_tf32: Any
+) -> None:
+    """torch.backends.fp32_precision = "bf16" (or set_float32_matmul_precision("medium")) lets
+    oneDNN compute float32 in bfloat16 on the CPU: the scores moved by up to 18% where the CPU
+    has bfloat16 units. The experiment scores in IEEE float32 and puts the setting back."""
+    import torch
+
+    b = torch.backends
+    if not hasattr(getattr(b.mkldnn, "matmul", None), "fp32_precision"):
+        pytest.skip("this torch has no fp32_precision API for oneDNN")
+    plain = tiny_experiment(tmp_path / "plain", generations=2)
+    plain.run()
+    settings = [b, b.mkldnn, b.mkldnn.matmul, b.mkldnn.conv, b.mkldnn.rnn]
+    saved = [s.fp32_precision for s in settings]
+    try:
+        b.fp32_precision = "bf16"
+        before = [s.fp32_precision for s in settings]
+        exp = tiny_experiment(tmp_path / "run", generations=2)
+        seen: list[list[str]] = []
+        score = exp.scorer.score
+
+        def spy(images: Any, ids: list[str]) -> Any:
+            seen.append([s.fp32_precision for s in settings[2:]])
+            return score(images, ids)
+
+        exp.scorer.score = spy  # type: ignore[method-assign]
+        exp.run()
+        assert seen == [["ieee"] * 3] * 2
+        assert [s.fp32_precision for s in settings] == before
+    finally:
+        for s, value in zip(settings, saved):
+            s.fp32_precision = value
+    np.testing.assert_array_equal(
+        records.read(tmp_path / "run").scores, records.read(tmp_path / "plain").scores
+    )
+
+
 def test_experiments_compute_in_ieee_float32_unless_tf32_is_asked(
     tmp_path: Path, restore_tf32: Any
 ) -> None:

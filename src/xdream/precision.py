@@ -15,6 +15,10 @@ and the caller's own setting is untouched. With torch 2.9 and later the settings
 ``fp32_precision`` ones (``torch.backends.cuda.matmul``, ``torch.backends.cudnn.conv`` and
 ``.rnn``), as PyTorch recommends, so a program that uses that API is not mixed with the legacy
 ``allow_tf32`` flags (PyTorch then refuses to read them); older torch gets the legacy flags.
+On the CPU the same API lets oneDNN compute float32 in bfloat16 (``torch.backends.mkldnn``, set
+by ``torch.backends.fp32_precision = "bf16"`` or ``torch.set_float32_matmul_precision("medium")``;
+scores moved by up to 18% on a CPU with bfloat16 units): :func:`tf32_mode` and :func:`set_tf32`
+set those to IEEE as well, whatever ``allowed`` says (TF32 is a CUDA setting).
 ``xdream bench optimizers`` sets IEEE float32 for its whole (worker) process. A generator or
 scorer used on its own, in a loop of your own, computes with PyTorch's current setting: wrap the
 calls in ``with tf32_mode(False):`` for the arithmetic experiments use.
@@ -42,12 +46,24 @@ def _precision_settings() -> list[Any]:
     return [backends.cuda.matmul, backends.cudnn.conv, backends.cudnn.rnn]  # type: ignore[attr-defined]
 
 
+def _cpu_settings() -> list[Any]:
+    """oneDNN's ``fp32_precision`` settings on the CPU (matrix products, convolutions, RNNs),
+    which may compute float32 in bfloat16; ``[]`` for a torch without them."""
+    mkldnn = torch.backends.mkldnn
+    if not hasattr(getattr(mkldnn, "matmul", None), "fp32_precision"):
+        return []
+    return [mkldnn.matmul, mkldnn.conv, mkldnn.rnn]  # type: ignore[attr-defined]
+
+
 def set_tf32(allowed: bool) -> None:
     """Allow (``True``) or forbid TensorFloat-32 in CUDA convolutions and matrix products, for
-    the whole process (PyTorch's flags are global). Harmless without CUDA."""
+    the whole process (PyTorch's flags are global); CPU float32 stays IEEE either way (oneDNN's
+    bfloat16 setting is turned off). Harmless without CUDA."""
     settings = _precision_settings()
     for setting in settings:
         setting.fp32_precision = "tf32" if allowed else "ieee"
+    for setting in _cpu_settings():
+        setting.fp32_precision = "ieee"
     if not settings:  # a torch before the fp32_precision API
         torch.backends.cudnn.allow_tf32 = bool(allowed)
         torch.backends.cuda.matmul.allow_tf32 = bool(allowed)
@@ -75,13 +91,16 @@ def tf32_mode(allowed: bool) -> Iterator[None]:
     """Allow or forbid TensorFloat-32 (as :func:`set_tf32`) inside the ``with`` block, then put
     PyTorch's settings back as they were, even after an error: the ``fp32_precision`` ones
     :func:`set_tf32` changes where the torch has them (the legacy flags, which they do not
-    change, stay as they were), else both legacy flags. The settings are global to the process,
-    not to a thread: other threads computing meanwhile see the same setting."""
+    change, stay as they were), else both legacy flags; and oneDNN's CPU settings. The
+    settings are global to the process, not to a thread: other threads computing meanwhile see
+    the same setting."""
     settings = _precision_settings()
+    cpu = _cpu_settings()
     if settings:
         saved = [setting.fp32_precision for setting in settings]
     else:
         saved = [torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32]
+    saved_cpu = [setting.fp32_precision for setting in cpu]
     set_tf32(allowed)
     try:
         yield
@@ -91,3 +110,5 @@ def tf32_mode(allowed: bool) -> Iterator[None]:
                 setting.fp32_precision = value
         else:
             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+        for setting, value in zip(cpu, saved_cpu):
+            setting.fp32_precision = value
