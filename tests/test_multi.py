@@ -208,6 +208,40 @@ def test_a_many_unit_run_of_an_earlier_xdream_resumes_with_its_shared_noise_stre
         unit = config.load(tmp_path / "part" / "units" / label / "config.yaml")
         assert unit.experiment.noise_seed is None  # derived from seed, as it was
     MultiExperiment.resume(tmp_path / "part").release_folders()  # and again
+    # a noise_seed set now names a stream the units never drew: refused, as for a new run
+    top = yaml.safe_load((tmp_path / "part" / "config.yaml").read_text())
+    top["experiment"] = {**top["experiment"], "noise_seed": 5}
+    (tmp_path / "part" / "config.yaml").write_text(yaml.safe_dump(top, sort_keys=False))
+    with pytest.raises(XDreamError, match=re.escape("experiment.noise_seed: None -> ")):
+        MultiExperiment.resume(tmp_path / "part")
+
+
+def test_a_noise_seed_set_on_resume_of_a_run_started_without_one_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A run started before noise_seed existed (no key in its checkpoint's config) accepted a
+    noise_seed added on resume; its config.yaml then named a seed that does not draw its
+    noise. It is compared as None, the derived stream, and refused like any such change."""
+    import pickle
+
+    import yaml
+
+    data = {k: v for k, v in small_config(generations=1).items() if k != "targets"}
+    data["noise"] = {"name": "gain", "ns": 0.5}
+    Experiment.from_config(config.from_dict(data), tmp_path / "run").run()
+    folder = records.RunFolder(tmp_path / "run")
+    state = pickle.loads(folder.checkpoint.read_bytes())
+    del state["config"]["experiment"]["noise_seed"]  # as an earlier xdream wrote it
+    folder.checkpoint.write_bytes(pickle.dumps(state))
+    saved = yaml.safe_load(folder.config.read_text())
+    saved["experiment"] = {**saved["experiment"], "noise_seed": 5, "generations": 2}
+    folder.config.write_text(yaml.safe_dump(saved, sort_keys=False))
+    with pytest.raises(XDreamError, match=re.escape("experiment.noise_seed: None -> 5")):
+        Experiment.resume(tmp_path / "run")
+    del saved["experiment"]["noise_seed"]  # without it, it goes on
+    folder.config.write_text(yaml.safe_dump(saved, sort_keys=False))
+    Experiment.resume(tmp_path / "run").run()
+    assert len(records.read(tmp_path / "run").best_per_generation) == 2
 
 
 def test_a_lockstep_run_continues_after_an_error_as_if_uninterrupted(

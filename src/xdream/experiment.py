@@ -87,13 +87,19 @@ and TF32, and the rig's waiting. Every other key defines the experiment, and a c
 refused: the records would mix two experiments."""
 CHANGEABLE_KEYS = tuple(f"{section}.{key}" for section, keys in CHANGEABLE.items() for key in keys)
 
+ADDED_KEYS = {"experiment.noise_seed": None}
+"""Keys added since a run may have started, with the value that means what an older xdream
+did: a config without one is compared as if it held that value, so setting ``noise_seed`` on
+resume of a run started before it existed is refused like any change of a defining key."""
+
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
     """The differences between two resolved configs (:meth:`Config.to_dict`), each as
     ``"section.key: old -> new"``: those of keys that define the experiment, and those of
     :data:`CHANGEABLE` keys. Keys that only one of them has are not compared: a config
     resolved by an older or newer xdream may lack a key or hold one since removed (a section
-    that is there or not, such as ``[noise]``, is compared as a whole)."""
+    that is there or not, such as ``[noise]``, is compared as a whole); those of
+    :data:`ADDED_KEYS` are, as their old meaning."""
     defining: list[str] = []
     allowed: list[str] = []
 
@@ -101,8 +107,15 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str],
         if isinstance(a, dict) and isinstance(b, dict):
             # sections: all of them; within one, a key only one side has came or went with
             # another xdream version
-            for k in dict.fromkeys([*a, *b]) if not key else [k for k in a if k in b]:
-                compare(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
+            for k in dict.fromkeys([*a, *b]):
+                name = f"{key}.{k}" if key else str(k)
+                if key and (k not in a or k not in b):
+                    if name not in ADDED_KEYS:
+                        continue
+                    default = ADDED_KEYS[name]
+                    compare(a.get(k, default), b.get(k, default), name)
+                else:
+                    compare(a.get(k), b.get(k), name)
         elif a != b:
             change = f"{key}: {a!r} -> {b!r}"
             (allowed if key in CHANGEABLE_KEYS else defining).append(change)

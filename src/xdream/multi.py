@@ -533,11 +533,21 @@ def unit_noise_seed(config: Any, unit: Unit) -> int:
     return int(np.random.SeedSequence([base, *key]).generate_state(1)[0])
 
 
-def started_without_noise_seed(folder: Path) -> bool:
-    """Whether ``folder`` holds an experiment whose ``config.yaml`` has no ``noise_seed``: one
-    started by an xdream before units had their own noise seeds, whose noise stream is the one
-    of ``seed`` (its checkpoint holds that stream). Resumed, such a unit keeps ``noise_seed``
-    unset, so it is not refused, and its rewritten ``config.yaml`` names no seed it never used."""
+def as_started(single: Any, config: Any, folder: Path) -> Any:
+    """``single`` (a unit's config from :func:`unit_config`) as the experiment in ``folder``
+    started: one started by an xdream before units had their own noise seeds (no
+    ``noise_seed`` in its ``config.yaml``) drew the noise stream of ``seed`` (its checkpoint
+    holds it), so it keeps ``noise_seed`` unset: it is not refused, and its rewritten
+    ``config.yaml`` names no seed it never used. Unless ``config`` (the run's) sets a
+    ``noise_seed`` now: that is a change, which resume refuses."""
+    if config.experiment.noise_seed is not None or not _started_without_noise_seed(folder):
+        return single
+    earlier = dataclasses.replace(single.experiment, noise_seed=None)
+    return dataclasses.replace(single, experiment=earlier)
+
+
+def _started_without_noise_seed(folder: Path) -> bool:
+    """Whether ``folder`` holds an experiment whose ``config.yaml`` has no ``noise_seed``."""
     from xdream import config as config_mod
 
     path = folder / "config.yaml"
@@ -626,9 +636,8 @@ class MultiExperiment:
             for i, (unit, label) in enumerate(zip(units, labels)):
                 folder = out / "units" / label
                 single = unit_config(config, unit)
-                if resume and started_without_noise_seed(folder):  # an earlier xdream's
-                    earlier = dataclasses.replace(single.experiment, noise_seed=None)
-                    single = dataclasses.replace(single, experiment=earlier)
+                if resume:
+                    single = as_started(single, config, folder)
                 exp = Experiment.from_config(
                     single, folder, unit=multi.view(i), generator=generator
                 )

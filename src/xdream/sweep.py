@@ -144,8 +144,8 @@ def plan(cfg: Any, sweep: SweepSection, out: Path | None = None) -> list[Task]:
     """Every (unit, optimiser, seed) experiment, with its own single-unit config (a unit of
     ``[[targets]]`` with its own noise seed). ``out``: the sweep's folder, where experiments
     started by an xdream before units had their own noise seeds keep the noise stream they
-    started with (:func:`~xdream.multi.started_without_noise_seed`)."""
-    from xdream.multi import started_without_noise_seed, unit_config, units_of
+    started with (:func:`~xdream.multi.as_started`)."""
+    from xdream.multi import as_started, unit_config, units_of
 
     tasks = []
     for unit in units_of(cfg):
@@ -157,9 +157,8 @@ def plan(cfg: Any, sweep: SweepSection, out: Path | None = None) -> list[Task]:
                 )
                 single = dataclasses.replace(unit_config(seeded, unit), optimizer=dict(opt))
                 folder = f"{unit.label}/{opt['name']}/seed{seed}"
-                if out is not None and started_without_noise_seed(out / folder):
-                    earlier = dataclasses.replace(single.experiment, noise_seed=None)
-                    single = dataclasses.replace(single, experiment=earlier)
+                if out is not None:
+                    single = as_started(single, cfg, out / folder)
                 tasks.append(Task(unit, opt["name"], seed, folder, single.to_dict()))
     return tasks
 
