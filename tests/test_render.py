@@ -10,6 +10,7 @@ from pathlib import Path
 
 import h5py
 import pytest
+import torch
 
 from xdream import config as config_mod
 from xdream import records
@@ -142,8 +143,8 @@ def test_the_command_shows_the_default_parameters_warning_as_one_line(
         ("ref_chelsea_0_0_0", "the square of side 0 at row 0"),  # crashed
         ("ref_chelsea_-1_0_50", "at row -1, column 0 must lie inside the photo"),
         ("ref_chelsea_0_0_9999", "top \\+ side <= 300"),  # wrote the whole photo, squashed
-        ("ref_chelsa_0_0_50", "'chelsa' is not a reference photo. Did you mean 'chelsea'"),
-        ("ref_cat_0_0_50", "'cat' is not a reference photo"),  # a photo, but no reference's
+        ("ref_chelsa_0_0_50", "'chelsa' is not a photo references are drawn from. Did you"),
+        ("ref_horse_0_0_50", "'horse' is not a photo references are drawn from"),  # a mask
         ("ref_chelsea_a_0_50", "reference ids look like ref_PHOTO_TOP_LEFT_SIDE"),
     ],
 )
@@ -156,3 +157,13 @@ def test_render_refuses_an_id_that_names_no_reference_crop(
     # one that is: the crop, written
     written = render_mod.render(finished, ["ref_hubble_deep_field_0_0_50"], out=tmp_path / "out")
     assert [p.name for p in written] == ["ref_hubble_deep_field_0_0_50.png"]
+
+
+def test_a_crop_of_any_bundled_photo_regenerates(tmp_path: Path) -> None:
+    """ReferenceImages(photos=...) draws from any bundled photo; from_id refused every photo
+    outside the default reference set, so render and the report lost those crops."""
+    from xdream.references import ReferenceImages, from_id
+
+    images, ids = ReferenceImages(32, seed=0, photos=("cat", "clock")).sample(4)
+    for image, ref_id in zip(images, ids):
+        torch.testing.assert_close(from_id(ref_id, 32)[0], image)

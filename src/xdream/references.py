@@ -168,7 +168,9 @@ def from_id(ref_id: str, size: int) -> Images:
     """Regenerate a reference crop from its id (``ref_{photo}_{top}_{left}_{side}``).
 
     Raises :class:`XDreamError` for an id that names no crop a reference could be: another
-    form, a photo not in :data:`PHOTOS`, or a square that is empty or not inside the photo."""
+    form, a photo not in :data:`BUNDLED` (references are drawn from :data:`PHOTOS` unless
+    :class:`ReferenceImages` is given others), or a square that is empty or not inside the
+    photo."""
     form = "reference ids look like ref_PHOTO_TOP_LEFT_SIDE, as in ref_chelsea_10_20_150"
     try:
         if not ref_id.startswith("ref_"):
@@ -177,10 +179,10 @@ def from_id(ref_id: str, size: int) -> Images:
         top, left, side = (int(n) for n in numbers)
     except ValueError:
         raise XDreamError(f"{ref_id!r} is not a reference id: {form}") from None
-    if name not in PHOTOS:
+    if name not in BUNDLED:
         raise XDreamError(
-            f"{ref_id!r} is not a reference id: {name!r} is not a reference photo."
-            f"{did_you_mean(name, PHOTOS)} The photos are {', '.join(PHOTOS)}; {form}"
+            f"{ref_id!r} is not a reference id: {name!r} is not a photo references are drawn "
+            f"from.{did_you_mean(name, BUNDLED)} The photos are {', '.join(BUNDLED)}; {form}"
         )
     _, h, w = photo(name).shape
     if side < 1 or top < 0 or left < 0 or top + side > h or left + side > w:
