@@ -771,6 +771,13 @@ def test_kill_after_the_next_block_is_out_but_before_the_checkpoint(
         n for _, n, _ in written_responses(log)
     )
     assert summary["generations"] == 4 and summary["presentations"] == 4 * 8
+    # rig/ as an uninterrupted run's, n_stimuli of generation 1 included (its blocks were
+    # answered before the kill, and generation 2 had begun); timings and arrival aside
+    timings = ("written", "answered", "latency", "received")
+    assert set(cut.extra) == set(full.extra)
+    for key, value in full.extra.items():
+        if key.rsplit("/", 1)[1] not in timings:
+            np.testing.assert_array_equal(cut.extra[key], value, err_msg=key)
 
 
 def test_leftover_block_files_are_refused(tmp_path: Path) -> None:

@@ -356,6 +356,7 @@ class RigScorer(Scorer):
                 "block": b,
                 "generation": cur["generation"],
                 "stimuli": stimuli,
+                "n_stimuli": len(stimuli),  # stimuli is emptied once answered and recorded
                 "written": None,
                 "answered": None,
                 "timed_out": False,
@@ -876,7 +877,9 @@ class RigScorer(Scorer):
             {
                 "rig/blocks/generation": np.full(len(blocks), g, np.int32),
                 "rig/blocks/block": np.array([b["block"] for b in blocks], np.int32),
-                "rig/blocks/n_stimuli": np.array([len(b["stimuli"]) for b in blocks], np.int32),
+                "rig/blocks/n_stimuli": np.array(
+                    [b.get("n_stimuli", len(b["stimuli"])) for b in blocks], np.int32
+                ),
                 "rig/blocks/written": np.array([b["written"] or nan for b in blocks], np.float64),
                 "rig/blocks/answered": np.array([b["answered"] or nan for b in blocks], np.float64),
                 "rig/blocks/latency": np.array(
