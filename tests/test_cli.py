@@ -421,6 +421,60 @@ def test_a_finished_run_extended_on_resume_records_its_new_budget(tmp_path: Path
     assert_same_records(tmp_path / "full", run)
 
 
+def test_resume_from_another_directory_refuses_another_weight_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A relative `weights` is taken from the current directory: `xdream resume` from another
+    one that held another w.pt built the unit on that file, silently (records of two
+    networks). The checkpoint records the file read; a checkpoint without it is not checked."""
+    import pickle
+
+    import torch
+
+    from tests.test_experiment import folder_contents
+    from xdream import config as config_mod
+    from xdream import networks
+    from xdream.experiment import Experiment
+
+    state = networks.make("efficientnet-lite0").module.state_dict()
+    for name, scale in (("a", 1.0), ("b", 1.5)):
+        (tmp_path / name).mkdir()
+        scaled = {k: v * scale if v.is_floating_point() else v for k, v in state.items()}
+        torch.save(scaled, tmp_path / name / "w.pt")
+    text = FAST_RUN.format(generations=3) + 'weights = "w.pt"\n'
+    config = config_mod.from_dict(config_mod.tomllib.loads(text))
+    run, old = tmp_path / "run", tmp_path / "old"
+    monkeypatch.chdir(tmp_path / "a")
+    for out in (run, old):  # killed after 2 generations
+        exp = Experiment.from_config(config, out)
+        exp._start()
+        exp.step()
+        exp.step()
+        exp.release_folder()
+    assert (run / "config.yaml").read_text().count("weights: w.pt") == 1  # as the user wrote it
+    checkpoint = pickle.loads((old / "checkpoint.pkl").read_bytes())
+    assert checkpoint.pop("files")["target.weights"]["path"] == str(tmp_path / "a" / "w.pt")
+    (old / "checkpoint.pkl").write_bytes(pickle.dumps(checkpoint))  # an earlier version's
+
+    monkeypatch.chdir(tmp_path / "b")
+    contents = folder_contents(run)
+    capsys.readouterr()
+    assert main(["resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xdream: error:") and err.count("\n") == 1, err
+    assert str(tmp_path / "a" / "w.pt") in err and str(tmp_path / "b" / "w.pt") in err
+    assert "[target] weights 'w.pt'" in err and "resume from the directory" in err
+    assert folder_contents(run) == contents
+    assert main(["resume", str(old)]) == 0  # nothing recorded, nothing compared
+    monkeypatch.chdir(tmp_path / "a")
+    first = (tmp_path / "a" / "w.pt").read_bytes()
+    shutil.copyfile(tmp_path / "b" / "w.pt", tmp_path / "a" / "w.pt")  # replaced in place
+    assert main(["resume", str(run)]) == 2
+    assert "which changed since the run read it" in capsys.readouterr().err
+    (tmp_path / "a" / "w.pt").write_bytes(first)
+    assert main(["resume", str(run)]) == 0
+
+
 def test_a_checkpoint_without_its_config_resumes_as_before(tmp_path: Path) -> None:
     """Checkpoints written before the config was stored in them carry nothing to compare."""
     import pickle

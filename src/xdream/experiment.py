@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import functools
+import hashlib
 import os
 import pickle
 import socket
@@ -91,6 +92,52 @@ ADDED_KEYS = {"experiment.noise_seed": None}
 """Keys added since a run may have started, with the value that means what an older xdream
 did: a config without one is compared as if it held that value, so setting ``noise_seed`` on
 resume of a run started before it existed is refused like any change of a defining key."""
+
+READ_AGAIN = (("target", "weights"), ("generator", "weights"))
+"""Config keys naming a file that every session reads again (``xdream resume`` builds the
+network and the generator from it): the checkpoint records which file each one was
+(:func:`file_identity`), and resume refuses another file, since the records would mix two sets
+of weights. A relative path is taken from the current directory, so another directory can hold
+another file of that name."""
+
+FINGERPRINT_BYTES = 2**20
+"""A file's fingerprint is the SHA-256 of its first and last this many bytes."""
+
+
+@functools.cache
+def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of the first and last :data:`FINGERPRINT_BYTES` of ``path`` (once per version
+    of the file in a process: the units of a many-unit run share their weights)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        digest.update(fh.read(FINGERPRINT_BYTES))
+        if size > FINGERPRINT_BYTES:
+            fh.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
+            digest.update(fh.read(FINGERPRINT_BYTES))
+    return digest.hexdigest()
+
+
+def file_identity(path: str | Path) -> dict[str, Any]:
+    """Which file ``path`` is now: its resolved path, size and a cheap fingerprint (the SHA-256
+    of its first and last MiB), as the checkpoint records it."""
+    resolved = Path(path).expanduser().resolve()
+    stat = resolved.stat()
+    fingerprint = _fingerprint(str(resolved), stat.st_size, stat.st_mtime_ns)
+    return {"path": str(resolved), "size": stat.st_size, "sha256_ends": fingerprint}
+
+
+def files_read(config: Config) -> dict[str, dict[str, Any]]:
+    """:func:`file_identity` of each :data:`READ_AGAIN` file ``config`` names, by
+    ``"section.key"`` (a rig's run reads no ``[target]`` weights)."""
+    sections = config.to_dict()
+    found: dict[str, dict[str, Any]] = {}
+    for section, key in READ_AGAIN:
+        if section == "target" and config.rig is not None:
+            continue
+        value = (sections.get(section) or {}).get(key)
+        if isinstance(value, str) and Path(value).expanduser().is_file():
+            found[f"{section}.{key}"] = file_identity(value)
+    return found
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -381,6 +428,9 @@ class Experiment:
         self.config_changes: list[str] = []
         """Changes of :data:`CHANGEABLE` config keys since the checkpoint's session (set by
         :meth:`restore`), ``"section.key: old -> new"``."""
+        self.files_read: dict[str, dict[str, Any]] = {}
+        """The :data:`READ_AGAIN` files the config named, as this session read them
+        (:func:`files_read`); the checkpoint keeps them, and resume refuses another file."""
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -448,6 +498,7 @@ class Experiment:
             config=config,
         )
         experiment.init_codes = init_codes
+        experiment.files_read = files_read(config)
         return experiment
 
     @classmethod
@@ -490,6 +541,7 @@ class Experiment:
             "scorer": self.scorer.state_dict(),
             "references": self.references.state_dict(),
             "config": None if self.config is None else self.config.to_dict(),
+            "files": self.files_read,
         }
 
     def restore(self) -> str:
@@ -506,6 +558,7 @@ class Experiment:
         if self.folder.checkpoint.exists():
             state = load_checkpoint(self.folder.checkpoint)
             self.config_changes = self._check_config(state.get("config"))
+            self._check_files(state.get("files"))
         else:
             self._refuse_lost_checkpoint()
         self.folder.remove_temporaries()  # half-written files of an interrupted atomic write
@@ -564,6 +617,41 @@ class Experiment:
                 f"between sessions: {', '.join(CHANGEABLE_KEYS)}."
             )
         return allowed
+
+    def _check_files(self, saved: Any) -> None:
+        """Refuse to continue with a :data:`READ_AGAIN` file other than the one the checkpoint
+        says the run read (another size or fingerprint): a relative path resolved in another
+        directory, a file replaced since. Checkpoints written before files were recorded
+        pass."""
+        if not isinstance(saved, dict):
+            return
+        for key, now in self.files_read.items():
+            then = saved.get(key)
+            if not isinstance(then, dict):
+                continue
+            if (then.get("size"), then.get("sha256_ends")) == (now["size"], now["sha256_ends"]):
+                continue
+            section, name = key.split(".")
+            given = self.config.to_dict()[section][name] if self.config is not None else key
+            now_is = f"{now['size']} bytes, fingerprint {now['sha256_ends'][:12]}"
+            then_was = f"{then.get('size')} bytes, fingerprint {str(then.get('sha256_ends'))[:12]}"
+            if then.get("path") == now["path"]:
+                which = f"is {now['path']}, which changed since the run read it ({then_was}; "
+                which += f"now {now_is})"
+                fix = "Put back the file the run read"
+            else:
+                which = f"is now {now['path']} ({now_is}), not the file the run read, "
+                which += f"{then.get('path')} ({then_was})"
+                fix = (
+                    "A relative path is taken from the current directory: resume from the "
+                    f"directory the run was started from (where {given!r} is {then.get('path')}), "
+                    "or put back the file the run read"
+                )
+            raise XDreamError(
+                f"cannot resume {str(self.folder.path)!r}: config.yaml's [{section}] {name} "
+                f"{given!r} {which}. Continuing would mix two sets of weights in one record, so "
+                f"nothing was changed. {fix}."
+            )
 
     def _refuse_lost_checkpoint(self) -> None:
         """Raise unless a folder without ``checkpoint.pkl`` is one killed in its first
