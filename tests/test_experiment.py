@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import re
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from tests.helpers import tiny_experiment, torn_record
 from xdream import records
 from xdream.errors import XDreamError
+from xdream.experiment import Experiment
 
 TIMING = {"generations/seconds"}
 
@@ -538,6 +540,51 @@ def test_a_full_disk_stops_the_run_with_one_clear_error_and_resume_loses_nothing
     assert 3 <= resumed.generation <= 4
     resumed.run()
     assert_same_records(tmp_path / "full", cut)
+
+
+@pytest.mark.parametrize("change", ["moved", "older copy"])
+def test_a_record_changed_while_the_run_goes_on_stops_it_and_resume_rebuilds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """record.h5 moved away mid-run was made anew by the next append, without its attributes
+    and earlier generations, and the run finished, dropping the journal (the only complete
+    copy); one replaced by an older copy likewise. The run now stops saying so, keeps its
+    journal, and resume rebuilds the record."""
+    tiny_experiment(tmp_path / "full", generations=5, record_interval=0).run()
+    cut = tmp_path / "cut"
+    write_journal, flush = records.RunFolder.write_journal, Experiment.flush
+
+    def journal(folder: records.RunFolder, rec: records.GenerationRecord) -> None:
+        if rec.generation == 3:  # generations 0-2 are in record.h5
+            if change == "moved":
+                folder.record.rename(tmp_path / "moved.h5")
+            else:
+                shutil.copyfile(folder.record, tmp_path / "older.h5")
+        write_journal(folder, rec)
+
+    def last_flush(exp: Experiment) -> None:
+        flush(exp)
+        if change == "older copy" and exp.generation == 5:
+            shutil.copyfile(tmp_path / "older.h5", exp.folder.record)
+
+    monkeypatch.setattr(records.RunFolder, "write_journal", journal)
+    monkeypatch.setattr(Experiment, "flush", last_flush)
+    with pytest.raises(XDreamError) as stop:
+        tiny_experiment(cut, generations=5, record_interval=0).run()
+    message = str(stop.value)
+    if change == "moved":
+        assert "is gone: it was moved or deleted" in message
+    else:
+        assert "holds 3 generations where the run has 5" in message
+    assert f"`xdream resume {cut}` rebuilds record.h5" in message
+    assert (cut / "journal").is_dir()
+    assert records.read_summary(cut)["status"] == "running"
+    monkeypatch.undo()
+    resumed = tiny_experiment(cut, generations=5, record_interval=0)
+    resumed.restore()
+    resumed.run()
+    assert_same_records(tmp_path / "full", cut)
+    assert not (cut / "journal").exists()
 
 
 def test_a_full_disk_is_recognised_in_what_h5py_and_the_system_raise() -> None:

@@ -53,6 +53,7 @@ from xdream.optimizers.base import Optimizer
 from xdream.params import check_seed
 from xdream.precision import tf32_mode
 from xdream.records import (
+    UNREADABLE,
     FolderLock,
     GenerationRecord,
     H5Record,
@@ -773,6 +774,7 @@ class Experiment:
         drop the journal; returns the summary."""
         try:
             self.flush()
+            self._check_record()
             summary = self.summary(finished=True)
             write_json(self.folder.summary, summary)
         except BaseException as err:
@@ -783,6 +785,26 @@ class Experiment:
         self.scorer.close()
         self.release_folder()
         return summary
+
+    def _check_record(self) -> None:
+        """Raise unless ``record.h5`` holds every generation: the journal, which is dropped
+        when the run finishes, is then the only complete copy (a record moved, deleted or
+        replaced by an older copy while the run went on)."""
+        if not self._started:
+            return
+        try:
+            have: int | str = H5Record(self.folder.record).generations()
+        except UNREADABLE as err:
+            have = f"cannot be read ({type(err).__name__}: {err})"
+        if have == self.generation:
+            return
+        held = have if isinstance(have, str) else f"holds {have} generations"
+        raise XDreamError(
+            f"record.h5 in {str(self.folder.path)!r} {held} where the run has "
+            f"{self.generation}: it was changed while the run went on (moved, deleted or "
+            "replaced by an older copy). The run is not marked finished and its journal is "
+            f"kept: `xdream resume {self.folder.path}` rebuilds record.h5 from it."
+        )
 
     def step(self) -> GenerationRecord:
         """Run one generation and record it durably (starting the run if it has not started).

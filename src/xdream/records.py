@@ -756,6 +756,20 @@ class H5Record:
     def _open(self, mode: str) -> h5py.File:
         return h5py.File(self.path, mode, locking=False)
 
+    def _open_existing(self) -> h5py.File:
+        """Open the record to change it ("r+": a record that is gone is not made anew, without
+        its attributes and generations, but stops the run, and resume rebuilds it)."""
+        try:
+            return self._open("r+")
+        except FileNotFoundError:
+            if not self.path.parent.is_dir():
+                raise  # the whole folder is gone: the run says so
+            raise XDreamError(
+                f"{str(self.path)!r} is gone: it was moved or deleted while the run went on. "
+                "Every generation is kept in the journal and the checkpoint: `xdream resume "
+                f"{self.path.parent}` rebuilds record.h5 from them and continues the run."
+            ) from None
+
     def initialise(self, code_dim: int, config: dict[str, Any], version: str) -> None:
         """Create an empty record with its attributes (overwrites)."""
         check_space(self.path.parent, 0)
@@ -782,7 +796,7 @@ class H5Record:
             return np.concatenate([np.full(n(r), r.generation, np.int32) for r in recs])
 
         check_space(self.path.parent, 2 * sum(r.nbytes() for r in recs))
-        with self._open("a") as f:
+        with self._open_existing() as f:
             _append(f, "codes", cat(lambda r: r.codes))
             _append(f, "scores", cat(lambda r: r.scores))
             _append(f, "clean_scores", cat(lambda r: r.clean_scores))
@@ -820,12 +834,12 @@ class H5Record:
             if f.attrs.get("config") == text:
                 return
         check_space(self.path.parent, len(text))
-        with self._open("a") as f:
+        with self._open_existing() as f:
             f.attrs["config"] = text
 
     def truncate(self, generations: int) -> None:
         """Cut the record back to its first ``generations`` generations."""
-        with self._open("a") as f:
+        with self._open_existing() as f:
             if "generation" in f:
                 n = int(np.searchsorted(f["generation"][:], generations, side="left"))
                 for name in ROW_FIELDS:
@@ -922,6 +936,8 @@ def reconcile(
         problem = ""
     except UNREADABLE as err:
         have, problem = None, f"record.h5 was unreadable ({err})"
+        if not folder.record.exists():
+            problem = "record.h5 was missing"
     if all(folder.journal_path(g).exists() for g in range(generations)):
         notes = [problem] if problem else []
         rebuilt = H5Record(folder.path / ".record.h5.rebuild")
