@@ -322,8 +322,9 @@ def test_a_failed_background_write_stops_the_run(tmp_path: Path) -> None:
         raise PermissionError(errno.EACCES, "Permission denied")
 
     exp._write = broken  # type: ignore[method-assign]
-    with pytest.raises(PermissionError, match="Permission denied"):
+    with pytest.raises(XDreamError, match="Permission denied") as stop:  # what to do, one line
         exp.run()
+    assert isinstance(stop.value.__cause__, PermissionError)
 
 
 def test_an_interrupted_run_brings_record_h5_up_to_the_journal(tmp_path: Path) -> None:
@@ -585,6 +586,48 @@ def test_a_record_changed_while_the_run_goes_on_stops_it_and_resume_rebuilds_it(
     resumed.run()
     assert_same_records(tmp_path / "full", cut)
     assert not (cut / "journal").exists()
+
+
+@pytest.mark.parametrize("fault", ["read-only", "moved"])
+def test_a_folder_made_read_only_or_moved_mid_run_is_one_clear_error_and_resume_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """A folder remounted read-only (or its permissions taken away), moved or deleted while the
+    run goes on stopped it with the system's OSError (a 40-line traceback in the CLI) and a
+    note naming the old path; it is one XDreamError naming the file and what to do, and the
+    run resumes (under its new name) to an uninterrupted run's records."""
+    tiny_experiment(tmp_path / "full", generations=5, record_interval=0).run()
+    cut, moved = tmp_path / "cut", tmp_path / "moved"
+    write_journal = records.RunFolder.write_journal
+
+    def journal(folder: records.RunFolder, rec: records.GenerationRecord) -> None:
+        if rec.generation == 3:
+            if fault == "moved":
+                folder.path.rename(moved)
+            else:
+                tmp = folder.journal / f".gen000003.npz.x1y2{records.TMP_SUFFIX}"
+                raise OSError(errno.EROFS, "Read-only file system", str(tmp))
+        write_journal(folder, rec)
+
+    monkeypatch.setattr(records.RunFolder, "write_journal", journal)
+    with pytest.raises(XDreamError) as stop:
+        tiny_experiment(cut, generations=5, record_interval=0).run()
+    message = str(stop.value)
+    if fault == "moved":
+        assert message.startswith(f"the folder {cut} was moved or deleted while the run went on")
+        assert "`xdream resume` on the folder's current path continues the run" in message
+    else:
+        assert message.startswith(
+            f"cannot write {cut / 'journal' / 'gen000003.npz'} (Read-only file system)"
+        )
+        assert f"make it writable again, then `xdream resume {cut}` continues" in message
+    monkeypatch.undo()
+    folder = moved if fault == "moved" else cut
+    resumed = tiny_experiment(folder, generations=5, record_interval=0)
+    resumed.restore()
+    assert resumed.generation == 3
+    resumed.run()
+    assert_same_records(tmp_path / "full", folder)
 
 
 def test_a_full_disk_is_recognised_in_what_h5py_and_the_system_raise() -> None:

@@ -62,7 +62,7 @@ from xdream.records import (
     checkpoint_unusable,
     load_checkpoint,
     png_bytes,
-    raise_if_disk_full,
+    raise_for_folder,
     reconcile,
     save_png,
     stop_run,
@@ -584,7 +584,7 @@ class Experiment:
                 xdream.__version__,
             )
         except BaseException as err:  # rebuilding record.h5 needs space too
-            raise_if_disk_full(err, self.folder.path)
+            raise_for_folder(err, self.folder.path)
             raise
         self._unflushed = []  # the rebuilt record.h5 holds every checkpointed generation
         if np.isnan(self.best_clean_reference):
@@ -779,7 +779,7 @@ class Experiment:
             write_json(self.folder.summary, summary)
         except BaseException as err:
             self.release_folder()  # `xdream resume` (or run() again) finishes it
-            raise_if_disk_full(err, self.folder.path)
+            raise_for_folder(err, self.folder.path)
             raise
         self.folder.drop_journal()
         self.scorer.close()

@@ -664,12 +664,12 @@ class MultiExperiment:
     @classmethod
     def resume(cls, out: str | Path) -> MultiExperiment:
         """Continue a many-unit run from its folder (each unit from its own checkpoint)."""
-        from xdream.records import RunFolder, raise_if_disk_full
+        from xdream.records import RunFolder, raise_for_folder
 
         try:
             return cls.from_config(RunFolder(out).load_config(), out, resume=True)
         except BaseException as err:  # a unit's error names its own folder; resume takes this
-            raise_if_disk_full(err, Path(out))
+            raise_for_folder(err, Path(out))
             raise
 
     def step(self) -> None:

@@ -713,10 +713,74 @@ def raise_if_disk_full(err: BaseException, out: Path) -> None:
     ) from err
 
 
+FOLDER_FAULTS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR)
+"""The errors of a folder that can no longer be written: made read-only, its permissions taken
+away, moved or deleted (or a part of it)."""
+
+
+def _folder_fault(err: BaseException | None) -> OSError | None:
+    """The first error in ``err``'s chain that is a :data:`FOLDER_FAULTS` ``OSError``."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in FOLDER_FAULTS:
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _written_name(filename: Any) -> str:
+    """The file an atomic write was writing, for the temporary file it failed on."""
+    path = Path(os.fsdecode(filename))
+    name = path.name
+    if name.startswith(".") and name.endswith(TMP_SUFFIX):  # .NAME.RANDOM.xdream.tmp
+        name = name[1 : -len(TMP_SUFFIX)].rsplit(".", 1)[0]
+    return str(path.with_name(name))
+
+
+def raise_if_folder_fault(err: BaseException, out: Path) -> None:
+    """Raise an :class:`~xdream.errors.XDreamError` (from ``err``) that names what could not
+    be written and says how to continue the run in ``out`` when ``err`` is a folder that can
+    no longer be written (:data:`FOLDER_FAULTS`); return otherwise."""
+    fault = None if isinstance(err, XDreamError) else _folder_fault(err)
+    if fault is None:
+        return
+    inside = os.path.abspath(out) + os.sep
+    if fault.filename and not os.path.abspath(os.fsdecode(fault.filename)).startswith(inside):
+        return  # another folder's (a rig's write_dir elsewhere): its own error says more
+    what = _written_name(fault.filename) if fault.filename else str(out)
+    reason = fault.strerror or str(fault)
+    kept = "Every generation finished before is kept in its journal and checkpoint"
+    if not out.is_dir():
+        raise XDreamError(
+            f"the folder {out} was moved or deleted while the run went on (writing {what}: "
+            f"{reason}). If it was moved, its journal and checkpoint hold every generation "
+            "finished before: `xdream resume` on the folder's current path continues the run."
+        ) from err
+    if fault.errno in (errno.ENOENT, errno.ENOTDIR):
+        raise XDreamError(
+            f"cannot write {what} ({reason}): a part of {out} was moved or deleted while the "
+            f"run went on. Put it back if you can; `xdream resume {out}` continues the run from "
+            "what its journal and checkpoint hold."
+        ) from err
+    raise XDreamError(
+        f"cannot write {what} ({reason}): {out} can no longer be written (a read-only mount, "
+        f"changed permissions). {kept}: make it writable again, then `xdream resume {out}` "
+        "continues the run."
+    ) from err
+
+
+def raise_for_folder(err: BaseException, out: Path) -> None:
+    """:func:`raise_if_disk_full`, then :func:`raise_if_folder_fault`: the one clear error of a
+    run in ``out`` stopped by its folder's disk or file system; return otherwise."""
+    raise_if_disk_full(err, out)
+    raise_if_folder_fault(err, out)
+
+
 def stop_run(experiments: Iterable[Flushable], err: BaseException, out: Path) -> None:
     """After ``err`` stopped the run in ``out``: write what can be written (a failure to is
     noted on ``err`` instead of hiding it; ``xdream resume`` rebuilds ``record.h5`` from the
-    journal), then :func:`raise_if_disk_full`. The caller re-raises ``err``."""
+    journal), then :func:`raise_for_folder`. The caller re-raises ``err``."""
     for experiment in experiments:
         try:
             experiment.flush()
@@ -725,7 +789,7 @@ def stop_run(experiments: Iterable[Flushable], err: BaseException, out: Path) ->
                 f"record.h5 and summary.json in {experiment.folder.path} were not brought up to "
                 f"date ({type(late).__name__}: {late}); xdream resume rebuilds them"
             )
-    raise_if_disk_full(err, out)
+    raise_for_folder(err, out)
 
 
 # --------------------------------------------------------------------------- HDF5 record
