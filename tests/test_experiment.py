@@ -630,6 +630,44 @@ def test_a_folder_made_read_only_or_moved_mid_run_is_one_clear_error_and_resume_
     assert_same_records(tmp_path / "full", folder)
 
 
+def test_an_atomic_write_that_fails_to_flush_raises_one_error_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush that fails (a full disk) was raised again by the file's close, two chained
+    OSErrors; the temporary file is removed and the old version stays."""
+    import io
+    import os
+
+    class FullDisk(io.RawIOBase):
+        def __init__(self, fd: int) -> None:
+            self.fd = fd
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self) -> None:
+            if not self.closed:
+                os.close(self.fd)
+            super().close()
+
+    def fdopen(fd: int, mode: str) -> Any:
+        raw = io.BufferedWriter(FullDisk(fd))
+        return raw if "b" in mode else io.TextIOWrapper(raw)
+
+    path = tmp_path / "summary.json"
+    records.write_json(path, {"old": 1})
+    monkeypatch.setattr(records.os, "fdopen", fdopen)
+    with pytest.raises(OSError, match="No space left") as err:
+        records.write_json(path, {"new": 2})
+    assert err.value.__context__ is None and err.value.__cause__ is None
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"old": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
 def test_a_full_disk_is_recognised_in_what_h5py_and_the_system_raise() -> None:
     try:
         try:

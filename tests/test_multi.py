@@ -326,6 +326,36 @@ def test_a_full_disk_stops_a_lockstep_run_naming_its_folder_and_resume_loses_not
     assert_same_units(resumed.labels, tmp_path / "whole", tmp_path / "part")
 
 
+def test_a_full_disk_at_the_units_table_is_one_clear_error_and_resume_writes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """units.csv, written after every unit finished, was outside the run's error handling: a
+    full disk there gave three chained tracebacks and kept the folders locked."""
+    from tests.helpers import folder_held_by_another_process
+    from xdream import multi
+    from xdream.errors import DiskFullError
+
+    cfg = config.from_dict(small_config(generations=2))
+    MultiExperiment.from_config(cfg, tmp_path / "whole").run()
+    write_table = multi.write_table
+
+    def full(path: Path, *args: Any) -> None:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(multi, "write_table", full)
+    part = tmp_path / "part"
+    with pytest.raises(DiskFullError, match=f"xdream resume {part}` continues"):
+        MultiExperiment.from_config(cfg, part).run()
+    with folder_held_by_another_process(part):
+        pass  # let go: another process may take it
+    monkeypatch.setattr(multi, "write_table", write_table)
+    resumed = MultiExperiment.resume(part)
+    resumed.run()
+    assert_same_units(resumed.labels, tmp_path / "whole", part)
+    whole, cut = ((f / "units.csv").read_text().splitlines() for f in (tmp_path / "whole", part))
+    assert [r.split(",")[:-1] for r in whole] == [r.split(",")[:-1] for r in cut]
+
+
 def test_a_lockstep_folder_in_use_by_another_process_is_refused(tmp_path: Path) -> None:
     """A second process resuming a many-unit run that is still going is refused at the folder
     it was given (not at a unit's), and resumes once the first is gone."""

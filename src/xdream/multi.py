@@ -728,6 +728,13 @@ class MultiExperiment:
             for e in self.experiments:  # every record on disk, record.h5 up to date
                 e.flush()
             summaries = [e.run() for e in self.experiments]  # spent budgets: just finalise
+            rows = [
+                summary_row(u, s, os.path.relpath(e.folder.path, self.out), label)
+                for u, s, e, label in zip(
+                    self.multi.units, summaries, self.experiments, self.labels
+                )
+            ]
+            write_table(self.out / "units.csv", rows, SUMMARY_COLUMNS)
         except BaseException as err:  # an error or Ctrl-C: write what is pending
             for e in self.experiments:
                 e._stopped = e._started
@@ -736,11 +743,6 @@ class MultiExperiment:
             finally:
                 self.release_folders()
             raise
-        rows = [
-            summary_row(u, s, os.path.relpath(e.folder.path, self.out), label)
-            for u, s, e, label in zip(self.multi.units, summaries, self.experiments, self.labels)
-        ]
-        write_table(self.out / "units.csv", rows, SUMMARY_COLUMNS)
         self.release_folders()
         return summaries
 

@@ -203,11 +203,17 @@ def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True) -> It
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
     try:
-        with os.fdopen(fd, mode) as fh:
+        fh = os.fdopen(fd, mode)
+        try:
             yield fh
             fh.flush()
             if durable:
                 os.fsync(fh.fileno())
+        except BaseException:
+            with suppress(OSError):  # close() flushes again what failed: one error, not two
+                fh.close()
+            raise
+        fh.close()
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
