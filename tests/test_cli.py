@@ -566,6 +566,51 @@ def test_ctrl_c_names_the_folder_to_resume_and_runs_started_together_get_their_o
     assert not (tmp_path / "xdream-runs").exists()
 
 
+def test_a_run_stopped_before_it_wrote_its_config_says_to_start_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk at config.yaml said `xdream resume DIR`, which then refused the folder (no
+    config.yaml); Ctrl-C while a many-unit run loads its network said the same, and resume
+    answered that nothing was recorded. Both say how to start the run again; that works."""
+    from xdream import config as config_mod
+    from xdream import multi
+
+    cfg = write(tmp_path / "fast.toml", FAST_RUN.format(generations=1))
+    out = tmp_path / "full"
+    dump_yaml = config_mod.dump_yaml
+
+    def full(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(config_mod, "dump_yaml", full)
+    assert main(["run", str(cfg), "--out", str(out)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "nothing was recorded" in err and "xdream resume" not in err
+    assert f"start it again with `xdream run CONFIG --out {out}`" in err
+    monkeypatch.setattr(config_mod, "dump_yaml", dump_yaml)
+    assert main(["resume", str(out)]) == 2
+    assert "holds no experiment yet" in capsys.readouterr().err
+    assert main(["run", str(cfg), "--out", str(out)]) == 0
+
+    many = write(tmp_path / "many.toml", FAST_RUN.format(generations=1) + "[[targets]]\n"
+                 "channels = [0, 1]\n")  # fmt: skip
+
+    def loading(*args: Any, **kw: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(multi, "shared_scorer", loading)
+    out = tmp_path / "many"
+    capsys.readouterr()
+    assert main(["run", str(many), "--out", str(out)]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "xdream: interrupted before anything was recorded; start it again with "
+        f"`xdream run {many} --out {out}`"
+    )
+    monkeypatch.undo()
+    assert main(["run", str(many), "--out", str(out)]) == 0
+
+
 @pytest.mark.parametrize("units", [False, True])
 def test_a_run_killed_while_loading_its_network_says_how_to_start_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], units: bool

@@ -92,10 +92,29 @@ def _default_out(name: str, root: str = "xdream-runs") -> Path:
     raise XDreamError(f"too many output folders named {str(base)!r}-N; give --out")
 
 
-def _output(args: argparse.Namespace, out: Path, console: Any) -> None:
-    """Say where a run writes, and how to continue it when it is interrupted."""
+def _output(args: argparse.Namespace, out: Path, console: Any, start: str) -> None:
+    """Say where a run writes, and how to continue it when it is interrupted: ``xdream
+    resume``, or ``start`` (the command that starts it) while it has recorded nothing."""
     args.continue_with = f"`xdream resume {out}`"
+    args.start_with = f"`{start}`"
+    args.out_folder = out
     console.print(f"output folder: {out}", highlight=False, markup=False)
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """The line for a command stopped by Ctrl-C: how to continue its run, if it has one."""
+    from xdream.records import RunFolder
+
+    advice = getattr(args, "continue_with", None)
+    out = getattr(args, "out_folder", None)
+    if advice is None:
+        return "xdream: interrupted"
+    if out is not None and not RunFolder(out).recorded():
+        return (
+            "xdream: interrupted before anything was recorded; start it again with "
+            f"{args.start_with}"
+        )
+    return f"xdream: interrupted; continue with {advice}"
 
 
 def _run_experiment(experiment: Any, console: Any) -> dict[str, Any]:
@@ -183,7 +202,12 @@ def cmd_demo(args: argparse.Namespace, console: Any) -> int:
         highlight=False,
     )
     experiment = Experiment.from_config(cfg, out)
-    _output(args, out, console)
+    options = "".join(
+        f" --{name} {value}"
+        for name, value in (("generations", args.generations), ("seed", args.seed))
+        if value is not None
+    )
+    _output(args, out, console, f"xdream demo{options} --out {out}")
     _report(_run_experiment(experiment, console), out, console)
     return 0
 
@@ -194,13 +218,15 @@ def cmd_run(args: argparse.Namespace, console: Any) -> int:
 
     cfg = config_mod.load(args.config)
     out = Path(args.out) if args.out else _default_out(Path(args.config).stem)
+    start = f"xdream run {args.config} --out {out}"
     if cfg.targets:
         from xdream.multi import run_many
 
-        _output(args, out, console)
+        # before the network is loaded: a Ctrl-C then says to start again (_interrupted)
+        _output(args, out, console, start)
         return run_many(cfg, out, console)
     experiment = Experiment.from_config(cfg, out)
-    _output(args, out, console)
+    _output(args, out, console, start)
     _report(_run_experiment(experiment, console), out, console)
     return 0
 
@@ -376,11 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"xdream: error: {err}", file=sys.stderr)
         status = 2
     except KeyboardInterrupt:
-        advice = getattr(args, "continue_with", None)
-        print(
-            "xdream: interrupted" + (f"; continue with {advice}" if advice else ""),
-            file=sys.stderr,
-        )
+        print(_interrupted(args), file=sys.stderr)
         status = 130
     if _made:  # folders made for this command: removed if it wrote nothing into them
         from xdream.records import remove_empty

@@ -549,14 +549,21 @@ class RunFolder:
         )
 
     def stopped_before_writing(self) -> bool:
-        """Whether this folder holds nothing but the lock (and an empty ``units/``): a run
-        stopped while it loaded its network, before it wrote its configuration. Nothing was
-        recorded, and ``xdream run CONFIG --out`` this folder starts it."""
+        """Whether this folder holds nothing but the lock (and empty ``units/``, ``images/``,
+        ``journal/``): a run stopped while it loaded its network, or before it could write its
+        configuration (a full disk). Nothing was recorded, and ``xdream run CONFIG --out``
+        this folder starts it."""
         if not (self.path / LOCK_FILE).is_file():  # an empty folder is not a run's
             return False
-        units = self.path / "units"
-        rest = [p for p in self.path.iterdir() if p.name != LOCK_FILE and p != units]
-        return not rest and not (units.is_dir() and any(units.iterdir()))
+        empty = {self.path / name for name in ("units", "images", "journal")}
+        rest = [p for p in self.path.iterdir() if p.name != LOCK_FILE and p not in empty]
+        return not rest and not any(p.is_dir() and any(p.iterdir()) for p in empty)
+
+    def recorded(self) -> bool:
+        """Whether a run has recorded anything here that it can continue from: its
+        ``config.yaml`` (a run from a config, a many-unit run), or a ``checkpoint.pkl`` (an
+        experiment built in Python)."""
+        return self.config.exists() or self.checkpoint.exists()
 
     def refuse_unstarted(self) -> None:
         """Raise the error that says how to start a run that stopped before it wrote
@@ -712,6 +719,12 @@ def raise_if_disk_full(err: BaseException, out: Path) -> None:
     if cause is None:
         return
     detail = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    if not RunFolder(out).recorded():
+        raise DiskFullError(
+            f"the disk of {out} is full ({detail}), and the run stopped before it wrote its "
+            f"configuration, so nothing was recorded: free some space, then start it again "
+            f"with `xdream run CONFIG --out {out}`."
+        ) from err
     raise DiskFullError(
         f"the disk of {out} is full ({detail}). Every generation finished before is kept in "
         f"its journal and checkpoint: free some space, then `xdream resume {out}` continues "
@@ -762,6 +775,12 @@ def raise_if_folder_fault(err: BaseException, out: Path) -> None:
             f"the folder {out} was moved or deleted while the run went on (writing {what}: "
             f"{reason}). If it was moved, its journal and checkpoint hold every generation "
             "finished before: `xdream resume` on the folder's current path continues the run."
+        ) from err
+    if not RunFolder(out).recorded():
+        raise XDreamError(
+            f"cannot write {what} ({reason}), so the run stopped before it wrote its "
+            f"configuration and nothing was recorded: make {out} writable, then start it again "
+            f"with `xdream run CONFIG --out {out}`."
         ) from err
     if fault.errno in (errno.ENOENT, errno.ENOTDIR):
         raise XDreamError(
