@@ -174,6 +174,24 @@ def test_unreadable_record_is_rebuilt_from_the_journal(tmp_path: Path) -> None:
     assert list((tmp_path / "cut").glob("record.h5.unreadable-*"))  # nothing thrown away
 
 
+def test_records_kept_aside_in_the_same_second_are_all_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second unreadable record kept aside in one second (or after the clock was set back)
+    replaced the first, which the docs say is kept, not deleted."""
+    exp = tiny_experiment(tmp_path / "cut", generations=4)
+    exp._start()
+    exp.step()
+    exp.release_folder()
+    monkeypatch.setattr(records.time, "time", lambda: 1_800_000_000.0)
+    for garbage in (b"garbage A", b"garbage B", b"garbage C"):
+        (tmp_path / "cut" / "record.h5").write_bytes(garbage)
+        tiny_experiment(tmp_path / "cut", generations=4).restore()
+    kept = sorted((tmp_path / "cut").glob("record.h5.unreadable-*"))
+    assert sorted(p.read_bytes() for p in kept) == [b"garbage A", b"garbage B", b"garbage C"]
+    assert kept[0].name == "record.h5.unreadable-1800000000"
+
+
 @pytest.mark.parametrize("chunk", [1, 2])
 def test_a_record_rebuilt_in_chunks_equals_the_uninterrupted_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int

@@ -51,6 +51,7 @@ scorers write (``rig/``; :attr:`Record.extra` when read) are additions and do no
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import pickle
@@ -1039,8 +1040,8 @@ def reconcile(
             rebuilt.path.unlink(missing_ok=True)
             raise
         if have is None and folder.record.exists():
-            aside = folder.path / f"record.h5.unreadable-{int(time.time())}"
-            folder.record.rename(aside)
+            aside = _free_name(folder.path / f"record.h5.unreadable-{int(time.time())}")
+            os.replace(folder.record, aside)  # over the empty file that took the name
             notes.append(f"kept it as {aside.name}")
         if have is not None and have > generations:
             notes.append(f"cut {have - generations} unfinished generation(s)")
@@ -1062,6 +1063,20 @@ def reconcile(
             f"{generations}, and the journal is incomplete: cannot rebuild."
         )
     return ""
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``, ... the first name that no file has: taken (made
+    empty, with ``O_EXCL``) for the caller, so that nothing kept there earlier is replaced (a
+    second record kept aside in the same second, or after the clock was set back)."""
+    for n in itertools.count(1):
+        candidate = path if n == 1 else path.with_name(f"{path.name}-{n}")
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_UMASK))
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- reading back
