@@ -168,6 +168,69 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path) -> None:
     assert_same_records(tmp_path / "full", out)
 
 
+SIGNALLED_RUN = """
+import os, signal, sys
+from xdream.experiment import Experiment
+from xdream.cli import main
+
+sig, calls = getattr(signal, sys.argv[1]), []
+propose = Experiment.propose
+
+def signalled(self):
+    calls.append(1)
+    if len(calls) == 4:
+        os.kill(os.getpid(), sig)
+    return propose(self)
+
+Experiment.propose = signalled
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize(("name", "status"), [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_and_sighup_stop_a_run_as_ctrl_c_does(
+    tmp_path: Path, name: str, status: int
+) -> None:
+    """SIGTERM (kill, systemd, SLURM, docker stop) and SIGHUP (a closed terminal) killed the
+    run: no advice, record.h5 and summary.json left behind the journal. They stop it as Ctrl-C
+    does, with the conventional status, and the resumed run ends as an uninterrupted one."""
+    from xdream import records
+
+    cfg = write(tmp_path / "run.toml", FAST_RUN.format(generations=6))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "full")]) == 0
+    out = tmp_path / "run"
+    stopped = subprocess.run(
+        [sys.executable, "-c", SIGNALLED_RUN, name, "run", str(cfg), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert stopped.returncode == status, stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1] == (
+        f"xdream: interrupted ({name}); continue with `xdream resume {out}`"
+    )
+    done = len(list((out / "journal").iterdir()))
+    assert done >= 2 and records.read(out).best_per_generation.shape == (done,)  # up to date
+    assert json.loads((out / "summary.json").read_text())["status"] == "running"
+    assert main(["resume", str(out)]) == 0
+    assert_same_records(tmp_path / "full", out)
+
+
+def test_a_signal_ignored_before_stays_ignored_and_handlers_are_put_back() -> None:
+    """`nohup xdream run ...` ignores SIGHUP: the run must not stop when the terminal closes."""
+    import xdream.cli as cli
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        replaced = cli._stop_on_signals()
+        assert signal.SIGHUP not in replaced and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        for signum, handler in replaced.items():
+            signal.signal(signum, handler)
+        assert main(["list"]) == 0  # not a run: nothing installed
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 @pytest.mark.slow
 def test_demo_end_to_end_on_the_real_network(tmp_path: Path) -> None:
     """A short demo on the embedded network climbs above its first generation."""

@@ -18,7 +18,9 @@ import argparse
 import datetime as _dt
 import math
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -101,20 +103,59 @@ def _output(args: argparse.Namespace, out: Path, console: Any, start: str) -> No
     console.print(f"output folder: {out}", highlight=False, markup=False)
 
 
-def _interrupted(args: argparse.Namespace) -> str:
-    """The line for a command stopped by Ctrl-C: how to continue its run, if it has one."""
+def _interrupted(args: argparse.Namespace, how: str = "") -> str:
+    """The line for a command stopped by Ctrl-C (or the signal ``how``): how to continue its
+    run, if it has one."""
     from xdream.records import RunFolder
 
     advice = getattr(args, "continue_with", None)
     out = getattr(args, "out_folder", None)
+    stopped = f"xdream: interrupted{f' ({how})' if how else ''}"
     if advice is None:
-        return "xdream: interrupted"
+        return stopped
     if out is not None and not RunFolder(out).recorded():
-        return (
-            "xdream: interrupted before anything was recorded; start it again with "
-            f"{args.start_with}"
-        )
-    return f"xdream: interrupted; continue with {advice}"
+        return f"{stopped} before anything was recorded; start it again with {args.start_with}"
+    return f"{stopped}; continue with {advice}"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (``signum``) in a command that runs an experiment: it stops as Ctrl-C
+    stops it, its records brought up to date, with the status ``128 + signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+"""Signals that stop a run like Ctrl-C (a ``kill``, systemd, SLURM at its time limit, ``docker
+stop``; a closed terminal or a dropped ssh connection). A SIGKILL cannot be caught: the journal
+covers it."""
+
+RUN_COMMANDS = ("run", "resume", "demo")
+"""Commands that run an experiment, and stop on :data:`STOP_SIGNALS` as on Ctrl-C."""
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """Raise :class:`Terminated` in the main thread at the first of :data:`STOP_SIGNALS` (a
+    second one, while the records are written, is ignored); returns the handlers replaced. A
+    signal already ignored (``nohup`` ignores SIGHUP) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    replaced: dict[int, Any] = {}
+    raised: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        if not raised:
+            raised.append(signum)
+            raise Terminated(signum)
+
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            replaced[signum] = signal.signal(signum, stop)
+    return replaced
 
 
 def _run_experiment(experiment: Any, console: Any) -> dict[str, Any]:
@@ -394,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=False)
     func: Callable[[argparse.Namespace, Any], int] = args.func
+    replaced = _stop_on_signals() if args.command in RUN_COMMANDS else {}
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
@@ -401,9 +443,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except XDreamError as err:
         print(f"xdream: error: {err}", file=sys.stderr)
         status = 2
+    except Terminated as err:
+        print(_interrupted(args, str(err)), file=sys.stderr)
+        status = 128 + err.signum
     except KeyboardInterrupt:
         print(_interrupted(args), file=sys.stderr)
         status = 130
+    finally:
+        for signum, handler in replaced.items():
+            signal.signal(signum, handler)
     if _made:  # folders made for this command: removed if it wrote nothing into them
         from xdream.records import remove_empty
 
