@@ -271,6 +271,34 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path: Path) -> None:
         tiny_experiment(blocker / "run", generations=1).run()
 
 
+def test_resuming_a_read_only_folder_says_to_make_it_writable_not_to_use_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`xdream resume` has no --out, which the message told it to use."""
+    import os
+
+    exp = tiny_experiment(tmp_path / "run", generations=3)
+    exp._start()
+    exp.step()
+    exp.release_folder()
+    os_open = os.open
+
+    def read_only(path: Any, flags: int, *args: Any) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return os_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(XDreamError) as refused:
+        tiny_experiment(tmp_path / "run", generations=3).restore()
+    message = str(refused.value)
+    assert "Read-only file system" in message and "--out" not in message
+    assert (
+        "Make it writable again (a read-only mount, changed permissions), then `xdream " in message
+    )
+    assert f"resume {tmp_path / 'run'}` continues the run" in message
+
+
 def test_record_files_get_the_usual_permissions(tmp_path: Path) -> None:
     """Atomic writes go through mkstemp (mode 0600); the results must be shareable as usual."""
     import os
@@ -633,6 +661,10 @@ def test_a_folder_made_read_only_or_moved_mid_run_is_one_clear_error_and_resume_
     message = str(stop.value)
     if fault == "moved":
         assert message.startswith(f"the folder {cut} was moved or deleted while the run went on")
+        (note,) = stop.value.__cause__.__notes__  # for Python callers: its current path too
+        assert note.endswith(
+            "the folder was moved or deleted: xdream resume on its current path rebuilds them"
+        )
         assert "`xdream resume` on the folder's current path continues the run" in message
     else:
         assert message.startswith(

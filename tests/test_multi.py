@@ -371,6 +371,25 @@ def test_a_lockstep_folder_in_use_by_another_process_is_refused(tmp_path: Path) 
     MultiExperiment.resume(tmp_path / "many").run()
 
 
+def test_a_many_unit_run_into_a_folder_a_live_run_holds_names_the_holder(tmp_path: Path) -> None:
+    """It said "already holds an experiment. Continue it with `xdream resume DIR`", which the
+    live run refuses."""
+    from rich.console import Console
+
+    from tests.helpers import folder_held_by_another_process
+    from xdream.errors import FolderInUseError
+    from xdream.multi import run_many
+
+    cfg = config.from_dict(small_config(generations=1))
+    out = tmp_path / "many"
+    MultiExperiment.from_config(cfg, out).run()
+    with folder_held_by_another_process(out) as pid, pytest.raises(FolderInUseError) as held:
+        run_many(cfg, out, Console(quiet=True))
+    assert f"pid {pid} " in str(held.value)
+    with pytest.raises(XDreamError, match="already holds a many-unit run"):
+        run_many(cfg, out, Console(quiet=True))
+
+
 def test_a_many_unit_run_killed_before_its_units_folders_resumes_as_many_units(
     tmp_path: Path,
 ) -> None:

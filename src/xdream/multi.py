@@ -942,6 +942,9 @@ def run_many(config: Any, out: Path, console: Any) -> int:
         print_config_changes(list(dict.fromkeys(changes)), console)
     else:
         if (out / "config.yaml").exists():  # units/ alone: killed before anything was written
+            from xdream.records import RunFolder
+
+            RunFolder(out).lock().release()  # a run still going: FolderInUseError names it
             kind = "a many-unit run" if is_multi_folder(out) else "an experiment"
             raise XDreamError(
                 f"{str(out)!r} already holds {kind}. Continue it with "

@@ -511,6 +511,12 @@ class RunFolder:
             raise self._unwritable(err) from None
 
     def _unwritable(self, err: OSError) -> XDreamError:
+        if self.recorded():  # xdream resume (or a run into it, which refuse_outputs refuses)
+            return XDreamError(
+                f"cannot write to experiment folder {str(self.path)!r}: "
+                f"{err.strerror or err}. Make it writable again (a read-only mount, changed "
+                f"permissions), then `xdream resume {self.path}` continues the run."
+            )
         return XDreamError(
             f"cannot write to output folder {str(self.path)!r}: {err.strerror or err}. "
             "Choose a writable folder with --out."
@@ -811,9 +817,16 @@ def stop_run(experiments: Iterable[Flushable], err: BaseException, out: Path) ->
         try:
             experiment.flush()
         except Exception as late:
+            where = experiment.folder.path
+            fix = (
+                "xdream resume rebuilds them"
+                if where.is_dir()
+                else "the folder was moved or deleted: xdream resume on its current path "
+                "rebuilds them"
+            )
             err.add_note(
-                f"record.h5 and summary.json in {experiment.folder.path} were not brought up to "
-                f"date ({type(late).__name__}: {late}); xdream resume rebuilds them"
+                f"record.h5 and summary.json in {where} were not brought up to date "
+                f"({type(late).__name__}: {late}); {fix}"
             )
     raise_for_folder(err, out)
 
