@@ -1117,3 +1117,29 @@ def test_an_earlier_checkpoint_without_a_seed_continues_with_the_seed_unknown(
     again = build()
     again.restore()
     assert again.run()["seed"] is None
+
+
+def test_a_run_stopped_before_a_told_generation_is_written_summarises_what_is_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the next generation is proposed, after one was told but before its
+    records were handed over: summary.json counted the told generation, one more than the
+    journal, the checkpoint and record.h5 hold."""
+    from xdream.experiment import Experiment
+
+    exp = tiny_experiment(tmp_path / "run", generations=4)
+    original, calls = Experiment.propose, []
+
+    def propose(self: Experiment) -> Any:
+        calls.append(1)
+        if len(calls) == 3:  # generation 2's, after generation 1 was told
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Experiment, "propose", propose)
+    with pytest.raises(KeyboardInterrupt):
+        exp.run()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert len(records.read(tmp_path / "run").best_per_generation) == 1
+    assert summary["generations"] == 1
+    assert summary["presentations"] == len(records.read(tmp_path / "run").scores)

@@ -419,6 +419,7 @@ class Experiment:
         self._tick = time.perf_counter()  # wall clock of the last time accounted in ``seconds``
         self._lock: FolderLock | None = None  # held from the first write to finish()
         self._unflushed: list[GenerationRecord] = []  # durable in the journal, not yet in HDF5
+        self._written_summary: dict[str, Any] | None = None  # as of the last generation on disk
         self._deferred: list[Callable[[], None]] = []  # run when the scorer is idle
         self._writing: Future[None] | None = None  # records in the background thread
         self._flushed_at = float("-inf")
@@ -587,6 +588,7 @@ class Experiment:
             raise_for_folder(err, self.folder.path)
             raise
         self._unflushed = []  # the rebuilt record.h5 holds every checkpointed generation
+        self._written_summary = None  # the state is the checkpoint's: its summary is as of now
         if np.isnan(self.best_clean_reference):
             self.best_clean_reference = self._recorded_best_clean_reference()
         self._started = True
@@ -822,9 +824,11 @@ class Experiment:
     def flush(self) -> None:
         """Write every pending record, then append the generations recorded since the last
         flush to ``record.h5`` and rewrite ``summary.json`` (both follow the journal by at
-        most ``record_interval`` seconds while a run goes on)."""
+        most ``record_interval`` seconds while a run goes on), as of the last generation on
+        disk: a run stopped after a generation was told but before its records were handed
+        over has one generation more in memory than in its records."""
         self._settle()
-        self._flush()
+        self._flush(self._written_summary)
 
     def _flush(self, summary: dict[str, Any] | None = None) -> None:
         """:meth:`flush` without waiting for pending records (the record thread calls it);
@@ -1032,6 +1036,7 @@ class Experiment:
         with atomic_write(self.folder.checkpoint) as fh:
             fh.write(state)
         self._unflushed.append(rec)
+        self._written_summary = summary
         self._flush_if_due(summary)
 
     def _progress(self, rec: GenerationRecord) -> Progress:
