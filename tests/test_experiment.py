@@ -1143,3 +1143,25 @@ def test_a_run_stopped_before_a_told_generation_is_written_summarises_what_is_on
     assert len(records.read(tmp_path / "run").best_per_generation) == 1
     assert summary["generations"] == 1
     assert summary["presentations"] == len(records.read(tmp_path / "run").scores)
+
+
+@pytest.mark.parametrize("error", [PermissionError(errno.EACCES, "Permission denied"),
+                                   FileNotFoundError(errno.ENOENT, "No such device")])  # fmt: skip
+def test_a_scorers_own_os_error_is_not_taken_for_the_folders(
+    tmp_path: Path, error: OSError
+) -> None:
+    """A scorer (a rig's driver, a model loading a file) raising EACCES or ENOENT that names no
+    file was reported as the run folder made read-only or deleted, hiding the real error."""
+    exp = tiny_experiment(tmp_path / "run", generations=3)
+    score = exp.scorer.score
+
+    def failing(images: Any, ids: list[str]) -> Any:
+        if exp.generation >= 1:
+            raise error
+        return score(images, ids)
+
+    exp.scorer.score = failing  # type: ignore[method-assign]
+    with pytest.raises(type(error)) as raised:
+        exp.run()
+    assert raised.value is error
+    assert not list((tmp_path / "run").glob(".xdream-probe-*"))

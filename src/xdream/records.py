@@ -764,16 +764,33 @@ def _written_name(filename: Any) -> str:
     return str(path.with_name(name))
 
 
+def _writable(out: Path) -> bool:
+    """Whether a file can be made in ``out`` now (a probe, removed at once)."""
+    probe = out / f".xdream-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    probe.unlink(missing_ok=True)
+    return True
+
+
 def raise_if_folder_fault(err: BaseException, out: Path) -> None:
     """Raise an :class:`~xdream.errors.XDreamError` (from ``err``) that names what could not
     be written and says how to continue the run in ``out`` when ``err`` is a folder that can
-    no longer be written (:data:`FOLDER_FAULTS`); return otherwise."""
+    no longer be written (:data:`FOLDER_FAULTS`): an error about a file in ``out``, or one that
+    names no file while ``out`` cannot be written (a probe); return otherwise, so that, for
+    example, a scorer's own ``PermissionError`` is shown as it is."""
     fault = None if isinstance(err, XDreamError) else _folder_fault(err)
     if fault is None:
         return
     inside = os.path.abspath(out) + os.sep
-    if fault.filename and not os.path.abspath(os.fsdecode(fault.filename)).startswith(inside):
-        return  # another folder's (a rig's write_dir elsewhere): its own error says more
+    if fault.filename:
+        if not os.path.abspath(os.fsdecode(fault.filename)).startswith(inside):
+            return  # another folder's (a rig's write_dir elsewhere): its own error says more
+    elif _writable(out):
+        return  # no file named (a scorer's own error, ...), and the folder is fine: not ours
     what = _written_name(fault.filename) if fault.filename else str(out)
     reason = fault.strerror or str(fault)
     kept = "Every generation finished before is kept in its journal and checkpoint"
