@@ -365,7 +365,8 @@ def test_a_failed_background_write_stops_the_run(tmp_path: Path) -> None:
     exp = tiny_experiment(tmp_path / "run", generations=4)
 
     def broken(*args: Any) -> None:
-        raise PermissionError(errno.EACCES, "Permission denied")
+        where = str(tmp_path / "run" / "checkpoint.pkl")
+        raise PermissionError(errno.EACCES, "Permission denied", where)
 
     exp._write = broken  # type: ignore[method-assign]
     with pytest.raises(XDreamError, match="Permission denied") as stop:  # what to do, one line
@@ -413,6 +414,8 @@ def test_an_experiment_under_pytorchs_fp32_precision_api_runs_and_puts_it_back(
     settings = [b, b.cudnn, b.cuda.matmul, b.cudnn.conv, b.cudnn.rnn, b.mkldnn, b.mkldnn.matmul]
     saved = [s.fp32_precision for s in settings]
     try:
+        for s in settings[1:]:  # inherit, whatever earlier code in this process set
+            s.fp32_precision = "none"
         b.fp32_precision = "tf32"
         b.cuda.matmul.fp32_precision = "none"  # inherits "tf32"
         before = [s.fp32_precision for s in settings]
