@@ -214,11 +214,15 @@ def test_sigterm_and_sighup_stop_a_run_as_ctrl_c_does(
     assert_same_records(tmp_path / "full", out)
 
 
-def test_a_signal_ignored_before_stays_ignored_and_handlers_are_put_back() -> None:
-    """`nohup xdream run ...` ignores SIGHUP: the run must not stop when the terminal closes."""
+def test_a_signal_ignored_before_stays_ignored_and_handlers_are_put_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`nohup xdream run ...` ignores SIGHUP: the run must not stop when the terminal closes.
+    A run command's handlers are put back when main returns."""
     import xdream.cli as cli
 
     before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         replaced = cli._stop_on_signals()
         assert signal.SIGHUP not in replaced and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
@@ -227,8 +231,47 @@ def test_a_signal_ignored_before_stays_ignored_and_handlers_are_put_back() -> No
             signal.signal(signum, handler)
         assert main(["list"]) == 0  # not a run: nothing installed
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        seen = []
+        monkeypatch.setattr(
+            cli, "cmd_run", lambda args, console: seen.append(signal.getsignal(signal.SIGTERM))
+            or 0,
+        )  # fmt: skip
+        cfg = write(tmp_path / "run.toml", FAST_RUN.format(generations=1))
+        assert main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 0
+        assert seen and seen[0] is not signal.SIG_DFL  # installed while the run went on
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # and put back by main
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, before)
+        signal.signal(signal.SIGTERM, term)
+
+
+def test_a_hang_up_whose_terminal_is_gone_still_stops_as_ctrl_c_does(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A real hang-up closes the terminal: the progress bar's last write on the way out failed
+    with EIO, which replaced the SIGHUP's stop, and the run ended with a traceback, status 1."""
+    import errno
+
+    import xdream.cli as cli
+
+    def hung_up(args: Any, console: Any) -> int:
+        try:
+            raise cli.Terminated(signal.SIGHUP)
+        finally:
+            raise OSError(errno.EIO, "Input/output error")  # the bar's exit, to the dead tty
+
+    monkeypatch.setattr(cli, "cmd_run", hung_up)
+    cfg = write(tmp_path / "run.toml", FAST_RUN.format(generations=1))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 128 + signal.SIGHUP
+    assert "xdream: interrupted (SIGHUP)" in capsys.readouterr().err
+
+    def broken(args: Any, console: Any) -> int:  # an EIO of its own is no hang-up
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(cli, "cmd_run", broken)
+    with pytest.raises(OSError):
+        main(["run", str(cfg), "--out", str(tmp_path / "run2")])
 
 
 @pytest.mark.slow

@@ -15,7 +15,9 @@ User errors print one line to stderr and exit with status 2 (no traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
+import errno
 import math
 import os
 import signal
@@ -428,6 +430,26 @@ def _show_warning(
         _library_warning(message, category, filename, lineno, file, line)
 
 
+def _terminated_under(err: OSError) -> Terminated | None:
+    """The :class:`Terminated` that ``err``, a failed write to a terminal that is gone (EIO,
+    EPIPE), replaced on its way out: a hang-up's SIGHUP closes the terminal the progress bar
+    and the messages are written to."""
+    if err.errno not in (errno.EIO, errno.EPIPE):
+        return None
+    seen: BaseException | None = err.__context__
+    while seen is not None:
+        if isinstance(seen, Terminated):
+            return seen
+        seen = seen.__context__
+    return None
+
+
+def _say(line: str) -> None:
+    """Print ``line`` to stderr, unless the terminal is gone (a hang-up)."""
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xdream`` console command."""
     from rich.console import Console
@@ -444,8 +466,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"xdream: error: {err}", file=sys.stderr)
         status = 2
     except Terminated as err:
-        print(_interrupted(args, str(err)), file=sys.stderr)
+        _say(_interrupted(args, str(err)))
         status = 128 + err.signum
+    except OSError as err:  # the terminal that hung up, written to on the way out
+        stop = _terminated_under(err)
+        if stop is None:
+            raise
+        _say(_interrupted(args, str(stop)))
+        status = 128 + stop.signum
     except KeyboardInterrupt:
         print(_interrupted(args), file=sys.stderr)
         status = 130
