@@ -348,6 +348,8 @@ def test_a_full_disk_at_the_units_table_is_one_clear_error_and_resume_writes_it(
         MultiExperiment.from_config(cfg, part).run()
     with folder_held_by_another_process(part):
         pass  # let go: another process may take it
+    for unit in (part / "units").iterdir():  # finished units stay finished
+        assert json.loads((unit / "summary.json").read_text())["status"] == "finished"
     monkeypatch.setattr(multi, "write_table", write_table)
     resumed = MultiExperiment.resume(part)
     resumed.run()

@@ -716,6 +716,7 @@ class MultiExperiment:
         :attr:`generation` and the number of units."""
         from xdream.records import RunFolder, stop_run
 
+        summaries: list[dict[str, Any]] = []
         try:
             if self._lock is None or not self._lock.held:  # a run that stopped, continued
                 self._lock = RunFolder(self.out).lock()
@@ -727,7 +728,8 @@ class MultiExperiment:
                     progress(self.generation, len(self.experiments))
             for e in self.experiments:  # every record on disk, record.h5 up to date
                 e.flush()
-            summaries = [e.run() for e in self.experiments]  # spent budgets: just finalise
+            for e in self.experiments:  # spent budgets: just finalise
+                summaries.append(e.run())
             rows = [
                 summary_row(u, s, os.path.relpath(e.folder.path, self.out), label)
                 for u, s, e, label in zip(
@@ -736,10 +738,11 @@ class MultiExperiment:
             ]
             write_table(self.out / "units.csv", rows, SUMMARY_COLUMNS)
         except BaseException as err:  # an error or Ctrl-C: write what is pending
-            for e in self.experiments:
+            pending = self.experiments[len(summaries) :]  # finished units' summaries stand
+            for e in pending:
                 e._stopped = e._started
             try:
-                stop_run(self.experiments, err, self.out)
+                stop_run(pending, err, self.out)
             finally:
                 self.release_folders()
             raise
