@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -388,6 +389,19 @@ def test_an_interrupted_run_brings_record_h5_up_to_the_journal(tmp_path: Path) -
     assert_same_records(tmp_path / "full", tmp_path / "run")
 
 
+def looks_while_scoring(exp: Experiment, look: Callable[[], Any]) -> list[Any]:
+    """What ``look()`` returns each time ``exp`` scores a batch (filled as it runs)."""
+    seen: list[Any] = []
+    score = exp.scorer.score
+
+    def spy(images: Any, ids: list[str]) -> Any:
+        seen.append(look())
+        return score(images, ids)
+
+    exp.scorer.score = spy  # type: ignore[method-assign]
+    return seen
+
+
 @pytest.fixture
 def restore_tf32() -> Any:
     """Put PyTorch's TF32 flags back as they were (they are process-wide)."""
@@ -420,14 +434,7 @@ def test_an_experiment_under_pytorchs_fp32_precision_api_runs_and_puts_it_back(
         b.cuda.matmul.fp32_precision = "none"  # inherits "tf32"
         before = [s.fp32_precision for s in settings]
         exp = tiny_experiment(tmp_path / "run", generations=2)
-        seen: list[tuple[bool, bool]] = []
-        score = exp.scorer.score
-
-        def spy(images: Any, ids: list[str]) -> Any:
-            seen.append((tf32_allowed(), tf32_allowed("matmul")))
-            return score(images, ids)
-
-        exp.scorer.score = spy  # type: ignore[method-assign]
+        seen = looks_while_scoring(exp, lambda: (tf32_allowed(), tf32_allowed("matmul")))
         exp.run()
         assert seen == [(False, False)] * 2
         assert [s.fp32_precision for s in settings] == before
@@ -456,14 +463,7 @@ def test_an_experiment_scores_in_ieee_float32_on_a_cpu_set_to_bfloat16(
         b.fp32_precision = "bf16"
         before = [s.fp32_precision for s in settings]
         exp = tiny_experiment(tmp_path / "run", generations=2)
-        seen: list[list[str]] = []
-        score = exp.scorer.score
-
-        def spy(images: Any, ids: list[str]) -> Any:
-            seen.append([s.fp32_precision for s in settings[2:]])
-            return score(images, ids)
-
-        exp.scorer.score = spy  # type: ignore[method-assign]
+        seen = looks_while_scoring(exp, lambda: [s.fp32_precision for s in settings[2:]])
         exp.run()
         assert seen == [["ieee"] * 3] * 2
         assert [s.fp32_precision for s in settings] == before
@@ -485,15 +485,7 @@ def test_experiments_compute_in_ieee_float32_unless_tf32_is_asked(
 
     def watched(exp: Experiment) -> list[tuple[bool, bool]]:
         """The TF32 flags (convolutions, matrix products) each time ``exp`` scores a batch."""
-        seen: list[tuple[bool, bool]] = []
-        score = exp.scorer.score
-
-        def spy(images: Any, ids: list[str]) -> Any:
-            seen.append((tf32_allowed(), tf32_allowed("matmul")))
-            return score(images, ids)
-
-        exp.scorer.score = spy  # type: ignore[method-assign]
-        return seen
+        return looks_while_scoring(exp, lambda: (tf32_allowed(), tf32_allowed("matmul")))
 
     set_tf32(True)  # as PyTorch starts for convolutions
     default = tiny_experiment(tmp_path / "default", generations=3)
