@@ -41,6 +41,19 @@ def small_config(generations: int = 2, **targets: Any) -> dict[str, Any]:
     }
 
 
+def stopped_after_one_generation(cfg: Any, out: Path) -> MultiExperiment:
+    """A many-unit run of ``cfg`` in ``out`` that did one generation and was then "killed"
+    (its records on disk, its folders let go)."""
+    stopped = MultiExperiment.from_config(cfg, out)
+    for e in stopped.experiments:
+        e._start()
+    stopped.step()
+    for e in stopped.experiments:
+        e.flush()
+    stopped.release_folders()
+    return stopped
+
+
 def test_targets_expand_and_round_trip() -> None:
     cfg = config.from_dict(
         {"target": {"layer": "blocks.3"}, "targets": [{"channels": "2:5"}, {"channel": 9}]}
@@ -185,13 +198,7 @@ def test_a_many_unit_run_of_an_earlier_xdream_resumes_with_its_shared_noise_stre
             multi, "unit_noise_seed", lambda c, u: experiment.derived_seed(c.experiment.seed, 2)
         )
         MultiExperiment.from_config(cfg, tmp_path / "whole").run()
-        stopped = MultiExperiment.from_config(cfg, tmp_path / "part")
-        for e in stopped.experiments:
-            e._start()
-        stopped.step()  # then "killed"
-        for e in stopped.experiments:
-            e.flush()
-        stopped.release_folders()
+        stopped = stopped_after_one_generation(cfg, tmp_path / "part")
     for e in stopped.experiments:  # as an earlier xdream wrote them: without the key
         state = pickle.loads(e.folder.checkpoint.read_bytes())
         del state["config"]["experiment"]["noise_seed"]
@@ -526,12 +533,8 @@ def test_units_table_relates_clean_scores_to_clean_reference_scores(tmp_path: Pa
     data = small_config(generations=3)
     data["noise"] = {"name": "gain", "ns": 0.5}
     cfg = config.from_dict(data)
-    stopped = MultiExperiment.from_config(cfg, tmp_path / "many")
+    stopped = stopped_after_one_generation(cfg, tmp_path / "many")
     for e in stopped.experiments:
-        e._start()
-    stopped.step()  # then "killed"
-    for e in stopped.experiments:
-        e.flush()
         state = pickle.loads(e.folder.checkpoint.read_bytes())
         del state["best_clean_reference"]  # as an earlier xdream wrote it
         e.folder.checkpoint.write_bytes(pickle.dumps(state))

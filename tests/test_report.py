@@ -836,16 +836,22 @@ def test_a_stopped_unit_of_a_many_unit_run_names_the_run_to_resume(
     assert report.resume_folder(run) == run  # a single experiment resumes itself
 
 
+def stem_config(path: Path, generations: int, n_references: int) -> Path:
+    """A config file for a small run on a unit of the embedded network's stem."""
+    path.write_text(
+        f"[experiment]\ngenerations = {generations}\nn_references = {n_references}\n"
+        '[generator]\nname = "pixels"\nsize = 32\ncode_size = 8\n'
+        '[optimizer]\nname = "genetic"\npopulation_size = 6\n'
+        '[target]\nnetwork = "efficientnet-lite0"\nlayer = "stem"\nchannel = 3\n'
+    )
+    return path
+
+
 def test_progress_lines_of_a_run_without_references(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """n_references = 0: each generation's line said "best reference -inf"."""
-    config = tmp_path / "c.toml"
-    config.write_text(
-        '[experiment]\ngenerations = 2\nn_references = 0\n[generator]\nname = "pixels"\n'
-        'size = 32\ncode_size = 8\n[optimizer]\nname = "genetic"\npopulation_size = 6\n'
-        '[target]\nnetwork = "efficientnet-lite0"\nlayer = "stem"\nchannel = 3\n'
-    )
+    config = stem_config(tmp_path / "c.toml", generations=2, n_references=0)
     assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "inf" not in out
@@ -857,12 +863,7 @@ def test_progress_lines_say_which_numbers_are_the_runs_so_far(
 ) -> None:
     """The line said "best" and "best reference" for the run's best so far, next to the
     generation's mean, while record.h5 names each generation's own best the same way."""
-    config = tmp_path / "c.toml"
-    config.write_text(
-        '[experiment]\ngenerations = 4\nn_references = 2\n[generator]\nname = "pixels"\n'
-        'size = 32\ncode_size = 8\n[optimizer]\nname = "genetic"\npopulation_size = 6\n'
-        '[target]\nnetwork = "efficientnet-lite0"\nlayer = "stem"\nchannel = 3\n'
-    )
+    config = stem_config(tmp_path / "c.toml", generations=4, n_references=2)
     assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 0
     lines = re.findall(
         r"generation (\d+): best so far (\S+), mean (\S+), best reference so far (\S+)",
