@@ -571,6 +571,12 @@ def test_resume_from_another_directory_refuses_another_weight_file(
     assert str(tmp_path / "a" / "w.pt") in err and str(tmp_path / "b" / "w.pt") in err
     assert "[target] weights 'w.pt'" in err and "resume from the directory" in err
     assert folder_contents(run) == contents
+    (tmp_path / "c").mkdir()  # a directory without the file: say where the run found it
+    monkeypatch.chdir(tmp_path / "c")
+    assert main(["resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"[target] weights was {tmp_path / 'a' / 'w.pt'}" in err and err.count("\n") == 1
+    monkeypatch.chdir(tmp_path / "b")
     assert main(["resume", str(old)]) == 0  # nothing recorded, nothing compared
     monkeypatch.chdir(tmp_path / "a")
     first = (tmp_path / "a" / "w.pt").read_bytes()
@@ -579,6 +585,37 @@ def test_resume_from_another_directory_refuses_another_weight_file(
     assert "which changed since the run read it" in capsys.readouterr().err
     (tmp_path / "a" / "w.pt").write_bytes(first)
     assert main(["resume", str(run)]) == 0
+
+
+def test_a_many_unit_resume_without_its_weight_file_says_where_the_run_found_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resumed from a directory without the relative weights file, the error said only that
+    'w.pt' does not exist, although the units' checkpoints record which file the run read."""
+    import torch
+
+    from xdream import config as config_mod
+    from xdream import networks
+    from xdream.multi import MultiExperiment
+
+    (tmp_path / "a").mkdir()
+    torch.save(networks.make("efficientnet-lite0").module.state_dict(), tmp_path / "a" / "w.pt")
+    text = FAST_RUN.format(generations=3) + 'weights = "w.pt"\n[[targets]]\nchannels = [1, 2]\n'
+    monkeypatch.chdir(tmp_path / "a")
+    multi = MultiExperiment.from_config(
+        config_mod.from_dict(config_mod.tomllib.loads(text)), tmp_path / "run"
+    )
+    for e in multi.experiments:
+        e._start()
+    multi.step()
+    for e in multi.experiments:
+        e.flush()
+    multi.release_folders()
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["resume", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"[target] weights was {tmp_path / 'a' / 'w.pt'}" in err and err.count("\n") == 1
 
 
 def test_a_checkpoint_without_its_config_resumes_as_before(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ from xdream import config as config_mod
 from xdream import generators, optimizers, scorers
 from xdream.config import Config
 from xdream.encode import load_codes, recorded_generator_spec
-from xdream.errors import XDreamError
+from xdream.errors import MissingFileError, XDreamError
 from xdream.generators.base import Generator
 from xdream.multi import Unit, many_unit_run_of, shared_scorer
 from xdream.optimizers.base import Optimizer
@@ -139,6 +139,29 @@ def files_read(config: Config) -> dict[str, dict[str, Any]]:
         if isinstance(value, str) and Path(value).expanduser().is_file():
             found[f"{section}.{key}"] = file_identity(value)
     return found
+
+
+def where_files_were(checkpoint: Path) -> str:
+    """A sentence naming the :data:`READ_AGAIN` files the run in ``checkpoint``'s folder read
+    (its checkpoint records them), for a resume that cannot find one; '' when unknown."""
+    try:
+        files = load_checkpoint(checkpoint).get("files") if checkpoint.exists() else None
+    except XDreamError:
+        return ""
+    if not isinstance(files, dict):
+        return ""
+    read = [
+        f"[{key.split('.')[0]}] {key.split('.')[-1]} was {then['path']}"
+        for key, then in files.items()
+        if isinstance(then, dict) and isinstance(then.get("path"), str)
+    ]
+    if not read:
+        return ""
+    return (
+        f" The run read these files: {'; '.join(read)} (a relative path is taken from the "
+        "current directory: resume from the directory the run was started in, or put the "
+        "file back there)."
+    )
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -520,7 +543,10 @@ class Experiment:
                 f"{str(folder.path)!r} is not an experiment folder (no config.yaml). "
                 "Experiments built in Python resume with Experiment(...).restore()."
             )
-        experiment = cls.from_config(folder.load_config(), out)
+        try:
+            experiment = cls.from_config(folder.load_config(), out)
+        except MissingFileError as err:  # a weights file: say where the run found it
+            raise MissingFileError(f"{err}{where_files_were(folder.checkpoint)}") from None
         experiment.restore()
         return experiment
 
