@@ -594,23 +594,16 @@ def test_a_many_unit_resume_without_its_weight_file_says_where_the_run_found_it(
     'w.pt' does not exist, although the units' checkpoints record which file the run read."""
     import torch
 
+    from tests.test_multi import stopped_after_one_generation
     from xdream import config as config_mod
     from xdream import networks
-    from xdream.multi import MultiExperiment
 
     (tmp_path / "a").mkdir()
     torch.save(networks.make("efficientnet-lite0").module.state_dict(), tmp_path / "a" / "w.pt")
     text = FAST_RUN.format(generations=3) + 'weights = "w.pt"\n[[targets]]\nchannels = [1, 2]\n'
     monkeypatch.chdir(tmp_path / "a")
-    multi = MultiExperiment.from_config(
-        config_mod.from_dict(config_mod.tomllib.loads(text)), tmp_path / "run"
-    )
-    for e in multi.experiments:
-        e._start()
-    multi.step()
-    for e in multi.experiments:
-        e.flush()
-    multi.release_folders()
+    config = config_mod.from_dict(config_mod.tomllib.loads(text))
+    stopped_after_one_generation(config, tmp_path / "run")
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
     assert main(["resume", str(tmp_path / "run")]) == 2
