@@ -765,15 +765,12 @@ def _written_name(filename: Any) -> str:
 
 
 def _writable(out: Path) -> bool:
-    """Whether a file can be made in ``out`` now (a probe, removed at once)."""
-    probe = out / f".xdream-probe-{os.getpid()}"
+    """Whether a file can be made in ``out`` now (a probe, as :func:`make_folder`'s)."""
     try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with tempfile.TemporaryFile(dir=out):
+            return True
     except OSError:
         return False
-    os.close(fd)
-    probe.unlink(missing_ok=True)
-    return True
 
 
 def raise_if_folder_fault(err: BaseException, out: Path) -> None:
