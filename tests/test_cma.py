@@ -433,6 +433,14 @@ def test_pycma_options_are_checked_by_name_and_by_pycma() -> None:
     assert "\n" not in str(err.value)
     opt = make("pycma", dim=5, options={"tolfun": 1e-3, "TolX": 1e-9})  # pycma's names, any case
     assert opt.es.opts["tolfun"] == 1e-3
+    # a string pycma cannot read: pycma itself only warns and then uses the string as it is
+    for key, value in [("CMA_active", "notabool"), ("tolfun", "abc"), ("MaxIter", "1/0")]:
+        with pytest.raises(XDreamError, match=f"pycma option '{key}' = '{value}' is not a value"):
+            make("pycma", dim=5, options={key: value})
+    # strings pycma can read still work, expressions of N included
+    opt = make("pycma", dim=5, options={"maxiter": "100 * N", "CMA_active": "False"})
+    assert opt.es.opts.eval("maxiter") == 500
+    assert opt.es.opts.eval("CMA_active") is False
 
 
 def test_missing_optional_packages_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,7 +56,8 @@ class PycmaParams:
         options: further pycma options (``cma.CMAOptions()`` lists them; pycma also takes a
             unique prefix of a name, in any case); ``seed``, ``popsize``, the verbosity and,
             for ``pycma-diag``, ``CMA_diagonal`` are set by the adapter. An unknown name is
-            refused, and a value that pycma refuses stops with pycma's message.
+            refused, a value that pycma refuses stops with pycma's message, and a string that
+            pycma cannot read as a value or an expression (``"100 * N"``) is refused.
     """
 
     sigma0: float = 1.0
@@ -133,6 +134,7 @@ class PycmaAdapter(MinimiserAdapter):
                     f"pycma refused the optimizer's settings ({type(err).__name__}: "
                     f"{first_line}); see cma.CMAOptions() for what each option takes"
                 ) from None
+            _check_option_values(self._es, p.options or {})
         self._sample(step=0)
         self._popsize = len(self._x)  # pycma's default when population_size is None
 
@@ -196,6 +198,31 @@ class PycmaAdapter(MinimiserAdapter):
                 f"checkpoint codes have shape {self._x.shape}, expected (n, {self._dim})"
             )
         check_shape("codes", self._x, (self._popsize, self._dim))
+
+
+def _check_option_values(es: Any, options: dict[str, Any]) -> None:
+    """Refuse option values that pycma cannot read.
+
+    pycma evaluates a string value as an expression (``"100 * N"``) when it first needs it, and
+    one it cannot read (``CMA_active = "notabool"``) only gives a warning and is then used as the
+    string itself, which silently acts as ``True`` or fails much later.
+    """
+    for key, value in options.items():
+        if not isinstance(value, str):
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:  # pycma turns a failed evaluation into a warning
+                es.opts.eval(es.opts.corrected_key(key) or key)
+            except Exception as err:
+                warnings.warn(str(err), stacklevel=1)
+        if caught:
+            why = str(caught[0].message).split(" (known words")[0].splitlines()[0]
+            raise XDreamError(
+                f"pycma option {key!r} = {value!r} is not a value pycma can read ({why}): give "
+                "a number, a boolean or an expression of N, dim and popsize (such as "
+                "'100 * N'); cma.CMAOptions() shows what each option takes"
+            )
 
 
 class _GlobalRandnPickler(pickle.Pickler):
