@@ -474,6 +474,43 @@ def test_a_many_unit_resume_refuses_a_config_that_changed_its_units(
     resumed.release_folders()
 
 
+@pytest.mark.parametrize("started_with", [None, 7])
+def test_a_many_unit_resume_refused_for_an_edited_seed_says_it_in_the_runs_terms(
+    tmp_path: Path, started_with: int | None
+) -> None:
+    """What the user edits is the run's config.yaml: the refusal names the run's folder and
+    the run's own seed and noise_seed, not the numbers derived from them for one unit."""
+    data = {**small_config(generations=2), "noise": {"name": "gain", "ns": 0.5}}
+    data["experiment"] = {**data["experiment"], "noise_seed": started_with}
+    cfg = config.from_dict(data)
+    stopped_after_one_generation(cfg, tmp_path / "part")
+    run = str(tmp_path / "part")
+
+    def refusal(**experiment: Any) -> str:
+        edited = {**cfg.to_dict(), "experiment": {**data["experiment"], **experiment}}
+        config.dump_yaml(config.from_dict(edited), tmp_path / "part" / "config.yaml")
+        with pytest.raises(XDreamError) as err:
+            MultiExperiment.resume(tmp_path / "part")
+        message = str(err.value)
+        assert message.startswith(f"cannot resume {run!r}: its configuration changed")
+        return message.split("(", 1)[1].split("), and continuing")[0]
+
+    assert refusal(seed=2) == "experiment.seed: 1 -> 2"
+    if started_with is None:
+        assert refusal(noise_seed=5) == "experiment.noise_seed: None -> 5"
+        assert refusal(seed=2, noise_seed=5) == (
+            "experiment.seed: 1 -> 2; experiment.noise_seed: None -> 5"
+        )
+    else:
+        earlier = "(the value the run started with)"
+        assert refusal(noise_seed=5) == f"experiment.noise_seed: {earlier} -> 5"
+        assert refusal(noise_seed=None) == f"experiment.noise_seed: {earlier} -> None"
+    config.dump_yaml(cfg, tmp_path / "part" / "config.yaml")  # put back: it goes on
+    resumed = MultiExperiment.resume(tmp_path / "part")
+    assert [e.generation for e in resumed.experiments] == [1, 1, 1]
+    resumed.release_folders()
+
+
 def test_a_many_unit_run_resumed_with_a_larger_budget_updates_each_units_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 
 class XDreamError(Exception):
@@ -51,6 +52,20 @@ class SummaryUnreadableError(XDreamError):
     """An experiment's ``summary.json`` exists but is not a JSON object: cut short by a power
     loss or a full disk (runs replace it whole, so a reader never sees it half-written).
     ``xdream resume`` writes it again from the checkpoint."""
+
+
+class ConfigChangedError(XDreamError):
+    """A resume refused because the config changed in a key that defines the experiment.
+
+    Attributes:
+        saved: the resolved config the run started with (``Config.to_dict()``).
+        now: the resolved config it would continue with.
+    """
+
+    def __init__(self, message: str, saved: dict[str, Any], now: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.saved = saved
+        self.now = now
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -46,7 +46,7 @@ from xdream import config as config_mod
 from xdream import generators, optimizers, scorers
 from xdream.config import Config
 from xdream.encode import load_codes, recorded_generator_spec
-from xdream.errors import MissingFileError, XDreamError
+from xdream.errors import ConfigChangedError, MissingFileError, XDreamError
 from xdream.generators.base import Generator
 from xdream.multi import Unit, many_unit_run_of, shared_scorer
 from xdream.optimizers.base import Optimizer
@@ -193,6 +193,18 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str],
 
     compare(old, new, "")
     return defining, allowed
+
+
+def config_changed_message(folder: Path, defining: list[str]) -> str:
+    """Why resuming ``folder`` is refused: the ``defining`` changes (from
+    :func:`config_changes`) and what to do."""
+    return (
+        f"cannot resume {str(folder)!r}: its configuration changed since the run started "
+        f"({'; '.join(defining)}), and continuing would mix two experiments in one record. "
+        "Put the old value back in config.yaml, or start a new run with the new one (`xdream "
+        "run CONFIG --out` another folder). Keys that may change between sessions: "
+        f"{', '.join(CHANGEABLE_KEYS)}."
+    )
 
 
 @functools.cache
@@ -636,15 +648,10 @@ class Experiment:
         of experiments built in Python, or written before the config was stored, pass."""
         if not isinstance(saved, dict) or self.config is None:
             return []
-        defining, allowed = config_changes(saved, self.config.to_dict())
+        now = self.config.to_dict()
+        defining, allowed = config_changes(saved, now)
         if defining:
-            raise XDreamError(
-                f"cannot resume {str(self.folder.path)!r}: its configuration changed since the "
-                f"run started ({'; '.join(defining)}), and continuing would mix two experiments "
-                "in one record. Put the old value back in config.yaml, or start a new run with "
-                "the new one (`xdream run CONFIG --out` another folder). Keys that may change "
-                f"between sessions: {', '.join(CHANGEABLE_KEYS)}."
-            )
+            raise ConfigChangedError(config_changed_message(self.folder.path, defining), saved, now)
         return allowed
 
     def _check_files(self, saved: Any) -> None:

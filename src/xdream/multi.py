@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xdream.errors import ConfigError, XDreamError, did_you_mean
+from xdream.errors import ConfigChangedError, ConfigError, XDreamError, did_you_mean
 from xdream.networks.base import (
     Network,
     evaluation_mode,
@@ -546,6 +546,41 @@ def as_started(single: Any, config: Any, folder: Path) -> Any:
     return dataclasses.replace(single, experiment=earlier)
 
 
+class _EarlierValue:
+    """Stands for a value that the run's own ``config.yaml`` held before it was edited."""
+
+    def __repr__(self) -> str:
+        return "(the value the run started with)"
+
+
+def run_config_changed(err: ConfigChangedError, config: Any, unit: Unit, out: Path) -> XDreamError:
+    """The refusal of a unit's resume (``err``) in terms of the run's own ``config.yaml``,
+    which is what was edited: the run's folder, and ``noise_seed`` as the run's key, not the
+    number derived from it for this unit (:func:`unit_noise_seed`)."""
+    from xdream.experiment import config_changed_message, config_changes
+
+    saved = {k: dict(v) if isinstance(v, dict) else v for k, v in err.saved.items()}
+    now = {k: dict(v) if isinstance(v, dict) else v for k, v in err.now.items()}
+    saved_exp, now_exp = saved.get("experiment"), now.get("experiment")
+    if isinstance(saved_exp, dict) and isinstance(now_exp, dict):
+        now_exp["noise_seed"] = config.experiment.noise_seed
+        started = saved_exp.get("noise_seed")
+        seed = saved_exp.get("seed")
+        if started is not None and isinstance(seed, int):
+            without = dataclasses.replace(config.experiment, seed=seed, noise_seed=None)
+            derived = unit_noise_seed(dataclasses.replace(config, experiment=without), unit)
+            if started == derived:  # the run set no noise_seed of its own
+                saved_exp["noise_seed"] = None
+            elif started == unit_noise_seed(config, unit):
+                saved_exp["noise_seed"] = config.experiment.noise_seed  # unchanged
+            else:
+                saved_exp["noise_seed"] = _EarlierValue()
+    defining, _ = config_changes(saved, now)
+    if not defining:  # nothing left in the run's terms: say it in the unit's
+        return err
+    return ConfigChangedError(config_changed_message(out, defining), saved, now)
+
+
 def _started_without_noise_seed(folder: Path) -> bool:
     """Whether ``folder`` holds an experiment whose ``config.yaml`` has no ``noise_seed``."""
     from xdream import config as config_mod
@@ -642,7 +677,10 @@ class MultiExperiment:
                     single, folder, unit=multi.view(i), generator=generator
                 )
                 if resume and (folder / "config.yaml").exists():
-                    exp.restore()
+                    try:
+                        exp.restore()
+                    except ConfigChangedError as err:
+                        raise run_config_changed(err, config, unit, out) from None
                 experiments.append(exp)
             for exp in experiments:  # every unit restored: the budget may have changed
                 if exp.config is not None and exp.folder.config.exists():
