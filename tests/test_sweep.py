@@ -93,7 +93,7 @@ def test_each_unit_of_a_sweep_draws_its_own_noise(tmp_path: Path) -> None:
     assert [t.config["experiment"]["noise_seed"] is None for t in again] == [
         t is task for t in tasks
     ]
-    assert sweep.compare_configs(again, tmp_path / "out") == {}
+    assert sweep.compare_configs(cfg, again, tmp_path / "out") == {}
 
 
 @pytest.mark.parametrize(
@@ -320,18 +320,26 @@ def test_a_changed_config_is_applied_to_started_tasks_or_refused(tmp_path: Path)
         path.write_text(toml)
         return plan(*sweep.load(path))
 
+    def compare(toml: str) -> dict[int, list[str]]:
+        path.write_text(toml)
+        return sweep.compare_configs(sweep.load(path)[0], tasks(toml), out)
+
     def run(task: sweep.Task) -> dict[str, object]:
         return sweep.run_task(task.config, str(out / task.folder), torch.get_num_threads())
 
     first = tasks(SWEEP_TOML.format(generations=1))
     assert run(first[0])["generations"] == 1
-    assert sweep.compare_configs(first, out) == {}  # the same config: nothing to do
-    longer = tasks(SWEEP_TOML.format(generations=2))
-    assert sweep.compare_configs(longer, out) == {0: ["experiment.generations: 1 -> 2"]}
-    summary = run(longer[0])
+    assert compare(SWEEP_TOML.format(generations=1)) == {}  # the same config: nothing to do
+    longer = SWEEP_TOML.format(generations=2)
+    assert compare(longer) == {0: ["experiment.generations: 1 -> 2"]}
+    summary = run(tasks(longer)[0])
     assert summary["generations"] == 2 and not summary.get("error")
-    assert config.load(out / longer[0].folder / "config.yaml").experiment.generations == 2
-    assert sweep.compare_configs(longer, out) == {}
-    other = tasks(SWEEP_TOML.format(generations=2).replace("n_references = 2", "n_references = 3"))
+    assert config.load(out / first[0].folder / "config.yaml").experiment.generations == 2
+    assert compare(longer) == {}
+    other = longer.replace("n_references = 2", "n_references = 3")
     with pytest.raises(XDreamError, match=r"genetic/seed0: experiment.n_references: 2 -> 3"):
-        sweep.compare_configs(other, out)
+        compare(other)
+    # a noise_seed added: named as the sweep's config gives it, not the unit's derived number
+    seeded = longer.replace("n_references = 2", "n_references = 2\nnoise_seed = 5")
+    with pytest.raises(XDreamError, match=r"genetic/seed0: experiment.noise_seed: None -> 5\)"):
+        compare(seeded)

@@ -555,30 +555,39 @@ class _EarlierValue:
 
 def run_config_changed(err: ConfigChangedError, config: Any, unit: Unit, out: Path) -> XDreamError:
     """The refusal of a unit's resume (``err``) in terms of the run's own ``config.yaml``,
-    which is what was edited: the run's folder, and ``noise_seed`` as the run's key, not the
-    number derived from it for this unit (:func:`unit_noise_seed`)."""
-    from xdream.experiment import config_changed_message, config_changes
+    which is what was edited: the run's folder, and its keys (:func:`changes_in_run_terms`)."""
+    from xdream.experiment import config_changed_message
 
-    saved = {k: dict(v) if isinstance(v, dict) else v for k, v in err.saved.items()}
-    now = {k: dict(v) if isinstance(v, dict) else v for k, v in err.now.items()}
+    defining = changes_in_run_terms(err.saved, err.now, config, unit)
+    if not defining:  # nothing left in the run's terms: say it in the unit's
+        return err
+    return ConfigChangedError(config_changed_message(out, defining), err.saved, err.now)
+
+
+def changes_in_run_terms(
+    saved: dict[str, Any], now: dict[str, Any], config: Any, unit: Unit
+) -> list[str]:
+    """The changes of keys that define the experiment between a unit's config as it started
+    (``saved``) and as ``config`` makes it now (``now``, :func:`unit_config`), with
+    ``noise_seed`` as ``config``'s own key: in a many-unit config it is the number derived for
+    the unit (:func:`unit_noise_seed`), which the user never wrote."""
+    from xdream.experiment import config_changes
+
+    saved = {k: dict(v) if isinstance(v, dict) else v for k, v in saved.items()}
+    now = {k: dict(v) if isinstance(v, dict) else v for k, v in now.items()}
     saved_exp, now_exp = saved.get("experiment"), now.get("experiment")
-    if isinstance(saved_exp, dict) and isinstance(now_exp, dict):
+    if config.targets and isinstance(saved_exp, dict) and isinstance(now_exp, dict):
         now_exp["noise_seed"] = config.experiment.noise_seed
-        started = saved_exp.get("noise_seed")
-        seed = saved_exp.get("seed")
+        started, seed = saved_exp.get("noise_seed"), saved_exp.get("seed")
         if started is not None and isinstance(seed, int):
             without = dataclasses.replace(config.experiment, seed=seed, noise_seed=None)
-            derived = unit_noise_seed(dataclasses.replace(config, experiment=without), unit)
-            if started == derived:  # the run set no noise_seed of its own
-                saved_exp["noise_seed"] = None
+            if started == unit_noise_seed(dataclasses.replace(config, experiment=without), unit):
+                saved_exp["noise_seed"] = None  # the run set no noise_seed of its own
             elif started == unit_noise_seed(config, unit):
                 saved_exp["noise_seed"] = config.experiment.noise_seed  # unchanged
             else:
                 saved_exp["noise_seed"] = _EarlierValue()
-    defining, _ = config_changes(saved, now)
-    if not defining:  # nothing left in the run's terms: say it in the unit's
-        return err
-    return ConfigChangedError(config_changed_message(out, defining), saved, now)
+    return config_changes(saved, now)[0]
 
 
 def _started_without_noise_seed(folder: Path) -> bool:

@@ -229,12 +229,13 @@ def _finished(folder: Path) -> dict[str, Any] | None:
     return None
 
 
-def compare_configs(tasks: list[Task], out: Path) -> dict[int, list[str]]:
+def compare_configs(cfg: Any, tasks: list[Task], out: Path) -> dict[int, list[str]]:
     """The changes of :data:`xdream.experiment.CHANGEABLE` keys between each started task's
     folder (its ``config.yaml``) and the sweep's config for it, by task index; raises
     :class:`XDreamError` naming every change of a key that defines an experiment (continuing
     would mix two experiments in one record), before any task runs."""
     from xdream.experiment import CHANGEABLE_KEYS, config_changes
+    from xdream.multi import changes_in_run_terms
     from xdream.records import RunFolder
 
     allowed: dict[int, list[str]] = {}
@@ -248,7 +249,11 @@ def compare_configs(tasks: list[Task], out: Path) -> dict[int, list[str]]:
         except XDreamError:  # a damaged config.yaml: the task's resume checks the checkpoint
             continue
         defining, changes = config_changes(saved, task.config)
-        if defining:
+        if defining:  # the noise seed as the sweep's config gives it, not the unit's number
+            seeded = dataclasses.replace(
+                cfg, experiment=dataclasses.replace(cfg.experiment, seed=task.seed)
+            )
+            defining = changes_in_run_terms(saved, task.config, seeded, task.unit) or defining
             refused.append(f"{task.folder}: {'; '.join(defining)}")
         if changes:
             allowed[i] = changes
@@ -279,7 +284,7 @@ def run_sweep(
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     tasks = plan(cfg, sweep, out)
-    changed = compare_configs(tasks, out)
+    changed = compare_configs(cfg, tasks, out)
     results: dict[int, dict[str, Any]] = {}
     for i, task in enumerate(tasks):
         done = None if i in changed else _finished(out / task.folder)
