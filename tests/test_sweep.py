@@ -343,3 +343,35 @@ def test_a_changed_config_is_applied_to_started_tasks_or_refused(tmp_path: Path)
     seeded = longer.replace("n_references = 2", "n_references = 2\nnoise_seed = 5")
     with pytest.raises(XDreamError, match=r"genetic/seed0: experiment.noise_seed: None -> 5\)"):
         compare(seeded)
+
+
+def test_a_unit_given_y_alone_has_its_own_folder_and_earlier_folders_go_on(
+    tmp_path: Path,
+) -> None:
+    """A unit given y alone was named as the centre's unit (the two tasks shared one folder),
+    and one given x alone ``..._x3_yNone``. Each now has its own name; a sweep started by an
+    earlier xdream goes on in the folders it made."""
+    path = tmp_path / "s.toml"
+    toml = SWEEP_TOML.format(generations=1).replace(
+        "channels = [1, 2]",
+        "channels = [1]\n[[targets]]\nchannel = 1\ny = 3\n[[targets]]\nchannel = 2\nx = 3",
+    )
+    path.write_text(toml)
+    cfg, section = sweep.load(path)
+    folders = [t.folder for t in plan(cfg, section) if t.optimizer == "genetic" and t.seed == 0]
+    assert folders == [
+        "blocks.0_c001/genetic/seed0",
+        "blocks.0_c001_y3/genetic/seed0",
+        "blocks.0_c002_x3/genetic/seed0",
+    ]
+    out = tmp_path / "out"
+    (out / "blocks.0_c002_x3_yNone/genetic/seed0").mkdir(parents=True)  # as it was named
+    (out / "blocks.0_c001/genetic/seed0").mkdir(parents=True)  # the centre's, not y = 3's
+    folders = [
+        t.folder for t in plan(cfg, section, out) if t.optimizer == "genetic" and t.seed == 0
+    ]
+    assert folders == [
+        "blocks.0_c001/genetic/seed0",
+        "blocks.0_c001_y3/genetic/seed0",
+        "blocks.0_c002_x3_yNone/genetic/seed0",
+    ]

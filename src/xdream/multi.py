@@ -80,7 +80,16 @@ class Unit:
 
     @property
     def label(self) -> str:
-        """Folder-safe name, e.g. ``blocks.10_c005``, or ``blocks.4_c007_x3_y3`` given x, y."""
+        """Folder-safe name, e.g. ``blocks.10_c005``, or ``blocks.4_c007_x3_y3`` given x and
+        y (``_x3`` or ``_y3`` given one of them)."""
+        xy = "".join(f"_{k}{v}" for k, v in (("x", self.x), ("y", self.y)) if v is not None)
+        return f"{self.layer}_c{self.channel:03d}{xy}"
+
+    @property
+    def earlier_label(self) -> str:
+        """The name xdream gave the unit's folder before 27 November 2026: ``..._x3_yNone``
+        given x alone, and no position at all given y alone (the name of the centre's unit),
+        which folders made then still go by."""
         xy = "" if self.x is None else f"_x{self.x}_y{self.y}"
         return f"{self.layer}_c{self.channel:03d}{xy}"
 
@@ -841,8 +850,9 @@ def unit_labels(
     ]
     if resumed is not None:
         labels = [
-            g.label
-            if not (resumed / "units" / label).exists() and (resumed / "units" / g.label).exists()
+            g.earlier_label
+            if not (resumed / "units" / label).exists()
+            and (resumed / "units" / g.earlier_label).exists()
             else label
             for g, label in zip(given, labels)
         ]

@@ -148,7 +148,9 @@ def plan(cfg: Any, sweep: SweepSection, out: Path | None = None) -> list[Task]:
     from xdream.multi import as_started, unit_config, units_of
 
     tasks = []
-    for unit in units_of(cfg):
+    units = units_of(cfg)
+    labels = {unit.label for unit in units}
+    for unit in units:
         for opt in sweep.optimizers:
             for seed in sweep.seeds:
                 # the seed first: a unit's noise seed derives from it
@@ -158,9 +160,25 @@ def plan(cfg: Any, sweep: SweepSection, out: Path | None = None) -> list[Task]:
                 single = dataclasses.replace(unit_config(seeded, unit), optimizer=dict(opt))
                 folder = f"{unit.label}/{opt['name']}/seed{seed}"
                 if out is not None:
+                    folder = _earlier_folder(out, unit, folder, labels)
                     single = as_started(single, cfg, out / folder)
                 tasks.append(Task(unit, opt["name"], seed, folder, single.to_dict()))
     return tasks
+
+
+def _earlier_folder(out: Path, unit: Any, folder: str, labels: set[str]) -> str:
+    """``folder``, or the one an earlier xdream gave the task (:attr:`Unit.earlier_label
+    <xdream.multi.Unit.earlier_label>`) where only that one exists and names no other unit of
+    the sweep: the task goes on there."""
+    earlier = unit.earlier_label + folder[len(unit.label) :]
+    if (
+        earlier != folder
+        and unit.earlier_label not in labels
+        and not (out / folder).exists()
+        and (out / earlier).exists()
+    ):
+        return earlier
+    return folder
 
 
 def run_task(config: dict[str, Any], folder: str, threads: int) -> dict[str, Any]:
