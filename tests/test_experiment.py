@@ -147,6 +147,7 @@ def test_resume_cuts_a_generation_written_after_the_checkpoint(tmp_path: Path) -
     checkpoint = (tmp_path / "cut" / "checkpoint.pkl").read_bytes()
     exp.step()  # generation 2 reaches the journal ...
     exp.flush()  # ... and record.h5 ...
+    exp.release_folder()  # then "killed"
     (tmp_path / "cut" / "checkpoint.pkl").write_bytes(checkpoint)  # ... but not the checkpoint
     (tmp_path / "cut" / "images" / ".gen003_best.png.x1y2z3.xdream.tmp").write_bytes(b"torn")
     rigs = tmp_path / "cut" / "responses" / ".block004.mat.tmp"  # a rig's write in progress
@@ -167,6 +168,7 @@ def test_unreadable_record_is_rebuilt_from_the_journal(tmp_path: Path) -> None:
     exp._start()
     for _ in range(3):
         exp.step()
+    exp.release_folder()  # then "killed"
     (tmp_path / "cut" / "record.h5").write_bytes(b"\x89HDF garbage from a torn write")
     resumed = tiny_experiment(tmp_path / "cut", generations=4)
     assert "rebuilt from the journal" in resumed.restore()
@@ -220,6 +222,7 @@ def test_a_torn_record_that_still_opens_is_rebuilt(tmp_path: Path) -> None:
     for _ in range(2):
         exp.step()
     exp.flush()
+    exp.release_folder()  # then "killed"
     path = tmp_path / "cut" / "record.h5"
     data = bytearray(path.read_bytes())
     with h5py.File(path, "r") as f:  # wreck the codes' storage, keep the superblock
@@ -726,6 +729,33 @@ def test_a_full_disk_is_recognised_in_what_h5py_and_the_system_raise() -> None:
     assert records.is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
     assert not records.is_disk_full(OSError(errno.EACCES, "Permission denied"))
     assert not records.is_disk_full(ValueError("a bug"))
+
+
+def test_a_second_experiment_in_the_same_process_is_refused_and_the_first_keeps_its_folder(
+    tmp_path: Path,
+) -> None:
+    """POSIX locks belong to the process: a second Experiment on a folder the first still runs
+    (a notebook cell run again) took it, and closing its lock file freed the first one's lock;
+    both then wrote one record.h5. It is refused now, and the first goes on holding it."""
+    from tests.helpers import folder_held_by_another_process
+    from xdream.errors import FolderInUseError
+
+    tiny_experiment(tmp_path / "full", generations=4).run()
+    first = tiny_experiment(tmp_path / "run", generations=4)
+    first._start()
+    first.step()
+    second = tiny_experiment(tmp_path / "run", generations=4)
+    with pytest.raises(FolderInUseError, match="another experiment of this process"):
+        second.restore()
+    with pytest.raises(FolderInUseError, match="another experiment of this process"):
+        second.run()
+    with pytest.raises(AssertionError), folder_held_by_another_process(tmp_path / "run"):
+        pass  # still held: the refusals freed nothing
+    assert first.run()["status"] == "finished"
+    assert_same_records(tmp_path / "full", tmp_path / "run")
+    again = tiny_experiment(tmp_path / "run", generations=4)  # the first has let go
+    again.restore()
+    again.release_folder()
 
 
 def test_a_run_stopped_by_an_error_lets_another_process_take_its_folder(tmp_path: Path) -> None:

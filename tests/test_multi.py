@@ -172,7 +172,8 @@ def test_interrupted_lockstep_run_resumes(tmp_path: Path) -> None:
     stopped = MultiExperiment.from_config(cfg, tmp_path / "part")
     for e in stopped.experiments:
         e._start()
-    stopped.step()  # then "killed"
+    stopped.step()
+    stopped.release_folders()  # then "killed"
     resumed = MultiExperiment.resume(tmp_path / "part")
     assert [e.generation for e in resumed.experiments] == [1, 1, 1]
     resumed.run()
@@ -299,7 +300,8 @@ def test_resumed_cli_run_counts_generations_from_the_start_and_reports_standing(
     stopped = MultiExperiment.from_config(cfg, tmp_path / "part")
     for e in stopped.experiments:
         e._start()
-    stopped.step()  # then "killed"
+    stopped.step()
+    stopped.release_folders()  # then "killed"
     assert main(["resume", str(tmp_path / "part")]) == 0
     text = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
     assert f"resuming 3 units in {tmp_path / 'part'} at generation 1" in text

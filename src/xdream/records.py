@@ -59,6 +59,7 @@ import shutil
 import socket
 import struct
 import tempfile
+import threading
 import time
 import types
 import zlib
@@ -377,12 +378,34 @@ def relative_to_references(summary: Mapping[str, Any]) -> float | None:
 
 
 # --------------------------------------------------------------------------- the folder
+_HELD: dict[tuple[int, int], int] = {}
+"""The lock files (device, inode) that this process holds, each with the holder's pid (a
+forked child does not hold its parent's locks)."""
+_HELD_GUARD = threading.RLock()  # re-entrant: the collector may free a FolderLock inside it
+
+
+def _lock_key(stat: os.stat_result) -> tuple[int, int]:
+    return (stat.st_dev, stat.st_ino)
+
+
+def _held_here(lock_file: Path) -> bool:
+    """Whether this process holds ``lock_file`` (:meth:`RunFolder.lock`)."""
+    try:
+        key = _lock_key(os.stat(lock_file))
+    except OSError:
+        return False
+    return _HELD.get(key) == os.getpid()
+
+
 class FolderLock:
     """A held :meth:`RunFolder.lock`; :meth:`release` (or the process's end, a kill included)
     frees the folder."""
 
     def __init__(self, fd: int | None) -> None:
         self._fd = fd
+        self._key = _lock_key(os.fstat(fd)) if fd is not None else None
+        if self._key is not None:
+            _HELD[self._key] = os.getpid()
 
     @property
     def held(self) -> bool:
@@ -390,8 +413,12 @@ class FolderLock:
         return self._fd is not None
 
     def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
+        with _HELD_GUARD:
+            fd, self._fd = self._fd, None
+            if fd is None:
+                return
+            if self._key is not None and _HELD.get(self._key) == os.getpid():
+                del _HELD[self._key]
             os.close(fd)
 
     def __del__(self) -> None:
@@ -472,8 +499,20 @@ class RunFolder:
         process (``xdream resume`` of a run that is still going) stops with a
         :class:`~xdream.errors.FolderInUseError` that names the holder instead of writing the
         same records. A POSIX lock on :data:`LOCK_FILE`: the system frees it when the process
-        ends, however it ends, so a killed run never leaves a stale lock. Within one process
-        it does not exclude (POSIX locks belong to the process)."""
+        ends, however it ends, so a killed run never leaves a stale lock. POSIX locks belong to
+        the process, so the folders a process holds are also kept in a table: a second
+        :class:`~xdream.experiment.Experiment` of the same process is refused too (opening and
+        closing the file there would have freed the first one's lock)."""
+        with _HELD_GUARD:
+            return self._lock()
+
+    def _lock(self) -> FolderLock:
+        if _held_here(self.path / LOCK_FILE):
+            raise FolderInUseError(
+                f"{str(self.path)!r} is in use by another experiment of this process (an "
+                "Experiment or MultiExperiment that has not finished with it). Let it finish, "
+                "or call its release_folder() first; restore() then continues where it stopped."
+            )
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             if fcntl is None:
