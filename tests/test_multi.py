@@ -707,3 +707,47 @@ def test_a_users_model_in_training_mode_or_float64_scores_as_the_single_scorer()
     vol = Network(WithConv3d(), IDENTITY, "vol")
     conv3d = MultiUnitScorer(vol, [Unit("conv", 1, 2, 2)], device="cpu")
     assert not conv3d.channels_last and conv3d.activations(images(2)).shape == (2, 1)
+
+
+OPEN_FILES_SCRIPT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[2]), int(sys.argv[3])))
+from xdream import config
+from xdream.multi import MultiExperiment
+data = {
+    "experiment": {"generations": 1, "n_references": 0},
+    "generator": {"name": "pixels", "size": 32, "code_size": 4},
+    "optimizer": {"name": "genetic", "population_size": 4},
+    "target": {"layer": "blocks.15", "device": "cpu"},
+    "targets": [{"channels": "0:40"}],
+}
+try:
+    summaries = MultiExperiment.from_config(config.from_dict(data), sys.argv[1]).run()
+except Exception as err:
+    print(f"{type(err).__name__}: {err}")
+    sys.exit(3)
+print(len(summaries), "units; open files allowed:", resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+@pytest.mark.slow
+def test_a_many_unit_run_makes_room_for_its_open_files_or_says_how(tmp_path: Path) -> None:
+    """Each unit holds its folder's lock file: 1100 units under a stock `ulimit -n 1024` ended
+    in a traceback ("Too many open files"). The soft limit is raised as far as the hard limit
+    allows, and a run that still cannot fit is refused before it starts, saying how to fix it."""
+    import subprocess
+    import sys
+
+    def run(out: str, soft: int, hard: int) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-c", OPEN_FILES_SCRIPT, str(tmp_path / out), str(soft), str(hard)]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=300)
+
+    refused = run("small", 200, 200)
+    assert refused.returncode == 3, refused.stderr
+    assert "a run of 40 units keeps one file open per unit" in refused.stdout
+    assert "this system allows 200 (`ulimit -n`; the hard limit is 200)" in refused.stdout
+    assert "`ulimit -n 296`" in refused.stdout
+    assert not (tmp_path / "small" / "units").exists()  # refused before it started
+    raised = run("room", 200, 2000)
+    assert raised.returncode == 0, raised.stdout + raised.stderr
+    assert raised.stdout.strip() == "40 units; open files allowed: 296"

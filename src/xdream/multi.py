@@ -680,6 +680,7 @@ class MultiExperiment:
             if not resume:  # a bare units/ is a run killed before its units' folders: it starts
                 _refuse_outputs(out)
             units = units_of(config)
+            ensure_open_files(len(units))
             multi = shared_scorer(config, units, **options)  # fills in x, y left out
             labels = unit_labels(units, multi.units, out if resume else None)
             if resume:
@@ -817,6 +818,39 @@ class MultiExperiment:
             e.release_folder()
         if self._lock is not None:
             self._lock.release()
+
+
+FILES_BESIDE_UNITS = 256
+"""Open files a many-unit run needs besides one per unit: the run's own lock, ``record.h5``
+and journal files being written, the network's and Python's own."""
+
+
+def ensure_open_files(n_units: int) -> None:
+    """Make room for a many-unit run's open files: each unit holds its folder's lock file
+    (:meth:`~xdream.records.RunFolder.lock`) for the whole run. The soft limit on open files is
+    raised as far as the hard limit allows; a run that still does not fit is refused before it
+    starts, saying how to raise the limit (a stock Linux allows 1024, macOS 256)."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit on locks, which are not taken there
+        return
+    needed = n_units + FILES_BESIDE_UNITS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    allowed = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (allowed, hard))
+    except (ValueError, OSError):  # macOS refuses more than its own OPEN_MAX
+        allowed = soft
+    if allowed < needed:
+        raise XDreamError(
+            f"a run of {n_units} units keeps one file open per unit and needs about "
+            f"{needed} open files, but this system allows {allowed} (`ulimit -n`; the hard "
+            f"limit is {hard}). Raise the limit in the shell that starts xdream "
+            f"(`ulimit -n {needed}`; above the hard limit an administrator has to raise it), "
+            f"or split the units into runs of at most {max(allowed - FILES_BESIDE_UNITS, 1)}"
+        )
 
 
 def _refuse_outputs(out: Path) -> None:
