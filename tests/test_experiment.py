@@ -332,6 +332,38 @@ def test_record_h5_lags_by_the_interval_only_and_is_complete_at_the_end(tmp_path
     assert_same_records(tmp_path / "every", tmp_path / "lazy")
 
 
+def test_appends_to_record_h5_are_spaced_to_a_tenth_of_a_many_unit_runs_time(
+    tmp_path: Path,
+) -> None:
+    """Each unit of a many-unit run appends its own record.h5 in one writer thread; with
+    hundreds of units a lockstep generation outlasts record_interval, so every unit appended
+    every generation and the appends set the run's pace (2.2 s of a 3.8 s generation, 200
+    units). Now a unit appends no more often than every units x append time / APPEND_SHARE."""
+    from xdream.experiment import APPEND_SHARE
+
+    tiny_experiment(tmp_path / "every", generations=5, record_interval=0).run()
+    exp = tiny_experiment(tmp_path / "many", generations=5, record_interval=1e-9)
+    exp.lockstep_units = 10**9  # the appends of so many units would outlast any run
+    run = exp.generations()
+    for _ in range(4):
+        next(run)
+    exp._wait_written()
+    assert records.H5Record(tmp_path / "many" / "record.h5").generations() == 1  # the first
+    assert exp._flush_interval() == pytest.approx(10**9 * exp._flush_seconds / APPEND_SHARE)
+    for _ in run:
+        pass
+    exp.lockstep_units = None  # (summary.json would say so)
+    exp.finish()
+    assert_same_records(tmp_path / "every", tmp_path / "many")  # complete at the end
+    exp.lockstep_units, exp._flush_seconds = 200, 0.011  # 11 ms an append, 200 units: 22 s
+    assert exp._flush_interval() == pytest.approx(22.0)
+    exp.lockstep_units = None  # one unit: the interval as set, when the appends are cheap
+    exp.record_interval = 2.0
+    assert exp._flush_interval() == 2.0
+    exp.record_interval = 0.0  # every generation: as asked
+    assert exp._flush_interval() == 0.0
+
+
 def test_records_are_written_in_the_background_one_generation_at_a_time(
     tmp_path: Path,
 ) -> None:

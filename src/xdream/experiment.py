@@ -207,6 +207,13 @@ def config_changed_message(folder: Path, defining: list[str]) -> str:
     )
 
 
+APPEND_SHARE = 0.1
+"""The share of a run's time that appends to ``record.h5`` may take: a unit appends at most
+every :attr:`Experiment.record_interval` seconds, and no more often than every
+``lockstep_units`` x (its last append's seconds) / ``APPEND_SHARE`` (what ``record_interval = 0``
+does not limit)."""
+
+
 @functools.cache
 def _record_writer() -> ThreadPoolExecutor:
     """One thread that writes every experiment's records, in the order they are handed over."""
@@ -458,6 +465,7 @@ class Experiment:
         self._deferred: list[Callable[[], None]] = []  # run when the scorer is idle
         self._writing: Future[None] | None = None  # records in the background thread
         self._flushed_at = float("-inf")
+        self._flush_seconds = 0.0  # how long the last append to record.h5 took
         self.lockstep_units: int | None = None
         """In a many-unit run (:class:`~xdream.multi.MultiExperiment`), the number of units it
         steps together, this one included: ``seconds`` and the timings are then the lockstep
@@ -868,6 +876,7 @@ class Experiment:
         ``summary``: the running summary to write (default: as of now)."""
         if not self._started:
             return
+        start = time.monotonic()
         if self._unflushed:
             H5Record(self.folder.record).append(*self._unflushed)
             self._unflushed = []
@@ -875,6 +884,7 @@ class Experiment:
             summary = self.summary(finished=False)
         write_json(self.folder.summary, summary, durable=False)
         self._flushed_at = time.monotonic()
+        self._flush_seconds = self._flushed_at - start
 
     def _defer(self, task: Callable[[], None]) -> None:
         """Run ``task`` when the scorer is next idle (in order with earlier deferred tasks)."""
@@ -906,8 +916,19 @@ class Experiment:
         self._wait_written()
 
     def _flush_if_due(self, summary: dict[str, Any] | None = None) -> None:
-        if self._unflushed and time.monotonic() - self._flushed_at >= self.record_interval:
+        if self._unflushed and time.monotonic() - self._flushed_at >= self._flush_interval():
             self._flush(summary)
+
+    def _flush_interval(self) -> float:
+        """Seconds between appends to ``record.h5``: :attr:`record_interval`, or longer where
+        appending would take more than :data:`APPEND_SHARE` of the run's time. The units of a
+        many-unit run each append their own record in one writer thread, and a lockstep
+        generation of hundreds of units outlasts any interval: each unit then appended every
+        generation, and the appends set the run's pace."""
+        if self.record_interval <= 0:
+            return self.record_interval
+        appends = (self.lockstep_units or 1) * self._flush_seconds
+        return max(self.record_interval, appends / APPEND_SHARE)
 
     def propose(self) -> Proposal:
         """First half of a generation: ask for codes, render them, draw the references.
