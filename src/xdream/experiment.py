@@ -261,9 +261,11 @@ class Proposal:
     ref_ids: list[str]
     times: list[float]
 
-    @functools.cached_property
+    @property
     def all_images(self) -> torch.Tensor:
-        """Evolved images, then references: what the scorer sees."""
+        """Evolved images, then references: what the scorer sees (joined anew on each call and
+        not kept: a many-unit run holds every unit's proposal at once, and never scores
+        this)."""
         return torch.cat([self.images, self.refs]) if len(self.refs) else self.images
 
     @property
@@ -1071,18 +1073,20 @@ class Experiment:
         """The writing of a told generation's records, with the checkpoint and the running
         summary as of now (before anything of the next generation draws from an RNG)."""
         state = pickle.dumps(self.state_dict(), protocol=pickle.HIGHEST_PROTOCOL)
-        return functools.partial(self._write, told, images, state, self.summary(finished=False))
+        # only the best image waits for the writer (a copy: a view would keep them all)
+        best = None if told.i_best is None else images[told.i_best].clone()
+        return functools.partial(self._write, told, best, state, self.summary(finished=False))
 
     def _write(
-        self, told: _Told, images: torch.Tensor, state: bytes, summary: dict[str, Any]
+        self, told: _Told, best: torch.Tensor | None, state: bytes, summary: dict[str, Any]
     ) -> None:
         """Record a told generation: 1) journal, 2) PNGs, 3) checkpoint (``state``, pickled
         right after the tell); then ``record.h5`` and ``summary`` (also as of the tell) when
         :meth:`flush` is due. Runs in the record thread: reads nothing the loop changes."""
         rec, g = told.record, told.record.generation
         self.folder.write_journal(rec)
-        if told.i_best is not None:
-            png = png_bytes(images[told.i_best])
+        if best is not None:
+            png = png_bytes(best)
             if self.save_images == "best":
                 save_png(png, self.folder.images / f"gen{g:03d}_best.png")
             if told.new_best:

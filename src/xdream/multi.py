@@ -757,7 +757,10 @@ class MultiExperiment:
                 own.append(ref_rows[ref_id])
             rows.append(own)
         with tf32_mode(self.experiments[0].tf32):  # one config: every unit asks the same
-            acts = self.multi.activations(torch.cat(images))
+            batch = torch.cat(images)
+            del images  # one copy of every unit's images at a time
+            acts = self.multi.activations(batch)
+            del batch
         for e, p, own in zip(active, proposals, rows):
             view = _unit_view(e.scorer)
             view.supply(acts[own, view.index])
