@@ -1,13 +1,16 @@
 """Registries that map the public names used by configs and the CLI to components.
 
-Each role (optimizer, generator, scorer noise, network) owns one :class:`Registry`. A name is
-registered once; a second registration under the same name is a programming error and raises.
+Each role (optimizer, generator, scorer noise, network, rig file format) owns one
+:class:`Registry`. A name is registered once. Registering it again with the same definition (a
+class or function with the same ``__module__`` and ``__qualname__``, as when a notebook cell is
+re-run or a module reloaded) replaces the old entry; registering a different definition under a
+taken name raises :class:`~xdream.errors.ConfigError`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from xdream.errors import ConfigError, UnknownNameError, did_you_mean
 
@@ -21,6 +24,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._summaries: dict[str, str] = {}
+        self._definitions: dict[str, tuple[str, str] | None] = {}
 
     def register(self, name: str, summary: str = "") -> Callable[[T], T]:
         """Decorator: register ``obj`` under ``name`` (lower-case, dash-separated)."""
@@ -31,11 +35,26 @@ class Registry(Generic[T]):
 
         return decorate
 
-    def add(self, name: str, obj: T, summary: str = "") -> None:
-        """Register ``obj`` under ``name``; raises ``ValueError`` if the name is taken."""
+    def add(self, name: str, obj: T, summary: str = "", *, defined_by: Any = None) -> None:
+        """Register ``obj`` under ``name``.
+
+        ``defined_by`` is the class or function that ``obj`` comes from (``obj`` itself when
+        ``None``). If ``name`` is taken by an entry from the same definition (same ``__module__``
+        and ``__qualname__``: a re-run notebook cell or a reloaded module), the new ``obj``
+        replaces it; if it is taken by another definition, :class:`ConfigError` is raised.
+        """
+        definition = _definition(obj if defined_by is None else defined_by)
         if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} is already registered")
+            old = self._definitions.get(name)
+            if definition is None or old != definition:
+                where = f" (by {'.'.join(old)})" if old is not None else ""
+                raise ConfigError(
+                    f"{self.kind} {name!r} is already registered{where}; register yours under "
+                    "another name. (Re-running the same class or function definition, with the "
+                    "same module and qualified name, replaces the entry.)"
+                )
         self._entries[name] = obj
+        self._definitions[name] = definition
         doc = summary or (getattr(obj, "__doc__", None) or "").strip().splitlines()[0:1]
         self._summaries[name] = doc if isinstance(doc, str) else (doc[0] if doc else "")
 
@@ -69,3 +88,12 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def _definition(obj: Any) -> tuple[str, str] | None:
+    """``(__module__, __qualname__)`` of a class or function; ``None`` for anything else."""
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if isinstance(module, str) and isinstance(qualname, str):
+        return module, qualname
+    return None

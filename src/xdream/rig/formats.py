@@ -146,7 +146,7 @@ def register_reader(
 
     def decorate(fn: Callable[[Path], Response]) -> Callable[[Path], Response]:
         exts = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
-        READERS.add(name, Reader(name, exts, fn), summary or _first_line(fn))
+        READERS.add(name, Reader(name, exts, fn), summary or _first_line(fn), defined_by=fn)
         return fn
 
     return decorate
@@ -159,7 +159,7 @@ def register_writer(
 
     def decorate(fn: Callable[..., None]) -> Callable[..., None]:
         ext = extension if extension.startswith(".") else f".{extension}"
-        WRITERS.add(name, Writer(name, ext.lower(), fn), summary or _first_line(fn))
+        WRITERS.add(name, Writer(name, ext.lower(), fn), summary or _first_line(fn), defined_by=fn)
         return fn
 
     return decorate
@@ -172,7 +172,9 @@ def register_image_writer(
 
     def decorate(fn: Callable[..., bytes]) -> Callable[..., bytes]:
         ext = extension if extension.startswith(".") else f".{extension}"
-        IMAGE_WRITERS.add(name, ImageWriter(name, ext.lower(), fn), summary or _first_line(fn))
+        IMAGE_WRITERS.add(
+            name, ImageWriter(name, ext.lower(), fn), summary or _first_line(fn), defined_by=fn
+        )
         return fn
 
     return decorate

@@ -1,0 +1,112 @@
+"""The name registries: a re-run definition replaces its entry, another definition is refused."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import xdream.optimizers
+from xdream.errors import ConfigError
+from xdream.registry import Registry
+from xdream.rig import formats
+
+
+def _run_cell(source: str, registry: Registry[Any], module: str = "__main__") -> Any:
+    """Execute ``source`` as a notebook cell does (``__name__`` is the cell's module)."""
+    namespace: dict[str, Any] = {"__name__": module, "REG": registry}
+    exec(compile(source, "<cell>", "exec"), namespace)
+    return namespace
+
+
+CELL = """
+@REG.register("thing")
+class Thing:
+    '''A thing.'''
+    version = {version}
+"""
+
+
+def test_a_re_run_cell_replaces_its_entry() -> None:
+    reg: Registry[Any] = Registry("optimizer")
+    first = _run_cell(CELL.format(version=1), reg)["Thing"]
+    second = _run_cell(CELL.format(version=2), reg)["Thing"]
+    assert first is not second
+    assert reg.get("thing") is second and reg.get("thing").version == 2
+    assert reg.names() == ["thing"]
+
+
+def test_another_definition_under_a_taken_name_is_refused_with_the_way_out() -> None:
+    reg: Registry[Any] = Registry("optimizer")
+    first = _run_cell(CELL.format(version=1), reg)["Thing"]
+    other = CELL.format(version=2).replace("class Thing", "class Other")
+    with pytest.raises(ConfigError) as err:
+        _run_cell(other, reg)
+    message = str(err.value)
+    assert "optimizer 'thing' is already registered (by __main__.Thing)" in message
+    assert "another name" in message
+    assert reg.get("thing") is first
+    with pytest.raises(ConfigError, match=r"by __main__\.Thing"):  # same name, another module
+        _run_cell(CELL.format(version=2), reg, module="elsewhere")
+    with pytest.raises(ValueError):  # still a ValueError for callers that caught that
+        reg.add("thing", object())
+
+
+def test_a_reloaded_module_replaces_its_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder = types.ModuleType("xdream_test_registry_holder")
+    holder.REG = Registry("generator")  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, holder.__name__, holder)
+    (tmp_path / "xdream_test_mycomp.py").write_text(
+        f"from {holder.__name__} import REG\n\n@REG.register('mine')\nclass Mine:\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("xdream_test_mycomp")
+    monkeypatch.setitem(sys.modules, "xdream_test_mycomp", module)
+    first = holder.REG.get("mine")  # type: ignore[attr-defined]
+    reloaded = importlib.reload(module)
+    assert holder.REG.get("mine") is reloaded.Mine is not first  # type: ignore[attr-defined]
+
+
+def _isolate(monkeypatch: pytest.MonkeyPatch, registry: Registry[Any]) -> None:
+    """Let the test register into a copy of ``registry``'s entries."""
+    for attr in ("_entries", "_summaries", "_definitions"):
+        monkeypatch.setattr(registry, attr, dict(getattr(registry, attr)))
+
+
+def test_the_optimizer_decorator_replaces_a_re_run_definition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _isolate(monkeypatch, xdream.optimizers.REGISTRY)
+    source = (
+        "import xdream.optimizers\n"
+        "from xdream.optimizers.genetic import Genetic\n"
+        "@xdream.optimizers.register\n"
+        "class Mine(Genetic):\n"
+        "    name = 'test-registry-genetic'\n"
+    )
+    first = _run_cell(source, xdream.optimizers.REGISTRY)["Mine"]
+    second = _run_cell(source, xdream.optimizers.REGISTRY)["Mine"]
+    assert xdream.optimizers.REGISTRY.get("test-registry-genetic") is second is not first
+    with pytest.raises(ConfigError, match="optimizer 'genetic' is already registered"):
+        _run_cell(source.replace("test-registry-genetic", "genetic"), xdream.optimizers.REGISTRY)
+
+
+def test_a_rig_format_is_identified_by_its_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    _isolate(monkeypatch, formats.WRITERS)
+    source = (
+        "from xdream.rig.formats import register_writer\n"
+        "@register_writer('test-registry-txt', '.txt')\n"
+        "def write_txt(path, names, values):\n"
+        "    '''Plain text.'''\n"
+    )
+    _run_cell(source, formats.WRITERS)
+    second = _run_cell(source, formats.WRITERS)["write_txt"]
+    assert formats.WRITERS.get("test-registry-txt").write is second
+    with pytest.raises(ConfigError, match="response writer 'test-registry-txt'"):
+        _run_cell(source.replace("def write_txt", "def write_other"), formats.WRITERS)
