@@ -428,3 +428,19 @@ def test_a_submodule_swapped_in_after_the_scorer_was_built_is_in_evaluation_mode
     np.testing.assert_array_equal(single.score(x, ids(4)), single.score(x, ids(4)))
     np.testing.assert_array_equal(multi.activations(x), multi.activations(x))
     assert net[2].training  # and its mode is put back
+
+
+def test_noise_wraps_a_plain_function() -> None:
+    """A plain function, which Experiment takes as a scorer, failed in describe() inside run()."""
+
+    def score(images: Images, ids: list[str]) -> Scores:
+        return np.asarray(CLEAN)
+
+    scorer = NoisyScorer(score, make_noise("gain", ns=0.0), seed=0)
+    np.testing.assert_array_equal(scorer.score(images(6), ids(6)), CLEAN)
+    np.testing.assert_array_equal(scorer.last_clean, CLEAN)
+    assert scorer.describe()["kind"] == "function"
+    assert scorer.describe()["noise"] == {"name": "gain", "ns": 0.0}
+    assert scorer.state_dict()["base"] == {}
+    with pytest.raises(XDreamError, match=r"base must be a Scorer or a function.*got str"):
+        NoisyScorer("efficientnet-lite0", make_noise("gain"))  # type: ignore[arg-type]

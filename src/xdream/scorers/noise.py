@@ -15,15 +15,16 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
-from xdream.errors import ConfigError
+from xdream.errors import ConfigError, XDreamError
 from xdream.optimizers.base import make_rng
 from xdream.params import build_params
 from xdream.registry import Registry
-from xdream.scorers.base import Scorer, as_scores
+from xdream.scorers.base import FunctionScorer, Scorer, as_scores
 from xdream.types import Images, Scores, StateDict
 
 
@@ -143,17 +144,32 @@ def make_noise(name: str, **params: Any) -> NoiseModel:
 class NoisyScorer(Scorer):
     """``base``'s scores with ``noise`` applied; the clean scores of the last call stay available.
 
+    ``base`` is a :class:`Scorer` or, as :class:`~xdream.experiment.Experiment` takes, a plain
+    function ``score(images, ids) -> scores`` (wrapped in a :class:`FunctionScorer`).
+
     >>> from xdream.scorers import NoisyScorer, make_noise
     >>> scorer = NoisyScorer(base, make_noise("poisson", scale=20), seed=0)  # doctest: +SKIP
     >>> noisy = scorer.score(images, ids); clean = scorer.last_clean  # doctest: +SKIP
     """
 
-    def __init__(self, base: Scorer, noise: NoiseModel, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        base: Scorer | Callable[[Images, list[str]], Any],
+        noise: NoiseModel,
+        seed: int | None = None,
+    ) -> None:
+        if not isinstance(base, Scorer):
+            if not callable(base):
+                raise XDreamError(
+                    f"NoisyScorer: base must be a Scorer or a function score(images, ids), got "
+                    f"{type(base).__name__}"
+                )
+            base = FunctionScorer(base)
         if not isinstance(noise, NoiseModel):
             raise ConfigError(
                 f"noise must be a NoiseModel (see make_noise), got {type(noise).__name__}"
             )
-        self.base = base
+        self.base: Scorer = base
         self.noise = noise
         self._rng = make_rng(seed)
         self.last_clean: Scores | None = None
