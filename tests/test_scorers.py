@@ -18,6 +18,7 @@ from xdream.scorers import (
     make_noise,
     make_unit,
 )
+from xdream.scorers.base import as_scores
 from xdream.types import Images, Scores
 
 IDENTITY = Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=8)
@@ -444,3 +445,10 @@ def test_noise_wraps_a_plain_function() -> None:
     assert scorer.state_dict()["base"] == {}
     with pytest.raises(XDreamError, match=r"base must be a Scorer or a function.*got str"):
         NoisyScorer("efficientnet-lite0", make_noise("gain"))  # type: ignore[arg-type]
+
+
+def test_a_scorer_that_returns_none_is_told_so() -> None:
+    """It was a 0-d NaN, refused as "scorer returned () scores for 22 images"."""
+    with pytest.raises(XDreamError, match=r"the scorer returned None \(does it end with `return"):
+        as_scores(None)
+    assert np.isnan(as_scores([None, 1.0])[0])  # None for one image is no response

@@ -82,6 +82,10 @@ class Scorer(abc.ABC):
 def as_scores(raw: Any) -> np.ndarray:
     """A scorer's answer as float64 scores: a sequence, NumPy array or tensor (detached, moved
     to the CPU) of real numbers, ``None`` or NaN for a missing response."""
+    if raw is None:  # np.asarray(None) is a 0-d NaN: the error would have been about its shape
+        raise XDreamError(
+            f"the scorer returned None (does it end with `return scores`?); {_EXPECTED_SCORES}"
+        )
     try:
         if isinstance(raw, torch.Tensor):
             if raw.is_complex():
@@ -92,9 +96,14 @@ def as_scores(raw: Any) -> np.ndarray:
         return np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError):
         raise XDreamError(
-            f"the scorer returned {type(raw).__name__} {brief(raw)}; expected one real number "
-            "per image (a list, NumPy array or tensor of floats; NaN or None for no response)"
+            f"the scorer returned {type(raw).__name__} {brief(raw)}; {_EXPECTED_SCORES}"
         ) from None
+
+
+_EXPECTED_SCORES = (
+    "expected one real number per image (a list, NumPy array or tensor of floats; NaN or None "
+    "for no response)"
+)
 
 
 def brief(value: Any) -> str:
