@@ -18,7 +18,7 @@ from xdream.scorers import (
     make_noise,
     make_unit,
 )
-from xdream.scorers.base import as_scores
+from xdream.scorers.base import FunctionScorer, as_scores
 from xdream.types import Images, Scores
 
 IDENTITY = Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=8)
@@ -452,3 +452,24 @@ def test_a_scorer_that_returns_none_is_told_so() -> None:
     with pytest.raises(XDreamError, match=r"the scorer returned None \(does it end with `return"):
         as_scores(None)
     assert np.isnan(as_scores([None, 1.0])[0])  # None for one image is no response
+
+
+def test_a_scorer_function_that_cannot_take_images_and_ids_is_refused_when_wrapped() -> None:
+    """A one-argument function failed with a bare TypeError in the first generation."""
+    with pytest.raises(XDreamError, match=r"scorer function <lambda>\(im\) cannot be called as "):
+        FunctionScorer(lambda im: im.mean((1, 2, 3)))
+    with pytest.raises(XDreamError, match=r"\(images, ids, \*, scale\) cannot be called"):
+        FunctionScorer(lambda images, ids, *, scale: images)
+    with pytest.raises(XDreamError, match=r"class FixedScorer; give an instance of it"):
+        FunctionScorer(FixedScorer)
+    with pytest.raises(XDreamError, match=r"must be callable as score\(images, ids\), got int"):
+        FunctionScorer(3)  # type: ignore[arg-type]
+    # whatever can take two positional arguments is taken as it is
+    for fine in (
+        lambda images, ids: images,
+        lambda images, ids=None, scale=1.0: images,
+        lambda *args: args[0],
+        FixedScorer(CLEAN).score,
+        print,
+    ):
+        FunctionScorer(fine)

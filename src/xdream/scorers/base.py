@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,18 @@ class FunctionScorer(Scorer):
     function is deterministic."""
 
     def __init__(self, function: Callable[[Images, list[str]], Any]) -> None:
-        self.function = function
+        if isinstance(function, type) and issubclass(function, Scorer):
+            raise XDreamError(
+                f"the scorer is the class {function.__name__}; give an instance of it "
+                f"({function.__name__}(...))"
+            )
+        if not callable(function):
+            raise XDreamError(
+                f"a scorer function must be callable as score(images, ids), got "
+                f"{type(function).__name__} {brief(function)}"
+            )
+        _check_takes_images_and_ids(function)
+        self.function: Callable[[Images, list[str]], Any] = function
 
     def score(self, images: Images, ids: list[str]) -> Scores:
         return as_scores(self.function(images, ids))
@@ -126,3 +138,21 @@ class FunctionScorer(Scorer):
     def describe(self) -> dict[str, Any]:
         name = getattr(self.function, "__qualname__", type(self.function).__name__)
         return {"kind": "function", "function": f"{self.function.__module__}.{name}"}
+
+
+def _check_takes_images_and_ids(function: Callable[..., Any]) -> None:
+    """Refuse ``function`` if it certainly cannot be called with two positional arguments."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # no signature to read (some built-ins): the call will tell
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        name = getattr(function, "__name__", type(function).__name__)
+        raise XDreamError(
+            f"the scorer function {name}{signature} cannot be called as score(images, ids): it "
+            "is given each generation's images (an (n, 3, H, W) tensor in [0, 1]) and their ids "
+            "(n strings), and returns one score per image; write it as `def score(images, ids):` "
+            "or `lambda images, ids: ...`"
+        ) from None
