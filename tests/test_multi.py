@@ -108,6 +108,61 @@ def test_bad_units_are_rejected() -> None:
         MultiUnitScorer(net, [Unit("blocks.0", 1)], precision="half")
 
 
+def test_misuse_of_the_shared_scorer_is_named_and_a_plain_module_or_tuples_serve() -> None:
+    """A network's name, a plain module and tuples as units gave raw AttributeErrors."""
+    from tests.test_scorers import IDENTITY, ids, images, toy
+    from xdream.networks.base import Network
+
+    net = toy()
+    x = images(3)
+    by_network = MultiUnitScorer(
+        Network(net, IDENTITY, "toy"), [Unit("2", 1), Unit("6", 2)], device="cpu"
+    ).activations(x)
+    # a plain module with its preprocessing, units as (layer, channel[, x, y]) tuples
+    plain = MultiUnitScorer(net, [("2", 1), ["6", 2]], preprocess=IDENTITY, device="cpu")
+    np.testing.assert_array_equal(plain.activations(x), by_network)
+    assert plain.network.name == "Sequential" and plain.units[0] == Unit("2", 1, 4, 4)
+    placed = MultiUnitScorer(
+        net, [("2", 1, 3, 5), ("2", 1, 6)], preprocess=IDENTITY, name="m", device="cpu"
+    )
+    assert placed.units == [Unit("2", 1, 3, 5), Unit("2", 1, 6, 4)] and placed.network.name == "m"
+    alone = CNNUnitScorer(net, "2", 1, 3, 5, preprocess=IDENTITY, device="cpu").score(x, ids(3))
+    np.testing.assert_allclose(placed.activations(x)[:, 0], alone, rtol=1e-6)
+
+    pre = {"preprocess": IDENTITY}
+    refused: list[tuple[Any, Any, dict[str, Any], str]] = [
+        (
+            "efficientnet-lite0",
+            [Unit("blocks.10", 5)],
+            {},
+            r"network must be an xdream\.networks\.Network or an nn\.Module with "
+            r"preprocess=\.\.\., got str 'efficientnet-lite0'; "
+            r"xdream\.networks\.make\('efficientnet-lite0'\) builds",
+        ),
+        (
+            net,
+            [Unit("2", 1)],
+            {},
+            r"a plain nn\.Module \(Sequential\) needs its preprocessing: pass "
+            r"preprocess=xdream\.networks\.Preprocess\(mean, std, input_size\) \(or give a "
+            r"Network: xdream\.networks\.Network\(module, preprocess, name\)\)",
+        ),
+        (net, [Unit("2", 1)], {"preprocess": (0.5, 0.5)}, "preprocess must be an xdream"),
+        (net, ("2", 1), pre, r"got tuple \('2', 1\); for one unit write \[\('2', 1\)\]"),
+        (net, Unit("2", 1), pre, r"for one unit write \[Unit\(layer='2'"),
+        (net, [], pre, "needs at least one unit: give a list of"),
+        (net, [("2",)], pre, r"units\[0\] must be an xdream\.multi\.Unit or a tuple"),
+        (net, [("2", 1), (2, 1)], pre, r"units\[1\] = \(2, 1\): the layer must be a string"),
+        (net, [("2", -1)], pre, r"channel must be an integer >= 0, got -1"),
+        (net, [("2", 1, 2.5)], pre, r"x must be an integer >= 0 or None, got 2\.5"),
+    ]
+    for network, units, options, message in refused:
+        with pytest.raises(XDreamError, match=message):
+            MultiUnitScorer(network, units, device="cpu", **options)
+    with pytest.raises(XDreamError, match=r"List the layers with `xdream\.networks\.layer_table"):
+        MultiUnitScorer(net, [("9", 1)], preprocess=IDENTITY, device="cpu")
+
+
 @pytest.mark.slow
 def test_lockstep_run_equals_separate_runs(tmp_path: Path, monkeypatch: Any) -> None:
     """Each unit's record is what its own config.yaml writes alone, noise included; the units'

@@ -35,7 +35,7 @@ import itertools
 import os
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,7 @@ from torch import nn
 from xdream.errors import ConfigChangedError, ConfigError, XDreamError, did_you_mean
 from xdream.networks.base import (
     Network,
+    Preprocess,
     evaluation_mode,
     input_dtype,
     resize,
@@ -54,8 +55,8 @@ from xdream.networks.base import (
 )
 from xdream.precision import tf32_mode
 from xdream.records import relative_to_references
-from xdream.scorers.base import Scorer
-from xdream.scorers.cnn import ACTIVATIONS, resolve_device
+from xdream.scorers.base import Scorer, brief
+from xdream.scorers.cnn import ACTIVATIONS, list_layers_hint, resolve_device
 from xdream.types import Images, Scores
 
 if TYPE_CHECKING:
@@ -205,6 +206,88 @@ def fold_batchnorm(module: nn.Module, keep: Sequence[str] = ()) -> tuple[nn.Modu
     return module, folds
 
 
+def _as_network(network: Any, preprocess: Preprocess | None, name: str | None) -> Network:
+    """``network`` as a :class:`Network`: a plain ``nn.Module`` with ``preprocess``; ``preprocess``
+    and ``name``, when given, replace a Network's own."""
+    if isinstance(network, Network):
+        changes: dict[str, Any] = {}
+        if preprocess is not None:
+            changes["preprocess"] = preprocess
+        if name is not None:
+            changes["name"] = name
+        return dataclasses.replace(network, **changes) if changes else network
+    if isinstance(network, nn.Module):
+        if preprocess is None:
+            raise XDreamError(
+                f"MultiUnitScorer: a plain nn.Module ({type(network).__name__}) needs its "
+                "preprocessing: pass preprocess=xdream.networks.Preprocess(mean, std, input_size) "
+                "(or give a Network: xdream.networks.Network(module, preprocess, name))"
+            )
+        if not isinstance(preprocess, Preprocess):
+            raise XDreamError(
+                "MultiUnitScorer: preprocess must be an xdream.networks.Preprocess(mean, std, "
+                f"input_size), got {type(preprocess).__name__}"
+            )
+        return Network(network, preprocess, name or type(network).__name__)
+    hint = (
+        f"xdream.networks.make({network!r}) builds that registered network"
+        if isinstance(network, str)
+        else "xdream.networks.make(NAME) builds a registered one"
+    )
+    raise XDreamError(
+        "MultiUnitScorer: network must be an xdream.networks.Network or an nn.Module with "
+        f"preprocess=..., got {type(network).__name__} {brief(network)}; {hint}"
+    )
+
+
+def _as_units(units: Any) -> list[Unit]:
+    """``units`` as a list of :class:`Unit`: each a Unit or ``(layer, channel[, x[, y]])``."""
+    expected = (
+        "a list of xdream.multi.Unit(layer, channel, x, y) or of tuples (layer, channel[, x, y])"
+    )
+    single = isinstance(units, Unit) or (
+        isinstance(units, tuple) and bool(units) and isinstance(units[0], str)
+    )
+    if single or isinstance(units, (str, bytes, Mapping)) or not isinstance(units, Iterable):
+        hint = f"; for one unit write [{brief(units)}]" if single else ""
+        raise XDreamError(
+            f"MultiUnitScorer: units must be {expected}, got {type(units).__name__} "
+            f"{brief(units)}{hint}"
+        )
+    units = list(units)
+    if not units:
+        raise XDreamError(f"MultiUnitScorer needs at least one unit: give {expected}")
+    out: list[Unit] = []
+    for i, unit in enumerate(units):
+        if isinstance(unit, Unit):
+            fields: tuple[Any, ...] = dataclasses.astuple(unit)
+        elif isinstance(unit, (tuple, list)) and 2 <= len(unit) <= 4:
+            fields = (*unit, *(None,) * (4 - len(unit)))
+        else:
+            raise XDreamError(
+                f"MultiUnitScorer: units[{i}] must be an xdream.multi.Unit or a tuple (layer, "
+                f"channel[, x, y]), got {type(unit).__name__} {brief(unit)}"
+            )
+        layer, channel, x, y = fields
+        if not isinstance(layer, str):
+            raise XDreamError(
+                f"MultiUnitScorer: units[{i}] = {brief(unit)}: the layer must be a string (a "
+                f"module name such as 'blocks.10'), got {type(layer).__name__} {layer!r}"
+            )
+        numbers: dict[str, Any] = {"channel": channel, "x": x, "y": y}
+        for key, v in numbers.items():
+            if v is None and key != "channel":
+                continue
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+                what = "an integer >= 0" if key == "channel" else "an integer >= 0 or None"
+                raise XDreamError(
+                    f"MultiUnitScorer: units[{i}] = {brief(unit)}: {key} must be {what}, got {v!r}"
+                )
+            numbers[key] = int(v)
+        out.append(Unit(layer, numbers["channel"], numbers["x"], numbers["y"]))
+    return out
+
+
 class _Stop(BaseException):
     """Ends the forward pass once every target layer has been read."""
 
@@ -222,6 +305,12 @@ class MultiUnitScorer:
     ``cpu_batch_size`` images: small batches stay in cache and ran 2-3x faster per image than
     batches of 30 on a 2-core CPU (docs/benchmarks.md).
 
+    ``network`` is a :class:`~xdream.networks.Network` (``xdream.networks.make(NAME)``) or any
+    ``nn.Module``, which then needs ``preprocess`` (a :class:`~xdream.networks.Preprocess`), as
+    for :class:`~xdream.scorers.CNNUnitScorer`; ``name`` names it in messages and records (the
+    class name by default). ``units`` are :class:`Unit` s or tuples ``(layer, channel)``,
+    ``(layer, channel, x)`` or ``(layer, channel, x, y)``.
+
     >>> from xdream import networks
     >>> units = [Unit("blocks.10", c) for c in range(4)]
     >>> multi = MultiUnitScorer(networks.make(), units)  # doctest: +SKIP
@@ -231,9 +320,11 @@ class MultiUnitScorer:
 
     def __init__(
         self,
-        network: Network,
-        units: Sequence[Unit],
+        network: Network | nn.Module,
+        units: Sequence[Unit | tuple[Any, ...]],
         *,
+        preprocess: Preprocess | None = None,
+        name: str | None = None,
         pre_activation: bool = False,
         image_size: int | None = None,
         batch_size: int = 64,
@@ -244,16 +335,16 @@ class MultiUnitScorer:
         fold_bn: bool = True,
         cpu_batch_size: int | None = 4,
     ) -> None:
-        if not units:
-            raise XDreamError("MultiUnitScorer needs at least one unit")
+        network = _as_network(network, preprocess, name)
+        units = _as_units(units)
         if precision not in PRECISIONS:
             raise XDreamError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
             )
         if not isinstance(batch_size, int) or batch_size < 1:
             raise XDreamError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.network = network
-        self.units = list(units)
+        self.network: Network = network
+        self.units: list[Unit] = units
         self.pre_activation = pre_activation
         self.image_size = image_size
         self.device = resolve_device(device)
@@ -283,7 +374,7 @@ class MultiUnitScorer:
                 raise XDreamError(
                     f"network {network.name!r} has no layer {layer!r}."
                     f"{did_you_mean(layer, [n for n in modules if n])} List the layers with "
-                    f"`xdream layers {network.name}`."
+                    f"{list_layers_hint(network.name, network.preprocess.input_size)}."
                 )
             if pre_activation and not isinstance(modules[layer], ACTIVATIONS):
                 raise XDreamError(

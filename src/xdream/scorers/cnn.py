@@ -76,6 +76,14 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def list_layers_hint(name: str | None, input_size: int) -> str:
+    """How to list a network's layers: ``xdream layers NAME`` for a registered network ``name``,
+    :func:`~xdream.networks.layer_table` for any other module."""
+    if name is not None and name in networks.names():
+        return f"`xdream layers {name}`"
+    return f"`xdream.networks.layer_table(module, {input_size})`"
+
+
 class CNNUnitScorer(Scorer):
     """Score = activation of one unit of a network: channel ``channel`` of layer ``layer``.
 
@@ -124,8 +132,6 @@ class CNNUnitScorer(Scorer):
         name: str | None = None,
     ) -> None:
         registered = network.name if isinstance(network, Network) else None
-        if registered not in networks.names():
-            registered = None
         if isinstance(network, Network):
             module, preprocess = network.module, preprocess or network.preprocess
             name = name or network.name
@@ -146,11 +152,7 @@ class CNNUnitScorer(Scorer):
             raise XDreamError(f"image_size must be a positive integer or None, got {image_size!r}")
         self.network_name = name
         self.preprocess = preprocess
-        self._list_layers = (
-            f"`xdream layers {registered}`"
-            if registered
-            else f"`xdream.networks.layer_table(module, {preprocess.input_size})`"
-        )
+        self._list_layers = list_layers_hint(registered, preprocess.input_size)
         self.layer = layer
         self.pre_activation = bool(pre_activation)
         self.image_size = image_size
