@@ -163,6 +163,19 @@ def test_misuse_of_the_shared_scorer_is_named_and_a_plain_module_or_tuples_serve
         MultiUnitScorer(net, [("9", 1)], preprocess=IDENTITY, device="cpu")
 
 
+def test_pre_activation_on_another_layer_is_refused_as_for_one_unit() -> None:
+    """The many-unit message ended at "but '2' is Conv2d"; the single-unit one names the
+    activation layers and the way back."""
+    from tests.test_scorers import IDENTITY, toy
+
+    with pytest.raises(XDreamError) as single:
+        CNNUnitScorer(toy(), "2", 0, preprocess=IDENTITY, pre_activation=True, device="cpu")
+    with pytest.raises(XDreamError) as many:
+        MultiUnitScorer(toy(), [("2", 0)], preprocess=IDENTITY, pre_activation=True, device="cpu")
+    assert str(many.value) == str(single.value)
+    assert "Activation layers: 1, 3. Or use pre_activation=False" in str(many.value)
+
+
 @pytest.mark.slow
 def test_lockstep_run_equals_separate_runs(tmp_path: Path, monkeypatch: Any) -> None:
     """Each unit's record is what its own config.yaml writes alone, noise included; the units'

@@ -56,7 +56,7 @@ from xdream.networks.base import (
 from xdream.precision import tf32_mode
 from xdream.records import relative_to_references
 from xdream.scorers.base import Scorer, brief
-from xdream.scorers.cnn import ACTIVATIONS, list_layers_hint, resolve_device
+from xdream.scorers.cnn import check_pre_activation, list_layers_hint, resolve_device
 from xdream.types import Images, Scores
 
 if TYPE_CHECKING:
@@ -376,11 +376,8 @@ class MultiUnitScorer:
                     f"{did_you_mean(layer, [n for n in modules if n])} List the layers with "
                     f"{list_layers_hint(network.name, network.preprocess.input_size)}."
                 )
-            if pre_activation and not isinstance(modules[layer], ACTIVATIONS):
-                raise XDreamError(
-                    f"pre_activation=True reads the input of an activation layer, but {layer!r} "
-                    f"is {type(modules[layer]).__name__}"
-                )
+            if pre_activation:
+                check_pre_activation(modules, layer)
         self._modules = {layer: modules[layer] for layer in self.layers}
         self.shapes = self._layer_shapes()
         self.units = [self._check(u) for u in self.units]

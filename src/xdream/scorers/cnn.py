@@ -8,7 +8,7 @@ torchvision AlexNet's ``ReLU(inplace=True)``) could overwrite it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
 import numpy as np
@@ -74,6 +74,22 @@ def resolve_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise XDreamError(f"device {device!r} requested but CUDA is not available; use 'cpu'")
     return dev
+
+
+def check_pre_activation(modules: Mapping[str, nn.Module], layer: str) -> None:
+    """Refuse ``pre_activation=True`` on ``layer`` unless it is an activation module; the
+    message names the nearest activation layers. ``modules`` maps names to modules."""
+    target = modules[layer]
+    if isinstance(target, ACTIVATIONS):
+        return
+    acts = [n for n, m in modules.items() if n and isinstance(m, ACTIVATIONS)]
+    more = ", ..." if len(acts) > 5 else "."
+    near = did_you_mean(layer, acts) or f" Activation layers: {', '.join(acts[:5])}{more}"
+    raise XDreamError(
+        f"pre_activation=True reads the input of an activation layer, but {layer!r} is "
+        f"{type(target).__name__}.{near if acts else ' The network has none.'} "
+        "Or use pre_activation=False to read this layer's output."
+    )
 
 
 def list_layers_hint(name: str | None, input_size: int) -> str:
@@ -177,16 +193,9 @@ class CNNUnitScorer(Scorer):
                 f"network {self.network_name!r} has no layer {layer!r}."
                 f"{did_you_mean(layer, modules)} List the layers with {self._list_layers}."
             )
-        target = modules[layer]
-        if self.pre_activation and not isinstance(target, ACTIVATIONS):
-            acts = [n for n, m in modules.items() if isinstance(m, ACTIVATIONS)]
-            near = did_you_mean(layer, acts) or f" Activation layers: {', '.join(acts[:5])}, ..."
-            raise XDreamError(
-                f"pre_activation=True reads the input of an activation layer, but {layer!r} is "
-                f"{type(target).__name__}.{near if acts else ' The network has none.'} "
-                "Or use pre_activation=False to read this layer's output."
-            )
-        return target
+        if self.pre_activation:
+            check_pre_activation(modules, layer)
+        return modules[layer]
 
     def _dry_run_shape(self) -> tuple[int, ...]:
         size = self.image_size or self.preprocess.input_size
