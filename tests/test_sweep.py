@@ -137,6 +137,24 @@ def test_a_failed_task_is_described_by_the_error_inside_it() -> None:
     assert describe_failure(exceptions.WorkerCrashedError()).startswith("WorkerCrashedError: ")
 
 
+def test_sweep_csv_gives_the_position_read(tmp_path: Path) -> None:
+    """x and y were left empty where the config leaves them out; units.csv and the unit's
+    summary give the position read (the centre), and docs/records.md the same columns."""
+    path = tmp_path / "s.toml"
+    path.write_text(SWEEP_TOML.format(generations=1).replace("channels = [1, 2]", "channel = 1"))
+    cfg, section = sweep.load(path)
+    task = plan(cfg, section)[0]
+    assert task.unit.x is None and task.unit.y is None
+    result = sweep.run_task(task.config, str(tmp_path / task.folder), threads=1)
+    assert "error" not in result
+    row = sweep.sweep_row(task, result)
+    assert (row["x"], row["y"]) == (56, 56)  # the centre of blocks.0's 112 x 112
+    assert (row["x"], row["y"]) == (result["target"]["x"], result["target"]["y"])
+    assert row["unit"] == "blocks.0_c001" and row["best_score"] == result["best_score"]
+    failed = sweep.sweep_row(task, {"error": "XDreamError: it failed", "attempts": 1})
+    assert failed["x"] is None and failed["error"] == "XDreamError: it failed"
+
+
 def test_a_task_with_a_damaged_summary_runs_again(tmp_path: Path) -> None:
     """A finished task's summary is what the sweep reads to skip it; one cut short by a power
     loss makes the task run again (its resume writes the summary again) instead of stopping

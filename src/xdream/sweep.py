@@ -296,7 +296,7 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Run every task of the sweep on Ray and write ``OUT/sweep.csv``; returns its rows."""
     import xdream
-    from xdream.multi import summary_row, write_table
+    from xdream.multi import write_table
 
     ray = _require_ray()
     out = Path(out).resolve()
@@ -357,18 +357,30 @@ def run_sweep(
     finally:
         if started_here:
             ray.shutdown()
-    rows = []
-    for i, task in enumerate(tasks):
-        row = summary_row(task.unit, results[i], task.folder)
-        row.update(
-            optimizer=task.optimizer,
-            seed=task.seed,
-            attempts=results[i].get("attempts"),
-            error=results[i].get("error"),
-        )
-        rows.append(row)
+    rows = [sweep_row(task, results[i]) for i, task in enumerate(tasks)]
     write_table(out / "sweep.csv", rows, columns())
     return rows
+
+
+def sweep_row(task: Task, result: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``sweep.csv`` row of ``task`` from its ``result`` (its summary, or its error).
+
+    ``x`` and ``y`` are the position read, from the summary's ``target`` (the centre where the
+    config leaves them out), as in ``units.csv``; the config's own where the task failed.
+    """
+    from xdream.multi import summary_row
+
+    row = summary_row(task.unit, result, task.folder)
+    target = result.get("target")
+    if isinstance(target, Mapping):
+        row.update({k: target[k] for k in ("x", "y") if target.get(k) is not None})
+    row.update(
+        optimizer=task.optimizer,
+        seed=task.seed,
+        attempts=result.get("attempts"),
+        error=result.get("error"),
+    )
+    return row
 
 
 def _check_capacity(ray: Any, cpus: float) -> None:
