@@ -59,3 +59,74 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     assert "python -m pytest" in readme and "python -m pytest" in ci
     install = re.search(r"^pip install (.*?)\s+#", readme, re.M)
     assert install is not None and f"pip install --quiet {install.group(1)}" in ci
+
+
+def _quoted_calls(text: str) -> list[tuple[str, str]]:
+    """``(dotted name, argument text)`` of each ``xdream.a.b(...)`` in code: fenced blocks and
+    inline spans."""
+    blocks = re.findall(r"^```\w*\n(.*?)^```", text, re.M | re.S)
+    prose = re.sub(r"^```\w*\n.*?^```", "", text, flags=re.M | re.S)
+    found = []
+    for span in [*blocks, *re.findall(r"`([^`]+)`", prose)]:
+        for match in re.finditer(r"\b(xdream(?:\.\w+)+)\(", span):
+            depth, start = 1, match.end()
+            for end in range(start, len(span)):
+                depth += {"(": 1, ")": -1}.get(span[end], 0)
+                if depth == 0:
+                    found.append((match.group(1), span[start:end]))
+                    break
+    return found
+
+
+def _resolve(dotted: str) -> object:
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name)
+        return obj
+    raise AssertionError(dotted)
+
+
+def _shape(arguments: str) -> tuple[int, list[str]]:
+    """How many positional arguments and which keywords the README's text passes: a call
+    (``make("pixels", size=64)``) or a signature (``make_unit(network, *, layer, ...)``, whose
+    parameters with a default are read as keywords)."""
+    import ast
+
+    text = re.sub(r",?\s*\.\.\.\s*", "", arguments)  # "..." stands for more options
+    try:  # a signature
+        args = ast.parse(f"def f({text}): pass").body[0].args  # type: ignore[attr-defined]
+        plain = [*args.posonlyargs, *args.args]
+        positional = len(plain) - len(args.defaults)
+        return positional, [a.arg for a in [*plain[positional:], *args.kwonlyargs]]
+    except SyntaxError:
+        call = ast.parse(f"f({text})", mode="eval").body
+        assert isinstance(call, ast.Call)
+        keywords = [k.arg for k in call.keywords if k.arg is not None]
+        return sum(not isinstance(a, ast.Starred) for a in call.args), keywords
+
+
+def test_the_readmes_calls_and_signatures_fit_the_code() -> None:
+    """README gave make_unit(network, layer, channel, ...), whose layer and channel are
+    keyword-only: the positional call it suggested raised TypeError."""
+    import inspect
+
+    readme = (ROOT / "README.md").read_text()
+    calls = _quoted_calls(readme)
+    assert any(name == "xdream.scorers.make_unit" for name, _ in calls)
+    wrong = []
+    for name, arguments in calls:
+        positional, keywords = _shape(arguments)
+        signature = inspect.signature(_resolve(name))
+        bind = signature.bind_partial if "..." in arguments else signature.bind
+        try:
+            bind(*[None] * positional, **dict.fromkeys(keywords))
+        except TypeError as err:
+            wrong.append(f"{name}({arguments}): {err}")
+    assert not wrong, wrong
