@@ -162,6 +162,14 @@ def test_refuses_foreign_codes_and_inf(name: str) -> None:
     codes = opt.ask()
     with pytest.raises(XDreamError):
         opt.tell(codes + 1.0, score(codes))
+    clipped = codes.copy()
+    clipped[3] = np.clip(clipped[3], -0.01, 0.01)  # changed by the caller: the shape is the same
+    with pytest.raises(XDreamError) as err:
+        opt.tell(clipped, score(codes))
+    assert (
+        f"these have the same shape {codes.shape} but different values (1 of {len(codes)} codes "
+        "differ, the first at row 3); tell the codes unchanged"
+    ) in str(err.value)
     with pytest.raises(XDreamError, match="inf"):
         opt.tell(codes, np.full(len(codes), np.inf))
     assert opt.generation == 0

@@ -48,12 +48,20 @@ def select(scores: Scores, weights: FloatArray) -> tuple[IntArray, FloatArray]:
 
 
 def check_pending(name: str, codes: Codes, pending: Codes) -> None:
-    """Refuse ``tell`` with codes other than those of the last ``ask``."""
-    if codes.shape != pending.shape or not np.array_equal(codes, pending):
-        raise XDreamError(
-            f"{name}: tell() must receive the codes returned by the last ask(), in order "
-            f"(shape {pending.shape}), got shape {codes.shape}"
-        )
+    """Refuse ``tell`` with codes other than those of the last ``ask``, saying how they differ:
+    their shape, or (same shape) which rows changed."""
+    if codes.shape == pending.shape and np.array_equal(codes, pending):
+        return
+    expected = f"{name}: tell() must receive the codes returned by the last ask(), in order"
+    if codes.shape != pending.shape:
+        raise XDreamError(f"{expected} (shape {pending.shape}), got shape {codes.shape}")
+    rows = np.flatnonzero((codes != pending).reshape(len(codes), -1).any(axis=1))
+    first = f", the first at row {rows[0]}" if len(rows) else ""
+    raise XDreamError(
+        f"{expected}: these have the same shape {codes.shape} but different values ({len(rows)} "
+        f"of {len(codes)} codes differ{first}); tell the codes unchanged (copy them before "
+        "changing them, and keep ask()'s order)"
+    )
 
 
 def minimiser_losses(scores: Scores) -> FloatArray | None:

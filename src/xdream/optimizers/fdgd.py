@@ -12,7 +12,7 @@ import numpy.typing as npt
 from xdream.errors import XDreamError
 from xdream.optimizers import register
 from xdream.optimizers.base import Optimizer
-from xdream.optimizers.es_common import check_shape, initial_mean
+from xdream.optimizers.es_common import check_pending, check_shape, initial_mean
 from xdream.types import Codes, Scores, StateDict
 
 FloatArray = npt.NDArray[np.float64]
@@ -117,11 +117,7 @@ class FDGD(Optimizer):
         return self._codes.copy()
 
     def _tell(self, codes: Codes, scores: Scores) -> None:
-        if codes.shape != self._codes.shape or not np.array_equal(codes, self._codes):
-            raise XDreamError(
-                "fdgd: tell() must receive the codes returned by the last ask(), in order "
-                f"(shape {self._codes.shape}), got shape {codes.shape}"
-            )
+        check_pending(self.name, codes, self._codes)
         d = self._perturb
         if self._params.antithetic:
             m = len(d)

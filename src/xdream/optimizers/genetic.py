@@ -12,6 +12,7 @@ import numpy.typing as npt
 from xdream.errors import XDreamError
 from xdream.optimizers import register
 from xdream.optimizers.base import Optimizer
+from xdream.optimizers.es_common import check_pending
 from xdream.types import Codes, Scores, StateDict
 
 FloatArray = npt.NDArray[np.float64]
@@ -197,11 +198,7 @@ class Genetic(Optimizer):
         return self._population.copy()
 
     def _tell(self, codes: Codes, scores: Scores) -> None:
-        if codes.shape != self._population.shape or not np.array_equal(codes, self._population):
-            raise XDreamError(
-                "genetic: tell() must receive the codes returned by the last ask(), in order "
-                f"(shape {self._population.shape}), got shape {codes.shape}"
-            )
+        check_pending(self.name, codes, self._population)
         p = self._params
         n = p.population_size
         step = self._generation + 1  # generation number of the new population

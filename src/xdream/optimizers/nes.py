@@ -12,7 +12,7 @@ import numpy.typing as npt
 from xdream.errors import XDreamError
 from xdream.optimizers import register
 from xdream.optimizers.base import Optimizer
-from xdream.optimizers.es_common import check_shape, initial_mean
+from xdream.optimizers.es_common import check_pending, check_shape, initial_mean
 from xdream.types import Codes, Scores, StateDict
 
 FloatArray = npt.NDArray[np.float64]
@@ -119,11 +119,7 @@ class NES(Optimizer):
         return self._codes.copy()
 
     def _tell(self, codes: Codes, scores: Scores) -> None:
-        if codes.shape != self._codes.shape or not np.array_equal(codes, self._codes):
-            raise XDreamError(
-                "nes: tell() must receive the codes returned by the last ask(), in order "
-                f"(shape {self._codes.shape}), got shape {codes.shape}"
-            )
+        check_pending(self.name, codes, self._codes)
         m = len(self._eps)
         f_plus, f_minus = scores[:m], scores[m:]
         ok = ~(np.isnan(f_plus) | np.isnan(f_minus))  # drop pairs with a missing response
