@@ -65,7 +65,7 @@ import types
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -1146,9 +1146,13 @@ def _free_name(path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- reading back
-@dataclass
+@dataclass(eq=False)
 class Record:
-    """An experiment's record read back into memory (see :func:`read`)."""
+    """An experiment's record read back into memory (see :func:`read`).
+
+    Two records are equal (``==``) when every field is: arrays of the same shape, dtype kind
+    and values (NaN equal to NaN), and the same lists, config and summary.
+    """
 
     codes: npt.NDArray[np.float32]
     scores: npt.NDArray[np.float64]
@@ -1172,6 +1176,32 @@ class Record:
     summary: dict[str, Any]
     extra: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
     """Scorer-specific datasets by path, e.g. ``extra["rig/presentations/response"]``."""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in fields(Record))
+
+    # mutable and compared by value, as the generated __eq__ made it
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Value equality that compares arrays element-wise and takes NaN as equal to NaN."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+            return False
+        if a.shape != b.shape or a.dtype.kind != b.dtype.kind:
+            return False
+        nan_aware = a.dtype.kind in "fc"
+        return bool(np.array_equal(a, b, equal_nan=nan_aware))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True  # NaN in a summary or config
+    return bool(a == b)
 
 
 def read(path: str | Path) -> Record:
