@@ -7,9 +7,11 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.helpers import tiny_experiment
 from xdream import records
+from xdream.errors import XDreamError
 
 
 def test_records_compare_by_value_with_nan_equal(tmp_path: Path) -> None:
@@ -25,3 +27,22 @@ def test_records_compare_by_value_with_nan_equal(tmp_path: Path) -> None:
     assert first != dataclasses.replace(again, scores=again.scores.astype(np.float32)[:-1])
     assert first != dataclasses.replace(again, summary={**again.summary, "best_score": 0.0})
     assert first != "a record"
+
+
+def test_reading_a_many_unit_runs_folder_names_its_unit_folders(tmp_path: Path) -> None:
+    """It said only "holds no record.h5: is it an experiment folder?", where `xdream render`
+    of the same folder names the unit folders to read."""
+    many = tmp_path / "many"
+    names = [f"blocks.4_c{c:03d}" for c in range(7)]
+    for name in names:
+        (many / "units" / name).mkdir(parents=True)
+        (many / "units" / name / "record.h5").write_bytes(b"")
+    (many / "config.yaml").write_text("")
+    with pytest.raises(XDreamError) as err:
+        records.read(many)
+    message = str(err.value)
+    assert "is a many-unit run: each unit's record is in its own folder" in message
+    assert f"xdream.records.read({str(many / 'units' / names[0])!r})" in message
+    assert f"Its units (7): {', '.join(names[:5])} and 2 more" in message
+    with pytest.raises(XDreamError, match=r"holds no record\.h5: is it an experiment folder"):
+        records.read(tmp_path)  # no units: as before

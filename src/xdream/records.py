@@ -1214,6 +1214,13 @@ def read(path: str | Path) -> Record:
     """
     folder = RunFolder(path)
     if not folder.record.exists():
+        units = unit_folders(folder.path)
+        if units:
+            raise XDreamError(
+                f"{str(folder.path)!r} is a many-unit run: each unit's record is in its own "
+                f"folder, so read one, e.g. xdream.records.read({str(units[0])!r}). "
+                f"{list_units(units)}"
+            )
         raise XDreamError(f"{str(folder.path)!r} holds no record.h5: is it an experiment folder?")
     summary = read_summary(folder.path)
     try:
@@ -1223,6 +1230,26 @@ def read(path: str | Path) -> Record:
     # makes a torn read retryable, and it stays caught if either changes
     except (TornRead, *UNREADABLE) as err:
         raise unreadable(folder.path, err) from err
+
+
+SHOWN_UNITS = 5
+"""Unit folders named when a many-unit run's folder is given where one unit's is needed."""
+
+
+def unit_folders(run: Path) -> list[Path]:
+    """The unit folders (``units/NAME`` holding a ``record.h5``) of a many-unit run's folder,
+    sorted; ``[]`` for any other folder, one with a ``record.h5`` of its own included."""
+    units = run / "units"
+    if (run / "record.h5").exists() or not units.is_dir():
+        return []
+    return sorted(p for p in units.iterdir() if (p / "record.h5").exists())
+
+
+def list_units(units: list[Path]) -> str:
+    """``Its units (N): a, b, ... and K more``: the first :data:`SHOWN_UNITS` folder names."""
+    listed = ", ".join(p.name for p in units[:SHOWN_UNITS])
+    more = f" and {len(units) - SHOWN_UNITS} more" if len(units) > SHOWN_UNITS else ""
+    return f"Its units ({len(units)}): {listed}{more}"
 
 
 def read_summary(path: str | Path) -> dict[str, Any]:

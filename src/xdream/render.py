@@ -30,25 +30,17 @@ RETRIES = 5
 """Reads of a running experiment's ``record.h5`` before :func:`render` gives up."""
 RETRY_SECONDS = 0.5
 """Pause between those reads."""
-SHOWN_UNITS = 5
-"""Unit folders named when a many-unit run's folder is given."""
 
 
 def _refuse_many_units(run: Path) -> None:
     """A many-unit run's folder holds no record itself: say to name one unit's folder."""
-    units = run / "units"
-    if (run / "record.h5").exists() or not units.is_dir():
-        return
-    names = sorted(p.name for p in units.iterdir() if (p / "record.h5").exists())
-    if not names:
-        return
-    listed = ", ".join(names[:SHOWN_UNITS])
-    more = f" and {len(names) - SHOWN_UNITS} more" if len(names) > SHOWN_UNITS else ""
-    raise XDreamError(
-        f"{str(run)!r} is a many-unit run: its images are recorded per unit, so name one "
-        f"unit's folder, e.g. `xdream render {run / 'units' / names[0]} --ids best`. Its "
-        f"units ({len(names)}): {listed}{more}"
-    )
+    units = records.unit_folders(run)
+    if units:
+        raise XDreamError(
+            f"{str(run)!r} is a many-unit run: its images are recorded per unit, so name one "
+            f"unit's folder, e.g. `xdream render {units[0]} --ids best`. "
+            f"{records.list_units(units)}"
+        )
 
 
 def _read(run: Path) -> tuple[records.Record, Generator]:
