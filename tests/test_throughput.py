@@ -130,3 +130,27 @@ def test_arguments_are_checked_before_measuring(
     monkeypatch.setattr(throughput, "run", lambda *a: measured.append(a))
     assert cli.main(["bench", "throughput", *flags]) == 2
     assert message in capsys.readouterr().err and not measured
+
+
+def test_the_files_written_are_named_for_what_they_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The JSON file was announced as "figures: tp.json", as if it held the figures drawn."""
+    unit = {
+        "units": 1,
+        "seconds_per_generation": 1.0,
+        "presentations_per_s": 30.0,
+        "presentations_per_s_per_unit": 30.0,
+    }
+    results = {"layers": [], "units_at_once": [unit], "network": "n", "device": "cpu"}
+    monkeypatch.setattr(throughput, "run", lambda args, console: dict(results))
+    monkeypatch.setattr(throughput, "_check_layers", lambda args: None)
+    monkeypatch.setattr(throughput, "plot_units", lambda results, path: path.write_bytes(b""))
+    monkeypatch.chdir(tmp_path)  # short names: the console wraps long lines
+    out, plot = Path("tp.json"), Path("units.png")
+    argv = ["bench", "throughput", "--units", "1", "--json", str(out), "--plot", str(plot)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"every figure, as JSON: {out}" in printed and "figures:" not in printed
+    assert f"units-at-once curve, as PNG: {plot}" in printed
+    assert json.loads(out.read_text())["device"] == "cpu"

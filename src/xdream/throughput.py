@@ -355,10 +355,10 @@ def cmd_throughput(args: argparse.Namespace, console: Any) -> int:
     _print_table(results, console)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-        console.print(f"figures: {args.json}", highlight=False)
+        console.print(f"every figure, as JSON: {args.json}", highlight=False)
     if args.plot and "units_at_once" in results:
         plot_units(results, Path(args.plot))
-        console.print(f"plot: {args.plot}", highlight=False)
+        console.print(f"units-at-once curve, as PNG: {args.plot}", highlight=False)
     return 0
 
 
