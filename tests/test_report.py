@@ -233,6 +233,7 @@ def test_a_torn_record_is_reported_as_unreadable(
 TEARS = {
     # what a reader can see while HDF5 writes back an append's metadata (datasets, new length)
     "a row dataset ahead": [("scores", 1)],
+    "the codes ahead": [("codes", 1)],
     "the row ids ahead": [("image_ids", 1), ("genealogy", 1), ("generation", 1)],
     "one reference dataset ahead": [("references/generation", 1)],
     "one per-generation dataset ahead": [("generations/seconds", 1)],
@@ -250,7 +251,8 @@ def test_a_record_read_in_the_middle_of_an_append_is_unreadable_not_inconsistent
     """HDF5 may write back part of an append's metadata before the rest, so a reader can open
     record.h5 with some datasets grown and others not: records.read refuses it as unreadable
     (the report, render and --watch read it again) instead of returning arrays that disagree
-    (the report's own code then failed with an IndexError)."""
+    (the report's own code then failed with an IndexError); read without the codes too, whose
+    rows it counts all the same."""
     whole = records.read(run)
     assert len(whole.codes) == len(whole.generation) == GENERATIONS * POPULATION
     with h5py.File(run / "record.h5", "a") as f:
@@ -261,8 +263,34 @@ def test_a_record_read_in_the_middle_of_an_append_is_unreadable_not_inconsistent
                 ds[-1] = ds[-2] + 1  # the first row of the generation being appended
     with pytest.raises(RecordUnreadableError, match="TornRead"):
         records.read(run)
+    with pytest.raises(RecordUnreadableError, match="TornRead"):
+        records.read(run, codes=False)
     with pytest.raises(RecordUnreadableError):
         report.write_report(run)
+
+
+def test_a_record_reads_without_its_codes_and_codes_row_by_row(run: Path) -> None:
+    """read(codes=False) reads every field but the codes (the bulk of a record, which the
+    report and render read whole although they need a few rows); read_codes reads the rows
+    asked for, in their order, and refuses a row the record does not hold (cut short or
+    replaced since it was read)."""
+    whole = records.read(run)
+    lean = records.read(run, codes=False)
+    assert lean.codes.shape == (0, whole.codes.shape[1]) and lean.codes.dtype == np.float32
+    for name in records.Record.__dataclass_fields__:
+        if name not in ("codes", "extra", "config", "summary", "timing_columns"):
+            assert np.array_equal(getattr(lean, name), getattr(whole, name)), name
+    assert (lean.config, lean.summary) == (whole.config, whole.summary)
+    assert lean.timing_columns == whole.timing_columns and lean.extra.keys() == whole.extra.keys()
+    n = len(whole.codes)
+    rows = [n - 1, 0, 5, 5, 6, 7, 1]
+    assert np.array_equal(records.read_codes(run, rows), whole.codes[rows])
+    assert np.array_equal(records.read_codes(run, np.arange(n)), whole.codes)
+    assert records.read_codes(run, []).shape == (0, whole.codes.shape[1])
+    with pytest.raises(RecordUnreadableError, match=f"TornRead.*{n} rows of codes, row {n} "):
+        records.read_codes(run, [0, n])
+    with pytest.raises(ValueError, match="numbered from 0"):
+        records.read_codes(run, [-1])
 
 
 def test_records_of_every_stage_read_whole(tmp_path: Path) -> None:

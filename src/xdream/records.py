@@ -1155,6 +1155,7 @@ class Record:
     """
 
     codes: npt.NDArray[np.float32]
+    """(N, d): every code, in row order; (0, d) when read with ``codes=False``."""
     scores: npt.NDArray[np.float64]
     clean_scores: npt.NDArray[np.float64]
     generation: npt.NDArray[np.int32]
@@ -1204,8 +1205,13 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def read(path: str | Path) -> Record:
+def read(path: str | Path, *, codes: bool = True) -> Record:
     """Read an experiment folder's ``record.h5`` and ``summary.json``.
+
+    ``codes=False`` leaves out the codes, the bulk of a record (N x d float32): the record's
+    :attr:`Record.codes` is then empty, shape (0, d), and every other field is read as usual;
+    :func:`read_codes` reads the rows wanted. The torn-read check below counts the ``codes``
+    rows all the same.
 
     Raises :class:`~xdream.errors.RecordUnreadableError` when h5py cannot read the record (a
     kill left it damaged, or the run is writing it at this moment), or when its datasets do not
@@ -1225,7 +1231,7 @@ def read(path: str | Path) -> Record:
     summary = read_summary(folder.path)
     try:
         with h5py.File(folder.record, "r", locking=False) as f:
-            return _record_from(f, summary)
+            return _record_from(f, summary, codes)
     # TornRead is named on purpose: that it is a ValueError (one of UNREADABLE) is not what
     # makes a torn read retryable, and it stays caught if either changes
     except (TornRead, *UNREADABLE) as err:
@@ -1250,6 +1256,43 @@ def list_units(units: list[Path]) -> str:
     listed = ", ".join(p.name for p in units[:SHOWN_UNITS])
     more = f" and {len(units) - SHOWN_UNITS} more" if len(units) > SHOWN_UNITS else ""
     return f"Its units ({len(units)}): {listed}{more}"
+
+
+def read_codes(path: str | Path, rows: Iterable[int]) -> npt.NDArray[np.float32]:
+    """Rows ``rows`` of an experiment folder's recorded ``codes``, read without the others:
+    an (len(rows), d) float32 array in the order given (a row may come more than once), the
+    same values as ``read(path).codes[rows]``. Row numbers are those of :func:`read` (of
+    ``codes=False`` too): rows are only ever appended, so a row read once keeps its number.
+
+    Raises :class:`~xdream.errors.RecordUnreadableError` as :func:`read` does, and also when
+    the record holds fewer rows than asked for (:class:`TornRead`: cut short, or replaced,
+    since the rows were read); ``ValueError`` for a negative row.
+    """
+    folder = RunFolder(path)
+    if not folder.record.exists():
+        raise XDreamError(f"{str(folder.path)!r} holds no record.h5: is it an experiment folder?")
+    wanted = np.fromiter(rows, dtype=np.int64)
+    if wanted.size and int(wanted.min()) < 0:
+        raise ValueError(f"rows are numbered from 0, got {int(wanted.min())}")
+    try:
+        with h5py.File(folder.record, "r", locking=False) as f:
+            d = int(f.attrs["code_dim"])
+            n = f["codes"].shape[0] if "codes" in f else 0
+            if wanted.size and int(wanted.max()) >= n:
+                raise TornRead(
+                    f"{n} rows of codes, row {int(wanted.max())} asked for: cut short or "
+                    "replaced since its rows were read"
+                )
+            unique, where = np.unique(wanted, return_inverse=True)
+            found = np.empty((len(unique), d), np.float32)
+            start = 0  # one read per run of consecutive rows (a generation's rows are one)
+            for run in np.split(unique, np.flatnonzero(np.diff(unique) != 1) + 1):
+                if run.size:
+                    found[start : start + run.size] = f["codes"][int(run[0]) : int(run[-1]) + 1]
+                    start += run.size
+    except (TornRead, *UNREADABLE) as err:
+        raise unreadable(folder.path, err) from err
+    return found if np.array_equal(unique, wanted) else found[where]
 
 
 def read_summary(path: str | Path) -> dict[str, Any]:
@@ -1286,7 +1329,7 @@ class TornRead(ValueError):
     (HDF5 may write part of an append's metadata back before the rest)."""
 
 
-def _record_from(f: h5py.File, summary: dict[str, Any]) -> Record:
+def _record_from(f: h5py.File, summary: dict[str, Any], codes: bool = True) -> Record:
     def strings(ds: h5py.Dataset) -> list[str]:
         return [s.decode() if isinstance(s, bytes) else str(s) for s in ds[:]]
 
@@ -1294,8 +1337,9 @@ def _record_from(f: h5py.File, summary: dict[str, Any]) -> Record:
         return f[name][:] if name in f else empty
 
     empty = np.zeros(0)
+    no_codes = np.zeros((0, int(f.attrs["code_dim"])), np.float32)
     rec = Record(
-        codes=data("codes", np.zeros((0, int(f.attrs["code_dim"])), np.float32)),
+        codes=data("codes", no_codes) if codes else no_codes,
         scores=data("scores", empty),
         clean_scores=data("clean_scores", empty),
         generation=data("generation", empty.astype(np.int32)),
@@ -1318,15 +1362,18 @@ def _record_from(f: h5py.File, summary: dict[str, Any]) -> Record:
         summary=summary,
         extra=_read_extra(f),
     )
-    _check_complete(rec)
+    _check_complete(rec, None if codes else (f["codes"].shape[0] if "codes" in f else 0))
     return rec
 
 
-def _check_complete(rec: Record) -> None:
+def _check_complete(rec: Record, code_rows: int | None = None) -> None:
     """Raise :class:`TornRead` unless ``rec`` holds whole generations: every row dataset as
     long as the others, the reference datasets likewise, the per-generation ones likewise, the
-    last row of the last generation and as many rows as its cumulative presentations."""
+    last row of the last generation and as many rows as its cumulative presentations.
+    ``code_rows``: the length of the ``codes`` dataset, for a record read without them."""
     rows = {k: len(getattr(rec, k)) for k in ROW_FIELDS}
+    if code_rows is not None:
+        rows["codes"] = code_rows
     refs = {"ids": len(rec.ref_ids), "scores": len(rec.ref_scores)}
     refs.update(clean_scores=len(rec.ref_clean_scores), generation=len(rec.ref_generation))
     presentations = rec.presentations_per_generation
