@@ -8,8 +8,11 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import h5py
 import numpy as np
+import pytest
 
 import xdream.generators
 import xdream.optimizers
@@ -105,3 +108,19 @@ def folder_held_by_another_process(folder: Path) -> Iterator[int]:
     finally:
         holder.kill()
         holder.wait()
+
+
+def codes_rows_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows of a record.h5's ``codes`` that each later read through h5py returns (every
+    read of a dataset, ``ds[:]`` and ``ds[a:b]`` alike, goes through Dataset.__getitem__)."""
+    rows: list[int] = []
+    getitem = h5py.Dataset.__getitem__
+
+    def spy(self: h5py.Dataset, *args: Any, **kwargs: Any) -> Any:
+        out = getitem(self, *args, **kwargs)
+        if self.name == "/codes":
+            rows.append(len(out))
+        return out
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    return rows

@@ -9,9 +9,11 @@ import socket
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 import torch
 
+from tests.helpers import codes_rows_read
 from xdream import config as config_mod
 from xdream import records
 from xdream import render as render_mod
@@ -54,12 +56,12 @@ def _flaky(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[int]:
     calls: list[int] = []
     read = records.read
 
-    def flaky(path: str | Path) -> records.Record:
+    def flaky(path: str | Path, **options: bool) -> records.Record:
         calls.append(1)
         if len(calls) <= failures:
             err = OSError("Can't synchronously read data (wrong B-tree signature)")
             raise records.unreadable(Path(path), err) from err
-        return read(path)
+        return read(path, **options)
 
     monkeypatch.setattr(records, "read", flaky)
     monkeypatch.setattr(render_mod, "RETRY_SECONDS", 0.0)
@@ -85,6 +87,43 @@ def test_render_says_a_running_record_is_being_written(
     err = capsys.readouterr().err
     assert "the running experiment is writing record.h5" in err and "Try again" in err
     assert "xdream resume" not in err and len(calls) == render_mod.RETRIES
+
+
+def test_render_reads_the_codes_of_a_running_record_again(
+    live: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The codes are read on their own, after the rest of the record: a read of them caught
+    mid-write is tried again too."""
+    calls: list[int] = []
+    read_codes = records.read_codes
+
+    def flaky(path: str | Path, rows: list[int]) -> object:
+        calls.append(1)
+        if len(calls) <= 2:
+            err = OSError("Can't synchronously read data (wrong B-tree signature)")
+            raise records.unreadable(Path(path), err) from err
+        return read_codes(path, rows)
+
+    monkeypatch.setattr(records, "read_codes", flaky)
+    monkeypatch.setattr(render_mod, "RETRY_SECONDS", 0.0)
+    (path,) = render_mod.render(live, ["best"], out=tmp_path / "out")
+    assert path.is_file() and len(calls) == 3
+
+
+def test_render_reads_only_the_codes_of_the_images_asked_for(
+    finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """render read every code in the record (N x d float32, gigabytes for a long run) to draw
+    one image; it reads the rows of the images asked for, each once."""
+    rec = records.read(finished)
+    best = rec.image_ids[int(np.nanargmax(rec.scores))]
+    rows = codes_rows_read(monkeypatch)
+    render_mod.render(finished, ["gen001_000002"], out=tmp_path / "one")
+    assert rows == [1]
+    rows.clear()
+    ids = ["gen000_000005", "best", rec.ref_ids[0], "gen000_000005"]
+    written = render_mod.render(finished, ids, out=tmp_path / "some")
+    assert sum(rows) == len({"gen000_000005", best}) and len(written) == len(ids)
 
 
 def test_render_does_not_wait_for_a_record_no_run_writes(

@@ -3,7 +3,8 @@
 Every evolved image is stored as its code in ``record.h5``; rendering the code with the run's
 generator (rebuilt from ``config.yaml``) gives the image back at the generator's full output
 resolution, or larger where the generator has a ``size`` parameter (the code is unchanged).
-Reference crops are regenerated from their ids.
+Reference crops are regenerated from their ids. Only the codes of the images asked for are
+read from ``record.h5`` (:func:`xdream.records.read_codes`), not the whole record's.
 
 A running experiment appends to ``record.h5`` while it runs, so a read can catch it mid-write:
 :func:`render` then reads it again (:data:`RETRIES` times) while the run is alive, and says
@@ -14,9 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from xdream import records
 from xdream.errors import RecordUnreadableError, XDreamError
@@ -31,6 +35,8 @@ RETRIES = 5
 RETRY_SECONDS = 0.5
 """Pause between those reads."""
 
+T = TypeVar("T")
+
 
 def _refuse_many_units(run: Path) -> None:
     """A many-unit run's folder holds no record itself: say to name one unit's folder."""
@@ -44,11 +50,26 @@ def _refuse_many_units(run: Path) -> None:
 
 
 def _read(run: Path) -> tuple[records.Record, Generator]:
-    """The run's record and generator; read again while a live run may be writing it."""
+    """The run's record, without its codes (:func:`_read_codes` reads the rows wanted), and
+    its generator."""
+
+    def read() -> tuple[records.Record, Generator]:
+        rec = records.read(run, codes=False)
+        return rec, load_generator(run, rec)
+
+    return _retrying(run, read)
+
+
+def _read_codes(run: Path, rows: list[int]) -> npt.NDArray[np.float32]:
+    """The codes of record rows ``rows`` alone, in that order."""
+    return _retrying(run, lambda: records.read_codes(run, rows))
+
+
+def _retrying(run: Path, read: Callable[[], T]) -> T:
+    """``read()`` of the run's record.h5; read again while a live run may be writing it."""
     for attempt in range(1, RETRIES + 1):
         try:
-            rec = records.read(run)
-            return rec, load_generator(run, rec)
+            return read()
         except RecordUnreadableError as err:
             if not is_running(run):  # no run writes it: damaged (the error says what to do)
                 raise
@@ -118,6 +139,8 @@ def render(
                 f"look like {rec.image_ids[0] if rec.image_ids else 'gen000_000000'}, 'best', or "
                 "a reference id ref_PHOTO_TOP_LEFT_SIDE"
             )
+    rows = [row for _, row in wanted if row is not None]
+    code_of = dict(zip(rows, _read_codes(run, rows))) if rows else {}  # those rows alone
     folder = Path(out) if out is not None else run / "renders"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -128,7 +151,7 @@ def render(
         if row is None:
             image = from_id(image_id, generator.output_size[0])[0]  # XDreamError when not one
         else:
-            image = generator.generate(rec.codes[row : row + 1])[0]
+            image = generator.generate(code_of[row][None])[0]
         path = folder / f"{image_id}.png"
         records.save_png(image, path)
         written.append(path)
