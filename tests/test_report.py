@@ -17,7 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import folder_held_by_another_process, tiny_experiment, torn_record
+from tests.helpers import (
+    codes_rows_read,
+    folder_held_by_another_process,
+    tiny_experiment,
+    torn_record,
+)
 from xdream import config as config_mod
 from xdream import records, report
 from xdream.cli import main
@@ -336,6 +341,17 @@ def test_the_reports_complete_keeps_the_fields_of_a_record_in_step(run: Path) ->
     assert len(done.mean_per_generation) == len(done.best_reference_per_generation) == 2
     assert len(done.presentations_per_generation) == 2
     assert len(done.seconds) == 2
+    # read without its codes: the rest is cut alike, the (empty) codes are left alone
+    lean = records.read(run, codes=False)
+    lean.best_per_generation = lean.best_per_generation[:-1]
+    done = report._complete(lean, codes=False)
+    rows = [len(getattr(done, k)) for k in records.ROW_FIELDS if k != "codes"]
+    assert rows == [(GENERATIONS - 1) * POPULATION] * len(rows) and len(done.codes) == 0
+    # nothing to drop: nothing copied (the codes were copied whole, the report's largest array)
+    whole = records.read(run)
+    fields = {k: getattr(whole, k) for k in records.Record.__dataclass_fields__}
+    done = report._complete(whole)
+    assert all(getattr(done, k) is v for k, v in fields.items())
 
 
 def test_watch_retries_only_unreadable_records_not_bugs_in_the_report(
@@ -580,6 +596,33 @@ def test_render_regenerates_recorded_images(run: Path, tmp_path: Path) -> None:
     ref_id = next(i for i in _record_ref_ids(run))
     (ref,) = render(run, [ref_id], out=out)
     assert Image.open(ref).size == (32, 32)
+
+
+def test_the_report_reads_only_the_codes_it_draws(
+    run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report read every code in the record (N x d float32, and copied them again: 2.4
+    times their size in memory) to draw the last generation and at most max_tiles others: it
+    reads those rows alone, and draws the same figures as from a record with every code."""
+    rows = codes_rows_read(monkeypatch)
+    report.write_report(run)
+    assert rows == [POPULATION]  # the last generation; the others' best are in images/
+    shutil.rmtree(run / "images")
+    (run / "best.png").unlink()
+    rows.clear()
+    report.write_report(run)  # each generation's best and the run's best drawn from codes
+    assert sum(rows) == GENERATIONS + POPULATION + 1 and max(rows) == POPULATION
+    for max_tiles in (40, 2):
+        lean = report._complete(records.read(run, codes=False), codes=False)
+        figures, notes = report.experiment_figures(run, lean, max_tiles)
+        expected = report.experiment_figures(run, records.read(run), max_tiles)
+        assert [(f.name, f.png) for f in figures] == [(f.name, f.png) for f in expected[0]]
+        assert notes == expected[1] and all(f.png for f in figures)
+    lean = report._complete(records.read(run, codes=False), codes=False)
+    summary = lean.summary
+    drawn = report.summary_best_image(run, lean, summary)
+    assert drawn == report.summary_best_image(run, records.read(run), summary)
+    assert drawn[0] is not None
 
 
 def _record_ref_ids(run: Path) -> list[str]:

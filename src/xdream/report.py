@@ -37,6 +37,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+import numpy.typing as npt
 import torch
 from PIL import Image, ImageDraw
 
@@ -70,7 +71,7 @@ def load_generator(run: str | Path, record: records.Record | None = None) -> Gen
     if folder.config.exists():
         spec = dict(folder.load_config().generator)
     else:
-        record = record or records.read(run)
+        record = record or records.read(run, codes=False)
         name = record.config.get("generator")
         if isinstance(name, dict):
             spec = dict(name)
@@ -158,11 +159,14 @@ def _write(path: Path, data: bytes | str) -> None:
         fh.write(data)
 
 
-def _complete(rec: records.Record) -> records.Record:
+def _complete(rec: records.Record, codes: bool = True) -> records.Record:
     """Keep whole generations only: rows and references of a generation that the
     per-generation datasets do not hold yet, and anything beyond the shortest of a kind, are
     dropped (:func:`xdream.records.read` refuses a record read mid-append; this is a second
-    guard for a record put together otherwise)."""
+    guard for a record put together otherwise). Nothing is copied where nothing is dropped.
+    ``codes=False``: ``rec`` was read without its codes, which are left as they are (rows are
+    in generation order, so the rows kept are the first ones, and keep their numbers for
+    :func:`xdream.records.read_codes`)."""
     gen_fields = (
         "best_per_generation",
         "mean_per_generation",
@@ -171,20 +175,34 @@ def _complete(rec: records.Record) -> records.Record:
     )
     g = min(len(rec.seconds), *(len(getattr(rec, k)) for k in gen_fields))
     for name in (*gen_fields, "seconds"):
-        setattr(rec, name, getattr(rec, name)[:g])
+        if len(getattr(rec, name)) > g:
+            setattr(rec, name, getattr(rec, name)[:g])
+    rows = ("scores", "clean_scores", "generation", "image_ids", "genealogy")
     for fields, generation in (
-        (("codes", "scores", "clean_scores", "generation", "image_ids", "genealogy"), "generation"),
+        (("codes", *rows) if codes else rows, "generation"),
         (("ref_ids", "ref_scores", "ref_clean_scores", "ref_generation"), "ref_generation"),
     ):
         n = min(len(getattr(rec, k)) for k in fields)
         keep = np.asarray(getattr(rec, generation))[:n] < g
+        whole = bool(keep.all())
         for name in fields:
-            value = getattr(rec, name)[:n]
-            if isinstance(value, list):
-                setattr(rec, name, [v for v, k in zip(value, keep) if k])
+            value = getattr(rec, name)
+            if whole:
+                if len(value) > n:
+                    setattr(rec, name, value[:n])
+            elif isinstance(value, list):
+                setattr(rec, name, [v for v, k in zip(value[:n], keep) if k])
             else:
-                setattr(rec, name, value[keep])
+                setattr(rec, name, value[:n][keep])
     return rec
+
+
+def _codes(run: Path, rec: records.Record, rows: Sequence[int]) -> npt.NDArray[np.float32]:
+    """The codes of rows ``rows``: from ``rec`` where it holds them, else read from ``run``'s
+    record.h5 alone (the report reads the record without its codes, the bulk of it)."""
+    if len(rec.codes) == len(rec.scores):
+        return rec.codes[list(rows)]
+    return records.read_codes(run, rows)
 
 
 SHORT_RUN = 40
@@ -383,7 +401,7 @@ def experiment_figures(
     ]
 
     # best image of each generation: the saved PNG, else rendered from the best code
-    tiles: list[tuple[PILImage, str]] = []
+    shown: list[tuple[int, int, Path | None]] = []  # generation, best row, its saved PNG
     for g in _shown_generations(n_gen, max_tiles):
         rows = np.flatnonzero(rec.generation == g)
         valid = rows[np.isfinite(rec.scores[rows])]
@@ -392,12 +410,21 @@ def experiment_figures(
         best = int(valid[np.argmax(rec.scores[valid])])
         saved = run / "images" / f"gen{g:03d}_best.png"
         if saved.exists():
-            with Image.open(saved) as im:
-                img = im.convert("RGB")
+            shown.append((g, best, saved))
         elif generator is not None:
-            img = to_pil(generator.generate(rec.codes[best : best + 1])[0])
+            shown.append((g, best, None))
+    drawn: dict[int, PILImage] = {}  # best row: its image, rendered from its code
+    rows_to_draw = [best for _, best, png in shown if png is None]
+    if rows_to_draw and generator is not None:  # one read for every tile drawn
+        for best, code in zip(rows_to_draw, _codes(run, rec, rows_to_draw)):
+            drawn[best] = to_pil(generator.generate(code[None])[0])
+    tiles: list[tuple[PILImage, str]] = []
+    for g, best, png in shown:
+        if png is None:
+            img = drawn[best]
         else:
-            continue
+            with Image.open(png) as im:
+                img = im.convert("RGB")
         tiles.append((img, f"{g}: {_fmt(float(rec.scores[best]), 3)}"))
     figures.append(
         Figure(
@@ -421,7 +448,7 @@ def experiment_figures(
     if n_gen and generator is not None:
         rows = np.flatnonzero(rec.generation == n_gen - 1)
         order = rows[np.argsort(-np.nan_to_num(rec.scores[rows], nan=-np.inf), kind="stable")]
-        images = generator.generate(rec.codes[order])
+        images = generator.generate(_codes(run, rec, order.tolist()))
         last_png = png_bytes(
             montage([(to_pil(im), _fmt(float(rec.scores[i]), 3)) for im, i in zip(images, order)])
         )
@@ -603,7 +630,7 @@ def summary_best_image(
             generator = None
         if generator is not None:
             i = rec.image_ids.index(image_id)
-            return records.png_bytes(generator.generate(rec.codes[i : i + 1])[0]), caption
+            return records.png_bytes(generator.generate(_codes(run, rec, [i]))[0]), caption
     return None, caption
 
 
@@ -612,7 +639,7 @@ def experiment_report(
 ) -> Path:
     """Write ``run/report.html`` (and ``run/report/*.png``) for one experiment folder."""
     run = Path(run)
-    rec = _complete(records.read(run))
+    rec = _complete(records.read(run, codes=False), codes=False)  # rows read as needed
     summary = rec.summary
     state = run_state(summary, run)  # no summary yet: starting, "running" while locked
     running = state == "running"
