@@ -765,3 +765,29 @@ def test_a_run_killed_while_loading_its_network_says_how_to_start_it(
     config = write(tmp_path / "fast.toml", FAST_RUN.format(generations=1))
     assert main(["run", str(config), "--out", str(out)]) == 0
     assert json.loads((out / "summary.json").read_text())["status"] == "finished"
+
+
+def test_a_schedule_left_out_of_the_config_anneals_over_the_budget_and_keeps_it_on_resume(
+    tmp_path: Path,
+) -> None:
+    """`xdream run` with annealed-es and no [optimizer] generations: the step size ends at
+    sigma_end after the run's 3 generations (it had barely started down a schedule of 75);
+    config.yaml holds the length, so a budget raised on resume is taken and keeps it."""
+    import yaml
+
+    run = FAST_RUN.format(generations=3).replace('name = "genetic"', 'name = "annealed-es"')
+    budgets = {"g": run, "p": run.replace("generations = 3", "presentations = 36")}  # 3 x 12
+    for label, text in budgets.items():
+        cfg = write(tmp_path / f"{label}.toml", text)
+        assert main(["run", str(cfg), "--out", str(tmp_path / label)]) == 0
+        saved = yaml.safe_load((tmp_path / label / "config.yaml").read_text())
+        assert saved["optimizer"]["generations"] == 3
+        summary = json.loads((tmp_path / label / "summary.json").read_text())
+        assert summary["optimizer_status"]["step_size"] == pytest.approx(0.3)
+    path = tmp_path / "p" / "config.yaml"
+    path.write_text(path.read_text().replace("presentations: 36", "presentations: 72"))
+    assert main(["resume", str(tmp_path / "p")]) == 0
+    saved = yaml.safe_load(path.read_text())
+    assert saved["experiment"]["presentations"] == 72 and saved["optimizer"]["generations"] == 3
+    summary = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert summary["generations"] == 6 and summary["status"] == "finished"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import secrets
 import signal
 import socket
@@ -393,3 +394,46 @@ def test_a_unit_given_y_alone_has_its_own_folder_and_earlier_folders_go_on(
         "blocks.0_c001_y3/genetic/seed0",
         "blocks.0_c002_x3_yNone/genetic/seed0",
     ]
+
+
+def test_a_schedule_set_from_the_budget_is_kept_when_the_sweep_goes_on(tmp_path: Path) -> None:
+    """annealed-es without `generations` in [sweep] optimizers anneals over the sweep's
+    budget; the sweep run again with a raised budget extends its experiments with the schedule
+    they started with (a changed schedule would be refused as a change of the experiment), and
+    one whose config.yaml holds another length (an earlier xdream's default) goes on with it."""
+    import torch
+
+    out = tmp_path / "out"
+    path = tmp_path / "s.toml"
+    toml = SWEEP_TOML.replace('"genetic", {{ name = "nes", n_samples = 6 }}', '"annealed-es"')
+    toml = toml.replace("seeds = [0, 1]", "seeds = [0]")
+
+    def tasks(generations: int) -> list[sweep.Task]:
+        path.write_text(toml.format(generations=generations))
+        return plan(*sweep.load(path), out)
+
+    first = tasks(2)
+    assert [config.from_dict(t.config).optimizer["generations"] for t in first] == [2, 2]
+    for task in first:
+        sweep.run_task(task.config, str(out / task.folder), torch.get_num_threads())
+    # the second as an earlier xdream started it: its default schedule, whatever the budget
+    earlier = out / first[1].folder
+    text = (earlier / "config.yaml").read_text()
+    (earlier / "config.yaml").write_text(
+        text.replace("generations: 2\n  learn", "generations: 75\n  learn")
+    )
+    state = pickle.loads((earlier / "checkpoint.pkl").read_bytes())
+    state["config"]["optimizer"]["generations"] = 75
+    (earlier / "checkpoint.pkl").write_bytes(pickle.dumps(state))
+    longer = tasks(4)
+    assert [config.from_dict(t.config).optimizer["generations"] for t in longer] == [2, 75]
+    path.write_text(toml.format(generations=4))
+    assert sweep.compare_configs(sweep.load(path)[0], longer, out) == {
+        0: ["experiment.generations: 2 -> 4"],
+        1: ["experiment.generations: 2 -> 4"],
+    }
+    for task in longer:
+        summary = sweep.run_task(task.config, str(out / task.folder), torch.get_num_threads())
+        assert summary["generations"] == 4 and not summary.get("error")
+    fresh = plan(*sweep.load(path))  # a new sweep of this config
+    assert [config.from_dict(t.config).optimizer["generations"] for t in fresh] == [4, 4]

@@ -236,3 +236,33 @@ def test_a_unit_given_x_only_is_scored(tmp_path: Path) -> None:
     (label,) = trial.user_attrs["normalised_scores"]
     assert label.startswith("blocks.0_c005_x4_y") and not label.endswith("None")
     assert np.isfinite(trial.value)
+
+
+def test_a_tuned_population_size_sets_the_schedule_of_a_budget_in_presentations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a budget in presentations, an annealed-es schedule left out of [optimizer] spans
+    the generations of each trial's own population size (it kept the length of the config's)."""
+    import xdream.multi
+    from xdream import tune
+
+    data = config.tomllib.loads(TUNE_TOML)
+    data.pop("tune")
+    data["experiment"] = {"presentations": 120, "n_references": 2}
+    data["optimizer"] = {"name": "annealed-es", "population_size": 10}
+    cfg = config.from_dict(data)
+    assert cfg.optimizer["generations"] == 12
+    built: list[config.Config] = []
+
+    def capture(trial_cfg: config.Config, out: Path) -> Any:
+        built.append(trial_cfg)
+        raise KeyboardInterrupt  # the trial's config is all this test needs
+
+    monkeypatch.setattr(xdream.multi.MultiExperiment, "from_config", staticmethod(capture))
+    section = parse_section({"params": {"population_size": {"low": 4, "high": 40}}}, cfg)
+    with pytest.raises(KeyboardInterrupt):
+        tune.objective(cfg, section, {"population_size": 20}, tmp_path, {})
+    assert built[0].optimizer["generations"] == 6  # 120 presentations of 20
+    with pytest.raises(KeyboardInterrupt):
+        tune.objective(cfg, section, {"population_size": 20, "generations": 9}, tmp_path, {})
+    assert built[1].optimizer["generations"] == 9  # tuned itself

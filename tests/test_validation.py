@@ -330,3 +330,73 @@ def test_a_component_registered_only_in_python_is_named_not_called_damage(
     assert "names the generator 'my-flat', which is not registered in this process" in err
     assert f"xdream.Experiment.resume({str(folder)!r})" in err
     assert "damaged" not in err and "Put back" not in err
+
+
+@pytest.mark.parametrize(
+    ("experiment", "optimizer", "length"),
+    [
+        ({"generations": 3}, {"name": "annealed-es", "population_size": 10}, 3),
+        ({}, {"name": "sphere-cma"}, 40),  # no budget: 40 generations
+        ({"presentations": 105}, {"name": "annealed-es", "population_size": 10}, 10),
+        ({"presentations": 100}, {"name": "sphere-cma", "population_size": 10}, 10),
+        ({"generations": 3}, {"name": "annealed-es", "generations": 9}, 9),  # given: kept
+    ],
+)
+def test_a_step_size_schedule_left_out_spans_the_budget(
+    experiment: dict[str, Any], optimizer: dict[str, Any], length: int
+) -> None:
+    """An optimiser's `generations` (its schedule) left out of [optimizer] is the number of
+    generations the budget runs (whole generations of the population for presentations, as
+    the run stops), not the optimiser's default of 75; a config read back keeps the value."""
+    cfg = config.from_dict({"experiment": experiment, "optimizer": optimizer})
+    assert cfg.optimizer["generations"] == length
+    assert cfg.derived == (() if "generations" in optimizer else ("generations",))
+    again = config.from_dict(cfg.to_dict())  # a run's config.yaml: the value is given there
+    assert again.optimizer == cfg.optimizer and again.derived == ()
+    if "generations" not in optimizer:
+        assert "generations" not in cfg.given_optimizer()
+
+
+def test_optimizers_without_a_schedule_and_presets_are_as_before() -> None:
+    """Only an optimiser whose Params have `generations` gets the budget's; a preset still
+    fills in its settings."""
+    genetic = config.from_dict({"experiment": {"generations": 3}, "optimizer": "genetic"})
+    assert "generations" not in genetic.optimizer and genetic.derived == ()
+    preset = config.from_dict({"optimizer": {"preset": "deepsim-fc7"}})
+    assert preset.optimizer["population_size"] == 45 and preset.optimizer["preset"] == "deepsim-fc7"
+    many = config.from_dict(
+        {
+            "experiment": {"generations": 4},
+            "optimizer": "annealed-es",
+            "target": {"layer": "blocks.2"},
+            "targets": [{"channels": [1, 2]}],
+        }
+    )
+    assert many.optimizer["generations"] == 4 and len(many.targets) == 2
+
+
+def test_an_optimizer_built_in_python_with_another_schedule_is_warned_about(
+    tmp_path: Path,
+) -> None:
+    """Experiment() warns once when the optimiser's schedule is not the run's length, naming
+    both numbers and how to fix it; a budget in presentations is counted in generations."""
+    import warnings
+
+    gen = xdream.generators.make("pixels", size=32, code_size=8)
+
+    def build(budget: dict[str, int], **params: int) -> None:
+        opt = xdream.optimizers.make("annealed-es", dim=gen.code_dim, seed=0, **params)
+        Experiment(gen, RedScorer(), opt, tmp_path / "run", n_references=0, **budget)
+
+    with pytest.warns(UserWarning) as caught:
+        build({"generations": 3}, population_size=10)
+    (warning,) = caught
+    message = str(warning.message)
+    assert "generations=75" in message and "this run has 3 generations" in message
+    assert "make('annealed-es', ..., generations=3)" in message
+    with pytest.warns(UserWarning, match=r"3 generations \(35 presentations of 10 codes\)"):
+        build({"presentations": 35}, population_size=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build({"presentations": 35}, population_size=10, generations=3)
+        build({"generations": 3}, population_size=10, generations=3)

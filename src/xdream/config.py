@@ -3,6 +3,9 @@
 A config has five sections. Unknown sections and keys are rejected with the nearest valid name.
 ``generator``, ``optimizer`` and ``noise`` take ``name`` plus that component's own parameters
 (``xdream list`` shows the names; the component's ``Params`` dataclass documents the keys).
+An optimiser's ``generations`` (the length of the step-size schedule of ``annealed-es`` and
+``sphere-cma``) left out of ``[optimizer]`` is the number of generations of the budget
+(:func:`schedule_generations`), not the optimiser's own default.
 
 .. code-block:: toml
 
@@ -63,10 +66,15 @@ class ExperimentSection:
     seed: int = 0
     """Seed of the optimiser; reference crops and noise models derive their own seeds from it."""
     generations: int | None = None
-    """Budget in generations. Give this or ``presentations``; neither means 40 generations."""
+    """Budget in generations. Give this or ``presentations``; neither means 40 generations. An
+    optimiser with a step-size schedule (``annealed-es``, ``sphere-cma``) anneals over the
+    budget's generations unless ``[optimizer] generations`` says otherwise; the value is
+    written into the run's ``config.yaml``, so a budget raised on resume keeps the schedule the
+    run started with."""
     presentations: int | None = None
     """Budget in presentations of evolved images (references not counted). The run stops before a
-    generation that would exceed it."""
+    generation that would exceed it; a step-size schedule left out of ``[optimizer]`` spans
+    the whole generations of ``population_size`` codes it holds."""
     n_references: int = 10
     """Natural reference images (random crops of bundled photos) mixed into every generation, scored
     and recorded, never given to the optimiser. 0 disables them."""
@@ -209,6 +217,11 @@ class Config:
     rig: RigSection | None = None
     targets: tuple[dict[str, Any], ...] = ()
     """Units named by ``[[targets]]``, expanded to one ``{layer, channel, x, y}`` each."""
+    derived: tuple[str, ...] = field(default=(), compare=False)
+    """``[optimizer]`` keys that the config left out and xdream set from the budget rather
+    than to the optimiser's default (``("generations",)``: :func:`schedule_generations`).
+    :meth:`to_dict` writes their values like any other, so a config read back (a run's
+    ``config.yaml``) gives them and keeps them."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (round-trips through :func:`from_dict`)."""
@@ -225,6 +238,12 @@ class Config:
         if self.targets:
             out["targets"] = [dict(t) for t in self.targets]
         return out
+
+    def given_optimizer(self) -> dict[str, Any]:
+        """``[optimizer]`` without the :attr:`derived` keys: the table to build another config
+        from with some of its values changed (a population size changes the length of the
+        schedule that a budget in presentations gives)."""
+        return {k: v for k, v in self.optimizer.items() if k not in self.derived}
 
     def budget(self) -> tuple[str, int]:
         """``("generations", n)`` or ``("presentations", n)``."""
@@ -298,19 +317,44 @@ def from_dict(data: Mapping[str, Any]) -> Config:
     from xdream.scorers import noise as noise_models
 
     networks.REGISTRY.get(target.network)
+    derived: list[str] = []
     return Config(
         experiment,
         target,
         _resolve("generator", generator, generators.REGISTRY),
-        _resolve("optimizer", optimizer, optimizers.REGISTRY),
+        _resolve("optimizer", optimizer, optimizers.REGISTRY, experiment, derived),
         None if noise is None else _resolve("noise", noise, noise_models.REGISTRY),
         rig,
         parse_targets(data.get("targets"), target),
+        tuple(derived),
     )
 
 
-def _resolve(section: str, value: dict[str, Any], registry: Any) -> dict[str, Any]:
-    """Check a component's name and keys; return it with every default filled in."""
+def schedule_generations(experiment: ExperimentSection, population_size: Any) -> int | None:
+    """The number of generations a run of ``experiment``'s budget has, which an optimiser's
+    ``generations`` (the length of its step-size schedule: ``annealed-es``, ``sphere-cma``)
+    is set to when the config leaves it out: ``generations``, or for a budget in
+    presentations the whole generations of ``population_size`` codes it holds (reference
+    images are not counted), as :meth:`xdream.experiment.Experiment.done` stops the run; at
+    least 1. ``None`` for a budget in presentations and an optimiser without an integer
+    ``population_size`` (its own default is kept)."""
+    if experiment.presentations is None:
+        return experiment.generations or 40
+    if not isinstance(population_size, int) or isinstance(population_size, bool):
+        return None
+    return max(1, experiment.presentations // population_size)
+
+
+def _resolve(
+    section: str,
+    value: dict[str, Any],
+    registry: Any,
+    experiment: ExperimentSection | None = None,
+    derived: list[str] | None = None,
+) -> dict[str, Any]:
+    """Check a component's name and keys; return it with every default filled in. With
+    ``experiment``, a ``generations`` parameter left out is the budget's
+    (:func:`schedule_generations`), and its name is appended to ``derived``."""
     name = value["name"]
     if not isinstance(name, str):
         raise ConfigError(f"[{section}] name must be a string, got {name!r}")
@@ -322,7 +366,16 @@ def _resolve(section: str, value: dict[str, Any], registry: Any) -> dict[str, An
 
         given = {**presets.expand(name, preset)[1], **given}
     # optimisers and generators carry a Params dataclass; a noise model is its own dataclass
-    params = build_params(getattr(cls, "Params", cls), given, f"{section} {name!r}")
+    kind = getattr(cls, "Params", cls)
+    where = f"{section} {name!r}"
+    params = build_params(kind, given, where)
+    fields = {f.name for f in dataclasses.fields(params)}
+    if experiment is not None and "generations" in fields and "generations" not in given:
+        length = schedule_generations(experiment, getattr(params, "population_size", None))
+        if length is not None:
+            params = build_params(kind, {**given, "generations": length}, where)
+            if derived is not None:
+                derived.append("generations")
     extra = {} if preset is None else {"preset": preset}
     return {"name": name, **extra, **_plain(dataclasses.asdict(params))}
 

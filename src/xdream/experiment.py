@@ -33,6 +33,7 @@ import os
 import pickle
 import socket
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -354,6 +355,34 @@ def _check_arguments(optimizer: Optimizer, **given: Any) -> None:
             )
 
 
+def _check_schedule(
+    optimizer: Optimizer, generations: int | None, presentations: int | None
+) -> None:
+    """Warn when the optimiser's step-size schedule (a ``generations`` hyperparameter, as
+    ``annealed-es`` and ``sphere-cma`` have) is not as long as the run: it then ends before the
+    run does, or the run ends before the step size has shrunk. A config sets it to the budget
+    by itself (:func:`xdream.config.schedule_generations`); a Python caller makes the
+    optimiser."""
+    length = getattr(getattr(optimizer, "params", None), "generations", None)
+    if not isinstance(length, (int, np.integer)) or isinstance(length, bool):
+        return
+    if presentations is not None:
+        per_generation = len(optimizer.ask())  # idempotent until tell()
+        run = presentations // per_generation
+        budget = f"{run} generations ({presentations} presentations of {per_generation} codes)"
+    else:
+        run = 40 if generations is None else generations
+        budget = f"{run} generations"
+    if length != run:
+        warnings.warn(
+            f"optimizer {optimizer.name!r} anneals its step size over generations={length}, "
+            f"but this run has {budget}: make it with xdream.optimizers.make("
+            f"{optimizer.name!r}, ..., generations={run}) to anneal over the run",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 class Experiment:
     """One experiment: a generator, a scorer, an optimiser, a budget and an output folder.
 
@@ -417,6 +446,8 @@ class Experiment:
         # checked above; NumPy numbers become Python's (torch and the records want those)
         generations = None if generations is None else int(generations)
         presentations = None if presentations is None else int(presentations)
+        if config is None:  # a config's optimiser follows its budget, or says otherwise itself
+            _check_schedule(optimizer, generations, presentations)
         self.generator = generator
         self.scorer = scorer
         self.optimizer = optimizer

@@ -61,6 +61,10 @@ class SweepSection:
     seeds: tuple[int, ...]
     cpus_per_task: float = 1.0
     max_retries: int = 3
+    derived: tuple[tuple[str, ...], ...] = ()
+    """For each of :attr:`optimizers`, its keys set from the budget (:attr:`Config.derived
+    <xdream.config.Config.derived>`): an experiment that started keeps the values it started
+    with (:func:`_as_started_schedule`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,16 +110,18 @@ def parse_section(section: Any, cfg: Any) -> SweepSection:
                 f"unknown key {key!r} in [sweep].{did_you_mean(str(key), SWEEP_KEYS)} "
                 f"Valid keys: {', '.join(SWEEP_KEYS)}."
             )
-    listed = section.get("optimizers", [cfg.optimizer])
+    listed = section.get("optimizers", [cfg.given_optimizer()])
     if not isinstance(listed, list) or not listed:
         raise ConfigError(
             f"[sweep] optimizers must be a non-empty list of names or tables, got {listed!r}"
         )
-    optimizers = []
+    optimizers, derived = [], []
     for value in listed:
         data = {**cfg.to_dict(), "optimizer": value}
         data.pop("targets", None)
-        optimizers.append(config_mod.from_dict(data).optimizer)
+        resolved = config_mod.from_dict(data)
+        optimizers.append(resolved.optimizer)
+        derived.append(resolved.derived)
     names = [o["name"] for o in optimizers]
     if len(set(names)) != len(names):
         raise ConfigError(f"[sweep] optimizers repeat a name ({names}); give each once")
@@ -137,7 +143,7 @@ def parse_section(section: Any, cfg: Any) -> SweepSection:
         raise ConfigError(f"[sweep] cpus_per_task must be a number > 0, got {cpus!r}")
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ConfigError(f"[sweep] max_retries must be an integer >= 0, got {retries!r}")
-    return SweepSection(tuple(optimizers), tuple(seeds), float(cpus), retries)
+    return SweepSection(tuple(optimizers), tuple(seeds), float(cpus), retries, tuple(derived))
 
 
 def plan(cfg: Any, sweep: SweepSection, out: Path | None = None) -> list[Task]:
@@ -151,7 +157,8 @@ def plan(cfg: Any, sweep: SweepSection, out: Path | None = None) -> list[Task]:
     units = units_of(cfg)
     labels = {unit.label for unit in units}
     for unit in units:
-        for opt in sweep.optimizers:
+        for i, opt in enumerate(sweep.optimizers):
+            derived = sweep.derived[i] if i < len(sweep.derived) else ()
             for seed in sweep.seeds:
                 # the seed first: a unit's noise seed derives from it
                 seeded = dataclasses.replace(
@@ -162,8 +169,29 @@ def plan(cfg: Any, sweep: SweepSection, out: Path | None = None) -> list[Task]:
                 if out is not None:
                     folder = _earlier_folder(out, unit, folder, labels)
                     single = as_started(single, cfg, out / folder)
+                    single = _as_started_schedule(single, derived, out / folder)
                 tasks.append(Task(unit, opt["name"], seed, folder, single.to_dict()))
     return tasks
+
+
+def _as_started_schedule(single: Any, derived: tuple[str, ...], folder: Path) -> Any:
+    """``single`` with the ``derived`` optimiser keys (a schedule's length, set from the budget)
+    that the experiment in ``folder`` started with, as its ``config.yaml`` holds them: a sweep
+    run again with a raised budget extends the experiment without changing its schedule, and
+    one started by an earlier xdream (which set no such key from the budget) is not refused."""
+    from xdream import config as config_mod
+
+    path = folder / "config.yaml"
+    if not derived or not path.exists():
+        return single
+    try:
+        started = config_mod.read(path).get("optimizer")
+    except XDreamError:  # unreadable: restoring the checkpoint says what is wrong
+        return single
+    if not isinstance(started, Mapping) or started.get("name") != single.optimizer["name"]:
+        return single
+    kept = {key: started[key] for key in derived if key in started}
+    return dataclasses.replace(single, optimizer={**single.optimizer, **kept})
 
 
 def _earlier_folder(out: Path, unit: Any, folder: str, labels: set[str]) -> str:

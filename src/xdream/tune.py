@@ -161,7 +161,7 @@ def _check_spec(key: str, spec: Mapping[str, Any], cfg: Any) -> None:
         values = bounds
     for v in values:
         data = cfg.to_dict()
-        data["optimizer"] = {**data["optimizer"], key: v}
+        data["optimizer"] = {**cfg.given_optimizer(), key: v}
         try:
             config_mod.from_dict(data)
         except ConfigError as err:
@@ -273,7 +273,8 @@ def objective(
     per_unit: dict[str, list[float]] = {}
     for seed in section.seeds:
         data = cfg.to_dict()
-        data["optimizer"] = {**data["optimizer"], **values}
+        # without the keys set from the budget: a tuned population size sets them anew
+        data["optimizer"] = {**cfg.given_optimizer(), **values}
         data["experiment"]["seed"] = seed
         trial_cfg = config_mod.from_dict(data)
         folder = out / f"seed{seed}"

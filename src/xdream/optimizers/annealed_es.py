@@ -56,7 +56,8 @@ class AnnealedESParams:
         population_size: codes per generation (40: 75 generations for 3000 presentations).
         sigma0: step size of the first generation, in code units (1 for N(0, 1)-scaled codes).
         sigma_end: step size of generation ``generations - 1`` and after (0.3).
-        generations: length of the geometric schedule (75).
+        generations: length of the geometric schedule (75). A config that leaves it out sets
+            it to the run's number of generations (:func:`xdream.config.schedule_generations`).
         learning_rate: the mean moves ``learning_rate * sigma * sum_i w_i z_i`` (0.7).
         show_mean: make the first code of every generation the mean itself (True).
         line_sample: make one code ``m + sigma sqrt(N) p / |p|`` along the averaged mean shift

@@ -47,7 +47,8 @@ class SphereCMAParams:
             of the schedule (50).
         angle_end: the same angle in its last generation (7.3).
         generations: length of the geometric angle schedule (75 = 3000 presentations / 40);
-            later generations keep ``angle_end``.
+            later generations keep ``angle_end``. A config that leaves it out sets it to the
+            run's number of generations (:func:`xdream.config.schedule_generations`).
         show_mean: make the first code of every generation the mean itself (our addition).
     """
 
