@@ -1222,3 +1222,28 @@ def test_a_scorers_own_os_error_is_not_taken_for_the_folders(
         exp.run()
     assert raised.value is error
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith("tmp")]
+
+
+def test_a_seed_other_than_the_optimizers_is_refused(tmp_path: Path) -> None:
+    """Experiment(seed=S) seeded nothing: runs given seeds 1 and 2 with one optimiser were the
+    same run, each labelled with another seed. A seed other than the optimiser's is refused,
+    saying how to seed the run; the optimiser's own seed, or none, is taken."""
+    import xdream.generators
+    import xdream.optimizers
+    from tests.helpers import RedScorer
+    from xdream.experiment import Experiment
+
+    gen = xdream.generators.make("pixels", size=32, code_size=8)
+
+    def build(out: str, optimizer_seed: int, **seed: int) -> Experiment:
+        opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=optimizer_seed)
+        return Experiment(gen, RedScorer(), opt, tmp_path / out, generations=1, **seed)
+
+    with pytest.raises(XDreamError) as refused:
+        build("refused", 0, seed=1)
+    message = str(refused.value)
+    assert "seed=1 is not the seed of the optimiser (0)" in message
+    assert "make('genetic', dim=..., seed=1)" in message and "leave seed out" in message
+    assert not (tmp_path / "refused").exists()
+    assert build("given", 1, seed=1).run()["seed"] == 1
+    assert build("left-out", 2).run()["seed"] == 2

@@ -392,6 +392,38 @@ class Experiment:
         unit = xdream.scorers.make_unit("efficientnet-lite0", layer="blocks.10", channel=5)
         opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=0)
         summary = Experiment(gen, unit, opt, "runs/unit5", generations=30).run()
+
+    Parameters:
+        generator: renders codes into images (:func:`xdream.generators.make`).
+        scorer: a :class:`~xdream.scorers.base.Scorer`, or a function ``score(images, ids)``
+            returning one number per image.
+        optimizer: proposes the codes (:func:`xdream.optimizers.make`, with
+            ``dim=generator.code_dim``). Its seed is the run's: it draws every code. An
+            optimiser with a step-size schedule (``annealed-es``, ``sphere-cma``) should be made
+            with ``generations=`` the run's number of generations (a warning says so otherwise).
+        out: the run's folder (created; an earlier run's folder is refused: continue one with
+            :meth:`restore`).
+        generations: the budget in generations. Give this or ``presentations``; neither
+            means 40 generations.
+        presentations: the budget in presentations of evolved images (reference images are not
+            counted); the run stops before a generation that would exceed it.
+        n_references: natural reference images (random crops of bundled photos) scored in every
+            generation and recorded, never shown to the optimiser (default 10; 0: none).
+        reference_seed: seed of the reference crops (default 0, whatever the optimiser's seed:
+            a config derives it from ``[experiment] seed`` instead).
+        seed: the run's seed, as ``summary.json`` records it. It seeds nothing itself: the
+            optimiser's seed is the run's, and a ``seed`` other than the optimiser's is refused
+            (make the optimiser with ``seed=``). ``None`` (default): the optimiser's
+            (:func:`optimizer_seed`).
+        save_images: ``"best"`` (a PNG of each generation's best image, default) or
+            ``"none"``.
+        batch_size: images per forward pass through the generator (64).
+        record_interval: seconds between appends to ``record.h5`` and rewrites of
+            ``summary.json`` (2; 0: every generation). The journal and checkpoint are written
+            every generation regardless.
+        tf32: allow TensorFloat-32 on CUDA (:mod:`xdream.precision`; default False).
+        config: the :class:`~xdream.config.Config` it was built from (:meth:`from_config`
+            sets it); ``None`` for an experiment built from Python objects.
     """
 
     def __init__(
@@ -443,6 +475,15 @@ class Experiment:
             record_interval=record_interval,
             tf32=tf32,
         )
+        own_seed = optimizer_seed(optimizer)
+        if seed is not None and own_seed is not None and int(seed) != own_seed:
+            raise XDreamError(
+                f"seed={seed} is not the seed of the optimiser ({own_seed}): the run's seed is "
+                "its optimiser's, which draws every code (seed= only records it, and the "
+                "reference crops take reference_seed). Make the optimiser with seed="
+                f"{seed} (xdream.optimizers.make({optimizer.name!r}, dim=..., seed={seed})), or "
+                "leave seed out"
+            )
         # checked above; NumPy numbers become Python's (torch and the records want those)
         generations = None if generations is None else int(generations)
         presentations = None if presentations is None else int(presentations)
@@ -459,9 +500,10 @@ class Experiment:
         self.n_references = int(n_references)
         self.references = ReferenceImages(generator.output_size[0], int(reference_seed))
         self.seed = optimizer_seed(optimizer) if seed is None else int(seed)
-        """The run's seed (``summary.json``): ``seed``, else the optimiser's
-        (:func:`optimizer_seed`); ``None`` when unknown (a run of an earlier xdream built
-        without ``seed=``, continued)."""
+        """The run's seed (``summary.json``): the optimiser's (:func:`optimizer_seed`), which
+        ``seed`` must equal when both are known; ``seed`` where the optimiser's is not known;
+        ``None`` when unknown (a run of an earlier xdream built without ``seed=``, continued).
+        A continued run keeps the seed its checkpoint records."""
         self._seed_given = seed is not None
         self.save_images = save_images
         self.batch_size = int(batch_size)
