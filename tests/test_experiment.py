@@ -1247,3 +1247,37 @@ def test_a_seed_other_than_the_optimizers_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "refused").exists()
     assert build("given", 1, seed=1).run()["seed"] == 1
     assert build("left-out", 2).run()["seed"] == 2
+
+
+def test_a_run_built_in_python_records_its_optimizers_hyperparameters(tmp_path: Path) -> None:
+    """record.h5's config of an Experiment built from Python objects named the optimiser only:
+    its hyperparameters were saved nowhere. It now holds them, as a config's [optimizer], and
+    the run's budget, references and seeds; the report of a record that names the optimiser
+    alone (an earlier xdream's) still shows it."""
+    import xdream.generators
+    import xdream.optimizers
+    from tests.helpers import RedScorer
+    from xdream import report
+
+    gen = xdream.generators.make("pixels", size=32, code_size=8)
+    opt = xdream.optimizers.make(
+        "genetic", dim=gen.code_dim, seed=0, mutation_rate=0.123, population_size=12
+    )
+    run = tmp_path / "hp"
+    Experiment(gen, RedScorer(), opt, run, generations=2, n_references=3, reference_seed=77).run()
+    recorded = records.read(run).config
+    assert recorded["optimizer"] == {"name": "genetic", **opt.params.__dict__}
+    assert recorded["optimizer"]["mutation_rate"] == 0.123
+    assert recorded["experiment"] == {
+        "seed": 0,
+        "generations": 2,
+        "presentations": None,
+        "n_references": 3,
+        "reference_seed": 77,
+    }
+    (run / "summary.json").unlink()  # the report then names the optimiser from the record
+    assert "<td>genetic</td>" in report.write_report(run).read_text()
+    with h5py.File(run / "record.h5", "a") as f:  # as an earlier xdream wrote it
+        config = json.loads(f.attrs["config"])
+        f.attrs["config"] = json.dumps({**config, "optimizer": "genetic"})
+    assert "<td>genetic</td>" in report.write_report(run).read_text()

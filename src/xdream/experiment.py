@@ -29,6 +29,7 @@ import collections.abc
 import dataclasses
 import functools
 import hashlib
+import json
 import os
 import pickle
 import socket
@@ -219,6 +220,21 @@ does not limit)."""
 def _record_writer() -> ThreadPoolExecutor:
     """One thread that writes every experiment's records, in the order they are handed over."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="xdream-records")
+
+
+def recorded_optimizer_spec(optimizer: Optimizer) -> dict[str, Any] | str:
+    """How the record of an experiment built in Python names its optimiser: its name and
+    hyperparameters, as a config's ``[optimizer]`` does; its name alone when its parameters are
+    no dataclass of JSON values (an optimiser registered by the user may keep others)."""
+    params = getattr(optimizer, "params", None)
+    try:
+        if not dataclasses.is_dataclass(params) or isinstance(params, type):
+            raise TypeError("no dataclass")
+        spec = {"name": optimizer.name, **config_mod._plain(dataclasses.asdict(params))}
+        json.dumps(spec, allow_nan=False)
+    except (TypeError, ValueError):
+        return optimizer.name
+    return spec
 
 
 def optimizer_seed(optimizer: Optimizer) -> int | None:
@@ -498,7 +514,9 @@ class Experiment:
             self.generations_budget = 40
         self.presentations_budget = presentations
         self.n_references = int(n_references)
-        self.references = ReferenceImages(generator.output_size[0], int(reference_seed))
+        self.reference_seed = int(reference_seed)
+        """Seed of the reference crops (``record.h5``'s config records it)."""
+        self.references = ReferenceImages(generator.output_size[0], self.reference_seed)
         self.seed = optimizer_seed(optimizer) if seed is None else int(seed)
         """The run's seed (``summary.json``): the optimiser's (:func:`optimizer_seed`), which
         ``seed`` must equal when both are known; ``seed`` where the optimiser's is not known;
@@ -1084,8 +1102,15 @@ class Experiment:
             return self.config.to_dict()
         return {
             "generator": recorded_generator_spec(self.generator),
-            "optimizer": self.optimizer.name,
+            "optimizer": recorded_optimizer_spec(self.optimizer),
             "target": self.scorer.describe(),
+            "experiment": {
+                "seed": self.seed,
+                "generations": self.generations_budget,
+                "presentations": self.presentations_budget,
+                "n_references": self.n_references,
+                "reference_seed": self.reference_seed,
+            },
         }
 
     def _score(self, images: torch.Tensor, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -309,6 +309,12 @@ def _shown_generations(n: int, max_tiles: int) -> list[int]:
     return sorted({int(np.rint(x)) for x in np.linspace(0, n - 1, max_tiles)})
 
 
+def _name(component: Any) -> Any:
+    """A component as a record's config names it: a name (earlier records, and components whose
+    parameters are not recorded), or its ``{"name": ..., parameters}``: the name."""
+    return component.get("name", component) if isinstance(component, dict) else component
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
@@ -670,8 +676,14 @@ def experiment_report(
             ),
         ),
         ("target", html.escape(target)),
-        ("generator", html.escape(str(summary.get("generator", rec.config.get("generator"))))),
-        ("optimiser", html.escape(str(summary.get("optimizer", rec.config.get("optimizer"))))),
+        (
+            "generator",
+            html.escape(str(summary.get("generator", _name(rec.config.get("generator"))))),
+        ),
+        (
+            "optimiser",
+            html.escape(str(summary.get("optimizer", _name(rec.config.get("optimizer"))))),
+        ),
         ("optimiser status", html.escape(_status_text(summary.get("optimizer_status")))),
         ("seed", html.escape(_fmt(summary.get("seed")))),
         ("generations", _fmt(len(rec.best_per_generation))),
