@@ -403,6 +403,11 @@ def test_a_folder_report_lists_a_run_with_an_unreadable_record(run: Path, tmp_pa
     summary = json.loads((folder / "torn" / "summary.json").read_text())
     (folder / "torn" / "summary.json").write_text(json.dumps({**summary, "status": "stopped"}))
     row = html.unescape(torn_row())
+    # a run built in Python (no config.yaml): continued from Python, not by `xdream resume`
+    python = "continuing it in Python (Experiment(...).restore(), then run()) rebuilds it"
+    assert f"record unreadable (RuntimeError): {python}" in row
+    shutil.copy(run / "config.yaml", folder / "torn" / "config.yaml")  # as one from a config
+    row = html.unescape(torn_row())
     assert f"record unreadable (RuntimeError): xdream resume {folder / 'torn'} rebuilds it" in row
     assert (run / report.REPORT_FILE).exists()  # the readable run got its page
 
@@ -672,7 +677,8 @@ def test_a_finished_runs_unreadable_record_gets_true_advice(
     )
     page = html.unescape(report.write_report(tmp_path / "runs").read_text())
     assert "cannot be rebuilt (its journal is gone): restore a backup" in page
-    assert f"xdream resume {tmp_path / 'runs' / 'killed'} rebuilds it" in page
+    # built in Python: continued from Python, which rebuilds it (xdream resume cannot)
+    assert "continuing it in Python (Experiment(...).restore(), then run()) rebuilds it" in page
 
 
 def test_the_report_of_a_run_without_any_response_has_no_warnings(tmp_path: Path) -> None:
@@ -981,3 +987,44 @@ def test_best_over_reference_is_noise_free_as_in_units_csv(run: Path) -> None:
     assert "<th>best</th>" in folder and "<th>best reference</th>" in folder
     assert "<th>noise-free best / ref</th>" in folder
     assert "<th>median noise-free best / ref</th>" in folder
+
+
+def test_a_stopped_run_built_in_python_is_continued_from_python_not_by_xdream_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The report advised `xdream resume DIR` for a stopped run built in Python, which that
+    command refuses (it has no config.yaml), and the refusal called the folder "not an
+    experiment folder". Both now say to continue it from Python."""
+    import socket
+    import sys
+
+    run = tmp_path / "runs" / "python"
+    exp = tiny_experiment(run, generations=3)
+    exp.step()
+    exp.flush()
+    exp.release_folder()
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    summary = json.loads((run / "summary.json").read_text())
+    process = {"host": socket.gethostname(), "pid": int(gone.stdout)}
+    (run / "summary.json").write_text(json.dumps({**summary, "process": process}))
+    assert report.run_state(json.loads((run / "summary.json").read_text()), run) == "stopped"
+    page = html.unescape(report.write_report(run).read_text())
+    assert "continue it with Experiment(...).restore(), then run(), in Python" in page
+    assert "xdream resume" not in page.replace("no config.yaml for xdream resume", "")
+    row = html.unescape(report.write_report(run.parent).read_text())
+    assert "<td>stopped: Experiment(...).restore(), then run(), in Python" in row
+    assert main(["resume", str(run)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "holds an experiment built in Python" in err and "not an experiment folder" not in err
+    assert f"Experiment(generator, scorer, optimizer, {str(run)!r}, ...).restore()" in err
+    (run / "summary.json").write_text("{")  # damaged: continuing writes it again
+    row = html.unescape(report.write_report(run.parent).read_text())
+    assert "summary.json unreadable: Experiment(...).restore(), then run()" in row
+    again = tiny_experiment(run, generations=3)
+    again.restore()
+    assert again.run()["generations"] == 3

@@ -652,6 +652,13 @@ class Experiment:
             )
         if not folder.config.exists():
             folder.refuse_unstarted()
+            if folder.record.exists() or folder.checkpoint.exists():
+                raise XDreamError(
+                    f"{str(folder.path)!r} holds an experiment built in Python (it has no "
+                    "config.yaml to rebuild it from): continue it in Python with "
+                    f"Experiment(generator, scorer, optimizer, {str(folder.path)!r}, "
+                    "...).restore(), then run(), with the objects it was built with."
+                )
             raise XDreamError(
                 f"{str(folder.path)!r} is not an experiment folder (no config.yaml). "
                 "Experiments built in Python resume with Experiment(...).restore()."

@@ -1051,13 +1051,38 @@ def unreadable(run: Path, err: BaseException) -> RecordUnreadableError:
     )
 
 
+PYTHON_CONTINUE = (
+    "Experiment(...).restore(), then run(), in Python with the objects it was built with (it "
+    "was built in Python: it has no config.yaml for xdream resume)"
+)
+"""How to continue a run built from Python objects."""
+
+
+def continue_command(run: Path) -> str:
+    """How to continue the run in ``run``: ``xdream resume RUN``, or for a run built in Python
+    (no ``config.yaml``) :data:`PYTHON_CONTINUE`."""
+    if (Path(run) / "config.yaml").exists():
+        return f"xdream resume {run}"
+    return PYTHON_CONTINUE
+
+
+def journal_rebuilds(run: Path) -> bool:
+    """Whether the journal in ``run`` holds every generation from the first, from which
+    continuing the run rebuilds an unreadable ``record.h5``."""
+    journal = RunFolder(run).journal_generations()
+    return bool(journal) and journal == list(range(len(journal)))
+
+
 def rebuild_advice(run: Path) -> str:
     """What can be done about an unreadable ``record.h5`` in ``run``: ``xdream resume``
     rebuilds it where the journal holds every generation from the first (a killed run); a
     finished run's journal is gone (it is removed at the end), so only a backup helps."""
-    folder = RunFolder(run)
-    journal = folder.journal_generations()
-    if journal and journal == list(range(len(journal))):
+    if journal_rebuilds(run):
+        if not (Path(run) / "config.yaml").exists():
+            return (
+                "If the run was killed, continuing it rebuilds record.h5 from its journal: "
+                f"{PYTHON_CONTINUE}"
+            )
         return f"If the run was killed, `xdream resume {run}` rebuilds record.h5 from its journal"
     try:
         finished = read_summary(run).get("status") == "finished"

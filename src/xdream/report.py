@@ -670,7 +670,7 @@ def experiment_report(
             "status",
             html.escape(
                 "stopped before finishing (its process is gone): continue it with "
-                f"xdream resume {resume_folder(run)}"
+                f"{continue_with(run)}"
                 if state == "stopped"
                 else str(summary.get("status", "starting"))
             ),
@@ -780,7 +780,7 @@ def folder_report(
             summary = records.read_summary(run)
         except SummaryUnreadableError:  # one damaged summary does not hide the others
             summary = {"status": "summary unreadable"}
-            problem = f"summary.json unreadable: xdream resume {resume_folder(run)} writes it again"
+            problem = f"summary.json unreadable: {continue_with(run)} writes it again"
         if run_reports and problem is None:
             try:
                 experiment_report(run, max_tiles=max_tiles, refresh=refresh)
@@ -889,19 +889,27 @@ def resume_folder(run: Path) -> Path:
     return run
 
 
+def continue_with(run: Path) -> str:
+    """How to continue ``run``: ``xdream resume`` of its folder (:func:`resume_folder`), or
+    for a run built in Python, which has no ``config.yaml``, from Python
+    (:data:`xdream.records.PYTHON_CONTINUE`)."""
+    return records.continue_command(resume_folder(run))
+
+
 def _rebuild_hint(run: Path) -> str:
     """How to recover an unreadable record, short, for a row of the folder report."""
-    advice = records.rebuild_advice(run)
-    if "xdream resume" in advice and "cannot" not in advice:
+    if not records.journal_rebuilds(run):
+        return "cannot be rebuilt (its journal is gone): restore a backup"
+    if (resume_folder(run) / "config.yaml").exists():
         return f"xdream resume {resume_folder(run)} rebuilds it"
-    return "cannot be rebuilt (its journal is gone): restore a backup"
+    return "continuing it in Python (Experiment(...).restore(), then run()) rebuilds it"
 
 
 def _row_status(run: Path, summary: dict[str, Any]) -> str:
     """A run's status in a folder's table: as its own page says it (a run whose process is
     gone is "stopped", with the command that continues it)."""
     if run_state(summary, run) == "stopped":
-        return f"stopped: xdream resume {resume_folder(run)}"
+        return f"stopped: {continue_with(run)}"
     if not summary:
         return "starting"
     return str(summary.get("status", "starting"))
