@@ -400,3 +400,22 @@ def test_an_optimizer_built_in_python_with_another_schedule_is_warned_about(
         warnings.simplefilter("error")
         build({"presentations": 35}, population_size=10, generations=3)
         build({"generations": 3}, population_size=10, generations=3)
+
+
+@pytest.mark.parametrize("given", [{"experiment": {"generations": 2}}, "cfg.toml"])
+def test_from_config_given_a_dict_or_a_path_says_how_to_make_a_config(
+    tmp_path: Path, given: Any
+) -> None:
+    """Experiment.from_config and MultiExperiment.from_config of a dict or a path crashed with
+    AttributeError ('dict' object has no attribute 'targets'); they now say how to build a
+    Config, and create no folder."""
+    from xdream.multi import MultiExperiment
+
+    for build in (Experiment.from_config, MultiExperiment.from_config):
+        with pytest.raises(XDreamError) as refused:
+            build(given, tmp_path / "run")
+        message = str(refused.value)
+        assert f"from_config takes an xdream.config.Config, got {type(given).__name__}" in message
+        assert "xdream.config.load(PATH)" in message
+        assert "xdream.config.from_dict(MAPPING)" in message
+        assert not (tmp_path / "run").exists()

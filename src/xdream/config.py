@@ -252,6 +252,18 @@ class Config:
         return "generations", self.experiment.generations or 40
 
 
+def require_config(config: Any, where: str) -> Config:
+    """``config`` if it is a :class:`Config`; otherwise a :class:`ConfigError` saying how to
+    make one (``where`` names the function that wants it)."""
+    if isinstance(config, Config):
+        return config
+    raise ConfigError(
+        f"{where} takes an xdream.config.Config, got {type(config).__name__} {config!r:.80}: "
+        "build it with xdream.config.load(PATH) from a TOML or YAML file, or "
+        "xdream.config.from_dict(MAPPING) from a dict of sections"
+    )
+
+
 def _component(section: str, value: Any, default: str | None) -> dict[str, Any] | None:
     if value is None:
         return None if default is None else {"name": default}

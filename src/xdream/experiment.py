@@ -585,7 +585,10 @@ class Experiment:
         ``unit`` replaces the ``[target]`` unit (the ``[noise]`` model still wraps it) and
         ``generator`` the ``[generator]`` one, for drivers that share them between experiments.
         A config with ``[[targets]]`` (many units) is :class:`xdream.multi.MultiExperiment`'s.
+        A TOML or YAML file is read with :func:`xdream.config.load`, a dict with
+        :func:`xdream.config.from_dict`.
         """
+        config = config_mod.require_config(config, "Experiment.from_config")
         if config.targets:
             raise XDreamError(
                 f"this config names {len(config.targets)} units ([[targets]]): many units run "

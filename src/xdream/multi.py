@@ -754,13 +754,16 @@ class MultiExperiment:
         """One experiment per unit of ``config`` under ``out/units/<unit>/``.
 
         With ``resume=True`` unit folders that hold a checkpoint continue from it; ``options``
-        go to :class:`MultiUnitScorer` (``precision``, ``compile``, ...).
+        go to :class:`MultiUnitScorer` (``precision``, ``compile``, ...). ``config`` is an
+        :class:`xdream.config.Config`: ``xdream.config.load("units.toml")``, or
+        :func:`xdream.config.from_dict` of a dict.
         """
         from xdream import config as config_mod
         from xdream import generators
         from xdream.experiment import Experiment
         from xdream.records import RunFolder
 
+        config = config_mod.require_config(config, "MultiExperiment.from_config")
         out = Path(out)
         lock = RunFolder(out).lock()  # a second process stops here, naming this folder
         experiments: list[Experiment] = []
