@@ -767,6 +767,57 @@ def test_a_run_killed_while_loading_its_network_says_how_to_start_it(
     assert json.loads((out / "summary.json").read_text())["status"] == "finished"
 
 
+def test_a_schedule_set_from_the_budget_is_kept_when_resumed_from_python_with_the_config(
+    tmp_path: Path,
+) -> None:
+    """Resuming from Python with the config the run was started from, its budget raised,
+    derived the schedule anew from the new budget and was refused (optimizer.generations:
+    3 -> 6); a run started by an earlier xdream (its config.yaml holding that xdream's default
+    of 75) was refused too. Both keep the schedule they started with, as `xdream resume` does;
+    so does a many-unit run."""
+    import pickle
+
+    import yaml
+
+    from xdream import config
+    from xdream.experiment import Experiment
+    from xdream.multi import MultiExperiment
+
+    run = FAST_RUN.format(generations=3).replace('name = "genetic"', 'name = "annealed-es"')
+    cfg = config.load(write(tmp_path / "a.toml", run))
+    Experiment.from_config(cfg, tmp_path / "a").run()
+    longer = config.load(
+        write(tmp_path / "b.toml", run.replace("generations = 3", "generations = 6"))
+    )
+    assert longer.optimizer["generations"] == 6  # what the budget alone gives
+    resumed = Experiment.from_config(longer, tmp_path / "a")
+    resumed.restore()
+    assert resumed.optimizer.params.generations == 3  # type: ignore[attr-defined]
+    assert resumed.run()["generations"] == 6
+    # an earlier xdream's run: its schedule was the optimiser's default
+    Experiment.from_config(cfg, tmp_path / "old").run()
+    folder = tmp_path / "old"
+    saved = yaml.safe_load((folder / "config.yaml").read_text())
+    saved["optimizer"]["generations"] = 75
+    (folder / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    state = pickle.loads((folder / "checkpoint.pkl").read_bytes())
+    state["config"]["optimizer"]["generations"] = 75
+    (folder / "checkpoint.pkl").write_bytes(pickle.dumps(state))
+    old = Experiment.from_config(longer, folder)
+    old.restore()
+    assert old.optimizer.params.generations == 75  # type: ignore[attr-defined]
+    old.release_folder()
+    # many units: each unit keeps its own
+    many = run + "[[targets]]\nchannels = [0, 1]\n"
+    MultiExperiment.from_config(config.load(write(tmp_path / "m.toml", many)), tmp_path / "m").run()
+    more = config.load(
+        write(tmp_path / "m2.toml", many.replace("generations = 3", "generations = 6"))
+    )
+    multi = MultiExperiment.from_config(more, tmp_path / "m", resume=True)
+    assert [e.optimizer.params.generations for e in multi.experiments] == [3, 3]  # type: ignore[attr-defined]
+    assert [s["generations"] for s in multi.run()] == [6, 6]
+
+
 def test_a_schedule_left_out_of_the_config_anneals_over_the_budget_and_keeps_it_on_resume(
     tmp_path: Path,
 ) -> None:

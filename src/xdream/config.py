@@ -45,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from xdream.errors import ConfigError, MissingFileError, did_you_mean
+from xdream.errors import ConfigError, MissingFileError, XDreamError, did_you_mean
 from xdream.params import build_params, check_seed, from_numpy
 from xdream.rig.section import RigSection
 
@@ -70,7 +70,8 @@ class ExperimentSection:
     optimiser with a step-size schedule (``annealed-es``, ``sphere-cma``) anneals over the
     budget's generations unless ``[optimizer] generations`` says otherwise; the value is
     written into the run's ``config.yaml``, so a budget raised on resume keeps the schedule the
-    run started with."""
+    run started with (from Python too, given the config it was started from:
+    :func:`as_started_schedule`)."""
     presentations: int | None = None
     """Budget in presentations of evolved images (references not counted). The run stops before a
     generation that would exceed it; a step-size schedule left out of ``[optimizer]`` spans
@@ -355,6 +356,29 @@ def schedule_generations(experiment: ExperimentSection, population_size: Any) ->
     if not isinstance(population_size, int) or isinstance(population_size, bool):
         return None
     return max(1, experiment.presentations // population_size)
+
+
+def as_started_schedule(
+    config: Config, folder: str | Path, derived: tuple[str, ...] | None = None
+) -> Config:
+    """``config`` with its ``[optimizer]`` keys that were set from the budget (``derived``,
+    by default :attr:`Config.derived`) as the experiment in ``folder`` started with them, when
+    its ``config.yaml`` holds them: resuming it from the config it was started from, with a
+    raised budget say, keeps the schedule it started with (one started by an earlier xdream,
+    which set no such key from the budget, keeps that xdream's default), as ``xdream resume``
+    (which reads ``config.yaml``) does. Unchanged where the folder holds no experiment."""
+    keys = config.derived if derived is None else derived
+    path = Path(folder) / "config.yaml"
+    if not keys or not path.exists():
+        return config
+    try:
+        started = read(path).get("optimizer")
+    except XDreamError:  # unreadable: restoring the checkpoint says what is wrong
+        return config
+    if not isinstance(started, Mapping) or started.get("name") != config.optimizer["name"]:
+        return config
+    kept = {key: started[key] for key in keys if key in started}
+    return dataclasses.replace(config, optimizer={**config.optimizer, **kept})
 
 
 def _resolve(

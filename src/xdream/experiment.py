@@ -589,6 +589,7 @@ class Experiment:
         :func:`xdream.config.from_dict`.
         """
         config = config_mod.require_config(config, "Experiment.from_config")
+        config = config_mod.as_started_schedule(config, out)  # a resume keeps its schedule
         if config.targets:
             raise XDreamError(
                 f"this config names {len(config.targets)} units ([[targets]]): many units run "

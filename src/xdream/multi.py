@@ -783,6 +783,7 @@ class MultiExperiment:
                 single = unit_config(config, unit)
                 if resume:
                     single = as_started(single, config, folder)
+                    single = config_mod.as_started_schedule(single, folder)
                 exp = Experiment.from_config(
                     single, folder, unit=multi.view(i), generator=generator
                 )

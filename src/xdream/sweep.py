@@ -64,7 +64,7 @@ class SweepSection:
     derived: tuple[tuple[str, ...], ...] = ()
     """For each of :attr:`optimizers`, its keys set from the budget (:attr:`Config.derived
     <xdream.config.Config.derived>`): an experiment that started keeps the values it started
-    with (:func:`_as_started_schedule`)."""
+    with (:func:`xdream.config.as_started_schedule`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +151,7 @@ def plan(cfg: Any, sweep: SweepSection, out: Path | None = None) -> list[Task]:
     ``[[targets]]`` with its own noise seed). ``out``: the sweep's folder, where experiments
     started by an xdream before units had their own noise seeds keep the noise stream they
     started with (:func:`~xdream.multi.as_started`)."""
+    from xdream import config as config_mod
     from xdream.multi import as_started, unit_config, units_of
 
     tasks = []
@@ -169,29 +170,9 @@ def plan(cfg: Any, sweep: SweepSection, out: Path | None = None) -> list[Task]:
                 if out is not None:
                     folder = _earlier_folder(out, unit, folder, labels)
                     single = as_started(single, cfg, out / folder)
-                    single = _as_started_schedule(single, derived, out / folder)
+                    single = config_mod.as_started_schedule(single, out / folder, derived)
                 tasks.append(Task(unit, opt["name"], seed, folder, single.to_dict()))
     return tasks
-
-
-def _as_started_schedule(single: Any, derived: tuple[str, ...], folder: Path) -> Any:
-    """``single`` with the ``derived`` optimiser keys (a schedule's length, set from the budget)
-    that the experiment in ``folder`` started with, as its ``config.yaml`` holds them: a sweep
-    run again with a raised budget extends the experiment without changing its schedule, and
-    one started by an earlier xdream (which set no such key from the budget) is not refused."""
-    from xdream import config as config_mod
-
-    path = folder / "config.yaml"
-    if not derived or not path.exists():
-        return single
-    try:
-        started = config_mod.read(path).get("optimizer")
-    except XDreamError:  # unreadable: restoring the checkpoint says what is wrong
-        return single
-    if not isinstance(started, Mapping) or started.get("name") != single.optimizer["name"]:
-        return single
-    kept = {key: started[key] for key in derived if key in started}
-    return dataclasses.replace(single, optimizer={**single.optimizer, **kept})
 
 
 def _earlier_folder(out: Path, unit: Any, folder: str, labels: set[str]) -> str:
