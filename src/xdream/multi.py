@@ -915,9 +915,19 @@ class MultiExperiment:
             self._lock.release()
 
 
-FILES_BESIDE_UNITS = 256
-"""Open files a many-unit run needs besides one per unit: the run's own lock, ``record.h5``
-and journal files being written, the network's and Python's own."""
+FILES_BESIDE_UNITS = 64
+"""Open files a many-unit run may need besides one per unit and those the process already
+has open: ``record.h5`` and journal files being written, a rig's, the network's."""
+
+
+def _open_files() -> int:
+    """How many files this process has open (32 where the system does not say)."""
+    for listing in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return len(os.listdir(listing))
+        except OSError:
+            continue
+    return 32
 
 
 def ensure_open_files(n_units: int) -> None:
@@ -929,7 +939,7 @@ def ensure_open_files(n_units: int) -> None:
         import resource
     except ImportError:  # Windows: no such limit on locks, which are not taken there
         return
-    needed = n_units + FILES_BESIDE_UNITS
+    needed = n_units + _open_files() + FILES_BESIDE_UNITS
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return
@@ -944,7 +954,7 @@ def ensure_open_files(n_units: int) -> None:
             f"{needed} open files, but this system allows {allowed} (`ulimit -n`; the hard "
             f"limit is {hard}). Raise the limit in the shell that starts xdream "
             f"(`ulimit -n {needed}`; above the hard limit an administrator has to raise it), "
-            f"or split the units into runs of at most {max(allowed - FILES_BESIDE_UNITS, 1)}"
+            f"or split the units into runs of at most {max(allowed - needed + n_units, 1)}"
         )
 
 
