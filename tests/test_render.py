@@ -97,12 +97,12 @@ def test_render_reads_the_codes_of_a_running_record_again(
     calls: list[int] = []
     read_codes = records.read_codes
 
-    def flaky(path: str | Path, rows: list[int]) -> object:
+    def flaky(path: str | Path, rows: list[int], seen: int | None = None) -> object:
         calls.append(1)
         if len(calls) <= 2:
             err = OSError("Can't synchronously read data (wrong B-tree signature)")
             raise records.unreadable(Path(path), err) from err
-        return read_codes(path, rows)
+        return read_codes(path, rows, seen=seen)
 
     monkeypatch.setattr(records, "read_codes", flaky)
     monkeypatch.setattr(render_mod, "RETRY_SECONDS", 0.0)

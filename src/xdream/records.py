@@ -1283,15 +1283,19 @@ def list_units(units: list[Path]) -> str:
     return f"Its units ({len(units)}): {listed}{more}"
 
 
-def read_codes(path: str | Path, rows: Iterable[int]) -> npt.NDArray[np.float32]:
+def read_codes(
+    path: str | Path, rows: Iterable[int], *, seen: int | None = None
+) -> npt.NDArray[np.float32]:
     """Rows ``rows`` of an experiment folder's recorded ``codes``, read without the others:
     an (len(rows), d) float32 array in the order given (a row may come more than once), the
     same values as ``read(path).codes[rows]``. Row numbers are those of :func:`read` (of
     ``codes=False`` too): rows are only ever appended, so a row read once keeps its number.
 
-    Raises :class:`~xdream.errors.RecordUnreadableError` as :func:`read` does, and also when
-    the record holds fewer rows than asked for (:class:`TornRead`: cut short, or replaced,
-    since the rows were read); ``ValueError`` for a negative row.
+    ``seen``: how many rows the caller's :func:`read` found. A record that now holds fewer (cut
+    short, or replaced, since) raises :class:`~xdream.errors.RecordUnreadableError`, as a torn
+    read does (:class:`TornRead`; try again). Otherwise a row beyond the record is an
+    ``IndexError``, and a negative row a ``ValueError``; an unreadable record raises
+    :class:`~xdream.errors.RecordUnreadableError` as :func:`read` does.
     """
     folder = RunFolder(path)
     if not folder.record.exists():
@@ -1303,10 +1307,14 @@ def read_codes(path: str | Path, rows: Iterable[int]) -> npt.NDArray[np.float32]
         with h5py.File(folder.record, "r", locking=False) as f:
             d = int(f.attrs["code_dim"])
             n = f["codes"].shape[0] if "codes" in f else 0
-            if wanted.size and int(wanted.max()) >= n:
+            if seen is not None and n < seen:
                 raise TornRead(
-                    f"{n} rows of codes, row {int(wanted.max())} asked for: cut short or "
-                    "replaced since its rows were read"
+                    f"{n} rows of codes where {seen} were read: cut short or replaced since"
+                )
+            if wanted.size and int(wanted.max()) >= n:
+                raise IndexError(
+                    f"row {int(wanted.max())} asked for, but record.h5 in {str(folder.path)!r} "
+                    f"holds {n} rows of codes (numbered from 0)"
                 )
             unique, where = np.unique(wanted, return_inverse=True)
             found = np.empty((len(unique), d), np.float32)

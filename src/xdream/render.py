@@ -60,9 +60,10 @@ def _read(run: Path) -> tuple[records.Record, Generator]:
     return _retrying(run, read)
 
 
-def _read_codes(run: Path, rows: list[int]) -> npt.NDArray[np.float32]:
-    """The codes of record rows ``rows`` alone, in that order."""
-    return _retrying(run, lambda: records.read_codes(run, rows))
+def _read_codes(run: Path, rows: list[int], seen: int) -> npt.NDArray[np.float32]:
+    """The codes of record rows ``rows`` alone, in that order (``seen``: the rows the record
+    read held)."""
+    return _retrying(run, lambda: records.read_codes(run, rows, seen=seen))
 
 
 def _retrying(run: Path, read: Callable[[], T]) -> T:
@@ -140,7 +141,7 @@ def render(
                 "a reference id ref_PHOTO_TOP_LEFT_SIDE"
             )
     rows = [row for _, row in wanted if row is not None]
-    code_of = dict(zip(rows, _read_codes(run, rows))) if rows else {}  # those rows alone
+    code_of = dict(zip(rows, _read_codes(run, rows, len(rec.scores)))) if rows else {}
     folder = Path(out) if out is not None else run / "renders"
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -202,7 +202,7 @@ def _codes(run: Path, rec: records.Record, rows: Sequence[int]) -> npt.NDArray[n
     record.h5 alone (the report reads the record without its codes, the bulk of it)."""
     if len(rec.codes) == len(rec.scores):
         return rec.codes[list(rows)]
-    return records.read_codes(run, rows)
+    return records.read_codes(run, rows, seen=len(rec.scores))
 
 
 SHORT_RUN = 40
