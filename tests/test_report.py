@@ -1033,3 +1033,44 @@ def test_a_stopped_run_built_in_python_is_continued_from_python_not_by_xdream_re
     again = tiny_experiment(run, generations=3)
     again.restore()
     assert again.run()["generations"] == 3
+
+
+def test_a_run_made_from_a_config_that_lost_its_config_yaml_is_told_to_put_it_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without config.yaml a run was taken for one built in Python, and `xdream resume` and
+    the report told the user to rebuild it from Python objects. Its record.h5 says it was made
+    from a config, and keeps that config: put it back, then `xdream resume` goes on."""
+    import yaml
+
+    from tests.test_cli import FAST_RUN, write
+
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "run",
+                str(write(tmp_path / "c.toml", FAST_RUN.format(generations=2))),
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    saved = (run / "config.yaml").read_text()
+    (run / "config.yaml").unlink()
+    assert records.config_yaml_lost(run)
+    assert not records.config_yaml_lost(tmp_path)  # no record: it cannot tell
+    assert main(["resume", str(run)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "its config.yaml is missing: put it back (record.h5 keeps a copy" in err
+    assert "built in Python" not in err
+    assert report.continue_with(run).startswith("its config.yaml is missing")
+    recorded = records.read(run).config  # the recipe the message gives
+    (run / "config.yaml").write_text(yaml.safe_dump(recorded))
+    assert config_mod.load(run / "config.yaml") == config_mod.from_dict(yaml.safe_load(saved))
+    assert main(["resume", str(run)]) == 0
+    # one built in Python stays one
+    python = tmp_path / "python"
+    tiny_experiment(python, generations=1).run()
+    assert not records.config_yaml_lost(python)

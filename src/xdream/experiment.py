@@ -62,8 +62,10 @@ from xdream.records import (
     RunFolder,
     atomic_write,
     checkpoint_unusable,
+    config_yaml_lost,
     load_checkpoint,
     png_bytes,
+    put_config_back,
     raise_for_folder,
     reconcile,
     save_png,
@@ -656,6 +658,10 @@ class Experiment:
             )
         if not folder.config.exists():
             folder.refuse_unstarted()
+            if config_yaml_lost(folder.path):
+                raise XDreamError(
+                    f"cannot resume {str(folder.path)!r}: {put_config_back(folder.path)}"
+                )
             if folder.record.exists() or folder.checkpoint.exists():
                 raise XDreamError(
                     f"{str(folder.path)!r} holds an experiment built in Python (it has no "

@@ -1058,11 +1058,41 @@ PYTHON_CONTINUE = (
 """How to continue a run built from Python objects."""
 
 
+def config_yaml_lost(run: Path) -> bool:
+    """Whether ``run`` has no ``config.yaml`` but was made from a config (lost, or deleted):
+    its ``record.h5`` holds the resolved config, whose target is a ``[target]`` table, where
+    a run built in Python records its scorer's own description (with a ``kind``). False where
+    the record cannot tell (missing, unreadable)."""
+    run = Path(run)
+    if (run / "config.yaml").exists() or not (run / "record.h5").exists():
+        return False
+    try:
+        with h5py.File(run / "record.h5", "r", locking=False) as f:
+            config = json.loads(f.attrs["config"])
+    except (*UNREADABLE, KeyError, TypeError, json.JSONDecodeError):
+        return False
+    target = config.get("target") if isinstance(config, dict) else None
+    return isinstance(target, dict) and "kind" not in target and "network" in target
+
+
+def put_config_back(run: Path) -> str:
+    """What to do for a run made from a config whose ``config.yaml`` is gone
+    (:func:`config_yaml_lost`)."""
+    return (
+        f"its config.yaml is missing: put it back (record.h5 keeps a copy: "
+        f"xdream.records.read({str(run)!r}).config, written with yaml.safe_dump into "
+        f"config.yaml), then xdream resume {run}"
+    )
+
+
 def continue_command(run: Path) -> str:
-    """How to continue the run in ``run``: ``xdream resume RUN``, or for a run built in Python
-    (no ``config.yaml``) :data:`PYTHON_CONTINUE`."""
+    """How to continue the run in ``run``: ``xdream resume RUN``, for a run built in Python
+    (no ``config.yaml``) :data:`PYTHON_CONTINUE`, and for one made from a config whose
+    ``config.yaml`` is gone, how to put it back (:func:`config_yaml_lost`)."""
     if (Path(run) / "config.yaml").exists():
         return f"xdream resume {run}"
+    if config_yaml_lost(run):
+        return put_config_back(run)
     return PYTHON_CONTINUE
 
 
@@ -1078,10 +1108,11 @@ def rebuild_advice(run: Path) -> str:
     rebuilds it where the journal holds every generation from the first (a killed run); a
     finished run's journal is gone (it is removed at the end), so only a backup helps."""
     if journal_rebuilds(run):
-        if not (Path(run) / "config.yaml").exists():
+        if not (Path(run) / "config.yaml").exists():  # its record cannot say how it was made
             return (
                 "If the run was killed, continuing it rebuilds record.h5 from its journal: "
-                f"{PYTHON_CONTINUE}"
+                f"{PYTHON_CONTINUE}; or, if it was made from a config whose config.yaml is "
+                f"gone, put that config back as config.yaml and `xdream resume {run}`"
             )
         return f"If the run was killed, `xdream resume {run}` rebuilds record.h5 from its journal"
     try:
