@@ -214,8 +214,15 @@ def config_changed_message(folder: Path, defining: list[str]) -> str:
 APPEND_SHARE = 0.1
 """The share of a run's time that appends to ``record.h5`` may take: a unit appends at most
 every :attr:`Experiment.record_interval` seconds, and no more often than every
-``lockstep_units`` x (its last append's seconds) / ``APPEND_SHARE`` (what ``record_interval = 0``
-does not limit)."""
+``lockstep_units`` x (its appends' seconds, smoothed) / ``APPEND_SHARE``, up to
+:data:`APPEND_LAG_MAX` (what ``record_interval = 0`` does not limit)."""
+
+APPEND_SMOOTHING = 0.25
+"""Weight of the latest append's duration in the smoothed one."""
+
+APPEND_LAG_MAX = 300.0
+"""The longest that appends are put off for their share (seconds): ``record.h5`` lags the
+journal by at most this much, or by ``record_interval`` where that is longer."""
 
 
 @functools.cache
@@ -283,8 +290,7 @@ class Proposal:
     @property
     def all_images(self) -> torch.Tensor:
         """Evolved images, then references: what the scorer sees (joined anew on each call and
-        not kept: a many-unit run holds every unit's proposal at once, and never scores
-        this)."""
+        not kept: a many-unit run holds every unit's proposal at once)."""
         return torch.cat([self.images, self.refs]) if len(self.refs) else self.images
 
     @property
@@ -994,7 +1000,12 @@ class Experiment:
             summary = self.summary(finished=False)
         write_json(self.folder.summary, summary, durable=False)
         self._flushed_at = time.monotonic()
-        self._flush_seconds = self._flushed_at - start
+        took = self._flushed_at - start  # smoothed: one stalled append does not set the lag
+        self._flush_seconds = (
+            took
+            if self._flush_seconds == 0
+            else ((1 - APPEND_SMOOTHING) * self._flush_seconds + APPEND_SMOOTHING * took)
+        )
 
     def _defer(self, task: Callable[[], None]) -> None:
         """Run ``task`` when the scorer is next idle (in order with earlier deferred tasks)."""
@@ -1038,7 +1049,7 @@ class Experiment:
         if self.record_interval <= 0:
             return self.record_interval
         appends = (self.lockstep_units or 1) * self._flush_seconds
-        return max(self.record_interval, appends / APPEND_SHARE)
+        return max(self.record_interval, min(appends / APPEND_SHARE, APPEND_LAG_MAX))
 
     def propose(self) -> Proposal:
         """First half of a generation: ask for codes, render them, draw the references.

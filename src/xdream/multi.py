@@ -850,9 +850,8 @@ class MultiExperiment:
             rows.append(own)
         with tf32_mode(self.experiments[0].tf32):  # one config: every unit asks the same
             batch = torch.cat(images)
-            del images  # one copy of every unit's images at a time
             acts = self.multi.activations(batch)
-            del batch
+            del batch, images  # the joined copy goes before the units' records are written
         for e, p, own in zip(active, proposals, rows):
             view = _unit_view(e.scorer)
             view.supply(acts[own, view.index])

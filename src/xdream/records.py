@@ -384,6 +384,17 @@ forked child does not hold its parent's locks)."""
 _HELD_GUARD = threading.RLock()  # re-entrant: the collector may free a FolderLock inside it
 
 
+def _after_fork() -> None:
+    """A forked child gets a fresh guard: the parent's may be held by a thread the child does
+    not have (its table entries name the parent's pid, which the child ignores)."""
+    global _HELD_GUARD
+    _HELD_GUARD = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 def _lock_key(stat: os.stat_result) -> tuple[int, int]:
     return (stat.st_dev, stat.st_ino)
 
@@ -511,7 +522,10 @@ class RunFolder:
             raise FolderInUseError(
                 f"{str(self.path)!r} is in use by another experiment of this process (an "
                 "Experiment or MultiExperiment that has not finished with it). Let it finish, "
-                "or call its release_folder() first; restore() then continues where it stopped."
+                "or let go of it first: release_folder() on an Experiment (release_folders() "
+                "on a MultiExperiment), or `del` it (a notebook's last traceback may keep it: "
+                "restart the kernel); then Experiment(...).restore() (MultiExperiment.resume) "
+                "continues where it stopped."
             )
         try:
             self.path.mkdir(parents=True, exist_ok=True)
