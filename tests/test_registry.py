@@ -56,6 +56,25 @@ def test_another_definition_under_a_taken_name_is_refused_with_the_way_out() -> 
         reg.add("thing", object())
 
 
+def test_lambdas_and_local_definitions_do_not_replace_each_other() -> None:
+    """Two lambdas, or two classes made inside one function, share a qualified name
+    (``<lambda>``, ``f.<locals>.C``) without being the same definition: refused, not replaced."""
+    reg: Registry[Any] = Registry("noise")
+    reg.add("a", lambda x: x)
+    with pytest.raises(ConfigError, match="already registered"):
+        reg.add("a", lambda x: 2 * x)
+
+    def make() -> type:
+        class Local:
+            pass
+
+        return Local
+
+    reg.add("b", make())
+    with pytest.raises(ConfigError, match="already registered"):
+        reg.add("b", make())
+
+
 def test_a_reloaded_module_replaces_its_entries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

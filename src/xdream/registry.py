@@ -94,6 +94,6 @@ def _definition(obj: Any) -> tuple[str, str] | None:
     """``(__module__, __qualname__)`` of a class or function; ``None`` for anything else."""
     module = getattr(obj, "__module__", None)
     qualname = getattr(obj, "__qualname__", None)
-    if isinstance(module, str) and isinstance(qualname, str):
+    if isinstance(module, str) and isinstance(qualname, str) and "<" not in qualname:
         return module, qualname
-    return None
+    return None  # a lambda or a definition inside a function: its name does not identify it
