@@ -297,10 +297,9 @@ def test_resuming_a_read_only_folder_says_to_make_it_writable_not_to_use_out(
         tiny_experiment(tmp_path / "run", generations=3).restore()
     message = str(refused.value)
     assert "Read-only file system" in message and "--out" not in message
-    assert (
-        "Make it writable again (a read-only mount, changed permissions), then `xdream " in message
-    )
-    assert f"resume {tmp_path / 'run'}` continues the run" in message
+    assert "Make it writable again (a read-only mount, changed permissions)" in message
+    assert "then continue the run: Experiment(...).restore(), then run(), in Python" in message
+    assert "xdream resume" not in message.replace("for xdream resume", "")  # built in Python
 
 
 def test_record_files_get_the_usual_permissions(tmp_path: Path) -> None:
@@ -604,12 +603,12 @@ def test_a_full_disk_stops_the_run_with_one_clear_error_and_resume_loses_nothing
         tiny_experiment(cut, generations=8, record_interval=0).run()
     message = str(stop.value)
     assert message.startswith(f"the disk of {cut} is full (")
-    assert f"xdream resume {cut}` continues the run" in message
+    assert "then continue the run: Experiment(...).restore(), then run(), in Python" in message
     assert ("No space left on device" if where == "journal" else "MiB free") in message
     assert records.H5Record(cut / "record.h5").generations() <= 4  # readable, nothing torn
 
     if where == "record":  # resumed before space was freed: rebuilding record.h5 stops too
-        with pytest.raises(DiskFullError, match=f"xdream resume {cut}` continues"):
+        with pytest.raises(DiskFullError, match=r"then continue the run: Experiment\(\.\.\.\)"):
             tiny_experiment(cut, generations=8, record_interval=0).restore()
     disk.full = False  # space freed
     resumed = tiny_experiment(cut, generations=8, record_interval=0)
@@ -653,7 +652,8 @@ def test_a_record_changed_while_the_run_goes_on_stops_it_and_resume_rebuilds_it(
         assert "is gone: it was moved or deleted" in message
     else:
         assert "holds 3 generations where the run has 5" in message
-    assert f"`xdream resume {cut}` rebuilds record.h5" in message
+    assert "continuing the run rebuilds record.h5 from " in message
+    assert "(Experiment(...).restore(), then run(), in Python" in message  # built in Python
     assert (cut / "journal").is_dir()
     assert records.read_summary(cut)["status"] == "running"
     monkeypatch.undo()
@@ -693,14 +693,15 @@ def test_a_folder_made_read_only_or_moved_mid_run_is_one_clear_error_and_resume_
         assert message.startswith(f"the folder {cut} was moved or deleted while the run went on")
         (note,) = stop.value.__cause__.__notes__  # for Python callers: its current path too
         assert note.endswith(
-            "the folder was moved or deleted: xdream resume on its current path rebuilds them"
+            "the folder was moved or deleted: continuing the run from its current path "
+            "rebuilds them"
         )
-        assert "`xdream resume` on the folder's current path continues the run" in message
+        assert "continue the run from the folder's current path (`xdream resume` there" in message
     else:
         assert message.startswith(
             f"cannot write {cut / 'journal' / 'gen000003.npz'} (Read-only file system)"
         )
-        assert f"make it writable again, then `xdream resume {cut}` continues" in message
+        assert "make it writable again, then continue the run: Experiment(...).restore()" in message
     monkeypatch.undo()
     folder = moved if fault == "moved" else cut
     resumed = tiny_experiment(folder, generations=5, record_interval=0)

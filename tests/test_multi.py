@@ -394,7 +394,9 @@ def test_a_full_disk_stops_a_lockstep_run_naming_its_folder_and_resume_loses_not
     cfg = config.from_dict(small_config(generations=4))
     MultiExperiment.from_config(cfg, tmp_path / "whole").run()
     disk = _FullDisk(monkeypatch, at=2, where="journal")
-    with pytest.raises(DiskFullError, match=f"xdream resume {tmp_path / 'part'}` continues"):
+    with pytest.raises(
+        DiskFullError, match=f"continue the run: `xdream resume {tmp_path / 'part'}`"
+    ):
         MultiExperiment.from_config(cfg, tmp_path / "part").run()
     disk.full = False
     resumed = MultiExperiment.resume(tmp_path / "part")
@@ -421,7 +423,7 @@ def test_a_full_disk_at_the_units_table_is_one_clear_error_and_resume_writes_it(
 
     monkeypatch.setattr(multi, "write_table", full)
     part = tmp_path / "part"
-    with pytest.raises(DiskFullError, match=f"xdream resume {part}` continues"):
+    with pytest.raises(DiskFullError, match=f"continue the run: `xdream resume {part}`"):
         MultiExperiment.from_config(cfg, part).run()
     with folder_held_by_another_process(part):
         pass  # let go: another process may take it

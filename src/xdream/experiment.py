@@ -63,6 +63,7 @@ from xdream.records import (
     atomic_write,
     checkpoint_unusable,
     config_yaml_lost,
+    continue_how,
     load_checkpoint,
     png_bytes,
     put_config_back,
@@ -962,7 +963,8 @@ class Experiment:
             f"record.h5 in {str(self.folder.path)!r} {held} where the run has "
             f"{self.generation}: it was changed while the run went on (moved, deleted or "
             "replaced by an older copy). The run is not marked finished and its journal is "
-            f"kept: `xdream resume {self.folder.path}` rebuilds record.h5 from it."
+            f"kept: continuing the run rebuilds record.h5 from it "
+            f"({continue_how(self.folder.path)})."
         )
 
     def step(self) -> GenerationRecord:

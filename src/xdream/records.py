@@ -568,7 +568,7 @@ class RunFolder:
             return XDreamError(
                 f"cannot write to experiment folder {str(self.path)!r}: "
                 f"{err.strerror or err}. Make it writable again (a read-only mount, changed "
-                f"permissions), then `xdream resume {self.path}` continues the run."
+                f"permissions), then continue the run: {continue_how(self.path)}."
             )
         return XDreamError(
             f"cannot write to output folder {str(self.path)!r}: {err.strerror or err}. "
@@ -787,8 +787,8 @@ def raise_if_disk_full(err: BaseException, out: Path) -> None:
         ) from err
     raise DiskFullError(
         f"the disk of {out} is full ({detail}). Every generation finished before is kept in "
-        f"its journal and checkpoint: free some space, then `xdream resume {out}` continues "
-        "the run."
+        f"its journal and checkpoint: free some space, then continue the run: "
+        f"{continue_how(out)}."
     ) from err
 
 
@@ -848,7 +848,8 @@ def raise_if_folder_fault(err: BaseException, out: Path) -> None:
         raise XDreamError(
             f"the folder {out} was moved or deleted while the run went on (writing {what}: "
             f"{reason}). If it was moved, its journal and checkpoint hold every generation "
-            "finished before: `xdream resume` on the folder's current path continues the run."
+            "finished before: continue the run from the folder's current path (`xdream "
+            "resume` there, or Experiment(...).restore() in Python for a run built there)."
         ) from err
     if not RunFolder(out).recorded():
         raise XDreamError(
@@ -859,13 +860,13 @@ def raise_if_folder_fault(err: BaseException, out: Path) -> None:
     if fault.errno in (errno.ENOENT, errno.ENOTDIR):
         raise XDreamError(
             f"cannot write {what} ({reason}): a part of {out} was moved or deleted while the "
-            f"run went on. Put it back if you can; `xdream resume {out}` continues the run from "
-            "what its journal and checkpoint hold."
+            f"run went on. Put it back if you can, then continue the run from what its journal "
+            f"and checkpoint hold: {continue_how(out)}."
         ) from err
     raise XDreamError(
         f"cannot write {what} ({reason}): {out} can no longer be written (a read-only mount, "
-        f"changed permissions). {kept}: make it writable again, then `xdream resume {out}` "
-        "continues the run."
+        f"changed permissions). {kept}: make it writable again, then continue the run: "
+        f"{continue_how(out)}."
     ) from err
 
 
@@ -886,10 +887,10 @@ def stop_run(experiments: Iterable[Flushable], err: BaseException, out: Path) ->
         except Exception as late:
             where = experiment.folder.path
             fix = (
-                "xdream resume rebuilds them"
+                f"continuing the run rebuilds them ({continue_how(where)})"
                 if where.is_dir()
-                else "the folder was moved or deleted: xdream resume on its current path "
-                "rebuilds them"
+                else "the folder was moved or deleted: continuing the run from its current "
+                "path rebuilds them"
             )
             err.add_note(
                 f"record.h5 and summary.json in {where} were not brought up to date "
@@ -936,8 +937,8 @@ class H5Record:
                 raise  # the whole folder is gone: the run says so
             raise XDreamError(
                 f"{str(self.path)!r} is gone: it was moved or deleted while the run went on. "
-                "Every generation is kept in the journal and the checkpoint: `xdream resume "
-                f"{self.path.parent}` rebuilds record.h5 from them and continues the run."
+                "Every generation is kept in the journal and the checkpoint: continuing the "
+                f"run rebuilds record.h5 from them ({continue_how(self.path.parent)})."
             ) from None
 
     def initialise(self, code_dim: int, config: dict[str, Any], version: str) -> None:
@@ -1070,6 +1071,12 @@ PYTHON_CONTINUE = (
     "was built in Python: it has no config.yaml for xdream resume)"
 )
 """How to continue a run built from Python objects."""
+
+
+def continue_how(run: Path) -> str:
+    """:func:`continue_command` as a sentence's end: the command quoted, or what to do."""
+    how = continue_command(run)
+    return f"`{how}`" if how.startswith("xdream resume") else how
 
 
 def config_yaml_lost(run: Path) -> bool:
