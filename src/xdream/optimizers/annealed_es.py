@@ -433,8 +433,7 @@ class AnnealedES(Optimizer):
             "path": self._path.copy(),
             "step": self._step,
             "y": self._y.copy(),
-            "sigma": self._sigma,
-            "codes": self._codes.copy(),
+            "sigma": self._sigma,  # the codes are mean + sigma * y: not stored twice
             "spectrum_power": self._power_start if self._spectrum is not None else 0.0,
             "spectrum_power_end": self._power_end if self._spectrum is not None else 0.0,
             "chroma": self._chroma if self._spectrum is not None else 1.0,
@@ -451,9 +450,13 @@ class AnnealedES(Optimizer):
         self._step = int(state["step"])
         self._y = np.array(state["y"], dtype=np.float64)
         self._sigma = float(state["sigma"])
-        self._codes = np.array(state["codes"], dtype=np.float32)
-        check_shape("codes", self._codes, (self.lam, self._dim))
+        check_shape("y", self._y, (self.lam, self._dim))
         check_shape("mean", self._mean, (self._dim,))
+        if "codes" in state:  # checkpoints before 27 November 2026 stored them too
+            self._codes = np.array(state["codes"], dtype=np.float32)
+            check_shape("codes", self._codes, (self.lam, self._dim))
+        else:  # as _sample computed them, to the bit
+            self._codes = (self._mean + self._sigma * self._y).astype(np.float32)
         # a resumed run keeps drawing as it began (checkpoints of version 1 drew isotropically,
         # those before version 7 without colour scaling, before version 8 with a constant power)
         power = float(state.get("spectrum_power", 0.0))
