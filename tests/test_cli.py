@@ -813,6 +813,9 @@ def test_a_schedule_set_from_the_budget_is_kept_when_resumed_from_python_with_th
     more = config.load(
         write(tmp_path / "m2.toml", many.replace("generations = 3", "generations = 6"))
     )
+    assert main(["resume", str(tmp_path / "a")]) == 0  # config.yaml says 6 generations now
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["generations"] == 6
+    assert config.load(tmp_path / "a" / "config.yaml").experiment.generations == 6
     multi = MultiExperiment.from_config(more, tmp_path / "m", resume=True)
     assert [e.optimizer.params.generations for e in multi.experiments] == [3, 3]  # type: ignore[attr-defined]
     assert [s["generations"] for s in multi.run()] == [6, 6]

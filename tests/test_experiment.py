@@ -264,7 +264,7 @@ def test_existing_folder_is_not_overwritten(tmp_path: Path) -> None:
     """An experiment built from Python objects has no config.yaml, so the advice is
     restore(), not `xdream resume` (which cannot rebuild it)."""
     tiny_experiment(tmp_path / "run", generations=1).run()
-    with pytest.raises(XDreamError, match=r"Continue it with Experiment\(\.\.\.\)\.restore\(\)"):
+    with pytest.raises(XDreamError, match=r"Continue it \(Experiment\(\.\.\.\)\.restore\(\)"):
         tiny_experiment(tmp_path / "run", generations=1).run()
 
 

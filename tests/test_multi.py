@@ -826,3 +826,18 @@ def test_a_many_unit_run_makes_room_for_its_open_files_or_says_how(tmp_path: Pat
     assert raised.returncode == 0, raised.stdout + raised.stderr
     assert raised.stdout.startswith("40 units; open files allowed: ")
     assert 60 < int(raised.stdout.split()[-1]) <= 200  # raised, as far as the run needs
+
+
+def test_a_units_fault_advice_and_a_lost_run_config_name_the_many_unit_run(tmp_path: Path) -> None:
+    """Advice for a unit's folder said `xdream resume RUN/units/UNIT`, which is refused: a unit
+    goes on with its run. A many-unit run whose config.yaml is gone was taken for one built in
+    Python; its units' records say it was made from a config."""
+    cfg = config.from_dict(small_config(generations=1))
+    multi = MultiExperiment.from_config(cfg, tmp_path / "run")
+    multi.run()
+    unit = tmp_path / "run" / "units" / multi.labels[0]
+    assert records.continue_command(unit) == f"xdream resume {tmp_path / 'run'}"
+    assert records.continue_how(unit) == f"`xdream resume {tmp_path / 'run'}`"
+    (tmp_path / "run" / "config.yaml").unlink()
+    assert records.config_yaml_lost(tmp_path / "run")
+    assert records.continue_command(tmp_path / "run").startswith("its config.yaml is missing")

@@ -1070,7 +1070,23 @@ def test_a_run_made_from_a_config_that_lost_its_config_yaml_is_told_to_put_it_ba
     (run / "config.yaml").write_text(yaml.safe_dump(recorded))
     assert config_mod.load(run / "config.yaml") == config_mod.from_dict(yaml.safe_load(saved))
     assert main(["resume", str(run)]) == 0
-    # one built in Python stays one
+    # a run into it says the same, not "built from Python objects"
+    (run / "config.yaml").unlink()
+    assert main(["run", str(tmp_path / "c.toml"), "--out", str(run)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Continue it (its config.yaml is missing: put it back" in err
+    # one built in Python stays one, even with a scorer describing a network without a kind
     python = tmp_path / "python"
-    tiny_experiment(python, generations=1).run()
+    exp = tiny_experiment(python, generations=2)
+    exp.scorer.describe = lambda: {"network": "mine", "layer": "x"}  # type: ignore[method-assign]
+    exp.step()
+    exp.flush()
+    exp.release_folder()
     assert not records.config_yaml_lost(python)
+    assert records.continue_command(python) == records.PYTHON_CONTINUE
+    # and a config put there cannot continue it: the checkpoint says no config made it
+    (python / "config.yaml").write_text(yaml.safe_dump(recorded))
+    assert main(["resume", str(python)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "it holds an experiment built in Python (its checkpoint records no config)" in err
+    assert records.read(python).config["target"]["network"] == "mine"  # nothing touched

@@ -25,6 +25,7 @@ A kill loses at most the generation being written, which a resumed run repeats e
 
 from __future__ import annotations
 
+import collections
 import collections.abc
 import dataclasses
 import functools
@@ -215,11 +216,12 @@ def config_changed_message(folder: Path, defining: list[str]) -> str:
 APPEND_SHARE = 0.1
 """The share of a run's time that appends to ``record.h5`` may take: a unit appends at most
 every :attr:`Experiment.record_interval` seconds, and no more often than every
-``lockstep_units`` x (its appends' seconds, smoothed) / ``APPEND_SHARE``, up to
+``lockstep_units`` x (the median of its last :data:`APPEND_TIMES` appends' seconds) /
+``APPEND_SHARE``, up to
 :data:`APPEND_LAG_MAX` (what ``record_interval = 0`` does not limit)."""
 
-APPEND_SMOOTHING = 0.25
-"""Weight of the latest append's duration in the smoothed one."""
+APPEND_TIMES = 5
+"""How many recent appends the spacing takes the median duration of."""
 
 APPEND_LAG_MAX = 300.0
 """The longest that appends are put off for their share (seconds): ``record.h5`` lags the
@@ -567,7 +569,9 @@ class Experiment:
         self._deferred: list[Callable[[], None]] = []  # run when the scorer is idle
         self._writing: Future[None] | None = None  # records in the background thread
         self._flushed_at = float("-inf")
-        self._flush_seconds = 0.0  # how long the last append to record.h5 took
+        self._flush_seconds = 0.0  # how long an append to record.h5 takes (recent median)
+        self._flush_times: collections.deque[float] = collections.deque(maxlen=APPEND_TIMES)
+        self._unflushed_count = 0
         self.lockstep_units: int | None = None
         """In a many-unit run (:class:`~xdream.multi.MultiExperiment`), the number of units it
         steps together, this one included: ``seconds`` and the timings are then the lockstep
@@ -722,11 +726,22 @@ class Experiment:
         state = None  # read, and checked, before anything in the folder is touched
         if self.folder.checkpoint.exists():
             state = load_checkpoint(self.folder.checkpoint)
+            if self.config is not None and "config" in state and state["config"] is None:
+                path = str(self.folder.path)
+                raise XDreamError(
+                    f"cannot continue {path!r} from a config: it holds an experiment built in "
+                    "Python (its checkpoint records no config), which only the objects it was "
+                    f"built with continue: Experiment(generator, scorer, optimizer, {path!r}, "
+                    "...).restore(), then run()"
+                )
             self.config_changes = self._check_config(state.get("config"))
             self._check_files(state.get("files"))
         else:
             self._refuse_lost_checkpoint()
         self.folder.remove_temporaries()  # half-written files of an interrupted atomic write
+        if state is not None and self.config is not None:
+            # the config it goes on with, changes taken: a later `xdream resume` reads this
+            config_mod.dump_yaml(self.config, self.folder.config)
         if state is None:
             # killed before the first generation was checkpointed: start it again from scratch
             self.folder.create()
@@ -995,6 +1010,7 @@ class Experiment:
         if not self._started:
             return
         start = time.monotonic()
+        self._unflushed_count = len(self._unflushed)
         if self._unflushed:
             H5Record(self.folder.record).append(*self._unflushed)
             self._unflushed = []
@@ -1002,12 +1018,10 @@ class Experiment:
             summary = self.summary(finished=False)
         write_json(self.folder.summary, summary, durable=False)
         self._flushed_at = time.monotonic()
-        took = self._flushed_at - start  # smoothed: one stalled append does not set the lag
-        self._flush_seconds = (
-            took
-            if self._flush_seconds == 0
-            else ((1 - APPEND_SMOOTHING) * self._flush_seconds + APPEND_SMOOTHING * took)
-        )
+        if self._unflushed_count:  # appends only: summary.json alone costs next to nothing
+            self._flush_times.append(self._flushed_at - start)
+            # the median of the last few: one stalled append does not set the lag
+            self._flush_seconds = float(np.median(self._flush_times))
 
     def _defer(self, task: Callable[[], None]) -> None:
         """Run ``task`` when the scorer is next idle (in order with earlier deferred tasks)."""

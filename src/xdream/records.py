@@ -494,11 +494,11 @@ class RunFolder:
             how = (
                 f"`xdream resume {self.path}`"
                 if {"config.yaml", "units/"} & held
-                else "Experiment(...).restore() in Python (it was built from Python objects)"
+                else continue_how(self.path)
             )
             raise XDreamError(
                 f"{str(self.path)!r} already holds an experiment ({', '.join(found)}). "
-                f"Continue it with {how} or choose another output folder."
+                f"Continue it ({how}), or choose another output folder."
             )
         raise XDreamError(
             f"{str(self.path)!r} holds files that a run writes ({', '.join(found)}), which it "
@@ -1081,19 +1081,29 @@ def continue_how(run: Path) -> str:
 
 def config_yaml_lost(run: Path) -> bool:
     """Whether ``run`` has no ``config.yaml`` but was made from a config (lost, or deleted):
-    its ``record.h5`` holds the resolved config, whose target is a ``[target]`` table, where
-    a run built in Python records its scorer's own description (with a ``kind``). False where
-    the record cannot tell (missing, unreadable)."""
+    its ``record.h5`` (a many-unit run's: its units') holds the resolved config
+    (:func:`_made_from_config`). False where the record cannot tell (missing, unreadable)."""
     run = Path(run)
-    if (run / "config.yaml").exists() or not (run / "record.h5").exists():
+    if (run / "config.yaml").exists():
         return False
+    if not (run / "record.h5").exists():  # a many-unit run's folder: its units' records say
+        units = run / "units"
+        records = sorted(units.glob("*/record.h5")) if units.is_dir() else []
+        return bool(records) and _made_from_config(records[0])
+    return _made_from_config(run / "record.h5")
+
+
+def _made_from_config(record: Path) -> bool:
+    """Whether ``record`` was written by a run made from a config: its ``config`` attribute is
+    a resolved config (:meth:`Config.to_dict`), whose ``experiment`` table holds every key
+    (``record_interval`` among them), where a run built in Python records a few."""
     try:
-        with h5py.File(run / "record.h5", "r", locking=False) as f:
+        with h5py.File(record, "r", locking=False) as f:
             config = json.loads(f.attrs["config"])
     except (*UNREADABLE, KeyError, TypeError, json.JSONDecodeError):
         return False
-    target = config.get("target") if isinstance(config, dict) else None
-    return isinstance(target, dict) and "kind" not in target and "network" in target
+    experiment = config.get("experiment") if isinstance(config, dict) else None
+    return isinstance(experiment, dict) and "record_interval" in experiment
 
 
 def put_config_back(run: Path) -> str:
@@ -1109,8 +1119,12 @@ def put_config_back(run: Path) -> str:
 def continue_command(run: Path) -> str:
     """How to continue the run in ``run``: ``xdream resume RUN``, for a run built in Python
     (no ``config.yaml``) :data:`PYTHON_CONTINUE`, and for one made from a config whose
-    ``config.yaml`` is gone, how to put it back (:func:`config_yaml_lost`)."""
-    if (Path(run) / "config.yaml").exists():
+    ``config.yaml`` is gone, how to put it back (:func:`config_yaml_lost`). A unit of a
+    many-unit run goes on with its run (``RUN/units/UNIT``: ``xdream resume RUN``)."""
+    run = Path(run)
+    if run.parent.name == "units" and (run.parent.parent / "config.yaml").exists():
+        run = run.parent.parent  # its units go on together
+    if (run / "config.yaml").exists():
         return f"xdream resume {run}"
     if config_yaml_lost(run):
         return put_config_back(run)
@@ -1132,8 +1146,10 @@ def rebuild_advice(run: Path) -> str:
         if not (Path(run) / "config.yaml").exists():  # its record cannot say how it was made
             return (
                 "If the run was killed, continuing it rebuilds record.h5 from its journal: "
-                f"{PYTHON_CONTINUE}; or, if it was made from a config whose config.yaml is "
-                f"gone, put that config back as config.yaml and `xdream resume {run}`"
+                "Experiment(...).restore(), then run(), in Python with the objects it was "
+                "built with for a run built in Python; for one made from a config whose "
+                "config.yaml is gone, put back the resolved config.yaml it was started with "
+                f"(a backup's), then `xdream resume {run}`"
             )
         return f"If the run was killed, `xdream resume {run}` rebuilds record.h5 from its journal"
     try:

@@ -4,7 +4,8 @@ Each role (optimizer, generator, scorer noise, network, rig file format) owns on
 :class:`Registry`. A name is registered once. Registering it again with the same definition (a
 class or function with the same ``__module__`` and ``__qualname__``, as when a notebook cell is
 re-run or a module reloaded) replaces the old entry; registering a different definition under a
-taken name raises :class:`~xdream.errors.ConfigError`.
+taken name raises :class:`~xdream.errors.ConfigError`, and so does a lambda or a definition
+inside a function, whose names do not tell one from another.
 """
 
 from __future__ import annotations
