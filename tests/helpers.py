@@ -55,8 +55,10 @@ def tiny_experiment(
 ) -> Experiment:
     """A fast experiment: 8x8-code pixel generator at 32 px and the red scorer."""
     gen = xdream.generators.make("pixels", size=32, code_size=8)
+    params = xdream.optimizers.REGISTRY.get(optimizer).Params
+    schedule = {"generations": generations} if "generations" in params.__dataclass_fields__ else {}
     opt = xdream.optimizers.make(
-        optimizer, dim=gen.code_dim, seed=seed, spectrum=gen.code_spectrum()
+        optimizer, dim=gen.code_dim, seed=seed, spectrum=gen.code_spectrum(), **schedule
     )
     return Experiment(
         gen,
