@@ -807,6 +807,14 @@ def test_a_schedule_set_from_the_budget_is_kept_when_resumed_from_python_with_th
     old.restore()
     assert old.optimizer.params.generations == 75  # type: ignore[attr-defined]
     old.release_folder()
+    # config.yaml gone: record.h5's copy of the config says how it started
+    Experiment.from_config(cfg, tmp_path / "lost").run()
+    (tmp_path / "lost" / "config.yaml").unlink()
+    lost = Experiment.from_config(longer, tmp_path / "lost")
+    lost.restore()
+    assert lost.optimizer.params.generations == 3  # type: ignore[attr-defined]
+    assert lost.run()["generations"] == 6
+    assert config.load(tmp_path / "lost" / "config.yaml").optimizer["generations"] == 3
     # many units: each unit keeps its own
     many = run + "[[targets]]\nchannels = [0, 1]\n"
     MultiExperiment.from_config(config.load(write(tmp_path / "m.toml", many)), tmp_path / "m").run()

@@ -366,19 +366,37 @@ def as_started_schedule(
     its ``config.yaml`` holds them: resuming it from the config it was started from, with a
     raised budget say, keeps the schedule it started with (one started by an earlier xdream,
     which set no such key from the budget, keeps that xdream's default), as ``xdream resume``
-    (which reads ``config.yaml``) does. Unchanged where the folder holds no experiment."""
+    (which reads ``config.yaml``) does; without a readable ``config.yaml``, as ``record.h5``
+    recorded it. Unchanged where the folder holds no experiment."""
     keys = config.derived if derived is None else derived
-    path = Path(folder) / "config.yaml"
-    if not keys or not path.exists():
+    if not keys:
         return config
-    try:
-        started = read(path).get("optimizer")
-    except XDreamError:  # unreadable: restoring the checkpoint says what is wrong
-        return config
+    started = _started_optimizer(Path(folder))
     if not isinstance(started, Mapping) or started.get("name") != config.optimizer["name"]:
         return config
     kept = {key: started[key] for key in keys if key in started}
     return dataclasses.replace(config, optimizer={**config.optimizer, **kept})
+
+
+def _started_optimizer(folder: Path) -> Any:
+    """The ``[optimizer]`` table the experiment in ``folder`` started with: from its
+    ``config.yaml``, or where that is gone or damaged from the copy of the resolved config in
+    its ``record.h5``; ``None`` where neither says (restoring the checkpoint says what is
+    wrong)."""
+    try:
+        started = read(folder / "config.yaml").get("optimizer")
+        if isinstance(started, Mapping):
+            return started
+    except (XDreamError, OSError):
+        pass
+    try:
+        import h5py
+
+        with h5py.File(folder / "record.h5", "r", locking=False) as f:
+            recorded = json.loads(f.attrs["config"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    return recorded.get("optimizer") if isinstance(recorded, dict) else None
 
 
 def _resolve(
