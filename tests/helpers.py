@@ -126,3 +126,15 @@ def codes_rows_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
     return rows
+
+
+def many_unit_folder(tmp_path: Path) -> tuple[Path, list[str]]:
+    """The shape of a many-unit run's folder (``config.yaml`` and 7 unit folders, each with a
+    ``record.h5``; all empty): its path and the units' names."""
+    many = tmp_path / "many"
+    names = [f"blocks.4_c{c:03d}" for c in range(7)]
+    for name in names:
+        (many / "units" / name).mkdir(parents=True)
+        (many / "units" / name / "record.h5").write_bytes(b"")
+    (many / "config.yaml").write_text("")
+    return many, names

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import tiny_experiment
+from tests.helpers import many_unit_folder, tiny_experiment
 from xdream import records
 from xdream.errors import XDreamError
 
@@ -32,12 +32,7 @@ def test_records_compare_by_value_with_nan_equal(tmp_path: Path) -> None:
 def test_reading_a_many_unit_runs_folder_names_its_unit_folders(tmp_path: Path) -> None:
     """It said only "holds no record.h5: is it an experiment folder?", where `xdream render`
     of the same folder names the unit folders to read."""
-    many = tmp_path / "many"
-    names = [f"blocks.4_c{c:03d}" for c in range(7)]
-    for name in names:
-        (many / "units" / name).mkdir(parents=True)
-        (many / "units" / name / "record.h5").write_bytes(b"")
-    (many / "config.yaml").write_text("")
+    many, names = many_unit_folder(tmp_path)
     with pytest.raises(XDreamError) as err:
         records.read(many)
     message = str(err.value)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import codes_rows_read
+from tests.helpers import codes_rows_read, many_unit_folder
 from xdream import config as config_mod
 from xdream import records
 from xdream import render as render_mod
@@ -139,12 +139,7 @@ def test_render_of_a_many_unit_run_names_its_units(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A many-unit run's folder said "holds no record.h5: is it an experiment folder?"."""
-    many = tmp_path / "many"
-    names = [f"blocks.4_c{c:03d}" for c in range(7)]
-    for name in names:
-        (many / "units" / name).mkdir(parents=True)
-        (many / "units" / name / "record.h5").write_bytes(b"")
-    (many / "config.yaml").write_text("")
+    many, names = many_unit_folder(tmp_path)
     assert main(["render", str(many), "--ids", "best"]) == 2
     err = capsys.readouterr().err
     assert "is a many-unit run" in err and f"xdream render {many / 'units' / names[0]}" in err
