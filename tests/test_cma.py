@@ -514,8 +514,9 @@ def test_an_error_inside_nevergrad_is_one_line_naming_the_optimizer(
     assert pycma_es.TPA_dimension == before
 
 
-def test_annealed_es_checkpoints_hold_the_population_once() -> None:
-    """The state held the population twice, as float64 steps y and float32 codes (which are
+@pytest.mark.parametrize("name, options", [("annealed-es", {"generations": 10}), ("sep-cma", {})])
+def test_es_checkpoints_hold_the_population_once(name: str, options: dict[str, Any]) -> None:
+    """The state held the population twice, as float64 steps and float32 codes (which are
     mean + sigma y): 57.5 MB rewritten every generation at 2000 codes of 2391 dimensions. The
     codes are now computed again on load, to the bit; older states with codes still load."""
     import pickle
@@ -523,17 +524,20 @@ def test_annealed_es_checkpoints_hold_the_population_once() -> None:
     def scores(codes: np.ndarray) -> np.ndarray:
         return -np.sum((codes - 0.5) ** 2, axis=1)
 
-    opt = make("annealed-es", dim=300, seed=0, population_size=20, generations=10)
+    def fresh() -> Any:
+        return make(name, dim=300, seed=0, population_size=20, **options)
+
+    opt = fresh()
     for _ in range(3):
         codes = opt.ask()
         opt.tell(codes, scores(codes))
     state = opt.state_dict()
     assert "codes" not in state["own"]
-    again = make("annealed-es", dim=300, seed=0, population_size=20, generations=10)
+    again = fresh()
     again.load_state_dict(pickle.loads(pickle.dumps(state)))
     assert np.array_equal(again.ask(), opt.ask())  # the same bits
     older = {**state, "own": {**state["own"], "codes": opt.ask()}}  # as an earlier xdream saved
-    old = make("annealed-es", dim=300, seed=0, population_size=20, generations=10)
+    old = fresh()
     old.load_state_dict(older)
     for o in (opt, again, old):  # and they go on alike
         o.tell(o.ask(), scores(o.ask()))

@@ -171,8 +171,7 @@ class SepCMA(Optimizer):
             "var": self._var.copy(),
             "ps": self._ps.copy(),
             "pc": self._pc.copy(),
-            "z": self._z.copy(),
-            "codes": self._codes.copy(),
+            "z": self._z.copy(),  # the codes are mean + sigma sqrt(var) z: not stored twice
         }
 
     def _load_state(self, state: StateDict) -> None:
@@ -182,6 +181,12 @@ class SepCMA(Optimizer):
         self._ps = np.array(state["ps"], dtype=np.float64)
         self._pc = np.array(state["pc"], dtype=np.float64)
         self._z = np.array(state["z"], dtype=np.float64)
-        self._codes = np.array(state["codes"], dtype=np.float32)
-        check_shape("codes", self._codes, (self.lam, self._dim))
+        check_shape("z", self._z, (self.lam, self._dim))
         check_shape("mean", self._mean, (self._dim,))
+        if "codes" in state:  # checkpoints before 27 November 2026 stored them too
+            self._codes = np.array(state["codes"], dtype=np.float32)
+            check_shape("codes", self._codes, (self.lam, self._dim))
+        else:  # as _sample computed them, to the bit (element-wise: no BLAS to differ)
+            self._codes = (self._mean + self._sigma * np.sqrt(self._var) * self._z).astype(
+                np.float32
+            )
