@@ -840,4 +840,6 @@ def test_a_units_fault_advice_and_a_lost_run_config_name_the_many_unit_run(tmp_p
     assert records.continue_how(unit) == f"`xdream resume {tmp_path / 'run'}`"
     (tmp_path / "run" / "config.yaml").unlink()
     assert records.config_yaml_lost(tmp_path / "run")
-    assert records.continue_command(tmp_path / "run").startswith("its config.yaml is missing")
+    advice = records.continue_command(tmp_path / "run")
+    assert advice.startswith("its config.yaml is missing: put back the config it was started")
+    assert "[[targets]] included" in advice and "records.read" not in advice  # units lack them

@@ -571,7 +571,6 @@ class Experiment:
         self._flushed_at = float("-inf")
         self._flush_seconds = 0.0  # how long an append to record.h5 takes (recent median)
         self._flush_times: collections.deque[float] = collections.deque(maxlen=APPEND_TIMES)
-        self._unflushed_count = 0
         self.lockstep_units: int | None = None
         """In a many-unit run (:class:`~xdream.multi.MultiExperiment`), the number of units it
         steps together, this one included: ``seconds`` and the timings are then the lockstep
@@ -1010,7 +1009,7 @@ class Experiment:
         if not self._started:
             return
         start = time.monotonic()
-        self._unflushed_count = len(self._unflushed)
+        appended = len(self._unflushed)
         if self._unflushed:
             H5Record(self.folder.record).append(*self._unflushed)
             self._unflushed = []
@@ -1018,7 +1017,7 @@ class Experiment:
             summary = self.summary(finished=False)
         write_json(self.folder.summary, summary, durable=False)
         self._flushed_at = time.monotonic()
-        if self._unflushed_count:  # appends only: summary.json alone costs next to nothing
+        if appended:  # appends only: summary.json alone costs next to nothing
             self._flush_times.append(self._flushed_at - start)
             # the median of the last few: one stalled append does not set the lag
             self._flush_seconds = float(np.median(self._flush_times))

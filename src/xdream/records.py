@@ -1108,7 +1108,14 @@ def _made_from_config(record: Path) -> bool:
 
 def put_config_back(run: Path) -> str:
     """What to do for a run made from a config whose ``config.yaml`` is gone
-    (:func:`config_yaml_lost`)."""
+    (:func:`config_yaml_lost`): a single run's ``record.h5`` keeps a copy; a many-unit run's
+    units keep only their own, without its ``[[targets]]``."""
+    if not (Path(run) / "record.h5").exists():
+        return (
+            "its config.yaml is missing: put back the config it was started with, its "
+            "[[targets]] included (the file you ran, or a backup's config.yaml), then "
+            f"xdream resume {run}"
+        )
     return (
         f"its config.yaml is missing: put it back (record.h5 keeps a copy: "
         f"xdream.records.read({str(run)!r}).config, written with yaml.safe_dump into "
