@@ -16,6 +16,7 @@ import pytest
 
 import xdream.generators
 import xdream.optimizers
+from xdream import records
 from xdream.experiment import Experiment
 from xdream.scorers.base import Scorer
 from xdream.types import Images, Scores
@@ -89,7 +90,16 @@ def torn_record(folder: Path, generations: int = 4, done: int = 2) -> Experiment
     data = bytearray(path.read_bytes())
     data[40:48] = empty[40:48]
     path.write_bytes(bytes(data))
+    killed_inside_an_append(folder)
     return exp
+
+
+def killed_inside_an_append(folder: Path) -> None:
+    """Leave ``folder``'s ``record.h5`` without its mark, as a kill inside an append does (the
+    mark is removed before the file changes): resume must not trust the record."""
+    mark = records.H5Record(folder / "record.h5").mark_path
+    assert mark.exists(), "expected a record marked by its last append"
+    mark.unlink()
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 import shutil
 import threading
@@ -15,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.helpers import tiny_experiment, torn_record
+from tests.helpers import killed_inside_an_append, tiny_experiment, torn_record
 from xdream import records
 from xdream.errors import XDreamError
 from xdream.experiment import Experiment
@@ -208,6 +209,7 @@ def test_a_record_rebuilt_in_chunks_equals_the_uninterrupted_one(
     for _ in range(3):
         exp.step()
     del exp
+    killed_inside_an_append(tmp_path / "cut")
     resumed = tiny_experiment(tmp_path / "cut", generations=5, drop=0.1)
     assert "rebuilt from the journal (3 generations)" in resumed.restore()
     resumed.run()
@@ -229,6 +231,7 @@ def test_a_torn_record_that_still_opens_is_rebuilt(tmp_path: Path) -> None:
         offset = f["codes"].id.get_offset() or f["codes"].id.get_chunk_info(0).byte_offset
     data[offset : offset + 64] = b"\xff" * 64
     path.write_bytes(bytes(data))
+    killed_inside_an_append(tmp_path / "cut")
     resumed = tiny_experiment(tmp_path / "cut", generations=4)
     assert "rebuilt from the journal" in resumed.restore()
     resumed.run()
@@ -247,6 +250,139 @@ def test_a_record_killed_before_its_superblock_was_written_is_rebuilt(tmp_path: 
     resumed.run()
     assert_same_records(tmp_path / "full", tmp_path / "cut")
     assert list((tmp_path / "cut").glob("record.h5.unreadable-*"))
+
+
+def _lagging_run(folder: Path, generations: int, appended: int, steps: int) -> None:
+    """A run "killed" after ``steps`` generations whose ``record.h5`` was last appended after
+    ``appended`` of them (and marked)."""
+    exp = tiny_experiment(folder, generations=generations, record_interval=0)
+    exp._start()
+    for _ in range(appended):
+        exp.step()
+    exp._settle()
+    exp.record_interval = 3600.0  # the record lags behind from here on
+    for _ in range(steps - appended):
+        exp.step()
+    exp._settle()
+    exp.release_folder()  # then "killed"
+
+
+def test_a_marked_record_is_brought_up_to_date_not_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record whose last append completed (its mark matches it) is kept: resume appends the
+    generations it lacks and reads no journal file before them."""
+    tiny_experiment(tmp_path / "full", generations=6).run()
+    cut = tmp_path / "cut"
+    _lagging_run(cut, generations=6, appended=2, steps=5)
+    assert records.H5Record(cut / "record.h5").trusted_generations() == 2
+    read: list[int] = []
+    real = records.RunFolder.read_journal
+
+    def spy(self: records.RunFolder, generation: int) -> records.GenerationRecord:
+        read.append(generation)
+        return real(self, generation)
+
+    monkeypatch.setattr(records.RunFolder, "read_journal", spy)
+    resumed = tiny_experiment(cut, generations=6)
+    note = resumed.restore()
+    assert note == "record.h5 brought up to date from the journal (3 generation(s) appended)"
+    assert read == [2, 3, 4]
+    assert records.H5Record(cut / "record.h5").trusted_generations() == 5
+    resumed.run()
+    assert_same_records(tmp_path / "full", cut)
+
+
+@pytest.mark.parametrize("change", ["touched", "copied", "mark damaged"])
+def test_a_record_changed_after_its_mark_is_rebuilt(tmp_path: Path, change: str) -> None:
+    """The mark holds the record's size, times and inode: a record written to (even with the
+    same size), replaced by a copy, or a mark that is not one, sends resume back to the
+    journal."""
+    tiny_experiment(tmp_path / "full", generations=6).run()
+    cut = tmp_path / "cut"
+    _lagging_run(cut, generations=6, appended=2, steps=4)
+    record = cut / "record.h5"
+    if change == "touched":
+        st = record.stat()
+        os.utime(record, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    elif change == "copied":
+        shutil.copy2(record, cut / "copy.h5")
+        os.replace(cut / "copy.h5", record)
+    else:
+        records.H5Record(record).mark_path.write_text('{"generations": 2}')
+    assert records.H5Record(record).trusted_generations() is None
+    resumed = tiny_experiment(cut, generations=6)
+    assert resumed.restore() == "record.h5 rebuilt from the journal (4 generations)"
+    resumed.run()
+    assert_same_records(tmp_path / "full", cut)
+
+
+def test_an_append_that_fails_leaves_the_record_unmarked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mark is removed before the record changes: an append stopped half-way (here by an
+    error after the codes were written) leaves no mark, so resume rebuilds the record."""
+    tiny_experiment(tmp_path / "full", generations=4).run()
+    cut = tmp_path / "cut"
+    exp = tiny_experiment(cut, generations=4, record_interval=0)
+    exp._start()
+    exp.step()
+    exp._settle()
+    assert records.H5Record(cut / "record.h5").trusted_generations() == 1
+    real = records._append
+
+    def fail_after_codes(group: Any, name: str, *args: Any, **kwargs: Any) -> None:
+        if name == "scores":
+            raise OSError("killed")
+        real(group, name, *args, **kwargs)
+
+    monkeypatch.setattr(records, "_append", fail_after_codes)
+    with pytest.raises(OSError, match="killed"):
+        exp.step()
+    monkeypatch.undo()
+    exp.release_folder()
+    assert not records.H5Record(cut / "record.h5").mark_path.exists()
+    resumed = tiny_experiment(cut, generations=4)
+    assert "rebuilt from the journal" in resumed.restore()
+    resumed.run()
+    assert_same_records(tmp_path / "full", cut)
+
+
+@pytest.mark.parametrize("torn", [False, True])
+def test_a_finished_run_continued_and_killed_resumes(tmp_path: Path, torn: bool) -> None:
+    """A finished run's journal is removed; continued with a larger budget and killed, it
+    resumed only while its record held every generation the new journal lacked, and refused
+    ("cannot rebuild") where the record lagged behind. The record as continued is kept as
+    ``journal/base.h5``: a marked record is brought up to date, a torn one rebuilt from it."""
+    tiny_experiment(tmp_path / "full", generations=7).run()
+    cut = tmp_path / "cut"
+    tiny_experiment(cut, generations=3).run()
+    assert not (cut / "journal").exists()
+    more = tiny_experiment(cut, generations=7, record_interval=0 if torn else 3600.0)
+    assert more.restore() == ""
+    assert (cut / "journal" / "base.h5").is_file()
+    for _ in range(2):
+        more.step()
+    more._settle()
+    more.release_folder()  # then "killed"
+    lagged = records.H5Record(cut / "record.h5").generations()
+    if torn:
+        killed_inside_an_append(cut)
+        (cut / "record.h5").write_bytes(b"\x89HDF garbage from a torn write")
+        assert records.journal_rebuilds(cut)  # what `xdream report` advises on
+        assert "rebuilds record.h5 from its journal" in records.rebuild_advice(cut)
+    resumed = tiny_experiment(cut, generations=7)
+    note = resumed.restore()
+    if torn:
+        assert "record.h5 rebuilt from the record of its first 3 generations and the journal" in (
+            note
+        )
+    else:  # the record lagged behind the checkpoint (5): the case that was refused
+        assert lagged < 5
+        assert note.startswith("record.h5 brought up to date from the journal")
+    resumed.run()
+    assert_same_records(tmp_path / "full", cut)
+    assert not (cut / "journal").exists()
 
 
 def test_presentation_budget_is_never_exceeded(tmp_path: Path) -> None:

@@ -92,8 +92,8 @@ class ExperimentSection:
     record_interval: float = 2.0
     """Seconds between appends to ``record.h5`` and rewrites of ``summary.json`` (0: after every
     generation). The journal and checkpoint are written durably after every generation
-    regardless, and ``xdream resume`` rebuilds ``record.h5`` from the journal, so a longer
-    interval only makes the files a reader sees lag; a rig appends while it waits. A positive
+    regardless, and ``xdream resume`` brings ``record.h5`` up to date from the journal, so a
+    longer interval only makes the files a reader sees lag; a rig appends while it waits. A positive
     interval is lengthened where the appends would take more than a tenth of the run's time:
     in a run of many units, to about 10 x the units x one append's time (22 s for 200 units
     at the 11 ms an append took on the 2-core development machine), and at most 5 minutes."""

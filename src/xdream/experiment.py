@@ -760,6 +760,7 @@ class Experiment:
                 self.generator.code_dim,
                 self._config_dict(),
                 xdream.__version__,
+                continues=not self.done(),
             )
         except BaseException as err:  # rebuilding record.h5 needs space too
             raise_for_folder(err, self.folder.path)

@@ -9,6 +9,7 @@ Layout of an experiment folder::
     best.png           best image so far
     images/            best image of each generation: gen000_best.png, ...
     journal/           write-ahead journal, one .npz per generation, removed when the run ends
+    .record.h5.ok      mark of record.h5's last complete append (size, times, inode)
     .xdream.lock       held (POSIX lock) by the process that runs the experiment
 
 Every file but ``record.h5`` is written to a temporary name and renamed into place, so a kill
@@ -17,8 +18,11 @@ temporary name, then appended in place: a kill during an append can tear it, and
 catch it mid-append (:func:`read` refuses a record whose datasets disagree). A generation is
 first written to the journal (fsynced), then its best image, then the checkpoint; ``record.h5``
 and ``summary.json`` follow at most ``record_interval`` seconds later (several generations per
-append). On resume the record is rebuilt from the journal (or, for a finished run, cut back to
-the checkpoint).
+append). Each append removes the mark ``.record.h5.ok`` first and writes it anew once the file
+is closed and on disk. On resume a record its mark matches is brought up to date from the
+journal; any other is rebuilt from the journal (or, for a finished run, cut back to the
+checkpoint; a finished run that goes on keeps its record as ``journal/base.h5``, from which
+later rebuilds start).
 
 ``record.h5`` layout (all datasets at the root unless named; strings are UTF-8, variable length,
 which MATLAB's ``h5read`` returns as cell arrays; MATLAB shows (n, d) datasets as d x n):
@@ -96,6 +100,11 @@ except ImportError:  # pragma: no cover (isal is a dependency; zlib is the fallb
 
 LAYOUT_VERSION = 1
 TMP_SUFFIX = ".xdream.tmp"
+MARK_SUFFIX = ".ok"
+"""``.record.h5.ok``: the mark of a record left complete and closed (:meth:`H5Record.mark`)."""
+BASE_FILE = "base.h5"
+"""``journal/base.h5``: a finished run's record as it was when the run was continued with a
+larger budget (its journal was removed when it finished): rebuilds start from it."""
 LOCK_FILE = ".xdream.lock"
 """The file an experiment's process holds locked while it runs (:meth:`RunFolder.lock`)."""
 
@@ -221,6 +230,21 @@ def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True) -> It
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def fsync_folder(folder: Path) -> None:
+    """fsync a folder, so that names made or removed in it are on disk (a no-op where the
+    system cannot open or fsync a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str | Path, data: Any, durable: bool = True) -> None:
@@ -666,6 +690,20 @@ class RunFolder:
             "into config.yaml), or copy the config.yaml of a backup."
         )
 
+    def journal_holds(self, start: int, stop: int) -> bool:
+        """Whether the journal has a file for each generation from ``start`` to ``stop - 1``."""
+        return all(self.journal_path(g).exists() for g in range(start, stop))
+
+    def journal_base(self) -> tuple[Path, int] | None:
+        """``journal/base.h5`` and its generations (a finished run that went on), or None."""
+        path = self.journal / BASE_FILE
+        if not path.exists():
+            return None
+        try:
+            return path, H5Record(path).generations()
+        except UNREADABLE:
+            return None
+
     def journal_generations(self) -> list[int]:
         """The generations that have a file in the journal, in order."""
         found = []
@@ -941,9 +979,65 @@ class H5Record:
                 f"run rebuilds record.h5 from them ({continue_how(self.path.parent)})."
             ) from None
 
+    @property
+    def mark_path(self) -> Path:
+        """The mark of a complete write (:meth:`mark`): ``.record.h5.ok`` beside the record."""
+        return self.path.with_name(f".{self.path.name}{MARK_SUFFIX}")
+
+    def forget_mark(self) -> None:
+        """Remove the mark, durably, before the record is changed in place: from then until the
+        next :meth:`mark` the file may be torn (a kill inside an HDF5 write), and resume must
+        not trust it."""
+        try:
+            self.mark_path.unlink()
+        except FileNotFoundError:
+            return
+        fsync_folder(self.path.parent)  # gone on disk before any byte of the record changes
+
+    def mark(self, generations: int) -> None:
+        """Say, durably, that the record is complete and closed with ``generations``
+        generations: its data is fsynced, then its size, times and inode are written to the
+        mark. :meth:`trusted_generations` trusts the record while they are unchanged."""
+        with open(self.path, "rb") as fh:
+            os.fsync(fh.fileno())
+        st = os.stat(self.path)
+        write_json(
+            self.mark_path,
+            {
+                "generations": generations,
+                "layout_version": LAYOUT_VERSION,
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+                "ctime_ns": st.st_ctime_ns,
+                "inode": st.st_ino,
+                "device": st.st_dev,
+            },
+        )
+
+    def trusted_generations(self) -> int | None:
+        """The generations of a record left complete and closed by its last write (its mark
+        matches the file and the file holds them), or None: no mark (a write was under way,
+        or an earlier xdream wrote it), a file changed or replaced since, or unreadable."""
+        try:
+            mark = json.loads(self.mark_path.read_text(encoding="utf-8"))
+            st = os.stat(self.path)
+            same = (
+                mark["layout_version"] == LAYOUT_VERSION
+                and (mark["size"], mark["mtime_ns"], mark["ctime_ns"])
+                == (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                and (mark["inode"], mark["device"]) == (st.st_ino, st.st_dev)
+            )
+            generations = int(mark["generations"])
+            if not same or self.generations() != generations:
+                return None
+        except (*UNREADABLE, TypeError, AttributeError):  # no mark, or not one xdream wrote
+            return None
+        return generations
+
     def initialise(self, code_dim: int, config: dict[str, Any], version: str) -> None:
         """Create an empty record with its attributes (overwrites)."""
         check_space(self.path.parent, 0)
+        self.forget_mark()
         with atomic_write(self.path) as fh, h5py.File(fh, "w") as f:
             f.attrs["layout_version"] = LAYOUT_VERSION
             f.attrs["xdream_version"] = version
@@ -951,9 +1045,10 @@ class H5Record:
             f.attrs["config"] = json.dumps(config)
             f.attrs["timing_columns"] = list(TIMING_COLUMNS)
 
-    def append(self, *recs: GenerationRecord) -> None:
+    def append(self, *recs: GenerationRecord, mark: bool = True) -> None:
         """Append generations (one HDF5 write per dataset) and close the file, so it is
-        consistent between appends."""
+        consistent between appends; ``mark``: then :meth:`mark` it (the mark is removed before
+        the file is changed, either way)."""
         if not recs:
             return
 
@@ -967,6 +1062,7 @@ class H5Record:
             return np.concatenate([np.full(n(r), r.generation, np.int32) for r in recs])
 
         check_space(self.path.parent, 2 * sum(r.nbytes() for r in recs))
+        self.forget_mark()
         with self._open_existing() as f:
             _append(f, "codes", cat(lambda r: r.codes))
             _append(f, "scores", cat(lambda r: r.scores))
@@ -992,6 +1088,9 @@ class H5Record:
                 text = value.dtype.kind in "UO"
                 _append(f.require_group(path), name, value, _STR if text else None)
             f.flush()
+            generations = int(gens["best_score"].shape[0])
+        if mark:
+            self.mark(generations)
 
     def generations(self) -> int:
         """Number of complete generations in the record (raises if unreadable)."""
@@ -1005,11 +1104,16 @@ class H5Record:
             if f.attrs.get("config") == text:
                 return
         check_space(self.path.parent, len(text))
+        trusted = self.trusted_generations()
+        self.forget_mark()
         with self._open_existing() as f:
             f.attrs["config"] = text
+        if trusted is not None:
+            self.mark(trusted)
 
     def truncate(self, generations: int) -> None:
         """Cut the record back to its first ``generations`` generations."""
+        self.forget_mark()
         with self._open_existing() as f:
             if "generation" in f:
                 n = int(np.searchsorted(f["generation"][:], generations, side="left"))
@@ -1139,10 +1243,14 @@ def continue_command(run: Path) -> str:
 
 
 def journal_rebuilds(run: Path) -> bool:
-    """Whether the journal in ``run`` holds every generation from the first, from which
-    continuing the run rebuilds an unreadable ``record.h5``."""
-    journal = RunFolder(run).journal_generations()
-    return bool(journal) and journal == list(range(len(journal)))
+    """Whether the journal in ``run`` holds every generation from the first (from the last of
+    ``journal/base.h5``, for a finished run that went on), from which continuing the run
+    rebuilds an unreadable ``record.h5``."""
+    folder = RunFolder(run)
+    journal = folder.journal_generations()
+    base = folder.journal_base()
+    start = 0 if base is None else base[1]
+    return bool(journal or start) and journal == list(range(start, start + len(journal)))
 
 
 def rebuild_advice(run: Path) -> str:
@@ -1176,17 +1284,60 @@ def rebuild_advice(run: Path) -> str:
 
 
 def reconcile(
-    folder: RunFolder, generations: int, code_dim: int, config: dict[str, Any], version: str
+    folder: RunFolder,
+    generations: int,
+    code_dim: int,
+    config: dict[str, Any],
+    version: str,
+    continues: bool = True,
 ) -> str:
     """Make ``record.h5`` hold exactly ``generations`` generations; returns what was done.
 
-    While a run is unfinished its journal holds every generation, and the record is rebuilt
-    from it: a process killed inside an HDF5 write can leave a file that opens but can no longer
-    be written, so the record of a killed run is never trusted. Rows after the checkpoint are
-    dropped (they are recomputed identically); an unreadable record is kept aside, not deleted.
-    Without a complete journal (a finished run) the record is only cut back.
+    A record whose mark says it was left complete and closed (:meth:`H5Record.mark`) is
+    brought up to date in place with the journal's later generations. Otherwise, while the
+    journal holds every generation (from ``journal/base.h5`` on, where a finished run went on),
+    the record is rebuilt from it: a process killed inside an HDF5 write can leave a file that
+    opens but can no longer be written, so the unmarked record of a killed run is never
+    trusted. Rows after the checkpoint are dropped (they are recomputed identically); an
+    unreadable record is kept aside, not deleted. Without a journal (a finished run) the
+    record is only cut back, and where the run ``continues`` (with a larger budget) it is
+    kept as ``journal/base.h5``, from which later rebuilds start.
     """
+    note = _reconcile(folder, generations, code_dim, config, version)
+    if continues:
+        _keep_base(folder, generations)
+    return note
+
+
+def _keep_base(folder: RunFolder, generations: int) -> None:
+    """Copy the complete ``record.h5`` (``generations``) to ``journal/base.h5`` where the
+    journal cannot rebuild it: a finished run, whose journal was removed, going on."""
+    base = folder.journal_base()
+    start = 0 if base is None or base[1] > generations else base[1]
+    if folder.journal_holds(start, generations):
+        return
+    folder.journal.mkdir(exist_ok=True)
+    with open(folder.record, "rb") as src, atomic_write(folder.journal / BASE_FILE) as dst:
+        shutil.copyfileobj(src, dst)
+
+
+def _reconcile(
+    folder: RunFolder, generations: int, code_dim: int, config: dict[str, Any], version: str
+) -> str:
     record = H5Record(folder.record)
+    trusted = record.trusted_generations()
+    if (
+        trusted is not None
+        and trusted <= generations
+        and folder.journal_holds(trusted, generations)
+    ):
+        record.set_config(config)  # the budget may have changed since (marked again)
+        if trusted == generations:
+            return ""
+        _append_journal(record, folder, trusted, generations)
+        record.mark(generations)
+        appended = generations - trusted
+        return f"record.h5 brought up to date from the journal ({appended} generation(s) appended)"
     try:
         have: int | None = record.generations()
         problem = ""
@@ -1194,14 +1345,22 @@ def reconcile(
         have, problem = None, f"record.h5 was unreadable ({err})"
         if not folder.record.exists():
             problem = "record.h5 was missing"
-    if all(folder.journal_path(g).exists() for g in range(generations)):
+    base = folder.journal_base()
+    start = 0 if base is None or base[1] > generations else base[1]
+    if folder.journal_holds(start, generations):
         notes = [problem] if problem else []
         rebuilt = H5Record(folder.path / ".record.h5.rebuild")
         try:  # record.h5 is left as it is until the rebuild is complete
-            rebuilt.initialise(code_dim, config, version)
-            for start in range(0, generations, REBUILD_CHUNK):  # one HDF5 write per chunk
-                chunk = range(start, min(start + REBUILD_CHUNK, generations))
-                rebuilt.append(*(folder.read_journal(g) for g in chunk))
+            if start:
+                with (
+                    open(folder.journal / BASE_FILE, "rb") as src,
+                    atomic_write(rebuilt.path, durable=False) as dst,
+                ):
+                    shutil.copyfileobj(src, dst)
+                rebuilt.set_config(config)
+            else:
+                rebuilt.initialise(code_dim, config, version)
+            _append_journal(rebuilt, folder, start, generations)
         except BaseException:
             rebuilt.path.unlink(missing_ok=True)
             raise
@@ -1211,24 +1370,38 @@ def reconcile(
             notes.append(f"kept it as {aside.name}")
         if have is not None and have > generations:
             notes.append(f"cut {have - generations} unfinished generation(s)")
+        record.forget_mark()
         os.replace(rebuilt.path, folder.record)
-        return "; ".join(
-            [*notes, f"record.h5 rebuilt from the journal ({generations} generations)"]
+        record.mark(generations)
+        source = (
+            "the journal"
+            if not start
+            else f"the record of its first {start} generations and the journal"
         )
+        return "; ".join([*notes, f"record.h5 rebuilt from {source} ({generations} generations)"])
     if have is None:
         raise RecordUnreadableError(
             f"{problem} in {str(folder.path)!r}. {rebuild_advice(folder.path)}."
         )
     record.set_config(config)  # the budget may have changed since the run finished
+    note = ""
     if have > generations:
         record.truncate(generations)
-        return f"cut {have - generations} unfinished generation(s) from record.h5"
-    if have < generations:
+        note = f"cut {have - generations} unfinished generation(s) from record.h5"
+    elif have < generations:
         raise XDreamError(
             f"record.h5 in {str(folder.path)!r} holds {have} generations, the checkpoint "
             f"{generations}, and the journal is incomplete: cannot rebuild."
         )
-    return ""
+    record.mark(generations)  # complete as it stands (a finished run's)
+    return note
+
+
+def _append_journal(record: H5Record, folder: RunFolder, start: int, stop: int) -> None:
+    """Append the journal's generations ``start`` to ``stop - 1`` to ``record``, unmarked."""
+    for first in range(start, stop, REBUILD_CHUNK):  # one HDF5 write per chunk
+        chunk = range(first, min(first + REBUILD_CHUNK, stop))
+        record.append(*(folder.read_journal(g) for g in chunk), mark=False)
 
 
 def _free_name(path: Path) -> Path:
