@@ -385,6 +385,33 @@ def test_a_finished_run_continued_and_killed_resumes(tmp_path: Path, torn: bool)
     assert not (cut / "journal").exists()
 
 
+def test_a_torn_record_without_a_journal_to_rebuild_it_is_refused(tmp_path: Path) -> None:
+    """A finished run continued by an earlier xdream has no journal/base.h5: its record can
+    only be kept, and one torn by a kill still gave its generation count, so resume appended
+    to it, the run "finished" and dropped the journal over a record that no longer reads. It
+    is refused instead, with the record left as it is."""
+    cut = tmp_path / "cut"
+    tiny_experiment(cut, generations=3).run()
+    more = tiny_experiment(cut, generations=7, record_interval=0)
+    more.restore()
+    more.step()
+    (cut / "journal" / "base.h5").unlink()  # as an earlier xdream left it
+    before = (cut / "record.h5").read_bytes()[40:48]
+    more.step()
+    more._settle()
+    data = bytearray((cut / "record.h5").read_bytes())
+    data[40:48] = before  # the end-of-file address before that append: torn by a kill
+    (cut / "record.h5").write_bytes(bytes(data))
+    killed_inside_an_append(cut)
+    more.release_folder()
+    assert records.H5Record(cut / "record.h5").generations() == 5  # it still counts
+    torn = (cut / "record.h5").read_bytes()
+    with pytest.raises(records.RecordUnreadableError, match=r"record\.h5 was unreadable"):
+        tiny_experiment(cut, generations=7).restore()
+    assert (cut / "record.h5").read_bytes() == torn
+    assert sorted(p.name for p in (cut / "journal").iterdir()) == ["gen000003.npz", "gen000004.npz"]
+
+
 def test_presentation_budget_is_never_exceeded(tmp_path: Path) -> None:
     from xdream.experiment import Experiment
 
@@ -754,30 +781,44 @@ def test_a_full_disk_stops_the_run_with_one_clear_error_and_resume_loses_nothing
     assert_same_records(tmp_path / "full", cut)
 
 
-@pytest.mark.parametrize("change", ["moved", "older copy"])
+@pytest.mark.parametrize("change", ["moved", "older copy", "torn"])
 def test_a_record_changed_while_the_run_goes_on_stops_it_and_resume_rebuilds_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
 ) -> None:
     """record.h5 moved away mid-run was made anew by the next append, without its attributes
     and earlier generations, and the run finished, dropping the journal (the only complete
-    copy); one replaced by an older copy likewise. The run now stops saying so, keeps its
-    journal, and resume rebuilds the record."""
+    copy); one replaced by an older copy likewise, and one torn (that still counts its
+    generations right). The run now stops saying so, keeps its journal, and resume rebuilds
+    the record."""
     tiny_experiment(tmp_path / "full", generations=5, record_interval=0).run()
     cut = tmp_path / "cut"
     write_journal, flush = records.RunFolder.write_journal, Experiment.flush
 
+    end_of_file = b""
+
     def journal(folder: records.RunFolder, rec: records.GenerationRecord) -> None:
+        nonlocal end_of_file
         if rec.generation == 3:  # generations 0-2 are in record.h5
             if change == "moved":
                 folder.record.rename(tmp_path / "moved.h5")
-            else:
+            elif change == "older copy":
                 shutil.copyfile(folder.record, tmp_path / "older.h5")
+        if rec.generation == 4:  # the superblock's end-of-file address before the last append
+            end_of_file = folder.record.read_bytes()[40:48]
         write_journal(folder, rec)
 
     def last_flush(exp: Experiment) -> None:
+        nonlocal end_of_file
         flush(exp)
         if change == "older copy" and exp.generation == 5:
             shutil.copyfile(tmp_path / "older.h5", exp.folder.record)
+        if change == "torn" and exp.generation == 5 and end_of_file:  # as a kill inside
+            data = bytearray(exp.folder.record.read_bytes())  # that append leaves it
+            data[40:48] = end_of_file
+            exp.folder.record.write_bytes(bytes(data))
+            killed_inside_an_append(exp.folder.path)
+            assert records.H5Record(exp.folder.record).generations() == 5  # it still counts
+            end_of_file = b""  # once (finish() flushes again)
 
     monkeypatch.setattr(records.RunFolder, "write_journal", journal)
     monkeypatch.setattr(Experiment, "flush", last_flush)
@@ -786,6 +827,8 @@ def test_a_record_changed_while_the_run_goes_on_stops_it_and_resume_rebuilds_it(
     message = str(stop.value)
     if change == "moved":
         assert "is gone: it was moved or deleted" in message
+    elif change == "torn":
+        assert "record.h5 in" in message and "cannot be read" in message
     else:
         assert "holds 3 generations where the run has 5" in message
     assert "continuing the run rebuilds record.h5 from " in message

@@ -962,13 +962,13 @@ class Experiment:
         return summary
 
     def _check_record(self) -> None:
-        """Raise unless ``record.h5`` holds every generation: the journal, which is dropped
-        when the run finishes, is then the only complete copy (a record moved, deleted or
-        replaced by an older copy while the run went on)."""
+        """Raise unless ``record.h5`` reads back whole with every generation: the journal,
+        which is dropped when the run finishes, is then the only complete copy (a record moved,
+        deleted, damaged or replaced by an older copy while the run went on)."""
         if not self._started:
             return
         try:
-            have: int | str = H5Record(self.folder.record).generations()
+            have: int | str = H5Record(self.folder.record).verify()
         except UNREADABLE as err:
             have = f"cannot be read ({type(err).__name__}: {err})"
         if have == self.generation:
@@ -976,9 +976,9 @@ class Experiment:
         held = have if isinstance(have, str) else f"holds {have} generations"
         raise XDreamError(
             f"record.h5 in {str(self.folder.path)!r} {held} where the run has "
-            f"{self.generation}: it was changed while the run went on (moved, deleted or "
-            "replaced by an older copy). The run is not marked finished and its journal is "
-            f"kept: continuing the run rebuilds record.h5 from it "
+            f"{self.generation}: it was changed while the run went on (moved, deleted, "
+            "damaged or replaced by an older copy). The run is not marked finished and its "
+            "journal is kept: continuing the run rebuilds record.h5 from it "
             f"({continue_how(self.folder.path)})."
         )
 

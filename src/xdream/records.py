@@ -1016,8 +1016,9 @@ class H5Record:
 
     def trusted_generations(self) -> int | None:
         """The generations of a record left complete and closed by its last write (its mark
-        matches the file and the file holds them), or None: no mark (a write was under way,
-        or an earlier xdream wrote it), a file changed or replaced since, or unreadable."""
+        matches the file, which reads back with them: :meth:`verify`), or None: no mark (a
+        write was under way, or an earlier xdream wrote it), a file changed or replaced since,
+        or one that does not read back whole."""
         try:
             mark = json.loads(self.mark_path.read_text(encoding="utf-8"))
             st = os.stat(self.path)
@@ -1028,7 +1029,7 @@ class H5Record:
                 and (mark["inode"], mark["device"]) == (st.st_ino, st.st_dev)
             )
             generations = int(mark["generations"])
-            if not same or self.generations() != generations:
+            if not same or self.verify() != generations:  # and it reads back whole
                 return None
         except (*UNREADABLE, TypeError, AttributeError):  # no mark, or not one xdream wrote
             return None
@@ -1096,6 +1097,17 @@ class H5Record:
         """Number of complete generations in the record (raises if unreadable)."""
         with self._open("r") as f:
             return int(f["generations/best_score"].shape[0]) if "generations" in f else 0
+
+    def verify(self) -> int:
+        """Read the whole record but its codes (of those, the last row), and check that its
+        datasets hold the same whole generations; returns the generations. Raises as an
+        unreadable or torn record does (:data:`UNREADABLE`, :class:`TornRead`): a file torn by
+        a kill can still give its generation count."""
+        with self._open("r") as f:
+            rec = _record_from(f, {}, codes=False)
+            if "codes" in f and f["codes"].shape[0]:
+                f["codes"][-1]  # its last chunk reads back
+        return len(rec.best_per_generation)
 
     def set_config(self, config: dict[str, Any]) -> None:
         """Rewrite the ``config`` attribute when it differs (a resumed run's allowed edits)."""
@@ -1379,6 +1391,11 @@ def _reconcile(
             else f"the record of its first {start} generations and the journal"
         )
         return "; ".join([*notes, f"record.h5 rebuilt from {source} ({generations} generations)"])
+    if have is not None:  # kept as it is: it must read back whole, not only count
+        try:
+            record.verify()
+        except UNREADABLE as err:
+            have, problem = None, f"record.h5 was unreadable ({err})"
     if have is None:
         raise RecordUnreadableError(
             f"{problem} in {str(folder.path)!r}. {rebuild_advice(folder.path)}."
