@@ -302,9 +302,9 @@ def test_a_record_changed_after_its_mark_is_rebuilt(tmp_path: Path, change: str)
     cut = tmp_path / "cut"
     _lagging_run(cut, generations=6, appended=2, steps=4)
     record = cut / "record.h5"
-    if change == "touched":
+    if change == "touched":  # two seconds: a change on file systems with coarse times too
         st = record.stat()
-        os.utime(record, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+        os.utime(record, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
     elif change == "copied":
         shutil.copy2(record, cut / "copy.h5")
         os.replace(cut / "copy.h5", record)
@@ -410,6 +410,53 @@ def test_a_torn_record_without_a_journal_to_rebuild_it_is_refused(tmp_path: Path
         tiny_experiment(cut, generations=7).restore()
     assert (cut / "record.h5").read_bytes() == torn
     assert sorted(p.name for p in (cut / "journal").iterdir()) == ["gen000003.npz", "gen000004.npz"]
+
+
+def test_a_damaged_journal_file_that_a_marked_record_holds_is_not_read(tmp_path: Path) -> None:
+    """A marked record already holds the generations of the journal's earlier files, so resume
+    does not read them (docs/records.md): a damaged one is found only when a rebuild needs it,
+    and the run goes on to records equal to an uninterrupted run's."""
+    tiny_experiment(tmp_path / "full", generations=6).run()
+    cut = tmp_path / "cut"
+    _lagging_run(cut, generations=6, appended=3, steps=4)
+    (cut / "journal" / "gen000001.npz").write_bytes(b"junk")
+    resumed = tiny_experiment(cut, generations=6)
+    assert resumed.restore() == (
+        "record.h5 brought up to date from the journal (1 generation(s) appended)"
+    )
+    resumed.run()
+    assert_same_records(tmp_path / "full", cut)
+
+
+def test_an_append_made_again_after_it_stopped_half_way_is_not_marked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append stopped between two datasets (Ctrl-C, an I/O error) is made again when the
+    run stops (its records are flushed): the rows written the first time are then there twice.
+    That second append marked the record, resume kept it, and it never read back again; it is
+    left unmarked, and resume rebuilds it."""
+    tiny_experiment(tmp_path / "full", generations=4).run()
+    cut = tmp_path / "cut"
+    record = records.H5Record(cut / "record.h5")
+    real = records._append
+
+    def stop_after_codes(group: Any, name: str, *args: Any, **kwargs: Any) -> None:
+        if name == "scores" and record.generations() == 2:  # generation 2's codes are in
+            monkeypatch.setattr(records, "_append", real)
+            raise KeyboardInterrupt
+        real(group, name, *args, **kwargs)
+
+    monkeypatch.setattr(records, "_append", stop_after_codes)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_experiment(cut, generations=4, record_interval=0).run()
+    with h5py.File(cut / "record.h5", "r") as f:
+        assert f["codes"].shape[0] > f["scores"].shape[0]  # made again: codes twice
+    assert not record.mark_path.exists()
+    assert record.trusted_generations() is None
+    resumed = tiny_experiment(cut, generations=4)
+    assert "record.h5 rebuilt from the journal" in resumed.restore()
+    resumed.run()
+    assert_same_records(tmp_path / "full", cut)
 
 
 def test_presentation_budget_is_never_exceeded(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ records are then written from a snapshot taken right after its tell: in a backgr
 while a network scores the next generation, or while a rig waits for the next response (after
 its next block is out). ``record.h5`` is appended at most every ``record_interval`` seconds.
 A kill loses at most the generation being written, which a resumed run repeats exactly;
-``record.h5`` is rebuilt from the journal on resume, so its lag loses nothing.
+resume brings ``record.h5`` up to date from the journal (or rebuilds it from there), so its
+lag loses nothing.
 """
 
 from __future__ import annotations

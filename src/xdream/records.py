@@ -488,6 +488,7 @@ class RunFolder:
         "report.html",  # xdream report (xdream.report.REPORT_FILE, FIGURES_DIR)
         "report",
         "renders",  # xdream render's default output folder
+        ".record.h5.ok",  # the mark of record.h5's last complete append (H5Record.mark)
     )
     """What experiments, their reports and renders write in an experiment folder (besides
     :data:`LOCK_FILE` and ``record.h5.unreadable-*``): a new run refuses a folder that holds
@@ -995,24 +996,22 @@ class H5Record:
         fsync_folder(self.path.parent)  # gone on disk before any byte of the record changes
 
     def mark(self, generations: int) -> None:
-        """Say, durably, that the record is complete and closed with ``generations``
-        generations: its data is fsynced, then its size, times and inode are written to the
-        mark. :meth:`trusted_generations` trusts the record while they are unchanged."""
+        """Say that the record is complete and closed with ``generations`` generations: its
+        data is fsynced, then its size, times and inode are written to the mark.
+        :meth:`trusted_generations` trusts the record while they are unchanged. The mark itself
+        is not fsynced: lost or torn by a power cut, it is no mark, and the record is rebuilt."""
         with open(self.path, "rb") as fh:
             os.fsync(fh.fileno())
         st = os.stat(self.path)
-        write_json(
-            self.mark_path,
-            {
-                "generations": generations,
-                "layout_version": LAYOUT_VERSION,
-                "size": st.st_size,
-                "mtime_ns": st.st_mtime_ns,
-                "ctime_ns": st.st_ctime_ns,
-                "inode": st.st_ino,
-                "device": st.st_dev,
-            },
-        )
+        mark = {
+            "generations": generations,
+            "layout_version": LAYOUT_VERSION,
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns,
+            "inode": st.st_ino,
+        }
+        write_json(self.mark_path, mark, durable=False)
 
     def trusted_generations(self) -> int | None:
         """The generations of a record left complete and closed by its last write (its mark
@@ -1022,12 +1021,12 @@ class H5Record:
         try:
             mark = json.loads(self.mark_path.read_text(encoding="utf-8"))
             st = os.stat(self.path)
-            same = (
-                mark["layout_version"] == LAYOUT_VERSION
-                and (mark["size"], mark["mtime_ns"], mark["ctime_ns"])
-                == (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-                and (mark["inode"], mark["device"]) == (st.st_ino, st.st_dev)
-            )
+            same = mark["layout_version"] == LAYOUT_VERSION and (
+                mark["size"],
+                mark["mtime_ns"],
+                mark["ctime_ns"],
+                mark["inode"],
+            ) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
             generations = int(mark["generations"])
             if not same or self.verify() != generations:  # and it reads back whole
                 return None
@@ -1035,8 +1034,11 @@ class H5Record:
             return None
         return generations
 
-    def initialise(self, code_dim: int, config: dict[str, Any], version: str) -> None:
-        """Create an empty record with its attributes (overwrites)."""
+    def initialise(
+        self, code_dim: int, config: dict[str, Any], version: str, mark: bool = True
+    ) -> None:
+        """Create an empty record with its attributes (overwrites); ``mark``: then
+        :meth:`mark` it (0 generations), so that its appends mark it in turn."""
         check_space(self.path.parent, 0)
         self.forget_mark()
         with atomic_write(self.path) as fh, h5py.File(fh, "w") as f:
@@ -1045,11 +1047,15 @@ class H5Record:
             f.attrs["code_dim"] = code_dim
             f.attrs["config"] = json.dumps(config)
             f.attrs["timing_columns"] = list(TIMING_COLUMNS)
+        if mark:
+            self.mark(0)
 
     def append(self, *recs: GenerationRecord, mark: bool = True) -> None:
         """Append generations (one HDF5 write per dataset) and close the file, so it is
-        consistent between appends; ``mark``: then :meth:`mark` it (the mark is removed before
-        the file is changed, either way)."""
+        consistent between appends. The mark is removed before the file changes; ``mark``:
+        then :meth:`mark` it again, where it was marked before (no earlier write was left
+        unfinished: an append stopped between two datasets and made again holds some rows
+        twice) and its datasets agree in length."""
         if not recs:
             return
 
@@ -1063,6 +1069,7 @@ class H5Record:
             return np.concatenate([np.full(n(r), r.generation, np.int32) for r in recs])
 
         check_space(self.path.parent, 2 * sum(r.nbytes() for r in recs))
+        mark = mark and self.mark_path.exists()
         self.forget_mark()
         with self._open_existing() as f:
             _append(f, "codes", cat(lambda r: r.codes))
@@ -1089,8 +1096,8 @@ class H5Record:
                 text = value.dtype.kind in "UO"
                 _append(f.require_group(path), name, value, _STR if text else None)
             f.flush()
-            generations = int(gens["best_score"].shape[0])
-        if mark:
+            generations = _whole_generations(f)
+        if mark and generations is not None:
             self.mark(generations)
 
     def generations(self) -> int:
@@ -1147,6 +1154,26 @@ class H5Record:
                         ds.resize(m, axis=0)
 
 
+def _whole_generations(f: h5py.File) -> int | None:
+    """The generations of an open record whose datasets agree in length (rows, references
+    and per-generation ones, each among themselves, and as many rows as presentations), or
+    None; reads only shapes and one number."""
+    lengths = [
+        {f[name].shape[0] for name in fields if name in group}
+        for fields, group in (
+            (ROW_FIELDS, f),
+            ([f"references/{n}" for n in REF_FIELDS], f),
+            ([f"generations/{n}" for n in GEN_FIELDS], f),
+        )
+    ]
+    if any(len(found) > 1 for found in lengths):
+        return None
+    generations = next(iter(lengths[2]), 0)
+    rows = next(iter(lengths[0]), 0)
+    shown = int(f["generations/presentations"][-1]) if generations else 0
+    return generations if shown == rows else None
+
+
 def _extra_groups(f: h5py.File) -> list[h5py.Group]:
     """Groups of scorer-specific rows (any group but the core ones with a ``generation``)."""
     found: list[h5py.Group] = []
@@ -1162,6 +1189,9 @@ def _extra_groups(f: h5py.File) -> list[h5py.Group]:
     f.visititems(visit)
     return found
 
+
+COPY_BUFFER = 16 << 20
+"""Bytes per read when a record is copied (``journal/base.h5``)."""
 
 REBUILD_CHUNK = 64
 """Generations appended at once when ``record.h5`` is rebuilt from the journal (an HDF5 append
@@ -1323,14 +1353,17 @@ def reconcile(
 
 def _keep_base(folder: RunFolder, generations: int) -> None:
     """Copy the complete ``record.h5`` (``generations``) to ``journal/base.h5`` where the
-    journal cannot rebuild it: a finished run, whose journal was removed, going on."""
+    journal cannot rebuild it: a finished run, whose journal was removed, going on. (The
+    journal is written in order and removed whole, so its first file says whether it is
+    there.)"""
     base = folder.journal_base()
     start = 0 if base is None or base[1] > generations else base[1]
-    if folder.journal_holds(start, generations):
+    if start == generations or folder.journal_path(start).exists():
         return
+    check_space(folder.path, folder.record.stat().st_size)
     folder.journal.mkdir(exist_ok=True)
     with open(folder.record, "rb") as src, atomic_write(folder.journal / BASE_FILE) as dst:
-        shutil.copyfileobj(src, dst)
+        shutil.copyfileobj(src, dst, COPY_BUFFER)
 
 
 def _reconcile(
@@ -1364,14 +1397,15 @@ def _reconcile(
         rebuilt = H5Record(folder.path / ".record.h5.rebuild")
         try:  # record.h5 is left as it is until the rebuild is complete
             if start:
+                check_space(folder.path, (folder.journal / BASE_FILE).stat().st_size)
                 with (
                     open(folder.journal / BASE_FILE, "rb") as src,
                     atomic_write(rebuilt.path, durable=False) as dst,
                 ):
-                    shutil.copyfileobj(src, dst)
+                    shutil.copyfileobj(src, dst, COPY_BUFFER)
                 rebuilt.set_config(config)
             else:
-                rebuilt.initialise(code_dim, config, version)
+                rebuilt.initialise(code_dim, config, version, mark=False)
             _append_journal(rebuilt, folder, start, generations)
         except BaseException:
             rebuilt.path.unlink(missing_ok=True)
@@ -1400,16 +1434,23 @@ def _reconcile(
         raise RecordUnreadableError(
             f"{problem} in {str(folder.path)!r}. {rebuild_advice(folder.path)}."
         )
+    if have < generations:
+        base_lost = (folder.journal / BASE_FILE).exists() and base is None
+        raise XDreamError(
+            f"record.h5 in {str(folder.path)!r} holds {have} generations, the checkpoint "
+            f"{generations}, and the journal is incomplete"
+            + (
+                " (journal/base.h5, the record this run was continued from, cannot be read)"
+                if base_lost
+                else ""
+            )
+            + ": cannot rebuild."
+        )
     record.set_config(config)  # the budget may have changed since the run finished
     note = ""
     if have > generations:
         record.truncate(generations)
         note = f"cut {have - generations} unfinished generation(s) from record.h5"
-    elif have < generations:
-        raise XDreamError(
-            f"record.h5 in {str(folder.path)!r} holds {have} generations, the checkpoint "
-            f"{generations}, and the journal is incomplete: cannot rebuild."
-        )
     record.mark(generations)  # complete as it stands (a finished run's)
     return note
 
