@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -544,6 +545,58 @@ def test_a_many_unit_resume_refuses_a_config_that_changed_its_units(
     resumed = MultiExperiment.resume(tmp_path / "part")
     assert [e.generation for e in resumed.experiments] == [1, 1]
     resumed.release_folders()
+
+
+def folder_state(out: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file (its bytes) and folder (its listing) under ``out`` with its modification
+    time, but the folder locks, which a resume takes before it checks anything."""
+    state = {}
+    for path in sorted(out.rglob("*")):
+        if path.name == ".xdream.lock":
+            continue
+        content = path.read_bytes() if path.is_file() else "\n".join(sorted(os.listdir(path)))
+        state[str(path.relative_to(out))] = (
+            content if isinstance(content, bytes) else content.encode(),
+            path.stat().st_mtime_ns,
+        )
+    return state
+
+
+@pytest.mark.parametrize("damage", ["checkpoint", "record", "journal"])
+def test_a_refused_many_unit_resume_changes_no_file_of_any_unit(
+    tmp_path: Path, damage: str
+) -> None:
+    """A unit that cannot continue refused the resume only once the units before it were
+    restored: their config.yaml and record.h5 already held the raised budget (and a
+    journal/base.h5 had been made), while the message said nothing was changed. Every unit
+    is checked first (its checkpoint, its config's changes, what its record.h5 needs), so the
+    refusal leaves the whole folder as it was."""
+    out = tmp_path / "run"
+    if damage == "journal":  # killed after one generation, its last unit's journal damaged
+        cfg = config.from_dict(small_config(generations=3))
+        stopped = stopped_after_one_generation(cfg, out)
+        last = out / "units" / stopped.labels[-1]
+        (last / ".record.h5.ok").unlink()  # not marked: resume rebuilds it from the journal
+        (last / "journal" / "gen000000.npz").write_bytes(b"junk")
+        expected = "gen000000.npz' is damaged (not an .npz archive)"
+    else:  # finished, then given a larger budget, its last unit lacking a part
+        cfg = config.from_dict(small_config(generations=2))
+        finished = MultiExperiment.from_config(cfg, out)
+        finished.run()
+        last = out / "units" / finished.labels[-1]
+        if damage == "checkpoint":
+            (last / "checkpoint.pkl").unlink()
+            expected = "checkpoint.pkl is missing"
+        else:
+            (last / "record.h5").write_bytes(b"not HDF5")
+            expected = "record.h5 was unreadable"
+        config.dump_yaml(config.from_dict(small_config(generations=4)), out / "config.yaml")
+    before = folder_state(out)
+    time.sleep(0.01)  # a rewrite of the same bytes would show in the modification times
+    with pytest.raises(XDreamError, match=re.escape(expected)) as err:
+        MultiExperiment.resume(out)
+    assert str(last) in str(err.value)
+    assert folder_state(out) == before
 
 
 @pytest.mark.parametrize("started_with", [None, 7])

@@ -41,3 +41,40 @@ def test_reading_a_many_unit_runs_folder_names_its_unit_folders(tmp_path: Path) 
     assert f"Its units (7): {', '.join(names[:5])} and 2 more" in message
     with pytest.raises(XDreamError, match=r"holds no record\.h5: is it an experiment folder"):
         records.read(tmp_path)  # no units: as before
+
+
+def test_checking_the_journal_refuses_what_reading_it_would(tmp_path: Path) -> None:
+    """A many-unit resume checks each unit's journal before it writes in any unit's folder:
+    the check refuses a missing, junk, cut or incomplete file as reading it would (the same
+    line, naming the file and the problem), and passes a whole journal."""
+    exp = tiny_experiment(tmp_path / "run", generations=4)
+    exp._start()
+    exp.step()
+    exp.step()
+    exp.flush()
+    exp.release_folder()
+    folder = records.RunFolder(tmp_path / "run")
+    folder.check_journal(0, 2)
+    path = folder.journal_path(1)
+    whole = path.read_bytes()
+    with np.load(path) as a:
+        without_scores = {k: a[k] for k in a.files if k != "scores"}
+    damages = {
+        "missing": lambda: path.unlink(),
+        "not an .npz archive": lambda: path.write_bytes(b"junk"),
+        "BadZipFile": lambda: path.write_bytes(whole[: len(whole) // 2]),
+        "KeyError": lambda: np.savez(path, **without_scores),
+    }
+    for problem, damage in damages.items():
+        path.write_bytes(whole)
+        damage()
+        with pytest.raises(XDreamError) as checked:
+            folder.check_journal(0, 2)
+        with pytest.raises(XDreamError) as read:
+            folder.read_journal(1)
+        said = f"journal file {str(path)!r} is damaged ({problem}"
+        assert str(checked.value).startswith(said), str(checked.value)
+        assert str(read.value).startswith(said), str(read.value)
+        assert str(checked.value).split("), ")[1] == str(read.value).split("), ")[1]
+    path.write_bytes(whole)
+    folder.check_journal(0, 2)

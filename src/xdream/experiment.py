@@ -61,8 +61,10 @@ from xdream.records import (
     FolderLock,
     GenerationRecord,
     H5Record,
+    RecordPlan,
     RunFolder,
     atomic_write,
+    check_reconcile,
     checkpoint_unusable,
     config_yaml_lost,
     continue_how,
@@ -715,33 +717,66 @@ class Experiment:
 
     def restore(self) -> str:
         """Continue from the folder's checkpoint; returns a note on what was repaired."""
-        self._hold_folder()  # before anything is touched: the run may still be going
+        return self.check_restore()()
+
+    def check_restore(self) -> Callable[[], str]:
+        """The first half of :meth:`restore`: hold the folder and check everything that can
+        refuse to continue it (the checkpoint, the config's changes, the files it read, what
+        ``record.h5`` needs), writing nothing in the folder. Returns the second half, which
+        writes (``config.yaml``, ``record.h5``) and returns :meth:`restore`'s note. A
+        many-unit resume checks every unit before it writes in any. The folder stays held
+        from the check until the second half ends, and is let go if either fails."""
+        self._hold_folder()  # before anything is read: the run may still be going
         try:
-            return self._restore()
+            state, plan = self._checked_state()
         except BaseException:
             self.release_folder()
             raise
 
+        def finish() -> str:
+            try:
+                return self._restore_from(state, plan)
+            except BaseException:
+                self.release_folder()
+                raise
+
+        return finish
+
     def _restore(self) -> str:
-        state = None  # read, and checked, before anything in the folder is touched
-        if self.folder.checkpoint.exists():
-            state = load_checkpoint(self.folder.checkpoint)
-            if self.config is not None and "config" in state and state["config"] is None:
-                path = str(self.folder.path)
-                raise XDreamError(
-                    f"cannot continue {path!r} from a config: it holds an experiment built in "
-                    "Python (its checkpoint records no config), which only the objects it was "
-                    f"built with continue: Experiment(generator, scorer, optimizer, {path!r}, "
-                    "...).restore(), then run()"
-                )
-            self.config_changes = self._check_config(state.get("config"))
-            self._check_files(state.get("files"))
-        else:
+        return self._restore_from(*self._checked_state())
+
+    def _checked_state(self) -> tuple[dict[str, Any] | None, RecordPlan | None]:
+        """The checkpoint, loaded into this object and checked, and how ``record.h5`` is
+        brought in line with it (:func:`~xdream.records.check_reconcile`); None and None for a
+        folder killed before its first generation was checkpointed. Raises, having written
+        nothing, where the run cannot continue."""
+        if not self.folder.checkpoint.exists():
             self._refuse_lost_checkpoint()
+            return None, None
+        state = load_checkpoint(self.folder.checkpoint)
+        if self.config is not None and "config" in state and state["config"] is None:
+            path = str(self.folder.path)
+            raise XDreamError(
+                f"cannot continue {path!r} from a config: it holds an experiment built in "
+                "Python (its checkpoint records no config), which only the objects it was "
+                f"built with continue: Experiment(generator, scorer, optimizer, {path!r}, "
+                "...).restore(), then run()"
+            )
+        self.config_changes = self._check_config(state.get("config"))
+        self._check_files(state.get("files"))
+        self._load_state(state)
+        try:
+            plan = check_reconcile(self.folder, self.generation)
+        except BaseException as err:  # a folder that cannot be read says so
+            raise_for_folder(err, self.folder.path)
+            raise
+        return state, plan
+
+    def _restore_from(self, state: dict[str, Any] | None, plan: RecordPlan | None) -> str:
+        """The second half of :meth:`restore`, once :meth:`_checked_state` gave ``state`` and
+        ``plan``: bring the folder in line with the checkpoint (or start it again, where
+        ``state`` is None) and continue."""
         self.folder.remove_temporaries()  # half-written files of an interrupted atomic write
-        if state is not None and self.config is not None:
-            # the config it goes on with, changes taken: a later `xdream resume` reads this
-            config_mod.dump_yaml(self.config, self.folder.config)
         if state is None:
             # killed before the first generation was checkpointed: start it again from scratch
             self.folder.create()
@@ -751,7 +786,9 @@ class Experiment:
             self._initial = self._initial or pickle.dumps(self.state_dict())
             self._tick = time.perf_counter()
             return "no generation had finished; starting from the first"
-        self._load_state(state)
+        if self.config is not None:
+            # the config it goes on with, changes taken: a later `xdream resume` reads this
+            config_mod.dump_yaml(self.config, self.folder.config)
         self.folder.create()
         self.scorer.bind(self.folder.path)
         try:
@@ -762,6 +799,7 @@ class Experiment:
                 self._config_dict(),
                 xdream.__version__,
                 continues=not self.done(),
+                plan=plan,
             )
         except BaseException as err:  # rebuilding record.h5 needs space too
             raise_for_folder(err, self.folder.path)

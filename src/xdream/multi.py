@@ -753,7 +753,9 @@ class MultiExperiment:
     ) -> MultiExperiment:
         """One experiment per unit of ``config`` under ``out/units/<unit>/``.
 
-        With ``resume=True`` unit folders that hold a checkpoint continue from it; ``options``
+        With ``resume=True`` unit folders that hold a checkpoint continue from it: every unit is
+        checked (:meth:`Experiment.check_restore`) before any unit's folder is written, so a
+        refusal leaves the run's files as they were. ``options``
         go to :class:`MultiUnitScorer` (``precision``, ``compile``, ...). ``config`` is an
         :class:`xdream.config.Config`: ``xdream.config.load("units.toml")``, or
         :func:`xdream.config.from_dict` of a dict.
@@ -767,6 +769,7 @@ class MultiExperiment:
         out = Path(out)
         lock = RunFolder(out).lock()  # a second process stops here, naming this folder
         experiments: list[Experiment] = []
+        restorations: list[Callable[[], str]] = []  # a unit's restore, once all are checked
         try:
             if not resume:  # a bare units/ is a run killed before its units' folders: it starts
                 _refuse_outputs(out)
@@ -787,12 +790,14 @@ class MultiExperiment:
                 exp = Experiment.from_config(
                     single, folder, unit=multi.view(i), generator=generator
                 )
+                experiments.append(exp)
                 if resume and (folder / "config.yaml").exists():
                     try:
-                        exp.restore()
+                        restorations.append(exp.check_restore())
                     except ConfigChangedError as err:
                         raise run_config_changed(err, config, unit, out) from None
-                experiments.append(exp)
+            for restore in restorations:  # every unit checked: now each is written
+                restore()
             for exp in experiments:  # every unit restored: the budget may have changed
                 if exp.config is not None and exp.folder.config.exists():
                     _update_config(exp.config, exp.folder.config)

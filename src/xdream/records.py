@@ -71,7 +71,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 import h5py
 import numpy as np
@@ -613,19 +613,36 @@ class RunFolder:
         :class:`~xdream.errors.XDreamError` naming it."""
         path = self.journal_path(generation)
         try:
-            with open(path, "rb") as fh:
-                if fh.read(4) != b"PK\x03\x04":  # np.savez writes a zip archive
-                    raise _NotNpz
-                fh.seek(0)
-                with np.load(fh, allow_pickle=False) as a:
-                    return GenerationRecord.from_arrays(a)
-        except _NotNpz:
+            with open(path, "rb") as fh, _open_npz(fh) as a:
+                return GenerationRecord.from_arrays(a)
+        except Exception as err:
+            raise self._damaged_journal(path, err) from None
+
+    def check_journal(self, start: int, stop: int) -> None:
+        """Raise what :meth:`read_journal` would for generations ``start`` to ``stop - 1``,
+        without reading their arrays: each file is there, a complete ``.npz`` archive (its
+        directory reads) and names what a generation holds. Data damaged inside a whole
+        archive shows only when it is read."""
+        for generation in range(start, stop):
+            path = self.journal_path(generation)
+            try:
+                with open(path, "rb") as fh, _open_npz(fh) as a:
+                    lacking = set(JOURNAL_ARRAYS) - set(a.files)
+                    if lacking:
+                        raise KeyError(f"{', '.join(sorted(lacking))} is not in the archive")
+            except Exception as err:
+                raise self._damaged_journal(path, err) from None
+
+    def _damaged_journal(self, path: Path, err: Exception) -> XDreamError:
+        """The error for a journal file that cannot be read (``err``): what failed, and what
+        can be done."""
+        if isinstance(err, _NotNpz):
             problem = "not an .npz archive"
-        except FileNotFoundError:
+        elif isinstance(err, FileNotFoundError):
             problem = "missing"
-        except Exception as err:  # a torn zip: BadZipFile, EOFError, KeyError, ...
+        else:  # a torn zip: BadZipFile, EOFError, KeyError, ...
             problem = f"{type(err).__name__}: {err}"
-        raise XDreamError(
+        return XDreamError(
             f"journal file {str(path)!r} is damaged ({problem}), so record.h5 cannot be rebuilt "
             "from the journal and the run cannot resume. Put back a "
             "copy of the file from a backup if you have one. Otherwise the records so far stay "
@@ -756,6 +773,31 @@ class RunFolder:
 
 class _NotNpz(Exception):
     """A journal file that does not start like a zip archive."""
+
+
+JOURNAL_ARRAYS = (
+    "generation",
+    "codes",
+    "scores",
+    "clean_scores",
+    "image_ids",
+    "genealogy",
+    "ref_ids",
+    "ref_scores",
+    "ref_clean_scores",
+    "presentations",
+    "seconds",
+)
+"""The arrays every journal file holds (:meth:`GenerationRecord.to_arrays`'s, extras aside)."""
+
+
+def _open_npz(fh: IO[bytes]) -> Any:
+    """``np.load`` of a journal file open in ``fh`` (its arrays read when asked for), or
+    :class:`_NotNpz` where it does not start like the zip archive ``np.savez`` writes."""
+    if fh.read(4) != b"PK\x03\x04":
+        raise _NotNpz
+    fh.seek(0)
+    return np.load(fh, allow_pickle=False)
 
 
 # --------------------------------------------------------------------------- a full disk
@@ -1332,6 +1374,7 @@ def reconcile(
     config: dict[str, Any],
     version: str,
     continues: bool = True,
+    plan: RecordPlan | None = None,
 ) -> str:
     """Make ``record.h5`` hold exactly ``generations`` generations; returns what was done.
 
@@ -1343,9 +1386,12 @@ def reconcile(
     trusted. Rows after the checkpoint are dropped (they are recomputed identically); an
     unreadable record is kept aside, not deleted. Without a journal (a finished run) the
     record is only cut back, and where the run ``continues`` (with a larger budget) it is
-    kept as ``journal/base.h5``, from which later rebuilds start.
+    kept as ``journal/base.h5``, from which later rebuilds start. ``plan`` is what
+    :func:`check_reconcile` found for ``generations`` (found again where not given).
     """
-    note = _reconcile(folder, generations, code_dim, config, version)
+    if plan is None:
+        plan = check_reconcile(folder, generations)
+    note = _reconcile(folder, plan, generations, code_dim, config, version)
     if continues:
         _keep_base(folder, generations)
     return note
@@ -1366,65 +1412,37 @@ def _keep_base(folder: RunFolder, generations: int) -> None:
         shutil.copyfileobj(src, dst, COPY_BUFFER)
 
 
-def _reconcile(
-    folder: RunFolder, generations: int, code_dim: int, config: dict[str, Any], version: str
-) -> str:
+@dataclass(frozen=True)
+class RecordPlan:
+    """How :func:`reconcile` brings ``record.h5`` to the checkpoint's generations, as
+    :func:`check_reconcile` found it: ``"append"`` the journal from generation ``start`` to a
+    marked record, ``"rebuild"`` it from the journal from ``start`` (0, or the generations of
+    ``journal/base.h5``), or ``"keep"`` a record the journal cannot rebuild (a finished run's),
+    cut back from ``have`` generations. ``have`` and ``problem`` say what the record held
+    (None and what is wrong with it: missing, unreadable)."""
+
+    how: Literal["append", "rebuild", "keep"]
+    start: int = 0
+    have: int | None = None
+    problem: str = ""
+
+
+def check_reconcile(folder: RunFolder, generations: int) -> RecordPlan:
+    """How :func:`reconcile` would bring ``record.h5`` to ``generations``, found without
+    writing anything; raises what it would refuse with: a record that neither the journal
+    nor its own generations can bring there, or a journal file it needs that is damaged
+    (:meth:`RunFolder.check_journal`). A many-unit resume checks every unit this way before it
+    writes in any unit's folder."""
     record = H5Record(folder.record)
-    trusted = record.trusted_generations()
-    if (
-        trusted is not None
-        and trusted <= generations
-        and folder.journal_holds(trusted, generations)
-    ):
-        record.set_config(config)  # the budget may have changed since (marked again)
-        if trusted == generations:
-            return ""
-        _append_journal(record, folder, trusted, generations)
-        record.mark(generations)
-        appended = generations - trusted
-        return f"record.h5 brought up to date from the journal ({appended} generation(s) appended)"
-    try:
-        have: int | None = record.generations()
-        problem = ""
-    except UNREADABLE as err:
-        have, problem = None, f"record.h5 was unreadable ({err})"
-        if not folder.record.exists():
-            problem = "record.h5 was missing"
-    base = folder.journal_base()
-    start = 0 if base is None or base[1] > generations else base[1]
-    if folder.journal_holds(start, generations):
-        notes = [problem] if problem else []
-        rebuilt = H5Record(folder.path / ".record.h5.rebuild")
-        try:  # record.h5 is left as it is until the rebuild is complete
-            if start:
-                check_space(folder.path, (folder.journal / BASE_FILE).stat().st_size)
-                with (
-                    open(folder.journal / BASE_FILE, "rb") as src,
-                    atomic_write(rebuilt.path, durable=False) as dst,
-                ):
-                    shutil.copyfileobj(src, dst, COPY_BUFFER)
-                rebuilt.set_config(config)
-            else:
-                rebuilt.initialise(code_dim, config, version, mark=False)
-            _append_journal(rebuilt, folder, start, generations)
-        except BaseException:
-            rebuilt.path.unlink(missing_ok=True)
-            raise
-        if have is None and folder.record.exists():
-            aside = _free_name(folder.path / f"record.h5.unreadable-{int(time.time())}")
-            os.replace(folder.record, aside)  # over the empty file that took the name
-            notes.append(f"kept it as {aside.name}")
-        if have is not None and have > generations:
-            notes.append(f"cut {have - generations} unfinished generation(s)")
-        record.forget_mark()
-        os.replace(rebuilt.path, folder.record)
-        record.mark(generations)
-        source = (
-            "the journal"
-            if not start
-            else f"the record of its first {start} generations and the journal"
-        )
-        return "; ".join([*notes, f"record.h5 rebuilt from {source} ({generations} generations)"])
+    trusted = _appendable(record, folder, generations)
+    if trusted is not None:
+        folder.check_journal(trusted, generations)
+        return RecordPlan("append", start=trusted)
+    have, problem = _record_problem(folder, record)
+    start = _rebuild_start(folder, generations)
+    if start is not None:
+        folder.check_journal(start, generations)
+        return RecordPlan("rebuild", start=start, have=have, problem=problem)
     if have is not None:  # kept as it is: it must read back whole, not only count
         try:
             record.verify()
@@ -1435,7 +1453,7 @@ def _reconcile(
             f"{problem} in {str(folder.path)!r}. {rebuild_advice(folder.path)}."
         )
     if have < generations:
-        base_lost = (folder.journal / BASE_FILE).exists() and base is None
+        base_lost = (folder.journal / BASE_FILE).exists() and folder.journal_base() is None
         raise XDreamError(
             f"record.h5 in {str(folder.path)!r} holds {have} generations, the checkpoint "
             f"{generations}, and the journal is incomplete"
@@ -1446,13 +1464,106 @@ def _reconcile(
             )
             + ": cannot rebuild."
         )
-    record.set_config(config)  # the budget may have changed since the run finished
+    return RecordPlan("keep", have=have)
+
+
+def _appendable(record: H5Record, folder: RunFolder, generations: int) -> int | None:
+    """The generations of a marked record (:meth:`H5Record.trusted_generations`) that the
+    journal brings up to ``generations`` in place, or None."""
+    trusted = record.trusted_generations()
+    if trusted is None or trusted > generations:
+        return None
+    return trusted if folder.journal_holds(trusted, generations) else None
+
+
+def _rebuild_start(folder: RunFolder, generations: int) -> int | None:
+    """Where a rebuild of ``generations`` generations starts (0, or the generations of
+    ``journal/base.h5``), or None where the journal does not hold the rest."""
+    base = folder.journal_base()
+    start = 0 if base is None or base[1] > generations else base[1]
+    return start if folder.journal_holds(start, generations) else None
+
+
+def _record_problem(folder: RunFolder, record: H5Record) -> tuple[int | None, str]:
+    """The record's generations and "", or None and what is wrong with it."""
+    try:
+        return record.generations(), ""
+    except UNREADABLE as err:
+        if not folder.record.exists():
+            return None, "record.h5 was missing"
+        return None, f"record.h5 was unreadable ({err})"
+
+
+def _reconcile(
+    folder: RunFolder,
+    plan: RecordPlan,
+    generations: int,
+    code_dim: int,
+    config: dict[str, Any],
+    version: str,
+) -> str:
+    record = H5Record(folder.record)
+    if plan.how == "rebuild":
+        return _rebuild(folder, plan, generations, code_dim, config, version)
+    record.set_config(config)  # the budget may have changed since (marked again)
+    if plan.how == "append":
+        if plan.start == generations:
+            return ""
+        _append_journal(record, folder, plan.start, generations)
+        record.mark(generations)
+        appended = generations - plan.start
+        return f"record.h5 brought up to date from the journal ({appended} generation(s) appended)"
+    assert plan.have is not None  # a kept record holds its generations (check_reconcile)
     note = ""
-    if have > generations:
+    if plan.have > generations:
         record.truncate(generations)
-        note = f"cut {have - generations} unfinished generation(s) from record.h5"
+        note = f"cut {plan.have - generations} unfinished generation(s) from record.h5"
     record.mark(generations)  # complete as it stands (a finished run's)
     return note
+
+
+def _rebuild(
+    folder: RunFolder,
+    plan: RecordPlan,
+    generations: int,
+    code_dim: int,
+    config: dict[str, Any],
+    version: str,
+) -> str:
+    """Rebuild ``record.h5`` from the journal (from ``journal/base.h5`` where the plan starts
+    after 0) beside it, then swap it into place; an unreadable record is kept aside."""
+    record = H5Record(folder.record)
+    start, have = plan.start, plan.have
+    notes = [plan.problem] if plan.problem else []
+    rebuilt = H5Record(folder.path / ".record.h5.rebuild")
+    try:  # record.h5 is left as it is until the rebuild is complete
+        if start:
+            check_space(folder.path, (folder.journal / BASE_FILE).stat().st_size)
+            with (
+                open(folder.journal / BASE_FILE, "rb") as src,
+                atomic_write(rebuilt.path, durable=False) as dst,
+            ):
+                shutil.copyfileobj(src, dst, COPY_BUFFER)
+            rebuilt.set_config(config)
+        else:
+            rebuilt.initialise(code_dim, config, version, mark=False)
+        _append_journal(rebuilt, folder, start, generations)
+    except BaseException:
+        rebuilt.path.unlink(missing_ok=True)
+        raise
+    if have is None and folder.record.exists():
+        aside = _free_name(folder.path / f"record.h5.unreadable-{int(time.time())}")
+        os.replace(folder.record, aside)  # over the empty file that took the name
+        notes.append(f"kept it as {aside.name}")
+    if have is not None and have > generations:
+        notes.append(f"cut {have - generations} unfinished generation(s)")
+    record.forget_mark()
+    os.replace(rebuilt.path, folder.record)
+    record.mark(generations)
+    source = "the journal"
+    if start:
+        source = f"the record of its first {start} generations and the journal"
+    return "; ".join([*notes, f"record.h5 rebuilt from {source} ({generations} generations)"])
 
 
 def _append_journal(record: H5Record, folder: RunFolder, start: int, stop: int) -> None:
