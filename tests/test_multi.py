@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -597,6 +598,66 @@ def test_a_refused_many_unit_resume_changes_no_file_of_any_unit(
         MultiExperiment.resume(out)
     assert str(last) in str(err.value)
     assert folder_state(out) == before
+
+
+def test_a_unit_that_lost_its_config_yaml_is_told_to_put_it_back(tmp_path: Path) -> None:
+    """A unit folder without its config.yaml was said to be a unit that [[targets]] "adds"
+    since the run started, which it does not. The refusal names the file and how to put it
+    back from the unit's record.h5; done that way, the run goes on to the records of an
+    uninterrupted one."""
+    import yaml
+
+    cfg = config.from_dict(small_config(generations=2))
+    MultiExperiment.from_config(cfg, tmp_path / "whole").run()
+    out = tmp_path / "part"
+    stopped = stopped_after_one_generation(cfg, out)
+    unit = out / "units" / stopped.labels[1]
+    (unit / "config.yaml").unlink()
+    before = folder_state(out)
+    with pytest.raises(XDreamError) as err:
+        MultiExperiment.resume(out)
+    message = str(err.value)
+    assert f"units/{stopped.labels[1]}/config.yaml is missing, while the unit's folder" in message
+    assert f"xdream.records.read({str(unit)!r}).config with yaml.safe_dump" in message
+    assert "adds" not in message
+    assert folder_state(out) == before
+    (unit / "config.yaml").write_text(yaml.safe_dump(records.read(unit).config))
+    resumed = MultiExperiment.resume(out)
+    resumed.run()
+    assert_same_units(resumed.labels, tmp_path / "whole", out)
+
+
+def test_a_unit_whose_folder_is_gone_is_told_so_and_an_added_one_as_added(
+    tmp_path: Path,
+) -> None:
+    """A unit folder that is gone was said to be a unit that [[targets]] "adds". The units'
+    summaries say how many units the run stepped together: fewer folders than that is a lost
+    folder; where no summary says, both causes are named; with every folder there, a unit
+    named now is one added."""
+    cfg = config.from_dict(small_config(generations=3))
+    out = tmp_path / "run"
+    stopped = stopped_after_one_generation(cfg, out)
+    more = small_config(generations=3)
+    more["targets"] = [{"channels": [0, 5, 7]}, *more["targets"][1:]]
+    added = config.from_dict(more)
+    config.dump_yaml(added, out / "config.yaml")
+    with pytest.raises(XDreamError, match=r"\[\[targets\]\] adds blocks\.0_c007 since the run"):
+        MultiExperiment.resume(out)
+    config.dump_yaml(cfg, out / "config.yaml")
+    gone = stopped.labels[1]
+    shutil.move(out / "units" / gone, tmp_path / "moved")
+    with pytest.raises(XDreamError) as err:
+        MultiExperiment.resume(out)
+    assert f"the folder units/{gone} is gone (the run stepped 3 units together, and units/ " in (
+        str(err.value)
+    )
+    assert "Put the folder back" in str(err.value) and "adds" not in str(err.value)
+    for label in stopped.labels:  # summaries of an xdream that did not say
+        (out / "units" / label / "summary.json").unlink(missing_ok=True)
+    with pytest.raises(
+        XDreamError, match=f"names {gone}, which has no folder under units/: either"
+    ):
+        MultiExperiment.resume(out)
 
 
 @pytest.mark.parametrize("started_with", [None, 7])

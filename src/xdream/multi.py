@@ -1019,29 +1019,106 @@ def unit_labels(
 
 
 def _check_units(out: Path, labels: Sequence[str]) -> None:
-    """Refuse to resume a many-unit run whose config names other units than it ran: a unit
-    dropped from ``[[targets]]`` would stop unfinished, one added would start late."""
+    """Refuse to resume a many-unit run whose units' folders do not match the units its config
+    names: a unit dropped from ``[[targets]]`` would stop unfinished, one added would start
+    late, and a unit whose ``config.yaml`` or folder is gone cannot continue. Once any unit
+    has a checkpoint, every unit's folder and ``config.yaml`` were made (before the first
+    generation), so a named unit without them lost them, or was added since."""
     folders = out / "units"
-    ran = (
-        {p.name for p in folders.iterdir() if (p / "config.yaml").exists()}
-        if folders.is_dir()
-        else set()
-    )
-    named = list(labels)
-    removed = sorted(ran - set(named))
-    # units' folders are all made before the first generation: a missing one is new if any
-    # unit has a checkpoint
-    started = any((folders / name / "checkpoint.pkl").exists() for name in ran)
-    added = [name for name in named if name not in ran] if started else []
-    if removed or added:
+    present = {p.name for p in folders.iterdir() if p.is_dir()} if folders.is_dir() else set()
+    ran = {name for name in present if (folders / name / "config.yaml").exists()}
+    started = any((folders / name / "checkpoint.pkl").exists() for name in present)
+    missing = [name for name in labels if name not in ran] if started else []
+    lost_config = [name for name in missing if name in present]
+    if lost_config:
+        raise XDreamError(_lost_unit_config(out, lost_config))
+    gone = [name for name in missing if name not in present]
+    removed = sorted(ran - set(labels))
+    if gone and not removed:  # no [[targets]] edit shows: lost folders, or units added
+        _refuse_lost_unit_folders(out, gone, _lockstep_units(folders, ran), len(present))
+    if removed or gone:
         changes = [f"no longer names {', '.join(removed)}"] if removed else []
-        changes += [f"adds {', '.join(added)}"] if added else []
+        changes += [f"adds {', '.join(gone)}"] if gone else []
         raise XDreamError(
             f"cannot resume {str(out)!r}: its config.yaml's [[targets]] {' and '.join(changes)} "
             "since the run started, and resuming would leave units unfinished or start new ones "
             "late. Put back the units the run started with, or run the new units as a new run "
             "with another --out."
         )
+
+
+def _refuse_lost_unit_folders(
+    out: Path, gone: Sequence[str], lockstep: int | None, present: int
+) -> None:
+    """Refuse units named in ``[[targets]]`` that have no folder under ``units/`` (``present``
+    folders are there), where the run's units' summaries say it stepped more units together
+    (``lockstep``) than have folders, or do not say: their folders were lost, or may have been.
+    Where every unit the run stepped has its folder, the named ones are new (the caller says
+    so)."""
+    if lockstep is not None and lockstep - present >= len(gone):
+        raise XDreamError(_lost_unit_folders(out, gone, lockstep, present))
+    if lockstep is None or lockstep > present:
+        raise XDreamError(
+            f"cannot resume {str(out)!r}: its config.yaml's [[targets]] names "
+            f"{', '.join(gone)}, which has no folder under units/: either that folder was "
+            "moved or deleted (put it back, from a backup, then resume), or [[targets]] adds "
+            "the unit since the run started (put back the units the run started with, or run "
+            "the new units as a new run with another --out)."
+        )
+
+
+def _lockstep_units(folders: Path, ran: Iterable[str]) -> int | None:
+    """How many units the run stepped together, as its units' summaries say
+    (``lockstep_units``), or None where none says (no summary written yet, an earlier
+    xdream's)."""
+    from xdream.errors import SummaryUnreadableError
+    from xdream.records import read_summary
+
+    said = []
+    for name in ran:
+        try:
+            count = read_summary(folders / name).get("lockstep_units")
+        except SummaryUnreadableError:
+            continue
+        if isinstance(count, int):
+            said.append(count)
+    return max(said, default=None)
+
+
+def _lost_unit_config(out: Path, names: Sequence[str]) -> str:
+    """The refusal for units whose folder is there without its ``config.yaml``."""
+    from xdream.records import config_yaml_lost
+
+    folder = out / "units" / names[0]
+    if config_yaml_lost(folder):  # its record.h5 keeps the config it ran with
+        how = (
+            f"its record.h5 keeps the config it ran with: write xdream.records.read("
+            f"{str(folder)!r}).config with yaml.safe_dump into {str(folder / 'config.yaml')!r}"
+            + (", and each other unit's from its own record.h5" if len(names) > 1 else "")
+            + "; or copy a backup's"
+        )
+    else:
+        how = "copy it from a backup"
+    which = ", ".join(f"units/{name}/config.yaml" for name in names)
+    if len(names) == 1:
+        lost = f"{which} is missing, while the unit's folder is there ([[targets]] names a unit"
+    else:
+        lost = f"{which} are missing, while their folders are there ([[targets]] names units"
+    return (
+        f"cannot resume {str(out)!r}: {lost} the run ran), and a unit cannot go on without its "
+        f"config.yaml. Put it back ({how}), then `xdream resume {out}`."
+    )
+
+
+def _lost_unit_folders(out: Path, names: Sequence[str], lockstep: int, present: int) -> str:
+    """The refusal for units whose folder is gone from ``units/``."""
+    which = ", ".join(f"units/{name}" for name in names)
+    return (
+        f"cannot resume {str(out)!r}: the folder {which} is gone (the run stepped {lockstep} "
+        f"units together, and units/ holds {present} folders), and the unit cannot go on "
+        f"without its records and checkpoint. Put the folder back (where it was moved to, or "
+        f"from a backup), then `xdream resume {out}`; or start a new run with another --out."
+    )
 
 
 def _unit_view(scorer: Scorer) -> UnitView:
