@@ -730,6 +730,36 @@ def test_a_many_unit_run_resumed_with_a_larger_budget_updates_each_units_config(
             Experiment.resume(resumed.labels[0])
 
 
+def test_a_finished_run_going_on_drops_its_units_table_until_it_finishes_again(
+    tmp_path: Path,
+) -> None:
+    """units.csv kept the numbers of the first finish while a finished run went on with a
+    larger budget, and after that continuation was killed. It is removed when the run goes
+    on and written again once every unit has finished; a resume with nothing to do keeps it."""
+    cfg = config.from_dict({**small_config(generations=1), "targets": [{"channels": [0, 5]}]})
+    out = tmp_path / "run"
+    MultiExperiment.from_config(cfg, out).run()
+    table = out / "units.csv"
+    kept = (table.read_bytes(), table.stat().st_mtime_ns)
+    MultiExperiment.resume(out).release_folders()  # the same budget: nothing goes on
+    assert (table.read_bytes(), table.stat().st_mtime_ns) == kept
+    longer = {**cfg.to_dict(), "experiment": {**cfg.to_dict()["experiment"], "generations": 3}}
+    config.dump_yaml(config.from_dict(longer), out / "config.yaml")
+    going_on = MultiExperiment.resume(out)
+    assert not table.exists()
+    for e in going_on.experiments:
+        e._take_up()
+    going_on.step()
+    for e in going_on.experiments:
+        e._settle()  # its records handed over, no final flush: then "killed"
+    going_on.release_folders()
+    del going_on
+    assert not table.exists()
+    MultiExperiment.resume(out).run()
+    with open(table) as fh:
+        assert [row["generations"] for row in csv.DictReader(fh)] == ["3", "3"]
+
+
 def test_a_single_unit_run_in_a_folder_named_units_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

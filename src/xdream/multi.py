@@ -714,6 +714,18 @@ def _update_config(config: Any, path: Path) -> None:
         config_mod.dump_yaml(config, path)
 
 
+def _drop_table(out: Path) -> None:
+    """Remove ``units.csv`` (durably) from a finished run that goes on with a larger budget: its
+    numbers are the earlier finish's, and :meth:`MultiExperiment.run` writes it again once
+    every unit has finished."""
+    from xdream.records import fsync_folder
+
+    table = out / "units.csv"
+    if table.exists():
+        table.unlink()
+        fsync_folder(out)
+
+
 def shared_scorer(config: Any, units: Sequence[Unit], **options: Any) -> MultiUnitScorer:
     """A :class:`MultiUnitScorer` for ``units`` of ``config``'s ``[target]`` network."""
     from xdream import networks
@@ -801,6 +813,8 @@ class MultiExperiment:
             for exp in experiments:  # every unit restored: the budget may have changed
                 if exp.config is not None and exp.folder.config.exists():
                     _update_config(exp.config, exp.folder.config)
+            if resume and not all(e.done() for e in experiments):
+                _drop_table(out)  # a finished run going on: its table is the old finish's
             (out / "units").mkdir(parents=True, exist_ok=True)  # before the config: a folder
             if not resume or not (out / "config.yaml").exists():  # with one is a many-unit run
                 config_mod.dump_yaml(config, out / "config.yaml")
