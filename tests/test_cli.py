@@ -530,6 +530,56 @@ def test_a_finished_run_extended_on_resume_records_its_new_budget(tmp_path: Path
     assert_same_records(tmp_path / "full", run)
 
 
+@pytest.mark.parametrize("finished", [False, True])
+def test_resume_refuses_a_budget_below_what_has_run_and_finishes_at_one_equal_to_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], finished: bool
+) -> None:
+    """A run that had made 4 generations (finished, or killed on its way to 6), resumed with
+    `generations: 3`, said the change was "taking effect now" and left config.yaml and
+    record.h5's config saying 3 generations over records of 4. A budget below what has run is
+    refused, in generations or in presentations (4 of 12 codes: 48); one equal to it finishes
+    the run where it is."""
+    from tests.test_experiment import folder_contents
+    from xdream import records
+
+    run = tmp_path / "run"
+    if finished:
+        config = write(tmp_path / "four.toml", FAST_RUN.format(generations=4))
+        assert main(["run", str(config), "--out", str(run)]) == 0
+    else:
+        killed_run(run, generations=6, done=4)
+    saved = (run / "config.yaml").read_text()
+    budget = f"  generations: {4 if finished else 6}\n  presentations: null\n"
+    assert saved.count(budget) == 1
+
+    def resume_with(generations: int | None, presentations: int | None) -> int:
+        keys = (
+            f"  generations: {generations or 'null'}\n  presentations: {presentations or 'null'}\n"
+        )
+        (run / "config.yaml").write_text(saved.replace(budget, keys))
+        capsys.readouterr()
+        return main(["resume", str(run)])
+
+    contents = folder_contents(run)
+    for generations, presentations in ((3, None), (None, 47)):
+        assert resume_with(generations, presentations) == 2
+        err = capsys.readouterr().err
+        asked = f"generations: {generations}" if generations else f"presentations: {presentations}"
+        assert f"with {asked} in config.yaml: it has already run 4 generations (48 " in err
+        assert "generations: 4 or presentations: 48" in err and "taking effect" not in err
+        assert {k: v for k, v in folder_contents(run).items() if k != "config.yaml"} == {
+            k: v for k, v in contents.items() if k != "config.yaml"
+        }
+    # as much as has run: the run ends where it is, and its records say that budget
+    equal = {"presentations": 48} if finished else {"generations": 4}
+    assert resume_with(equal.get("generations"), equal.get("presentations")) == 0
+    record = records.read(run)
+    assert len(record.best_per_generation) == 4 and record.summary["status"] == "finished"
+    ((key, value),) = equal.items()
+    assert record.config["experiment"][key] == value
+    assert f"  {key}: {value}\n" in (run / "config.yaml").read_text()
+
+
 def test_resume_from_another_directory_refuses_another_weight_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

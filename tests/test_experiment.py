@@ -470,6 +470,58 @@ def test_presentation_budget_is_never_exceeded(tmp_path: Path) -> None:
     assert summary["presentations"] == 60 and summary["generations"] == 3
 
 
+def test_restore_refuses_a_budget_below_what_has_run(tmp_path: Path) -> None:
+    """Restored with a budget below the generations (or presentations) already made, a run
+    went on as if the budget were spent and wrote the smaller budget into record.h5's config
+    over records that hold more. It is refused, from Python objects and from a config, before
+    anything is written; a budget equal to what has run finishes the run where it is."""
+    from tests.test_cli import FAST_RUN, killed_run
+    from xdream import config as config_mod
+
+    run = tmp_path / "run"
+    exp = tiny_experiment(run, generations=6)
+    exp._start()
+    for _ in range(4):  # 20 codes a generation: 80 presentations
+        exp.step()
+    exp.flush()
+    exp.release_folder()
+    contents = folder_contents(run)
+
+    def again(**budget: int) -> Experiment:
+        parts = tiny_experiment(tmp_path / "parts", generations=1)
+        return Experiment(
+            parts.generator,
+            parts.scorer,
+            parts.optimizer,
+            run,
+            n_references=4,
+            reference_seed=1,
+            seed=0,
+            **budget,
+        )
+
+    for key, value in (("generations", 3), ("presentations", 79)):
+        with pytest.raises(XDreamError) as refused:
+            again(**{key: value}).restore()
+        message = str(refused.value)
+        assert f"with {key}={value}: it has already run 4 generations (80 " in message
+        assert "generations=4 or presentations=80" in message
+        assert folder_contents(run) == contents
+    resumed = again(presentations=80)
+    resumed.restore()
+    summary = resumed.run()
+    assert (summary["generations"], summary["presentations"]) == (4, 80)
+    assert records.read(run).config["experiment"]["presentations"] == 80
+
+    # a config-defined run, restored in Python with a config that lowers its budget
+    killed_run(tmp_path / "configured", generations=6, done=4)
+    contents = folder_contents(tmp_path / "configured")
+    lower = config_mod.from_dict(config_mod.tomllib.loads(FAST_RUN.format(generations=2)))
+    with pytest.raises(XDreamError, match=r"generations: 2 in config\.yaml: it has already run"):
+        Experiment.from_config(lower, tmp_path / "configured").restore()
+    assert folder_contents(tmp_path / "configured") == contents
+
+
 def test_existing_folder_is_not_overwritten(tmp_path: Path) -> None:
     """An experiment built from Python objects has no config.yaml, so the advice is
     restore(), not `xdream resume` (which cannot rebuild it)."""

@@ -760,6 +760,25 @@ def test_a_finished_run_going_on_drops_its_units_table_until_it_finishes_again(
         assert [row["generations"] for row in csv.DictReader(fh)] == ["3", "3"]
 
 
+def test_a_many_unit_run_resumed_with_a_budget_below_what_has_run_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Each unit goes through the same check as a single run: a finished 2-generation run
+    resumed with 1 generation is refused for its first unit, before any file of any unit is
+    written (it said the change was taking effect, and wrote the smaller budget over records
+    of 2 generations)."""
+    from tests.test_experiment import folder_contents
+
+    cfg = config.from_dict({**small_config(generations=2), "targets": [{"channels": [0, 5]}]})
+    MultiExperiment.from_config(cfg, tmp_path / "run").run()
+    lower = config.from_dict({**cfg.to_dict(), "experiment": small_config(1)["experiment"]})
+    config.dump_yaml(lower, tmp_path / "run" / "config.yaml")
+    contents = folder_contents(tmp_path / "run")
+    with pytest.raises(XDreamError, match=r"generations: 1 in config\.yaml: it has already run 2 "):
+        MultiExperiment.resume(tmp_path / "run")
+    assert folder_contents(tmp_path / "run") == contents
+
+
 def test_a_single_unit_run_in_a_folder_named_units_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -764,6 +764,7 @@ class Experiment:
             )
         self.config_changes = self._check_config(state.get("config"))
         self._check_files(state.get("files"))
+        self._check_budget(state)
         self._load_state(state)
         try:
             plan = check_reconcile(self.folder, self.generation)
@@ -832,6 +833,38 @@ class Experiment:
         if defining:
             raise ConfigChangedError(config_changed_message(self.folder.path, defining), saved, now)
         return allowed
+
+    def _check_budget(self, state: dict[str, Any]) -> None:
+        """Refuse a budget below what the checkpoint says has run: more generations than a
+        ``generations`` budget, or more presentations than a ``presentations`` one. The run
+        cannot take them back, and its ``config.yaml`` and ``record.h5`` would say a smaller
+        budget than their records hold. A budget equal to what has run finishes the run."""
+        ran, shown = state.get("generation"), state.get("presentations")
+        if not isinstance(ran, (int, np.integer)) or not isinstance(shown, (int, np.integer)):
+            return  # a damaged checkpoint: loading it says so
+        ran, shown = int(ran), int(shown)
+        if self.presentations_budget is not None:
+            kind, budget, over = "presentations", self.presentations_budget, shown
+        else:
+            assert self.generations_budget is not None
+            kind, budget, over = "generations", self.generations_budget, ran
+        if over <= budget:
+            return
+        if self.config is not None:  # config.yaml's [experiment], as YAML writes it
+            given = f"{kind}: {budget} in config.yaml"
+            least = f"generations: {ran} or presentations: {shown} in its [experiment]"
+            new_run = "(`xdream run CONFIG --out` another folder)"
+        else:
+            given = f"{kind}={budget}"
+            least = f"generations={ran} or presentations={shown}"
+            new_run = "in another folder"
+        raise XDreamError(
+            f"cannot resume {str(self.folder.path)!r} with {given}: it has already run "
+            f"{ran} generations ({shown} presentations), and a run cannot be shortened, so "
+            f"nothing was changed. Give it a budget of at least what has run, {least} (that "
+            "much finishes the run where it is; more continues it), or start a new run with "
+            f"the smaller budget {new_run}."
+        )
 
     def _check_files(self, saved: Any) -> None:
         """Refuse to continue with a :data:`READ_AGAIN` file other than the one the checkpoint
