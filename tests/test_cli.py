@@ -214,6 +214,65 @@ def test_sigterm_and_sighup_stop_a_run_as_ctrl_c_does(
     assert_same_records(tmp_path / "full", out)
 
 
+STALLED_IMPORT = """
+import sys, time
+from xdream.cli import main
+
+class Stall:  # holds torch's first import up part-way (at torch.autograd) for a signal
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch.autograd":
+            sys.meta_path.remove(self)
+            print("importing torch", file=sys.stderr, flush=True)
+            time.sleep(60)
+        return None
+
+sys.meta_path.insert(0, Stall())
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "name", "status"),
+    [("resume", "SIGTERM", 143), ("resume", "SIGHUP", 129), ("run", "SIGINT", 130)],
+)
+def test_a_signal_while_torch_is_first_imported_stops_with_the_interrupted_line(
+    tmp_path: Path, command: str, name: str, status: int
+) -> None:
+    """A signal that broke off torch's first import (`xdream run` or `resume` starting up)
+    ended with a traceback, status 1, or a segmentation fault: the line that says how to go
+    on imported torch again. It stops as a signal later does; `xdream resume` of a run's folder
+    says to continue it even before its modules are imported."""
+    import select
+
+    from xdream import config as config_mod
+
+    cfg = write(tmp_path / "run.toml", FAST_RUN.format(generations=1))
+    run = tmp_path / "run"
+    if command == "resume":  # a run's folder (the resume stops before it reads anything)
+        run.mkdir()
+        config_mod.dump_yaml(config_mod.load(cfg), run / "config.yaml")
+        args = ["resume", str(run)]
+    else:
+        args = ["run", str(cfg), "--out", str(run)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STALLED_IMPORT, *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        assert select.select([proc.stderr], [], [], 60)[0], "torch was never imported"
+        assert proc.stderr.readline() == "importing torch\n"
+        proc.send_signal(getattr(signal, name))
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == status, err
+    how = "" if name == "SIGINT" else f" ({name})"
+    advice = f"; continue with `xdream resume {run}`" if command == "resume" else ""
+    assert err.strip().splitlines() == [f"xdream: interrupted{how}{advice}"]
+
+
 def test_a_signal_ignored_before_stays_ignored_and_handlers_are_put_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

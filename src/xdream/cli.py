@@ -105,18 +105,26 @@ def _output(args: argparse.Namespace, out: Path, console: Any, start: str) -> No
     console.print(f"output folder: {out}", highlight=False, markup=False)
 
 
+def _recorded(out: Path) -> bool:
+    """:meth:`xdream.records.RunFolder.recorded`, without importing :mod:`xdream.records`:
+    the signal that stopped a command may have broken off torch's first import, and
+    importing torch again then fails (a traceback, or a segmentation fault)."""
+    return (out / "config.yaml").exists() or (out / "checkpoint.pkl").exists()
+
+
 def _interrupted(args: argparse.Namespace, how: str = "") -> str:
     """The line for a command stopped by Ctrl-C (or the signal ``how``): how to continue its
-    run, if it has one."""
-    from xdream.records import RunFolder
-
+    run, if it has one. It imports nothing: the stop may come during the command's imports."""
     advice = getattr(args, "continue_with", None)
     out = getattr(args, "out_folder", None)
     stopped = f"xdream: interrupted{f' ({how})' if how else ''}"
     if advice is None:
         return stopped
-    if out is not None and not RunFolder(out).recorded():
-        return f"{stopped} before anything was recorded; start it again with {args.start_with}"
+    if out is not None and not _recorded(out):
+        start = getattr(args, "start_with", None)
+        if start is None:  # `xdream resume` of a folder that holds no run: nothing to go on
+            return stopped
+        return f"{stopped} before anything was recorded; start it again with {start}"
     return f"{stopped}; continue with {advice}"
 
 
@@ -275,10 +283,11 @@ def cmd_run(args: argparse.Namespace, console: Any) -> int:
 
 
 def cmd_resume(args: argparse.Namespace, console: Any) -> int:
-    from xdream.experiment import Experiment
-
     out = Path(args.dir)
+    # before the imports, which take seconds (torch): a stop during them says how to go on
     args.continue_with = f"`xdream resume {out}`"
+    args.out_folder = out
+    from xdream.experiment import Experiment
     from xdream.multi import is_multi_folder, run_many
 
     if is_multi_folder(out):
