@@ -639,6 +639,36 @@ def test_resume_refuses_a_budget_below_what_has_run_and_finishes_at_one_equal_to
     assert f"  {key}: {value}\n" in (run / "config.yaml").read_text()
 
 
+def test_a_budget_of_the_other_kind_added_on_resume_says_to_set_the_old_one_to_null(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`presentations: 60` added to a finished 3-generation run's config.yaml, with
+    `generations: 3` left in, was refused with advice to put back the configuration the run
+    started with from record.h5; the budget may change, and setting one key to null does it."""
+    from tests.test_experiment import folder_contents
+    from xdream import records
+
+    config = write(tmp_path / "three.toml", FAST_RUN.format(generations=3))
+    run = tmp_path / "run"
+    assert main(["run", str(config), "--out", str(run)]) == 0
+    saved = (run / "config.yaml").read_text()
+    assert saved.count("  generations: 3\n  presentations: null\n") == 1
+    both = saved.replace("presentations: null", "presentations: 60")
+    (run / "config.yaml").write_text(both)
+    contents = folder_contents(run)
+    capsys.readouterr()
+    assert main(["resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "give either 'generations' or 'presentations', not both" in err
+    assert "keep one and set the other to null in its [experiment] (generations: null to " in err
+    assert "run to presentations: 60, or presentations: null to run to generations: 3)" in err
+    assert "Put back" not in err and "record.h5 keeps a copy" not in err
+    assert folder_contents(run) == contents
+    (run / "config.yaml").write_text(both.replace("generations: 3", "generations: null"))
+    assert main(["resume", str(run)]) == 0  # as the message says: 5 generations of 12
+    assert records.read(run).summary["presentations"] == 60
+
+
 def test_resume_from_another_directory_refuses_another_weight_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

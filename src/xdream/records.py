@@ -701,12 +701,41 @@ class RunFolder:
             ) from None
         except (ConfigError, UnicodeDecodeError) as err:
             problem = " ".join(str(err).split())  # a YAML error's lines, on one line
+            both = self._both_budgets()
+            if both is not None:  # a budget of the other kind given, the old one left in
+                generations, presentations = both
+                raise XDreamError(
+                    f"cannot use {str(self.config)!r}: {problem}. The budget may change between "
+                    "sessions, in one of the two keys: keep one and set the other to null in its "
+                    f"[experiment] (generations: null to run to presentations: {presentations}, "
+                    f"or presentations: null to run to generations: {generations}), then "
+                    "resume again."
+                ) from None
         raise XDreamError(
             f"cannot use {str(self.config)!r}, which defines the experiment: {problem}. Put "
             "back the resolved configuration the run was started with: record.h5 keeps a copy "
             f"(xdream.records.read({str(self.path)!r}).config, written back with yaml.safe_dump "
             "into config.yaml), or copy the config.yaml of a backup."
         )
+
+    def _both_budgets(self) -> tuple[Any, Any] | None:
+        """``config.yaml``'s ``generations`` and ``presentations`` when it sets both and is
+        valid with ``presentations`` left out (a change of the budget's kind on resume, half
+        made); None otherwise."""
+        from xdream import config as config_mod
+
+        try:
+            data = config_mod.read(self.config)
+            section = data.get("experiment")
+            if not isinstance(section, dict) or None in (
+                section.get("generations"),
+                section.get("presentations"),
+            ):
+                return None
+            config_mod.from_dict({**data, "experiment": {**section, "presentations": None}})
+        except (XDreamError, ValueError):  # something else is wrong too
+            return None
+        return section["generations"], section["presentations"]
 
     def journal_holds(self, start: int, stop: int) -> bool:
         """Whether the journal has a file for each generation from ``start`` to ``stop - 1``."""
