@@ -96,7 +96,8 @@ class ExperimentSection:
     longer interval only makes the files a reader sees lag; a rig appends while it waits. A positive
     interval is lengthened where the appends would take more than a tenth of the run's time:
     in a run of many units, to about 10 x the units x one append's time (22 s for 200 units
-    at the 11 ms an append took on the 2-core development machine), and at most 5 minutes."""
+    at the 11 ms an append took on the 2-core development machine before each append also
+    wrote the mark of a complete append, which adds about a quarter), and at most 5 minutes."""
     tf32: bool = False
     """Allow TensorFloat-32 in CUDA convolutions and matrix products (Ampere and later GPUs): up
     to ~20% faster forward passes on large images, but an image's score then depends on the batch
