@@ -459,6 +459,59 @@ def test_an_append_made_again_after_it_stopped_half_way_is_not_marked(
     assert_same_records(tmp_path / "full", cut)
 
 
+def test_a_kill_while_a_finished_run_drops_its_journal_leaves_no_part_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal was deleted file by file under its own name: a kill part-way left its first
+    files, so the run continued later looked as if its journal were whole, made no
+    journal/base.h5, and a torn record could then not be rebuilt. It is renamed aside first."""
+    tiny_experiment(tmp_path / "full", generations=6).run()
+    cut = tmp_path / "cut"
+    real = records.shutil.rmtree
+
+    def killed_part_way(path: Any, *args: Any, **kwargs: Any) -> None:
+        files = sorted(Path(path).glob("*.npz")) if Path(path).is_dir() else []
+        if len(files) > 1:  # every file but the first deleted, then the kill
+            for f in files[1:]:
+                f.unlink()
+            raise KeyboardInterrupt
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(records.shutil, "rmtree", killed_part_way)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_experiment(cut, generations=3).run()
+    monkeypatch.undo()
+    assert not (cut / "journal").exists()
+    more = tiny_experiment(cut, generations=6, record_interval=0)
+    more.restore()
+    assert (cut / "journal" / "base.h5").is_file()
+    assert not (cut / records.DROPPED_JOURNAL).exists()
+    more.step()
+    more._settle()
+    more.release_folder()  # then killed inside an append: the record cannot be kept
+    killed_inside_an_append(cut)
+    (cut / "record.h5").write_bytes(b"\x89HDF garbage from a torn write")
+    resumed = tiny_experiment(cut, generations=6)
+    assert "rebuilt from the record of its first 3 generations" in resumed.restore()
+    resumed.run()
+    assert_same_records(tmp_path / "full", cut)
+
+
+def test_the_writing_half_of_a_restore_runs_once(tmp_path: Path) -> None:
+    """check_restore() returns the half of restore() that writes; called again, it applied its
+    plan to the folder a second time (the journal's generations appended twice)."""
+    tiny_experiment(tmp_path / "full", generations=6).run()
+    cut = tmp_path / "cut"
+    _lagging_run(cut, generations=6, appended=2, steps=4)
+    resumed = tiny_experiment(cut, generations=6)
+    go_on = resumed.check_restore()
+    assert go_on().startswith("record.h5 brought up to date")
+    with pytest.raises(XDreamError, match="call it once"):
+        go_on()
+    resumed.run()
+    assert_same_records(tmp_path / "full", cut)
+
+
 def test_presentation_budget_is_never_exceeded(tmp_path: Path) -> None:
     from xdream.experiment import Experiment
 

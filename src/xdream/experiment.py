@@ -733,7 +733,13 @@ class Experiment:
             self.release_folder()
             raise
 
+        done = False
+
         def finish() -> str:
+            nonlocal done
+            if done:  # a second call would apply the plan to the folder again
+                raise XDreamError("this restore has been carried out already: call it once")
+            done = True
             try:
                 return self._restore_from(state, plan)
             except BaseException:

@@ -102,6 +102,8 @@ LAYOUT_VERSION = 1
 TMP_SUFFIX = ".xdream.tmp"
 MARK_SUFFIX = ".ok"
 """``.record.h5.ok``: the mark of a record left complete and closed (:meth:`H5Record.mark`)."""
+DROPPED_JOURNAL = ".journal.dropped"
+"""The journal of a finished run while it is deleted (:meth:`RunFolder.drop_journal`)."""
 BASE_FILE = "base.h5"
 """``journal/base.h5``: a finished run's record as it was when the run was continued with a
 larger budget (its journal was removed when it finished): rebuilds start from it."""
@@ -793,11 +795,21 @@ class RunFolder:
         stale = [p for p in self.path.rglob(f".*{TMP_SUFFIX}") if p.is_file()]
         for p in stale:
             p.unlink(missing_ok=True)
+        if (self.path / DROPPED_JOURNAL).is_dir():  # a kill while a finished run dropped it
+            shutil.rmtree(self.path / DROPPED_JOURNAL, ignore_errors=True)
         return stale
 
     def drop_journal(self) -> None:
-        """Remove the journal once the record is complete and closed."""
-        shutil.rmtree(self.journal, ignore_errors=True)
+        """Remove the journal once the record is complete and closed. It is renamed aside
+        first, so that a kill while its files are deleted leaves none of them under its name
+        (a journal that lacked its first files would read as a continued run's)."""
+        aside = self.path / DROPPED_JOURNAL
+        shutil.rmtree(aside, ignore_errors=True)  # left by a kill during an earlier drop
+        try:
+            os.replace(self.journal, aside)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 class _NotNpz(Exception):
@@ -1187,19 +1199,20 @@ class H5Record:
                 f["codes"][-1]  # its last chunk reads back
         return len(rec.best_per_generation)
 
-    def set_config(self, config: dict[str, Any]) -> None:
-        """Rewrite the ``config`` attribute when it differs (a resumed run's allowed edits)."""
+    def set_config(self, config: dict[str, Any], marked: int | None = None) -> None:
+        """Rewrite the ``config`` attribute when it differs (a resumed run's allowed edits);
+        ``marked``: the generations of a record found marked (:meth:`trusted_generations`),
+        which is marked again once the attribute is written."""
         text = json.dumps(config)
         with self._open("r") as f:
             if f.attrs.get("config") == text:
                 return
         check_space(self.path.parent, len(text))
-        trusted = self.trusted_generations()
         self.forget_mark()
         with self._open_existing() as f:
             f.attrs["config"] = text
-        if trusted is not None:
-            self.mark(trusted)
+        if marked is not None:
+            self.mark(marked)
 
     def truncate(self, generations: int) -> None:
         """Cut the record back to its first ``generations`` generations."""
@@ -1534,7 +1547,8 @@ def _reconcile(
     record = H5Record(folder.record)
     if plan.how == "rebuild":
         return _rebuild(folder, plan, generations, code_dim, config, version)
-    record.set_config(config)  # the budget may have changed since (marked again)
+    # the budget may have changed since (a marked record is marked again)
+    record.set_config(config, marked=plan.start if plan.how == "append" else None)
     if plan.how == "append":
         if plan.start == generations:
             return ""
