@@ -766,7 +766,7 @@ def test_a_many_unit_run_resumed_with_a_budget_below_what_has_run_is_refused(
     """Each unit goes through the same check as a single run: a finished 2-generation run
     resumed with 1 generation is refused for its first unit, before any file of any unit is
     written (it said the change was taking effect, and wrote the smaller budget over records
-    of 2 generations)."""
+    of 2 generations). The refusal names the run's folder, whose config.yaml was edited."""
     from tests.test_experiment import folder_contents
 
     cfg = config.from_dict({**small_config(generations=2), "targets": [{"channels": [0, 5]}]})
@@ -774,8 +774,9 @@ def test_a_many_unit_run_resumed_with_a_budget_below_what_has_run_is_refused(
     lower = config.from_dict({**cfg.to_dict(), "experiment": small_config(1)["experiment"]})
     config.dump_yaml(lower, tmp_path / "run" / "config.yaml")
     contents = folder_contents(tmp_path / "run")
-    with pytest.raises(XDreamError, match=r"generations: 1 in config\.yaml: it has already run 2 "):
+    with pytest.raises(XDreamError, match=r"config\.yaml: its unit \S+ has already run 2 ") as no:
         MultiExperiment.resume(tmp_path / "run")
+    assert f"cannot resume {str(tmp_path / 'run')!r} with" in str(no.value)  # the run, edited
     assert folder_contents(tmp_path / "run") == contents
 
 

@@ -864,8 +864,12 @@ class Experiment:
             given = f"{kind}={budget}"
             least = f"generations={ran} or presentations={shown}"
             new_run = "in another folder"
+        run, what = str(self.folder.path), "it"
+        many = many_unit_run_of(self.folder.path)  # a unit: the run's config.yaml was edited
+        if many is not None:
+            run, what = str(many), f"its unit {self.folder.path.name}"
         raise XDreamError(
-            f"cannot resume {str(self.folder.path)!r} with {given}: it has already run "
+            f"cannot resume {run!r} with {given}: {what} has already run "
             f"{ran} generations ({shown} presentations), and a run cannot be shortened, so "
             f"nothing was changed. Give it a budget of at least what has run, {least} (that "
             "much finishes the run where it is; more continues it), or start a new run with "
