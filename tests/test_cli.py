@@ -220,7 +220,7 @@ from xdream.cli import main
 
 class Stall:  # holds torch's first import up part-way (at torch.autograd) for a signal
     def find_spec(self, name, path=None, target=None):
-        if name == "torch.autograd":
+        if name == "STALLED_MODULE":
             sys.meta_path.remove(self)
             print("importing torch", file=sys.stderr, flush=True)
             time.sleep(60)
@@ -254,8 +254,9 @@ def test_a_signal_while_torch_is_first_imported_stops_with_the_interrupted_line(
         args = ["resume", str(run)]
     else:
         args = ["run", str(cfg), "--out", str(run)]
+    stalled = STALLED_IMPORT.replace("STALLED_MODULE", "torch.autograd")
     proc = subprocess.Popen(
-        [sys.executable, "-c", STALLED_IMPORT, *args],
+        [sys.executable, "-c", stalled, *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -271,6 +272,36 @@ def test_a_signal_while_torch_is_first_imported_stops_with_the_interrupted_line(
     how = "" if name == "SIGINT" else f" ({name})"
     advice = f"; continue with `xdream resume {run}`" if command == "resume" else ""
     assert err.strip().splitlines() == [f"xdream: interrupted{how}{advice}"]
+
+
+def test_a_signal_before_the_arguments_are_read_stops_with_the_interrupted_line(
+    tmp_path: Path,
+) -> None:
+    """The handlers went in after the command line was read (rich imported, the parser
+    built): a SIGTERM in that first fraction of a second ended the process without a line
+    (status -15). They now go in first for a command that runs an experiment."""
+    import select
+
+    cfg = write(tmp_path / "run.toml", FAST_RUN.format(generations=1))
+    stalled = STALLED_IMPORT.replace("STALLED_MODULE", "rich.console").replace(
+        "importing torch", "importing rich"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", stalled, "run", str(cfg), "--out", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        assert select.select([proc.stderr], [], [], 60)[0], "rich was never imported"
+        assert proc.stderr.readline() == "importing rich\n"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines() == ["xdream: interrupted (SIGTERM)"]
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_signal_ignored_before_stays_ignored_and_handlers_are_put_back(

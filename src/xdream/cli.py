@@ -461,13 +461,18 @@ def _say(line: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xdream`` console command."""
-    from rich.console import Console
-
-    args = build_parser().parse_args(argv)
-    console = Console(stderr=False)
-    func: Callable[[argparse.Namespace, Any], int] = args.func
-    replaced = _stop_on_signals() if args.command in RUN_COMMANDS else {}
+    given = list(sys.argv[1:] if argv is None else argv)
+    # a command that runs an experiment stops on a signal from its start, before its imports
+    replaced = _stop_on_signals() if given[:1] and given[0] in RUN_COMMANDS else {}
+    args = argparse.Namespace()  # what the interrupted line reads before the arguments are
     try:
+        from rich.console import Console
+
+        args = build_parser().parse_args(argv)
+        console = Console(stderr=False)
+        func: Callable[[argparse.Namespace, Any], int] = args.func
+        if not replaced and args.command in RUN_COMMANDS:
+            replaced = _stop_on_signals()
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             status = func(args, console)
