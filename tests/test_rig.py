@@ -34,6 +34,7 @@ from xdream.rig import (
     WRITERS,
     MalformedResponse,
     RigPaused,
+    RigScorer,
     RigSection,
     protocol,
     read_status,
@@ -866,3 +867,43 @@ def test_rig_sim_refuses_a_noise_param_that_is_no_number(
     err = capsys.readouterr().err
     assert "--noise-param 'scale=twenty': VALUE must be a number" in err
     assert "Traceback" not in err
+
+
+def test_a_rig_that_answers_at_once_never_drops_a_generation_the_checkpoint_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rig journal keeps the generation done before the current one ("previous") and drops
+    the one before that. The experiment writes a generation's records while the rig shows the
+    next (its bookkeeping runs between looks at score_dir), so a rig that answered every block
+    before the first look left them unwritten, and the journal dropped generations the
+    checkpoint did not hold yet: a kill then lost their responses and showed them again
+    (audit R). At every write of the rig journal, the generation it drops is checkpointed."""
+    out = tmp_path / "run"
+    config = rig_config(
+        generations=6, population=4, refs=0, block_size=4, shuffle=False, response_format="json"
+    )
+    written = RigScorer._ensure_written
+
+    def answered_at_once(self: RigScorer, blk: dict[str, Any], images: Any) -> None:
+        written(self, blk, images)
+        names = [s["name"] for s in blk["stimuli"]]
+        if not (self.score_dir / f"block{blk['block']:03d}.json").exists():
+            write_response(self.score_dir, blk["block"], "json", names, [[1.0]] * len(names))
+
+    save = RigScorer._save
+    dropped_after: list[tuple[int, int]] = []
+
+    def checked(self: RigScorer, *args: Any, **kwargs: Any) -> None:
+        previous = self.state.get("previous")
+        if previous is not None:  # generation g kept: g - 1 is dropped, and must be on disk
+            kept = previous["cur"]["generation"]
+            ck = out / "checkpoint.pkl"
+            held = records.load_checkpoint(ck)["generation"] if ck.exists() else 0
+            dropped_after.append((kept, held))
+        save(self, *args, **kwargs)
+
+    monkeypatch.setattr(RigScorer, "_ensure_written", answered_at_once)
+    monkeypatch.setattr(RigScorer, "_save", checked)
+    Experiment.from_config(config, out).run()
+    assert max(kept for kept, _ in dropped_after) == 4  # the run reached the late generations
+    assert all(held >= kept for kept, held in dropped_after), dropped_after

@@ -112,6 +112,7 @@ class RigScorer(Scorer):
         self._encoded: dict[int, list[Future[bytes]]] = {}
         self._pending: list[Future[None]] = []
         self._idle: list[Callable[[], None]] = []  # the experiment's bookkeeping (run_when_idle)
+        self._prepared = False  # prepare() ran for the generation score() shows next
         self._dirty = False  # a response accepted since the journal was last written
         self._seen: dict[str, tuple[tuple[int, int], float]] = {}  # name -> (sig, since)
         # blocks whose response file waits to settle: when xdream first saw it unchanged
@@ -207,6 +208,9 @@ class RigScorer(Scorer):
     def score(self, images: Images, ids: list[str]) -> Scores:
         """Show ``images`` block by block and return one score each (NaN = no response)."""
         self._check(images, ids)
+        if not self._prepared:  # what prepare() does first, where it was not called
+            self._run_idle()
+        self._prepared = False
         cur = self._begin(ids)
         previous = self.state.get("previous")
         if previous is not None and cur is previous["cur"]:
@@ -255,6 +259,12 @@ class RigScorer(Scorer):
             self._check(images, ids)
         except XDreamError:
             return  # score() raises it
+        # The experiment's records of the generation before the one just scored, written
+        # before this plan drops that generation from the rig journal (its "previous"): a rig
+        # that answers every block at once leaves no wait to write them in, and a kill would
+        # then lose that generation's responses and show it again.
+        self._run_idle()
+        self._prepared = True
         cur = self._begin(ids, save=False)
         for b in cur["blocks"]:
             blk = self.state["blocks"][str(b)]
