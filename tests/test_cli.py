@@ -218,17 +218,39 @@ STALLED_IMPORT = """
 import sys, time
 from xdream.cli import main
 
-class Stall:  # holds torch's first import up part-way (at torch.autograd) for a signal
+class Stall:  # holds the first import of STALLED_MODULE up for a signal
     def find_spec(self, name, path=None, target=None):
         if name == "STALLED_MODULE":
             sys.meta_path.remove(self)
-            print("importing torch", file=sys.stderr, flush=True)
+            print("importing", file=sys.stderr, flush=True)
             time.sleep(60)
         return None
 
 sys.meta_path.insert(0, Stall())
 sys.exit(main(sys.argv[1:]))
 """
+
+
+def signalled_while_importing(module: str, args: list[str], signum: int) -> tuple[int, str]:
+    """``xdream ARGS`` in a subprocess whose first import of ``module`` is held up, sent
+    ``signum`` there; returns its exit status and standard error."""
+    import select
+
+    stalled = STALLED_IMPORT.replace("STALLED_MODULE", module)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", stalled, *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        assert select.select([proc.stderr], [], [], 60)[0], f"{module} was never imported"
+        assert proc.stderr.readline() == "importing\n"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    return proc.returncode, err
 
 
 @pytest.mark.parametrize(
@@ -242,8 +264,6 @@ def test_a_signal_while_torch_is_first_imported_stops_with_the_interrupted_line(
     ended with a traceback, status 1, or a segmentation fault: the line that says how to go
     on imported torch again. It stops as a signal later does; `xdream resume` of a run's folder
     says to continue it even before its modules are imported."""
-    import select
-
     from xdream import config as config_mod
 
     cfg = write(tmp_path / "run.toml", FAST_RUN.format(generations=1))
@@ -254,21 +274,8 @@ def test_a_signal_while_torch_is_first_imported_stops_with_the_interrupted_line(
         args = ["resume", str(run)]
     else:
         args = ["run", str(cfg), "--out", str(run)]
-    stalled = STALLED_IMPORT.replace("STALLED_MODULE", "torch.autograd")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", stalled, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stderr is not None
-        assert select.select([proc.stderr], [], [], 60)[0], "torch was never imported"
-        assert proc.stderr.readline() == "importing torch\n"
-        proc.send_signal(getattr(signal, name))
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == status, err
+    returncode, err = signalled_while_importing("torch.autograd", args, getattr(signal, name))
+    assert returncode == status, err
     how = "" if name == "SIGINT" else f" ({name})"
     advice = f"; continue with `xdream resume {run}`" if command == "resume" else ""
     assert err.strip().splitlines() == [f"xdream: interrupted{how}{advice}"]
@@ -280,26 +287,10 @@ def test_a_signal_before_the_arguments_are_read_stops_with_the_interrupted_line(
     """The handlers went in after the command line was read (rich imported, the parser
     built): a SIGTERM in that first fraction of a second ended the process without a line
     (status -15). They now go in first for a command that runs an experiment."""
-    import select
-
     cfg = write(tmp_path / "run.toml", FAST_RUN.format(generations=1))
-    stalled = STALLED_IMPORT.replace("STALLED_MODULE", "rich.console").replace(
-        "importing torch", "importing rich"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", stalled, "run", str(cfg), "--out", str(tmp_path / "run")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stderr is not None
-        assert select.select([proc.stderr], [], [], 60)[0], "rich was never imported"
-        assert proc.stderr.readline() == "importing rich\n"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == 143, err
+    args = ["run", str(cfg), "--out", str(tmp_path / "run")]
+    returncode, err = signalled_while_importing("rich.console", args, signal.SIGTERM)
+    assert returncode == 143, err
     assert err.strip().splitlines() == ["xdream: interrupted (SIGTERM)"]
     assert not (tmp_path / "run").exists()
 
