@@ -1444,8 +1444,7 @@ def _keep_base(folder: RunFolder, generations: int) -> None:
     journal cannot rebuild it: a finished run, whose journal was removed, going on. (The
     journal is written in order and removed whole, so its first file says whether it is
     there.)"""
-    base = folder.journal_base()
-    start = 0 if base is None or base[1] > generations else base[1]
+    start = _journal_start(folder, generations)
     if start == generations or folder.journal_path(start).exists():
         return
     check_space(folder.path, folder.record.stat().st_size)
@@ -1521,9 +1520,15 @@ def _appendable(record: H5Record, folder: RunFolder, generations: int) -> int | 
 def _rebuild_start(folder: RunFolder, generations: int) -> int | None:
     """Where a rebuild of ``generations`` generations starts (0, or the generations of
     ``journal/base.h5``), or None where the journal does not hold the rest."""
-    base = folder.journal_base()
-    start = 0 if base is None or base[1] > generations else base[1]
+    start = _journal_start(folder, generations)
     return start if folder.journal_holds(start, generations) else None
+
+
+def _journal_start(folder: RunFolder, generations: int) -> int:
+    """The first generation the journal must hold to reach ``generations``: 0, or the
+    generations of ``journal/base.h5`` (a finished run that went on) where it holds no more."""
+    base = folder.journal_base()
+    return 0 if base is None or base[1] > generations else base[1]
 
 
 def _record_problem(folder: RunFolder, record: H5Record) -> tuple[int | None, str]:
