@@ -23,6 +23,7 @@ from xdream.multi import (
     MultiExperiment,
     MultiUnitScorer,
     Unit,
+    UnitView,
     fold_batchnorm,
     summary_row,
     unit_config,
@@ -338,9 +339,12 @@ def test_a_lockstep_run_continues_after_an_error_as_if_uninterrupted(
         return original(self, images)
 
     monkeypatch.setattr(MultiUnitScorer, "activations", faulty)
+    told: list[tuple[int, BaseException]] = []  # each unit's scorer hears of the stop
+    monkeypatch.setattr(UnitView, "stopped", lambda self, err: told.append((self.index, err)))
     multi = MultiExperiment.from_config(cfg, tmp_path / "part")
-    with pytest.raises(RuntimeError, match="illegal memory access"):
+    with pytest.raises(RuntimeError, match="illegal memory access") as stop:
         multi.run()
+    assert told == [(i, stop.value) for i in range(3)]
     assert [s["generations"] for s in multi.run()] == [3, 3, 3]
     assert_same_units(multi.labels, tmp_path / "whole", tmp_path / "part")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from tests.rig_helpers import (
 )
 from xdream import config as config_mod
 from xdream import records
+from xdream.cli import Terminated
 from xdream.errors import ConfigError, XDreamError
 from xdream.experiment import Experiment
 from xdream.rig import (
@@ -685,6 +687,77 @@ def test_pause_then_resume_continues_at_the_right_block(tmp_path: Path) -> None:
     ids = [i for i, f in zip(rec.image_ids, first) if f]
     np.testing.assert_array_equal(rec.scores[first], [by_id[i] for i in ids])
     assert np.isfinite(rec.scores).all()
+
+
+@pytest.mark.parametrize(
+    ("stop", "reason"),
+    [
+        (KeyboardInterrupt(), "interrupted (Ctrl-C)"),
+        (Terminated(signal.SIGTERM), "interrupted (SIGTERM)"),
+        (Terminated(signal.SIGHUP), "interrupted (SIGHUP)"),
+        (OSError(5, "Input/output error"), "OSError: [Errno 5] Input/output error"),
+    ],
+)
+def test_a_stop_while_waiting_says_stopped_in_the_status_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: BaseException, reason: str
+) -> None:
+    """Stopped while it waits for a block (Ctrl-C; SIGTERM, SIGHUP, which the command takes as
+    Ctrl-C; an error), xdream says so in rig/status.json, with why and how to continue: it said
+    "waiting", and a rig or an operator watching it saw a live wait. Resumed, it waits again."""
+    out = tmp_path / "run"
+    exp = Experiment.from_config(rig_config(generations=2, population=6, refs=0), out)
+
+    def stopped_while_waiting(self: RigScorer, blk: dict[str, Any], waited: float) -> None:
+        raise stop
+
+    with monkeypatch.context() as m:
+        m.setattr(RigScorer, "_terminal", stopped_while_waiting)  # called at each look
+        with pytest.raises(type(stop)):
+            exp.run()
+    status = read_status(out)
+    assert status["state"] == "stopped", status
+    assert status["block"] == 0 and status["waiting_for"] is None
+    assert status["reason"] == reason
+    assert status["continue_with"] == f"xdream resume {out}"
+    assert (
+        f"xdream stopped: {reason}; continue with xdream resume {out}"
+        in (out / "rig" / "rig.log").read_text()
+    )
+    states: list[tuple[str, str | None]] = []
+    write_status = RigScorer._status
+
+    def seen(self: RigScorer, state: str, *args: Any, **kwargs: Any) -> None:
+        write_status(self, state, *args, **kwargs)
+        states.append((state, read_status(out)["reason"]))
+
+    monkeypatch.setattr(RigScorer, "_status", seen)
+    with thread_rig(out / "stimuli"):
+        Experiment.resume(out).run()
+    assert states[:2] == [("ready", None), ("waiting", None)] and states[-1] == ("finished", None)
+    assert read_status(out)["blocks_answered"] == 2
+
+
+def test_a_break_out_of_generations_and_a_pause_say_so_in_the_status_file(
+    tmp_path: Path,
+) -> None:
+    """A program that leaves Experiment.generations() early stops the run ("stopped"); a
+    pause stays "paused", with the pause's message and how to continue."""
+    out = tmp_path / "run"
+    exp = Experiment.from_config(rig_config(generations=3, population=6, refs=0), out)
+    with thread_rig(out / "stimuli"):
+        for _ in exp.generations():
+            break
+    status = read_status(out)
+    assert status["state"] == "stopped" and status["block"] is None
+    assert "left its generations" in status["reason"]
+    assert status["continue_with"] == f"xdream resume {out}"
+    cfg = rig_config(generations=2, population=6, refs=0, on_timeout="pause", timeout=0.1)
+    with pytest.raises(RigPaused) as paused:
+        Experiment.from_config(cfg, tmp_path / "paused").run()
+    status = read_status(tmp_path / "paused")
+    assert status["state"] == "paused" and status["block"] == 0
+    assert status["reason"] == str(paused.value)
+    assert status["continue_with"] == f"xdream resume {tmp_path / 'paused'}"
 
 
 def test_pause_then_continuing_the_same_object_abandons_nothing(tmp_path: Path) -> None:

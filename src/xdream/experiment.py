@@ -1023,6 +1023,7 @@ class Experiment:
             try:
                 stop_run([self], err, self.folder.path)
             finally:
+                self._tell_scorer_stopped(err)
                 self.release_folder()
             raise
 
@@ -1035,6 +1036,7 @@ class Experiment:
             summary = self.summary(finished=True)
             write_json(self.folder.summary, summary)
         except BaseException as err:
+            self._tell_scorer_stopped(err)
             self.release_folder()  # `xdream resume` (or run() again) finishes it
             raise_for_folder(err, self.folder.path)
             raise
@@ -1073,9 +1075,21 @@ class Experiment:
         try:
             proposal = self.propose()
             return self.complete(proposal, *self._score(proposal.all_images, proposal.all_ids))
-        except BaseException:
+        except BaseException as err:
             self._stopped = True
+            self._tell_scorer_stopped(err)
             raise
+
+    def _tell_scorer_stopped(self, err: BaseException) -> None:
+        """Tell the scorer that ``err`` stopped the run, before the folder is let go (a rig
+        says so in its status file: :meth:`~xdream.scorers.base.Scorer.stopped`); an error
+        from it is noted on ``err``, which goes on."""
+        try:
+            self.scorer.stopped(err)
+        except Exception as late:
+            err.add_note(
+                f"the scorer could not be told that the run stopped ({type(late).__name__}: {late})"
+            )
 
     def flush(self) -> None:
         """Write every pending record, then append the generations recorded since the last

@@ -920,6 +920,8 @@ class MultiExperiment:
             try:
                 stop_run(pending, err, self.out)
             finally:
+                for e in pending:
+                    e._tell_scorer_stopped(err)
                 self.release_folders()
             raise
         self.release_folders()

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from xdream.errors import XDreamError
 from xdream.optimizers.base import make_rng
-from xdream.records import atomic_write
+from xdream.records import atomic_write, continue_command
 from xdream.rig import formats, protocol
 from xdream.rig.section import RigSection, channel_groups
 from xdream.scorers.base import Scorer
@@ -118,6 +118,7 @@ class RigScorer(Scorer):
         # blocks whose response file waits to settle: when xdream first saw it unchanged
         self._settling: dict[int, float] = {}
         self._logged: set[str] = set()
+        self._awaited: dict[str, Any] | None = None  # the block being waited for
         self._last_line = 0.0
         self._line_shown = False
 
@@ -130,14 +131,14 @@ class RigScorer(Scorer):
         self.score_dir = (
             self.write_dir if self.params.score_dir is None else self._folder(self.params.score_dir)
         )
+        self.state_path = self.rig_dir / "state.json"
+        self.status_path = self.rig_dir / "status.json"
+        self.log_path = self.rig_dir / "rig.log"
         for d in (self.rig_dir, self.write_dir, self.score_dir):
             try:
                 d.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise XDreamError(f"cannot create rig folder {str(d)!r}: {err}") from None
-        self.state_path = self.rig_dir / "state.json"
-        self.status_path = self.rig_dir / "status.json"
-        self.log_path = self.rig_dir / "rig.log"
         if self.state_path.exists():
             self._load_state()
             self._log(f"resumed from the journal: next block {self.state['next_block']}")
@@ -229,6 +230,7 @@ class RigScorer(Scorer):
                         self._save()
                     self._ensure_written(blk, images)
                     self._await(blk, cur, images)
+                    self._awaited = None
             missing = self._unanswered(cur)
             if p.require_response and missing and cur["round"] < p.max_reshows:
                 cur["round"] += 1
@@ -449,6 +451,7 @@ class RigScorer(Scorer):
         p = self.params
         start = time.monotonic()
         warned_at = 0.0
+        self._awaited = blk  # until it is answered or times out: a stop names it (stopped)
         self._status("waiting", blk)
         prepared = False
         while True:
@@ -905,7 +908,16 @@ class RigScorer(Scorer):
         return out
 
     # ------------------------------------------------------------------ operator output
-    def _status(self, state: str, blk: dict[str, Any] | None = None) -> None:
+    def _status(
+        self,
+        state: str,
+        blk: dict[str, Any] | None = None,
+        reason: str | None = None,
+        continue_with: str | None = None,
+    ) -> None:
+        """Rewrite ``rig/status.json``: ``state`` (ready, waiting, timed out, paused, stopped,
+        finished), ``blk`` the block it is about; for a paused or stopped run why
+        (``reason``) and how to go on (``continue_with``)."""
         if self.run_dir is None:
             return
         counts = self.state.get("counts", {})
@@ -920,6 +932,8 @@ class RigScorer(Scorer):
                 else f"{protocol.response_stem(blk['block'])}.*"
             ),
             "waiting_since": None if blk is None else _iso(blk["written"]),
+            "reason": reason,
+            "continue_with": continue_with,
             "last_latency_s": self.state.get("last_latency"),
             "best_score": self.state.get("best"),
             "blocks_written": sum(b["written"] is not None for b in blocks),
@@ -978,6 +992,24 @@ class RigScorer(Scorer):
             "blanks": p.blanks,
         }
 
+    def stopped(self, error: BaseException) -> None:
+        """Say in ``rig/status.json`` that xdream stopped (``"paused"`` after a pause), why and
+        how to continue, so that nobody watching it takes it for a live wait. The journal stays
+        as the last block left it: ``xdream resume`` awaits the same block again."""
+        if self.run_dir is None:
+            return
+        state = "paused" if isinstance(error, RigPaused) else "stopped"
+        reason = _stop_reason(error)
+        with contextlib.suppress(OSError):  # a folder gone, a terminal hung up: the error says
+            how = continue_command(self.run_dir)
+            self._status(state, self._awaited, reason=reason, continue_with=how)
+            if state == "stopped":
+                self._log(f"xdream stopped: {reason}; continue with {how}")
+            if self._line_shown:  # the waiting line ends before the command's last words
+                self._line_shown = False
+                self.stderr.write("\n")
+                self.stderr.flush()
+
     def close(self) -> None:
         """Write the final status; responses that come later stay in ``score_dir``."""
         self._run_idle()
@@ -994,6 +1026,19 @@ class RigScorer(Scorer):
             if self._line_shown:
                 self.stderr.write("\n")
                 self._line_shown = False
+
+
+def _stop_reason(error: BaseException) -> str:
+    """Why the run stopped, for the status file: as the command's last line says it."""
+    if isinstance(error, KeyboardInterrupt):  # Ctrl-C, or the command's SIGTERM / SIGHUP
+        return f"interrupted ({error})" if str(error) else "interrupted (Ctrl-C)"
+    if isinstance(error, GeneratorExit):
+        return "the program running the experiment left its generations before the budget"
+    if isinstance(error, RigPaused):
+        return str(error)
+    if isinstance(error, XDreamError):
+        return f"error: {error}"
+    return f"{type(error).__name__}: {error}"
 
 
 def read_status(folder: str | Path) -> dict[str, Any]:

@@ -76,8 +76,18 @@ class Scorer(abc.ABC):
         """Restore :meth:`state_dict`."""
         del state
 
+    def stopped(self, error: BaseException) -> None:  # noqa: B027 (optional hook)
+        """Called when ``error`` stops the run before its budget is spent (an error, Ctrl-C,
+        SIGTERM or SIGHUP, a rig's pause, a ``break`` out of the experiment's generations),
+        once the experiment has written what it could and before it lets its folder go.
+
+        A scorer that reports to someone (a rig's status file) says here that the run stopped.
+        The run may be continued later, which calls :meth:`bind` again. It should not raise
+        (the experiment notes an error from it on ``error``, which goes on).
+        """
+
     def close(self) -> None:  # noqa: B027 (optional hook, nothing to release by default)
-        """Release resources (files, processes)."""
+        """Release resources (files, processes); the experiment calls it when the run finishes."""
 
 
 def as_scores(raw: Any) -> np.ndarray:

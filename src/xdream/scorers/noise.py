@@ -191,5 +191,8 @@ class NoisyScorer(Scorer):
         self._rng.bit_generator.state = state["rng"]
         self.base.load_state_dict(state.get("base", {}))
 
+    def stopped(self, error: BaseException) -> None:
+        self.base.stopped(error)
+
     def close(self) -> None:
         self.base.close()
