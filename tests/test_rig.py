@@ -485,6 +485,51 @@ def test_foreign_malformed_partial_duplicate_and_escaping_files(tmp_path: Path) 
     assert backups == {"block000.mat"}
 
 
+def test_odd_files_are_counted_and_backed_up_once_across_resumes(tmp_path: Path) -> None:
+    """A foreign file, a response to a block xdream never wrote, a malformed response and a
+    second response that stay in score_dir are counted (skipped_files, duplicates) and backed
+    up once: a resumed run (a new scorer, from the journal) counted and copied them again."""
+    folder = tmp_path / "run"
+    rig = {"timeout": 0.5, "settle": 0.1, "on_timeout": "skip", "response_format": "auto"}
+    shown: dict[int, list[str]] = {}
+
+    def answer(b: int, names: list[str], score_dir: Path) -> None:
+        if b in shown:  # a timed-out block's manifest stays: the rig has shown it
+            return
+        shown[b] = names
+        if b == 1:  # the rig writes a malformed file, and the block times out
+            (score_dir / "block001.json").write_text("{not json")
+            return
+        time.sleep(0.3)  # past settle: the malformed file is read again meanwhile
+        write_response(score_dir, b, "json", names, np.full((len(names), 1), float(b)))
+
+    score_one_generation(folder, answer, generation=0, **rig)
+    stim = folder / "stimuli"
+    (stim / "notes.txt").write_text("operator notes")  # foreign
+    (stim / "block017.json").write_text("{}")  # a block xdream never wrote
+    write_response(stim, 0, "csv", shown[0], np.zeros((len(shown[0]), 1)))  # a second one
+    _, scores, _ = score_one_generation(folder, answer, generation=1, **rig)
+    assert np.isnan(scores).all()  # block 1 timed out
+    counts = {"skipped_files": 3, "duplicates": 1}  # foreign, not ours, malformed; block000.csv
+    assert {k: read_status(folder)[k] for k in counts} == counts
+    backups = {p.name: p.stat().st_mtime_ns for p in (folder / "rig" / "responses").iterdir()}
+    assert sorted(n.split("-")[0] for n in backups if "-" in n) == [
+        "block000.csv.duplicate",
+        "block001.json.malformed",
+    ]
+    for generation in (2, 3):  # resumed twice, each time scanning the same files
+        resumed = {**rig, "timeout": 5.0}
+        _, scores, _ = score_one_generation(folder, answer, generation=generation, **resumed)
+        assert np.isfinite(scores).all()
+        assert {k: read_status(folder)[k] for k in counts} == counts
+        journal = json.loads((folder / "rig" / "state.json").read_text())
+        assert {k: journal["counts"][k] for k in counts} == counts
+        again = {p.name: p.stat().st_mtime_ns for p in (folder / "rig" / "responses").iterdir()}
+        assert {n: again[n] for n in backups} == backups  # not copied again
+    log = (folder / "rig" / "rig.log").read_text()
+    assert log.count("block001.json skipped as malformed") == 3  # once per session
+
+
 def test_a_file_that_changes_while_it_is_read_is_read_again(tmp_path: Path) -> None:
     """Completeness: readable and unchanged over ``poll_interval``. A CSV cut at a line end
     parses, so a rig still appending to it while xdream reads must not get the cut version."""

@@ -15,7 +15,8 @@ One generation, block by block::
 The journal (``rig/state.json`` in the experiment folder, rewritten atomically after every
 block written and every response accepted) holds the blocks, their files and ids and every
 response received, so ``xdream resume`` after a kill continues at the right block: answered
-blocks are never shown again and responses that arrived meanwhile are picked up.
+blocks are never shown again and responses that arrived meanwhile are picked up. It also keeps
+which skipped and duplicate files it has counted, so each is counted and backed up once.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ class RigScorer(Scorer):
         self._seen: dict[str, tuple[tuple[int, int], float]] = {}  # name -> (sig, since)
         # blocks whose response file waits to settle: when xdream first saw it unchanged
         self._settling: dict[int, float] = {}
-        self._logged: set[str] = set()
+        self._logged: set[str] = set()  # what this session has logged (once each)
+        self._counted: set[str] = set()  # odd files counted and backed up (state["counted"])
         self._awaited: dict[str, Any] | None = None  # the block being waited for
         self._last_line = 0.0
         self._line_shown = False
@@ -157,8 +159,10 @@ class RigScorer(Scorer):
                 "last_baseline": None,
                 "last_latency": None,
                 "counts": {"timeouts": 0, "late": 0, "skipped_files": 0, "duplicates": 0},
+                "counted": [],
                 "rng": self._rng.bit_generator.state,
             }
+            self._counted = set()
             self._save()
         self._status("ready")
 
@@ -193,6 +197,8 @@ class RigScorer(Scorer):
             raise XDreamError(f"rig journal version {state.get('version')} is not supported")
         self.state = state
         self._rng.bit_generator.state = state["rng"]
+        # a journal of an earlier xdream has no "counted": its files may be counted once more
+        self._counted = set(state.setdefault("counted", []))
 
     def _save(self, durable: bool = True) -> None:
         """Rewrite the journal atomically (and fsynced, unless ``durable`` is False)."""
@@ -546,16 +552,15 @@ class RigScorer(Scorer):
                 if blk["file"] == name and tuple(blk["sig"]) == sig:
                     continue
                 key = f"dup:{name}:{sig}"
-                if key not in self._logged:
-                    self.state["counts"]["duplicates"] += 1
+                if self._count_once(key, "duplicates"):
                     self._backup_response(path, f"{name}.duplicate-{st.st_mtime_ns}")
-                    self._log_once(
-                        key,
-                        f"{name}: block {blk['block']} was already answered by {blk['file']}; "
-                        "this second response is ignored (backed up)",
-                        warn=True,
-                    )
                     self._save()
+                self._log_once(
+                    key,
+                    f"{name}: block {blk['block']} was already answered by {blk['file']}; "
+                    "this second response is ignored (backed up)",
+                    warn=True,
+                )
                 continue
             seen = self._seen.get(name)
             bad = f"bad:{name}:{sig}"
@@ -591,18 +596,29 @@ class RigScorer(Scorer):
             self._settling.pop(blk["block"], None)
             if problem is None:
                 continue
-            if settled:
-                self.state["counts"]["skipped_files"] += 1
-                self._backup_response(path, f"{name}.malformed-{st.st_mtime_ns}")
+            if settled:  # read again by a resumed run (a plug-in or [rig] may have changed)
+                if self._count_once(bad, "skipped_files"):
+                    self._backup_response(path, f"{name}.malformed-{st.st_mtime_ns}")
+                    self._save()
                 self._log_once(bad, f"{name} skipped as malformed: {problem}", warn=True)
-                self._save()
 
     def _skip_file(self, name: str, kind: str, why: str) -> None:
-        if f"{kind}:{name}" not in self._logged:
-            self.state["counts"]["skipped_files"] += 1
+        self._count_once(f"{kind}:{name}", "skipped_files")  # journaled with the next save
         self._log_once(
             f"{kind}:{name}", f"{name} in {str(self.score_dir)!r} ignored: {why}", warn=True
         )
+
+    def _count_once(self, key: str, counter: str) -> bool:
+        """Count the skipped or duplicate file ``key`` in ``counts[counter]``; False if it was
+        counted before. Once per run: the keys are journaled with the counts (``counted``), so a
+        resumed run neither counts nor backs up a file still in ``score_dir`` again (each
+        session logs it once)."""
+        if key in self._counted:
+            return False
+        self._counted.add(key)
+        self.state["counted"].append(key)
+        self.state["counts"][counter] += 1
+        return True
 
     def _accept(
         self,
