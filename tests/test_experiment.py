@@ -187,7 +187,7 @@ def test_records_kept_aside_in_the_same_second_are_all_kept(
     exp._start()
     exp.step()
     exp.release_folder()
-    monkeypatch.setattr(records.time, "time", lambda: 1_800_000_000.0)
+    monkeypatch.setattr(records.resume.time, "time", lambda: 1_800_000_000.0)
     for garbage in (b"garbage A", b"garbage B", b"garbage C"):
         (tmp_path / "cut" / "record.h5").write_bytes(garbage)
         tiny_experiment(tmp_path / "cut", generations=4).restore()
@@ -202,7 +202,7 @@ def test_a_record_rebuilt_in_chunks_equals_the_uninterrupted_one(
 ) -> None:
     """The rebuild appends several generations per HDF5 write; 3 generations in chunks of 2
     (and 1) must give the same record as a run never stopped."""
-    monkeypatch.setattr(records, "REBUILD_CHUNK", chunk)
+    monkeypatch.setattr(records.resume, "REBUILD_CHUNK", chunk)
     tiny_experiment(tmp_path / "full", generations=5, drop=0.1).run()
     exp = tiny_experiment(tmp_path / "cut", generations=5, drop=0.1)
     exp._start()
@@ -329,14 +329,14 @@ def test_an_append_that_fails_leaves_the_record_unmarked(
     exp.step()
     exp._settle()
     assert records.H5Record(cut / "record.h5").trusted_generations() == 1
-    real = records._append
+    real = records.h5._append
 
     def fail_after_codes(group: Any, name: str, *args: Any, **kwargs: Any) -> None:
         if name == "scores":
             raise OSError("killed")
         real(group, name, *args, **kwargs)
 
-    monkeypatch.setattr(records, "_append", fail_after_codes)
+    monkeypatch.setattr(records.h5, "_append", fail_after_codes)
     with pytest.raises(OSError, match="killed"):
         exp.step()
     monkeypatch.undo()
@@ -438,15 +438,15 @@ def test_an_append_made_again_after_it_stopped_half_way_is_not_marked(
     tiny_experiment(tmp_path / "full", generations=4).run()
     cut = tmp_path / "cut"
     record = records.H5Record(cut / "record.h5")
-    real = records._append
+    real = records.h5._append
 
     def stop_after_codes(group: Any, name: str, *args: Any, **kwargs: Any) -> None:
         if name == "scores" and record.generations() == 2:  # generation 2's codes are in
-            monkeypatch.setattr(records, "_append", real)
+            monkeypatch.setattr(records.h5, "_append", real)
             raise KeyboardInterrupt
         real(group, name, *args, **kwargs)
 
-    monkeypatch.setattr(records, "_append", stop_after_codes)
+    monkeypatch.setattr(records.h5, "_append", stop_after_codes)
     with pytest.raises(KeyboardInterrupt):
         tiny_experiment(cut, generations=4, record_interval=0).run()
     with h5py.File(cut / "record.h5", "r") as f:
@@ -467,7 +467,7 @@ def test_a_kill_while_a_finished_run_drops_its_journal_leaves_no_part_of_it(
     journal/base.h5, and a torn record could then not be rebuilt. It is renamed aside first."""
     tiny_experiment(tmp_path / "full", generations=6).run()
     cut = tmp_path / "cut"
-    real = records.shutil.rmtree
+    real = records.folder.shutil.rmtree
 
     def killed_part_way(path: Any, *args: Any, **kwargs: Any) -> None:
         files = sorted(Path(path).glob("*.npz")) if Path(path).is_dir() else []
@@ -477,7 +477,7 @@ def test_a_kill_while_a_finished_run_drops_its_journal_leaves_no_part_of_it(
             raise KeyboardInterrupt
         real(path, *args, **kwargs)
 
-    monkeypatch.setattr(records.shutil, "rmtree", killed_part_way)
+    monkeypatch.setattr(records.folder.shutil, "rmtree", killed_part_way)
     with pytest.raises(KeyboardInterrupt):
         tiny_experiment(cut, generations=3).run()
     monkeypatch.undo()
@@ -880,7 +880,7 @@ class _FullDisk:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, at: int, where: str) -> None:
         self.full = True
         write_journal = records.RunFolder.write_journal
-        disk_usage = records.shutil.disk_usage
+        disk_usage = records.faults.shutil.disk_usage
 
         def journal(folder: records.RunFolder, rec: records.GenerationRecord) -> None:
             if self.full and where == "journal" and rec.generation >= at:
@@ -894,7 +894,7 @@ class _FullDisk:
             return real
 
         monkeypatch.setattr(records.RunFolder, "write_journal", journal)
-        monkeypatch.setattr(records.shutil, "disk_usage", usage)
+        monkeypatch.setattr(records.faults.shutil, "disk_usage", usage)
 
     @staticmethod
     def generations(folder: Any) -> int:
@@ -1071,7 +1071,7 @@ def test_an_atomic_write_that_fails_to_flush_raises_one_error_and_leaves_nothing
 
     path = tmp_path / "summary.json"
     records.write_json(path, {"old": 1})
-    monkeypatch.setattr(records.os, "fdopen", fdopen)
+    monkeypatch.setattr(records.files.os, "fdopen", fdopen)
     with pytest.raises(OSError, match="No space left") as err:
         records.write_json(path, {"new": 2})
     assert err.value.__context__ is None and err.value.__cause__ is None

@@ -1,0 +1,157 @@
+"""What a run folder's files hold: the names and datasets of ``record.h5`` (laid out in
+:mod:`xdream.records`), one generation's record (:class:`GenerationRecord`) and its journal
+file, and what h5py raises for a damaged record (:data:`UNREADABLE`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+LAYOUT_VERSION = 1
+MARK_SUFFIX = ".ok"
+"""``.record.h5.ok``: the mark of a record left complete and closed (:meth:`H5Record.mark`)."""
+DROPPED_JOURNAL = ".journal.dropped"
+"""The journal of a finished run while it is deleted (:meth:`RunFolder.drop_journal`)."""
+BASE_FILE = "base.h5"
+"""``journal/base.h5``: a finished run's record as it was when the run was continued with a
+larger budget (its journal was removed when it finished): rebuilds start from it."""
+LOCK_FILE = ".xdream.lock"
+"""The file an experiment's process holds locked while it runs (:meth:`RunFolder.lock`)."""
+
+TIMING_COLUMNS = ("ask", "generate", "score", "tell")
+_STR = h5py.string_dtype("utf-8")
+
+ROW_FIELDS = ("codes", "scores", "clean_scores", "generation", "image_ids", "genealogy")
+REF_FIELDS = ("ids", "scores", "clean_scores", "generation")
+GEN_FIELDS = ("best_score", "mean_score", "best_reference", "presentations", "seconds")
+
+
+@dataclass
+class GenerationRecord:
+    """Everything recorded about one generation."""
+
+    generation: int
+    codes: npt.NDArray[np.float32]
+    scores: npt.NDArray[np.float64]
+    clean_scores: npt.NDArray[np.float64]
+    image_ids: list[str]
+    genealogy: list[str]
+    ref_ids: list[str]
+    ref_scores: npt.NDArray[np.float64]
+    ref_clean_scores: npt.NDArray[np.float64]
+    presentations: int
+    seconds: npt.NDArray[np.float64]  # (4,) ask, generate, score, tell
+    extra: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+    """Scorer-specific rows, ``{"group/sub/dataset": array}``; every group holds a
+    ``generation`` dataset with one entry per row (see :meth:`H5Record.truncate`)."""
+
+    @property
+    def best_score(self) -> float:
+        return _nanmax(self.scores)
+
+    @property
+    def mean_score(self) -> float:
+        valid = self.scores[~np.isnan(self.scores)]
+        return float(valid.mean()) if valid.size else float("nan")
+
+    @property
+    def best_reference(self) -> float:
+        return _nanmax(self.ref_scores)
+
+    def nbytes(self) -> int:
+        """The size of its arrays (strings as numpy stores them): about what it adds to a file."""
+        return sum(int(a.nbytes) for a in self.to_arrays().values())
+
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Flat arrays for the journal (``np.savez``)."""
+        return {
+            "generation": np.array(self.generation),
+            "codes": self.codes,
+            "scores": self.scores,
+            "clean_scores": self.clean_scores,
+            "image_ids": np.array(self.image_ids, dtype=str),
+            "genealogy": np.array(self.genealogy, dtype=str),
+            "ref_ids": np.array(self.ref_ids, dtype=str),
+            "ref_scores": self.ref_scores,
+            "ref_clean_scores": self.ref_clean_scores,
+            "presentations": np.array(self.presentations),
+            "seconds": self.seconds,
+            **{f"extra/{k}": v for k, v in self.extra.items()},
+        }
+
+    @classmethod
+    def from_arrays(cls, a: Any) -> GenerationRecord:
+        return cls(
+            generation=int(a["generation"]),
+            codes=np.asarray(a["codes"], dtype=np.float32),
+            scores=np.asarray(a["scores"], dtype=np.float64),
+            clean_scores=np.asarray(a["clean_scores"], dtype=np.float64),
+            image_ids=[str(s) for s in a["image_ids"]],
+            genealogy=[str(s) for s in a["genealogy"]],
+            ref_ids=[str(s) for s in a["ref_ids"]],
+            ref_scores=np.asarray(a["ref_scores"], dtype=np.float64),
+            ref_clean_scores=np.asarray(a["ref_clean_scores"], dtype=np.float64),
+            presentations=int(a["presentations"]),
+            seconds=np.asarray(a["seconds"], dtype=np.float64),
+            extra={k[6:]: np.asarray(a[k]) for k in a.files if k.startswith("extra/")},
+        )
+
+
+def _nanmax(x: npt.NDArray[np.float64]) -> float:
+    valid = x[~np.isnan(x)]
+    return float(valid.max()) if valid.size else float("nan")
+
+
+class _NotNpz(Exception):
+    """A journal file that does not start like a zip archive."""
+
+
+JOURNAL_ARRAYS = (
+    "generation",
+    "codes",
+    "scores",
+    "clean_scores",
+    "image_ids",
+    "genealogy",
+    "ref_ids",
+    "ref_scores",
+    "ref_clean_scores",
+    "presentations",
+    "seconds",
+)
+"""The arrays every journal file holds (:meth:`GenerationRecord.to_arrays`'s, extras aside)."""
+
+
+def _open_npz(fh: IO[bytes]) -> Any:
+    """``np.load`` of a journal file open in ``fh`` (its arrays read when asked for), or
+    :class:`_NotNpz` where it does not start like the zip archive ``np.savez`` writes."""
+    if fh.read(4) != b"PK\x03\x04":
+        raise _NotNpz
+    fh.seek(0)
+    return np.load(fh, allow_pickle=False)
+
+
+def _extra_groups(f: h5py.File) -> list[h5py.Group]:
+    """Groups of scorer-specific rows (any group but the core ones with a ``generation``)."""
+    found: list[h5py.Group] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if (
+            isinstance(obj, h5py.Group)
+            and name not in ("references", "generations")
+            and isinstance(obj.get("generation"), h5py.Dataset)
+        ):
+            found.append(obj)
+
+    f.visititems(visit)
+    return found
+
+
+UNREADABLE = (OSError, KeyError, RuntimeError, ValueError)
+"""What h5py raises for a damaged or half-written file, depending on where the damage is: a kill
+before HDF5 wrote back its superblock leaves a file that opens and fails at the first link it
+follows (RuntimeError, "addr overflow"); a reader that catches a record mid-write sees the same."""
