@@ -4,6 +4,9 @@ experiment's says."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +81,45 @@ def test_checking_the_journal_refuses_what_reading_it_would(tmp_path: Path) -> N
         assert str(checked.value).split("), ")[1] == str(read.value).split("), ")[1]
     path.write_bytes(whole)
     folder.check_journal(0, 2)
+
+
+FORK_WHILE_THE_GUARD_IS_HELD = """
+import os, sys, threading, time
+from xdream import records
+
+held, done = threading.Event(), threading.Event()
+
+def hold():
+    with records.locks._HELD_GUARD:
+        held.set()
+        done.wait()
+
+threading.Thread(target=hold, daemon=True).start()
+held.wait()
+pid = os.fork()
+if pid == 0:  # the child: lock the folder, let go, and leave at once
+    try:
+        records.RunFolder(sys.argv[1]).lock().release()
+    finally:
+        os._exit(0)
+deadline = time.monotonic() + 30
+while not os.waitpid(pid, os.WNOHANG)[0]:
+    if time.monotonic() > deadline:
+        os.kill(pid, 9)
+        sys.exit("the forked child waited for its parent's guard")
+    time.sleep(0.01)
+done.set()
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_locks_a_folder_while_a_thread_of_its_parent_holds_the_guard(
+    tmp_path: Path,
+) -> None:
+    """A forked child gets a fresh guard of the table of held folders (the parent's may be held
+    by a thread the child does not have): RunFolder.lock must take the child's, which a name
+    imported into records/folder.py before the fork would not be. In a fresh interpreter: in
+    this one, the collector could free an earlier test's FolderLock while the guard is held."""
+    script = [sys.executable, "-c", FORK_WHILE_THE_GUARD_IS_HELD, str(tmp_path)]
+    out = subprocess.run(script, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
