@@ -15,7 +15,6 @@ import torch
 
 from xdream import networks
 from xdream.bench import cli as bench_cli
-from xdream.bench.files import write_json
 from xdream.bench.network import LayerReader
 from xdream.bench.optimizers import (
     Contender,
@@ -30,6 +29,7 @@ from xdream.bench.optimizers import (
 from xdream.errors import XDreamError
 from xdream.generators.spectrum import CodeSpectrum
 from xdream.precision import tf32_mode
+from xdream.records.files import write_json
 from xdream.scorers import CNNUnitScorer
 
 TINY = Profile(

@@ -4,6 +4,7 @@ experiment's says."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -123,3 +124,26 @@ def test_a_forked_child_locks_a_folder_while_a_thread_of_its_parent_holds_the_gu
     script = [sys.executable, "-c", FORK_WHILE_THE_GUARD_IS_HELD, str(tmp_path)]
     out = subprocess.run(script, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_json_files_take_numpy_values_and_write_non_finite_numbers_as_null(tmp_path: Path) -> None:
+    data = {
+        "flag": np.bool_(True),
+        "count": np.int64(3),
+        "score": np.float32(0.5),
+        "missing": np.float64("nan"),
+        "inf": float("inf"),
+        "pair": (1, np.float32("-inf")),
+        7: "key made a string",
+    }
+    path = tmp_path / "out.json"
+    records.write_json(path, data)
+    assert json.loads(path.read_text()) == {
+        "flag": True,
+        "count": 3,
+        "score": 0.5,
+        "missing": None,
+        "inf": None,
+        "pair": [1, None],
+        "7": "key made a string",
+    }

@@ -43,7 +43,6 @@ import numpy as np
 import torch
 
 from xdream import generators, optimizers
-from xdream.bench.files import atomic_write, json_safe, write_json
 from xdream.bench.network import LayerReader
 from xdream.errors import XDreamError, did_you_mean
 from xdream.generators.spectrum import CodeSpectrum
@@ -56,6 +55,7 @@ from xdream.optimizers import (  # noqa: F401  (registration, whatever the packa
 )
 from xdream.params import build_params
 from xdream.precision import set_tf32
+from xdream.records.files import atomic_write, json_safe, write_json
 from xdream.references import ReferenceImages
 from xdream.scorers import make_noise
 from xdream.scorers.cnn import resolve_device

@@ -4,6 +4,7 @@ must survive a power cut), JSON, PNG images and the pickled checkpoint."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import struct
@@ -85,7 +86,7 @@ def fsync_folder(folder: Path) -> None:
 def write_json(path: str | Path, data: Any, durable: bool = True) -> None:
     """Atomically write pretty JSON (NaN written as null)."""
     with atomic_write(path, "w", durable) as fh:
-        json.dump(_json_safe(data), fh, indent=2)
+        json.dump(json_safe(data), fh, indent=2)
         fh.write("\n")
 
 
@@ -125,15 +126,17 @@ def remove_empty(folders: Iterable[Path]) -> None:
             path.rmdir()
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` for :func:`json.dump`: NaN and infinities as ``None``, NumPy scalars as Python
+    numbers and booleans, tuples as lists, mapping keys as strings."""
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if not np.isfinite(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
