@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +43,7 @@ from xdream.rig import (
     protocol,
     read_status,
 )
+from xdream.rig import scorer as scorer_mod
 from xdream.rig.formats import read_mat, write_h5_indexed
 from xdream.rig.sim import read_log
 
@@ -926,6 +929,35 @@ def test_status_file_while_waiting(tmp_path: Path) -> None:
         assert key in status
     assert status["timeouts"] == 1 and status["blocks_answered"] == 0
     assert "no response to block 0 within 0.3 s" in (out / "rig" / "rig.log").read_text()
+
+
+def test_the_status_file_is_rewritten_while_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While xdream waits for a response, rig/status.json is rewritten every STATUS_INTERVAL
+    seconds (its "updated" advances, with the counts so far), and names the process that
+    writes it: a rig or an operator watching it tells a live wait from a killed xdream. It was
+    written only when the wait began."""
+    monkeypatch.setattr(scorer_mod, "STATUS_INTERVAL", 0.05, raising=False)
+    folder = tmp_path / "run"
+    seen: list[dict[str, Any]] = []
+
+    def answer(b: int, names: list[str], score_dir: Path) -> None:
+        (score_dir / "notes.txt").write_text("the operator's notes")  # a foreign file
+        end = time.monotonic() + 0.6
+        while time.monotonic() < end:
+            seen.append(read_status(folder))
+            time.sleep(0.01)
+        write_response(score_dir, b, "json", names, np.ones((len(names), 1)))
+
+    _, scores, _ = score_one_generation(folder, answer)
+    assert np.isfinite(scores).all()
+    while seen[0]["state"] == "ready":  # the manifest is out just before the wait begins
+        seen.pop(0)
+    assert {(s["state"], s["block"]) for s in seen} == {("waiting", 0)}
+    assert len({s["updated"] for s in seen}) >= 4  # about 12 rewrites in 0.6 s
+    assert seen[-1]["skipped_files"] == 1  # counted while it waits, not only at the end
+    assert seen[-1]["process"] == {"pid": os.getpid(), "host": socket.gethostname()}
 
 
 def test_plugin_example_reads_and_writes_its_own_formats(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +50,12 @@ from xdream.scorers.base import Scorer
 from xdream.types import Images, Scores
 
 STATE_VERSION = 1
+
+STATUS_INTERVAL = 5.0
+"""Seconds between rewrites of ``rig/status.json`` while xdream waits for a response: its
+``updated`` advances while xdream is alive, and stands still once xdream is gone."""
+
+_HOST = socket.gethostname()
 
 _WAIT = "perhaps still being written"
 """What :meth:`RigScorer._accept` returns (this object) for a response not yet accepted."""
@@ -459,12 +466,17 @@ class RigScorer(Scorer):
         warned_at = 0.0
         self._awaited = blk  # until it is answered or times out: a stop names it (stopped)
         self._status("waiting", blk)
+        beat = time.monotonic()
         prepared = False
         while True:
             looked = time.monotonic() - start
             self._scan()
             if blk["answered"] is not None:
                 return  # journaled by score(): before the next block, or with the generation
+            if time.monotonic() - beat >= STATUS_INTERVAL:  # alive, and the counts so far
+                beat = time.monotonic()
+                with contextlib.suppress(OSError):  # a watcher's file: the run goes on without
+                    self._status("waiting", blk)
             if self._dirty:  # a late response to an earlier block
                 self._save()
             if not prepared:  # encode the next block of the generation while the rig works
@@ -933,7 +945,9 @@ class RigScorer(Scorer):
     ) -> None:
         """Rewrite ``rig/status.json``: ``state`` (ready, waiting, timed out, paused, stopped,
         finished), ``blk`` the block it is about; for a paused or stopped run why
-        (``reason``) and how to go on (``continue_with``)."""
+        (``reason``) and how to go on (``continue_with``). While xdream waits it is rewritten
+        every :data:`STATUS_INTERVAL` seconds, so a watcher tells a live wait from an xdream
+        that was killed (``updated``, and ``process``: the pid and host that write it)."""
         if self.run_dir is None:
             return
         counts = self.state.get("counts", {})
@@ -957,7 +971,8 @@ class RigScorer(Scorer):
             **counts,
             "write_dir": str(self.write_dir),
             "score_dir": str(self.score_dir),
-            "updated": _iso(_now()),
+            "process": {"pid": os.getpid(), "host": _HOST},
+            "updated": _iso(_now()),  # every STATUS_INTERVAL s while waiting: xdream is alive
         }
         # no fsync: the status is for watching, the journal is what survives a crash
         protocol.write_atomically(self.status_path, (json.dumps(status, indent=2) + "\n").encode())
