@@ -533,6 +533,29 @@ def test_odd_files_are_counted_and_backed_up_once_across_resumes(tmp_path: Path)
     assert log.count("block001.json skipped as malformed") == 3  # once per session
 
 
+def test_a_malformed_file_then_a_good_one_for_the_block_count_once(tmp_path: Path) -> None:
+    """A malformed response file skipped (once settled), then another file that answers the
+    block: the malformed one, still in score_dir, is one skipped file with one backup. It was
+    counted and backed up again as a second response to the answered block (duplicates)."""
+    folder = tmp_path / "run"
+
+    def answer(b: int, names: list[str], score_dir: Path) -> None:
+        (score_dir / "block000.json").write_text("{not json")
+        time.sleep(0.4)  # past settle: skipped as malformed
+        write_response(score_dir, b, "csv", names, np.ones((len(names), 1)))
+
+    scorer, scores, err = score_one_generation(folder, answer, settle=0.1, timeout=5.0)
+    assert np.isfinite(scores).all()
+    scorer._scan()  # the next block's wait looks at score_dir again
+    assert {k: scorer.state["counts"][k] for k in ("skipped_files", "duplicates")} == {
+        "skipped_files": 1,
+        "duplicates": 0,
+    }
+    backups = sorted(p.name for p in (folder / "rig" / "responses").glob("block000.json*"))
+    assert len(backups) == 1 and ".malformed-" in backups[0]
+    assert "block000.json skipped as malformed" in err and "already answered" not in err
+
+
 def test_a_file_that_changes_while_it_is_read_is_read_again(tmp_path: Path) -> None:
     """Completeness: readable and unchanged over ``poll_interval``. A CSV cut at a line end
     parses, so a rig still appending to it while xdream reads must not get the cut version."""

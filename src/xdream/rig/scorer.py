@@ -563,6 +563,8 @@ class RigScorer(Scorer):
             if blk["answered"] is not None:
                 if blk["file"] == name and tuple(blk["sig"]) == sig:
                     continue
+                if f"bad:{name}:{sig}" in self._counted:
+                    continue  # skipped as malformed before another file answered the block
                 key = f"dup:{name}:{sig}"
                 if self._count_once(key, "duplicates"):
                     self._backup_response(path, f"{name}.duplicate-{st.st_mtime_ns}")
