@@ -925,6 +925,49 @@ def test_kill_after_the_next_block_is_out_but_before_the_checkpoint(
             np.testing.assert_array_equal(cut.extra[key], value, err_msg=key)
 
 
+def test_a_stop_right_after_a_response_is_accepted_leaves_nothing_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped (Ctrl-C, or a kill: s12_stop_after_accept.py) after block 0's response was
+    accepted and journaled but before block 1 was out, xdream had not yet backed the response
+    up nor removed block 0's stimuli (tasks left for when the next block is out), and a resumed
+    run never did: it does now, once. Nothing else was lost: the values were journaled."""
+    out = tmp_path / "run"
+    cfg = rig_config(generations=2, population=6, refs=0, block_size=4)
+    ensure_written = RigScorer._ensure_written
+
+    def stopped_before_block_1(self: RigScorer, blk: dict[str, Any], images: Any) -> None:
+        if blk["block"] == 1 and blk["written"] is None:
+            raise KeyboardInterrupt
+        ensure_written(self, blk, images)
+
+    stim = out / "stimuli"
+    with thread_rig(stim):
+        monkeypatch.setattr(RigScorer, "_ensure_written", stopped_before_block_1)
+        with pytest.raises(KeyboardInterrupt):
+            Experiment.from_config(cfg, out).run()
+    monkeypatch.setattr(RigScorer, "_ensure_written", ensure_written)
+    journal = json.loads((out / "rig" / "state.json").read_text())
+    answer = journal["blocks"]["0"]["file"]
+    assert answer == "block000.mat" and not (out / "rig" / "responses" / answer).exists()
+    assert (stim / "block000.txt").exists()
+    backup_response = RigScorer._backup_response
+    copies: list[str] = []
+
+    def counted(self: RigScorer, path: Path, name: str) -> None:
+        copies.append(name)
+        backup_response(self, path, name)
+
+    monkeypatch.setattr(RigScorer, "_backup_response", counted)
+    with thread_rig(stim):
+        Experiment.resume(out).run()
+    assert (out / "rig" / "responses" / answer).read_bytes() == (stim / answer).read_bytes()
+    assert not list(stim.glob("block000_*")) and not (stim / "block000.txt").exists()
+    assert records.read(out).extra["rig/presentations/block"].tolist().count(0) == 4
+    RigScorer(RigSection()).bind(out)  # bound again (a larger budget): nothing to do
+    assert copies.count(answer) == 1
+
+
 def test_leftover_block_files_are_refused(tmp_path: Path) -> None:
     out = tmp_path / "run"
     (out / "stimuli").mkdir(parents=True)

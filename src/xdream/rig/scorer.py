@@ -15,8 +15,9 @@ One generation, block by block::
 The journal (``rig/state.json`` in the experiment folder, rewritten atomically after every
 block written and every response accepted) holds the blocks, their files and ids and every
 response received, so ``xdream resume`` after a kill continues at the right block: answered
-blocks are never shown again and responses that arrived meanwhile are picked up. It also keeps
-which skipped and duplicate files it has counted, so each is counted and backed up once.
+blocks are never shown again and responses that arrived meanwhile are picked up, and an
+accepted response whose backup and clean-up had not run yet gets them. It also keeps which
+skipped and duplicate files it has counted, so each is counted and backed up once.
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ class RigScorer(Scorer):
         if self.state_path.exists():
             self._load_state()
             self._log(f"resumed from the journal: next block {self.state['next_block']}")
+            self._finish_answered()
         else:
             self._refuse_leftovers()
             self.state = {
@@ -800,16 +802,46 @@ class RigScorer(Scorer):
                 warn=True,
             )
         if self.params.cleanup:  # once the next block is out
-            shown = [str(s["name"]) for s in blk["stimuli"]]
-            if self.params.manifest:
-                shown.append(protocol.response_stem(blk["block"]) + ".txt")
-            self._idle.append(functools.partial(self._cleanup, shown))
+            self._idle.append(functools.partial(self._cleanup, self._shown(blk)))
         return None
+
+    def _shown(self, blk: dict[str, Any]) -> list[str]:
+        """The files xdream wrote in ``write_dir`` for ``blk`` (its stimuli and manifest)."""
+        shown = [str(s["name"]) for s in blk["stimuli"]]
+        if self.params.manifest:
+            shown.append(protocol.response_stem(blk["block"]) + ".txt")
+        return shown
 
     def _cleanup(self, names: list[str]) -> None:
         for name in names:
             with contextlib.suppress(OSError):
                 os.unlink(self.write_dir / name)
+
+    def _finish_answered(self) -> None:
+        """Do what accepting a response leaves until the next block is out (backing the
+        response up, removing the block's stimuli), where xdream stopped or was killed before:
+        only this session's memory held those tasks. From the journal, so again at each
+        resume: a backup of the accepted file that is there is not made again (one cut short is
+        made again), and a block's stimuli are listed until they were removed. The response's
+        values are in the journal either way."""
+        for blk in self.state["blocks"].values():
+            if blk["answered"] is None or blk["file"] is None:
+                continue
+            if self.params.backup and not self._backed_up(blk):
+                path = self.score_dir / blk["file"]
+                with contextlib.suppress(OSError):  # gone or rewritten: nothing left to copy
+                    st = os.stat(path)
+                    if [st.st_size, st.st_mtime_ns] == blk["sig"]:
+                        self._backup_response(path, blk["file"])
+            if self.params.cleanup and blk["stimuli"]:  # emptied once recorded (tasks done)
+                self._cleanup(self._shown(blk))
+
+    def _backed_up(self, blk: dict[str, Any]) -> bool:
+        """Whether the backup of ``blk``'s accepted response file is there, whole."""
+        try:
+            return (self.rig_dir / "responses" / blk["file"]).stat().st_size == blk["sig"][0]
+        except OSError:
+            return False
 
     def _backup_response(self, path: Path, name: str) -> None:
         if not self.params.backup:
