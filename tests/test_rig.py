@@ -831,6 +831,32 @@ def test_a_break_out_of_generations_and_a_pause_say_so_in_the_status_file(
     assert status["continue_with"] == f"xdream resume {tmp_path / 'paused'}"
 
 
+def test_a_resume_that_fails_once_the_rig_is_bound_says_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Binding the rig again writes "ready"; a resume that fails after it (record.h5 cannot be
+    brought in line: a journal file damaged inside, s13_resume_fails_after_bind.py; a full
+    disk) left "ready" behind, outside the run loop that says "stopped". It says "stopped" now,
+    with the reason and how to continue."""
+    out = tmp_path / "run"
+    cfg = rig_config(generations=2, population=6, refs=0)
+    with thread_rig(out / "stimuli"):
+        Experiment.from_config(cfg, out).run()  # finished: resumed, it rewrites its records
+    damaged = XDreamError("journal file 'gen000000.npz' is damaged")
+
+    def cannot_reconcile(*args: Any, **kwargs: Any) -> str:
+        assert read_status(out)["state"] == "ready"  # the rig is bound again
+        raise damaged
+
+    monkeypatch.setattr("xdream.experiment.reconcile", cannot_reconcile)
+    with pytest.raises(XDreamError, match="damaged"):
+        Experiment.resume(out)
+    status = read_status(out)
+    assert status["state"] == "stopped", status
+    assert status["reason"] == f"error: {damaged}"
+    assert status["continue_with"] == f"xdream resume {out}"
+
+
 def test_pause_then_continuing_the_same_object_abandons_nothing(tmp_path: Path) -> None:
     """In Python (a notebook), after ``RigPaused`` the same Experiment's run() goes on where
     ``xdream resume`` would: the paused block is awaited again and the generation, reference

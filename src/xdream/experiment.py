@@ -742,7 +742,8 @@ class Experiment:
             done = True
             try:
                 return self._restore_from(state, plan)
-            except BaseException:
+            except BaseException as err:
+                self._tell_scorer_stopped(err)  # a rig bound again said "ready"
                 self.release_folder()
                 raise
 

@@ -79,7 +79,8 @@ class Scorer(abc.ABC):
     def stopped(self, error: BaseException) -> None:  # noqa: B027 (optional hook)
         """Called when ``error`` stops the run before its budget is spent (an error, Ctrl-C,
         SIGTERM or SIGHUP, a rig's pause, a ``break`` out of the experiment's generations),
-        once the experiment has written what it could and before it lets its folder go.
+        once the experiment has written what it could and before it lets its folder go; also
+        when a restore (``xdream resume``) fails after it called :meth:`bind`.
 
         A scorer that reports to someone (a rig's status file) says here that the run stopped.
         The run may be continued later, which calls :meth:`bind` again. It should not raise
