@@ -1616,3 +1616,18 @@ def test_a_run_built_in_python_records_its_optimizers_hyperparameters(tmp_path: 
         config = json.loads(f.attrs["config"])
         f.attrs["config"] = json.dumps({**config, "optimizer": "genetic"})
     assert "<td>genetic</td>" in report.write_report(run).read_text()
+
+
+@pytest.mark.parametrize("save_images", ["best", "none"])
+def test_save_images_none_makes_no_images_folder(tmp_path: Path, save_images: str) -> None:
+    run = tmp_path / "run"
+    tiny_experiment(run, generations=2, save_images=save_images).run()
+    assert (run / "best.png").is_file()
+    if save_images == "best":
+        assert sorted(p.name for p in (run / "images").iterdir()) == [
+            "gen000_best.png",
+            "gen001_best.png",
+        ]
+    else:
+        assert not (run / "images").exists()
+        assert records.read(run).best_per_generation.size == 2  # the run itself is whole

@@ -787,7 +787,7 @@ class Experiment:
         self.folder.remove_temporaries()  # half-written files of an interrupted atomic write
         if state is None:
             # killed before the first generation was checkpointed: start it again from scratch
-            self.folder.create()
+            self.folder.create(images=self.save_images == "best")
             self._initialise_record()
             self.scorer.bind(self.folder.path)
             self._started = True
@@ -797,7 +797,7 @@ class Experiment:
         if self.config is not None:
             # the config it goes on with, changes taken: a later `xdream resume` reads this
             config_mod.dump_yaml(self.config, self.folder.config)
-        self.folder.create()
+        self.folder.create(images=self.save_images == "best")
         self.scorer.bind(self.folder.path)
         try:
             note = reconcile(
@@ -1219,7 +1219,7 @@ class Experiment:
         self._hold_folder()
         try:
             self.folder.refuse_outputs()  # nothing of an earlier run's, or the user's, is lost
-            self.folder.create()
+            self.folder.create(images=self.save_images == "best")
             self._initialise_record()
             self.scorer.bind(self.folder.path)
         except BaseException:

@@ -165,11 +165,13 @@ class RunFolder:
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}\n".encode())
         return FolderLock(fd)
 
-    def create(self) -> None:
-        """Make the folder (and sub-folders); a clear error if it cannot be written."""
+    def create(self, images: bool = True) -> None:
+        """Make the folder and its sub-folders (``images/`` only where ``images``: a run that
+        saves each generation's best image); a clear error if it cannot be written."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            self.images.mkdir(exist_ok=True)
+            if images:
+                self.images.mkdir(exist_ok=True)
             self.journal.mkdir(exist_ok=True)
             probe = self.path / ".write-test"
             probe.write_bytes(b"")
