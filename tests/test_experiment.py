@@ -1155,6 +1155,34 @@ def test_a_run_stopped_by_an_error_lets_another_process_take_its_folder(tmp_path
         pass  # a finished run lets go of its folder
 
 
+def _files(run: Path) -> dict[Path, tuple[int, int]]:
+    """Every file of a run folder but its lock file: modification time and size."""
+    found = (p for p in run.rglob("*") if p.is_file() and p.name != records.LOCK_FILE)
+    return {p.relative_to(run): (p.stat().st_mtime_ns, p.stat().st_size) for p in found}
+
+
+@pytest.mark.parametrize("how", ["run", "finish"])
+def test_a_stopped_run_continued_while_another_process_has_it_writes_nothing_there(
+    tmp_path: Path, how: str
+) -> None:
+    """The refused run() rewrote the live run's summary.json on its way out, and finish()
+    marked the other process's run finished and dropped its journal."""
+    from tests.helpers import folder_held_by_another_process
+    from xdream.errors import FolderInUseError
+
+    run = tmp_path / "run"
+    exp = tiny_experiment(run, generations=6)
+    for record in exp.generations():
+        if record.generation == 2:
+            break  # stopped: the folder is free for `xdream resume` in another process
+    before = _files(run)
+    assert (run / "summary.json") in {run / p for p in before}
+    with folder_held_by_another_process(run), pytest.raises(FolderInUseError):
+        getattr(exp, how)()
+    assert _files(run) == before
+    assert exp.run()["status"] == "finished"  # the other process is gone: taken again
+
+
 def _noisy_tiny(out: Path, optimizer: str) -> Any:
     """A tiny experiment whose scores carry gain noise (its own RNG, saved in checkpoints)."""
     from xdream.scorers.noise import NoisyScorer, make_noise

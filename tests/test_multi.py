@@ -349,6 +349,39 @@ def test_a_lockstep_run_continues_after_an_error_as_if_uninterrupted(
     assert_same_units(multi.labels, tmp_path / "whole", tmp_path / "part")
 
 
+def test_a_stopped_lockstep_run_continued_while_another_process_has_it_writes_nothing_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refused run() wrote its units' pending records and summaries into the folder that
+    the other process was running."""
+    from tests.helpers import folder_held_by_another_process
+    from xdream.errors import FolderInUseError
+
+    cfg = config.from_dict(small_config(generations=3))
+    original, calls = MultiUnitScorer.activations, []
+
+    def faulty(self: MultiUnitScorer, images: torch.Tensor) -> np.ndarray:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return original(self, images)
+
+    monkeypatch.setattr(MultiUnitScorer, "activations", faulty)
+    multi = MultiExperiment.from_config(cfg, tmp_path / "part")
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        multi.run()
+    found = [p for p in (tmp_path / "part").rglob("*") if p.name != records.LOCK_FILE]
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in found}
+    told: list[int] = []
+    monkeypatch.setattr(UnitView, "stopped", lambda self, err: told.append(self.index))
+    with folder_held_by_another_process(tmp_path / "part"), pytest.raises(FolderInUseError):
+        multi.run()
+    found = [p for p in (tmp_path / "part").rglob("*") if p.name != records.LOCK_FILE]
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in found} == before
+    assert told == []
+    assert [s["generations"] for s in multi.run()] == [3, 3, 3]
+
+
 def assert_same_units(labels: list[str], a: Path, b: Path) -> None:
     """Every unit's codes, scores, image ids and reference crops are the same in two
     many-unit folders."""

@@ -50,7 +50,7 @@ from xdream import config as config_mod
 from xdream import generators, optimizers, scorers
 from xdream.config import Config
 from xdream.encode import load_codes, recorded_generator_spec
-from xdream.errors import ConfigChangedError, MissingFileError, XDreamError
+from xdream.errors import ConfigChangedError, FolderInUseError, MissingFileError, XDreamError
 from xdream.generators.base import Generator
 from xdream.multi import Unit, many_unit_run_of, shared_scorer
 from xdream.optimizers.base import Optimizer
@@ -1019,6 +1019,8 @@ class Experiment:
                 yield told.record
                 proposal = following
             self.flush()
+        except FolderInUseError:  # refused: another process has the folder, nothing is ours
+            raise
         except BaseException as err:  # a pause, an error, Ctrl-C, a break: write what is pending
             self._stopped = self._started
             try:
@@ -1031,6 +1033,7 @@ class Experiment:
     def finish(self) -> dict[str, Any]:
         """Close a run whose budget is spent: complete ``record.h5``, write the final summary,
         drop the journal; returns the summary."""
+        self._hold_folder()  # a run stopped and continued by another process is not ours to end
         try:
             self.flush()
             self._check_record()

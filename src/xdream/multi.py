@@ -44,7 +44,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from xdream.errors import ConfigChangedError, ConfigError, XDreamError, did_you_mean
+from xdream.errors import (
+    ConfigChangedError,
+    ConfigError,
+    FolderInUseError,
+    XDreamError,
+    did_you_mean,
+)
 from xdream.networks.base import (
     Network,
     Preprocess,
@@ -893,9 +899,9 @@ class MultiExperiment:
         from xdream.records import RunFolder, stop_run
 
         summaries: list[dict[str, Any]] = []
+        if self._lock is None or not self._lock.held:  # a run that stopped, continued; refused
+            self._lock = RunFolder(self.out).lock()  # where another process holds it
         try:
-            if self._lock is None or not self._lock.held:  # a run that stopped, continued
-                self._lock = RunFolder(self.out).lock()
             for e in self.experiments:  # after a stop, each from its last generation on disk
                 e._take_up()
             while not self.done():
@@ -913,6 +919,9 @@ class MultiExperiment:
                 )
             ]
             write_table(self.out / "units.csv", rows, SUMMARY_COLUMNS)
+        except FolderInUseError:  # a unit's folder: another process has it, nothing is ours
+            self.release_folders()
+            raise
         except BaseException as err:  # an error or Ctrl-C: write what is pending
             pending = self.experiments[len(summaries) :]  # finished units' summaries stand
             for e in pending:
