@@ -1017,3 +1017,16 @@ def test_a_schedule_left_out_of_the_config_anneals_over_the_budget_and_keeps_it_
     assert saved["experiment"]["presentations"] == 72 and saved["optimizer"]["generations"] == 3
     summary = json.loads((tmp_path / "p" / "summary.json").read_text())
     assert summary["generations"] == 6 and summary["status"] == "finished"
+
+
+def test_console_lines_keep_square_brackets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rich read `[...]` in a message as markup and dropped it: a folder `runs[2]` was
+    printed as `runs`, and `[experiment]` vanished from sweep and tune messages."""
+    cfg = write(tmp_path / "c.toml", FAST_RUN.format(generations=2))
+    out = tmp_path / "runs[2]" / "[experiment]"
+    assert main(["run", str(cfg), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.replace("\n", "")  # lines wrap at the console's width
+    assert f"output folder: {out}" in printed
+    assert str(out / "summary.json") in printed and "runs[2]//" not in printed

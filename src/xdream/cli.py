@@ -469,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rich.console import Console
 
         args = build_parser().parse_args(argv)
-        console = Console(stderr=False)
+        console = Console(stderr=False, markup=False, highlight=False)  # messages are plain text
         func: Callable[[argparse.Namespace, Any], int] = args.func
         if not replaced and args.command in RUN_COMMANDS:
             replaced = _stop_on_signals()
