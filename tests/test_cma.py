@@ -88,6 +88,35 @@ def test_cholesky_rank_one_update_is_exact() -> None:
     assert opt._a.p.shape == (6, 5)  # one low-rank term per update
 
 
+def test_cholesky_paths_follow_the_formulas_once_the_factor_has_changed() -> None:
+    """``pc`` moves along ``z_w A`` and ``ps`` along ``z_w``: they differ only once A is not
+    the identity (after updates), with ``mu_eff`` of the weights actually used (2 answers)."""
+    opt = make("cholesky-cma", dim=5, seed=2, population_size=8, a_update_every=1, c1=0.3, cc=0.5)
+    assert isinstance(opt, CholeskyCMA)
+    for _ in range(3):
+        codes = opt.ask()
+        opt.tell(codes, linear(codes))
+    a = opt.factor
+    assert not np.allclose(a, np.eye(5), atol=0.1)
+    for answered in (8, 2):
+        m, sigma, ps, pc, a = opt.mean, opt.sigma, opt._ps, opt._pc, opt.factor
+        codes = opt.ask()
+        z = np.linalg.solve(a.T, ((codes.astype(np.float64) - m) / sigma).T).T  # x = m + s z A
+        scores = linear(codes)
+        scores[answered:] = np.nan
+        order = np.argsort(-scores[:answered])[:4]
+        w = opt.weights[: len(order)] / opt.weights[: len(order)].sum()
+        z_w = w @ z[order]
+        opt.tell(codes, scores)
+        root = math.sqrt(mu_eff(w))
+        np.testing.assert_allclose(opt.mean, m + sigma * z_w @ a, atol=1e-5)
+        cs, cc = opt.cs, opt.cc
+        expected_ps = (1 - cs) * ps + math.sqrt(cs * (2 - cs)) * root * z_w
+        np.testing.assert_allclose(opt._ps, expected_ps, atol=1e-5)
+        expected_pc = (1 - cc) * pc + math.sqrt(cc * (2 - cc)) * root * (z_w @ a)
+        np.testing.assert_allclose(opt._pc, expected_pc, atol=1e-5)
+
+
 def test_cholesky_updates_factor_every_tenth_generation() -> None:
     opt = make("cholesky-cma", dim=4, seed=0, population_size=6, c1=0.1)
     assert isinstance(opt, CholeskyCMA)
@@ -119,6 +148,36 @@ def test_sep_cma_learning_rates_and_one_step() -> None:
     var = (1 - opt.c1 - opt.cmu + (1 - h) * opt.c1 * opt.cc * (2 - opt.cc)) + opt.c1 * pc**2
     var = var + opt.cmu * (w @ z[order] ** 2)
     np.testing.assert_allclose(opt.variances, var, rtol=1e-4)
+
+
+def test_sep_cma_h_sigma_corrects_the_path_for_its_generation() -> None:
+    """h_sigma compares |ps| / sqrt(1 - (1 - cs)^(2g)) with its threshold at generation g, not
+    with the correction of the first generation. Checked by hand over three steps where the
+    two differ (h and the variances it shrinks)."""
+    n = 10
+    opt = make("sep-cma", dim=n, seed=0, population_size=10, sigma0=0.7)
+    assert isinstance(opt, SepCMA)
+    cs, cc, c1, cmu, me = opt.cs, opt.cc, opt.c1, opt.cmu, opt.mu_eff
+    ps, pc, var, w = np.zeros(n), np.zeros(n), np.ones(n), opt.weights
+    threshold = (1.4 + 2 / (n + 1)) * opt.chi_n
+    hs, first_hs = [], []
+    for g in (1, 2, 3):
+        m, sigma, codes = opt.mean, opt.sigma, opt.ask()
+        d = np.sqrt(var)
+        z = (codes.astype(np.float64) - m) / (sigma * d)
+        scores = linear(codes)
+        order = np.argsort(-scores)[:5]
+        z_w = w @ z[order]
+        opt.tell(codes, scores)
+        ps = (1 - cs) * ps + math.sqrt(cs * (2 - cs) * me) * z_w
+        h = np.linalg.norm(ps) / math.sqrt(1 - (1 - cs) ** (2 * g)) < threshold
+        hs.append(h)
+        first_hs.append(np.linalg.norm(ps) / math.sqrt(1 - (1 - cs) ** 2) < threshold)
+        pc = (1 - cc) * pc + h * math.sqrt(cc * (2 - cc) * me) * d * z_w
+        var = (1 - c1 - cmu + (1 - h) * c1 * cc * (2 - cc)) * var + c1 * pc**2
+        var = var + cmu * (w @ (d * z[order]) ** 2)
+        np.testing.assert_allclose(opt.variances, var, rtol=1e-4)
+    assert hs == [True, True, False] and first_hs == [True, False, False]
 
 
 def test_sep_cma_learns_scales() -> None:
@@ -182,6 +241,18 @@ def test_sphere_mean_update_is_slerp_of_weighted_top() -> None:
     t = log_weights(5) @ codes[top].astype(np.float64)
     opt.tell(codes, scores)
     np.testing.assert_allclose(opt.direction, slerp(u, t / np.linalg.norm(t), 1.5), atol=1e-6)
+
+
+def test_sphere_show_mean_shows_the_mean_code_first() -> None:
+    opt = make("sphere-cma", dim=20, seed=1, population_size=10, radius=3.0, show_mean=True)
+    assert isinstance(opt, SphereCMA)
+    codes = opt.ask()
+    opt.tell(codes, linear(codes))
+    u, codes = opt.direction, opt.ask()
+    assert u is not None
+    np.testing.assert_allclose(codes[0], 3.0 * u, atol=1e-5)
+    assert opt.genealogy == ["mean"] + ["sample"] * 9
+    assert not np.allclose(codes[1], 3.0 * u, atol=0.1)
 
 
 # ----------------------------------------------------------------------- annealed ES
@@ -333,6 +404,16 @@ def test_annealed_all_nan_does_not_advance_schedule() -> None:
     opt.tell(codes, np.full(6, np.nan))
     assert opt.sigma == sigma and np.array_equal(opt.mean, mean)
     assert not np.array_equal(opt.ask(), codes)
+
+
+def test_annealed_one_answer_advances_the_schedule() -> None:
+    opt = make("annealed-es", dim=5, seed=0, population_size=6, generations=4, noise_checks=0)
+    assert isinstance(opt, AnnealedES)
+    codes = opt.ask()
+    scores = np.full(6, np.nan)
+    scores[2] = 1.0
+    opt.tell(codes, scores)
+    assert opt.sigma == opt.step_size(1) < opt.step_size(0)
 
 
 # ---------------------------------------------------------------------- pycma adapters

@@ -130,6 +130,8 @@ def test_resume_equals_uninterrupted(name: str) -> None:
     resumed = build(name, seed=999)  # the checkpoint overrides the seed
     resumed.load_state_dict(state)
     assert resumed.status() == first.status()  # what it found out survives too
+    assert resumed.best.score == first.best.score  # the best so far, before any generation
+    np.testing.assert_array_equal(resumed.best.code, first.best.code)  # could overtake it
     if name in ("annealed-es", "cholesky-cma", "sep-cma", "pycma", "pycma-diag"):
         assert resumed.status()["step_size"] > 0
     json.dumps(resumed.status())  # and can go to summary.json
@@ -197,3 +199,22 @@ def test_state_of_another_population_size_is_refused(name: str) -> None:
     bigger = make(name, dim=DIM, seed=0, spectrum=SPECTRUM, **hyper)
     with pytest.raises(XDreamError, match="checkpoint"):
         bigger.load_state_dict(state)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_state_of_another_dimension_is_refused_by_name_and_dimension(name: str) -> None:
+    state = build(name).state_dict()
+    other = build(name, dim=DIM + 1)
+    with pytest.raises(XDreamError, match=f"checkpoint is for optimizer '{name}' with dim {DIM},"):
+        other.load_state_dict(state)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_tie_keeps_the_first_best_code(name: str) -> None:
+    opt = build(name)
+    first = opt.ask()
+    opt.tell(first, np.full(len(first), 1.0))
+    np.testing.assert_array_equal(opt.best.code, first[0])
+    codes = opt.ask()
+    opt.tell(codes, np.full(len(codes), 1.0))
+    np.testing.assert_array_equal(opt.best.code, first[0])

@@ -241,6 +241,16 @@ def test_fitness_rig_variant_and_underflow() -> None:
     assert list(f) == [1.0] * 5
 
 
+def test_fitness_temperature_floor_is_1e_8_so_tiny_differences_still_select() -> None:
+    """Spec 2.2: kT = max(std / selectivity, 1e-8); scores 1e-6 apart keep their own kT."""
+    scores = np.array([0.0, 1e-6])
+    _, f = fitness(scores, selectivity=2.0)
+    kT = 0.5e-6 / 2.0  # population std of the two scores, over the selectivity
+    p95 = 0.95e-6  # the clip: linear interpolation at rank 0.95
+    np.testing.assert_allclose(f, [1.0, math.exp(-p95 / kT)], rtol=1e-9)
+    assert f[1] < 0.03
+
+
 def test_fitness_of_huge_scores_keeps_its_temperature() -> None:
     """The std is scale-safe: squares that overflow must not make selection uniform (kT = inf)
     or NaN (scores near the largest float)."""
@@ -282,6 +292,17 @@ def test_elites_conserved_with_their_ids() -> None:
     assert opt.image_ids[:3] == [ids[i] for i in top]
     assert opt.genealogy[:3] == [CONSERVED] * 3
     assert all(i.startswith("gen001_") for i in opt.image_ids[3:])
+
+
+def test_children_ids_are_numbered_by_their_place_in_the_population() -> None:
+    """Ids are gen{step:03d}_{index:06d}: children follow the carried and conserved codes."""
+    opt = make("genetic", dim=DIM, seed=0, n_conserve=3)
+    codes = opt.ask()
+    scores = sphere(codes)
+    scores[[4, 9]] = np.nan
+    opt.tell(codes, scores)
+    assert opt.genealogy[:5] == [CARRIED] * 2 + [CONSERVED] * 3
+    assert opt.image_ids[5:] == [f"gen001_{i:06d}" for i in range(5, 20)]
 
 
 def test_nan_codes_carried_unchanged_before_elites() -> None:
@@ -344,6 +365,22 @@ def test_mutation_rate_and_size() -> None:
     assert 1.0 < np.std(steps) < 3.0  # roughly N(0, 2^2), seen through the nearest parent
 
 
+@pytest.mark.parametrize("size", [0.5, 2.0])
+def test_mutation_size_is_the_standard_deviation_of_each_step(size: float) -> None:
+    """Spec 2.7: + N(0, mutation_size^2). With heritability 1 every gene comes from parent A,
+    so child - A over the mutated genes is that normal exactly (not seen through a parent)."""
+    steps = []
+    for child, a, _, _ in _children_and_parents(
+        {"mutation_rate": 0.3, "mutation_size": size, "heritability": 1.0}
+    ):
+        steps.extend((child - a)[child != a].astype(np.float64))
+    # about 3 generations x 20 children x 200 genes x 0.3 = 3600 steps: one standard error is
+    # 1.2% of the sd for the sample sd and size / 60 for the mean (bounds: 4 and 3 of them)
+    assert len(steps) > 3000
+    assert np.std(steps) == pytest.approx(size, rel=0.05)
+    assert abs(np.mean(steps)) < 0.05 * size
+
+
 @pytest.mark.parametrize(("h", "expected"), [(0.8, 0.8), (0.2, 0.8), (1.0, 1.0), (1.7, 1.0)])
 def test_heritability_clipped_and_mirrored(h: float, expected: float) -> None:
     share = [
@@ -393,6 +430,17 @@ def test_init_codes_fill_and_truncate() -> None:
     many = np.random.default_rng(0).normal(size=(25, DIM)).astype(np.float32)
     opt = make("genetic", dim=DIM, seed=0, init_codes=many)
     np.testing.assert_array_equal(opt.ask(), many[:20])
+
+
+def test_init_codes_fill_draws_both_parents_uniformly_from_every_loaded_code() -> None:
+    loaded = np.random.default_rng(0).normal(size=(3, DIM)).astype(np.float32)
+    opt = make("genetic", dim=DIM, seed=0, population_size=300, init_codes=loaded)
+    parents = [g.split("+")[:2] for g in opt.genealogy[3:]]
+    for slot in (0, 1):
+        drawn = [pair[slot] for pair in parents]
+        # 297 draws of p = 1/3 each: a share's standard error is 0.027
+        for i in range(3):
+            assert abs(drawn.count(f"gen000_{i:06d}") / len(drawn) - 1 / 3) < 0.1
 
 
 def test_genetic_improves() -> None:
