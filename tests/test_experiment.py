@@ -16,7 +16,8 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.helpers import killed_inside_an_append, tiny_experiment, torn_record
+import xdream.optimizers
+from tests.helpers import RedScorer, killed_inside_an_append, tiny_experiment, torn_record
 from xdream import records
 from xdream.errors import XDreamError
 from xdream.experiment import Experiment
@@ -161,6 +162,71 @@ def test_resume_cuts_a_generation_written_after_the_checkpoint(tmp_path: Path) -
     assert rigs.read_bytes() == b"not ours"  # are gone; other programs' are not touched
     resumed.run()
     assert_same_records(tmp_path / "full", tmp_path / "cut")
+
+
+class _RowsOfItsOwn(RedScorer):
+    """The red scorer, recording rows of its own (``last_extra``), two per generation, as a
+    rig does (a group with a ``generation`` column)."""
+
+    def score(self, images: Any, ids: list[str]) -> Any:
+        g = int(next(i for i in ids if i.startswith("gen"))[3:6])
+        self.last_extra = {"own/generation": np.array([g, g]), "own/value": np.array([g, -g])}
+        return super().score(images, ids)
+
+
+def test_a_finished_run_resumed_from_an_older_checkpoint_cuts_its_record_back(
+    tmp_path: Path,
+) -> None:
+    """A finished run (no journal) whose checkpoint is older than its record, a backup's put
+    back say: the record is cut to the checkpoint's generations (rows, references and a
+    scorer's own rows), and the run goes on as if never cut."""
+    for name in ("full", "cut"):
+        exp = tiny_experiment(tmp_path / name, generations=4)
+        exp.scorer = _RowsOfItsOwn()
+        exp._start()
+        for _ in range(2):
+            exp.step()
+        checkpoint = (tmp_path / name / "checkpoint.pkl").read_bytes()
+        exp.run()
+    cut = tmp_path / "cut"
+    (cut / "checkpoint.pkl").write_bytes(checkpoint)  # the one saved after generation 1
+    resumed = tiny_experiment(cut, generations=4)
+    resumed.scorer = _RowsOfItsOwn()
+    assert "cut 2 unfinished generation(s)" in resumed.restore()
+    rec = records.read(cut)
+    assert len(rec.best_per_generation) == 2 and set(rec.generation) == {0, 1}
+    assert set(rec.ref_generation) == {0, 1}
+    assert list(rec.extra["own/generation"]) == [0, 0, 1, 1]
+    resumed.run()
+    assert_same_records(tmp_path / "full", cut)
+
+
+def test_noise_is_drawn_from_a_stream_of_its_own_not_the_optimizers(tmp_path: Path) -> None:
+    """Spec 6 keeps the noise RNG apart from the optimiser's: derived from ``seed`` (each seed
+    its own), or ``noise_seed``, which pins it. A unit answering 1 makes the scores the gains."""
+    from xdream import config as config_mod
+    from xdream.scorers.base import FunctionScorer
+
+    def gains(name: str, **experiment: int) -> np.ndarray:
+        cfg = config_mod.from_dict(
+            {
+                "experiment": {"generations": 1, "n_references": 0, **experiment},
+                "generator": {"name": "pixels", "size": 32, "code_size": 8},
+                "optimizer": {"name": "genetic", "population_size": 20},
+                "noise": {"name": "gain", "ns": 0.5},
+            }
+        )
+        ones = FunctionScorer(lambda images, ids: np.ones(len(ids)))
+        Experiment.from_config(cfg, tmp_path / name, unit=ones).run()
+        return records.read(tmp_path / name).scores
+
+    def drawn(seed: int) -> np.ndarray:  # the gains of the first 20 draws of a seed's stream
+        return np.maximum(0.0, 1.0 + 0.5 * np.random.default_rng(seed).standard_normal(20))
+
+    seeded = gains("seed5", seed=5)
+    assert not np.allclose(seeded, drawn(5))  # the optimiser's stream: its first population
+    assert not np.allclose(gains("seed6", seed=6), seeded)
+    np.testing.assert_allclose(gains("pinned", seed=6, noise_seed=7), drawn(7), rtol=1e-6)
 
 
 def test_unreadable_record_is_rebuilt_from_the_journal(tmp_path: Path) -> None:
@@ -385,6 +451,58 @@ def test_a_finished_run_continued_and_killed_resumes(tmp_path: Path, torn: bool)
     assert not (cut / "journal").exists()
 
 
+def test_a_finished_run_restored_with_the_same_budget_keeps_no_copy_of_its_record(
+    tmp_path: Path,
+) -> None:
+    """``journal/base.h5`` is kept only for a finished run that goes on (it rebuilds the
+    record should the continued run be killed); one that does not go on needs no copy."""
+    run = tmp_path / "run"
+    tiny_experiment(run, generations=2).run()
+    again = tiny_experiment(run, generations=2)
+    again.restore()
+    assert not (run / "journal" / "base.h5").exists()
+    assert again.run()["status"] == "finished"
+
+
+@pytest.mark.parametrize("n_conserve", [0, 1])
+def test_a_score_equal_to_the_best_is_not_a_new_best(tmp_path: Path, n_conserve: int) -> None:
+    """A unit that answers every image alike (or a conserved elite shown again to a
+    deterministic unit): the best stays the first image to reach it, with its generation and
+    its best.png."""
+    exp = tiny_experiment(tmp_path / "t", generations=3)
+    opt = xdream.optimizers.make(
+        "genetic", dim=exp.generator.code_dim, seed=0, population_size=6, n_conserve=n_conserve
+    )
+    run = tmp_path / "run"
+    same = Experiment(
+        exp.generator, lambda images, ids: np.ones(len(ids)), opt, run, generations=3,
+        n_references=0, seed=0,
+    )  # fmt: skip
+    summary = same.run()
+    assert (summary["best_generation"], summary["best_image_id"]) == (0, "gen000_000000")
+    assert (run / "best.png").read_bytes() == (run / "images" / "gen000_best.png").read_bytes()
+
+
+def test_a_finished_run_continued_and_killed_before_a_new_generation_rebuilds_from_its_base(
+    tmp_path: Path,
+) -> None:
+    """Killed while the continued run rewrote record.h5's config (before any new generation):
+    the checkpoint holds as many generations as ``journal/base.h5``, which alone rebuilds it
+    (the journal holds none of them)."""
+    tiny_experiment(tmp_path / "full", generations=5).run()
+    cut = tmp_path / "cut"
+    tiny_experiment(cut, generations=3).run()
+    more = tiny_experiment(cut, generations=5)
+    more.restore()
+    more.release_folder()  # then "killed" inside the record's rewrite
+    killed_inside_an_append(cut)
+    (cut / "record.h5").write_bytes(b"\x89HDF garbage from a torn write")
+    resumed = tiny_experiment(cut, generations=5)
+    assert "record.h5 rebuilt from the record of its first 3 generations" in resumed.restore()
+    resumed.run()
+    assert_same_records(tmp_path / "full", cut)
+
+
 def test_a_torn_record_without_a_journal_to_rebuild_it_is_refused(tmp_path: Path) -> None:
     """A finished run continued by an earlier xdream has no journal/base.h5: its record can
     only be kept, and one torn by a kill still gave its generation count, so resume appended
@@ -512,15 +630,18 @@ def test_the_writing_half_of_a_restore_runs_once(tmp_path: Path) -> None:
     assert_same_records(tmp_path / "full", cut)
 
 
-def test_presentation_budget_is_never_exceeded(tmp_path: Path) -> None:
-    from xdream.experiment import Experiment
-
+@pytest.mark.parametrize(("budget", "generations"), [(70, 3), (60, 3), (59, 2)])
+def test_presentation_budget_is_never_exceeded(
+    tmp_path: Path, budget: int, generations: int
+) -> None:
+    """Generations of 20 codes: a budget that fits a whole generation exactly runs it."""
     exp = tiny_experiment(tmp_path / "a", generations=1)
     exp2 = Experiment(
-        exp.generator, exp.scorer, exp.optimizer, tmp_path / "b", presentations=70, n_references=0
-    )
+        exp.generator, exp.scorer, exp.optimizer, tmp_path / "b", presentations=budget,
+        n_references=0,
+    )  # fmt: skip
     summary = exp2.run()
-    assert summary["presentations"] == 60 and summary["generations"] == 3
+    assert summary["presentations"] == 20 * generations and summary["generations"] == generations
 
 
 def test_restore_refuses_a_budget_below_what_has_run(tmp_path: Path) -> None:
@@ -627,6 +748,37 @@ def test_record_files_get_the_usual_permissions(tmp_path: Path) -> None:
     for name in ("summary.json", "checkpoint.pkl", "best.png", "record.h5"):
         mode = (tmp_path / "run" / name).stat().st_mode & 0o777
         assert mode == 0o666 & ~umask, (name, oct(mode))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_journal_checkpoint_and_record_are_fsynced_and_what_can_be_remade_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The promise that a generation survives a power cut: the journal, the checkpoint and
+    record.h5 (before its mark says it is whole) reach the disk; summary.json and the PNGs,
+    remade from the records, skip the cost (the summary written at the end is fsynced)."""
+    run = tmp_path / "run"
+    exp = tiny_experiment(run, generations=3, record_interval=0)
+    mark = records.H5Record(run / "record.h5").mark_path
+    synced: list[tuple[str, bool]] = []  # (the name written, the mark there at that moment)
+    fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        if name.endswith(records.files.TMP_SUFFIX):  # an atomic write: ".{name}.XXXX.xdream.tmp"
+            name = name[1:].rsplit(".", 3)[0]
+        synced.append((name, mark.exists()))
+        fsync(fd)
+
+    exp._start()
+    monkeypatch.setattr(os, "fsync", spy)
+    exp.step()
+    exp.flush()
+    names = {name for name, _ in synced}
+    assert {exp.folder.journal_path(0).name, "checkpoint.pkl", "record.h5"} <= names, synced
+    assert not names & {"summary.json", "best.png", "gen000_best.png"}, synced
+    assert ("record.h5", True) not in synced  # fsynced while unmarked, then marked
+    assert mark.exists()
 
 
 def test_record_h5_lags_by_the_interval_only_and_is_complete_at_the_end(tmp_path: Path) -> None:

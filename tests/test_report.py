@@ -244,6 +244,7 @@ TEARS = {
     "one per-generation dataset ahead": [("generations/seconds", 1)],
     "generations ahead of the rows": [(f"generations/{k}", 1) for k in records.GEN_FIELDS],
     "rows ahead of the generations": [(k, 1) for k in records.ROW_FIELDS],
+    "rows behind the presentations": [(k, -1) for k in records.ROW_FIELDS],
     "references ahead": [(f"references/{k}", 1) for k in records.REF_FIELDS],
     "references behind": [(f"references/{k}", -3) for k in records.REF_FIELDS],
 }

@@ -360,6 +360,16 @@ def test_gain_noise_with_zero_ns_is_clean() -> None:
     np.testing.assert_array_equal(noisy("gain", ns=0.0).score(images(6), ids(6)), CLEAN)
 
 
+def test_gain_noise_clips_the_gain_at_zero() -> None:
+    """Spec 6: s * max(0, 1 + ns N(0, 1)). At ns 0.5 a gain is below 0 when N(0, 1) < -2."""
+    out = make_noise("gain", ns=0.5)(np.ones(200_000), np.random.default_rng(0))
+    assert (out >= 0).all()
+    # P(N(0, 1) < -2) = 0.02275; over 200k draws its standard error is 0.00033
+    assert np.mean(out == 0) == pytest.approx(0.02275, abs=0.0015)
+    negative = make_noise("gain", ns=0.5)(np.full(1000, -2.0), np.random.default_rng(1))
+    assert (negative <= 0).all() and (negative == 0).any()  # a score's sign never flips
+
+
 def test_noise_parameters_are_validated() -> None:
     with pytest.raises(ConfigError, match="scale"):
         make_noise("poisson", scale=0.0)
