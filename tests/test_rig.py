@@ -123,6 +123,23 @@ def test_mat_files_use_matlab_orientation(tmp_path: Path) -> None:
         read_mat(tmp_path / "e.mat")
 
 
+def test_a_v73_char_matrix_of_names_padded_with_spaces_is_read(tmp_path: Path) -> None:
+    """MATLAB's char(names), saved with -v7.3, is an (n, L) char matrix (h5py: (L, n) uint16)
+    whose shorter names are padded with spaces."""
+    path = tmp_path / "a.mat"
+    WRITERS.get("mat73").write(path, NAMES, VALUES)
+    width = max(map(len, NAMES))
+    chars = np.array([[ord(c) for c in n.ljust(width)] for n in NAMES], dtype=np.uint16).T
+    with h5py.File(path, "a") as f:
+        del f["stimulusID"]
+        f["stimulusID"] = chars
+        f["stimulusID"].attrs["MATLAB_class"] = np.bytes_("char")
+        f["stimulusID"].attrs["MATLAB_int_decode"] = np.int32(2)
+    response = read_mat(path)
+    assert response.names == NAMES
+    np.testing.assert_array_equal(response.values, VALUES)
+
+
 def test_json_needs_one_response_per_name(tmp_path: Path) -> None:
     """No reshaping to fit: a count that does not match the names is refused, saying so;
     ``null`` for a whole row is no response on every channel."""
@@ -188,16 +205,16 @@ def test_rig_section_is_validated_and_documented() -> None:
         config_mod.from_dict({"rig": {}, "noise": {"name": "poisson"}})
     with pytest.raises(ConfigError, match="noise_seed seeds the \\[noise\\] model"):
         config_mod.from_dict({"rig": {}, "experiment": {"noise_seed": 3}})
-    for bad in (
-        {"channels": [[]]},
-        {"channels": -1},
-        {"on_timeout": "retry"},
-        {"timeout": 0},
-        {"subtract_blank": True},
-        {"match": "fuzzy"},
-        {"seed": -3},
+    for bad, message in (
+        ({"channels": [[]]}, "'channels' must be left out .* got \\[\\[\\]\\]"),
+        ({"channels": -1}, "'channels' must be left out .* got -1"),
+        ({"on_timeout": "retry"}, "'on_timeout' must be one of wait, skip, pause, got 'retry'"),
+        ({"timeout": 0}, "'timeout' must be a positive number of seconds, got 0"),
+        ({"subtract_blank": True}, "'subtract_blank' needs blank trials: set 'blanks'"),
+        ({"match": "fuzzy"}, "'match' must be 'strict' or 'loose', got 'fuzzy'"),
+        ({"seed": -3}, "'seed' must be an integer >= 0 \\(or none\\), got -3"),
     ):
-        with pytest.raises(ConfigError):
+        with pytest.raises(ConfigError, match=message):
             config_mod.from_dict({"rig": bad})
     text = (ROOT / "docs" / "config.md").read_text()
     for field in dataclasses.fields(RigSection):
@@ -333,6 +350,75 @@ def test_nan_responses_are_no_response(tmp_path: Path) -> None:
         tmp_path / "all_nan", second_block_blank_nan, blanks=1, subtract_blank=True, block_size=2
     )
     np.testing.assert_array_equal(scores, [3.0] * 4)  # block 1 takes the generation's mean 2
+
+
+def test_require_response_shows_a_missing_image_once_per_round_up_to_max_reshows(
+    tmp_path: Path,
+) -> None:
+    """An image that never gets an answer costs max_reshows re-show blocks of one showing each
+    (not reps showings, not a round more), and keeps no score."""
+
+    def never_image_0(b: int, names: list[str], folder: Path) -> None:
+        values = [[np.nan if "gen000_000000" in n else 5.0] for n in names]
+        write_response(folder, b, "json", names, values)
+
+    scorer, scores, _ = score_one_generation(
+        tmp_path / "rig", never_image_0, reps=2, block_size=8, require_response=True,
+        max_reshows=2,
+    )  # fmt: skip
+    assert np.isnan(scores[0]) and (scores[1:] == 5.0).all()
+    blocks = scorer.state["blocks"]
+    shown = [blocks[b]["n_stimuli"] for b in sorted(blocks, key=int)]
+    assert shown == [4 * 2, 1, 1]  # 4 images shown twice, then image 0 once in each round
+
+
+def test_a_generation_without_a_blank_response_subtracts_the_last_baseline(
+    tmp_path: Path,
+) -> None:
+    def blanks(value: float) -> Callable[[int, list[str], Path], None]:
+        def respond(b: int, names: list[str], folder: Path) -> None:
+            values = [[value if "blank" in n else 5.0] for n in names]
+            write_response(folder, b, "json", names, values)
+
+        return respond
+
+    folder = tmp_path / "rig"
+    _, first, _ = score_one_generation(folder, blanks(2.0), blanks=1, subtract_blank=True)
+    np.testing.assert_array_equal(first, [3.0] * 4)
+    _, second, _ = score_one_generation(
+        folder, blanks(np.nan), blanks=1, subtract_blank=True, generation=1
+    )
+    np.testing.assert_array_equal(second, [3.0] * 4)  # 5 - generation 0's baseline, 2
+
+
+def test_late_blank_responses_of_an_earlier_generation_stay_out_of_the_baseline(
+    tmp_path: Path,
+) -> None:
+    """Generation 0's blocks time out and are answered late (blank 100) while generation 1
+    is shown: generation 1's block without a blank response of its own takes the mean of
+    generation 1's blanks (2), not of every blank read meanwhile."""
+    folder = tmp_path / "rig"
+    shown: dict[int, list[str]] = {}
+
+    def silent(b: int, names: list[str], _: Path) -> None:
+        shown[b] = names  # answered later
+
+    rig: dict[str, Any] = dict(blanks=1, subtract_blank=True, block_size=2, on_timeout="skip")
+    _, first, _ = score_one_generation(folder, silent, timeout=0.2, **rig)
+    assert np.isnan(first).all() and sorted(shown) == [0, 1]
+
+    def late_then_own(b: int, names: list[str], score_dir: Path) -> None:
+        if b == 2:
+            for old, old_names in shown.items():
+                values = [[100.0 if "blank" in n else 7.0] for n in old_names]
+                write_response(score_dir, old, "json", old_names, values)
+        values = [[(2.0 if b == 2 else np.nan) if "blank" in n else 5.0] for n in names]
+        write_response(score_dir, b, "json", names, values)
+
+    scorer, second, _ = score_one_generation(folder, late_then_own, generation=1, **rig)
+    late = [r for r in scorer.state["rows"] if r["late"]]
+    assert {r["block"] for r in late} == {0, 1} and not any(r["used"] for r in late)
+    np.testing.assert_array_equal(second, [3.0] * 4)
 
 
 def test_h5_rows_are_checked_against_the_block(tmp_path: Path) -> None:
