@@ -489,7 +489,7 @@ def killed_run(folder: Path, generations: int = 6, done: int = 4) -> Path:
 @pytest.mark.parametrize(
     ("damage", "named", "message"),
     [
-        ("checkpoint.pkl=garbage\n", "checkpoint.pkl", "cannot continue without it"),
+        ("checkpoint.pkl=garbage\n", "checkpoint.pkl", "put back a copy from a backup if"),
         ("checkpoint.pkl=", "checkpoint.pkl", "cannot continue without it"),
         ("journal/gen000003.npz=junk\n", "gen000003.npz", "not an .npz archive"),
         ("journal/gen000002.npz:2000", "gen000002.npz", "is damaged (BadZipFile"),

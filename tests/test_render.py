@@ -177,6 +177,8 @@ def test_the_command_shows_the_default_parameters_warning_as_one_line(
         ("ref_chelsea_0_0_0", "the square of side 0 at row 0"),  # crashed
         ("ref_chelsea_-1_0_50", "at row -1, column 0 must lie inside the photo"),
         ("ref_chelsea_0_0_9999", "top \\+ side <= 300"),  # wrote the whole photo, squashed
+        ("ref_chelsea_251_0_50", "top \\+ side <= 300"),  # one row past the photo
+        ("ref_chelsea_0_402_50", "left \\+ side <= 451"),  # one column past
         ("ref_chelsa_0_0_50", "'chelsa' is not a photo references are drawn from. Did you"),
         ("ref_horse_0_0_50", "'horse' is not a photo references are drawn from"),  # a mask
         ("ref_chelsea_a_0_50", "reference ids look like ref_PHOTO_TOP_LEFT_SIDE"),
@@ -193,6 +195,14 @@ def test_render_refuses_an_id_that_names_no_reference_crop(
     assert [p.name for p in written] == ["ref_hubble_deep_field_0_0_50.png"]
 
 
+def test_a_crop_reaching_the_last_row_and_column_of_its_photo_regenerates() -> None:
+    from xdream.references import crop, from_id
+
+    torch.testing.assert_close(
+        from_id("ref_chelsea_250_401_50", 32), crop("chelsea", 250, 401, 50, 32)
+    )
+
+
 def test_a_crop_of_any_bundled_photo_regenerates(tmp_path: Path) -> None:
     """ReferenceImages(photos=...) draws from any bundled photo; from_id refused every photo
     outside the default reference set, so render and the report lost those crops."""
@@ -201,3 +211,19 @@ def test_a_crop_of_any_bundled_photo_regenerates(tmp_path: Path) -> None:
     images, ids = ReferenceImages(32, seed=0, photos=("cat", "clock")).sample(4)
     for image, ref_id in zip(images, ids):
         torch.testing.assert_close(from_id(ref_id, 32)[0], image)
+
+
+def test_render_draws_the_best_and_the_named_images_from_their_own_codes(
+    finished: Path, tmp_path: Path
+) -> None:
+    from xdream import generators
+
+    rec = records.read(finished)
+    best = int(np.nanargmax(rec.scores))
+    other = int(np.nanargmin(rec.scores))
+    paths = render_mod.render(finished, ["best", rec.image_ids[other]], out=tmp_path / "out")
+    assert [p.name for p in paths] == [f"{rec.image_ids[best]}.png", f"{rec.image_ids[other]}.png"]
+    generator = generators.make("pixels", size=32, code_size=8)
+    for path, row in zip(paths, (best, other)):
+        image = generator.generate(torch.from_numpy(rec.codes[[row]]))[0]
+        assert path.read_bytes() == records.png_bytes(image)

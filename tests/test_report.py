@@ -11,10 +11,12 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tests.helpers import (
@@ -709,6 +711,43 @@ def test_the_montage_always_shows_the_last_generation() -> None:
         for tiles in range(1, 12):
             shown = report._shown_generations(n, tiles)
             assert shown[-1] == n - 1 and len(shown) == min(n, tiles)
+
+
+def test_the_montages_show_each_generations_best_and_the_last_population_best_first(
+    run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drawn from the codes (no images/, as with save_images = "none"): each generation's tile
+    is its best code's image with its score, the last population is in descending score."""
+    shutil.rmtree(run / "images")
+    montages: list[list[tuple[Image.Image, str]]] = []
+    montage = report.montage
+
+    def spy(tiles: Any, *args: Any, **kwargs: Any) -> Any:
+        montages.append(list(tiles))
+        return montage(tiles, *args, **kwargs)
+
+    monkeypatch.setattr(report, "montage", spy)
+    rec = records.read(run)
+    report.experiment_figures(run, rec, max_tiles=40)
+    generator = report.load_generator(run, rec)
+
+    def image(row: int) -> np.ndarray:
+        return np.asarray(report.to_pil(generator.generate(torch.from_numpy(rec.codes[[row]]))[0]))
+
+    best_tiles, last_tiles = montages[0], montages[1]
+    assert len(best_tiles) == GENERATIONS
+    for g, (tile, caption) in enumerate(best_tiles):
+        rows = np.flatnonzero(rec.generation == g)
+        best = int(rows[np.nanargmax(rec.scores[rows])])
+        assert caption == f"{g}: {report._fmt(float(rec.scores[best]), 3)}"
+        assert np.array_equal(np.asarray(tile), image(best))
+    rows = np.flatnonzero(rec.generation == GENERATIONS - 1)
+    order = rows[np.argsort(-rec.scores[rows], kind="stable")]
+    assert [caption for _, caption in last_tiles] == [
+        report._fmt(float(rec.scores[i]), 3) for i in order
+    ]
+    assert np.array_equal(np.asarray(last_tiles[0][0]), image(int(order[0])))
+    assert np.array_equal(np.asarray(last_tiles[-1][0]), image(int(order[-1])))
 
 
 def _drawn(rec: object) -> object:

@@ -103,11 +103,30 @@ def test_right_kinds_still_load() -> None:
         ("target", "batch_size", 0, "'batch_size' must be an integer >= 1, got 0"),
         ("target", "channel", -1, "'channel' must be an integer >= 0, got -1"),
         ("experiment", "n_references", 5000, "'n_references' must be an integer from 0 to 1000"),
+        ("experiment", "n_references", 1001, "'n_references' must be an integer from 0 to 1000"),
+        ("experiment", "record_interval", -1, "'record_interval' must be a number of seconds >="),
+        # NaN compares false with everything: record.h5 would not be appended until the end
+        ("experiment", "record_interval", float("nan"), "'record_interval' must be a number of"),
+        ("experiment", "generations", 0, "'generations' must be a positive integer, got 0"),
     ],
 )
 def test_out_of_range_values_are_refused(section: str, key: str, value: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config.from_dict(edited(section, key, value))
+
+
+def test_a_presentation_budget_of_zero_is_refused() -> None:
+    data = {**BASE, "experiment": {"presentations": 0}}
+    with pytest.raises(ConfigError, match="'presentations' must be a positive integer, got 0"):
+        config.from_dict(data)
+
+
+def test_the_documented_bounds_themselves_are_accepted() -> None:
+    cfg = config.from_dict({**BASE, "experiment": {"n_references": 1000, "record_interval": 0}})
+    assert (cfg.experiment.n_references, cfg.experiment.record_interval) == (1000, 0)
+    assert config.from_dict({**BASE, "experiment": {"generations": 1}}).experiment.generations == 1
+    cfg = config.from_dict({**BASE, "experiment": {"presentations": 1}})
+    assert cfg.experiment.presentations == 1
 
 
 @pytest.mark.parametrize(("seed", "shown"), [(-1, "-1"), ("a", "'a' (a string)"), (1.5, "1.5")])
