@@ -266,3 +266,88 @@ def test_a_tuned_population_size_sets_the_schedule_of_a_budget_in_presentations(
     with pytest.raises(KeyboardInterrupt):
         tune.objective(cfg, section, {"population_size": 20, "generations": 9}, tmp_path, {})
     assert built[1].optimizer["generations"] == 9  # tuned itself
+
+
+class _Killed(BaseException):
+    """What a SIGKILL leaves: the trial's process ends without Optuna hearing of it."""
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_an_interrupted_trial_resumes_its_folder_when_tune_runs_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Interrupted 2 generations into trial 1 (Ctrl-C; or killed, its process gone), the same
+    command again runs trial 1's values again, resuming trial0001 from its checkpoints: the
+    study ends with the finished trials and best value of an uninterrupted one (the interrupted
+    trial was left RUNNING or FAIL and never retried), and a trial of a live process is left
+    alone."""
+    optuna = _optuna()
+    import subprocess
+
+    import xdream.multi
+    from xdream import records, tune
+
+    path = tmp_path / "tune.toml"
+    path.write_text(
+        TUNE_TOML.replace("channels = [1, 2, 3]", "channels = [1, 2]")
+        .replace("generations = 2", "generations = 4")
+        .replace("trials = 2", "trials = 3")
+    )
+    cfg, section = tune.load(path)
+    ref = tune.run_tune(cfg, section, tmp_path / "ref")
+
+    step = xdream.multi.MultiExperiment.step
+    calls: list[int] = []
+
+    def interrupted_step(self: Any) -> None:
+        calls.append(1)
+        if len(calls) == 4 + 3:  # trial 0 took 4 generations, trial 1 has taken 2
+            raise KeyboardInterrupt if how == "ctrl-c" else _Killed
+        step(self)
+
+    monkeypatch.setattr(xdream.multi.MultiExperiment, "step", interrupted_step)
+    with pytest.raises(KeyboardInterrupt if how == "ctrl-c" else _Killed):
+        tune.run_tune(cfg, section, tmp_path / "b")
+    monkeypatch.setattr(xdream.multi.MultiExperiment, "step", step)
+    url = f"sqlite:///{(tmp_path / 'b' / 'tune.db').resolve()}"
+    study = optuna.load_study(study_name="xdream", storage=url)
+    stopped = study.trials[1]
+    assert stopped.state.name == ("FAIL" if how == "ctrl-c" else "RUNNING")
+    storage = study._storage
+    if how == "kill":  # its process gone: a pid no process has
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        storage.set_trial_user_attr(stopped._trial_id, "pid", dead.pid)
+
+    tune.run_tune(cfg, section, tmp_path / "b")
+    trials = optuna.load_study(study_name="xdream", storage=url).trials
+    assert trials[1].state.name == "FAIL" and trials[1].user_attrs["interrupted"]
+    assert all(t.state.name in ("COMPLETE", "FAIL") for t in trials)
+    (retry,) = [t for t in trials if "retry_of" in t.user_attrs]
+    assert retry.user_attrs["retry_of"] == 1 and retry.params == stopped.params
+    assert retry.user_attrs["folder"] == str((tmp_path / "b" / "trial0001").resolve())
+    assert not (tmp_path / "b" / f"trial{retry.number:04d}").exists()
+    done = [(t.params, t.value) for t in trials if t.state.name == "COMPLETE"]
+    assert done == [(t.params, t.value) for t in ref.trials]
+    assert max(v for _, v in done) == ref.best_value
+    for unit in ("blocks.0_c001", "blocks.0_c002"):
+        got = records.read(tmp_path / "b" / "trial0001" / "seed0" / "units" / unit)
+        want = records.read(tmp_path / "ref" / "trial0001" / "seed0" / "units" / unit)
+        for field in ("codes", "scores", "clean_scores", "generation", "image_ids", "genealogy"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+        for field in ("ref_ids", "ref_scores", "best_per_generation", "mean_per_generation"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+        assert got.summary["best_clean_score"] == want.summary["best_clean_score"]
+    table = (tmp_path / "b" / "tune.csv").read_text().splitlines()
+    assert len(table) == 1 + len(trials)
+    assert table[0].endswith(",retry_of,retried_as")
+    assert table[2].startswith("1,FAIL,") and table[2].endswith(f",,{retry.number}")
+    assert table[1 + retry.number].startswith(f"{retry.number},COMPLETE,")
+    assert table[1 + retry.number].endswith(",1,")
+
+    live = storage.create_new_trial(study._study_id)  # another `xdream tune`'s, running
+    for key, value in {**tune.this_process(), "pid": os.getppid()}.items():
+        storage.set_trial_user_attr(live, key, value)
+    storage.set_trial_user_attr(live, "process_start", tune._started(os.getppid()))
+    assert tune.recover_interrupted(study) == []  # not taken from its process
+    assert storage.get_trial(live).state.name == "RUNNING"

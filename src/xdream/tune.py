@@ -28,13 +28,23 @@ database URL (``postgresql://user:pass@host/db``): machines sharing a URL and a 
 tune together. Each trial's sampler is seeded from ``sampler_seed`` and the trial's number in
 the study, so a fresh study is reproducible and a continued one (or another machine) proposes
 new values. Optuna is an optional extra: ``pip install "xdream[tune]"``.
+
+A trial whose process was interrupted (Ctrl-C, SIGTERM, SIGHUP, or killed: its ``host`` and
+``pid`` user attributes name a process of this machine that is gone) is marked ``FAIL`` with an
+``interrupted`` user attribute and runs again as a new trial (``retry_of``) with the same
+values, resuming its folder from the experiments' checkpoints (:func:`recover_interrupted`), so
+the study ends as an uninterrupted one. A retry takes the sampler seed of the trial it retries
+and leaves the following trials theirs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
+import os
+import socket
 import statistics
 from collections.abc import Mapping
 from pathlib import Path
@@ -265,8 +275,13 @@ def objective(
     values: Mapping[str, Any],
     out: Path,
     norm: Mapping[str, Normaliser],
+    *,
+    resume: bool = False,
 ) -> tuple[float, dict[str, float]]:
-    """Median over units of the seed-averaged normalised score for optimiser ``values``."""
+    """Median over units of the seed-averaged normalised score for optimiser ``values``.
+
+    ``resume``: ``out`` holds an interrupted trial's seeds, which continue from their
+    checkpoints (as ``xdream resume`` does; a seed not started yet starts)."""
     from xdream import config as config_mod
     from xdream.multi import MultiExperiment
 
@@ -278,7 +293,10 @@ def objective(
         data["experiment"]["seed"] = seed
         trial_cfg = config_mod.from_dict(data)
         folder = out / f"seed{seed}"
-        MultiExperiment.from_config(trial_cfg, folder).run()
+        if resume:
+            MultiExperiment.from_config(trial_cfg, folder, resume=True).run()
+        else:
+            MultiExperiment.from_config(trial_cfg, folder).run()
         for label, v in normalised_scores(folder, norm).items():
             per_unit.setdefault(label, []).append(v)
     means = {label: float(np.mean(v)) for label, v in per_unit.items()}
@@ -290,8 +308,25 @@ def trial_seed(sampler_seed: int, number: int) -> int:
     return int(np.random.SeedSequence([sampler_seed, number]).generate_state(1)[0])
 
 
+def proposal_index(trials: Any, number: int) -> int:
+    """The number the sampler of trial ``number`` is seeded with: the trial's number less the
+    retries of interrupted trials before it (a retry takes the index of the trial it retries),
+    so an interrupted study proposes the trials an uninterrupted one does."""
+    by_number = {t.number: t for t in trials}
+    seen: set[int] = set()
+    while number in by_number and number not in seen:
+        seen.add(number)
+        retried = by_number[number].user_attrs.get("retry_of")
+        if not isinstance(retried, int) or isinstance(retried, bool):
+            break
+        number = retried
+    retries = sum(1 for t in trials if t.number < number and "retry_of" in t.user_attrs)
+    return number - retries
+
+
 def make_sampler(optuna: Any, sampler_seed: int) -> Any:
-    """A TPE sampler seeded anew for each trial from ``sampler_seed`` and the trial's number.
+    """A TPE sampler seeded anew for each trial from ``sampler_seed`` and the trial's number
+    (:func:`proposal_index`).
 
     One seed for the whole run proposed the same start-up trials each time a study was
     continued, and on every machine tuning it together; trial numbers are unique in a study, so
@@ -302,7 +337,8 @@ def make_sampler(optuna: Any, sampler_seed: int) -> Any:
             self.inner = optuna.samplers.TPESampler(seed=trial_seed(sampler_seed, 0))
 
         def before_trial(self, study: Any, trial: Any) -> None:
-            self.inner = optuna.samplers.TPESampler(seed=trial_seed(sampler_seed, trial.number))
+            index = proposal_index(study.get_trials(deepcopy=False), trial.number)
+            self.inner = optuna.samplers.TPESampler(seed=trial_seed(sampler_seed, index))
             self.inner.before_trial(study, trial)
 
         def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
@@ -358,11 +394,30 @@ def run_tune(
     _check_objective(study, OBJECTIVE.format(references=section.references), study_name)
 
     def run_trial(trial: Any) -> float:
-        values = suggest(trial, section.params)
-        folder = out / f"trial{trial.number:04d}"
-        value, per_unit = objective(cfg, section, values, folder, norm)
+        attrs = trial.user_attrs  # a retry's were given when it was enqueued
+        resume = _resume_folder(attrs)
+        folder = resume or out / f"trial{trial.number:04d}"
+        for key, value in {"folder": str(folder), **this_process()}.items():
+            trial.set_user_attr(key, value)  # before any work: a kill leaves them to find
+        if console is not None and "retry_of" in attrs:
+            how = f"resuming {folder}" if resume else "in a new folder (it ran on another host)"
+            console.print(
+                f"trial {trial.number}: runs interrupted trial {attrs['retry_of']} again, {how}",
+                highlight=False,
+                markup=False,
+            )
+        try:
+            values = suggest(trial, section.params)
+            value, per_unit = objective(
+                cfg, section, values, folder, norm, resume=resume is not None
+            )
+        except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM / SIGHUP (cli.Terminated)
+            with contextlib.suppress(Exception):
+                trial.set_user_attr("interrupted", f"interrupted ({err or 'Ctrl-C'})")
+                _enqueue_retry(study, trial.number, dict(trial.params), str(folder))
+            optuna.logging.set_verbosity(optuna.logging.ERROR)  # not Optuna's traceback
+            raise
         trial.set_user_attr("normalised_scores", per_unit)
-        trial.set_user_attr("folder", str(folder))
         if console is not None:
             console.print(
                 f"trial {trial.number}: median normalised score {value:.4g} with {values}",
@@ -370,6 +425,7 @@ def run_tune(
             )
         return value
 
+    recover_interrupted(study, console)
     complete = (optuna.trial.TrialState.COMPLETE,)
     finished = len(study.get_trials(deepcopy=False, states=complete))
     callbacks = []
@@ -382,10 +438,123 @@ def run_tune(
             f"{section.trials}): none to run (--trials N runs N more)",
             highlight=False,
         )
-    if trials > 0:
-        study.optimize(run_trial, n_trials=trials, catch=(XDreamError,), callbacks=callbacks)
+    verbosity = optuna.logging.get_verbosity()
+    try:
+        if trials > 0:
+            study.optimize(run_trial, n_trials=trials, catch=(XDreamError,), callbacks=callbacks)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the table of what the study holds now
+            _write_trials(study, out / "tune.csv")
+        raise
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     _write_trials(study, out / "tune.csv")
     return study
+
+
+def this_process() -> dict[str, Any]:
+    """The user attributes that name the process running a trial: ``host``, ``pid`` and
+    ``process_start`` (boot and start time, where the system tells: a pid used again by another
+    process, or after a reboot, is not taken for the trial's)."""
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "process_start": _started(os.getpid()),
+    }
+
+
+def _started(pid: int) -> str | None:
+    """``<boot id>:<start time>`` of process ``pid`` (Linux), ``"gone"`` for a zombie, ``None``
+    where the system does not say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):  # a zombie or dead: it runs no trial
+        return "gone"
+    return f"{boot}:{fields[19]}"
+
+
+def process_gone(attrs: Mapping[str, Any]) -> bool:
+    """Whether the process that ``attrs`` (a trial's user attributes, :func:`this_process`)
+    name is gone for sure: it ran on this host, and no process has its pid, or the one that
+    has it started at another time. A trial of another host, or of an unnamed process, is
+    never taken for gone."""
+    pid = attrs.get("pid")
+    if attrs.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    if pid == os.getpid() or os.name == "nt":  # os.kill on Windows would end the process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process: alive
+        pass
+    now, then = _started(pid), attrs.get("process_start")
+    return now == "gone" or (now is not None and then is not None and now != then)
+
+
+def _resume_folder(attrs: Mapping[str, Any]) -> Path | None:
+    """The folder a retry resumes: its interrupted trial's, where that ran on this host."""
+    folder = attrs.get("resume_folder")
+    if not isinstance(folder, str) or attrs.get("resume_host") != socket.gethostname():
+        return None
+    return Path(folder)
+
+
+def _enqueue_retry(study: Any, number: int, params: dict[str, Any], folder: str | None) -> None:
+    """Queue trial ``number`` again with its values: the next trial popped resumes ``folder``."""
+    attrs: dict[str, Any] = {"retry_of": number, "resume_host": socket.gethostname()}
+    if folder is not None:
+        attrs["resume_folder"] = folder
+    study.enqueue_trial(params, user_attrs=attrs)
+
+
+def recover_interrupted(study: Any, console: Any = None) -> list[int]:
+    """Mark this study's trials whose process is gone ``FAIL`` (``interrupted``) and queue each
+    interrupted trial not yet retried again (:func:`_enqueue_retry`); returns their numbers.
+
+    A ``RUNNING`` trial of a live process (another ``xdream tune`` on this study) is left to
+    it, as is one of another host (its liveness cannot be told from here). Only the process that
+    moves a trial from ``RUNNING`` to ``FAIL`` queues it, so two processes starting together
+    queue it once. A trial that failed with an error is not retried."""
+    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    states = optuna.trial.TrialState
+    storage = study._storage
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    queued = []
+    for t in trials:
+        attrs = t.user_attrs
+        if t.state == states.RUNNING and process_gone(attrs):
+            how = f"process {attrs['pid']} on {attrs['host']} is gone"
+            try:
+                storage.set_trial_user_attr(t._trial_id, "interrupted", how)
+                if not storage.set_trial_state_values(t._trial_id, states.FAIL):
+                    continue
+            except UpdateFinishedTrialError:  # another process took it first
+                continue
+        elif not (t.state == states.FAIL and attrs.get("interrupted")):
+            continue
+        if t.number in retried:
+            continue
+        folder = attrs.get("folder") if attrs.get("host") == socket.gethostname() else None
+        _enqueue_retry(study, t.number, dict(t.params), folder)
+        retried.add(t.number)
+        queued.append(t.number)
+        if console is not None:
+            console.print(
+                f"trial {t.number} was interrupted ({attrs.get('interrupted') or how}): it runs "
+                f"again with the same values{f', resuming {folder}' if folder else ''}",
+                highlight=False,
+                markup=False,
+            )
+    return queued
 
 
 def _check_objective(study: Any, objective: str, name: str) -> None:
@@ -411,11 +580,15 @@ def _check_objective(study: Any, objective: str, name: str) -> None:
 def _write_trials(study: Any, path: Path) -> None:
     from xdream.multi import write_table
 
+    trials = study.trials
+    retried_as = {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
     rows = [
-        {"number": t.number, "state": t.state.name, "value": t.value, **t.params}
-        for t in study.trials
+        {"number": t.number, "state": t.state.name, "value": t.value, **t.params} for t in trials
     ]
-    keys = list(dict.fromkeys(k for r in rows for k in r))
+    keys = [*dict.fromkeys(k for r in rows for k in r), "retry_of", "retried_as"]
+    for row, t in zip(rows, trials):
+        row["retry_of"] = t.user_attrs.get("retry_of")
+        row["retried_as"] = retried_as.get(t.number)
     write_table(path, rows, keys)
 
 
@@ -427,7 +600,8 @@ def cmd_tune(args: argparse.Namespace, console: Any) -> int:
     _require_optuna()
     out = Path(args.out) if args.out else _default_out(Path(args.config).stem + "-tune")
     args.continue_with = (
-        f"`xdream tune {args.config} --out {out}` (its finished trials stay in the study)"
+        f"`xdream tune {args.config} --out {out}` (its finished trials stay in the study; "
+        "the trial that was running resumes)"
     )
     study = run_tune(
         cfg,
