@@ -61,6 +61,10 @@ def _optuna() -> Any:
         ({"params": {"selectivity": {"choices": [1]}}, "trial": 3}, "Did you mean 'trials'"),
         ({"params": {"selectivity": {"choices": [1]}}, "seeds": [-2]}, r"integer >= 0, got -2"),
         ({"params": {"selectivity": {"choices": [1]}}, "trials": True}, r"trials must be an"),
+        (
+            {"params": {"selectivity": {"choices": [1]}}, "seeds": [0, 0]},
+            r"repeat a seed \(\[0, 0\]\)",
+        ),
         ({"params": {"selectivity": {"choices": [1]}}, "references": 1}, r"integer >= 2, got 1"),
         (
             {"params": {"mutation_size": {"low": 0, "high": 1, "log": True}}},

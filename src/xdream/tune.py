@@ -124,6 +124,8 @@ def parse_section(section: Any, cfg: Any) -> TuneSection:
         raise ConfigError(f"[tune] seeds must be a non-empty list of integers, got {seeds!r}")
     for seed in seeds:
         check_seed(seed, "[tune] seeds: each")
+    if len(set(seeds)) != len(seeds):  # each trial would run a seed's folder twice
+        raise ConfigError(f"[tune] seeds repeat a seed ({seeds}); give each once")
     for key in ("trials", "references", "sampler_seed"):
         v = section.get(key, 2)
         low = {"sampler_seed": 0, "references": 2}.get(key, 1)
