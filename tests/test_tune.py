@@ -355,3 +355,20 @@ def test_an_interrupted_trial_resumes_its_folder_when_tune_runs_again(
     storage.set_trial_user_attr(live, "process_start", tune._started(os.getppid()))
     assert tune.recover_interrupted(study) == []  # not taken from its process
     assert storage.get_trial(live).state.name == "RUNNING"
+
+
+@pytest.mark.parametrize(("command", "other"), [("tune", "sweep"), ("sweep", "tune")])
+def test_the_other_commands_section_names_the_command_in_use(
+    tmp_path: Path, command: str, other: str
+) -> None:
+    """`xdream tune` on a config with [sweep] (and `sweep` with [tune]) blamed `xdream run`."""
+    from xdream import sweep, tune
+
+    path = tmp_path / "c.toml"
+    path.write_text(TUNE_TOML + ("[sweep]\nseeds = [0]\n" if other == "sweep" else ""))
+    load = tune.load if command == "tune" else sweep.load
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert f"`xdream {command}` does not read the [{other}] section" in message
+    assert f"run `xdream {other} CONFIG`" in message and "xdream run" not in message

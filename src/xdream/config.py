@@ -281,6 +281,18 @@ def _component(section: str, value: Any, default: str | None) -> dict[str, Any] 
     return out
 
 
+def refuse_other_command(raw: Mapping[str, Any], command: str) -> None:
+    """Refuse a ``[sweep]`` or ``[tune]`` section in a config that ``xdream COMMAND`` (``sweep``
+    or ``tune``) reads: it is the other command's (the message of :func:`from_dict` named
+    ``xdream run``)."""
+    for key in ("sweep", "tune"):
+        if key != command and isinstance(raw, Mapping) and key in raw:
+            raise ConfigError(
+                f"`xdream {command}` does not read the [{key}] section, which `xdream {key} "
+                f"CONFIG` reads: remove it from the config, or run `xdream {key} CONFIG`"
+            )
+
+
 def from_dict(data: Mapping[str, Any]) -> Config:
     """Validate a nested mapping (as read from TOML/YAML) into a :class:`Config`.
 

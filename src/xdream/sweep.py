@@ -93,6 +93,7 @@ def load(path: str | Path) -> tuple[Any, SweepSection]:
     from xdream import config as config_mod
 
     raw = config_mod.read(path)
+    config_mod.refuse_other_command(raw, "sweep")
     section = raw.pop("sweep", {})
     cfg = config_mod.from_dict(raw)
     return cfg, parse_section(section, cfg)

@@ -86,6 +86,7 @@ def load(path: str | Path) -> tuple[Any, TuneSection]:
     from xdream import config as config_mod
 
     raw = config_mod.read(path)
+    config_mod.refuse_other_command(raw, "tune")
     section = raw.pop("tune", None)
     cfg = config_mod.from_dict(raw)
     return cfg, parse_section(section, cfg)
