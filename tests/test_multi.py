@@ -323,13 +323,9 @@ def test_a_noise_seed_set_on_resume_of_a_run_started_without_one_is_refused(
     assert len(records.read(tmp_path / "run").best_per_generation) == 2
 
 
-def test_a_lockstep_run_continues_after_an_error_as_if_uninterrupted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The shared pass fails after every unit drew its generation's references; the same
-    MultiExperiment's run() continues each unit from its last generation on disk."""
-    cfg = config.from_dict(small_config(generations=3))
-    MultiExperiment.from_config(cfg, tmp_path / "whole").run()
+def fail_the_second_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second shared scoring pass fails, as a GPU fault would (every unit has drawn its
+    generation's references by then)."""
     original, calls = MultiUnitScorer.activations, []
 
     def faulty(self: MultiUnitScorer, images: torch.Tensor) -> np.ndarray:
@@ -339,6 +335,16 @@ def test_a_lockstep_run_continues_after_an_error_as_if_uninterrupted(
         return original(self, images)
 
     monkeypatch.setattr(MultiUnitScorer, "activations", faulty)
+
+
+def test_a_lockstep_run_continues_after_an_error_as_if_uninterrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared pass fails after every unit drew its generation's references; the same
+    MultiExperiment's run() continues each unit from its last generation on disk."""
+    cfg = config.from_dict(small_config(generations=3))
+    MultiExperiment.from_config(cfg, tmp_path / "whole").run()
+    fail_the_second_pass(monkeypatch)
     told: list[tuple[int, BaseException]] = []  # each unit's scorer hears of the stop
     monkeypatch.setattr(UnitView, "stopped", lambda self, err: told.append((self.index, err)))
     multi = MultiExperiment.from_config(cfg, tmp_path / "part")
@@ -358,15 +364,7 @@ def test_a_stopped_lockstep_run_continued_while_another_process_has_it_writes_no
     from xdream.errors import FolderInUseError
 
     cfg = config.from_dict(small_config(generations=3))
-    original, calls = MultiUnitScorer.activations, []
-
-    def faulty(self: MultiUnitScorer, images: torch.Tensor) -> np.ndarray:
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return original(self, images)
-
-    monkeypatch.setattr(MultiUnitScorer, "activations", faulty)
+    fail_the_second_pass(monkeypatch)
     multi = MultiExperiment.from_config(cfg, tmp_path / "part")
     with pytest.raises(RuntimeError, match="illegal memory access"):
         multi.run()
