@@ -495,12 +495,21 @@ def test_a_finished_run_continued_and_killed_before_a_new_generation_rebuilds_fr
     more = tiny_experiment(cut, generations=5)
     more.restore()
     more.release_folder()  # then "killed" inside the record's rewrite
+    _torn_then_rebuilt_from_base(cut, tmp_path / "full", generations=5, base=3)
+
+
+def _torn_then_rebuilt_from_base(cut: Path, full: Path, generations: int, base: int) -> None:
+    """A kill inside an append leaves ``cut``'s record.h5 torn; resume rebuilds it from
+    journal/base.h5 (the first ``base`` generations) and the journal, and the run ends equal
+    to the uninterrupted run in ``full``."""
     killed_inside_an_append(cut)
     (cut / "record.h5").write_bytes(b"\x89HDF garbage from a torn write")
-    resumed = tiny_experiment(cut, generations=5)
-    assert "record.h5 rebuilt from the record of its first 3 generations" in resumed.restore()
+    resumed = tiny_experiment(cut, generations=generations)
+    assert f"record.h5 rebuilt from the record of its first {base} generations" in (
+        resumed.restore()
+    )
     resumed.run()
-    assert_same_records(tmp_path / "full", cut)
+    assert_same_records(full, cut)
 
 
 def test_a_torn_record_without_a_journal_to_rebuild_it_is_refused(tmp_path: Path) -> None:
@@ -607,12 +616,7 @@ def test_a_kill_while_a_finished_run_drops_its_journal_leaves_no_part_of_it(
     more.step()
     more._settle()
     more.release_folder()  # then killed inside an append: the record cannot be kept
-    killed_inside_an_append(cut)
-    (cut / "record.h5").write_bytes(b"\x89HDF garbage from a torn write")
-    resumed = tiny_experiment(cut, generations=6)
-    assert "rebuilt from the record of its first 3 generations" in resumed.restore()
-    resumed.run()
-    assert_same_records(tmp_path / "full", cut)
+    _torn_then_rebuilt_from_base(cut, tmp_path / "full", generations=6, base=3)
 
 
 def test_the_writing_half_of_a_restore_runs_once(tmp_path: Path) -> None:
