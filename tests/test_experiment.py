@@ -1317,12 +1317,12 @@ def _files(run: Path) -> dict[Path, tuple[int, int]]:
     return {p.relative_to(run): (p.stat().st_mtime_ns, p.stat().st_size) for p in found}
 
 
-@pytest.mark.parametrize("how", ["run", "finish"])
+@pytest.mark.parametrize("how", ["run", "finish", "step"])
 def test_a_stopped_run_continued_while_another_process_has_it_writes_nothing_there(
     tmp_path: Path, how: str
 ) -> None:
     """The refused run() rewrote the live run's summary.json on its way out, and finish()
-    marked the other process's run finished and dropped its journal."""
+    marked the other process's run finished and dropped its journal; step() is refused too."""
     from tests.helpers import folder_held_by_another_process
     from xdream.errors import FolderInUseError
 

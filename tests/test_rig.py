@@ -943,6 +943,41 @@ def test_a_resume_that_fails_once_the_rig_is_bound_says_stopped(
     assert status["continue_with"] == f"xdream resume {out}"
 
 
+def test_a_step_that_fails_going_back_once_the_rig_is_bound_says_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In Python, step() after a pause goes back to the last generation on disk, binding the
+    rig again ("ready"); when that fails (record.h5 cannot be brought in line), the status file
+    said "ready" for good. It says "stopped" now, with the reason, as run() does."""
+    out = tmp_path / "run"
+    cfg = rig_config(generations=3, population=6, refs=0, on_timeout="pause", timeout=0.2)
+    exp = Experiment.from_config(cfg, out)
+    with thread_rig(out / "stimuli"):
+        exp.step()
+    with pytest.raises(RigPaused):
+        exp.step()  # no rig answers
+    assert read_status(out)["state"] == "paused"
+    damaged = XDreamError("journal file 'gen000000.npz' is damaged")
+
+    def cannot_reconcile(*args: Any, **kwargs: Any) -> str:
+        assert read_status(out)["state"] == "ready"  # the rig is bound again
+        raise damaged
+
+    with monkeypatch.context() as m:
+        m.setattr("xdream.experiment.reconcile", cannot_reconcile)
+        with pytest.raises(XDreamError, match="damaged"):
+            exp.step()
+    status = read_status(out)
+    assert status["state"] == "stopped", status
+    assert status["reason"] == f"error: {damaged}"
+    with thread_rig(out / "stimuli"):  # the same object goes on once the folder can be read
+        exp.step()
+        exp.step()
+    exp.finish()
+    assert read_status(out)["state"] == "finished"
+    assert len(records.read(out).best_per_generation) == 3
+
+
 def test_pause_then_continuing_the_same_object_abandons_nothing(tmp_path: Path) -> None:
     """In Python (a notebook), after ``RigPaused`` the same Experiment's run() goes on where
     ``xdream resume`` would: the paused block is awaited again and the generation, reference

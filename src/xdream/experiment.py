@@ -1075,12 +1075,14 @@ class Experiment:
 
         After an error the next step continues from the last generation on disk, as
         :meth:`generations` does."""
-        self._take_up()
         try:
+            self._take_up()  # going back to the last generation may fail with the rig bound
             proposal = self.propose()
             return self.complete(proposal, *self._score(proposal.all_images, proposal.all_ids))
+        except FolderInUseError:  # refused: another process has the folder, nothing is ours
+            raise
         except BaseException as err:
-            self._stopped = True
+            self._stopped = self._started
             self._tell_scorer_stopped(err)
             raise
 
