@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -346,6 +349,59 @@ def test_noise_keeps_nan_and_records_clean_scores(name: str) -> None:
     assert np.isnan(out[1]) and np.isfinite(out[[0, 2]]).all()
     np.testing.assert_array_equal(scorer.last_clean, base.scores)
     assert scorer.describe()["noise"]["name"] == name
+
+
+def test_noise_around_a_scorer_with_hooks_passes_them_on(tmp_path: Path) -> None:
+    """A NoisyScorer around a scorer that keeps state in the folder, prepares each generation,
+    records rows of its own and writes records only when idle: each hook reaches the base
+    scorer, and its rows reach record.h5 (NoisyScorer kept them to itself, so such a scorer
+    wrapped in noise silently lost them)."""
+    from tests.helpers import RedScorer, tiny_experiment
+    from xdream import records
+
+    class Hooked(RedScorer):
+        records_in_background = False
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[Any] = []
+            self.last_extra: dict[str, Any] | None = None
+
+        def bind(self, folder: Path) -> None:
+            self.seen.append(("bind", folder))
+
+        def start_generation(self, generation: int) -> None:
+            self.seen.append(("start", generation))
+
+        def prepare(self, images: Any, ids: list[str]) -> None:
+            self.seen.append(("prepare", len(ids)))
+
+        def run_when_idle(self, task: Any) -> None:
+            self.seen.append(("idle",))
+            task()
+
+        def score(self, images: Any, ids: list[str]) -> Any:
+            scores = super().score(images, ids)
+            generation = [e[1] for e in self.seen if e[0] == "start"][-1]
+            self.last_extra = {
+                "mine/count": np.array([len(ids)]),
+                "mine/generation": np.array([generation]),
+            }
+            return scores
+
+    exp = tiny_experiment(tmp_path / "run", generations=3)
+    base = Hooked()
+    exp.scorer = NoisyScorer(base, make_noise("gain", ns=0.5), seed=0)
+    assert exp.scorer.records_in_background is False
+    exp.run()
+    kinds = [event[0] for event in base.seen]
+    assert kinds[0] == "bind" and base.seen[0][1] == tmp_path / "run"
+    assert [e[1] for e in base.seen if e[0] == "start"] == [0, 1, 2]
+    assert kinds.count("prepare") == 3 and kinds.count("idle") >= 3
+    rec = records.read(tmp_path / "run")
+    shown = [np.sum(rec.generation == g) + np.sum(rec.ref_generation == g) for g in range(3)]
+    assert list(rec.extra["mine/count"]) == shown  # images and reference crops
+    assert list(rec.extra["mine/generation"]) == [0, 1, 2]
 
 
 def test_poisson_mean_approaches_clean_score() -> None:

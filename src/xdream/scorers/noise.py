@@ -16,6 +16,7 @@ import abc
 import dataclasses
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -145,7 +146,8 @@ class NoisyScorer(Scorer):
     """``base``'s scores with ``noise`` applied; the clean scores of the last call stay available.
 
     ``base`` is a :class:`Scorer` or, as :class:`~xdream.experiment.Experiment` takes, a plain
-    function ``score(images, ids) -> scores`` (wrapped in a :class:`FunctionScorer`).
+    function ``score(images, ids) -> scores`` (wrapped in a :class:`FunctionScorer`). Its
+    optional hooks, ``records_in_background`` and ``last_extra`` rows pass through unchanged.
 
     >>> from xdream.scorers import NoisyScorer, make_noise
     >>> scorer = NoisyScorer(base, make_noise("poisson", scale=20), seed=0)  # doctest: +SKIP
@@ -170,6 +172,7 @@ class NoisyScorer(Scorer):
                 f"noise must be a NoiseModel (see make_noise), got {type(noise).__name__}"
             )
         self.base: Scorer = base
+        self.records_in_background = base.records_in_background
         self.noise = noise
         self._rng = make_rng(seed)
         self.last_clean: Scores | None = None
@@ -180,6 +183,24 @@ class NoisyScorer(Scorer):
         clean = as_scores(self.base.score(images, ids))
         self.last_clean = clean
         return self.noise(clean, self._rng)
+
+    @property
+    def last_extra(self) -> dict[str, Any] | None:
+        """The base scorer's extra rows of the last call (see :class:`Scorer`)."""
+        return getattr(self.base, "last_extra", None)
+
+    # the optional hooks go to the base scorer: the noise only changes the scores
+    def bind(self, folder: Path) -> None:
+        self.base.bind(folder)
+
+    def start_generation(self, generation: int) -> None:
+        self.base.start_generation(generation)
+
+    def prepare(self, images: Images, ids: list[str]) -> None:
+        self.base.prepare(images, ids)
+
+    def run_when_idle(self, task: Callable[[], None]) -> None:
+        self.base.run_when_idle(task)
 
     def describe(self) -> dict[str, Any]:
         return {**self.base.describe(), "noise": self.noise.describe()}
