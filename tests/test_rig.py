@@ -978,6 +978,49 @@ def test_a_step_that_fails_going_back_once_the_rig_is_bound_says_stopped(
     assert len(records.read(out).best_per_generation) == 3
 
 
+def test_images_whose_backup_a_stop_cut_short_are_backed_up_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill in the milliseconds between writing a block and the background copy of its
+    images lost that backup for good (s14): the block is not written again on resume (the
+    rig has its files) and is cleaned up once answered. A resumed run now copies them from
+    write_dir; a copy cut short (written in place by older xdream) is made again."""
+    out = tmp_path / "run"
+    cfg = rig_config(
+        generations=2, population=6, refs=0, block_size=3, on_timeout="pause", timeout=0.4
+    )
+    stim = out / "stimuli"
+    copy_images = scorer_mod._backup_images
+
+    def killed_before_block_1s_copy(dest: Path, *args: Any) -> None:
+        if dest.name != "block001":
+            copy_images(dest, *args)
+
+    def answer_block_0() -> None:
+        while not (stim / "block000.txt").exists():
+            time.sleep(0.005)
+        names = (stim / "block000.txt").read_text().split()
+        WRITERS.get("mat7").write(stim / "block000.mat", names, np.ones((len(names), 1)))
+
+    monkeypatch.setattr(scorer_mod, "_backup_images", killed_before_block_1s_copy)
+    t = threading.Thread(target=answer_block_0)
+    t.start()
+    with pytest.raises(RigPaused):  # waiting for block 1
+        Experiment.from_config(cfg, out).run()
+    t.join()
+    backup = out / "rig" / "stimuli" / "block001"
+    shown = sorted(n for n in os.listdir(stim) if n.startswith("block001_"))
+    assert len(shown) == 3 and not any(backup.glob("block001_*"))
+    (backup / shown[0]).write_bytes((stim / shown[0]).read_bytes()[:10])  # cut short
+    originals = {n: (stim / n).read_bytes() for n in shown}
+    monkeypatch.setattr(scorer_mod, "_backup_images", copy_images)
+    with thread_rig(stim):
+        Experiment.resume(out).run()
+    assert not any(stim.glob("block001_*"))  # answered and cleaned up
+    assert {n: (backup / n).read_bytes() for n in shown} == originals
+    assert not [p for p in backup.iterdir() if p.name.startswith(".")]
+
+
 def test_pause_then_continuing_the_same_object_abandons_nothing(tmp_path: Path) -> None:
     """In Python (a notebook), after ``RigPaused`` the same Experiment's run() goes on where
     ``xdream resume`` would: the paused block is awaited again and the generation, reference

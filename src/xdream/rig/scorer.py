@@ -15,8 +15,10 @@ One generation, block by block::
 The journal (``rig/state.json`` in the experiment folder, rewritten atomically after every
 block written and every response accepted) holds the blocks, their files and ids and every
 response received, so ``xdream resume`` after a kill continues at the right block: answered
-blocks are never shown again and responses that arrived meanwhile are picked up, and an
-accepted response whose backup and clean-up had not run yet gets them. It also keeps which
+blocks are never shown again and responses that arrived meanwhile are picked up, an
+accepted response whose backup and clean-up had not run yet gets them, and so do the images
+of a block written just before a kill (their backup is copied from the rig's folder while
+the rig has them). It also keeps which
 skipped and duplicate files it has counted, so each is counted and backed up once.
 """
 
@@ -73,9 +75,19 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _backup_images(dest: Path, paths: list[Path], encoded: list[bytes]) -> None:
+    """Copies of a block's stimuli in ``dest``, each written whole or not at all (a copy cut
+    short by a kill is made again on resume: :meth:`RigScorer._finish_written`)."""
     for path, data in zip(paths, encoded):
-        if not (dest / path.name).exists():
-            (dest / path.name).write_bytes(data)
+        copy = dest / path.name
+        if not _same_size(copy, len(data)):
+            protocol.write_atomically(copy, data)
+
+
+def _same_size(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except OSError:
+        return False
 
 
 def _now() -> float:
@@ -152,6 +164,7 @@ class RigScorer(Scorer):
         if self.state_path.exists():
             self._load_state()
             self._log(f"resumed from the journal: next block {self.state['next_block']}")
+            self._finish_written()
             self._finish_answered()
         else:
             self._refuse_leftovers()
@@ -816,6 +829,28 @@ class RigScorer(Scorer):
         for name in names:
             with contextlib.suppress(OSError):
                 os.unlink(self.write_dir / name)
+
+    def _finish_written(self) -> None:
+        """Back up the images of blocks written before xdream stopped or was killed, where the
+        background copy had not finished (a kill in the milliseconds after a block went out):
+        from ``write_dir``, as long as the block's stimuli are listed (until its response is
+        recorded) and the rig has not removed them. A copy that is there, whole, is kept."""
+        if not self.params.backup:
+            return
+        for blk in self.state["blocks"].values():
+            if blk["written"] is None or not blk["stimuli"]:
+                continue
+            dest = self.rig_dir / "stimuli" / protocol.response_stem(blk["block"])
+            for stimulus in blk["stimuli"]:
+                path = protocol.inside(self.write_dir, stimulus["name"])
+                with contextlib.suppress(FileNotFoundError):  # removed by the rig: not ours
+                    if not _same_size(dest / path.name, path.stat().st_size):
+                        dest.mkdir(parents=True, exist_ok=True)
+                        try:
+                            protocol.write_atomically(dest / path.name, path.read_bytes())
+                        except OSError as err:
+                            self._log(f"could not back up {path.name}: {err}", warn=True)
+                            return
 
     def _finish_answered(self) -> None:
         """Do what accepting a response leaves until the next block is out (backing the
