@@ -454,7 +454,7 @@ def test_different_targets_with_one_heading_stay_apart(runs: Path, tmp_path: Pat
         'rig (channel 3, blocks of 4) (score_dir "/monkeyA")',
         'rig (channel 3, blocks of 4) (score_dir "/monkeyB")',
     ]
-    assert page.count('<td class="num" data-value="1">1</td>') >= 2  # one run in each
+    assert page.count('<td class="num" data-value="1">1 / 1</td>') == 2  # one run in each
 
 
 @pytest.mark.parametrize(
@@ -1130,3 +1130,140 @@ def test_a_run_made_from_a_config_that_lost_its_config_yaml_is_told_to_put_it_ba
     err = " ".join(capsys.readouterr().err.split())
     assert "it holds an experiment built in Python (its checkpoint records no config)" in err
     assert records.read(python).config["target"]["network"] == "mine"  # nothing touched
+
+
+# --------------------------------------------------------------------------- folder statistics
+def _gone_pid() -> int:
+    """The pid of a process that has ended."""
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+def _edit_summary(run: Path, **changes: Any) -> dict[str, Any]:
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(changes)
+    (run / "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+def _table(page: str, kind: str) -> list[str]:
+    """The body rows of every ``table.<kind>`` of a page, as text."""
+    tables = re.findall(rf'<table class="sortable {kind}">.*?<tbody>(.*?)</tbody>', page, re.S)
+    return [row for t in tables for row in re.findall(r"<tr>(.*?)</tr>", t, re.S)]
+
+
+def test_folder_statistics_are_over_finished_runs_with_the_sample_sd(
+    runs: Path, tmp_path: Path
+) -> None:
+    """A stopped run is listed but left out of its optimiser's statistics, which say how many
+    runs they are over; sd is the sample SD, empty for one run (it was a population SD over
+    every run, stopped ones included, and 0 for a single run)."""
+    import socket
+
+    folder = tmp_path / "sweep"
+    for name in ("a-seed0", "a-seed1", "b"):
+        shutil.copytree(runs / name, folder / name)
+    shutil.copytree(runs / "a-seed0", folder / "a-seed2")
+    stopped = {"host": socket.gethostname(), "pid": _gone_pid()}
+    _edit_summary(folder / "a-seed2", status="running", process=stopped, best_score=100.0)
+    bests = [json.loads((folder / n / "summary.json").read_text())["best_score"]
+             for n in ("a-seed0", "a-seed1")]  # fmt: skip
+    page = html.unescape(report.write_report(folder, run_reports=False).read_text())
+    rows = _table(page, "per-optimizer")
+    assert len(rows) == 2  # channel 3, channel 7
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", rows[0])
+    assert cells[2] == "2 / 3"  # finished / all
+    assert cells[3] == f"{np.median(bests):.4g}" and cells[4] == f"{np.mean(bests):.4g}"
+    assert cells[5] == f"{np.std(bests, ddof=1):.4g}"
+    lone = re.findall(r"<td[^>]*>(.*?)</td>", rows[1])
+    assert lone[2] == "1 / 1" and lone[5] == "n/a"  # no SD of one run
+    assert "100" not in rows[0]  # the stopped run's best is not in the statistics...
+    assert any("a-seed2" in r and "stopped: xdream resume" in r for r in _table(page, "runs"))
+    assert "over the <em>finished</em> runs only" in page  # ...and the page says so
+
+
+def test_a_sweep_folder_lists_its_tasks_without_a_record(runs: Path, tmp_path: Path) -> None:
+    """Tasks of sweep.csv that failed before recording, or never started, are in the run
+    tables and the headline count (the page showed the recorded runs alone, as if complete)."""
+    from xdream.multi import write_table
+    from xdream.sweep import columns
+
+    folder = tmp_path / "sweep"
+    tasks = [
+        ("stem_c003/genetic/seed0", "a-seed0", "stem_c003", 0, ""),
+        ("stem_c003/genetic/seed1", "a-seed1", "stem_c003", 1, ""),
+        ("stem_c007/genetic/seed0", "b", "stem_c007", 0, ""),
+        ("stem_c003/genetic/seed2", None, "stem_c003", 2, "a budget of 3 presentations is less"),
+        ("stem_c009/genetic/seed0", None, "stem_c009", 0, ""),
+    ]
+    rows = []
+    for path, source, unit, seed, error in tasks:
+        if source is not None:
+            shutil.copytree(runs / source, folder / path)
+        rows.append(
+            {"unit": unit, "optimizer": "genetic", "seed": seed, "folder": path, "error": error}
+        )
+    write_table(folder / "sweep.csv", rows, columns())
+    page = html.unescape(report.write_report(folder, run_reports=False).read_text())
+    assert "<h1>xdream: 3 of 5 experiments</h1>" in page
+    assert "3 finished, 1 failed, 1 not started" in page
+    groups = _table(page, "per-optimizer")
+    assert '<td class="num" data-value="2">2 / 3</td>' in groups[0]  # channel 3: one failed
+    tables = re.findall(r'<table class="sortable runs">(.*?)</table>', page, re.S)
+    assert len(tables) == 3  # channel 3, channel 7, and the unit with no record
+    failed = "failed before recording: a budget of 3 presentations is less"
+    assert "stem_c003/genetic/seed2" in tables[0] and failed in tables[0]
+    assert "<h2>Planned experiments of units with none recorded</h2>" in page
+    assert "stem_c009/genetic/seed0" in tables[2] and "not started" in tables[2]
+
+
+def test_a_tune_folder_reports_each_trial_with_its_parameters(runs: Path, tmp_path: Path) -> None:
+    """A tune folder's page has each study's trials (state, value, parameters) and per unit a
+    row per trial (it pooled every trial, whatever its hyperparameters, in one row per
+    optimiser name); runs of one optimiser name with other hyperparameters are told apart."""
+    from xdream.multi import write_table
+
+    folder = tmp_path / "tune"
+    shutil.copytree(runs / "a-seed0", folder / "trial0000" / "seed0")
+    shutil.copytree(runs / "a-seed1", folder / "trial0001" / "seed0")
+    with h5py.File(folder / "trial0001" / "seed0" / "record.h5", "r+") as f:
+        config = json.loads(f.attrs["config"])
+        config["optimizer"]["population_size"] = 8  # as its trial proposed
+        f.attrs["config"] = json.dumps(config)
+    shutil.copytree(runs / "a-seed0", folder / "study-wide" / "trial0000" / "seed0")
+    header = ["number", "state", "value", "population_size", "mutation_rate"]
+    proposed = [(0, "COMPLETE", 1.25, 12, 0.5), (1, "COMPLETE", 1.75, 8, 0.3897)]
+    proposed.append((2, "RUNNING", None, 6, 0.125))
+    rows = [dict(zip(header, values)) for values in proposed]
+    write_table(folder / "tune.csv", rows, [*header, "retry_of", "retried_as"])
+    trial = folder / "study-wide" / "trial0000"
+    other = {**rows[0], "value": 0.5, "folder": str(trial.resolve()), "duration": 3.5}
+    other["norm_stem_c003"] = 0.5
+    extra = ["folder", "duration", "norm_stem_c003", "extra"]
+    write_table(folder / "study-wide" / "tune.csv", [other], [*header, *extra])
+    page = html.unescape(report.write_report(folder, run_reports=False).read_text())
+    assert "<h2>Trials of the study (<code>tune.csv</code>)</h2>" in page
+    assert "<h2>Trials of study 'wide' (<code>study-wide/tune.csv</code>)</h2>" in page
+    trials = _table(page, "trials")
+    assert len(trials) == 4
+    head = re.search(r'<table class="sortable trials"><thead>(.*?)</thead>', page)
+    assert head is not None
+    assert re.findall(r"<th>(.*?)</th>", head.group(1)) == [
+        "trial", "state", "value", "population_size", "mutation_rate", "retry_of", "retried_as",
+    ]  # fmt: skip
+    assert ">0.3897<" in trials[1] and ">RUNNING<" in trials[2] and ">1.75<" in trials[1]
+    assert '<a href="trial0001/">1</a>' in trials[1]
+    assert '<a href="study-wide/trial0000/">0</a>' in trials[3] and ">3.5<" in trials[3]
+    groups = [re.findall(r"<td[^>]*>(.*?)</td>", r)[:4] for r in _table(page, "per-optimizer")]
+    assert groups == [
+        ["0", "genetic (population_size 12)", "pixels", "1 / 1"],
+        ["1", "genetic (population_size 8)", "pixels", "1 / 1"],
+        ["wide 0", "genetic (population_size 12)", "pixels", "1 / 1"],
+    ]

@@ -11,8 +11,12 @@ as PNG data), and the same figures as PNG files in ``DIR/report/`` for slides:
 * ``references.png``: the best-scoring reference crops, regenerated from their ids;
 
 plus the configuration and the timings. For a folder holding many experiments (any depth) the
-page has, per unit, a table per optimiser (and generator) over seeds and a table of every run
-with its best image, both sortable by clicking a column; each run also gets its own report.
+page has, per unit, a table per optimiser (with all its hyperparameters, and generator) whose
+statistics are over the finished runs of its seeds, and a table of every run with its best
+image, both sortable by clicking a column; each run also gets its own report. A sweep folder's
+``sweep.csv`` adds its tasks without a record (failed, or not started) to the run tables; a tune
+folder's ``tune.csv`` (``study-NAME/tune.csv`` for study NAME) gives a table of trials, and its
+unit tables a row per trial.
 
 While ``summary.json`` says ``"running"`` (and its process, or before the first summary the
 process holding the folder's lock, is alive) the page reloads itself every ``refresh`` seconds;
@@ -641,20 +645,25 @@ def summary_best_image(
 
 
 def experiment_report(
-    run: str | Path, *, max_tiles: int = 40, refresh: int = 10, write_figures: bool = True
+    run: str | Path,
+    *,
+    max_tiles: int = 40,
+    refresh: int = 10,
+    write_figures: bool = True,
 ) -> Path:
     """Write ``run/report.html`` (and ``run/report/*.png``) for one experiment folder."""
     run = Path(run)
+    dest = run
     rec = _complete(records.read(run, codes=False), codes=False)  # rows read as needed
     summary = rec.summary
     state = run_state(summary, run)  # no summary yet: starting, "running" while locked
     running = state == "running"
     figures, notes = experiment_figures(run, rec, max_tiles)
     if write_figures:
-        (run / FIGURES_DIR).mkdir(exist_ok=True)
+        (dest / FIGURES_DIR).mkdir(exist_ok=True)
         for fig in figures:
             if fig.png is not None:
-                _write(run / FIGURES_DIR / fig.name, fig.png)
+                _write(dest / FIGURES_DIR / fig.name, fig.png)
 
     best, ref = summary.get("best_score"), summary.get("best_reference_score")
     ratio = records.relative_to_references(summary)  # noise-free over noise-free, as units.csv
@@ -733,9 +742,9 @@ def experiment_report(
         parts.append("<h2>Notes</h2><ul>")
         parts += [f'<li class="note">{html.escape(n)}</li>' for n in notes]
         parts.append("</ul>")
-    out = run / REPORT_FILE
-    _write(out, _page(f"xdream: {target}", "\n".join(parts), running, refresh))
-    return out
+    page = dest / REPORT_FILE
+    _write(page, _page(f"xdream: {target}", "\n".join(parts), running, refresh))
+    return page
 
 
 # --------------------------------------------------------------------------- many experiments
@@ -762,13 +771,213 @@ def _best_or_none(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else -np.inf
 
 
+SWEEP_TABLE = "sweep.csv"
+"""A sweep folder's table of its planned tasks (:func:`xdream.sweep.run_sweep`)."""
+TUNE_TABLE = "tune.csv"
+"""A tuning study's table of its trials (:func:`xdream.tune.run_tune`): in the tune folder for
+the default study, in ``study-NAME/`` for study NAME."""
+_TRIAL_COLUMNS = ("number", "state", "value")
+_TRIAL_EXTRAS = ("folder", "retry_of", "retried_as")
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The columns and rows of a CSV table; none where it cannot be read (a table being
+    rewritten is replaced whole, so a failed read is a missing or damaged file)."""
+    import csv
+
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            rows = [{k: v or "" for k, v in row.items() if k is not None} for row in reader]
+            return list(reader.fieldnames or []), rows
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return [], []
+
+
+def _float(text: Any) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _int(text: Any) -> int | None:
+    value = _float(text)
+    return int(value) if value is not None and value == int(value) else None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class Study:
+    """A tuning study found in a report's folder: its ``tune.csv``, read."""
+
+    label: str  # "" for the default study, else its folder (study-NAME)
+    table: Path
+    columns: list[str]
+    rows: list[dict[str, str]]
+    folders: dict[int, Path]  # trial number: its folder (resolved)
+
+    def trial_of(self, run: Path) -> int | None:
+        """The trial whose folder holds ``run`` (the last one, for a retry that resumed the
+        folder of the trial it retried)."""
+        found = [n for n, f in self.folders.items() if _inside(run, f)]
+        return max(found) if found else None
+
+
+def _trial_folders(table: Path, rows: Sequence[dict[str, str]]) -> dict[int, Path]:
+    """Each trial's folder: its ``folder`` column where the table has one (absolute, or
+    relative to the table's folder; a moved study's by name under the table's folder), else
+    ``trialNNNN`` beside the table, or for a retry without its own folder the folder of the
+    trial it retried."""
+    here = table.parent.resolve()
+    folders: dict[int, Path] = {}
+    for row in sorted(rows, key=lambda r: _int(r.get("number")) or 0):
+        number = _int(row.get("number"))
+        if number is None:
+            continue
+        named = row.get("folder", "")
+        folder = here / f"trial{number:04d}"
+        if named:
+            path = Path(named)
+            folder = path.resolve() if path.is_absolute() else (here / path).resolve()
+            if not folder.exists() and (here / path.name).exists():
+                folder = here / path.name  # the study's folder was moved
+        else:
+            retried = _int(row.get("retry_of"))
+            if not folder.exists() and retried is not None and retried in folders:
+                folder = folders[retried]
+        folders[number] = folder
+    return folders
+
+
+def find_studies(root: Path) -> list[Study]:
+    """The tuning studies whose ``tune.csv`` is in ``root`` or in ``root/study-*/``."""
+    tables = [root / TUNE_TABLE, *sorted(root.glob(f"study-*/{TUNE_TABLE}"))]
+    studies = []
+    for table in tables:
+        if not table.is_file():
+            continue
+        columns, rows = _read_csv(table)
+        label = "" if table.parent == root else table.parent.name
+        studies.append(Study(label, table, columns, rows, _trial_folders(table, rows)))
+    return studies
+
+
+def _trials_table(study: Study, root: Path, dest: Path) -> str:
+    """The trials of ``study``: number (linking to its folder), state, value, the tuned
+    parameters, then the table's other columns (whatever ``tune.csv`` holds)."""
+    columns = [c for c in study.columns if c not in (*_TRIAL_COLUMNS, "folder")]
+    known = {"datetime_start", "datetime_complete", "duration", *_TRIAL_EXTRAS}
+    params = [c for c in columns if c not in known and not c.startswith(("norm_", "duration"))]
+    rest = [c for c in columns if c not in params]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ("trial", "state", "value", *params))
+    head += "".join(f"<th>{html.escape(c)}</th>" for c in rest)
+    rows = []
+    for row in study.rows:
+        number = _int(row.get("number"))
+        folder = study.folders.get(number) if number is not None else None
+        text = html.escape(row.get("number", ""))
+        if folder is not None and folder.is_dir() and _inside(folder, root.resolve()):
+            rel = folder.relative_to(root.resolve()).as_posix()
+            text = f'<a href="{html.escape(_link(rel, dest, root))}">{text}</a>'
+        cells = [f'<td data-value="{"" if number is None else number}">{text}</td>']
+        cells.append(f"<td>{html.escape(row.get('state', ''))}</td>")
+        for name in ("value", *params, *rest):
+            value = row.get(name, "")
+            number_value = _float(value)
+            cells.append(
+                _num(number_value)
+                if number_value is not None and name not in ("datetime_start", "datetime_complete")
+                else f"<td>{html.escape(value)}</td>"
+            )
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        f'<table class="sortable trials"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _link(rel: str, dest: Path, root: Path) -> str:
+    """A folder of ``root`` as the page in ``dest`` links to it (relative where the page is in
+    ``root``; a page written elsewhere links to the folder's absolute path)."""
+    if dest.resolve() == root.resolve():
+        return rel + "/"
+    return (root.resolve() / rel).as_uri() + "/"
+
+
+def sweep_plan(root: Path) -> list[dict[str, str]]:
+    """The rows of ``root/sweep.csv`` (a sweep's planned tasks), or none."""
+    return _read_csv(root / SWEEP_TABLE)[1] if (root / SWEEP_TABLE).is_file() else []
+
+
+def _optimizer_spec(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """The optimiser of ``run`` with every hyperparameter, as its record's configuration
+    holds it; its name alone where the record does not say more."""
+    try:
+        with h5py.File(run / "record.h5", "r", locking=False) as f:
+            config = json.loads(f.attrs.get("config", "{}"))
+        spec = config.get("optimizer") if isinstance(config, dict) else None
+    except (*records.UNREADABLE, TypeError):
+        spec = None
+    if isinstance(spec, dict) and "name" in spec:
+        return spec
+    return {"name": spec if isinstance(spec, str) else summary.get("optimizer")}
+
+
+def optimizer_labels(specs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """A label per optimiser (keyed by its JSON): its name, followed, where other optimisers
+    of the same name differ from it, by the values that tell them apart."""
+    named = {key: {"name": None, **spec} for key, spec in specs.items()}
+    by_name: dict[str, list[str]] = {}
+    for key, spec in named.items():
+        by_name.setdefault(str(spec["name"]), []).append(key)
+    labels = {}
+    for name, keys in by_name.items():
+        fields = sorted({k for key in keys for k in named[key] if k != "name"})
+        differ = [
+            k
+            for k in fields
+            if len({json.dumps(named[key].get(k), sort_keys=True) for key in keys}) > 1
+        ]
+        for key in keys:
+            extra = ", ".join(f"{k} {_fmt(named[key].get(k))}" for k in differ)
+            labels[key] = f"{name} ({extra})" if extra else name
+    return labels
+
+
+def _state_counts(states: Sequence[str]) -> str:
+    counts: dict[str, int] = {}
+    for state in states:
+        counts[state] = counts.get(state, 0) + 1
+    order = ["finished", "running", "stopped", "failed", "not started"]
+    ranked = sorted(counts, key=lambda s: (order.index(s) if s in order else len(order), s))
+    return ", ".join(f"{counts[s]} {s}" for s in ranked)
+
+
 def folder_report(
-    root: str | Path, *, max_tiles: int = 40, refresh: int = 10, run_reports: bool = True
+    root: str | Path,
+    *,
+    max_tiles: int = 40,
+    refresh: int = 10,
+    run_reports: bool = True,
 ) -> Path:
-    """Write ``root/report.html`` comparing every experiment under ``root``."""
+    """Write ``root/report.html`` comparing every experiment under ``root``: for a sweep folder also
+    the tasks of its ``sweep.csv`` without a record, for a tune folder the trials of its
+    ``tune.csv``."""
     root = Path(root)
+    dest = root
     runs = find_runs(root)
-    if not runs:
+    plan = sweep_plan(root)
+    studies = find_studies(root)
+    if not runs and not plan:
         raise XDreamError(
             f"{str(root)!r} holds no experiment (no record.h5 in it or below); give an "
             "experiment folder or a folder of them"
@@ -776,6 +985,7 @@ def folder_report(
     entries: list[dict[str, Any]] = []
     for run in runs:
         problem = None
+        rel = run.relative_to(root).as_posix()
         try:
             summary = records.read_summary(run)
         except SummaryUnreadableError:  # one damaged summary does not hide the others
@@ -790,93 +1000,216 @@ def folder_report(
                     if run_state(summary, run) == "running"
                     else _rebuild_hint(run)
                 )
+        trial = None
+        for study in studies:
+            number = study.trial_of(run.resolve())
+            if number is not None:
+                trial = (study.label, number)
+        spec = _optimizer_spec(run, summary)
         entries.append(
             {
                 "run": run,
-                "rel": run.relative_to(root).as_posix(),
+                "rel": rel,
                 "target": json.dumps(summary.get("target"), sort_keys=True),
                 "summary": summary,
                 "problem": problem,
+                "state": run_state(summary, run),
                 "ratio": records.relative_to_references(summary),
+                "optimizer": json.dumps(spec, sort_keys=True),
+                "trial": trial,
             }
         )
-    running = any(run_state(e["summary"], e["run"]) == "running" for e in entries)
+    # a sweep's tasks without a record: failed before recording anything, or not started
+    recorded = {e["rel"] for e in entries}
+    unit_target: dict[str, str] = {}  # a sweep unit's target, as its recorded tasks give it
+    missing: list[dict[str, Any]] = []
+    for row in plan:
+        folder = row.get("folder", "").strip("/")
+        mine = [r for r in recorded if r == folder or r.startswith(folder + "/")]
+        if folder and mine:
+            target = next(e["target"] for e in entries if e["rel"] == mine[0])
+            unit_target.setdefault(row.get("unit", ""), target)
+        else:
+            missing.append(
+                {
+                    "row": row,
+                    "rel": folder or "?",
+                    "state": "failed" if row.get("error") else "not started",
+                }
+            )
+    for m in missing:
+        m["target"] = unit_target.get(m["row"].get("unit", ""))
+
+    running = any(e["state"] == "running" for e in entries)
+    planned = len(entries) + len(missing)
+    counted = f"{len(entries)} of {planned}" if missing else f"{len(entries)}"
+    states = [e["state"] for e in entries] + [m["state"] for m in missing]
     parts = [
-        f"<h1>xdream: {len(entries)} experiments</h1>",
-        f"<p>Folder <code>{html.escape(str(root.resolve()))}</code>. Click a column to sort. "
-        "<em>noise-free best / ref</em> is the best noise-free score of an evolved image over "
-        "the best noise-free score of a reference image (empty where that is not positive); "
-        "<em>best</em> and <em>best reference</em> are the scores as the optimiser received "
-        "them, noise included, so with a noise model their ratio differs.</p>",
+        f"<h1>xdream: {counted} experiments</h1>",
+        f"<p>Folder <code>{html.escape(str(root.resolve()))}</code>: {_state_counts(states)}"
+        + (
+            f" ({len(missing)} planned in {SWEEP_TABLE} have no record; they are listed "
+            "in the run tables with their error, or as not started)"
+            if missing
+            else ""
+        )
+        + ".</p>",
+        "<p>Click a column to sort. The statistics per optimiser (median, mean and sd of the "
+        "best score, median noise-free best / ref) are over the <em>finished</em> runs only: "
+        "<em>finished / all</em> counts them against every run of the row, and the runs left "
+        "out (running, stopped, failed) are in the run table. <em>sd best</em> is the sample "
+        "standard deviation (n - 1 in the denominator), n/a for fewer than two finished "
+        "runs. Runs are grouped by their optimiser with every hyperparameter (a name is "
+        "followed by the values where runs of that optimiser differ)"
+        + (", and in a tuning study by trial" if studies else "")
+        + ". <em>noise-free best / ref</em> is the best noise-free score of an evolved image "
+        "over the best noise-free score of a reference image (empty where that is not "
+        "positive); <em>best</em> and <em>best reference</em> are the scores as the optimiser "
+        "received them, noise included, so with a noise model their ratio differs.</p>",
     ]
+    for study in studies:
+        name = f"study {study.label[len('study-') :]!r}" if study.label else "the study"
+        parts.append(
+            f"<h2>Trials of {html.escape(name)} "
+            f"(<code>{html.escape(study.table.relative_to(root).as_posix())}</code>)</h2>"
+        )
+        parts.append(_trials_table(study, root, dest))
+    tune = bool(studies)
     headings = target_headings({e["target"]: e["summary"].get("target") for e in entries})
-    for target, heading in sorted(headings.items(), key=lambda item: item[1]):
+    sections: list[tuple[str | None, str]] = sorted(headings.items(), key=lambda i: i[1])
+    if any(m["target"] is None for m in missing):
+        sections.append((None, "Planned experiments of units with none recorded"))
+    for target, heading in sections:
         mine = [e for e in entries if e["target"] == target]  # one target, every field alike
+        absent = [m for m in missing if m["target"] == target]
         parts.append(f"<h2>{html.escape(heading)}</h2>")
-        # per optimiser (and generator): over seeds
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for e in mine:
-            key = (str(e["summary"].get("optimizer")), str(e["summary"].get("generator")))
-            groups.setdefault(key, []).append(e)
-        rows = []
-        for (opt, gen), members in sorted(groups.items()):
-            bests = np.array(
-                [
-                    m["summary"].get("best_score")
-                    for m in members
-                    if m["summary"].get("best_score") is not None
-                ],
-                dtype=float,
-            )
-            ratios = np.array([m["ratio"] for m in members if m["ratio"] is not None], dtype=float)
-            top = max(members, key=lambda m: _best_or_none(m["summary"].get("best_score")))
-            rows.append(
-                f"<tr><td>{html.escape(opt)}</td><td>{html.escape(gen)}</td>"
-                f'<td class="num" data-value="{len(members)}">{len(members)}</td>'
-                + _num(float(np.median(bests)) if bests.size else None)
-                + _num(float(bests.mean()) if bests.size else None)
-                + _num(float(bests.std()) if bests.size else None)
-                + _num(float(np.median(ratios)) if ratios.size else None, 3)
-                + f"<td>{_thumb(best_image_file(top['run'], top['summary']))}</td></tr>"
-            )
-        parts.append(
-            '<table class="sortable per-optimizer"><thead><tr><th>optimiser</th><th>generator</th>'
-            "<th>runs</th><th>median best</th><th>mean best</th><th>sd best</th>"
-            "<th>median noise-free best / ref</th><th>best run's image</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>"
+        if mine:
+            parts.append(_group_table(mine, absent, tune))
+        parts.append(_run_table(mine, absent, tune, run_reports, dest))
+    page = dest / REPORT_FILE
+    _write(page, _page(f"xdream: {root.name}", "\n".join(parts), running, refresh))
+    return page
+
+
+def _trial_text(trial: tuple[str, int] | None) -> str:
+    if trial is None:
+        return ""
+    label, number = trial
+    return f"{label[len('study-') :]} {number}" if label else str(number)
+
+
+def _group_table(mine: list[dict[str, Any]], absent: list[dict[str, Any]], tune: bool) -> str:
+    """One unit's table per optimiser (and generator, and trial): statistics over the finished
+    runs, with how many of the row's runs finished."""
+    labels = optimizer_labels({e["optimizer"]: json.loads(e["optimizer"]) for e in mine})
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for e in mine:
+        key = (
+            (e["trial"] or ("", -1)) if tune else ("", -1),
+            labels[e["optimizer"]],
+            str(e["summary"].get("generator")),
         )
-        rows = []
-        for e in mine:
-            s = e["summary"]
-            link = (
-                f'<a href="{html.escape(e["rel"])}/{REPORT_FILE}">{html.escape(e["rel"])}</a>'
-                if run_reports or (e["run"] / REPORT_FILE).exists()
-                else html.escape(e["rel"])
-            )
-            rows.append(
-                f"<tr><td>{link}</td><td>{html.escape(str(s.get('optimizer')))}</td>"
-                f"<td>{html.escape(str(s.get('generator')))}</td>"
-                + _num(s.get("seed"))
-                + _num(s.get("best_score"))
-                + _num(s.get("first_generation_best_score"))
-                + _num(s.get("best_reference_score"))
-                + _num(e["ratio"], 3)
-                + _num(s.get("generations"))
-                + _num(s.get("presentations"))
-                + _num(s.get("seconds"))
-                + f"<td>{html.escape(e['problem'] or _row_status(e['run'], s))}</td>"
-                + f"<td>{_thumb(best_image_file(e['run'], s))}</td></tr>"
-            )
-        parts.append(
-            '<table class="sortable runs"><thead><tr><th>run</th><th>optimiser</th>'
-            "<th>generator</th><th>seed</th><th>best</th><th>first generation</th>"
-            "<th>best reference</th><th>noise-free best / ref</th><th>generations</th>"
-            "<th>presentations</th><th>seconds</th><th>status</th><th>best image</th></tr>"
-            f"</thead><tbody>{''.join(rows)}</tbody></table>"
+        groups.setdefault(key, []).append(e)
+    unrecorded: dict[tuple[Any, ...], int] = {}
+    for m in absent:  # a sweep task: its optimiser's row, by name (a sweep names each once)
+        name = m["row"].get("optimizer", "")
+        key = next(
+            (k for k in sorted(groups) if json.loads(groups[k][0]["optimizer"])["name"] == name),
+            (("", -1), name, ""),
         )
-    out = root / REPORT_FILE
-    _write(out, _page(f"xdream: {root.name}", "\n".join(parts), running, refresh))
-    return out
+        groups.setdefault(key, [])
+        unrecorded[key] = unrecorded.get(key, 0) + 1
+    rows = []
+    for key, members in sorted(groups.items()):
+        trial = _trial_text(None if key[0][1] < 0 else key[0])
+        opt, gen = key[1], key[2]
+        done = [m for m in members if m["state"] == "finished"]
+        total = len(members) + unrecorded.get(key, 0)
+        bests = np.array(
+            [
+                m["summary"].get("best_score")
+                for m in done
+                if _float(m["summary"].get("best_score")) is not None
+            ],
+            dtype=float,
+        )
+        ratios = np.array([m["ratio"] for m in done if m["ratio"] is not None], dtype=float)
+        top = max(done, key=lambda m: _best_or_none(m["summary"].get("best_score")), default=None)
+        thumb = _thumb(best_image_file(top["run"], top["summary"])) if top else ""
+        rows.append(
+            "<tr>"
+            + (f'<td data-value="{html.escape(trial)}">{html.escape(trial)}</td>' if tune else "")
+            + f"<td>{html.escape(opt)}</td><td>{html.escape(gen)}</td>"
+            f'<td class="num" data-value="{len(done)}">{len(done)} / {total}</td>'
+            + _num(float(np.median(bests)) if bests.size else None)
+            + _num(float(bests.mean()) if bests.size else None)
+            + _num(float(bests.std(ddof=1)) if bests.size > 1 else None)
+            + _num(float(np.median(ratios)) if ratios.size else None, 3)
+            + f"<td>{thumb}</td></tr>"
+        )
+    return (
+        '<table class="sortable per-optimizer"><thead><tr>'
+        + ("<th>trial</th>" if tune else "")
+        + "<th>optimiser</th><th>generator</th><th>finished / all</th><th>median best</th>"
+        "<th>mean best</th><th>sd best</th><th>median noise-free best / ref</th>"
+        "<th>best finished run's image</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _run_table(
+    mine: list[dict[str, Any]],
+    absent: list[dict[str, Any]],
+    tune: bool,
+    run_reports: bool,
+    dest: Path,
+) -> str:
+    """One unit's table of every run, and of the sweep's tasks without a record."""
+    rows = []
+    for e in mine:
+        s = e["summary"]
+        link = (
+            f'<a href="{html.escape(e["rel"])}/{REPORT_FILE}">{html.escape(e["rel"])}</a>'
+            if run_reports or (dest / e["rel"] / REPORT_FILE).exists()
+            else html.escape(e["rel"])
+        )
+        trial = _trial_text(e["trial"])
+        rows.append(
+            f"<tr><td>{link}</td>"
+            + (f'<td data-value="{html.escape(trial)}">{html.escape(trial)}</td>' if tune else "")
+            + f"<td>{html.escape(str(s.get('optimizer')))}</td>"
+            f"<td>{html.escape(str(s.get('generator')))}</td>"
+            + _num(s.get("seed"))
+            + _num(s.get("best_score"))
+            + _num(s.get("first_generation_best_score"))
+            + _num(s.get("best_reference_score"))
+            + _num(e["ratio"], 3)
+            + _num(s.get("generations"))
+            + _num(s.get("presentations"))
+            + _num(s.get("seconds"))
+            + f"<td>{html.escape(e['problem'] or _row_status(e['run'], s))}</td>"
+            + f"<td>{_thumb(best_image_file(e['run'], s))}</td></tr>"
+        )
+    for m in absent:
+        row = m["row"]
+        error = row.get("error", "")
+        status = f"failed before recording: {error}" if error else "not started"
+        rows.append(
+            f"<tr><td>{html.escape(m['rel'])}</td>"
+            + ("<td></td>" if tune else "")
+            + f"<td>{html.escape(row.get('optimizer', ''))}</td><td></td>"
+            + _num(_int(row.get("seed")))
+            + _num(None) * 7
+            + f"<td>{html.escape(status)}</td><td></td></tr>"
+        )
+    return (
+        '<table class="sortable runs"><thead><tr><th>run</th>'
+        + ("<th>trial</th>" if tune else "")
+        + "<th>optimiser</th><th>generator</th><th>seed</th><th>best</th>"
+        "<th>first generation</th><th>best reference</th><th>noise-free best / ref</th>"
+        "<th>generations</th><th>presentations</th><th>seconds</th><th>status</th>"
+        f"<th>best image</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def resume_folder(run: Path) -> Path:
