@@ -1267,3 +1267,50 @@ def test_a_tune_folder_reports_each_trial_with_its_parameters(runs: Path, tmp_pa
         ["1", "genetic (population_size 8)", "pixels", "1 / 1"],
         ["wide 0", "genetic (population_size 12)", "pixels", "1 / 1"],
     ]
+
+
+def test_a_read_only_folder_is_one_clear_error_and_out_writes_the_page_elsewhere(
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A report of a folder that cannot be written (a read-only mount) says so in one line,
+    exit 2 (it was a traceback), and --out writes the page (and the runs' pages) elsewhere."""
+    import errno
+
+    folder = Path(shutil.copytree(runs, tmp_path / "sweep"))
+    inside = str(folder) + os.sep
+    os_open, os_mkdir = os.open, os.mkdir
+
+    def read_only(path: Any, flags: int, *args: Any) -> int:
+        writes = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+        if (str(path) + os.sep).startswith(inside) and writes:  # O_TMPFILE names the folder
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return os_open(path, flags, *args)
+
+    def no_mkdir(path: Any, *args: Any, **kw: Any) -> None:
+        if str(path).startswith(inside) and not os.path.isdir(path):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        os_mkdir(path, *args, **kw)
+
+    monkeypatch.setattr(os, "open", read_only)
+    monkeypatch.setattr(os, "mkdir", no_mkdir)
+    for path in (folder / "a-seed0", folder):
+        assert main(["report", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"xdream: error: cannot write the report into {str(path)!r}: ")
+        assert "Read-only file system" in err and "give --out DIR" in err
+        assert "Traceback" not in err and err.count("\n") == 1
+
+    one = tmp_path / "pages" / "one"
+    assert main(["report", str(folder / "a-seed0"), "--out", str(one)]) == 0
+    assert "population_size: 12" in (one / report.REPORT_FILE).read_text()
+    assert (one / report.FIGURES_DIR / "scores.png").is_file()
+    many = tmp_path / "pages" / "many"
+    assert main(["report", str(folder), "--out", str(many)]) == 0
+    page = (many / report.REPORT_FILE).read_text()
+    for name in ("a-seed0", "a-seed1", "b"):
+        assert f'href="{name}/{report.REPORT_FILE}"' in page
+        assert (many / name / report.REPORT_FILE).is_file()
+    assert not list(folder.rglob(report.REPORT_FILE))  # nothing written into the folder
+
+    assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "new")]) == 2
+    assert not (tmp_path / "new").exists()  # a folder made for a failed report is removed

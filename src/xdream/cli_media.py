@@ -86,9 +86,14 @@ def cmd_report(args: argparse.Namespace, console: Any) -> int:
     """Write the HTML report; with ``--watch``, rewrite it until the run has finished."""
     from xdream import report
 
-    options = {"max_tiles": args.max_tiles, "refresh": args.refresh}
+    options: dict[str, Any] = {"max_tiles": args.max_tiles, "refresh": args.refresh}
     if args.no_run_reports:
         options["run_reports"] = False
+    if args.out:
+        from xdream.cli import _made
+
+        _made.extend(report.make_out(args.out))  # removed again if the command fails
+        options["out"] = args.out
     while True:
         running = args.watch and report.is_running(args.dir)  # before writing: no stale page
         try:
@@ -172,6 +177,11 @@ def add_parser(sub: Any) -> None:
         "--no-run-reports",
         action="store_true",
         help="for a folder of experiments: do not (re)write each experiment's own report",
+    )
+    p.add_argument(
+        "--out",
+        help="write the report into this folder instead of DIR (for a folder that cannot be "
+        "written, e.g. read-only); a folder's runs get their pages in OUT/<run's folder>/",
     )
     p.set_defaults(func=cmd_report)
 

@@ -16,7 +16,7 @@ statistics are over the finished runs of its seeds, and a table of every run wit
 image, both sortable by clicking a column; each run also gets its own report. A sweep folder's
 ``sweep.csv`` adds its tasks without a record (failed, or not started) to the run tables; a tune
 folder's ``tune.csv`` (``study-NAME/tune.csv`` for study NAME) gives a table of trials, and its
-unit tables a row per trial.
+unit tables a row per trial. ``out=`` writes the pages into another folder (a read-only one's).
 
 While ``summary.json`` says ``"running"`` (and its process, or before the first summary the
 process holding the folder's lock, is alive) the page reloads itself every ``refresh`` seconds;
@@ -156,11 +156,33 @@ class Figure:
     caption: str
 
 
+def _cannot_write(folder: Path, err: OSError) -> XDreamError:
+    return XDreamError(
+        f"cannot write the report into {str(folder)!r}: {err.strerror or err}; give "
+        "--out DIR to write it into another folder"
+    )
+
+
+def make_out(folder: str | Path) -> list[Path]:
+    """Create the folder a report is written into, with its missing parents, and check that a
+    file can be written there (:func:`xdream.records.make_folder`, as ``xdream encode --out``
+    does); returns the folders created, deepest first. A folder that cannot be written (a
+    read-only file system, no permission) is one clear error, not a traceback."""
+    folder = Path(folder)
+    try:
+        return records.make_folder(folder, exist_ok=True)
+    except OSError as err:
+        raise _cannot_write(folder, err) from None
+
+
 def _write(path: Path, data: bytes | str) -> None:
     """Atomically write a report file (readable by others, as every atomic write is)."""
     mode = "w" if isinstance(data, str) else "wb"
-    with records.atomic_write(path, mode) as fh:
-        fh.write(data)
+    try:
+        with records.atomic_write(path, mode) as fh:
+            fh.write(data)
+    except OSError as err:  # a full disk, a folder made read-only meanwhile
+        raise _cannot_write(path.parent, err) from None
 
 
 def _complete(rec: records.Record, codes: bool = True) -> records.Record:
@@ -650,17 +672,20 @@ def experiment_report(
     max_tiles: int = 40,
     refresh: int = 10,
     write_figures: bool = True,
+    out: str | Path | None = None,
 ) -> Path:
-    """Write ``run/report.html`` (and ``run/report/*.png``) for one experiment folder."""
+    """Write ``run/report.html`` (and ``run/report/*.png``) for one experiment folder; with
+    ``out``, into that folder instead (for an experiment folder that cannot be written)."""
     run = Path(run)
-    dest = run
+    dest = Path(out) if out is not None else run
     rec = _complete(records.read(run, codes=False), codes=False)  # rows read as needed
     summary = rec.summary
     state = run_state(summary, run)  # no summary yet: starting, "running" while locked
     running = state == "running"
     figures, notes = experiment_figures(run, rec, max_tiles)
+    make_out(dest)
     if write_figures:
-        (dest / FIGURES_DIR).mkdir(exist_ok=True)
+        make_out(dest / FIGURES_DIR)
         for fig in figures:
             if fig.png is not None:
                 _write(dest / FIGURES_DIR / fig.name, fig.png)
@@ -968,12 +993,14 @@ def folder_report(
     max_tiles: int = 40,
     refresh: int = 10,
     run_reports: bool = True,
+    out: str | Path | None = None,
 ) -> Path:
-    """Write ``root/report.html`` comparing every experiment under ``root``: for a sweep folder also
+    """Write ``root/report.html`` (or ``out/report.html``, each run's own report then in
+    ``out/<run's folder>/``) comparing every experiment under ``root``: for a sweep folder also
     the tasks of its ``sweep.csv`` without a record, for a tune folder the trials of its
     ``tune.csv``."""
     root = Path(root)
-    dest = root
+    dest = Path(out) if out is not None else root
     runs = find_runs(root)
     plan = sweep_plan(root)
     studies = find_studies(root)
@@ -982,6 +1009,7 @@ def folder_report(
             f"{str(root)!r} holds no experiment (no record.h5 in it or below); give an "
             "experiment folder or a folder of them"
         )
+    make_out(dest)
     entries: list[dict[str, Any]] = []
     for run in runs:
         problem = None
@@ -993,7 +1021,12 @@ def folder_report(
             problem = f"summary.json unreadable: {continue_with(run)} writes it again"
         if run_reports and problem is None:
             try:
-                experiment_report(run, max_tiles=max_tiles, refresh=refresh)
+                experiment_report(
+                    run,
+                    max_tiles=max_tiles,
+                    refresh=refresh,
+                    out=None if out is None else dest / rel,
+                )
             except RecordUnreadableError as err:  # one damaged run does not hide the others
                 problem = f"record unreadable ({err.__cause__.__class__.__name__}): " + (
                     "being written, try again"
@@ -1249,7 +1282,8 @@ def _row_status(run: Path, summary: dict[str, Any]) -> str:
 
 
 def write_report(path: str | Path, **options: Any) -> Path:
-    """The report of an experiment folder, or of a folder of experiments; returns the page."""
+    """The report of an experiment folder, or of a folder of experiments; returns the page
+    (``out=DIR``: written into DIR, not into ``path``)."""
     path = Path(path)
     if not path.is_dir():
         raise XDreamError(f"{str(path)!r} is not a folder; give an experiment's output folder")
