@@ -1189,6 +1189,23 @@ def test_folder_statistics_are_over_finished_runs_with_the_sample_sd(
     assert "over the <em>finished</em> runs only" in page  # ...and the page says so
 
 
+def test_a_run_whose_record_cannot_be_read_stays_in_its_optimisers_row(
+    runs: Path, tmp_path: Path
+) -> None:
+    """Its optimiser's hyperparameters come from config.yaml, or for a run without one from
+    its only namesake in the unit: the run is counted in that row, not in one of its own."""
+    folder = tmp_path / "sweep"
+    for name in ("a-seed0", "a-seed1", "torn", "torn-python"):
+        shutil.copytree(runs / ("a-seed0" if name.startswith("torn") else name), folder / name)
+    for name in ("torn", "torn-python"):
+        (folder / name / "record.h5").write_bytes(b"\0" * 4096)
+        _edit_summary(folder / name, status="stopped")
+    (folder / "torn-python" / "config.yaml").unlink()
+    page = html.unescape(report.write_report(folder, run_reports=False).read_text())
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in _table(page, "per-optimizer")]
+    assert [r[:3] for r in rows] == [["genetic", "pixels", "2 / 4"]]
+
+
 def test_a_sweep_folder_lists_its_tasks_without_a_record(runs: Path, tmp_path: Path) -> None:
     """Tasks of sweep.csv that failed before recording, or never started, are in the run
     tables and the headline count (the page showed the recorded runs alone, as if complete)."""
@@ -1240,8 +1257,14 @@ def test_a_tune_folder_reports_each_trial_with_its_parameters(runs: Path, tmp_pa
     shutil.copytree(runs / "a-seed0", folder / "study-wide" / "trial0000" / "seed0")
     header = ["number", "state", "value", "population_size", "mutation_rate"]
     proposed = [(0, "COMPLETE", 1.25, 12, 0.5), (1, "COMPLETE", 1.75, 8, 0.3897)]
-    proposed.append((2, "RUNNING", None, 6, 0.125))
+    proposed += [(2, "FAIL", None, 6, 0.125), (3, "COMPLETE", 1.5, 6, 0.125)]
     rows = [dict(zip(header, values)) for values in proposed]
+    rows[2]["retried_as"], rows[3]["retry_of"] = 3, 2  # 3 ran 2 again, resuming its folder
+    shutil.copytree(runs / "a-seed1", folder / "trial0002" / "seed0")
+    with h5py.File(folder / "trial0002" / "seed0" / "record.h5", "r+") as f:
+        config = json.loads(f.attrs["config"])
+        config["optimizer"]["population_size"] = 6
+        f.attrs["config"] = json.dumps(config)
     write_table(folder / "tune.csv", rows, [*header, "retry_of", "retried_as"])
     trial = folder / "study-wide" / "trial0000"
     other = {**rows[0], "value": 0.5, "folder": str(trial.resolve()), "duration": 3.5}
@@ -1252,19 +1275,21 @@ def test_a_tune_folder_reports_each_trial_with_its_parameters(runs: Path, tmp_pa
     assert "<h2>Trials of the study (<code>tune.csv</code>)</h2>" in page
     assert "<h2>Trials of study 'wide' (<code>study-wide/tune.csv</code>)</h2>" in page
     trials = _table(page, "trials")
-    assert len(trials) == 4
+    assert len(trials) == 5
     head = re.search(r'<table class="sortable trials"><thead>(.*?)</thead>', page)
     assert head is not None
     assert re.findall(r"<th>(.*?)</th>", head.group(1)) == [
         "trial", "state", "value", "population_size", "mutation_rate", "retry_of", "retried_as",
     ]  # fmt: skip
-    assert ">0.3897<" in trials[1] and ">RUNNING<" in trials[2] and ">1.75<" in trials[1]
+    assert ">0.3897<" in trials[1] and ">FAIL<" in trials[2] and ">1.75<" in trials[1]
     assert '<a href="trial0001/">1</a>' in trials[1]
-    assert '<a href="study-wide/trial0000/">0</a>' in trials[3] and ">3.5<" in trials[3]
+    assert '<a href="trial0002/">3</a>' in trials[3]  # the retry: the folder it resumed
+    assert '<a href="study-wide/trial0000/">0</a>' in trials[4] and ">3.5<" in trials[4]
     groups = [re.findall(r"<td[^>]*>(.*?)</td>", r)[:4] for r in _table(page, "per-optimizer")]
     assert groups == [
         ["0", "genetic (population_size 12)", "pixels", "1 / 1"],
         ["1", "genetic (population_size 8)", "pixels", "1 / 1"],
+        ["3", "genetic (population_size 6)", "pixels", "1 / 1"],
         ["wide 0", "genetic (population_size 12)", "pixels", "1 / 1"],
     ]
 

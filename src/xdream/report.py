@@ -945,13 +945,23 @@ def sweep_plan(root: Path) -> list[dict[str, str]]:
 
 def _optimizer_spec(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
     """The optimiser of ``run`` with every hyperparameter, as its record's configuration
-    holds it; its name alone where the record does not say more."""
+    holds it, else (an unreadable record) as its ``config.yaml`` does; its name alone where
+    neither says more."""
+    import yaml
+
+    spec: Any = None
     try:
         with h5py.File(run / "record.h5", "r", locking=False) as f:
             config = json.loads(f.attrs.get("config", "{}"))
         spec = config.get("optimizer") if isinstance(config, dict) else None
     except (*records.UNREADABLE, TypeError):
-        spec = None
+        pass
+    if not (isinstance(spec, dict) and "name" in spec):
+        try:
+            config = yaml.safe_load((resume_folder(run) / "config.yaml").read_text())
+            spec = config.get("optimizer") if isinstance(config, dict) else spec
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            pass
     if isinstance(spec, dict) and "name" in spec:
         return spec
     return {"name": spec if isinstance(spec, str) else summary.get("optimizer")}
@@ -1134,6 +1144,15 @@ def _trial_text(trial: tuple[str, int] | None) -> str:
 def _group_table(mine: list[dict[str, Any]], absent: list[dict[str, Any]], tune: bool) -> str:
     """One unit's table per optimiser (and generator, and trial): statistics over the finished
     runs, with how many of the row's runs finished."""
+    full: dict[str, set[str]] = {}  # optimiser name: the configurations known in full
+    for e in mine:
+        spec = json.loads(e["optimizer"])
+        if len(spec) > 1:
+            full.setdefault(str(spec["name"]), set()).add(e["optimizer"])
+    for e in mine:  # a run known by name alone: with its one namesake known in full
+        name = str(json.loads(e["optimizer"])["name"])
+        if e["optimizer"] == json.dumps({"name": name}) and len(full.get(name, ())) == 1:
+            e["optimizer"] = next(iter(full[name]))
     labels = optimizer_labels({e["optimizer"]: json.loads(e["optimizer"]) for e in mine})
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for e in mine:
