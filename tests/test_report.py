@@ -1272,7 +1272,7 @@ def test_a_tune_folder_reports_each_trial_with_its_parameters(runs: Path, tmp_pa
     extra = ["folder", "duration", "norm_stem_c003", "extra"]
     write_table(folder / "study-wide" / "tune.csv", [other], [*header, *extra])
     page = html.unescape(report.write_report(folder, run_reports=False).read_text())
-    assert "<h2>Trials of the study (<code>tune.csv</code>)</h2>" in page
+    assert "<h2>Trials of the default study (<code>tune.csv</code>)</h2>" in page
     assert "<h2>Trials of study 'wide' (<code>study-wide/tune.csv</code>)</h2>" in page
     trials = _table(page, "trials")
     assert len(trials) == 5

@@ -1111,7 +1111,7 @@ def folder_report(
         "received them, noise included, so with a noise model their ratio differs.</p>",
     ]
     for study in studies:
-        name = f"study {study.label[len('study-') :]!r}" if study.label else "the study"
+        name = f"study {study.label[len('study-') :]!r}" if study.label else "the default study"
         parts.append(
             f"<h2>Trials of {html.escape(name)} "
             f"(<code>{html.escape(study.table.relative_to(root).as_posix())}</code>)</h2>"
