@@ -437,3 +437,64 @@ def test_a_schedule_set_from_the_budget_is_kept_when_the_sweep_goes_on(tmp_path:
         assert summary["generations"] == 4 and not summary.get("error")
     fresh = plan(*sweep.load(path))  # a new sweep of this config
     assert [config.from_dict(t.config).optimizer["generations"] for t in fresh] == [4, 4]
+
+
+def _small_sweep(tmp_path: Path, toml: str | None = None) -> tuple[object, sweep.SweepSection]:
+    path = tmp_path / "s.toml"
+    path.write_text(toml or SWEEP_TOML.format(generations=2))
+    return sweep.load(path)
+
+
+def _started_task(out: Path, task: sweep.Task, generations: int, presentations: int) -> None:
+    """``task``'s folder as a run of ``generations`` left it: its config.yaml and summary."""
+    folder = out / task.folder
+    folder.mkdir(parents=True)
+    data = {**task.config, "experiment": {**task.config["experiment"]}}
+    data["experiment"]["generations"] = generations
+    config.dump_yaml(config.from_dict(data), folder / "config.yaml")
+    summary = {"status": "finished", "generations": generations, "presentations": presentations}
+    (folder / "summary.json").write_text(json.dumps({**summary, "best_score": 3.5}))
+
+
+def test_a_lowered_budget_is_refused_before_any_task_naming_what_each_has_run(
+    tmp_path: Path,
+) -> None:
+    """A finished sweep run again with fewer generations: announced as taking effect, every
+    task then failed in Ray (its resume refuses to shorten a run, in terms of config.yaml and
+    `xdream run`) and sweep.csv lost its results. It is refused before Ray starts, naming each
+    task with what it has run and the budget to give, in the sweep config's terms."""
+    out = tmp_path / "out"
+    cfg, section = _small_sweep(tmp_path, SWEEP_TOML.format(generations=3))
+    tasks = plan(cfg, section, out)
+    _started_task(out, tasks[0], 3, 60)
+    _started_task(out, tasks[2], 3, 18)  # nes, 6 codes a generation
+    assert sweep.compare_configs(cfg, plan(cfg, section, out), out) == {}
+    lower, _ = _small_sweep(tmp_path, SWEEP_TOML.format(generations=2))
+    with pytest.raises(XDreamError) as caught:
+        sweep.compare_configs(lower, plan(lower, section, out), out)
+    message = str(caught.value)
+    assert "with [experiment] generations = 2: 2 of its experiments have already run more" in (
+        message
+    )
+    assert f"{tasks[0].folder}: 3 generations (60 presentations)" in message
+    assert f"{tasks[2].folder}: 3 generations (18 presentations)" in message
+    assert "[experiment] generations = 3" in message
+    assert "config.yaml" not in message and "xdream run" not in message
+    more, _ = _small_sweep(tmp_path, SWEEP_TOML.format(generations=4))
+    assert set(sweep.compare_configs(more, plan(more, section, out), out)) == {0, 2}
+
+
+def test_a_failed_task_keeps_the_numbers_its_folder_recorded(tmp_path: Path) -> None:
+    """A task that failed (a refusal inside it, its worker lost) emptied its sweep.csv row of
+    what its experiment had recorded; the row keeps the folder's numbers, the error beside."""
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "summary.json").write_text(
+        json.dumps({"status": "finished", "best_score": 2.5, "generations": 7})
+    )
+    (folder / "worker.json").write_text("{}\n{}\n")
+    kept = sweep._with_record(folder, {"error": "XDreamError: it failed"})
+    assert kept["best_score"] == 2.5 and kept["generations"] == 7
+    assert kept["error"] == "XDreamError: it failed" and kept["attempts"] == 2
+    assert sweep._with_record(folder, {"best_score": 3.0}) == {"best_score": 3.0}
+    assert sweep._with_record(tmp_path / "none", {"error": "e"}) == {"error": "e", "attempts": 0}

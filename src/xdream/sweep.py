@@ -260,8 +260,9 @@ def _finished(folder: Path) -> dict[str, Any] | None:
 def compare_configs(cfg: Any, tasks: list[Task], out: Path) -> dict[int, list[str]]:
     """The changes of :data:`xdream.experiment.CHANGEABLE` keys between each started task's
     folder (its ``config.yaml``) and the sweep's config for it, by task index; raises
-    :class:`XDreamError` naming every change of a key that defines an experiment (continuing
-    would mix two experiments in one record), before any task runs."""
+    :class:`XDreamError` before any task runs: naming every change of a key that defines an
+    experiment (continuing would mix two experiments in one record), or every experiment that
+    has already run more than a lowered budget (a run cannot be shortened)."""
     from xdream.experiment import CHANGEABLE_KEYS, config_changes
     from xdream.multi import changes_in_run_terms
     from xdream.records import RunFolder
@@ -286,14 +287,68 @@ def compare_configs(cfg: Any, tasks: list[Task], out: Path) -> dict[int, list[st
         if changes:
             allowed[i] = changes
     if refused:
-        shown = " | ".join(refused[:5]) + (f" | and {len(refused) - 5} more" if refused[5:] else "")
         raise XDreamError(
             f"cannot continue the sweep in {str(out)!r}: the config changed since its "
-            f"experiments started, in keys that define them ({shown}); continuing would mix two "
-            "experiments in one record. Put the old values back, or run the sweep into another "
-            f"--out. Keys that may change between sessions: {', '.join(CHANGEABLE_KEYS)}."
+            f"experiments started, in keys that define them ({_listed(refused)}); continuing "
+            "would mix two experiments in one record. Put the old values back, or run the sweep "
+            f"into another --out. Keys that may change between sessions: "
+            f"{', '.join(CHANGEABLE_KEYS)}."
         )
+    _refuse_shortened(cfg, [tasks[i] for i in allowed], out)
     return allowed
+
+
+def _listed(items: list[str], most: int = 5) -> str:
+    shown = " | ".join(items[:most])
+    return shown + (f" | and {len(items) - most} more" if items[most:] else "")
+
+
+def _refuse_shortened(cfg: Any, tasks: list[Task], out: Path) -> None:
+    """Raise, naming each task, where the sweep's budget is below what a started task has run
+    (its checkpoint or summary): its resume would refuse it inside the task, after Ray
+    started, and a run cannot be shortened."""
+    kind, budget = cfg.budget()
+    ran = {task.folder: _has_run(out / task.folder) for task in tasks}
+    over = [
+        (folder, r)
+        for folder, r in ran.items()
+        if r is not None and (r[1] if kind == "presentations" else r[0]) > budget
+    ]
+    if not over:
+        return
+    shown = _listed([f"{f}: {g} generations ({p} presentations)" for f, (g, p) in over])
+    least = max(r[1] if kind == "presentations" else r[0] for _, r in over)
+    raise XDreamError(
+        f"cannot continue the sweep in {str(out)!r} with [experiment] {kind} = {budget}: "
+        f"{len(over)} of its experiments have already run more ({shown}), and a run cannot be "
+        "shortened, so nothing was started or changed. Give the sweep's config a budget of at "
+        f"least what has run, [experiment] {kind} = {least} (that much finishes the experiments "
+        "that ran most where they are), or run the sweep with the smaller budget into another "
+        "--out."
+    )
+
+
+def _has_run(folder: Path) -> tuple[int, int] | None:
+    """The generations and presentations the experiment in ``folder`` has run: a finished
+    one's summary, else its checkpoint's (the summary is rewritten only every
+    ``record_interval``), else its summary's; ``None`` where neither says."""
+    from xdream.records import load_checkpoint, read_summary
+
+    try:
+        summary = read_summary(folder)
+    except SummaryUnreadableError:
+        summary = {}
+    counts = (summary.get("generations"), summary.get("presentations"))
+    if summary.get("status") != "finished" and (folder / "checkpoint.pkl").exists():
+        try:
+            state = load_checkpoint(folder / "checkpoint.pkl")
+            counts = (state.get("generation"), state.get("presentations"))
+        except XDreamError:  # a damaged checkpoint: the task's resume says so
+            pass
+    generations, presentations = counts
+    if isinstance(generations, int) and isinstance(presentations, int):
+        return int(generations), int(presentations)
+    return None
 
 
 def run_sweep(
@@ -360,6 +415,7 @@ def run_sweep(
                 results[i] = ray.get(ready[0])
             except Exception as err:  # an error in the task, or it died more than max_retries
                 results[i] = {"error": describe_failure(err)}
+            results[i] = _with_record(out / tasks[i].folder, results[i])
             if console is not None:
                 t = tasks[i]
                 state = results[i].get("error") or f"best {results[i].get('best_score'):.4g}"
@@ -370,6 +426,21 @@ def run_sweep(
     rows = [sweep_row(task, results[i]) for i, task in enumerate(tasks)]
     write_table(out / "sweep.csv", rows, columns())
     return rows
+
+
+def _with_record(folder: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` of the task in ``folder``; for one that failed, with the numbers its folder's
+    summary holds (a finished experiment's, or those of the generations run), the error
+    beside them: a failure never empties the row of what the experiment recorded."""
+    from xdream.records import read_summary
+
+    if not result.get("error"):
+        return result
+    try:
+        recorded = read_summary(folder)
+    except SummaryUnreadableError:
+        recorded = {}
+    return {**recorded, "attempts": _attempts(folder / "worker.json"), **result}
 
 
 def sweep_row(task: Task, result: Mapping[str, Any]) -> dict[str, Any]:
