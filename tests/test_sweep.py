@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from xdream import config, records, sweep
-from xdream.errors import ConfigError, XDreamError
+from xdream.errors import ConfigError, FolderInUseError, XDreamError
 from xdream.sweep import parse_section, plan
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -439,6 +439,68 @@ def test_a_schedule_set_from_the_budget_is_kept_when_the_sweep_goes_on(tmp_path:
     assert [config.from_dict(t.config).optimizer["generations"] for t in fresh] == [4, 4]
 
 
+class FakeRay:
+    """What ``run_sweep`` asks of Ray, in this process: each task's result comes from
+    ``outcome(index, folder)`` when it is fetched (a dict, or an exception to raise)."""
+
+    def __init__(self, outcome: object = None) -> None:
+        self.outcome = outcome or (lambda i, folder: {"best_score": 1.0, "generations": 1})
+        self.inits: list[object] = []
+        self.submitted: list[str] = []
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, address: object = None, **kwargs: object) -> None:
+        self.inits.append(address)
+        # as ray.init does: its own handler of SIGTERM
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
+
+    def shutdown(self) -> None:
+        pass
+
+    def nodes(self) -> list[dict[str, object]]:
+        return [{"Alive": True, "Resources": {"CPU": 4.0}}]
+
+    def get_runtime_context(self) -> object:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(gcs_address="fake")
+
+    def remote(self, fn: object) -> FakeRemote:
+        return FakeRemote(self)
+
+    def wait(self, refs: list[int], num_returns: int) -> tuple[list[int], list[int]]:
+        return refs[:1], refs[1:]
+
+    def get(self, ref: int) -> dict[str, object]:
+        result = self.outcome(ref, self.submitted[ref])  # type: ignore[operator]
+        if isinstance(result, BaseException):
+            raise result
+        return result  # type: ignore[no-any-return]
+
+
+class FakeRemote:
+    """``ray.remote(run_task)``: submitting a task records its folder."""
+
+    def __init__(self, ray: FakeRay) -> None:
+        self.ray = ray
+
+    def options(self, **kwargs: object) -> FakeRemote:
+        return self
+
+    def remote(self, config: object, folder: str, threads: int) -> int:
+        self.ray.submitted.append(folder)
+        return len(self.ray.submitted) - 1
+
+
+@pytest.fixture
+def fake_ray(monkeypatch: pytest.MonkeyPatch) -> FakeRay:
+    ray = FakeRay()
+    monkeypatch.setattr(sweep, "_require_ray", lambda: ray)
+    return ray
+
+
 def _small_sweep(tmp_path: Path, toml: str | None = None) -> tuple[object, sweep.SweepSection]:
     path = tmp_path / "s.toml"
     path.write_text(toml or SWEEP_TOML.format(generations=2))
@@ -498,3 +560,31 @@ def test_a_failed_task_keeps_the_numbers_its_folder_recorded(tmp_path: Path) -> 
     assert kept["error"] == "XDreamError: it failed" and kept["attempts"] == 2
     assert sweep._with_record(folder, {"best_score": 3.0}) == {"best_score": 3.0}
     assert sweep._with_record(tmp_path / "none", {"error": "e"}) == {"error": "e", "attempts": 0}
+
+
+def test_a_second_sweep_into_one_out_is_refused_at_once_naming_the_first(
+    tmp_path: Path, fake_ray: FakeRay
+) -> None:
+    """Two sweeps into one --out both ran, each reported the experiments the other ran as
+    failed (in sweep.csv too), and both exited 1. The second is refused before Ray starts,
+    naming the first's process; a killed sweep leaves no lock behind."""
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from xdream import sweep; "
+         "lock = sweep.hold_sweep(Path(sys.argv[1])); print('held', flush=True); time.sleep(60)",
+         str(out)],
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])},
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        cfg, section = _small_sweep(tmp_path)
+        with pytest.raises(FolderInUseError, match=rf"another xdream sweep \(pid {holder.pid} on "):
+            sweep.run_sweep(cfg, section, out)
+        assert fake_ray.inits == [] and not (out / "sweep.csv").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    sweep.hold_sweep(out).release()  # the killed holder's lock went with it

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -37,13 +38,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xdream.errors import ConfigError, SummaryUnreadableError, XDreamError, did_you_mean
+from xdream.errors import (
+    ConfigError,
+    FolderInUseError,
+    SummaryUnreadableError,
+    XDreamError,
+    did_you_mean,
+)
 from xdream.params import check_seed
 
 if TYPE_CHECKING:  # xdream.multi imports torch: imported where it runs, not by `xdream --help`
     from xdream.multi import Unit
+    from xdream.records import FolderLock
 
 SWEEP_KEYS = ("optimizers", "seeds", "cpus_per_task", "max_retries")
+
+SWEEP_LOCK = ".xdream-sweep.lock"
+"""The file in a sweep's output folder that a running ``xdream sweep`` holds a POSIX lock on
+(:func:`hold_sweep`), naming its process."""
 
 
 def columns() -> tuple[str, ...]:
@@ -351,6 +363,61 @@ def _has_run(folder: Path) -> tuple[int, int] | None:
     return None
 
 
+def hold_sweep(out: Path) -> FolderLock:
+    """Hold ``out`` for this ``xdream sweep`` until :meth:`~xdream.records.FolderLock.release`:
+    a second sweep into it is refused at once, naming this one's process, instead of running
+    and reporting as failed the experiments this one runs. A POSIX lock on :data:`SWEEP_LOCK`,
+    as :meth:`xdream.records.RunFolder.lock` holds an experiment's folder: the system frees
+    it when the process ends, however it ends (a killed sweep leaves no stale lock); a forked
+    or started child (a Ray worker) does not hold it."""
+    from xdream.records import FolderLock, locks
+    from xdream.records.files import _UMASK
+
+    try:
+        import fcntl
+    except ImportError:  # Windows: no POSIX locks; sweeps are not locked there
+        return FolderLock(None)
+    path = out / SWEEP_LOCK
+    with locks._HELD_GUARD:
+        if locks._held_here(path):
+            raise FolderInUseError(
+                f"{str(out)!r} is in use by another sweep of this process: let it finish first"
+            )
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        except OSError as err:
+            raise XDreamError(_unwritable(out, err)) from None
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.read(fd, 300).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if err.errno not in (errno.EACCES, errno.EAGAIN):
+                return FolderLock(None)  # a file system without locks: go on unlocked
+            raise FolderInUseError(
+                f"{str(out)!r} is in use by another xdream sweep ({holder}), which runs the "
+                "same experiments: wait for it to finish, or stop it first (a stopped or killed "
+                "sweep frees the folder at once, and the sweep run again goes on where it "
+                "stopped), or give this one another --out."
+            ) from None
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}\n".encode())
+        return FolderLock(fd)
+
+
+def _unwritable(out: Path, err: OSError) -> str:
+    if isinstance(err, (FileExistsError, NotADirectoryError)) or (
+        out.exists() and not out.is_dir()
+    ):
+        return f"--out {str(out)!r} is not a folder (a file is in the way): give a folder"
+    return (
+        f"cannot create or write into the sweep's folder {str(out)!r}: "
+        f"{err.strerror or err}. Make it writable (a read-only mount, changed permissions), or "
+        "give another --out."
+    )
+
+
 def run_sweep(
     cfg: Any,
     sweep: SweepSection,
@@ -359,73 +426,81 @@ def run_sweep(
     address: str | None = None,
     console: Any = None,
 ) -> list[dict[str, Any]]:
-    """Run every task of the sweep on Ray and write ``OUT/sweep.csv``; returns its rows."""
+    """Run every task of the sweep on Ray and write ``OUT/sweep.csv``; returns its rows.
+
+    The sweep holds ``out`` while it runs (:func:`hold_sweep`)."""
     import xdream
     from xdream.multi import write_table
 
     ray = _require_ray()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    tasks = plan(cfg, sweep, out)
-    changed = compare_configs(cfg, tasks, out)
-    results: dict[int, dict[str, Any]] = {}
-    for i, task in enumerate(tasks):
-        done = None if i in changed else _finished(out / task.folder)
-        if done is not None:
-            results[i] = done
-    if changed and console is not None:
-        changes = list(dict.fromkeys(c for cs in changed.values() for c in cs))
-        console.print(
-            f"the config changed since {len(changed)} experiment(s) started, taking effect as "
-            f"they resume: {'; '.join(changes)}",
-            highlight=False,
-            markup=False,
-        )
-    # workers import the same xdream as this process (a source checkout included)
-    src = str(Path(xdream.__file__).resolve().parents[1])
-    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
-    env = {"env_vars": {"PYTHONPATH": path}}
-    started_here = not ray.is_initialized()
-    if started_here:
-        kwargs: dict[str, Any] = {"runtime_env": env, "log_to_driver": False}
-        if address is None:
-            kwargs["include_dashboard"] = False
-        ray.init(address=address, **kwargs)
+    lock = hold_sweep(out)
     try:
-        _check_capacity(ray, sweep.cpus_per_task)
-        remote = ray.remote(run_task).options(
-            num_cpus=sweep.cpus_per_task, max_retries=sweep.max_retries, retry_exceptions=False
-        )
-        threads = max(1, int(sweep.cpus_per_task))
-        pending = {
-            remote.remote(task.config, str(out / task.folder), threads): i
-            for i, task in enumerate(tasks)
-            if i not in results
-        }
-        if console is not None:
+        tasks = plan(cfg, sweep, out)
+        changed = compare_configs(cfg, tasks, out)
+        results: dict[int, dict[str, Any]] = {}
+        for i, task in enumerate(tasks):
+            done = None if i in changed else _finished(out / task.folder)
+            if done is not None:
+                results[i] = done
+        if changed and console is not None:
+            changes = list(dict.fromkeys(c for cs in changed.values() for c in cs))
             console.print(
-                f"{len(tasks)} experiments ({len(results)} already finished) on Ray "
-                f"{ray.get_runtime_context().gcs_address}",
+                f"the config changed since {len(changed)} experiment(s) started, taking effect as "
+                f"they resume: {'; '.join(changes)}",
                 highlight=False,
+                markup=False,
             )
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            i = pending.pop(ready[0])
-            try:
-                results[i] = ray.get(ready[0])
-            except Exception as err:  # an error in the task, or it died more than max_retries
-                results[i] = {"error": describe_failure(err)}
-            results[i] = _with_record(out / tasks[i].folder, results[i])
-            if console is not None:
-                t = tasks[i]
-                state = results[i].get("error") or f"best {results[i].get('best_score'):.4g}"
-                console.print(f"[{len(results)}/{len(tasks)}] {t.folder}: {state}", highlight=False)
-    finally:
+        # workers import the same xdream as this process (a source checkout included)
+        src = str(Path(xdream.__file__).resolve().parents[1])
+        path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
+        env = {"env_vars": {"PYTHONPATH": path}}
+        started_here = not ray.is_initialized()
         if started_here:
-            ray.shutdown()
-    rows = [sweep_row(task, results[i]) for i, task in enumerate(tasks)]
-    write_table(out / "sweep.csv", rows, columns())
-    return rows
+            kwargs: dict[str, Any] = {"runtime_env": env, "log_to_driver": False}
+            if address is None:
+                kwargs["include_dashboard"] = False
+            ray.init(address=address, **kwargs)
+        try:
+            _check_capacity(ray, sweep.cpus_per_task)
+            remote = ray.remote(run_task).options(
+                num_cpus=sweep.cpus_per_task, max_retries=sweep.max_retries, retry_exceptions=False
+            )
+            threads = max(1, int(sweep.cpus_per_task))
+            pending = {
+                remote.remote(task.config, str(out / task.folder), threads): i
+                for i, task in enumerate(tasks)
+                if i not in results
+            }
+            if console is not None:
+                console.print(
+                    f"{len(tasks)} experiments ({len(results)} already finished) on Ray "
+                    f"{ray.get_runtime_context().gcs_address}",
+                    highlight=False,
+                )
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                i = pending.pop(ready[0])
+                try:
+                    results[i] = ray.get(ready[0])
+                except Exception as err:  # an error in the task, or it died more than max_retries
+                    results[i] = {"error": describe_failure(err)}
+                results[i] = _with_record(out / tasks[i].folder, results[i])
+                if console is not None:
+                    t = tasks[i]
+                    state = results[i].get("error") or f"best {results[i].get('best_score'):.4g}"
+                    console.print(
+                        f"[{len(results)}/{len(tasks)}] {t.folder}: {state}", highlight=False
+                    )
+        finally:
+            if started_here:
+                ray.shutdown()
+        rows = [sweep_row(task, results[i]) for i, task in enumerate(tasks)]
+        write_table(out / "sweep.csv", rows, columns())
+        return rows
+    finally:
+        lock.release()
 
 
 def _with_record(folder: Path, result: dict[str, Any]) -> dict[str, Any]:
