@@ -588,3 +588,26 @@ def test_a_second_sweep_into_one_out_is_refused_at_once_naming_the_first(
         holder.kill()
         holder.wait()
     sweep.hold_sweep(out).release()  # the killed holder's lock went with it
+
+
+def test_sweep_csv_is_written_as_each_task_ends(tmp_path: Path, fake_ray: FakeRay) -> None:
+    """sweep.csv was written once all tasks had ended: a sweep stopped (or killed) after some
+    finished left no table. It is rewritten after each task, with the tasks that ended."""
+    import csv
+
+    def outcome(i: int, folder: str) -> object:
+        if i == 2:
+            return KeyboardInterrupt()  # Ctrl-C while the third task runs
+        return {"best_score": 1.0 + i, "generations": 2, "attempts": 1}
+
+    fake_ray.outcome = outcome
+    out = tmp_path / "out"
+    cfg, section = _small_sweep(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(cfg, section, out)
+    with open(out / "sweep.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["folder"], r["best_score"]) for r in rows] == [
+        (Path(fake_ray.submitted[0]).relative_to(out).as_posix(), "1.0"),
+        (Path(fake_ray.submitted[1]).relative_to(out).as_posix(), "2.0"),
+    ]

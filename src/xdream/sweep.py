@@ -428,9 +428,10 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Run every task of the sweep on Ray and write ``OUT/sweep.csv``; returns its rows.
 
-    The sweep holds ``out`` while it runs (:func:`hold_sweep`)."""
+    The sweep holds ``out`` while it runs (:func:`hold_sweep`). ``sweep.csv`` is rewritten
+    after each task ends, with a row for each task that has ended (a stopped sweep leaves the
+    table of what it finished), and lists every task at the end."""
     import xdream
-    from xdream.multi import write_table
 
     ray = _require_ray()
     out = Path(out).resolve()
@@ -487,6 +488,7 @@ def run_sweep(
                 except Exception as err:  # an error in the task, or it died more than max_retries
                     results[i] = {"error": describe_failure(err)}
                 results[i] = _with_record(out / tasks[i].folder, results[i])
+                _write_table(out, tasks, results)
                 if console is not None:
                     t = tasks[i]
                     state = results[i].get("error") or f"best {results[i].get('best_score'):.4g}"
@@ -496,9 +498,7 @@ def run_sweep(
         finally:
             if started_here:
                 ray.shutdown()
-        rows = [sweep_row(task, results[i]) for i, task in enumerate(tasks)]
-        write_table(out / "sweep.csv", rows, columns())
-        return rows
+        return _write_table(out, tasks, results)
     finally:
         lock.release()
 
@@ -516,6 +516,18 @@ def _with_record(folder: Path, result: dict[str, Any]) -> dict[str, Any]:
     except SummaryUnreadableError:
         recorded = {}
     return {**recorded, "attempts": _attempts(folder / "worker.json"), **result}
+
+
+def _write_table(
+    out: Path, tasks: list[Task], results: Mapping[int, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Rewrite ``OUT/sweep.csv`` (atomically) with the row of each task that has a result;
+    returns the rows."""
+    from xdream.multi import write_table
+
+    rows = [sweep_row(task, results[i]) for i, task in enumerate(tasks) if i in results]
+    write_table(out / "sweep.csv", rows, columns())
+    return rows
 
 
 def sweep_row(task: Task, result: Mapping[str, Any]) -> dict[str, Any]:
