@@ -611,3 +611,24 @@ def test_sweep_csv_is_written_as_each_task_ends(tmp_path: Path, fake_ray: FakeRa
         (Path(fake_ray.submitted[0]).relative_to(out).as_posix(), "1.0"),
         (Path(fake_ray.submitted[1]).relative_to(out).as_posix(), "2.0"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (('layer = "blocks.0"', 'layer = "blocks.O"'), "has no layer 'blocks.O'"),
+        (("channels = [1, 2]", "channels = [1, 2000]"), r"channel must be in 0..15 .* got 2000"),
+        (("generations = 2", "presentations = 3"), "a budget of 3 presentations is less"),
+    ],
+)
+def test_config_errors_are_refused_before_ray_starts(
+    tmp_path: Path, fake_ray: FakeRay, edit: tuple[str, str], message: str
+) -> None:
+    """A unit the network lacks and a budget under one generation reached each task inside
+    Ray (one message per task, exit 1); they are refused before Ray starts."""
+    cfg, section = _small_sweep(tmp_path, SWEEP_TOML.format(generations=2).replace(*edit))
+    out = tmp_path / "new" / "out"
+    with pytest.raises(XDreamError, match=message) as caught:
+        sweep.run_sweep(cfg, section, out)
+    assert str(caught.value).startswith("cannot start the sweep")
+    assert fake_ray.inits == []

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from xdream.errors import (
     ConfigError,
     FolderInUseError,
+    MissingFileError,
     SummaryUnreadableError,
     XDreamError,
     did_you_mean,
@@ -418,6 +419,77 @@ def _unwritable(out: Path, err: OSError) -> str:
     )
 
 
+def check_tasks(cfg: Any, tasks: list[Task], out: Path, *, local: bool = True) -> None:
+    """Refuse, before Ray starts, what every task would refuse at its start, each distinct
+    problem once: a unit its network lacks (no such layer; a channel or position out of
+    range), as ``xdream run`` checks them; a budget below one generation of an optimiser. The
+    network is loaded on this machine once (on the CPU); where its weights (or the
+    generator's) are not here and the sweep runs on a cluster (``local`` false), the nodes may
+    have them, and the tasks check."""
+    if not tasks or cfg.rig is not None:
+        return
+    from xdream import config as config_mod
+    from xdream import generators, networks
+    from xdream.experiment import Experiment
+    from xdream.multi import MultiUnitScorer
+
+    t = cfg.target
+    units = list(dict.fromkeys(task.unit for task in tasks))
+    problems: dict[str, None] = {}
+    try:
+        network = networks.make(t.network, weights=t.weights)
+
+        def scorer(some: list[Unit]) -> MultiUnitScorer:
+            return MultiUnitScorer(
+                network,
+                some,
+                pre_activation=t.pre_activation,
+                image_size=t.image_size,
+                device="cpu",
+                fold_bn=False,
+            )
+
+        try:
+            multi = scorer(units)
+        except XDreamError:
+            for unit in units:  # which units, each problem once
+                try:
+                    scorer([unit])
+                except XDreamError as err:
+                    problems.setdefault(str(err))
+            raise XDreamError(_problems(problems)) from None
+        gen_params = {k: v for k, v in cfg.generator.items() if k != "name"}
+        generator = generators.make(cfg.generator["name"], **gen_params)
+    except MissingFileError:
+        if local:
+            raise
+        return
+    checked: set[str] = set()
+    for task in tasks:  # the budget against each optimiser's generation, ...
+        if task.optimizer in checked:
+            continue
+        checked.add(task.optimizer)
+        try:
+            Experiment.from_config(
+                config_mod.from_dict(task.config),
+                out / task.folder,
+                unit=multi.view(units.index(task.unit)),
+                generator=generator,
+            )
+        except XDreamError as err:
+            named = repr(task.optimizer) in str(err)
+            problems.setdefault(str(err) if named else f"optimizer {task.optimizer!r}: {err}")
+    if problems:
+        raise XDreamError(_problems(problems))
+
+
+def _problems(problems: dict[str, None]) -> str:
+    lines = list(problems)
+    if len(lines) == 1:
+        return f"cannot start the sweep: {lines[0]}"
+    return f"cannot start the sweep, for {len(lines)} reasons:\n  " + "\n  ".join(lines)
+
+
 def run_sweep(
     cfg: Any,
     sweep: SweepSection,
@@ -428,7 +500,9 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Run every task of the sweep on Ray and write ``OUT/sweep.csv``; returns its rows.
 
-    The sweep holds ``out`` while it runs (:func:`hold_sweep`). ``sweep.csv`` is rewritten
+    The sweep holds ``out`` while it runs (:func:`hold_sweep`). Everything that would refuse
+    the sweep or its tasks is checked before Ray starts (:func:`compare_configs`,
+    :func:`check_tasks`). ``sweep.csv`` is rewritten
     after each task ends, with a row for each task that has ended (a stopped sweep leaves the
     table of what it finished), and lists every task at the end."""
     import xdream
@@ -445,6 +519,9 @@ def run_sweep(
             done = None if i in changed else _finished(out / task.folder)
             if done is not None:
                 results[i] = done
+        check_tasks(
+            cfg, [t for i, t in enumerate(tasks) if i not in results], out, local=not address
+        )
         if changed and console is not None:
             changes = list(dict.fromkeys(c for cs in changed.values() for c in cs))
             console.print(
