@@ -613,6 +613,35 @@ def test_sweep_csv_is_written_as_each_task_ends(tmp_path: Path, fake_ray: FakeRa
     ]
 
 
+def test_sweep_stops_on_sigterm_as_on_ctrl_c_after_ray_starts(
+    tmp_path: Path, fake_ray: FakeRay
+) -> None:
+    """ray.init put its own SIGTERM handler in place of xdream's, which aborted the sweep with
+    a stack dump; xdream's is put back once Ray has started, and what it raises comes out of
+    the sweep (Ray's calls turn it into a bare KeyboardInterrupt)."""
+    from xdream.cli import Terminated
+
+    def outcome(i: int, folder: str) -> object:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            return KeyboardInterrupt()  # as Ray's check_status raises it
+        return {}
+
+    def ours(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    fake_ray.outcome = outcome
+    previous = signal.signal(signal.SIGTERM, ours)
+    try:
+        with pytest.raises(Terminated):
+            sweep.run_sweep(*_small_sweep(tmp_path), tmp_path / "out")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert fake_ray.inits == [None]
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

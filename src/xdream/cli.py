@@ -144,7 +144,7 @@ STOP_SIGNALS = tuple(
 stop``; a closed terminal or a dropped ssh connection). A SIGKILL cannot be caught: the journal
 covers it."""
 
-RUN_COMMANDS = ("run", "resume", "demo", "tune")
+RUN_COMMANDS = ("run", "resume", "demo", "tune", "sweep")
 """Commands that run an experiment, and stop on :data:`STOP_SIGNALS` as on Ctrl-C."""
 
 

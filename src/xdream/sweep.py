@@ -19,9 +19,11 @@ continues rather than restarts; running the same sweep into the same ``OUT`` aga
 experiments and resumes the others. Each started experiment's config is compared with its
 folder's ``config.yaml`` first, as ``xdream resume`` does: changes of
 :data:`xdream.experiment.CHANGEABLE` keys (the budget, ...) take effect as it resumes (a finished
-one is extended), and a change of any other key is refused before any task runs.
-``OUT/sweep.csv`` is the aggregate table. Ray is an optional extra:
-``pip install "xdream[cluster]"``.
+one is extended), and a change of any other key, or a budget below what an experiment has run,
+is refused before any task runs; so are units the network lacks and a budget below one
+generation (:func:`check_tasks`). A sweep holds ``OUT`` while it runs (:func:`hold_sweep`).
+``OUT/sweep.csv`` is the aggregate table, rewritten as each task ends. Ray is an optional
+extra: ``pip install "xdream[cluster]"``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ import errno
 import json
 import math
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -502,11 +506,9 @@ def run_sweep(
 
     The sweep holds ``out`` while it runs (:func:`hold_sweep`). Everything that would refuse
     the sweep or its tasks is checked before Ray starts (:func:`compare_configs`,
-    :func:`check_tasks`). ``sweep.csv`` is rewritten
-    after each task ends, with a row for each task that has ended (a stopped sweep leaves the
-    table of what it finished), and lists every task at the end."""
-    import xdream
-
+    :func:`check_tasks`). ``sweep.csv`` is rewritten after each task ends, with a row for each
+    task that has ended (a stopped sweep leaves the table of what it finished), and lists every
+    task at the end."""
     ray = _require_ray()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -525,59 +527,116 @@ def run_sweep(
         if changed and console is not None:
             changes = list(dict.fromkeys(c for cs in changed.values() for c in cs))
             console.print(
-                f"the config changed since {len(changed)} experiment(s) started, taking effect as "
-                f"they resume: {'; '.join(changes)}",
+                f"the config changed since {len(changed)} experiment(s) started, taking effect "
+                f"as they resume: {'; '.join(changes)}",
                 highlight=False,
                 markup=False,
             )
-        # workers import the same xdream as this process (a source checkout included)
-        src = str(Path(xdream.__file__).resolve().parents[1])
-        path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
-        env = {"env_vars": {"PYTHONPATH": path}}
         started_here = not ray.is_initialized()
-        if started_here:
-            kwargs: dict[str, Any] = {"runtime_env": env, "log_to_driver": False}
-            if address is None:
-                kwargs["include_dashboard"] = False
-            ray.init(address=address, **kwargs)
+        relays = _init_ray(ray, address) if started_here else []
         try:
-            _check_capacity(ray, sweep.cpus_per_task)
-            remote = ray.remote(run_task).options(
-                num_cpus=sweep.cpus_per_task, max_retries=sweep.max_retries, retry_exceptions=False
-            )
-            threads = max(1, int(sweep.cpus_per_task))
-            pending = {
-                remote.remote(task.config, str(out / task.folder), threads): i
-                for i, task in enumerate(tasks)
-                if i not in results
-            }
-            if console is not None:
-                console.print(
-                    f"{len(tasks)} experiments ({len(results)} already finished) on Ray "
-                    f"{ray.get_runtime_context().gcs_address}",
-                    highlight=False,
-                )
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                i = pending.pop(ready[0])
-                try:
-                    results[i] = ray.get(ready[0])
-                except Exception as err:  # an error in the task, or it died more than max_retries
-                    results[i] = {"error": describe_failure(err)}
-                results[i] = _with_record(out / tasks[i].folder, results[i])
-                _write_table(out, tasks, results)
-                if console is not None:
-                    t = tasks[i]
-                    state = results[i].get("error") or f"best {results[i].get('best_score'):.4g}"
-                    console.print(
-                        f"[{len(results)}/{len(tasks)}] {t.folder}: {state}", highlight=False
-                    )
+            _run_tasks(ray, sweep, tasks, results, out, console)
+        except KeyboardInterrupt as err:  # a SIGTERM's, which Ray made a bare one
+            raised = next((r.raised for r in relays if r.raised is not None), err)
+            if raised is err:
+                raise
+            raise raised from None
         finally:
             if started_here:
                 ray.shutdown()
         return _write_table(out, tasks, results)
     finally:
         lock.release()
+
+
+class _Relay:
+    """A signal handler put back after ``ray.init`` (``handler``, the one there was before),
+    which keeps what it raised: Ray turns an exception raised by a handler inside its calls
+    into a bare ``KeyboardInterrupt``, and :func:`run_sweep` raises this one instead."""
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+        self.raised: BaseException | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        try:
+            self.handler(signum, frame)
+        except BaseException as err:
+            self.raised = err
+            raise
+
+
+def _init_ray(ray: Any, address: str | None) -> list[_Relay]:
+    """Start a local Ray (or connect to the cluster at ``address``). Ray's handlers of SIGTERM
+    and SIGHUP are replaced by the ones there were before (``xdream sweep``'s stop the sweep as
+    Ctrl-C does; Ray's abort the process with a stack dump), through a :class:`_Relay` each
+    (returned) where they are functions."""
+    import xdream
+
+    # workers import the same xdream as this process (a source checkout included)
+    src = str(Path(xdream.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": {"PYTHONPATH": path}}}
+    kwargs["log_to_driver"] = False
+    if address is None:
+        kwargs["include_dashboard"] = False
+    stops = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    before = {signum: signal.getsignal(signum) for signum in stops}
+    relays: list[_Relay] = []
+    try:
+        ray.init(address=address, **kwargs)
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in before.items():
+                if callable(handler):
+                    relays.append(_Relay(handler))
+                    handler = relays[-1]
+                if handler is not None:
+                    signal.signal(signum, handler)
+    return relays
+
+
+def _run_tasks(
+    ray: Any,
+    sweep: SweepSection,
+    tasks: list[Task],
+    results: dict[int, dict[str, Any]],
+    out: Path,
+    console: Any,
+) -> None:
+    """Run the tasks that have no result in ``results`` yet on Ray, filling it in as they end,
+    and rewrite ``sweep.csv`` after each."""
+    _check_capacity(ray, sweep.cpus_per_task)
+    remote = ray.remote(run_task).options(
+        num_cpus=sweep.cpus_per_task, max_retries=sweep.max_retries, retry_exceptions=False
+    )
+    threads = max(1, int(sweep.cpus_per_task))
+    pending = {
+        remote.remote(task.config, str(out / task.folder), threads): i
+        for i, task in enumerate(tasks)
+        if i not in results
+    }
+    if console is not None:
+        console.print(
+            f"{len(tasks)} experiments ({len(results)} already finished) on Ray "
+            f"{ray.get_runtime_context().gcs_address}",
+            highlight=False,
+        )
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        i = pending.pop(ready[0])
+        try:
+            result = ray.get(ready[0])
+        except Exception as err:  # an error in the task, or it died more than max_retries
+            result = {"error": describe_failure(err)}
+        results[i] = _with_record(out / tasks[i].folder, result)
+        _write_table(out, tasks, results)
+        if console is not None:
+            t = tasks[i]
+            state = result.get("error") or f"best {result.get('best_score'):.4g}"
+            console.print(
+                f"[{len(results)}/{len(tasks)}] {t.folder}: {state}", highlight=False, markup=False
+            )
 
 
 def _with_record(folder: Path, result: dict[str, Any]) -> dict[str, Any]:
@@ -657,7 +716,7 @@ def cmd_sweep(args: argparse.Namespace, console: Any) -> int:
         highlight=False,
     )
     for r in failed:
-        console.print(f"failed: {r['folder']}: {r['error']}", highlight=False)
+        console.print(f"failed: {r['folder']}: {r['error']}", highlight=False, markup=False)
     return 1 if failed else 0
 
 
