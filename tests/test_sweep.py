@@ -654,10 +654,30 @@ def test_config_errors_are_refused_before_ray_starts(
     tmp_path: Path, fake_ray: FakeRay, edit: tuple[str, str], message: str
 ) -> None:
     """A unit the network lacks and a budget under one generation reached each task inside
-    Ray (one message per task, exit 1); they are refused before Ray starts."""
+    Ray (one message per task, exit 1); they are refused before Ray starts, and the folder the
+    command made is removed."""
     cfg, section = _small_sweep(tmp_path, SWEEP_TOML.format(generations=2).replace(*edit))
     out = tmp_path / "new" / "out"
     with pytest.raises(XDreamError, match=message) as caught:
         sweep.run_sweep(cfg, section, out)
     assert str(caught.value).startswith("cannot start the sweep")
-    assert fake_ray.inits == []
+    assert fake_ray.inits == [] and not (tmp_path / "new").exists()
+
+
+def test_an_out_that_cannot_be_a_folder_and_no_cluster_are_one_line(
+    tmp_path: Path, fake_ray: FakeRay
+) -> None:
+    """--out naming a file, and --address with no cluster there, ended in a traceback (the
+    latter leaving the empty --out behind)."""
+    cfg, section = _small_sweep(tmp_path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(XDreamError, match="is not a folder"):
+        sweep.run_sweep(cfg, section, tmp_path / "file")
+
+    def no_cluster(address: object = None, **kwargs: object) -> None:
+        raise ConnectionError("Could not find any running Ray instance.\nPlease start one.")
+
+    fake_ray.init = no_cluster  # type: ignore[method-assign]
+    with pytest.raises(XDreamError, match=r"--address auto: Could not find any running Ray"):
+        sweep.run_sweep(cfg, section, tmp_path / "out", address="auto")
+    assert not (tmp_path / "out").exists()

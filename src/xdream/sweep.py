@@ -29,6 +29,7 @@ extra: ``pip install "xdream[cluster]"``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import errno
 import json
@@ -506,12 +507,17 @@ def run_sweep(
 
     The sweep holds ``out`` while it runs (:func:`hold_sweep`). Everything that would refuse
     the sweep or its tasks is checked before Ray starts (:func:`compare_configs`,
-    :func:`check_tasks`). ``sweep.csv`` is rewritten after each task ends, with a row for each
-    task that has ended (a stopped sweep leaves the table of what it finished), and lists every
-    task at the end."""
+    :func:`check_tasks`); a refusal then leaves no folder that this call made. ``sweep.csv``
+    is rewritten after each task ends, with a row for each task that has ended (a stopped
+    sweep leaves the table of what it finished), and lists every task at the end."""
+    from xdream.records import make_folder, remove_empty
+
     ray = _require_ray()
     out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        made = make_folder(out, exist_ok=True)
+    except OSError as err:
+        raise XDreamError(_unwritable(out, err)) from None
     lock = hold_sweep(out)
     try:
         tasks = plan(cfg, sweep, out)
@@ -545,6 +551,13 @@ def run_sweep(
             if started_here:
                 ray.shutdown()
         return _write_table(out, tasks, results)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if [p.name for p in out.iterdir()] == [SWEEP_LOCK]:
+                # nothing written but the lock: no folder that this call made is left
+                (out / SWEEP_LOCK).unlink()
+                remove_empty(made)
+        raise
     finally:
         lock.release()
 
@@ -585,6 +598,13 @@ def _init_ray(ray: Any, address: str | None) -> list[_Relay]:
     relays: list[_Relay] = []
     try:
         ray.init(address=address, **kwargs)
+    except ConnectionError as err:
+        first = next((line for line in str(err).splitlines() if line.strip()), "")
+        raise XDreamError(
+            f"cannot connect to a Ray cluster at --address {address}: {first} Start it first "
+            "(`ray start --head` on its head node), give its address, or leave out --address "
+            "to run the sweep on a local Ray."
+        ) from None
     finally:
         if threading.current_thread() is threading.main_thread():
             for signum, handler in before.items():
