@@ -681,3 +681,17 @@ def test_an_out_that_cannot_be_a_folder_and_no_cluster_are_one_line(
     with pytest.raises(XDreamError, match=r"--address auto: Could not find any running Ray"):
         sweep.run_sweep(cfg, section, tmp_path / "out", address="auto")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_address_where_nothing_answers_is_refused_at_once(
+    tmp_path: Path, fake_ray: FakeRay
+) -> None:
+    """ray.init tried an address where nothing listens again and again, for minutes, silently
+    (still trying after 150 s)."""
+    cfg, section = _small_sweep(tmp_path)
+    port = _free_port()  # nothing listens on it
+    start = time.monotonic()
+    with pytest.raises(XDreamError, match=rf"at --address 127.0.0.1:{port}: nothing answers"):
+        sweep.run_sweep(cfg, section, tmp_path / "out", address=f"127.0.0.1:{port}")
+    assert time.monotonic() - start < 30 and fake_ray.inits == []
+    assert not (tmp_path / "out").exists()

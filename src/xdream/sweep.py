@@ -597,14 +597,11 @@ def _init_ray(ray: Any, address: str | None) -> list[_Relay]:
     before = {signum: signal.getsignal(signum) for signum in stops}
     relays: list[_Relay] = []
     try:
+        _check_reachable(address)
         ray.init(address=address, **kwargs)
     except ConnectionError as err:
         first = next((line for line in str(err).splitlines() if line.strip()), "")
-        raise XDreamError(
-            f"cannot connect to a Ray cluster at --address {address}: {first} Start it first "
-            "(`ray start --head` on its head node), give its address, or leave out --address "
-            "to run the sweep on a local Ray."
-        ) from None
+        raise XDreamError(_no_cluster(address, first)) from None
     finally:
         if threading.current_thread() is threading.main_thread():
             for signum, handler in before.items():
@@ -614,6 +611,28 @@ def _init_ray(ray: Any, address: str | None) -> list[_Relay]:
                 if handler is not None:
                     signal.signal(signum, handler)
     return relays
+
+
+def _check_reachable(address: str | None) -> None:
+    """Raise :class:`ConnectionError` where ``address`` is ``HOST:PORT`` and nothing answers
+    there within seconds: ``ray.init`` would try again for minutes, silently."""
+    if not address or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or what Ray itself reads
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as err:
+        raise ConnectionError(f"nothing answers there ({err.strerror or err}).") from None
+
+
+def _no_cluster(address: str | None, problem: str) -> str:
+    return (
+        f"cannot connect to a Ray cluster at --address {address}: {problem} Start it first "
+        "(`ray start --head` on its head node), give its address, or leave out --address to "
+        "run the sweep on a local Ray."
+    )
 
 
 def _run_tasks(
