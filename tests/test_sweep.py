@@ -592,7 +592,8 @@ def test_a_second_sweep_into_one_out_is_refused_at_once_naming_the_first(
 
 def test_sweep_csv_is_written_as_each_task_ends(tmp_path: Path, fake_ray: FakeRay) -> None:
     """sweep.csv was written once all tasks had ended: a sweep stopped (or killed) after some
-    finished left no table. It is rewritten after each task, with the tasks that ended."""
+    finished left no table. It lists every task once Ray has started, and is rewritten after
+    each task ends: what a stopped sweep finished, and as pending what it had still to do."""
     import csv
 
     def outcome(i: int, folder: str) -> object:
@@ -607,10 +608,24 @@ def test_sweep_csv_is_written_as_each_task_ends(tmp_path: Path, fake_ray: FakeRa
         sweep.run_sweep(cfg, section, out)
     with open(out / "sweep.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert [(r["folder"], r["best_score"]) for r in rows] == [
-        (Path(fake_ray.submitted[0]).relative_to(out).as_posix(), "1.0"),
-        (Path(fake_ray.submitted[1]).relative_to(out).as_posix(), "2.0"),
+    folders = [Path(f).relative_to(out).as_posix() for f in fake_ray.submitted]
+    assert len(folders) == len(sweep.plan(cfg, section, out)) > 3
+    assert [(r["folder"], r["best_score"], r["state"]) for r in rows] == [
+        (folders[0], "1.0", "finished"),
+        (folders[1], "2.0", "finished"),
+        *[(f, "", "pending") for f in folders[2:]],
     ]
+    fake_ray.submitted.clear()  # run again: every task ends, the first with an error
+    fake_ray.outcome = lambda i, folder: (
+        {"error": "XDreamError: it failed"} if i == 0 else {"best_score": 5.0, "generations": 2}
+    )
+    sweep.run_sweep(cfg, section, out)
+    with open(out / "sweep.csv") as fh:
+        states = [(r["folder"], r["state"], r["error"]) for r in csv.DictReader(fh)]
+    done = [Path(f).relative_to(out).as_posix() for f in fake_ray.submitted]
+    assert sorted(states) == sorted(
+        [(done[0], "failed", "XDreamError: it failed"), *[(f, "finished", "") for f in done[1:]]]
+    )
 
 
 def test_sweep_stops_on_sigterm_as_on_ctrl_c_after_ray_starts(

@@ -65,10 +65,24 @@ SWEEP_LOCK = ".xdream-sweep.lock"
 
 
 def columns() -> tuple[str, ...]:
-    """Columns of ``sweep.csv``: ``units.csv``'s, plus optimiser, seed, attempts and error."""
+    """Columns of ``sweep.csv``: ``units.csv``'s, plus optimiser, seed, attempts, error and
+    state."""
     from xdream.multi import SUMMARY_COLUMNS
 
-    return (*SUMMARY_COLUMNS[:5], "optimizer", "seed", *SUMMARY_COLUMNS[5:], "attempts", "error")
+    return (
+        *SUMMARY_COLUMNS[:5],
+        "optimizer",
+        "seed",
+        *SUMMARY_COLUMNS[5:],
+        "attempts",
+        "error",
+        "state",
+    )
+
+
+TASK_STATES = ("finished", "failed", "pending")
+"""``sweep.csv``'s ``state`` of a task: it ended with its budget spent, it ended with an error
+(``error``), or it has not ended yet (waiting for Ray, running, or cut off by a stop)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -508,8 +522,9 @@ def run_sweep(
     The sweep holds ``out`` while it runs (:func:`hold_sweep`). Everything that would refuse
     the sweep or its tasks is checked before Ray starts (:func:`compare_configs`,
     :func:`check_tasks`); a refusal then leaves no folder that this call made. ``sweep.csv``
-    is rewritten after each task ends, with a row for each task that has ended (a stopped
-    sweep leaves the table of what it finished), and lists every task at the end."""
+    lists every task (``state`` :data:`TASK_STATES`) from the moment Ray has started and is
+    rewritten after each task ends, so a stopped sweep leaves the table of what it finished
+    and of what it had still to do."""
     from xdream.records import make_folder, remove_empty
 
     ray = _require_ray()
@@ -655,6 +670,7 @@ def _run_tasks(
         for i, task in enumerate(tasks)
         if i not in results
     }
+    _write_table(out, tasks, results)  # every task, those still to run as pending
     if console is not None:
         console.print(
             f"{len(tasks)} experiments ({len(results)} already finished) on Ray "
@@ -696,23 +712,29 @@ def _with_record(folder: Path, result: dict[str, Any]) -> dict[str, Any]:
 def _write_table(
     out: Path, tasks: list[Task], results: Mapping[int, Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Rewrite ``OUT/sweep.csv`` (atomically) with the row of each task that has a result;
-    returns the rows."""
+    """Rewrite ``OUT/sweep.csv`` (atomically) with a row for each task, ``pending`` where it
+    has no result yet; returns the rows."""
     from xdream.multi import write_table
 
-    rows = [sweep_row(task, results[i]) for i, task in enumerate(tasks) if i in results]
+    rows = [sweep_row(task, results.get(i)) for i, task in enumerate(tasks)]
     write_table(out / "sweep.csv", rows, columns())
     return rows
 
 
-def sweep_row(task: Task, result: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``sweep.csv`` row of ``task`` from its ``result`` (its summary, or its error).
+def sweep_row(task: Task, result: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``sweep.csv`` row of ``task`` from its ``result`` (its summary, or its error; None
+    for a task that has not ended: its numbers are empty, its state ``pending``).
 
     ``x`` and ``y`` are the position read, from the summary's ``target`` (the centre where the
     config leaves them out), as in ``units.csv``; the config's own where the task failed.
     """
     from xdream.multi import summary_row
 
+    if result is None:
+        result = {}
+        state = "pending"
+    else:
+        state = "failed" if result.get("error") else "finished"
     row = summary_row(task.unit, result, task.folder)
     target = result.get("target")
     if isinstance(target, Mapping):
@@ -722,6 +744,7 @@ def sweep_row(task: Task, result: Mapping[str, Any]) -> dict[str, Any]:
         seed=task.seed,
         attempts=result.get("attempts"),
         error=result.get("error"),
+        state=state,
     )
     return row
 
