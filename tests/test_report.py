@@ -378,7 +378,7 @@ def test_watch_retries_only_unreadable_records_not_bugs_in_the_report(
     def broken(*args: object, **kwargs: object) -> bytes:
         raise ValueError("a bug in the plotting code")
 
-    monkeypatch.setattr(report, "score_figure", broken)
+    monkeypatch.setattr(report.figures, "score_figure", broken)
     outcome: list[BaseException] = []
 
     def watch() -> None:
@@ -726,7 +726,7 @@ def test_the_montages_show_each_generations_best_and_the_last_population_best_fi
         montages.append(list(tiles))
         return montage(tiles, *args, **kwargs)
 
-    monkeypatch.setattr(report, "montage", spy)
+    monkeypatch.setattr(report.figures, "montage", spy)
     rec = records.read(run)
     report.experiment_figures(run, rec, max_tiles=40)
     generator = report.load_generator(run, rec)
@@ -891,7 +891,7 @@ def test_a_run_killed_before_its_first_summary_is_stopped(
     """No summary.json yet (killed during its first generation) counted as "running" for
     ever: --watch never returned. The run's lock file tells whether its process is alive."""
     if not proc_locks:
-        monkeypatch.setattr(report, "PROC_LOCKS", str(run / "no-such-file"))
+        monkeypatch.setattr(report.state, "PROC_LOCKS", str(run / "no-such-file"))
     elif not Path(report.PROC_LOCKS).exists():
         pytest.skip("no /proc/locks here")
     (run / "summary.json").unlink()
@@ -923,7 +923,7 @@ def test_asking_in_the_runs_own_process_keeps_its_lock(
     """Closing any descriptor of a file releases the process's POSIX locks on it: asking
     about a run from its own process (before its first summary) must not free its folder."""
     if not proc_locks:
-        monkeypatch.setattr(report, "PROC_LOCKS", str(tmp_path / "no-such-file"))
+        monkeypatch.setattr(report.state, "PROC_LOCKS", str(tmp_path / "no-such-file"))
     run = tmp_path / "run"
     exp = tiny_experiment(run, generations=2)
     exp._start()
@@ -1009,7 +1009,7 @@ def test_a_lock_on_another_file_systems_file_of_the_same_inode_is_not_the_runs(
     inode = os.stat(run / ".xdream.lock").st_ino
     table = tmp_path / "locks"
     table.write_text(f"1: POSIX  ADVISORY  WRITE 999 00:99:{inode} 0 EOF\n")
-    monkeypatch.setattr(report, "PROC_LOCKS", str(table))
+    monkeypatch.setattr(report.state, "PROC_LOCKS", str(table))
     with folder_held_by_another_process(run):
         assert report.folder_held(run) is True  # told by trying the lock itself
     assert report.folder_held(run) is False and report.run_state({}, run) == "stopped"

@@ -1,0 +1,229 @@
+"""One experiment's page: ``report.html`` with its facts, figures, timings and configuration,
+and the figures as PNG files in ``report/``."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xdream import records
+from xdream.errors import XDreamError
+from xdream.report.describe import _name, _status_text, describe_target
+from xdream.report.figures import _codes, experiment_figures
+from xdream.report.generator import load_generator
+from xdream.report.images import data_uri
+from xdream.report.page import FIGURES_DIR, REPORT_FILE, _fmt, _page, _table, _write, make_out
+from xdream.report.state import continue_with, run_state
+
+
+def _complete(rec: records.Record, codes: bool = True) -> records.Record:
+    """Keep whole generations only: rows and references of a generation that the
+    per-generation datasets do not hold yet, and anything beyond the shortest of a kind, are
+    dropped (:func:`xdream.records.read` refuses a record read mid-append; this is a second
+    guard for a record put together otherwise). Nothing is copied where nothing is dropped.
+    ``codes=False``: ``rec`` was read without its codes, which are left as they are (rows are
+    in generation order, so the rows kept are the first ones, and keep their numbers for
+    :func:`xdream.records.read_codes`)."""
+    gen_fields = (
+        "best_per_generation",
+        "mean_per_generation",
+        "best_reference_per_generation",
+        "presentations_per_generation",
+    )
+    g = min(len(rec.seconds), *(len(getattr(rec, k)) for k in gen_fields))
+    for name in (*gen_fields, "seconds"):
+        if len(getattr(rec, name)) > g:
+            setattr(rec, name, getattr(rec, name)[:g])
+    rows = ("scores", "clean_scores", "generation", "image_ids", "genealogy")
+    for fields, generation in (
+        (("codes", *rows) if codes else rows, "generation"),
+        (("ref_ids", "ref_scores", "ref_clean_scores", "ref_generation"), "ref_generation"),
+    ):
+        n = min(len(getattr(rec, k)) for k in fields)
+        keep = np.asarray(getattr(rec, generation))[:n] < g
+        whole = bool(keep.all())
+        for name in fields:
+            value = getattr(rec, name)
+            if whole:
+                if len(value) > n:
+                    setattr(rec, name, value[:n])
+            elif isinstance(value, list):
+                setattr(rec, name, [v for v, k in zip(value[:n], keep) if k])
+            else:
+                setattr(rec, name, value[:n][keep])
+    return rec
+
+
+def _timings(rec: records.Record, summary: dict[str, Any]) -> str:
+    cols = list(records.TIMING_COLUMNS)
+    sec = rec.seconds if len(rec.seconds) else np.zeros((0, len(cols)))
+    total = float(sec.sum())
+    rows = "".join(
+        f"<tr><td>{c}</td><td class='num'>{sec[:, i].sum():.2f}</td>"
+        f"<td class='num'>{(sec[:, i].mean() if len(sec) else 0) * 1000:.1f}</td>"
+        f"<td class='num'>{100 * sec[:, i].sum() / total if total else 0:.0f}%</td></tr>"
+        for i, c in enumerate(cols)
+    )
+    wall = summary.get("seconds")
+    n = len(sec)
+    per = f" ({wall / n:.3f} s per generation)" if isinstance(wall, (int, float)) and n else ""
+    return (
+        f"<p>Wall-clock time {_fmt(wall)} s over {n} generations{per}, of which:</p>"
+        "<table><thead><tr><th>step</th><th>total s</th><th>ms per generation</th>"
+        f"<th>share</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def best_image_file(run: Path, summary: dict[str, Any]) -> Path | None:
+    """The saved PNG of the best image that ``summary.json`` names, or None.
+
+    ``best.png`` is rewritten with every new best, but ``summary.json`` (and ``record.h5``)
+    follow up to ``record_interval`` later, or stop short when the run is killed: beside the
+    summary's numbers ``best.png`` may show a later image. ``images/genNNN_best.png`` of the
+    summary's best generation is that generation's best, the image the summary names;
+    ``best.png`` is used only when the summary is final (a finished run).
+    """
+    g = summary.get("best_generation")
+    if isinstance(g, int) and not isinstance(g, bool):
+        saved = run / "images" / f"gen{g:03d}_best.png"
+        if saved.is_file():
+            return saved
+    if summary.get("status") == "finished" and summary.get("best_image"):
+        best = run / "best.png"
+        if best.is_file():
+            return best
+    return None
+
+
+def summary_best_image(
+    run: Path, rec: records.Record, summary: dict[str, Any]
+) -> tuple[bytes | None, str]:
+    """PNG bytes of the best image that ``summary.json`` names (:func:`best_image_file`, else
+    rendered from its recorded code) and a caption naming it, so that the image and the
+    numbers beside it are of the same image."""
+    image_id = summary.get("best_image_id")
+    if not image_id:
+        return None, "best image so far"
+    caption = f"best image so far: {image_id} (score {_fmt(summary.get('best_score'))})"
+    path = best_image_file(run, summary)
+    if path is not None:
+        return path.read_bytes(), caption
+    if image_id in rec.image_ids:
+        try:
+            generator = load_generator(run, rec)
+        except XDreamError:
+            generator = None
+        if generator is not None:
+            i = rec.image_ids.index(image_id)
+            return records.png_bytes(generator.generate(_codes(run, rec, [i]))[0]), caption
+    return None, caption
+
+
+def experiment_report(
+    run: str | Path,
+    *,
+    max_tiles: int = 40,
+    refresh: int = 10,
+    write_figures: bool = True,
+    out: str | Path | None = None,
+) -> Path:
+    """Write ``run/report.html`` (and ``run/report/*.png``) for one experiment folder; with
+    ``out``, into that folder instead (for an experiment folder that cannot be written)."""
+    run = Path(run)
+    dest = Path(out) if out is not None else run
+    rec = _complete(records.read(run, codes=False), codes=False)  # rows read as needed
+    summary = rec.summary
+    state = run_state(summary, run)  # no summary yet: starting, "running" while locked
+    running = state == "running"
+    figures, notes = experiment_figures(run, rec, max_tiles)
+    make_out(dest)
+    if write_figures:
+        make_out(dest / FIGURES_DIR)
+        for fig in figures:
+            if fig.png is not None:
+                _write(dest / FIGURES_DIR / fig.name, fig.png)
+
+    best, ref = summary.get("best_score"), summary.get("best_reference_score")
+    ratio = records.relative_to_references(summary)  # noise-free over noise-free, as units.csv
+    best_png, best_caption = summary_best_image(run, rec, summary)
+    best_img = (
+        f'<img class="fig" alt="best image" src="{data_uri(best_png)}" style="width:192px">'
+        if best_png is not None
+        else "<p>no best image yet</p>"
+    )
+    target = describe_target(summary.get("target", rec.config.get("target")))
+    facts = [
+        (
+            "status",
+            html.escape(
+                "stopped before finishing (its process is gone): continue it with "
+                f"{continue_with(run)}"
+                if state == "stopped"
+                else str(summary.get("status", "starting"))
+            ),
+        ),
+        ("target", html.escape(target)),
+        (
+            "generator",
+            html.escape(str(summary.get("generator", _name(rec.config.get("generator"))))),
+        ),
+        (
+            "optimiser",
+            html.escape(str(summary.get("optimizer", _name(rec.config.get("optimizer"))))),
+        ),
+        ("optimiser status", html.escape(_status_text(summary.get("optimizer_status")))),
+        ("seed", html.escape(_fmt(summary.get("seed")))),
+        ("generations", _fmt(len(rec.best_per_generation))),
+        ("presentations", _fmt(summary.get("presentations"))),
+        (
+            "best score",
+            f"{_fmt(best)} (generation {_fmt(summary.get('best_generation'))}, "
+            f"image {html.escape(_fmt(summary.get('best_image_id')))})"
+            if summary.get("best_image_id")
+            else "n/a (no image has a score yet)"
+            if summary
+            else "n/a (the first generation is not recorded yet)",
+        ),
+        ("first generation's best", _fmt(summary.get("first_generation_best_score"))),
+        ("best reference image", _fmt(ref)),
+        ("best / best reference (noise-free)", _fmt(ratio, 3)),
+    ]
+    parts = [
+        f"<h1>xdream experiment: {html.escape(target)}</h1>",
+        f"<p>Folder <code>{html.escape(str(run.resolve()))}</code></p>",
+        '<div style="display:flex;gap:2em;align-items:flex-start">',
+        _table(facts),
+        f"<figure>{best_img}<figcaption>{html.escape(best_caption)}</figcaption></figure></div>",
+    ]
+    for fig in figures:
+        parts.append(f"<h2>{html.escape(fig.title)}</h2>")
+        if fig.png is None:
+            parts.append("<p>not available (see the notes below)</p>")
+            continue
+        parts.append(
+            f'<figure><img class="fig" alt="{html.escape(fig.title)}" src="{data_uri(fig.png)}">'
+            f"<figcaption>{html.escape(fig.caption)}</figcaption></figure>"
+        )
+    config_file = run / "config.yaml"
+    config_text = (
+        config_file.read_text()
+        if config_file.exists()
+        else json.dumps(rec.config, indent=2, sort_keys=True)
+    )
+    parts += [
+        "<h2>Timings</h2>",
+        _timings(rec, summary),
+        "<h2>Configuration</h2>",
+        f"<pre>{html.escape(config_text)}</pre>",
+    ]
+    if notes:
+        parts.append("<h2>Notes</h2><ul>")
+        parts += [f'<li class="note">{html.escape(n)}</li>' for n in notes]
+        parts.append("</ul>")
+    page = dest / REPORT_FILE
+    _write(page, _page(f"xdream: {target}", "\n".join(parts), running, refresh))
+    return page

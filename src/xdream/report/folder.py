@@ -1,0 +1,167 @@
+"""A folder of experiments' page (any depth, a sweep's or a tuning study's included), and
+:func:`write_report`, which writes the page of an experiment or of a folder."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from xdream import records
+from xdream.errors import RecordUnreadableError, SummaryUnreadableError, XDreamError
+from xdream.report.describe import target_headings
+from xdream.report.experiment import experiment_report
+from xdream.report.page import REPORT_FILE, _page, _write, make_out
+from xdream.report.state import _rebuild_hint, continue_with, find_runs, run_state
+from xdream.report.studies import SWEEP_TABLE, _trials_table, find_studies, sweep_plan
+from xdream.report.tables import _group_table, _optimizer_spec, _run_table, _state_counts
+
+
+def folder_report(
+    root: str | Path,
+    *,
+    max_tiles: int = 40,
+    refresh: int = 10,
+    run_reports: bool = True,
+    out: str | Path | None = None,
+) -> Path:
+    """Write ``root/report.html`` (or ``out/report.html``, each run's own report then in
+    ``out/<run's folder>/``) comparing every experiment under ``root``: for a sweep folder also
+    the tasks of its ``sweep.csv`` without a record, for a tune folder the trials of its
+    ``tune.csv``."""
+    root = Path(root)
+    dest = Path(out) if out is not None else root
+    runs = find_runs(root)
+    plan = sweep_plan(root)
+    studies = find_studies(root)
+    if not runs and not plan:
+        raise XDreamError(
+            f"{str(root)!r} holds no experiment (no record.h5 in it or below); give an "
+            "experiment folder or a folder of them"
+        )
+    make_out(dest)
+    entries: list[dict[str, Any]] = []
+    for run in runs:
+        problem = None
+        rel = run.relative_to(root).as_posix()
+        try:
+            summary = records.read_summary(run)
+        except SummaryUnreadableError:  # one damaged summary does not hide the others
+            summary = {"status": "summary unreadable"}
+            problem = f"summary.json unreadable: {continue_with(run)} writes it again"
+        if run_reports and problem is None:
+            try:
+                experiment_report(
+                    run,
+                    max_tiles=max_tiles,
+                    refresh=refresh,
+                    out=None if out is None else dest / rel,
+                )
+            except RecordUnreadableError as err:  # one damaged run does not hide the others
+                problem = f"record unreadable ({err.__cause__.__class__.__name__}): " + (
+                    "being written, try again"
+                    if run_state(summary, run) == "running"
+                    else _rebuild_hint(run)
+                )
+        trial = None
+        for study in studies:
+            number = study.trial_of(run.resolve())
+            if number is not None:
+                trial = (study.label, number)
+        spec = _optimizer_spec(run, summary)
+        entries.append(
+            {
+                "run": run,
+                "rel": rel,
+                "target": json.dumps(summary.get("target"), sort_keys=True),
+                "summary": summary,
+                "problem": problem,
+                "state": run_state(summary, run),
+                "ratio": records.relative_to_references(summary),
+                "optimizer": json.dumps(spec, sort_keys=True),
+                "trial": trial,
+            }
+        )
+    # a sweep's tasks without a record: failed before recording anything, or not started
+    recorded = {e["rel"] for e in entries}
+    unit_target: dict[str, str] = {}  # a sweep unit's target, as its recorded tasks give it
+    missing: list[dict[str, Any]] = []
+    for row in plan:
+        folder = row.get("folder", "").strip("/")
+        mine = [r for r in recorded if r == folder or r.startswith(folder + "/")]
+        if folder and mine:
+            target = next(e["target"] for e in entries if e["rel"] == mine[0])
+            unit_target.setdefault(row.get("unit", ""), target)
+        else:
+            missing.append(
+                {
+                    "row": row,
+                    "rel": folder or "?",
+                    "state": "failed" if row.get("error") else "not started",
+                }
+            )
+    for m in missing:
+        m["target"] = unit_target.get(m["row"].get("unit", ""))
+
+    running = any(e["state"] == "running" for e in entries)
+    planned = len(entries) + len(missing)
+    counted = f"{len(entries)} of {planned}" if missing else f"{len(entries)}"
+    states = [e["state"] for e in entries] + [m["state"] for m in missing]
+    parts = [
+        f"<h1>xdream: {counted} experiments</h1>",
+        f"<p>Folder <code>{html.escape(str(root.resolve()))}</code>: {_state_counts(states)}"
+        + (
+            f" ({len(missing)} planned in {SWEEP_TABLE} have no record; they are listed "
+            "in the run tables with their error, or as not started)"
+            if missing
+            else ""
+        )
+        + ".</p>",
+        "<p>Click a column to sort. The statistics per optimiser (median, mean and sd of the "
+        "best score, median noise-free best / ref) are over the <em>finished</em> runs only: "
+        "<em>finished / all</em> counts them against every run of the row, and the runs left "
+        "out (running, stopped, failed) are in the run table. <em>sd best</em> is the sample "
+        "standard deviation (n - 1 in the denominator), n/a for fewer than two finished "
+        "runs. Runs are grouped by their optimiser with every hyperparameter (a name is "
+        "followed by the values where runs of that optimiser differ)"
+        + (", and in a tuning study by trial" if studies else "")
+        + ". <em>noise-free best / ref</em> is the best noise-free score of an evolved image "
+        "over the best noise-free score of a reference image (empty where that is not "
+        "positive); <em>best</em> and <em>best reference</em> are the scores as the optimiser "
+        "received them, noise included, so with a noise model their ratio differs.</p>",
+    ]
+    for study in studies:
+        name = f"study {study.label[len('study-') :]!r}" if study.label else "the default study"
+        parts.append(
+            f"<h2>Trials of {html.escape(name)} "
+            f"(<code>{html.escape(study.table.relative_to(root).as_posix())}</code>)</h2>"
+        )
+        parts.append(_trials_table(study, root, dest))
+    tune = bool(studies)
+    headings = target_headings({e["target"]: e["summary"].get("target") for e in entries})
+    sections: list[tuple[str | None, str]] = sorted(headings.items(), key=lambda i: i[1])
+    if any(m["target"] is None for m in missing):
+        sections.append((None, "Planned experiments of units with none recorded"))
+    for target, heading in sections:
+        mine = [e for e in entries if e["target"] == target]  # one target, every field alike
+        absent = [m for m in missing if m["target"] == target]
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        if mine:
+            parts.append(_group_table(mine, absent, tune))
+        parts.append(_run_table(mine, absent, tune, run_reports, dest))
+    page = dest / REPORT_FILE
+    _write(page, _page(f"xdream: {root.name}", "\n".join(parts), running, refresh))
+    return page
+
+
+def write_report(path: str | Path, **options: Any) -> Path:
+    """The report of an experiment folder, or of a folder of experiments; returns the page
+    (``out=DIR``: written into DIR, not into ``path``)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise XDreamError(f"{str(path)!r} is not a folder; give an experiment's output folder")
+    if (path / "record.h5").exists():
+        options.pop("run_reports", None)
+        return experiment_report(path, **options)
+    return folder_report(path, **options)
