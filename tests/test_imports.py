@@ -90,7 +90,7 @@ def test_the_lazy_names_are_the_real_ones() -> None:
     assert {"fourier", "pixels", "cppn"} <= set(xdream.generators.REGISTRY.names())
     assert xdream.generators.REGISTRY.get("fourier") is xdream.generators.fourier.FourierGenerator
     cols = xdream.multi.SUMMARY_COLUMNS
-    expected = (*cols[:5], "optimizer", "seed", *cols[5:], "attempts", "error")
+    expected = (*cols[:5], "optimizer", "seed", *cols[5:], "attempts", "error", "state")
     assert expected == xdream.sweep.columns()
     with pytest.raises(AttributeError):
         _ = xdream.rig.NoSuchName  # type: ignore[attr-defined]
