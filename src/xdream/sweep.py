@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import errno
 import json
 import math
 import os
@@ -45,7 +44,6 @@ from typing import TYPE_CHECKING, Any
 
 from xdream.errors import (
     ConfigError,
-    FolderInUseError,
     MissingFileError,
     SummaryUnreadableError,
     XDreamError,
@@ -390,40 +388,20 @@ def hold_sweep(out: Path) -> FolderLock:
     as :meth:`xdream.records.RunFolder.lock` holds an experiment's folder: the system frees
     it when the process ends, however it ends (a killed sweep leaves no stale lock); a forked
     or started child (a Ray worker) does not hold it."""
-    from xdream.records import FolderLock, locks
-    from xdream.records.files import _UMASK
+    from xdream.records import locks
 
-    try:
-        import fcntl
-    except ImportError:  # Windows: no POSIX locks; sweeps are not locked there
-        return FolderLock(None)
-    path = out / SWEEP_LOCK
-    with locks._HELD_GUARD:
-        if locks._held_here(path):
-            raise FolderInUseError(
-                f"{str(out)!r} is in use by another sweep of this process: let it finish first"
-            )
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
-        except OSError as err:
-            raise XDreamError(_unwritable(out, err)) from None
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            holder = os.read(fd, 300).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            if err.errno not in (errno.EACCES, errno.EAGAIN):
-                return FolderLock(None)  # a file system without locks: go on unlocked
-            raise FolderInUseError(
+    with locks._HELD_GUARD:  # not imported by name: a forked child makes its own
+        return locks.take_lock(
+            out / SWEEP_LOCK,
+            held_here=f"{str(out)!r} is in use by another sweep of this process: let it end first",
+            held_elsewhere=lambda holder: (
                 f"{str(out)!r} is in use by another xdream sweep ({holder}), which runs the "
                 "same experiments: wait for it to finish, or stop it first (a stopped or killed "
                 "sweep frees the folder at once, and the sweep run again goes on where it "
                 "stopped), or give this one another --out."
-            ) from None
-        started = time.strftime("%Y-%m-%d %H:%M:%S")
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}\n".encode())
-        return FolderLock(fd)
+            ),
+            unwritable=lambda err: XDreamError(_unwritable(out, err)),
+        )
 
 
 def _unwritable(out: Path, err: OSError) -> str:

@@ -7,11 +7,8 @@ inside the method: those modules import this one."""
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
-import socket
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +16,12 @@ import numpy as np
 
 from xdream.errors import (
     ConfigError,
-    FolderInUseError,
     SummaryUnreadableError,
     UnknownNameError,
     XDreamError,
 )
 from xdream.records import locks
-from xdream.records.files import _UMASK, TMP_SUFFIX, atomic_write
+from xdream.records.files import TMP_SUFFIX, atomic_write
 from xdream.records.layout import (
     BASE_FILE,
     DROPPED_JOURNAL,
@@ -36,15 +32,10 @@ from xdream.records.layout import (
     _NotNpz,
     _open_npz,
 )
-from xdream.records.locks import FolderLock, _held_here
+from xdream.records.locks import FolderLock, take_lock
 
 if TYPE_CHECKING:
     from xdream.config import Config
-
-try:
-    import fcntl
-except ImportError:  # Windows: no POSIX locks; folders are not locked there
-    fcntl = None  # type: ignore[assignment]
 
 
 class RunFolder:
@@ -132,38 +123,27 @@ class RunFolder:
             return self._lock()
 
     def _lock(self) -> FolderLock:
-        if _held_here(self.path / LOCK_FILE):
-            raise FolderInUseError(
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise self._unwritable(err) from None
+        return take_lock(
+            self.path / LOCK_FILE,
+            held_here=(
                 f"{str(self.path)!r} is in use by another experiment of this process (an "
                 "Experiment or MultiExperiment that has not finished with it). Let it finish, "
                 "or let go of it first: release_folder() on an Experiment (release_folders() "
                 "on a MultiExperiment), or `del` it (a notebook's last traceback may keep it: "
                 "restart the kernel); then Experiment(...).restore() (MultiExperiment.resume) "
                 "continues where it stopped."
-            )
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            if fcntl is None:
-                return FolderLock(None)
-            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
-        except OSError as err:
-            raise self._unwritable(err) from None
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            holder = os.read(fd, 300).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            if err.errno not in (errno.EACCES, errno.EAGAIN):
-                return FolderLock(None)  # a file system without locks: go on unlocked
-            raise FolderInUseError(
+            ),
+            held_elsewhere=lambda holder: (
                 f"{str(self.path)!r} is in use by another xdream process ({holder}). Wait "
                 "for it to finish, or stop it first: a stopped or killed process frees the "
                 "folder at once, and `xdream resume` then continues where it stopped."
-            ) from None
-        started = time.strftime("%Y-%m-%d %H:%M:%S")
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}\n".encode())
-        return FolderLock(fd)
+            ),
+            unwritable=self._unwritable,
+        )
 
     def create(self, images: bool = True) -> None:
         """Make the folder and its sub-folders (``images/`` only where ``images``: a run that

@@ -6,9 +6,21 @@ is used, not imported by name (a name imported before the fork keeps the parent'
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+from xdream.errors import FolderInUseError
+from xdream.records.files import _UMASK
+
+try:
+    import fcntl
+except ImportError:  # Windows: no POSIX locks; folders are not locked there
+    fcntl = None  # type: ignore[assignment]
 
 _HELD: dict[tuple[int, int], int] = {}
 """The lock files (device, inode) that this process holds, each with the holder's pid (a
@@ -66,3 +78,38 @@ class FolderLock:
 
     def __del__(self) -> None:
         self.release()
+
+
+def take_lock(
+    lock_file: Path,
+    *,
+    held_here: str,
+    held_elsewhere: Callable[[str], str],
+    unwritable: Callable[[OSError], Exception],
+) -> FolderLock:
+    """Hold ``lock_file`` (a POSIX lock, which the system frees when the process ends, however
+    it ends) and write this process into it (pid, host, since when). Raises
+    :class:`~xdream.errors.FolderInUseError` with ``held_here`` where this process holds it
+    already, or with ``held_elsewhere(holder)`` (the holder's line) where another does; an
+    error opening the file raises ``unwritable(err)``. Without POSIX locks (Windows, a file
+    system without them) nothing is held. The caller holds :data:`_HELD_GUARD`."""
+    if _held_here(lock_file):
+        raise FolderInUseError(held_here)
+    if fcntl is None:
+        return FolderLock(None)
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    except OSError as err:
+        raise unwritable(err) from None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        holder = os.read(fd, 300).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if err.errno not in (errno.EACCES, errno.EAGAIN):
+            return FolderLock(None)  # a file system without locks: go on unlocked
+        raise FolderInUseError(held_elsewhere(holder)) from None
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}\n".encode())
+    return FolderLock(fd)
