@@ -122,7 +122,9 @@ def _tune_twice(tmp_path: Path, storage: str | None, study: str) -> None:
         assert t.value == pytest.approx(statistics.median(scores.values()))
         assert scores == pytest.approx(t.user_attrs["normalised_scores"])
     assert first.best_value == max(t.value for t in first.trials)
-    assert (tmp_path / "a" / "tune.csv").read_text().count("\n") == 3  # header + 2 trials
+    table = tune.study_folder(tmp_path / "a", study) / "tune.csv"  # a/study-NAME/tune.csv
+    assert table.read_text().count("\n") == 3  # header + 2 trials
+    assert not (tmp_path / "a" / "tune.csv").exists()  # the default study's place
 
 
 @pytest.mark.slow
@@ -276,15 +278,24 @@ class _Killed(BaseException):
     """What a SIGKILL leaves: the trial's process ends without Optuna hearing of it."""
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+@pytest.mark.parametrize(
+    ("how", "name"),
+    [
+        ("ctrl-c", "xdream"),
+        ("kill", "xdream"),
+        pytest.param("kill", "second", marks=pytest.mark.slow),
+    ],
+)
 def test_an_interrupted_trial_resumes_its_folder_when_tune_runs_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str, name: str
 ) -> None:
     """Interrupted 2 generations into trial 1 (Ctrl-C; or killed, its process gone), the same
     command again runs trial 1's values again, resuming trial0001 from its checkpoints: the
     study ends with the finished trials and best value of an uninterrupted one (the interrupted
     trial was left RUNNING or FAIL and never retried), and a trial of a live process is left
-    alone."""
+    alone. A second study (``--study second``) in the --out of a finished default study does
+    the same in OUT/study-second, and leaves the default study's folders and table alone (its
+    trial 0 ran into OUT/trial0000, which held the first study's: every trial failed)."""
     optuna = _optuna()
     import subprocess
 
@@ -298,7 +309,10 @@ def test_an_interrupted_trial_resumes_its_folder_when_tune_runs_again(
         .replace("trials = 2", "trials = 3")
     )
     cfg, section = tune.load(path)
-    ref = tune.run_tune(cfg, section, tmp_path / "ref")
+    out = tmp_path / ("b" if name == "second" else "ref")  # the default study's
+    ref = tune.run_tune(cfg, section, out)
+    ref_table = (out / "tune.csv").read_text()
+    here = tune.study_folder(tmp_path / "b", name)
 
     step = xdream.multi.MultiExperiment.step
     calls: list[int] = []
@@ -311,10 +325,10 @@ def test_an_interrupted_trial_resumes_its_folder_when_tune_runs_again(
 
     monkeypatch.setattr(xdream.multi.MultiExperiment, "step", interrupted_step)
     with pytest.raises(KeyboardInterrupt if how == "ctrl-c" else _Killed):
-        tune.run_tune(cfg, section, tmp_path / "b")
+        tune.run_tune(cfg, section, tmp_path / "b", study_name=name)
     monkeypatch.setattr(xdream.multi.MultiExperiment, "step", step)
     url = f"sqlite:///{(tmp_path / 'b' / 'tune.db').resolve()}"
-    study = optuna.load_study(study_name="xdream", storage=url)
+    study = optuna.load_study(study_name=name, storage=url)
     stopped = study.trials[1]
     assert stopped.state.name == ("FAIL" if how == "ctrl-c" else "RUNNING")
     storage = study._storage
@@ -323,26 +337,27 @@ def test_an_interrupted_trial_resumes_its_folder_when_tune_runs_again(
         dead.wait()
         storage.set_trial_user_attr(stopped._trial_id, "pid", dead.pid)
 
-    tune.run_tune(cfg, section, tmp_path / "b")
-    trials = optuna.load_study(study_name="xdream", storage=url).trials
+    tune.run_tune(cfg, section, tmp_path / "b", study_name=name)
+    trials = optuna.load_study(study_name=name, storage=url).trials
     assert trials[1].state.name == "FAIL" and trials[1].user_attrs["interrupted"]
     assert all(t.state.name in ("COMPLETE", "FAIL") for t in trials)
     (retry,) = [t for t in trials if "retry_of" in t.user_attrs]
     assert retry.user_attrs["retry_of"] == 1 and retry.params == stopped.params
-    assert retry.user_attrs["folder"] == str((tmp_path / "b" / "trial0001").resolve())
-    assert not (tmp_path / "b" / f"trial{retry.number:04d}").exists()
+    assert retry.user_attrs["folder"] == str((here / "trial0001").resolve())
+    assert not (here / f"trial{retry.number:04d}").exists()
     done = [(t.params, t.value) for t in trials if t.state.name == "COMPLETE"]
     assert done == [(t.params, t.value) for t in ref.trials]
     assert max(v for _, v in done) == ref.best_value
     for unit in ("blocks.0_c001", "blocks.0_c002"):
-        got = records.read(tmp_path / "b" / "trial0001" / "seed0" / "units" / unit)
-        want = records.read(tmp_path / "ref" / "trial0001" / "seed0" / "units" / unit)
+        got = records.read(here / "trial0001" / "seed0" / "units" / unit)
+        want = records.read(out / "trial0001" / "seed0" / "units" / unit)
         for field in ("codes", "scores", "clean_scores", "generation", "image_ids", "genealogy"):
             np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
         for field in ("ref_ids", "ref_scores", "best_per_generation", "mean_per_generation"):
             np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
         assert got.summary["best_clean_score"] == want.summary["best_clean_score"]
-    table = (tmp_path / "b" / "tune.csv").read_text().splitlines()
+    table = (here / "tune.csv").read_text().splitlines()
+    assert (out / "tune.csv").read_text() == ref_table  # another study's table is left alone
     assert len(table) == 1 + len(trials)
     assert table[0].endswith(",retry_of,retried_as")
     assert table[2].startswith("1,FAIL,") and table[2].endswith(f",,{retry.number}")
@@ -372,3 +387,167 @@ def test_the_other_commands_section_names_the_command_in_use(
     message = str(info.value)
     assert f"`xdream {command}` does not read the [{other}] section" in message
     assert f"run `xdream {other} CONFIG`" in message and "xdream run" not in message
+
+
+def _small(tmp_path: Path, **edits: str) -> tuple[Any, Any]:
+    """TUNE_TOML with one unit, one generation and one trial, and ``edits`` (old = new)."""
+    from xdream import tune
+
+    text = (
+        TUNE_TOML.replace("channels = [1, 2, 3]", "channels = [1]")
+        .replace("generations = 2", "generations = 1")
+        .replace("trials = 2", "trials = 1")
+    )
+    for old, new in edits.items():
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / f"tune{len(list(tmp_path.glob('tune*.toml')))}.toml"
+    path.write_text(text)
+    return tune.load(path)
+
+
+def _fast(monkeypatch: pytest.MonkeyPatch, each: Any = None) -> list[Path]:
+    """Trials without experiments: every unit's normalised score is 0.5 (``each(folder)`` runs
+    in each trial first); returns the trials' folders."""
+    from xdream import tune
+
+    folders: list[Path] = []
+
+    def objective(cfg: Any, section: Any, values: Any, out: Path, norm: Any, **_: Any) -> Any:
+        folders.append(out)
+        if each is not None:
+            each(out)
+        return 0.5, {"blocks.0_c001": 0.5, "blocks.0_c002": 0.25}
+
+    monkeypatch.setattr(tune, "normalisers", lambda cfg, n: {})
+    monkeypatch.setattr(tune, "objective", objective)
+    return folders
+
+
+def test_a_study_refuses_to_go_on_under_another_config_naming_each_change(
+    tmp_path: Path,
+) -> None:
+    """The units, the budget, the generator, the noise, a fixed optimiser key or [tune] seeds
+    changed: refused, naming each key old -> new (only [tune] references was checked, and the
+    study reported the best of trials run under different configs: audit W2). The device,
+    batch sizes, [tune] trials and sampler_seed, and the search space may change."""
+    optuna = _optuna()
+    from xdream import tune
+
+    cfg, section = _small(tmp_path)
+    study = optuna.create_study(direction="maximize")
+    tune.check_config(study, tune.fingerprint(cfg, section), "s")
+    study.add_trial(optuna.trial.create_trial(value=1.0))
+    same = [
+        {'device = "cpu"': 'device = "cuda"\nbatch_size = 8', "trials = 1": "trials = 9"},
+        {"trials = 1": "trials = 1\nsampler_seed = 4", "high = 8": "high = 9"},
+        {"selectivity = { choices = [1.0, 4.0] }": ""},  # searched no more (nor fixed)
+    ]
+    for edits in same:
+        tune.check_config(study, tune.fingerprint(*_small(tmp_path, **edits)), "s")
+    changed = {
+        "channels = [1]": (
+            "channels = [4, 5]",
+            r"targets: \['blocks.0_c001'\] -> \['blocks.0_c004'",
+        ),
+        "generations = 1": ("generations = 40", r"experiment.generations: 1 -> 40"),
+        "size = 32": ("size = 48", r"generator.size: 32 -> 48"),
+        'name = "genetic"': ('name = "genetic"\nmutation_size = 0.9', r"mutation_size: 0.5 -> 0.9"),
+        "trials = 1": ("trials = 1\nseeds = [0, 1]", r"tune.seeds: \[0\] -> \[0, 1\]"),
+        "[target]": ('[noise]\nname = "poisson"\n[target]', r"noise: None -> \{"),
+    }
+    for old, (new, message) in changed.items():
+        with pytest.raises(
+            XDreamError, match=rf"study 's' holds trials run under another .*{message}"
+        ):
+            tune.check_config(study, tune.fingerprint(*_small(tmp_path, **{old: new})), "s")
+    both = _small(tmp_path, **{"generations = 1": "generations = 3", "size = 32": "size = 16"})
+    with pytest.raises(XDreamError) as info:
+        tune.check_config(study, tune.fingerprint(*both), "s")
+    assert "experiment.generations: 1 -> 3" in str(info.value)
+    assert "generator.size: 32 -> 16" in str(info.value)
+    assert "use another --study NAME" in str(info.value)
+
+
+def test_a_study_of_an_earlier_xdream_is_checked_against_its_trials_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A study that an xdream before the config check made (no ``config`` user attribute) is
+    checked against its first finished trial's config.yaml; where no trial folder is here, it
+    takes the config with a warning, and later runs are checked against it."""
+    optuna = _optuna()
+    from rich.console import Console
+
+    from xdream import tune
+
+    cfg, section = _small(tmp_path)
+    tune.run_tune(cfg, section, tmp_path / "a")  # one real trial: its folder's config.yaml
+    url = f"sqlite:///{(tmp_path / 'a' / 'tune.db').resolve()}"
+    study = optuna.load_study(study_name="xdream", storage=url)
+    assert study.user_attrs["config"] == tune.fingerprint(cfg, section)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "a" / "tune.db") as db:  # as an earlier xdream left it
+        db.execute("DELETE FROM study_user_attributes WHERE key = 'config'")
+    gen3 = _small(tmp_path, **{"generations = 1": "generations = 3"})
+    _fast(monkeypatch)
+    with pytest.raises(XDreamError, match=r"trial 0's config.yaml says.*generations: 1 -> 3"):
+        tune.run_tune(*gen3, tmp_path / "a", trials=1)
+    two_seeds = _small(tmp_path, **{"trials = 1": "trials = 1\nseeds = [0, 1]"})
+    with pytest.raises(XDreamError, match=r"tune.seeds: \[0\] -> \[0, 1\]"):
+        tune.run_tune(*two_seeds, tmp_path / "a", trials=1)
+    import shutil
+
+    shutil.rmtree(tmp_path / "a" / "trial0000")  # nothing left to tell
+    lines = Console(record=True, width=400)
+    tune.run_tune(*gen3, tmp_path / "a", trials=1, console=lines)
+    assert "warning: study 'xdream' was made by an earlier xdream" in lines.export_text()
+    with pytest.raises(XDreamError, match=r"generations: 3 -> 1"):
+        tune.run_tune(cfg, section, tmp_path / "a", trials=1)
+
+
+def test_each_study_of_an_out_keeps_its_own_folders_and_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default study keeps OUT/trialNNNN and OUT/tune.csv, another in OUT/study-NAME (a
+    second --study ran into the first one's trial folders and overwrote its tune.csv: audit
+    W3); a name that cannot name a folder is refused before anything is made."""
+    _optuna()
+    from xdream import tune
+
+    cfg, section = _small(tmp_path)
+    folders = _fast(monkeypatch)
+    tune.run_tune(cfg, section, tmp_path / "o")
+    first = (tmp_path / "o" / "tune.csv").read_text()
+    tune.run_tune(cfg, section, tmp_path / "o", study_name="other", trials=2)
+    assert folders == [
+        (tmp_path / "o" / "trial0000").resolve(),
+        (tmp_path / "o" / "study-other" / "trial0000").resolve(),
+        (tmp_path / "o" / "study-other" / "trial0001").resolve(),
+    ]
+    assert (tmp_path / "o" / "tune.csv").read_text() == first
+    assert (tmp_path / "o" / "study-other" / "tune.csv").read_text().count("\n") == 3
+    for bad in ("a/b", "", ".hidden", "x" * 101, "with space", "../up"):
+        with pytest.raises(XDreamError, match="cannot name its folder"):
+            tune.run_tune(cfg, section, tmp_path / "bad", study_name=bad)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_an_interrupted_tune_of_another_study_says_to_continue_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The continue line names --study and --storage where given (it left them out, so the
+    advice continued the default study)."""
+    from xdream import cli, tune
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tune, "run_tune", interrupted)
+    path = tmp_path / "tune.toml"
+    path.write_text(TUNE_TOML)
+    _optuna()
+    out = tmp_path / "o"
+    status = cli.main(["tune", str(path), "--out", str(out), "--study", "s2"])
+    assert status == 130
+    assert f"continue with `xdream tune {path} --out {out} --study s2`" in capsys.readouterr().err

@@ -35,6 +35,12 @@ A trial whose process was interrupted (Ctrl-C, SIGTERM, SIGHUP, or killed: its `
 values, resuming its folder from the experiments' checkpoints (:func:`recover_interrupted`), so
 the study ends as an uninterrupted one. A retry takes the sampler seed of the trial it retries
 and leaves the following trials theirs.
+
+A study records the config its trials run under (:func:`fingerprint`, the study's ``config`` user
+attribute) and refuses to go on under another, naming each changed key (:func:`check_config`).
+The default study (``--study xdream``) keeps its trial folders ``OUT/trialNNNN`` and its table
+``OUT/tune.csv``; any other study ``NAME`` keeps them in ``OUT/study-NAME/``
+(:func:`study_folder`).
 """
 
 from __future__ import annotations
@@ -42,8 +48,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import math
 import os
+import re
 import socket
 import statistics
 from collections.abc import Mapping
@@ -57,6 +65,28 @@ from xdream.params import check_seed
 
 TUNE_KEYS = ("trials", "seeds", "references", "params", "sampler_seed")
 RANGE_KEYS = ("low", "high", "log", "choices")
+
+DEFAULT_STUDY = "xdream"
+"""The study of ``xdream tune`` without ``--study``: its trials and table are in ``OUT`` itself."""
+
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+"""A study name: it names the folder ``OUT/study-NAME`` of a study other than the default."""
+
+SESSION_KEYS = (
+    "experiment.seed",  # each trial runs [tune] seeds
+    "experiment.record_interval",
+    "experiment.batch_size",
+    "experiment.tf32",
+    "target.batch_size",
+    "target.device",
+    "rig.timeout",
+    "rig.on_timeout",
+    "rig.poll_interval",
+    "rig.settle",
+    "rig.settle_always",
+)
+"""Config keys left out of a study's :func:`fingerprint`: they may change between the sessions
+of a study, as between those of a run (the budget may not: it changes what a value means)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,25 +394,44 @@ def make_sampler(optuna: Any, sampler_seed: int) -> Any:
     return PerTrialTPE()
 
 
+def check_study_name(name: str) -> None:
+    """Refuse a study name that cannot name the folder ``OUT/study-NAME``."""
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name):
+        raise XDreamError(
+            f"study name {name!r} cannot name its folder (OUT/study-NAME): give --study letters, "
+            "digits, '.', '_' or '-', starting with a letter or digit, at most 100 characters"
+        )
+
+
+def study_folder(out: str | Path, name: str = DEFAULT_STUDY) -> Path:
+    """Where study ``name`` keeps its trial folders ``trialNNNN`` and its ``tune.csv``:
+    ``out`` itself for the default study (:data:`DEFAULT_STUDY`), ``out/study-NAME`` for
+    another, so that the studies of one ``--out`` never share a trial folder or a table."""
+    return Path(out) if name == DEFAULT_STUDY else Path(out) / f"study-{name}"
+
+
 def run_tune(
     cfg: Any,
     section: TuneSection,
     out: str | Path,
     *,
     storage: str | None = None,
-    study_name: str = "xdream",
+    study_name: str = DEFAULT_STUDY,
     trials: int | None = None,
     console: Any = None,
 ) -> Any:
     """Run trials into the study and return it: ``trials`` more, or (``None``) as many as the
     study lacks of ``[tune] trials`` finished ones (counting those other machines finish
-    meanwhile)."""
+    meanwhile). Trial folders and ``tune.csv`` go to :func:`study_folder`."""
     optuna = _require_optuna()
     if trials is not None and (isinstance(trials, bool) or trials < 1):
         raise XDreamError(f"trials must be an integer >= 1, got {trials!r}")
+    check_study_name(study_name)
     norm = normalisers(cfg, section.references)  # refuses units it cannot normalise
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    here = study_folder(out, study_name)
+    table = here / "tune.csv"
     url = storage or f"sqlite:///{out / 'tune.db'}"
     try:
         study = optuna.create_study(
@@ -395,11 +444,14 @@ def run_tune(
     except Exception as err:  # bad URL, missing driver, unreachable server
         raise XDreamError(f"cannot open the Optuna storage {url!r}: {err}") from None
     _check_objective(study, OBJECTIVE.format(references=section.references), study_name)
+    earlier = None if "config" in study.user_attrs else earlier_config(study, section)
+    check_config(study, fingerprint(cfg, section), study_name, console, earlier)
+    here.mkdir(exist_ok=True)
 
     def run_trial(trial: Any) -> float:
         attrs = trial.user_attrs  # a retry's were given when it was enqueued
         resume = _resume_folder(attrs)
-        folder = resume or out / f"trial{trial.number:04d}"
+        folder = resume or here / f"trial{trial.number:04d}"
         for key, value in {"folder": str(folder), **this_process()}.items():
             trial.set_user_attr(key, value)  # before any work: a kill leaves them to find
         if console is not None and "retry_of" in attrs:
@@ -425,6 +477,7 @@ def run_tune(
             console.print(
                 f"trial {trial.number}: median normalised score {value:.4g} with {values}",
                 highlight=False,
+                markup=False,
             )
         return value
 
@@ -440,6 +493,7 @@ def run_tune(
             f"study {study_name!r} holds {finished} finished trials ([tune] trials = "
             f"{section.trials}): none to run (--trials N runs N more)",
             highlight=False,
+            markup=False,
         )
     verbosity = optuna.logging.get_verbosity()
     try:
@@ -447,11 +501,11 @@ def run_tune(
             study.optimize(run_trial, n_trials=trials, catch=(XDreamError,), callbacks=callbacks)
     except BaseException:
         with contextlib.suppress(Exception):  # the table of what the study holds now
-            _write_trials(study, out / "tune.csv")
+            _write_trials(study, table)
         raise
     finally:
         optuna.logging.set_verbosity(verbosity)
-    _write_trials(study, out / "tune.csv")
+    _write_trials(study, table)
     return study
 
 
@@ -580,6 +634,104 @@ def _check_objective(study: Any, objective: str, name: str) -> None:
         )
 
 
+def fingerprint(cfg: Any, section: TuneSection) -> dict[str, Any]:
+    """What a trial's value depends on, as a plain nested dict (JSON): the resolved config
+    (:meth:`~xdream.config.Config.to_dict`: units, budget, generator, noise, the optimiser's
+    fixed keys, ...) and ``[tune] seeds`` and ``references``. Left out: the keys that may change
+    between sessions (:data:`SESSION_KEYS`), the optimiser keys being tuned, ``[optimizer]``
+    keys xdream set from the budget, and ``[tune]`` ``trials``, ``sampler_seed`` and
+    ``params`` (the search space may change; the values a trial ran are its params)."""
+    from xdream.records.files import json_safe
+
+    data = cfg.to_dict()
+    data["optimizer"] = {k: v for k, v in cfg.given_optimizer().items() if k not in section.params}
+    for key in SESSION_KEYS:
+        part, name = key.split(".")
+        if isinstance(data.get(part), dict):
+            data[part].pop(name, None)
+    if data.get("targets"):  # the units by name, for a readable list of changes
+        from xdream.multi import Unit
+
+        with contextlib.suppress(TypeError):
+            data["targets"] = [Unit(**t).label for t in data["targets"]]
+    data["tune"] = {"seeds": list(section.seeds), "references": section.references}
+    return dict(json.loads(json.dumps(json_safe(data), sort_keys=True)))
+
+
+def earlier_config(study: Any, section: TuneSection) -> tuple[dict[str, Any], int] | None:
+    """The :func:`fingerprint` of the config the study's first finished trial ran under, read
+    from its folder's ``config.yaml`` (where the folder is on this machine), with its trial's
+    number; ``None`` where no such file can be read. For a study made by an xdream that did not
+    store its config. ``[tune] seeds`` are those of the trial's ``seedN`` folders, ``[tune]
+    references`` those of ``section`` (they are checked with the objective)."""
+    from xdream import config as config_mod
+
+    for t in study.get_trials(deepcopy=False):
+        folder = t.user_attrs.get("folder")
+        if t.state.name != "COMPLETE" or not isinstance(folder, str):
+            continue
+        with contextlib.suppress(OSError):
+            found = {int(p.name[4:]): p for p in Path(folder).glob("seed*") if p.name[4:].isdigit()}
+            seeds = tuple(sorted(found))
+            for seed in seeds:
+                try:
+                    cfg = config_mod.from_dict(config_mod.read(found[seed] / "config.yaml"))
+                except (XDreamError, OSError):
+                    continue
+                return fingerprint(cfg, dataclasses.replace(section, seeds=seeds)), t.number
+    return None
+
+
+def check_config(
+    study: Any,
+    config: Mapping[str, Any],
+    name: str,
+    console: Any = None,
+    earlier: tuple[Mapping[str, Any], int] | None = None,
+) -> None:
+    """Store ``config`` (:func:`fingerprint`) in the study's ``config`` user attribute, or
+    refuse one that differs from the stored one, naming each changed key (``old -> new``): the
+    study's trials ran under another config and their values cannot be compared with this
+    one's. A study made by an xdream that did not store it is compared with ``earlier``
+    (:func:`earlier_config`, what its first finished trial ran under) where given, and takes
+    this config; with a warning where it holds trials and ``earlier`` is unknown."""
+    from xdream.experiment import config_changes
+
+    saved = study.user_attrs.get("config")
+    where = ""
+    if not isinstance(saved, dict) and earlier is not None:
+        saved = dict(earlier[0])
+        where = (
+            f" (as trial {earlier[1]}'s config.yaml says: this study was made by an earlier "
+            "xdream, which did not record its config)"
+        )
+    if not isinstance(saved, dict):
+        if study.trials and console is not None:
+            console.print(
+                f"warning: study {name!r} was made by an earlier xdream that did not record the "
+                f"config its {len(study.trials)} trials ran under, and no trial folder of it "
+                "is here to tell: this config is recorded now, and later runs must match it "
+                "(if its trials ran under another, tune in another --study)",
+                highlight=False,
+                markup=False,
+            )
+        study.set_user_attr("config", dict(config))
+        return
+    defining, budget = config_changes(saved, dict(config))
+    changes = [*defining, *budget]
+    if changes:
+        raise XDreamError(
+            f"study {name!r} holds trials run under another config{where}, whose values cannot "
+            f"be compared with this one's: {'; '.join(changes)}. To tune on in this study, put "
+            "back the old values; to tune this config, use another --study NAME (its trials and "
+            "tune.csv go to OUT/study-NAME) or another --out. What may change between "
+            "sessions of a study: the device, batch sizes, record_interval, tf32, the rig's "
+            "waiting, [tune] trials and sampler_seed, and the [tune.params] searched."
+        )
+    if "config" not in study.user_attrs:
+        study.set_user_attr("config", dict(config))
+
+
 def _write_trials(study: Any, path: Path) -> None:
     from xdream.multi import write_table
 
@@ -601,10 +753,16 @@ def cmd_tune(args: argparse.Namespace, console: Any) -> int:
 
     cfg, section = load(args.config)
     _require_optuna()
+    check_study_name(args.study)
     out = Path(args.out) if args.out else _default_out(Path(args.config).stem + "-tune")
+    given = "".join(
+        f" --{key} {value}"
+        for key, value in (("storage", args.storage), ("study", args.study))
+        if value is not None and not (key == "study" and value == DEFAULT_STUDY)
+    )
     args.continue_with = (
-        f"`xdream tune {args.config} --out {out}` (its finished trials stay in the study; "
-        "the trial that was running resumes)"
+        f"`xdream tune {args.config} --out {out}{given}` (its finished trials stay in the "
+        "study; the trial that was running resumes)"
     )
     study = run_tune(
         cfg,
@@ -621,8 +779,10 @@ def cmd_tune(args: argparse.Namespace, console: Any) -> int:
         return 1
     console.print(
         f"best median normalised score {study.best_value:.4g} with {study.best_params} "
-        f"({len(done)} trials in study {args.study!r}); table: {out / 'tune.csv'}",
+        f"({len(done)} trials in study {args.study!r}); table: "
+        f"{study_folder(out.resolve(), args.study) / 'tune.csv'}",
         highlight=False,
+        markup=False,
     )
     return 0
 
@@ -638,7 +798,12 @@ def add_parser(subparsers: Any) -> None:
         "--storage",
         help="database URL for the study (default: sqlite:///OUT/tune.db); any SQLAlchemy URL",
     )
-    p.add_argument("--study", default="xdream", help="study name (default 'xdream')")
+    p.add_argument(
+        "--study",
+        default=DEFAULT_STUDY,
+        help=f"study name (default {DEFAULT_STUDY!r}, whose trials go to OUT; another NAME's go "
+        "to OUT/study-NAME): letters, digits, '.', '_', '-'",
+    )
     p.add_argument(
         "--trials",
         type=at_least(1),
