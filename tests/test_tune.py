@@ -533,6 +533,46 @@ def test_each_study_of_an_out_keeps_its_own_folders_and_table(
     assert not (tmp_path / "bad").exists()
 
 
+def test_two_tunes_creating_one_storage_at_once_both_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The study is created while holding a lock in OUT, and a creation that loses a race
+    (another process made the tables meanwhile) is tried again: one of two `xdream tune`
+    started together failed with `table study_directions already exists` (audit W16)."""
+    optuna = _optuna()
+    import fcntl
+
+    import sqlalchemy.exc
+
+    from xdream import tune
+
+    create = optuna.create_study
+    calls: list[bool] = []
+
+    def racing(**kwargs: Any) -> Any:
+        probe = os.open(tmp_path / "o" / tune.LOCK_FILE, os.O_RDWR)
+        try:  # another process's attempt to take the lock now fails
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(probe)
+        calls.append(True)
+        if len(calls) == 1:  # the other process made the tables after this one looked
+            create(**kwargs)
+            raise sqlalchemy.exc.OperationalError(
+                "CREATE TABLE study_directions",
+                {},
+                Exception("table study_directions already exists"),
+            )
+        return create(**kwargs)
+
+    monkeypatch.setattr(optuna, "create_study", racing)
+    cfg, section = _small(tmp_path)
+    _fast(monkeypatch)
+    study = tune.run_tune(cfg, section, tmp_path / "o")
+    assert len(calls) == 2 and [t.state.name for t in study.trials] == ["COMPLETE"]
+
+
 def test_an_interrupted_tune_of_another_study_says_to_continue_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

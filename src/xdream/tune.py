@@ -54,7 +54,8 @@ import os
 import re
 import socket
 import statistics
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,9 @@ DEFAULT_STUDY = "xdream"
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 """A study name: it names the folder ``OUT/study-NAME`` of a study other than the default."""
+
+LOCK_FILE = ".xdream-tune.lock"
+"""The file in ``OUT`` locked while a study is opened or created (:func:`_creation_lock`)."""
 
 SESSION_KEYS = (
     "experiment.seed",  # each trial runs [tune] seeds
@@ -410,6 +414,46 @@ def study_folder(out: str | Path, name: str = DEFAULT_STUDY) -> Path:
     return Path(out) if name == DEFAULT_STUDY else Path(out) / f"study-{name}"
 
 
+@contextlib.contextmanager
+def _creation_lock(out: Path) -> Iterator[None]:
+    """Hold :data:`LOCK_FILE` in ``OUT`` while the study is opened or created and its config
+    checked: two ``xdream tune`` started together on a fresh ``OUT`` created the SQLite tables
+    at once, and one failed (``table study_directions already exists``)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock (the retry in run_tune remains)
+        yield
+        return
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        with contextlib.suppress(OSError):  # a file system without locks: go on unlocked
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # frees the lock
+
+
+def _open_study(optuna: Any, url: str, study_name: str, sampler: Any) -> Any:
+    """``optuna.create_study`` (or load), tried again once after a creation race: another
+    process creating the storage's tables or the study at the same moment (a shared
+    ``--storage`` that :func:`_creation_lock` does not cover)."""
+    for attempt in (1, 2):
+        try:
+            return optuna.create_study(
+                storage=url,
+                study_name=study_name,
+                direction="maximize",
+                load_if_exists=True,
+                sampler=sampler,
+            )
+        except Exception as err:  # bad URL, missing driver, unreachable server, a race
+            if attempt == 1 and "already exists" in str(err):
+                time.sleep(0.5)  # the other process finishes creating them
+                continue
+            raise XDreamError(f"cannot open the Optuna storage {url!r}: {err}") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def run_tune(
     cfg: Any,
     section: TuneSection,
@@ -433,19 +477,11 @@ def run_tune(
     here = study_folder(out, study_name)
     table = here / "tune.csv"
     url = storage or f"sqlite:///{out / 'tune.db'}"
-    try:
-        study = optuna.create_study(
-            storage=url,
-            study_name=study_name,
-            direction="maximize",
-            load_if_exists=True,
-            sampler=make_sampler(optuna, section.sampler_seed),
-        )
-    except Exception as err:  # bad URL, missing driver, unreachable server
-        raise XDreamError(f"cannot open the Optuna storage {url!r}: {err}") from None
-    _check_objective(study, OBJECTIVE.format(references=section.references), study_name)
-    earlier = None if "config" in study.user_attrs else earlier_config(study, section)
-    check_config(study, fingerprint(cfg, section), study_name, console, earlier)
+    with _creation_lock(out):
+        study = _open_study(optuna, url, study_name, make_sampler(optuna, section.sampler_seed))
+        _check_objective(study, OBJECTIVE.format(references=section.references), study_name)
+        earlier = None if "config" in study.user_attrs else earlier_config(study, section)
+        check_config(study, fingerprint(cfg, section), study_name, console, earlier)
     here.mkdir(exist_ok=True)
 
     def run_trial(trial: Any) -> float:
