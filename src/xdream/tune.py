@@ -40,7 +40,7 @@ A study records the config its trials run under (:func:`fingerprint`, the study'
 attribute) and refuses to go on under another, naming each changed key (:func:`check_config`).
 The default study (``--study xdream``) keeps its trial folders ``OUT/trialNNNN`` and its table
 ``OUT/tune.csv``; any other study ``NAME`` keeps them in ``OUT/study-NAME/``
-(:func:`study_folder`).
+(:func:`study_folder`). The table is rewritten after each finished trial.
 """
 
 from __future__ import annotations
@@ -466,7 +466,8 @@ def run_tune(
 ) -> Any:
     """Run trials into the study and return it: ``trials`` more, or (``None``) as many as the
     study lacks of ``[tune] trials`` finished ones (counting those other machines finish
-    meanwhile). Trial folders and ``tune.csv`` go to :func:`study_folder`."""
+    meanwhile). Trial folders and ``tune.csv`` go to :func:`study_folder`; the table is
+    rewritten after each finished trial."""
     optuna = _require_optuna()
     if trials is not None and (isinstance(trials, bool) or trials < 1):
         raise XDreamError(f"trials must be an integer >= 1, got {trials!r}")
@@ -517,10 +518,13 @@ def run_tune(
             )
         return value
 
+    def write_table(study: Any, trial: Any) -> None:  # after each finished trial
+        _write_trials(study, table)
+
     recover_interrupted(study, console)
     complete = (optuna.trial.TrialState.COMPLETE,)
     finished = len(study.get_trials(deepcopy=False, states=complete))
-    callbacks = []
+    callbacks: list[Any] = [write_table]
     if trials is None:  # up to [tune] trials finished ones, whichever machine finishes them
         trials = max(0, section.trials - finished)
         callbacks.append(optuna.study.MaxTrialsCallback(section.trials, states=complete))
@@ -768,19 +772,47 @@ def check_config(
         study.set_user_attr("config", dict(config))
 
 
-def _write_trials(study: Any, path: Path) -> None:
-    from xdream.multi import write_table
-
+def trial_table(study: Any, folder: Path | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows and columns of ``tune.csv`` (documented in docs/records.md): one row per trial
+    of the study. ``folder``: the table's folder, which trial folders inside it are named
+    relative to."""
     trials = study.trials
     retried_as = {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
-    rows = [
-        {"number": t.number, "state": t.state.name, "value": t.value, **t.params} for t in trials
-    ]
-    keys = [*dict.fromkeys(k for r in rows for k in r), "retry_of", "retried_as"]
-    for row, t in zip(rows, trials):
-        row["retry_of"] = t.user_attrs.get("retry_of")
-        row["retried_as"] = retried_as.get(t.number)
-    write_table(path, rows, keys)
+    rows = []
+    for t in trials:
+        start, end = t.datetime_start, t.datetime_complete
+        path = t.user_attrs.get("folder")
+        if isinstance(path, str) and folder is not None:
+            with contextlib.suppress(ValueError):  # elsewhere (another machine): as recorded
+                path = str(Path(path).relative_to(folder))
+        scores = t.user_attrs.get("normalised_scores") or {}
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                **t.params,
+                "datetime_start": start.isoformat(timespec="seconds") if start else None,
+                "duration_s": round((end - start).total_seconds(), 3) if start and end else None,
+                "folder": path,
+                **{f"norm_{unit}": v for unit, v in scores.items()},
+                "retry_of": t.user_attrs.get("retry_of"),
+                "retried_as": retried_as.get(t.number),
+            }
+        )
+    fixed = ["number", "state", "value", "datetime_start", "duration_s", "folder"]
+    params = [k for k in dict.fromkeys(k for t in trials for k in t.params) if k not in fixed]
+    units = [k for k in dict.fromkeys(k for r in rows for k in r) if k.startswith("norm_")]
+    columns = [*fixed[:3], *params, *fixed[3:], *units, "retry_of", "retried_as"]
+    return rows, columns
+
+
+def _write_trials(study: Any, path: Path) -> None:
+    """Write ``tune.csv`` atomically (a reader never sees half a table)."""
+    from xdream.multi import write_table
+
+    rows, columns = trial_table(study, path.parent)
+    write_table(path, rows, columns)
 
 
 def cmd_tune(args: argparse.Namespace, console: Any) -> int:
