@@ -614,6 +614,53 @@ def test_two_tunes_creating_one_storage_at_once_both_go_on(
     assert len(calls) == 2 and [t.state.name for t in study.trials] == ["COMPLETE"]
 
 
+def test_an_unusable_out_or_storage_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--out a file, in a file, or read-only; a read-only database; a bad URL: one line naming
+    the folder and the fix, and no folder left behind (a traceback, or "invalid data ...
+    exceeding max length": audit W11)."""
+    optuna = _optuna()
+    import errno
+
+    import xdream.records
+    from xdream import tune
+
+    cfg, section = _small(tmp_path)
+    _fast(monkeypatch)
+    (tmp_path / "file").write_text("")
+    for out in (tmp_path / "file", tmp_path / "file" / "sub"):
+        with pytest.raises(XDreamError, match=r"output folder .*file.*a file has that name"):
+            tune.run_tune(cfg, section, out)
+    with pytest.raises(XDreamError, match=r"cannot open the Optuna storage 'foo://x'"):
+        tune.run_tune(cfg, section, tmp_path / "new" / "o", storage="foo://x")
+    assert not (tmp_path / "new").exists()
+    tune.run_tune(cfg, section, tmp_path / "done")
+
+    def read_only(folder: Any, exist_ok: bool = False) -> list[Path]:
+        raise OSError(errno.EROFS, "Read-only file system", str(folder))
+
+    with monkeypatch.context() as m:
+        m.setattr(xdream.records, "make_folder", read_only)
+        with pytest.raises(XDreamError) as info:
+            tune.run_tune(cfg, section, tmp_path / "done")
+    assert str(info.value) == (
+        f"cannot write into the output folder {str((tmp_path / 'done').resolve())!r} (Read-only "
+        "file system): make it writable, or copy it to a folder that can be written and give "
+        "that as --out (its studies go on there)"
+    )
+
+    import sqlalchemy.exc
+
+    def readonly_db(**kwargs: Any) -> Any:
+        error = Exception("attempt to write a readonly database")
+        raise sqlalchemy.exc.OperationalError("INSERT", {}, error)
+
+    monkeypatch.setattr(optuna, "create_study", readonly_db)
+    with pytest.raises(XDreamError, match=r"tune.db'.*read-only: make it writable"):
+        tune.run_tune(cfg, section, tmp_path / "done")
+
+
 def test_an_interrupted_tune_of_another_study_says_to_continue_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

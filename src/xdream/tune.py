@@ -414,6 +414,29 @@ def study_folder(out: str | Path, name: str = DEFAULT_STUDY) -> Path:
     return Path(out) if name == DEFAULT_STUDY else Path(out) / f"study-{name}"
 
 
+def _make_out(out: Path) -> list[Path]:
+    """Create ``out`` (and check that it can be written, before any trial); one clear line if
+    not. Returns the folders made (:func:`xdream.records.make_folder`)."""
+    from xdream.records import make_folder
+
+    try:
+        return make_folder(out, exist_ok=True)
+    except OSError as err:
+        why = err.strerror or str(err)
+        if isinstance(err, (FileExistsError, NotADirectoryError)):
+            fix = "a file has that name: give --out a folder"
+        elif (out / "tune.db").is_file():
+            fix = (
+                "make it writable, or copy it to a folder that can be written and give that as "
+                "--out (its studies go on there)"
+            )
+        else:
+            fix = "make it writable, or give --out a folder that can be written"
+        raise XDreamError(
+            f"cannot write into the output folder {str(out)!r} ({why}): {fix}"
+        ) from None
+
+
 @contextlib.contextmanager
 def _creation_lock(out: Path) -> Iterator[None]:
     """Hold :data:`LOCK_FILE` in ``OUT`` while the study is opened or created and its config
@@ -447,10 +470,16 @@ def _open_study(optuna: Any, url: str, study_name: str, sampler: Any) -> Any:
                 sampler=sampler,
             )
         except Exception as err:  # bad URL, missing driver, unreachable server, a race
-            if attempt == 1 and "already exists" in str(err):
+            text = str(err)
+            if attempt == 1 and "already exists" in text:
                 time.sleep(0.5)  # the other process finishes creating them
                 continue
-            raise XDreamError(f"cannot open the Optuna storage {url!r}: {err}") from None
+            if "readonly database" in text:
+                text = (
+                    "the database file (or its folder) is read-only: make it writable, or copy "
+                    "it with its folder to one that can be written"
+                )
+            raise XDreamError(f"cannot open the Optuna storage {url!r}: {text}") from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -474,16 +503,30 @@ def run_tune(
     check_study_name(study_name)
     norm = normalisers(cfg, section.references)  # refuses units it cannot normalise
     out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    made = _make_out(out)
     here = study_folder(out, study_name)
     table = here / "tune.csv"
     url = storage or f"sqlite:///{out / 'tune.db'}"
-    with _creation_lock(out):
-        study = _open_study(optuna, url, study_name, make_sampler(optuna, section.sampler_seed))
-        _check_objective(study, OBJECTIVE.format(references=section.references), study_name)
-        earlier = None if "config" in study.user_attrs else earlier_config(study, section)
-        check_config(study, fingerprint(cfg, section), study_name, console, earlier)
-    here.mkdir(exist_ok=True)
+    try:
+        with _creation_lock(out):
+            study = _open_study(optuna, url, study_name, make_sampler(optuna, section.sampler_seed))
+            _check_objective(study, OBJECTIVE.format(references=section.references), study_name)
+            earlier = None if "config" in study.user_attrs else earlier_config(study, section)
+            check_config(study, fingerprint(cfg, section), study_name, console, earlier)
+        here.mkdir(exist_ok=True)
+    except XDreamError:
+        if made:  # a folder made for this call goes again, if nothing else was written into it
+            from xdream.records import remove_empty
+
+            with contextlib.suppress(OSError):
+                (out / LOCK_FILE).unlink()
+            remove_empty(made)
+        raise
+    except OSError as err:
+        raise XDreamError(
+            f"cannot write into {str(err.filename or here)!r} ({err.strerror or err}): make it "
+            "writable, or give --out another folder"
+        ) from None
 
     def run_trial(trial: Any) -> float:
         attrs = trial.user_attrs  # a retry's were given when it was enqueued
