@@ -360,6 +360,9 @@ def test_an_interrupted_trial_resumes_its_folder_when_tune_runs_again(
     assert (out / "tune.csv").read_text() == ref_table  # another study's table is left alone
     assert len(table) == 1 + len(trials)
     assert table[0].endswith(",retry_of,retried_as")
+    durations = [row.split(",")[table[0].split(",").index("duration_s")] for row in table[1:]]
+    assert (durations[1] == "") == (how == "kill")  # killed: it ended when it was found
+    assert all(float(d) >= 0 for i, d in enumerate(durations) if i != 1)
     assert table[2].startswith("1,FAIL,") and table[2].endswith(f",,{retry.number}")
     assert table[1 + retry.number].startswith(f"{retry.number},COMPLETE,")
     assert table[1 + retry.number].endswith(",1,")

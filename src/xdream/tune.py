@@ -829,6 +829,9 @@ def trial_table(study: Any, folder: Path | None = None) -> tuple[list[dict[str, 
             with contextlib.suppress(ValueError):  # elsewhere (another machine): as recorded
                 path = str(Path(path).relative_to(folder))
         scores = t.user_attrs.get("normalised_scores") or {}
+        how = t.user_attrs.get("interrupted")
+        if isinstance(how, str) and not how.startswith("interrupted ("):  # its process was gone
+            end = None  # when it was found (recover_interrupted), not when it stopped
         rows.append(
             {
                 "number": t.number,
