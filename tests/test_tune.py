@@ -577,12 +577,20 @@ def test_tune_csv_is_written_after_each_trial_with_its_documented_columns(
         assert f"`{column}`" in section_text, column
 
 
+@pytest.mark.parametrize(
+    ("kind", "lost"),
+    [
+        ("OperationalError", "table study_directions already exists"),
+        ("IntegrityError", "UNIQUE constraint failed: alembic_version.version_num"),
+    ],
+)
 def test_two_tunes_creating_one_storage_at_once_both_go_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, lost: str
 ) -> None:
     """The study is created while holding a lock in OUT, and a creation that loses a race
-    (another process made the tables meanwhile) is tried again: one of two `xdream tune`
-    started together failed with `table study_directions already exists` (audit W16)."""
+    (another process made the tables meanwhile, on a shared --storage) is tried again: one of
+    two `xdream tune` started together failed with `table study_directions already exists`
+    (audit W16)."""
     optuna = _optuna()
     import fcntl
 
@@ -603,11 +611,7 @@ def test_two_tunes_creating_one_storage_at_once_both_go_on(
         calls.append(True)
         if len(calls) == 1:  # the other process made the tables after this one looked
             create(**kwargs)
-            raise sqlalchemy.exc.OperationalError(
-                "CREATE TABLE study_directions",
-                {},
-                Exception("table study_directions already exists"),
-            )
+            raise getattr(sqlalchemy.exc, kind)("CREATE TABLE", {}, Exception(lost))
         return create(**kwargs)
 
     monkeypatch.setattr(optuna, "create_study", racing)

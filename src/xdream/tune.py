@@ -76,6 +76,11 @@ STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 LOCK_FILE = ".xdream-tune.lock"
 """The file in ``OUT`` locked while a study is opened or created (:func:`_creation_lock`)."""
 
+RACE_SIGNS = ("already exists", "UNIQUE constraint failed", "duplicate key value")
+"""What the database says to a process that creates a storage's tables or a study that another
+one created meanwhile (SQLite, PostgreSQL): :func:`_open_study` tries again."""
+RACE_TRIES = 3
+
 SESSION_KEYS = (
     "experiment.seed",  # each trial runs [tune] seeds
     "experiment.record_interval",
@@ -457,10 +462,10 @@ def _creation_lock(out: Path) -> Iterator[None]:
 
 
 def _open_study(optuna: Any, url: str, study_name: str, sampler: Any) -> Any:
-    """``optuna.create_study`` (or load), tried again once after a creation race: another
-    process creating the storage's tables or the study at the same moment (a shared
-    ``--storage`` that :func:`_creation_lock` does not cover)."""
-    for attempt in (1, 2):
+    """``optuna.create_study`` (or load), tried again after losing a creation race
+    (:data:`RACE_SIGNS`): another process creating the storage's tables or the study at the same
+    moment (a shared ``--storage`` that :func:`_creation_lock` does not cover)."""
+    for attempt in range(1, RACE_TRIES + 1):
         try:
             return optuna.create_study(
                 storage=url,
@@ -471,8 +476,8 @@ def _open_study(optuna: Any, url: str, study_name: str, sampler: Any) -> Any:
             )
         except Exception as err:  # bad URL, missing driver, unreachable server, a race
             text = str(err)
-            if attempt == 1 and "already exists" in text:
-                time.sleep(0.5)  # the other process finishes creating them
+            if attempt < RACE_TRIES and any(sign in text for sign in RACE_SIGNS):
+                time.sleep(0.5 * attempt)  # the other process finishes creating them
                 continue
             if "readonly database" in text:
                 text = (
