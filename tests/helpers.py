@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import zlib
@@ -148,3 +149,11 @@ def many_unit_folder(tmp_path: Path) -> tuple[Path, list[str]]:
         (many / "units" / name / "record.h5").write_bytes(b"")
     (many / "config.yaml").write_text("")
     return many, names
+
+
+def default_signals() -> None:
+    """``preexec_fn`` of a child that is sent SIGINT, SIGTERM or SIGHUP: it takes them as a
+    shell's foreground job does, whatever this process ignores (a test run started in the
+    background ignores SIGINT; under ``nohup``, SIGHUP; a child inherits what is ignored)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)

@@ -15,7 +15,11 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import folder_held_by_another_process, killed_inside_an_append
+from tests.helpers import (
+    default_signals,
+    folder_held_by_another_process,
+    killed_inside_an_append,
+)
 from tests.test_experiment import assert_same_records
 from xdream.cli import main
 
@@ -201,7 +205,7 @@ def test_sigterm_and_sighup_stop_a_run_as_ctrl_c_does(
     out = tmp_path / "run"
     stopped = subprocess.run(
         [sys.executable, "-c", SIGNALLED_RUN, name, "run", str(cfg), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, preexec_fn=default_signals,
     )  # fmt: skip
     assert stopped.returncode == status, stopped.stderr
     assert stopped.stderr.strip().splitlines()[-1] == (
@@ -239,7 +243,7 @@ def signalled_while_importing(module: str, args: list[str], signum: int) -> tupl
     stalled = STALLED_IMPORT.replace("STALLED_MODULE", module)
     proc = subprocess.Popen(
         [sys.executable, "-c", stalled, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals,
     )  # fmt: skip
     try:
         assert proc.stderr is not None
