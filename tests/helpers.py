@@ -104,14 +104,18 @@ def killed_inside_an_append(folder: Path) -> None:
 
 
 @contextmanager
-def folder_held_by_another_process(folder: Path) -> Iterator[int]:
-    """Another process holds ``folder`` (:meth:`xdream.records.RunFolder.lock`) inside the
-    block, as a run that is still going does; yields its pid, and kills it (SIGKILL: it frees
-    nothing itself) at the end."""
+def folder_held_by_another_process(
+    folder: Path, take: str = "RunFolder(path).lock()"
+) -> Iterator[int]:
+    """Another process holds ``folder`` inside the block, as a run that is still going does
+    (``take``: the expression that takes the lock, on ``path``; by default
+    :meth:`xdream.records.RunFolder.lock`, ``sweep.hold_sweep(path)`` for a sweep's); yields
+    its pid, and kills it (SIGKILL: it frees nothing itself) at the end."""
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from xdream.records import RunFolder; "
-         "lock = RunFolder(sys.argv[1]).lock(); print('held', flush=True); time.sleep(120)",
+         "import sys, time; from pathlib import Path; from xdream import sweep; "
+         "from xdream.records import RunFolder; path = Path(sys.argv[1]); "
+         f"lock = {take}; print('held', flush=True); time.sleep(120)",
          str(folder)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -568,25 +568,15 @@ def test_a_second_sweep_into_one_out_is_refused_at_once_naming_the_first(
     """Two sweeps into one --out both ran, each reported the experiments the other ran as
     failed (in sweep.csv too), and both exited 1. The second is refused before Ray starts,
     naming the first's process; a killed sweep leaves no lock behind."""
+    from tests.helpers import folder_held_by_another_process
+
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from xdream import sweep; "
-         "lock = sweep.hold_sweep(Path(sys.argv[1])); print('held', flush=True); time.sleep(60)",
-         str(out)],
-        stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])},
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with folder_held_by_another_process(out, take="sweep.hold_sweep(path)") as pid:
         cfg, section = _small_sweep(tmp_path)
-        with pytest.raises(FolderInUseError, match=rf"another xdream sweep \(pid {holder.pid} on "):
+        with pytest.raises(FolderInUseError, match=rf"another xdream sweep \(pid {pid} on "):
             sweep.run_sweep(cfg, section, out)
         assert fake_ray.inits == [] and not (out / "sweep.csv").exists()
-    finally:
-        holder.kill()
-        holder.wait()
     sweep.hold_sweep(out).release()  # the killed holder's lock went with it
 
 
