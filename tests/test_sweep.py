@@ -14,6 +14,8 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -616,6 +618,38 @@ def test_sweep_csv_is_written_as_each_task_ends(tmp_path: Path, fake_ray: FakeRa
     assert sorted(states) == sorted(
         [(done[0], "failed", "XDreamError: it failed"), *[(f, "finished", "") for f in done[1:]]]
     )
+
+
+def test_a_sweep_csv_that_cannot_be_rewritten_lets_the_tasks_end(
+    tmp_path: Path, fake_ray: FakeRay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OUT made unwritable after the sweep started (a changed mount, an immutable flag): the
+    first rewrite of sweep.csv ended the sweep in a traceback, stopping every running task.
+    The tasks go on, with one warning; at the end one line says the table could not be
+    written and how to get it (running the sweep again, which runs nothing again)."""
+    from xdream import multi
+
+    writes: list[int] = []
+    write_table = multi.write_table
+
+    def unwritable_after_the_first(path: Path, rows: Any, columns: Any) -> None:
+        writes.append(len(rows))
+        if len(writes) > 1:
+            raise PermissionError(1, "Operation not permitted")
+        write_table(path, rows, columns)
+
+    monkeypatch.setattr(multi, "write_table", unwritable_after_the_first)
+    said: list[str] = []
+    console = SimpleNamespace(print=lambda text, **kw: said.append(str(text)))
+    out = tmp_path / "out"
+    cfg, section = _small_sweep(tmp_path)
+    with pytest.raises(XDreamError, match=r"experiments have ended, but sweep\.csv cannot be") as e:
+        sweep.run_sweep(cfg, section, out, console=console)
+    assert "Operation not permitted" in str(e.value) and "run the sweep again" in str(e.value)
+    n = len(sweep.plan(cfg, section, out))
+    assert len(fake_ray.submitted) == n and len(writes) == n + 2  # every task ended
+    warned = [line for line in said if line.startswith("warning: sweep.csv cannot be written")]
+    assert len(warned) == 1, said
 
 
 def test_sweep_stops_on_sigterm_as_on_ctrl_c_after_ray_starts(

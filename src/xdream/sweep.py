@@ -543,7 +543,14 @@ def run_sweep(
         finally:
             if started_here:
                 ray.shutdown()
-        return _write_table(out, tasks, results)
+        try:
+            return _write_table(out, tasks, results)
+        except OSError as err:
+            raise XDreamError(
+                f"the sweep's experiments have ended, but {_table_error(out, err)}: their "
+                "records are in their folders. Make the folder writable, then run the sweep "
+                "again to write the table (finished experiments are not run again)."
+            ) from None
     except BaseException:
         with contextlib.suppress(OSError):
             if [p.name for p in out.iterdir()] == [SWEEP_LOCK]:
@@ -648,7 +655,14 @@ def _run_tasks(
         for i, task in enumerate(tasks)
         if i not in results
     }
-    _write_table(out, tasks, results)  # every task, those still to run as pending
+    try:
+        _write_table(out, tasks, results)  # every task, those still to run as pending
+    except OSError as err:
+        raise XDreamError(
+            f"{_table_error(out, err)}, so no experiment was started: make the folder "
+            "writable, then run the sweep again"
+        ) from None
+    unwritten = False  # sweep.csv could not be rewritten (said once)
     if console is not None:
         console.print(
             f"{len(tasks)} experiments ({len(results)} already finished) on Ray "
@@ -663,7 +677,17 @@ def _run_tasks(
         except Exception as err:  # an error in the task, or it died more than max_retries
             result = {"error": describe_failure(err)}
         results[i] = _with_record(out / tasks[i].folder, result)
-        _write_table(out, tasks, results)
+        try:
+            _write_table(out, tasks, results)
+        except OSError as err:  # the tasks go on: their records are in their own folders
+            if console is not None and not unwritten:
+                console.print(
+                    f"warning: {_table_error(out, err)}; the experiments go on, and the table "
+                    "is written when they have ended",
+                    highlight=False,
+                    markup=False,
+                )
+            unwritten = True
         if console is not None:
             t = tasks[i]
             state = result.get("error") or f"best {result.get('best_score'):.4g}"
@@ -685,6 +709,10 @@ def _with_record(folder: Path, result: dict[str, Any]) -> dict[str, Any]:
     except SummaryUnreadableError:
         recorded = {}
     return {**recorded, "attempts": _attempts(folder / "worker.json"), **result}
+
+
+def _table_error(out: Path, err: OSError) -> str:
+    return f"sweep.csv cannot be written in {str(out)!r} ({err.strerror or err})"
 
 
 def _write_table(
