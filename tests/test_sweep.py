@@ -681,6 +681,25 @@ def test_sweep_stops_on_sigterm_as_on_ctrl_c_after_ray_starts(
     assert fake_ray.inits == [None]
 
 
+def test_a_sigterm_while_ray_starts_stops_the_sweep_as_ctrl_c_does(
+    tmp_path: Path, fake_ray: FakeRay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGTERM in the second or two ray.init takes met Ray's own handler, which exits with
+    status 15 and no line; it stops the sweep as a SIGTERM later does (Terminated: the
+    "continue with" line, status 143), and the fresh --out is removed."""
+    from xdream.cli import Terminated
+
+    def killed_while_starting(address: object = None, **kwargs: object) -> None:
+        raise SystemExit(signal.SIGTERM)  # what Ray's handler does
+
+    monkeypatch.setattr(fake_ray, "init", killed_while_starting)
+    out = tmp_path / "out"
+    with pytest.raises(Terminated) as stopped:
+        sweep.run_sweep(*_small_sweep(tmp_path), out)
+    assert stopped.value.signum == signal.SIGTERM
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

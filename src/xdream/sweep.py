@@ -602,6 +602,12 @@ def _init_ray(ray: Any, address: str | None) -> list[_Relay]:
     except ConnectionError as err:
         first = next((line for line in str(err).splitlines() if line.strip()), "")
         raise XDreamError(_no_cluster(address, first)) from None
+    except SystemExit as err:  # Ray's handler of a SIGTERM or SIGHUP that came during init
+        if err.code not in stops:
+            raise
+        from xdream.cli import Terminated
+
+        raise Terminated(int(err.code)) from None  # type: ignore[arg-type]
     finally:
         if threading.current_thread() is threading.main_thread():
             for signum, handler in before.items():
