@@ -1241,6 +1241,30 @@ def test_a_sweep_folder_lists_its_tasks_without_a_record(runs: Path, tmp_path: P
     assert "stem_c009/genetic/seed0" in tables[2] and "not started" in tables[2]
 
 
+def test_pending_tasks_of_an_optimiser_without_a_record_are_not_started_in_its_row(
+    runs: Path, tmp_path: Path
+) -> None:
+    """A unit with a recorded run and two pending tasks of another optimiser (a stopped or
+    running sweep of two optimisers): those tasks are its row's, 0 / 2, not started (the
+    report raised IndexError on the group made for the first of them)."""
+    from xdream.multi import write_table
+    from xdream.sweep import columns
+
+    folder = tmp_path / "sweep"
+    shutil.copytree(runs / "a-seed0", folder / "stem_c003/genetic/seed0")
+    rows = [{"unit": "stem_c003", "optimizer": "genetic", "seed": 0,
+             "folder": "stem_c003/genetic/seed0", "error": ""}]  # fmt: skip
+    for seed in (0, 1):
+        rows.append({"unit": "stem_c003", "optimizer": "nes", "seed": seed,
+                     "folder": f"stem_c003/nes/seed{seed}", "error": ""})  # fmt: skip
+    write_table(folder / "sweep.csv", rows, columns())
+    page = html.unescape(report.write_report(folder, run_reports=False).read_text())
+    groups = [re.findall(r"<td[^>]*>(.*?)</td>", r)[:3] for r in _table(page, "per-optimizer")]
+    assert groups == [["genetic", "pixels", "1 / 1"], ["nes", "", "0 / 2"]]
+    pending = [r for r in _table(page, "runs") if "stem_c003/nes/seed" in r]
+    assert len(pending) == 2 and all("<td>not started</td>" in r for r in pending)
+
+
 def test_a_tune_folder_reports_each_trial_with_its_parameters(runs: Path, tmp_path: Path) -> None:
     """A tune folder's page has each study's trials (state, value, parameters) and per unit a
     row per trial (it pooled every trial, whatever its hyperparameters, in one row per

@@ -111,8 +111,12 @@ def _group_table(mine: list[dict[str, Any]], absent: list[dict[str, Any]], tune:
     unrecorded: dict[tuple[Any, ...], int] = {}
     for m in absent:  # a sweep task: its optimiser's row, by name (a sweep names each once)
         name = m["row"].get("optimizer", "")
-        key = next(
-            (k for k in sorted(groups) if json.loads(groups[k][0]["optimizer"])["name"] == name),
+        key = next(  # a group made for an earlier absent task has no run to name it
+            (
+                k
+                for k in sorted(groups)
+                if groups[k] and json.loads(groups[k][0]["optimizer"])["name"] == name
+            ),
             (("", -1), name, ""),
         )
         groups.setdefault(key, [])
