@@ -1265,6 +1265,35 @@ def test_pending_tasks_of_an_optimiser_without_a_record_are_not_started_in_its_r
     assert len(pending) == 2 and all("<td>not started</td>" in r for r in pending)
 
 
+def test_out_refuses_a_folder_of_other_experiments_or_another_folders_report(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out that is or holds another experiment, or holds the report of another folder, is
+    one clear error, exit 2, and its pages are left as they were (they were silently replaced
+    by the reported folder's); a later report of the same folder into the same --out works."""
+    one = Path(shutil.copytree(runs / "a-seed0", tmp_path / "one"))
+    other = Path(shutil.copytree(runs, tmp_path / "other"))
+    assert main(["report", str(other)]) == 0
+    before = {p: p.read_bytes() for p in other.rglob(report.REPORT_FILE)}
+    for source, out in ((one, other), (one, other / "b"), (other / "b", one)):
+        assert main(["report", str(source), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"xdream: error: --out {str(out)!r} holds an experiment (")
+        assert "give --out a new or empty folder" in err and err.count("\n") == 1
+    assert {p: p.read_bytes() for p in other.rglob(report.REPORT_FILE)} == before
+    pages = tmp_path / "pages"
+    assert main(["report", str(other), "--out", str(pages)]) == 0
+    assert main(["report", str(other), "--out", str(pages)]) == 0  # the same folder's again
+    page = (pages / report.REPORT_FILE).read_bytes()
+    assert main(["report", str(one), "--out", str(pages)]) == 2
+    err = capsys.readouterr().err
+    assert f"holds the report of another folder ({str(other)!r})" in err
+    assert (pages / report.REPORT_FILE).read_bytes() == page
+    (pages / report.REPORT_FILE).write_text("<html>someone's page</html>")
+    assert main(["report", str(other), "--out", str(pages)]) == 2
+    assert "holds a report.html that does not say which folder" in capsys.readouterr().err
+
+
 def test_a_tune_folder_reports_each_trial_with_its_parameters(runs: Path, tmp_path: Path) -> None:
     """A tune folder's page has each study's trials (state, value, parameters) and per unit a
     row per trial (it pooled every trial, whatever its hyperparameters, in one row per

@@ -16,7 +16,16 @@ from xdream.report.describe import _name, _status_text, describe_target
 from xdream.report.figures import _codes, experiment_figures
 from xdream.report.generator import load_generator
 from xdream.report.images import data_uri
-from xdream.report.page import FIGURES_DIR, REPORT_FILE, _fmt, _page, _table, _write, make_out
+from xdream.report.page import (
+    FIGURES_DIR,
+    REPORT_FILE,
+    _fmt,
+    _page,
+    _table,
+    _write,
+    check_out,
+    make_out,
+)
 from xdream.report.state import continue_with, run_state
 
 
@@ -135,6 +144,8 @@ def experiment_report(
     ``out``, into that folder instead (for an experiment folder that cannot be written)."""
     run = Path(run)
     dest = Path(out) if out is not None else run
+    if out is not None:
+        check_out(run, dest)
     rec = _complete(records.read(run, codes=False), codes=False)  # rows read as needed
     summary = rec.summary
     state = run_state(summary, run)  # no summary yet: starting, "running" while locked
@@ -225,5 +236,5 @@ def experiment_report(
         parts += [f'<li class="note">{html.escape(n)}</li>' for n in notes]
         parts.append("</ul>")
     page = dest / REPORT_FILE
-    _write(page, _page(f"xdream: {target}", "\n".join(parts), running, refresh))
+    _write(page, _page(f"xdream: {target}", "\n".join(parts), running, refresh, run))
     return page

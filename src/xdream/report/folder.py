@@ -12,7 +12,7 @@ from xdream import records
 from xdream.errors import RecordUnreadableError, SummaryUnreadableError, XDreamError
 from xdream.report.describe import target_headings
 from xdream.report.experiment import experiment_report
-from xdream.report.page import REPORT_FILE, _page, _write, make_out
+from xdream.report.page import REPORT_FILE, _page, _write, check_out, make_out
 from xdream.report.state import _rebuild_hint, continue_with, find_runs, run_state
 from xdream.report.studies import SWEEP_TABLE, _trials_table, find_studies, sweep_plan
 from xdream.report.tables import _group_table, _optimizer_spec, _run_table, _state_counts
@@ -40,6 +40,8 @@ def folder_report(
             f"{str(root)!r} holds no experiment (no record.h5 in it or below); give an "
             "experiment folder or a folder of them"
         )
+    if out is not None:
+        check_out(root, dest)
     make_out(dest)
     entries: list[dict[str, Any]] = []
     for run in runs:
@@ -151,7 +153,7 @@ def folder_report(
             parts.append(_group_table(mine, absent, tune))
         parts.append(_run_table(mine, absent, tune, run_reports, dest))
     page = dest / REPORT_FILE
-    _write(page, _page(f"xdream: {root.name}", "\n".join(parts), running, refresh))
+    _write(page, _page(f"xdream: {root.name}", "\n".join(parts), running, refresh, root))
     return page
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,52 @@ def _cannot_write(folder: Path, err: OSError) -> XDreamError:
         f"cannot write the report into {str(folder)!r}: {err.strerror or err}; give "
         "--out DIR to write it into another folder"
     )
+
+
+SOURCE_META = "xdream-report-of"
+"""The name of the ``<meta>`` tag of a report page that holds the folder it reports."""
+_SOURCE_TAG = re.compile(rf'<meta name="{SOURCE_META}" content="([^"]*)">')
+
+
+def page_source(page: Path) -> str | None:
+    """The folder a report page reports, as its ``<meta>`` tag holds it; None where the page
+    has none (not written by this xdream) or cannot be read."""
+    try:
+        with page.open(encoding="utf-8", errors="replace") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return None
+    found = _SOURCE_TAG.search(head)
+    return html.unescape(found.group(1)) if found else None
+
+
+def check_out(source: str | Path, out: str | Path) -> None:
+    """Refuse to write the report of ``source`` into ``out`` where that would replace pages
+    of something else: ``out`` is, or holds, an experiment folder (``record.h5``) or a
+    sweep's or tuning study's folder, or holds a report page of another folder. ``out`` being
+    ``source`` itself, or a folder already holding ``source``'s report, is fine."""
+    source, out = Path(source).resolve(), Path(out).resolve()
+    if out == source or not out.is_dir():
+        return
+    why = ""
+    found = next(out.rglob("record.h5"), None)
+    if found is not None:
+        why = f"holds an experiment ({str(found.parent)!r})"
+    for table in ("sweep.csv", "tune.csv"):
+        if not why and (out / table).is_file():
+            why = f"is a sweep's or tuning study's folder (it holds {table})"
+    page = out / REPORT_FILE
+    if not why and page.is_file():
+        other = page_source(page)
+        if other is None:
+            why = f"holds a {REPORT_FILE} that does not say which folder it reports"
+        elif other != str(source):
+            why = f"holds the report of another folder ({other!r})"
+    if why:
+        raise XDreamError(
+            f"--out {str(out)!r} {why}: the report of {str(source)!r} would replace its "
+            "pages; give --out a new or empty folder, or one that holds only this folder's report"
+        )
 
 
 def make_out(folder: str | Path) -> list[Path]:
@@ -99,10 +146,12 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 """
 
 
-def _page(title: str, body: str, running: bool, refresh: int) -> str:
+def _page(title: str, body: str, running: bool, refresh: int, source: Path) -> str:
+    """A report page of the folder ``source`` (named in its head: :func:`page_source`)."""
     head = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta name="{SOURCE_META}" content="{html.escape(str(source.resolve()))}">',
         f"<title>{html.escape(title)}</title>",
         f'<meta http-equiv="refresh" content="{refresh}">' if running else "",
         f"<style>{_STYLE}</style></head><body>",
