@@ -1347,6 +1347,27 @@ def test_a_tune_folder_reports_each_trial_with_its_parameters(runs: Path, tmp_pa
     ]
 
 
+def test_a_study_folder_reported_alone_is_named_by_its_folder(runs: Path, tmp_path: Path) -> None:
+    """The page of OUT/study-NAME heads its trials study NAME and names them NAME N (it called
+    them the default study's); a tune folder named study-X (it holds tune.db) stays the
+    default study."""
+    from xdream.multi import write_table
+
+    header = ["number", "state", "value"]
+    for name in ("tune/study-wide", "study-x"):
+        folder = tmp_path / name
+        shutil.copytree(runs / "a-seed0", folder / "trial0000" / "seed0")
+        write_table(folder / "tune.csv", [dict(zip(header, (0, "COMPLETE", 1.25)))], header)
+    (tmp_path / "study-x" / "tune.db").touch()
+    page = html.unescape(
+        report.write_report(tmp_path / "tune/study-wide", run_reports=False).read_text()
+    )
+    assert "<h2>Trials of study 'wide' (<code>tune.csv</code>)</h2>" in page
+    assert re.findall(r"<td[^>]*>(.*?)</td>", _table(page, "per-optimizer")[0])[0] == "wide 0"
+    page = report.write_report(tmp_path / "study-x", run_reports=False).read_text()
+    assert "<h2>Trials of the default study (<code>tune.csv</code>)</h2>" in page
+
+
 def test_a_read_only_folder_is_one_clear_error_and_out_writes_the_page_elsewhere(
     runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

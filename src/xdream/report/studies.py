@@ -100,14 +100,19 @@ def _trial_folders(table: Path, rows: Sequence[dict[str, str]]) -> dict[int, Pat
 
 
 def find_studies(root: Path) -> list[Study]:
-    """The tuning studies whose ``tune.csv`` is in ``root`` or in ``root/study-*/``."""
+    """The tuning studies whose ``tune.csv`` is in ``root`` or in ``root/study-*/``. The one in
+    ``root`` is the default study, or where ``root`` is itself a study's folder (``study-NAME``,
+    without the ``tune.db`` that a tune folder holds) study NAME."""
     tables = [root / TUNE_TABLE, *sorted(root.glob(f"study-*/{TUNE_TABLE}"))]
+    own = root.resolve().name
+    if not own.startswith("study-") or (root / "tune.db").exists():
+        own = ""
     studies = []
     for table in tables:
         if not table.is_file():
             continue
         columns, rows = _read_csv(table)
-        label = "" if table.parent == root else table.parent.name
+        label = own if table.parent == root else table.parent.name
         studies.append(Study(label, table, columns, rows, _trial_folders(table, rows)))
     return studies
 
