@@ -1265,6 +1265,32 @@ def test_pending_tasks_of_an_optimiser_without_a_record_are_not_started_in_its_r
     assert len(pending) == 2 and all("<td>not started</td>" in r for r in pending)
 
 
+def test_a_sweep_task_started_without_a_record_is_not_called_not_started(
+    runs: Path, tmp_path: Path
+) -> None:
+    """A pending task whose folder a worker made (config.yaml, worker.json) but with no record
+    yet is "started, nothing recorded yet" (it was "not started", as a task with no folder
+    still is)."""
+    from xdream.multi import write_table
+    from xdream.sweep import columns
+
+    folder = tmp_path / "sweep"
+    shutil.copytree(runs / "a-seed0", folder / "u/genetic/seed0")
+    started = folder / "u/genetic/seed1"
+    started.mkdir(parents=True)
+    shutil.copy(folder / "u/genetic/seed0/config.yaml", started)
+    (started / "worker.json").write_text('{"host": "h", "pid": 1}\n')
+    rows = [{"unit": "u", "optimizer": "genetic", "seed": seed, "folder": f"u/genetic/seed{seed}",
+             "error": "", "state": state}
+            for seed, state in ((0, "finished"), (1, "pending"), (2, "pending"))]  # fmt: skip
+    write_table(folder / "sweep.csv", rows, columns())
+    page = html.unescape(report.write_report(folder, run_reports=False).read_text())
+    assert "1 finished, 1 started (nothing recorded yet), 1 not started" in page
+    status = {r.split("</td>")[0][4:]: r for r in _table(page, "runs")}
+    assert "<td>started, nothing recorded yet</td>" in status["u/genetic/seed1"]
+    assert "<td>not started</td>" in status["u/genetic/seed2"]
+
+
 def test_out_refuses_a_folder_of_other_experiments_or_another_folders_report(
     runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

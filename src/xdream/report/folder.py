@@ -85,7 +85,8 @@ def folder_report(
                 "trial": trial,
             }
         )
-    # a sweep's tasks without a record: failed before recording anything, or not started
+    # a sweep's tasks without a record: failed before recording anything, started (a worker
+    # made its folder) but nothing recorded yet, or not started
     recorded = {e["rel"] for e in entries}
     unit_target: dict[str, str] = {}  # a sweep unit's target, as its recorded tasks give it
     missing: list[dict[str, Any]] = []
@@ -96,13 +97,7 @@ def folder_report(
             target = next(e["target"] for e in entries if e["rel"] == mine[0])
             unit_target.setdefault(row.get("unit", ""), target)
         else:
-            missing.append(
-                {
-                    "row": row,
-                    "rel": folder or "?",
-                    "state": "failed" if row.get("error") else "not started",
-                }
-            )
+            missing.append({"row": row, "rel": folder or "?", "state": _unrecorded(root, row)})
     for m in missing:
         m["target"] = unit_target.get(m["row"].get("unit", ""))
 
@@ -115,7 +110,8 @@ def folder_report(
         f"<p>Folder <code>{html.escape(str(root.resolve()))}</code>: {_state_counts(states)}"
         + (
             f" ({len(missing)} planned in {SWEEP_TABLE} have no record; they are listed "
-            "in the run tables with their error, or as not started)"
+            "in the run tables with their error, as started with nothing recorded yet, or as "
+            "not started)"
             if missing
             else ""
         )
@@ -155,6 +151,19 @@ def folder_report(
     page = dest / REPORT_FILE
     _write(page, _page(f"xdream: {root.name}", "\n".join(parts), running, refresh, root))
     return page
+
+
+def _unrecorded(root: Path, row: dict[str, str]) -> str:
+    """The state of a sweep task without a record: ``failed`` (an error in ``sweep.csv``),
+    ``started`` (not ended, as its ``state`` says where ``sweep.csv`` has one, and a worker
+    made its folder: ``worker.json`` or ``config.yaml``), else ``not started``."""
+    if row.get("error") or row.get("state") == "failed":
+        return "failed"
+    folder = root / row.get("folder", "").strip("/")
+    made = row.get("folder", "").strip("/") and any(
+        (folder / name).is_file() for name in ("worker.json", "config.yaml")
+    )
+    return "started" if made and row.get("state", "pending") == "pending" else "not started"
 
 
 def write_report(path: str | Path, **options: Any) -> Path:

@@ -75,9 +75,12 @@ def _state_counts(states: Sequence[str]) -> str:
     counts: dict[str, int] = {}
     for state in states:
         counts[state] = counts.get(state, 0) + 1
-    order = ["finished", "running", "stopped", "failed", "not started"]
+    order = ["finished", "running", "stopped", "failed", "started", "not started"]
     ranked = sorted(counts, key=lambda s: (order.index(s) if s in order else len(order), s))
-    return ", ".join(f"{counts[s]} {s}" for s in ranked)
+    return ", ".join(f"{counts[s]} {_STATE_TEXT.get(s, s)}" for s in ranked)
+
+
+_STATE_TEXT = {"started": "started (nothing recorded yet)"}
 
 
 def _trial_text(trial: tuple[str, int] | None) -> str:
@@ -195,7 +198,13 @@ def _run_table(
     for m in absent:
         row = m["row"]
         error = row.get("error", "")
-        status = f"failed before recording: {error}" if error else "not started"
+        status = (
+            f"failed before recording: {error}"
+            if error
+            else "started, nothing recorded yet"
+            if m["state"] == "started"
+            else m["state"]
+        )
         rows.append(
             f"<tr><td>{html.escape(m['rel'])}</td>"
             + ("<td></td>" if tune else "")
