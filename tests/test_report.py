@@ -1398,7 +1398,8 @@ def test_a_read_only_folder_is_one_clear_error_and_out_writes_the_page_elsewhere
     runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A report of a folder that cannot be written (a read-only mount) says so in one line,
-    exit 2 (it was a traceback), and --out writes the page (and the runs' pages) elsewhere."""
+    exit 2 (it was a traceback), and --out writes the page (and the runs' pages) elsewhere; an
+    --out that cannot be written, or that is a file, is told apart."""
     import errno
 
     folder = Path(shutil.copytree(runs, tmp_path / "sweep"))
@@ -1424,6 +1425,18 @@ def test_a_read_only_folder_is_one_clear_error_and_out_writes_the_page_elsewhere
         assert err.startswith(f"xdream: error: cannot write the report into {str(path)!r}: ")
         assert "Read-only file system" in err and "give --out DIR" in err
         assert "Traceback" not in err and err.count("\n") == 1
+    # --out itself the problem: the advice is about it (it was "give --out DIR" here too)
+    afile = tmp_path / "afile"
+    afile.touch()
+    for out, says in (
+        (folder / "pages", "Read-only file system; give --out a folder that can be written"),
+        (afile, "a file has that name; give --out a folder"),
+        (afile / "sub", f"{str(afile)!r} is a file; give --out a folder"),
+    ):
+        assert main(["report", str(folder / "a-seed0"), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"xdream: error: cannot write the report into {str(out)!r}: {says}")
+        assert "--out DIR" not in err and err.count("\n") == 1
 
     one = tmp_path / "pages" / "one"
     assert main(["report", str(folder / "a-seed0"), "--out", str(one)]) == 0

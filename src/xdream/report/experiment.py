@@ -151,12 +151,12 @@ def experiment_report(
     state = run_state(summary, run)  # no summary yet: starting, "running" while locked
     running = state == "running"
     figures, notes = experiment_figures(run, rec, max_tiles)
-    make_out(dest)
+    make_out(dest, out is not None)
     if write_figures:
-        make_out(dest / FIGURES_DIR)
+        make_out(dest / FIGURES_DIR, out is not None)
         for fig in figures:
             if fig.png is not None:
-                _write(dest / FIGURES_DIR / fig.name, fig.png)
+                _write(dest / FIGURES_DIR / fig.name, fig.png, out is not None)
 
     best, ref = summary.get("best_score"), summary.get("best_reference_score")
     ratio = records.relative_to_references(summary)  # noise-free over noise-free, as units.csv
@@ -236,5 +236,7 @@ def experiment_report(
         parts += [f'<li class="note">{html.escape(n)}</li>' for n in notes]
         parts.append("</ul>")
     page = dest / REPORT_FILE
-    _write(page, _page(f"xdream: {target}", "\n".join(parts), running, refresh, run))
+    _write(
+        page, _page(f"xdream: {target}", "\n".join(parts), running, refresh, run), out is not None
+    )
     return page

@@ -42,7 +42,7 @@ def folder_report(
         )
     if out is not None:
         check_out(root, dest)
-    make_out(dest)
+    make_out(dest, out is not None)
     entries: list[dict[str, Any]] = []
     for run in runs:
         problem = None
@@ -149,7 +149,11 @@ def folder_report(
             parts.append(_group_table(mine, absent, tune))
         parts.append(_run_table(mine, absent, tune, run_reports, dest))
     page = dest / REPORT_FILE
-    _write(page, _page(f"xdream: {root.name}", "\n".join(parts), running, refresh, root))
+    _write(
+        page,
+        _page(f"xdream: {root.name}", "\n".join(parts), running, refresh, root),
+        out is not None,
+    )
     return page
 
 

@@ -20,10 +20,25 @@ REPORT_FILE = "report.html"
 FIGURES_DIR = "report"
 
 
-def _cannot_write(folder: Path, err: OSError) -> XDreamError:
+def _cannot_write(folder: Path, err: OSError, out: bool) -> XDreamError:
+    """The error for a report that cannot be written into ``folder``: ``out``, a folder given
+    as ``--out`` (the advice is then about that folder, not to give ``--out``)."""
+    blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:  # FileExistsError, NotADirectoryError: a file is in the way
+        what = "a file has that name" if blocking == folder else f"{str(blocking)!r} is a file"
+        fix = (
+            "give --out a folder (a new one, or one of its own)"
+            if out
+            else "move that file away, or give --out DIR to write the report into another folder"
+        )
+        return XDreamError(f"cannot write the report into {str(folder)!r}: {what}; {fix}")
+    fix = (
+        "give --out a folder that can be written"
+        if out
+        else "give --out DIR to write it into another folder"
+    )
     return XDreamError(
-        f"cannot write the report into {str(folder)!r}: {err.strerror or err}; give "
-        "--out DIR to write it into another folder"
+        f"cannot write the report into {str(folder)!r}: {err.strerror or err}; {fix}"
     )
 
 
@@ -73,26 +88,28 @@ def check_out(source: str | Path, out: str | Path) -> None:
         )
 
 
-def make_out(folder: str | Path) -> list[Path]:
+def make_out(folder: str | Path, out: bool = True) -> list[Path]:
     """Create the folder a report is written into, with its missing parents, and check that a
     file can be written there (:func:`xdream.records.make_folder`, as ``xdream encode --out``
     does); returns the folders created, deepest first. A folder that cannot be written (a
-    read-only file system, no permission) is one clear error, not a traceback."""
+    read-only file system, no permission) is one clear error, not a traceback, whose advice is
+    for a folder given as ``--out`` (``out``) or for the folder reported (not ``out``)."""
     folder = Path(folder)
     try:
         return records.make_folder(folder, exist_ok=True)
     except OSError as err:
-        raise _cannot_write(folder, err) from None
+        raise _cannot_write(folder, err, out) from None
 
 
-def _write(path: Path, data: bytes | str) -> None:
-    """Atomically write a report file (readable by others, as every atomic write is)."""
+def _write(path: Path, data: bytes | str, out: bool) -> None:
+    """Atomically write a report file (readable by others, as every atomic write is) into the
+    folder reported, or into one given as ``--out`` (``out``)."""
     mode = "w" if isinstance(data, str) else "wb"
     try:
         with records.atomic_write(path, mode) as fh:
             fh.write(data)
     except OSError as err:  # a full disk, a folder made read-only meanwhile
-        raise _cannot_write(path.parent, err) from None
+        raise _cannot_write(path.parent, err, out) from None
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
