@@ -1304,7 +1304,8 @@ def test_out_refuses_a_folder_of_other_experiments_or_another_folders_report(
     for source, out in ((one, other), (one, other / "b"), (other / "b", one)):
         assert main(["report", str(source), "--out", str(out)]) == 2
         err = capsys.readouterr().err
-        assert err.startswith(f"xdream: error: --out {str(out)!r} holds an experiment (")
+        what = "holds an experiment (" if out == other else "is an experiment's folder:"
+        assert err.startswith(f"xdream: error: --out {str(out)!r} {what}")
         assert "give --out a new or empty folder" in err and err.count("\n") == 1
     assert {p: p.read_bytes() for p in other.rglob(report.REPORT_FILE)} == before
     pages = tmp_path / "pages"

@@ -70,7 +70,11 @@ def check_out(source: str | Path, out: str | Path) -> None:
     why = ""
     found = next(out.rglob("record.h5"), None)
     if found is not None:
-        why = f"holds an experiment ({str(found.parent)!r})"
+        why = (
+            "is an experiment's folder"
+            if found.parent == out
+            else f"holds an experiment ({str(found.parent)!r})"
+        )
     for table in ("sweep.csv", "tune.csv"):
         if not why and (out / table).is_file():
             why = f"is a sweep's or tuning study's folder (it holds {table})"
