@@ -118,7 +118,10 @@ def _tune_twice(tmp_path: Path, storage: str | None, study: str) -> None:
     assert set(norm) == {"blocks.0_c001", "blocks.0_c002", "blocks.0_c003"}
     for t in trials:
         assert 4 <= t.params["population_size"] <= 8 and t.params["selectivity"] in (1.0, 4.0)
-        scores = normalised_scores(Path(t.user_attrs["folder"]) / "seed0", norm)
+        out = tmp_path / ("a" if t.number < 2 else "b")  # trial 2 is "the other machine's"
+        here = tune.study_folder(out.resolve(), study)  # folders are recorded relative to it
+        assert t.user_attrs["folder"] == f"trial{t.number:04d}"
+        scores = normalised_scores(tune.trial_folder(here, t.user_attrs["folder"]) / "seed0", norm)
         assert t.value == pytest.approx(statistics.median(scores.values()))
         assert scores == pytest.approx(t.user_attrs["normalised_scores"])
     assert first.best_value == max(t.value for t in first.trials)
@@ -343,7 +346,7 @@ def test_an_interrupted_trial_resumes_its_folder_when_tune_runs_again(
     assert all(t.state.name in ("COMPLETE", "FAIL") for t in trials)
     (retry,) = [t for t in trials if "retry_of" in t.user_attrs]
     assert retry.user_attrs["retry_of"] == 1 and retry.params == stopped.params
-    assert retry.user_attrs["folder"] == str((here / "trial0001").resolve())
+    assert retry.user_attrs["folder"] == "trial0001"  # in the study folder it goes on in
     assert not (here / f"trial{retry.number:04d}").exists()
     done = [(t.params, t.value) for t in trials if t.state.name == "COMPLETE"]
     assert done == [(t.params, t.value) for t in ref.trials]
@@ -373,6 +376,94 @@ def test_an_interrupted_trial_resumes_its_folder_when_tune_runs_again(
     storage.set_trial_user_attr(live, "process_start", tune._started(os.getppid()))
     assert tune.recover_interrupted(study) == []  # not taken from its process
     assert storage.get_trial(live).state.name == "RUNNING"
+
+
+@pytest.mark.parametrize("recorded", ["relative", "absolute"])
+def test_a_copied_interrupted_study_resumes_its_trial_in_the_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded: str
+) -> None:
+    """A study killed 2 generations into trial 1, copied to another --out (as xdream advises for
+    a read-only folder) and continued there resumes trial 1 in the copy's trial0001, leaves the
+    original folder untouched, and ends with an uninterrupted study's values. It resumed the
+    original's trial0001 (the folder recorded absolute): it wrote outside --out, or where the
+    original was read-only the trial failed and the study lost it (audit V NEW-1). An earlier
+    xdream's absolute record of the original folder is taken by its name in the copy."""
+    optuna = _optuna()
+    import shutil
+    import subprocess
+
+    import xdream.multi
+    from xdream import records, tune
+
+    path = tmp_path / "tune.toml"
+    path.write_text(
+        TUNE_TOML.replace("channels = [1, 2, 3]", "channels = [1]").replace(
+            "generations = 2", "generations = 4"
+        )
+    )
+    cfg, section = tune.load(path)
+    ref = tune.run_tune(cfg, section, tmp_path / "ref")
+    step = xdream.multi.MultiExperiment.step
+    calls: list[int] = []
+
+    def killed_step(self: Any) -> None:
+        calls.append(1)
+        if len(calls) == 4 + 3:  # trial 0 took 4 generations, trial 1 has taken 2
+            raise _Killed
+        step(self)
+
+    monkeypatch.setattr(xdream.multi.MultiExperiment, "step", killed_step)
+    with pytest.raises(_Killed):
+        tune.run_tune(cfg, section, tmp_path / "orig")
+    monkeypatch.setattr(xdream.multi.MultiExperiment, "step", step)
+    shutil.copytree(tmp_path / "orig", tmp_path / "copy")
+    url = f"sqlite:///{(tmp_path / 'copy' / 'tune.db').resolve()}"
+    study = optuna.load_study(study_name="xdream", storage=url)
+    stopped = study.trials[1]
+    assert stopped.state.name == "RUNNING"
+    dead = subprocess.Popen(["true"])  # its process gone: a pid no process has
+    dead.wait()
+    study._storage.set_trial_user_attr(stopped._trial_id, "pid", dead.pid)
+    if recorded == "absolute":  # as an xdream before this fix recorded it
+        original = str((tmp_path / "orig" / "trial0001").resolve())
+        study._storage.set_trial_user_attr(stopped._trial_id, "folder", original)
+
+    def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+        return {
+            str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))
+        }
+
+    before = snapshot(tmp_path / "orig")
+    resumed = tune.run_tune(cfg, section, tmp_path / "copy")
+    assert snapshot(tmp_path / "orig") == before
+    trials = resumed.trials
+    (retry,) = [t for t in trials if "retry_of" in t.user_attrs]
+    assert retry.user_attrs["folder"] == "trial0001"
+    assert not (tmp_path / "copy" / f"trial{retry.number:04d}").exists()
+    done = [(t.params, t.value) for t in trials if t.state.name == "COMPLETE"]
+    assert done == [(t.params, t.value) for t in ref.trials]
+    assert resumed.best_value == ref.best_value
+    unit = Path("trial0001", "seed0", "units", "blocks.0_c001")
+    got, want = records.read(tmp_path / "copy" / unit), records.read(tmp_path / "ref" / unit)
+    for field in ("codes", "scores", "generation", "best_per_generation"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+    rows = (tmp_path / "copy" / "tune.csv").read_text().splitlines()
+    folder_at = rows[0].split(",").index("folder")
+    assert [r.split(",")[folder_at] for r in rows[1:]] == ["trial0000", "trial0001", "trial0001"]
+
+
+def test_the_report_takes_a_copied_studys_trial_folders_beside_its_table(tmp_path: Path) -> None:
+    """A tune.csv naming its trial folders absolute (an earlier xdream's) in a copied study
+    folder: the report takes the copy's trialNNNN, not the original's (it linked the original
+    and attributed none of the copy's runs: audit V NEW-1)."""
+    from xdream.report.studies import _trial_folders
+
+    for where in ("orig", "copy"):
+        (tmp_path / where / "trial0001").mkdir(parents=True)
+    rows = [{"number": "1", "folder": str(tmp_path / "orig" / "trial0001")}]
+    folders = _trial_folders(tmp_path / "copy" / "tune.csv", rows)
+    assert folders == {1: (tmp_path / "copy" / "trial0001").resolve()}
 
 
 @pytest.mark.parametrize(("command", "other"), [("tune", "sweep"), ("sweep", "tune")])

@@ -516,7 +516,7 @@ def run_tune(
         with _creation_lock(out):
             study = _open_study(optuna, url, study_name, make_sampler(optuna, section.sampler_seed))
             _check_objective(study, OBJECTIVE.format(references=section.references), study_name)
-            earlier = None if "config" in study.user_attrs else earlier_config(study, section)
+            earlier = None if "config" in study.user_attrs else earlier_config(study, section, here)
             check_config(study, fingerprint(cfg, section), study_name, console, earlier)
         here.mkdir(exist_ok=True)
     except XDreamError:
@@ -535,12 +535,18 @@ def run_tune(
 
     def run_trial(trial: Any) -> float:
         attrs = trial.user_attrs  # a retry's were given when it was enqueued
-        resume = _resume_folder(attrs)
+        resume = _resume_folder(attrs, here)
         folder = resume or here / f"trial{trial.number:04d}"
-        for key, value in {"folder": str(folder), **this_process()}.items():
+        for key, value in {"folder": folder.relative_to(here).as_posix(), **this_process()}.items():
             trial.set_user_attr(key, value)  # before any work: a kill leaves them to find
         if console is not None and "retry_of" in attrs:
-            how = f"resuming {folder}" if resume else "in a new folder (it ran on another host)"
+            how = (
+                "in a new folder (it ran on another host)"
+                if resume is None
+                else f"resuming {folder}"
+                if resume.exists()
+                else f"afresh in {folder} (its folder is not in this study's folder)"
+            )
             console.print(
                 f"trial {trial.number}: runs interrupted trial {attrs['retry_of']} again, {how}",
                 highlight=False,
@@ -554,7 +560,9 @@ def run_tune(
         except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM / SIGHUP (cli.Terminated)
             with contextlib.suppress(Exception):
                 trial.set_user_attr("interrupted", f"interrupted ({err or 'Ctrl-C'})")
-                _enqueue_retry(study, trial.number, dict(trial.params), str(folder))
+                _enqueue_retry(
+                    study, trial.number, dict(trial.params), folder.relative_to(here).as_posix()
+                )
             optuna.logging.set_verbosity(optuna.logging.ERROR)  # not Optuna's traceback
             raise
         trial.set_user_attr("normalised_scores", per_unit)
@@ -569,7 +577,7 @@ def run_tune(
     def write_table(study: Any, trial: Any) -> None:  # after each finished trial
         _write_trials(study, table)
 
-    recover_interrupted(study, console)
+    recover_interrupted(study, console, here)
     complete = (optuna.trial.TrialState.COMPLETE,)
     finished = len(study.get_trials(deepcopy=False, states=complete))
     callbacks: list[Any] = [write_table]
@@ -642,12 +650,28 @@ def process_gone(attrs: Mapping[str, Any]) -> bool:
     return now == "gone" or (now is not None and then is not None and now != then)
 
 
-def _resume_folder(attrs: Mapping[str, Any]) -> Path | None:
-    """The folder a retry resumes: its interrupted trial's, where that ran on this host."""
+def trial_folder(here: Path, recorded: str) -> Path:
+    """Where a trial folder recorded as ``recorded`` is in the study folder ``here`` it is
+    continued in: ``here / recorded`` for a relative one (as xdream records them), an absolute
+    one inside ``here`` as it is, and one outside (recorded absolute by an earlier xdream, in a
+    study folder since moved or copied) by its name in ``here``: a study's trial folders are
+    the trial folders of the folder it goes on in, never another's."""
+    path = Path(recorded)
+    if not path.is_absolute():
+        return here / path
+    with contextlib.suppress(ValueError):
+        path.relative_to(here)
+        return path
+    return here / path.name
+
+
+def _resume_folder(attrs: Mapping[str, Any], here: Path) -> Path | None:
+    """The folder a retry resumes, in the study folder ``here`` (:func:`trial_folder`): its
+    interrupted trial's, where that ran on this host."""
     folder = attrs.get("resume_folder")
     if not isinstance(folder, str) or attrs.get("resume_host") != socket.gethostname():
         return None
-    return Path(folder)
+    return trial_folder(here, folder)
 
 
 def _enqueue_retry(study: Any, number: int, params: dict[str, Any], folder: str | None) -> None:
@@ -658,9 +682,11 @@ def _enqueue_retry(study: Any, number: int, params: dict[str, Any], folder: str 
     study.enqueue_trial(params, user_attrs=attrs)
 
 
-def recover_interrupted(study: Any, console: Any = None) -> list[int]:
+def recover_interrupted(study: Any, console: Any = None, here: Path | None = None) -> list[int]:
     """Mark this study's trials whose process is gone ``FAIL`` (``interrupted``) and queue each
     interrupted trial not yet retried again (:func:`_enqueue_retry`); returns their numbers.
+    ``here``: the study folder it goes on in, where a retry resumes its trial's folder
+    (:func:`trial_folder`).
 
     A ``RUNNING`` trial of a live process (another ``xdream tune`` on this study) is left to
     it, as is one of another host (its liveness cannot be told from here). Only the process that
@@ -689,13 +715,19 @@ def recover_interrupted(study: Any, console: Any = None) -> list[int]:
         if t.number in retried:
             continue
         folder = attrs.get("folder") if attrs.get("host") == socket.gethostname() else None
+        if not isinstance(folder, str):
+            folder = None
         _enqueue_retry(study, t.number, dict(t.params), folder)
         retried.add(t.number)
         queued.append(t.number)
         if console is not None:
+            where = ""
+            if folder is not None:
+                path = trial_folder(here, folder) if here is not None else Path(folder)
+                where = f", resuming {path}" if path.exists() else f", afresh in {path}"
             console.print(
                 f"trial {t.number} was interrupted ({attrs.get('interrupted') or how}): it runs "
-                f"again with the same values{f', resuming {folder}' if folder else ''}",
+                f"again with the same values{where}",
                 highlight=False,
                 markup=False,
             )
@@ -746,9 +778,12 @@ def fingerprint(cfg: Any, section: TuneSection) -> dict[str, Any]:
     return dict(json.loads(json.dumps(json_safe(data), sort_keys=True)))
 
 
-def earlier_config(study: Any, section: TuneSection) -> tuple[dict[str, Any], int] | None:
+def earlier_config(
+    study: Any, section: TuneSection, here: Path
+) -> tuple[dict[str, Any], int] | None:
     """The :func:`fingerprint` of the config the study's first finished trial ran under, read
-    from its folder's ``config.yaml`` (where the folder is on this machine), with its trial's
+    from its folder's ``config.yaml`` (where the folder is in the study folder ``here``,
+    :func:`trial_folder`), with its trial's
     number; ``None`` where no such file can be read. For a study made by an xdream that did not
     store its config. ``[tune] seeds`` are those of the trial's ``seedN`` folders, ``[tune]
     references`` those of ``section`` (they are checked with the objective)."""
@@ -759,7 +794,11 @@ def earlier_config(study: Any, section: TuneSection) -> tuple[dict[str, Any], in
         if t.state.name != "COMPLETE" or not isinstance(folder, str):
             continue
         with contextlib.suppress(OSError):
-            found = {int(p.name[4:]): p for p in Path(folder).glob("seed*") if p.name[4:].isdigit()}
+            found = {
+                int(p.name[4:]): p
+                for p in trial_folder(here, folder).glob("seed*")
+                if p.name[4:].isdigit()
+            }
             seeds = tuple(sorted(found))
             for seed in seeds:
                 try:
@@ -830,9 +869,12 @@ def trial_table(study: Any, folder: Path | None = None) -> tuple[list[dict[str, 
     for t in trials:
         start, end = t.datetime_start, t.datetime_complete
         path = t.user_attrs.get("folder")
-        if isinstance(path, str) and folder is not None:
-            with contextlib.suppress(ValueError):  # elsewhere (another machine): as recorded
-                path = str(Path(path).relative_to(folder))
+        if isinstance(path, str) and folder is not None and Path(path).is_absolute():
+            if (folder / Path(path).name).exists():  # an earlier xdream's, of a moved folder
+                path = trial_folder(folder, path).relative_to(folder).as_posix()
+            else:  # elsewhere (another machine): as recorded
+                with contextlib.suppress(ValueError):
+                    path = Path(path).relative_to(folder).as_posix()
         scores = t.user_attrs.get("normalised_scores") or {}
         how = t.user_attrs.get("interrupted")
         if isinstance(how, str) and not how.startswith("interrupted ("):  # its process was gone

@@ -74,10 +74,11 @@ class Study:
 
 
 def _trial_folders(table: Path, rows: Sequence[dict[str, str]]) -> dict[int, Path]:
-    """Each trial's folder: its ``folder`` column where the table has one (absolute, or
-    relative to the table's folder; a moved study's by name under the table's folder), else
-    ``trialNNNN`` beside the table, or for a retry without its own folder the folder of the
-    trial it retried."""
+    """Each trial's folder: its ``folder`` column where the table has one (relative to the
+    table's folder, or absolute; an absolute one by its name under the table's folder where
+    that exists: the study's folder was moved or copied, and its runs are those beside the
+    table), else ``trialNNNN`` beside the table, or for a retry without its own folder the
+    folder of the trial it retried."""
     here = table.parent.resolve()
     folders: dict[int, Path] = {}
     for row in sorted(rows, key=lambda r: _int(r.get("number")) or 0):
@@ -89,8 +90,8 @@ def _trial_folders(table: Path, rows: Sequence[dict[str, str]]) -> dict[int, Pat
         if named:
             path = Path(named)
             folder = path.resolve() if path.is_absolute() else (here / path).resolve()
-            if not folder.exists() and (here / path.name).exists():
-                folder = here / path.name  # the study's folder was moved
+            if path.is_absolute() and (here / path.name).exists():
+                folder = here / path.name  # the study's folder was moved or copied
         else:
             retried = _int(row.get("retry_of"))
             if not folder.exists() and retried is not None and retried in folders:
