@@ -759,6 +759,76 @@ def test_an_unusable_out_or_storage_is_one_clear_line(
         tune.run_tune(cfg, section, tmp_path / "done")
 
 
+def test_a_sqlite_storage_that_cannot_be_written_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A --storage SQLite database that is read-only, or a new one in a folder that cannot be
+    written, is refused before any trial with one line naming the file and the fix, and leaves
+    no --out behind; so is a SQLite error found behind Optuna's (it said "invalid data in the
+    commit, e.g. exceeding max length" or "unable to open database file": audit V NEW-9). The
+    tests run as root, where chmod blocks nothing: os.access says what cannot be written."""
+    optuna = _optuna()
+    import sqlite3
+
+    import sqlalchemy.exc
+
+    from xdream import tune
+
+    cfg, section = _small(tmp_path)
+    _fast(monkeypatch)
+    tune.run_tune(cfg, section, tmp_path / "done")
+    db = (tmp_path / "done" / "tune.db").resolve()
+    (tmp_path / "ro").mkdir()
+    blocked = {db, (tmp_path / "ro").resolve()}
+    access = os.access
+
+    def read_only(path: Any, mode: int, **kwargs: Any) -> bool:
+        if mode & os.W_OK and Path(path).resolve() in blocked:
+            return False
+        return access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", read_only)
+    fix = (
+        "make it writable, or copy it to a folder that can be written and give --storage "
+        "sqlite:///COPY (COPY: the copy's absolute path)"
+    )
+    new = (tmp_path / "ro" / "new.db").resolve()
+    for url, why in (
+        (f"sqlite:///{db}", "the database file is read-only"),
+        (
+            f"sqlite:///{new}",
+            f"its folder {str(new.parent)!r} cannot be written (SQLite writes its journal there)",
+        ),
+    ):
+        with pytest.raises(XDreamError) as info:
+            tune.run_tune(cfg, section, tmp_path / "o", storage=url, trials=1)
+        path = db if url.endswith("tune.db") else new
+        assert str(info.value) == (
+            f"cannot write the Optuna storage database {str(path)!r}: {why}: {fix}"
+        )
+        assert not (tmp_path / "o").exists() and not new.exists()
+
+    def unable(**kwargs: Any) -> Any:
+        try:
+            raise sqlalchemy.exc.OperationalError(
+                "INSERT", {}, sqlite3.OperationalError("unable to open database file")
+            )
+        except sqlalchemy.exc.OperationalError as err:
+            raise optuna.exceptions.StorageInternalError(
+                "An exception is raised during the commit. This typically happens due to "
+                "invalid data in the commit, e.g. exceeding max length."
+            ) from err
+
+    monkeypatch.setattr(optuna, "create_study", unable)
+    url = f"sqlite:///{(tmp_path / 'x.db').resolve()}"
+    with pytest.raises(XDreamError) as info:
+        tune.run_tune(cfg, section, tmp_path / "o", storage=url)
+    assert str(info.value) == (
+        f"cannot open the Optuna storage {url!r}: the database file or its folder is read-only "
+        f"(unable to open database file): {fix}"
+    )
+
+
 def test_an_interrupted_tune_of_another_study_says_to_continue_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -461,10 +461,83 @@ def _creation_lock(out: Path) -> Iterator[None]:
         os.close(fd)  # frees the lock
 
 
-def _open_study(optuna: Any, url: str, study_name: str, sampler: Any) -> Any:
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///PATH`` URL (``None`` for another database, or SQLite
+    in memory)."""
+    if not url.startswith("sqlite:"):
+        return None
+    try:
+        from sqlalchemy.engine import make_url
+
+        database = make_url(url).database
+    except Exception:  # a malformed URL: create_study names it
+        return None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).resolve()
+
+
+def _storage_fix(given: bool) -> str:
+    """How to go on where a SQLite database cannot be written."""
+    if not given:  # OUT/tune.db
+        return (
+            "make it writable, or copy the output folder to a folder that can be written and "
+            "give that as --out (its studies go on there)"
+        )
+    return (
+        "make it writable, or copy it to a folder that can be written and give --storage "
+        "sqlite:///COPY (COPY: the copy's absolute path)"
+    )
+
+
+def _check_sqlite(url: str, given: bool = True) -> None:
+    """Refuse a SQLite storage whose database file, or the folder SQLite writes its journal
+    into (where the file is made, for a new one), cannot be written, with one line naming it
+    and the fix (Optuna said "invalid data in the commit, e.g. exceeding max length", or
+    "unable to open database file")."""
+    path = sqlite_file(url)
+    if path is None:
+        return
+    folder = path.parent
+    if not folder.is_dir():
+        why = f"its folder {str(folder)!r} does not exist"
+        fix = "make that folder, or give --storage a database in a folder that exists"
+    elif path.exists() and not os.access(path, os.W_OK):
+        why = "the database file is read-only"
+        fix = _storage_fix(given)
+    elif not os.access(folder, os.W_OK):
+        why = f"its folder {str(folder)!r} cannot be written (SQLite writes its journal there)"
+        fix = _storage_fix(given)
+    else:
+        return
+    raise XDreamError(f"cannot write the Optuna storage database {str(path)!r}: {why}: {fix}")
+
+
+def _sqlite_error(err: BaseException) -> BaseException | None:
+    """The ``sqlite3.OperationalError`` behind ``err`` (its ``__cause__``, ``__context__`` or
+    SQLAlchemy's ``orig``), if any."""
+    import sqlite3
+
+    seen: set[int] = set()
+    todo: list[Any] = [err]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, sqlite3.OperationalError):
+            return e
+        todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
+    return None
+
+
+def _open_study(optuna: Any, url: str, study_name: str, sampler: Any, *, given: bool = True) -> Any:
     """``optuna.create_study`` (or load), tried again after losing a creation race
     (:data:`RACE_SIGNS`): another process creating the storage's tables or the study at the same
-    moment (a shared ``--storage`` that :func:`_creation_lock` does not cover)."""
+    moment (a shared ``--storage`` that :func:`_creation_lock` does not cover). A SQLite
+    database that cannot be written is refused first (:func:`_check_sqlite`); ``given``: the
+    URL is ``--storage``'s (else ``OUT/tune.db``)."""
+    _check_sqlite(url, given)
     for attempt in range(1, RACE_TRIES + 1):
         try:
             return optuna.create_study(
@@ -479,11 +552,13 @@ def _open_study(optuna: Any, url: str, study_name: str, sampler: Any) -> Any:
             if attempt < RACE_TRIES and any(sign in text for sign in RACE_SIGNS):
                 time.sleep(0.5 * attempt)  # the other process finishes creating them
                 continue
-            if "readonly database" in text:
-                text = (
-                    "the database file (or its folder) is read-only: make it writable, or copy "
-                    "it with its folder to one that can be written"
-                )
+            cause = _sqlite_error(err)
+            if "readonly database" in text or (
+                cause is not None
+                and any(s in str(cause) for s in ("readonly database", "unable to open"))
+            ):
+                how = f" ({cause})" if cause is not None else ""
+                text = f"the database file or its folder is read-only{how}: {_storage_fix(given)}"
             raise XDreamError(f"cannot open the Optuna storage {url!r}: {text}") from None
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -514,7 +589,13 @@ def run_tune(
     url = storage or f"sqlite:///{out / 'tune.db'}"
     try:
         with _creation_lock(out):
-            study = _open_study(optuna, url, study_name, make_sampler(optuna, section.sampler_seed))
+            study = _open_study(
+                optuna,
+                url,
+                study_name,
+                make_sampler(optuna, section.sampler_seed),
+                given=storage is not None,
+            )
             _check_objective(study, OBJECTIVE.format(references=section.references), study_name)
             earlier = None if "config" in study.user_attrs else earlier_config(study, section, here)
             check_config(study, fingerprint(cfg, section), study_name, console, earlier)
