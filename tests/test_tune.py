@@ -794,18 +794,17 @@ def test_a_sqlite_storage_that_cannot_be_written_is_one_clear_line(
     )
     new = (tmp_path / "ro" / "new.db").resolve()
     for url, why in (
-        (f"sqlite:///{db}", "the database file is read-only"),
+        (f"sqlite:///{db}", f"the database file is read-only: {fix}"),
         (
             f"sqlite:///{new}",
-            f"its folder {str(new.parent)!r} cannot be written (SQLite writes its journal there)",
+            f"its folder {str(new.parent)!r} cannot be written (SQLite writes its journal there): "
+            "make it writable, or give --storage a database in a folder that can be written",
         ),
     ):
         with pytest.raises(XDreamError) as info:
             tune.run_tune(cfg, section, tmp_path / "o", storage=url, trials=1)
         path = db if url.endswith("tune.db") else new
-        assert str(info.value) == (
-            f"cannot write the Optuna storage database {str(path)!r}: {why}: {fix}"
-        )
+        assert str(info.value) == (f"cannot write the Optuna storage database {str(path)!r}: {why}")
         assert not (tmp_path / "o").exists() and not new.exists()
 
     def unable(**kwargs: Any) -> Any:

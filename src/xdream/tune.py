@@ -507,7 +507,11 @@ def _check_sqlite(url: str, given: bool = True) -> None:
         fix = _storage_fix(given)
     elif not os.access(folder, os.W_OK):
         why = f"its folder {str(folder)!r} cannot be written (SQLite writes its journal there)"
-        fix = _storage_fix(given)
+        fix = (
+            _storage_fix(given)
+            if path.exists()
+            else "make it writable, or give --storage a database in a folder that can be written"
+        )
     else:
         return
     raise XDreamError(f"cannot write the Optuna storage database {str(path)!r}: {why}: {fix}")
