@@ -320,9 +320,12 @@ def test_an_interrupted_trial_resumes_its_folder_when_tune_runs_again(
     step = xdream.multi.MultiExperiment.step
     calls: list[int] = []
 
+    tables: list[str] = []
+
     def interrupted_step(self: Any) -> None:
         calls.append(1)
         if len(calls) == 4 + 3:  # trial 0 took 4 generations, trial 1 has taken 2
+            tables.append((here / "tune.csv").read_text())  # what a kill leaves
             raise KeyboardInterrupt if how == "ctrl-c" else _Killed
         step(self)
 
@@ -330,6 +333,8 @@ def test_an_interrupted_trial_resumes_its_folder_when_tune_runs_again(
     with pytest.raises(KeyboardInterrupt if how == "ctrl-c" else _Killed):
         tune.run_tune(cfg, section, tmp_path / "b", study_name=name)
     monkeypatch.setattr(xdream.multi.MultiExperiment, "step", step)
+    running = tables[0].splitlines()[2].split(",")  # the trial that ran, with its values
+    assert running[:2] == ["1", "RUNNING"] and running[3] != ""
     url = f"sqlite:///{(tmp_path / 'b' / 'tune.db').resolve()}"
     study = optuna.load_study(study_name=name, storage=url)
     stopped = study.trials[1]
@@ -631,7 +636,8 @@ def test_tune_csv_is_written_after_each_trial_with_its_documented_columns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """tune.csv lists each trial's folder, start, duration and normalised score per unit, and
-    is rewritten after each trial (it was written only at the end: audit W10, W17); every
+    is rewritten as each trial starts and ends (it was written only at the end: audit W10,
+    W17); every
     column is documented in docs/records.md."""
     _optuna()
     import csv
@@ -648,8 +654,9 @@ def test_tune_csv_is_written_after_each_trial_with_its_documented_columns(
     cfg, section = _small(tmp_path)
     _fast(monkeypatch, read_table)
     tune.run_tune(cfg, section, tmp_path / "o", trials=3)
-    assert [len(rows) for rows in seen] == [0, 1, 2]  # each trial sees the ones before it
-    assert seen[2][1]["state"] == "COMPLETE"
+    # each trial sees the ones before it, and its own row as it runs
+    assert [len(rows) for rows in seen] == [1, 2, 3]
+    assert [row["state"] for row in seen[2]] == ["COMPLETE", "COMPLETE", "RUNNING"]
     with open(tmp_path / "o" / "tune.csv") as fh:
         reader = csv.DictReader(fh)
         rows = list(reader)

@@ -639,6 +639,7 @@ def run_tune(
             )
         try:
             values = suggest(trial, section.params)
+            _write_trials(study, table)  # a kill leaves the trial it was running in the table
             value, per_unit = objective(
                 cfg, section, values, folder, norm, resume=resume is not None
             )
