@@ -1453,3 +1453,31 @@ def test_a_read_only_folder_is_one_clear_error_and_out_writes_the_page_elsewhere
 
     assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "new")]) == 2
     assert not (tmp_path / "new").exists()  # a folder made for a failed report is removed
+
+
+def test_a_stopped_trial_of_a_tune_study_is_continued_by_the_studys_command(
+    tmp_path: Path,
+) -> None:
+    """A stopped run inside a tune study's trial folder was told to go on with `xdream resume`,
+    which continues the run but not the study: the study's `xdream tune` command resumes the
+    trial and counts it (audit V, NEW-8). Default study, study NAME, and runs of no study."""
+    from xdream.report.state import continue_with
+
+    def run_in(folder: Path) -> Path:
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text("{}\n")
+        return folder
+
+    out = tmp_path / "out"
+    default = run_in(out / "trial0001" / "seed0")
+    (out / "tune.db").write_bytes(b"")
+    named = run_in(out / "study-wide" / "trial0000" / "seed1" / "units" / "blocks.0_c001")
+    (out / "study-wide" / "tune.csv").write_text("number,state,value\n")
+    assert continue_with(default).startswith(f"xdream tune CONFIG --out {out.resolve()} (")
+    assert continue_with(named).startswith(
+        f"xdream tune CONFIG --out {out.resolve()} --study wide ("
+    )
+    alone = run_in(tmp_path / "runs" / "trial0003" / "seed0")  # named like one, no study
+    assert continue_with(alone) == f"xdream resume {alone}"
+    sweep_task = run_in(tmp_path / "sweep" / "blocks.0_c001" / "genetic" / "seed0")
+    assert continue_with(sweep_task) == f"xdream resume {sweep_task}"

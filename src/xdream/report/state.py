@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,43 @@ def resume_folder(run: Path) -> Path:
     return run
 
 
+TRIAL_FOLDER = re.compile(r"trial\d{4,}")
+"""A trial's folder of an ``xdream tune`` study (``trial0001``)."""
+
+
+def tune_study_of(run: Path) -> tuple[Path, str | None] | None:
+    """The ``--out`` and ``--study`` (None: the default study) of the ``xdream tune`` whose
+    trial folder holds ``run``; None for a run of no study. The default study's trials are in
+    ``OUT/trialNNNN`` beside ``tune.db`` or ``tune.csv``, study NAME's in
+    ``OUT/study-NAME/trialNNNN``."""
+    trial = next((p for p in Path(run).resolve().parents if TRIAL_FOLDER.fullmatch(p.name)), None)
+    if trial is None:
+        return None
+    study = trial.parent
+    if (study / "tune.db").exists():
+        return study, None
+    if study.name.startswith("study-") and (
+        (study / "tune.csv").exists() or (study.parent / "tune.db").exists()
+    ):
+        return study.parent, study.name[len("study-") :]
+    if (study / "tune.csv").exists():
+        return study, None
+    return None
+
+
 def continue_with(run: Path) -> str:
     """How to continue ``run``: ``xdream resume`` of its folder (:func:`resume_folder`), or
     for a run built in Python, which has no ``config.yaml``, from Python
-    (:data:`xdream.records.PYTHON_CONTINUE`)."""
+    (:data:`xdream.records.PYTHON_CONTINUE`); for a trial of an ``xdream tune`` study, the
+    study's command, which resumes the trial and counts it in the study."""
+    study = tune_study_of(run)
+    if study is not None:
+        out, name = study
+        named = f" --study {name}" if name is not None else ""
+        return (
+            f"xdream tune CONFIG --out {out}{named} (the study's command again: it resumes "
+            "this trial and counts it in the study)"
+        )
     return records.continue_command(resume_folder(run))
 
 
