@@ -40,7 +40,7 @@ A study records the config its trials run under (:func:`fingerprint`, the study'
 attribute) and refuses to go on under another, naming each changed key (:func:`check_config`).
 The default study (``--study xdream``) keeps its trial folders ``OUT/trialNNNN`` and its table
 ``OUT/tune.csv``; any other study ``NAME`` keeps them in ``OUT/study-NAME/``
-(:func:`study_folder`). The table is rewritten after each finished trial.
+(:func:`study_folder`). The table is rewritten as each trial starts and ends.
 """
 
 from __future__ import annotations
