@@ -675,6 +675,47 @@ def test_tune_csv_is_written_after_each_trial_with_its_documented_columns(
         assert f"`{column}`" in section_text, column
 
 
+def test_a_key_moved_between_the_search_space_and_the_optimizer_keeps_its_column(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key searched in one session and fixed in [optimizer] in another: each trial's
+    tune.csv row and the closing line give the value it ran with (the column was empty for
+    the trials that had it fixed, and the best trial's values left it out: audit V, NEW-5)."""
+    _optuna()
+    import csv
+
+    from xdream import cli, tune
+
+    _fast(monkeypatch)
+    searched = _small(tmp_path)
+    tune.run_tune(*searched, tmp_path / "o", trials=1)
+    moved = {"selectivity = { choices = [1.0, 4.0] }": "", 'name = "genetic"': (
+        'name = "genetic"\nselectivity = 2.5')}  # fmt: skip
+    tune.run_tune(*_small(tmp_path, **moved), tmp_path / "o", trials=2)
+    rows = list(csv.DictReader((tmp_path / "o" / "tune.csv").open()))
+    assert rows[0]["selectivity"] in {"1.0", "4.0"}
+    assert [r["selectivity"] for r in rows[1:]] == ["2.5", "2.5"]
+    # and back: the trials that had it fixed keep their value beside the searched ones
+    config_path = sorted(tmp_path.glob("tune*.toml"))[0]
+    monkeypatch.setattr(
+        tune, "objective", lambda *a, **k: (0.9, {"blocks.0_c001": 0.9, "blocks.0_c002": 0.9})
+    )
+    assert cli.main(["tune", str(config_path), "--out", str(tmp_path / "o"), "--trials", "4"]) == 0
+    rows = list(csv.DictReader((tmp_path / "o" / "tune.csv").open()))
+    assert [r["selectivity"] for r in rows[1:3]] == ["2.5", "2.5"]
+    assert rows[3]["selectivity"] in {"1.0", "4.0"}
+    best = " ".join(capsys.readouterr().out.split()).split("best median")[-1]
+    assert "'selectivity'" in best
+    # the best trial's values name it where it was fixed
+    monkeypatch.setattr(
+        tune, "objective", lambda *a, **k: (2.0, {"blocks.0_c001": 2.0, "blocks.0_c002": 2.0})
+    )
+    moved_path = sorted(tmp_path.glob("tune*.toml"))[1]
+    assert cli.main(["tune", str(moved_path), "--out", str(tmp_path / "o"), "--trials", "5"]) == 0
+    best = " ".join(capsys.readouterr().out.split()).split("best median")[-1]
+    assert best.startswith(" normalised score 2 with {") and "'selectivity': 2.5" in best
+
+
 @pytest.mark.parametrize(
     ("kind", "lost"),
     [

@@ -55,7 +55,7 @@ import re
 import socket
 import statistics
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -618,11 +618,17 @@ def run_tune(
             "writable, or give --out another folder"
         ) from None
 
+    fixed = fingerprint(cfg, section)["optimizer"]  # the given keys not searched
+
     def run_trial(trial: Any) -> float:
         attrs = trial.user_attrs  # a retry's were given when it was enqueued
         resume = _resume_folder(attrs, here)
         folder = resume or here / f"trial{trial.number:04d}"
-        for key, value in {"folder": folder.relative_to(here).as_posix(), **this_process()}.items():
+        for key, value in {
+            "folder": folder.relative_to(here).as_posix(),
+            "fixed_params": fixed,
+            **this_process(),
+        }.items():
             trial.set_user_attr(key, value)  # before any work: a kill leaves them to find
         if console is not None and "retry_of" in attrs:
             how = (
@@ -945,11 +951,28 @@ def check_config(
         study.set_user_attr("config", dict(config))
 
 
+def trial_values(study: Any, trial: Any, searched: Iterable[str] | None = None) -> dict[str, Any]:
+    """The values ``trial`` ran with of every key any trial of ``study`` searched: its own
+    params, and, for a key searched only in other sessions of the study (moved between
+    ``[tune.params]`` and ``[optimizer]``), the value the trial had fixed (its
+    ``fixed_params`` user attribute, else the study's recorded ``config``). ``searched``: those
+    keys, where the caller has them."""
+    if searched is None:
+        searched = dict.fromkeys(k for t in study.get_trials(deepcopy=False) for k in t.params)
+    given = trial.user_attrs.get("fixed_params")
+    if not isinstance(given, dict):
+        config = study.user_attrs.get("config")
+        given = config.get("optimizer", {}) if isinstance(config, dict) else {}
+    values = {k: given[k] for k in searched if k not in trial.params and k in given}
+    return {**values, **trial.params}
+
+
 def trial_table(study: Any, folder: Path | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows and columns of ``tune.csv`` (documented in docs/records.md): one row per trial
     of the study. ``folder``: the table's folder, which trial folders inside it are named
     relative to."""
     trials = study.trials
+    searched = list(dict.fromkeys(k for t in trials for k in t.params))
     retried_as = {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
     rows = []
     for t in trials:
@@ -970,7 +993,7 @@ def trial_table(study: Any, folder: Path | None = None) -> tuple[list[dict[str, 
                 "number": t.number,
                 "state": t.state.name,
                 "value": t.value,
-                **t.params,
+                **trial_values(study, t, searched),
                 "datetime_start": start.isoformat(timespec="seconds") if start else None,
                 "duration_s": round((end - start).total_seconds(), 3) if start and end else None,
                 "folder": path,
@@ -980,7 +1003,7 @@ def trial_table(study: Any, folder: Path | None = None) -> tuple[list[dict[str, 
             }
         )
     fixed = ["number", "state", "value", "datetime_start", "duration_s", "folder"]
-    params = [k for k in dict.fromkeys(k for t in trials for k in t.params) if k not in fixed]
+    params = [k for k in searched if k not in fixed]
     units = [k for k in dict.fromkeys(k for r in rows for k in r) if k.startswith("norm_")]
     columns = [*fixed[:3], *params, *fixed[3:], *units, "retry_of", "retried_as"]
     return rows, columns
@@ -1025,7 +1048,8 @@ def cmd_tune(args: argparse.Namespace, console: Any) -> int:
         console.print("no trial finished", highlight=False)
         return 1
     console.print(
-        f"best median normalised score {study.best_value:.4g} with {study.best_params} "
+        f"best median normalised score {study.best_value:.4g} with "
+        f"{trial_values(study, study.best_trial)} "
         f"({len(done)} trials in study {args.study!r}); table: "
         f"{study_folder(out.resolve(), args.study) / 'tune.csv'}",
         highlight=False,
