@@ -181,6 +181,23 @@ def test_yaml_refuses_a_repeated_key_as_toml_does(tmp_path: Path, text: str, mes
         config.load(toml)
 
 
+def test_a_json_config_is_read_and_refuses_a_repeated_key(tmp_path: Path) -> None:
+    """A JSON config loads like the TOML one, and a key given twice is refused (JSON keeps the
+    last silently: audit X4); another suffix names the four that are read."""
+    path = tmp_path / "c.json"
+    path.write_text('{"experiment": {"generations": 3}, "target": {"channel": 2}}')
+    loaded = config.load(path)
+    assert (loaded.experiment.generations, loaded.target.channel) == (3, 2)
+    path.write_text('{"experiment": {"generations": 3, "generations": 2}}')
+    with pytest.raises(ConfigError, match=r"c\.json'.*'generations' appears twice") as err:
+        config.load(path)
+    assert "\n" not in str(err.value) and "give each key or section once" in str(err.value)
+    other = tmp_path / "c.txt"
+    other.write_text("[experiment]\n")
+    with pytest.raises(ConfigError, match=r"must end in .toml, .yaml, .yml or .json, got '.txt'"):
+        config.load(other)
+
+
 def test_yaml_merge_keys_and_repeated_keys_in_separate_mappings_still_load(
     tmp_path: Path,
 ) -> None:

@@ -1,7 +1,7 @@
 """The ``xdream`` command line.
 
 ``xdream demo``          run the embedded-defaults demo (no weight files needed)
-``xdream run CONFIG``    run an experiment from a TOML or YAML config
+``xdream run CONFIG``    run an experiment from a TOML, YAML or JSON config
 ``xdream resume DIR``    continue an experiment that was stopped or killed
 ``xdream list``          registered optimisers, generators, networks and noise models
 ``xdream layers NET``    a network's layer names and output shapes
@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=at_least(0), help="random seed, an integer >= 0 (default 0)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("run", help="run an experiment from a TOML or YAML config")
+    p = sub.add_parser("run", help="run an experiment from a TOML, YAML or JSON config")
     p.add_argument("config", help="config file (.toml, .yaml); keys in docs/config.md")
     p.add_argument("--out", help="output folder (default: xdream-runs/<time>-<config name>)")
     p.set_defaults(func=cmd_run)

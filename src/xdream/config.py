@@ -1,4 +1,4 @@
-"""Experiment configuration: TOML or YAML files, validated, with every key documented.
+"""Experiment configuration: TOML, YAML or JSON files, validated, with every key documented.
 
 A config has five sections. Unknown sections and keys are rejected with the nearest valid name.
 ``generator``, ``optimizer`` and ``noise`` take ``name`` plus that component's own parameters
@@ -261,7 +261,7 @@ def require_config(config: Any, where: str) -> Config:
         return config
     raise ConfigError(
         f"{where} takes an xdream.config.Config, got {type(config).__name__} {config!r:.80}: "
-        "build it with xdream.config.load(PATH) from a TOML or YAML file, or "
+        "build it with xdream.config.load(PATH) from a TOML, YAML or JSON file, or "
         "xdream.config.from_dict(MAPPING) from a dict of sections"
     )
 
@@ -479,8 +479,21 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _unique_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a key given twice in it (``json`` keeps the last
+    silently), as :class:`_UniqueKeyLoader` does for YAML."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(
+                f"key {key!r} appears twice in one object: give each key or section once"
+            )
+        data[key] = value
+    return data
+
+
 def load(path: str | Path) -> Config:
-    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file."""
+    """Read a TOML (``.toml``), YAML (``.yaml``/``.yml``) or JSON (``.json``) config file."""
     return from_dict(read(path))
 
 
@@ -497,7 +510,7 @@ def read(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(
-            f"config file {str(path)!r} is a directory; give the .toml or .yaml file itself"
+            f"config file {str(path)!r} is a directory; give the .toml, .yaml or .json file itself"
         )
     if not path.is_file():
         raise MissingFileError(f"config file {str(path)!r} not found")
@@ -506,21 +519,23 @@ def read(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as err:
         raise ConfigError(
             f"config file {str(path)!r} is not UTF-8 text (byte {err.object[err.start]:#04x} at "
-            f"offset {err.start} is not valid UTF-8): save it as UTF-8 (plain text; TOML and "
-            "YAML files must be UTF-8)"
+            f"offset {err.start} is not valid UTF-8): save it as UTF-8 (plain text; TOML, YAML "
+            "and JSON files must be UTF-8)"
         ) from None
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(
+            f"config file {str(path)!r} must end in .toml, .yaml, .yml or .json, got "
+            f"{path.suffix!r}"
+        )
     try:
-        if path.suffix.lower() == ".toml":
+        if suffix == ".toml":
             data: Any = tomllib.loads(text)
-        elif path.suffix.lower() in (".yaml", ".yml"):
-            data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
-        elif path.suffix.lower() == ".json":
-            data = json.loads(text)
+        elif suffix == ".json":
+            data = json.loads(text, object_pairs_hook=_unique_json_keys)
         else:
-            raise ConfigError(
-                f"config file {str(path)!r} must end in .toml, .yaml or .yml, got {path.suffix!r}"
-            )
-    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as err:
+            data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, ValueError) as err:  # JSON's included
         raise ConfigError(f"cannot parse config file {str(path)!r}: {err}") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"config file {str(path)!r} must hold a table of sections")
