@@ -114,6 +114,7 @@ def test_list_and_layers(
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "…" not in out
+    assert "``" not in out and "CMA_diagonal=True" in out  # docstrings without reST markup (X8)
     path = str(weights.locate("efficientnet-lite0").path)
     assert path in "".join(line.split("│")[-2].strip() for line in out.splitlines() if "│" in line)
     for name in (

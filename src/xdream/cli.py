@@ -20,6 +20,7 @@ import datetime as _dt
 import errno
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -309,6 +310,11 @@ def print_config_changes(changes: Sequence[str], console: Any) -> None:
         )
 
 
+def plain(docstring: str) -> str:
+    """A docstring's text for the terminal: reST's ``literal`` markup taken off."""
+    return re.sub(r"``(.+?)``", r"\1", docstring, flags=re.S)
+
+
 def cmd_list(args: argparse.Namespace, console: Any) -> int:
     from rich.table import Table
 
@@ -326,7 +332,7 @@ def cmd_list(args: argparse.Namespace, console: Any) -> int:
         for _ in range(2 if files else 1):  # wrapped, never cut: the weight paths are the point
             table.add_column(overflow="fold")
         for name in registry.names():
-            row = [name, registry.summary(name)]
+            row = [name, plain(registry.summary(name))]
             table.add_row(*row, *([weights.locate(name).describe()] if files else []))
         console.print(table)
     path = weights.catalogue_path()

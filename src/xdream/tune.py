@@ -1063,7 +1063,9 @@ def add_parser(subparsers: Any) -> None:
     from xdream.cli import at_least
 
     p = subparsers.add_parser("tune", help="tune an optimiser's hyperparameters with Optuna")
-    p.add_argument("config", help="experiment config with [[targets]] and a [tune] section")
+    p.add_argument(
+        "config", help="experiment config ([target] or [[targets]]) with a [tune] section"
+    )
     p.add_argument("--out", help="output folder (default: xdream-runs/<time>-<name>-tune)")
     p.add_argument(
         "--storage",
