@@ -103,6 +103,17 @@ def test_resume_of_a_non_experiment_folder(
 ) -> None:
     assert main(["resume", str(tmp_path)]) == 2
     assert "not an experiment folder" in capsys.readouterr().err
+    # a mistyped name: said as such, not sent to Python's restore() or asked for a record.h5
+    (tmp_path / "afile").write_text("")
+    for command, name, what in (
+        ("resume", "nope", "does not exist"),
+        ("render", "nope", "does not exist"),
+        ("resume", "afile", "is a file"),
+    ):
+        extra = ["--ids", "best"] if command == "render" else []
+        assert main([command, str(tmp_path / name), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"{name}' {what}: `xdream {command}` takes an experiment's output folder" in err
 
 
 def test_list_and_layers(

@@ -623,6 +623,8 @@ def test_encoding_into_a_folder_that_holds_codes_is_refused(
     out = tmp_path / "o"
     args = ["--generator", "pixels", "--param", "size=16", "--param", "code_size=4"]
     args += ["--steps", "2", "--out", str(out)]
+    assert main(["encode", str(tmp_path / "red.png"), *args[:3], "size=abc"]) == 2
+    assert "as in --param size=3" in capsys.readouterr().err  # the command line's syntax
     assert main(["encode", str(tmp_path / "red.png"), *args]) == 0
     before = (out / "codes.h5").read_bytes()
     capsys.readouterr()

@@ -283,8 +283,20 @@ def cmd_run(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
+def existing_folder(path: Path, command: str) -> None:
+    """Refuse a ``path`` that is not there or not a folder (a mistyped name), before a
+    ``command`` looks inside it."""
+    if not path.is_dir():
+        what = "is a file" if path.exists() else "does not exist"
+        raise XDreamError(
+            f"{str(path)!r} {what}: `xdream {command}` takes an experiment's output folder "
+            "(check the name)"
+        )
+
+
 def cmd_resume(args: argparse.Namespace, console: Any) -> int:
     out = Path(args.dir)
+    existing_folder(out, "resume")
     # before the imports, which take seconds (torch): a stop during them says how to go on
     args.continue_with = f"`xdream resume {out}`"
     args.out_folder = out

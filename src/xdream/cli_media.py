@@ -6,12 +6,13 @@ Registered through :data:`xdream.cli.COMMAND_MODULES`; heavy imports happen in t
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 from xdream.cli import at_least
-from xdream.errors import RecordUnreadableError, XDreamError
+from xdream.errors import ConfigError, RecordUnreadableError, XDreamError
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -39,7 +40,10 @@ def cmd_encode(args: argparse.Namespace, console: Any) -> int:
     if args.out:  # created and written into now, not after the fit
         _made.extend(encode.make_out(args.out))  # removed again if the command fails
     device = resolve_device(args.device)
-    generator = generators.make(args.generator, **dict(args.param or [])).to(device)
+    try:
+        generator = generators.make(args.generator, **dict(args.param or [])).to(device)
+    except ConfigError as err:  # a config file's syntax, said as on the command line
+        raise ConfigError(re.sub(r"as in (\w+) = ", r"as in --param \1=", str(err))) from None
     out = Path(args.out) if args.out else _default_out(generator.name, root="xdream-codes")
     names = [encode.image_name(s) for s in args.images]
     if len(set(names)) != len(names):
@@ -111,8 +115,10 @@ def cmd_report(args: argparse.Namespace, console: Any) -> int:
 
 def cmd_render(args: argparse.Namespace, console: Any) -> int:
     """Regenerate recorded images from their codes."""
+    from xdream.cli import existing_folder
     from xdream.render import render
 
+    existing_folder(Path(args.dir), "render")
     for path in render(args.dir, args.ids, out=args.out, size=args.size):
         console.print(str(path), highlight=False)
     return 0
