@@ -81,6 +81,21 @@ def test_bad_targets_are_rejected(targets: list[Any], message: str) -> None:
         config.from_dict({"targets": targets})
 
 
+def test_a_run_refused_for_a_bad_unit_leaves_no_folder_or_lock_behind(tmp_path: Path) -> None:
+    """A channel out of range is refused before anything is written: the folder the run made
+    goes again, and a folder of the user's keeps its files and gets no lock file (it held
+    ``.xdream.lock``, and ``xdream-runs/<time>-NAME`` stayed behind: audit X10)."""
+    cfg = config.from_dict({**small_config(), "targets": [{"channels": [0, 99]}]})
+    with pytest.raises(XDreamError, match=r"channel must be in 0\.\.15"):
+        MultiExperiment.from_config(cfg, tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(XDreamError, match=r"channel must be in 0\.\.15"):
+        MultiExperiment.from_config(cfg, tmp_path / "mine")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
 def test_shared_pass_reads_the_same_units_as_single_scorers() -> None:
     net = networks.make()
     # a convolution whose batch norm would be folded stays unfolded when it is a target

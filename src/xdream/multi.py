@@ -29,6 +29,7 @@ names that unit (its folder holds that config, so ``xdream resume UNIT_FOLDER`` 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import itertools
@@ -781,10 +782,11 @@ class MultiExperiment:
         from xdream import config as config_mod
         from xdream import generators
         from xdream.experiment import Experiment
-        from xdream.records import RunFolder
+        from xdream.records import LOCK_FILE, RunFolder, remove_empty
 
         config = config_mod.require_config(config, "MultiExperiment.from_config")
         out = Path(out)
+        existed, locked_before = out.exists(), (out / LOCK_FILE).exists()
         lock = RunFolder(out).lock()  # a second process stops here, naming this folder
         experiments: list[Experiment] = []
         restorations: list[Callable[[], str]] = []  # a unit's restore, once all are checked
@@ -824,9 +826,15 @@ class MultiExperiment:
             (out / "units").mkdir(parents=True, exist_ok=True)  # before the config: a folder
             if not resume or not (out / "config.yaml").exists():  # with one is a many-unit run
                 config_mod.dump_yaml(config, out / "config.yaml")
-        except BaseException:
+        except BaseException as err:
             for e in experiments:
                 e.release_folder()
+            refused = isinstance(err, XDreamError) and not resume and not locked_before
+            if refused:  # before anything was written (a bad unit; not a stop while loading):
+                with contextlib.suppress(OSError):  # no lock file left, nor the folder if
+                    (out / LOCK_FILE).unlink()  # the lock made it
+                    if not existed:
+                        remove_empty([out / "units", out])
             lock.release()
             raise
         for e in experiments:
