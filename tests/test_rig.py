@@ -1166,6 +1166,41 @@ def test_leftover_block_files_are_refused(tmp_path: Path) -> None:
         Experiment.from_config(rig_config(), out).run()
 
 
+def test_xdream_run_refuses_leftover_block_files_before_it_writes_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused for an earlier session's block files, `xdream run` leaves no run folder (with
+    --out or in xdream-runs/), so the same command works once the files are moved away. It
+    had written config.yaml, record.h5, rig/, ... first, and the same command was then
+    refused as a run into a folder that holds an experiment."""
+    from xdream.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "block000.json").write_text("{}")
+    cfg = tmp_path / "l.toml"
+    cfg.write_text(
+        "[experiment]\ngenerations = 1\nn_references = 0\n"
+        '[generator]\nname = "pixels"\nsize = 8\ncode_size = 4\n'
+        '[optimizer]\nname = "genetic"\npopulation_size = 4\n'
+        f'[rig]\nwrite_dir = "{shared}"\ntimeout = 0.05\npoll_interval = 0.002\n'
+    )
+    for out in (["--out", "run"], []):
+        assert main(["run", str(cfg), *out]) == 2
+        assert "already holds block files from another session" in capsys.readouterr().err
+        assert not (tmp_path / "run").exists() and not (tmp_path / "xdream-runs").exists()
+    (shared / "block000.json").unlink()  # moved away: the same command runs
+    assert main(["run", str(cfg), "--out", "run"]) == 0
+    assert records.read(tmp_path / "run").summary["generations"] == 1
+    # a folder that holds an experiment is refused as such, its files left as they were
+    (shared / "block000.json").write_text("{}")
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert main(["run", str(cfg), "--out", "run"]) == 2
+    assert "'run' already holds an experiment" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+
+
 def test_status_file_while_waiting(tmp_path: Path) -> None:
     out = tmp_path / "run"
     exp = Experiment.from_config(rig_config(generations=1, timeout=0.3), out)

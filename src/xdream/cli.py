@@ -278,6 +278,14 @@ def cmd_run(args: argparse.Namespace, console: Any) -> int:
         _output(args, out, console, start)
         return run_many(cfg, out, console)
     experiment = Experiment.from_config(cfg, out)
+    if cfg.rig is not None:
+        from xdream.records import RunFolder
+        from xdream.rig.scorer import refuse_leftovers
+
+        # before the run folder is written: refused, it leaves nothing (a folder that holds
+        # an experiment is refused as before, by run(), naming it)
+        if not RunFolder(out).outputs_present():
+            refuse_leftovers(cfg.rig, out)
     _output(args, out, console, start)
     _report(_run_experiment(experiment, console), out, console)
     return 0

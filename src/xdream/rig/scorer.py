@@ -189,24 +189,11 @@ class RigScorer(Scorer):
         self._status("ready")
 
     def _folder(self, name: str) -> Path:
-        path = Path(name).expanduser()
         assert self.run_dir is not None
-        return path if path.is_absolute() else self.run_dir / path
+        return _rig_folder(name, self.run_dir)
 
     def _refuse_leftovers(self) -> None:
-        for d in {self.write_dir, self.score_dir}:
-            stale = sorted(
-                n
-                for n in os.listdir(d)
-                if (protocol.RESPONSE_NAME.match(n) or protocol.STIMULUS_NAME.match(n))
-                and not protocol.is_temporary(n)
-            )
-            if stale:
-                raise XDreamError(
-                    f"{str(d)!r} already holds block files from another session ({stale[0]}, ...);"
-                    " they would be taken for this experiment's. Move them away or choose empty "
-                    "write_dir / score_dir folders."
-                )
+        _refuse_block_files({self.write_dir, self.score_dir})
 
     def _load_state(self) -> None:
         try:
@@ -1128,6 +1115,44 @@ class RigScorer(Scorer):
                 self._line_shown = False
 
 
+def _rig_folder(name: str, run_dir: Path) -> Path:
+    """``[rig] write_dir`` or ``score_dir`` as a path: a relative one is inside ``run_dir``."""
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else run_dir / path
+
+
+def _refuse_block_files(folders: set[Path]) -> None:
+    for d in sorted(folders):
+        try:
+            names = os.listdir(d)
+        except OSError:  # not there yet (made by bind), or no folder: bind says so
+            continue
+        stale = sorted(
+            n
+            for n in names
+            if (protocol.RESPONSE_NAME.match(n) or protocol.STIMULUS_NAME.match(n))
+            and not protocol.is_temporary(n)
+        )
+        if stale:
+            raise XDreamError(
+                f"{str(d)!r} already holds block files from another session ({stale[0]}, ...);"
+                " they would be taken for this experiment's. Move them away or choose empty "
+                "write_dir / score_dir folders."
+            )
+
+
+def refuse_leftovers(params: RigSection, run_dir: str | Path) -> None:
+    """Refuse a new run in ``run_dir`` whose ``[rig]`` folders (``params``) hold block files
+    of another session, which would be taken for its own. :meth:`RigScorer.bind` checks this
+    once the run folder is made; ``xdream run`` checks it first, before it makes or writes
+    anything, so that a refused run leaves no folder behind and the same command works once
+    the files are moved away."""
+    run_dir = Path(run_dir)
+    write_dir = _rig_folder(params.write_dir, run_dir)
+    score_dir = write_dir if params.score_dir is None else _rig_folder(params.score_dir, run_dir)
+    _refuse_block_files({write_dir, score_dir})
+
+
 def _stop_reason(error: BaseException) -> str:
     """Why the run stopped, for the status file: as the command's last line says it."""
     if isinstance(error, KeyboardInterrupt):  # Ctrl-C, or the command's SIGTERM / SIGHUP
@@ -1146,4 +1171,4 @@ def read_status(folder: str | Path) -> dict[str, Any]:
     return dict(json.loads((Path(folder) / "rig" / "status.json").read_text()))
 
 
-__all__: Sequence[str] = ("RigPaused", "RigScorer", "read_status")
+__all__: Sequence[str] = ("RigPaused", "RigScorer", "read_status", "refuse_leftovers")
