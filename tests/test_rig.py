@@ -521,6 +521,43 @@ def test_names_with_folders_say_how_to_fix_them(tmp_path: Path) -> None:
     np.testing.assert_array_equal(scores, [1.0, 1.0, 1.0])  # what the message promises
 
 
+def test_match_loose_set_on_resume_reads_the_skipped_response_again(tmp_path: Path) -> None:
+    """The advice for full paths (set match = "loose") can be followed in the run that got
+    it: match may change between sessions, and the resumed run reads the file it skipped
+    again. Resume refused the change (rig.match: 'strict' -> 'loose')."""
+    out = tmp_path / "run"
+    cfg = rig_config(
+        generations=2, population=4, refs=0, on_timeout="pause", timeout=0.4, settle=0.1
+    )
+    exp = Experiment.from_config(cfg, out)
+    stim = out / "stimuli"
+
+    def rig() -> None:
+        for b in (0, 1):  # bare names for block 0, full paths from block 1 on
+            while not (stim / f"block{b:03d}.txt").exists():
+                time.sleep(0.005)
+            names = (stim / f"block{b:03d}.txt").read_text().split()
+            shown = [str(stim / n) for n in names] if b else names  # fullfile(writeDir, name)
+            write_response(stim, b, "json", shown, np.arange(len(names))[:, None] + 1.0 + 10 * b)
+
+    t = threading.Thread(target=rig)
+    t.start()
+    with pytest.raises(RigPaused):
+        exp.run()
+    t.join()
+    assert "block001.json skipped as malformed" in (out / "rig" / "rig.log").read_text()
+    exp.release_folder()
+    config = out / "config.yaml"
+    config.write_text(config.read_text().replace("match: strict", "match: loose"))
+    resumed = Experiment.resume(out)
+    assert resumed.config_changes == ["rig.match: 'strict' -> 'loose'"]
+    resumed.run()  # nobody answers again: the file that was skipped answers block 1
+    rec = records.read(out)
+    assert sorted(rec.scores[rec.generation == 1].tolist()) == [11.0, 12.0, 13.0, 14.0]
+    assert rec.extra["rig/blocks/response_file"].tolist() == ["block000.json", "block001.json"]
+    assert read_status(out)["skipped_files"] == 1  # counted once, in the first session
+
+
 # --------------------------------------------------------------------------- hardening
 def test_foreign_malformed_partial_duplicate_and_escaping_files(tmp_path: Path) -> None:
     out = tmp_path / "run"

@@ -90,12 +90,13 @@ _HOST = socket.gethostname()
 CHANGEABLE = {
     "experiment": ("generations", "presentations", "record_interval", "batch_size", "tf32"),
     "target": ("batch_size", "device"),
-    "rig": ("timeout", "on_timeout", "poll_interval", "settle", "settle_always"),
+    "rig": ("timeout", "on_timeout", "poll_interval", "settle", "settle_always", "match"),
 }
 """Config keys that may change between the sessions of a run (``xdream resume`` after an edit
 of ``config.yaml``): the budget, how often ``record.h5`` is written, batch sizes, the device
-and TF32, and the rig's waiting. Every other key defines the experiment, and a change to it is
-refused: the records would mix two experiments."""
+and TF32, the rig's waiting, and how it pairs the names in a response with the files it
+wrote (``match``: what is shown and recorded stays the same). Every other key defines the
+experiment, and a change to it is refused: the records would mix two experiments."""
 CHANGEABLE_KEYS = tuple(f"{section}.{key}" for section, keys in CHANGEABLE.items() for key in keys)
 
 ADDED_KEYS = {"experiment.noise_seed": None}
