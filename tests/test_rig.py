@@ -209,7 +209,12 @@ def test_rig_section_is_validated_and_documented() -> None:
         ({"channels": [[]]}, "'channels' must be left out .* got \\[\\[\\]\\]"),
         ({"channels": -1}, "'channels' must be left out .* got -1"),
         ({"on_timeout": "retry"}, "'on_timeout' must be one of wait, skip, pause, got 'retry'"),
-        ({"timeout": 0}, "'timeout' must be a positive number of seconds, got 0"),
+        ({"timeout": 0}, "'timeout' must be a positive finite number of seconds, got 0"),
+        # nan never timed out (nor settled); inf is what on_timeout = "wait" does
+        ({"timeout": float("nan")}, "'timeout' must be a positive finite number .* got nan$"),
+        ({"timeout": float("inf")}, "got inf; to wait for a response for ever, set on_timeout"),
+        ({"settle": float("nan")}, "'settle' must be a positive finite number .* got nan"),
+        ({"poll_interval": float("-inf")}, "'poll_interval' must be .* got -inf$"),
         ({"subtract_blank": True}, "'subtract_blank' needs blank trials: set 'blanks'"),
         ({"match": "fuzzy"}, "'match' must be 'strict' or 'loose', got 'fuzzy'"),
         ({"seed": -3}, "'seed' must be an integer >= 0 \\(or none\\), got -3"),

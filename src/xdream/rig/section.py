@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,8 +108,21 @@ class RigSection:
         positive_int("image_size", self.image_size, allow_none=True)
         for key in ("timeout", "poll_interval", "settle"):
             value = getattr(self, key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"'{key}' must be a positive number of seconds, got {value!r}")
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not math.isfinite(value)  # nan never times out, nor settles
+                or value <= 0
+            ):
+                wait = (
+                    '; to wait for a response for ever, set on_timeout = "wait" (it warns every '
+                    "timeout seconds)"
+                    if key == "timeout" and value == math.inf
+                    else ""
+                )
+                raise ValueError(
+                    f"'{key}' must be a positive finite number of seconds, got {value!r}{wait}"
+                )
         if self.on_timeout not in TIMEOUT_POLICIES:
             raise ValueError(
                 f"'on_timeout' must be one of {', '.join(TIMEOUT_POLICIES)}, "
