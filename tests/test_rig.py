@@ -322,6 +322,28 @@ def test_loose_matching_and_require_response(tmp_path: Path) -> None:
     assert sorted(rec.scores) == [0.0, 1.0, 2.0, 20.0, 21.0, 22.0]
 
 
+def test_a_block_answered_only_with_nan_is_warned_about_and_counted(tmp_path: Path) -> None:
+    """A complete response whose every value is NaN (a lost electrode) gets a warning in the
+    terminal and rig.log, and is counted in status.json (nan_blocks); it was logged like a
+    good block. Only the selected channels count: NaN elsewhere is no warning."""
+
+    def nan_block_1(b: int, names: list[str], folder: Path) -> None:
+        values = [[np.nan if b == 1 else 5.0, 1.0] for _ in names]
+        write_response(folder, b, "json", names, values)
+
+    folder = tmp_path / "nan"
+    _, scores, err = score_one_generation(folder, nan_block_1, block_size=2)
+    assert np.isfinite(scores[:2]).all() and np.isnan(scores[2:]).all()
+    warning = "block001.json: all 2 responses hold NaN (or infinite) values, so no stimulus of"
+    assert f"rig: warning: {warning}" in err and "block000.json: all" not in err
+    assert f"WARNING {warning}" in (folder / "rig" / "rig.log").read_text()
+    assert read_status(folder)["nan_blocks"] == 1
+    _, _, err = score_one_generation(tmp_path / "other", nan_block_1, block_size=2, channels=1)
+    assert "NaN (or infinite)" not in err  # channel 1 holds values
+    _, _, err = score_one_generation(tmp_path / "zero", nan_block_1, block_size=2, channels=0)
+    assert "all 2 responses hold NaN (or infinite) values in the channels that [rig]" in err
+
+
 def test_nan_responses_are_no_response(tmp_path: Path) -> None:
     """A NaN (MATLAB NaN, JSON null) is no response: averaged over the finite showings,
     shown again with require_response, and a NaN blank leaves the baseline to the others."""

@@ -60,6 +60,11 @@ STATUS_INTERVAL = 5.0
 
 _HOST = socket.gethostname()
 
+COUNTS = ("timeouts", "late", "skipped_files", "duplicates", "nan_blocks")
+"""What ``rig/status.json`` counts (the journal's ``counts``): blocks timed out, responses
+accepted late, files skipped, second responses, and responses with no finite value at all
+(NaN for every stimulus: a lost electrode, a crashed spike sorter)."""
+
 _WAIT = "perhaps still being written"
 """What :meth:`RigScorer._accept` returns (this object) for a response not yet accepted."""
 
@@ -180,7 +185,7 @@ class RigScorer(Scorer):
                 "best": None,
                 "last_baseline": None,
                 "last_latency": None,
-                "counts": {"timeouts": 0, "late": 0, "skipped_files": 0, "duplicates": 0},
+                "counts": dict.fromkeys(COUNTS, 0),
                 "counted": [],
                 "rng": self._rng.bit_generator.state,
             }
@@ -208,6 +213,8 @@ class RigScorer(Scorer):
         self._rng.bit_generator.state = state["rng"]
         # a journal of an earlier xdream has no "counted": its files may be counted once more
         self._counted = set(state.setdefault("counted", []))
+        for counter in COUNTS:  # nor every count of this one (nan_blocks)
+            state["counts"].setdefault(counter, 0)
 
     def _save(self, durable: bool = True) -> None:
         """Rewrite the journal atomically (and fsynced, unless ``durable`` is False)."""
@@ -785,6 +792,17 @@ class RigScorer(Scorer):
             self._log(
                 f"{fname}: {len(missing)} of the block's {len(blk['stimuli'])} stimuli got no "
                 f"response (NaN), e.g. {missing[0]!r}",
+                warn=True,
+            )
+        with np.errstate(invalid="ignore"):  # inf - inf in a mean: no response either
+            answered = any(np.isfinite(self._select(row)) for _, row in matched)
+        if not answered:
+            self.state["counts"]["nan_blocks"] += 1
+            which = "" if self.groups is None else " in the channels that [rig] channels selects"
+            self._log(
+                f"{fname}: all {len(matched)} responses hold NaN (or infinite) values{which}, so "
+                f"no stimulus of block {blk['block']} got a response; check the rig (an "
+                "electrode, the spike sorting)",
                 warn=True,
             )
         for warning in warnings:
