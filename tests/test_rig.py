@@ -45,7 +45,7 @@ from xdream.rig import (
 )
 from xdream.rig import scorer as scorer_mod
 from xdream.rig.formats import read_mat, write_h5_indexed
-from xdream.rig.sim import read_log
+from xdream.rig.sim import SimSettings, read_log
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["block000_000_gen000_000000.png", "block000_001_ref_moon_1_2_3.png", "block000_002_x.png"]
@@ -1372,6 +1372,35 @@ def test_rig_sim_refuses_a_noise_param_that_is_no_number(
     err = capsys.readouterr().err
     assert "--noise-param 'scale=twenty': VALUE must be a number" in err
     assert "Traceback" not in err
+
+
+def test_rig_sim_refuses_bad_options_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--seed -1 ended in NumPy's traceback (exit 1); --late-delay -5 and --max-blocks -1 were
+    accepted; --noise-param without --noise was ignored, recording without noise."""
+    from xdream.cli import main
+
+    argv = ["rig-sim", str(tmp_path / "stimuli"), "--idle-exit", "0.1"]
+    for option, value, expected in (
+        ("--seed", "-1", "argument --seed: expected an integer >= 0, got -1"),
+        ("--late-delay", "-5", "argument --late-delay: expected a number >= 0, got -5"),
+        ("--late-delay", "nan", "argument --late-delay: expected a number >= 0, got nan"),
+        ("--max-blocks", "-1", "argument --max-blocks: expected an integer >= 1, got -1"),
+        ("--idle-exit", "-1", "argument --idle-exit: expected a number >= 0, got -1"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            main([*argv, option, value])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err
+    assert main([*argv, "--noise-param", "scale=0.5"]) == 2
+    assert capsys.readouterr().err == (
+        "xdream: error: --noise-param 'scale=0.5' needs a noise model: give --noise (gain or "
+        "poisson) too, or leave --noise-param out\n"
+    )
+    with pytest.raises(XDreamError, match="--late-delay must be a number of seconds >= 0"):
+        SimSettings(late_delay=-5.0)
 
 
 def test_a_rig_that_answers_at_once_never_drops_a_generation_the_checkpoint_lacks(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from xdream.cli import at_least
 from xdream.errors import XDreamError
 
 
@@ -57,7 +58,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--drop", type=_probability, default=0.0, help="P(block gets no response)")
     p.add_argument("--duplicate", type=_probability, default=0.0, help="P(response rewritten)")
     p.add_argument("--late", type=_probability, default=0.0, help="P(response comes late)")
-    p.add_argument("--late-delay", type=float, default=5.0, help="seconds of a late response")
+    p.add_argument(
+        "--late-delay",
+        type=at_least(0, float),
+        default=5.0,
+        help="seconds before a late response is written, >= 0 (default 5)",
+    )
     p.add_argument(
         "--gains",
         default="1",
@@ -65,10 +71,19 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--slow-write", action="store_true", help="write files non-atomically")
     p.add_argument("--no-manifest", action="store_true", help="do not wait for block{NNN}.txt")
-    p.add_argument("--seed", type=int, default=0, help="seed of drops, latencies and noise")
+    p.add_argument(
+        "--seed",
+        type=at_least(0),
+        default=0,
+        help="seed of drops, latencies and noise, an integer >= 0 (default 0)",
+    )
     p.add_argument("--log", help="JSON-lines log (default SCORE_DIR/.rig-sim.jsonl)")
-    p.add_argument("--max-blocks", type=int, help="exit after handling this many blocks")
-    p.add_argument("--idle-exit", type=float, help="exit after this many idle seconds")
+    p.add_argument(
+        "--max-blocks", type=at_least(1), help="exit after handling this many blocks (>= 1)"
+    )
+    p.add_argument(
+        "--idle-exit", type=at_least(0, float), help="exit after this many idle seconds (>= 0)"
+    )
     p.set_defaults(func=cmd_rig_sim)
 
 
@@ -77,9 +92,14 @@ def cmd_rig_sim(args: argparse.Namespace, console: Any) -> int:
     from xdream.rig import formats
     from xdream.rig.sim import RigSim, SimSettings
 
+    if args.noise_param and not args.noise:
+        raise XDreamError(
+            f"--noise-param {args.noise_param[0]!r} needs a noise model: give --noise "
+            f"({' or '.join(scorers.NOISE_REGISTRY.names())}) too, or leave --noise-param out"
+        )
     formats.load_plugins(args.plugin)
     params: dict[str, Any] = {}
-    for item in args.noise_param if args.noise else []:
+    for item in args.noise_param:
         key, sep, value = item.partition("=")
         if not sep:
             raise XDreamError(f"--noise-param expects KEY=VALUE, got {item!r}")

@@ -50,6 +50,10 @@ class SimSettings:
         for key in ("drop", "duplicate", "late"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise XDreamError(f"rig-sim --{key} must be a probability in [0, 1]")
+        if not 0.0 <= self.late_delay < float("inf"):  # nan compares false
+            raise XDreamError(
+                f"rig-sim --late-delay must be a number of seconds >= 0, got {self.late_delay}"
+            )
         lo, hi = self.latency
         if not 0.0 <= lo <= hi:
             raise XDreamError(f"rig-sim --latency needs 0 <= MIN <= MAX, got {lo} {hi}")
