@@ -1265,6 +1265,32 @@ def test_xdream_run_refuses_leftover_block_files_before_it_writes_anything(
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
 
 
+def test_a_paused_rig_run_exits_with_status_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A paused run (on_timeout = "pause") exits with 3, bad input with 2: a wrapper script
+    tells them apart. Both exited with 2."""
+    from xdream.cli import main
+
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(
+        "[experiment]\ngenerations = 1\nn_references = 0\n"
+        '[generator]\nname = "pixels"\nsize = 8\ncode_size = 4\n'
+        '[optimizer]\nname = "genetic"\npopulation_size = 4\n'
+        '[rig]\ntimeout = 0.05\npoll_interval = 0.002\non_timeout = "pause"\n'
+    )
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out)]) == 3
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("xdream: error: no response to block 0 in ")
+    assert err[-1].endswith(
+        f"paused. Check the rig, then continue with `xdream resume {out}` "
+        "(block 0 is awaited again)"
+    )
+    assert main(["resume", str(out)]) == 3  # still nobody answers
+    assert main(["resume", str(tmp_path / "nope")]) == 2
+
+
 def test_status_file_while_waiting(tmp_path: Path) -> None:
     out = tmp_path / "run"
     exp = Experiment.from_config(rig_config(generations=1, timeout=0.3), out)

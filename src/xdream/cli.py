@@ -9,7 +9,8 @@
 The modules in :data:`COMMAND_MODULES` add ``encode``, ``report``, ``render``, ``rig-sim``,
 ``bench throughput``, ``bench optimizers``, ``sweep`` and ``tune`` (see the README).
 
-User errors print one line to stderr and exit with status 2 (no traceback).
+User errors print one line to stderr and exit with status 2 (no traceback); a rig run paused
+by ``on_timeout = "pause"`` prints its line and exits with status 3 (its ``exit_status``).
 """
 
 from __future__ import annotations
@@ -504,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = func(args, console)
     except XDreamError as err:
         print(f"xdream: error: {err}", file=sys.stderr)
-        status = 2
+        status = getattr(err, "exit_status", 2)  # 3: a paused rig run (RigPaused)
     except Terminated as err:
         _say(_interrupted(args, str(err)))
         status = 128 + err.signum

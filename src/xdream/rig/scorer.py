@@ -72,6 +72,10 @@ _WAIT = "perhaps still being written"
 class RigPaused(XDreamError):
     """A block got no response within the timeout and ``on_timeout = "pause"``."""
 
+    exit_status = 3
+    """The ``xdream`` command's exit status for a paused run (bad input's is 2): a wrapper
+    script (a SLURM job) tells "resume once the rig is back" from "fix the config"."""
+
 
 @functools.cache
 def _pool() -> ThreadPoolExecutor:
