@@ -180,6 +180,17 @@ def test_csv_from_excel_and_missing_cells(tmp_path: Path) -> None:
     path.write_text("a.png,1\nb.png,x\n")
     with pytest.raises(MalformedResponse, match="leave a cell empty or write NaN"):
         read_csv(path)
+    # another header, another separator: said as such (audit X9)
+    path.write_text("name,ch0\na.png,1\n")
+    with pytest.raises(
+        MalformedResponse, match="header line must start with stimulusID, got 'name'"
+    ):
+        read_csv(path)
+    path.write_text("stimulusID;ch0\na.png;1,5\nb.png;2,0\n")
+    with pytest.raises(
+        MalformedResponse, match="separated by commas: this file separates them by ';'"
+    ):
+        read_csv(path)
 
 
 def test_names_and_path_escapes() -> None:

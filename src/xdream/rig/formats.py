@@ -561,18 +561,44 @@ def read_csv(path: Path) -> Response:
         raise MalformedResponse("no response lines")
     width = {len(r) for r in rows}
     if len(width) != 1 or width.pop() < 2:
-        raise MalformedResponse("every line needs a name and the same number of channel values")
+        single = [r[0] for r in rows if len(r) == 1]  # no comma: another separator?
+        other = next((sep for sep in ";\t" if single and all(sep in c for c in single)), None)
+        raise MalformedResponse(
+            "every line needs a name and the same number of channel values"
+            + (
+                f", separated by commas: this file separates them by {other!r} (Excel in some "
+                "locales; save it as CSV with commas, or write the file from the rig's program)"
+                if other is not None
+                else ""
+            )
+        )
     try:
         values = np.array(
             [[float(v) if v.strip() else np.nan for v in r[1:]] for r in rows], dtype=np.float64
         )
     except ValueError as err:
+        header = rows[0][0].strip()
+        first_row_only = _numbers(rows[1:])
         raise MalformedResponse(
-            f"channel values must be numbers ({err}); leave a cell empty or write NaN for no "
-            "response"
+            f"the header line must start with stimulusID, got {header!r}"
+            if first_row_only and len(rows) > 1
+            else f"channel values must be numbers ({err}); leave a cell empty or write NaN for "
+            "no response"
         ) from None
     # without a line end the last line may be cut (400.25 read as 400): the scorer waits
     return Response([r[0].strip() for r in rows], values, complete=text.endswith(("\n", "\r")))
+
+
+def _numbers(rows: Sequence[Sequence[str]]) -> bool:
+    """Whether every channel cell of ``rows`` reads as a number (or is empty)."""
+    try:
+        for r in rows:
+            for v in r[1:]:
+                if v.strip():
+                    float(v)
+    except ValueError:
+        return False
+    return True
 
 
 @register_writer("csv", ".csv")
