@@ -1815,3 +1815,110 @@ def test_save_images_none_makes_no_images_folder(tmp_path: Path, save_images: st
     else:
         assert not (run / "images").exists()
         assert records.read(run).best_per_generation.size == 2  # the run itself is whole
+
+
+def test_restore_refuses_objects_other_than_those_the_run_was_built_with(
+    tmp_path: Path,
+) -> None:
+    """restore() of a run built from Python objects took any unit, generator parameters,
+    hyperparameters, seed and reference settings, and rewrote record.h5's config and
+    summary.json as if the whole run had used them. It refuses each change, naming it, before
+    anything is written; a larger budget is still taken; an earlier checkpoint (no record of
+    the objects) is compared with record.h5's copy; a config's run is not continued from
+    objects."""
+    import pickle
+
+    import xdream.generators
+    import xdream.optimizers
+    from tests.helpers import RedScorer
+    from tests.test_cli import killed_run
+    from xdream.errors import ConfigChangedError
+
+    run = tmp_path / "run"
+
+    def build(
+        size: int = 32, drop: float = 0.0, rate: float = 0.5, seed: int | None = 0, **kw: Any
+    ) -> Experiment:
+        gen = xdream.generators.make("pixels", size=size, code_size=8)
+        opt = xdream.optimizers.make(
+            "genetic", dim=gen.code_dim, seed=seed, population_size=6, mutation_rate=rate
+        )
+        given = {"generations": 3, "n_references": 2, "reference_seed": 1, **kw}
+        return Experiment(gen, RedScorer(drop), opt, run, **given)
+
+    stopped = build()
+    stopped.step()
+    stopped.release_folder()
+    contents = folder_contents(run)
+    for changed, named in (
+        ({"drop": 0.5}, "target.drop: 0.0 -> 0.5"),
+        ({"size": 16}, "generator.size: 32 -> 16"),
+        ({"rate": 0.9}, "optimizer.mutation_rate: 0.5 -> 0.9"),
+        ({"seed": 5}, "experiment.seed: 0 -> 5"),
+        ({"n_references": 5}, "experiment.n_references: 2 -> 5"),
+        ({"reference_seed": 9}, "experiment.reference_seed: 1 -> 9"),
+    ):
+        with pytest.raises(ConfigChangedError) as refused:
+            build(**changed).restore()  # type: ignore[arg-type]
+        message = str(refused.value)
+        assert f"cannot restore {str(run)!r}: the objects given differ from those the run " in (
+            message
+        )
+        assert f"({named}), and continuing would mix two experiments" in message
+        assert "Build the generator, scorer and optimiser (and n_references, reference_seed)" in (
+            message
+        )
+        assert "config.yaml" not in message
+        assert folder_contents(run) == contents
+    with pytest.raises(XDreamError, match=r"\(optimizer\.mutation_rate: 0\.5 -> 0\.9; target"):
+        build(drop=0.5, rate=0.9).restore()
+    # an earlier xdream's checkpoint: record.h5's copy of the config says what the run was
+    state = pickle.loads((run / "checkpoint.pkl").read_bytes())
+    del state["built"]
+    (run / "checkpoint.pkl").write_bytes(pickle.dumps(state))
+    with pytest.raises(ConfigChangedError, match=r"\(target\.drop: 0\.0 -> 0\.5\)"):
+        build(drop=0.5).restore()
+    # the budget may change; an optimiser made without a seed takes the run's
+    longer = build(seed=None, generations=4)
+    longer.restore()
+    assert longer.config_changes == ["experiment.generations: 3 -> 4"]
+    assert longer.run()["generations"] == 4
+    assert records.read(run).config["experiment"]["seed"] == 0
+
+    killed_run(tmp_path / "configured", generations=3, done=1)
+    parts = build()
+    with pytest.raises(XDreamError, match=r"holds an experiment built from a config .*resume"):
+        Experiment(
+            parts.generator, parts.scorer, parts.optimizer, tmp_path / "configured"
+        ).restore()
+
+
+def test_a_restored_run_keeps_the_schedule_it_was_built_with_unwarned(tmp_path: Path) -> None:
+    """Continued with a larger budget, a run built in Python keeps its optimiser's step-size
+    schedule (another one is refused): Experiment no longer warns, for a folder it continues,
+    that the schedule should be the new budget's."""
+    import warnings
+
+    import xdream.generators
+    import xdream.optimizers
+    from tests.helpers import RedScorer
+    from xdream.errors import ConfigChangedError
+
+    gen = xdream.generators.make("pixels", size=32, code_size=8)
+
+    def build(schedule: int, budget: int) -> Experiment:
+        opt = xdream.optimizers.make("annealed-es", dim=gen.code_dim, seed=0, generations=schedule)
+        return Experiment(gen, RedScorer(), opt, tmp_path / "run", generations=budget)
+
+    with pytest.warns(UserWarning, match="anneals its step size over generations=2"):
+        build(2, 3)  # a new run: warned
+    stopped = build(2, 2)
+    stopped.step()
+    stopped.release_folder()
+    with pytest.raises(ConfigChangedError, match=r"\(optimizer\.generations: 2 -> 4\)"):
+        build(4, 4).restore()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        longer = build(2, 4)
+    longer.restore()
+    assert longer.run()["generations"] == 4

@@ -217,6 +217,52 @@ def config_changed_message(folder: Path, defining: list[str]) -> str:
     )
 
 
+def objects_changed_message(folder: Path, defining: list[str]) -> str:
+    """Why :meth:`Experiment.restore` of a run built from Python objects is refused: the
+    ``defining`` differences (from :func:`config_changes`) between the objects it was built with
+    and those given now, and what to do (there is no ``config.yaml`` to edit)."""
+    path = str(folder)
+    return (
+        f"cannot restore {path!r}: the objects given differ from those the run was built with "
+        f"({'; '.join(defining)}), and continuing would mix two experiments in one record, so "
+        "nothing was changed. Build the generator, scorer and optimiser (and n_references, "
+        "reference_seed) as the run was built (xdream.records.read("
+        f"{path!r}).config says how), or start a new run with the new ones in another folder. "
+        "What may change between sessions: the budget (generations=, presentations=), "
+        "batch_size, record_interval, tf32 and the scorer's device."
+    )
+
+
+def _comparable(then: dict[str, Any], now: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``then`` and ``now`` (:meth:`Experiment._config_dict` of a run built from Python
+    objects) with a generator or optimiser named by its name alone on one side (its parameters
+    were no dataclass of JSON values, or an earlier xdream recorded the name only) named so on
+    the other too. ``now``'s seed is taken as ``then``'s where it is unknown (``None``) or
+    fresh entropy (:func:`drawn_seed`: an optimiser made without a seed continues with the
+    run's), and ``then``'s as ``now``'s where it was never recorded (``None``)."""
+    then, now = dict(then), dict(now)
+    for role in ("generator", "optimizer"):
+        a, b = then.get(role), now.get(role)
+        if isinstance(a, str) and isinstance(b, dict):
+            now[role] = b.get("name")
+        elif isinstance(a, dict) and isinstance(b, str):
+            then[role] = a.get("name")
+    a, b = then.get("experiment"), now.get("experiment")
+    if isinstance(a, dict) and isinstance(b, dict):
+        before, given = a.get("seed"), b.get("seed")
+        if before is None or given is None or drawn_seed(given):
+            seed = given if before is None else before
+            then["experiment"], now["experiment"] = {**a, "seed": seed}, {**b, "seed": seed}
+    return then, now
+
+
+def drawn_seed(seed: Any) -> bool:
+    """Whether ``seed`` (an optimiser's, :func:`optimizer_seed`) looks like the fresh entropy
+    NumPy draws for a generator made without a seed (128 random bits): 2**64 or more. A seed
+    someone chose is smaller; a draw is smaller with a chance of 2**-64."""
+    return isinstance(seed, int) and seed >= 2**64
+
+
 APPEND_SHARE = 0.1
 """The share of a run's time that appends to ``record.h5`` may take: a unit appends at most
 every :attr:`Experiment.record_interval` seconds, and no more often than every
@@ -518,7 +564,9 @@ class Experiment:
         # checked above; NumPy numbers become Python's (torch and the records want those)
         generations = None if generations is None else int(generations)
         presentations = None if presentations is None else int(presentations)
-        if config is None:  # a config's optimiser follows its budget, or says otherwise itself
+        # a config's optimiser follows its budget, or says otherwise itself; a run continued
+        # (restore) keeps the schedule it was built with, whatever its budget now
+        if config is None and not os.path.exists(RunFolder(out).checkpoint):
             _check_schedule(optimizer, generations, presentations)
         self.generator = generator
         self.scorer = scorer
@@ -713,11 +761,19 @@ class Experiment:
             "scorer": self.scorer.state_dict(),
             "references": self.references.state_dict(),
             "config": None if self.config is None else self.config.to_dict(),
+            # a run built from Python objects: what they were, which restore() compares
+            "built": self._config_dict() if self.config is None else None,
             "files": self.files_read,
         }
 
     def restore(self) -> str:
-        """Continue from the folder's checkpoint; returns a note on what was repaired."""
+        """Continue from the folder's checkpoint; returns a note on what was repaired.
+
+        Refused, with nothing written, where the run cannot continue as it was: a config's
+        key that defines the experiment changed (:func:`config_changes`), or for a run built
+        from Python objects, objects that differ from those it was built with (the unit, the
+        generator's parameters, the optimiser's hyperparameters and seed, ``n_references``,
+        ``reference_seed``); the budget may change."""
         return self.check_restore()()
 
     def check_restore(self) -> Callable[[], str]:
@@ -770,7 +826,11 @@ class Experiment:
                 f"built with continue: Experiment(generator, scorer, optimizer, {path!r}, "
                 "...).restore(), then run()"
             )
-        self.config_changes = self._check_config(state.get("config"))
+        self.config_changes = (
+            self._check_config(state.get("config"))
+            if self.config is not None
+            else self._check_objects(state)
+        )
         self._check_files(state.get("files"))
         self._check_budget(state)
         self._load_state(state)
@@ -833,7 +893,8 @@ class Experiment:
     def _check_config(self, saved: Any) -> list[str]:
         """Refuse to continue a checkpoint written under a config that differs in a key that
         defines the experiment; returns the changes of :data:`CHANGEABLE` keys. Checkpoints
-        of experiments built in Python, or written before the config was stored, pass."""
+        written before the config was stored pass (one of an experiment built from Python
+        objects: :meth:`_check_objects`)."""
         if not isinstance(saved, dict) or self.config is None:
             return []
         now = self.config.to_dict()
@@ -841,6 +902,43 @@ class Experiment:
         if defining:
             raise ConfigChangedError(config_changed_message(self.folder.path, defining), saved, now)
         return allowed
+
+    def _check_objects(self, state: dict[str, Any]) -> list[str]:
+        """Refuse to continue a run built from Python objects with objects that differ from
+        those it was built with in what defines the experiment (the unit, the generator's
+        parameters, the optimiser's hyperparameters and seed, ``n_references``,
+        ``reference_seed``: :meth:`_config_dict` compared with the checkpoint's, or where an
+        earlier xdream's checkpoint has none, with ``record.h5``'s copy), or a run built from
+        a config; returns the changes of :data:`CHANGEABLE` keys (the budget). Called before
+        the checkpoint is loaded: :attr:`seed` is still this session's."""
+        path = str(self.folder.path)
+        if isinstance(state.get("config"), dict):
+            raise XDreamError(
+                f"cannot restore {path!r} from Python objects: it holds an experiment built "
+                "from a config (its config.yaml), which continues from that config: `xdream "
+                f"resume {path}`, or in Python xdream.experiment.Experiment.resume({path!r})"
+            )
+        then = state.get("built")
+        if not isinstance(then, dict):
+            then = self._recorded_config()
+        if not isinstance(then, dict):
+            return []
+        now = self._config_dict()
+        defining, allowed = config_changes(*_comparable(then, now))
+        if defining:
+            raise ConfigChangedError(objects_changed_message(self.folder.path, defining), then, now)
+        return allowed
+
+    def _recorded_config(self) -> Any:
+        """The config ``record.h5`` records (None where it cannot be read: resume rebuilds
+        it)."""
+        import h5py
+
+        try:
+            with h5py.File(self.folder.record, "r", locking=False) as f:
+                return json.loads(f.attrs["config"])
+        except (*UNREADABLE, TypeError):
+            return None
 
     def _check_budget(self, state: dict[str, Any]) -> None:
         """Refuse a budget below what the checkpoint says has run: more generations than a
