@@ -1922,3 +1922,51 @@ def test_a_restored_run_keeps_the_schedule_it_was_built_with_unwarned(tmp_path: 
         longer = build(2, 4)
     longer.restore()
     assert longer.run()["generations"] == 4
+
+
+def test_step_and_finish_keep_to_the_budget(tmp_path: Path) -> None:
+    """step() after run() had finished raised a raw FileNotFoundError naming a temporary
+    journal file, and step() ran past the budget; finish() before the budget was spent wrote a
+    "finished" summary (and dropped the journal), and on an Experiment that had not started
+    wrote one into a new folder that run() then refused. Each is one XDreamError, nothing
+    written."""
+    finished = tmp_path / "finished"
+    done = tiny_experiment(finished, generations=2)
+    done.run()
+    contents = folder_contents(finished)
+    with pytest.raises(XDreamError) as refused:
+        done.step()
+    message = str(refused.value)
+    assert f"the run in {str(finished)!r} has spent its budget of 2 generations" in message
+    assert "so step() ran none and wrote nothing: it has finished" in message
+    assert f"Experiment(generator, scorer, optimizer, {str(finished)!r}, generations=N)" in message
+    assert folder_contents(finished) == contents
+
+    stepped = tiny_experiment(tmp_path / "stepped", generations=2)
+    assert [stepped.step().generation for _ in range(2)] == [0, 1]
+    with pytest.raises(XDreamError, match=r"spent its budget .* finish\(\) closes it, as run"):
+        stepped.step()
+    assert stepped.finish()["generations"] == 2
+    assert len(records.read(tmp_path / "stepped").best_per_generation) == 2
+
+    broken = tmp_path / "broken"
+    early = tiny_experiment(broken, generations=3)
+    for _ in early.generations():
+        break
+    with pytest.raises(XDreamError) as refused:
+        early.finish()
+    message = str(refused.value)
+    assert f"the run in {str(broken)!r} has run 1 of its 3 generations (20 presentations)" in (
+        message
+    )
+    assert "generations=1).restore() with the objects it was built with" in message
+    assert json.loads((broken / "summary.json").read_text())["status"] == "running"
+    assert (broken / "journal").is_dir()
+    assert early.run()["generations"] == 3
+
+    fresh = tmp_path / "fresh"
+    unstarted = tiny_experiment(fresh, generations=2)
+    with pytest.raises(XDreamError, match=r"has not started one in .*nothing was written"):
+        unstarted.finish()
+    assert not fresh.exists()
+    assert unstarted.run()["status"] == "finished"

@@ -613,6 +613,7 @@ class Experiment:
         self.best_id = ""
         self._started = False
         self._stopped = False  # stopped by an error or a break: continue from the records
+        self._finished = False  # finish() has closed the run
         self._initial: bytes = b""  # state_dict() when the run started, pickled
         self._tick = time.perf_counter()  # wall clock of the last time accounted in ``seconds``
         self._lock: FolderLock | None = None  # held from the first write to finish()
@@ -1131,8 +1132,34 @@ class Experiment:
 
     def finish(self) -> dict[str, Any]:
         """Close a run whose budget is spent: complete ``record.h5``, write the final summary,
-        drop the journal; returns the summary."""
+        drop the journal; returns the summary. :meth:`run` calls it; after :meth:`step` or a
+        :meth:`generations` loop, call it once the budget is spent.
+
+        A run whose budget is not spent, or an experiment that has not started its run, is
+        refused (:class:`XDreamError`, nothing written): the summary would call it finished.
+        After a stop (an error, a ``break``), it goes back to the last generation on disk first,
+        as :meth:`run` does."""
+        if not self._started:
+            raise XDreamError(
+                f"finish() closes a run whose budget is spent, and this Experiment has not "
+                f"started one in {str(self.folder.path)!r}, so nothing was written: run() runs "
+                "it (step() or generations() one generation at a time); for a run the folder "
+                "holds already, restore() first, then run() continues or finishes it"
+            )
+        stopped = self._stopped
         self._hold_folder()  # a run stopped and continued by another process is not ours to end
+        try:
+            if stopped:  # a stop may leave told generations unwritten: go on as on disk
+                self._rewind()
+        except BaseException as err:
+            self._tell_scorer_stopped(err)
+            self.release_folder()
+            raise_for_folder(err, self.folder.path)
+            raise
+        if not self.done():
+            if stopped:  # as it was: let go, for a restore() or `xdream resume`
+                self.release_folder()
+            raise XDreamError(self._unspent_message())
         try:
             self.flush()
             self._check_record()
@@ -1146,7 +1173,55 @@ class Experiment:
         self.folder.drop_journal()
         self.scorer.close()
         self.release_folder()
+        self._finished = True
         return summary
+
+    def _budget(self) -> tuple[str, int]:
+        """The budget's kind (``"generations"``, ``"presentations"``) and size."""
+        if self.presentations_budget is not None:
+            return "presentations", self.presentations_budget
+        assert self.generations_budget is not None
+        return "generations", self.generations_budget
+
+    def _continue_with(self, budget: str) -> str:
+        """How to continue this run with the budget ``budget`` (``"generations=N"``)."""
+        path = str(self.folder.path)
+        if self.config is not None:
+            return (
+                f"set {budget.replace('=', ': ')} in its config.yaml's [experiment], then "
+                f"`xdream resume {path}`"
+            )
+        return (
+            f"Experiment(generator, scorer, optimizer, {path!r}, {budget}).restore() with the "
+            "objects it was built with, then run()"
+        )
+
+    def _spent_message(self) -> str:
+        """Why :meth:`step` runs no more generations: the budget is spent."""
+        kind, size = self._budget()
+        closed = "it has finished" if self._finished else "finish() closes it, as run() does"
+        return (
+            f"the run in {str(self.folder.path)!r} has spent its budget of {size} {kind} "
+            f"({self.generation} generations, {self.presentations} presentations ran), so step() "
+            f"ran none and wrote nothing: {closed}. To go on once it is closed, give it a larger "
+            f"budget: {self._continue_with(f'{kind}=N')}, with N above {size}."
+        )
+
+    def _unspent_message(self) -> str:
+        """Why :meth:`finish` refuses a run whose budget is not spent."""
+        kind, size = self._budget()
+        if kind == "generations":
+            ran, other = self.generation, f"{self.presentations} presentations"
+        else:
+            ran, other = self.presentations, f"{self.generation} generations"
+        return (
+            f"the run in {str(self.folder.path)!r} has run {ran} of its {size} {kind} ({other}), "
+            "so finish(), which closes a run whose budget is spent, changed nothing (the "
+            "summary would call the run finished). run() continues it to the end of its budget "
+            "(so do step() and generations(), from where it is), and its records so far stay "
+            "readable. To end it where it is, let this Experiment go (release_folder()) and give "
+            f"the run the budget it has run: {self._continue_with(f'{kind}={ran}')}."
+        )
 
     def _check_record(self) -> None:
         """Raise unless ``record.h5`` reads back whole with every generation: the journal,
@@ -1173,9 +1248,15 @@ class Experiment:
         """Run one generation and record it durably (starting the run if it has not started).
 
         After an error the next step continues from the last generation on disk, as
-        :meth:`generations` does."""
+        :meth:`generations` does. A run whose budget is spent (:meth:`done`) runs no more:
+        :class:`XDreamError`, with nothing written (:meth:`finish` closes it; a larger budget
+        continues it, given to a new :class:`Experiment` on the folder with :meth:`restore`)."""
+        if self._started and not self._stopped and self.done():
+            raise XDreamError(self._spent_message())
         try:
             self._take_up()  # going back to the last generation may fail with the rig bound
+            if self.done():  # a run stopped once its budget was spent, gone back to the disk
+                raise XDreamError(self._spent_message())
             proposal = self.propose()
             return self.complete(proposal, *self._score(proposal.all_images, proposal.all_ids))
         except FolderInUseError:  # refused: another process has the folder, nothing is ours
