@@ -57,7 +57,10 @@ from xdream.optimizers.base import Optimizer
 from xdream.params import check_seed
 from xdream.precision import tf32_mode
 from xdream.records import (
+    OWN_NAMES,
     UNREADABLE,
+    ExtraLayout,
+    ExtraRowsError,
     FolderLock,
     GenerationRecord,
     H5Record,
@@ -65,6 +68,7 @@ from xdream.records import (
     RunFolder,
     atomic_write,
     check_reconcile,
+    checked_extra,
     checkpoint_unusable,
     config_yaml_lost,
     continue_how,
@@ -614,6 +618,7 @@ class Experiment:
         self._started = False
         self._stopped = False  # stopped by an error or a break: continue from the records
         self._finished = False  # finish() has closed the run
+        self._extra_layout: ExtraLayout = {}  # the scorer's extra rows recorded so far
         self._initial: bytes = b""  # state_dict() when the run started, pickled
         self._tick = time.perf_counter()  # wall clock of the last time accounted in ``seconds``
         self._lock: FolderLock | None = None  # held from the first write to finish()
@@ -853,6 +858,7 @@ class Experiment:
             self._initialise_record()
             self.scorer.bind(self.folder.path)
             self._started = True
+            self._extra_layout = {}
             self._initial = self._initial or pickle.dumps(self.state_dict())
             self._tick = time.perf_counter()
             return "no generation had finished; starting from the first"
@@ -875,6 +881,10 @@ class Experiment:
             raise_for_folder(err, self.folder.path)
             raise
         self._unflushed = []  # the rebuilt record.h5 holds every checkpointed generation
+        try:  # the scorer's extra rows go on as the record holds them
+            self._extra_layout = H5Record(self.folder.record).extra_layout()
+        except UNREADABLE:  # reconciled just now: a record that cannot say checks nothing
+            self._extra_layout = {}
         self._written_summary = None  # the state is the checkpoint's: its summary is as of now
         if np.isnan(self.best_clean_reference):
             self.best_clean_reference = self._recorded_best_clean_reference()
@@ -1453,6 +1463,7 @@ class Experiment:
     def _tell(self, p: Proposal, scores: np.ndarray, clean: np.ndarray) -> _Told:
         """Give the optimiser the evolved images' scores; update the run's bookkeeping."""
         t = [*p.times, time.perf_counter()]
+        extra = self._extra_rows()
         n = len(p.codes)
         best_before = self.optimizer.best.score
         self.optimizer.tell(p.codes, scores[:n])
@@ -1470,7 +1481,7 @@ class Experiment:
             ref_clean_scores=clean[n:],
             presentations=self.presentations,
             seconds=np.diff(np.array(t)),
-            extra=dict(getattr(self.scorer, "last_extra", None) or {}),
+            extra=extra,
         )
         g = rec.generation
         if g == 0:
@@ -1492,6 +1503,23 @@ class Experiment:
         self.seconds += now - self._tick
         self._tick = now
         return _Told(rec, i_best, new_best)
+
+    def _extra_rows(self) -> dict[str, np.ndarray]:
+        """The scorer's ``last_extra`` rows of this generation, checked (:func:`checked_extra`)
+        against the rows recorded before, each group with its ``generation`` dataset."""
+        extra = getattr(self.scorer, "last_extra", None)
+        try:
+            return checked_extra(extra, self.generation, self._extra_layout)
+        except ExtraRowsError as err:
+            scorer = type(getattr(self.scorer, "base", self.scorer)).__name__  # a NoisyScorer's
+            raise XDreamError(
+                f"the scorer ({scorer}) set last_extra rows that the record cannot hold, in "
+                f"generation {self.generation}: {err}. last_extra is {{'group/dataset': rows}}: "
+                f"keys outside xdream's own names ({', '.join(OWN_NAMES)}), each value an array "
+                "(or list) of rows of numbers or strings, as many rows in each dataset of a group, "
+                "and the same datasets, row shapes and types every generation "
+                "(xdream.scorers.base.Scorer says more)"
+            ) from None
 
     def _records_of(self, told: _Told, images: torch.Tensor) -> Callable[[], None]:
         """The writing of a told generation's records, with the checkpoint and the running

@@ -24,6 +24,7 @@ from xdream.records.layout import (
     ROW_FIELDS,
     TIMING_COLUMNS,
     UNREADABLE,
+    ExtraLayout,
     GenerationRecord,
     _extra_groups,
 )
@@ -207,6 +208,20 @@ class H5Record:
             if "codes" in f and f["codes"].shape[0]:
                 f["codes"][-1]  # its last chunk reads back
         return len(rec.best_per_generation)
+
+    def extra_layout(self) -> ExtraLayout:
+        """What the scorer's extra rows in the record look like (:data:`ExtraLayout`), for
+        :func:`~xdream.records.checked_extra` to check a continued run's against."""
+        layout: ExtraLayout = {}
+        with self._open("r") as f:
+            for group in _extra_groups(f):
+                name = group.name.lstrip("/")
+                datasets = {k: v for k, v in group.items() if isinstance(v, h5py.Dataset)}
+                layout[name] = tuple(sorted(datasets))
+                for key, ds in datasets.items():
+                    text = h5py.check_string_dtype(ds.dtype) is not None
+                    layout[f"{name}/{key}"] = (ds.shape[1:], "text" if text else ds.dtype.str)
+        return layout
 
     def set_config(self, config: dict[str, Any], marked: int | None = None) -> None:
         """Rewrite the ``config`` attribute when it differs (a resumed run's allowed edits);

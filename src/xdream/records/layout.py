@@ -4,6 +4,7 @@ file, and what h5py raises for a damaged record (:data:`UNREADABLE`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -47,7 +48,8 @@ class GenerationRecord:
     seconds: npt.NDArray[np.float64]  # (4,) ask, generate, score, tell
     extra: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
     """Scorer-specific rows, ``{"group/sub/dataset": array}``; every group holds a
-    ``generation`` dataset with one entry per row (see :meth:`H5Record.truncate`)."""
+    ``generation`` dataset with one entry per row (see :meth:`H5Record.truncate`), which
+    :func:`checked_extra` adds where the scorer gave none."""
 
     @property
     def best_score(self) -> float:
@@ -99,6 +101,121 @@ class GenerationRecord:
             seconds=np.asarray(a["seconds"], dtype=np.float64),
             extra={k[6:]: np.asarray(a[k]) for k in a.files if k.startswith("extra/")},
         )
+
+
+OWN_NAMES = ("references", "generations", *ROW_FIELDS)
+"""Names at the top of ``record.h5`` that are xdream's own: a scorer's extra rows
+(:attr:`GenerationRecord.extra`) go in groups of other names."""
+
+EXTRA_KINDS = "biufcU"
+"""NumPy dtype kinds a scorer's extra rows may have: booleans, numbers and (unicode) strings."""
+
+
+class ExtraRowsError(ValueError):
+    """A scorer's ``last_extra`` that the record cannot hold (:func:`checked_extra`)."""
+
+
+def checked_extra(
+    extra: Any, generation: int, layout: ExtraLayout | None = None
+) -> dict[str, npt.NDArray[Any]]:
+    """A scorer's ``last_extra`` of generation ``generation`` as :attr:`GenerationRecord.extra`
+    holds it: ``{"group/dataset": rows}`` with each value a NumPy array of rows, and in each
+    group a ``generation`` dataset, one entry per row, added where the scorer gave none.
+
+    Raises :class:`ExtraRowsError` saying what is wrong: a key that is not ``group/dataset``
+    or that is in one of xdream's own names (:data:`OWN_NAMES`), a value that is no array of
+    rows of numbers or strings (a single value, objects), datasets of one group with different
+    numbers of rows, a ``generation`` dataset that holds another generation's number; and,
+    given the ``layout`` of the rows recorded so far (which it then extends), a group with
+    other datasets than before, or a dataset whose rows changed shape or went from numbers to
+    text or back: ``record.h5`` could not append them."""
+    if extra is None:
+        return {}
+    if not isinstance(extra, Mapping):
+        raise ExtraRowsError(f"it is a {type(extra).__name__}, not a dict")
+    out: dict[str, npt.NDArray[Any]] = {}
+    rows: dict[str, tuple[str, int]] = {}  # group: (its first dataset, its rows)
+    for key, value in extra.items():
+        parts = key.split("/") if isinstance(key, str) else []
+        if len(parts) < 2 or not all(parts):
+            raise ExtraRowsError(f"key {key!r} is not 'group/dataset'")
+        if parts[0] in OWN_NAMES:
+            raise ExtraRowsError(f"key {key!r} is in xdream's own {parts[0]!r}")
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ExtraRowsError(f"{key!r} is no array ({type(err).__name__}: {err})") from None
+        if array.ndim == 0 or array.dtype.kind not in EXTRA_KINDS:
+            what = "a single value" if array.ndim == 0 else f"an array of {array.dtype}"
+            raise ExtraRowsError(
+                f"{key!r} is {what} ({type(value).__name__}), not an array of rows of numbers "
+                "or strings"
+            )
+        group = key.rsplit("/", 1)[0]
+        first, n = rows.setdefault(group, (key, len(array)))
+        if len(array) != n:
+            raise ExtraRowsError(
+                f"{key!r} has {len(array)} rows and {first!r} {n}, where the datasets of a "
+                "group have a row each for every entry"
+            )
+        out[key] = array
+    for group, (_, n) in rows.items():
+        key = f"{group}/generation"
+        given = out.get(key)
+        if given is None:
+            out[key] = np.full(n, generation, np.int32)
+        elif given.dtype.kind not in "iu" or given.ndim != 1 or (given != generation).any():
+            raise ExtraRowsError(
+                f"{key!r} holds {given.tolist()!r}, not this generation's number ({generation}) "
+                "in each row (leave it out: the experiment writes it)"
+            )
+    if layout is not None:
+        _check_layout(out, rows, layout)
+    return out
+
+
+def _check_layout(
+    out: dict[str, npt.NDArray[Any]], groups: Mapping[str, Any], layout: ExtraLayout
+) -> None:
+    """Raise :class:`ExtraRowsError` where ``out`` does not go on the extra rows of
+    ``layout`` (see :func:`checked_extra`); then add it to ``layout``."""
+    found: ExtraLayout = {}
+    for group in groups:
+        names = tuple(sorted(k.rsplit("/", 1)[1] for k in out if k.rsplit("/", 1)[0] == group))
+        found[group] = names
+        before = layout.get(group)
+        if before is not None and before != names:
+            raise ExtraRowsError(
+                f"group {group!r} has the datasets {', '.join(names)}, where earlier "
+                f"generations recorded {', '.join(before)}: give the same ones every time"
+            )
+    for key, array in out.items():
+        shape, kind = array.shape[1:], "text" if array.dtype.kind == "U" else array.dtype.str
+        before = layout.get(key)
+        if before is None:
+            found[key] = (shape, kind)
+            continue
+        if before[0] == shape and (
+            before[1] == kind == "text"
+            or (
+                "text" not in (kind, before[1])
+                and np.can_cast(array.dtype, np.dtype(before[1]), "safe")
+            )
+        ):
+            continue
+        was = "text" if before[1] == "text" else f"{np.dtype(before[1])}"
+        now = "text" if kind == "text" else f"{array.dtype}"
+        raise ExtraRowsError(
+            f"{key!r} holds rows of {now} and shape {shape}, where earlier generations "
+            f"recorded {was} of shape {before[0]}, which these cannot be appended to"
+        )
+    layout.update(found)
+
+
+ExtraLayout = dict[str, tuple[Any, ...]]
+"""What the extra rows recorded so far look like (:func:`checked_extra` keeps it): each group's
+datasets (``"group"``: their sorted names), and each dataset's shape after its rows and its
+type (``"group/dataset"``: ``(shape, "text")`` or ``(shape, dtype.str)``), as first recorded."""
 
 
 def _nanmax(x: npt.NDArray[np.float64]) -> float:

@@ -20,9 +20,22 @@ class Scorer(abc.ABC):
 
     ``score`` receives the images of a generation in one call; a scorer that answers block by
     block (a rig) may return NaN for images that got no response. Stateful scorers (noise RNGs,
-    rig block counters) implement :meth:`state_dict` / :meth:`load_state_dict`. A scorer may
-    set ``last_extra`` (``{"group/dataset": rows}``) after each call: the experiment records
-    it in ``record.h5`` (each group with a ``generation`` column).
+    rig block counters) implement :meth:`state_dict` / :meth:`load_state_dict`.
+
+    A scorer may record rows of its own (a rig's blocks and presentations): it sets
+    ``last_extra`` in each :meth:`score` call to ``{"group/dataset": rows}`` (or ``None``), and
+    the experiment records that generation's rows in ``record.h5``, where
+    ``xdream.records.read(DIR).extra`` returns them (``{"group/dataset": array}``, the rows of
+    every generation in order). Each key is a path of at least two names (``"mine/latency"``,
+    ``"mine/trials/response"``), the first not one of xdream's own
+    (:data:`xdream.records.OWN_NAMES`: ``references``, ``generations``, ``codes``, ...); each
+    value an array (a list, a NumPy array, a CPU tensor) of rows: numbers, booleans or strings,
+    one row per entry along its first axis. The datasets of a group (the path without its last
+    name) have as many rows each, and in every generation the same datasets with the same row
+    shape and a type that fits the first (ints, then floats, is refused). The experiment adds
+    each group's ``generation`` dataset, the generation of each row (a scorer that gives one
+    must give that number). Anything else stops the run with an :class:`XDreamError` naming
+    the key and what is wrong, before the generation is told or recorded.
     """
 
     records_in_background: bool = True
