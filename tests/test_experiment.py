@@ -1970,3 +1970,46 @@ def test_step_and_finish_keep_to_the_budget(tmp_path: Path) -> None:
         unstarted.finish()
     assert not fresh.exists()
     assert unstarted.run()["status"] == "finished"
+
+
+def test_restore_compares_the_scorer_as_described_before_it_was_bound(tmp_path: Path) -> None:
+    """A scorer may describe itself otherwise once bound to the folder (a rig names its
+    folders resolved in it): restore(), and a step after an error, compare it as described
+    before the first bind, so the same objects are not refused."""
+    import xdream.generators
+    import xdream.optimizers
+    from tests.helpers import RedScorer
+
+    class Bound(RedScorer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.folder: Path | None = None
+            self.fail = False
+
+        def bind(self, folder: Path) -> None:
+            self.folder = folder
+
+        def describe(self) -> dict[str, object]:
+            return {"kind": "bound", "write_dir": str(self.folder or "") + "stimuli"}
+
+        def score(self, images: Any, ids: list[str]) -> Any:
+            if self.fail:
+                self.fail = False
+                raise RuntimeError("no response")
+            return super().score(images, ids)
+
+    def build() -> Experiment:
+        gen = xdream.generators.make("pixels", size=16, code_size=4)
+        opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=0, population_size=6)
+        return Experiment(gen, Bound(), opt, tmp_path / "run", generations=4, n_references=0)
+
+    first = build()
+    first.step()
+    first.scorer.fail = True  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError):
+        first.step()
+    first.step()  # back to the last generation on disk, the same objects
+    first.release_folder()
+    again = build()
+    again.restore()
+    assert again.run()["generations"] == 4

@@ -238,7 +238,7 @@ def objects_changed_message(folder: Path, defining: list[str]) -> str:
 
 
 def _comparable(then: dict[str, Any], now: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``then`` and ``now`` (:meth:`Experiment._config_dict` of a run built from Python
+    """``then`` and ``now`` (:meth:`Experiment._built` of a run built from Python
     objects) with a generator or optimiser named by its name alone on one side (its parameters
     were no dataclass of JSON values, or an earlier xdream recorded the name only) named so on
     the other too. ``now``'s seed is taken as ``then``'s where it is unknown (``None``) or
@@ -619,6 +619,7 @@ class Experiment:
         self._stopped = False  # stopped by an error or a break: continue from the records
         self._finished = False  # finish() has closed the run
         self._extra_layout: ExtraLayout = {}  # the scorer's extra rows recorded so far
+        self._objects: dict[str, Any] | None = None  # see _built()
         self._initial: bytes = b""  # state_dict() when the run started, pickled
         self._tick = time.perf_counter()  # wall clock of the last time accounted in ``seconds``
         self._lock: FolderLock | None = None  # held from the first write to finish()
@@ -768,7 +769,7 @@ class Experiment:
             "references": self.references.state_dict(),
             "config": None if self.config is None else self.config.to_dict(),
             # a run built from Python objects: what they were, which restore() compares
-            "built": self._config_dict() if self.config is None else None,
+            "built": self._built() if self.config is None else None,
             "files": self.files_read,
         }
 
@@ -872,7 +873,7 @@ class Experiment:
                 self.folder,
                 self.generation,
                 self.generator.code_dim,
-                self._config_dict(),
+                self._built(),
                 xdream.__version__,
                 continues=not self.done(),
                 plan=plan,
@@ -918,7 +919,7 @@ class Experiment:
         """Refuse to continue a run built from Python objects with objects that differ from
         those it was built with in what defines the experiment (the unit, the generator's
         parameters, the optimiser's hyperparameters and seed, ``n_references``,
-        ``reference_seed``: :meth:`_config_dict` compared with the checkpoint's, or where an
+        ``reference_seed``: :meth:`_built` compared with the checkpoint's, or where an
         earlier xdream's checkpoint has none, with ``record.h5``'s copy), or a run built from
         a config; returns the changes of :data:`CHANGEABLE` keys (the budget). Called before
         the checkpoint is loaded: :attr:`seed` is still this session's."""
@@ -934,7 +935,7 @@ class Experiment:
             then = self._recorded_config()
         if not isinstance(then, dict):
             return []
-        now = self._config_dict()
+        now = self._built()
         defining, allowed = config_changes(*_comparable(then, now))
         if defining:
             raise ConfigChangedError(objects_changed_message(self.folder.path, defining), then, now)
@@ -1430,8 +1431,22 @@ class Experiment:
             with atomic_write(self.folder.path / INIT_CODES_FILE) as fh:
                 np.save(fh, self.init_codes)
         H5Record(self.folder.record).initialise(
-            self.generator.code_dim, self._config_dict(), xdream.__version__
+            self.generator.code_dim, self._built(), xdream.__version__
         )
+
+    def _built(self) -> dict[str, Any]:
+        """What a run built from Python objects was built with, as :meth:`_config_dict` names
+        it (the checkpoint keeps it, and :meth:`restore` compares it), with the generator, the
+        optimiser and the scorer as this session first described them, before the scorer was
+        bound (a rig's folders are named otherwise after
+        :meth:`~xdream.scorers.base.Scorer.bind`); ``record.h5`` records it. A config's run:
+        its config (:meth:`_config_dict`)."""
+        now = self._config_dict()
+        if self.config is not None:
+            return now
+        if self._objects is None:
+            self._objects = {role: now[role] for role in ("generator", "optimizer", "target")}
+        return {**now, **self._objects}
 
     def _config_dict(self) -> dict[str, Any]:
         if self.config is not None:
