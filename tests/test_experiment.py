@@ -1768,6 +1768,30 @@ def test_a_seed_other_than_the_optimizers_is_refused(tmp_path: Path) -> None:
     assert build("left-out", 2).run()["seed"] == 2
 
 
+def test_a_numpy_integer_seed_is_the_runs_seed(tmp_path: Path) -> None:
+    """An optimiser seeded with a NumPy integer: the run recorded its seed as null, and a
+    seed= other than it was taken and recorded."""
+    import xdream.generators
+    import xdream.optimizers
+    from tests.helpers import RedScorer
+    from xdream.experiment import Experiment
+
+    gen = xdream.generators.make("pixels", size=32, code_size=8)
+
+    def build(out: str, **options: Any) -> Experiment:
+        opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=np.int64(5))
+        return Experiment(gen, RedScorer(), opt, tmp_path / out, generations=1, **options)
+
+    with pytest.raises(XDreamError, match=r"seed=7 is not the seed of the optimiser \(5\)"):
+        build("refused", seed=7)
+    summary = build("left-out", n_references=0).run()
+    assert (
+        summary["seed"] == 5
+        and records.read(tmp_path / "left-out").config["experiment"]["seed"] == 5
+    )
+    assert build("given", seed=np.int64(5), n_references=0).run()["seed"] == 5
+
+
 def test_a_run_built_in_python_records_its_optimizers_hyperparameters(tmp_path: Path) -> None:
     """record.h5's config of an Experiment built from Python objects named the optimiser only:
     its hyperparameters were saved nowhere. It now holds them, as a config's [optimizer], and

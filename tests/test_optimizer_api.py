@@ -120,6 +120,15 @@ def test_seed_says_how_to_draw_the_same_again(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_a_numpy_integer_seed_is_reported_as_the_seed(name: str) -> None:
+    """A seed from ``np.arange`` seeded the optimiser but ``seed`` read ``None``, so the run
+    recorded its seed as null: it is the Python int, and draws as that int does."""
+    numpy_seeded, seeded = build(name, seed=np.int64(3)), build(name, seed=3)  # type: ignore[arg-type]
+    assert numpy_seeded.seed == 3 and type(numpy_seeded.seed) is int
+    np.testing.assert_array_equal(numpy_seeded.ask(), seeded.ask())
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_resume_equals_uninterrupted(name: str) -> None:
     straight = build(name, seed=5)
     run(straight, 3, with_nans)

@@ -307,7 +307,11 @@ def optimizer_seed(optimizer: Optimizer) -> int | None:
     """:attr:`Optimizer.seed <xdream.optimizers.base.Optimizer.seed>`, or ``None`` where a
     subclass replaced it with something that is not a seed."""
     seed = getattr(optimizer, "seed", None)
-    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else None
+    return (
+        int(seed)
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0
+        else None
+    )
 
 
 def derived_seed(seed: int, stream: int) -> int:

@@ -7,6 +7,7 @@ response" (a rig that missed an image); each optimiser documents how it treats o
 from __future__ import annotations
 
 import abc
+import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -29,9 +30,11 @@ class Best:
 
 def make_rng(seed: int | None) -> np.random.Generator:
     """The project's RNG: PCG64 seeded from ``seed`` (fresh entropy when ``None``); a seed that
-    is not an integer >= 0 raises :class:`~xdream.errors.ConfigError`."""
+    is not an integer >= 0 raises :class:`~xdream.errors.ConfigError`. Any integer type is
+    taken (a NumPy integer from ``np.arange`` too): the generator's seed sequence holds it as a
+    Python ``int``, which is what :attr:`Optimizer.seed` reports."""
     check_seed(seed, allow_none=True)
-    return np.random.Generator(np.random.PCG64(seed))
+    return np.random.Generator(np.random.PCG64(None if seed is None else int(seed)))
 
 
 class Optimizer(abc.ABC):
@@ -93,7 +96,9 @@ class Optimizer(abc.ABC):
         if not isinstance(seq, np.random.SeedSequence) or seq.spawn_key:
             return None
         entropy = seq.entropy
-        return entropy if isinstance(entropy, int) and entropy >= 0 else None
+        if isinstance(entropy, numbers.Integral) and not isinstance(entropy, bool):
+            return int(entropy) if entropy >= 0 else None
+        return None
 
     @property
     def best(self) -> Best:
