@@ -457,6 +457,23 @@ def test_different_targets_with_one_heading_stay_apart(runs: Path, tmp_path: Pat
     assert page.count('<td class="num" data-value="1">1 / 1</td>') == 2  # one run in each
 
 
+def test_runs_that_differ_in_their_noise_seed_alone_are_one_unit(
+    runs: Path, tmp_path: Path
+) -> None:
+    """The target a run records names its noise seed, which differs between the seeds of one
+    unit as the optimiser's does: the folder table keeps those runs in one group."""
+    folder = tmp_path / "noisy"
+    for noise_seed, name in enumerate(("a-seed0", "a-seed1")):
+        shutil.copytree(runs / name, folder / name)
+        summary = json.loads((folder / name / "summary.json").read_text())
+        noise = {"noise": {"name": "poisson", "scale": 2.0, "reps": 1}, "noise_seed": noise_seed}
+        summary["target"] = {**summary["target"], **noise}
+        (folder / name / "summary.json").write_text(json.dumps(summary))
+    page = html.unescape(report.write_report(folder, run_reports=False).read_text())
+    assert re.findall(r"<h2>(.*?)</h2>", page) == ["efficientnet-lite0 stem channel 3 (x 56, y 56)"]
+    assert '<td class="num" data-value="2">2 / 2</td>' in page
+
+
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [(b"", "(empty)"), (b'{"status": "runn', "(not JSON"), (b"[1, 2]", "a JSON list")],

@@ -341,6 +341,26 @@ def test_noise_is_reproducible_and_resumable(name: str) -> None:
     np.testing.assert_array_equal(np.stack([c.score(x, ids(6)) for _ in range(2)]), expected)
 
 
+def test_the_noise_seed_is_described_and_draws_the_same_noise_again() -> None:
+    """NoisyScorer's seed was recorded nowhere: runs that differed only in it had equal
+    records. describe() gives it (the entropy drawn for seed=None, which draws the same noise
+    again), and a restored scorer gives the seed whose noise it goes on drawing."""
+    x = images(len(CLEAN))
+    assert noisy("poisson", seed=np.int64(3)).describe()["noise_seed"] == 3  # type: ignore[arg-type]
+    unseeded = noisy("poisson", seed=None)  # type: ignore[arg-type]
+    drawn = unseeded.describe()["noise_seed"]
+    assert type(drawn) is int
+    again = noisy("poisson", seed=drawn)
+    np.testing.assert_array_equal(unseeded.score(x, ids(6)), again.score(x, ids(6)))
+    restored = noisy("poisson", seed=99)
+    restored.load_state_dict(unseeded.state_dict())
+    assert restored.describe()["noise_seed"] == drawn
+    np.testing.assert_array_equal(restored.score(x, ids(6)), again.score(x, ids(6)))
+    earlier = {k: v for k, v in again.state_dict().items() if k != "seed"}  # an earlier xdream's
+    restored.load_state_dict(earlier)
+    assert restored.describe()["noise_seed"] is None  # not this object's seed: unknown
+
+
 @pytest.mark.parametrize("name", sorted(NOISES))
 def test_noise_keeps_nan_and_records_clean_scores(name: str) -> None:
     base = FixedScorer(np.array([1.0, np.nan, 0.5]))

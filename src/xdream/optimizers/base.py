@@ -37,6 +37,19 @@ def make_rng(seed: int | None) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(None if seed is None else int(seed)))
 
 
+def rng_seed(rng: np.random.Generator) -> int | None:
+    """The seed ``rng`` was made with by :func:`make_rng`: the one given, or the fresh entropy
+    NumPy drew for ``None`` (either way, ``make_rng`` of it draws the same); ``None`` when that
+    cannot be told (a generator that was spawned from another)."""
+    seq = getattr(rng.bit_generator, "seed_seq", None)
+    if not isinstance(seq, np.random.SeedSequence) or seq.spawn_key:
+        return None
+    entropy = seq.entropy
+    if isinstance(entropy, numbers.Integral) and not isinstance(entropy, bool):
+        return int(entropy) if entropy >= 0 else None
+    return None
+
+
 class Optimizer(abc.ABC):
     """Base class: validation, best-so-far tracking, ids, and state with the RNG.
 
@@ -92,13 +105,7 @@ class Optimizer(abc.ABC):
         entropy NumPy drew for it when it was made without one (either way, an optimiser made
         with this seed draws the same); ``None`` when that cannot be told (a generator that
         was restored or spawned from another)."""
-        seq = getattr(self._rng.bit_generator, "seed_seq", None)
-        if not isinstance(seq, np.random.SeedSequence) or seq.spawn_key:
-            return None
-        entropy = seq.entropy
-        if isinstance(entropy, numbers.Integral) and not isinstance(entropy, bool):
-            return int(entropy) if entropy >= 0 else None
-        return None
+        return rng_seed(self._rng)
 
     @property
     def best(self) -> Best:

@@ -76,7 +76,7 @@ def folder_report(
             {
                 "run": run,
                 "rel": rel,
-                "target": json.dumps(summary.get("target"), sort_keys=True),
+                "target": json.dumps(_grouped(summary.get("target")), sort_keys=True),
                 "summary": summary,
                 "problem": problem,
                 "state": run_state(summary, run),
@@ -137,7 +137,7 @@ def folder_report(
         )
         parts.append(_trials_table(study, root, dest))
     tune = bool(studies)
-    headings = target_headings({e["target"]: e["summary"].get("target") for e in entries})
+    headings = target_headings({e["target"]: json.loads(e["target"]) for e in entries})
     sections: list[tuple[str | None, str]] = sorted(headings.items(), key=lambda i: i[1])
     if any(m["target"] is None for m in missing):
         sections.append((None, "Planned experiments of units with none recorded"))
@@ -155,6 +155,14 @@ def folder_report(
         out is not None,
     )
     return page
+
+
+def _grouped(target: Any) -> Any:
+    """A summary's target as the runs are grouped by: without its ``noise_seed``, which differs
+    between the seeds of one unit as the optimiser's seed does."""
+    if isinstance(target, dict):
+        return {k: v for k, v in target.items() if k != "noise_seed"}
+    return target
 
 
 def _unrecorded(root: Path, row: dict[str, str]) -> str:

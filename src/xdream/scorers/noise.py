@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from xdream.errors import ConfigError, XDreamError
-from xdream.optimizers.base import make_rng
+from xdream.optimizers.base import make_rng, rng_seed
 from xdream.params import build_params
 from xdream.registry import Registry
 from xdream.scorers.base import FunctionScorer, Scorer, as_scores
@@ -152,6 +152,11 @@ class NoisyScorer(Scorer):
     >>> from xdream.scorers import NoisyScorer, make_noise
     >>> scorer = NoisyScorer(base, make_noise("poisson", scale=20), seed=0)  # doctest: +SKIP
     >>> noisy = scorer.score(images, ids); clean = scorer.last_clean  # doctest: +SKIP
+
+    :meth:`describe` gives ``noise_seed``: ``seed``, or for ``seed=None`` the fresh entropy NumPy
+    drew, with which ``NoisyScorer(..., seed=...)`` draws the same noise again. The run records
+    it with the target (``summary.json`` and ``record.h5``); a restored run keeps the first
+    session's, whose noise it goes on drawing.
     """
 
     def __init__(
@@ -175,6 +180,8 @@ class NoisyScorer(Scorer):
         self.records_in_background = base.records_in_background
         self.noise = noise
         self._rng = make_rng(seed)
+        self.seed = rng_seed(self._rng)
+        """The noise's seed: ``seed``, or the entropy drawn for ``None`` (see :meth:`describe`)."""
         self.last_clean: Scores | None = None
         """Clean scores ``(n,)`` of the last :meth:`score` call (``None`` before the first)."""
 
@@ -203,13 +210,18 @@ class NoisyScorer(Scorer):
         self.base.run_when_idle(task)
 
     def describe(self) -> dict[str, Any]:
-        return {**self.base.describe(), "noise": self.noise.describe()}
+        return {**self.base.describe(), "noise": self.noise.describe(), "noise_seed": self.seed}
 
     def state_dict(self) -> StateDict:
-        return {"rng": self._rng.bit_generator.state, "base": self.base.state_dict()}
+        return {
+            "rng": self._rng.bit_generator.state,
+            "seed": self.seed,
+            "base": self.base.state_dict(),
+        }
 
     def load_state_dict(self, state: StateDict) -> None:
         self._rng.bit_generator.state = state["rng"]
+        self.seed = state.get("seed")  # whose noise goes on: unknown in an earlier xdream's
         self.base.load_state_dict(state.get("base", {}))
 
     def stopped(self, error: BaseException) -> None:
