@@ -128,6 +128,29 @@ def test_a_numpy_integer_seed_is_reported_as_the_seed(name: str) -> None:
     np.testing.assert_array_equal(numpy_seeded.ask(), seeded.ask())
 
 
+def test_an_optimizer_whose_ask_has_the_wrong_shape_is_named() -> None:
+    """A user's optimiser whose _ask() returned another shape gave a bare AssertionError (and
+    none under python -O)."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Params:
+        population_size: int = 4
+
+    class Wide(Optimizer):
+        name = "wide"
+
+        def _ask(self) -> np.ndarray:
+            return np.zeros((4, self.dim + 1))
+
+        def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
+            pass
+
+    with pytest.raises(XDreamError, match=r"^optimizer 'wide': _ask\(\) returned codes of shape "
+                       r"\(4, 13\); expected \(n, 12\)"):  # fmt: skip
+        Wide(DIM, Params()).ask()
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_resume_equals_uninterrupted(name: str) -> None:
     straight = build(name, seed=5)

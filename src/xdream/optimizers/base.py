@@ -131,9 +131,14 @@ class Optimizer(abc.ABC):
         return {}
 
     def ask(self) -> Codes:
-        """Propose the next codes, shape ``(n, dim)`` float32."""
+        """Propose the next codes, shape ``(n, dim)`` float32 (what :meth:`_ask` returns, in
+        that shape, or one :class:`XDreamError` naming the optimiser)."""
         codes = np.ascontiguousarray(self._ask(), dtype=np.float32)
-        assert codes.ndim == 2 and codes.shape[1] == self._dim, codes.shape
+        if codes.ndim != 2 or codes.shape[1] != self._dim:
+            raise XDreamError(
+                f"optimizer {self.name!r}: _ask() returned codes of shape {codes.shape}; "
+                f"expected (n, {self._dim}), n codes of the optimiser's dim"
+            )
         if len(self._ids) != len(codes):
             self._ids = [f"gen{self._generation:03d}_{i:06d}" for i in range(len(codes))]
         if len(self._genealogy) != len(codes):
