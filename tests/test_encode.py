@@ -60,6 +60,16 @@ def test_feature_loss_brings_features_closer() -> None:
     assert distance(with_features.reconstructions) < distance(pixel_only.reconstructions)
 
 
+def test_encode_names_what_it_was_given_instead_of_images() -> None:
+    """A NumPy array got "must be a (n, 3, H, W) tensor, got (1, 3, 16, 16)", the right shape;
+    uint8 images (0..255) were fitted without a word."""
+    gen = generators.make("pixels", size=16, code_size=4)
+    with pytest.raises(XDreamError, match=r"got a numpy.ndarray of shape \(1, 3, 16, 16\)"):
+        encode.encode(gen, np.zeros((1, 3, 16, 16), np.float32))  # type: ignore[arg-type]
+    with pytest.raises(XDreamError, match=r"float RGB in \[0, 1\], got uint8 .*divide by 255"):
+        encode.encode(gen, torch.full((1, 3, 16, 16), 200, dtype=torch.uint8))
+
+
 def test_fitted_codes_stay_within_the_generators_bounds() -> None:
     """DeePSiM clamps codes to lower/upper before rendering; the fit keeps them inside (a code
     past a bound would be stuck there, and the saved codes would not be what it draws)."""

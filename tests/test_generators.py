@@ -113,6 +113,47 @@ def test_bad_code_shape_raises(name: str, shape: str) -> None:
         gen.generate(bad)
 
 
+class Drawn(Generator):
+    """A user's generator that returns ``draw(n)`` for ``n`` codes, at output size 8."""
+
+    name = "drawn"
+
+    def __init__(self, draw: object) -> None:
+        super().__init__(None)
+        self.code_dim, self.output_size, self.draw = 2, (8, 8), draw
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.draw(len(codes))  # type: ignore[operator,no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("draw", "message"),
+    [
+        (lambda n: torch.rand(n, 3, 9, 9), r"shape \(2, 3, 9, 9\); .* = \(2, 3, 8, 8\) \(n codes"),
+        (lambda n: torch.rand(n, 8, 8, 3), r"shape \(2, 8, 8, 3\); .* = \(2, 3, 8, 8\)"),
+        (lambda n: torch.rand(1, 3, 8, 8), r"shape \(1, 3, 8, 8\); .* = \(2, 3, 8, 8\)"),
+        (lambda n: np.random.rand(n, 3, 8, 8), r"shape a numpy.ndarray of shape \(2, 3, 8, 8\)"),
+        (lambda n: torch.rand(n, 3, 8, 8) * 255, r"got values from .* to 2.*\(divide by 255\)"),
+        (lambda n: (torch.rand(n, 3, 8, 8) * 255).byte(), r"got uint8 with values up to 2"),
+        (lambda n: torch.full((n, 3, 8, 8), math.nan), r"got NaN or inf values in 2 of 2 images"),
+        (lambda n: torch.rand(n, 3, 8, 8) * 2 - 1, r"\(map \[-1, 1\] to \[0, 1\]"),
+    ],
+)
+def test_a_generators_images_are_checked(draw: object, message: str) -> None:
+    """A user's generator returning images of another shape ended in a raw torch error (or
+    ran on), and images outside [0, 1] were scored silently: one line names the generator."""
+    with pytest.raises(XDreamError, match=r"generator 'drawn'.*" + message):
+        Drawn(draw).generate(np.zeros((2, 2)))
+
+
+def test_images_a_hair_outside_0_1_pass_and_codes_must_be_numbers() -> None:
+    """Rounding (a resize, half precision) may leave values a hair outside [0, 1]."""
+    a_hair = Drawn(lambda n: torch.rand(n, 3, 8, 8) * 1.0005 - 0.0004)
+    assert a_hair.generate(np.zeros((2, 2))).shape == (2, 3, 8, 8)
+    with pytest.raises(XDreamError, match=r"generator 'drawn' expects codes .*numbers, got str"):
+        a_hair.generate("abc")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_non_finite_codes_raise(name: str, value: float) -> None:

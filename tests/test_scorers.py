@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +298,50 @@ def test_position_out_of_range_names_the_range() -> None:
 def test_pre_activation_needs_an_activation_layer() -> None:
     with pytest.raises(XDreamError, match=r"pre_activation=True.*Conv2d"):
         CNNUnitScorer(toy(), "2", 0, preprocess=IDENTITY, pre_activation=True)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (images(2).numpy(), r"tensor, got a numpy.ndarray of shape \(2, 3, 8, 8\) \(convert it "),
+        (images(2).permute(0, 2, 3, 1), r"got \(2, 8, 8, 3\): channels last"),
+        (images(1)[0], r"got \(3, 8, 8\): one image \(add the batch dimension"),
+        ((images(2) * 255).byte(), r"got uint8 with values up to 2\d\d \(divide by 255"),
+        (images(2) * 255, r"float RGB in \[0, 1\], got values from .* \(divide by 255\)$"),
+        (images(2) * math.nan, r"float RGB in \[0, 1\], got NaN or inf values in 2 of 2 images"),
+    ],
+)
+def test_images_that_are_not_float_rgb_in_0_1_are_refused(given: Any, message: str) -> None:
+    """uint8, 0..255 and NaN images were scored silently, and a single (3, H, W) image was read
+    by the many-unit scorer as three: CNNUnitScorer.score, MultiUnitScorer.activations and a
+    UnitView say what they take, in one line."""
+    from xdream.multi import MultiUnitScorer
+
+    unit = CNNUnitScorer(toy(), "2", 1, preprocess=IDENTITY, device="cpu")
+    multi = MultiUnitScorer(toy(), [("2", 1)], preprocess=IDENTITY, device="cpu")
+    n = 1 if given.ndim == 3 else len(given)
+    for score in (
+        lambda: unit.score(given, ids(n)),
+        lambda: multi.activations(given),
+        lambda: multi.view(0).score(given, ids(n)),
+    ):
+        with pytest.raises(XDreamError, match=r"^images must be .*" + message):
+            score()
+
+
+def test_ids_are_one_per_image() -> None:
+    """score(images, None) failed with a TypeError; a UnitView given fewer ids than images
+    answered for every image."""
+    from xdream.multi import MultiUnitScorer
+
+    unit = CNNUnitScorer(toy(), "2", 1, preprocess=IDENTITY, device="cpu")
+    view = MultiUnitScorer(toy(), [("2", 1)], preprocess=IDENTITY, device="cpu").view(0)
+    for scorer in (unit, view):
+        with pytest.raises(XDreamError, match=r"^ids must be a list of 2 strings.*got NoneType"):
+            scorer.score(images(2), None)  # type: ignore[arg-type]
+        with pytest.raises(XDreamError, match=r"^got 3 images but 1 ids$"):
+            scorer.score(images(3), ids(1))
+    assert view.score(images(3), ids(3)).shape == (3,)
 
 
 def test_plain_module_needs_preprocess() -> None:

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from xdream.errors import MissingFileError, XDreamError
-from xdream.generators.base import Generator
+from xdream.generators.base import Generator, check_images
 from xdream.types import Codes, Images
 
 CODES_FILE = "codes.h5"
@@ -279,10 +279,7 @@ def encode(
             f"generator {generator.name!r} is not differentiable, so codes cannot be fitted by "
             "gradient descent; choose a differentiable generator (see `xdream list`)"
         )
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        raise XDreamError(
-            f"images must be a (n, 3, H, W) tensor, got {getattr(images, 'shape', images)}"
-        )
+    check_images(images)
     check_options(steps=steps, lr=lr, feature_weight=feature_weight)
     device = generator.device
     h, w = generator.output_size

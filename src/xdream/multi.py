@@ -52,6 +52,7 @@ from xdream.errors import (
     XDreamError,
     did_you_mean,
 )
+from xdream.generators.base import check_ids, check_images
 from xdream.networks.base import (
     Network,
     Preprocess,
@@ -498,7 +499,10 @@ class MultiUnitScorer:
             yield out
 
     def activations(self, images: Images) -> np.ndarray:
-        """Responses ``(n, k)`` float64 of the ``k`` units to ``images`` ``(n, 3, H, W)``."""
+        """Responses ``(n, k)`` float64 of the ``k`` units to ``images`` ``(n, 3, H, W)``, float
+        RGB in [0, 1] (anything else is refused with one line, as by
+        :meth:`CNNUnitScorer.score <xdream.scorers.CNNUnitScorer.score>`)."""
+        check_images(images)
         if images.shape[0] == 0:
             return np.zeros((0, len(self.units)))
         with torch.inference_mode(), evaluation_mode(self.module):
@@ -536,6 +540,7 @@ class UnitView(Scorer):
             if scores.shape != (len(ids),):
                 raise XDreamError(f"supplied {scores.shape} scores for {len(ids)} images")
             return scores
+        check_ids(ids, len(check_images(images)))
         return self.multi.activations(images)[:, self.index]
 
     def describe(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from torch import nn
 
 from xdream import networks
 from xdream.errors import XDreamError, did_you_mean
+from xdream.generators.base import check_ids, check_images
 from xdream.networks.base import (
     Network,
     Preprocess,
@@ -304,12 +305,10 @@ class CNNUnitScorer(Scorer):
     # -- Scorer API ----------------------------------------------------------------------------
 
     def score(self, images: Images, ids: list[str]) -> Scores:
-        """Activation of the unit for each of ``images`` ``(n, 3, H, W)`` in [0, 1]."""
-        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images)
-            raise XDreamError(f"images must be a (n, 3, H, W) tensor, got {got}")
-        if len(ids) != images.shape[0]:
-            raise XDreamError(f"got {images.shape[0]} images but {len(ids)} ids")
+        """Activation of the unit for each of ``images`` ``(n, 3, H, W)`` in [0, 1] (float RGB;
+        anything else is refused with one line, :func:`~xdream.generators.base.check_images`)."""
+        check_images(images)
+        check_ids(ids, images.shape[0])
         if images.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
         parts = [self._index(acts).double().cpu() for acts in self._batches(images)]
