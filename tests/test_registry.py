@@ -129,3 +129,62 @@ def test_a_rig_format_is_identified_by_its_function(monkeypatch: pytest.MonkeyPa
     assert formats.WRITERS.get("test-registry-txt").write is second
     with pytest.raises(ConfigError, match="response writer 'test-registry-txt'"):
         _run_cell(source.replace("def write_txt", "def write_other"), formats.WRITERS)
+
+
+def test_components_that_cannot_be_built_are_refused_when_registered() -> None:
+    """A class without a name, with an odd name, without Params, of another role, or no class
+    at all was registered, and failed (or was built under '') later."""
+    import dataclasses
+
+    import numpy as np
+
+    import xdream.generators
+    from xdream.optimizers.base import Optimizer
+    from xdream.scorers.noise import register as register_noise
+
+    @dataclasses.dataclass(frozen=True)
+    class Hyper:
+        population_size: int = 4
+
+    class Nameless(Optimizer):
+        Params = Hyper
+
+        def _ask(self) -> np.ndarray:
+            return np.zeros((4, self.dim), np.float32)
+
+        def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
+            pass
+
+    class Odd(Nameless):
+        name = "My Search!"
+
+    class NoParams(Nameless):
+        name = "no-params"
+        Params = None  # type: ignore[assignment]
+
+    class Fine(Nameless):
+        name = "test-registry-fine"
+
+    refusals = [
+        (xdream.optimizers.register, Nameless, r"optimizer .*Nameless has no name: set name ="),
+        (xdream.optimizers.register, Odd, r"lower-case letters and digits .*got 'My Search!'"),
+        (xdream.optimizers.register, NoParams, r"NoParams must set Params to a frozen dataclass"),
+        (
+            xdream.optimizers.register,
+            int,
+            r"subclasses of xdream.optimizers.base.Optimizer, got",
+        ),
+        (
+            xdream.generators.register,
+            Fine,
+            r"generators are registered as subclasses of xdream",
+        ),
+        (register_noise, Fine, r"noise models are registered as subclasses of xdream.scorers"),
+    ]
+    for register, cls, message in refusals:
+        with pytest.raises(ConfigError, match=message):
+            register(cls)  # type: ignore[arg-type]
+    names = xdream.optimizers.names() + xdream.generators.names()
+    assert not {"", "My Search!", "no-params", "test-registry-fine"} & set(names)
+    with pytest.raises(ConfigError, match=r"network name must be .*, got 'Tiny Net'"):
+        Registry("network").add("Tiny Net", object())

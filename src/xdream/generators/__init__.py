@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from xdream.params import build_params
-from xdream.registry import Registry
+from xdream.registry import Registry, check_component
 
 if TYPE_CHECKING:
     from xdream.generators.base import Generator
@@ -29,7 +29,11 @@ DEFAULT = "fourier"
 
 
 def register(cls: type[Generator]) -> type[Generator]:
-    """Class decorator: add a generator to the registry under ``cls.name``."""
+    """Class decorator: add a generator to the registry under ``cls.name``; a class that is
+    not a :class:`Generator` with a ``name`` and a ``Params`` dataclass is refused."""
+    from xdream.generators.base import Generator
+
+    check_component("generator", cls, Generator)
     _REGISTRY.add(cls.name, cls)
     return cls
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from xdream.optimizers.base import Best, Optimizer
 from xdream.params import build_params
-from xdream.registry import Registry
+from xdream.registry import Registry, check_component
 from xdream.types import Codes
 
 if TYPE_CHECKING:  # for the annotation only: optimisers never build a spectrum themselves
@@ -16,7 +16,9 @@ REGISTRY: Registry[type[Optimizer]] = Registry("optimizer")
 
 
 def register(cls: type[Optimizer]) -> type[Optimizer]:
-    """Class decorator: add an optimiser to the registry under ``cls.name``."""
+    """Class decorator: add an optimiser to the registry under ``cls.name``; a class that is
+    not an :class:`Optimizer` with a ``name`` and a ``Params`` dataclass is refused."""
+    check_component("optimizer", cls, Optimizer)
     REGISTRY.add(cls.name, cls)
     return cls
 

@@ -24,7 +24,7 @@ import numpy as np
 from xdream.errors import ConfigError, XDreamError
 from xdream.optimizers.base import make_rng, rng_seed
 from xdream.params import build_params
-from xdream.registry import Registry
+from xdream.registry import Registry, check_component
 from xdream.scorers.base import FunctionScorer, Scorer, as_scores
 from xdream.types import Images, Scores, StateDict
 
@@ -47,7 +47,9 @@ REGISTRY: Registry[type[NoiseModel]] = Registry("noise model")
 
 
 def register(cls: type[NoiseModel]) -> type[NoiseModel]:
-    """Class decorator: add a noise model to the registry under ``cls.name``."""
+    """Class decorator: add a noise model to the registry under ``cls.name``; a class that is
+    not a :class:`NoiseModel` dataclass with a ``name`` is refused."""
+    check_component("noise model", cls, NoiseModel, params=None)
     REGISTRY.add(cls.name, cls)
     return cls
 
