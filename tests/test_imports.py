@@ -96,3 +96,19 @@ def test_the_lazy_names_are_the_real_ones() -> None:
         _ = xdream.rig.NoSuchName  # type: ignore[attr-defined]
     with pytest.raises(AttributeError):
         _ = xdream.generators.NoSuchName  # type: ignore[attr-defined]
+
+
+def test_import_xdream_gives_its_submodules_on_first_use() -> None:
+    """`import xdream; xdream.optimizers.make(...)`, as help(xdream) reads, failed with an
+    AttributeError; the submodules come on first use, and `import xdream` alone needs no torch."""
+    import pkgutil
+
+    import xdream
+
+    code = "import xdream\nassert xdream.optimizers.make('genetic', dim=3, seed=0).seed == 0"
+    assert not _torch_imported_after(code)
+    packaged = {m.name for m in pkgutil.iter_modules(xdream.__path__)} - {"__main__"}
+    assert packaged == set(xdream._SUBMODULES) and packaged <= set(dir(xdream))
+    assert xdream.experiment.Experiment.__name__ == "Experiment"
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        _ = xdream.nope  # type: ignore[attr-defined]
