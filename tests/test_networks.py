@@ -124,9 +124,36 @@ def test_preprocess_checks_each_argument(kwargs: dict[str, object], match: str) 
 
 
 def test_preprocess_stores_tuples_of_floats() -> None:
-    prep = Preprocess(mean=[1, 2, 3], std=np.array([0.5, 0.5, 0.5]), input_size=np.int64(8))  # type: ignore[arg-type]
+    with pytest.warns(UserWarning, match="scale=255"):  # a mean above 1 with scale 1
+        prep = Preprocess(mean=[1, 2, 3], std=np.array([0.5, 0.5, 0.5]), input_size=np.int64(8))  # type: ignore[arg-type]
     assert prep.mean == (1.0, 2.0, 3.0) and prep.std == (0.5, 0.5, 0.5) and prep.input_size == 8
     assert all(type(v) is float for v in prep.mean + prep.std) and type(prep.input_size) is int
+
+
+def test_a_mean_in_0_255_without_scale_255_is_warned_about() -> None:
+    """ImageNet statistics in 0..255 with the default scale=1 put every input near -2, without a
+    word; the usual caffe/torchvision mix-up."""
+    with pytest.warns(
+        UserWarning, match=r"mean \(123\.7, 116\.3, 103\.5\) lies above 1 .*scale=255"
+    ):
+        Preprocess(mean=(123.7, 116.3, 103.5), std=(58.4, 57.1, 57.4), input_size=8)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Preprocess(mean=(123.7, 116.3, 103.5), std=(58.4, 57.1, 57.4), input_size=8, scale=255)
+        Preprocess(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), input_size=8)
+
+
+def test_torchscript_is_refused_in_one_line_and_its_parts_left_out_of_the_table() -> None:
+    """A traced model was refused as if its layer had not run, a scripted one with a raw
+    "register_forward_hook is not supported on ScriptModules"."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU()).eval()
+    for scripted in (torch.jit.script(net), torch.jit.trace(net, torch.zeros(1, 3, 8, 8))):
+        with pytest.raises(XDreamError, match=r"is a TorchScript module .*load the eager nn"):
+            layer_table(scripted, 8)
+    wrapper = torch.nn.Sequential(torch.jit.script(net), torch.nn.ReLU())
+    assert [name for name, _ in layer_table(wrapper, 8)] == ["1"]
 
 
 def test_make_unknown_network_names_the_choices() -> None:

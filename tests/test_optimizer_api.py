@@ -151,6 +151,20 @@ def test_an_optimizer_whose_ask_has_the_wrong_shape_is_named() -> None:
         Wide(DIM, Params()).ask()
 
 
+def test_scores_that_are_not_real_numbers_are_refused_by_tell() -> None:
+    """String scores failed with a raw ValueError; complex ones were taken, their imaginary
+    part dropped without a word."""
+    opt = build("genetic")
+    codes = opt.ask()
+    with pytest.raises(XDreamError, match=r"^scores must be real numbers or NaN .*got \['x'"):
+        opt.tell(codes, ["x"] * len(codes))
+    with pytest.raises(XDreamError, match=r"got complex numbers$"):
+        opt.tell(codes, np.arange(len(codes)) + 5j)
+    assert opt.generation == 0
+    opt.tell(codes, list(range(len(codes))))  # plain numbers are taken
+    assert opt.generation == 1
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_resume_equals_uninterrupted(name: str) -> None:
     straight = build(name, seed=5)

@@ -344,6 +344,52 @@ def test_ids_are_one_per_image() -> None:
     assert view.score(images(3), ids(3)).shape == (3,)
 
 
+def test_smaller_mistakes_in_building_a_unit_get_one_line() -> None:
+    """A layer given as an int failed inside did_you_mean with a TypeError; channel=1.0 was
+    said to be out of 0..4; a TorchScript model was refused as if its layer had not run."""
+    net = toy()
+    with pytest.raises(XDreamError, match=r"^layer must be a module's name, a string such as '0'"):
+        CNNUnitScorer(net, 0, 1, preprocess=IDENTITY, device="cpu")  # type: ignore[arg-type]
+    with pytest.raises(
+        XDreamError, match=r"^channel must be an integer, got float 1\.0 \(write 1\)$"
+    ):
+        CNNUnitScorer(net, "2", 1.0, preprocess=IDENTITY, device="cpu")  # type: ignore[arg-type]
+    with pytest.raises(XDreamError, match=r"^x must be an integer, got str '1'$"):
+        CNNUnitScorer(net, "2", 1, "1", preprocess=IDENTITY, device="cpu")  # type: ignore[arg-type]
+    traced = torch.jit.trace(net, images(1))
+    with pytest.raises(XDreamError, match=r"TorchScript module .*load the eager nn\.Module"):
+        CNNUnitScorer(traced, "2", 1, preprocess=IDENTITY, device="cpu")
+    inner = nn.Sequential(torch.jit.script(toy()[:2]), toy()[2:])
+    with pytest.raises(XDreamError, match=r"^layer '0' of 'Sequential' is a TorchScript module"):
+        CNNUnitScorer(inner, "0.1", 1, preprocess=IDENTITY, device="cpu")
+
+
+def test_a_unit_that_overflows_in_half_precision_says_so() -> None:
+    """The run stopped with "scores must be finite numbers or NaN ... Map failed measurements to
+    NaN", which says nothing to a CNN user; the scorer names the unit and the dtype."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+    with torch.no_grad():
+        net[0].weight.fill_(1e5)
+    unit = CNNUnitScorer(net.half(), "1", 0, preprocess=IDENTITY, device="cpu")
+    overflow = r"^channel 0 of layer '1' of 'Sequential' overflowed to infinity in float16 for "
+    with pytest.raises(XDreamError, match=overflow + r"2 of 2 images: run the model in float32"):
+        unit.score(images(2), ids(2))
+
+
+def test_a_network_registered_in_python_is_listed_with_layer_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The `xdream` command does not know a network registered in the user's process: its
+    bad-layer message pointed at `xdream layers NAME` all the same."""
+    for attr in ("_entries", "_summaries", "_definitions"):  # registered for this test only
+        monkeypatch.setattr(networks.REGISTRY, attr, dict(getattr(networks.REGISTRY, attr)))
+    name = "test-scorers-tiny"
+    networks.REGISTRY.add(name, lambda weights=None: Network(toy(), IDENTITY, name))
+    with pytest.raises(XDreamError, match=r"List the layers with `xdream\.networks\.layer_table\("
+                       r"xdream\.networks\.make\('test-scorers-tiny'\)\.module, 8\)`"):  # fmt: skip
+        make_unit(name, layer="9", channel=0, device="cpu")
+
+
 def test_plain_module_needs_preprocess() -> None:
     with pytest.raises(XDreamError, match="preprocess"):
         CNNUnitScorer(toy(), "2", 0)

@@ -61,6 +61,11 @@ for _name, (_ctor, _file, _summary) in torchvision_nets.ARCHITECTURES.items():
     REGISTRY.add(_name, torchvision_nets.factory(_name), f"{_summary}, from {_file}")
 
 
+BUILT_IN: frozenset[str] = frozenset(REGISTRY.names())
+"""The networks xdream registers itself, which the ``xdream`` command knows (one registered
+by the user's own code exists only in that Python process)."""
+
+
 def make(name: str = DEFAULT_NETWORK, weights: str | Path | None = None, **options: Any) -> Network:
     """Build the network registered as ``name`` (evaluation mode).
 

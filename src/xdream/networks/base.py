@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import math
 import numbers
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -94,6 +95,15 @@ class Preprocess:
             raise ConfigError(f"bgr must be True or False, got {self.bgr!r}")
         if not _is_real(self.scale) or not 0 < self.scale < math.inf:
             raise ConfigError(f"scale must be a positive number, got {self.scale!r}")
+        if self.scale == 1 and max(mean) > 1:
+            warnings.warn(
+                f"Preprocess mean {mean} lies above 1 while scale is 1: images in [0, 1] then "
+                "land far below the mean. For statistics in 0..255 (caffe-style, such as "
+                "(123.7, 116.3, 103.5)) give scale=255.0; for images in [0, 1] use the mean "
+                "in [0, 1] (such as (0.485, 0.456, 0.406))",
+                UserWarning,
+                stacklevel=3,
+            )
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
         object.__setattr__(self, "input_size", int(size))
@@ -184,6 +194,38 @@ def use_channels_last(
     return bool(asked)
 
 
+def torchscript_part(module: nn.Module, layer: str | None = None) -> str | None:
+    """The name of the TorchScript module (``torch.jit.script`` or ``torch.jit.trace``) that
+    ``module`` is, or that holds ``layer``: ``""`` for ``module`` itself; ``None`` when there is
+    none. Forward hooks, which read a layer, do not run inside TorchScript code."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return ""
+    if layer:
+        parts = layer.split(".")
+        for i in range(1, len(parts) + 1):
+            name = ".".join(parts[:i])
+            try:
+                part = module.get_submodule(name)
+            except AttributeError:
+                return None
+            if isinstance(part, torch.jit.ScriptModule):
+                return name
+    return None
+
+
+def refuse_torchscript(module: nn.Module, network: str, layer: str | None = None) -> None:
+    """Raise :class:`XDreamError` when :func:`torchscript_part` finds TorchScript."""
+    part = torchscript_part(module, layer)
+    if part is None:
+        return
+    what = f"network {network!r}" if part == "" else f"layer {part!r} of {network!r}"
+    raise XDreamError(
+        f"{what} is a TorchScript module (from torch.jit.script or torch.jit.trace), whose "
+        "layers cannot be read with hooks: load the eager nn.Module (the model's class with "
+        "its state_dict) instead"
+    )
+
+
 def layer_table(module: nn.Module, input_size: int) -> LayerTable:
     """Names and output shapes (batch dimension dropped) of every submodule that runs.
 
@@ -191,10 +233,12 @@ def layer_table(module: nn.Module, input_size: int) -> LayerTable:
     :func:`input_dtype`), in evaluation mode
     (:func:`evaluation_mode`: the module's buffers and training flags are left as they were),
     with a hook on every named module; modules that are not called, or return something other
-    than a tensor, are left out. A module called several times is listed with the shape of its
-    first call (the call a :class:`~xdream.scorers.CNNUnitScorer` reads). This is what
+    than a tensor, are left out, and so are TorchScript submodules (whose hooks do not run; a
+    TorchScript ``module`` is refused). A module called several times is listed with the shape
+    of its first call (the call a :class:`~xdream.scorers.CNNUnitScorer` reads). This is what
     ``xdream layers NET`` prints.
     """
+    refuse_torchscript(module, type(module).__name__)
     shapes: dict[str, tuple[int, ...]] = {}
     handles = []
 
@@ -205,7 +249,12 @@ def layer_table(module: nn.Module, input_size: int) -> LayerTable:
 
         return hook
 
-    named = [(name, mod) for name, mod in module.named_modules() if name]
+    scripted = [n + "." for n, m in module.named_modules() if isinstance(m, torch.jit.ScriptModule)]
+    named = [
+        (name, mod)
+        for name, mod in module.named_modules()
+        if name and not (name + ".").startswith(tuple(scripted))  # hooks do not run there
+    ]
     for name, mod in named:
         handles.append(mod.register_forward_hook(make_hook(name)))  # type: ignore[arg-type]
     try:

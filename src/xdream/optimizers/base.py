@@ -50,6 +50,19 @@ def rng_seed(rng: np.random.Generator) -> int | None:
     return None
 
 
+def _real_scores(scores: Any) -> Scores:
+    """``scores`` as float64, or one :class:`XDreamError` for strings, complex numbers and
+    other things that are not real numbers."""
+    try:
+        raw = np.asarray(scores)
+        if raw.dtype.kind not in "USc":
+            return raw.astype(np.float64)
+    except (TypeError, ValueError):
+        raw = None
+    got = "complex numbers" if raw is not None and raw.dtype.kind == "c" else repr(scores)[:60]
+    raise XDreamError(f"scores must be real numbers or NaN (no response), got {got}")
+
+
 class Optimizer(abc.ABC):
     """Base class: validation, best-so-far tracking, ids, and state with the RNG.
 
@@ -148,7 +161,7 @@ class Optimizer(abc.ABC):
     def tell(self, codes: Codes, scores: Scores) -> None:
         """Receive ``scores`` (n,) for ``codes`` (n, dim); NaN means "no response"."""
         codes = self._check_codes(codes, "codes")
-        scores = np.asarray(scores, dtype=np.float64)
+        scores = _real_scores(scores)
         if scores.shape != (len(codes),):
             raise XDreamError(
                 f"scores must have shape ({len(codes)},) to match the codes, got {scores.shape}"

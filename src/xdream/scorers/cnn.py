@@ -23,6 +23,7 @@ from xdream.networks.base import (
     Preprocess,
     evaluation_mode,
     input_dtype,
+    refuse_torchscript,
     resize,
     use_channels_last,
 )
@@ -94,10 +95,14 @@ def check_pre_activation(modules: Mapping[str, nn.Module], layer: str) -> None:
 
 
 def list_layers_hint(name: str | None, input_size: int) -> str:
-    """How to list a network's layers: ``xdream layers NAME`` for a registered network ``name``,
-    :func:`~xdream.networks.layer_table` for any other module."""
-    if name is not None and name in networks.names():
+    """How to list a network's layers: ``xdream layers NAME`` for a network ``name`` that
+    xdream registers (:data:`~xdream.networks.BUILT_IN`), :func:`~xdream.networks.layer_table`
+    for any other: one registered by the user's code, which the command does not know, or a
+    plain module."""
+    if name is not None and name in networks.BUILT_IN:
         return f"`xdream layers {name}`"
+    if name is not None and name in networks.names():
+        return f"`xdream.networks.layer_table(xdream.networks.make({name!r}).module, {input_size})`"
     return f"`xdream.networks.layer_table(module, {input_size})`"
 
 
@@ -163,6 +168,12 @@ class CNNUnitScorer(Scorer):
                 )
         else:
             raise XDreamError(f"network must be a Network or an nn.Module, got {type(network)!r}")
+        if not isinstance(layer, str):
+            raise XDreamError(
+                f"layer must be a module's name, a string such as {str(layer)!r} or "
+                f"'features.3', got {type(layer).__name__} {layer!r}"
+            )
+        refuse_torchscript(module, name, layer)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise XDreamError(f"batch_size must be a positive integer, got {batch_size!r}")
         if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
@@ -222,7 +233,14 @@ class CNNUnitScorer(Scorer):
     ) -> tuple[int, int | None, int | None]:
         where = f"layer {self.layer!r} of {self.network_name!r} (output {self.shape})"
         n_channels = self.shape[0]
-        if not _is_int(channel) or not 0 <= channel < n_channels:
+        for what, value in (("channel", channel), ("x", x), ("y", y)):
+            if value is not None and not _is_int(value):
+                whole = isinstance(value, float) and float(value).is_integer()
+                raise XDreamError(
+                    f"{what} must be an integer, got {type(value).__name__} {value!r}"
+                    + (f" (write {int(value)})" if whole else "")
+                )
+        if not 0 <= channel < n_channels:
             raise XDreamError(
                 f"channel must be in 0..{n_channels - 1} for {where}, got {channel!r}"
             )
@@ -265,6 +283,19 @@ class CNNUnitScorer(Scorer):
             handle.remove()
         raise XDreamError(
             f"layer {self.layer!r} of {self.network_name!r} was not called in the forward pass"
+        )
+
+    def _overflowed(self, bad: int, n: int) -> NoReturn:
+        """Raise: the unit's activation is infinite for ``bad`` of ``n`` images."""
+        dtype = str(self.dtype).removeprefix("torch.")
+        fix = (
+            "run the model in float32 (module.float())"
+            if self.dtype in (torch.float16, torch.bfloat16)
+            else "its activations grow past the largest number: check its weights and inputs"
+        )
+        raise XDreamError(
+            f"channel {self.channel} of layer {self.layer!r} of {self.network_name!r} overflowed "
+            f"to infinity in {dtype} for {bad} of {n} images: {fix}"
         )
 
     def _not_a_tensor(self, value: object) -> NoReturn:
@@ -312,7 +343,10 @@ class CNNUnitScorer(Scorer):
         if images.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
         parts = [self._index(acts).double().cpu() for acts in self._batches(images)]
-        return torch.cat(parts).numpy().astype(np.float64)
+        scores = torch.cat(parts).numpy().astype(np.float64)
+        if np.isinf(scores).any():
+            self._overflowed(int(np.isinf(scores).sum()), len(scores))
+        return scores
 
     def describe(self) -> dict[str, Any]:
         """Network, layer, unit, and the options that change the scores."""
