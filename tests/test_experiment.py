@@ -1841,6 +1841,44 @@ def test_save_images_none_makes_no_images_folder(tmp_path: Path, save_images: st
         assert records.read(run).best_per_generation.size == 2  # the run itself is whole
 
 
+def test_restore_takes_an_unseeded_noisy_scorer_made_again_and_refuses_another_noise_seed(
+    tmp_path: Path,
+) -> None:
+    """A NoisyScorer made without a seed draws a new noise_seed each session: restore() takes
+    it (the checkpoint's noise goes on, and the record keeps the first session's seed), as it
+    takes an unseeded optimiser; another seed given is refused, naming both."""
+    import xdream.generators
+    import xdream.optimizers
+    from tests.helpers import RedScorer
+    from xdream.errors import ConfigChangedError
+    from xdream.scorers import NoisyScorer, make_noise
+
+    def build(noise_seed: int | None, out: Path) -> Experiment:
+        gen = xdream.generators.make("pixels", size=16, code_size=4)
+        opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=0, population_size=6)
+        noisy = NoisyScorer(RedScorer(), make_noise("poisson", scale=2.0), seed=noise_seed)
+        return Experiment(gen, noisy, opt, out, generations=3, n_references=0)
+
+    for first, again in ((None, None), (5, None), (5, 7)):
+        out = tmp_path / f"{first}-{again}"
+        stopped = build(first, out)
+        stopped.step()
+        stopped.flush()
+        recorded = records.read(out).config["target"]["noise_seed"]
+        assert recorded == first or (first is None and recorded >= 2**64)
+        stopped.release_folder()
+        resumed = build(again, out)
+        if again is not None:
+            with pytest.raises(
+                ConfigChangedError, match=rf"target\.noise_seed: {first} -> {again}"
+            ):
+                resumed.restore()
+            continue
+        resumed.restore()
+        resumed.run()
+        assert records.read(out).config["target"]["noise_seed"] == recorded
+
+
 def test_restore_refuses_objects_other_than_those_the_run_was_built_with(
     tmp_path: Path,
 ) -> None:

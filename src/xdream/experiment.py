@@ -243,7 +243,9 @@ def _comparable(then: dict[str, Any], now: dict[str, Any]) -> tuple[dict[str, An
     were no dataclass of JSON values, or an earlier xdream recorded the name only) named so on
     the other too. ``now``'s seed is taken as ``then``'s where it is unknown (``None``) or
     fresh entropy (:func:`drawn_seed`: an optimiser made without a seed continues with the
-    run's), and ``then``'s as ``now``'s where it was never recorded (``None``)."""
+    run's), and ``then``'s as ``now``'s where it was never recorded (``None``); the same for
+    the target's ``noise_seed`` (a :class:`~xdream.scorers.NoisyScorer` made without a seed
+    continues with the noise of the run's, from its checkpoint)."""
     then, now = dict(then), dict(now)
     for role in ("generator", "optimizer"):
         a, b = then.get(role), now.get(role)
@@ -257,6 +259,12 @@ def _comparable(then: dict[str, Any], now: dict[str, Any]) -> tuple[dict[str, An
         if before is None or given is None or drawn_seed(given):
             seed = given if before is None else before
             then["experiment"], now["experiment"] = {**a, "seed": seed}, {**b, "seed": seed}
+    a, b = then.get("target"), now.get("target")
+    if isinstance(a, dict) and isinstance(b, dict) and ("noise_seed" in a or "noise_seed" in b):
+        before, given = a.get("noise_seed"), b.get("noise_seed")
+        if before is None or given is None or drawn_seed(given):
+            seed = given if before is None else before
+            then["target"], now["target"] = {**a, "noise_seed": seed}, {**b, "noise_seed": seed}
     return then, now
 
 
@@ -943,6 +951,14 @@ class Experiment:
         defining, allowed = config_changes(*_comparable(then, now))
         if defining:
             raise ConfigChangedError(objects_changed_message(self.folder.path, defining), then, now)
+        seed = (
+            then.get("target", {}).get("noise_seed")
+            if isinstance(then.get("target"), dict)
+            else None
+        )
+        if seed is not None and self._objects is not None and "noise_seed" in now["target"]:
+            # an unseeded NoisyScorer made again: the run's noise goes on, recorded as its seed's
+            self._objects["target"] = {**now["target"], "noise_seed": seed}
         return allowed
 
     def _recorded_config(self) -> Any:
