@@ -711,8 +711,9 @@ def test_existing_folder_is_not_overwritten(tmp_path: Path) -> None:
 def test_unwritable_output_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(XDreamError, match="cannot write to output folder"):
+    with pytest.raises(XDreamError, match="cannot write to output folder") as err:
         tiny_experiment(blocker / "run", generations=1).run()
+    assert "the folder argument in Python" in str(err.value)  # not only --out (audit Y8)
 
 
 def test_resuming_a_read_only_folder_says_to_make_it_writable_not_to_use_out(

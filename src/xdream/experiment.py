@@ -668,8 +668,9 @@ class Experiment:
         ``unit`` replaces the ``[target]`` unit (the ``[noise]`` model still wraps it) and
         ``generator`` the ``[generator]`` one, for drivers that share them between experiments.
         A config with ``[[targets]]`` (many units) is :class:`xdream.multi.MultiExperiment`'s.
-        A TOML or YAML file is read with :func:`xdream.config.load`, a dict with
-        :func:`xdream.config.from_dict`.
+        ``config`` is a :class:`~xdream.config.Config`, not a file or a dict: build it with
+        :func:`xdream.config.load` from a TOML, YAML or JSON file, or
+        :func:`xdream.config.from_dict` from a dict.
         """
         config = config_mod.require_config(config, "Experiment.from_config")
         config = config_mod.as_started_schedule(config, out)  # a resume keeps its schedule

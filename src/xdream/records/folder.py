@@ -170,7 +170,8 @@ class RunFolder:
             )
         return XDreamError(
             f"cannot write to output folder {str(self.path)!r}: {err.strerror or err}. "
-            "Choose a writable folder with --out."
+            "Choose a writable folder (--out on the command line, the folder argument in "
+            "Python)."
         )
 
     def journal_path(self, generation: int) -> Path:

@@ -69,9 +69,9 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
-    except RuntimeError as err:
+    except RuntimeError:  # torch's message lists its twenty device types: not what helps
         raise XDreamError(
-            f"invalid device {device!r} ({err}); use 'cpu', 'cuda' or 'auto'"
+            f"invalid device {device!r}: use 'cpu', 'cuda' (or 'cuda:N', the Nth GPU) or 'auto'"
         ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise XDreamError(f"device {device!r} requested but CUDA is not available; use 'cpu'")
