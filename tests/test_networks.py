@@ -154,6 +154,16 @@ def test_torchscript_is_refused_in_one_line_and_its_parts_left_out_of_the_table(
             layer_table(scripted, 8)
     wrapper = torch.nn.Sequential(torch.jit.script(net), torch.nn.ReLU())
     assert [name for name, _ in layer_table(wrapper, 8)] == ["1"]
+    # MultiUnitScorer too (it failed with the raw RuntimeError)
+    from xdream.multi import MultiUnitScorer
+
+    preprocess = Preprocess(mean=(0.5,) * 3, std=(0.5,) * 3, input_size=8)
+    for module, layer, named in (
+        (torch.jit.script(net), "0", "network"),
+        (wrapper, "0.0", "layer '0'"),
+    ):
+        with pytest.raises(XDreamError, match=rf"{named} .*is a TorchScript module"):
+            MultiUnitScorer(module, [(layer, 1)], preprocess=preprocess, device="cpu")
 
 
 def test_make_unknown_network_names_the_choices() -> None:

@@ -58,6 +58,7 @@ from xdream.networks.base import (
     Preprocess,
     evaluation_mode,
     input_dtype,
+    refuse_torchscript,
     resize,
     use_channels_last,
 )
@@ -363,6 +364,8 @@ class MultiUnitScorer:
             network.module, self.device, channels_last, network.name
         )
         self.precision = precision
+        for layer in dict.fromkeys(u.layer for u in self.units):  # hooks do not run in it
+            refuse_torchscript(network.module, network.name, layer)
         module = network.module
         if fold_bn:
             keep = [u.layer for u in self.units]
