@@ -118,7 +118,7 @@ def test_encode_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert "has no layer ''" in err and "Did you mean" not in err and "xdream layers" in err
     assert main(["encode", PHOTO, "--device", "gpu0", "--out", str(tmp_path / "o")]) == 2
-    assert "use 'cpu', 'cuda' or 'auto'" in capsys.readouterr().err
+    assert "use 'cpu', 'cuda' (or 'cuda:N', the Nth GPU) or 'auto'" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert main(["encode", PHOTO, "--device", "cuda", "--out", str(tmp_path / "o")]) == 2
         assert "CUDA is not available" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """Exceptions that xdream raises for problems the user can fix.
 
 Every :class:`XDreamError` message says what was expected, what came, and how to fix it. The
-command line prints the message (no traceback) and exits with status 2.
+command line prints the message (no traceback) and exits with status 2, or with the error's
+own ``exit_status`` where it has one (a rig run paused by ``on_timeout = "pause"``: 3).
 """
 
 from __future__ import annotations
