@@ -81,6 +81,7 @@ from xdream.records import (
     stop_run,
     write_json,
 )
+from xdream.records.files import json_safe
 from xdream.references import ReferenceImages
 from xdream.scorers.base import FunctionScorer, Scorer, as_scores, brief
 from xdream.types import Codes, Images
@@ -237,16 +238,28 @@ def objects_changed_message(folder: Path, defining: list[str]) -> str:
     )
 
 
-def _comparable(then: dict[str, Any], now: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``then`` and ``now`` (:meth:`Experiment._built` of a run built from Python
-    objects) with a generator or optimiser named by its name alone on one side (its parameters
-    were no dataclass of JSON values, or an earlier xdream recorded the name only) named so on
-    the other too. ``now``'s seed is taken as ``then``'s where it is unknown (``None``) or
-    fresh entropy (:func:`drawn_seed`: an optimiser made without a seed continues with the
-    run's), and ``then``'s as ``now``'s where it was never recorded (``None``); the same for
-    the target's ``noise_seed`` (a :class:`~xdream.scorers.NoisyScorer` made without a seed
-    continues with the noise of the run's, from its checkpoint)."""
-    then, now = dict(then), dict(now)
+def _comparable(
+    then: dict[str, Any], now: dict[str, Any], *, strict: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``then`` and ``now`` (:meth:`Experiment._built` of a run built from Python objects) in
+    the form in which :func:`config_changes` compares them.
+
+    Both are taken in their JSON form, as ``record.h5`` stores them (:func:`_json_form`: a
+    tuple and a list, a NumPy scalar and a Python number compare equal). A generator or
+    optimiser named by its name alone on one side (its parameters were no dataclass of JSON
+    values, or an earlier xdream recorded the name only) is named so on the other too.
+    ``now``'s seed is taken as ``then``'s where it is unknown (``None``) or fresh entropy
+    (:func:`drawn_seed`: an optimiser made without a seed continues with the run's), and
+    ``then``'s as ``now``'s where it was never recorded (``None``); the same for the target's
+    ``noise_seed`` (a :class:`~xdream.scorers.NoisyScorer` made without a seed continues with
+    the noise of the run's, from its checkpoint).
+
+    ``strict`` (``then`` is the checkpoint's record of the objects, which this version wrote):
+    a key of the generator, the optimiser or the target that only one side has is compared as
+    ``None`` on the other (a ``NoisyScorer`` left out or added changes ``target.noise``).
+    Otherwise (``then`` is an earlier xdream's ``record.h5`` copy) such a key came or went with
+    the version and is not compared, except ``target.noise``, which earlier records held."""
+    then, now = _json_form(then), _json_form(now)
     for role in ("generator", "optimizer"):
         a, b = then.get(role), now.get(role)
         if isinstance(a, str) and isinstance(b, dict):
@@ -260,12 +273,35 @@ def _comparable(then: dict[str, Any], now: dict[str, Any]) -> tuple[dict[str, An
             seed = given if before is None else before
             then["experiment"], now["experiment"] = {**a, "seed": seed}, {**b, "seed": seed}
     a, b = then.get("target"), now.get("target")
-    if isinstance(a, dict) and isinstance(b, dict) and ("noise_seed" in a or "noise_seed" in b):
-        before, given = a.get("noise_seed"), b.get("noise_seed")
-        if before is None or given is None or drawn_seed(given):
-            seed = given if before is None else before
-            then["target"], now["target"] = {**a, "noise_seed": seed}, {**b, "noise_seed": seed}
+    if isinstance(a, dict) and isinstance(b, dict):
+        if "noise_seed" in a or "noise_seed" in b:
+            before, given = a.get("noise_seed"), b.get("noise_seed")
+            if before is None or given is None or drawn_seed(given):
+                seed = given if before is None else before
+                a, b = {**a, "noise_seed": seed}, {**b, "noise_seed": seed}
+        if not strict and ("noise" in a or "noise" in b):
+            a, b = {**a, "noise": a.get("noise")}, {**b, "noise": b.get("noise")}
+        then["target"], now["target"] = a, b
+    if strict:
+        for role in ("generator", "optimizer", "target"):
+            then[role], now[role] = _filled(then.get(role), now.get(role))
     return then, now
+
+
+def _json_form(value: Any) -> Any:
+    """``value`` as it reads back from JSON (:func:`~xdream.records.files.json_safe`): lists for
+    tuples, Python numbers for NumPy scalars, ``None`` for NaN; what JSON cannot hold as its
+    ``repr``."""
+    return json.loads(json.dumps(json_safe(value), default=repr))
+
+
+def _filled(a: Any, b: Any) -> tuple[Any, Any]:
+    """``a`` and ``b``, where both are dicts, with each key that only one of them has, at any
+    depth, added to the other as ``None``."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return a, b
+    pairs = {k: _filled(a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b])}
+    return {k: v[0] for k, v in pairs.items()}, {k: v[1] for k, v in pairs.items()}
 
 
 def drawn_seed(seed: Any) -> bool:
@@ -944,22 +980,24 @@ class Experiment:
                 f"resume {path}`, or in Python xdream.experiment.Experiment.resume({path!r})"
             )
         then = state.get("built")
-        if not isinstance(then, dict):
+        strict = isinstance(then, dict)  # written by this version: every key is compared
+        if not strict:
             then = self._recorded_config()
         if not isinstance(then, dict):
             return []
         now = self._built()
-        defining, allowed = config_changes(*_comparable(then, now))
+        old, new = _comparable(then, now, strict=strict)
+        defining, allowed = config_changes(old, new)
         if defining:
             raise ConfigChangedError(objects_changed_message(self.folder.path, defining), then, now)
-        seed = (
-            then.get("target", {}).get("noise_seed")
-            if isinstance(then.get("target"), dict)
-            else None
-        )
-        if seed is not None and self._objects is not None and "noise_seed" in now["target"]:
-            # an unseeded NoisyScorer made again: the run's noise goes on, recorded as its seed's
-            self._objects["target"] = {**now["target"], "noise_seed": seed}
+        target = now.get("target")
+        if self._objects is not None and isinstance(target, dict) and "noise_seed" in target:
+            # the run's noise goes on from its checkpoint, drawn from the seed the run recorded:
+            # an unseeded NoisyScorer made again takes it, and an earlier xdream's run recorded
+            # none (null)
+            before = then.get("target")
+            seed = before.get("noise_seed") if isinstance(before, dict) else None
+            self._objects["target"] = {**target, "noise_seed": seed}
         return allowed
 
     def _recorded_config(self) -> Any:

@@ -222,6 +222,12 @@ class NoisyScorer(Scorer):
         }
 
     def load_state_dict(self, state: StateDict) -> None:
+        if not isinstance(state, dict) or "rng" not in state:
+            raise XDreamError(
+                "cannot continue this run with a NoisyScorer: its checkpoint holds no noise "
+                "state (the run was scored without noise); restore it with the scorer it was "
+                "built with, without the NoisyScorer"
+            )
         self._rng.bit_generator.state = state["rng"]
         self.seed = state.get("seed")  # whose noise goes on: unknown in an earlier xdream's
         self.base.load_state_dict(state.get("base", {}))

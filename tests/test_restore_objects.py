@@ -1,0 +1,154 @@
+"""Experiment.restore() of a run built from Python objects: how the objects given are compared
+with those the run was built with (audit Z)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+
+import xdream.generators
+import xdream.optimizers
+from tests.helpers import RedScorer
+from xdream import records
+from xdream.errors import ConfigChangedError, XDreamError
+from xdream.experiment import Experiment
+from xdream.scorers import NoisyScorer, Scorer, make_noise
+
+
+def contents(folder: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder under ``folder``, but the lock file."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else None
+        for p in sorted(folder.rglob("*"))
+        if p.name != records.LOCK_FILE
+    }
+
+
+def build(scorer: Scorer, out: Path, generator: str = "pixels", **kw: Any) -> Experiment:
+    params: dict[str, Any] = {"size": 16} if generator == "cppn" else {"size": 16, "code_size": 4}
+    gen = xdream.generators.make(generator, **params)
+    opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=0, population_size=6)
+    return Experiment(gen, scorer, opt, out, **{"generations": 3, "n_references": 0, **kw})
+
+
+def stopped_after_one(scorer: Scorer, out: Path, **kw: Any) -> None:
+    """A run of ``scorer`` stopped after its first generation."""
+    first = build(scorer, out, **kw)
+    first.step()
+    first.flush()
+    first.release_folder()
+
+
+def as_an_earlier_xdream_left_it(out: Path, **target: Any) -> None:
+    """Make ``out``'s checkpoint one of an xdream before it recorded the objects (no
+    ``"built"``: restore compares with record.h5's copy), that copy's target updated by
+    ``target`` (a key given None is removed; without ``noise_seed``, the noise's state holds
+    no seed either)."""
+    state = pickle.loads((out / "checkpoint.pkl").read_bytes())
+    del state["built"]
+    if "noise_seed" in target:
+        del state["scorer"]["seed"]
+    (out / "checkpoint.pkl").write_bytes(pickle.dumps(state))
+    with h5py.File(out / "record.h5", "r+") as f:
+        config = json.loads(f.attrs["config"])
+        config["target"].update(target)
+        config["target"] = {k: v for k, v in config["target"].items() if v is not None}
+        f.attrs["config"] = json.dumps(config)
+
+
+def noisy(seed: int | None = 3) -> NoisyScorer:
+    return NoisyScorer(RedScorer(), make_noise("poisson", scale=2.0), seed=seed)
+
+
+@pytest.mark.parametrize("earlier", [False, True])
+def test_a_noisy_scorer_left_out_or_added_on_restore_is_refused(
+    tmp_path: Path, earlier: bool
+) -> None:
+    """A NoisyScorer left out on restore was taken (target.noise was only compared where both
+    sides had it), and the record then said the whole run was noise-free; one added ended in a
+    raw KeyError 'rng'. Both are refused, naming target.noise, with nothing written; also for
+    a checkpoint of an earlier xdream, whose record.h5 already held noise."""
+    left_out, added = tmp_path / "left-out", tmp_path / "added"
+    stopped_after_one(noisy(), left_out)
+    stopped_after_one(RedScorer(), added)
+    if earlier:
+        as_an_earlier_xdream_left_it(left_out, noise_seed=None)
+        as_an_earlier_xdream_left_it(added)
+    model = "{'name': 'poisson', 'scale': 2.0, 'reps': 1}"
+    for out, scorer, named in (
+        (left_out, RedScorer(), f"(target.noise: {model} -> None)"),
+        (added, noisy(), f"(target.noise: None -> {model})"),
+    ):
+        before = contents(out)
+        with pytest.raises(ConfigChangedError) as refused:
+            build(scorer, out).restore()
+        assert named in str(refused.value)
+        assert "accept" not in str(refused.value)  # the noise cannot be accepted
+        assert contents(out) == before
+    again = build(noisy(), left_out)  # the objects it was built with still continue it
+    again.restore()
+    assert again.run()["generations"] == 3
+    assert records.read(left_out).config["target"]["noise"]["name"] == "poisson"
+
+
+def test_a_noisy_scorer_refuses_a_state_without_noise_in_one_line() -> None:
+    """NoisyScorer.load_state_dict of a plain scorer's state raised KeyError: 'rng'."""
+    with pytest.raises(XDreamError, match=r"checkpoint holds no noise state .* without the "):
+        noisy().load_state_dict({})
+
+
+class Described(Scorer):
+    """Scores like RedScorer; describes itself as ``description`` says."""
+
+    def __init__(self, **description: Any) -> None:
+        self.description = description
+        self.red = RedScorer()
+
+    def score(self, images: Any, ids: list[str]) -> Any:
+        return self.red.score(images, ids)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "described", **self.description}
+
+
+def test_an_earlier_checkpoint_with_tuples_is_restored_with_the_same_objects(
+    tmp_path: Path,
+) -> None:
+    """A run that an earlier xdream started (its record.h5 holds the objects as JSON, lists for
+    tuples) was refused with the same objects: generator.hidden: [16, 16, 16] -> (16, 16, 16).
+    Both sides are compared in their JSON form, NumPy numbers as Python ones too; a real
+    difference is still refused."""
+    out = tmp_path / "run"
+    scorer = Described(size=(2, 2), gain=0.5)
+    stopped_after_one(scorer, out, generator="cppn")
+    as_an_earlier_xdream_left_it(out)
+    with pytest.raises(ConfigChangedError, match=r"\(target\.gain: 0\.5 -> 0\.25\)"):
+        build(Described(size=(2, 2), gain=0.25), out, generator="cppn").restore()
+    again = build(Described(size=(2, 2), gain=np.float64(0.5)), out, generator="cppn")
+    again.restore()
+    assert again.run()["generations"] == 3
+
+
+@pytest.mark.parametrize("seed", [4, None])
+def test_an_earlier_noisy_run_continued_records_no_noise_seed(
+    tmp_path: Path, seed: int | None
+) -> None:
+    """An earlier xdream recorded no noise_seed. Continued, record.h5 said the restore
+    session's seed (given, or fresh entropy), which did not draw the run's noise, and
+    summary.json said null. Both say null, as docs/records.md promises."""
+    out = tmp_path / "run"
+    stopped_after_one(noisy(3), out)
+    as_an_earlier_xdream_left_it(out, noise_seed=None)
+    again = build(noisy(seed), out)
+    again.restore()
+    again.run()
+    run = records.read(out)
+    assert "noise_seed" in run.config["target"]
+    assert run.config["target"]["noise_seed"] is None
+    assert run.summary["target"]["noise_seed"] is None
