@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from tests.helpers import RedScorer
 from xdream import records
 from xdream.errors import ConfigChangedError, XDreamError
 from xdream.experiment import Experiment
-from xdream.scorers import NoisyScorer, Scorer, make_noise
+from xdream.scorers import FunctionScorer, NoisyScorer, Scorer, make_noise
 
 
 def contents(folder: Path) -> dict[str, bytes | None]:
@@ -152,3 +153,63 @@ def test_an_earlier_noisy_run_continued_records_no_noise_seed(
     assert "noise_seed" in run.config["target"]
     assert run.config["target"]["noise_seed"] is None
     assert run.summary["target"]["noise_seed"] is None
+
+
+def named(function: Callable[..., Any], module: str) -> FunctionScorer:
+    """A FunctionScorer of ``function`` as if it were defined in ``module``."""
+
+    def score(images: Any, ids: list[str]) -> Any:
+        return function(images, ids)
+
+    score.__module__ = module
+    score.__qualname__ = "make.<locals>.score"
+    return FunctionScorer(score)
+
+
+def test_a_function_run_as_a_script_is_restored_from_an_import_of_it(tmp_path: Path) -> None:
+    """A run started as a script (FunctionScorer of __main__.f) and continued from an import
+    (exp.f) was refused over target.function; the function is compared without its module
+    where either side's is __main__. Another function is still refused."""
+    red = RedScorer()
+    out = tmp_path / "run"
+    stopped_after_one(named(red.score, "__main__"), out)
+    other = named(red.score, "exp")
+    other.function.__qualname__ = "make.<locals>.other"
+    with pytest.raises(ConfigChangedError, match=r"target\.function: '__main__\.make"):
+        build(other, out).restore()
+    again = build(named(red.score, "lab.exp"), out)
+    again.restore()
+    assert again.run()["generations"] == 3
+    stopped_after_one(named(red.score, "exp"), tmp_path / "other-module")
+    with pytest.raises(ConfigChangedError, match=r"target\.function: 'exp\.make"):
+        build(named(red.score, "lab.exp"), tmp_path / "other-module").restore()
+
+
+def test_restore_accepts_the_differences_of_the_keys_it_is_told(tmp_path: Path) -> None:
+    """A scorer whose describe() holds something of the session could never be continued.
+    restore(accept=[keys]) takes those keys' differences (the record then holds the new
+    values, and config_changes lists them); other differences are still refused, and a key
+    the description does not have, or the noise, is refused as a mistake."""
+    out = tmp_path / "run"
+    stopped_after_one(Described(started=1.0, channel=1), out)
+    before = contents(out)
+    with pytest.raises(ConfigChangedError) as refused:
+        build(Described(started=2.0, channel=1), out).restore()
+    assert "restore(accept=['target.started'])" in str(refused.value)
+    with pytest.raises(ConfigChangedError, match=r"\(target\.channel: 1 -> 2\)"):
+        build(Described(started=2.0, channel=2), out).restore(accept=["target.started"])
+    with pytest.raises(XDreamError, match=r"'target\.strated' is no key .*target has channel, "):
+        build(Described(started=2.0, channel=1), out).restore(accept=["target.strated"])
+    with pytest.raises(XDreamError, match=r"cannot take 'target\.noise'"):
+        build(Described(started=2.0, channel=1), out).restore(accept=["target.noise"])
+    with pytest.raises(XDreamError, match=r"'section\.key' such as"):
+        build(Described(started=2.0, channel=1), out).restore(accept=["target"])
+    assert contents(out) == before
+    again = build(Described(started=2.0, channel=1), out, generations=4)
+    again.restore(accept="target.started")
+    assert again.config_changes == [
+        "experiment.generations: 3 -> 4",
+        "target.started: 1.0 -> 2.0",
+    ]
+    assert again.run()["generations"] == 4
+    assert records.read(out).config["target"]["started"] == 2.0

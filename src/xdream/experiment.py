@@ -37,7 +37,7 @@ import pickle
 import socket
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -227,6 +227,13 @@ def objects_changed_message(folder: Path, defining: list[str]) -> str:
     ``defining`` differences (from :func:`config_changes`) between the objects it was built with
     and those given now, and what to do (there is no ``config.yaml`` to edit)."""
     path = str(folder)
+    keys = [key for key in map(_changed_key, defining) if _acceptable(key)]
+    accept = (
+        "; a difference that you know does not change the experiment (a time or a host in a "
+        f"scorer's description) is taken by naming its key: restore(accept=[{keys[0]!r}])"
+        if keys
+        else ""
+    )
     return (
         f"cannot restore {path!r}: the objects given differ from those the run was built with "
         f"({'; '.join(defining)}), and continuing would mix two experiments in one record, so "
@@ -234,8 +241,13 @@ def objects_changed_message(folder: Path, defining: list[str]) -> str:
         "reference_seed) as the run was built (xdream.records.read("
         f"{path!r}).config says how), or start a new run with the new ones in another folder. "
         "What may change between sessions: the budget (generations=, presentations=), "
-        "batch_size, record_interval, tf32 and the scorer's device."
+        f"batch_size, record_interval, tf32 and the scorer's device{accept}."
     )
+
+
+def _changed_key(change: str) -> str:
+    """The key of one of :func:`config_changes`'s differences, ``"section.key: old -> new"``."""
+    return change.split(": ", 1)[0]
 
 
 def _comparable(
@@ -252,7 +264,9 @@ def _comparable(
     (:func:`drawn_seed`: an optimiser made without a seed continues with the run's), and
     ``then``'s as ``now``'s where it was never recorded (``None``); the same for the target's
     ``noise_seed`` (a :class:`~xdream.scorers.NoisyScorer` made without a seed continues with
-    the noise of the run's, from its checkpoint).
+    the noise of the run's, from its checkpoint). A :class:`~xdream.scorers.FunctionScorer`'s
+    ``function`` is compared without its module where either side's is ``__main__`` (a run
+    started as a script and continued from an import of it).
 
     ``strict`` (``then`` is the checkpoint's record of the objects, which this version wrote):
     a key of the generator, the optimiser or the target that only one side has is compared as
@@ -279,6 +293,8 @@ def _comparable(
             if before is None or given is None or drawn_seed(given):
                 seed = given if before is None else before
                 a, b = {**a, "noise_seed": seed}, {**b, "noise_seed": seed}
+        if _same_function(a.get("function"), b.get("function")):
+            a = {**a, "function": b["function"]}
         if not strict and ("noise" in a or "noise" in b):
             a, b = {**a, "noise": a.get("noise")}, {**b, "noise": b.get("noise")}
         then["target"], now["target"] = a, b
@@ -302,6 +318,70 @@ def _filled(a: Any, b: Any) -> tuple[Any, Any]:
         return a, b
     pairs = {k: _filled(a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b])}
     return {k: v[0] for k, v in pairs.items()}, {k: v[1] for k, v in pairs.items()}
+
+
+def _same_function(then: Any, now: Any) -> bool:
+    """Whether two :class:`~xdream.scorers.FunctionScorer` ``function`` names (``module.qualname``)
+    name the same function where one of them was run as a script (``__main__``), whose module
+    has another name when imported."""
+    if not isinstance(then, str) or not isinstance(now, str) or then == now:
+        return False
+    main = "__main__."
+    for a, b in ((then, now), (now, then)):
+        if a.startswith(main) and not b.startswith(main) and b.endswith("." + a[len(main) :]):
+            return True
+    return False
+
+
+def _accepted(
+    defining: list[str], accept: tuple[str, ...], then: dict[str, Any], now: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    """``defining`` (differences from :func:`config_changes`) split into those that no key of
+    ``accept`` names (still refused) and those it does (taken: a key names itself and what is
+    within it, ``target.noise`` also ``target.noise.scale``). A key of ``accept`` that is in
+    neither ``then`` nor ``now`` is refused as a mistake."""
+    for key in accept:
+        if "." not in key:
+            raise XDreamError(
+                f"restore(accept=...) takes keys as the refusal names them, 'section.key' such "
+                f"as 'target.started'; got {key!r}"
+            )
+        if not _acceptable(key):
+            raise XDreamError(
+                f"restore(accept=...) cannot take {key!r}: the noise goes on as the run's "
+                "checkpoint holds it, or not at all, and the record could not say which "
+                "generations were scored with which; restore with the scorer the run was built "
+                "with, or start a new run in another folder"
+            )
+        if not any(_holds(side, key.split(".")) for side in (then, now)):
+            section = key.split(".")[0]
+            keys = sorted(then[section]) if isinstance(then.get(section), dict) else []
+            known = f"; {section} has {', '.join(keys)}" if keys else ""
+            raise XDreamError(
+                f"restore(accept=...): {key!r} is no key of what the run was built with "
+                f"(write 'section.key', one of generator, optimizer, target, experiment{known})"
+            )
+    taken = [
+        c
+        for c in defining
+        if any(_changed_key(c) == k or _changed_key(c).startswith(k + ".") for k in accept)
+    ]
+    return [c for c in defining if c not in taken], taken
+
+
+def _acceptable(key: str) -> bool:
+    """Whether ``restore(accept=...)`` may take differences of ``key``: not of the noise, which
+    the record could then not say for which generations it held."""
+    return not (key == "target.noise" or key.startswith(("target.noise.", "target.noise_seed")))
+
+
+def _holds(tree: Any, path: list[str]) -> bool:
+    """Whether the nested dict ``tree`` has the key ``path`` (its parts, outermost first)."""
+    for part in path:
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
 
 
 def drawn_seed(seed: Any) -> bool:
@@ -668,6 +748,7 @@ class Experiment:
         self._finished = False  # finish() has closed the run
         self._extra_layout: ExtraLayout = {}  # the scorer's extra rows recorded so far
         self._objects: dict[str, Any] | None = None  # see _built()
+        self._accept: tuple[str, ...] = ()  # keys whose differences restore() takes
         self._initial: bytes = b""  # state_dict() when the run started, pickled
         self._tick = time.perf_counter()  # wall clock of the last time accounted in ``seconds``
         self._lock: FolderLock | None = None  # held from the first write to finish()
@@ -684,7 +765,7 @@ class Experiment:
         run's, not this unit's own (``summary.json`` says so)."""
         self.config_changes: list[str] = []
         """Changes of :data:`CHANGEABLE` config keys since the checkpoint's session (set by
-        :meth:`restore`), ``"section.key: old -> new"``."""
+        :meth:`restore`), ``"section.key: old -> new"``, and those its ``accept`` took."""
         self.files_read: dict[str, dict[str, Any]] = {}
         """The :data:`READ_AGAIN` files the config named, as this session read them
         (:func:`files_read`); the checkpoint keeps them, and resume refuses another file."""
@@ -822,23 +903,44 @@ class Experiment:
             "files": self.files_read,
         }
 
-    def restore(self) -> str:
+    def restore(self, accept: Iterable[str] = ()) -> str:
         """Continue from the folder's checkpoint; returns a note on what was repaired.
 
         Refused, with nothing written, where the run cannot continue as it was: a config's
         key that defines the experiment changed (:func:`config_changes`), or for a run built
         from Python objects, objects that differ from those it was built with (the unit, the
         generator's parameters, the optimiser's hyperparameters and seed, ``n_references``,
-        ``reference_seed``); the budget may change."""
-        return self.check_restore()()
+        ``reference_seed``: the scorer's :meth:`~xdream.scorers.base.Scorer.describe`, the
+        generator's and optimiser's parameters, compared key by key); the budget may change.
 
-    def check_restore(self) -> Callable[[], str]:
+        ``accept`` (a run built from Python objects only) names keys, as the refusal names
+        them (``"target.started"``), whose differences are taken: for a description that holds
+        something that does not change the experiment. The run goes on with the new values,
+        which the record then holds for the whole run, and :attr:`config_changes` lists them. A
+        key that the run's description does not have is refused as a mistake; one that did not
+        change is no error."""
+        return self.check_restore(accept)()
+
+    def check_restore(self, accept: Iterable[str] = ()) -> Callable[[], str]:
         """The first half of :meth:`restore`: hold the folder and check everything that can
         refuse to continue it (the checkpoint, the config's changes, the files it read, what
         ``record.h5`` needs), writing nothing in the folder. Returns the second half, which
         writes (``config.yaml``, ``record.h5``) and returns :meth:`restore`'s note. A
         many-unit resume checks every unit before it writes in any. The folder stays held
-        from the check until the second half ends, and is let go if either fails."""
+        from the check until the second half ends, and is let go if either fails. ``accept``:
+        as :meth:`restore`'s."""
+        accept = (accept,) if isinstance(accept, str) else tuple(accept)
+        if not all(isinstance(key, str) for key in accept):
+            raise XDreamError(
+                f"restore(accept=...) takes keys as the refusal names them, strings such as "
+                f"'target.started'; got {accept!r}"
+            )
+        if accept and self.config is not None:
+            raise XDreamError(
+                "restore(accept=...) is for a run built from Python objects; a run built from a "
+                "config continues with the config's values: edit them back in its config.yaml"
+            )
+        self._accept = accept
         self._hold_folder()  # before anything is read: the run may still be going
         try:
             state, plan = self._checked_state()
@@ -988,6 +1090,7 @@ class Experiment:
         now = self._built()
         old, new = _comparable(then, now, strict=strict)
         defining, allowed = config_changes(old, new)
+        defining, taken = _accepted(defining, self._accept, old, new)
         if defining:
             raise ConfigChangedError(objects_changed_message(self.folder.path, defining), then, now)
         target = now.get("target")
@@ -998,7 +1101,7 @@ class Experiment:
             before = then.get("target")
             seed = before.get("noise_seed") if isinstance(before, dict) else None
             self._objects["target"] = {**target, "noise_seed": seed}
-        return allowed
+        return allowed + taken
 
     def _recorded_config(self) -> Any:
         """The config ``record.h5`` records (None where it cannot be read: resume rebuilds

@@ -78,7 +78,14 @@ class Scorer(abc.ABC):
         task()
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-able description of the target for records and summaries."""
+        """A JSON-able description of the target for records and summaries.
+
+        It should hold only what defines the target (what the scores mean: the unit, the
+        model, its parameters), nothing of the session (a time, a host, ``repr(self)``):
+        :meth:`Experiment.restore() <xdream.experiment.Experiment.restore>` of a run built
+        from Python objects compares it, key by key, with the description the run was built
+        with, and refuses the run where a key differs (``batch_size`` and ``device`` may).
+        ``restore(accept=["target.key"])`` takes a difference known to be harmless."""
         return {"kind": type(self).__name__}
 
     def state_dict(self) -> StateDict:
@@ -160,6 +167,9 @@ class FunctionScorer(Scorer):
         return as_scores(self.function(images, ids))
 
     def describe(self) -> dict[str, Any]:
+        """``function``: the function's module and name (restore compares the name alone
+        where either side's module is ``__main__``: a run started as a script is continued
+        from an import of it)."""
         name = getattr(self.function, "__qualname__", type(self.function).__name__)
         return {"kind": "function", "function": f"{self.function.__module__}.{name}"}
 
