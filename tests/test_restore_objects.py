@@ -213,3 +213,26 @@ def test_restore_accepts_the_differences_of_the_keys_it_is_told(tmp_path: Path) 
     ]
     assert again.run()["generations"] == 4
     assert records.read(out).config["target"]["started"] == 2.0
+
+
+class DescribedScorer(RedScorer):
+    """A RedScorer whose description has the keys ``extra`` besides its own."""
+
+    def __init__(self, **extra: Any) -> None:
+        super().__init__()
+        self.extra = extra
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), **self.extra}
+
+
+def test_a_key_the_description_gained_is_taken_and_one_it_lost_is_refused(tmp_path: Path) -> None:
+    """A key that only the new description has (a later xdream or the user's describe()
+    describes more) is not compared, so such a run goes on; a key it lost is compared as
+    None and refused."""
+    gained, lost = tmp_path / "gained", tmp_path / "lost"
+    stopped_after_one(DescribedScorer(), gained)
+    build(DescribedScorer(electrode="A1"), gained).restore()
+    stopped_after_one(DescribedScorer(electrode="A1"), lost)
+    with pytest.raises(ConfigChangedError, match=r"target\.electrode: 'A1' -> None"):
+        build(DescribedScorer(), lost).restore()

@@ -268,11 +268,13 @@ def _comparable(
     ``function`` is compared without its module where either side's is ``__main__`` (a run
     started as a script and continued from an import of it).
 
-    ``strict`` (``then`` is the checkpoint's record of the objects, which this version wrote):
-    a key of the generator, the optimiser or the target that only one side has is compared as
-    ``None`` on the other (a ``NoisyScorer`` left out or added changes ``target.noise``).
-    Otherwise (``then`` is an earlier xdream's ``record.h5`` copy) such a key came or went with
-    the version and is not compared, except ``target.noise``, which earlier records held."""
+    ``target.noise`` is always compared (a ``NoisyScorer`` left out or added: ``None`` on one
+    side). ``strict`` (``then`` is the checkpoint's record of the objects, which this version
+    wrote): a key of the generator, the optimiser or the target that ``then`` has and ``now``
+    lacks is compared as ``None`` (taken away); one that only ``now`` has is not compared (a
+    later xdream, or the user's own ``describe()``, describes more). Otherwise (``then`` is an
+    earlier xdream's ``record.h5`` copy) a key only one side has came or went with the version
+    and is not compared."""
     then, now = _json_form(then), _json_form(now)
     for role in ("generator", "optimizer"):
         a, b = then.get(role), now.get(role)
@@ -295,12 +297,12 @@ def _comparable(
                 a, b = {**a, "noise_seed": seed}, {**b, "noise_seed": seed}
         if _same_function(a.get("function"), b.get("function")):
             a = {**a, "function": b["function"]}
-        if not strict and ("noise" in a or "noise" in b):
+        if "noise" in a or "noise" in b:
             a, b = {**a, "noise": a.get("noise")}, {**b, "noise": b.get("noise")}
         then["target"], now["target"] = a, b
     if strict:
         for role in ("generator", "optimizer", "target"):
-            then[role], now[role] = _filled(then.get(role), now.get(role))
+            now[role] = _filled(then.get(role), now.get(role))
     return then, now
 
 
@@ -311,13 +313,12 @@ def _json_form(value: Any) -> Any:
     return json.loads(json.dumps(json_safe(value), default=repr))
 
 
-def _filled(a: Any, b: Any) -> tuple[Any, Any]:
-    """``a`` and ``b``, where both are dicts, with each key that only one of them has, at any
-    depth, added to the other as ``None``."""
+def _filled(a: Any, b: Any) -> Any:
+    """``b``, where ``a`` and ``b`` are dicts, with each key that ``a`` has and ``b`` lacks, at
+    any depth, added as ``None``."""
     if not isinstance(a, dict) or not isinstance(b, dict):
-        return a, b
-    pairs = {k: _filled(a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b])}
-    return {k: v[0] for k, v in pairs.items()}, {k: v[1] for k, v in pairs.items()}
+        return b
+    return {**{k: None for k in a}, **{k: _filled(a.get(k), v) for k, v in b.items()}}
 
 
 def _same_function(then: Any, now: Any) -> bool:
