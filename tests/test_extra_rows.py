@@ -158,3 +158,62 @@ def test_a_continued_run_checks_its_rows_against_the_record(tmp_path: Path) -> N
     wider.restore()
     with pytest.raises(XDreamError, match=r"earlier generations recorded float64 of shape \(2,\)"):
         wider.step()
+
+
+def latency(generation: int, n: int) -> dict[str, Any]:
+    return {"mine/latency": np.full(n, 0.5 + generation)}
+
+
+def as_earlier_xdream_wrote_it(run: Path, group: str) -> None:
+    """Remove ``group``'s ``generation`` dataset from ``run``'s record.h5 and journal, as
+    versions before the column was added wrote them for a scorer that gave none; then mark the
+    record complete again, as those versions left it."""
+    import h5py
+
+    from xdream.records import H5Record
+
+    with h5py.File(run / "record.h5", "r+") as f:
+        del f[f"{group}/generation"]
+        generations = int(f["generations/best_score"].shape[0])
+    for path in (run / "journal").glob("*.npz"):
+        with np.load(path) as arrays:
+            kept = {k: arrays[k] for k in arrays.files if k != f"extra/{group}/generation"}
+        np.savez(path, **kept)
+    H5Record(run / "record.h5").mark(generations)
+
+
+def test_a_group_recorded_without_generation_is_continued_without_one(tmp_path: Path) -> None:
+    """A run that an earlier xdream began, continued now, got a generation column for the
+    generations run since only: 14 entries beside 21 latencies, which do not pair up."""
+    import h5py
+
+    run = tmp_path / "run"
+    first = experiment(run, latency)
+    first.step()
+    first.flush()
+    first.release_folder()
+    as_earlier_xdream_wrote_it(run, "mine")
+    later = experiment(run, latency)
+    later.restore()
+    later.run()
+    with h5py.File(run / "record.h5", "r") as f:
+        assert sorted(f["mine"]) == ["latency"]
+        assert f["mine/latency"][:].tolist() == [0.5] * 7 + [1.5] * 7 + [2.5] * 7
+    assert records.read(run).extra == {}  # as before: such a group is not in Record.extra
+
+
+def test_read_warns_of_a_group_whose_datasets_differ_in_length(tmp_path: Path) -> None:
+    """Such a group was returned as it was, without a word."""
+    import h5py
+
+    run = tmp_path / "run"
+    experiment(run, latency).run()
+    with h5py.File(run / "record.h5", "r+") as f:
+        generation = f["mine/generation"]
+        generation.resize(14, axis=0)
+    with pytest.warns(UserWarning) as warned:
+        extra = records.read(run).extra
+    assert len(extra["mine/latency"]) == 21  # nothing is hidden
+    (message,) = [str(w.message) for w in warned]
+    assert "the datasets of group 'mine' differ in length (generation 14, latency 21)" in message
+    assert "\n" not in message

@@ -211,10 +211,11 @@ class H5Record:
 
     def extra_layout(self) -> ExtraLayout:
         """What the scorer's extra rows in the record look like (:data:`ExtraLayout`), for
-        :func:`~xdream.records.checked_extra` to check a continued run's against."""
+        :func:`~xdream.records.checked_extra` to check a continued run's against; a group
+        recorded without a ``generation`` dataset is there without one, so it stays so."""
         layout: ExtraLayout = {}
         with self._open("r") as f:
-            for group in _extra_groups(f):
+            for group in _extra_groups(f, without_generation=True):
                 name = group.name.lstrip("/")
                 datasets = {k: v for k, v in group.items() if isinstance(v, h5py.Dataset)}
                 layout[name] = tuple(sorted(datasets))

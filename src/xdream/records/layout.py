@@ -120,7 +120,9 @@ def checked_extra(
 ) -> dict[str, npt.NDArray[Any]]:
     """A scorer's ``last_extra`` of generation ``generation`` as :attr:`GenerationRecord.extra`
     holds it: ``{"group/dataset": rows}`` with each value a NumPy array of rows, and in each
-    group a ``generation`` dataset, one entry per row, added where the scorer gave none.
+    group a ``generation`` dataset, one entry per row, added where the scorer gave none; but
+    not in a group that ``layout`` has without one (recorded so by an earlier xdream, which
+    did not add it): that group is kept as it was, its ``generation`` rows left out.
 
     Raises :class:`ExtraRowsError` saying what is wrong: a key that is not ``group/dataset``
     or that is in one of xdream's own names (:data:`OWN_NAMES`), a value that is no array of
@@ -169,6 +171,10 @@ def checked_extra(
                 f"{key!r} holds {given.tolist()!r}, not this generation's number ({generation}) "
                 "in each row (leave it out: the experiment writes it)"
             )
+        if layout is not None and "generation" not in layout.get(group, ("generation",)):
+            # recorded without one (an earlier xdream, for a scorer that gave none): a column
+            # begun now would be shorter than the group's others, so the group goes on without
+            del out[key]
     if layout is not None:
         _check_layout(out, rows, layout)
     return out
@@ -252,15 +258,17 @@ def _open_npz(fh: IO[bytes]) -> Any:
     return np.load(fh, allow_pickle=False)
 
 
-def _extra_groups(f: h5py.File) -> list[h5py.Group]:
-    """Groups of scorer-specific rows (any group but the core ones with a ``generation``)."""
+def _extra_groups(f: h5py.File, *, without_generation: bool = False) -> list[h5py.Group]:
+    """Groups of scorer-specific rows (any group but the core ones with a ``generation``);
+    ``without_generation``: those too that hold datasets but no ``generation`` (earlier
+    versions wrote them for a scorer that gave none)."""
     found: list[h5py.Group] = []
 
     def visit(name: str, obj: Any) -> None:
-        if (
-            isinstance(obj, h5py.Group)
-            and name not in ("references", "generations")
-            and isinstance(obj.get("generation"), h5py.Dataset)
+        if not isinstance(obj, h5py.Group) or name.split("/")[0] in OWN_NAMES:
+            return
+        if isinstance(obj.get("generation"), h5py.Dataset) or (
+            without_generation and any(isinstance(v, h5py.Dataset) for v in obj.values())
         ):
             found.append(obj)
 

@@ -5,6 +5,7 @@ read while the run appended to it (:class:`TornRead`)."""
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -122,11 +123,30 @@ def read(path: str | Path, *, codes: bool = True) -> Record:
     summary = read_summary(folder.path)
     try:
         with h5py.File(folder.record, "r", locking=False) as f:
-            return _record_from(f, summary, codes)
+            rec = _record_from(f, summary, codes)
     # TornRead is named on purpose: that it is a ValueError (one of UNREADABLE) is not what
     # makes a torn read retryable, and it stays caught if either changes
     except (TornRead, *UNREADABLE) as err:
         raise unreadable(folder.path, err) from err
+    for group, lengths in _uneven_groups(rec.extra).items():
+        warnings.warn(
+            f"record.h5 in {str(folder.path)!r}: the datasets of group {group!r} differ in "
+            f"length ({', '.join(f'{k} {v}' for k, v in lengths.items())}), so their rows do "
+            "not pair up: read again if the run is writing it; otherwise the group was "
+            "continued by two xdream versions (docs/records.md, extra rows)",
+            stacklevel=2,
+        )
+    return rec
+
+
+def _uneven_groups(extra: Mapping[str, npt.NDArray[Any]]) -> dict[str, dict[str, int]]:
+    """The groups of :attr:`Record.extra` whose datasets differ in length: ``{group: {dataset:
+    rows}}``."""
+    groups: dict[str, dict[str, int]] = {}
+    for key, values in extra.items():
+        group, name = key.rsplit("/", 1)
+        groups.setdefault(group, {})[name] = len(values)
+    return {g: d for g, d in groups.items() if len(set(d.values())) > 1}
 
 
 SHOWN_UNITS = 5
