@@ -1478,3 +1478,31 @@ def test_a_rig_that_answers_at_once_never_drops_a_generation_the_checkpoint_lack
     Experiment.from_config(config, out).run()
     assert max(kept for kept, _ in dropped_after) == 4  # the run reached the late generations
     assert all(held >= kept for kept, held in dropped_after), dropped_after
+
+
+def test_the_rig_object_a_run_was_built_with_restores_it(tmp_path: Path) -> None:
+    """describe() named the folders resolved in the run folder once bound, so the same object,
+    given again after a stop (as in a notebook), was refused as a changed target
+    (write_dir: 'stimuli' -> '.../run/stimuli')."""
+    import xdream.generators
+    import xdream.optimizers
+
+    run = tmp_path / "run"
+    rig = RigScorer(RigSection(write_dir="stimuli", timeout=3.0, poll_interval=0.002))
+
+    def build() -> Experiment:
+        gen = xdream.generators.make("pixels", size=16, code_size=4)
+        opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=0, population_size=6)
+        return Experiment(gen, rig, opt, run, generations=2, n_references=0)
+
+    with thread_rig(run / "stimuli"):
+        first = build()
+        first.step()
+        first.release_folder()
+        again = build()
+        again.restore()
+        assert again.run()["generations"] == 2
+    described = {"write_dir": "stimuli", "score_dir": "stimuli"}
+    assert described.items() <= records.read(run).summary["target"].items()
+    status = json.loads((run / "rig" / "status.json").read_text())
+    assert status["write_dir"] == status["score_dir"] == str(run / "stimuli")

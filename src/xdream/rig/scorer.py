@@ -1089,11 +1089,14 @@ class RigScorer(Scorer):
 
     # ------------------------------------------------------------------ Scorer API
     def describe(self) -> dict[str, Any]:
+        """The ``[rig]`` settings that make the target, its folders as given (a relative one is
+        inside the experiment folder; ``rig/status.json`` names them resolved): the same before
+        and after :meth:`bind`, so the object a run was built with restores it."""
         p = self.params
         return {
             "kind": "rig",
-            "write_dir": str(getattr(self, "write_dir", p.write_dir)),
-            "score_dir": str(getattr(self, "score_dir", p.score_dir or p.write_dir)),
+            "write_dir": str(p.write_dir),
+            "score_dir": str(p.score_dir or p.write_dir),
             "response_format": p.response_format,
             "channels": p.channels,
             "block_size": p.block_size,
