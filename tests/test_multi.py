@@ -112,6 +112,10 @@ def test_shared_pass_reads_the_same_units_as_single_scorers() -> None:
         single = CNNUnitScorer(net, u.layer, u.channel, u.x, u.y, device="cpu")
         np.testing.assert_allclose(acts[:, k], single.score(images, ids), rtol=1e-4, atol=1e-4)
     assert multi.units[0] == Unit("blocks.1", 3, x=28, y=28)  # centre filled in
+    # a unit's description names the Preprocess, as a single unit's does (it had none)
+    described = UnitView(multi, 0).describe()
+    assert described["preprocess"] == single.describe()["preprocess"]
+    assert described["preprocess"]["mean"] == list(net.preprocess.mean)
 
 
 def test_bad_units_are_rejected() -> None:

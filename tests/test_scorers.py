@@ -142,6 +142,65 @@ def test_make_unit_and_image_size(lite0: Network) -> None:
     assert np.isfinite(a).all() and np.isfinite(b).all() and not np.allclose(a, b)
 
 
+def test_describe_names_the_preprocess_and_fingerprints_a_module_without_weights(
+    lite0: Network,
+) -> None:
+    """describe() had neither the Preprocess nor anything of a plain module's weights, so a
+    run restored with another normalisation or other weights was taken, and the record could
+    not show the Preprocess."""
+    d = CNNUnitScorer(toy(), "2", 0, preprocess=IDENTITY).describe()
+    assert d["preprocess"] == {
+        "mean": [0.0, 0.0, 0.0],
+        "std": [1.0, 1.0, 1.0],
+        "input_size": 8,
+        "bgr": False,
+        "scale": 1.0,
+    }
+    same = CNNUnitScorer(toy(), "2", 0, preprocess=IDENTITY, channels_last=True).describe()
+    assert d["module_sha256"] == same["module_sha256"]  # the values, whatever their layout
+    assert len(d["module_sha256"]) == 64
+    other = toy()
+    with torch.no_grad():
+        other[2].bias[0] += 1e-6
+    changed = CNNUnitScorer(other, "2", 0, preprocess=IDENTITY).describe()
+    assert changed["module_sha256"] != d["module_sha256"]
+    # a network loaded from a weight file is named by the file
+    described = CNNUnitScorer(lite0, "blocks.3", 7, device="cpu").describe()
+    assert described["module_sha256"] is None and described["weights"] == lite0.weights
+    assert described["preprocess"]["input_size"] == lite0.preprocess.input_size
+
+
+def test_restore_refuses_another_preprocess_or_other_weights(tmp_path: Path) -> None:
+    """Both were taken without a word, and the record said one unit throughout."""
+    import xdream.generators
+    import xdream.optimizers
+    from xdream.errors import ConfigChangedError
+    from xdream.experiment import Experiment
+
+    run = tmp_path / "run"
+
+    def build(module: nn.Module, preprocess: Preprocess = IDENTITY) -> Experiment:
+        gen = xdream.generators.make("pixels", size=8, code_size=4)
+        opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=0, population_size=6)
+        scorer = CNNUnitScorer(module, "2", 0, preprocess=preprocess, device="cpu")
+        return Experiment(gen, scorer, opt, run, generations=2, n_references=0)
+
+    first = build(toy())
+    first.step()
+    first.release_folder()
+    brighter = Preprocess(mean=(0.2, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=8)
+    with pytest.raises(ConfigChangedError, match=r"\(target\.preprocess\.mean: \[0\.0, 0\.0"):
+        build(toy(), brighter).restore()
+    retrained = toy()
+    with torch.no_grad():
+        retrained[0].weight.mul_(2)
+    with pytest.raises(ConfigChangedError, match=r"\(target\.module_sha256: '[0-9a-f]{64}' ->"):
+        build(retrained).restore()
+    again = build(toy())
+    again.restore()
+    assert again.run()["generations"] == 2
+
+
 def dropout_net() -> nn.Sequential:
     """A model with dropout and BatchNorm, left in training mode as nn.Module makes it."""
     torch.manual_seed(0)

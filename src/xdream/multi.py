@@ -65,7 +65,12 @@ from xdream.networks.base import (
 from xdream.precision import tf32_mode
 from xdream.records import relative_to_references
 from xdream.scorers.base import Scorer, brief
-from xdream.scorers.cnn import check_pre_activation, list_layers_hint, resolve_device
+from xdream.scorers.cnn import (
+    check_pre_activation,
+    described_preprocess,
+    list_layers_hint,
+    resolve_device,
+)
 from xdream.types import Images, Scores
 
 if TYPE_CHECKING:
@@ -558,6 +563,7 @@ class UnitView(Scorer):
             "y": u.y,
             "pre_activation": m.pre_activation,
             "image_size": m.image_size,
+            "preprocess": described_preprocess(m.network.preprocess),
             "layer_shape": list(m.shapes[u.layer]),
         }
 

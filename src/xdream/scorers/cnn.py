@@ -8,6 +8,7 @@ torchvision AlexNet's ``ReLU(inplace=True)``) could overwrite it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
@@ -349,19 +350,53 @@ class CNNUnitScorer(Scorer):
         return scores
 
     def describe(self) -> dict[str, Any]:
-        """Network, layer, unit, and the options that change the scores."""
+        """Network, layer, unit, and the options that change the scores: the ``preprocess``
+        (:func:`described_preprocess`) and, for a module without a weight file (``weights``
+        None), ``module_sha256``, the fingerprint of its parameters and buffers
+        (:func:`module_sha256`, taken at the first call), else None."""
+        if not hasattr(self, "_module_sha256"):
+            self._module_sha256 = None if self.weights is not None else module_sha256(self.module)
         return {
             "kind": "cnn-unit",
             "network": self.network_name,
             "weights": self.weights,
+            "module_sha256": self._module_sha256,
             "layer": self.layer,
             "channel": self.channel,
             "x": self.x,
             "y": self.y,
             "pre_activation": self.pre_activation,
             "image_size": self.image_size,
+            "preprocess": described_preprocess(self.preprocess),
             "layer_shape": list(self.shape),
         }
+
+
+def described_preprocess(preprocess: Preprocess) -> dict[str, Any]:
+    """A :class:`~xdream.networks.Preprocess` as a scorer's description (JSON values):
+    ``mean``, ``std``, ``input_size``, ``bgr`` and ``scale``."""
+    return {
+        "mean": list(preprocess.mean),
+        "std": list(preprocess.std),
+        "input_size": preprocess.input_size,
+        "bgr": preprocess.bgr,
+        "scale": preprocess.scale,
+    }
+
+
+def module_sha256(module: nn.Module) -> str | None:
+    """The SHA-256 (hex) of ``module``'s state: each entry of its ``state_dict`` (parameters
+    and buffers) by name, dtype, shape and value bytes, whatever its device or memory format;
+    None for a tensor whose bytes cannot be read so (a quantized or sparse one, say)."""
+    digest = hashlib.sha256()
+    try:
+        for name, tensor in module.state_dict().items():
+            t = tensor.detach()
+            digest.update(f"{name} {t.dtype} {tuple(t.shape)}\n".encode())
+            digest.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    except (RuntimeError, TypeError, ValueError, NotImplementedError):
+        return None
+    return digest.hexdigest()
 
 
 def _is_int(value: object) -> bool:
