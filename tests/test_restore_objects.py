@@ -236,3 +236,16 @@ def test_a_key_the_description_gained_is_taken_and_one_it_lost_is_refused(tmp_pa
     stopped_after_one(DescribedScorer(electrode="A1"), lost)
     with pytest.raises(ConfigChangedError, match=r"target\.electrode: 'A1' -> None"):
         build(DescribedScorer(), lost).restore()
+
+
+def test_a_description_holding_numpy_arrays_is_recorded_and_restored(tmp_path: Path) -> None:
+    """A scorer's describe() with a NumPy array (a receptive field's centre) is recorded as a
+    list; the run stopped on its first record.h5 with a raw "ndarray is not JSON
+    serializable"."""
+    out = tmp_path / "run"
+    stopped_after_one(DescribedScorer(centre=np.array([1.5, 2.0])), out)
+    again = build(DescribedScorer(centre=np.array([1.5, 2.0])), out)
+    again.restore()
+    again.run()
+    assert records.read(out).config["target"]["centre"] == [1.5, 2.0]
+    assert json.loads((out / "summary.json").read_text())["target"]["centre"] == [1.5, 2.0]

@@ -50,6 +50,14 @@ def _append(group: h5py.Group, name: str, data: npt.NDArray[Any], dtype: Any = N
         ds[n:] = data
 
 
+def _numpy_value(value: Any) -> Any:
+    """A NumPy array or scalar in a config (a scorer's ``describe()`` may hold one) as JSON
+    writes a list or number; anything else is refused as :func:`json.dumps` refuses it."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 class H5Record:
     """The growing HDF5 record of an experiment (see :mod:`xdream.records` for the layout)."""
 
@@ -138,7 +146,7 @@ class H5Record:
             f.attrs["layout_version"] = LAYOUT_VERSION
             f.attrs["xdream_version"] = version
             f.attrs["code_dim"] = code_dim
-            f.attrs["config"] = json.dumps(config)
+            f.attrs["config"] = json.dumps(config, default=_numpy_value)
             f.attrs["timing_columns"] = list(TIMING_COLUMNS)
         if mark:
             self.mark(0)
@@ -228,7 +236,7 @@ class H5Record:
         """Rewrite the ``config`` attribute when it differs (a resumed run's allowed edits);
         ``marked``: the generations of a record found marked (:meth:`trusted_generations`),
         which is marked again once the attribute is written."""
-        text = json.dumps(config)
+        text = json.dumps(config, default=_numpy_value)
         with self._open("r") as f:
             if f.attrs.get("config") == text:
                 return
