@@ -164,6 +164,19 @@ def test_describe_names_the_preprocess_and_fingerprints_a_module_without_weights
         other[2].bias[0] += 1e-6
     changed = CNNUnitScorer(other, "2", 0, preprocess=IDENTITY).describe()
     assert changed["module_sha256"] != d["module_sha256"]
+
+    # a module with non-tensor state (get_extra_state) is fingerprinted by its tensors
+    # (the run stopped with a raw AttributeError: audit Q1)
+    class WithExtra(nn.Sequential):
+        def get_extra_state(self) -> dict[str, int]:
+            return {"version": 2}
+
+        def set_extra_state(self, state: dict[str, int]) -> None:
+            pass
+
+    extra = WithExtra(*toy())
+    fingerprint = CNNUnitScorer(extra, "2", 0, preprocess=IDENTITY).describe()["module_sha256"]
+    assert isinstance(fingerprint, str) and len(fingerprint) == 64
     # a network loaded from a weight file is named by the file
     described = CNNUnitScorer(lite0, "blocks.3", 7, device="cpu").describe()
     assert described["module_sha256"] is None and described["weights"] == lite0.weights

@@ -387,13 +387,18 @@ def described_preprocess(preprocess: Preprocess) -> dict[str, Any]:
 def module_sha256(module: nn.Module) -> str | None:
     """The SHA-256 (hex) of ``module``'s state: each entry of its ``state_dict`` (parameters
     and buffers) by name, dtype, shape and value bytes, whatever its device or memory format;
-    None for a tensor whose bytes cannot be read so (a quantized or sparse one, say)."""
+    None for a tensor whose bytes cannot be read so (a quantized or sparse one, say). An entry
+    that is no tensor (a module's ``get_extra_state()``) counts by its name only: its text
+    form need not be the same in another session."""
     digest = hashlib.sha256()
     try:
         for name, tensor in module.state_dict().items():
+            if not isinstance(tensor, torch.Tensor):
+                digest.update(f"{name} (extra state)\n".encode())
+                continue
             t = tensor.detach()
             digest.update(f"{name} {t.dtype} {tuple(t.shape)}\n".encode())
-            digest.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+            digest.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
     except (RuntimeError, TypeError, ValueError, NotImplementedError):
         return None
     return digest.hexdigest()
