@@ -195,7 +195,10 @@ def test_restore_accepts_the_differences_of_the_keys_it_is_told(tmp_path: Path) 
     before = contents(out)
     with pytest.raises(ConfigChangedError) as refused:
         build(Described(started=2.0, channel=1), out).restore()
-    assert "restore(accept=['target.started'])" in str(refused.value)
+    assert "restore(accept=['target.KEY'])" in str(refused.value)  # no key filled in (Q2)
+    for bad in (None, 5):  # a raw TypeError (audit Q4)
+        with pytest.raises(XDreamError, match=r"takes keys as the refusal names them"):
+            build(Described(started=2.0, channel=1), out).restore(accept=bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigChangedError, match=r"\(target\.channel: 1 -> 2\)"):
         build(Described(started=2.0, channel=2), out).restore(accept=["target.started"])
     with pytest.raises(XDreamError, match=r"'target\.strated' is no key .*target has channel, "):

@@ -228,9 +228,10 @@ def objects_changed_message(folder: Path, defining: list[str]) -> str:
     and those given now, and what to do (there is no ``config.yaml`` to edit)."""
     path = str(folder)
     keys = [key for key in map(_changed_key, defining) if _acceptable(key)]
-    accept = (
-        "; a difference that you know does not change the experiment (a time or a host in a "
-        f"scorer's description) is taken by naming its key: restore(accept=[{keys[0]!r}])"
+    accept = (  # no key filled in: the first one may well be the unit (audit Q2)
+        "; only a difference that you know does not change the experiment (a time or a host "
+        "in your own scorer's description) may be taken, by naming its key: "
+        "restore(accept=['target.KEY'])"
         if keys
         else ""
     )
@@ -930,12 +931,17 @@ class Experiment:
         many-unit resume checks every unit before it writes in any. The folder stays held
         from the check until the second half ends, and is let go if either fails. ``accept``:
         as :meth:`restore`'s."""
-        accept = (accept,) if isinstance(accept, str) else tuple(accept)
-        if not all(isinstance(key, str) for key in accept):
+        given: Any = accept
+        try:
+            keys = (given,) if isinstance(given, str) else tuple(given)
+        except TypeError:  # None, a number: not a list of keys (audit Q4)
+            keys = (given,)
+        if not all(isinstance(key, str) for key in keys):
             raise XDreamError(
                 f"restore(accept=...) takes keys as the refusal names them, strings such as "
-                f"'target.started'; got {accept!r}"
+                f"'target.started'; got {given!r}"
             )
+        accept = keys
         if accept and self.config is not None:
             raise XDreamError(
                 "restore(accept=...) is for a run built from Python objects; a run built from a "
