@@ -245,10 +245,13 @@ def test_a_description_holding_numpy_arrays_is_recorded_and_restored(tmp_path: P
     """A scorer's describe() with a NumPy array (a receptive field's centre) is recorded as a
     list; the run stopped on its first record.h5 with a raw "ndarray is not JSON
     serializable"."""
+    import torch
+
     out = tmp_path / "run"
-    stopped_after_one(DescribedScorer(centre=np.array([1.5, 2.0])), out)
-    again = build(DescribedScorer(centre=np.array([1.5, 2.0])), out)
+    stopped_after_one(DescribedScorer(centre=np.array([1.5, 2.0]), rf=torch.tensor([3, 4])), out)
+    again = build(DescribedScorer(centre=np.array([1.5, 2.0]), rf=torch.tensor([3, 4])), out)
     again.restore()
     again.run()
     assert records.read(out).config["target"]["centre"] == [1.5, 2.0]
+    assert records.read(out).config["target"]["rf"] == [3, 4]  # a tensor too (audit Q7)
     assert json.loads((out / "summary.json").read_text())["target"]["centre"] == [1.5, 2.0]

@@ -126,13 +126,19 @@ def remove_empty(folders: Iterable[Path]) -> None:
             path.rmdir()
 
 
+def is_tensor(value: Any) -> bool:
+    """Whether ``value`` is a ``torch.Tensor`` (without importing torch)."""
+    return type(value).__module__.startswith("torch") and hasattr(value, "tolist")
+
+
 def json_safe(value: Any) -> Any:
     """``value`` for :func:`json.dump`: NaN and infinities as ``None``, NumPy scalars as Python
-    numbers and booleans, tuples and NumPy arrays as (nested) lists, mapping keys as strings."""
+    numbers and booleans, tuples, NumPy arrays and torch tensors as (nested) lists, mapping keys
+    as strings."""
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):  # a scorer's describe() may hold one (an RF's centre)
-        value = value.tolist()
+    if isinstance(value, np.ndarray) or is_tensor(value):  # a scorer's describe() may hold
+        value = value.tolist()  # one (a receptive field's centre)
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     if isinstance(value, np.generic):

@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from xdream.errors import XDreamError
 from xdream.records.faults import check_space
-from xdream.records.files import atomic_write, fsync_folder, write_json
+from xdream.records.files import atomic_write, fsync_folder, is_tensor, write_json
 from xdream.records.layout import (
     _STR,
     GEN_FIELDS,
@@ -51,9 +51,10 @@ def _append(group: h5py.Group, name: str, data: npt.NDArray[Any], dtype: Any = N
 
 
 def _numpy_value(value: Any) -> Any:
-    """A NumPy array or scalar in a config (a scorer's ``describe()`` may hold one) as JSON
-    writes a list or number; anything else is refused as :func:`json.dumps` refuses it."""
-    if isinstance(value, (np.ndarray, np.generic)):
+    """A NumPy array or scalar, or a torch tensor, in a config (a scorer's ``describe()`` may
+    hold one) as JSON writes a list or number; anything else is refused as
+    :func:`json.dumps` refuses it."""
+    if isinstance(value, (np.ndarray, np.generic)) or is_tensor(value):
         return value.tolist()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
