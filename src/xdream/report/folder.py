@@ -157,11 +157,18 @@ def folder_report(
     return page
 
 
+GROUPED_WITHOUT = ("noise_seed", "preprocess")
+"""Keys of a summary's target that the folder table does not group runs by: the noise seed
+differs between the seeds of one unit as the optimiser's seed does, and a unit's
+preprocessing, which follows from its network, was not recorded by runs of an earlier xdream."""
+
+
 def _grouped(target: Any) -> Any:
-    """A summary's target as the runs are grouped by: without its ``noise_seed``, which differs
-    between the seeds of one unit as the optimiser's seed does."""
+    """A summary's target as the runs are grouped by: without :data:`GROUPED_WITHOUT` and keys
+    whose value is ``None`` (``module_sha256`` of a network read from its weight file), which
+    runs of an earlier xdream did not record."""
     if isinstance(target, dict):
-        return {k: v for k, v in target.items() if k != "noise_seed"}
+        return {k: v for k, v in target.items() if k not in GROUPED_WITHOUT and v is not None}
     return target
 
 
