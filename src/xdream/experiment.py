@@ -1089,7 +1089,7 @@ class Experiment:
                 f"resume {path}`, or in Python xdream.experiment.Experiment.resume({path!r})"
             )
         then = state.get("built")
-        strict = isinstance(then, dict)  # written by this version: every key is compared
+        strict = isinstance(then, dict)  # written by this version: a key taken away counts
         if not strict:
             then = self._recorded_config()
         if not isinstance(then, dict):
