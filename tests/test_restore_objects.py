@@ -255,3 +255,42 @@ def test_a_description_holding_numpy_arrays_is_recorded_and_restored(tmp_path: P
     assert records.read(out).config["target"]["centre"] == [1.5, 2.0]
     assert records.read(out).config["target"]["rf"] == [3, 4]  # a tensor too (audit Q7)
     assert json.loads((out / "summary.json").read_text())["target"]["centre"] == [1.5, 2.0]
+
+
+def test_what_accept_took_is_recorded_with_the_generation_it_took_effect(tmp_path: Path) -> None:
+    """The record says which generations ran with the values restore(accept=) replaced: the
+    config attribute's ``accepted`` lists each taking, with the generations run before it,
+    kept through later sessions (their checkpoints) and not compared on restore."""
+    out = tmp_path / "run"
+    stopped_after_one(Described(started=1.0, channel=1), out)
+    second = build(Described(started=2.0, channel=1), out)
+    second.restore(accept=["target.started"])
+    second.step()
+    second.flush()
+    second.release_folder()
+    first_taking = {"generation": 1, "changes": ["target.started: 1.0 -> 2.0"]}
+    assert records.read(out).config["accepted"] == [first_taking]
+    same = build(Described(started=2.0, channel=1), out)  # no difference: nothing taken
+    same.restore()
+    assert same.config_changes == []
+    same.release_folder()
+    third = build(Described(started=3.0, channel=1), out, generations=4)
+    third.restore(accept=["target.started"])
+    assert third.run()["generations"] == 4
+    config = records.read(out).config
+    assert config["target"]["started"] == 3.0
+    assert config["accepted"] == [
+        first_taking,
+        {"generation": 2, "changes": ["target.started: 2.0 -> 3.0"]},
+    ]
+    from xdream import report
+
+    page = report.write_report(out).read_text()
+    assert "taken on restore" in page
+    assert "target.started: 2.0 -&gt; 3.0 (from generation 2)" in page
+    plain = tmp_path / "plain"  # a run that took nothing records no history
+    stopped_after_one(Described(started=1.0, channel=1), plain)
+    again = build(Described(started=1.0, channel=1), plain)
+    again.restore()
+    again.run()
+    assert "accepted" not in records.read(plain).config

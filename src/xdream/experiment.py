@@ -104,6 +104,12 @@ wrote (``match``: what is shown and recorded stays the same). Every other key de
 experiment, and a change to it is refused: the records would mix two experiments."""
 CHANGEABLE_KEYS = tuple(f"{section}.{key}" for section, keys in CHANGEABLE.items() for key in keys)
 
+ACCEPTED = "accepted"
+"""The key, beside ``generator``, ``optimizer``, ``target`` and ``experiment``, under which a
+run built from Python objects records what :meth:`Experiment.restore` took with ``accept``:
+a list of ``{"generation": G, "changes": ["section.key: old -> new", ...]}``, G the
+generations run before the change (its checkpoint and ``record.h5``'s ``config`` attribute)."""
+
 ADDED_KEYS = {"experiment.noise_seed": None}
 """Keys added since a run may have started, with the value that means what an older xdream
 did: a config without one is compared as if it held that value, so setting ``noise_seed`` on
@@ -277,6 +283,8 @@ def _comparable(
     earlier xdream's ``record.h5`` copy) a key only one side has came or went with the version
     and is not compared."""
     then, now = _json_form(then), _json_form(now)
+    then.pop(ACCEPTED, None)  # the run's history, not what it was built with
+    now.pop(ACCEPTED, None)
     for role in ("generator", "optimizer"):
         a, b = then.get(role), now.get(role)
         if isinstance(a, str) and isinstance(b, dict):
@@ -751,6 +759,7 @@ class Experiment:
         self._extra_layout: ExtraLayout = {}  # the scorer's extra rows recorded so far
         self._objects: dict[str, Any] | None = None  # see _built()
         self._accept: tuple[str, ...] = ()  # keys whose differences restore() takes
+        self._accepted: list[dict[str, Any]] = []  # what restore(accept=) took, when (_built)
         self._initial: bytes = b""  # state_dict() when the run started, pickled
         self._tick = time.perf_counter()  # wall clock of the last time accounted in ``seconds``
         self._lock: FolderLock | None = None  # held from the first write to finish()
@@ -918,7 +927,8 @@ class Experiment:
         ``accept`` (a run built from Python objects only) names keys, as the refusal names
         them (``"target.started"``), whose differences are taken: for a description that holds
         something that does not change the experiment. The run goes on with the new values,
-        which the record then holds for the whole run, and :attr:`config_changes` lists them. A
+        which the record then holds, and :attr:`config_changes` lists them; the record's config
+        lists what was taken and from which generation on (:data:`ACCEPTED`). A
         key that the run's description does not have is refused as a mistake; one that did not
         change is no error."""
         return self.check_restore(accept)()
@@ -1094,12 +1104,17 @@ class Experiment:
             then = self._recorded_config()
         if not isinstance(then, dict):
             return []
+        earlier = then.get(ACCEPTED)
+        self._accepted = list(earlier) if isinstance(earlier, list) else []
         now = self._built()
         old, new = _comparable(then, now, strict=strict)
         defining, allowed = config_changes(old, new)
         defining, taken = _accepted(defining, self._accept, old, new)
         if defining:
             raise ConfigChangedError(objects_changed_message(self.folder.path, defining), then, now)
+        if taken:  # kept with the objects: record.h5 and later checkpoints say it happened
+            generation = state.get("generation")
+            self._accepted.append({"generation": generation, "changes": taken})
         target = now.get("target")
         if self._objects is not None and isinstance(target, dict) and "noise_seed" in target:
             # the run's noise goes on from its checkpoint, drawn from the seed the run recorded:
@@ -1615,7 +1630,10 @@ class Experiment:
             return now
         if self._objects is None:
             self._objects = {role: now[role] for role in ("generator", "optimizer", "target")}
-        return {**now, **self._objects}
+        built = {**now, **self._objects}
+        if self._accepted:  # the record says what the earlier generations ran with
+            built[ACCEPTED] = [dict(entry) for entry in self._accepted]
+        return built
 
     def _config_dict(self) -> dict[str, Any]:
         if self.config is not None:

@@ -203,6 +203,9 @@ def experiment_report(
         ("best reference image", _fmt(ref)),
         ("best / best reference (noise-free)", _fmt(ratio, 3)),
     ]
+    taken = rec.config.get("accepted")  # restore(accept=...) of a run built in Python
+    if isinstance(taken, list) and taken:
+        facts.append(("taken on restore", html.escape(_taken_text(taken))))
     parts = [
         f"<h1>xdream experiment: {html.escape(target)}</h1>",
         f"<p>Folder <code>{html.escape(str(run.resolve()))}</code></p>",
@@ -240,3 +243,16 @@ def experiment_report(
         page, _page(f"xdream: {target}", "\n".join(parts), running, refresh, run), out is not None
     )
     return page
+
+
+def _taken_text(taken: list[Any]) -> str:
+    """What ``restore(accept=...)`` took (the config's ``accepted``) as text: ``target.started:
+    1.0 -> 2.0 (from generation 1); ...``."""
+    parts = []
+    for entry in taken:
+        if not isinstance(entry, dict):
+            continue
+        changes = entry.get("changes")
+        text = "; ".join(map(str, changes)) if isinstance(changes, list) else str(changes)
+        parts.append(f"{text} (from generation {_fmt(entry.get('generation'))})")
+    return "; ".join(parts)
