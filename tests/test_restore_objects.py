@@ -294,3 +294,35 @@ def test_what_accept_took_is_recorded_with_the_generation_it_took_effect(tmp_pat
     again.restore()
     again.run()
     assert "accepted" not in records.read(plain).config
+
+
+def test_a_weights_file_is_compared_by_its_contents_not_its_path(tmp_path: Path) -> None:
+    """A run built in Python records which file its scorer's ``weights`` named (size and
+    fingerprint, as a config's run does): the same path holding another file is refused
+    (it went on, mixing two sets of weights in one record), and the same file at another
+    path (a virtual environment made again elsewhere) goes on (it was refused as a change)."""
+    weights, moved = tmp_path / "w.pth", tmp_path / "venv2" / "w.pth"
+    weights.write_bytes(b"a" * 1000)
+    out = tmp_path / "run"
+    stopped_after_one(DescribedScorer(weights=str(weights)), out)
+    before = contents(out)
+    weights.write_bytes(b"b" * 1000)
+    with pytest.raises(XDreamError, match=r"the scorer's weights file .*w\.pth changed since"):
+        build(DescribedScorer(weights=str(weights)), out).restore()
+    assert contents(out) == before
+    moved.parent.mkdir()
+    moved.write_bytes(b"b" * 1000)  # another file at another path: a change
+    with pytest.raises(ConfigChangedError, match=r"target\.weights: '.*w\.pth' -> '.*venv2"):
+        build(DescribedScorer(weights=str(moved)), out).restore()
+    moved.write_bytes(b"a" * 1000)  # the run's file, moved
+    again = build(DescribedScorer(weights=str(moved)), out)
+    again.restore()
+    assert again.config_changes == []
+    assert again.run()["generations"] == 3
+    assert records.read(out).config["target"]["weights"] == str(moved)
+    other = tmp_path / "other"  # another file taken on purpose
+    stopped_after_one(DescribedScorer(weights=str(moved)), other)
+    weights.write_bytes(b"c" * 1000)
+    taken = build(DescribedScorer(weights=str(weights)), other)
+    taken.restore(accept=["target.weights"])
+    assert taken.run()["generations"] == 3

@@ -162,6 +162,26 @@ def files_read(config: Config) -> dict[str, dict[str, Any]]:
     return found
 
 
+def files_named(built: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """:func:`file_identity` of each :data:`READ_AGAIN` file that the objects of a run built in
+    Python name (:meth:`Experiment._built`: a CNN unit's ``weights``, a generator's), by
+    ``"section.key"``; a value that is no existing file is left out."""
+    found: dict[str, dict[str, Any]] = {}
+    for section, key in READ_AGAIN:
+        part = built.get(section)
+        value = part.get(key) if isinstance(part, dict) else None
+        if isinstance(value, str) and Path(value).expanduser().is_file():
+            found[f"{section}.{key}"] = file_identity(value)
+    return found
+
+
+def _same_file(then: Any, now: Any) -> bool:
+    """Whether two :func:`file_identity` records name files of the same size and fingerprint."""
+    if not isinstance(then, dict) or not isinstance(now, dict):
+        return False
+    return (then.get("size"), then.get("sha256_ends")) == (now["size"], now["sha256_ends"])
+
+
 def where_files_were(checkpoint: Path) -> str:
     """A sentence naming the :data:`READ_AGAIN` files the run in ``checkpoint``'s folder read
     (its checkpoint records them), for a resume that cannot find one; '' when unknown."""
@@ -1107,6 +1127,7 @@ class Experiment:
         earlier = then.get(ACCEPTED)
         self._accepted = list(earlier) if isinstance(earlier, list) else []
         now = self._built()
+        then = self._moved_files(then, state.get("files"))
         old, new = _comparable(then, now, strict=strict)
         defining, allowed = config_changes(old, new)
         defining, taken = _accepted(defining, self._accept, old, new)
@@ -1124,6 +1145,23 @@ class Experiment:
             seed = before.get("noise_seed") if isinstance(before, dict) else None
             self._objects["target"] = {**target, "noise_seed": seed}
         return allowed + taken
+
+    def _moved_files(self, then: dict[str, Any], files: Any) -> dict[str, Any]:
+        """``then`` (what a run built in Python was built with) with the path of each
+        :data:`READ_AGAIN` file that the checkpoint's ``files`` record and that is now at
+        another path with the same size and fingerprint (a virtual environment made again
+        elsewhere, a folder moved) made the path given now: the same file, not a change."""
+        if not isinstance(files, dict):
+            return then
+        moved = dict(then)
+        for key, now in self.files_read.items():
+            section, name = key.split(".")
+            part = moved.get(section)
+            if not isinstance(part, dict) or part.get(name) == now["path"]:
+                continue
+            if _same_file(files.get(key), now):
+                moved[section] = {**part, name: now["path"]}
+        return moved
 
     def _recorded_config(self) -> Any:
         """The config ``record.h5`` records (None where it cannot be read: resume rebuilds
@@ -1176,17 +1214,23 @@ class Experiment:
         """Refuse to continue with a :data:`READ_AGAIN` file other than the one the checkpoint
         says the run read (another size or fingerprint): a relative path resolved in another
         directory, a file replaced since. Checkpoints written before files were recorded
-        pass."""
+        pass. A run built in Python (whose objects name the files, :func:`files_named`) is
+        refused a file changed at the same path; one at another path was compared by
+        :meth:`_check_objects` (the same file moved passes)."""
         if not isinstance(saved, dict):
             return
         for key, now in self.files_read.items():
             then = saved.get(key)
             if not isinstance(then, dict):
                 continue
-            if (then.get("size"), then.get("sha256_ends")) == (now["size"], now["sha256_ends"]):
+            if _same_file(then, now):
                 continue
             section, name = key.split(".")
-            given = self.config.to_dict()[section][name] if self.config is not None else key
+            if self.config is None:  # built in Python: the objects name the file
+                if then.get("path") == now["path"]:
+                    self._refuse_other_file(key, then, now)
+                continue  # named by another path, which restore(accept=[key]) took
+            given = self.config.to_dict()[section][name]
             now_is = f"{now['size']} bytes, fingerprint {now['sha256_ends'][:12]}"
             then_was = f"{then.get('size')} bytes, fingerprint {str(then.get('sha256_ends'))[:12]}"
             if then.get("path") == now["path"]:
@@ -1206,6 +1250,20 @@ class Experiment:
                 f"{given!r} {which}. Continuing would mix two sets of weights in one record, so "
                 f"nothing was changed. {fix}."
             )
+
+    def _refuse_other_file(self, key: str, then: dict[str, Any], now: dict[str, Any]) -> None:
+        """Refuse to continue a run built in Python whose ``key`` file (``target.weights``:
+        the scorer's weights) is at the path the run read but is another file now."""
+        section, name = key.split(".")
+        role = {"target": "scorer", "generator": "generator"}.get(section, section)
+        raise XDreamError(
+            f"cannot restore {str(self.folder.path)!r}: the {role}'s {name} file "
+            f"{now['path']} changed since the run read it ({then.get('size')} bytes, "
+            f"fingerprint {str(then.get('sha256_ends'))[:12]}; now {now['size']} bytes, "
+            f"fingerprint {now['sha256_ends'][:12]}). Continuing would mix two sets of weights "
+            "in one record, so nothing was changed. Put back the file the run read, or start "
+            "a new run in another folder."
+        )
 
     def _refuse_lost_checkpoint(self) -> None:
         """Raise unless a folder without ``checkpoint.pkl`` is one killed in its first
@@ -1630,6 +1688,8 @@ class Experiment:
             return now
         if self._objects is None:
             self._objects = {role: now[role] for role in ("generator", "optimizer", "target")}
+            # the files they read, as a config's run records them: restore refuses another
+            self.files_read = files_named(self._objects)
         built = {**now, **self._objects}
         if self._accepted:  # the record says what the earlier generations ran with
             built[ACCEPTED] = [dict(entry) for entry in self._accepted]
