@@ -2076,3 +2076,37 @@ def test_restore_compares_the_scorer_as_described_before_it_was_bound(tmp_path: 
     again = build()
     again.restore()
     assert again.run()["generations"] == 4
+
+
+def test_the_summary_type_names_every_key_of_summary_json(tmp_path: Path) -> None:
+    """``xdream.experiment.Summary`` (the type run() returns) has exactly the keys a run's
+    summary.json holds: required ones always, ``process`` while it runs, ``lockstep_units``
+    in a many-unit run."""
+    import types
+    import typing
+
+    from xdream.experiment import Summary
+
+    required, optional = Summary.__required_keys__, Summary.__optional_keys__
+    assert optional == {"process", "lockstep_units"}
+    experiment = tiny_experiment(tmp_path / "run", generations=2)
+    experiment.step()
+    experiment.flush()
+    running = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert set(running) == required | {"process"}
+    summary = experiment.run()
+    assert set(summary) == set(json.loads((tmp_path / "run" / "summary.json").read_text()))
+    assert set(summary) == required
+    hints = typing.get_type_hints(Summary)
+    for key, value in summary.items():  # each value of the type it says (None where allowed)
+        kind = hints[key]
+        if typing.get_origin(kind) is typing.Literal:
+            assert value in typing.get_args(kind)
+            continue
+        union = isinstance(kind, types.UnionType)
+        options = typing.get_args(kind) if union else (kind,)
+        if value is None:
+            assert type(None) in options, (key, kind)
+            continue
+        classes = tuple(typing.get_origin(a) or a for a in options if a is not type(None))
+        assert isinstance(value, classes), (key, value, kind)

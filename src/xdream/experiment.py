@@ -40,7 +40,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import torch
@@ -87,6 +87,41 @@ from xdream.scorers.base import FunctionScorer, Scorer, as_scores, brief
 from xdream.types import Codes, Images
 
 CHECKPOINT_VERSION = 1
+
+
+class _SummaryOptional(TypedDict, total=False):
+    lockstep_units: int
+    """In a many-unit run: the number of units stepped together, this one included."""
+    process: dict[str, Any]
+    """While the run is running: ``{"pid", "host"}`` of the process writing it."""
+
+
+class Summary(_SummaryOptional):
+    """The headline numbers of a run, as :meth:`Experiment.run` returns them and
+    ``summary.json`` holds them (docs/records.md says what each means). ``None`` where there
+    is no such score yet."""
+
+    status: Literal["running", "finished"]
+    best_score: float | None
+    best_clean_score: float | None
+    best_image: str | None
+    best_image_id: str | None
+    best_generation: int | None
+    first_generation_best_score: float
+    best_reference_score: float | None
+    best_clean_reference_score: float | None
+    generations: int
+    presentations: int
+    seconds: float
+    target: dict[str, Any]
+    generator: str
+    optimizer: str
+    optimizer_status: dict[str, Any]
+    seed: int | None
+    code_dim: int
+    xdream_version: str
+
+
 INIT_CODES_FILE = "init_codes.npy"
 
 
@@ -784,7 +819,7 @@ class Experiment:
         self._tick = time.perf_counter()  # wall clock of the last time accounted in ``seconds``
         self._lock: FolderLock | None = None  # held from the first write to finish()
         self._unflushed: list[GenerationRecord] = []  # durable in the journal, not yet in HDF5
-        self._written_summary: dict[str, Any] | None = None  # as of the last generation on disk
+        self._written_summary: Summary | None = None  # as of the last generation on disk
         self._deferred: list[Callable[[], None]] = []  # run when the scorer is idle
         self._writing: Future[None] | None = None  # records in the background thread
         self._flushed_at = float("-inf")
@@ -1343,7 +1378,7 @@ class Experiment:
         assert self.generations_budget is not None
         return self.generation >= self.generations_budget
 
-    def run(self, progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+    def run(self, progress: Callable[[Progress], None] | None = None) -> Summary:
         """Run generations until the budget is spent; returns the summary."""
         for rec in self.generations():
             if progress is not None:  # when the scorer is idle: a rig's next block goes first
@@ -1383,7 +1418,7 @@ class Experiment:
                 self.release_folder()
             raise
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> Summary:
         """Close a run whose budget is spent: complete ``record.h5``, write the final summary,
         drop the journal; returns the summary. :meth:`run` calls it; after :meth:`step` or a
         :meth:`generations` loop, call it once the budget is spent.
@@ -1539,7 +1574,7 @@ class Experiment:
         self._settle()
         self._flush(self._written_summary)
 
-    def _flush(self, summary: dict[str, Any] | None = None) -> None:
+    def _flush(self, summary: Summary | None = None) -> None:
         """:meth:`flush` without waiting for pending records (the record thread calls it);
         ``summary``: the running summary to write (default: as of now)."""
         if not self._started:
@@ -1587,7 +1622,7 @@ class Experiment:
         self._run_deferred()
         self._wait_written()
 
-    def _flush_if_due(self, summary: dict[str, Any] | None = None) -> None:
+    def _flush_if_due(self, summary: Summary | None = None) -> None:
         if self._unflushed and time.monotonic() - self._flushed_at >= self._flush_interval():
             self._flush(summary)
 
@@ -1792,7 +1827,7 @@ class Experiment:
         return functools.partial(self._write, told, best, state, self.summary(finished=False))
 
     def _write(
-        self, told: _Told, best: torch.Tensor | None, state: bytes, summary: dict[str, Any]
+        self, told: _Told, best: torch.Tensor | None, state: bytes, summary: Summary
     ) -> None:
         """Record a told generation: 1) journal, 2) PNGs, 3) checkpoint (``state``, pickled
         right after the tell); then ``record.h5`` and ``summary`` (also as of the tell) when
@@ -1823,10 +1858,10 @@ class Experiment:
             optimizer_status=self.optimizer.status(),
         )
 
-    def summary(self, finished: bool) -> dict[str, Any]:
+    def summary(self, finished: bool) -> Summary:
         """The headline numbers written to ``summary.json``."""
         best = self.optimizer.best.score
-        return {
+        summary: Summary = {
             "status": "finished" if finished else "running",
             "best_score": best if np.isfinite(best) else None,
             "best_clean_score": self.best_clean if np.isfinite(self.best_clean) else None,
@@ -1843,7 +1878,6 @@ class Experiment:
             "generations": self.generation,
             "presentations": self.presentations,
             "seconds": round(self.seconds, 3),
-            **({} if self.lockstep_units is None else {"lockstep_units": self.lockstep_units}),
             "target": self.scorer.describe(),
             "generator": self.generator.name,
             "optimizer": self.optimizer.name,
@@ -1851,5 +1885,9 @@ class Experiment:
             "seed": self.seed,
             "code_dim": self.generator.code_dim,
             "xdream_version": xdream.__version__,
-            **({} if finished else {"process": {"pid": os.getpid(), "host": _HOST}}),
         }
+        if self.lockstep_units is not None:
+            summary["lockstep_units"] = self.lockstep_units
+        if not finished:
+            summary["process"] = {"pid": os.getpid(), "host": _HOST}
+        return summary

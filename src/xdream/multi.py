@@ -74,7 +74,7 @@ from xdream.scorers.cnn import (
 from xdream.types import Images, Scores
 
 if TYPE_CHECKING:
-    from xdream.experiment import Experiment
+    from xdream.experiment import Experiment, Summary
     from xdream.records import FolderLock
 
 TARGET_KEYS = ("layer", "channel", "channels", "x", "y")
@@ -913,14 +913,14 @@ class MultiExperiment:
         run's start)."""
         return max(e.generation for e in self.experiments)
 
-    def run(self, progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+    def run(self, progress: Callable[[int, int], None] | None = None) -> list[Summary]:
         """Step until every budget is spent; writes ``units.csv``; returns the summaries.
 
         ``progress(generation, units)`` is called after each generation with
         :attr:`generation` and the number of units."""
         from xdream.records import RunFolder, stop_run
 
-        summaries: list[dict[str, Any]] = []
+        summaries: list[Summary] = []
         if self._lock is None or not self._lock.held:  # a run that stopped, continued; refused
             self._lock = RunFolder(self.out).lock()  # where another process holds it
         try:
@@ -1227,7 +1227,7 @@ def standing(experiments: Sequence[Experiment]) -> tuple[float, int]:
     return median, above
 
 
-def _run_with_progress(multi: MultiExperiment, console: Any) -> list[dict[str, Any]]:
+def _run_with_progress(multi: MultiExperiment, console: Any) -> list[Summary]:
     """:meth:`MultiExperiment.run` with a progress bar on a terminal (a line per generation
     otherwise): the generation, the units' median best score and how many units beat their
     best reference image."""
