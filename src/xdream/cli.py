@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from xdream.errors import XDreamError, did_you_mean
+from xdream.errors import XDreamError, did_you_mean, notes_of
 
 DEMO_CONFIG: dict[str, Any] = {
     "experiment": {"seed": 0, "generations": 40, "n_references": 10},
@@ -505,6 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = func(args, console)
     except XDreamError as err:
         print(f"xdream: error: {err}", file=sys.stderr)
+        for note in notes_of(err):  # what else went wrong while it stopped
+            print(f"xdream: note: {note}", file=sys.stderr)
         status = getattr(err, "exit_status", 2)  # 3: a paused rig run (RigPaused)
     except Terminated as err:
         _say(_interrupted(args, str(err)))

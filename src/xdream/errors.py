@@ -12,6 +12,34 @@ from collections.abc import Iterable
 from typing import Any
 
 
+def add_note(err: BaseException, note: str) -> None:
+    """Add ``note`` to ``err``'s ``__notes__``, as ``BaseException.add_note`` does from Python
+    3.11 on (a traceback shows them there) and on Python 3.10 too, where that method is
+    missing and calling it would replace ``err`` with an ``AttributeError``. The command line
+    prints each note after the error's line."""
+    notes = getattr(err, "__notes__", None)
+    if not isinstance(notes, list):
+        notes = []
+        err.__notes__ = notes
+    notes.append(note)
+
+
+def notes_of(err: BaseException) -> list[str]:
+    """The notes added (:func:`add_note`) to ``err`` and to the errors it was raised from or
+    while handling (an :class:`XDreamError` raised for an ``OSError`` that was noted), as
+    text, each once."""
+    found: list[str] = []
+    seen: set[int] = set()
+    at: BaseException | None = err
+    while at is not None and id(at) not in seen:
+        seen.add(id(at))
+        notes = getattr(at, "__notes__", None)
+        if isinstance(notes, list):
+            found += [str(n) for n in notes if str(n) not in found]
+        at = at.__cause__ or at.__context__
+    return found
+
+
 class XDreamError(Exception):
     """A problem with the user's input, configuration, files or environment."""
 

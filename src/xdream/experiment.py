@@ -50,7 +50,13 @@ from xdream import config as config_mod
 from xdream import generators, optimizers, scorers
 from xdream.config import Config
 from xdream.encode import load_codes, recorded_generator_spec
-from xdream.errors import ConfigChangedError, FolderInUseError, MissingFileError, XDreamError
+from xdream.errors import (
+    ConfigChangedError,
+    FolderInUseError,
+    MissingFileError,
+    XDreamError,
+    add_note,
+)
 from xdream.generators.base import Generator
 from xdream.multi import Unit, many_unit_run_of, shared_scorer
 from xdream.optimizers.base import Optimizer
@@ -1561,8 +1567,10 @@ class Experiment:
         try:
             self.scorer.stopped(err)
         except Exception as late:
-            err.add_note(
-                f"the scorer could not be told that the run stopped ({type(late).__name__}: {late})"
+            add_note(
+                err,
+                "the scorer could not be told that the run stopped "
+                f"({type(late).__name__}: {late})",
             )
 
     def flush(self) -> None:

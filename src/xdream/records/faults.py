@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from xdream.errors import DiskFullError, XDreamError
+from xdream.errors import DiskFullError, XDreamError, add_note
 from xdream.records.files import TMP_SUFFIX
 from xdream.records.folder import RunFolder
 from xdream.records.messages import continue_how
@@ -190,8 +190,9 @@ def stop_run(experiments: Iterable[Flushable], err: BaseException, out: Path) ->
                 else "the folder was moved or deleted: continuing the run from its current "
                 "path rebuilds them"
             )
-            err.add_note(
+            add_note(
+                err,
                 f"record.h5 and summary.json in {where} were not brought up to date "
-                f"({type(late).__name__}: {late}); {fix}"
+                f"({type(late).__name__}: {late}); {fix}",
             )
     raise_for_folder(err, out)
