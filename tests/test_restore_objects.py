@@ -326,3 +326,86 @@ def test_a_weights_file_is_compared_by_its_contents_not_its_path(tmp_path: Path)
     taken = build(DescribedScorer(weights=str(weights)), other)
     taken.restore(accept=["target.weights"])
     assert taken.run()["generations"] == 3
+
+
+# --------------------------------------------------------------------------- audit M: mutants
+# Behaviour of the comparison that no test above pinned down (audit M, mutation testing).
+
+
+def as_recorded(out: Path, **built: Any) -> None:
+    """Set keys of ``out``'s checkpoint's record of the objects (``"built"``)."""
+    state = pickle.loads((out / "checkpoint.pkl").read_bytes())
+    state["built"].update(built)
+    (out / "checkpoint.pkl").write_bytes(pickle.dumps(state))
+
+
+class Plain(xdream.generators.Generator):
+    """A user's generator without a Params dataclass: the record names it by its name only."""
+
+    name = "plain"
+
+    def __init__(self) -> None:
+        super().__init__(params=None)
+        self.code_dim, self.output_size = 4, (16, 16)
+
+    def forward(self, codes: Any) -> Any:
+        return codes.mean(1).sigmoid()[:, None, None, None].expand(-1, 3, 16, 16)
+
+
+def test_a_generator_or_optimizer_named_by_its_name_on_one_side_only_is_restored(
+    tmp_path: Path,
+) -> None:
+    """A generator or optimiser that one side names by its name alone (an earlier xdream's
+    record, or parameters that are no dataclass of JSON values) and the other by its
+    parameters is compared by name (mutants M-O1, M-O2)."""
+    by_name = tmp_path / "by-name"  # the checkpoint names them; this session has parameters
+    stopped_after_one(RedScorer(), by_name)
+    as_recorded(by_name, generator="pixels", optimizer="genetic")
+    again = build(RedScorer(), by_name)
+    again.restore()
+    assert again.run()["generations"] == 3
+    with_params = tmp_path / "with-params"  # the checkpoint has parameters; this one a name
+    opt = xdream.optimizers.make("genetic", dim=4, seed=0, population_size=6)
+    Experiment(Plain(), RedScorer(), opt, with_params, generations=3, n_references=0).step()
+    as_recorded(with_params, generator={"name": "plain", "size": 16})
+    opt = xdream.optimizers.make("genetic", dim=4, seed=0, population_size=6)
+    plain = Experiment(Plain(), RedScorer(), opt, with_params, generations=3, n_references=0)
+    plain.restore()
+    assert plain.run()["generations"] == 3
+
+
+def test_an_optimizer_whose_seed_cannot_be_told_continues_with_the_runs(tmp_path: Path) -> None:
+    """An optimiser that cannot say its seed (``seed`` None: a subclass's, or a spawned
+    generator) continues the run with the run's seed; it is no change (mutant M-O5)."""
+    out = tmp_path / "run"
+    stopped_after_one(RedScorer(), out)
+    gen = xdream.generators.make("pixels", size=16, code_size=4)
+    opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=0, population_size=6)
+
+    class Unseeded(type(opt)):  # type: ignore[misc]
+        seed = None
+
+    opt.__class__ = Unseeded
+    again = Experiment(gen, RedScorer(), opt, out, generations=3, n_references=0)
+    again.restore()
+    assert again.run()["generations"] == 3
+    assert records.read(out).summary["seed"] == 0
+
+
+def test_a_large_seed_chosen_by_the_user_is_still_compared(tmp_path: Path) -> None:
+    """Only seeds of 2**64 or more are taken for fresh entropy (an optimiser made without a
+    seed, which continues with the run's); a chosen seed below that, however large, that
+    differs is refused (mutant M-O27)."""
+    out = tmp_path / "run"
+    big = 2**63 + 5
+    gen = xdream.generators.make("pixels", size=16, code_size=4)
+
+    def experiment(seed: int) -> Experiment:
+        opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=seed, population_size=6)
+        return Experiment(gen, RedScorer(), opt, out, generations=3, n_references=0)
+
+    first = experiment(big)
+    first.step()
+    first.release_folder()
+    with pytest.raises(ConfigChangedError, match=rf"experiment\.seed: {big} -> {big + 1}"):
+        experiment(big + 1).restore()
