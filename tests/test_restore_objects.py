@@ -409,3 +409,33 @@ def test_a_large_seed_chosen_by_the_user_is_still_compared(tmp_path: Path) -> No
     first.release_folder()
     with pytest.raises(ConfigChangedError, match=rf"experiment\.seed: {big} -> {big + 1}"):
         experiment(big + 1).restore()
+
+
+def test_a_key_lost_deep_in_a_description_is_refused(tmp_path: Path) -> None:
+    """A key that the description lost inside a nested dict is compared as None, as one lost
+    at the top is (mutant M-O14)."""
+    out = tmp_path / "run"
+    stopped_after_one(DescribedScorer(field={"x": 1, "y": 2}), out)
+    with pytest.raises(ConfigChangedError, match=r"target\.field\.y: 2 -> None"):
+        build(DescribedScorer(field={"x": 1}), out).restore()
+
+
+def test_only_the_same_function_of_a_script_and_its_import_is_taken(tmp_path: Path) -> None:
+    """A run started from an import (exp.f) continues as a script (__main__.f); a function
+    whose name only ends like the script's (exp.remake...score for __main__.make...score), or
+    another function of the script itself, is another function (mutants M-O16, M-O17,
+    M-O18)."""
+    red = RedScorer()
+    imported = tmp_path / "imported"
+    stopped_after_one(named(red.score, "exp"), imported)
+    again = build(named(red.score, "__main__"), imported)
+    again.restore()
+    assert again.run()["generations"] == 3
+    script = tmp_path / "script"
+    stopped_after_one(named(red.score, "__main__"), script)
+    for module, qualname in (("exp", "remake.<locals>.score"), ("__main__.other", None)):
+        other = named(red.score, module)
+        if qualname is not None:
+            other.function.__qualname__ = qualname
+        with pytest.raises(ConfigChangedError, match=r"target\.function: '__main__\.make"):
+            build(other, script).restore()
