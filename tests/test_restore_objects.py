@@ -439,3 +439,39 @@ def test_only_the_same_function_of_a_script_and_its_import_is_taken(tmp_path: Pa
             other.function.__qualname__ = qualname
         with pytest.raises(ConfigChangedError, match=r"target\.function: '__main__\.make"):
             build(other, script).restore()
+
+
+def test_accept_takes_exactly_the_keys_it_names(tmp_path: Path) -> None:
+    """accept=['target.start'] takes target.start and what is within it, not target.started;
+    the noise's seed cannot be accepted; a key that only the new description has is no
+    mistake (mutants M-O21, M-O22, M-O25)."""
+    out = tmp_path / "run"
+    stopped_after_one(Described(start=1, started=1.0), out)
+    with pytest.raises(ConfigChangedError, match=r"\(target\.started: 1\.0 -> 2\.0\)"):
+        build(Described(start=2, started=2.0), out).restore(accept=["target.start"])
+    with pytest.raises(XDreamError, match=r"cannot take 'target\.noise_seed'"):
+        build(Described(start=1, started=1.0), out).restore(accept=["target.noise_seed"])
+    again = build(Described(start=2, started=1.0, electrode="A1"), out)
+    again.restore(accept=["target.start", "target.electrode"])
+    assert again.config_changes == ["target.start: 1 -> 2"]
+
+
+def test_accept_is_refused_for_a_run_built_from_a_config(tmp_path: Path) -> None:
+    """restore(accept=...) of a config's run says that it is for objects and what to do; a
+    config's run goes on with its config (mutant M-O30)."""
+    from xdream import config as config_mod
+
+    cfg = config_mod.from_dict(
+        {
+            "experiment": {"generations": 2, "n_references": 0},
+            "generator": {"name": "pixels", "size": 32, "code_size": 8},
+            "optimizer": {"name": "genetic", "population_size": 6},
+        }
+    )
+    ones = FunctionScorer(lambda images, ids: np.ones(len(ids)))
+    first = Experiment.from_config(cfg, tmp_path / "run", unit=ones)
+    first.step()
+    first.release_folder()
+    again = Experiment.from_config(cfg, tmp_path / "run", unit=ones)
+    with pytest.raises(XDreamError, match=r"is for a run built from Python objects; .*config.yaml"):
+        again.restore(accept=["target.function"])
