@@ -722,3 +722,44 @@ def test_a_scorer_function_that_cannot_take_images_and_ids_is_refused_when_wrapp
         print,
     ):
         FunctionScorer(fine)
+
+
+# --------------------------------------------------------------------------- audit M: mutants
+def test_what_a_scorer_takes_is_checked_to_the_letter() -> None:
+    """A 3-D tensor, ids given as one string, and more ids than images are refused in one line
+    by CNNUnitScorer.score and a UnitView (mutants M-I1, M-I3, M-I4)."""
+    from xdream.multi import MultiUnitScorer
+
+    unit = CNNUnitScorer(toy(), "2", 1, preprocess=IDENTITY, device="cpu")
+    view = MultiUnitScorer(toy(), [("2", 1)], preprocess=IDENTITY, device="cpu").view(0)
+    for scorer in (unit, view):
+        with pytest.raises(XDreamError, match=r"^images must be a \(n, 3, H, W\) tensor, got \("):
+            scorer.score(torch.rand(2, 3, 8), ids(2))
+        with pytest.raises(XDreamError, match=r"^ids must be a list of 2 strings.*got str$"):
+            scorer.score(images(2), "ab")  # type: ignore[arg-type]
+        with pytest.raises(XDreamError, match=r"^got 2 images but 3 ids$"):
+            scorer.score(images(2), ids(3))
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (torch.ones(2, 3, 8, 8, dtype=torch.bool), r"got bool with values up to 1 \(convert: "),
+        (torch.ones(2, 3, 8, 8, dtype=torch.uint8), r"got uint8 with values up to 1 \(convert: "),
+        (torch.rand(2, 1, 8, 8), r"got \(2, 1, 8, 8\): grey images \(repeat the channel"),
+        (torch.rand(2, 3, 8, 8) * 1.5, r"got values from .* to 1\.\d+ \(clamp or rescale them"),
+        (torch.linspace(-1, 255, 384).reshape(2, 3, 8, 8), r"\(clamp or rescale them into"),
+        (torch.linspace(-5, 1, 384).reshape(2, 3, 8, 8), r"\(clamp or rescale them into"),
+        (
+            torch.cat([images(1), torch.full((1, 3, 8, 8), -math.inf)]),
+            r"got NaN or inf values in 1 of 2 images",
+        ),
+    ],
+)
+def test_images_outside_0_1_get_the_fix_that_fits_them(given: Any, message: str) -> None:
+    """0/1 integers are converted, not divided by 255; grey images are named as such; values
+    that are neither 0..255 nor -1..1 are clamped or rescaled; -inf alone is named as a
+    non-finite value (mutants M-I6, M-I9, M-I11, M-I12, M-I13, M-I14)."""
+    unit = CNNUnitScorer(toy(), "2", 1, preprocess=IDENTITY, device="cpu")
+    with pytest.raises(XDreamError, match=r"^images must be .*" + message):
+        unit.score(given, ids(2))
