@@ -371,3 +371,32 @@ def test_cppn_params_are_validated() -> None:
         make("cppn", hidden=[8], activations=["relu"])
     with pytest.raises(ConfigError, match="hidden"):
         make("cppn", hidden=[], activations=[])
+
+
+# --------------------------------------------------------------------------- audit M: mutants
+def test_images_within_the_tolerance_pass_and_beyond_it_are_refused() -> None:
+    """Values up to IMAGE_TOLERANCE outside [0, 1] pass (rounding); a little more is refused.
+    The test above draws values that seldom leave [0, 1] at all (mutants M-I7, M-I8)."""
+    from xdream.generators.base import IMAGE_TOLERANCE, check_images
+
+    edge = torch.zeros(1, 3, 8, 8)
+    edge[0, 0, 0, 0], edge[0, 0, 0, 1] = -0.9 * IMAGE_TOLERANCE, 1 + 0.9 * IMAGE_TOLERANCE
+    assert check_images(edge) is edge
+    assert Drawn(lambda n: edge.expand(n, -1, -1, -1)).generate(np.zeros((2, 2))).shape[0] == 2
+    for bad in (-2 * IMAGE_TOLERANCE, 1 + 2 * IMAGE_TOLERANCE):
+        edge[0, 0, 0, 0] = bad
+        with pytest.raises(XDreamError, match=r"float RGB in \[0, 1\], got values from"):
+            check_images(edge)
+
+
+def test_generated_images_do_not_share_memory_with_the_codes() -> None:
+    """A user's generator that returns its codes reshaped (a view of them): what generate()
+    returns is a copy, so the caller (an optimiser reusing its array) changing the codes
+    afterwards leaves the images as they were drawn (mutant M-I17)."""
+    view = Drawn(lambda n: None)
+    view.code_dim, view.output_size = 12, (2, 2)
+    view.forward = lambda codes: codes.reshape(-1, 3, 2, 2)  # type: ignore[method-assign]
+    codes = np.full((2, 12), 0.25, np.float32)
+    drawn = view.generate(codes)
+    codes[:] = 0.75
+    assert torch.equal(drawn, torch.full((2, 3, 2, 2), 0.25))
