@@ -217,3 +217,37 @@ def test_read_warns_of_a_group_whose_datasets_differ_in_length(tmp_path: Path) -
     (message,) = [str(w.message) for w in warned]
     assert "the datasets of group 'mine' differ in length (generation 14, latency 21)" in message
     assert "\n" not in message
+
+
+# --------------------------------------------------------------------------- audit M: mutants
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        (
+            lambda g, n: {"mine/when": np.full(n, np.datetime64("2026-01-01"))},
+            "'mine/when' is an array of datetime64[D] (ndarray), not an array of rows",
+        ),
+        (
+            lambda g, n: {"mine/a": np.ones(n), "mine/generation": np.full(n, float(g))},
+            f"'mine/generation' holds {[0.0] * 7}, not this generation's number (0)",
+        ),
+        (
+            lambda g, n: {"mine/a": np.ones(n), "mine/generation": np.full((n, 1), g)},
+            f"'mine/generation' holds {[[0]] * 7}, not this generation's number (0)",
+        ),
+        (
+            lambda g, n: {"mine/a": np.ones(n, np.float64 if g else np.float32)},
+            "'mine/a' holds rows of float64 and shape (), where earlier generations recorded "
+            "float32 of shape ()",
+        ),
+    ],
+)
+def test_rows_of_other_kinds_and_generation_columns_are_refused(
+    tmp_path: Path, extra: Extra, problem: str
+) -> None:
+    """Dates are no numbers or strings; a generation column must hold the generation as
+    integers, one per row; float64 rows cannot go on float32 ones without losing precision
+    (mutants M-E5, M-E8, M-E9, M-E16)."""
+    with pytest.raises(XDreamError) as refused:
+        experiment(tmp_path / "run", extra).run()
+    assert f": {problem}" in str(refused.value)
