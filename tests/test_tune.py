@@ -894,3 +894,44 @@ def test_an_interrupted_tune_of_another_study_says_to_continue_it(
     status = cli.main(["tune", str(path), "--out", str(out), "--study", "s2"])
     assert status == 130
     assert f"continue with `xdream tune {path} --out {out} --study s2`" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- audit M: mutants
+def test_the_best_line_and_table_give_the_searched_keys_and_an_earlier_studys_fixed_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The closing line and tune.csv give the keys that trials searched, not every key fixed
+    in [optimizer] (mutant M-N3). A trial of an earlier xdream (no fixed_params) gets the
+    value of a key it had fixed from the study's config (mutant M-N5)."""
+    optuna = _optuna()
+    import ast
+    import csv
+
+    from xdream import cli, tune
+
+    _fast(monkeypatch)
+    _small(tmp_path, **{'name = "genetic"': 'name = "genetic"\nheritability = 0.75'})
+    assert cli.main(["tune", str(tmp_path / "tune0.toml"), "--out", str(tmp_path / "o")]) == 0
+    best = " ".join(capsys.readouterr().out.split()).split("best median")[-1]
+    values = ast.literal_eval(best.split(" with ", 1)[1].split(" (", 1)[0])
+    assert sorted(values) == ["mutation_rate", "population_size", "selectivity"]
+    assert "heritability" not in (tmp_path / "o" / "tune.csv").read_text()
+    # an earlier xdream's study, selectivity fixed at 2.5: its trial has no fixed_params
+    fixed = {
+        "selectivity = { choices = [1.0, 4.0] }": "",
+        'name = "genetic"': 'name = "genetic"\nselectivity = 2.5',
+    }
+    tune.run_tune(*_small(tmp_path, **fixed), tmp_path / "e", trials=1)
+    study = optuna.load_study(
+        study_name=tune.DEFAULT_STUDY, storage=f"sqlite:///{tmp_path / 'e' / 'tune.db'}"
+    )
+    first = study.trials[0]
+    assert first.user_attrs["fixed_params"]["selectivity"] == 2.5
+    earlier = optuna.trial.create_trial(
+        params=first.params, distributions=first.distributions, value=0.5
+    )
+    study.add_trial(earlier)
+    tune.run_tune(*_small(tmp_path), tmp_path / "e", trials=1)  # selectivity searched again
+    rows = list(csv.DictReader((tmp_path / "e" / "tune.csv").open()))
+    assert [r["selectivity"] for r in rows[:2]] == ["2.5", "2.5"]
+    assert rows[2]["selectivity"] in {"1.0", "4.0"}
