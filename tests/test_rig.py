@@ -1506,3 +1506,24 @@ def test_the_rig_object_a_run_was_built_with_restores_it(tmp_path: Path) -> None
     assert described.items() <= records.read(run).summary["target"].items()
     status = json.loads((run / "rig" / "status.json").read_text())
     assert status["write_dir"] == status["score_dir"] == str(run / "stimuli")
+
+
+# --------------------------------------------------------------------------- audit M: mutants
+def test_a_journal_of_an_earlier_xdream_goes_on_counting_nan_blocks(tmp_path: Path) -> None:
+    """A rig journal written before nan_blocks was counted holds no such count: continued,
+    a block answered only with NaN is warned about and counted from 0 (mutant M-R7: a
+    KeyError 'nan_blocks' stopped the run)."""
+    folder = tmp_path / "earlier"
+
+    def answer(b: int, names: list[str], where: Path) -> None:
+        write_response(where, b, "json", names, [[np.nan if b else 5.0] for _ in names])
+
+    score_one_generation(folder, answer, n=2, block_size=2)
+    journal = folder / "rig" / "state.json"
+    state = json.loads(journal.read_text())
+    del state["counts"]["nan_blocks"]
+    journal.write_text(json.dumps(state))
+    _, scores, err = score_one_generation(folder, answer, n=2, generation=1, block_size=2)
+    assert np.isnan(scores).all()
+    assert "block001.json: all 2 responses hold NaN (or infinite) values" in err
+    assert read_status(folder)["nan_blocks"] == 1
