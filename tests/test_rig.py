@@ -1527,3 +1527,35 @@ def test_a_journal_of_an_earlier_xdream_goes_on_counting_nan_blocks(tmp_path: Pa
     assert np.isnan(scores).all()
     assert "block001.json: all 2 responses hold NaN (or infinite) values" in err
     assert read_status(folder)["nan_blocks"] == 1
+
+
+def test_leftovers_in_a_score_dir_of_its_own_are_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An earlier session's response in a score_dir apart from write_dir is refused by `xdream
+    run` before it makes the run folder; a rig's half-written file (a temporary name) is no
+    block file and refuses nothing (mutants M-R13, M-R14)."""
+    from xdream.cli import main
+    from xdream.rig.scorer import refuse_leftovers
+
+    scores, stimuli = tmp_path / "scores", tmp_path / "stimuli"
+    scores.mkdir()
+    stimuli.mkdir()
+    (scores / "block000.json").write_text("{}")
+    cfg = tmp_path / "l.toml"
+    cfg.write_text(
+        "[experiment]\ngenerations = 1\nn_references = 0\n"
+        '[generator]\nname = "pixels"\nsize = 8\ncode_size = 4\n'
+        '[optimizer]\nname = "genetic"\npopulation_size = 4\n'
+        f'[rig]\nwrite_dir = "{stimuli}"\nscore_dir = "{scores}"\n'
+    )
+    assert main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    assert f"{str(scores)!r} already holds block files" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    (scores / "block000.json").unlink()
+    (stimuli / "block000_000_gen000_000001.png.part").write_bytes(b"")
+    rig = rig_config(write_dir=str(stimuli), score_dir=str(scores)).rig
+    refuse_leftovers(rig, tmp_path / "run")  # a temporary file: no refusal
+    (stimuli / "block000_000_gen000_000001.png").write_bytes(b"")
+    with pytest.raises(XDreamError, match="already holds block files from another session"):
+        refuse_leftovers(rig, tmp_path / "run")
