@@ -1559,3 +1559,28 @@ def test_leftovers_in_a_score_dir_of_its_own_are_refused_before_anything_is_writ
     (stimuli / "block000_000_gen000_000001.png").write_bytes(b"")
     with pytest.raises(XDreamError, match="already holds block files from another session"):
         refuse_leftovers(rig, tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("stimulusID\tch0\na.png\t1\nb.png\t2\n", r"separated by commas: this file .* by '\\t'"),
+        ("stimulusID,ch0\na.png;1\nb.png\nc.png,3\n", r"same number of channel values$"),
+        ("stimulusID,ch0,ch1\na.png,1\nb.png,2,3\n", r"same number of channel values$"),
+        ("a.png,x\n", r"channel values must be numbers \("),
+        ("name,ch0\na.png,\nb.png,2\n", r"header line must start with stimulusID, got 'name'$"),
+    ],
+)
+def test_a_malformed_csv_response_is_said_as_what_it_is(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    """Tabs are named as the separator, but only where every line without a comma has them;
+    lines that differ in width with commas only get no separator advice; a single line with a
+    word for a value is no header; an empty cell under another header is no error of its own
+    (mutants M-F1, M-F2, M-F3, M-F5, M-F6)."""
+    from xdream.rig.formats import read_csv
+
+    path = tmp_path / "block000.csv"
+    path.write_text(text)
+    with pytest.raises(MalformedResponse, match=said):
+        read_csv(path)
