@@ -2110,3 +2110,13 @@ def test_the_summary_type_names_every_key_of_summary_json(tmp_path: Path) -> Non
             continue
         classes = tuple(typing.get_origin(a) or a for a in options if a is not type(None))
         assert isinstance(value, classes), (key, value, kind)
+
+
+def test_a_first_generation_without_an_answer_has_no_best_score(tmp_path: Path) -> None:
+    """Like the other scores, the first generation's best is None (null in summary.json) when
+    no image of it was answered; run() returned NaN for it, which its type did not allow."""
+    summary = tiny_experiment(tmp_path / "run", generations=2, drop=1.0).run()
+    assert summary["first_generation_best_score"] is None
+    assert summary["best_score"] is None
+    written = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert written["first_generation_best_score"] is None

@@ -113,7 +113,7 @@ class Summary(_SummaryOptional):
     best_image: str | None
     best_image_id: str | None
     best_generation: int | None
-    first_generation_best_score: float
+    first_generation_best_score: float | None
     best_reference_score: float | None
     best_clean_reference_score: float | None
     generations: int
@@ -1876,7 +1876,9 @@ class Experiment:
             "best_image": self.folder.best_png.name if self.best_generation >= 0 else None,
             "best_image_id": self.best_id or None,
             "best_generation": self.best_generation if self.best_generation >= 0 else None,
-            "first_generation_best_score": self.first_generation_best,
+            "first_generation_best_score": (
+                self.first_generation_best if np.isfinite(self.first_generation_best) else None
+            ),
             "best_reference_score": (
                 self.best_reference if np.isfinite(self.best_reference) else None
             ),
