@@ -430,9 +430,13 @@ def test_resumed_cli_run_counts_generations_from_the_start_and_reports_standing(
     text = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
     assert f"resuming 3 units in {tmp_path / 'part'} at generation 1" in text
     progress = re.findall(
-        r"generation (\d+)/3: 3 units, median best (\S+), (\d+) above their best reference", text
+        r"generation (\d+) \((\d+)/3 done\): 3 units, median best (\S+), (\d+) above their "
+        "best reference",
+        text,
     )
-    assert [g for g, _, _ in progress] == ["2", "3"]
+    # numbered from 0, as the records and a single unit's lines are (it said 2/3 for the second)
+    assert [(g, done) for g, done, _, _ in progress] == [("1", "2"), ("2", "3")]
+    progress = [(g, best, above) for g, _, best, above in progress]
     with open(tmp_path / "part" / "units.csv") as fh:
         table = list(csv.DictReader(fh))
     best = [float(r["best_score"]) for r in table]
@@ -1061,3 +1065,22 @@ def test_a_units_fault_advice_and_a_lost_run_config_name_the_many_unit_run(tmp_p
     advice = records.continue_command(tmp_path / "run")
     assert advice.startswith("its config.yaml is missing: put back the config it was started")
     assert "[[targets]] included" in advice and "records.read" not in advice  # units lack them
+
+
+def test_the_progress_line_of_a_run_without_references_counts_no_unit_above_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With n_references = 0 the line says no reference was shown; it said "3 above their best
+    reference" (every unit above a reference score of -inf) (audit U2-5)."""
+    from xdream.cli import main
+
+    raw = small_config(generations=1)
+    raw["experiment"]["n_references"] = 0
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(raw))
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert re.search(
+        r"generation 0 \(1/1 done\): 3 units, median best \S+, no reference shown", text
+    )
+    assert "above their best reference" not in text

@@ -1217,13 +1217,20 @@ def timed_generation(multi: MultiExperiment) -> float:
     return time.perf_counter() - t
 
 
-def standing(experiments: Sequence[Experiment]) -> tuple[float, int]:
+def standing(experiments: Sequence[Experiment]) -> tuple[float, int | None]:
     """The median over units of their best scores so far (NaN before any response), and how
-    many units have a best score above their best reference image's."""
+    many units have a best score above their best reference image's (None while no unit has
+    a reference score: a run without references, or none answered yet)."""
     best = [e.optimizer.best.score for e in experiments]
     finite = [b for b in best if np.isfinite(b)]
     median = float(np.median(finite)) if finite else float("nan")
-    above = sum(b > e.best_reference for b, e in zip(best, experiments) if np.isfinite(b))
+    if not any(np.isfinite(e.best_reference) for e in experiments):
+        return median, None
+    above = sum(
+        b > e.best_reference
+        for b, e in zip(best, experiments)
+        if np.isfinite(b) and np.isfinite(e.best_reference)
+    )
     return median, above
 
 
@@ -1243,13 +1250,22 @@ def _run_with_progress(multi: MultiExperiment, console: Any) -> list[Summary]:
     with generation_bar(console, total, fields) as bar:
         task = bar.add_task("run", total=total, completed=multi.generation, best="-", above="-")
 
+        no_refs = "no reference shown" if not multi.experiments[0].n_references else None
+
         def update(generation: int, units: int) -> None:
             median, above = standing(multi.experiments)
-            bar.update(task, completed=generation, best=f"{median:.4g}", above=str(above))
-            if not console.is_terminal:
+            shown = "-" if above is None else str(above)
+            bar.update(task, completed=generation, best=f"{median:.4g}", above=shown)
+            if not console.is_terminal:  # numbered from 0, as the records and one unit's line
+                done = f" ({generation}/{total} done)" if total else ""
+                refs = (
+                    f"{above} above their best reference"
+                    if above is not None
+                    else no_refs or "no reference scored yet"
+                )
                 console.print(
-                    f"generation {generation}{f'/{total}' if total else ''}: {units} units, "
-                    f"median best {median:.4g}, {above} above their best reference",
+                    f"generation {generation - 1}{done}: {units} units, "
+                    f"median best {median:.4g}, {refs}",
                     highlight=False,
                 )
 
