@@ -1500,3 +1500,43 @@ def test_a_stopped_trial_of_a_tune_study_is_continued_by_the_studys_command(
     assert continue_with(alone) == f"xdream resume {alone}"
     sweep_task = run_in(tmp_path / "sweep" / "blocks.0_c001" / "genetic" / "seed0")
     assert continue_with(sweep_task) == f"xdream resume {sweep_task}"
+
+
+def test_a_run_stopped_in_its_first_generation_says_so_not_that_it_had_no_references(
+    tmp_path: Path,
+) -> None:
+    """A run whose first generation never finished (its scorer failed) was reported as having
+    shown no reference images "(n_references = 0)" although it was set to show 10; and a rig
+    run paused by its rig loop shows the loop's reason and how to continue, not only that its
+    process is gone (audit U2-6)."""
+    import xdream.generators
+    import xdream.optimizers
+    from xdream.scorers import FunctionScorer
+
+    gen = xdream.generators.make("pixels", size=16, code_size=4)
+    opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=0, population_size=6)
+    run = tmp_path / "run"
+    scorer = FunctionScorer(lambda images, ids: images.mean(dim=(1, 2, 3))[:3])  # too few
+    with pytest.raises(XDreamError, match="scores for"):
+        Experiment(gen, scorer, opt, run, generations=2, n_references=10).run()
+    summary = json.loads((run / "summary.json").read_text())
+    gone = subprocess.Popen(["true"])  # the run's process, gone (this one is alive)
+    gone.wait()
+    summary["process"]["pid"] = gone.pid
+    (run / "summary.json").write_text(json.dumps(summary))
+    text = html.unescape(report.write_report(run).read_text())
+    assert "Top reference images" in text and "no generation recorded yet" in text
+    assert "n_references = 0" not in text
+    assert "stopped before finishing (its process is gone)" in text
+    (run / "rig").mkdir()
+    status = {
+        "state": "paused",
+        "reason": "no response to block 0 in 'responses' within 6 s",
+        "continue_with": "xdream resume run",
+    }
+    (run / "rig" / "status.json").write_text(json.dumps(status))
+    text = html.unescape(report.write_report(run).read_text())
+    assert (
+        "paused by the rig loop: no response to block 0 in 'responses' within 6 s "
+        "(continue it with xdream resume run)"
+    ) in text

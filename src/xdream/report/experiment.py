@@ -171,10 +171,7 @@ def experiment_report(
         (
             "status",
             html.escape(
-                "stopped before finishing (its process is gone): continue it with "
-                f"{continue_with(run)}"
-                if state == "stopped"
-                else str(summary.get("status", "starting"))
+                _stopped_text(run) if state == "stopped" else str(summary.get("status", "starting"))
             ),
         ),
         ("target", html.escape(target)),
@@ -256,3 +253,17 @@ def _taken_text(taken: list[Any]) -> str:
         text = "; ".join(map(str, changes)) if isinstance(changes, list) else str(changes)
         parts.append(f"{text} (from generation {_fmt(entry.get('generation'))})")
     return "; ".join(parts)
+
+
+def _stopped_text(run: Path) -> str:
+    """The status of a run that stopped before finishing: paused or stopped by its rig loop,
+    with the reason and how to go on that ``rig/status.json`` gives, or else stopped with its
+    process gone."""
+    try:
+        rig = json.loads((run / "rig" / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no rig, or a status file torn or unreadable
+        rig = None
+    if isinstance(rig, dict) and rig.get("state") in ("paused", "stopped") and rig.get("reason"):
+        how = rig.get("continue_with") or continue_with(run)
+        return f"{rig['state']} by the rig loop: {rig['reason']} (continue it with {how})"
+    return f"stopped before finishing (its process is gone): continue it with {continue_with(run)}"

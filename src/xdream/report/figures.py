@@ -262,7 +262,9 @@ def experiment_figures(
         "last_population.png": "no generation recorded yet"
         if not n_gen
         else "the codes could not be rendered",
-        "references.png": "the run showed no reference images (n_references = 0)"
+        "references.png": "no generation recorded yet"
+        if not n_gen and not rec.ref_ids
+        else "the run showed no reference images (n_references = 0)"
         if not rec.ref_ids
         else "no reference image has a score yet"
         if not best_ref
