@@ -1010,8 +1010,9 @@ data = {
     "experiment": {"generations": 1, "n_references": 0},
     "generator": {"name": "pixels", "size": 32, "code_size": 4},
     "optimizer": {"name": "genetic", "population_size": 4},
-    "target": {"layer": "blocks.15", "device": "cpu"},
-    "targets": [{"channels": "0:40"}],
+    "target": {"layer": "stem.conv", "device": "cpu"},
+    # 40 units from the first two layers: the forward pass stops there, the files are the same
+    "targets": [{"channels": "0:32"}, {"layer": "stem.bn", "channels": "0:8"}],
 }
 try:
     summaries = MultiExperiment.from_config(config.from_dict(data), sys.argv[1]).run()
