@@ -76,7 +76,7 @@ def test_kill_9_and_rig_restart_lose_nothing(tmp_path: Path) -> None:
     (tmp_path / "rig.toml").write_text(CONFIG)
     sim_args = (
         "rig-sim", str(run / "stimuli"), "--score-dir", str(run / "responses"),
-        "--layer", "stem", "--channel", "3", "--drop", "0.1", "--latency", "0.02", "0.3",
+        "--layer", "stem", "--channel", "3", "--drop", "0.1", "--latency", "0.01", "0.1",
         "--seed", "3", "--log", str(sim_log),
     )  # fmt: skip
     sim = xdream(*sim_args)
