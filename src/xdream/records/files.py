@@ -14,14 +14,17 @@ import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from xdream.errors import XDreamError
-from xdream.types import Images
+
+if TYPE_CHECKING:
+    import torch
+
+    from xdream.types import Images
 
 _deflate: types.ModuleType
 try:  # Intel ISA-L's deflate: the same zlib streams, about 4x faster at level 1
@@ -181,6 +184,8 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 def png_bytes(image: torch.Tensor) -> bytes:
     """One (3, H, W) image in [0, 1] encoded as an 8-bit PNG (:func:`encode_png`)."""
+    import torch  # here, not at the top: a process that only takes a folder's lock needs none
+
     x = image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).contiguous()
     return encode_png(x.mul_(255).add_(0.5).to(torch.uint8).numpy())
 
