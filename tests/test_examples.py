@@ -35,6 +35,6 @@ def test_custom_scorer_with_noise(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_evolve_cnn_unit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    summary = load("evolve_cnn_unit").main(["--out", str(tmp_path / "r"), "--generations", "4"])
-    assert summary["generations"] == 4
+    summary = load("evolve_cnn_unit").main(["--out", str(tmp_path / "r"), "--generations", "2"])
+    assert summary["generations"] == 2
     assert "best image gen" in capsys.readouterr().out
