@@ -50,6 +50,29 @@ def _optuna() -> Any:
     return optuna
 
 
+_NETWORKS: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def _each_network_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every trial (and every study's normalisers) built its network again, up to a second each
+    on a busy machine: a network with its default weights is built once for the module and
+    handed out again. A trial's scorer folds its batch norms into its own copy of it
+    (multi.fold_batchnorm), so no trial changes what the next one gets."""
+    from xdream import networks
+
+    make = networks.make
+
+    def built_once(name: str = networks.DEFAULT_NETWORK, weights: Any = None, **kw: Any) -> Any:
+        if weights is not None or kw:
+            return make(name, weights=weights, **kw)
+        if name not in _NETWORKS:
+            _NETWORKS[name] = make(name)
+        return _NETWORKS[name]
+
+    monkeypatch.setattr(networks, "make", built_once)
+
+
 @pytest.mark.parametrize(
     ("section", "message"),
     [
