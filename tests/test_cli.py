@@ -203,17 +203,26 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+@pytest.fixture(scope="module")
+def six_generations(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A config of 6 generations and its uninterrupted run's folder, made once for the tests
+    that compare a stopped and resumed run with it (they only read it)."""
+    folder = tmp_path_factory.mktemp("six")
+    cfg = write(folder / "run.toml", FAST_RUN.format(generations=6))
+    assert main(["run", str(cfg), "--out", str(folder / "full")]) == 0
+    return cfg, folder / "full"
+
+
 @pytest.mark.parametrize(("name", "status"), [("SIGTERM", 143), ("SIGHUP", 129)])
 def test_sigterm_and_sighup_stop_a_run_as_ctrl_c_does(
-    tmp_path: Path, name: str, status: int
+    tmp_path: Path, name: str, status: int, six_generations: tuple[Path, Path]
 ) -> None:
     """SIGTERM (kill, systemd, SLURM, docker stop) and SIGHUP (a closed terminal) killed the
     run: no advice, record.h5 and summary.json left behind the journal. They stop it as Ctrl-C
     does, with the conventional status, and the resumed run ends as an uninterrupted one."""
     from xdream import records
 
-    cfg = write(tmp_path / "run.toml", FAST_RUN.format(generations=6))
-    assert main(["run", str(cfg), "--out", str(tmp_path / "full")]) == 0
+    cfg, full = six_generations
     out = tmp_path / "run"
     stopped = subprocess.run(
         [sys.executable, "-c", SIGNALLED_RUN, name, "run", str(cfg), "--out", str(out)],
@@ -227,7 +236,7 @@ def test_sigterm_and_sighup_stop_a_run_as_ctrl_c_does(
     assert done >= 2 and records.read(out).best_per_generation.shape == (done,)  # up to date
     assert json.loads((out / "summary.json").read_text())["status"] == "running"
     assert main(["resume", str(out)]) == 0
-    assert_same_records(tmp_path / "full", out)
+    assert_same_records(full, out)
 
 
 STALLED_IMPORT = """
