@@ -1584,3 +1584,48 @@ def test_a_malformed_csv_response_is_said_as_what_it_is(
     path.write_text(text)
     with pytest.raises(MalformedResponse, match=said):
         read_csv(path)
+
+
+def test_an_absolute_rig_folder_that_is_not_there_is_refused_not_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An absolute write_dir / score_dir that does not exist (a rig share not mounted, a
+    typo) is refused in one line by `xdream run` before the run folder is made, by a run
+    started from Python and by `xdream resume` (a share unmounted between sessions); a
+    relative one is still made inside the run folder (audit U2-3). Both were made, parents
+    and all, and every block then timed out."""
+    from xdream.cli import main
+
+    share = tmp_path / "mnt" / "rig"
+    cfg = tmp_path / "r.toml"
+    base = (
+        "[experiment]\ngenerations = 1\nn_references = 0\n"
+        '[generator]\nname = "pixels"\nsize = 8\ncode_size = 4\n'
+        '[optimizer]\nname = "genetic"\npopulation_size = 4\n'
+        '[rig]\ntimeout = 0.05\npoll_interval = 0.002\non_timeout = "pause"\n'
+    )
+    for key in ("write_dir", "score_dir"):
+        cfg.write_text(base + f'{key} = "{share / key}"\n')
+        assert main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (
+            f"xdream: error: [rig] {key} {str(share / key)!r} does not exist: is the rig's "
+            "share mounted? Create it first (xdream makes only a folder given relative to the "
+            "experiment folder)"
+        )
+        assert not (tmp_path / "run").exists() and not (tmp_path / "mnt").exists()
+    section = {"write_dir": str(share / "stimuli"), "score_dir": "responses", "timeout": 0.05}
+    with pytest.raises(XDreamError, match="does not exist: is the rig's share mounted"):
+        Experiment.from_config(rig_config(**section), tmp_path / "py").run()
+    assert not (tmp_path / "mnt").exists()
+    (share / "stimuli").mkdir(parents=True)  # mounted: runs, the relative score_dir made
+    with pytest.raises(RigPaused):
+        Experiment.from_config(rig_config(**section, on_timeout="pause"), tmp_path / "p").run()
+    assert (tmp_path / "p" / "responses").is_dir()
+    (share / "stimuli").rename(share / "off")  # unmounted between sessions: resume refuses it
+    with pytest.raises(XDreamError, match="does not exist: is the rig's share mounted"):
+        Experiment.resume(tmp_path / "p")
+    assert not (share / "stimuli").exists()
+    (share / "off").rename(share / "stimuli")
+    with pytest.raises(RigPaused):  # mounted again: the paused block is awaited again
+        Experiment.resume(tmp_path / "p").run()

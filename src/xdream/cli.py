@@ -281,10 +281,11 @@ def cmd_run(args: argparse.Namespace, console: Any) -> int:
     experiment = Experiment.from_config(cfg, out)
     if cfg.rig is not None:
         from xdream.records import RunFolder
-        from xdream.rig.scorer import refuse_leftovers
+        from xdream.rig.scorer import refuse_leftovers, refuse_missing_folders
 
         # before the run folder is written: refused, it leaves nothing (a folder that holds
         # an experiment is refused as before, by run(), naming it)
+        refuse_missing_folders(cfg.rig)  # an absolute one not there: a share not mounted
         if not RunFolder(out).outputs_present():
             refuse_leftovers(cfg.rig, out)
     _output(args, out, console, start)

@@ -165,6 +165,7 @@ class RigScorer(Scorer):
         self.state_path = self.rig_dir / "state.json"
         self.status_path = self.rig_dir / "status.json"
         self.log_path = self.rig_dir / "rig.log"
+        refuse_missing_folders(self.params)  # a share not mounted is not made on the local disk
         for d in (self.rig_dir, self.write_dir, self.score_dir):
             try:
                 d.mkdir(parents=True, exist_ok=True)
@@ -1146,6 +1147,27 @@ def _rig_folder(name: str, run_dir: Path) -> Path:
     return path if path.is_absolute() else run_dir / path
 
 
+def refuse_missing_folders(params: RigSection) -> None:
+    """Refuse ``[rig]`` folders (``params``) given as absolute paths that are not there: a
+    rig's share that is not mounted, or a typo. Made on the local disk, they would hold
+    stimuli the rig never sees, and every block would time out. Only a folder given relative
+    to the experiment folder is made. :meth:`RigScorer.bind` checks this (when a run starts
+    and when it is resumed); ``xdream run`` checks it first, before it makes the run folder."""
+    for key in ("write_dir", "score_dir"):
+        name = getattr(params, key)
+        if name is None:
+            continue
+        path = Path(name).expanduser()
+        if not path.is_absolute() or path.is_dir():
+            continue
+        if path.exists():
+            raise XDreamError(f"[rig] {key} {str(path)!r} is a file, not a folder")
+        raise XDreamError(
+            f"[rig] {key} {str(path)!r} does not exist: is the rig's share mounted? Create it "
+            "first (xdream makes only a folder given relative to the experiment folder)"
+        )
+
+
 def _refuse_block_files(folders: set[Path]) -> None:
     for d in sorted(folders):
         try:
@@ -1196,4 +1218,10 @@ def read_status(folder: str | Path) -> dict[str, Any]:
     return dict(json.loads((Path(folder) / "rig" / "status.json").read_text()))
 
 
-__all__: Sequence[str] = ("RigPaused", "RigScorer", "read_status", "refuse_leftovers")
+__all__: Sequence[str] = (
+    "RigPaused",
+    "RigScorer",
+    "read_status",
+    "refuse_leftovers",
+    "refuse_missing_folders",
+)

@@ -17,14 +17,16 @@ MATCH_POLICIES = ("strict", "loose")
 class RigSection:
     """``[rig]``: folders, file formats, blocks, channels, timeouts and safety of the rig loop.
 
-    Relative folders are relative to the experiment's output folder.
+    Relative folders are relative to the experiment's output folder, and made there; an
+    absolute folder must exist (a rig's share not mounted is refused, not made).
     """
 
     write_dir: str = "stimuli"
-    """Folder where xdream writes ``block{NNN}_{MMM}_{id}.png`` for the rig to show."""
+    """Folder where xdream writes ``block{NNN}_{MMM}_{id}.png`` for the rig to show; a relative
+    one is made in the experiment folder, an absolute one that does not exist is refused."""
     score_dir: str | None = None
     """Folder where the rig writes ``block{NNN}.mat`` (or ``.h5``, ``.json``, ``.csv``);
-    ``None`` = ``write_dir`` (as XDream)."""
+    ``None`` = ``write_dir`` (as XDream). Made or refused as ``write_dir``."""
     response_format: str = "auto"
     """Response reader: ``"auto"`` (by file extension), ``"mat"``, ``"h5"``, ``"json"``,
     ``"csv"`` or a plug-in's name."""
