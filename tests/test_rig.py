@@ -1629,3 +1629,38 @@ def test_an_absolute_rig_folder_that_is_not_there_is_refused_not_made(
     (share / "off").rename(share / "stimuli")
     with pytest.raises(RigPaused):  # mounted again: the paused block is awaited again
         Experiment.resume(tmp_path / "p").run()
+
+
+def test_a_pause_after_a_skipped_response_names_it_and_the_rig_sim_answers_again(
+    tmp_path: Path,
+) -> None:
+    """A pause whose block got a response that was skipped as malformed names that file and
+    why, in the error and in the status file's reason, and says how to go on; a restarted
+    rig-sim answers the block again once that file is moved aside, and the resumed run
+    finishes (audit U2-2). The pause said only "no response", and the simulator, its log
+    saying it had answered the block, never answered it again: rig and xdream waited on each
+    other."""
+    out = tmp_path / "run"
+    cfg = rig_config(
+        generations=1, population=4, refs=0, channels=3, settle=0.05, timeout=1.0,
+        on_timeout="pause", response_format="csv",
+    )  # fmt: skip
+    exp = Experiment.from_config(cfg, out)
+    stim = out / "stimuli"
+    with thread_rig(stim, response_format="csv"), pytest.raises(RigPaused) as paused:
+        exp.run()  # the simulator records one channel: [rig] channels = 3 skips its file
+    why = "[rig] channels asks for channel 3 (0-based) but the file has 1 channels"
+    said = str(paused.value)
+    assert said.startswith(f"no response to block 0 in {str(stim)!r} within 1 s; paused: ")
+    assert f"the rig answered, but xdream skipped block000.csv (malformed: {why})" in said
+    assert "move the file aside" in said and "have the rig write block 0's response again" in said
+    assert f"if [rig] is wrong, fix it in {str(out / 'config.yaml')!r}" in said
+    assert said.endswith(f"continue with `xdream resume {out}` (block 0 is awaited again)")
+    assert read_status(out)["state"] == "paused" and read_status(out)["reason"] == said
+    (stim / "block000.csv").rename(tmp_path / "block000.csv")  # moved aside
+    with thread_rig(stim, response_format="csv", gains=(0.5, 1.0, 1.0, 2.0)) as sim:
+        summary = Experiment.resume(out).run()  # the fixed rig answers block 0 again
+    assert summary["generations"] == 1
+    assert np.isfinite(records.read(out).scores).all()
+    events = [(e["event"], e.get("block")) for e in read_log(sim.log_path)]
+    assert ("response gone", 0) in events and events.count(("written", 0)) == 2

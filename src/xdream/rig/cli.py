@@ -24,7 +24,9 @@ def add_parser(sub: Any) -> None:
         description=(
             "Watch WRITE_DIR for blocks of stimuli, score them with a network unit (plus noise) "
             "and write block{NNN} response files to SCORE_DIR, with latency, dropped, duplicate "
-            "and late responses. Stop with Ctrl-C; a restarted simulator skips blocks it handled."
+            "and late responses. Stop with Ctrl-C; a restarted simulator skips blocks it handled "
+            "(a block it answered only while its response file is there: one moved aside is "
+            "answered again)."
         ),
     )
     p.add_argument("write_dir", help="folder where xdream writes the stimuli ([rig] write_dir)")

@@ -148,6 +148,8 @@ class RigScorer(Scorer):
         # blocks whose response file waits to settle: when xdream first saw it unchanged
         self._settling: dict[int, float] = {}
         self._logged: set[str] = set()  # what this session has logged (once each)
+        # block -> {response file skipped this session: why}, for the timeout's message
+        self._rejected: dict[int, dict[str, str]] = {}
         self._counted: set[str] = set()  # odd files counted and backed up (state["counted"])
         self._awaited: dict[str, Any] | None = None  # the block being waited for
         self._last_line = 0.0
@@ -511,6 +513,7 @@ class RigScorer(Scorer):
             # timed out only by a look at score_dir after the deadline: work between looks
             # (encoding the next block, bookkeeping) does not time out a file already there
             if waited > p.timeout and not settling and looked > p.timeout:
+                skipped = self._skipped(blk)
                 if p.on_timeout == "skip":
                     blk["timed_out"] = True
                     self.state["counts"]["timeouts"] += 1
@@ -518,7 +521,7 @@ class RigScorer(Scorer):
                     self._log(
                         f"no response to block {blk['block']} within {p.timeout:g} s: its "
                         f"{len(blk['stimuli'])} stimuli count as no response (a late file is "
-                        "still recorded)",
+                        f"still recorded){f'; skipped {skipped}' if skipped else ''}",
                         warn=True,
                     )
                     self._status("timed out", blk)
@@ -526,21 +529,47 @@ class RigScorer(Scorer):
                 if p.on_timeout == "pause":
                     self._status("paused", blk)
                     self._log(f"no response to block {blk['block']}: paused", warn=True)
-                    raise RigPaused(
-                        f"no response to block {blk['block']} in {str(self.score_dir)!r} within "
-                        f"{p.timeout:g} s; paused. Check the rig, then continue with "
-                        f"`xdream resume {self.run_dir}` (block {blk['block']} is awaited again)"
-                    )
+                    raise RigPaused(self._pause_message(blk, skipped))
                 if waited - warned_at > p.timeout:
                     warned_at = waited
                     self.state["counts"]["timeouts"] += 1
                     self._log(
                         f"still waiting for the response to block {blk['block']} after "
-                        f"{waited:.0f} s (on_timeout = 'wait')",
+                        f"{waited:.0f} s (on_timeout = 'wait')"
+                        f"{f'; skipped {skipped}' if skipped else ''}",
                         warn=True,
                     )
             self._terminal(blk, waited)
             time.sleep(p.poll_interval)
+
+    def _skipped(self, blk: dict[str, Any]) -> str:
+        """The response files to ``blk`` that this session skipped and that are still in
+        ``score_dir``, each with why (``""`` if none): the rig answered, but not readably."""
+        rejected = self._rejected.get(blk["block"], {})
+        return "; ".join(
+            f"{name} ({why})" for name, why in rejected.items() if (self.score_dir / name).exists()
+        )
+
+    def _pause_message(self, blk: dict[str, Any], skipped: str) -> str:
+        """What a pause says: which block, and how to go on (for a response that came and was
+        skipped, which file and why, and what gets the block answered: a resume alone would
+        skip the same file again)."""
+        b = blk["block"]
+        then = f"`xdream resume {self.run_dir}` (block {b} is awaited again)"
+        head = f"no response to block {b} in {str(self.score_dir)!r} within "
+        head += f"{self.params.timeout:g} s; paused"
+        if not skipped:
+            return f"{head}. Check the rig, then continue with {then}"
+        assert self.run_dir is not None
+        config = self.run_dir / "config.yaml"
+        where = f" in {str(config)!r}" if config.exists() else ""
+        copy = f" (a malformed one is copied to {str(self.rig_dir / 'responses')!r})"
+        return (
+            f"{head}: the rig answered, but xdream skipped {skipped}. If the rig wrote it wrong, "
+            f"fix the rig, move the file aside{copy if self.params.backup else ''} and have the "
+            f"rig write block {b}'s response again; if [rig] is wrong, fix it{where}. Then "
+            f"continue with {then}"
+        )
 
     # ------------------------------------------------------------------ reading responses
     def _scan(self) -> None:
@@ -629,6 +658,8 @@ class RigScorer(Scorer):
                     self._backup_response(path, f"{name}.malformed-{st.st_mtime_ns}")
                     self._save()
                 self._log_once(bad, f"{name} skipped as malformed: {problem}", warn=True)
+                why = f"malformed: {problem}"
+                self._rejected.setdefault(blk["block"], {})[name] = why
 
     def _skip_file(self, name: str, kind: str, why: str) -> None:
         self._count_once(f"{kind}:{name}", "skipped_files")  # journaled with the next save

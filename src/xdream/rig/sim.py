@@ -5,7 +5,8 @@ stimulus files that stopped changing), scores the images with a network unit (pl
 model), and writes ``block{NNN}`` response files in any supported format, with configurable
 latency, dropped responses, duplicate files and late files. Every block it sees, answers or
 drops goes to a JSON-lines log (flushed and fsynced), which is also how a restarted simulator
-knows which blocks it has already handled.
+knows which blocks it has already handled. A block it answered counts as handled only while
+its response file is there: one moved aside (a response xdream skipped) is answered again.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import heapq
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +29,8 @@ from PIL import Image
 from xdream.errors import XDreamError
 from xdream.rig import formats, protocol
 from xdream.scorers.base import Scorer, as_scores
+
+_RESPONSE_PREFIX = re.compile(r"^block(\d+)\.")
 
 
 @dataclass
@@ -146,6 +150,27 @@ class RigSim:
                 found[b] = sorted(files)
         return found
 
+    def _with_response(self) -> set[int]:
+        """The blocks that have a response file in the score folder (as _response_exists)."""
+        out = set()
+        for n in os.listdir(self.score_dir):
+            m = _RESPONSE_PREFIX.match(n)
+            if m and not n.endswith(".txt"):
+                out.add(int(m.group(1)))
+        return out
+
+    def _response_gone(self, block: int, with_response: set[int]) -> bool:
+        """Whether ``block`` was answered but its response file is no longer in the score
+        folder (moved aside: xdream skipped it): then it is answered again (logged)."""
+        if block not in self.answered or block in with_response:
+            return False
+        if any(q[2] == block for q in self.queue):
+            return False
+        del self.answered[block]
+        self.handled.discard(block)
+        self._log(event="response gone", block=block)
+        return True
+
     def _response_exists(self, block: int) -> bool:
         stem = protocol.response_stem(block) + "."
         return any(
@@ -218,6 +243,7 @@ class RigSim:
         last_activity = time.monotonic()
         reshown: set[int] = set()
         while not self.stop_requested:
+            with_response = self._with_response() if self.answered else set()
             for block, names in sorted(self._complete_blocks().items()):
                 if block in self.answered and block not in reshown and self.s.manifest:
                     # an answered block whose manifest is newer than the answer: shown again
@@ -228,7 +254,7 @@ class RigSim:
                     if stamp.st_mtime > self.answered[block]:
                         reshown.add(block)
                         self._log(event="reshown", block=block)
-                if block in self.handled:
+                if block in self.handled and not self._response_gone(block, with_response):
                     continue
                 if self._response_exists(block):
                     self.handled.add(block)
