@@ -1664,3 +1664,25 @@ def test_a_pause_after_a_skipped_response_names_it_and_the_rig_sim_answers_again
     assert np.isfinite(records.read(out).scores).all()
     events = [(e["event"], e.get("block")) for e in read_log(sim.log_path)]
     assert ("response gone", 0) in events and events.count(("written", 0)) == 2
+
+
+def test_a_response_in_another_format_than_response_format_is_said_so(tmp_path: Path) -> None:
+    """A block{NNN} response in another format than [rig] response_format is said to be one,
+    with the setting that reads it, and a block it leaves without a response names it on
+    timing out (audit U2-7): it was "not a block{NNN} response file", then "no response"."""
+    folder = tmp_path / "run"
+
+    def csv_rig(b: int, names: list[str], score_dir: Path) -> None:
+        write_response(score_dir, b, "csv", names, np.ones((len(names), 1)))
+
+    _, scores, err = score_one_generation(
+        folder, csv_rig, response_format="mat", timeout=0.3, on_timeout="skip"
+    )
+    assert np.isnan(scores).all()
+    why = (
+        "it is a response in the 'csv' format (.csv), but [rig] response_format = 'mat': set "
+        "response_format to 'auto' or 'csv'"
+    )
+    assert f"rig: warning: block000.csv in {str(folder / 'stimuli')!r} ignored: {why}\n" in err
+    assert f"(a late file is still recorded); skipped block000.csv ({why})\n" in err
+    assert "not a block{NNN} response file" not in err

@@ -564,9 +564,10 @@ class RigScorer(Scorer):
         config = self.run_dir / "config.yaml"
         where = f" in {str(config)!r}" if config.exists() else ""
         copy = f" (a malformed one is copied to {str(self.rig_dir / 'responses')!r})"
+        backed_up = self.params.backup and "(malformed: " in skipped
         return (
             f"{head}: the rig answered, but xdream skipped {skipped}. If the rig wrote it wrong, "
-            f"fix the rig, move the file aside{copy if self.params.backup else ''} and have the "
+            f"fix the rig, move the file aside{copy if backed_up else ''} and have the "
             f"rig write block {b}'s response again; if [rig] is wrong, fix it{where}. Then "
             f"continue with {then}"
         )
@@ -596,7 +597,10 @@ class RigScorer(Scorer):
             path = self.score_dir / name
             reader = formats.reader_for(path, self.params.response_format) if m else None
             if m is None or reader is None:
-                self._skip_file(name, "foreign", "it is not a block{NNN} response file")
+                why = self._other_format(path) if m else None
+                if why is not None and m is not None:  # a response, in another format
+                    self._rejected.setdefault(int(m.group(1)), {})[name] = why
+                self._skip_file(name, "foreign", why or "it is not a block{NNN} response file")
                 continue
             blk = self.state["blocks"].get(str(int(m.group(1))))
             if blk is None or blk["written"] is None:
@@ -660,6 +664,18 @@ class RigScorer(Scorer):
                 self._log_once(bad, f"{name} skipped as malformed: {problem}", warn=True)
                 why = f"malformed: {problem}"
                 self._rejected.setdefault(blk["block"], {})[name] = why
+
+    def _other_format(self, path: Path) -> str | None:
+        """Why ``path``, named as a response, is skipped when another reader than the one
+        ``[rig] response_format`` names would read it (None if none would)."""
+        fmt = self.params.response_format
+        other = formats.reader_for(path, "auto") if fmt != "auto" else None
+        if other is None:
+            return None
+        return (
+            f"it is a response in the {other.name!r} format ({path.suffix}), but [rig] "
+            f"response_format = {fmt!r}: set response_format to 'auto' or {other.name!r}"
+        )
 
     def _skip_file(self, name: str, kind: str, why: str) -> None:
         self._count_once(f"{kind}:{name}", "skipped_files")  # journaled with the next save
