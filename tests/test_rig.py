@@ -1686,3 +1686,23 @@ def test_a_response_in_another_format_than_response_format_is_said_so(tmp_path: 
     assert f"rig: warning: block000.csv in {str(folder / 'stimuli')!r} ignored: {why}\n" in err
     assert f"(a late file is still recorded); skipped block000.csv ({why})\n" in err
     assert "not a block{NNN} response file" not in err
+
+
+def test_rig_sim_help_shows_its_unit_and_a_rig_report_claims_no_noise_free_score(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`xdream rig-sim --help` shows the default unit (network, layer, channel), and the
+    report of a rig run does not call its best / best reference ratio noise-free, which a
+    neuron's responses have no version of (audit U2-12). Neither was so."""
+    from xdream.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["rig-sim", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for default in ("efficientnet-lite0", "blocks.10", "5"):
+        assert f"(default: {default})" in shown
+    out = tmp_path / "run"
+    run_with_rig(out, rig_config(generations=1, population=4, refs=2))
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "best / best reference<" in page and "(noise-free)" not in page

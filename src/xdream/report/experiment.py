@@ -166,7 +166,9 @@ def experiment_report(
         if best_png is not None
         else "<p>no best image yet</p>"
     )
-    target = describe_target(summary.get("target", rec.config.get("target")))
+    scored_by = summary.get("target", rec.config.get("target"))
+    target = describe_target(scored_by)
+    rig = "rig" in rec.config or (isinstance(scored_by, dict) and scored_by.get("kind") == "rig")
     facts = [
         (
             "status",
@@ -198,7 +200,8 @@ def experiment_report(
         ),
         ("first generation's best", _fmt(summary.get("first_generation_best_score"))),
         ("best reference image", _fmt(ref)),
-        ("best / best reference (noise-free)", _fmt(ratio, 3)),
+        # a neuron's responses have no noise-free version
+        (f"best / best reference{'' if rig else ' (noise-free)'}", _fmt(ratio, 3)),
     ]
     taken = rec.config.get("accepted")  # restore(accept=...) of a run built in Python
     if isinstance(taken, list) and taken:

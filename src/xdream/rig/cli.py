@@ -31,9 +31,18 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("write_dir", help="folder where xdream writes the stimuli ([rig] write_dir)")
     p.add_argument("--score-dir", help="folder for response files (default: WRITE_DIR)")
-    p.add_argument("--network", default="efficientnet-lite0", help="registered network")
-    p.add_argument("--layer", default="blocks.10", help="layer of the simulated neuron")
-    p.add_argument("--channel", type=int, default=5, help="channel of the simulated neuron")
+    p.add_argument(
+        "--network", default="efficientnet-lite0", help="registered network (default: %(default)s)"
+    )
+    p.add_argument(
+        "--layer", default="blocks.10", help="layer of the simulated neuron (default: %(default)s)"
+    )
+    p.add_argument(
+        "--channel",
+        type=int,
+        default=5,
+        help="channel of the simulated neuron, from 0 (default: %(default)s)",
+    )
     p.add_argument("--weights", help="weight file for the network (default: its own)")
     p.add_argument("--noise", help="noise model: poisson or gain (default: none)")
     p.add_argument(
