@@ -1055,3 +1055,27 @@ def test_console_lines_keep_square_brackets(
     printed = capsys.readouterr().out.replace("\n", "")  # lines wrap at the console's width
     assert f"output folder: {out}" in printed
     assert str(out / "summary.json") in printed and "runs[2]//" not in printed
+
+
+def test_a_run_restarted_from_its_first_generation_says_what_changed_in_its_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run stopped before its first checkpoint starts again from the first generation with
+    config.yaml as it is now; edits since its start (a rig lab fixing [rig] during a pause in
+    the first generation) were taken without a word. `xdream resume` now lists them."""
+    from xdream import config as config_mod
+    from xdream.experiment import Experiment
+
+    run = tmp_path / "run"
+    config = config_mod.from_dict(config_mod.tomllib.loads(FAST_RUN.format(generations=2)))
+    first = Experiment.from_config(config, run)
+    first._start()  # record.h5 and config.yaml written; stopped before a generation finished
+    first.release_folder()
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text.replace("population_size: 12", "population_size: 8"))
+    assert main(["resume", str(run)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "config.yaml changed since the last session, taking effect now: "
+        "optimizer.population_size: 12 -> 8"
+    ) in out

@@ -1052,6 +1052,7 @@ class Experiment:
         nothing, where the run cannot continue."""
         if not self.folder.checkpoint.exists():
             self._refuse_lost_checkpoint()
+            self.config_changes = self._changes_since_start()
             return None, None
         state = load_checkpoint(self.folder.checkpoint)
         if self.config is not None and "config" in state and state["config"] is None:
@@ -1203,6 +1204,17 @@ class Experiment:
             if _same_file(files.get(key), now):
                 moved[section] = {**part, name: now["path"]}
         return moved
+
+    def _changes_since_start(self) -> list[str]:
+        """For a run stopped before its first checkpoint, which starts again from the first
+        generation: every difference between the config it started with (``record.h5``'s copy)
+        and this one, which all take effect (:attr:`config_changes`; ``xdream resume`` prints
+        them). None for a run built from Python objects, or a record that cannot be read."""
+        then = self._recorded_config()
+        if self.config is None or not isinstance(then, dict):
+            return []
+        defining, allowed = config_changes(then, self.config.to_dict())
+        return defining + allowed
 
     def _recorded_config(self) -> Any:
         """The config ``record.h5`` records (None where it cannot be read: resume rebuilds
