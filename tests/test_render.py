@@ -227,3 +227,29 @@ def test_render_draws_the_best_and_the_named_images_from_their_own_codes(
     for path, row in zip(paths, (best, other)):
         image = generator.generate(torch.from_numpy(rec.codes[[row]]))[0]
         assert path.read_bytes() == records.png_bytes(image)
+
+
+def test_render_of_a_run_on_a_network_this_process_does_not_know_draws_its_images(
+    finished: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run on a network registered from the user's code was refused by `xdream render`,
+    which needs only the generator; the advice named xdream.Experiment, which does not exist.
+    An unknown generator is still refused, with advice that works."""
+    import yaml
+
+    run = Path(shutil.copytree(finished, tmp_path / "run"))
+    data = yaml.safe_load((run / "config.yaml").read_text())
+    data["target"]["network"] = "my-net"
+    (run / "config.yaml").write_text(yaml.safe_dump(data))
+    assert main(["render", str(run), "--ids", "best", "--out", str(tmp_path / "out")]) == 0
+    best = records.read(finished).image_ids[int(np.nanargmax(records.read(finished).scores))]
+    drawn = (tmp_path / "out" / f"{best}.png").read_bytes()
+    assert drawn == (render_mod.render(finished, ["best"], out=tmp_path / "o2")[0]).read_bytes()
+    data["generator"]["name"] = "my-flat"
+    (run / "config.yaml").write_text(yaml.safe_dump(data))
+    capsys.readouterr()
+    assert main(["render", str(run), "--ids", "best"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "names the generator 'my-flat', which is not registered in this process" in err
+    assert f"xdream.render.render({str(run)!r}, ['best'])" in err
+    assert "xdream.Experiment." not in err

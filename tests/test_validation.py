@@ -364,7 +364,7 @@ def test_a_component_registered_only_in_python_is_named_not_called_damage(
     assert main(["resume", str(folder)]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "names the generator 'my-flat', which is not registered in this process" in err
-    assert f"xdream.Experiment.resume({str(folder)!r})" in err
+    assert f"xdream.experiment.Experiment.resume({str(folder)!r})" in err
     assert "damaged" not in err and "Put back" not in err
 
 

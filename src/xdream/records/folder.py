@@ -265,14 +265,7 @@ class RunFolder:
                 return config_mod.load(self.config)
             problem = "it is empty"
         except UnknownNameError as err:
-            raise XDreamError(
-                f"{str(self.config)!r} names the {err.kind} {err.name!r}, which is not "
-                f"registered in this process ({err}). A component registered from Python "
-                "exists only in a process that imports the module registering it, so this "
-                "command cannot rebuild the experiment: in Python, import that module, then "
-                f"xdream.Experiment.resume({str(self.path)!r}) continues the run (and "
-                "xdream.records.read reads its records)."
-            ) from None
+            raise self.unregistered(err) from None
         except (ConfigError, UnicodeDecodeError) as err:
             problem = " ".join(str(err).split())  # a YAML error's lines, on one line
             both = self._both_budgets()
@@ -290,6 +283,19 @@ class RunFolder:
             "back the resolved configuration the run was started with: record.h5 keeps a copy "
             f"(xdream.records.read({str(self.path)!r}).config, written back with yaml.safe_dump "
             "into config.yaml), or copy the config.yaml of a backup."
+        )
+
+    def unregistered(self, err: UnknownNameError) -> XDreamError:
+        """The error for a ``config.yaml`` that names a component this process does not know
+        (``err``): one registered from Python, and how to go on there."""
+        return XDreamError(
+            f"{str(self.config)!r} names the {err.kind} {err.name!r}, which is not "
+            f"registered in this process ({err}). A component registered from Python "
+            "exists only in a process that imports the module registering it, so this "
+            "command cannot rebuild it: in Python, import that module, then "
+            f"xdream.experiment.Experiment.resume({str(self.path)!r}) continues the run, "
+            f"xdream.render.render({str(self.path)!r}, ['best']) draws its images (ids as "
+            "for `xdream render`), and xdream.records.read reads its records."
         )
 
     def _both_budgets(self) -> tuple[Any, Any] | None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import h5py
 
 from xdream import records
-from xdream.errors import XDreamError
+from xdream.errors import ConfigError, UnknownNameError, XDreamError
 from xdream.generators.base import Generator
 
 
@@ -27,7 +29,7 @@ def load_generator(run: str | Path, record: records.Record | None = None) -> Gen
     folder = records.RunFolder(run)
     named_only = False
     if folder.config.exists():
-        spec = dict(folder.load_config().generator)
+        spec = _generator_section(folder)
     else:
         record = record or records.read(run, codes=False)
         name = record.config.get("generator")
@@ -63,3 +65,24 @@ def load_generator(run: str | Path, record: records.Record | None = None) -> Gen
             stacklevel=2,
         )
     return gen
+
+
+def _generator_section(folder: records.RunFolder) -> dict[str, Any]:
+    """``config.yaml``'s ``[generator]``, validated on its own: drawing the images needs the
+    generator alone, so a run whose other sections name a component that this process does not
+    know (a network registered from the user's own code) is drawn too. A file without such a
+    section, or one that does not parse, is read whole, for its error."""
+    from xdream import config as config_mod
+
+    try:
+        section = config_mod.read(folder.config).get("generator")
+    except ConfigError:
+        section = None  # the whole file's reading says what is wrong, and how to put it back
+    if isinstance(section, Mapping):
+        try:
+            return dict(config_mod.from_dict({"generator": section}).generator)
+        except UnknownNameError as err:
+            raise folder.unregistered(err) from None
+        except ConfigError:
+            pass
+    return dict(folder.load_config().generator)
