@@ -704,7 +704,9 @@ def test_existing_folder_is_not_overwritten(tmp_path: Path) -> None:
     """An experiment built from Python objects has no config.yaml, so the advice is
     restore(), not `xdream resume` (which cannot rebuild it)."""
     tiny_experiment(tmp_path / "run", generations=1).run()
-    with pytest.raises(XDreamError, match=r"Continue it \(Experiment\(\.\.\.\)\.restore\(\)"):
+    with pytest.raises(
+        XDreamError, match=r"Continue it \(`e = Experiment\(\.\.\.\); e\.restore\(\); e\.run\(\)`"
+    ):
         tiny_experiment(tmp_path / "run", generations=1).run()
 
 
@@ -739,7 +741,7 @@ def test_resuming_a_read_only_folder_says_to_make_it_writable_not_to_use_out(
     message = str(refused.value)
     assert "Read-only file system" in message and "--out" not in message
     assert "Make it writable again (a read-only mount, changed permissions)" in message
-    assert "then continue the run: Experiment(...).restore(), then run(), in Python" in message
+    assert "then continue the run: `e = Experiment(...); e.restore(); e.run()` in Python" in message
     assert "xdream resume" not in message.replace("for xdream resume", "")  # built in Python
 
 
@@ -1075,12 +1077,15 @@ def test_a_full_disk_stops_the_run_with_one_clear_error_and_resume_loses_nothing
         tiny_experiment(cut, generations=8, record_interval=0).run()
     message = str(stop.value)
     assert message.startswith(f"the disk of {cut} is full (")
-    assert "then continue the run: Experiment(...).restore(), then run(), in Python" in message
+    assert "then continue the run: `e = Experiment(...); e.restore(); e.run()` in Python" in message
     assert ("No space left on device" if where == "journal" else "MiB free") in message
     assert records.H5Record(cut / "record.h5").generations() <= 4  # readable, nothing torn
 
     if where == "record":  # resumed before space was freed: rebuilding record.h5 stops too
-        with pytest.raises(DiskFullError, match=r"then continue the run: Experiment\(\.\.\.\)"):
+        with pytest.raises(
+            DiskFullError,
+            match=r"then continue the run: `e = Experiment\(\.\.\.\); e\.restore\(\); e\.run\(\)`",
+        ):
             tiny_experiment(cut, generations=8, record_interval=0).restore()
     disk.full = False  # space freed
     resumed = tiny_experiment(cut, generations=8, record_interval=0)
@@ -1141,7 +1146,7 @@ def test_a_record_changed_while_the_run_goes_on_stops_it_and_resume_rebuilds_it(
     else:
         assert "holds 3 generations where the run has 5" in message
     assert "continuing the run rebuilds record.h5 from " in message
-    assert "(Experiment(...).restore(), then run(), in Python" in message  # built in Python
+    assert "(`e = Experiment(...); e.restore(); e.run()` in Python" in message  # built in Python
     assert (cut / "journal").is_dir()
     assert records.read_summary(cut)["status"] == "running"
     monkeypatch.undo()
@@ -1189,7 +1194,10 @@ def test_a_folder_made_read_only_or_moved_mid_run_is_one_clear_error_and_resume_
         assert message.startswith(
             f"cannot write {cut / 'journal' / 'gen000003.npz'} (Read-only file system)"
         )
-        assert "make it writable again, then continue the run: Experiment(...).restore()" in message
+        assert (
+            "make it writable again, then continue the run: `e = Experiment(...); e.restore()"
+            in message
+        )
     monkeypatch.undo()
     folder = moved if fault == "moved" else cut
     resumed = tiny_experiment(folder, generations=5, record_interval=0)
@@ -2022,7 +2030,7 @@ def test_step_and_finish_keep_to_the_budget(tmp_path: Path) -> None:
     assert f"the run in {str(broken)!r} has run 1 of its 3 generations (20 presentations)" in (
         message
     )
-    assert "generations=1).restore() with the objects it was built with" in message
+    assert "generations=1); e.restore(); e.run()` with the objects it was built with" in message
     assert json.loads((broken / "summary.json").read_text())["status"] == "running"
     assert (broken / "journal").is_dir()
     assert early.run()["generations"] == 3

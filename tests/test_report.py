@@ -1078,17 +1078,17 @@ def test_a_stopped_run_built_in_python_is_continued_from_python_not_by_xdream_re
     (run / "summary.json").write_text(json.dumps({**summary, "process": process}))
     assert report.run_state(json.loads((run / "summary.json").read_text()), run) == "stopped"
     page = html.unescape(report.write_report(run).read_text())
-    assert "continue it with Experiment(...).restore(), then run(), in Python" in page
+    assert "continue it with `e = Experiment(...); e.restore(); e.run()` in Python" in page
     assert "xdream resume" not in page.replace("no config.yaml for xdream resume", "")
     row = html.unescape(report.write_report(run.parent).read_text())
-    assert "<td>stopped: Experiment(...).restore(), then run(), in Python" in row
+    assert "<td>stopped: `e = Experiment(...); e.restore(); e.run()` in Python" in row
     assert main(["resume", str(run)]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "holds an experiment built in Python" in err and "not an experiment folder" not in err
-    assert f"Experiment(generator, scorer, optimizer, {str(run)!r}, ...).restore()" in err
+    assert f"e = Experiment(generator, scorer, optimizer, {str(run)!r}, ...); e.restore()" in err
     (run / "summary.json").write_text("{")  # damaged: continuing writes it again
     row = html.unescape(report.write_report(run.parent).read_text())
-    assert "summary.json unreadable: Experiment(...).restore(), then run()" in row
+    assert "summary.json unreadable: `e = Experiment(...); e.restore(); e.run()`" in row
     again = tiny_experiment(run, generations=3)
     again.restore()
     assert again.run()["generations"] == 3

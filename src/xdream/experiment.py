@@ -937,8 +937,8 @@ class Experiment:
                 raise XDreamError(
                     f"{str(folder.path)!r} holds an experiment built in Python (it has no "
                     "config.yaml to rebuild it from): continue it in Python with "
-                    f"Experiment(generator, scorer, optimizer, {str(folder.path)!r}, "
-                    "...).restore(), then run(), with the objects it was built with."
+                    f"`e = Experiment(generator, scorer, optimizer, {str(folder.path)!r}, "
+                    "...); e.restore(); e.run()`, with the objects it was built with."
                 )
             raise XDreamError(
                 f"{str(folder.path)!r} is not an experiment folder (no config.yaml). "
@@ -1060,8 +1060,8 @@ class Experiment:
             raise XDreamError(
                 f"cannot continue {path!r} from a config: it holds an experiment built in "
                 "Python (its checkpoint records no config), which only the objects it was "
-                f"built with continue: Experiment(generator, scorer, optimizer, {path!r}, "
-                "...).restore(), then run()"
+                f"built with continue: `e = Experiment(generator, scorer, optimizer, {path!r}, "
+                "...); e.restore(); e.run()`"
             )
         self.config_changes = (
             self._check_config(state.get("config"))
@@ -1498,8 +1498,8 @@ class Experiment:
                 f"`xdream resume {path}`"
             )
         return (
-            f"Experiment(generator, scorer, optimizer, {path!r}, {budget}).restore() with the "
-            "objects it was built with, then run()"
+            f"`e = Experiment(generator, scorer, optimizer, {path!r}, {budget}); e.restore(); "
+            "e.run()` with the objects it was built with"
         )
 
     def _spent_message(self) -> str:

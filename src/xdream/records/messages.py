@@ -24,8 +24,8 @@ def unreadable(run: Path, err: BaseException) -> RecordUnreadableError:
 
 
 PYTHON_CONTINUE = (
-    "Experiment(...).restore(), then run(), in Python with the objects it was built with (it "
-    "was built in Python: it has no config.yaml for xdream resume)"
+    "`e = Experiment(...); e.restore(); e.run()` in Python with the objects it was built with "
+    "(it was built in Python: it has no config.yaml for xdream resume)"
 )
 """How to continue a run built from Python objects."""
 
@@ -114,7 +114,7 @@ def rebuild_advice(run: Path) -> str:
         if not (Path(run) / "config.yaml").exists():  # its record cannot say how it was made
             return (
                 "If the run was killed, continuing it rebuilds record.h5 from its journal: "
-                "Experiment(...).restore(), then run(), in Python with the objects it was "
+                "`e = Experiment(...); e.restore(); e.run()` in Python with the objects it was "
                 "built with for a run built in Python; for one made from a config whose "
                 "config.yaml is gone, put back the resolved config.yaml it was started with "
                 f"(a backup's), then `xdream resume {run}`"

@@ -239,7 +239,7 @@ def read_summary(path: str | Path) -> dict[str, Any]:
     raise SummaryUnreadableError(
         f"cannot read {str(folder.summary)!r} ({problem}). The run's record.h5, images and "
         f"checkpoint do not depend on it: `xdream resume {folder.path}` writes it again (an "
-        "experiment built in Python: Experiment(...).restore(), then run())."
+        "experiment built in Python: `e = Experiment(...); e.restore(); e.run()`)."
     )
 
 
