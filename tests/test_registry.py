@@ -188,3 +188,39 @@ def test_components_that_cannot_be_built_are_refused_when_registered() -> None:
     assert not {"", "My Search!", "no-params", "test-registry-fine"} & set(names)
     with pytest.raises(ConfigError, match=r"network name must be .*, got 'Tiny Net'"):
         Registry("network").add("Tiny Net", object())
+
+
+@pytest.mark.parametrize(
+    ("name", "choices", "suggested"),
+    [
+        ("GENETIC", ["genetic", "nes"], "genetic"),  # case alone: no suggestion before
+        ("NGOPT", ["NGO", "NGOpt", "CMA"], "NGOpt"),  # the same name in another case first
+        ("ngopt", ["NGO", "NGOpt", "CMA"], "NGOpt"),
+        ("cma", ["NGOpt", "CMA", "DiagonalCMA"], "CMA"),
+        ("twopointde", ["TwoPointsDE", "PSO"], "TwoPointsDE"),  # a typo in another case
+        ("genetc", ["genetic", "nes"], "genetic"),
+    ],
+)
+def test_suggestions_ignore_case_and_name_the_real_spelling(
+    name: str, choices: list[str], suggested: str
+) -> None:
+    """did_you_mean compared case-sensitively: GENETIC, ngopt and cma got no suggestion, and
+    NGOPT was told NGO."""
+    from xdream.errors import did_you_mean
+
+    assert did_you_mean(name, choices) == f" Did you mean {suggested!r}?"
+    assert did_you_mean("zzzz", choices) == ""
+
+
+def test_an_unknown_nevergrad_optimizer_names_common_ones_and_a_command() -> None:
+    """The line ended "See sorted(nevergrad.optimizers.registry)", a Python expression given to
+    a command-line user, and `cma` was offered nothing."""
+    pytest.importorskip("nevergrad")
+    import xdream.optimizers
+
+    with pytest.raises(ConfigError) as err:
+        xdream.optimizers.make("nevergrad", dim=4, optimizer="cma")
+    message = str(err.value)
+    assert "unknown nevergrad optimizer 'cma'. Did you mean 'CMA'?" in message
+    assert "common ones are TwoPointsDE (the default), DiagonalCMA, CMA, PSO" in message
+    assert 'python -c "import nevergrad; print(sorted(nevergrad.optimizers.registry))"' in message

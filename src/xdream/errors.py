@@ -98,6 +98,16 @@ class ConfigChangedError(XDreamError):
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """Return ``" Did you mean 'x'?"`` for the closest of ``choices`` to ``name``, or ``""``."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    """Return ``" Did you mean 'x'?"`` for the closest of ``choices`` to ``name``, or ``""``.
+
+    Case does not count: a choice equal to ``name`` but for case is taken first (``NGOPT`` ->
+    ``NGOpt``), then the closest by lower-cased names; the choice is named as it is spelled.
+    """
+    spelled: dict[str, str] = {}
+    for choice in choices:
+        spelled.setdefault(str(choice).lower(), str(choice))
+    lower = str(name).lower()
+    if lower in spelled:
+        return f" Did you mean {spelled[lower]!r}?"
+    close = difflib.get_close_matches(lower, list(spelled), n=1, cutoff=0.5)
+    return f" Did you mean {spelled[close[0]]!r}?" if close else ""

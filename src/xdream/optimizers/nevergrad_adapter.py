@@ -153,7 +153,9 @@ class Nevergrad(MinimiserAdapter):
         if p.optimizer not in registry:
             raise ConfigError(
                 f"unknown nevergrad optimizer {p.optimizer!r}.{did_you_mean(p.optimizer, registry)}"
-                " See sorted(nevergrad.optimizers.registry) for the names."
+                " Names are case-sensitive; common ones are TwoPointsDE (the default), "
+                f"DiagonalCMA, CMA, PSO, OnePlusOne and NGOpt. All {len(registry)}: "
+                'python -c "import nevergrad; print(sorted(nevergrad.optimizers.registry))"'
             )
         param = ng.p.Array(init=initial_mean(self._init_codes, self._dim)).set_mutation(
             sigma=float(p.sigma0)
