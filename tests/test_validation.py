@@ -455,3 +455,47 @@ def test_from_config_given_a_dict_or_a_path_says_how_to_make_a_config(
         assert "xdream.config.load(PATH)" in message
         assert "xdream.config.from_dict(MAPPING)" in message
         assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "refusal"),
+    [
+        ("experiment:\n  seed: 012\n", "'seed' must be an integer, got '012' (a string)"),
+        ("experiment:\n  seed: -07\n", "no leading zero: -07 is not read as a number"),
+        ("target:\n  pre_activation: no\n", "'pre_activation' must be true or false, got 'no'"),
+        ("target:\n  pre_activation: on\n", "yes, no, on and off are not booleans here"),
+        ("experiment:\n  tf32: Yes\n", "'tf32' must be true or false, got 'Yes'"),
+    ],
+)
+def test_yaml_reads_numbers_and_booleans_as_toml_does(
+    tmp_path: Path, text: str, refusal: str
+) -> None:
+    """PyYAML's YAML 1.1 rules ran `seed: 012` as seed 10 (octal) and took `no`, `on` and `Yes`
+    as booleans without a word, where TOML refuses them and docs/config.md asks for true/false."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert refusal in str(err.value)
+
+
+def test_yaml_still_reads_plain_numbers_and_true_false(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "experiment:\n  seed: 12\n  generations: 1_000\n  tf32: true\n  noise_seed: 0\n"
+        "target:\n  pre_activation: False\n  channel: 0x1F\n"
+    )
+    read = config.load(path)
+    assert (read.experiment.seed, read.experiment.generations, read.experiment.tf32) == (
+        12,
+        1000,
+        True,
+    )
+    assert (read.experiment.noise_seed, read.target.pre_activation, read.target.channel) == (
+        0,
+        False,
+        31,
+    )
+    again = tmp_path / "again.yaml"
+    config.dump_yaml(read, again)
+    assert config.load(again) == read

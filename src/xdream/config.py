@@ -456,6 +456,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_BOOL, _INT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """``yaml.safe_load`` that refuses a key given twice in one mapping (PyYAML keeps the last
     silently; TOML refuses it), so no section or key of a config is overridden unseen."""
@@ -502,6 +505,21 @@ _UniqueKeyLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
     list("-+0123456789."),
+)
+
+
+# YAML 1.1 (PyYAML) reads yes/no/on/off as booleans and 012 as octal 10; YAML 1.2's core schema
+# and TOML do not: only true/false are booleans, and an integer is decimal (or 0x hex) with no
+# leading zero, so `seed: 012` or `shuffle: no` stays a string, which the key refuses by name
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _INT)]
+    for first, resolvers in _UniqueKeyLoader.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_UniqueKeyLoader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$"), list("-+0123456789")
 )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -57,6 +58,7 @@ def build_params(cls: type[P], values: Mapping[str, Any], where: str) -> P:
         expected = mismatch(hints[key], value)
         if expected is not None:
             fix = (_FIX.get(expected) or _FIX.get(expected.split(" or ")[0], "")).format(key=key)
+            fix += _yaml_1_1(value)
             raise ConfigError(
                 f"{where}: {key!r} must be {expected}, got {describe(value)}"
                 + (f": {fix}" if fix else "")
@@ -65,6 +67,18 @@ def build_params(cls: type[P], values: Mapping[str, Any], where: str) -> P:
         return cls(**values)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"invalid hyperparameters for {where}: {err}") from None
+
+
+def _yaml_1_1(value: Any) -> str:
+    """What to add for a string that YAML 1.1 read as a number or boolean (which xdream's YAML
+    reading, like YAML 1.2 and TOML, does not)."""
+    if not isinstance(value, str):
+        return ""
+    if re.fullmatch(r"[-+]?0[0-9_]+", value):
+        return f" (no leading zero: {value} is not read as a number, decimal or octal)"
+    if value.lower() in ("yes", "no", "on", "off", "y", "n"):
+        return " (yes, no, on and off are not booleans here)"
+    return ""
 
 
 def _is_bool(value: Any) -> bool:
