@@ -1079,3 +1079,27 @@ def test_a_run_restarted_from_its_first_generation_says_what_changed_in_its_conf
         "config.yaml changed since the last session, taking effect now: "
         "optimizer.population_size: 12 -> 8"
     ) in out
+
+
+def test_help_names_json_configs_and_shows_no_rest_markup(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`xdream run --help` named .toml and .yaml but not .json, which run reads; `xdream bench
+    throughput --help` opened with reST's double backquotes."""
+    for argv in (["run", "--help"], ["bench", "throughput", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    out = capsys.readouterr().out
+    assert "config file (.toml, .yaml or .json)" in out
+    assert "xdream bench throughput: how fast the loop runs" in out
+    assert "``" not in out
+
+
+def test_a_folder_report_labels_an_optimizer_without_a_preset_so() -> None:
+    """A genetic run next to one with a preset was labelled "genetic (preset n/a)"."""
+    from xdream.report.tables import optimizer_labels
+
+    labels = optimizer_labels(
+        {"a": {"name": "genetic", "preset": "deepsim-fc6"}, "b": {"name": "genetic"}}
+    )
+    assert labels == {"a": "genetic (preset deepsim-fc6)", "b": "genetic (no preset)"}

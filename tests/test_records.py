@@ -147,3 +147,20 @@ def test_json_files_take_numpy_values_and_write_non_finite_numbers_as_null(tmp_p
         "pair": [1, None],
         "7": "key made a string",
     }
+
+
+def test_reading_a_sweep_folder_says_what_it_is_and_where_its_runs_are(tmp_path: Path) -> None:
+    """records.read of an `xdream sweep` folder said only "holds no record.h5: is it an
+    experiment folder?"."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sweep.csv").write_text("unit,optimizer,seed,state\n")
+    with pytest.raises(XDreamError, match=r"is an `xdream sweep` folder: .*none holds a record"):
+        records.read(out)
+    run = out / "stem_3" / "genetic" / "seed0"
+    run.mkdir(parents=True)
+    (run / "record.h5").write_bytes(b"")
+    with pytest.raises(XDreamError) as err:
+        records.read(out)
+    assert f"e.g. xdream.records.read({str(run)!r}); runs with a record: 1" in str(err.value)
+    assert "UNIT/OPTIMIZER/seedS" in str(err.value)

@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="run an experiment from a TOML, YAML or JSON config")
-    p.add_argument("config", help="config file (.toml, .yaml); keys in docs/config.md")
+    p.add_argument("config", help="config file (.toml, .yaml or .json); keys in docs/config.md")
     p.add_argument("--out", help="output folder (default: xdream-runs/<time>-<config name>)")
     p.set_defaults(func=cmd_run)
 

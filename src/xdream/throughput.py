@@ -513,7 +513,7 @@ def add_parser(subparsers: Any) -> None:
     p = sub.add_parser(
         "throughput",
         help="presentations/s of the loop vs the raw forward pass and XDream's pipeline",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description=__doc__.split("\n\n")[0].replace("``", "") if __doc__ else None,
     )
     add_arguments(p)
     p.set_defaults(func=cmd_throughput)

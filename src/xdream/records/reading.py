@@ -97,6 +97,23 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _refuse_sweep(path: Path) -> None:
+    """Say what an ``xdream sweep`` folder is (``sweep.csv`` tables its runs), and where its
+    runs are; nothing for another folder."""
+    if not (path / "sweep.csv").is_file():
+        return
+    runs = sorted(path.glob("*/*/seed*/record.h5"))
+    example = (
+        f" (e.g. xdream.records.read({str(runs[0].parent)!r}); runs with a record: {len(runs)})"
+        if runs
+        else " (none holds a record yet)"
+    )
+    raise XDreamError(
+        f"{str(path)!r} is an `xdream sweep` folder: its sweep.csv tables the runs, each in "
+        f"its own folder UNIT/OPTIMIZER/seedS, which xdream.records.read reads{example}"
+    )
+
+
 def read(path: str | Path, *, codes: bool = True) -> Record:
     """Read an experiment folder's ``record.h5`` and ``summary.json``.
 
@@ -119,6 +136,7 @@ def read(path: str | Path, *, codes: bool = True) -> Record:
                 f"folder, so read one, e.g. xdream.records.read({str(units[0])!r}). "
                 f"{list_units(units)}"
             )
+        _refuse_sweep(folder.path)
         raise XDreamError(f"{str(folder.path)!r} holds no record.h5: is it an experiment folder?")
     summary = read_summary(folder.path)
     try:

@@ -52,7 +52,8 @@ def _optimizer_spec(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
 
 def optimizer_labels(specs: dict[str, dict[str, Any]]) -> dict[str, str]:
     """A label per optimiser (keyed by its JSON): its name, followed, where other optimisers
-    of the same name differ from it, by the values that tell them apart."""
+    of the same name differ from it, by the values that tell them apart ("no preset" for a
+    value left out)."""
     named = {key: {"name": None, **spec} for key, spec in specs.items()}
     by_name: dict[str, list[str]] = {}
     for key, spec in named.items():
@@ -66,7 +67,10 @@ def optimizer_labels(specs: dict[str, dict[str, Any]]) -> dict[str, str]:
             if len({json.dumps(named[key].get(k), sort_keys=True) for key in keys}) > 1
         ]
         for key in keys:
-            extra = ", ".join(f"{k} {_fmt(named[key].get(k))}" for k in differ)
+            extra = ", ".join(
+                f"no {k}" if named[key].get(k) is None else f"{k} {_fmt(named[key].get(k))}"
+                for k in differ
+            )
             labels[key] = f"{name} ({extra})" if extra else name
     return labels
 
