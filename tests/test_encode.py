@@ -648,3 +648,15 @@ def test_encoding_into_a_folder_that_holds_codes_is_refused(
     result = encode.encode(gen, torch.zeros(1, 3, 16, 16), steps=1)
     with pytest.raises(XDreamError, match="already holds"):  # the Python API too
         encode.save(out, result, ["blue"], gen)
+
+
+def test_a_param_value_is_read_as_a_yaml_config_reads_it() -> None:
+    """`--param size=012` was read by YAML 1.1 as 10 (octal), `--param x=no` as false; a
+    config's YAML reading refuses both, and so does --param now."""
+    from xdream.cli_media import _key_value
+
+    assert _key_value("size=012") == ("size", "012")
+    assert _key_value("flag=no") == ("flag", "no")
+    assert _key_value("size=128") == ("size", 128)
+    assert _key_value("decay_power=1e-3") == ("decay_power", 0.001)
+    assert _key_value("flag=true") == ("flag", True)

@@ -16,12 +16,16 @@ from xdream.errors import ConfigError, RecordUnreadableError, XDreamError
 
 
 def _key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``, the value read as a YAML config's is (``size=012`` and ``x=no`` are
+    strings, which the parameter refuses, not 10 and false)."""
     import yaml
+
+    from xdream.config import _UniqueKeyLoader
 
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. size=256), got {text!r}")
-    return key.strip(), yaml.safe_load(value)
+    return key.strip(), yaml.load(value, Loader=_UniqueKeyLoader)
 
 
 def cmd_encode(args: argparse.Namespace, console: Any) -> int:
