@@ -412,7 +412,7 @@ def test_a_folder_report_lists_a_run_with_an_unreadable_record(run: Path, tmp_pa
     (folder / "torn" / "summary.json").write_text(json.dumps({**summary, "status": "stopped"}))
     row = html.unescape(torn_row())
     # a run built in Python (no config.yaml): continued from Python, not by `xdream resume`
-    python = "continuing it in Python (Experiment(...).restore(), then run()) rebuilds it"
+    python = "continuing it in Python (e = Experiment(...); e.restore(); e.run()) rebuilds it"
     assert f"record unreadable (RuntimeError): {python}" in row
     shutil.copy(run / "config.yaml", folder / "torn" / "config.yaml")  # as one from a config
     row = html.unescape(torn_row())
@@ -705,7 +705,7 @@ def test_a_finished_runs_unreadable_record_gets_true_advice(
     page = html.unescape(report.write_report(tmp_path / "runs").read_text())
     assert "cannot be rebuilt (its journal is gone): restore a backup" in page
     # built in Python: continued from Python, which rebuilds it (xdream resume cannot)
-    assert "continuing it in Python (Experiment(...).restore(), then run()) rebuilds it" in page
+    assert "continuing it in Python (e = Experiment(...); e.restore(); e.run()) rebuilds it" in page
 
 
 def test_the_report_of_a_run_without_any_response_has_no_warnings(tmp_path: Path) -> None:

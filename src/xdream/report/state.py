@@ -75,7 +75,7 @@ def _rebuild_hint(run: Path) -> str:
         return "cannot be rebuilt (its journal is gone): restore a backup"
     if (resume_folder(run) / "config.yaml").exists():
         return f"xdream resume {resume_folder(run)} rebuilds it"
-    return "continuing it in Python (Experiment(...).restore(), then run()) rebuilds it"
+    return "continuing it in Python (e = Experiment(...); e.restore(); e.run()) rebuilds it"
 
 
 def _row_status(run: Path, summary: dict[str, Any]) -> str:
