@@ -1189,7 +1189,10 @@ def test_a_folder_made_read_only_or_moved_mid_run_is_one_clear_error_and_resume_
             "the folder was moved or deleted: continuing the run from its current path "
             "rebuilds them"
         )
-        assert "continue the run from the folder's current path (`xdream resume` there" in message
+        assert (
+            "current path (`xdream resume` there, or e = Experiment(...); e.restore(); e.run()"
+            in message
+        )
     else:
         assert message.startswith(
             f"cannot write {cut / 'journal' / 'gen000003.npz'} (Read-only file system)"
@@ -1274,7 +1277,11 @@ def test_a_second_experiment_in_the_same_process_is_refused_and_the_first_keeps_
     first._start()
     first.step()
     second = tiny_experiment(tmp_path / "run", generations=4)
-    with pytest.raises(FolderInUseError, match="another experiment of this process"):
+    with pytest.raises(
+        FolderInUseError,
+        match=r"another experiment of this process.*then e = Experiment\(\.\.\.\); "
+        r"e\.restore\(\); e\.run\(\)",
+    ):
         second.restore()
     with pytest.raises(FolderInUseError, match="another experiment of this process"):
         second.run()

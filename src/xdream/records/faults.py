@@ -147,7 +147,8 @@ def raise_if_folder_fault(err: BaseException, out: Path) -> None:
             f"the folder {out} was moved or deleted while the run went on (writing {what}: "
             f"{reason}). If it was moved, its journal and checkpoint hold every generation "
             "finished before: continue the run from the folder's current path (`xdream "
-            "resume` there, or Experiment(...).restore() in Python for a run built there)."
+            "resume` there, or e = Experiment(...); e.restore(); e.run() in Python for a run "
+            "built there)."
         ) from err
     if not RunFolder(out).recorded():
         raise XDreamError(

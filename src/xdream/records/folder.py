@@ -134,8 +134,8 @@ class RunFolder:
                 "Experiment or MultiExperiment that has not finished with it). Let it finish, "
                 "or let go of it first: release_folder() on an Experiment (release_folders() "
                 "on a MultiExperiment), or `del` it (a notebook's last traceback may keep it: "
-                "restart the kernel); then Experiment(...).restore() (MultiExperiment.resume) "
-                "continues where it stopped."
+                "restart the kernel); then e = Experiment(...); e.restore(); e.run() "
+                "(MultiExperiment.resume) continues where it stopped."
             ),
             held_elsewhere=lambda holder: (
                 f"{str(self.path)!r} is in use by another xdream process ({holder}). Wait "
