@@ -475,3 +475,44 @@ def test_accept_is_refused_for_a_run_built_from_a_config(tmp_path: Path) -> None
     again = Experiment.from_config(cfg, tmp_path / "run", unit=ones)
     with pytest.raises(XDreamError, match=r"is for a run built from Python objects; .*config.yaml"):
         again.restore(accept=["target.function"])
+
+
+def test_a_weights_file_named_by_a_relative_path_or_a_link_restores_with_the_same_objects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same objects restore a run whose weight file they name by a relative path or
+    through a symbolic link (a virtual environment reached through a linked folder): the
+    recorded path was replaced by the resolved one, and restore refused a change never made
+    (audit V2-1). The same relative name in another directory, holding another file, is
+    refused, naming both files; a file replaced at its path is taken with accept (and the
+    record says so, audit V2-2)."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "w.pth").write_bytes(b"a" * 1000)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path)
+    for name, weights in (("relative", "real/w.pth"), ("linked", str(tmp_path / "link/w.pth"))):
+        out = tmp_path / name
+        stopped_after_one(DescribedScorer(weights=weights), out)
+        again = build(DescribedScorer(weights=weights), out)
+        again.restore()
+        assert again.config_changes == []
+        again.release_folder()
+    other = tmp_path / "elsewhere"
+    (other / "real").mkdir(parents=True)
+    (other / "real" / "w.pth").write_bytes(b"b" * 1000)
+    monkeypatch.chdir(other)
+    with pytest.raises(XDreamError, match=r"weights file is now .*elsewhere/real/w\.pth .*not the"):
+        build(DescribedScorer(weights="real/w.pth"), tmp_path / "relative").restore()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "real" / "w.pth").write_bytes(b"c" * 1000)
+    with pytest.raises(XDreamError, match=r"changed since the run read it.*accept=\['target"):
+        build(DescribedScorer(weights="real/w.pth"), tmp_path / "relative").restore()
+    taken = build(DescribedScorer(weights="real/w.pth"), tmp_path / "relative")
+    taken.restore(accept=["target.weights"])
+    (listed,) = taken.config_changes
+    assert taken.run()["generations"] == 3
+    (entry,) = records.read(tmp_path / "relative").config["accepted"]
+    assert entry["changes"] == [listed]
+    assert entry["generation"] == 1
+    (change,) = entry["changes"]
+    assert change.startswith("target.weights: ") and "1000 bytes" in change

@@ -216,6 +216,12 @@ def files_named(built: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _described(identity: dict[str, Any]) -> str:
+    """A :func:`file_identity` record in words: ``'/p/w.pth' (123 bytes, fingerprint abc...)``."""
+    fingerprint = str(identity.get("sha256_ends"))[:12]
+    return f"{identity.get('path')!r} ({identity.get('size')} bytes, fingerprint {fingerprint})"
+
+
 def _same_file(then: Any, now: Any) -> bool:
     """Whether two :func:`file_identity` records name files of the same size and fingerprint."""
     if not isinstance(then, dict) or not isinstance(now, dict):
@@ -820,7 +826,10 @@ class Experiment:
         self._extra_layout: ExtraLayout = {}  # the scorer's extra rows recorded so far
         self._objects: dict[str, Any] | None = None  # see _built()
         self._accept: tuple[str, ...] = ()  # keys whose differences restore() takes
-        self._accepted: list[dict[str, Any]] = []  # what restore(accept=) took, when (_built)
+        self._accepted: list[dict[str, Any]] = []  # what earlier restores took (_built)
+        self._taking: list[str] = []  # what this restore(accept=) takes, from _taking_at on
+        self._taking_at: Any = None
+        self._taken_keys: set[str] = set()  # the keys whose differences this restore took
         self._initial: bytes = b""  # state_dict() when the run started, pickled
         self._tick = time.perf_counter()  # wall clock of the last time accounted in ``seconds``
         self._lock: FolderLock | None = None  # held from the first write to finish()
@@ -1168,16 +1177,16 @@ class Experiment:
             return []
         earlier = then.get(ACCEPTED)
         self._accepted = list(earlier) if isinstance(earlier, list) else []
+        self._taking, self._taken_keys = [], set()  # (a restore refused before took nothing)
         now = self._built()
-        then = self._moved_files(then, state.get("files"))
+        then = self._moved_files(then, now, state.get("files"))
         old, new = _comparable(then, now, strict=strict)
         defining, allowed = config_changes(old, new)
         defining, taken = _accepted(defining, self._accept, old, new)
         if defining:
             raise ConfigChangedError(objects_changed_message(self.folder.path, defining), then, now)
-        if taken:  # kept with the objects: record.h5 and later checkpoints say it happened
-            generation = state.get("generation")
-            self._accepted.append({"generation": generation, "changes": taken})
+        self._taken_keys = {_changed_key(c) for c in taken}
+        self._taking, self._taking_at = list(taken), state.get("generation")
         target = now.get("target")
         if self._objects is not None and isinstance(target, dict) and "noise_seed" in target:
             # the run's noise goes on from its checkpoint, drawn from the seed the run recorded:
@@ -1188,21 +1197,22 @@ class Experiment:
             self._objects["target"] = {**target, "noise_seed": seed}
         return allowed + taken
 
-    def _moved_files(self, then: dict[str, Any], files: Any) -> dict[str, Any]:
+    def _moved_files(self, then: dict[str, Any], now: dict[str, Any], files: Any) -> dict[str, Any]:
         """``then`` (what a run built in Python was built with) with the path of each
-        :data:`READ_AGAIN` file that the checkpoint's ``files`` record and that is now at
-        another path with the same size and fingerprint (a virtual environment made again
-        elsewhere, a folder moved) made the path given now: the same file, not a change."""
+        :data:`READ_AGAIN` file that the checkpoint's ``files`` record and that the objects
+        ``now`` name otherwise (another path, a relative path or one through a link to the
+        same place, a virtual environment made again elsewhere) but with the same size and
+        fingerprint made the path ``now`` gives: the same file, not a change."""
         if not isinstance(files, dict):
             return then
         moved = dict(then)
-        for key, now in self.files_read.items():
+        for key, identity in self.files_read.items():
             section, name = key.split(".")
-            part = moved.get(section)
-            if not isinstance(part, dict) or part.get(name) == now["path"]:
+            part, given = moved.get(section), now.get(section)
+            if not isinstance(part, dict) or not isinstance(given, dict):
                 continue
-            if _same_file(files.get(key), now):
-                moved[section] = {**part, name: now["path"]}
+            if part.get(name) != given.get(name) and _same_file(files.get(key), identity):
+                moved[section] = {**part, name: given.get(name)}
         return moved
 
     def _changes_since_start(self) -> list[str]:
@@ -1280,9 +1290,13 @@ class Experiment:
                 continue
             section, name = key.split(".")
             if self.config is None:  # built in Python: the objects name the file
-                if then.get("path") == now["path"]:
+                if key not in self._accept and key not in self._taken_keys:
                     self._refuse_other_file(key, then, now)
-                continue  # named by another path, which restore(accept=[key]) took
+                if key not in self._taken_keys:  # the same name, another file: say so too
+                    change = f"{key}: {_described(then)} -> {_described(now)}"
+                    self._taking.append(change)
+                    self.config_changes.append(change)
+                continue
             given = self.config.to_dict()[section][name]
             now_is = f"{now['size']} bytes, fingerprint {now['sha256_ends'][:12]}"
             then_was = f"{then.get('size')} bytes, fingerprint {str(then.get('sha256_ends'))[:12]}"
@@ -1306,16 +1320,25 @@ class Experiment:
 
     def _refuse_other_file(self, key: str, then: dict[str, Any], now: dict[str, Any]) -> None:
         """Refuse to continue a run built in Python whose ``key`` file (``target.weights``:
-        the scorer's weights) is at the path the run read but is another file now."""
+        the scorer's weights) is another file than the one the run read: changed at its path,
+        or another file that the objects name the same way (a relative path taken from another
+        directory)."""
         section, name = key.split(".")
         role = {"target": "scorer", "generator": "generator"}.get(section, section)
+        then_was = f"{then.get('size')} bytes, fingerprint {str(then.get('sha256_ends'))[:12]}"
+        now_is = f"{now['size']} bytes, fingerprint {now['sha256_ends'][:12]}"
+        which = (
+            f"{now['path']} changed since the run read it ({then_was}; now {now_is})"
+            if then.get("path") == now["path"]
+            else f"is now {now['path']} ({now_is}), not the file the run read, "
+            f"{then.get('path')} ({then_was}); a relative path is taken from the current "
+            "directory"
+        )
         raise XDreamError(
-            f"cannot restore {str(self.folder.path)!r}: the {role}'s {name} file "
-            f"{now['path']} changed since the run read it ({then.get('size')} bytes, "
-            f"fingerprint {str(then.get('sha256_ends'))[:12]}; now {now['size']} bytes, "
-            f"fingerprint {now['sha256_ends'][:12]}). Continuing would mix two sets of weights "
-            "in one record, so nothing was changed. Put back the file the run read, or start "
-            "a new run in another folder."
+            f"cannot restore {str(self.folder.path)!r}: the {role}'s {name} file {which}. "
+            "Continuing would mix two sets of weights in one record, so nothing was changed. "
+            "Put back the file the run read, or start a new run in another folder; a file you "
+            f"know holds the same weights is taken with restore(accept=[{key!r}])."
         )
 
     def _refuse_lost_checkpoint(self) -> None:
@@ -1746,8 +1769,11 @@ class Experiment:
             # the files they read, as a config's run records them: restore refuses another
             self.files_read = files_named(self._objects)
         built = {**now, **self._objects}
-        if self._accepted:  # the record says what the earlier generations ran with
-            built[ACCEPTED] = [dict(entry) for entry in self._accepted]
+        history = [dict(entry) for entry in self._accepted]
+        if self._taking:  # this restore's, from the generation it continues at
+            history.append({"generation": self._taking_at, "changes": list(self._taking)})
+        if history:  # the record says what the earlier generations ran with
+            built[ACCEPTED] = history
         return built
 
     def _config_dict(self) -> dict[str, Any]:
