@@ -1656,6 +1656,11 @@ def test_a_pause_after_a_skipped_response_names_it_and_the_rig_sim_answers_again
     assert "move the file aside" in said and "have the rig write block 0's response again" in said
     assert f"if [rig] is wrong, fix it in {str(out / 'config.yaml')!r}" in said
     assert said.endswith(f"continue with `xdream resume {out}` (block 0 is awaited again)")
+    # after the first generation resume refuses a [rig] edit: the pause does not advise one
+    # (it did, and the advised edit was refused; audit V2-5)
+    later = exp.scorer._pause_message({"block": 5, "generation": 1}, "block005.csv (why)")
+    assert "fix it in" not in later
+    assert "[rig] keeps its values once a generation is recorded" in later
     assert read_status(out)["state"] == "paused" and read_status(out)["reason"] == said
     (stim / "block000.csv").rename(tmp_path / "block000.csv")  # moved aside
     with thread_rig(stim, response_format="csv", gains=(0.5, 1.0, 1.0, 2.0)) as sim:

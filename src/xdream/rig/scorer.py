@@ -565,11 +565,20 @@ class RigScorer(Scorer):
         where = f" in {str(config)!r}" if config.exists() else ""
         copy = f" (a malformed one is copied to {str(self.rig_dir / 'responses')!r})"
         backed_up = self.params.backup and "(malformed: " in skipped
+        if blk.get("generation") == 0:  # nothing recorded yet: the run starts again
+            fix_rig = (
+                f"if [rig] is wrong, fix it{where} (the run starts again from its first generation)"
+            )
+        else:  # resume refuses other [rig] keys once a generation is recorded
+            fix_rig = (
+                "[rig] keeps its values once a generation is recorded (but match and the "
+                "waiting keys), so if the file's format or channels differ from what [rig] "
+                "asks for, have the rig write (or convert the file to) what it asks for"
+            )
         return (
             f"{head}: the rig answered, but xdream skipped {skipped}. If the rig wrote it wrong, "
             f"fix the rig, move the file aside{copy if backed_up else ''} and have the "
-            f"rig write block {b}'s response again; if [rig] is wrong, fix it{where}. Then "
-            f"continue with {then}"
+            f"rig write block {b}'s response again; {fix_rig}. Then continue with {then}"
         )
 
     # ------------------------------------------------------------------ reading responses
