@@ -90,3 +90,23 @@ def _with_func(parser: Any, func: Any) -> Any:
 
     parser.parse_args = parse_args
     return parser
+
+
+def test_the_notes_of_a_ctrl_c_are_printed_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run stopped by Ctrl-C (or SIGTERM, SIGHUP: the same path) whose scorer could not be
+    told says so after the interrupted line; only an XDreamError's notes were printed (audit
+    V2-4)."""
+
+    def interrupted(args: Any, console: Any) -> int:
+        stop = KeyboardInterrupt()
+        add_note(stop, "the scorer could not be told that the run stopped")
+        raise stop
+
+    parser = xdream.cli.build_parser
+    monkeypatch.setattr(xdream.cli, "build_parser", lambda: _with_func(parser(), interrupted))
+    assert xdream.cli.main(["list"]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "xdream: note: the scorer could not be told that the run stopped"
+    )

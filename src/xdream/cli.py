@@ -487,6 +487,13 @@ def _say(line: str) -> None:
         print(line, file=sys.stderr)
 
 
+def _say_notes(err: BaseException) -> None:
+    """Print the notes on the error that stopped a command (what else went wrong while it
+    stopped: records not brought up to date, a rig that could not be told), one line each."""
+    for note in notes_of(err):
+        _say(f"xdream: note: {note}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xdream`` console command."""
     given = list(sys.argv[1:] if argv is None else argv)
@@ -506,11 +513,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = func(args, console)
     except XDreamError as err:
         print(f"xdream: error: {err}", file=sys.stderr)
-        for note in notes_of(err):  # what else went wrong while it stopped
-            print(f"xdream: note: {note}", file=sys.stderr)
+        _say_notes(err)
         status = getattr(err, "exit_status", 2)  # 3: a paused rig run (RigPaused)
     except Terminated as err:
         _say(_interrupted(args, str(err)))
+        _say_notes(err)
         status = 128 + err.signum
     except OSError as err:  # the terminal that hung up, written to on the way out
         stop = _terminated_under(err)
@@ -518,8 +525,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _say(_interrupted(args, str(stop)))
         status = 128 + stop.signum
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         print(_interrupted(args), file=sys.stderr)
+        _say_notes(err)
         status = 130
     finally:
         for signum, handler in replaced.items():
