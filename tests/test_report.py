@@ -1537,6 +1537,6 @@ def test_a_run_stopped_in_its_first_generation_says_so_not_that_it_had_no_refere
     (run / "rig" / "status.json").write_text(json.dumps(status))
     text = html.unescape(report.write_report(run).read_text())
     assert (
-        "paused by the rig loop: no response to block 0 in 'responses' within 6 s "
-        "(continue it with xdream resume run)"
+        "paused: no response to block 0 in 'responses' within 6 s (rig/status.json); "
+        "continue it with xdream resume run"
     ) in text

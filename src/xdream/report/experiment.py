@@ -259,14 +259,14 @@ def _taken_text(taken: list[Any]) -> str:
 
 
 def _stopped_text(run: Path) -> str:
-    """The status of a run that stopped before finishing: paused or stopped by its rig loop,
-    with the reason and how to go on that ``rig/status.json`` gives, or else stopped with its
-    process gone."""
+    """The status of a run that stopped before finishing: a rig run's state (paused, stopped)
+    with the reason and how to go on that ``rig/status.json`` gives (a pause, Ctrl-C, an
+    error), or else stopped with its process gone."""
     try:
         rig = json.loads((run / "rig" / "status.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):  # no rig, or a status file torn or unreadable
         rig = None
     if isinstance(rig, dict) and rig.get("state") in ("paused", "stopped") and rig.get("reason"):
         how = rig.get("continue_with") or continue_with(run)
-        return f"{rig['state']} by the rig loop: {rig['reason']} (continue it with {how})"
+        return f"{rig['state']}: {rig['reason']} (rig/status.json); continue it with {how}"
     return f"stopped before finishing (its process is gone): continue it with {continue_with(run)}"
