@@ -1085,3 +1085,28 @@ def test_the_progress_line_of_a_run_without_references_counts_no_unit_above_them
         r"generation 0 \(1/1 done\): 3 units, median best \S+, no reference shown", text
     )
     assert "above their best reference" not in text
+
+
+def test_a_seed_edited_before_the_first_checkpoint_is_listed_once_not_per_unit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A many-unit run stopped before its first checkpoint starts again with config.yaml's
+    edits, which `xdream resume` lists; an edited seed also listed every unit's derived
+    noise_seed, a key config.yaml does not hold, once per unit (audit V2-3)."""
+    from xdream.cli import main
+
+    raw = small_config(generations=1)
+    raw["experiment"]["n_references"] = 0
+    out = tmp_path / "run"
+    first = MultiExperiment.from_config(config.from_dict(raw), out)
+    for e in first.experiments:
+        e._start()
+    first.release_folders()
+    text = (out / "config.yaml").read_text()
+    (out / "config.yaml").write_text(text.replace("seed: 1", "seed: 2"))
+    assert main(["resume", str(out)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert (
+        "config.yaml changed since the last session, taking effect now: experiment.seed: 1 -> 2; "
+        "experiment.noise_seed of each unit (drawn from noise_seed or seed)"
+    ) in said

@@ -1287,8 +1287,12 @@ def run_many(config: Any, out: Path, console: Any) -> int:
         )
         from xdream.cli import print_config_changes
 
-        changes = [c for e in multi.experiments for c in e.config_changes]
-        print_config_changes(list(dict.fromkeys(changes)), console)
+        changes = list(dict.fromkeys(c for e in multi.experiments for c in e.config_changes))
+        derived = [c for c in changes if c.startswith("experiment.noise_seed: ")]
+        if derived:  # each unit's own, drawn from the run's noise_seed or seed: said once
+            changes = [c for c in changes if c not in derived]
+            changes.append("experiment.noise_seed of each unit (drawn from noise_seed or seed)")
+        print_config_changes(changes, console)
     else:
         if (out / "config.yaml").exists():  # units/ alone: killed before anything was written
             from xdream.records import RunFolder
