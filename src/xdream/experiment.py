@@ -193,20 +193,15 @@ def files_read(config: Config) -> dict[str, dict[str, Any]]:
     """:func:`file_identity` of each :data:`READ_AGAIN` file ``config`` names, by
     ``"section.key"`` (a rig's run reads no ``[target]`` weights)."""
     sections = config.to_dict()
-    found: dict[str, dict[str, Any]] = {}
-    for section, key in READ_AGAIN:
-        if section == "target" and config.rig is not None:
-            continue
-        value = (sections.get(section) or {}).get(key)
-        if isinstance(value, str) and Path(value).expanduser().is_file():
-            found[f"{section}.{key}"] = file_identity(value)
-    return found
+    if config.rig is not None:
+        sections = {k: v for k, v in sections.items() if k != "target"}
+    return files_named(sections)
 
 
 def files_named(built: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """:func:`file_identity` of each :data:`READ_AGAIN` file that the objects of a run built in
-    Python name (:meth:`Experiment._built`: a CNN unit's ``weights``, a generator's), by
-    ``"section.key"``; a value that is no existing file is left out."""
+    """:func:`file_identity` of each :data:`READ_AGAIN` file that ``built`` names (a config's
+    sections, or :meth:`Experiment._built` of a run built in Python: a CNN unit's ``weights``,
+    a generator's), by ``"section.key"``; a value that is no existing file is left out."""
     found: dict[str, dict[str, Any]] = {}
     for section, key in READ_AGAIN:
         part = built.get(section)
@@ -1219,7 +1214,8 @@ class Experiment:
         """For a run stopped before its first checkpoint, which starts again from the first
         generation: every difference between the config it started with (``record.h5``'s copy)
         and this one, which all take effect (:attr:`config_changes`; ``xdream resume`` prints
-        them). None for a run built from Python objects, or a record that cannot be read."""
+        them). None (``[]``) for a run built from Python objects, or a record that cannot be
+        read."""
         then = self._recorded_config()
         if self.config is None or not isinstance(then, dict):
             return []
@@ -1278,8 +1274,10 @@ class Experiment:
         says the run read (another size or fingerprint): a relative path resolved in another
         directory, a file replaced since. Checkpoints written before files were recorded
         pass. A run built in Python (whose objects name the files, :func:`files_named`) is
-        refused a file changed at the same path; one at another path was compared by
-        :meth:`_check_objects` (the same file moved passes)."""
+        refused another file under the name its objects give (changed at its path, or a
+        relative name found in another directory), unless ``restore(accept=[key])`` takes it
+        (then recorded as taken); the same file under another name passed
+        :meth:`_check_objects` (:meth:`_moved_files`)."""
         if not isinstance(saved, dict):
             return
         for key, now in self.files_read.items():
