@@ -4,6 +4,7 @@ a traceback from inside a library, never a run of nonsense."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -499,3 +500,40 @@ def test_yaml_still_reads_plain_numbers_and_true_false(tmp_path: Path) -> None:
     again = tmp_path / "again.yaml"
     config.dump_yaml(read, again)
     assert config.load(again) == read
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".yaml", ".json"])
+@pytest.mark.parametrize(
+    ("section", "key", "quoted"),
+    [("experiment", "seed", "3"), ("noise", "ns", "0.5"), ("target", "pre_activation", "true")],
+)
+def test_the_fix_a_refusal_gives_works_in_every_config_format(
+    tmp_path: Path, suffix: str, section: str, key: str, quoted: str
+) -> None:
+    """The fix for a value of the wrong kind is written as a value, not as TOML's `key = value`
+    (a YAML file was told `as in seed = 3`), and writing that value into the same file loads."""
+
+    def write(value: str) -> Path:
+        table = {"name": '"gain"'} if section == "noise" else {}
+        table[key] = value
+        path = tmp_path / f"c{suffix}"
+        if suffix == ".toml":
+            lines = [f"[{section}]"] + [f"{k} = {v}" for k, v in table.items()]
+        elif suffix == ".yaml":
+            lines = [f"{section}:"] + [f"  {k}: {v}" for k, v in table.items()]
+        else:
+            pairs = ", ".join(f'"{k}": {v}' for k, v in table.items())
+            lines = [f'{{"{section}": {{{pairs}}}}}']
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    with pytest.raises(ConfigError) as err:
+        config.load(write(f'"{quoted}"'))
+    message = str(err.value)
+    assert " = " not in message and f"{key}:" not in message  # no one format's syntax
+    fix = re.search(r"without quotes, as (\S+) rather than \"(\S+)\"", message)
+    assert fix is not None, message
+    assert fix.group(2) == quoted
+    loaded = config.load(write(fix.group(1)))
+    read = getattr(loaded, section)
+    assert (read[key] if isinstance(read, dict) else getattr(read, key)) == json.loads(quoted)

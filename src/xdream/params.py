@@ -19,12 +19,12 @@ from xdream.errors import ConfigError, did_you_mean
 P = TypeVar("P")
 
 _FIX = {
-    "an integer": "write a whole number without quotes, as in {key} = 3",
-    "a number": "write a number without quotes, as in {key} = 0.5",
-    "true or false": "write true or false without quotes, as in {key} = true",
-    "a string": 'write it in quotes, as in {key} = "..."',
+    "an integer": 'write a whole number without quotes, as 3 rather than "3"',
+    "a number": 'write a number without quotes, as 0.5 rather than "0.5"',
+    "true or false": 'write true or false without quotes, as true rather than "true"',
+    "a string": 'write it in quotes, as "..."',
 }
-"""How to write a value of each kind in a config file (``{key}``: the key)."""
+"""How to write a value of each kind, in words that hold for TOML, YAML and JSON alike."""
 
 
 def build_params(cls: type[P], values: Mapping[str, Any], where: str) -> P:
@@ -57,7 +57,7 @@ def build_params(cls: type[P], values: Mapping[str, Any], where: str) -> P:
     for key, value in values.items():
         expected = mismatch(hints[key], value)
         if expected is not None:
-            fix = (_FIX.get(expected) or _FIX.get(expected.split(" or ")[0], "")).format(key=key)
+            fix = _FIX.get(expected) or _FIX.get(expected.split(" or ")[0], "")
             fix += _yaml_1_1(value)
             raise ConfigError(
                 f"{where}: {key!r} must be {expected}, got {describe(value)}"
