@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -87,7 +87,11 @@ def check_image_values(images: torch.Tensor, what: str = "images") -> None:
     raise XDreamError(f"{expected} values from {low:.4g} to {high:.4g} ({fix})")
 
 
-class Generator(torch.nn.Module, abc.ABC):
+P = TypeVar("P")
+"""The hyperparameter dataclass of a generator (``Generator[FourierParams]``)."""
+
+
+class Generator(torch.nn.Module, abc.ABC, Generic[P]):
     """Base class for image generators.
 
     Subclasses set ``name``, ``Params`` (a frozen dataclass), ``code_dim`` and ``output_size`` and
@@ -106,9 +110,9 @@ class Generator(torch.nn.Module, abc.ABC):
     starts, or which file holds the weights): codes encoded under other values of them still fit
     (:func:`xdream.encode.load_codes` compares the others with the codes' own)."""
 
-    def __init__(self, params: Any) -> None:
+    def __init__(self, params: P) -> None:
         super().__init__()
-        self.params = params
+        self.params: P = params
         self.code_dim: int = 0
         self.output_size: tuple[int, int] = (0, 0)
 

@@ -81,7 +81,7 @@ class CPPNParams:
 
 
 @register
-class CPPNGenerator(Generator):
+class CPPNGenerator(Generator[CPPNParams]):
     """Smooth abstract patterns: a small per-pixel network whose weights are the code.
 
     A CPPN (Stanley 2007, "Compositional pattern producing networks"; used as an image
@@ -107,8 +107,6 @@ class CPPNGenerator(Generator):
     same_image_params = frozenset({"size"})  # the same picture at another resolution
 
     coords: torch.Tensor
-
-    params: CPPNParams
 
     def __init__(self, params: CPPNParams) -> None:
         super().__init__(params)

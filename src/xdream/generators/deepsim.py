@@ -462,7 +462,7 @@ class DeePSiMParams:
                 raise ValueError(f"{key} must be a file path (string) or None, got {value!r}")
 
 
-class DeePSiMGenerator(Generator):
+class DeePSiMGenerator(Generator[DeePSiMParams]):
     """Base of the eight DeePSiM generators; subclasses only set ``name``.
 
     >>> gen = make("deepsim-fc6", weights="fc6.pt")  # doctest: +SKIP
@@ -471,7 +471,6 @@ class DeePSiMGenerator(Generator):
     """
 
     Params = DeePSiMParams
-    params: DeePSiMParams
     # the same network may come in another file or format; the others only start a search
     same_image_params: ClassVar[frozenset[str]] = frozenset(
         {"weights", "prototxt", "init", "init_mean", "init_std", "init_stats"}

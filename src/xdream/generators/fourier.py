@@ -114,7 +114,7 @@ def code_layout(max_freq: int) -> list[tuple[int, int, int, str]]:
 
 
 @register
-class FourierGenerator(Generator):
+class FourierGenerator(Generator[FourierParams]):
     """Natural-statistics images from a Fourier code (the embedded default generator).
 
     Image parameterisation of Mordvintsev et al. (2018), "Differentiable image
@@ -140,8 +140,6 @@ class FourierGenerator(Generator):
     weights: torch.Tensor
     color: torch.Tensor
     slots: torch.Tensor
-
-    params: FourierParams
 
     def __init__(self, params: FourierParams) -> None:
         super().__init__(params)

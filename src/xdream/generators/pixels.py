@@ -37,7 +37,7 @@ class PixelsParams:
 
 
 @register
-class PixelsGenerator(Generator):
+class PixelsGenerator(Generator[PixelsParams]):
     """A code is a low-resolution image: ``sigmoid(code)`` upsampled bilinearly to ``size``.
 
     The simplest code space, the baseline against which Xiao & Kreiman (2020) compare the
@@ -60,8 +60,6 @@ class PixelsGenerator(Generator):
     name = "pixels"
     Params = PixelsParams
     same_image_params = frozenset({"size"})  # the same picture at another resolution
-
-    params: PixelsParams
 
     def __init__(self, params: PixelsParams) -> None:
         super().__init__(params)

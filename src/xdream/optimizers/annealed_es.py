@@ -191,7 +191,7 @@ NOISE_TOLERANCE = 1e-6
 
 
 @register
-class AnnealedES(Optimizer):
+class AnnealedES(Optimizer[AnnealedESParams]):
     """Mirrored evolution strategy with all-rank weights and an annealed step size.
 
     Generation ``g`` shows, in this order: the mean ``m`` (``show_mean``), the mean again
@@ -238,7 +238,6 @@ class AnnealedES(Optimizer):
     # 7: colour steps scaled by chroma (0.3 on pixels); 8: spectrum power schedule (fourier: 0
     # to -0.5 while the responses are repeatable and untied)
     version: ClassVar[int] = 8
-    _params: AnnealedESParams
 
     def __init__(
         self,

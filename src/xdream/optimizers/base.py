@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import numbers
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -63,7 +63,11 @@ def _real_scores(scores: Any) -> Scores:
     raise XDreamError(f"scores must be real numbers or NaN (no response), got {got}")
 
 
-class Optimizer(abc.ABC):
+P = TypeVar("P")
+"""The hyperparameter dataclass of an optimiser (``Optimizer[GeneticParams]``)."""
+
+
+class Optimizer(abc.ABC, Generic[P]):
     """Base class: validation, best-so-far tracking, ids, and state with the RNG.
 
     Subclasses implement :meth:`_ask`, :meth:`_tell` and, when they hold state beyond the base's,
@@ -80,7 +84,7 @@ class Optimizer(abc.ABC):
     the old behaviour are not mixed with new ones (``xdream.bench.optimizers``)."""
 
     def __init__(
-        self, dim: int, params: Any, seed: int | None = None, init_codes: Codes | None = None
+        self, dim: int, params: P, seed: int | None = None, init_codes: Codes | None = None
     ) -> None:
         if not isinstance(dim, (int, np.integer)) or dim < 1:
             raise XDreamError(f"code dimension must be a positive integer, got {dim!r}")
@@ -103,7 +107,7 @@ class Optimizer(abc.ABC):
         return self._dim
 
     @property
-    def params(self) -> Any:
+    def params(self) -> P:
         """The hyperparameters (a frozen dataclass)."""
         return self._params
 
@@ -259,7 +263,7 @@ class Optimizer(abc.ABC):
         return arr
 
 
-class MinimiserAdapter(Optimizer):
+class MinimiserAdapter(Optimizer[P]):
     """Base of the adapters to minimising libraries (pycma, nevergrad).
 
     A generation shows the library's candidates (:meth:`_show`, called by the subclass's

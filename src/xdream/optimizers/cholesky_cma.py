@@ -110,7 +110,7 @@ class LowRankFactor:
 
 
 @register
-class CholeskyCMA(Optimizer):
+class CholeskyCMA(Optimizer[CholeskyCMAParams]):
     """Cholesky rank-one CMA-ES (Wang & Ponce, GECCO 2022; after Igel et al. 2006).
 
     Samples ``x_k = m + sigma z_k A``, ``z_k ~ N(0, I)``. With the best ``mu = lambda / 2``
@@ -143,7 +143,6 @@ class CholeskyCMA(Optimizer):
 
     name: ClassVar[str] = "cholesky-cma"
     Params: ClassVar[type[CholeskyCMAParams]] = CholeskyCMAParams
-    _params: CholeskyCMAParams
 
     def __init__(
         self,

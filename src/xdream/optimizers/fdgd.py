@@ -48,7 +48,7 @@ class FDGDParams:
 
 
 @register
-class FDGD(Optimizer):
+class FDGD(Optimizer[FDGDParams]):
     """Finite-difference gradient ascent, as in XDream (Xiao & Kreiman, PLoS Comput Biol 2020).
 
     Perturbations ``d_i ~ N(0, r^2 I)`` around the centre ``x``; with ``nu_i = mean_j |d_ij|`` and
@@ -74,7 +74,6 @@ class FDGD(Optimizer):
 
     name: ClassVar[str] = "fdgd"
     Params: ClassVar[type[FDGDParams]] = FDGDParams
-    _params: FDGDParams
 
     def __init__(
         self,

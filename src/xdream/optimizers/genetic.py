@@ -120,7 +120,7 @@ def fitness(
 
 
 @register
-class Genetic(Optimizer):
+class Genetic(Optimizer[GeneticParams]):
     """XDream's genetic algorithm (Xiao & Kreiman, PLoS Comput Biol 2020), exact.
 
     Each generation: codes without a response (NaN) are shown again unchanged; the valid codes
@@ -144,7 +144,6 @@ class Genetic(Optimizer):
 
     name: ClassVar[str] = "genetic"
     Params: ClassVar[type[GeneticParams]] = GeneticParams
-    _params: GeneticParams
 
     def __init__(
         self,

@@ -51,7 +51,7 @@ class NESParams:
 
 
 @register
-class NES(Optimizer):
+class NES(Optimizer[NESParams]):
     """Natural evolution strategy as in XDream (Xiao & Kreiman 2020; Ilyas et al. 2017).
 
     Antithetic samples ``x +- r eps_i`` with ``eps_i ~ N(0, I)``, ordered ``x + r eps_1 ..
@@ -78,7 +78,6 @@ class NES(Optimizer):
 
     name: ClassVar[str] = "nes"
     Params: ClassVar[type[NESParams]] = NESParams
-    _params: NESParams
 
     def __init__(
         self,

@@ -113,7 +113,7 @@ class NevergradParams:
 
 
 @register
-class Nevergrad(MinimiserAdapter):
+class Nevergrad(MinimiserAdapter[NevergradParams]):
     """Any nevergrad optimiser, asked for ``population_size`` candidates per generation.
 
     The parametrisation is ``ng.p.Array`` starting at zeros or the mean of ``init_codes``, with
@@ -137,7 +137,6 @@ class Nevergrad(MinimiserAdapter):
     Params: ClassVar[type[NevergradParams]] = NevergradParams
     # 2: nevergrad's CMA family steps with CSA, not pycma's TPA (see nevergrad_calls)
     version: ClassVar[int] = 2
-    _params: NevergradParams
 
     def __init__(
         self,

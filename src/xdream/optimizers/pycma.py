@@ -93,7 +93,7 @@ class PycmaParams:
             )
 
 
-class PycmaAdapter(MinimiserAdapter):
+class PycmaAdapter(MinimiserAdapter[PycmaParams]):
     """Base of the pycma adapters: ``ask``/``tell`` on a ``cma.CMAEvolutionStrategy``.
 
     The strategy is seeded with ``cma_seed``, drawn from the optimiser's seed. Scores are
@@ -104,7 +104,6 @@ class PycmaAdapter(MinimiserAdapter):
 
     Params: ClassVar[type[PycmaParams]] = PycmaParams
     diagonal: ClassVar[bool] = False
-    _params: PycmaParams
 
     def __init__(
         self,

@@ -48,7 +48,7 @@ class SepCMAParams:
 
 
 @register
-class SepCMA(Optimizer):
+class SepCMA(Optimizer[SepCMAParams]):
     """Separable CMA-ES: CMA-ES with a diagonal covariance ``C = diag(d^2)`` (Ros & Hansen 2008).
 
     Samples ``x_k = m + sigma d * z_k`` (elementwise), ``z_k ~ N(0, I)``. With the best
@@ -83,7 +83,6 @@ class SepCMA(Optimizer):
 
     name: ClassVar[str] = "sep-cma"
     Params: ClassVar[type[SepCMAParams]] = SepCMAParams
-    _params: SepCMAParams
 
     def __init__(
         self,

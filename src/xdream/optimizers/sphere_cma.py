@@ -95,7 +95,7 @@ def slerp(a: FloatArray, b: FloatArray, t: float) -> FloatArray:
 
 
 @register
-class SphereCMA(Optimizer):
+class SphereCMA(Optimizer[SphereCMAParams]):
     """Spherical search with a decaying angle (Wang & Ponce, GECCO 2022).
 
     Every code has norm ``R``. Generation 0 (without ``init_codes``) is ``lambda`` random
@@ -125,7 +125,6 @@ class SphereCMA(Optimizer):
 
     name: ClassVar[str] = "sphere-cma"
     Params: ClassVar[type[SphereCMAParams]] = SphereCMAParams
-    _params: SphereCMAParams
 
     def __init__(
         self,
