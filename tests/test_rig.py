@@ -1711,3 +1711,89 @@ def test_rig_sim_help_shows_its_unit_and_a_rig_report_claims_no_noise_free_score
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()
     assert "best / best reference<" in page and "(noise-free)" not in page
+
+
+# --------------------------------------------------------------------------- audit V2-8
+def _python_rig_run(run: Path, section: RigSection) -> Experiment:
+    """A run built from Python objects (as in a script or notebook) whose target is a rig."""
+    import xdream.generators
+    import xdream.optimizers
+
+    gen = xdream.generators.make("pixels", size=16, code_size=4)
+    opt = xdream.optimizers.make("genetic", dim=gen.code_dim, seed=0, population_size=4)
+    return Experiment(gen, RigScorer(section), opt, run, generations=1, n_references=0)
+
+
+def test_a_python_run_refused_for_a_missing_share_leaves_no_folder_and_runs_once_mounted(
+    tmp_path: Path,
+) -> None:
+    """A run started from Python (Experiment(...) with a RigScorer, or from a config) whose
+    absolute write_dir / score_dir is not there (a share not mounted) is refused before it
+    makes the run folder, so the same script, run again once the share is mounted, runs
+    (audit V2-8). The refusal came from RigScorer.bind, after config.yaml, record.h5, ... were
+    written, and the second try was refused as a folder that already holds an experiment."""
+    share = tmp_path / "mnt" / "rig"
+    for key in ("write_dir", "score_dir"):
+        section = RigSection(
+            **{key: str(share / key)}, timeout=3.0, poll_interval=0.002, shuffle=False
+        )
+        run = tmp_path / f"py-{key}"
+        with pytest.raises(XDreamError, match="does not exist: is the rig's share mounted"):
+            _python_rig_run(run, section).run()
+        assert not run.exists() and not (tmp_path / "mnt").exists()
+    run = tmp_path / "py-write_dir"
+    section = RigSection(write_dir=str(share), timeout=3.0, poll_interval=0.002)
+    share.mkdir(parents=True)  # mounted: the same run starts
+    with thread_rig(share):
+        assert _python_rig_run(run, section).run()["generations"] == 1
+    cfg = rig_config(generations=1, population=4, refs=0, write_dir=str(tmp_path / "off"))
+    with pytest.raises(XDreamError, match="does not exist: is the rig's share mounted"):
+        Experiment.from_config(cfg, tmp_path / "cfg").run()
+    assert not (tmp_path / "cfg").exists()
+
+
+def test_a_python_run_refused_for_leftover_block_files_leaves_no_folder(tmp_path: Path) -> None:
+    """An earlier session's block files in a rig folder refuse a run started from Python
+    before it makes the run folder; once they are moved away the same run starts (audit V2-8:
+    it had written config.yaml, record.h5, rig/ first, and was then refused as a folder that
+    holds an experiment)."""
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "block000.json").write_text("{}")
+    run = tmp_path / "run"
+    section = RigSection(write_dir=str(share), timeout=3.0, poll_interval=0.002)
+    with pytest.raises(XDreamError, match="already holds block files from another session"):
+        _python_rig_run(run, section).run()
+    assert not run.exists()
+    cfg = rig_config(generations=1, population=4, refs=0, write_dir=str(share))
+    with pytest.raises(XDreamError, match="already holds block files from another session"):
+        Experiment.from_config(cfg, run).run()
+    assert not run.exists()
+    (share / "block000.json").unlink()  # moved away: the same run starts
+    with thread_rig(share):
+        assert _python_rig_run(run, section).run()["generations"] == 1
+    # the run's own journal: its blocks are no other session's (a larger budget continues)
+    (share / "block000.json").write_text("{}")
+    again = _python_rig_run(run, section)
+    with pytest.raises(XDreamError, match="already holds an experiment"):
+        again.run()
+
+
+def test_a_resume_refused_for_a_missing_share_writes_nothing(tmp_path: Path) -> None:
+    """`xdream resume` of a rig run whose share is not mounted is refused before it writes
+    anything in the run folder (its config.yaml was rewritten, its folders made again)."""
+    share = tmp_path / "share"
+    share.mkdir()
+    run = tmp_path / "run"
+    section = {"write_dir": str(share), "timeout": 0.05, "on_timeout": "pause"}
+    with pytest.raises(RigPaused):
+        Experiment.from_config(rig_config(1, 4, 0, **section), run).run()
+    share.rename(tmp_path / "off")
+
+    def written() -> dict[Path, int]:  # but the lock, which each session takes
+        return {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.name != ".xdream.lock"}
+
+    before = written()
+    with pytest.raises(XDreamError, match="does not exist: is the rig's share mounted"):
+        Experiment.resume(run)
+    assert written() == before

@@ -538,7 +538,7 @@ def test_noise_around_a_scorer_with_hooks_passes_them_on(tmp_path: Path) -> None
     """A NoisyScorer around a scorer that keeps state in the folder, prepares each generation,
     records rows of its own and writes records only when idle: each hook reaches the base
     scorer, and its rows reach record.h5 (NoisyScorer kept them to itself, so such a scorer
-    wrapped in noise silently lost them)."""
+    wrapped in noise silently lost them; check_folder too, audit V2-8)."""
     from tests.helpers import RedScorer, tiny_experiment
     from xdream import records
 
@@ -549,6 +549,9 @@ def test_noise_around_a_scorer_with_hooks_passes_them_on(tmp_path: Path) -> None
             super().__init__()
             self.seen: list[Any] = []
             self.last_extra: dict[str, Any] | None = None
+
+        def check_folder(self, folder: Path) -> None:
+            self.seen.append(("check", folder))
 
         def bind(self, folder: Path) -> None:
             self.seen.append(("bind", folder))
@@ -578,7 +581,8 @@ def test_noise_around_a_scorer_with_hooks_passes_them_on(tmp_path: Path) -> None
     assert exp.scorer.records_in_background is False
     exp.run()
     kinds = [event[0] for event in base.seen]
-    assert kinds[0] == "bind" and base.seen[0][1] == tmp_path / "run"
+    assert kinds[:2] == ["check", "bind"]  # checked before the folder is made, then bound
+    assert base.seen[0][1] == base.seen[1][1] == tmp_path / "run"
     assert [e[1] for e in base.seen if e[0] == "start"] == [0, 1, 2]
     assert kinds.count("prepare") == 3 and kinds.count("idle") >= 3
     rec = records.read(tmp_path / "run")

@@ -1057,6 +1057,7 @@ class Experiment:
         if not self.folder.checkpoint.exists():
             self._refuse_lost_checkpoint()
             self.config_changes = self._changes_since_start()
+            self.scorer.check_folder(self.folder.path)
             return None, None
         state = load_checkpoint(self.folder.checkpoint)
         if self.config is not None and "config" in state and state["config"] is None:
@@ -1074,6 +1075,7 @@ class Experiment:
         )
         self._check_files(state.get("files"))
         self._check_budget(state)
+        self.scorer.check_folder(self.folder.path)  # a rig's share not mounted: nothing written
         self._load_state(state)
         try:
             plan = check_reconcile(self.folder, self.generation)
@@ -1730,6 +1732,10 @@ class Experiment:
             self._lock.release()
 
     def _start(self) -> None:
+        if not self.folder.outputs_present():  # one that holds a run is refused below, held
+            # before the folder is made (held): a scorer's refusal (a rig's share not mounted)
+            # leaves nothing, and the same run starts once its cause is fixed
+            self.scorer.check_folder(self.folder.path)
         self._hold_folder()
         try:
             self.folder.refuse_outputs()  # nothing of an earlier run's, or the user's, is lost

@@ -156,6 +156,16 @@ class RigScorer(Scorer):
         self._line_shown = False
 
     # ------------------------------------------------------------------ set-up
+    def check_folder(self, folder: Path) -> None:
+        """Refuse, writing nothing, what :meth:`bind` would refuse for the experiment folder
+        ``folder``: an absolute ``write_dir`` or ``score_dir`` that is not there (a share not
+        mounted) and, for a run without a rig journal yet (a new one), block files of another
+        session in them. :class:`~xdream.experiment.Experiment` calls it before it makes the
+        run folder (or writes in a resumed one), so a refused run leaves nothing behind."""
+        refuse_missing_folders(self.params)
+        if not (Path(folder) / "rig" / "state.json").exists():
+            refuse_leftovers(self.params, folder)
+
     def bind(self, folder: Path) -> None:
         """Use ``folder`` (the experiment folder) for the journal, status, log and backups."""
         self.run_dir = Path(folder)
@@ -1208,7 +1218,8 @@ def refuse_missing_folders(params: RigSection) -> None:
     rig's share that is not mounted, or a typo. Made on the local disk, they would hold
     stimuli the rig never sees, and every block would time out. Only a folder given relative
     to the experiment folder is made. :meth:`RigScorer.bind` checks this (when a run starts
-    and when it is resumed); ``xdream run`` checks it first, before it makes the run folder."""
+    and when it is resumed), and first :meth:`RigScorer.check_folder`, before the experiment
+    makes the run folder or writes in it; ``xdream run`` checks it before it starts."""
     for key in ("write_dir", "score_dir"):
         name = getattr(params, key)
         if name is None:
@@ -1247,9 +1258,9 @@ def _refuse_block_files(folders: set[Path]) -> None:
 def refuse_leftovers(params: RigSection, run_dir: str | Path) -> None:
     """Refuse a new run in ``run_dir`` whose ``[rig]`` folders (``params``) hold block files
     of another session, which would be taken for its own. :meth:`RigScorer.bind` checks this
-    once the run folder is made; ``xdream run`` checks it first, before it makes or writes
-    anything, so that a refused run leaves no folder behind and the same command works once
-    the files are moved away."""
+    once the run folder is made, and :meth:`RigScorer.check_folder` (``xdream run`` too)
+    first, before anything is made or written, so that a refused run leaves no folder behind
+    and the same command works once the files are moved away."""
     run_dir = Path(run_dir)
     write_dir = _rig_folder(params.write_dir, run_dir)
     score_dir = write_dir if params.score_dir is None else _rig_folder(params.score_dir, run_dir)

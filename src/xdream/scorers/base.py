@@ -49,6 +49,17 @@ class Scorer(abc.ABC):
     def score(self, images: Images, ids: list[str]) -> Scores:
         """Scores ``(n,)`` float64 for ``images`` ``(n, 3, H, W)`` in [0, 1]."""
 
+    def check_folder(self, folder: Path) -> None:  # noqa: B027 (optional hook)
+        """Called with the experiment folder before the experiment makes or writes anything
+        there for a new run (before it makes the folder) or a resume (before it writes); the
+        experiment then calls :meth:`bind`.
+
+        A scorer that would refuse ``folder`` in :meth:`bind` (a rig's share not mounted,
+        another session's files in its folders) raises the same :class:`XDreamError` here,
+        so that a refused run leaves no folder behind and the same call works once the cause
+        is fixed. It must not write anything.
+        """
+
     def bind(self, folder: Path) -> None:  # noqa: B027 (optional hook)
         """Called with the experiment folder before the first generation and on resume.
 

@@ -199,6 +199,9 @@ class NoisyScorer(Scorer):
         return getattr(self.base, "last_extra", None)
 
     # the optional hooks go to the base scorer: the noise only changes the scores
+    def check_folder(self, folder: Path) -> None:
+        self.base.check_folder(folder)
+
     def bind(self, folder: Path) -> None:
         self.base.bind(folder)
 
