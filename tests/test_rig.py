@@ -1797,3 +1797,63 @@ def test_a_resume_refused_for_a_missing_share_writes_nothing(tmp_path: Path) -> 
     with pytest.raises(XDreamError, match="does not exist: is the rig's share mounted"):
         Experiment.resume(run)
     assert written() == before
+
+
+# --------------------------------------------------------------------------- audit V2-6
+def test_rig_sim_does_not_answer_again_responses_archived_after_the_run(tmp_path: Path) -> None:
+    """With cleanup = false every block's stimuli stay; a user who archives (or deletes) the
+    responses of a finished run gets no second, late response from a restarted rig-sim: its
+    blocks are not the one xdream's rig/status.json waits for (audit V2-6). The simulator
+    answered again every answered block whose response file was gone."""
+    out = tmp_path / "run"
+    cfg = rig_config(generations=2, population=4, refs=0, block_size=2, cleanup=False)
+    run_with_rig(out, cfg)
+    stim = out / "stimuli"
+    answered = sorted(stim.glob("block*.mat"))
+    assert len(answered) == 4 and read_status(out)["state"] == "finished"
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for path in answered:
+        path.rename(archive / path.name)
+    with thread_rig(stim) as sim:
+        time.sleep(0.5)
+    assert not list(stim.glob("block*.mat"))
+    events = [(e["event"], e.get("block")) for e in read_log(sim.log_path)]
+    assert events.count(("written", 3)) == 1 and ("response gone", 3) not in events
+    assert ("response gone, not awaited", 3) in events
+
+
+def test_rig_sim_answers_again_only_the_newest_block(tmp_path: Path) -> None:
+    """Without xdream's status file (an absolute write_dir, no --run), rig-sim answers again
+    only the newest block whose response is gone: xdream writes a block only once the one
+    before it was answered or timed out, so no older block is awaited; a --run whose status
+    names another write folder is refused."""
+    from PIL import Image
+
+    from tests.helpers import RedScorer
+    from xdream.rig.sim import RigSim
+
+    stim = tmp_path / "share"
+    stim.mkdir()
+    for b in range(3):
+        name = protocol.stimulus_name(b, 0, f"gen000_{b:06d}", ".png")
+        Image.new("RGB", (8, 8), (200, 0, 0)).save(stim / name)
+        (stim / f"block{b:03d}.txt").write_text(name + "\n")
+
+    def serve() -> list[tuple[str, int]]:
+        sim = RigSim(stim, None, RedScorer(), SimSettings(latency=(0.0, 0.0), poll_interval=0.002))
+        sim.run(idle_exit=0.2)
+        return [(e["event"], e.get("block")) for e in read_log(sim.log_path)]
+
+    assert [b for e, b in serve() if e == "written"] == [0, 1, 2]
+    for b in (0, 2):  # block 0 archived; block 2's moved aside (xdream skipped it)
+        (stim / f"block{b:03d}.mat").unlink()
+    events = serve()
+    assert [b for e, b in events if e == "written"] == [0, 1, 2, 2]
+    assert ("response gone", 2) in events and ("response gone, not awaited", 0) in events
+    assert not (stim / "block000.mat").exists()
+    other = tmp_path / "other"
+    (other / "rig").mkdir(parents=True)
+    (other / "rig" / "status.json").write_text(json.dumps({"write_dir": str(tmp_path / "x")}))
+    with pytest.raises(XDreamError, match="is the status of a run whose write_dir is"):
+        RigSim(stim, None, RedScorer(), run=other)

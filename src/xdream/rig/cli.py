@@ -24,9 +24,12 @@ def add_parser(sub: Any) -> None:
         description=(
             "Watch WRITE_DIR for blocks of stimuli, score them with a network unit (plus noise) "
             "and write block{NNN} response files to SCORE_DIR, with latency, dropped, duplicate "
-            "and late responses. Stop with Ctrl-C; a restarted simulator skips blocks it handled "
-            "(a block it answered only while its response file is there: one moved aside is "
-            "answered again)."
+            "and late responses. Stop with Ctrl-C; a restarted simulator skips blocks it handled. "
+            "A block it answered whose response file was moved aside (one xdream skipped) is "
+            "answered again only while xdream may still be waiting for it: the newest block in "
+            "WRITE_DIR, which xdream's rig/status.json (in --run, or in the folder above "
+            "WRITE_DIR) says it waits for or paused at; a response archived or deleted "
+            "otherwise is not answered again."
         ),
     )
     p.add_argument("write_dir", help="folder where xdream writes the stimuli ([rig] write_dir)")
@@ -88,6 +91,13 @@ def add_parser(sub: Any) -> None:
         default=0,
         help="seed of drops, latencies and noise, an integer >= 0 (default 0)",
     )
+    p.add_argument(
+        "--run",
+        help=(
+            "xdream's experiment folder, whose rig/status.json says which block xdream waits "
+            "for (default: the folder above WRITE_DIR, where its status names WRITE_DIR)"
+        ),
+    )
     p.add_argument("--log", help="JSON-lines log (default SCORE_DIR/.rig-sim.jsonl)")
     p.add_argument(
         "--max-blocks", type=at_least(1), help="exit after handling this many blocks (>= 1)"
@@ -145,7 +155,7 @@ def cmd_rig_sim(args: argparse.Namespace, console: Any) -> int:
         manifest=not args.no_manifest,
         seed=args.seed,
     )
-    sim = RigSim(args.write_dir, args.score_dir, unit, settings, log=args.log)
+    sim = RigSim(args.write_dir, args.score_dir, unit, settings, log=args.log, run=args.run)
     console.print(
         f"rig-sim: watching {sim.write_dir}, writing {args.format} responses to "
         f"{sim.score_dir} (drop {args.drop}, latency {args.latency[0]}-{args.latency[1]} s)",

@@ -5,8 +5,11 @@ stimulus files that stopped changing), scores the images with a network unit (pl
 model), and writes ``block{NNN}`` response files in any supported format, with configurable
 latency, dropped responses, duplicate files and late files. Every block it sees, answers or
 drops goes to a JSON-lines log (flushed and fsynced), which is also how a restarted simulator
-knows which blocks it has already handled. A block it answered counts as handled only while
-its response file is there: one moved aside (a response xdream skipped) is answered again.
+knows which blocks it has already handled. A block it answered whose response file is gone
+(moved aside: a response xdream skipped) is answered again only while xdream may still be
+waiting for it (:meth:`RigSim.awaited`): it is the newest block in the write folder, and
+xdream's ``rig/status.json``, where the simulator finds it, says xdream waits (or paused, or
+stopped) at that block. A response archived or deleted otherwise gets no late second answer.
 """
 
 from __future__ import annotations
@@ -75,9 +78,15 @@ class RigSim:
         unit: Scorer,
         settings: SimSettings | None = None,
         log: str | Path | None = None,
+        run: str | Path | None = None,
     ) -> None:
         self.write_dir = Path(write_dir)
         self.score_dir = Path(score_dir) if score_dir is not None else self.write_dir
+        self.run_dir = None if run is None else Path(run)
+        """xdream's run folder (``--run``), whose ``rig/status.json`` says which block it
+        waits for (:meth:`awaited`); None: the folder above ``write_dir``, where its status
+        file names ``write_dir``."""
+        _status_path(self.write_dir, self.run_dir, strict=True)  # another run's: refused
         self.unit = unit
         self.s = settings or SimSettings()
         self.writer = formats.WRITERS.get(self.s.response_format)
@@ -92,6 +101,7 @@ class RigSim:
         self.queue: list[tuple[float, int, int, str, list[str], list[list[float]]]] = []
         self._seq = 0
         self._stable: dict[int, tuple[tuple[tuple[str, int], ...], float]] = {}
+        self._kept: set[int] = set()  # answered blocks whose response is gone, not answered again
         self.stop_requested = False
         """Set from another thread to make :meth:`run` return."""
 
@@ -159,13 +169,41 @@ class RigSim:
                 out.add(int(m.group(1)))
         return out
 
-    def _response_gone(self, block: int, with_response: set[int]) -> bool:
+    def awaited(self, block: int, newest: int) -> bool:
+        """Whether xdream may still be waiting for ``block`` (``newest``: the newest block in
+        the write folder). xdream writes a block only once the one before it was answered or
+        timed out, so only the newest block can be awaited; where the simulator finds the
+        run's ``rig/status.json`` (:attr:`run_dir`), it must also say that xdream waits for
+        that block, or paused or stopped while waiting for it (``xdream resume`` awaits it
+        again): not a finished run's last block."""
+        if block != newest:
+            return False
+        path = _status_path(self.write_dir, self.run_dir)
+        try:
+            status = json.loads(path.read_text()) if path is not None else None
+        except (OSError, ValueError):  # not written yet (a run starting): xdream says nothing
+            status = None
+        if not isinstance(status, dict):
+            return True
+        return bool(
+            status.get("block") == block and status.get("state") in ("waiting", "paused", "stopped")
+        )
+
+    def _response_gone(self, block: int, with_response: set[int], newest: int) -> bool:
         """Whether ``block`` was answered but its response file is no longer in the score
-        folder (moved aside: xdream skipped it): then it is answered again (logged)."""
+        folder (moved aside: xdream skipped it) while xdream may still be waiting for it
+        (:meth:`awaited`): then it is answered again (logged). One gone otherwise (archived,
+        deleted) is logged once and left."""
         if block not in self.answered or block in with_response:
             return False
         if any(q[2] == block for q in self.queue):
             return False
+        if not self.awaited(block, newest):
+            if block not in self._kept:
+                self._kept.add(block)
+                self._log(event="response gone, not awaited", block=block)
+            return False
+        self._kept.discard(block)
         del self.answered[block]
         self.handled.discard(block)
         self._log(event="response gone", block=block)
@@ -244,7 +282,9 @@ class RigSim:
         reshown: set[int] = set()
         while not self.stop_requested:
             with_response = self._with_response() if self.answered else set()
-            for block, names in sorted(self._complete_blocks().items()):
+            complete = self._complete_blocks()
+            newest = max(complete, default=-1)
+            for block, names in sorted(complete.items()):
                 if block in self.answered and block not in reshown and self.s.manifest:
                     # an answered block whose manifest is newer than the answer: shown again
                     try:
@@ -254,7 +294,7 @@ class RigSim:
                     if stamp.st_mtime > self.answered[block]:
                         reshown.add(block)
                         self._log(event="reshown", block=block)
-                if block in self.handled and not self._response_gone(block, with_response):
+                if block in self.handled and not self._response_gone(block, with_response, newest):
                     continue
                 if self._response_exists(block):
                     self.handled.add(block)
@@ -272,6 +312,34 @@ class RigSim:
                 return 0
             time.sleep(self.s.poll_interval)
         return 0
+
+
+def _status_path(write_dir: Path, run: Path | None, strict: bool = False) -> Path | None:
+    """The ``rig/status.json`` of xdream's run folder ``run``; without one, that of the folder
+    above ``write_dir`` where it names ``write_dir`` (a relative ``[rig] write_dir``, as in
+    ``xdream rig-sim RUN/stimuli``); else None. A ``run`` whose status file names another
+    write folder is refused where ``strict`` (the simulator starting), else passed over."""
+    path = (Path(run) if run is not None else write_dir.parent) / "rig" / "status.json"
+    try:
+        named = json.loads(path.read_text()).get("write_dir")
+    except (OSError, ValueError, AttributeError):
+        return path if run is not None else None  # a run not started yet: read once it is
+    if isinstance(named, str) and _same_folder(Path(named), write_dir):
+        return path
+    if run is None or not strict:
+        return None
+    raise XDreamError(
+        f"{str(path)!r} is the status of a run whose write_dir is {named!r}, not "
+        f"{str(write_dir)!r}: give rig-sim that run's write folder, or --run the run folder "
+        "whose [rig] write_dir it is"
+    )
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
