@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -18,6 +19,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
+import yaml
 
 from tests.rig_helpers import (
     image_id,
@@ -1857,3 +1859,88 @@ def test_rig_sim_answers_again_only_the_newest_block(tmp_path: Path) -> None:
     (other / "rig" / "status.json").write_text(json.dumps({"write_dir": str(tmp_path / "x")}))
     with pytest.raises(XDreamError, match="is the status of a run whose write_dir is"):
         RigSim(stim, None, RedScorer(), run=other)
+
+
+# --------------------------------------------------------------------------- audit U2-12
+def test_a_target_next_to_rig_is_refused_and_a_rig_run_records_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A [target] written next to [rig] is refused in one line, by `xdream run` before it
+    makes anything (it has no effect: the rig is the target); a rig run's config.yaml, record
+    and report hold no [target] (audit U2-12). The section was taken silently, and every rig
+    run recorded a filled-in [target] (channel 0) that it never used."""
+    from xdream.cli import main
+
+    said = "[target] has no effect next to [rig]: the recording rig is the target"
+    for target in ({"channel": 3}, {}):
+        data = {**rig_config().to_dict(), "target": target}
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            config_mod.from_dict(data)
+    cfg = tmp_path / "r.toml"
+    cfg.write_text(
+        "[experiment]\ngenerations = 1\nn_references = 0\n"
+        '[generator]\nname = "pixels"\nsize = 8\ncode_size = 4\n'
+        '[target]\nlayer = "blocks.4"\n[rig]\ntimeout = 0.05\n'
+    )
+    assert main(["run", str(cfg), "--out", str(tmp_path / "no")]) == 2
+    assert said in capsys.readouterr().err and not (tmp_path / "no").exists()
+    out = tmp_path / "run"
+    run_with_rig(out, rig_config(generations=1, population=4, refs=0))
+    assert "target" not in config_mod.read(out / "config.yaml")
+    assert "target" not in records.read(out).config
+    assert main(["report", str(out)]) == 0
+    assert "target:" not in (out / "report.html").read_text()
+    assert config_mod.load(out / "config.yaml") == rig_config(generations=1, population=4, refs=0)
+
+
+def test_a_rig_run_recorded_with_a_target_resumes_without_complaint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rig run started by an earlier xdream recorded the unused [target] in its config.yaml,
+    checkpoint and record.h5 (here one the user had written next to [rig], channel 3):
+    `xdream resume` takes it, names no change of config, and finishes the run, its rewritten
+    config.yaml without [target] (audit U2-12: the section is no longer recorded for a rig)."""
+    import pickle
+
+    from xdream.cli import main
+
+    out = tmp_path / "run"
+    cfg = rig_config(generations=2, population=4, refs=0)
+    stim = out / "stimuli"
+    exp = Experiment.from_config(cfg, out)
+    with thread_rig(stim):
+        exp.step()
+    exp.release_folder()
+    old = {**config_mod.TargetSection().__dict__, "channel": 3}
+    saved = config_mod.read(out / "config.yaml")
+    recorded = {"experiment": saved["experiment"], "target": old, **saved}
+    (out / "config.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))
+    state = pickle.loads((out / "checkpoint.pkl").read_bytes())
+    state["config"] = {**state["config"], "target": old}
+    (out / "checkpoint.pkl").write_bytes(pickle.dumps(state))
+    with h5py.File(out / "record.h5", "r+") as f:
+        f.attrs["config"] = json.dumps({**json.loads(f.attrs["config"]), "target": old})
+    (out / ".record.h5.ok").unlink(missing_ok=True)  # record.h5 changed since its mark
+    capsys.readouterr()
+    with thread_rig(stim):
+        assert main(["resume", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "resuming" in said and "config.yaml changed" not in said
+    assert records.read(out).summary["generations"] == 2
+    assert "target" not in config_mod.read(out / "config.yaml")
+
+
+def test_a_target_recorded_beside_rig_is_no_change_of_config() -> None:
+    """config_changes passes over a [target] that one side holds beside [rig] on both (what an
+    earlier xdream recorded for a rig run, which resume, a sweep and a tune study compare),
+    and still names a [target] that comes or goes where [rig] does not stay."""
+    from xdream.experiment import config_changes
+
+    target = {"network": "efficientnet-lite0", "channel": 0}
+    rig = {"write_dir": "stimuli", "timeout": 1.0}
+    assert config_changes({"rig": rig, "target": target}, {"rig": rig}) == ([], [])
+    assert config_changes({"rig": rig}, {"rig": rig, "target": target}) == ([], [])
+    defining, _ = config_changes({"rig": rig, "target": target}, {"target": target})
+    assert defining == [f"rig: {rig!r} -> None"]
+    defining, _ = config_changes({"target": target}, {"rig": rig})
+    assert f"target: {target!r} -> None" in defining

@@ -226,13 +226,14 @@ class Config:
     ``config.yaml``) gives them and keeps them."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (round-trips through :func:`from_dict`)."""
-        out: dict[str, Any] = {
-            "experiment": dataclasses.asdict(self.experiment),
-            "target": dataclasses.asdict(self.target),
-            "generator": dict(self.generator),
-            "optimizer": dict(self.optimizer),
-        }
+        """Plain nested dict (round-trips through :func:`from_dict`). A rig's config has no
+        ``target``: the rig is the target, and ``[target]`` has no effect next to ``[rig]``
+        (an earlier xdream recorded its defaults: :data:`xdream.experiment.DROPPED_SECTIONS`)."""
+        out: dict[str, Any] = {"experiment": dataclasses.asdict(self.experiment)}
+        if self.rig is None:
+            out["target"] = dataclasses.asdict(self.target)
+        out["generator"] = dict(self.generator)
+        out["optimizer"] = dict(self.optimizer)
         if self.noise is not None:
             out["noise"] = dict(self.noise)
         if self.rig is not None:
@@ -293,11 +294,14 @@ def refuse_other_command(raw: Mapping[str, Any], command: str) -> None:
             )
 
 
-def from_dict(data: Mapping[str, Any]) -> Config:
+def from_dict(data: Mapping[str, Any], *, recorded: bool = False) -> Config:
     """Validate a nested mapping (as read from TOML/YAML) into a :class:`Config`.
 
     Unknown sections or keys raise :class:`ConfigError` naming the nearest valid one. Component
-    names and parameters are checked against the registries.
+    names and parameters are checked against the registries. A ``[target]`` next to ``[rig]``
+    is refused (it would have no effect), unless ``recorded``: the config is a run folder's
+    own ``config.yaml``, where an earlier xdream recorded the unused ``[target]`` of a rig
+    run; it is then left out.
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"a config must be a table of sections, got {type(data).__name__}")
@@ -317,11 +321,21 @@ def from_dict(data: Mapping[str, Any]) -> Config:
         if key in data and not isinstance(data[key], Mapping):
             raise ConfigError(f"[{key}] must be a table of keys, got {data[key]!r}")
     experiment = build_params(ExperimentSection, data.get("experiment", {}), "[experiment]")
-    target = build_params(TargetSection, data.get("target", {}), "[target]")
+    rig = None if data.get("rig") is None else build_params(RigSection, data["rig"], "[rig]")
+    if rig is not None and "target" in data and not recorded:
+        raise ConfigError(
+            "[target] has no effect next to [rig]: the recording rig is the target, not a "
+            "network unit. Remove [target] from the config (to rehearse with a network unit, "
+            "give its network, layer and channel to `xdream rig-sim`)"
+        )
+    target = (
+        TargetSection()  # a rig run's: unused, and not recorded
+        if rig is not None
+        else build_params(TargetSection, data.get("target", {}), "[target]")
+    )
     generator = _component("generator", data.get("generator"), DEFAULT_GENERATOR)
     optimizer = _component("optimizer", data.get("optimizer"), DEFAULT_OPTIMIZER)
     noise = _component("noise", data.get("noise"), None)
-    rig = None if data.get("rig") is None else build_params(RigSection, data["rig"], "[rig]")
     if rig is not None and noise is not None:
         raise ConfigError(
             "[noise] applies to network units, but [rig] makes a recording rig the target: "
@@ -495,9 +509,10 @@ def _unique_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return data
 
 
-def load(path: str | Path) -> Config:
-    """Read a TOML (``.toml``), YAML (``.yaml``/``.yml``) or JSON (``.json``) config file."""
-    return from_dict(read(path))
+def load(path: str | Path, *, recorded: bool = False) -> Config:
+    """Read a TOML (``.toml``), YAML (``.yaml``/``.yml``) or JSON (``.json``) config file
+    (``recorded``: a run folder's ``config.yaml``, as :func:`from_dict` takes it)."""
+    return from_dict(read(path), recorded=recorded)
 
 
 # YAML 1.1 (PyYAML) reads 1e-3 as a string, YAML 1.2 (and TOML) as a number: take the latter

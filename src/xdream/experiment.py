@@ -156,6 +156,12 @@ ADDED_KEYS = {"experiment.noise_seed": None}
 did: a config without one is compared as if it held that value, so setting ``noise_seed`` on
 resume of a run started before it existed is refused like any change of a defining key."""
 
+DROPPED_SECTIONS = {"target": "rig"}
+"""Sections that a config no longer records beside another (``{section: beside}``), with which
+an earlier xdream recorded them unused: a rig's run recorded the default ``[target]`` unit. A
+config that holds such a section and one that does not, both with the other section, are
+compared as if neither held it, so a run recorded the old way resumes with the new one."""
+
 READ_AGAIN = (("target", "weights"), ("generator", "weights"))
 """Config keys naming a file that every session reads again (``xdream resume`` builds the
 network and the generator from it): the checkpoint records which file each one was
@@ -191,11 +197,8 @@ def file_identity(path: str | Path) -> dict[str, Any]:
 
 def files_read(config: Config) -> dict[str, dict[str, Any]]:
     """:func:`file_identity` of each :data:`READ_AGAIN` file ``config`` names, by
-    ``"section.key"`` (a rig's run reads no ``[target]`` weights)."""
-    sections = config.to_dict()
-    if config.rig is not None:
-        sections = {k: v for k, v in sections.items() if k != "target"}
-    return files_named(sections)
+    ``"section.key"`` (a rig's run, whose config has no ``[target]``, reads no unit weights)."""
+    return files_named(config.to_dict())
 
 
 def files_named(built: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -253,7 +256,8 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str],
     :data:`CHANGEABLE` keys. Keys that only one of them has are not compared: a config
     resolved by an older or newer xdream may lack a key or hold one since removed (a section
     that is there or not, such as ``[noise]``, is compared as a whole); those of
-    :data:`ADDED_KEYS` are, as their old meaning."""
+    :data:`ADDED_KEYS` are, as their old meaning. A section of :data:`DROPPED_SECTIONS` that
+    only one side holds, both holding the section it is dropped beside, is not compared."""
     defining: list[str] = []
     allowed: list[str] = []
 
@@ -263,6 +267,9 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str],
             # another xdream version
             for k in dict.fromkeys([*a, *b]):
                 name = f"{key}.{k}" if key else str(k)
+                beside = None if key else DROPPED_SECTIONS.get(name)
+                if beside is not None and (k in a) != (k in b) and beside in a and beside in b:
+                    continue  # recorded by an earlier xdream beside [rig], unused
                 if key and (k not in a or k not in b):
                     if name not in ADDED_KEYS:
                         continue

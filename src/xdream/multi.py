@@ -1188,7 +1188,7 @@ def is_multi_folder(path: str | Path) -> bool:
     if (Path(path) / "units").is_dir():
         return True
     try:
-        return bool(config_mod.load(saved).targets)
+        return bool(config_mod.load(saved, recorded=True).targets)
     except XDreamError:  # unreadable: resuming it as one experiment says what is wrong
         return False
 
@@ -1205,7 +1205,7 @@ def many_unit_run_of(path: str | Path) -> Path | None:
         return None
     run = folder.parent.parent
     try:
-        return run if config_mod.load(run / "config.yaml").targets else None
+        return run if config_mod.load(run / "config.yaml", recorded=True).targets else None
     except (XDreamError, OSError):  # none, or unreadable: not a many-unit run we can name
         return None
 

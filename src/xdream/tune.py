@@ -894,7 +894,9 @@ def earlier_config(
             seeds = tuple(sorted(found))
             for seed in seeds:
                 try:
-                    cfg = config_mod.from_dict(config_mod.read(found[seed] / "config.yaml"))
+                    cfg = config_mod.from_dict(
+                        config_mod.read(found[seed] / "config.yaml"), recorded=True
+                    )
                 except (XDreamError, OSError):
                     continue
                 return fingerprint(cfg, dataclasses.replace(section, seeds=seeds)), t.number

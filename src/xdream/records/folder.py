@@ -258,11 +258,11 @@ class RunFolder:
 
         if not self.config.exists():
             self.refuse_unstarted()
-            return config_mod.load(self.config)  # MissingFileError
+            return config_mod.load(self.config, recorded=True)  # MissingFileError
         try:
             empty = not self.config.read_text(encoding="utf-8").strip()
             if not empty:
-                return config_mod.load(self.config)
+                return config_mod.load(self.config, recorded=True)
             problem = "it is empty"
         except UnknownNameError as err:
             raise self.unregistered(err) from None
@@ -312,7 +312,9 @@ class RunFolder:
                 section.get("presentations"),
             ):
                 return None
-            config_mod.from_dict({**data, "experiment": {**section, "presentations": None}})
+            config_mod.from_dict(
+                {**data, "experiment": {**section, "presentations": None}}, recorded=True
+            )
         except (XDreamError, ValueError):  # something else is wrong too
             return None
         return section["generations"], section["presentations"]
