@@ -710,6 +710,40 @@ def test_existing_folder_is_not_overwritten(tmp_path: Path) -> None:
         tiny_experiment(tmp_path / "run", generations=1).run()
 
 
+def test_a_generator_whose_images_are_wrong_is_refused_before_the_folder_is_made(
+    tmp_path: Path,
+) -> None:
+    """A user's generator drawing images of the wrong width was found in the first generation,
+    after the run folder was made, so the same script run again once the generator was fixed
+    was told the folder "already holds an experiment". It is refused with nothing written, and
+    the fixed generator's run shows what a run without the early check shows."""
+    import torch
+
+    ok = tiny_experiment(tmp_path / "ok", generations=2)
+    ok.run()
+    shown = records.read(tmp_path / "ok")
+    width = [32]
+
+    class Narrow(type(ok.generator)):  # type: ignore[misc]
+        def forward(self, codes: torch.Tensor) -> torch.Tensor:
+            return super().forward(codes)[..., : width[0]]
+
+    def built(out: Path) -> Experiment:
+        e = tiny_experiment(out, generations=2)
+        e.generator = Narrow(e.generator.params)
+        return e
+
+    width[0] = 31
+    with pytest.raises(XDreamError, match=r"returned images of shape \(1, 3, 32, 31\)"):
+        built(tmp_path / "run").run()
+    assert not (tmp_path / "run").exists()
+    width[0] = 32  # fixed
+    built(tmp_path / "run").run()
+    again = records.read(tmp_path / "run")
+    np.testing.assert_array_equal(again.codes, shown.codes)
+    np.testing.assert_array_equal(again.scores, shown.scores)
+
+
 def test_unwritable_output_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

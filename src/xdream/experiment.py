@@ -1743,6 +1743,7 @@ class Experiment:
             # before the folder is made (held): a scorer's refusal (a rig's share not mounted)
             # leaves nothing, and the same run starts once its cause is fixed
             self.scorer.check_folder(self.folder.path)
+            self._check_generator()
         self._hold_folder()
         try:
             self.folder.refuse_outputs()  # nothing of an earlier run's, or the user's, is lost
@@ -1754,6 +1755,15 @@ class Experiment:
             raise
         self._initial = pickle.dumps(self.state_dict())
         self._started = True
+
+    def _check_generator(self) -> None:
+        """Render the first code the run will show before its folder is made, so that a
+        generator whose images have the wrong shape, type or range (:meth:`Generator.generate`
+        checks them) is refused with nothing written, and the same run starts once it is fixed.
+        :meth:`Optimizer.ask` gives the same pending codes until :meth:`Optimizer.tell`, so the
+        run shows exactly what it would have shown."""
+        with tf32_mode(self.tf32):
+            self.generator.generate(self.optimizer.ask()[:1], batch_size=1)
 
     def _initialise_record(self) -> None:
         if self.config is not None:
