@@ -936,6 +936,43 @@ def test_a_run_stopped_before_it_wrote_its_config_says_to_start_it_again(
     assert main(["run", str(many), "--out", str(out)]) == 0
 
 
+@pytest.mark.parametrize("command", ["run", "demo"])
+def test_a_single_unit_run_stopped_while_loading_its_network_says_to_start_it_again(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    """The README promises the command that starts a run again for a Ctrl-C while it loads
+    its network; a single-unit `xdream run` and `xdream demo` said a bare `xdream:
+    interrupted` there (only a many-unit run said how to start again)."""
+    from xdream.experiment import Experiment
+
+    config = write(tmp_path / "fast.toml", FAST_RUN.format(generations=1))
+    out = tmp_path / "run"
+    start = (
+        f"xdream run {config} --out {out}"
+        if command == "run"
+        else f"xdream demo --generations 1 --out {out}"
+    )
+    args = [str(config)] if command == "run" else ["--generations", "1"]
+
+    def loading(*args: Any, **kw: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Experiment, "from_config", loading)
+    assert main([command, *args, "--out", str(out)]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"xdream: interrupted before anything was recorded; start it again with `{start}`"
+    )
+    assert not out.exists()
+    if command == "run":  # the command it names works
+        monkeypatch.undo()
+        assert main(start.split()[1:]) == 0
+        assert json.loads((out / "summary.json").read_text())["status"] == "finished"
+
+
 @pytest.mark.parametrize("units", [False, True])
 def test_a_run_killed_while_loading_its_network_says_how_to_start_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], units: bool

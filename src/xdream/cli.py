@@ -98,12 +98,18 @@ def _default_out(name: str, root: str = "xdream-runs") -> Path:
     raise XDreamError(f"too many output folders named {str(base)!r}-N; give --out")
 
 
-def _output(args: argparse.Namespace, out: Path, console: Any, start: str) -> None:
-    """Say where a run writes, and how to continue it when it is interrupted: ``xdream
-    resume``, or ``start`` (the command that starts it) while it has recorded nothing."""
+def _where(args: argparse.Namespace, out: Path, start: str) -> None:
+    """Note how to continue a run that writes to ``out`` when it is interrupted: ``xdream
+    resume``, or ``start`` (the command that starts it) while it has recorded nothing. Set
+    before the network loads, which takes a while: a stop then says to start again."""
     args.continue_with = f"`xdream resume {out}`"
     args.start_with = f"`{start}`"
     args.out_folder = out
+
+
+def _output(args: argparse.Namespace, out: Path, console: Any, start: str) -> None:
+    """Say where a run writes (:func:`_where`: and how to continue it)."""
+    _where(args, out, start)
     console.print(f"output folder: {out}", highlight=False, markup=False)
 
 
@@ -254,13 +260,15 @@ def cmd_demo(args: argparse.Namespace, console: Any) -> int:
         f"{cfg.optimizer['name']} optimiser",
         highlight=False,
     )
-    experiment = Experiment.from_config(cfg, out)
     options = "".join(
         f" --{name} {value}"
         for name, value in (("generations", args.generations), ("seed", args.seed))
         if value is not None
     )
-    _output(args, out, console, f"xdream demo{options} --out {out}")
+    start = f"xdream demo{options} --out {out}"
+    _where(args, out, start)  # before the network loads: a stop then says to start again
+    experiment = Experiment.from_config(cfg, out)
+    _output(args, out, console, start)
     _report(_run_experiment(experiment, console), out, console)
     return 0
 
@@ -278,6 +286,7 @@ def cmd_run(args: argparse.Namespace, console: Any) -> int:
         # before the network is loaded: a Ctrl-C then says to start again (_interrupted)
         _output(args, out, console, start)
         return run_many(cfg, out, console)
+    _where(args, out, start)  # before the network loads: a stop then says to start again
     experiment = Experiment.from_config(cfg, out)
     if cfg.rig is not None:
         from xdream.records import RunFolder
