@@ -130,3 +130,22 @@ def test_the_readmes_calls_and_signatures_fit_the_code() -> None:
         except TypeError as err:
             wrong.append(f"{name}({arguments}): {err}")
     assert not wrong, wrong
+
+
+def test_records_md_names_every_key_of_summary_json() -> None:
+    """summary.json's keys (``experiment.Summary``) each have a row in docs/records.md, and
+    every row names a key it has: `best_image_id`, `best_generation`, `code_dim` and
+    `xdream_version` were written without a word about them."""
+    from xdream.experiment import Summary
+
+    text = (ROOT / "docs" / "records.md").read_text()
+    assert "\n## `summary.json`\n" in text, "docs/records.md has no section `summary.json`"
+    part = re.split(r"^## `summary\.json`$", text, flags=re.M)[1]
+    part = re.split(r"^## ", part, flags=re.M)[0]
+    rows = {
+        k
+        for cell in re.findall(r"^\| ([^|]+) \|", part, re.M)
+        for k in re.findall(r"`(\w+)`", cell)
+    }
+    keys = set(Summary.__required_keys__ | Summary.__optional_keys__)
+    assert rows == keys, (sorted(keys - rows), sorted(rows - keys))
