@@ -163,7 +163,8 @@ class TargetSection:
     channel: int = 0
     """Channel (feature map) index in that layer."""
     x: int | None = None
-    """Column of the unit in the feature map; ``None`` = centre. Ignored for flat layers."""
+    """Column of the unit in the feature map; ``None`` = centre. A flat layer has none: leave
+    ``x`` and ``y`` out there (given, they are refused)."""
     y: int | None = None
     """Row of the unit in the feature map; ``None`` = centre."""
     pre_activation: bool = False
