@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 from xdream import cli, docs
 
@@ -132,6 +135,123 @@ def test_the_readmes_calls_and_signatures_fit_the_code() -> None:
     assert not wrong, wrong
 
 
+DOCS = (
+    "README.md",
+    "docs/config.md",
+    "docs/records.md",
+    "docs/optimizers.md",
+    "docs/benchmarks.md",
+)
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    return dict(action.choices) if action is not None else {}
+
+
+def _commands_quoted(text: str) -> list[str]:
+    """Each ``xdream CMD ...`` command line the text quotes: inline code that starts with it
+    (the Commands table included) and the lines of code blocks that do (continuation lines
+    joined)."""
+    blocks = re.findall(r"^```\w*\n(.*?)^```", text, re.M | re.S)
+    prose = re.sub(r"^```\w*\n.*?^```", "", text, flags=re.M | re.S)
+    lines = [*re.findall(r"`([^`\n]+)`", prose)]
+    for block in blocks:
+        lines += block.replace("\\\n", " ").splitlines()
+    return [m.group(1) for line in lines if (m := re.match(r"\s*(xdream [a-z][^|;&#]*)", line))]
+
+
+def test_every_option_the_docs_give_a_command_is_one_it_has() -> None:
+    """README.md and docs/ name commands and their options (`xdream report DIR --out OUT`):
+    each command must exist and take each option, so a renamed or removed option fails here
+    rather than for the user who copies the line."""
+    parser = cli.build_parser()
+    commands = _subcommands(parser)
+    wrong = []
+    for name in DOCS:
+        for quoted in _commands_quoted((ROOT / name).read_text()):
+            words = quoted.split()
+            command = commands.get(words[1])
+            if command is None:
+                # "xdream demo", "xdream sweep", ... are commands; other words ("xdream's",
+                # a module path) are not quotes of a command line
+                if re.fullmatch(r"[a-z]+(-[a-z]+)*", words[1]) and len(words) > 2:
+                    wrong.append(f"{name}: {quoted!r}: no command {words[1]!r}")
+                continue
+            sub = _subcommands(command)
+            if sub:  # xdream bench throughput ...
+                if len(words) < 3 or words[2] not in sub:
+                    continue
+                command = sub[words[2]]
+            options = {o for a in command._actions for o in a.option_strings}
+            for option in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", quoted):
+                if option not in options:
+                    wrong.append(f"{name}: {quoted!r}: {option} is no option of it")
+    assert not wrong, wrong
+
+
+def _literal(cell: str) -> tuple[bool, Any]:
+    """The value of a table cell that starts with a quoted literal (`` `2.0` ``, `` `"auto"` ``,
+    `` `[0]` ``), or ``none``; ``(False, None)`` for a default given in words."""
+    if cell.startswith("none"):
+        return True, None
+    m = re.match(r"`([^`]+)`", cell)
+    if m is None:
+        return False, None
+    try:
+        return True, json.loads(m.group(1))
+    except json.JSONDecodeError:  # `[optimizer]`, `[experiment].seed`: a default in words
+        return False, None
+
+
+def test_the_hand_written_config_tables_state_the_defaults_of_the_code() -> None:
+    """docs/config.md's tables of `[experiment]`, `[target]`, `[rig]`, `[sweep]` and `[tune]`
+    are written by hand: each key of the section's dataclass is there, and a default given
+    as a value is the dataclass's."""
+    import dataclasses
+
+    from xdream.config import ExperimentSection, TargetSection
+    from xdream.rig.section import RigSection
+    from xdream.sweep import SweepSection
+    from xdream.tune import TuneSection
+
+    text = (ROOT / "docs" / "config.md").read_text().split(docs.BEGIN)[0]
+    sections = {
+        "[experiment]": ExperimentSection(),
+        "[target]": TargetSection(),
+        "[rig]": RigSection(),
+        "[sweep]": SweepSection,
+        "[tune]": TuneSection,
+    }
+    wrong = []
+    for heading, section in sections.items():
+        part = re.split(rf"^## `{re.escape(heading)}`.*$", text, flags=re.M)[1]
+        part = re.split(r"^## ", part, flags=re.M)[0]
+        rows = re.findall(r"^\| (`[^|]+`) \| ([^|]*) \|", part, re.M)
+        documented = {}
+        for keys, default in rows:
+            for key in re.findall(r"`(\w+)`", keys):
+                documented[key] = default.strip()
+        for field in dataclasses.fields(section):
+            if field.name == "derived":  # SweepSection's, set from the budget, not a key
+                continue
+            if field.name not in documented:
+                wrong.append(f"{heading} {field.name}: not in docs/config.md")
+                continue
+            given, value = _literal(documented[field.name])
+            if not given:
+                continue
+            if isinstance(section, type):
+                actual = field.default if field.default is not dataclasses.MISSING else None
+            else:
+                actual = getattr(section, field.name)
+            if isinstance(actual, tuple):
+                actual = list(actual)
+            if value != actual or type(value) is bool is not type(actual):
+                wrong.append(f"{heading} {field.name}: docs say {value!r}, the code {actual!r}")
+    assert not wrong, wrong
+
+
 def test_records_md_names_every_key_of_summary_json() -> None:
     """summary.json's keys (``experiment.Summary``) each have a row in docs/records.md, and
     every row names a key it has: `best_image_id`, `best_generation`, `code_dim` and
@@ -149,3 +269,30 @@ def test_records_md_names_every_key_of_summary_json() -> None:
     }
     keys = set(Summary.__required_keys__ | Summary.__optional_keys__)
     assert rows == keys, (sorted(keys - rows), sorted(rows - keys))
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, code marks and punctuation other
+    than ``-`` and ``_`` dropped, spaces as ``-``."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_in_the_docs_reach_their_files_and_headings() -> None:
+    """A heading renamed (or a file moved) leaves the links to it pointing nowhere."""
+    files = [ROOT / name for name in DOCS]
+    anchors = {}
+    for path in files:
+        text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S)
+        anchors[path] = {_anchor(h) for h in re.findall(r"^#+ (.*)$", text, re.M)}
+    wrong = []
+    for path in files:
+        for link in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
+            if re.match(r"\w+:", link):  # https:, mailto:
+                continue
+            target, _, anchor = link.partition("#")
+            file = (path.parent / target).resolve() if target else path
+            if not file.exists():
+                wrong.append(f"{path.name}: ({link}): no file {target}")
+            elif anchor and file.suffix == ".md" and anchor not in anchors.get(file, set()):
+                wrong.append(f"{path.name}: ({link}): no heading #{anchor}")
+    assert not wrong, wrong
