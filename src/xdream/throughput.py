@@ -427,8 +427,12 @@ def _int_list(text: str) -> list[int]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``xdream bench throughput``."""
-    p.add_argument("--network", default="efficientnet-lite0", help="registered network")
-    p.add_argument("--generator", default="fourier", help="registered generator")
+    p.add_argument(
+        "--network",
+        default="efficientnet-lite0",
+        help="registered network (default efficientnet-lite0)",
+    )
+    p.add_argument("--generator", default="fourier", help="registered generator (default fourier)")
     p.add_argument(
         "--layers",
         type=lambda s: [v for v in s.split(",") if v],
@@ -440,7 +444,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--precision",
         default="float32",
         choices=["float32", "float16", "bfloat16"],
-        help="mixed precision for the network (autocast); float16 is for CUDA",
+        help="mixed precision for the network (autocast; default float32: none); float16 is for "
+        "CUDA",
     )
     p.add_argument(
         "--tf32",
@@ -470,7 +475,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--population", type=int, default=20, help="images per generation (20)")
-    p.add_argument("--references", type=int, default=10, help="reference crops per generation")
+    p.add_argument("--references", type=int, default=10, help="reference crops per generation (10)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (64)")
     p.add_argument(
         "--image-size", type=int, default=100, help="XDream's intermediate resize (100 px)"
@@ -492,7 +497,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--units-layer",
         default="blocks.10",
         help="layer of the units-at-once units: n units are its channels 0..n-1, so no --units "
-        "may exceed its channel count",
+        "may exceed its channel count (default blocks.10)",
     )
     p.add_argument("--json", help="write every figure to this JSON file")
     p.add_argument("--plot", help="write the units-at-once curve to this PNG")
