@@ -68,7 +68,7 @@ def test_a_value_of_the_wrong_kind_is_refused_by_name(
     with pytest.raises(ConfigError) as err:
         config.from_dict(data)
     assert message in str(err.value)
-    assert "without quotes" in str(err.value) or "in quotes" in str(err.value)  # how to fix
+    assert ": write " in str(err.value)  # how to fix
 
 
 def test_right_kinds_still_load() -> None:
@@ -537,3 +537,23 @@ def test_the_fix_a_refusal_gives_works_in_every_config_format(
     loaded = config.load(write(fix.group(1)))
     read = getattr(loaded, section)
     assert (read[key] if isinstance(read, dict) else getattr(read, key)) == json.loads(quoted)
+
+
+@pytest.mark.parametrize(
+    ("value", "fix"),
+    [
+        ("3", 'write a whole number without quotes, as 3 rather than "3"'),
+        ("-1_000", "without quotes"),
+        ("abc", "write a whole number, as 3"),  # not quoted by mistake: no word of quotes
+        (True, "write a whole number, as 3"),
+        (2.5, "write a whole number, as 3"),
+    ],
+)
+def test_quotes_are_advised_only_against_a_quoted_value_of_the_right_kind(
+    value: Any, fix: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.from_dict(edited("experiment", "seed", value))
+    message = str(err.value)
+    assert message.endswith(fix) or fix in message
+    assert ("quotes" in message) == ("quotes" in fix)

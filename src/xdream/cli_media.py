@@ -47,7 +47,15 @@ def cmd_encode(args: argparse.Namespace, console: Any) -> int:
     try:
         generator = generators.make(args.generator, **dict(args.param or [])).to(device)
     except ConfigError as err:  # a config file's syntax, said as on the command line
-        raise ConfigError(re.sub(r"as in (\w+) = ", r"as in --param \1=", str(err))) from None
+        key = re.search(r"'(\w+)' must be ", str(err))  # the fix said as on the command line
+        raise ConfigError(
+            re.sub(
+                r', as (\S+)(?: rather than "\S+")?',
+                lambda m: f", as in --param {key[1] if key else 'KEY'}={m[1]}",
+                str(err),
+                count=1,
+            )
+        ) from None
     out = Path(args.out) if args.out else _default_out(generator.name, root="xdream-codes")
     names = [encode.image_name(s) for s in args.images]
     if len(set(names)) != len(names):

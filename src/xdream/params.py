@@ -18,13 +18,41 @@ from xdream.errors import ConfigError, did_you_mean
 
 P = TypeVar("P")
 
-_FIX = {
-    "an integer": 'write a whole number without quotes, as 3 rather than "3"',
-    "a number": 'write a number without quotes, as 0.5 rather than "0.5"',
-    "true or false": 'write true or false without quotes, as true rather than "true"',
-    "a string": 'write it in quotes, as "..."',
-}
-"""How to write a value of each kind, in words that hold for TOML, YAML and JSON alike."""
+_KINDS = {"an integer": ("a whole number", "3"), "a number": ("a number", "0.5")}
+_KINDS["true or false"] = ("true or false", "true")
+"""How to write a value of each kind (in words and as an example), which holds for TOML, YAML
+and JSON alike."""
+
+
+def _fix(expected: str, value: Any) -> str:
+    """How to write a value that ``expected`` (:func:`mismatch`'s words) takes instead of
+    ``value``: without quotes where ``value`` is a quoted number or boolean."""
+    if expected == "a string":
+        return 'write it in quotes, as "..."'
+    kind = expected if expected in _KINDS else expected.split(" or ")[0]
+    if kind not in _KINDS:
+        return ""
+    what, example = _KINDS[kind]
+    if isinstance(value, str) and mismatch(_PARSED[kind], _parsed(value)) is None:
+        return f'write {what} without quotes, as {example} rather than "{example}"'
+    return f"write {what}, as {example}"
+
+
+_PARSED = {"an integer": int, "a number": float, "true or false": bool}
+
+
+def _parsed(text: str) -> Any:
+    """What a config file reads ``text`` as without its quotes: an integer, a number (decimal or
+    with an exponent), true or false; otherwise ``text`` itself."""
+    text = text.strip()
+    if re.fullmatch(r"[-+]?(?:0|[1-9][0-9_]*)", text):
+        return int(text)
+    if re.fullmatch(r"[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]+)?(?:[eE][-+]?[0-9]+)?", text):
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return {"true": True, "false": False}.get(text, text)
 
 
 def build_params(cls: type[P], values: Mapping[str, Any], where: str) -> P:
@@ -57,7 +85,7 @@ def build_params(cls: type[P], values: Mapping[str, Any], where: str) -> P:
     for key, value in values.items():
         expected = mismatch(hints[key], value)
         if expected is not None:
-            fix = _FIX.get(expected) or _FIX.get(expected.split(" or ")[0], "")
+            fix = _fix(expected, value)
             fix += _yaml_1_1(value)
             raise ConfigError(
                 f"{where}: {key!r} must be {expected}, got {describe(value)}"
