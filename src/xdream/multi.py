@@ -30,6 +30,7 @@ names that unit (its folder holds that config, so ``xdream resume UNIT_FOLDER`` 
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import dataclasses
 import itertools
@@ -181,7 +182,9 @@ def parse_targets(value: Any, target: Any) -> tuple[dict[str, Any], ...]:
     return tuple(units)
 
 
-def fold_batchnorm(module: nn.Module, keep: Sequence[str] = ()) -> tuple[nn.Module, int]:
+def fold_batchnorm(
+    module: nn.Module, keep: Sequence[str] = (), *, in_place: bool = False
+) -> tuple[nn.Module, int]:
     """A copy of ``module``, in evaluation mode, with each ``BatchNorm2d`` folded into the
     convolution before it (in an ``nn.Sequential``) by its running statistics, as evaluation
     mode uses them; returns the copy and the number of folds.
@@ -190,10 +193,14 @@ def fold_batchnorm(module: nn.Module, keep: Sequence[str] = ()) -> tuple[nn.Modu
     ``beta - mean * gamma / sqrt(var + eps)`` (plus the scaled conv bias). The BN module becomes
     ``nn.Identity`` under the same name, so a hook on it still reads the normalised output; a
     convolution named in ``keep`` (a target layer) is left alone, as its output would change.
-    """
-    import copy
 
-    module = copy.deepcopy(module).eval()  # a private copy: the user's modes stay theirs
+    ``module`` is left as it was, unless ``in_place=True``: then ``module`` itself is folded
+    and returned, without a copy of the network (its structure changes, and it is put in
+    evaluation mode, but no tensor is written into: a folded convolution gets new ones, so
+    tensors that ``module`` shares with other modules stay as they were). For a module that
+    nothing else uses, such as a network built for the caller.
+    """
+    module = (module if in_place else copy.deepcopy(module)).eval()
     folds = 0
     for name, seq in module.named_modules():
         if not isinstance(seq, nn.Sequential):
@@ -213,7 +220,8 @@ def fold_batchnorm(module: nn.Module, keep: Sequence[str] = ()) -> tuple[nn.Modu
                 scale = (bn.weight if bn.affine else 1.0) / torch.sqrt(bn.running_var + bn.eps)
                 shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
                 bias = shift if conv.bias is None else conv.bias * scale + shift
-                conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+                weight = conv.weight * scale.reshape(-1, 1, 1, 1)  # new memory: shared stays
+                conv.weight = nn.Parameter(weight, requires_grad=conv.weight.requires_grad)
                 conv.bias = nn.Parameter(bias.detach().clone())
             setattr(seq, bname, nn.Identity())
             folds += 1
@@ -748,12 +756,21 @@ def _drop_table(out: Path) -> None:
 
 
 def shared_scorer(config: Any, units: Sequence[Unit], **options: Any) -> MultiUnitScorer:
-    """A :class:`MultiUnitScorer` for ``units`` of ``config``'s ``[target]`` network."""
+    """A :class:`MultiUnitScorer` for ``units`` of ``config``'s ``[target]`` network.
+
+    The network is built for this scorer alone, so a network xdream registers has its batch
+    norms folded (``fold_bn``, the default) in place (:func:`fold_batchnorm` with
+    ``in_place=True``) instead of on a copy of the whole network."""
     from xdream import networks
 
     t = config.target
+    network = networks.make(t.network, weights=t.weights)
+    if options.get("fold_bn", True) and t.network in networks.BUILT_IN:
+        keep = [u.layer for u in _as_units(units)]
+        fold_batchnorm(network.module, keep, in_place=True)
+        options = {**options, "fold_bn": False}  # folded here
     return MultiUnitScorer(
-        networks.make(t.network, weights=t.weights),
+        network,
         units,
         pre_activation=t.pre_activation,
         image_size=t.image_size,
