@@ -1,8 +1,12 @@
 """Building target networks without waste: EfficientNet-Lite0 without a random initialisation
-the file overwrites, and batch norms folded without copying the whole network."""
+the file overwrites, batch norms folded without copying the whole network, and one network
+per weight file shared by the scorers of a :func:`xdream.networks.reuse` block (xdream tune)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +16,7 @@ from torch import nn
 
 from xdream import config, networks
 from xdream.multi import MultiUnitScorer, Unit, fold_batchnorm, shared_scorer
-from xdream.networks import efficientnet_lite
+from xdream.networks import cache, efficientnet_lite
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -25,11 +29,29 @@ def images() -> torch.Tensor:
     return torch.rand(5, 3, 96, 96, generator=torch.Generator().manual_seed(3))
 
 
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, Any]]]:
+    """The networks ``networks.make`` builds during the test, as (name, weights)."""
+    made: list[tuple[str, Any]] = []
+    make = networks.make
+
+    def counting(name: str = networks.DEFAULT_NETWORK, weights: Any = None, **kw: Any) -> Any:
+        made.append((name, weights))
+        return make(name, weights=weights, **kw)
+
+    monkeypatch.setattr(networks, "make", counting)
+    yield made
+
+
 def _old_lite0() -> nn.Module:
     """EfficientNet-Lite0 as it was built before: initialised at random, then loaded."""
     module = efficientnet_lite.EfficientNetLite0()
     efficientnet_lite.load_weights(module, efficientnet_lite.default_weights())
     return module.eval()
+
+
+def _pointers(module: nn.Module) -> dict[str, int]:
+    return {k: t.data_ptr() for k, t in module.state_dict().items()}
 
 
 def test_lite0_is_not_initialised_at_random_before_its_weights_are_loaded(
@@ -63,10 +85,6 @@ def test_lite0_is_not_initialised_at_random_before_its_weights_are_loaded(
     assert batches and all(int(v) == 0 for v in batches)  # not left uninitialised
     with torch.inference_mode():
         assert torch.equal(new(images), old(images))
-
-
-def _pointers(module: nn.Module) -> dict[str, int]:
-    return {k: t.data_ptr() for k, t in module.state_dict().items()}
 
 
 def test_fold_in_place_copies_no_tensor_and_writes_into_none(images: torch.Tensor) -> None:
@@ -103,7 +121,102 @@ def test_fold_scales_the_weights_as_the_in_place_multiplication_did() -> None:
         assert torch.equal(folded.get_submodule("stem.conv").weight, expected)
 
 
-def test_scores_are_the_same_as_from_a_scorer_folded_on_a_copy(images: torch.Tensor) -> None:
+def _scores(cfg: Any, images: torch.Tensor) -> np.ndarray:
+    return shared_scorer(cfg, UNITS).activations(images)
+
+
+def test_scores_are_the_same_with_and_without_a_shared_network(
+    builds: list[tuple[str, Any]], images: torch.Tensor
+) -> None:
+    """Scores before (a network built for the scorer and folded on a deep copy), without a
+    reuse() block, and from the network a block built once: equal to the last bit."""
     cfg = config.from_dict({"target": {"layer": "blocks.10", "device": "cpu"}})
     before = MultiUnitScorer(networks.make(), UNITS, device="cpu").activations(images)
-    assert np.array_equal(shared_scorer(cfg, UNITS).activations(images), before)
+    alone = _scores(cfg, images)
+    assert len(builds) == 2
+    with networks.reuse():
+        first = shared_scorer(cfg, UNITS)
+        second = shared_scorer(cfg, UNITS)
+        third = _scores(cfg, images)
+        assert len(builds) == 3  # one network for the block
+        assert cache.kept() == 1
+    assert cache.kept() == 0  # dropped with the block
+    assert first.module is not second.module  # each scorer its own module and hooks
+    shared = "classifier.weight"  # not folded, not 4-D (channels-last copies those): shared
+    assert _pointers(first.module)[shared] == _pointers(second.module)[shared]
+    for got in (alone, first.activations(images), second.activations(images), third):
+        assert np.array_equal(got, before)
+
+
+def test_a_shared_module_changed_leaves_the_others_as_they_were(
+    builds: list[tuple[str, Any]],
+) -> None:
+    """A scorer moves its module to channels-last and folds it: the next one gets the network
+    as built (its own structure, its own Parameter objects)."""
+    with networks.reuse():
+        first = networks.shared()
+        first.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        first.module.stem.bn = nn.Identity()
+        second = networks.shared()
+    stem = second.module.get_submodule("stem.conv").weight
+    assert stem.is_contiguous() and not first.module.stem.conv.weight.is_contiguous()
+    assert isinstance(second.module.get_submodule("stem.bn"), nn.BatchNorm2d)
+    assert len(builds) == 1
+
+
+def _weights_file(path: Path, bias: float) -> None:
+    state = efficientnet_lite.efficientnet_lite0().module.state_dict()  # not counted in builds
+    state["classifier.bias"] = torch.full_like(state["classifier.bias"], bias)
+    torch.save(state, path)
+
+
+def test_a_weight_file_rewritten_at_the_same_path_is_read_again(
+    tmp_path: Path, builds: list[tuple[str, Any]]
+) -> None:
+    """Same path, same size, and the modification time set back to the old one (a file system
+    whose clock ticks coarsely): the digest tells the files apart."""
+    path = tmp_path / "lite0.pth"
+    _weights_file(path, 1.0)
+    builds.clear()
+    with networks.reuse():
+        first = networks.shared(weights=path)
+        assert float(first.module.classifier.bias[0]) == 1.0
+        assert networks.shared(weights=path) is not first
+        assert len(builds) == 1  # the same file: the same network
+        stat = path.stat()
+        _weights_file(path, 2.0)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert path.stat().st_size == stat.st_size
+        assert path.stat().st_mtime_ns == stat.st_mtime_ns
+        second = networks.shared(weights=path)
+        assert float(second.module.classifier.bias[0]) == 2.0
+        assert len(builds) == 2
+        path.unlink()  # gone: building it again says so
+        with pytest.raises(Exception, match=r"lite0\.pth"):
+            networks.shared(weights=path)
+        assert len(builds) == 3
+
+
+def test_a_reuse_block_keeps_a_few_networks_at_most(
+    tmp_path: Path, builds: list[tuple[str, Any]]
+) -> None:
+    paths = [tmp_path / f"w{i}.pth" for i in range(cache.MAX_NETWORKS + 1)]
+    for i, path in enumerate(paths):
+        _weights_file(path, float(i))
+    builds.clear()
+    with networks.reuse():
+        with networks.reuse():  # nested: the outer block's networks
+            for path in paths:
+                networks.shared(weights=path)
+        assert cache.kept() == cache.MAX_NETWORKS
+        networks.shared(weights=paths[-1])  # kept
+        assert len(builds) == len(paths)
+        networks.shared(weights=paths[0])  # the least recently used went first
+        assert len(builds) == len(paths) + 1
+    assert cache.kept() == 0
+
+
+def test_without_a_reuse_block_every_network_is_built(builds: list[tuple[str, Any]]) -> None:
+    first, second = networks.shared(), networks.shared()
+    assert len(builds) == 2 and cache.kept() == 0
+    assert not set(_pointers(first.module).values()) & set(_pointers(second.module).values())

@@ -50,29 +50,6 @@ def _optuna() -> Any:
     return optuna
 
 
-_NETWORKS: dict[str, Any] = {}
-
-
-@pytest.fixture(autouse=True)
-def _each_network_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every trial (and every study's normalisers) built its network again, up to a second each
-    on a busy machine: a network with its default weights is built once for the module and
-    handed out again. A trial's scorer folds its batch norms into its own copy of it
-    (multi.fold_batchnorm), so no trial changes what the next one gets."""
-    from xdream import networks
-
-    make = networks.make
-
-    def built_once(name: str = networks.DEFAULT_NETWORK, weights: Any = None, **kw: Any) -> Any:
-        if weights is not None or kw:
-            return make(name, weights=weights, **kw)
-        if name not in _NETWORKS:
-            _NETWORKS[name] = make(name)
-        return _NETWORKS[name]
-
-    monkeypatch.setattr(networks, "make", built_once)
-
-
 @pytest.mark.parametrize(
     ("section", "message"),
     [
@@ -118,6 +95,29 @@ def test_missing_optuna_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(XDreamError, match=r"xdream\[tune\]"):
         tune._require_optuna()
+
+
+def test_a_study_builds_its_network_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The normalisers and every trial's scorer built the network again (and folded it on a
+    copy): now the study reads one network, and keeps none after it ends."""
+    _optuna()
+    from xdream import networks, tune
+
+    built: list[str] = []
+    make = networks.make
+
+    def counting(name: str = networks.DEFAULT_NETWORK, **kw: Any) -> Any:
+        built.append(name)
+        return make(name, **kw)
+
+    monkeypatch.setattr(networks, "make", counting)
+    path = tmp_path / "tune.toml"
+    path.write_text(TUNE_TOML)
+    cfg, section = tune.load(path)
+    study = tune.run_tune(cfg, section, tmp_path / "out", trials=2)
+    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 2
+    assert built == [networks.DEFAULT_NETWORK]
+    assert networks.cache.kept() == 0
 
 
 def _tune_twice(tmp_path: Path, storage: str | None, study: str) -> None:

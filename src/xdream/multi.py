@@ -198,7 +198,7 @@ def fold_batchnorm(
     and returned, without a copy of the network (its structure changes, and it is put in
     evaluation mode, but no tensor is written into: a folded convolution gets new ones, so
     tensors that ``module`` shares with other modules stay as they were). For a module that
-    nothing else uses, such as a network built for the caller.
+    nothing else uses, such as one from :func:`xdream.networks.shared`.
     """
     module = (module if in_place else copy.deepcopy(module)).eval()
     folds = 0
@@ -758,13 +758,15 @@ def _drop_table(out: Path) -> None:
 def shared_scorer(config: Any, units: Sequence[Unit], **options: Any) -> MultiUnitScorer:
     """A :class:`MultiUnitScorer` for ``units`` of ``config``'s ``[target]`` network.
 
-    The network is built for this scorer alone, so a network xdream registers has its batch
-    norms folded (``fold_bn``, the default) in place (:func:`fold_batchnorm` with
-    ``in_place=True``) instead of on a copy of the whole network."""
+    The network comes from :func:`xdream.networks.shared`: inside a
+    :func:`xdream.networks.reuse` block (``xdream tune`` runs its study in one) it is built once
+    per weight file for every scorer made here. Either way its module is this scorer's alone, so
+    a network xdream registers has its batch norms folded (``fold_bn``, the default) in place
+    (:func:`fold_batchnorm` with ``in_place=True``) instead of on a copy of the whole network."""
     from xdream import networks
 
     t = config.target
-    network = networks.make(t.network, weights=t.weights)
+    network = networks.shared(t.network, weights=t.weights)
     if options.get("fold_bn", True) and t.network in networks.BUILT_IN:
         keep = [u.layer for u in _as_units(units)]
         fold_batchnorm(network.module, keep, in_place=True)

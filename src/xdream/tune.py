@@ -580,7 +580,25 @@ def run_tune(
     """Run trials into the study and return it: ``trials`` more, or (``None``) as many as the
     study lacks of ``[tune] trials`` finished ones (counting those other machines finish
     meanwhile). Trial folders and ``tune.csv`` go to :func:`study_folder`; the table is
-    rewritten after each finished trial."""
+    rewritten after each finished trial.
+
+    The study's normalisers and every trial's scorers read one network, built once
+    (:func:`xdream.networks.reuse`; a weight file changed on disk meanwhile is read again)."""
+    from xdream import networks
+
+    with networks.reuse():
+        return _run_tune(cfg, section, out, storage, study_name, trials, console)
+
+
+def _run_tune(
+    cfg: Any,
+    section: TuneSection,
+    out: str | Path,
+    storage: str | None,
+    study_name: str,
+    trials: int | None,
+    console: Any,
+) -> Any:
     optuna = _require_optuna()
     if trials is not None and (isinstance(trials, bool) or trials < 1):
         raise XDreamError(f"trials must be an integer >= 1, got {trials!r}")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from xdream import weights
-from xdream.networks import caffenet, efficientnet_lite, torchvision_nets
+from xdream.networks import cache, caffenet, efficientnet_lite, torchvision_nets
 from xdream.networks.base import LayerTable, Network, Preprocess, layer_table, resize
 from xdream.networks.efficientnet_lite import EfficientNetLite0
 from xdream.registry import Registry
@@ -28,6 +28,9 @@ __all__ = [
     "make",
     "names",
     "resize",
+    "reuse",
+    "shared",
+    "weight_files",
 ]
 
 NetworkFactory = Callable[..., Network]
@@ -78,3 +81,35 @@ def make(name: str = DEFAULT_NETWORK, weights: str | Path | None = None, **optio
 def names() -> list[str]:
     """Registered network names, sorted."""
     return REGISTRY.names()
+
+
+def weight_files(name: str, weights: str | Path | None = None) -> tuple[Path, ...] | None:
+    """The files that ``make(name, weights=weights)`` reads, for a network xdream registers
+    (:data:`BUILT_IN`): the weight file, and for ``caffenet`` the ``deploy.prototxt`` it checks
+    (the catalogue's, else the one beside a caffemodel, if there is one). ``None`` for a network
+    registered by the user's code, whose inputs xdream cannot know. A missing file raises
+    :class:`xdream.errors.MissingFileError`, as ``make`` does."""
+    from xdream import weights as catalogue
+
+    if name == efficientnet_lite.NAME:
+        return (efficientnet_lite.weight_file(weights),)
+    if name == caffenet.NAME:
+        status = catalogue.resolve(name, weights)
+        assert status.path is not None  # resolve() raises when there is none
+        return (status.path, status.prototxt or status.path.with_name("deploy.prototxt"))
+    if name in torchvision_nets.ARCHITECTURES:
+        path = catalogue.resolve(name, weights).path
+        assert path is not None
+        return (path,)
+    return None
+
+
+reuse = cache.reuse
+
+
+def shared(name: str = DEFAULT_NETWORK, weights: str | Path | None = None) -> Network:
+    """``make(name, weights=weights)`` for a scorer that only reads the network; inside a
+    :func:`reuse` block, a network xdream registers is built once per weight file and each
+    call gets a module of its own that shares its weight tensors (:mod:`xdream.networks.cache`:
+    never write into them). Outside every ``reuse()`` block it is :func:`make`."""
+    return cache.shared(name, weights, make, lambda w: weight_files(name, w))
