@@ -263,6 +263,8 @@ def test_interrupted_lockstep_run_resumes(tmp_path: Path) -> None:
     for e in stopped.experiments:
         e._start()
     stopped.step()
+    for e in stopped.experiments:  # the step's records, written in the background, on disk:
+        e.flush()  # resume read them only because building its network took long enough
     stopped.release_folders()  # then "killed"
     resumed = MultiExperiment.resume(tmp_path / "part")
     assert [e.generation for e in resumed.experiments] == [1, 1, 1]
