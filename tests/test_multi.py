@@ -263,13 +263,40 @@ def test_interrupted_lockstep_run_resumes(tmp_path: Path) -> None:
     for e in stopped.experiments:
         e._start()
     stopped.step()
-    for e in stopped.experiments:  # the step's records, written in the background, on disk:
-        e.flush()  # resume read them only because building its network took long enough
     stopped.release_folders()  # then "killed"
     resumed = MultiExperiment.resume(tmp_path / "part")
     assert [e.generation for e in resumed.experiments] == [1, 1, 1]
     resumed.run()
     assert_same_units(resumed.labels, tmp_path / "whole", tmp_path / "part")
+
+
+def test_a_folder_is_let_go_only_once_its_records_written_in_the_background_are_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lockstep step's records are written in the background; release_folders() let the
+    folders go while they were still being written, so a resume found 0-1 of 3 units'
+    checkpoints (the test above passed only while building the network took long enough)."""
+    import concurrent.futures
+    import time
+
+    from xdream import experiment
+
+    real = experiment._record_writer()
+
+    class Slow:
+        def submit(self, task: Any) -> concurrent.futures.Future[None]:
+            return real.submit(lambda: (time.sleep(0.4), task())[1])
+
+    cfg = config.from_dict(small_config(generations=2))
+    stopped = MultiExperiment.from_config(cfg, tmp_path / "part")
+    monkeypatch.setattr(experiment, "_record_writer", Slow)
+    for e in stopped.experiments:
+        e._start()
+    stopped.step()
+    stopped.release_folders()
+    monkeypatch.undo()
+    resumed = MultiExperiment.resume(tmp_path / "part")
+    assert [e.generation for e in resumed.experiments] == [1, 1, 1]
 
 
 def test_a_many_unit_run_of_an_earlier_xdream_resumes_with_its_shared_noise_stream(

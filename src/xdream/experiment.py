@@ -38,7 +38,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
@@ -1734,7 +1734,14 @@ class Experiment:
 
     def release_folder(self) -> None:
         """Let another process take the folder (``xdream resume``). :meth:`run` does this when
-        it finishes or stops with an error, and continuing takes the folder again."""
+        it finishes or stops with an error, and continuing takes the folder again.
+
+        A generation's records still being written in the background (after :meth:`step`)
+        are finished first, so the process that takes the folder finds them whole; an error
+        of that write is raised where this run next waits for its records (continuing it, or
+        :meth:`flush`)."""
+        if self._writing is not None:
+            wait([self._writing])
         if self._lock is not None:
             self._lock.release()
 
