@@ -14,6 +14,8 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 import xdream.generators
 import xdream.optimizers
@@ -161,3 +163,17 @@ def default_signals() -> None:
     background ignores SIGINT; under ``nohup``, SIGHUP; a child inherits what is ignored)."""
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
+
+
+class SharedReLU(nn.Module):
+    """One ReLU module called after two convolutions, as ``self.relu`` often is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.conv2(self.relu(self.conv1(x))))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import SharedReLU
 from xdream import config, networks, records
 from xdream.errors import ConfigError, XDreamError
 from xdream.experiment import Experiment
@@ -183,6 +184,19 @@ def test_misuse_of_the_shared_scorer_is_named_and_a_plain_module_or_tuples_serve
             MultiUnitScorer(network, units, device="cpu", **options)
     with pytest.raises(XDreamError, match=r"List the layers with `xdream\.networks\.layer_table"):
         MultiUnitScorer(net, [("9", 1)], preprocess=IDENTITY, device="cpu")
+
+
+def test_a_layer_whose_module_runs_twice_is_refused_as_for_one_unit() -> None:
+    """The shared pass read the first call of a module called at several places."""
+    from tests.test_scorers import IDENTITY
+
+    with pytest.raises(XDreamError, match=r"^layer 'relu' of 'SharedReLU' runs 2 times in each "):
+        MultiUnitScorer(SharedReLU(), [("conv2", 1), ("relu", 0)], preprocess=IDENTITY)
+    with pytest.raises(XDreamError, match=r"with inputs \(4, 4, 4\), \(6, 2, 2\)"):
+        MultiUnitScorer(SharedReLU(), [("relu", 0)], preprocess=IDENTITY, pre_activation=True)
+    assert MultiUnitScorer(SharedReLU(), [("conv2", 1)], preprocess=IDENTITY).shapes == {
+        "conv2": (6, 2, 2)
+    }
 
 
 def test_pre_activation_on_another_layer_is_refused_as_for_one_unit() -> None:

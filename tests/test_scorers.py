@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.helpers import SharedReLU
 from xdream import networks
 from xdream.errors import ConfigError, XDreamError
 from xdream.networks import Network, Preprocess
@@ -80,6 +81,37 @@ def test_hooks_read_pre_and_post_activation_of_in_place_relu() -> None:
     np.testing.assert_allclose(post.score(x, ids(6)), conv0[:, 1, 3, 2].clamp(min=0), rtol=1e-5)
     pre3 = CNNUnitScorer(net, "3", 4, x=0, y=7, preprocess=IDENTITY, pre_activation=True)
     np.testing.assert_allclose(pre3.score(x, ids(6)), conv2[:, 4, 7, 0].numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("pre_activation", [False, True])
+def test_a_layer_whose_module_runs_twice_in_a_pass_is_refused(pre_activation: bool) -> None:
+    """The hook read the first call (conv1's ReLU) whatever the user meant: a whole run's scores
+    of another unit than the one named, with no word said."""
+    what = "inputs" if pre_activation else "outputs"
+    with pytest.raises(
+        XDreamError,
+        match=rf"^layer 'relu' of 'SharedReLU' runs 2 times in each forward pass \(one module "
+        rf"called at 2 places, with {what} \(4, 4, 4\), \(6, 2, 2\)\), so its name does not say",
+    ):
+        CNNUnitScorer(SharedReLU(), "relu", 1, preprocess=IDENTITY, pre_activation=pre_activation)
+    # each module that runs once is read as before
+    unit = CNNUnitScorer(SharedReLU(), "conv2", 5, preprocess=IDENTITY)
+    x = images(3)
+    with torch.no_grad():
+        net = SharedReLU()
+        expected = net.conv2(torch.relu(net.conv1(x)))[:, 5, 1, 1]
+    np.testing.assert_allclose(unit.score(x, ids(3)), expected.numpy(), rtol=1e-5)
+
+
+def test_a_resnet_block_relu_is_refused_and_the_block_named() -> None:
+    """xdream's ResNets call each block's `relu` two or three times, as torchvision's do."""
+    from xdream.networks.torchvision_nets import ARCHITECTURES, PREPROCESS
+
+    net = Network(ARCHITECTURES["resnet18"][0]().eval(), PREPROCESS, "resnet18")
+    twice = r"'layer4\.1\.relu' of 'resnet18' runs 2 times.*\(512, 7, 7\), \(512, 7, 7\)\)"
+    with pytest.raises(XDreamError, match=twice + r".*the block that holds it \('layer4\.1'\)"):
+        CNNUnitScorer(net, "layer4.1.relu", 3, device="cpu")
+    assert CNNUnitScorer(net, "layer4.1", 3, device="cpu").shape == (512, 7, 7)
 
 
 def test_two_dimensional_layer_has_no_position() -> None:

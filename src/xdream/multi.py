@@ -70,6 +70,7 @@ from xdream.scorers.cnn import (
     check_pre_activation,
     described_preprocess,
     list_layers_hint,
+    refuse_layers_run_twice,
     resolve_device,
 )
 from xdream.types import Images, Scores
@@ -404,6 +405,13 @@ class MultiUnitScorer:
                 check_pre_activation(modules, layer)
         self._modules = {layer: modules[layer] for layer in self.layers}
         self.shapes = self._layer_shapes()
+        refuse_layers_run_twice(
+            self.module,
+            self._modules,
+            self._dry_input(),
+            network.name,
+            pre_activation,
+        )
         self.units = [self._check(u) for u in self.units]
         # per layer: positions of its units in the output columns, and the index tuples
         self._plan: dict[str, tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]] = {}
@@ -415,12 +423,16 @@ class MultiUnitScorer:
             self._plan[layer] = (cols, chans, ys, xs)
 
     def _layer_shapes(self) -> dict[str, tuple[int, ...]]:
-        size = self.image_size or self.network.preprocess.input_size
         shapes: dict[str, tuple[int, ...]] = {}
         sink = lambda layer, t: shapes.setdefault(layer, tuple(t.shape[1:]))  # noqa: E731
         with self._hooks(sink), torch.inference_mode(), evaluation_mode(self.module):
-            self._run(torch.zeros(1, 3, size, size, device=self.device, dtype=self._dtype))
+            self._run(self._dry_input())
         return shapes
+
+    def _dry_input(self) -> torch.Tensor:
+        """A zero network input of one image, as the construction's dry runs take it."""
+        size = self.image_size or self.network.preprocess.input_size
+        return torch.zeros(1, 3, size, size, device=self.device, dtype=self._dtype)
 
     def _check(self, unit: Unit) -> Unit:
         shape = self.shapes[unit.layer]

@@ -1,7 +1,9 @@
 """A unit of a CNN as the target: (network, layer, channel[, x, y]) (spec §8).
 
 The activation is read with a hook that clones it, and the forward pass stops at the target
-layer (nothing after it runs). With ``pre_activation=True`` the named layer must be an
+layer (nothing after it runs; only the scorer's construction runs the whole network once, on a
+zero image, to refuse a layer whose module runs more than once per pass:
+:func:`refuse_layers_run_twice`). With ``pre_activation=True`` the named layer must be an
 activation module and its *input* is read by a pre-hook, before an in-place activation (such as
 torchvision AlexNet's ``ReLU(inplace=True)``) could overwrite it.
 """
@@ -93,6 +95,62 @@ def check_pre_activation(modules: Mapping[str, nn.Module], layer: str) -> None:
         f"{type(target).__name__}.{near if acts else ' The network has none.'} "
         "Or use pre_activation=False to read this layer's output."
     )
+
+
+def refuse_layers_run_twice(
+    module: nn.Module,
+    targets: Mapping[str, nn.Module],
+    inputs: torch.Tensor,
+    network_name: str,
+    pre_activation: bool = False,
+) -> None:
+    """Refuse a target layer whose module runs more than once in a forward pass of ``inputs``.
+
+    One module object can be called at several places (``self.relu = nn.ReLU()`` used after
+    each convolution; torchvision's ResNet blocks call their ``relu`` two or three times), so its
+    name does not say which of its outputs is meant, and a hook reads the first. The whole
+    network runs once here, without stopping at the targets, with a hook that counts each
+    target's calls; an error raised after the targets ran (a head that takes only another input
+    size, say) ends the count, since nothing after the targets is needed to read them.
+    """
+    seen: dict[str, list[str]] = {layer: [] for layer in targets}
+
+    def counter(layer: str) -> Any:
+        def note(value: Any) -> None:
+            shape = tuple(value.shape[1:]) if isinstance(value, torch.Tensor) else None
+            seen[layer].append(str(shape) if shape is not None else type(value).__name__)
+
+        if pre_activation:
+            return lambda _m, inp: note(inp[0] if inp else None)
+        return lambda _m, _inp, out: note(out)
+
+    handles = [
+        mod.register_forward_pre_hook(counter(layer))
+        if pre_activation
+        else mod.register_forward_hook(counter(layer))
+        for layer, mod in targets.items()
+    ]
+    try:
+        with torch.inference_mode(), evaluation_mode(module):
+            module(inputs)
+    except Exception:  # past the targets: what ran is counted
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    for layer, calls in seen.items():
+        if len(calls) > 1:
+            what = "input" if pre_activation else "output"
+            parent = layer.rpartition(".")[0]
+            block = f", or the block that holds it ({parent!r}) for its output" if parent else ""
+            raise XDreamError(
+                f"layer {layer!r} of {network_name!r} runs {len(calls)} times in each forward "
+                f"pass (one module called at {len(calls)} places, with {what}s "
+                f"{', '.join(calls)}), so its name does not say which {what} to read: read a "
+                f"layer that runs once, such as the layer before the call you mean{block}; in "
+                "a model of your own, give each call its own module (self.relu1 = nn.ReLU(), "
+                "self.relu2 = nn.ReLU(), ...)"
+            )
 
 
 def list_layers_hint(name: str | None, input_size: int) -> str:
@@ -194,6 +252,13 @@ class CNNUnitScorer(Scorer):
             self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._target = self._find_layer(layer)
         self.shape = self._dry_run_shape()
+        refuse_layers_run_twice(
+            self.module,
+            {layer: self._target},
+            self._inputs(torch.zeros(1, 3, *self._dry_size())),
+            name,
+            self.pre_activation,
+        )
         self.channel, self.x, self.y = self._check_unit(channel, x, y)
 
     # -- construction-time validation ---------------------------------------------------------
@@ -210,10 +275,13 @@ class CNNUnitScorer(Scorer):
             check_pre_activation(modules, layer)
         return modules[layer]
 
-    def _dry_run_shape(self) -> tuple[int, ...]:
+    def _dry_size(self) -> tuple[int, int]:
         size = self.image_size or self.preprocess.input_size
+        return size, size
+
+    def _dry_run_shape(self) -> tuple[int, ...]:
         try:
-            shape = tuple(self._activations(torch.zeros(1, 3, size, size)).shape[1:])
+            shape = tuple(self._activations(torch.zeros(1, 3, *self._dry_size())).shape[1:])
         except XDreamError:
             raise
         except Exception as err:
@@ -317,13 +385,17 @@ class CNNUnitScorer(Scorer):
         """Target-layer activations ``(b, C[, H, W])`` per batch of ``batch_size`` images."""
         with torch.inference_mode(), evaluation_mode(self.module):
             for start in range(0, images.shape[0], self.batch_size):
-                batch = images[start : start + self.batch_size].to(self.device, torch.float32)
-                if self.image_size is not None:
-                    batch = resize(batch, self.image_size)
-                inputs = self.preprocess(batch).to(self.dtype)
-                if self.channels_last:
-                    inputs = inputs.contiguous(memory_format=torch.channels_last)
-                yield self._read(inputs)
+                yield self._read(self._inputs(images[start : start + self.batch_size]))
+
+    def _inputs(self, batch: torch.Tensor) -> torch.Tensor:
+        """The network's input for a batch of images: resized, preprocessed, in its dtype."""
+        batch = batch.to(self.device, torch.float32)
+        if self.image_size is not None:
+            batch = resize(batch, self.image_size)
+        inputs = self.preprocess(batch).to(self.dtype)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return inputs
 
     def _activations(self, images: Images) -> torch.Tensor:
         """The whole target layer ``(n, C[, H, W])``, for reading several units in one pass."""
