@@ -199,6 +199,48 @@ def test_a_layer_whose_module_runs_twice_is_refused_as_for_one_unit() -> None:
     }
 
 
+def test_an_overflowing_unit_of_a_config_run_is_named_with_its_dtype(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A config's units (one or many) are read by the shared pass, which passed infinity on:
+    the run stopped in the optimiser with "scores must be finite numbers or NaN ... Map failed
+    measurements to NaN", naming no unit, layer or dtype (a CNNUnitScorer names them)."""
+    from torch import nn
+
+    from tests.test_scorers import IDENTITY
+
+    for attr in ("_entries", "_summaries", "_definitions"):  # registered for this test only
+        monkeypatch.setattr(networks.REGISTRY, attr, dict(getattr(networks.REGISTRY, attr)))
+
+    def half_net(weights: Any = None) -> networks.Network:
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+        with torch.no_grad():
+            net[0].weight.fill_(1e5)
+            net[0].weight[1].zero_()  # channel 1 stays finite
+        return networks.Network(net.half().eval(), IDENTITY, "test-multi-half")
+
+    networks.REGISTRY.add("test-multi-half", half_net)
+    cfg = {
+        "experiment": {"generations": 1, "n_references": 3},
+        "generator": {"name": "pixels", "size": 8, "code_size": 4},
+        "optimizer": {"name": "genetic", "population_size": 6},
+        "target": {"network": "test-multi-half", "layer": "1", "channel": 0, "device": "cpu"},
+    }
+    overflow = (
+        r"^activations of 'test-multi-half' overflowed to infinity in float16 \(channel 0 of "
+        r"layer '1' \(x 4, y 4\) for {0} of {0} images\): run the model in float32"
+    )
+    with pytest.raises(XDreamError, match=overflow.format(9)):  # 6 codes, 3 references
+        Experiment.from_config(config.from_dict(cfg), tmp_path / "one").run()
+    many = {**cfg, "targets": [{"channels": [1, 0]}]}
+    with pytest.raises(XDreamError, match=overflow.format(15)):  # both units' codes, references
+        MultiExperiment.from_config(config.from_dict(many), tmp_path / "many").run()
+    shared = MultiUnitScorer(half_net(), [("1", 1), ("1", 0), ("1", 2)], device="cpu")
+    both = r"\(channel 0 of layer '1' \(x 4, y 4\) for 2 of 2 images, channel 2 of layer '1' \("
+    with pytest.raises(XDreamError, match=both):  # channel 1 is finite, and not named
+        shared.activations(torch.rand(2, 3, 8, 8))
+
+
 def test_pre_activation_on_another_layer_is_refused_as_for_one_unit() -> None:
     """The many-unit message ended at "but '2' is Conv2d"; the single-unit one names the
     activation layers and the way back."""

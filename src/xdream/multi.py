@@ -40,7 +40,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 import torch
@@ -535,7 +535,34 @@ class MultiUnitScorer:
             return np.zeros((0, len(self.units)))
         with torch.inference_mode(), evaluation_mode(self.module):
             parts = [b.cpu() for b in self._batches(images)]
-        return torch.cat(parts).numpy().astype(np.float64)
+        acts = torch.cat(parts).numpy().astype(np.float64)
+        if np.isinf(acts).any():
+            self._overflowed(np.isinf(acts))
+        return acts
+
+    def _overflowed(self, infinite: np.ndarray) -> NoReturn:
+        """Raise: some units' activations are infinite (``infinite``, ``(n, k)`` booleans), as
+        :class:`~xdream.scorers.CNNUnitScorer` does for its unit. A run would otherwise stop in
+        the optimiser's check, with advice meant for a scorer of one's own."""
+        autocast = PRECISIONS[self.precision]
+        if self._dtype in (torch.float16, torch.bfloat16):
+            dtype, fix = str(self._dtype), "run the model in float32 (module.float())"
+        elif autocast is not None:
+            dtype, fix = f"{self.precision} (autocast)", "score in float32 (precision='float32')"
+        else:
+            dtype = str(self._dtype)
+            fix = "its activations grow past the largest number: check its weights and inputs"
+        bad = [(u, int(col.sum())) for u, col in zip(self.units, infinite.T) if col.any()]
+        shown = ", ".join(
+            f"channel {u.channel} of layer {u.layer!r}"
+            + (f" (x {u.x}, y {u.y})" if u.x is not None else "")
+            + f" for {n} of {len(infinite)} images"
+            for u, n in bad[:5]
+        ) + (f" and {len(bad) - 5} more units" if len(bad) > 5 else "")
+        raise XDreamError(
+            f"activations of {self.network.name!r} overflowed to infinity in "
+            f"{dtype.removeprefix('torch.')} ({shown}): {fix}"
+        )
 
     def view(self, index: int) -> UnitView:
         """A :class:`~xdream.scorers.base.Scorer` for unit ``index`` alone."""
