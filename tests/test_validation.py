@@ -369,6 +369,31 @@ def test_a_component_registered_only_in_python_is_named_not_called_damage(
     assert "damaged" not in err and "Put back" not in err
 
 
+def test_a_many_unit_run_on_a_network_registered_only_in_python_is_told_its_own_way_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """For a many-unit run the advice named Experiment.resume(DIR), which refuses a many-unit
+    folder, and render of DIR, which asks for a unit's folder: both calls failed."""
+    from xdream.experiment import Experiment
+
+    folder = tmp_path / "run"
+    (folder / "units" / "features.2_c001").mkdir(parents=True)
+    data = config.from_dict(BASE).to_dict()
+    data["target"]["network"] = "my-net"
+    data["targets"] = [{"layer": "features.2", "channel": 1, "x": None, "y": None}]
+    (folder / "config.yaml").write_text(yaml.safe_dump(data))
+    assert main(["resume", str(folder)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "names the network 'my-net', which is not registered in this process" in err
+    assert f"xdream.multi.MultiExperiment.resume({str(folder)!r}).run() continues the run" in err
+    unit = str(folder / "units" / "features.2_c001")
+    assert f"xdream.render.render({unit!r}, ['best']) draws a unit's images" in err
+    assert "Experiment.resume(" not in err.replace("MultiExperiment.resume(", "")
+    together = r"many-unit run \(\[\[targets\]\]\), whose units go on together: continue it"
+    with pytest.raises(XDreamError, match=together + r" with xdream\.multi\.MultiExperiment\."):
+        Experiment.resume(folder)
+
+
 @pytest.mark.parametrize(
     ("experiment", "optimizer", "length"),
     [

@@ -938,6 +938,13 @@ class Experiment:
                 f"go on together (over shared forward passes, with its config.yaml): continue "
                 f"it with `xdream resume {run}`"
             )
+        if folder.holds_many_units():
+            raise XDreamError(
+                f"{str(folder.path)!r} is a many-unit run ([[targets]]), whose units go on "
+                "together: continue it with "
+                f"xdream.multi.MultiExperiment.resume({str(folder.path)!r}).run(), or "
+                f"`xdream resume {folder.path}`"
+            )
         if not folder.config.exists():
             folder.refuse_unstarted()
             if config_yaml_lost(folder.path):

@@ -287,16 +287,45 @@ class RunFolder:
 
     def unregistered(self, err: UnknownNameError) -> XDreamError:
         """The error for a ``config.yaml`` that names a component this process does not know
-        (``err``): one registered from Python, and how to go on there."""
+        (``err``): one registered from Python, and how to go on there (for a many-unit run,
+        with :class:`~xdream.multi.MultiExperiment` and one unit's folder)."""
+        path = str(self.path)
+        if self.holds_many_units():
+            units = sorted(p.name for p in (self.path / "units").glob("*") if p.is_dir())
+            unit = str(self.path / "units" / (units[0] if units else "<unit>"))
+            go_on = (
+                f"xdream.multi.MultiExperiment.resume({path!r}).run() continues the run (its "
+                f"units together), xdream.render.render({unit!r}, ['best']) draws a unit's "
+                "images (ids as for `xdream render`), and xdream.records.read of a unit's folder "
+                "reads its records."
+            )
+        else:
+            go_on = (
+                f"xdream.experiment.Experiment.resume({path!r}).run() continues the run, "
+                f"xdream.render.render({path!r}, ['best']) draws its images (ids as for "
+                "`xdream render`), and xdream.records.read reads its records."
+            )
         return XDreamError(
             f"{str(self.config)!r} names the {err.kind} {err.name!r}, which is not "
             f"registered in this process ({err}). A component registered from Python "
             "exists only in a process that imports the module registering it, so this "
-            "command cannot rebuild it: in Python, import that module, then "
-            f"xdream.experiment.Experiment.resume({str(self.path)!r}) continues the run, "
-            f"xdream.render.render({str(self.path)!r}, ['best']) draws its images (ids as "
-            "for `xdream render`), and xdream.records.read reads its records."
+            f"command cannot rebuild it: in Python, import that module, then {go_on}"
         )
+
+    def holds_many_units(self) -> bool:
+        """Whether the folder holds a many-unit run: a ``config.yaml`` beside ``units/``, or one
+        with ``[[targets]]``, read as text (whatever components it names, registered or not).
+        A folder without ``config.yaml`` holds no run yet, ``units/`` or not."""
+        from xdream import config as config_mod
+
+        if not self.config.exists():
+            return False
+        if (self.path / "units").is_dir():
+            return True
+        try:
+            return bool(config_mod.read(self.config).get("targets"))
+        except (XDreamError, OSError, ValueError):
+            return False
 
     def _both_budgets(self) -> tuple[Any, Any] | None:
         """``config.yaml``'s ``generations`` and ``presentations`` when it sets both and is
