@@ -67,6 +67,21 @@ def test_targets_expand_and_round_trip() -> None:
     assert config.from_dict(cfg.to_dict()) == cfg
 
 
+def test_a_position_in_target_beside_targets_is_refused_not_ignored() -> None:
+    """[target] x and y were silently not read by [[targets]] entries, whose units then read
+    the centre of their layer: the wrong position for every unit, without a word."""
+    many = {"target": {"layer": "blocks.3", "x": 1, "y": 2}, "targets": [{"channels": [0, 1]}]}
+    refused = r"^\[target\] x = 1 and y = 2 are not read when \[\[targets\]\] names the units"
+    with pytest.raises(ConfigError, match=refused + ": each entry's units read the centre"):
+        config.from_dict(many)
+    with pytest.raises(ConfigError, match=r"^\[target\] y = 2 is not read .* Move y = 2 into"):
+        config.from_dict({**many, "target": {"layer": "blocks.3", "y": 2}})
+    placed = config.from_dict({**many, "target": {"layer": "blocks.3"},
+                               "targets": [{"channels": [0, 1], "x": 1, "y": 2}]})  # fmt: skip
+    assert [(t["x"], t["y"]) for t in placed.targets] == [(1, 2), (1, 2)]
+    assert config.from_dict({"target": {"x": 1, "y": 2}}).target.x == 1  # one unit: read
+
+
 @pytest.mark.parametrize(
     ("targets", "message"),
     [

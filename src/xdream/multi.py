@@ -150,6 +150,16 @@ def parse_targets(value: Any, target: Any) -> tuple[dict[str, Any], ...]:
         return ()
     if not isinstance(value, list) or not value:
         raise ConfigError("[[targets]] must be a non-empty list of tables (TOML: [[targets]])")
+    given = {k: getattr(target, k) for k in ("x", "y") if getattr(target, k) is not None}
+    if given:  # they were silently not read: every unit read the centre
+        keys = " and ".join(f"{k} = {v}" for k, v in given.items())
+        verb = "are" if len(given) > 1 else "is"
+        raise ConfigError(
+            f"[target] {keys} {verb} not read when [[targets]] names the units: each entry's "
+            "units read the centre of their layer unless the entry gives x and y itself. Move "
+            f"{keys} into the [[targets]] entries that should read that position, and out of "
+            "[target]"
+        )
     units: list[dict[str, Any]] = []
     for i, entry in enumerate(value):
         where = f"[[targets]] entry {i + 1}"
