@@ -280,6 +280,11 @@ def test_fourier_max_freq_defaults_below_nyquist() -> None:
 
 
 def test_fourier_params_are_validated() -> None:
+    # size 2 was let through and refused as "max_freq ... got 0", a key the user never set
+    for size in (1, 2):
+        with pytest.raises(ConfigError, match=rf"size must be an integer >= 3 .*got {size}$"):
+            make("fourier", size=size)
+    assert make("fourier", size=3).code_dim == len(code_layout(1))
     with pytest.raises(ConfigError, match="max_freq"):
         make("fourier", size=32, max_freq=16)  # at the Nyquist limit
     with pytest.raises(ConfigError, match="decay_power"):

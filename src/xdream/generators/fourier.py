@@ -45,7 +45,7 @@ class FourierParams:
     """Hyperparameters of :class:`FourierGenerator`.
 
     Attributes:
-        size: Output height and width in pixels.
+        size: Output height and width in pixels, at least 3.
         max_freq: Highest spatial frequency kept, in cycles per image (the radius of the kept
             disc of frequencies). The code dimension grows as ``3 * pi * max_freq**2``:
             16 -> 2391, 14 -> 1839, 12 -> 1323. ``None`` (the default) means 16, or the highest
@@ -69,8 +69,11 @@ class FourierParams:
     saturation: float = 0.6
 
     def __post_init__(self) -> None:
-        if not isinstance(self.size, int) or self.size < 2:
-            raise ValueError(f"size must be an integer >= 2 (pixels), got {self.size!r}")
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 3:
+            raise ValueError(
+                f"size must be an integer >= 3 (pixels: a code holds at least one frequency "
+                f"below the Nyquist limit size/2), got {self.size!r}"
+            )
         if self.max_freq is None:
             object.__setattr__(self, "max_freq", min(16, (self.size - 1) // 2))
         if not isinstance(self.max_freq, int) or not 1 <= self.max_freq < self.size / 2:
