@@ -369,6 +369,21 @@ def test_a_component_registered_only_in_python_is_named_not_called_damage(
     assert "damaged" not in err and "Put back" not in err
 
 
+def test_xdream_run_of_a_network_registered_only_in_python_says_how_to_run_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`xdream run` said only "unknown network 'mynet'. Did you mean 'alexnet'?" for a
+    network the user's own code registers (README: run such configs from Python)."""
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text('[target]\nnetwork = "my-net"\nlayer = "features.2"\n')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("xdream: error: unknown network 'my-net'.")
+    assert "If 'my-net' is registered by your own Python code, the network exists only in" in err
+    assert f"Experiment.from_config(xdream.config.load({str(cfg)!r}), OUT).run()" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_many_unit_run_on_a_network_registered_only_in_python_is_told_its_own_way_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from xdream.errors import XDreamError, did_you_mean, notes_of
+from xdream.errors import ConfigError, UnknownNameError, XDreamError, did_you_mean, notes_of
 
 DEMO_CONFIG: dict[str, Any] = {
     "experiment": {"seed": 0, "generations": 40, "n_references": 10},
@@ -277,7 +277,17 @@ def cmd_run(args: argparse.Namespace, console: Any) -> int:
     from xdream import config as config_mod
     from xdream.experiment import Experiment
 
-    cfg = config_mod.load(args.config)
+    try:
+        cfg = config_mod.load(args.config)
+    except UnknownNameError as err:  # perhaps one the user's own code registers
+        runner = "Experiment.from_config"
+        raise ConfigError(
+            f"{err} If {err.name!r} is registered by your own Python code, the {err.kind} "
+            "exists only in a process that imports that code, so `xdream run` cannot build it: in "
+            f"Python, import it, then xdream.experiment.{runner}(xdream.config.load("
+            f"{str(args.config)!r}), OUT).run() (xdream.multi.MultiExperiment.from_config for "
+            "a config with [[targets]])"
+        ) from None
     out = Path(args.out) if args.out else _default_out(Path(args.config).stem)
     start = f"xdream run {args.config} --out {out}"
     if cfg.targets:
