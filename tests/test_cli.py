@@ -1140,3 +1140,17 @@ def test_a_folder_report_labels_an_optimizer_without_a_preset_so() -> None:
         {"a": {"name": "genetic", "preset": "deepsim-fc6"}, "b": {"name": "genetic"}}
     )
     assert labels == {"a": "genetic (preset deepsim-fc6)", "b": "genetic (no preset)"}
+
+
+def test_messages_into_a_file_or_pipe_are_not_broken_at_80_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not on a terminal, rich broke each line at 80 columns, mid-phrase ("37 above their best
+    / reference", "record: / /tmp/..."): a log grepped for a line missed it."""
+    config = write(tmp_path / "fast.toml", FAST_RUN.format(generations=2))
+    out = tmp_path / ("a-long-folder-name-for-the-run-" * 3)
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("generation 1: best so far ") for line in lines)
+    (results,) = [line for line in lines if line.startswith("results: ")]
+    assert f"record: {out / 'record.h5'}, summary: {out / 'summary.json'})" in results

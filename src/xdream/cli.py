@@ -524,6 +524,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         args = build_parser().parse_args(argv)
         console = Console(stderr=False, markup=False, highlight=False)  # messages are plain text
+        # into a file or a pipe (a log, grep), one line per message: not broken at 80 columns
+        console.soft_wrap = not console.is_terminal
         func: Callable[[argparse.Namespace, Any], int] = args.func
         if not replaced and args.command in RUN_COMMANDS:
             replaced = _stop_on_signals()
