@@ -542,6 +542,16 @@ def test_resumed_cli_run_counts_generations_from_the_start_and_reports_standing(
     best = [float(r["best_score"]) for r in table]
     above = sum(b > float(r["best_reference_score"]) for b, r in zip(best, table))
     assert progress[-1][1:] == (f"{np.median(best):.4g}", str(above))
+    # the run's presentations with the run's time (both sessions, as summary.json), not with
+    # this session's alone
+    summaries = [json.loads((tmp_path / "part" / r["folder"] / "summary.json").read_text())
+                 for r in table]  # fmt: skip
+    total = sum(int(r["presentations"]) for r in table)
+    seconds = max(s["seconds"] for s in summaries)
+    assert re.search(
+        rf"3 units, {total} presentations in {seconds:.1f} s \(this session \d+\.\d s\); table",
+        text,
+    )
 
 
 def test_a_full_disk_stops_a_lockstep_run_naming_its_folder_and_resume_loses_nothing(

@@ -1392,8 +1392,12 @@ def run_many(config: Any, out: Path, console: Any) -> int:
             markup=False,
         )
     presentations = sum(int(s["presentations"]) for s in summaries)
+    # the whole run's time, as the units' summary.json hold it (every session, the same for all
+    # units), beside its whole count of presentations; a resumed run adds this session's time
+    total = max((float(s["seconds"]) for s in summaries), default=seconds)
+    session = f" (this session {seconds:.1f} s)" if config is None else ""
     console.print(
-        f"{len(summaries)} units, {presentations} presentations in {seconds:.1f} s; "
+        f"{len(summaries)} units, {presentations} presentations in {total:.1f} s{session}; "
         f"table: {out / 'units.csv'}, records: {out / 'units'}/<unit>/",
         highlight=False,
     )
