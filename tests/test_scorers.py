@@ -382,6 +382,40 @@ def test_a_layer_without_tensor_output_names_its_submodules(layer: str, kind: st
     assert CNNUnitScorer(Outer(), f"{layer}.conv", 0, preprocess=IDENTITY).shape == (4, 6, 6)
 
 
+class Tokens(nn.Module):
+    """A layer of tokens ``(n, T, D)``, as a transformer's; ``as_map`` gives the same values as
+    ``(n, D, T, 1)``, the way the refusal of the tokens suggests."""
+
+    def __init__(self, as_map: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.patch = nn.Conv2d(3, 5, 4, stride=4)  # 8 px -> 2 x 2 = 4 tokens of 5
+        self.mix = nn.Linear(5, 5)
+        self.as_map = nn.Identity() if as_map else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.mix(self.patch(x).flatten(2).transpose(1, 2))
+        if self.as_map is None:
+            return tokens
+        return self.as_map(tokens.transpose(1, 2).unsqueeze(-1))
+
+
+def test_a_layer_of_tokens_is_refused_with_a_way_on() -> None:
+    """The refusal of a 3-D layer said what is supported but not what to do."""
+    from xdream.multi import MultiUnitScorer
+
+    way_on = r"supported: read another layer .* for tokens \(n, T, D\), wrap the model so"
+    with pytest.raises(XDreamError, match=r"^layer 'mix' outputs shape \(n, 4, 5\); .*" + way_on):
+        CNNUnitScorer(Tokens(), "mix", 2, preprocess=IDENTITY)
+    with pytest.raises(XDreamError, match=r"^layer 'mix' of 'Tokens' .*" + way_on):
+        MultiUnitScorer(Tokens(), [("mix", 2)], preprocess=IDENTITY)
+    x = images(3)
+    with torch.no_grad():
+        token1 = Tokens()(x)[:, 1, 2]  # token 1, channel 2
+    unit = CNNUnitScorer(Tokens(as_map=True), "as_map", 2, x=0, y=1, preprocess=IDENTITY)
+    np.testing.assert_allclose(unit.score(x, ids(3)), token1.numpy(), rtol=1e-6)
+
+
 def test_channel_out_of_range_names_the_range() -> None:
     with pytest.raises(XDreamError, match=r"channel must be in 0\.\.4"):
         CNNUnitScorer(toy(), "2", 5, preprocess=IDENTITY)

@@ -67,6 +67,7 @@ from xdream.precision import tf32_mode
 from xdream.records import relative_to_references
 from xdream.scorers.base import Scorer, brief
 from xdream.scorers.cnn import (
+    UNSUPPORTED_SHAPE_HINT,
     check_pre_activation,
     described_preprocess,
     list_layers_hint,
@@ -448,7 +449,10 @@ class MultiUnitScorer:
         shape = self.shapes[unit.layer]
         where = f"layer {unit.layer!r} of {self.network.name!r} (output {shape})"
         if len(shape) not in (1, 3):
-            raise XDreamError(f"{where}: only (n, C) and (n, C, H, W) layers are supported")
+            raise XDreamError(
+                f"{where}: only (n, C) and (n, C, H, W) layers are supported: "
+                f"{UNSUPPORTED_SHAPE_HINT}"
+            )
         if not 0 <= unit.channel < shape[0]:
             raise XDreamError(
                 f"channel must be in 0..{shape[0] - 1} for {where}, got {unit.channel!r}"

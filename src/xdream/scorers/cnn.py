@@ -153,6 +153,13 @@ def refuse_layers_run_twice(
             )
 
 
+UNSUPPORTED_SHAPE_HINT = (
+    "read another layer (layer_table lists each one's output shape), or, for tokens (n, T, D), "
+    "wrap the model so that a module of its own puts the channels second, (n, D, T, 1)"
+)
+"""How to go on from a target layer of another rank, such as a transformer's tokens."""
+
+
 def list_layers_hint(name: str | None, input_size: int) -> str:
     """How to list a network's layers: ``xdream layers NAME`` for a network ``name`` that
     xdream registers (:data:`~xdream.networks.BUILT_IN`), :func:`~xdream.networks.layer_table`
@@ -293,7 +300,7 @@ class CNNUnitScorer(Scorer):
         if len(shape) not in (1, 3):
             raise XDreamError(
                 f"layer {self.layer!r} outputs shape (n, {', '.join(map(str, shape))}); only "
-                "(n, C) and (n, C, H, W) layers are supported"
+                f"(n, C) and (n, C, H, W) layers are supported: {UNSUPPORTED_SHAPE_HINT}"
             )
         return shape
 
