@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -512,6 +513,36 @@ def test_a_unit_that_overflows_in_half_precision_says_so() -> None:
     overflow = r"^channel 0 of layer '1' of 'Sequential' overflowed to infinity in float16 for "
     with pytest.raises(XDreamError, match=overflow + r"2 of 2 images: run the model in float32"):
         unit.score(images(2), ids(2))
+
+
+class HalfNaN(nn.Module):
+    """Channel 0 NaN for every other image: a network that computes NaN somewhere."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        x[::2, 0] = math.nan
+        return x
+
+
+def test_a_unit_that_computes_nan_is_warned_about_once() -> None:
+    """A CNN unit that was NaN for every image ran its whole budget without a word (NaN is no
+    response, as from a rig, but a network gives it only where something is wrong)."""
+    from xdream.multi import MultiUnitScorer
+
+    net = nn.Sequential(nn.Conv2d(3, 2, 1), HalfNaN()).eval()
+    unit = CNNUnitScorer(net, "1", 0, preprocess=IDENTITY)
+    said = r"^'Sequential' computes NaN \(channel 0 of layer '1' for 2 of 4 images\): such images"
+    with pytest.warns(UserWarning, match=said + r" count as no response, and the run goes on;"):
+        scores = unit.score(images(4), ids(4))
+    assert np.isnan(scores[::2]).all() and np.isfinite(scores[1::2]).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per scorer, not every generation
+        unit.score(images(4), ids(4))
+        CNNUnitScorer(net, "1", 1, preprocess=IDENTITY).score(images(4), ids(4))  # no NaN
+    shared = MultiUnitScorer(net, [("1", 1), ("1", 0)], preprocess=IDENTITY)
+    many = r"^'Sequential' computes NaN \(channel 0 of layer '1' \(x 4, y 4\) for 3 of 6 images\)"
+    with pytest.warns(UserWarning, match=many):
+        shared.activations(images(6))
 
 
 def test_a_network_registered_in_python_is_listed_with_layer_table(

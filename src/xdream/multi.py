@@ -36,6 +36,7 @@ import dataclasses
 import itertools
 import os
 import time
+import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
@@ -71,6 +72,7 @@ from xdream.scorers.cnn import (
     check_pre_activation,
     described_preprocess,
     list_layers_hint,
+    nan_warning,
     refuse_layers_run_twice,
     resolve_device,
 )
@@ -414,6 +416,7 @@ class MultiUnitScorer:
                 )
             if pre_activation:
                 check_pre_activation(modules, layer)
+        self._warned_nan = False  # said once (every generation of a run would repeat it)
         self._modules = {layer: modules[layer] for layer in self.layers}
         self.shapes = self._layer_shapes()
         refuse_layers_run_twice(
@@ -552,7 +555,23 @@ class MultiUnitScorer:
         acts = torch.cat(parts).numpy().astype(np.float64)
         if np.isinf(acts).any():
             self._overflowed(np.isinf(acts))
+        if not self._warned_nan and np.isnan(acts).any():
+            self._warned_nan = True
+            nan = np.isnan(acts).sum(axis=0)
+            named = [(self._words(u), int(k)) for u, k in zip(self.units, nan) if k]
+            warnings.warn(
+                nan_warning(
+                    self.network.name, [u for u, _ in named], [k for _, k in named], len(acts)
+                ),
+                stacklevel=2,
+            )
         return acts
+
+    @staticmethod
+    def _words(unit: Unit) -> str:
+        """A unit in a message: ``channel 3 of layer 'blocks.4' (x 14, y 14)``."""
+        where = f" (x {unit.x}, y {unit.y})" if unit.x is not None else ""
+        return f"channel {unit.channel} of layer {unit.layer!r}{where}"
 
     def _overflowed(self, infinite: np.ndarray) -> NoReturn:
         """Raise: some units' activations are infinite (``infinite``, ``(n, k)`` booleans), as
@@ -568,10 +587,7 @@ class MultiUnitScorer:
             fix = "its activations grow past the largest number: check its weights and inputs"
         bad = [(u, int(col.sum())) for u, col in zip(self.units, infinite.T) if col.any()]
         shown = ", ".join(
-            f"channel {u.channel} of layer {u.layer!r}"
-            + (f" (x {u.x}, y {u.y})" if u.x is not None else "")
-            + f" for {n} of {len(infinite)} images"
-            for u, n in bad[:5]
+            f"{self._words(u)} for {n} of {len(infinite)} images" for u, n in bad[:5]
         ) + (f" and {len(bad) - 5} more units" if len(bad) > 5 else "")
         raise XDreamError(
             f"activations of {self.network.name!r} overflowed to infinity in "

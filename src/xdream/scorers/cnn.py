@@ -11,6 +11,7 @@ torchvision AlexNet's ``ReLU(inplace=True)``) could overwrite it.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
@@ -160,6 +161,19 @@ UNSUPPORTED_SHAPE_HINT = (
 """How to go on from a target layer of another rank, such as a transformer's tokens."""
 
 
+def nan_warning(network: str, units: list[str], counts: list[int], n: int) -> str:
+    """The warning for network units whose activation is NaN for some images (``counts`` of
+    ``n``, per unit): a network computes NaN only where something in it is wrong, while the
+    run counts such images as no response and goes on."""
+    shown = ", ".join(f"{u} for {k} of {n} images" for u, k in zip(units[:5], counts[:5]))
+    more = f" and {len(units) - 5} more units" if len(units) > 5 else ""
+    return (
+        f"{network!r} computes NaN ({shown}{more}): such images count as no response, and the "
+        "run goes on; a network gives NaN only where something in it is wrong (check its "
+        "weights, a division or a log in its forward pass); said once"
+    )
+
+
 def list_layers_hint(name: str | None, input_size: int) -> str:
     """How to list a network's layers: ``xdream layers NAME`` for a network ``name`` that
     xdream registers (:data:`~xdream.networks.BUILT_IN`), :func:`~xdream.networks.layer_table`
@@ -267,6 +281,7 @@ class CNNUnitScorer(Scorer):
             self.pre_activation,
         )
         self.channel, self.x, self.y = self._check_unit(channel, x, y)
+        self._warned_nan = False  # said once per scorer (a run's every generation would repeat it)
 
     # -- construction-time validation ---------------------------------------------------------
 
@@ -426,6 +441,17 @@ class CNNUnitScorer(Scorer):
         scores = torch.cat(parts).numpy().astype(np.float64)
         if np.isinf(scores).any():
             self._overflowed(int(np.isinf(scores).sum()), len(scores))
+        if not self._warned_nan and np.isnan(scores).any():
+            self._warned_nan = True
+            warnings.warn(
+                nan_warning(
+                    self.network_name,
+                    [f"channel {self.channel} of layer {self.layer!r}"],
+                    [int(np.isnan(scores).sum())],
+                    len(scores),
+                ),
+                stacklevel=2,
+            )
         return scores
 
     def describe(self) -> dict[str, Any]:
