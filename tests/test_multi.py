@@ -1220,3 +1220,26 @@ def test_a_seed_edited_before_the_first_checkpoint_is_listed_once_not_per_unit(
         "config.yaml changed since the last session, taking effect now: experiment.seed: 1 -> 2; "
         "experiment.noise_seed of each unit (drawn from noise_seed or seed)"
     ) in said
+
+
+def test_every_bad_target_of_a_many_unit_run_is_named_at_once(tmp_path: Path) -> None:
+    """A many-unit run whose targets had a layer typo and a channel out of range named only
+    the first: the channel's came on the next try (audit A-10). Both come at once, each once,
+    and a run with one bad target is told that one alone, as before."""
+    data = small_config()
+    data["targets"] = [
+        {"channels": [0, 999, 998]},  # blocks.0 has 16 channels
+        {"layer": "blocks.44", "channel": 1},
+        {"layer": "blocks.1", "channel": 2, "x": 3, "y": 4},  # fine
+    ]
+    with pytest.raises(XDreamError) as err:
+        MultiExperiment.from_config(config.from_dict(data), tmp_path / "run")
+    message = str(err.value)
+    assert message.startswith("3 of the targets cannot be read:")
+    assert "has no layer 'blocks.44'" in message
+    assert "got 999" in message and "got 998" in message
+    assert message.count("\n  ") == 3
+    data["targets"] = data["targets"][1:]
+    with pytest.raises(XDreamError) as err:
+        MultiExperiment.from_config(config.from_dict(data), tmp_path / "run")
+    assert str(err.value).startswith("network 'efficientnet-lite0' has no layer 'blocks.44'")

@@ -840,15 +840,40 @@ def shared_scorer(config: Any, units: Sequence[Unit], **options: Any) -> MultiUn
         keep = [u.layer for u in _as_units(units)]
         fold_batchnorm(network.module, keep, in_place=True)
         options = {**options, "fold_bn": False}  # folded here
-    return MultiUnitScorer(
-        network,
-        units,
-        pre_activation=t.pre_activation,
-        image_size=t.image_size,
-        batch_size=t.batch_size,
-        device=t.device,
-        **options,
-    )
+
+    def scorer(some: Sequence[Unit]) -> MultiUnitScorer:
+        return MultiUnitScorer(
+            network,
+            some,
+            pre_activation=t.pre_activation,
+            image_size=t.image_size,
+            batch_size=t.batch_size,
+            device=t.device,
+            **options,
+        )
+
+    try:
+        return scorer(units)
+    except XDreamError:
+        problems = each_problem(scorer, _as_units(units))
+        if len(problems) < 2:
+            raise
+        raise XDreamError(
+            f"{len(problems)} of the targets cannot be read:\n  " + "\n  ".join(problems)
+        ) from None
+
+
+def each_problem(build: Callable[[list[Unit]], Any], units: Sequence[Unit]) -> list[str]:
+    """What ``build`` refuses for each of ``units`` alone, each refusal once, in the units'
+    order: every problem of a set of targets that ``build`` refused at its first (a many-unit
+    run or a sweep is told them all at once, not one per try)."""
+    problems: dict[str, None] = {}
+    for unit in units:
+        try:
+            build([unit])
+        except XDreamError as err:
+            problems.setdefault(str(err))
+    return list(problems)
 
 
 class MultiExperiment:

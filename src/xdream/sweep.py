@@ -428,7 +428,7 @@ def check_tasks(cfg: Any, tasks: list[Task], out: Path, *, local: bool = True) -
     from xdream import config as config_mod
     from xdream import generators, networks
     from xdream.experiment import Experiment
-    from xdream.multi import MultiUnitScorer
+    from xdream.multi import MultiUnitScorer, each_problem
 
     t = cfg.target
     units = list(dict.fromkeys(task.unit for task in tasks))
@@ -449,11 +449,7 @@ def check_tasks(cfg: Any, tasks: list[Task], out: Path, *, local: bool = True) -
         try:
             multi = scorer(units)
         except XDreamError:
-            for unit in units:  # which units, each problem once
-                try:
-                    scorer([unit])
-                except XDreamError as err:
-                    problems.setdefault(str(err))
+            problems.update(dict.fromkeys(each_problem(scorer, units)))
             raise XDreamError(_problems(problems)) from None
         gen_params = {k: v for k, v in cfg.generator.items() if k != "name"}
         generator = generators.make(cfg.generator["name"], **gen_params)
