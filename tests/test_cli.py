@@ -147,6 +147,30 @@ def test_list_and_layers(
     assert "unknown network" in capsys.readouterr().err
 
 
+def test_layers_marks_a_module_that_runs_more_than_once(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`xdream layers` listed a module called twice (one `self.relu` after each convolution)
+    with its first call's shape, a layer that every scorer now refuses as a target."""
+    from tests.helpers import SharedReLU
+    from xdream import networks
+    from xdream.networks import Network, Preprocess
+
+    for attr in ("_entries", "_summaries", "_definitions"):  # registered for this test only
+        monkeypatch.setattr(networks.REGISTRY, attr, dict(getattr(networks.REGISTRY, attr)))
+    plain = Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=16)
+    networks.REGISTRY.add("test-cli-shared", lambda weights=None: Network(SharedReLU(), plain, "x"))
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["layers", "test-cli-shared"]) == 0
+    rows = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines()
+            if line.count("│") > 2}  # fmt: skip
+    assert "runs 2 times (not a target" in rows["relu"] and "4 x 8 x 8" in rows["relu"]
+    assert "runs" not in rows["conv1"] and "runs" not in rows["conv2"]
+    calls: dict[str, int] = {}
+    networks.layer_table(SharedReLU(), 16, calls)
+    assert calls == {"conv1": 1, "conv2": 1, "relu": 2}
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume(tmp_path: Path) -> None:
     """SIGKILL twice at random moments; `xdream resume` ends with the uninterrupted records."""

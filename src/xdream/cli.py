@@ -406,8 +406,11 @@ def cmd_layers(args: argparse.Namespace, console: Any) -> int:
     table.add_column("layer")
     table.add_column("output shape (C, H, W)")
     table.add_column("module")
-    for name, shape in networks.layer_table(net.module, net.preprocess.input_size):
+    calls: dict[str, int] = {}
+    for name, shape in networks.layer_table(net.module, net.preprocess.input_size, calls):
         kind = type(net.module.get_submodule(name)).__name__
+        if calls[name] > 1:  # a scorer refuses it: no one call is the layer's output
+            kind += f", runs {calls[name]} times (not a target; shape of its first run)"
         table.add_row(name, " x ".join(map(str, shape)), kind)
     console.print(table)
     return 0

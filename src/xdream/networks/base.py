@@ -226,7 +226,9 @@ def refuse_torchscript(module: nn.Module, network: str, layer: str | None = None
     )
 
 
-def layer_table(module: nn.Module, input_size: int) -> LayerTable:
+def layer_table(
+    module: nn.Module, input_size: int, calls: dict[str, int] | None = None
+) -> LayerTable:
     """Names and output shapes (batch dimension dropped) of every submodule that runs.
 
     One dry forward of a zero image ``(1, 3, input_size, input_size)`` (in the module's
@@ -234,18 +236,22 @@ def layer_table(module: nn.Module, input_size: int) -> LayerTable:
     (:func:`evaluation_mode`: the module's buffers and training flags are left as they were),
     with a hook on every named module; modules that are not called, or return something other
     than a tensor, are left out, and so are TorchScript submodules (whose hooks do not run; a
-    TorchScript ``module`` is refused). A module called several times is listed with the shape
-    of its first call (the call a :class:`~xdream.scorers.CNNUnitScorer` reads). This is what
-    ``xdream layers NET`` prints.
+    TorchScript ``module`` is refused). A module called several times (one ``self.relu`` used
+    after each convolution) is listed with the shape of its first call; a scorer refuses it as
+    a target, since no one call is the layer's output. ``calls``, where given, is filled with
+    how many times each listed module ran. This is what ``xdream layers NET`` prints (marking
+    the modules that ran more than once).
     """
     refuse_torchscript(module, type(module).__name__)
     shapes: dict[str, tuple[int, ...]] = {}
+    counted: dict[str, int] = {}
     handles = []
 
     def make_hook(name: str) -> object:
         def hook(_mod: nn.Module, _inp: object, out: object) -> None:
-            if name not in shapes and isinstance(out, torch.Tensor):
-                shapes[name] = tuple(out.shape[1:])
+            if isinstance(out, torch.Tensor):
+                shapes.setdefault(name, tuple(out.shape[1:]))
+                counted[name] = counted.get(name, 0) + 1
 
         return hook
 
@@ -266,4 +272,6 @@ def layer_table(module: nn.Module, input_size: int) -> LayerTable:
     finally:
         for handle in handles:
             handle.remove()
+    if calls is not None:
+        calls.update(counted)
     return [(name, shapes[name]) for name, _ in named if name in shapes]
