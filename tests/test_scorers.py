@@ -242,6 +242,12 @@ def test_restore_refuses_another_preprocess_or_other_weights(tmp_path: Path) -> 
         retrained[0].weight.mul_(2)
     with pytest.raises(ConfigChangedError, match=r"\(target\.module_sha256: '[0-9a-f]{64}' ->"):
         build(retrained).restore()
+    with pytest.raises(ConfigChangedError) as err:  # two hashes alone do not say what changed
+        build(toy().half().float()).restore()
+    assert "fingerprint of the module's parameters and buffers" in str(err.value)
+    with pytest.raises(ConfigChangedError) as err:  # said only where the fingerprint differs
+        build(toy(), brighter).restore()
+    assert "fingerprint" not in str(err.value)
     again = build(toy())
     again.restore()
     assert again.run()["generations"] == 2

@@ -310,15 +310,27 @@ def objects_changed_message(folder: Path, defining: list[str]) -> str:
         if keys
         else ""
     )
+    changed = set(map(_changed_key, defining))
+    explained = "".join(why for key, why in _WHY_CHANGED.items() if key in changed)
     return (
         f"cannot restore {path!r}: the objects given differ from those the run was built with "
         f"({'; '.join(defining)}), and continuing would mix two experiments in one record, so "
-        "nothing was changed. Build the generator, scorer and optimiser (and n_references, "
-        "reference_seed) as the run was built (xdream.records.read("
+        f"nothing was changed.{explained} Build the generator, scorer and optimiser (and "
+        "n_references, reference_seed) as the run was built (xdream.records.read("
         f"{path!r}).config says how), or start a new run with the new ones in another folder. "
         "What may change between sessions: the budget (generations=, presentations=), "
         f"batch_size, record_interval, tf32 and the scorer's device{accept}."
     )
+
+
+_WHY_CHANGED = {
+    "target.module_sha256": (
+        " target.module_sha256 is a fingerprint of the module's parameters and buffers: this "
+        "module's values differ from the run's (other weights loaded, weights trained or edited, "
+        "a .half() or .double() copy, batch norms folded into the convolutions)."
+    ),
+}
+"""What a difference in a key whose values say little by themselves (two hashes) means."""
 
 
 def _changed_key(change: str) -> str:
