@@ -1801,6 +1801,50 @@ def test_a_resume_refused_for_a_missing_share_writes_nothing(tmp_path: Path) -> 
     assert written() == before
 
 
+@pytest.mark.parametrize("on_timeout", ["skip", "pause"])
+def test_a_share_gone_while_a_block_is_awaited_stops_the_run_to_resume(
+    tmp_path: Path, on_timeout: str
+) -> None:
+    """A share unmounted while xdream waits for a block stops the run with one line saying so
+    (the status file says it too), rather than skipping the block as unanswered (the rig may
+    have answered it) and then failing with a FileNotFoundError traceback as it wrote the next
+    block (on_timeout = "skip"), or pausing as if nobody had answered (audit V-1). Once the
+    share is mounted again, the run resumes at the same block, and nothing is made on the
+    local disk meanwhile."""
+    share = tmp_path / "share"
+    (share / "stim").mkdir(parents=True)
+    section = {"write_dir": str(share / "stim"), "timeout": 0.3, "on_timeout": on_timeout}
+    run = tmp_path / "run"
+    experiment = Experiment.from_config(rig_config(2, 4, 0, **section), run)
+
+    def unmount() -> None:
+        deadline = time.monotonic() + 20
+        while not (share / "stim" / "block000.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        share.rename(tmp_path / "off")
+
+    thread = threading.Thread(target=unmount)
+    thread.start()
+    try:
+        with pytest.raises(XDreamError, match="is gone while block 0 was awaited") as err:
+            experiment.run()
+    finally:
+        thread.join()
+    assert "is the rig's share still mounted? Mount it again, then continue with" in str(err.value)
+    assert not share.exists()  # not made on the local disk
+    status = read_status(run)
+    assert status["state"] == "stopped" and status["block"] == 0
+    assert "is gone while block 0 was awaited" in status["reason"]
+    journal = json.loads((run / "rig" / "state.json").read_text())
+    assert not journal["blocks"]["0"]["timed_out"] and journal["counts"]["timeouts"] == 0
+    experiment.release_folder()
+    (tmp_path / "off").rename(share)  # mounted again: the same block is awaited
+    with thread_rig(share / "stim"):
+        assert Experiment.resume(run).run()["generations"] == 2
+    status = read_status(run)
+    assert status["state"] == "finished" and status["timeouts"] == 0
+
+
 # --------------------------------------------------------------------------- audit V2-6
 def test_rig_sim_does_not_answer_again_responses_archived_after_the_run(tmp_path: Path) -> None:
     """With cleanup = false every block's stimuli stay; a user who archives (or deletes) the

@@ -427,6 +427,7 @@ class RigScorer(Scorer):
 
     def _ensure_written(self, blk: dict[str, Any], images: Images) -> None:
         """Write a block's stimuli (again, after a crash, unless the rig has them all)."""
+        self._refuse_gone_folders(blk)
         if blk["written"] is not None and all(
             (self.write_dir / s["name"]).exists() for s in blk["stimuli"]
         ):
@@ -480,6 +481,29 @@ class RigScorer(Scorer):
         arrays = [blank if s["index"] < 0 else pixels[s["index"]] for s in blk["stimuli"]]
         return [_pool().submit(self.image_writer.encode, a) for a in arrays]
 
+    def _refuse_gone_folders(self, blk: dict[str, Any]) -> None:
+        """Stop the run (resumable) where ``write_dir`` or ``score_dir`` is gone since
+        :meth:`bind` made or found it: the rig's share was unmounted, say. Stimuli written now
+        would fail (or go where the rig never looks), and a block timed out for it would be
+        skipped although the rig may have answered; ``xdream resume`` refuses a missing share
+        until it is mounted again, then awaits the same block."""
+        for key, path in (("write_dir", self.write_dir), ("score_dir", self.score_dir)):
+            if path.is_dir():
+                continue
+            assert self.run_dir is not None
+            given = Path(getattr(self.params, key) or self.params.write_dir).expanduser()
+            fix = (
+                "is the rig's share still mounted? Mount it again"
+                if given.is_absolute()
+                else "it was moved or deleted (a resume makes it again)"
+            )
+            raise XDreamError(
+                f"[rig] {key} {str(path)!r} is gone while block {blk['block']} "
+                f"{'was awaited' if blk['written'] is not None else 'was to be written'}: "
+                f"{fix}, then continue with `{continue_command(self.run_dir)}` (block "
+                f"{blk['block']} is awaited again)"
+            )
+
     def _response_waiting(self, block: int) -> bool:
         stem = protocol.response_stem(block)
         return any(
@@ -523,6 +547,8 @@ class RigScorer(Scorer):
             # timed out only by a look at score_dir after the deadline: work between looks
             # (encoding the next block, bookkeeping) does not time out a file already there
             if waited > p.timeout and not settling and looked > p.timeout:
+                if p.on_timeout != "wait":  # not skipped, nor paused as unanswered: said so
+                    self._refuse_gone_folders(blk)
                 skipped = self._skipped(blk)
                 if p.on_timeout == "skip":
                     blk["timed_out"] = True
