@@ -1905,6 +1905,37 @@ def test_rig_sim_answers_again_only_the_newest_block(tmp_path: Path) -> None:
         RigSim(stim, None, RedScorer(), run=other)
 
 
+def test_rig_sim_run_finds_a_run_started_from_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """xdream started in one folder (`xdream run rig.toml --out runs/s1`, relative [rig]
+    folders) and `xdream rig-sim s1/stimuli --run s1` started in runs/: the status file names
+    its folders absolute, so the simulator takes the run (audit V-2). It named them relative
+    to xdream's folder ('runs/s1/stimuli'), and rig-sim --run refused the right run as one
+    "whose write_dir is 'runs/s1/stimuli'"; a status file of such an earlier xdream is taken
+    where its relative folder ends the write folder's path."""
+    from tests.helpers import RedScorer
+    from xdream.rig.sim import RigSim
+
+    monkeypatch.chdir(tmp_path)
+    run_with_rig(Path("runs/s1"), rig_config(generations=1, population=4, refs=0))
+    status_path = tmp_path / "runs" / "s1" / "rig" / "status.json"
+    status = json.loads(status_path.read_text())
+    assert status["write_dir"] == status["score_dir"] == str(tmp_path / "runs/s1/stimuli")
+    monkeypatch.chdir(tmp_path / "runs")
+    for write_dir, run in (("s1/stimuli", "s1"), (tmp_path / "runs/s1/stimuli", "s1")):
+        sim = RigSim(write_dir, None, RedScorer(), run=run)
+        assert sim.awaited(0, 0) is False  # the finished run's status is read: not awaited
+    status["write_dir"] = "runs/s1/stimuli"  # as an earlier xdream, run in tmp_path, wrote it
+    status_path.write_text(json.dumps(status))
+    assert RigSim("s1/stimuli", None, RedScorer(), run="s1").awaited(0, 0) is False
+    assert RigSim("s1/stimuli", None, RedScorer()).awaited(0, 0) is False  # the folder above
+    status["write_dir"] = "runs/s2/stimuli"  # another run's
+    status_path.write_text(json.dumps(status))
+    with pytest.raises(XDreamError, match="is the status of a run whose write_dir is"):
+        RigSim("s1/stimuli", None, RedScorer(), run="s1")
+
+
 # --------------------------------------------------------------------------- audit U2-12
 def test_a_target_next_to_rig_is_refused_and_a_rig_run_records_none(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

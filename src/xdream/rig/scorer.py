@@ -1140,8 +1140,9 @@ class RigScorer(Scorer):
             "blocks_written": sum(b["written"] is not None for b in blocks),
             "blocks_answered": sum(b["answered"] is not None for b in blocks),
             **counts,
-            "write_dir": str(self.write_dir),
-            "score_dir": str(self.score_dir),
+            # absolute: a rig program or `xdream rig-sim --run` reads it from another folder
+            "write_dir": os.path.abspath(self.write_dir),
+            "score_dir": os.path.abspath(self.score_dir),
             "process": {"pid": os.getpid(), "host": _HOST},
             "updated": _iso(_now()),  # every STATUS_INTERVAL s while waiting: xdream is alive
         }

@@ -335,9 +335,15 @@ def _status_path(write_dir: Path, run: Path | None, strict: bool = False) -> Pat
     )
 
 
-def _same_folder(a: Path, b: Path) -> bool:
+def _same_folder(named: Path, b: Path) -> bool:
+    """Whether the status file's ``named`` folder is ``b``. An earlier xdream named a relative
+    ``[rig]`` folder relative to the folder it ran in, which the simulator cannot know: such a
+    name is taken as ``b`` where it ends ``b``'s absolute path."""
     try:
-        return a.resolve() == b.resolve()
+        if named.is_absolute():
+            return named.resolve() == b.resolve()
+        tail = b.resolve().parts[-len(named.parts) :] if named.parts else ()
+        return tail == named.parts
     except OSError:
         return False
 
