@@ -1905,6 +1905,45 @@ def test_rig_sim_answers_again_only_the_newest_block(tmp_path: Path) -> None:
         RigSim(stim, None, RedScorer(), run=other)
 
 
+def test_a_restarted_rig_sim_answers_a_block_it_dropped_while_xdream_awaits_it(
+    tmp_path: Path,
+) -> None:
+    """README Recovery step 3 rehearsed with `rig-sim --drop`: the simulator lost block 2,
+    xdream paused at it; the operator restarts the simulator and resumes, and the paused block
+    is answered (audit V-3). A restarted simulator skipped every block its log said it had
+    dropped, so the resumed run paused again and again. Blocks xdream no longer awaits stay
+    unanswered, and one simulator session does not answer a block it dropped itself."""
+    from PIL import Image
+
+    from tests.helpers import RedScorer
+    from xdream.rig.sim import RigSim
+
+    run = tmp_path / "run"
+    stim = run / "stimuli"
+    stim.mkdir(parents=True)
+    for b in range(3):
+        name = protocol.stimulus_name(b, 0, f"gen000_{b:06d}", ".png")
+        Image.new("RGB", (8, 8), (200, 0, 0)).save(stim / name)
+        (stim / f"block{b:03d}.txt").write_text(name + "\n")
+    (run / "rig").mkdir()
+    status = {"write_dir": str(stim), "state": "paused", "block": 2}
+    (run / "rig" / "status.json").write_text(json.dumps(status))
+
+    def serve(drop: float) -> list[tuple[str, int]]:
+        settings = SimSettings(latency=(0.0, 0.0), poll_interval=0.002, drop=drop)
+        sim = RigSim(stim, None, RedScorer(), settings, run=run)
+        sim.run(idle_exit=0.2)
+        return [(e["event"], e.get("block")) for e in read_log(sim.log_path)]
+
+    events = serve(1.0)  # the rig loses every block, paused block 2 included
+    assert [b for e, b in events if e == "dropped"] == [0, 1, 2]
+    assert not [b for e, b in events if e == "written"]
+    events = serve(0.0)  # restarted, fixed: only the awaited block is shown again
+    assert [b for e, b in events if e == "written"] == [2]
+    assert ("dropped before, awaited", 2) in events
+    assert sorted(p.name for p in stim.glob("block*.mat")) == ["block002.mat"]
+
+
 def test_rig_sim_run_finds_a_run_started_from_another_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

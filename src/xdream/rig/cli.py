@@ -24,7 +24,9 @@ def add_parser(sub: Any) -> None:
         description=(
             "Watch WRITE_DIR for blocks of stimuli, score them with a network unit (plus noise) "
             "and write block{NNN} response files to SCORE_DIR, with latency, dropped, duplicate "
-            "and late responses. Stop with Ctrl-C; a restarted simulator skips blocks it handled. "
+            "and late responses. Stop with Ctrl-C; a restarted simulator skips blocks it handled "
+            "(but a block it dropped that xdream still waits for, as after a pause: it is shown "
+            "again). "
             "A block it answered whose response file was moved aside (one xdream skipped) is "
             "answered again only while xdream may still be waiting for it: the newest block in "
             "WRITE_DIR, which xdream's rig/status.json (in --run, or in the folder above "

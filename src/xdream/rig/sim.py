@@ -95,13 +95,15 @@ class RigSim:
             d.mkdir(parents=True, exist_ok=True)
         self.handled: set[int] = set()
         self.answered: dict[int, float] = {}  # block -> time its response was written
+        self._kept: set[int] = set()  # answered blocks whose response is gone, not answered again
+        self._dropped: set[int] = set()
+        """Blocks an earlier simulator dropped (its log): answered once xdream awaits one."""
         self._read_log()
         # a restarted simulator continues its random stream where the log says it stopped
         self.rng = np.random.default_rng([self.s.seed, len(self.handled)])
         self.queue: list[tuple[float, int, int, str, list[str], list[list[float]]]] = []
         self._seq = 0
         self._stable: dict[int, tuple[tuple[tuple[str, int], ...], float]] = {}
-        self._kept: set[int] = set()  # answered blocks whose response is gone, not answered again
         self.stop_requested = False
         """Set from another thread to make :meth:`run` return."""
 
@@ -118,6 +120,9 @@ class RigSim:
                 self.handled.add(int(entry["block"]))
             if entry.get("event") == "written":
                 self.answered[int(entry["block"])] = float(entry["time"])
+                self._dropped.discard(int(entry["block"]))
+            if entry.get("event") == "dropped":
+                self._dropped.add(int(entry["block"]))
 
     def _log(self, **entry: Any) -> None:
         entry["time"] = time.time()
@@ -294,6 +299,12 @@ class RigSim:
                     if stamp.st_mtime > self.answered[block]:
                         reshown.add(block)
                         self._log(event="reshown", block=block)
+                if block in self._dropped and self.awaited(block, newest):
+                    # the rig lost it in an earlier session, and xdream (resumed after a pause,
+                    # say) waits for it again: a restarted rig shows it again
+                    self._dropped.discard(block)
+                    self.handled.discard(block)
+                    self._log(event="dropped before, awaited", block=block)
                 if block in self.handled and not self._response_gone(block, with_response, newest):
                     continue
                 if self._response_exists(block):
