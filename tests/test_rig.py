@@ -652,9 +652,11 @@ def test_foreign_malformed_partial_duplicate_and_escaping_files(tmp_path: Path) 
 
 
 def test_odd_files_are_counted_and_backed_up_once_across_resumes(tmp_path: Path) -> None:
-    """A foreign file, a response to a block xdream never wrote, a malformed response and a
-    second response that stay in score_dir are counted (skipped_files, duplicates) and backed
-    up once: a resumed run (a new scorer, from the journal) counted and copied them again."""
+    """A foreign file, a malformed response and a second response that stay in score_dir are
+    counted (skipped_files, duplicates) and backed up once: a resumed run (a new scorer, from
+    the journal) counted and copied them again. A response to a block xdream never wrote is
+    counted by the session that sees it; a resume is refused while it stays (audit V-4: it
+    would be taken once xdream wrote that block), and goes on once it is moved away."""
     folder = tmp_path / "run"
     rig = {"timeout": 0.5, "settle": 0.1, "on_timeout": "skip", "response_format": "auto"}
     shown: dict[int, list[str]] = {}
@@ -665,6 +667,7 @@ def test_odd_files_are_counted_and_backed_up_once_across_resumes(tmp_path: Path)
         shown[b] = names
         if b == 1:  # the rig writes a malformed file, and the block times out
             (score_dir / "block001.json").write_text("{not json")
+            (score_dir / "block017.json").write_text("{}")  # a block xdream never wrote
             return
         time.sleep(0.3)  # past settle: the malformed file is read again meanwhile
         write_response(score_dir, b, "json", names, np.full((len(names), 1), float(b)))
@@ -672,7 +675,6 @@ def test_odd_files_are_counted_and_backed_up_once_across_resumes(tmp_path: Path)
     score_one_generation(folder, answer, generation=0, **rig)
     stim = folder / "stimuli"
     (stim / "notes.txt").write_text("operator notes")  # foreign
-    (stim / "block017.json").write_text("{}")  # a block xdream never wrote
     write_response(stim, 0, "csv", shown[0], np.zeros((len(shown[0]), 1)))  # a second one
     _, scores, _ = score_one_generation(folder, answer, generation=1, **rig)
     assert np.isnan(scores).all()  # block 1 timed out
@@ -683,6 +685,9 @@ def test_odd_files_are_counted_and_backed_up_once_across_resumes(tmp_path: Path)
         "block000.csv.duplicate",
         "block001.json.malformed",
     ]
+    with pytest.raises(XDreamError, match=r"holds files of a block this run has not written "):
+        score_one_generation(folder, answer, generation=2, **rig)
+    (stim / "block017.json").rename(tmp_path / "block017.json")  # moved away
     for generation in (2, 3):  # resumed twice, each time scanning the same files
         resumed = {**rig, "timeout": 5.0}
         _, scores, _ = score_one_generation(folder, answer, generation=generation, **resumed)
@@ -1190,6 +1195,40 @@ def test_kill_after_the_next_block_is_out_but_before_the_checkpoint(
     for key, value in full.extra.items():
         if key.rsplit("/", 1)[1] not in timings:
             np.testing.assert_array_equal(cut.extra[key], value, err_msg=key)
+
+
+def test_a_kill_after_a_block_is_written_before_its_journal_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after the next generation's first block is on disk (and the rig answers it
+    while xdream is down) but before the journal records it: the resume takes those files as
+    its own (not another session's, audit V-4), shows nothing twice and ends as an
+    uninterrupted run."""
+    cfg = rig_config(generations=3, population=4, refs=0, block_size=2)
+    run_with_rig(tmp_path / "full", cfg)
+    out = tmp_path / "cut"
+    save = RigScorer._save
+
+    def killed_before_journaling_block_2(self: RigScorer, durable: bool = True) -> None:
+        if not durable and self.state["blocks"].get("2", {}).get("written") is not None:
+            assert (out / "stimuli" / "block002.txt").exists()
+            raise Killed
+        save(self, durable)
+
+    with thread_rig(out / "stimuli") as sim:
+        monkeypatch.setattr(RigScorer, "_save", killed_before_journaling_block_2)
+        with pytest.raises(Killed):
+            Experiment.from_config(cfg, out).run()
+        monkeypatch.setattr(RigScorer, "_save", save)
+        journal = json.loads((out / "rig" / "state.json").read_text())
+        assert journal["blocks"].get("2", {}).get("written") is None
+        deadline = time.monotonic() + 10
+        while not (out / "stimuli" / "block002.mat").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # answered while xdream is down
+        assert Experiment.resume(out).run()["generations"] == 3
+    shown = [e["block"] for e in read_log(sim.log_path) if e["event"] == "shown"]
+    assert sorted(shown) == list(range(6))
+    np.testing.assert_array_equal(records.read(out).scores, records.read(tmp_path / "full").scores)
 
 
 def test_a_stop_right_after_a_response_is_accepted_leaves_nothing_undone(
@@ -1843,6 +1882,52 @@ def test_a_share_gone_while_a_block_is_awaited_stops_the_run_to_resume(
         assert Experiment.resume(run).run()["generations"] == 2
     status = read_status(run)
     assert status["state"] == "finished" and status["timeouts"] == 0
+
+
+def test_a_resume_is_refused_while_another_session_s_block_files_are_in_the_share(
+    tmp_path: Path,
+) -> None:
+    """Session A pauses at block 0; the lab moves A's files aside (as the refusal of a new run
+    says) and runs session B on the same share, whose responses stay there. Resuming A is
+    refused while B's files are there, naming them, before it writes anything: B's response to
+    block 1 (a block A has not written) shows that another session used the share, and A
+    took B's responses as its own, to its awaited block and to the blocks it wrote next
+    (audit V-4). With B's files moved away and A's put back, A goes on."""
+    import shutil
+
+    share = tmp_path / "share"
+    share.mkdir()
+    section = {"write_dir": str(share), "timeout": 0.3, "on_timeout": "pause"}
+    run_a = tmp_path / "A"
+    with pytest.raises(RigPaused):
+        Experiment.from_config(rig_config(2, 4, 0, **section), run_a).run()
+    aside_a = tmp_path / "aside-A"
+    shutil.move(share, aside_a)
+    share.mkdir()
+    b_config = dataclasses.replace(
+        rig_config(2, 4, 0, **section),
+        experiment=dataclasses.replace(rig_config(2, 4, 0).experiment, seed=7),
+    )
+    with thread_rig(share):
+        Experiment.from_config(b_config, tmp_path / "B").run()
+    assert (share / "block001.mat").exists()
+
+    def written() -> dict[Path, int]:  # but the lock, which each session takes
+        return {p: p.stat().st_mtime_ns for p in run_a.rglob("*") if p.name != ".xdream.lock"}
+
+    before = written()
+    with pytest.raises(
+        XDreamError,
+        match=r"holds files of a block this run has not written "
+        r"\(block001\.mat, \.\.\.\)",
+    ):
+        Experiment.resume(run_a)
+    assert written() == before
+    shutil.move(share, tmp_path / "aside-B")
+    shutil.move(aside_a, share)
+    with thread_rig(share):
+        assert Experiment.resume(run_a).run()["generations"] == 2
+    assert records.read(run_a).summary["generations"] == 2
 
 
 # --------------------------------------------------------------------------- audit V2-6

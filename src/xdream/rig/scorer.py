@@ -163,8 +163,16 @@ class RigScorer(Scorer):
         session in them. :class:`~xdream.experiment.Experiment` calls it before it makes the
         run folder (or writes in a resumed one), so a refused run leaves nothing behind."""
         refuse_missing_folders(self.params)
-        if not (Path(folder) / "rig" / "state.json").exists():
+        journal = Path(folder) / "rig" / "state.json"
+        if not journal.exists():
             refuse_leftovers(self.params, folder)
+            return
+        try:
+            state = json.loads(journal.read_text())
+        except (OSError, ValueError):  # bind says what is wrong with it
+            return
+        if isinstance(state, dict):
+            refuse_unwritten_blocks(self.params, folder, state)
 
     def bind(self, folder: Path) -> None:
         """Use ``folder`` (the experiment folder) for the journal, status, log and backups."""
@@ -185,6 +193,7 @@ class RigScorer(Scorer):
                 raise XDreamError(f"cannot create rig folder {str(d)!r}: {err}") from None
         if self.state_path.exists():
             self._load_state()
+            refuse_unwritten_blocks(self.params, self.run_dir, self.state)
             self._log(f"resumed from the journal: next block {self.state['next_block']}")
             self._finish_written()
             self._finish_answered()
@@ -1292,6 +1301,53 @@ def refuse_leftovers(params: RigSection, run_dir: str | Path) -> None:
     write_dir = _rig_folder(params.write_dir, run_dir)
     score_dir = write_dir if params.score_dir is None else _rig_folder(params.score_dir, run_dir)
     _refuse_block_files({write_dir, score_dir})
+
+
+def refuse_unwritten_blocks(params: RigSection, run_dir: str | Path, state: dict[str, Any]) -> None:
+    """Refuse to resume the run in ``run_dir`` (its rig journal ``state``) while its ``[rig]``
+    folders hold files of a block it has not written: another session's, run on the same
+    share meanwhile, whose responses would be taken for this run's (a response to a block it
+    writes next, or to the block it awaits). The journal plans blocks before it writes any and
+    records each one written after its files and a block answered (or timed out) before it
+    writes the next, so only the next block to write (the first not written of the plan, or of
+    the next plan) may have files that the journal does not know, and none while a written
+    block is still awaited."""
+    run_dir = Path(run_dir)
+    blocks = state.get("blocks")
+    if not isinstance(blocks, dict):  # bind says what is wrong with the journal
+        return
+    try:
+        written = {int(k) for k, b in blocks.items() if b.get("written") is not None}
+        awaited = any(
+            b.get("written") is not None and b.get("answered") is None and not b.get("timed_out")
+            for b in blocks.values()
+        )
+        pending = sorted(int(k) for k in blocks if int(k) not in written)
+        after = int(state["next_block"])
+    except (AttributeError, KeyError, TypeError, ValueError):  # bind says what is wrong
+        return
+    ours = written if awaited else written | {pending[0] if pending else after}
+    write_dir = _rig_folder(params.write_dir, run_dir)
+    score_dir = write_dir if params.score_dir is None else _rig_folder(params.score_dir, run_dir)
+    for d in sorted({write_dir, score_dir}):
+        try:
+            names = os.listdir(d)
+        except OSError:  # not there: refuse_missing_folders or bind says so
+            continue
+        other = sorted(
+            (int(m.group(1)), n)
+            for n in names
+            if not protocol.is_temporary(n)
+            and (m := protocol.RESPONSE_NAME.match(n) or protocol.STIMULUS_NAME.match(n))
+            and int(m.group(1)) not in ours
+        )
+        if other:
+            raise XDreamError(
+                f"{str(d)!r} holds files of a block this run has not written ({other[0][1]}, "
+                "...): another session's, whose responses would be taken for this run's. Move "
+                "them away (keep this run's own files), then continue with "
+                f"`{continue_command(run_dir)}`"
+            )
 
 
 def _stop_reason(error: BaseException) -> str:
