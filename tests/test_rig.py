@@ -1690,10 +1690,12 @@ def test_a_pause_after_a_skipped_response_names_it_and_the_rig_sim_answers_again
     stim = out / "stimuli"
     with thread_rig(stim, response_format="csv"), pytest.raises(RigPaused) as paused:
         exp.run()  # the simulator records one channel: [rig] channels = 3 skips its file
-    why = "[rig] channels asks for channel 3 (0-based) but the file has 1 channels"
+    why = "[rig] channels asks for channel 3 (0-based) but the file has 1 channel"
     said = str(paused.value)
     assert said.startswith(f"no response to block 0 in {str(stim)!r} within 1 s; paused: ")
-    assert f"the rig answered, but xdream skipped block000.csv (malformed: {why})" in said
+    assert (
+        f"the rig answered, but xdream skipped block000.csv (malformed: {why})" in said
+    )  # not "1 channels"
     assert "move the file aside" in said and "have the rig write block 0's response again" in said
     assert f"if [rig] is wrong, fix it in {str(out / 'config.yaml')!r}" in said
     assert said.endswith(f"continue with `xdream resume {out}` (block 0 is awaited again)")
@@ -2082,7 +2084,9 @@ def test_a_target_next_to_rig_is_refused_and_a_rig_run_records_none(
         '[target]\nlayer = "blocks.4"\n[rig]\ntimeout = 0.05\n'
     )
     assert main(["run", str(cfg), "--out", str(tmp_path / "no")]) == 2
-    assert said in capsys.readouterr().err and not (tmp_path / "no").exists()
+    err = capsys.readouterr().err
+    assert said in err and not (tmp_path / "no").exists()
+    assert "an earlier xdream wrote holds one" in err  # a copied old config.yaml (audit V-6)
     out = tmp_path / "run"
     run_with_rig(out, rig_config(generations=1, population=4, refs=0))
     assert "target" not in config_mod.read(out / "config.yaml")
@@ -2143,3 +2147,19 @@ def test_a_target_recorded_beside_rig_is_no_change_of_config() -> None:
     assert defining == [f"rig: {rig!r} -> None"]
     defining, _ = config_changes({"target": target}, {"rig": rig})
     assert f"target: {target!r} -> None" in defining
+
+
+def test_rig_sim_notes_a_run_folder_that_is_not_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rig-sim --run` with a mistyped folder waited in silence for a status file that would
+    never come (audit V-9); it says so, and an existing run folder gets no such note."""
+    from xdream.cli import main
+
+    argv = ["rig-sim", str(tmp_path / "stimuli"), "--idle-exit", "0.1", "--max-blocks", "1"]
+    assert main([*argv, "--run", str(tmp_path / "sesion1")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"--run '{tmp_path / 'sesion1'}' is not a folder (yet)" in out
+    (tmp_path / "session1").mkdir()
+    assert main([*argv, "--run", str(tmp_path / "session1")]) == 0
+    assert "is not a folder" not in capsys.readouterr().out

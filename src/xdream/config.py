@@ -327,7 +327,9 @@ def from_dict(data: Mapping[str, Any], *, recorded: bool = False) -> Config:
         raise ConfigError(
             "[target] has no effect next to [rig]: the recording rig is the target, not a "
             "network unit. Remove [target] from the config (to rehearse with a network unit, "
-            "give its network, layer and channel to `xdream rig-sim`)"
+            "give its network, layer and channel to `xdream rig-sim`); the config.yaml of a "
+            "rig run that an earlier xdream wrote holds one, unused, which `xdream resume` of "
+            "that run passes over"
         )
     target = (
         TargetSection()  # a rig run's: unused, and not recorded

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from xdream.cli import at_least
@@ -55,7 +56,7 @@ def add_parser(sub: Any) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a noise model parameter, e.g. scale=20 (repeatable)",
+        help="a noise model parameter, e.g. scale=0.5 (repeatable)",
     )
     p.add_argument(
         "--format",
@@ -130,7 +131,7 @@ def cmd_rig_sim(args: argparse.Namespace, console: Any) -> int:
             params[key] = int(value) if value.isdigit() else float(value)
         except ValueError:
             raise XDreamError(
-                f"--noise-param {item!r}: VALUE must be a number (as in scale=20)"
+                f"--noise-param {item!r}: VALUE must be a number (as in scale=0.5)"
             ) from None
     unit: Any = scorers.make_unit(
         args.network, layer=args.layer, channel=args.channel, weights=args.weights
@@ -157,6 +158,11 @@ def cmd_rig_sim(args: argparse.Namespace, console: Any) -> int:
         manifest=not args.no_manifest,
         seed=args.seed,
     )
+    if args.run is not None and not Path(args.run).is_dir():  # a typo waits in silence
+        console.print(
+            f"rig-sim: note: --run {args.run!r} is not a folder (yet): its rig/status.json is "
+            "read once xdream has started a run there; check the path if it has started"
+        )
     sim = RigSim(args.write_dir, args.score_dir, unit, settings, log=args.log, run=args.run)
     console.print(
         f"rig-sim: watching {sim.write_dir}, writing {args.format} responses to "

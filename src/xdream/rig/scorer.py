@@ -802,7 +802,7 @@ class RigScorer(Scorer):
             if top >= values.shape[1]:
                 return (
                     f"[rig] channels asks for channel {top} (0-based) but the file has "
-                    f"{values.shape[1]} channels"
+                    f"{values.shape[1]} channel{'s' if values.shape[1] != 1 else ''}"
                 )
         if response.names is not None:
             names: list[str] = list(response.names)
