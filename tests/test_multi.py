@@ -82,6 +82,30 @@ def test_a_position_in_target_beside_targets_is_refused_not_ignored() -> None:
     assert config.from_dict({"target": {"x": 1, "y": 2}}).target.x == 1  # one unit: read
 
 
+def test_a_many_unit_run_recorded_with_a_position_in_target_resumes(tmp_path: Path) -> None:
+    """An earlier xdream recorded [target] x and y beside [[targets]] unread (its units read
+    the centre): its config.yaml, refused since, stopped `xdream resume` with advice to move
+    them into the entries, which would change what the units read. A recorded config keeps
+    them as they were, unread; a config given to run is refused as before (mutation audit M)."""
+    import yaml
+
+    from xdream.cli import main
+
+    out = tmp_path / "run"
+    stopped_after_one_generation(config.from_dict(small_config(generations=2)), out)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    saved["target"].update(x=3, y=4)  # as an earlier xdream recorded them
+    (out / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    recorded = config.from_dict(saved, recorded=True)
+    assert (recorded.target.x, recorded.target.y) == (3, 4)
+    assert {(t["x"], t["y"]) for t in recorded.targets} == {(None, None), (3, 4)}  # their own
+    with pytest.raises(ConfigError, match=r"^\[target\] x = 3 and y = 4 are not read"):
+        config.from_dict(saved)
+    assert main(["resume", str(out)]) == 0
+    units = sorted((out / "units").iterdir())
+    assert [len(records.read(u).best_per_generation) for u in units] == [2, 2, 2]
+
+
 @pytest.mark.parametrize(
     ("targets", "message"),
     [

@@ -302,7 +302,9 @@ def from_dict(data: Mapping[str, Any], *, recorded: bool = False) -> Config:
     names and parameters are checked against the registries. A ``[target]`` next to ``[rig]``
     is refused (it would have no effect), unless ``recorded``: the config is a run folder's
     own ``config.yaml``, where an earlier xdream recorded the unused ``[target]`` of a rig
-    run; it is then left out.
+    run; it is then left out. A ``[target] x``/``y`` beside ``[[targets]]``, which no unit
+    reads, is refused the same way, and where ``recorded`` kept as it was
+    (:func:`xdream.multi.parse_targets`).
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"a config must be a table of sections, got {type(data).__name__}")
@@ -368,7 +370,7 @@ def from_dict(data: Mapping[str, Any], *, recorded: bool = False) -> Config:
         _resolve("optimizer", optimizer, optimizers.REGISTRY, experiment, derived),
         None if noise is None else _resolve("noise", noise, noise_models.REGISTRY),
         rig,
-        parse_targets(data.get("targets"), target),
+        parse_targets(data.get("targets"), target, recorded=recorded),
         tuple(derived),
     )
 

@@ -142,19 +142,22 @@ def _channels(value: Any, where: str) -> list[int]:
     )
 
 
-def parse_targets(value: Any, target: Any) -> tuple[dict[str, Any], ...]:
+def parse_targets(value: Any, target: Any, *, recorded: bool = False) -> tuple[dict[str, Any], ...]:
     """Validate ``[[targets]]`` and expand it to one ``{layer, channel, x, y}`` per unit.
 
     Each entry takes ``layer`` (default: ``[target].layer``), ``channel`` or ``channels`` (a
     list, or ``"start:stop"``), and optionally ``x``/``y``. Units are checked against the network
-    when the experiment is built.
+    when the experiment is built. ``[target] x``/``y`` beside it are refused (no unit reads
+    them), unless ``recorded``: a run folder's own ``config.yaml``, which an earlier xdream
+    wrote with them unread (every unit without its own ``x``/``y`` read the centre, as it does
+    on resume).
     """
     if value is None:
         return ()
     if not isinstance(value, list) or not value:
         raise ConfigError("[[targets]] must be a non-empty list of tables (TOML: [[targets]])")
     given = {k: getattr(target, k) for k in ("x", "y") if getattr(target, k) is not None}
-    if given:  # they were silently not read: every unit read the centre
+    if given and not recorded:  # they were silently not read: every unit read the centre
         keys = " and ".join(f"{k} = {v}" for k, v in given.items())
         verb = "are" if len(given) > 1 else "is"
         raise ConfigError(
