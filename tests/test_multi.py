@@ -394,6 +394,42 @@ def test_a_folder_is_let_go_only_once_its_records_written_in_the_background_are_
     assert [e.generation for e in resumed.experiments] == [1, 1, 1]
 
 
+def test_a_folder_lock_is_let_go_after_its_background_records_not_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """release_folder() waits for the records, then lets the lock go: a process that takes the
+    lock the moment it is free finds the records whole (mutation audit M: the other order
+    passed the test above, which resumes only once release_folders() has returned)."""
+    import concurrent.futures
+
+    from xdream import experiment
+
+    real = experiment._record_writer()
+
+    class Slow:
+        def submit(self, task: Any) -> concurrent.futures.Future[None]:
+            return real.submit(lambda: (time.sleep(0.2), task())[1])
+
+    cfg = config.from_dict({**small_config(generations=2), "targets": [{"channels": [0]}]})
+    stopped = MultiExperiment.from_config(cfg, tmp_path / "part")
+    monkeypatch.setattr(experiment, "_record_writer", Slow)
+    (e,) = stopped.experiments
+    e._start()
+    stopped.step()
+    writing, lock = e._writing, e._lock
+    assert writing is not None and lock is not None and not writing.done()
+    done_at_release: list[bool] = []
+    release = lock.release
+
+    def noted() -> None:
+        done_at_release.append(writing.done())
+        release()
+
+    monkeypatch.setattr(lock, "release", noted)
+    stopped.release_folders()
+    assert done_at_release == [True]
+
+
 def test_a_many_unit_run_of_an_earlier_xdream_resumes_with_its_shared_noise_stream(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1267,3 +1303,28 @@ def test_every_bad_target_of_a_many_unit_run_is_named_at_once(tmp_path: Path) ->
     with pytest.raises(XDreamError) as err:
         MultiExperiment.from_config(config.from_dict(data), tmp_path / "run")
     assert str(err.value).startswith("network 'efficientnet-lite0' has no layer 'blocks.44'")
+    data["targets"] = [{"channel": 999}, *data["targets"]]  # two bad: both named too
+    with pytest.raises(XDreamError, match=r"^2 of the targets cannot be read:\n  "):
+        MultiExperiment.from_config(config.from_dict(data), tmp_path / "run")
+
+
+def test_experiment_resume_tells_a_many_unit_run_by_its_config_and_not_by_units_alone(
+    tmp_path: Path,
+) -> None:
+    """Experiment.resume of a many-unit run's folder says to continue it as one, also before
+    its units/ folder was made (its config.yaml has [[targets]]); a folder that holds only
+    units/ holds no run, many-unit or other (mutation audit M)."""
+    import yaml
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(small_config(), sort_keys=False))
+    with pytest.raises(XDreamError, match=r"is a many-unit run \(\[\[targets\]\]\)"):
+        Experiment.resume(run)
+    unstarted = tmp_path / "unstarted"
+    (unstarted / "units").mkdir(parents=True)
+    with pytest.raises(
+        XDreamError, match=r"is not an experiment folder \(no config\.yaml\)"
+    ) as err:
+        Experiment.resume(unstarted)
+    assert "many-unit" not in str(err.value)

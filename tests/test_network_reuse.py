@@ -220,3 +220,120 @@ def test_without_a_reuse_block_every_network_is_built(builds: list[tuple[str, An
     first, second = networks.shared(), networks.shared()
     assert len(builds) == 2 and cache.kept() == 0
     assert not set(_pointers(first.module).values()) & set(_pointers(second.module).values())
+
+
+# ----------------------------------------------------- mutation audit M: the cache's own rules
+def _fake_builds(tmp_path: Path) -> tuple[list[tuple[str, Any]], Any, Any]:
+    """A tiny network per (name, weights), built by a counting ``make``; ``files`` names one
+    file per name (``None``, a network of the user's code, for names starting with "user")."""
+    made: list[tuple[str, Any]] = []
+    plain = networks.Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=4)
+
+    def make(name: str, weights: Any = None) -> networks.Network:
+        made.append((name, weights))
+        module = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2))
+        return networks.Network(module.eval(), plain, name)
+
+    def files(name: str) -> Any:
+        def of(weights: Any) -> tuple[Path, ...] | None:
+            if name.startswith("user"):
+                return None
+            path = tmp_path / f"{name}.pth"
+            if not path.exists():
+                path.write_bytes(b"weights of " + name.encode())
+            return (path,)
+
+        return of
+
+    return made, make, files
+
+
+def test_a_hit_makes_a_network_the_most_recently_used(tmp_path: Path) -> None:
+    """The least recently *used* network goes first, not the first built: a, b, a, c drops b."""
+    made, make, files = _fake_builds(tmp_path)
+    assert cache.MAX_NETWORKS == 2
+    with cache.reuse():
+        for name in ("a", "b", "a", "c", "a"):
+            cache.shared(name, None, make, files(name))
+        assert [n for n, _ in made] == ["a", "b", "c"]  # a, used again, was kept
+        cache.shared("b", None, make, files("b"))
+        assert [n for n, _ in made] == ["a", "b", "c", "b"]
+        (tmp_path / "a.pth").write_bytes(b"a rewritten")  # kept: a, b; a built again is newest
+        for name in ("a", "c", "a"):
+            cache.shared(name, None, make, files(name))
+        assert [n for n, _ in made[4:]] == ["a", "c"]  # b went, not the rebuilt a
+
+
+def test_a_network_of_the_users_code_is_built_every_time_and_names_do_not_mix(
+    tmp_path: Path,
+) -> None:
+    """xdream cannot know what a user's network reads, so it is never kept; two networks
+    read from one weight file (same path, same digest) are two networks."""
+    made, make, files = _fake_builds(tmp_path)
+    with cache.reuse():
+        first = cache.shared("user-net", None, make, files("user-net"))
+        second = cache.shared("user-net", None, make, files("user-net"))
+        assert len(made) == 2 and cache.kept() == 0
+        assert first.module is not second.module
+        one = tmp_path / "one.pth"
+        one.write_bytes(b"shared file")
+        a = cache.shared("a", one, make, lambda w: (Path(w),))
+        b = cache.shared("b", one, make, lambda w: (Path(w),))
+        assert (a.name, b.name) == ("a", "b") and [n for n, _ in made[2:]] == ["a", "b"]
+
+
+def test_buffers_are_shared_too(tmp_path: Path) -> None:
+    """A module handed out shares the kept network's buffers (batch-norm statistics) as well
+    as its parameters: nothing of the network is copied but its structure."""
+    made, make, files = _fake_builds(tmp_path)
+    with cache.reuse():
+        first = cache.shared("a", None, make, files("a"))
+        second = cache.shared("a", None, make, files("a"))
+    assert len(made) == 1 and first.module is not second.module
+    assert _pointers(first.module) == _pointers(second.module)
+    assert "1.running_mean" in _pointers(first.module)
+
+
+def test_every_file_a_network_reads_is_checked_for_a_change(tmp_path: Path) -> None:
+    """caffenet's deploy.prototxt is one of its files: rewritten, the network is built again."""
+    made, make, _ = _fake_builds(tmp_path)
+    model, deploy = tmp_path / "net.caffemodel", tmp_path / "deploy.prototxt"
+    model.write_bytes(b"model")
+    deploy.write_text("layer one")
+    with cache.reuse():
+        cache.shared("a", model, make, lambda w: (model, deploy))
+        cache.shared("a", model, make, lambda w: (model, deploy))
+        assert len(made) == 1
+        deploy.write_text("layer two")
+        cache.shared("a", model, make, lambda w: (model, deploy))
+        assert len(made) == 2
+    caffemodel = tmp_path / "bvlc.caffemodel"
+    caffemodel.write_bytes(b"")
+    assert networks.weight_files("caffenet", caffemodel) == (caffemodel, deploy)
+    assert networks.weight_files("alexnet", caffemodel) == (caffemodel,)  # torchvision's
+    assert networks.weight_files("efficientnet-lite0", caffemodel) == (caffemodel,)
+    home = networks.weight_files("efficientnet-lite0", "~/lite0.pth")
+    assert home == (Path.home() / "lite0.pth",)  # as make() reads it
+    assert networks.weight_files("no-such-built-in", caffemodel) is None
+    # a folder given as weights: building the network says what is wrong, not the file check
+    assert cache.file_state(tmp_path) == (str(tmp_path), None, None, None)
+
+
+def test_a_network_of_the_users_code_is_not_folded_in_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A network registered by the user's code may hand out one module object every time:
+    a config's scorer folds its batch norms on a copy, leaving the user's module as it was."""
+    for attr in ("_entries", "_summaries", "_definitions"):  # registered for this test only
+        monkeypatch.setattr(networks.REGISTRY, attr, dict(getattr(networks.REGISTRY, attr)))
+    plain = networks.Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=8)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    module.eval()
+    networks.REGISTRY.add(
+        "test-reuse-own", lambda weights=None: networks.Network(module, plain, "own")
+    )
+    cfg = config.from_dict({"target": {"network": "test-reuse-own", "layer": "3", "device": "cpu"}})
+    with networks.reuse():
+        scorer = shared_scorer(cfg, [Unit("3", 1)])
+    assert isinstance(module[1], nn.BatchNorm2d)  # the user's module: not folded
+    assert scorer.module is not module

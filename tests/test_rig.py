@@ -1932,6 +1932,40 @@ def test_a_resume_is_refused_while_another_session_s_block_files_are_in_the_shar
     assert records.read(run_a).summary["generations"] == 2
 
 
+def test_rig_sim_reads_the_status_of_the_run_that_run_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`xdream rig-sim WRITE_DIR --run RUN` reads RUN's rig/status.json: one that names
+    another write folder is refused when the simulator starts (mutation audit M)."""
+    from xdream.cli import main
+
+    other = tmp_path / "other"
+    (other / "rig").mkdir(parents=True)
+    (other / "rig" / "status.json").write_text(json.dumps({"write_dir": str(tmp_path / "x")}))
+    stim = tmp_path / "stimuli"
+    stim.mkdir()
+    assert main(["rig-sim", str(stim), "--run", str(other), "--idle-exit", "0.1"]) != 0
+    assert "is the status of a run whose write_dir is" in capsys.readouterr().err
+
+
+def test_a_resume_of_a_checkpointed_rig_run_refused_for_a_missing_share_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """As above, for a run with a checkpoint: the share is checked before config.yaml is
+    rewritten and record.h5 reconciled (mutation audit M: the test above covers only a run
+    stopped before its first checkpoint)."""
+    share = tmp_path / "share"
+    share.mkdir()
+    run = tmp_path / "run"
+    run_with_rig(run, rig_config(1, 4, 0, write_dir=str(share)))
+    assert (run / "checkpoint.pkl").exists()
+    share.rename(tmp_path / "off")
+    written = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.name != ".xdream.lock"}
+    with pytest.raises(XDreamError, match="does not exist: is the rig's share mounted"):
+        Experiment.resume(run)
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.name != ".xdream.lock"} == written
+
+
 # --------------------------------------------------------------------------- audit V2-6
 def test_rig_sim_does_not_answer_again_responses_archived_after_the_run(tmp_path: Path) -> None:
     """With cleanup = false every block's stimuli stay; a user who archives (or deletes) the
@@ -1984,6 +2018,7 @@ def test_rig_sim_answers_again_only_the_newest_block(tmp_path: Path) -> None:
     events = serve()
     assert [b for e, b in events if e == "written"] == [0, 1, 2, 2]
     assert ("response gone", 2) in events and ("response gone, not awaited", 0) in events
+    assert events.count(("response gone, not awaited", 0)) == 1  # said once, not every poll
     assert not (stim / "block000.mat").exists()
     other = tmp_path / "other"
     (other / "rig").mkdir(parents=True)
@@ -2060,6 +2095,40 @@ def test_rig_sim_run_finds_a_run_started_from_another_folder(
     status_path.write_text(json.dumps(status))
     with pytest.raises(XDreamError, match="is the status of a run whose write_dir is"):
         RigSim("s1/stimuli", None, RedScorer(), run="s1")
+
+
+def test_rig_sim_awaits_the_block_that_xdreams_status_names(tmp_path: Path) -> None:
+    """What rig-sim reads of xdream's rig/status.json (mutation audit M): the newest block is
+    awaited while the status says xdream waits for it, paused or stopped at it; not once the
+    run finished, nor while it waits for another block. The status in the folder above the
+    write folder counts only where it names that folder (a path through '..' does); a --run
+    whose status later names another folder is passed over, not raised, while serving."""
+    from tests.helpers import RedScorer
+    from xdream.rig.sim import RigSim
+
+    run = tmp_path / "run"
+    stim = run / "stimuli"
+    stim.mkdir(parents=True)
+    (run / "rig").mkdir()
+    status = run / "rig" / "status.json"
+
+    def say(block: int, state: str, write_dir: Path = stim) -> None:
+        status.write_text(json.dumps({"write_dir": str(write_dir), "block": block, "state": state}))
+
+    sim = RigSim(stim, None, RedScorer())
+    with_run = RigSim(stim, None, RedScorer(), run=run)
+    for state in ("waiting", "paused", "stopped"):
+        say(3, state)
+        assert sim.awaited(3, 3) and with_run.awaited(3, 3), state
+        assert not sim.awaited(2, 3)  # only the newest block
+    say(3, "finished")
+    assert not sim.awaited(3, 3) and not with_run.awaited(3, 3)
+    say(2, "waiting")
+    assert not sim.awaited(3, 3)
+    say(3, "finished", run / "rig" / ".." / "stimuli")  # the same folder
+    assert not sim.awaited(3, 3)
+    say(3, "finished", tmp_path / "elsewhere")  # another run's status: xdream says nothing
+    assert sim.awaited(3, 3) and with_run.awaited(3, 3)
 
 
 # --------------------------------------------------------------------------- audit U2-12

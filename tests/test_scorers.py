@@ -104,6 +104,24 @@ def test_a_layer_whose_module_runs_twice_in_a_pass_is_refused(pre_activation: bo
     np.testing.assert_allclose(unit.score(x, ids(3)), expected.numpy(), rtol=1e-5)
 
 
+def test_the_pass_that_counts_calls_leaves_the_network_as_it_was() -> None:
+    """The construction's whole-network pass (refuse_layers_run_twice) runs in evaluation mode
+    and takes its hooks off: a network in training mode keeps its batch-norm statistics (also
+    those of a layer after the target), and no hook is left to grow with every pass (mutation
+    audit M)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1), nn.BatchNorm2d(2)
+    ).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    for pre in (False, True):
+        scorer = CNNUnitScorer(net, "2", 1, preprocess=IDENTITY, pre_activation=pre)
+        assert scorer.module is net
+        assert all(torch.equal(net.state_dict()[k], v) for k, v in before.items())
+        assert net.training
+        assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules())
+
+
 def test_a_resnet_block_relu_is_refused_and_the_block_named() -> None:
     """xdream's ResNets call each block's `relu` two or three times, as torchvision's do."""
     from xdream.networks.torchvision_nets import ARCHITECTURES, PREPROCESS
@@ -551,6 +569,24 @@ def test_a_unit_that_computes_nan_is_warned_about_once() -> None:
         shared.activations(images(6))
 
 
+def test_a_shared_pass_warns_about_nan_once_naming_five_units_and_counting_the_rest() -> None:
+    """The shared pass's NaN warning, as a scorer's: said once, not every generation; five
+    units named, the others counted (mutation audit M)."""
+    from xdream.multi import MultiUnitScorer
+
+    net = nn.Sequential(nn.Conv2d(3, 2, 1), HalfNaN()).eval()
+    positions = [(x, y) for x in range(4) for y in range(2)][:7]
+    shared = MultiUnitScorer(
+        net, [("1", 0, x, y) for x, y in positions] + [("1", 1)], preprocess=IDENTITY
+    )
+    said = r"channel 0 of layer '1' \(x 0, y 1\) for 2 of 4 images, .* and 2 more units\)"
+    with pytest.warns(UserWarning, match=said):
+        shared.activations(images(4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once
+        shared.activations(images(4))
+
+
 def test_a_network_registered_in_python_is_listed_with_layer_table(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -587,6 +623,23 @@ NOISES = {"poisson": {"scale": 20.0}, "gain": {"ns": 0.5}}
 
 def noisy(name: str, seed: int = 0, **params: float) -> NoisyScorer:
     return NoisyScorer(FixedScorer(CLEAN), make_noise(name, **(params or NOISES[name])), seed=seed)
+
+
+def test_a_noisy_scorer_passes_the_folder_check_to_its_base(tmp_path: Path) -> None:
+    """The noise changes only the scores: a base scorer's refusal of the experiment folder
+    (a rig's share not mounted) comes before the folder is made, noise or not (mutation
+    audit M)."""
+    checked: list[Path] = []
+
+    class Refusing(FixedScorer):
+        def check_folder(self, folder: Path) -> None:
+            checked.append(folder)
+            raise XDreamError("the share is not mounted")
+
+    scorer = NoisyScorer(Refusing(CLEAN), make_noise("gain", ns=0.5), seed=0)
+    with pytest.raises(XDreamError, match="the share is not mounted"):
+        scorer.check_folder(tmp_path / "run")
+    assert checked == [tmp_path / "run"]
 
 
 def test_every_registered_noise_is_tested() -> None:
