@@ -958,3 +958,33 @@ def test_the_best_line_and_table_give_the_searched_keys_and_an_earlier_studys_fi
     rows = list(csv.DictReader((tmp_path / "e" / "tune.csv").open()))
     assert [r["selectivity"] for r in rows[:2]] == ["2.5", "2.5"]
     assert rows[2]["selectivity"] in {"1.0", "4.0"}
+
+
+def test_an_earlier_rig_trial_recorded_with_a_target_is_read_for_its_config(
+    tmp_path: Path,
+) -> None:
+    """A study stored without its config is compared with its first finished trial's
+    config.yaml; a rig trial's, which an earlier xdream wrote with the unused default
+    [target], is read as a run folder's own config (mutation audit M: it was skipped as
+    refused, and the study then compared nothing)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import yaml
+
+    from tests.rig_helpers import rig_config
+    from xdream import tune
+
+    cfg = rig_config(generations=2, population=4, refs=0)
+    data = cfg.to_dict()
+    data["target"] = dataclasses.asdict(cfg.target)  # as an earlier xdream recorded it
+    seed = tmp_path / "trial-0" / "seed0"
+    seed.mkdir(parents=True)
+    (seed / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    trial = SimpleNamespace(
+        state=SimpleNamespace(name="COMPLETE"), user_attrs={"folder": "trial-0"}, number=0
+    )
+    study = SimpleNamespace(get_trials=lambda deepcopy: [trial])
+    section = tune.TuneSection(params={"mutation_rate": {"low": 0.1, "high": 0.5}})
+    found = tune.earlier_config(study, section, tmp_path)
+    assert found == (tune.fingerprint(cfg, section), 0)
