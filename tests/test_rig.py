@@ -1553,7 +1553,8 @@ def test_the_rig_object_a_run_was_built_with_restores_it(tmp_path: Path) -> None
 def test_a_journal_of_an_earlier_xdream_goes_on_counting_nan_blocks(tmp_path: Path) -> None:
     """A rig journal written before nan_blocks was counted holds no such count: continued,
     a block answered only with NaN is warned about and counted from 0 (mutant M-R7: a
-    KeyError 'nan_blocks' stopped the run)."""
+    KeyError 'nan_blocks' stopped the run). Nor does it hold the response files seen before
+    their block was written (``early``, audit V-10): it starts with none."""
     folder = tmp_path / "earlier"
 
     def answer(b: int, names: list[str], where: Path) -> None:
@@ -1563,6 +1564,7 @@ def test_a_journal_of_an_earlier_xdream_goes_on_counting_nan_blocks(tmp_path: Pa
     journal = folder / "rig" / "state.json"
     state = json.loads(journal.read_text())
     del state["counts"]["nan_blocks"]
+    del state["early"]
     journal.write_text(json.dumps(state))
     _, scores, err = score_one_generation(folder, answer, n=2, generation=1, block_size=2)
     assert np.isnan(scores).all()
@@ -2232,3 +2234,138 @@ def test_rig_sim_notes_a_run_folder_that_is_not_there(
     (tmp_path / "session1").mkdir()
     assert main([*argv, "--run", str(tmp_path / "session1")]) == 0
     assert "is not a folder" not in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- early responses
+def _block_1_names(n: int = 4, generation: int = 0) -> list[str]:
+    """Block 1's stimulus names in score_one_generation with block_size = 2 (unshuffled)."""
+    return [f"block001_{m:03d}_gen{generation:03d}_{2 + m:06d}.png" for m in range(n - 2)]
+
+
+def test_a_response_there_before_its_block_was_written_is_never_its_answer(
+    tmp_path: Path,
+) -> None:
+    """A response file to block 1 that is in score_dir while xdream awaits block 0 (a
+    leftover, another session on the share) was skipped as 'xdream did not write that
+    block', then taken as block 1's answer once xdream wrote block 1 (audit V-10), and block
+    1's stimuli were not even written (a response was 'waiting'). Now block 1 is written and
+    awaits a response written after it; the early file is counted, backed up and logged."""
+    folder = tmp_path / "run"
+    early_mtime: list[int] = []
+
+    def answer(b: int, names: list[str], score_dir: Path) -> None:
+        if b == 0:  # another session's response to block 1, there before block 1 is written
+            write_response(score_dir, 1, "json", _block_1_names(), [[99.0], [99.0]])
+            early_mtime.append((score_dir / "block001.json").stat().st_mtime_ns)
+            time.sleep(0.2)  # seen while block 0 is awaited
+        if b == 1:
+            time.sleep(0.2)  # and looked at again once block 1 is written
+        write_response(score_dir, b, "json", names, np.full((len(names), 1), float(b)))
+
+    _, scores, err = score_one_generation(folder, answer, block_size=2, response_format="json")
+    np.testing.assert_array_equal(scores, [0.0, 0.0, 1.0, 1.0])
+    assert (folder / "rig" / "stimuli" / "block001").is_dir()  # block 1 was shown
+    assert re.search(
+        r"block001\.json in .* skipped: there before block 1 was written \(not its", err
+    )
+    status = read_status(folder)
+    assert status["skipped_files"] == 1 and status["duplicates"] == 0
+    backups = sorted(p.name for p in (folder / "rig" / "responses").iterdir())
+    assert backups == [
+        "block000.json",
+        "block001.json",
+        f"block001.json.early-{early_mtime[0]}",
+    ]
+
+
+def test_an_early_response_is_named_by_the_pause_and_skipped_again_on_resume(
+    tmp_path: Path,
+) -> None:
+    """An early response that stays is what a pause names for the block, and a resumed run
+    (the journal remembers it) skips it again: the rig's new file is what answers."""
+    folder = tmp_path / "run"
+    rig = {"block_size": 2, "response_format": "json", "timeout": 0.5, "on_timeout": "pause"}
+
+    def early_then_silent(b: int, names: list[str], score_dir: Path) -> None:
+        if b == 0:
+            write_response(score_dir, 1, "json", _block_1_names(), [[99.0], [99.0]])
+            time.sleep(0.2)
+            write_response(score_dir, 0, "json", names, np.zeros((len(names), 1)))
+
+    with pytest.raises(RigPaused) as paused:
+        score_one_generation(folder, early_then_silent, **rig)
+    assert (
+        "xdream skipped block001.json (there before block 1 was written (not its answer))"
+        in str(paused.value)
+    )
+    assert "another session's on the same share" in str(paused.value)
+    assert "Move that file aside" in str(paused.value) and "rig answered" not in str(paused.value)
+    journal = json.loads((folder / "rig" / "state.json").read_text())
+    assert journal["blocks"]["1"]["written"] is not None and journal["early"]["block001.json"]
+
+    def answer(b: int, names: list[str], score_dir: Path) -> None:
+        if b == 1:
+            time.sleep(0.3)  # the early file is looked at (and skipped) first
+            write_response(score_dir, 1, "json", names, np.ones((len(names), 1)))
+
+    _, scores, err = score_one_generation(folder, answer, **{**rig, "timeout": 5.0})
+    np.testing.assert_array_equal(scores, [0.0, 0.0, 1.0, 1.0])
+    assert re.search(r"block001\.json in .* skipped: there before block 1 was written", err)
+    assert read_status(folder)["skipped_files"] == 1  # counted once, across the resume
+
+
+def test_an_early_response_is_remembered_across_a_kill_before_its_block_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after block 0 is answered, before block 1 is written, with an early response
+    to block 1 seen: the resumed run writes block 1 (the journal knows that file is not its
+    answer, unlike a response written while xdream was down after block 1 went out, which is
+    the block's answer: test_a_kill_after_a_block_is_written_before_its_journal_resumes)."""
+    folder = tmp_path / "run"
+    rig = {"block_size": 2, "response_format": "json"}
+    ensure_written = RigScorer._ensure_written
+
+    def killed_before_block_1(self: RigScorer, blk: dict[str, Any], images: Any) -> None:
+        if blk["block"] == 1 and blk["written"] is None:
+            raise Killed
+        ensure_written(self, blk, images)
+
+    def answer(b: int, names: list[str], score_dir: Path) -> None:
+        if b == 0:
+            write_response(score_dir, 1, "json", _block_1_names(), [[99.0], [99.0]])
+            time.sleep(0.2)
+        write_response(score_dir, b, "json", names, np.full((len(names), 1), float(b)))
+
+    monkeypatch.setattr(RigScorer, "_ensure_written", killed_before_block_1)
+    with pytest.raises(Killed):
+        score_one_generation(folder, answer, **rig)
+    monkeypatch.setattr(RigScorer, "_ensure_written", ensure_written)
+    journal = json.loads((folder / "rig" / "state.json").read_text())
+    assert journal["blocks"]["1"]["written"] is None and "block001.json" in journal["early"]
+    _, scores, _ = score_one_generation(folder, answer, **rig)
+    np.testing.assert_array_equal(scores, [0.0, 0.0, 1.0, 1.0])
+    assert (folder / "rig" / "stimuli" / "block001").is_dir()
+
+
+def test_a_response_that_comes_just_before_its_block_is_written_is_not_its_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A response file that comes after xdream's last look at score_dir but before it writes
+    the block is there before the block was written, too: xdream lists it as it writes."""
+    folder = tmp_path / "run"
+    ensure_written = RigScorer._ensure_written
+
+    def early_file_first(self: RigScorer, blk: dict[str, Any], images: Any) -> None:
+        if blk["block"] == 1 and blk["written"] is None:
+            write_response(self.score_dir, 1, "json", _block_1_names(), [[99.0], [99.0]])
+        ensure_written(self, blk, images)
+
+    def answer(b: int, names: list[str], score_dir: Path) -> None:
+        if b == 1:
+            time.sleep(0.2)
+        write_response(score_dir, b, "json", names, np.full((len(names), 1), float(b)))
+
+    monkeypatch.setattr(RigScorer, "_ensure_written", early_file_first)
+    _, scores, err = score_one_generation(folder, answer, block_size=2, response_format="json")
+    np.testing.assert_array_equal(scores, [0.0, 0.0, 1.0, 1.0])
+    assert re.search(r"block001\.json in .* skipped: there before block 1 was written", err)

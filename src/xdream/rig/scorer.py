@@ -8,7 +8,8 @@ One generation, block by block::
         wait for block{NNN}.mat / .h5 / .json / .csv: accepted once readable and no longer
         growing (a file answering part of the block, a CSV without a final line end, or
         with settle_always any file, only once unchanged for settle seconds); foreign or
-        malformed files are logged and skipped; timeout policy applies
+        malformed files, and a response file there before its block was written, are
+        logged and skipped; timeout policy applies
         journal the response, back it up, clean the images up
     re-show unanswered images (require_response); average repeats; subtract blanks
 
@@ -19,7 +20,8 @@ blocks are never shown again and responses that arrived meanwhile are picked up,
 accepted response whose backup and clean-up had not run yet gets them, and so do the images
 of a block written just before a kill (their backup is copied from the rig's folder while
 the rig has them). It also keeps which
-skipped and duplicate files it has counted, so each is counted and backed up once.
+skipped and duplicate files it has counted, so each is counted and backed up once, and which
+response files were there before their block was written (``early``), never its answer.
 """
 
 from __future__ import annotations
@@ -151,6 +153,9 @@ class RigScorer(Scorer):
         # block -> {response file skipped this session: why}, for the timeout's message
         self._rejected: dict[int, dict[str, str]] = {}
         self._counted: set[str] = set()  # odd files counted and backed up (state["counted"])
+        # the block a resumed run may have written before a kill, unjournaled: a response to
+        # it that is there is its answer (see _ensure_written); None once it is written
+        self._unjournaled: int | None = None
         self._awaited: dict[str, Any] | None = None  # the block being waited for
         self._last_line = 0.0
         self._line_shown = False
@@ -194,6 +199,7 @@ class RigScorer(Scorer):
         if self.state_path.exists():
             self._load_state()
             refuse_unwritten_blocks(self.params, self.run_dir, self.state)
+            self._unjournaled = _unjournaled_block(self.state)
             self._log(f"resumed from the journal: next block {self.state['next_block']}")
             self._finish_written()
             self._finish_answered()
@@ -213,6 +219,7 @@ class RigScorer(Scorer):
                 "last_latency": None,
                 "counts": dict.fromkeys(COUNTS, 0),
                 "counted": [],
+                "early": {},
                 "rng": self._rng.bit_generator.state,
             }
             self._counted = set()
@@ -241,6 +248,7 @@ class RigScorer(Scorer):
         self._counted = set(state.setdefault("counted", []))
         for counter in COUNTS:  # nor every count of this one (nan_blocks)
             state["counts"].setdefault(counter, 0)
+        state.setdefault("early", {})  # nor the response files seen before their block
 
     def _save(self, durable: bool = True) -> None:
         """Rewrite the journal atomically (and fsynced, unless ``durable`` is False)."""
@@ -441,6 +449,13 @@ class RigScorer(Scorer):
             (self.write_dir / s["name"]).exists() for s in blk["stimuli"]
         ):
             return  # written before a crash: the rig has it
+        if blk["written"] is None and blk["block"] != self._unjournaled:
+            # written now for the first time: a response to it already there is not its answer
+            # (kept: the rig's answer may replace it)
+            for name, sig in self._responses_to(blk["block"]):
+                self._note_early(name, sig)
+                self._keep_early(self.score_dir / name, name, sig)
+        self._unjournaled = None
         if self._response_waiting(blk["block"]):
             # answered while xdream was down (the rig may have removed the images), perhaps
             # before the journal recorded that the block was written
@@ -514,10 +529,36 @@ class RigScorer(Scorer):
             )
 
     def _response_waiting(self, block: int) -> bool:
+        return bool(self._responses_to(block))
+
+    def _responses_to(self, block: int) -> list[tuple[str, tuple[int, int]]]:
+        """The response files to ``block`` in ``score_dir`` with their (size, mtime)
+        signature, but those there before the block was written (:meth:`_note_early`)."""
         stem = protocol.response_stem(block)
-        return any(
-            n.startswith(stem + ".") and not n.endswith(".txt") for n in os.listdir(self.score_dir)
-        )
+        found = []
+        for name in os.listdir(self.score_dir):
+            if name.startswith(stem + ".") and not name.endswith(".txt"):
+                try:
+                    st = os.stat(self.score_dir / name)
+                except OSError:  # gone meanwhile
+                    continue
+                sig = (st.st_size, st.st_mtime_ns)
+                if not self._early(name, sig):
+                    found.append((name, sig))
+        return found
+
+    def _note_early(self, name: str, sig: tuple[int, int]) -> None:
+        """Remember (journaled: ``early``) that the response file ``name`` was in
+        ``score_dir``, as it is now (``sig``), before xdream wrote its block: a leftover, or
+        another session's on the same share. It is never taken as that block's answer; a
+        file the rig writes (or rewrites) after the block's stimuli has another signature."""
+        sigs = self.state["early"].setdefault(name, [])
+        if list(sig) not in sigs:
+            sigs.append(list(sig))
+            self._dirty = True  # journaled before the block is written (see score)
+
+    def _early(self, name: str, sig: tuple[int, int]) -> bool:
+        return list(sig) in self.state["early"].get(name, [])
 
     def _await(self, blk: dict[str, Any], cur: dict[str, Any], images: Images) -> None:
         p = self.params
@@ -606,6 +647,18 @@ class RigScorer(Scorer):
         if not skipped:
             return f"{head}. Check the rig, then continue with {then}"
         assert self.run_dir is not None
+        left = [w for n, w in self._rejected.get(b, {}).items() if (self.score_dir / n).exists()]
+        if left and all(why.startswith("there before") for why in left):  # no answer of the rig's
+            kept = (
+                f" (a copy is in {str(self.rig_dir / 'responses')!r})" if self.params.backup else ""
+            )
+            return (
+                f"{head}: xdream skipped {skipped}: a leftover, or another session's on the same "
+                f"share, and the rig has not answered block {b} since. Move that file "
+                f"aside{kept} and have the rig answer block {b} (restart a rig, `xdream "
+                "rig-sim` say, that passed over the block because a response file was there), "
+                f"then continue with {then}"
+            )
         config = self.run_dir / "config.yaml"
         where = f" in {str(config)!r}" if config.exists() else ""
         copy = f" (a malformed one is copied to {str(self.rig_dir / 'responses')!r})"
@@ -656,11 +709,21 @@ class RigScorer(Scorer):
                     self._rejected.setdefault(int(m.group(1)), {})[name] = why
                 self._skip_file(name, "foreign", why or "it is not a block{NNN} response file")
                 continue
-            blk = self.state["blocks"].get(str(int(m.group(1))))
-            if blk is None or blk["written"] is None:
-                self._skip_file(name, "foreign", "xdream did not write that block")
-                continue
+            block = int(m.group(1))
+            blk = self.state["blocks"].get(str(block))
             sig = (st.st_size, st.st_mtime_ns)
+            if blk is None or blk["written"] is None:
+                if block != self._unjournaled:  # written before a kill, perhaps: answered then
+                    self._note_early(name, sig)
+                self._skip_file(
+                    name,
+                    "foreign",
+                    "xdream did not write that block (yet); it is not taken as its answer",
+                )
+                continue
+            if self._early(name, sig):
+                self._skip_early(blk, path, name, sig)
+                continue
             if blk["answered"] is not None:
                 if blk["file"] == name and tuple(blk["sig"]) == sig:
                     continue
@@ -719,6 +782,32 @@ class RigScorer(Scorer):
                 why = f"malformed: {problem}"
                 self._rejected.setdefault(blk["block"], {})[name] = why
 
+    def _skip_early(self, blk: dict[str, Any], path: Path, name: str, sig: tuple[int, int]) -> None:
+        """Skip ``name``, a response file to ``blk`` that was there before ``blk`` was written
+        (:meth:`_note_early`): counted once (with the same count as when it was first seen),
+        backed up once, and named by the block's timeout or pause while the block waits."""
+        b = blk["block"]
+        why = f"there before block {b} was written (not its answer)"
+        if blk["answered"] is None:
+            self._rejected.setdefault(b, {})[name] = why
+        if self._keep_early(path, name, sig):
+            self._save()
+        wait = "" if blk["answered"] is not None else "; waiting for the rig's response to it"
+        self._log_once(
+            f"early:{name}:{sig}",
+            f"{name} in {str(self.score_dir)!r} skipped: {why}{wait}",
+            warn=True,
+        )
+
+    def _keep_early(self, path: Path, name: str, sig: tuple[int, int]) -> bool:
+        """Count (once per name, as when it was first seen) and back up (once) ``name``, a
+        response file there before its block was written; False if both were done before."""
+        counted = self._count_once(f"foreign:{name}", "skipped_files")
+        if self._mark_once(f"early:{name}:{sig[0]}:{sig[1]}"):
+            self._backup_response(path, f"{name}.early-{sig[1]}")
+            return True
+        return counted
+
     def _other_format(self, path: Path) -> str | None:
         """Why ``path``, named as a response, is skipped when another reader than the one
         ``[rig] response_format`` names would read it (None if none would)."""
@@ -742,11 +831,17 @@ class RigScorer(Scorer):
         counted before. Once per run: the keys are journaled with the counts (``counted``), so a
         resumed run neither counts nor backs up a file still in ``score_dir`` again (each
         session logs it once)."""
+        if not self._mark_once(key):
+            return False
+        self.state["counts"][counter] += 1
+        return True
+
+    def _mark_once(self, key: str) -> bool:
+        """Journal ``key`` in ``counted``; False if it was there (done before, once per run)."""
         if key in self._counted:
             return False
         self._counted.add(key)
         self.state["counted"].append(key)
-        self.state["counts"][counter] += 1
         return True
 
     def _accept(
@@ -1313,20 +1408,12 @@ def refuse_unwritten_blocks(params: RigSection, run_dir: str | Path, state: dict
     the next plan) may have files that the journal does not know, and none while a written
     block is still awaited."""
     run_dir = Path(run_dir)
-    blocks = state.get("blocks")
-    if not isinstance(blocks, dict):  # bind says what is wrong with the journal
-        return
     try:
-        written = {int(k) for k, b in blocks.items() if b.get("written") is not None}
-        awaited = any(
-            b.get("written") is not None and b.get("answered") is None and not b.get("timed_out")
-            for b in blocks.values()
-        )
-        pending = sorted(int(k) for k in blocks if int(k) not in written)
-        after = int(state["next_block"])
+        written = {int(k) for k, b in state["blocks"].items() if b.get("written") is not None}
+        unjournaled = _unjournaled_block(state)
     except (AttributeError, KeyError, TypeError, ValueError):  # bind says what is wrong
         return
-    ours = written if awaited else written | {pending[0] if pending else after}
+    ours = written if unjournaled is None else written | {unjournaled}
     write_dir = _rig_folder(params.write_dir, run_dir)
     score_dir = write_dir if params.score_dir is None else _rig_folder(params.score_dir, run_dir)
     for d in sorted({write_dir, score_dir}):
@@ -1348,6 +1435,22 @@ def refuse_unwritten_blocks(params: RigSection, run_dir: str | Path, state: dict
                 "them away (keep this run's own files), then continue with "
                 f"`{continue_command(run_dir)}`"
             )
+
+
+def _unjournaled_block(state: dict[str, Any]) -> int | None:
+    """The block that xdream may have written before it stopped without the journal
+    (``state``) recording it: the next block to write (the first not written of the plan, or
+    of the next plan), unless a written block is still awaited (a block is written only once
+    the one before is answered or timed out, and journaled so). None if there is none."""
+    blocks = state["blocks"]
+    awaited = any(
+        b.get("written") is not None and b.get("answered") is None and not b.get("timed_out")
+        for b in blocks.values()
+    )
+    if awaited:
+        return None
+    pending = sorted(int(k) for k, b in blocks.items() if b.get("written") is None)
+    return pending[0] if pending else int(state["next_block"])
 
 
 def _stop_reason(error: BaseException) -> str:
