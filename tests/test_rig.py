@@ -1955,17 +1955,50 @@ def test_a_resume_of_a_checkpointed_rig_run_refused_for_a_missing_share_writes_n
 ) -> None:
     """As above, for a run with a checkpoint: the share is checked before config.yaml is
     rewritten and record.h5 reconciled (mutation audit M: the test above covers only a run
-    stopped before its first checkpoint)."""
+    stopped before its first checkpoint). The run finished, so it is resumed with a larger
+    budget: it has blocks to show (a finished one needs no share: the test below)."""
     share = tmp_path / "share"
     share.mkdir()
     run = tmp_path / "run"
     run_with_rig(run, rig_config(1, 4, 0, write_dir=str(share)))
     assert (run / "checkpoint.pkl").exists()
     share.rename(tmp_path / "off")
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("generations: 1\n", "generations: 2\n"))
+    assert "generations: 2\n" in config.read_text()
     written = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.name != ".xdream.lock"}
     with pytest.raises(XDreamError, match="does not exist: is the rig's share mounted"):
         Experiment.resume(run)
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.name != ".xdream.lock"} == written
+
+
+def test_a_finished_rig_run_resumes_without_its_share(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`xdream resume` of a rig run that has finished has nothing to show the rig: with the
+    share unmounted it was refused, asking to mount it (audit V-8). Now it does what it does
+    with the share there (says the run's results, exit status 0), with its records and rig
+    files as they were and no share folder made."""
+    from xdream.cli import main
+
+    share = tmp_path / "share"
+    share.mkdir()
+    run = tmp_path / "run"
+    run_with_rig(run, rig_config(1, 4, 0, write_dir=str(share)))
+    share.rename(tmp_path / "off")
+
+    def contents() -> dict[Path, bytes]:  # but the lock, which each session takes
+        return {
+            p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".xdream.lock"
+        }
+
+    before = contents()
+    capsys.readouterr()
+    assert main(["resume", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"resuming {run} at generation 1" in out and f"results: {run}" in out
+    assert contents() == before and not share.exists()
+    assert read_status(run)["state"] == "finished"
 
 
 # --------------------------------------------------------------------------- audit V2-6

@@ -837,6 +837,8 @@ class Experiment:
         self._started = False
         self._stopped = False  # stopped by an error or a break: continue from the records
         self._finished = False  # finish() has closed the run
+        # why the scorer is not bound to a resumed run whose budget is spent (None: it is)
+        self._unbound: str | None = None
         self._extra_layout: ExtraLayout = {}  # the scorer's extra rows recorded so far
         self._objects: dict[str, Any] | None = None  # see _built()
         self._accept: tuple[str, ...] = ()  # keys whose differences restore() takes
@@ -1101,8 +1103,18 @@ class Experiment:
         )
         self._check_files(state.get("files"))
         self._check_budget(state)
-        self.scorer.check_folder(self.folder.path)  # a rig's share not mounted: nothing written
+        try:
+            self.scorer.check_folder(self.folder.path)  # a rig's share not mounted: nothing written
+            refused = None
+        except XDreamError as err:
+            refused = err
         self._load_state(state)
+        self._unbound = None
+        if refused is not None:
+            if not self.done():
+                raise refused
+            # nothing is left to score (audit V-8: a finished rig run with its share unmounted)
+            self._unbound = str(refused)
         try:
             plan = check_reconcile(self.folder, self.generation)
         except BaseException as err:  # a folder that cannot be read says so
@@ -1129,7 +1141,8 @@ class Experiment:
             # the config it goes on with, changes taken: a later `xdream resume` reads this
             config_mod.dump_yaml(self.config, self.folder.config)
         self.folder.create(images=self.save_images == "best")
-        self.scorer.bind(self.folder.path)
+        if self._unbound is None:
+            self.scorer.bind(self.folder.path)
         try:
             note = reconcile(
                 self.folder,

@@ -23,7 +23,8 @@ class RigSection:
 
     write_dir: str = "stimuli"
     """Folder where xdream writes ``block{NNN}_{MMM}_{id}.png`` for the rig to show; a relative
-    one is made in the experiment folder, an absolute one that does not exist is refused."""
+    one is made in the experiment folder, an absolute one that does not exist is refused (but
+    by the resume of a finished run, which has nothing to show)."""
     score_dir: str | None = None
     """Folder where the rig writes ``block{NNN}.mat`` (or ``.h5``, ``.json``, ``.csv``);
     ``None`` = ``write_dir`` (as XDream). Made or refused as ``write_dir``."""

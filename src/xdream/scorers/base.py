@@ -57,7 +57,9 @@ class Scorer(abc.ABC):
         A scorer that would refuse ``folder`` in :meth:`bind` (a rig's share not mounted,
         another session's files in its folders) raises the same :class:`XDreamError` here,
         so that a refused run leaves no folder behind and the same call works once the cause
-        is fixed. It must not write anything.
+        is fixed. It must not write anything. A resume of a run whose budget is spent (nothing
+        left to score) goes on without :meth:`bind` where this refuses (:meth:`close` still
+        comes).
         """
 
     def bind(self, folder: Path) -> None:  # noqa: B027 (optional hook)
