@@ -995,6 +995,8 @@ def test_a_single_unit_run_stopped_while_loading_its_network_says_to_start_it_ag
         monkeypatch.undo()
         assert main(start.split()[1:]) == 0
         assert json.loads((out / "summary.json").read_text())["status"] == "finished"
+        said = " ".join(capsys.readouterr().out.split())
+        assert ") after 1 generation, " in said  # not "1 generations"
 
 
 @pytest.mark.parametrize("units", [False, True])

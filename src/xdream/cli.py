@@ -220,11 +220,15 @@ def _report(summary: dict[str, Any], out: Path, console: Any) -> None:
     def fmt(v: Any) -> str:
         return "n/a" if v is None else f"{v:.4g}"
 
+    def counted(n: int, what: str) -> str:
+        return f"{n} {what}{'' if n == 1 else 's'}"
+
     console.print(
         f"best score {fmt(summary['best_score'])} (first generation "
         f"{fmt(summary['first_generation_best_score'])}, best reference image "
-        f"{fmt(summary['best_reference_score'])}) after {summary['generations']} generations, "
-        f"{summary['presentations']} presentations, {summary['seconds']:.1f} s",
+        f"{fmt(summary['best_reference_score'])}) after "
+        f"{counted(summary['generations'], 'generation')}, "
+        f"{counted(summary['presentations'], 'presentation')}, {summary['seconds']:.1f} s",
         highlight=False,
     )
     best = f"best image: {out / 'best.png'}, " if summary.get("best_image") else ""
