@@ -2228,6 +2228,11 @@ def test_a_rig_run_recorded_with_a_target_resumes_without_complaint(
     with h5py.File(out / "record.h5", "r+") as f:
         f.attrs["config"] = json.dumps({**json.loads(f.attrs["config"]), "target": old})
     (out / ".record.h5.ok").unlink(missing_ok=True)  # record.h5 changed since its mark
+    assert main(["report", str(out)]) == 0  # its report shows no unused [target] (audit V-5)
+    page = (out / "report.html").read_text()
+    configuration = page.split("<h2>Configuration</h2>")[1].split("</pre>")[0]
+    assert "rig:" in configuration and "target:" not in configuration
+    assert "holds a [target] that an earlier xdream recorded beside [rig]" in page
     capsys.readouterr()
     with thread_rig(stim):
         assert main(["resume", str(out)]) == 0

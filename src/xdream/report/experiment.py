@@ -224,7 +224,7 @@ def experiment_report(
         )
     config_file = run / "config.yaml"
     config_text = (
-        config_file.read_text()
+        _shown_config(config_file.read_text(), notes)
         if config_file.exists()
         else json.dumps(rec.config, indent=2, sort_keys=True)
     )
@@ -270,3 +270,22 @@ def _stopped_text(run: Path) -> str:
         how = rig.get("continue_with") or continue_with(run)
         return f"{rig['state']}: {rig['reason']} (rig/status.json); continue it with {how}"
     return f"stopped before finishing (its process is gone): continue it with {continue_with(run)}"
+
+
+def _shown_config(text: str, notes: list[str]) -> str:
+    """``config.yaml``'s text as the report shows it: as it is, but for the ``[target]`` that
+    an earlier xdream recorded beside ``[rig]`` (the defaults of a network unit the rig never
+    used), which is left out with a note, as a resume of the run leaves it out of the file."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if not isinstance(data, dict) or "rig" not in data or "target" not in data:
+        return text
+    notes.append(
+        "config.yaml holds a [target] that an earlier xdream recorded beside [rig]; the rig was "
+        "the target, so it was never used and is not shown (a resume of the run removes it)"
+    )
+    return yaml.safe_dump({k: v for k, v in data.items() if k != "target"}, sort_keys=False)
