@@ -1401,12 +1401,12 @@ def refuse_leftovers(params: RigSection, run_dir: str | Path) -> None:
 def refuse_unwritten_blocks(params: RigSection, run_dir: str | Path, state: dict[str, Any]) -> None:
     """Refuse to resume the run in ``run_dir`` (its rig journal ``state``) while its ``[rig]``
     folders hold files of a block it has not written: another session's, run on the same
-    share meanwhile, whose responses would be taken for this run's (a response to a block it
-    writes next, or to the block it awaits). The journal plans blocks before it writes any and
-    records each one written after its files and a block answered (or timed out) before it
-    writes the next, so only the next block to write (the first not written of the plan, or of
-    the next plan) may have files that the journal does not know, and none while a written
-    block is still awaited."""
+    share meanwhile, or a leftover, whose responses it cannot tell from its rig's answers (a
+    response to the block it may have written before it stopped, or to the block it awaits).
+    The journal plans blocks before it writes any and records each one written after its
+    files and a block answered (or timed out) before it writes the next, so only the next block
+    to write (the first not written of the plan, or of the next plan) may have files that the
+    journal does not know, and none while a written block is still awaited."""
     run_dir = Path(run_dir)
     try:
         written = {int(k) for k, b in state["blocks"].items() if b.get("written") is not None}
@@ -1431,8 +1431,9 @@ def refuse_unwritten_blocks(params: RigSection, run_dir: str | Path, state: dict
         if other:
             raise XDreamError(
                 f"{str(d)!r} holds files of a block this run has not written ({other[0][1]}, "
-                "...): another session's, whose responses would be taken for this run's. Move "
-                "them away (keep this run's own files), then continue with "
+                "...): another session's on the same share, or a leftover, which this run "
+                "cannot tell from its rig's answers. Move them away (keep this run's own files), "
+                "then continue with "
                 f"`{continue_command(run_dir)}`"
             )
 
