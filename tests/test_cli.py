@@ -824,6 +824,74 @@ def test_a_many_unit_resume_without_its_weight_file_says_where_the_run_found_it(
     assert f"[target] weights was {tmp_path / 'a' / 'w.pt'}" in err and err.count("\n") == 1
 
 
+def test_a_run_whose_weight_file_moved_resumes_once_config_yaml_names_the_same_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run moved to another machine, or whose weight file moved, could not be resumed at
+    all: the file was missing at the recorded path, and writing the new path into the run's
+    config.yaml was refused as a changed `target.weights`. The same file (size and
+    fingerprint the checkpoint records) under a new path is taken, and said; another file
+    there is still refused, and so is a new path for a many-unit run's weights that holds
+    another file."""
+    import torch
+
+    from tests.test_experiment import folder_contents
+    from tests.test_multi import stopped_after_one_generation
+    from xdream import config as config_mod
+    from xdream import networks, records
+    from xdream.experiment import Experiment
+
+    state = networks.make("efficientnet-lite0").module.state_dict()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    torch.save(state, tmp_path / "a" / "w.pt")
+    plain = FAST_RUN.format(generations=4) + f'weights = "{tmp_path / "a" / "w.pt"}"\n'
+    many = plain + "[[targets]]\nchannels = [1, 2]\n"
+    run, whole, units = tmp_path / "run", tmp_path / "whole", tmp_path / "units"
+    config = config_mod.from_dict(config_mod.tomllib.loads(plain))
+    assert main(["run", str(write(tmp_path / "c.toml", plain)), "--out", str(whole)]) == 0
+    exp = Experiment.from_config(config, run)  # killed after 2 generations
+    exp._start()
+    exp.step()
+    exp.step()
+    exp.flush()
+    exp.release_folder()
+    stopped_after_one_generation(config_mod.from_dict(config_mod.tomllib.loads(many)), units)
+    (tmp_path / "a" / "w.pt").rename(tmp_path / "b" / "w.pt")  # the file now lives elsewhere
+
+    for folder in (run, units):
+        capsys.readouterr()
+        assert main(["resume", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert "where the same file is now elsewhere, write its path into the run's" in err
+        assert err.count("\n") == 1, err
+    # another file under the new path is refused, naming the one the run read
+    scaled = {k: v * 1.5 if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(scaled, tmp_path / "other.pt")
+    for folder in (run, units):
+        saved = (folder / "config.yaml").read_text()
+        (folder / "config.yaml").write_text(saved.replace("/a/w.pt", "/other.pt"))
+        contents = folder_contents(folder)
+        capsys.readouterr()
+        assert main(["resume", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert str(tmp_path / "other.pt") in err and str(tmp_path / "a" / "w.pt") in err, err
+        assert folder_contents(folder) == contents
+        (folder / "config.yaml").write_text(saved.replace("/a/w.pt", "/b/w.pt"))
+        capsys.readouterr()
+        assert main(["resume", str(folder)]) == 0
+        out = capsys.readouterr().out
+        assert "config.yaml changed since the last session, taking effect now:" in out
+        assert "(the same file: same size and fingerprint)" in out
+    # the moved run went on as if nothing had happened
+    assert records.read(run).best_per_generation.tolist() == (
+        records.read(whole).best_per_generation.tolist()
+    )
+    assert f"weights: {tmp_path / 'b' / 'w.pt'}" in (run / "config.yaml").read_text()
+    for unit in (units / "units").iterdir():
+        assert records.read(unit).summary["status"] == "finished"
+
+
 def test_a_checkpoint_without_its_config_resumes_as_before(tmp_path: Path) -> None:
     """Checkpoints written before the config was stored in them carry nothing to compare."""
     import pickle

@@ -246,7 +246,9 @@ def where_files_were(checkpoint: Path) -> str:
     return (
         f" The run read these files: {'; '.join(read)} (a relative path is taken from the "
         "current directory: resume from the directory the run was started in, or put the "
-        "file back there)."
+        "file back there; where the same file is now elsewhere, write its path into the "
+        "run's config.yaml: resume takes it when its size and fingerprint are the ones the "
+        "run recorded)."
     )
 
 
@@ -1097,7 +1099,7 @@ class Experiment:
                 "...); e.restore(); e.run()`"
             )
         self.config_changes = (
-            self._check_config(state.get("config"))
+            self._check_config(state.get("config"), state.get("files"))
             if self.config is not None
             else self._check_objects(state)
         )
@@ -1177,18 +1179,27 @@ class Experiment:
         finite = scores[np.isfinite(scores)]
         return float(finite.max()) if finite.size else float("-inf")
 
-    def _check_config(self, saved: Any) -> list[str]:
+    def _check_config(self, saved: Any, files: Any = None) -> list[str]:
         """Refuse to continue a checkpoint written under a config that differs in a key that
         defines the experiment; returns the changes of :data:`CHANGEABLE` keys. Checkpoints
         written before the config was stored pass (one of an experiment built from Python
-        objects: :meth:`_check_objects`)."""
+        objects: :meth:`_check_objects`). A :data:`READ_AGAIN` path written anew into
+        ``config.yaml`` is no change where it names the file the checkpoint's ``files``
+        record (same size and fingerprint): the run's folder or its weights moved to another
+        machine or place (:meth:`_moved_files`)."""
         if not isinstance(saved, dict) or self.config is None:
             return []
         now = self.config.to_dict()
-        defining, allowed = config_changes(saved, now)
+        moved = self._moved_files(saved, now, files)
+        defining, allowed = config_changes(moved, now)
         if defining:
-            raise ConfigChangedError(config_changed_message(self.folder.path, defining), saved, now)
-        return allowed
+            raise ConfigChangedError(config_changed_message(self.folder.path, defining), moved, now)
+        return allowed + [
+            f"{section}.{key}: {saved[section][key]!r} -> {now[section][key]!r} (the same "
+            "file: same size and fingerprint)"
+            for section, key in READ_AGAIN
+            if moved.get(section) is not saved.get(section)
+        ]
 
     def _check_objects(self, state: dict[str, Any]) -> list[str]:
         """Refuse to continue a run built from Python objects with objects that differ from
@@ -1234,10 +1245,11 @@ class Experiment:
         return allowed + taken
 
     def _moved_files(self, then: dict[str, Any], now: dict[str, Any], files: Any) -> dict[str, Any]:
-        """``then`` (what a run built in Python was built with) with the path of each
-        :data:`READ_AGAIN` file that the checkpoint's ``files`` record and that the objects
-        ``now`` name otherwise (another path, a relative path or one through a link to the
-        same place, a virtual environment made again elsewhere) but with the same size and
+        """``then`` (what the run was built with: a run built in Python, or the config its
+        checkpoint holds) with the path of each :data:`READ_AGAIN` file that the checkpoint's
+        ``files`` record and that the objects or config ``now`` name otherwise (another path,
+        a relative path or one through a link to the same place, a virtual environment made
+        again elsewhere, a run moved to another machine) but with the same size and
         fingerprint made the path ``now`` gives: the same file, not a change."""
         if not isinstance(files, dict):
             return then
