@@ -366,6 +366,45 @@ def test_a_changed_config_is_applied_to_started_tasks_or_refused(tmp_path: Path)
         compare(seeded)
 
 
+def test_a_sweep_whose_weight_file_moved_goes_on_once_its_config_names_the_same_file(
+    tmp_path: Path,
+) -> None:
+    """A sweep moved to another machine, or whose weight file moved, was refused as a
+    changed `target.weights` when run again with the file's new path; the same file (size and
+    fingerprint its tasks' checkpoints record) is taken, another file is still refused."""
+    import torch
+
+    from xdream import networks
+
+    state = networks.make("efficientnet-lite0").module.state_dict()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    torch.save(state, tmp_path / "a" / "w.pt")
+    scaled = {k: v * 1.5 if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(scaled, tmp_path / "other.pt")
+    out, path = tmp_path / "out", tmp_path / "s.toml"
+
+    def toml(weights: Path, generations: int) -> str:
+        text = SWEEP_TOML.format(generations=generations)
+        return text.replace('device = "cpu"', f'device = "cpu"\nweights = "{weights}"')
+
+    def load(text: str) -> tuple[object, list[sweep.Task]]:
+        path.write_text(text)
+        cfg, section = sweep.load(path)
+        return cfg, plan(cfg, section)
+
+    cfg, tasks = load(toml(tmp_path / "a" / "w.pt", 1))
+    assert sweep.run_task(tasks[0].config, str(out / tasks[0].folder), 1)["generations"] == 1
+    (tmp_path / "a" / "w.pt").rename(tmp_path / "b" / "w.pt")
+    cfg, tasks = load(toml(tmp_path / "other.pt", 2))
+    with pytest.raises(XDreamError, match=r"genetic/seed0: target.weights: '.*/a/w.pt' -> "):
+        sweep.compare_configs(cfg, tasks, out)
+    cfg, tasks = load(toml(tmp_path / "b" / "w.pt", 2))
+    assert sweep.compare_configs(cfg, tasks, out) == {0: ["experiment.generations: 1 -> 2"]}
+    summary = sweep.run_task(tasks[0].config, str(out / tasks[0].folder), 1)
+    assert summary["generations"] == 2 and not summary.get("error"), summary
+
+
 def test_a_unit_given_y_alone_has_its_own_folder_and_earlier_folders_go_on(
     tmp_path: Path,
 ) -> None:

@@ -227,6 +227,29 @@ def _same_file(then: Any, now: Any) -> bool:
     return (then.get("size"), then.get("sha256_ends")) == (now["size"], now["sha256_ends"])
 
 
+def moved_files(
+    then: dict[str, Any], now: dict[str, Any], files: Any, read: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """``then`` (what a run was built with: a run built in Python, or the config its
+    checkpoint holds) with the path of each :data:`READ_AGAIN` file that the checkpoint's
+    ``files`` record and that the objects or config ``now`` name otherwise (another path, a
+    relative path or one through a link to the same place, a virtual environment made again
+    elsewhere, a run moved to another machine) but with the same size and fingerprint as the
+    file read now (``read``, :func:`files_named` of ``now``) made the path ``now`` gives: the
+    same file, not a change."""
+    if not isinstance(files, dict):
+        return then
+    moved = dict(then)
+    for key, identity in read.items():
+        section, name = key.split(".")
+        part, given = moved.get(section), now.get(section)
+        if not isinstance(part, dict) or not isinstance(given, dict):
+            continue
+        if part.get(name) != given.get(name) and _same_file(files.get(key), identity):
+            moved[section] = {**part, name: given.get(name)}
+    return moved
+
+
 def where_files_were(checkpoint: Path) -> str:
     """A sentence naming the :data:`READ_AGAIN` files the run in ``checkpoint``'s folder read
     (its checkpoint records them), for a resume that cannot find one; '' when unknown."""
@@ -1245,23 +1268,8 @@ class Experiment:
         return allowed + taken
 
     def _moved_files(self, then: dict[str, Any], now: dict[str, Any], files: Any) -> dict[str, Any]:
-        """``then`` (what the run was built with: a run built in Python, or the config its
-        checkpoint holds) with the path of each :data:`READ_AGAIN` file that the checkpoint's
-        ``files`` record and that the objects or config ``now`` name otherwise (another path,
-        a relative path or one through a link to the same place, a virtual environment made
-        again elsewhere, a run moved to another machine) but with the same size and
-        fingerprint made the path ``now`` gives: the same file, not a change."""
-        if not isinstance(files, dict):
-            return then
-        moved = dict(then)
-        for key, identity in self.files_read.items():
-            section, name = key.split(".")
-            part, given = moved.get(section), now.get(section)
-            if not isinstance(part, dict) or not isinstance(given, dict):
-                continue
-            if part.get(name) != given.get(name) and _same_file(files.get(key), identity):
-                moved[section] = {**part, name: given.get(name)}
-        return moved
+        """:func:`moved_files` with the files this session reads (:attr:`files_read`)."""
+        return moved_files(then, now, files, self.files_read)
 
     def _changes_since_start(self) -> list[str]:
         """For a run stopped before its first checkpoint, which starts again from the first

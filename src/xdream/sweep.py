@@ -293,9 +293,9 @@ def compare_configs(cfg: Any, tasks: list[Task], out: Path) -> dict[int, list[st
     :class:`XDreamError` before any task runs: naming every change of a key that defines an
     experiment (continuing would mix two experiments in one record), or every experiment that
     has already run more than a lowered budget (a run cannot be shortened)."""
-    from xdream.experiment import CHANGEABLE_KEYS, config_changes
+    from xdream.experiment import CHANGEABLE_KEYS, config_changes, files_named, moved_files
     from xdream.multi import changes_in_run_terms
-    from xdream.records import RunFolder
+    from xdream.records import RunFolder, load_checkpoint
 
     allowed: dict[int, list[str]] = {}
     refused: list[str] = []
@@ -308,6 +308,13 @@ def compare_configs(cfg: Any, tasks: list[Task], out: Path) -> dict[int, list[st
         except XDreamError:  # a damaged config.yaml: the task's resume checks the checkpoint
             continue
         defining, changes = config_changes(saved, task.config)
+        if defining and folder.checkpoint.exists():  # a weight file moved: the same file?
+            try:
+                files = load_checkpoint(folder.checkpoint).get("files")
+            except XDreamError:  # a damaged checkpoint: the task's resume says so
+                files = None
+            saved = moved_files(saved, task.config, files, files_named(task.config))
+            defining, changes = config_changes(saved, task.config)
         if defining:  # the noise seed as the sweep's config gives it, not the unit's number
             seeded = dataclasses.replace(
                 cfg, experiment=dataclasses.replace(cfg.experiment, seed=task.seed)
