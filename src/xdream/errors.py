@@ -20,7 +20,7 @@ def add_note(err: BaseException, note: str) -> None:
     notes = getattr(err, "__notes__", None)
     if not isinstance(notes, list):
         notes = []
-        err.__notes__ = notes
+        object.__setattr__(err, "__notes__", notes)  # an attribute Python 3.10 does not declare
     notes.append(note)
 
 

@@ -6,7 +6,7 @@ component's ``params`` are its own hyperparameter dataclass, not ``Any``.
 
 from __future__ import annotations
 
-from typing import assert_type
+from typing_extensions import assert_type  # typing has it from Python 3.11 on
 
 from xdream.generators.fourier import FourierGenerator, FourierParams
 from xdream.generators.pixels import PixelsGenerator, PixelsParams
