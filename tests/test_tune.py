@@ -251,6 +251,37 @@ def test_a_continued_study_runs_what_it_lacks_and_proposes_new_trials(tmp_path: 
     assert [t.params for t in again] == [t.params for t in more[:2]]
 
 
+def test_a_study_whose_weight_file_moved_goes_on_with_the_same_file_at_its_new_path(
+    tmp_path: Path,
+) -> None:
+    """A study moved to another machine, or whose weight file moved, was refused as a changed
+    `target.weights` when tuned on with the file's new path; the same file (size and
+    fingerprint its trials' checkpoints record) is taken and stored, another is refused."""
+    _optuna()
+    import torch
+
+    from xdream import networks, tune
+
+    state = networks.make("efficientnet-lite0").module.state_dict()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    torch.save(state, tmp_path / "a" / "w.pt")
+    scaled = {k: v * 1.5 if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(scaled, tmp_path / "other.pt")
+
+    def small(weights: Path) -> tuple[Any, Any]:
+        return _small(tmp_path, **{'device = "cpu"': f'device = "cpu"\nweights = "{weights}"'})
+
+    out = tmp_path / "o"
+    assert len(tune.run_tune(*small(tmp_path / "a" / "w.pt"), out).trials) == 1
+    (tmp_path / "a" / "w.pt").rename(tmp_path / "b" / "w.pt")
+    with pytest.raises(XDreamError, match=r"target.weights: '.*/a/w.pt' -> '.*/other.pt'"):
+        tune.run_tune(*small(tmp_path / "other.pt"), out, trials=1)
+    study = tune.run_tune(*small(tmp_path / "b" / "w.pt"), out, trials=1)
+    assert len(study.trials) == 2
+    assert study.user_attrs["config"]["target"]["weights"] == str(tmp_path / "b" / "w.pt")
+
+
 def test_a_unit_given_x_only_is_scored(tmp_path: Path) -> None:
     """A unit given x alone is named in units.csv by the position it reads (the centre row
     filled in); the normalisers were keyed by the config's unresolved name: KeyError."""

@@ -620,7 +620,7 @@ def _run_tune(
             )
             _check_objective(study, OBJECTIVE.format(references=section.references), study_name)
             earlier = None if "config" in study.user_attrs else earlier_config(study, section, here)
-            check_config(study, fingerprint(cfg, section), study_name, console, earlier)
+            check_config(study, fingerprint(cfg, section), study_name, console, earlier, here)
         here.mkdir(exist_ok=True)
     except XDreamError:
         if made:  # a folder made for this call goes again, if nothing else was written into it
@@ -927,14 +927,18 @@ def check_config(
     name: str,
     console: Any = None,
     earlier: tuple[Mapping[str, Any], int] | None = None,
+    here: Path | None = None,
 ) -> None:
     """Store ``config`` (:func:`fingerprint`) in the study's ``config`` user attribute, or
     refuse one that differs from the stored one, naming each changed key (``old -> new``): the
     study's trials ran under another config and their values cannot be compared with this
     one's. A study made by an xdream that did not store it is compared with ``earlier``
     (:func:`earlier_config`, what its first finished trial ran under) where given, and takes
-    this config; with a warning where it holds trials and ``earlier`` is unknown."""
-    from xdream.experiment import config_changes
+    this config; with a warning where it holds trials and ``earlier`` is unknown. A new path to
+    a weight file is no change where it names the file the trials read (the same size and
+    fingerprint, as a checkpoint of the study's trial folders in ``here`` records it): the
+    study or its weights moved; the new path is stored."""
+    from xdream.experiment import READ_AGAIN, config_changes, files_named, moved_files
 
     saved = study.user_attrs.get("config")
     where = ""
@@ -958,6 +962,22 @@ def check_config(
         return
     defining, budget = config_changes(saved, dict(config))
     changes = [*defining, *budget]
+    weights = [f"{section}.{key}:" for section, key in READ_AGAIN]
+    if here is not None and any(c.startswith(tuple(weights)) for c in changes):
+        files = _trial_files(study, here)  # a weight file moved: the same file?
+        moved = moved_files(saved, dict(config), files, files_named(dict(config)))
+        defining, budget = config_changes(moved, dict(config))
+        if moved != saved and not [*defining, *budget]:
+            study.set_user_attr("config", dict(config))
+            if console is not None:
+                taken = [c for c in changes if c.startswith(tuple(weights))]
+                console.print(
+                    f"study {name!r}: {'; '.join(taken)} (the same file: same size and "
+                    "fingerprint as its trials read)",
+                    highlight=False,
+                    markup=False,
+                )
+        changes = [*defining, *budget]
     if changes:
         raise XDreamError(
             f"study {name!r} holds trials run under another config{where}, whose values cannot "
@@ -969,6 +989,29 @@ def check_config(
         )
     if "config" not in study.user_attrs:
         study.set_user_attr("config", dict(config))
+
+
+def _trial_files(study: Any, here: Path) -> dict[str, Any] | None:
+    """The weight files (:func:`xdream.experiment.files_read`) that a checkpoint of one of
+    ``study``'s trial folders in ``here`` records; None where none can be read."""
+    from xdream.records import load_checkpoint
+
+    for t in study.get_trials(deepcopy=False):
+        folder = t.user_attrs.get("folder")
+        if not isinstance(folder, str):
+            continue
+        trial = trial_folder(here, folder)
+        with contextlib.suppress(OSError):  # a seed's run of one unit, or of many
+            checkpoints = [*trial.glob("seed*/checkpoint.pkl")]
+            checkpoints += trial.glob("seed*/units/*/checkpoint.pkl")
+            for checkpoint in sorted(checkpoints):
+                try:
+                    files = load_checkpoint(checkpoint).get("files")
+                except XDreamError:
+                    continue
+                if isinstance(files, dict) and files:
+                    return files
+    return None
 
 
 def trial_values(study: Any, trial: Any, searched: Iterable[str] | None = None) -> dict[str, Any]:
