@@ -19,6 +19,10 @@ not started) to the run tables; a tune folder's ``tune.csv`` (``study-NAME/tune.
 NAME) gives a table of trials, and its unit tables a row per trial. ``out=`` writes the pages
 into another folder (a read-only one's), not one holding other experiments or their pages.
 
+For a figure of one's own, :func:`draw_scores` draws the score figure on one's own matplotlib
+axes, from a run's folder or its record; :func:`best_images` and :func:`best_image` give the
+best image of each generation, and of the run, at full resolution (:class:`BestImage`).
+
 While ``summary.json`` says ``"running"`` (and its process, or before the first summary the
 process holding the folder's lock, is alive) the page reloads itself every ``refresh`` seconds;
 ``xdream report DIR --watch`` rewrites it until the run ends or stops.
@@ -26,7 +30,7 @@ process holding the folder's lock, is alive) the page reloads itself every ``ref
 The package's modules, each imported here (``xdream.report.NAME`` names everything public):
 :mod:`.images` (PNG, data URIs, montages), :mod:`.generator` (:func:`load_generator`),
 :mod:`.page` (the HTML page, numbers as text, writing it), :mod:`.describe` (a run's target and
-parts in words), :mod:`.figures` (:func:`experiment_figures`, the score figure),
+parts in words), :mod:`.figures` (:func:`experiment_figures`, the score figure, best images),
 :mod:`.experiment` (:func:`experiment_report`), :mod:`.state` (:func:`run_state`,
 :func:`folder_held`, :func:`is_running`, how to continue a run), :mod:`.studies` (``sweep.csv``
 and ``tune.csv``), :mod:`.tables` (a folder's tables per optimiser and per run) and
@@ -39,7 +43,16 @@ from __future__ import annotations
 from xdream.report.describe import describe_target, target_headings
 from xdream.report.experiment import _complete as _complete
 from xdream.report.experiment import best_image_file, experiment_report, summary_best_image
-from xdream.report.figures import SHORT_RUN, Figure, draw_scores, experiment_figures, score_figure
+from xdream.report.figures import (
+    SHORT_RUN,
+    BestImage,
+    Figure,
+    best_image,
+    best_images,
+    draw_scores,
+    experiment_figures,
+    score_figure,
+)
 from xdream.report.figures import _shown_generations as _shown_generations
 from xdream.report.folder import folder_report, write_report
 from xdream.report.generator import load_generator
@@ -69,10 +82,13 @@ __all__ = [
     "SWEEP_TABLE",
     "TILE",
     "TUNE_TABLE",
+    "BestImage",
     "Figure",
     "PILImage",
     "Study",
+    "best_image",
     "best_image_file",
+    "best_images",
     "continue_with",
     "data_uri",
     "describe_target",

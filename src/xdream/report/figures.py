@@ -1,5 +1,7 @@
 """One experiment's figures: the score figure, the best image of each generation, the last
-population and the top reference images."""
+population and the top reference images; and the pieces of them for a figure of one's own:
+:func:`draw_scores` (the score figure on one's own matplotlib axes), :func:`best_images` and
+:func:`best_image` (the best image of each generation, and of the run, at full resolution)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +22,9 @@ from xdream.report.describe import describe_target
 from xdream.report.generator import load_generator
 from xdream.report.images import PILImage, montage, png_bytes, to_pil
 from xdream.report.page import _fmt
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 @dataclass
@@ -60,15 +65,47 @@ def score_figure(rec: records.Record, title: str) -> bytes:
     return buf.getvalue()
 
 
-def draw_scores(ax: Any, rec: records.Record, title: str) -> None:
-    """The score figure on matplotlib axes ``ax``: every generation's best and mean, joined by
-    lines, with markers where a line cannot show a point (a single generation, or one between
-    generations without a score; every point of a short run); each generation's reference
-    scores as points, their range as a band (one generation wide in a short run; a lone
-    reference score, which spans no range, is still a point); whole generations on the x axis,
-    which spans exactly the recorded generations."""
+def _title(rec: records.Record) -> str:
+    """The score figure's title: the run's target in words."""
+    return describe_target(rec.summary.get("target", rec.config.get("target")))
+
+
+def _read(run: str | Path) -> records.Record:
+    """A run folder's record as the report reads it: without its codes (read row by row where
+    needed), whole generations only."""
+    from xdream.report.experiment import _complete
+
+    return _complete(records.read(run, codes=False), codes=False)
+
+
+def draw_scores(
+    ax: Axes,
+    run: records.Record | str | Path,
+    title: str | None = None,
+    *,
+    legend: bool = True,
+) -> Axes:
+    """Draw a run's score figure, as the report shows it, on the matplotlib axes ``ax`` (of a
+    figure of one's own) and return them.
+
+    ``run`` is a run's folder or its :class:`~xdream.records.Record`
+    (:func:`xdream.records.read`). Drawn are every generation's best (red line, label
+    ``"best"``) and mean (blue, ``"mean"``) score of the evolved images, with markers where a
+    line cannot show a point (a single generation, or one between generations without a
+    score; every point of a short run, :data:`SHORT_RUN`); each generation's reference scores
+    as points (``"reference images"``), their range as a green band (one generation wide in a
+    short run; a lone reference score, which spans no range, is still a point) and the best
+    reference score as a dashed line (``"best reference"``); whole generations on the x axis,
+    which spans exactly the recorded generations. ``title``: the axes' title (default the run's
+    target in words; ``""`` for none). ``legend=False`` leaves the legend out (the labels
+    above are still the artists', for a legend of one's own via
+    ``ax.get_legend_handles_labels()``). The figure's size, fonts and layout stay the caller's.
+    """
     from matplotlib.ticker import MaxNLocator
 
+    rec = run if isinstance(run, records.Record) else _read(run)
+    if title is None:
+        title = _title(rec)
     n = len(rec.best_per_generation)
     gens = np.arange(n)
     short = n <= SHORT_RUN
@@ -79,7 +116,7 @@ def draw_scores(ax: Any, rec: records.Record, title: str) -> None:
             s = rec.ref_scores[(rec.ref_generation == g) & np.isfinite(rec.ref_scores)]
             if s.size:
                 lo[g], hi[g] = s.min(), s.max()
-        band = {"color": "tab:green", "alpha": 0.2, "lw": 0}
+        band: dict[str, Any] = {"color": "tab:green", "alpha": 0.2, "lw": 0}
         if short:  # generation g's range spans g - 0.5 .. g + 0.5 (the last value repeated)
             edges = np.arange(n + 1) - 0.5
             last = lo[-1:], hi[-1:]
@@ -129,9 +166,10 @@ def draw_scores(ax: Any, rec: records.Record, title: str) -> None:
     ax.set_xlabel("generation")
     ax.set_ylabel("score")
     ax.set_title(title, fontsize=10)
-    if ax.get_legend_handles_labels()[0]:
+    if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
+    return ax
 
 
 def _shown_generations(n: int, max_tiles: int) -> list[int]:
@@ -142,6 +180,109 @@ def _shown_generations(n: int, max_tiles: int) -> list[int]:
     if max_tiles <= 1:
         return [n - 1]
     return sorted({int(np.rint(x)) for x in np.linspace(0, n - 1, max_tiles)})
+
+
+@dataclass(frozen=True)
+class BestImage:
+    """The best image of a generation: the generation, the image's score and record id
+    (``gen003_000005``), and the image at full resolution (the generator's output size) as
+    a PIL image; :attr:`array` gives it as a NumPy array. ``ax.imshow(best.image)`` shows it."""
+
+    generation: int
+    score: float
+    image_id: str
+    image: PILImage
+
+    @property
+    def array(self) -> npt.NDArray[np.uint8]:
+        """The image as an (H, W, 3) array of 8-bit RGB values."""
+        return np.asarray(self.image.convert("RGB"), dtype=np.uint8)
+
+
+def _best_rows(
+    run: Path, rec: records.Record, generations: Sequence[int]
+) -> list[tuple[int, int, Path | None]]:
+    """Of each generation in ``generations`` with a scored image: the generation, the row of
+    its best image and that image's saved PNG (``images/genNNN_best.png``), None if missing."""
+    shown: list[tuple[int, int, Path | None]] = []
+    for g in generations:
+        rows = np.flatnonzero(rec.generation == g)
+        valid = rows[np.isfinite(rec.scores[rows])]
+        if valid.size == 0:
+            continue
+        best = int(valid[np.argmax(rec.scores[valid])])
+        saved = run / "images" / f"gen{g:03d}_best.png"
+        shown.append((g, best, saved if saved.exists() else None))
+    return shown
+
+
+def _draw_bests(
+    run: Path,
+    rec: records.Record,
+    shown: Sequence[tuple[int, int, Path | None]],
+    generator: Generator | None,
+) -> list[BestImage]:
+    """The images of :func:`_best_rows`: the saved PNG, else drawn from the recorded code by
+    ``generator`` (its codes read at once); one without a PNG is left out where ``generator``
+    is None."""
+    drawn: dict[int, PILImage] = {}  # best row: its image, rendered from its code
+    rows_to_draw = [best for _, best, png in shown if png is None]
+    if rows_to_draw and generator is not None:  # one read for every image drawn
+        for best, code in zip(rows_to_draw, _codes(run, rec, rows_to_draw)):
+            drawn[best] = to_pil(generator.generate(code[None])[0])
+    images = []
+    for g, best, png in shown:
+        if png is None:
+            if best not in drawn:
+                continue
+            img = drawn[best]
+        else:
+            with Image.open(png) as im:
+                img = im.convert("RGB")
+        images.append(BestImage(g, float(rec.scores[best]), rec.image_ids[best], img))
+    return images
+
+
+def best_images(run: str | Path, generations: Sequence[int] | None = None) -> list[BestImage]:
+    """The best image of each generation of the run in folder ``run`` (or of those in
+    ``generations``), in order, as the report's montage shows them but at full resolution:
+    the image the run saved (``images/genNNN_best.png``), else drawn from its recorded code by
+    the run's generator. A generation without a scored image (every response to it missing)
+    has none and is left out: :attr:`BestImage.generation` says which each is. A
+    generation may be counted from the end (``-1``, the last recorded); one the record does
+    not hold is refused."""
+    import operator
+
+    folder = Path(run)
+    rec = _read(folder)
+    n = len(rec.best_per_generation)
+    wanted = list(range(n))
+    if generations is not None:
+        picked = []
+        for g in generations:
+            i = operator.index(g)
+            if not -n <= i < n:
+                held = f"generations 0 to {n - 1}" if n else "no generation yet"
+                raise XDreamError(
+                    f"generation {i} is not in the record of {str(folder)!r}, which holds "
+                    f"{held}; ask for one of those"
+                )
+            picked.append(i % n)
+        wanted = picked
+    shown = _best_rows(folder, rec, wanted)
+    generator = load_generator(folder, rec) if any(png is None for *_, png in shown) else None
+    return _draw_bests(folder, rec, shown, generator)
+
+
+def best_image(run: str | Path) -> BestImage:
+    """The best-scoring image of the run in folder ``run`` (its best score over the recorded
+    generations, the top of the score figure's best line), as :func:`best_images` gives it."""
+    folder = Path(run)
+    rec = _read(folder)
+    if not np.isfinite(rec.scores).any():
+        raise XDreamError(f"{str(folder)!r} has no scored image yet, so no best image")
+    (best,) = best_images(folder, [int(rec.generation[np.nanargmax(rec.scores)])])
+    return best
 
 
 def experiment_figures(
@@ -155,7 +296,7 @@ def experiment_figures(
         generator = None
         notes.append(f"images not rendered from codes: {err}")
     n_gen = len(rec.best_per_generation)
-    title = describe_target(rec.summary.get("target", rec.config.get("target")))
+    title = _title(rec)
     figures = [
         Figure(
             "scores.png",
@@ -168,31 +309,10 @@ def experiment_figures(
     ]
 
     # best image of each generation: the saved PNG, else rendered from the best code
-    shown: list[tuple[int, int, Path | None]] = []  # generation, best row, its saved PNG
-    for g in _shown_generations(n_gen, max_tiles):
-        rows = np.flatnonzero(rec.generation == g)
-        valid = rows[np.isfinite(rec.scores[rows])]
-        if valid.size == 0:
-            continue
-        best = int(valid[np.argmax(rec.scores[valid])])
-        saved = run / "images" / f"gen{g:03d}_best.png"
-        if saved.exists():
-            shown.append((g, best, saved))
-        elif generator is not None:
-            shown.append((g, best, None))
-    drawn: dict[int, PILImage] = {}  # best row: its image, rendered from its code
-    rows_to_draw = [best for _, best, png in shown if png is None]
-    if rows_to_draw and generator is not None:  # one read for every tile drawn
-        for best, code in zip(rows_to_draw, _codes(run, rec, rows_to_draw)):
-            drawn[best] = to_pil(generator.generate(code[None])[0])
-    tiles: list[tuple[PILImage, str]] = []
-    for g, best, png in shown:
-        if png is None:
-            img = drawn[best]
-        else:
-            with Image.open(png) as im:
-                img = im.convert("RGB")
-        tiles.append((img, f"{g}: {_fmt(float(rec.scores[best]), 3)}"))
+    bests = _draw_bests(
+        run, rec, _best_rows(run, rec, _shown_generations(n_gen, max_tiles)), generator
+    )
+    tiles = [(b.image, f"{b.generation}: {_fmt(b.score, 3)}") for b in bests]
     figures.append(
         Figure(
             "best_per_generation.png",

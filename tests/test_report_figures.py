@@ -1,0 +1,141 @@
+"""Figures for a paper: the drawing functions of ``xdream.report`` (README "Figures for a
+paper")."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import tiny_experiment
+from xdream import records, report
+from xdream.errors import XDreamError
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+GENERATIONS = 3
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of two tiny finished experiments (red scorer, 32 px pixels generator)."""
+    root = tmp_path_factory.mktemp("runs")
+    for seed in (0, 1):
+        tiny_experiment(root / f"seed{seed}", generations=GENERATIONS, seed=seed).run()
+    return root
+
+
+@pytest.fixture
+def run(runs: Path, tmp_path: Path) -> Path:
+    """A private copy of one experiment (tests write into it)."""
+    return Path(shutil.copytree(runs / "seed0", tmp_path / "run"))
+
+
+def _check_pdf(path: Path) -> bytes:
+    """A PDF (matplotlib cannot read one back: its header, its end and its size)."""
+    data = path.read_bytes()
+    assert data.startswith(b"%PDF-1.") and data.rstrip().endswith(b"%%EOF")
+    assert len(data) > 5000
+    return data
+
+
+def _lines(ax: Any) -> dict[str, Any]:
+    return {line.get_label(): line for line in ax.get_lines()}
+
+
+def test_draw_scores_draws_the_records_values_on_the_callers_axes(run: Path) -> None:
+    rec = records.read(run)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(6, 2))
+    try:
+        assert report.draw_scores(left, run) is left  # from the folder
+        report.draw_scores(right, rec, title="", legend=False)  # from the record
+        for ax in (left, right):
+            lines = _lines(ax)
+            assert np.array_equal(lines["best"].get_xdata(), np.arange(GENERATIONS))
+            assert np.array_equal(lines["best"].get_ydata(), rec.best_per_generation)
+            assert np.array_equal(lines["mean"].get_ydata(), rec.mean_per_generation)
+            assert lines["best reference"].get_ydata()[0] == np.nanmax(rec.ref_scores)
+            (points,) = [c for c in ax.collections if c.get_label() == "reference images"]
+            assert sorted(map(tuple, np.asarray(points.get_offsets()).tolist())) == sorted(
+                zip(rec.ref_generation.tolist(), rec.ref_scores.tolist())
+            )
+            # the band spans each generation's reference scores, from the lowest to the highest
+            (band,) = [c for c in ax.collections if c.get_label() != "reference images"]
+            box = band.get_paths()[0].get_extents()
+            assert np.isclose(box.y0, np.nanmin(rec.ref_scores))
+            assert np.isclose(box.y1, np.nanmax(rec.ref_scores))
+            assert ax.get_xlim() == (-0.5, GENERATIONS - 0.5)
+        assert left.get_title() == report.describe_target(rec.summary["target"])
+        assert left.get_legend() is not None
+        assert right.get_title() == "" and right.get_legend() is None
+        assert fig.get_size_inches().tolist() == [6, 2]  # the caller's figure, untouched
+    finally:
+        plt.close(fig)
+
+
+def test_best_images_are_each_generations_best_at_full_resolution(run: Path) -> None:
+    rec = records.read(run)
+    saved = report.best_images(run)
+    assert [b.generation for b in saved] == list(range(GENERATIONS))
+    for b in saved:
+        rows = np.flatnonzero(rec.generation == b.generation)
+        best = rows[np.argmax(rec.scores[rows])]
+        assert b.score == rec.scores[best] == rec.best_per_generation[b.generation]
+        assert b.image_id == rec.image_ids[best]
+        with Image.open(run / "images" / f"gen{b.generation:03d}_best.png") as png:
+            assert np.array_equal(b.array, np.asarray(png.convert("RGB")))
+        assert b.array.shape == (32, 32, 3) and b.array.dtype == np.uint8
+    last = report.best_image(run)
+    assert last.generation == int(np.nanargmax(rec.best_per_generation))
+    assert last.score == np.nanmax(rec.scores)
+    assert [b.generation for b in report.best_images(run, [-1, 0])] == [GENERATIONS - 1, 0]
+    # without the saved PNGs, drawn from the recorded codes: the same images
+    shutil.rmtree(run / "images")
+    drawn = report.best_images(run)
+    assert [(b.generation, b.image_id) for b in drawn] == [
+        (b.generation, b.image_id) for b in saved
+    ]
+    for a, b in zip(saved, drawn):
+        assert np.abs(a.array.astype(int) - b.array.astype(int)).max() <= 1
+    with pytest.raises(XDreamError, match=r"generation 3 is not in the record .* 0 to 2"):
+        report.best_images(run, [3])
+
+
+def test_best_images_leave_out_a_generation_without_a_scored_image(tmp_path: Path) -> None:
+    run = tmp_path / "silent"
+    tiny_experiment(run, generations=2, drop=1.0).run()
+    assert report.best_images(run) == []
+    with pytest.raises(XDreamError, match="no scored image yet"):
+        report.best_image(run)
+
+
+def _readme_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.M | re.S)
+    (example,) = [b for b in blocks if "report.draw_scores(" in b]
+    return example
+
+
+def test_the_readmes_figure_example_runs(run: Path, tmp_path: Path) -> None:
+    example = _readme_example()
+    path = 'run = "xdream-runs/20250101-120000-demo"'
+    assert path in example
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(example.replace(path, f"run = {str(run)!r}"), {})
+    finally:
+        os.chdir(cwd)
+        plt.close("all")
+    _check_pdf(tmp_path / "figure2.pdf")
