@@ -1,11 +1,12 @@
-"""Figures for a paper: the drawing functions of ``xdream.report`` (README "Figures for a
-paper")."""
+"""Figures for a paper: ``xdream report --figures svg,pdf`` and the drawing functions of
+``xdream.report`` (README "Figures for a paper")."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from PIL import Image
 
 from tests.helpers import tiny_experiment
 from xdream import records, report
+from xdream.cli import main
 from xdream.errors import XDreamError
 
 matplotlib.use("Agg")
@@ -42,12 +44,90 @@ def run(runs: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(runs / "seed0", tmp_path / "run"))
 
 
-def _check_pdf(path: Path) -> bytes:
-    """A PDF (matplotlib cannot read one back: its header, its end and its size)."""
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+def _check_svg(path: Path) -> ET.Element:
+    """A well-formed SVG whose text is text (``svg.fonttype = "none"``), not glyph outlines."""
+    root = ET.fromstring(path.read_bytes())
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    texts = "".join("".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text"))
+    assert "generation" in texts and "score" in texts, texts
+    return root
+
+
+def _check_pdf(path: Path, truetype: bool = True) -> bytes:
+    """A PDF (matplotlib cannot read one back: its header, its end and its size); the
+    report's embeds its fonts as TrueType (``pdf.fonttype = 42``), not Type 3."""
     data = path.read_bytes()
     assert data.startswith(b"%PDF-1.") and data.rstrip().endswith(b"%%EOF")
     assert len(data) > 5000
+    if truetype:
+        assert b"/FontFile2" in data and b"/Type3" not in data
     return data
+
+
+def test_figures_writes_the_score_figure_as_svg_and_pdf_and_montages_stay_png(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = {k: matplotlib.rcParams[k] for k in ("svg.fonttype", "pdf.fonttype")}
+    assert main(["report", str(run), "--figures", "SVG, .pdf"]) == 0
+    assert {k: matplotlib.rcParams[k] for k in before} == before  # the caller's settings kept
+    figures = run / report.FIGURES_DIR
+    assert sorted(p.name for p in figures.iterdir()) == [
+        "best_per_generation.png",
+        "last_population.png",
+        "references.png",
+        "scores.pdf",
+        "scores.png",
+        "scores.svg",
+    ]
+    _check_svg(figures / "scores.svg")
+    _check_pdf(figures / "scores.pdf")
+    # the same plot: one title (the run's target), as in the PNG the page embeds
+    title = report.describe_target(records.read_summary(run)["target"])
+    assert title in (figures / "scores.svg").read_text()
+    with Image.open(figures / "scores.png") as png:
+        assert png.size == (700, 360)
+
+
+def test_a_format_not_accepted_is_one_line_naming_those_accepted(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = _files(run)
+    for given in ("eps", "svg,jpg", "", "svg,"):
+        assert main(["report", str(run), "--figures", given]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1, err
+        assert "the formats accepted are png, svg, pdf" in err and "--figures svg,pdf" in err
+    assert _files(run) == files  # refused before anything was written
+    with pytest.raises(XDreamError, match="accepted are png, svg, pdf"):
+        report.write_report(run, figure_formats=["svg", "tiff"])
+    assert report.figure_formats("png") == () and report.figure_formats(()) == ()
+    assert report.figure_formats(["PDF", "svg", "pdf"]) == ("pdf", "svg")
+
+
+def test_a_folders_runs_write_their_score_figures_in_the_formats_asked_for(
+    runs: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    report.write_report(runs, out=out, figure_formats="pdf")
+    for name in ("seed0", "seed1"):
+        _check_pdf(out / name / report.FIGURES_DIR / "scores.pdf")
+        assert not (out / name / report.FIGURES_DIR / "scores.svg").exists()
+    assert not (out / report.FIGURES_DIR).exists()  # the folder's page has no plot
+    with pytest.raises(XDreamError, match="--no-run-reports leaves unwritten"):
+        report.write_report(runs, out=out, figure_formats="svg", run_reports=False)
+    # an experiment folder has no run reports to leave out: the option is moot there
+    report.write_report(
+        runs / "seed1", out=tmp_path / "one", figure_formats="svg", run_reports=False
+    )
+    _check_svg(tmp_path / "one" / report.FIGURES_DIR / "scores.svg")
 
 
 def _lines(ax: Any) -> dict[str, Any]:
@@ -138,4 +218,4 @@ def test_the_readmes_figure_example_runs(run: Path, tmp_path: Path) -> None:
     finally:
         os.chdir(cwd)
         plt.close("all")
-    _check_pdf(tmp_path / "figure2.pdf")
+    _check_pdf(tmp_path / "figure2.pdf", truetype=False)  # the caller's settings: Type 3

@@ -105,6 +105,8 @@ def cmd_report(args: argparse.Namespace, console: Any) -> int:
     options: dict[str, Any] = {"max_tiles": args.max_tiles, "refresh": args.refresh}
     if args.no_run_reports:
         options["run_reports"] = False
+    if args.figures is not None:  # a format refused before anything is made or written
+        options["figure_formats"] = report.figure_formats(args.figures)
     if args.out:
         from xdream.cli import _made
 
@@ -190,6 +192,12 @@ def add_parser(sub: Any) -> None:
         type=at_least(1),
         default=40,
         help="generations in the montage, at least 1 (default 40)",
+    )
+    p.add_argument(
+        "--figures",
+        metavar="FORMATS",
+        help="also write the plots (the score figure) in these formats into report/, "
+        "comma-separated: svg, pdf (PNG is always written; image montages are PNG only)",
     )
     p.add_argument(
         "--no-run-reports",

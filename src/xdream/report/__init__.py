@@ -19,6 +19,10 @@ not started) to the run tables; a tune folder's ``tune.csv`` (``study-NAME/tune.
 NAME) gives a table of trials, and its unit tables a row per trial. ``out=`` writes the pages
 into another folder (a read-only one's), not one holding other experiments or their pages.
 
+``figure_formats="svg,pdf"`` (``xdream report --figures svg,pdf``) writes the score figure also
+as ``scores.svg`` and ``scores.pdf`` (:data:`VECTOR_TEXT`: text that stays editable); the
+montages stay PNG.
+
 For a figure of one's own, :func:`draw_scores` draws the score figure on one's own matplotlib
 axes, from a run's folder or its record; :func:`best_images` and :func:`best_image` give the
 best image of each generation, and of the run, at full resolution (:class:`BestImage`).
@@ -44,13 +48,16 @@ from xdream.report.describe import describe_target, target_headings
 from xdream.report.experiment import _complete as _complete
 from xdream.report.experiment import best_image_file, experiment_report, summary_best_image
 from xdream.report.figures import (
+    FIGURE_FORMATS,
     SHORT_RUN,
+    VECTOR_TEXT,
     BestImage,
     Figure,
     best_image,
     best_images,
     draw_scores,
     experiment_figures,
+    figure_formats,
     score_figure,
 )
 from xdream.report.figures import _shown_generations as _shown_generations
@@ -76,12 +83,14 @@ from xdream.report.tables import optimizer_labels
 # _thumb (report.py's private names)
 __all__ = [
     "FIGURES_DIR",
+    "FIGURE_FORMATS",
     "PROC_LOCKS",
     "REPORT_FILE",
     "SHORT_RUN",
     "SWEEP_TABLE",
     "TILE",
     "TUNE_TABLE",
+    "VECTOR_TEXT",
     "BestImage",
     "Figure",
     "PILImage",
@@ -95,6 +104,7 @@ __all__ = [
     "draw_scores",
     "experiment_figures",
     "experiment_report",
+    "figure_formats",
     "find_runs",
     "find_studies",
     "folder_held",

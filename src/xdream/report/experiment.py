@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from xdream import records
 from xdream.errors import XDreamError
 from xdream.report.describe import _name, _status_text, describe_target
 from xdream.report.figures import _codes, experiment_figures
+from xdream.report.figures import figure_formats as _figure_formats
 from xdream.report.generator import load_generator
 from xdream.report.images import data_uri
 from xdream.report.page import (
@@ -139,24 +141,31 @@ def experiment_report(
     refresh: int = 10,
     write_figures: bool = True,
     out: str | Path | None = None,
+    figure_formats: str | Sequence[str] = (),
 ) -> Path:
     """Write ``run/report.html`` (and ``run/report/*.png``) for one experiment folder; with
-    ``out``, into that folder instead (for an experiment folder that cannot be written)."""
+    ``out``, into that folder instead (for an experiment folder that cannot be written).
+    ``figure_formats`` (``"svg,pdf"``, ``("svg",)``): the score figure also in those formats,
+    ``run/report/scores.svg`` ... (:func:`~xdream.report.figures.figure_formats`)."""
     run = Path(run)
     dest = Path(out) if out is not None else run
+    formats = _figure_formats(figure_formats)  # refused before anything is read or written
     if out is not None:
         check_out(run, dest)
     rec = _complete(records.read(run, codes=False), codes=False)  # rows read as needed
     summary = rec.summary
     state = run_state(summary, run)  # no summary yet: starting, "running" while locked
     running = state == "running"
-    figures, notes = experiment_figures(run, rec, max_tiles)
+    figures, notes = experiment_figures(run, rec, max_tiles, formats if write_figures else ())
     make_out(dest, out is not None)
     if write_figures:
         make_out(dest / FIGURES_DIR, out is not None)
         for fig in figures:
             if fig.png is not None:
                 _write(dest / FIGURES_DIR / fig.name, fig.png, out is not None)
+            stem = dest / FIGURES_DIR / Path(fig.name).stem
+            for fmt, data in fig.formats.items():
+                _write(stem.with_suffix(f".{fmt}"), data, out is not None)
 
     best, ref = summary.get("best_score"), summary.get("best_reference_score")
     ratio = records.relative_to_references(summary)  # noise-free over noise-free, as units.csv

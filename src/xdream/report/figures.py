@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +29,45 @@ if TYPE_CHECKING:
 
 @dataclass
 class Figure:
-    """A figure of the report: its file name, title, PNG bytes and a caption."""
+    """A figure of the report: its file name, title, PNG bytes and a caption; a plot (the
+    score figure) also in the other formats asked for (:data:`FIGURE_FORMATS`), as ``{format:
+    bytes}`` (written as the file name with that suffix)."""
 
     name: str
     title: str
     png: bytes | None
     caption: str
+    formats: dict[str, bytes] = field(default_factory=dict)
+
+
+FIGURE_FORMATS = ("png", "svg", "pdf")
+"""The formats a report writes its plots in (``xdream report --figures svg,pdf``): PNG always
+(the page embeds it), SVG and PDF on request. Image montages are PNG only."""
+
+VECTOR_TEXT: dict[Any, Any] = {"svg.fonttype": "none", "pdf.fonttype": 42}  # Any: rcParams' keys
+"""matplotlib settings for the plots a report writes, in force only while it writes them: text
+in an SVG stays text (editable, in the font the reader has; not outlines), and a PDF embeds its
+fonts as TrueType (editable, not Type 3)."""
+
+
+def figure_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    """The plot formats that ``formats`` asks for besides PNG, which is always written:
+    ``"svg,pdf"`` (as ``--figures`` takes them) or a sequence of names, case and a leading dot
+    ignored, ``()`` for none. Any other format, or a string naming none, is refused with the
+    formats accepted."""
+    accepted = ", ".join(FIGURE_FORMATS)
+    names = formats.split(",") if isinstance(formats, str) else list(formats)
+    wanted: list[str] = []
+    for name in names:
+        fmt = name.strip().lower().lstrip(".") if isinstance(name, str) else None
+        if fmt not in FIGURE_FORMATS:
+            raise XDreamError(
+                f"cannot write figures as {name!r}: the formats accepted are {accepted} "
+                "(comma-separated, e.g. --figures svg,pdf)"
+            )
+        if fmt != "png" and fmt not in wanted:
+            wanted.append(fmt)
+    return tuple(wanted)
 
 
 def _codes(run: Path, rec: records.Record, rows: Sequence[int]) -> npt.NDArray[np.float32]:
@@ -49,19 +82,26 @@ SHORT_RUN = 40
 """Runs of at most this many generations get a marker on every point of the score figure."""
 
 
-def score_figure(rec: records.Record, title: str) -> bytes:
-    """Best and mean score per generation with the reference scores and their range (PNG)."""
+def score_figure(rec: records.Record, title: str, fmt: str = "png") -> bytes:
+    """Best and mean score per generation with the reference scores and their range, as a
+    file of format ``fmt`` (one of :data:`FIGURE_FORMATS`; text settings :data:`VECTOR_TEXT`,
+    leaving the caller's matplotlib settings as they were)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
-    draw_scores(ax, rec, title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
+    if fmt not in FIGURE_FORMATS:
+        raise XDreamError(f"cannot write figures as {fmt!r}: accepted are {FIGURE_FORMATS}")
+    with matplotlib.rc_context(VECTOR_TEXT):
+        fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
+        try:
+            draw_scores(ax, rec, title)
+            fig.tight_layout()
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt)
+        finally:
+            plt.close(fig)
     return buf.getvalue()
 
 
@@ -286,9 +326,10 @@ def best_image(run: str | Path) -> BestImage:
 
 
 def experiment_figures(
-    run: Path, rec: records.Record, max_tiles: int
+    run: Path, rec: records.Record, max_tiles: int, formats: Sequence[str] = ()
 ) -> tuple[list[Figure], list[str]]:
-    """The figures of one experiment's report and notes on anything left out."""
+    """The figures of one experiment's report and notes on anything left out; its plot (the
+    score figure) also in ``formats`` (:func:`figure_formats`) besides PNG."""
     notes: list[str] = []
     try:
         generator: Generator | None = load_generator(run, rec)
@@ -305,6 +346,7 @@ def experiment_figures(
             "Best (red) and mean (blue) score of the evolved images per generation; the green "
             "points are the scores of that generation's natural reference images, the band "
             "their range.",
+            {fmt: score_figure(rec, title, fmt) for fmt in figure_formats(formats)},
         )
     ]
 

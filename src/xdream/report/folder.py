@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from xdream import records
 from xdream.errors import RecordUnreadableError, SummaryUnreadableError, XDreamError
 from xdream.report.describe import target_headings
 from xdream.report.experiment import experiment_report
+from xdream.report.figures import figure_formats as _figure_formats
 from xdream.report.page import REPORT_FILE, _page, _write, check_out, make_out
 from xdream.report.state import _rebuild_hint, continue_with, find_runs, run_state
 from xdream.report.studies import SWEEP_TABLE, _trials_table, find_studies, sweep_plan
@@ -25,12 +27,22 @@ def folder_report(
     refresh: int = 10,
     run_reports: bool = True,
     out: str | Path | None = None,
+    figure_formats: str | Sequence[str] = (),
 ) -> Path:
     """Write ``root/report.html`` (or ``out/report.html``, each run's own report then in
     ``out/<run's folder>/``) comparing every experiment under ``root``: for a sweep folder also
     the tasks of its ``sweep.csv`` without a record, for a tune folder the trials of its
-    ``tune.csv``."""
+    ``tune.csv``. ``figure_formats``: each run's own report writes its score figure also in
+    those formats (the folder's page has tables, no plot), so ``run_reports=False`` refuses
+    any."""
     root = Path(root)
+    formats = _figure_formats(figure_formats)
+    if formats and not run_reports:
+        raise XDreamError(
+            f"figures as {', '.join(formats)} are the score figures of each experiment's own "
+            "report, which --no-run-reports leaves unwritten (the folder's page has no plot); "
+            "drop one of the two options"
+        )
     dest = Path(out) if out is not None else root
     runs = find_runs(root)
     plan = sweep_plan(root)
@@ -59,6 +71,7 @@ def folder_report(
                     max_tiles=max_tiles,
                     refresh=refresh,
                     out=None if out is None else dest / rel,
+                    figure_formats=formats,
                 )
             except RecordUnreadableError as err:  # one damaged run does not hide the others
                 problem = f"record unreadable ({err.__cause__.__class__.__name__}): " + (
