@@ -1,0 +1,116 @@
+"""Kill stress: ``kill -9`` an ``xdream run`` at random moments, resume it each time, and check
+that it ends with the records of an uninterrupted run with the same seed.
+
+Not collected by pytest (it takes minutes); the suite's kill tests each hit one chosen moment.
+Run it from the repository root after changing how records are written::
+
+    python -m tests.stress_kill --kills 25 --seed 0
+
+Each round waits until the run has checkpointed one more generation since the last kill (so
+every kill lands in a run that makes progress, not in Python's start-up), then waits a random
+0 to ``--spread`` seconds and kills the process group. Exit status 0 when every record,
+summary and image equals the uninterrupted run's (timings aside), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CONFIG = """
+[experiment]
+seed = {seed}
+generations = {generations}
+n_references = 4
+record_interval = {interval}
+
+[generator]
+name = "pixels"
+size = 32
+code_size = 8
+
+[optimizer]
+name = "genetic"
+population_size = 12
+
+[target]
+layer = "blocks.2"
+channel = 5
+device = "cpu"
+"""
+
+
+def xdream(*args: str) -> subprocess.Popen[bytes]:
+    """``xdream ARGS`` in its own process group, quiet."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "xdream", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def progress(run: Path) -> int:
+    """The checkpoint's modification time (0 before the first): it changes every generation."""
+    try:
+        return (run / "checkpoint.pkl").stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kills", type=int, default=20, help="kills before the run may finish")
+    p.add_argument("--seed", type=int, default=0, help="seed of the kill moments and the run")
+    p.add_argument("--generations", type=int, default=60)
+    p.add_argument("--interval", type=float, default=0.5, help="[experiment] record_interval")
+    p.add_argument("--spread", type=float, default=0.6, help="longest wait after progress, s")
+    p.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    args = p.parse_args(argv)
+    from tests.test_experiment import assert_same_records
+
+    rng = random.Random(args.seed)
+    work = args.keep or Path(tempfile.mkdtemp(prefix="xdream-kill-"))
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "run.toml"
+    text = CONFIG.format(seed=args.seed, generations=args.generations, interval=args.interval)
+    config.write_text(text)
+    whole, killed = work / "whole", work / "killed"
+    if xdream("run", str(config), "--out", str(whole)).wait() != 0:
+        print("the uninterrupted run failed", file=sys.stderr)
+        return 1
+
+    proc = xdream("run", str(config), "--out", str(killed))
+    kills, finished = 0, False
+    while not finished:
+        seen = progress(killed)
+        while proc.poll() is None and progress(killed) == seen:
+            time.sleep(0.01)
+        if proc.poll() is None and kills < args.kills:
+            time.sleep(rng.uniform(0, args.spread))
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                proc = xdream("resume", str(killed))
+                continue
+        code = proc.wait()
+        if code != 0:
+            assert proc.stderr is not None
+            print(f"exit status {code}: {proc.stderr.read().decode()}", file=sys.stderr)
+            return 1
+        finished = True
+    assert_same_records(whole, killed)
+    print(f"{kills} kills; the records equal the uninterrupted run's ({work})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
