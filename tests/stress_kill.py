@@ -5,6 +5,7 @@ Not collected by pytest (it takes minutes); the suite's kill tests each hit one 
 Run it from the repository root after changing how records are written::
 
     python -m tests.stress_kill --kills 25 --seed 0
+    python -m tests.stress_kill --kills 25 --units 3   # a many-unit run
 
 Each round waits until the run has checkpointed one more generation since the last kill (so
 every kill lands in a run that makes progress, not in Python's start-up), then waits a random
@@ -15,6 +16,7 @@ summary and image equals the uninterrupted run's (timings aside), 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import signal
@@ -58,11 +60,13 @@ def xdream(*args: str) -> subprocess.Popen[bytes]:
 
 
 def progress(run: Path) -> int:
-    """The checkpoint's modification time (0 before the first): it changes every generation."""
-    try:
-        return (run / "checkpoint.pkl").stat().st_mtime_ns
-    except FileNotFoundError:
-        return 0
+    """The newest checkpoint's modification time (0 before the first; a many-unit run's
+    units have one each): it changes every generation."""
+    times = [0]
+    for checkpoint in [run / "checkpoint.pkl", *run.glob("units/*/checkpoint.pkl")]:
+        with contextlib.suppress(FileNotFoundError):
+            times.append(checkpoint.stat().st_mtime_ns)
+    return max(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--generations", type=int, default=60)
     p.add_argument("--interval", type=float, default=0.5, help="[experiment] record_interval")
     p.add_argument("--spread", type=float, default=0.6, help="longest wait after progress, s")
+    p.add_argument("--units", type=int, default=1, help="units run at once ([[targets]])")
     p.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = p.parse_args(argv)
     from tests.test_experiment import assert_same_records
@@ -81,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     config = work / "run.toml"
     text = CONFIG.format(seed=args.seed, generations=args.generations, interval=args.interval)
+    if args.units > 1:  # a many-unit run: each unit's folder is compared
+        text += f"\n[[targets]]\nchannels = {list(range(args.units))}\n"
     config.write_text(text)
     whole, killed = work / "whole", work / "killed"
     if xdream("run", str(config), "--out", str(whole)).wait() != 0:
@@ -107,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"exit status {code}: {proc.stderr.read().decode()}", file=sys.stderr)
             return 1
         finished = True
-    assert_same_records(whole, killed)
+    units = sorted(p.name for p in (whole / "units").iterdir()) if args.units > 1 else [""]
+    for unit in units:
+        assert_same_records(whole / "units" / unit, killed / "units" / unit)
     print(f"{kills} kills; the records equal the uninterrupted run's ({work})")
     return 0
 
