@@ -655,8 +655,10 @@ def test_odd_files_are_counted_and_backed_up_once_across_resumes(tmp_path: Path)
     """A foreign file, a malformed response and a second response that stay in score_dir are
     counted (skipped_files, duplicates) and backed up once: a resumed run (a new scorer, from
     the journal) counted and copied them again. A response to a block xdream never wrote is
-    counted by the session that sees it; a resume is refused while it stays (audit V-4: it
-    would be taken once xdream wrote that block), and goes on once it is moved away."""
+    counted by the session that sees it; a resume goes on while it stays as it was (the
+    journal knows it is no answer: audit V-10), and is refused once it is rewritten while
+    xdream is down (audit V-4: another session's, which the run cannot tell from its rig's
+    answers), and goes on once it is moved away."""
     folder = tmp_path / "run"
     rig = {"timeout": 0.5, "settle": 0.1, "on_timeout": "skip", "response_format": "auto"}
     shown: dict[int, list[str]] = {}
@@ -685,6 +687,10 @@ def test_odd_files_are_counted_and_backed_up_once_across_resumes(tmp_path: Path)
         "block000.csv.duplicate",
         "block001.json.malformed",
     ]
+    journal = json.loads((folder / "rig" / "state.json").read_text())
+    assert "block017.json" in journal["early"]
+    RigScorer(RigSection(**rig)).check_folder(folder)  # known: not refused
+    (stim / "block017.json").write_text('{"stimulusID": []}')  # rewritten while xdream is down
     with pytest.raises(XDreamError, match=r"holds files of a block this run has not written "):
         score_one_generation(folder, answer, generation=2, **rig)
     (stim / "block017.json").rename(tmp_path / "block017.json")  # moved away
@@ -1197,13 +1203,16 @@ def test_kill_after_the_next_block_is_out_but_before_the_checkpoint(
             np.testing.assert_array_equal(cut.extra[key], value, err_msg=key)
 
 
+@pytest.mark.parametrize("earlier_xdream", [False, True])
 def test_a_kill_after_a_block_is_written_before_its_journal_resumes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, earlier_xdream: bool
 ) -> None:
     """Killed after the next generation's first block is on disk (and the rig answers it
     while xdream is down) but before the journal records it: the resume takes those files as
     its own (not another session's, audit V-4), shows nothing twice and ends as an
-    uninterrupted run."""
+    uninterrupted run. The journal recorded that the block was being written, and when: the
+    block's record says it was written then. A journal of an earlier xdream, which had no
+    such entry, resumes so too (its block's time written is the resume's)."""
     cfg = rig_config(generations=3, population=4, refs=0, block_size=2)
     run_with_rig(tmp_path / "full", cfg)
     out = tmp_path / "cut"
@@ -1222,13 +1231,24 @@ def test_a_kill_after_a_block_is_written_before_its_journal_resumes(
         monkeypatch.setattr(RigScorer, "_save", save)
         journal = json.loads((out / "rig" / "state.json").read_text())
         assert journal["blocks"].get("2", {}).get("written") is None
+        assert journal["writing"]["block"] == 2
+        if earlier_xdream:
+            del journal["writing"]
+            (out / "rig" / "state.json").write_text(json.dumps(journal))
         deadline = time.monotonic() + 10
         while not (out / "stimuli" / "block002.mat").exists() and time.monotonic() < deadline:
             time.sleep(0.01)  # answered while xdream is down
+        resumed_at = time.time()
         assert Experiment.resume(out).run()["generations"] == 3
     shown = [e["block"] for e in read_log(sim.log_path) if e["event"] == "shown"]
     assert sorted(shown) == list(range(6))
-    np.testing.assert_array_equal(records.read(out).scores, records.read(tmp_path / "full").scores)
+    cut = records.read(out)
+    np.testing.assert_array_equal(cut.scores, records.read(tmp_path / "full").scores)
+    written = dict(zip(cut.extra["rig/blocks/block"], cut.extra["rig/blocks/written"]))
+    if earlier_xdream:
+        assert written[2] >= resumed_at
+    else:
+        assert written[2] == journal["writing"]["time"] < resumed_at
 
 
 def test_a_stop_right_after_a_response_is_accepted_leaves_nothing_undone(
@@ -2407,3 +2427,96 @@ def test_a_response_that_comes_just_before_its_block_is_written_is_not_its_answe
     _, scores, err = score_one_generation(folder, answer, block_size=2, response_format="json")
     np.testing.assert_array_equal(scores, [0.0, 0.0, 1.0, 1.0])
     assert re.search(r"block001\.json in .* skipped: there before block 1 was written", err)
+
+
+# ------------------------------------------------------- a kill before a block is written
+def _gen_1_names(n: int = 2) -> list[str]:
+    """Block 1's stimulus names in score_one_generation(generation=1, n=2) after generation 0
+    (n=2) in one block each (unshuffled)."""
+    return [f"block001_{m:03d}_gen001_{m:06d}.png" for m in range(n)]
+
+
+def _answer_with_block_number(b: int, names: list[str], score_dir: Path) -> None:
+    write_response(score_dir, b, "json", names, np.full((len(names), 1), float(b)))
+
+
+def test_a_response_that_comes_while_xdream_is_down_before_it_writes_a_block_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after generation 0's block 0 is answered and journaled, as xdream was about to
+    write block 1: a response to block 1 that another session wrote while xdream was down was
+    taken by the resumed run as block 1's answer (it might have written block 1 just before
+    the kill), and block 1 was never shown. The journal now records a block as being written
+    (fsynced) before its first file, so the resume knows block 1 was not and refuses that file
+    as another session's; moved away, block 1 is shown and the rig's answer to it is taken."""
+    folder = tmp_path / "run"
+    rig = {"response_format": "json"}
+    score_one_generation(folder, _answer_with_block_number, n=2, **rig)
+    ensure_written = RigScorer._ensure_written
+
+    def killed_before_block_1(self: RigScorer, blk: dict[str, Any], images: Any) -> None:
+        if blk["block"] == 1 and blk["written"] is None:
+            raise Killed
+        ensure_written(self, blk, images)
+
+    monkeypatch.setattr(RigScorer, "_ensure_written", killed_before_block_1)
+    with pytest.raises(Killed):
+        score_one_generation(folder, _answer_with_block_number, n=2, generation=1, **rig)
+    monkeypatch.setattr(RigScorer, "_ensure_written", ensure_written)
+    journal = json.loads((folder / "rig" / "state.json").read_text())
+    assert journal["blocks"]["0"]["answered"] is not None
+    assert journal["blocks"]["1"]["written"] is None and journal["writing"]["block"] == 0
+    score_dir = folder / "stimuli"
+    write_response(score_dir, 1, "json", _gen_1_names(), [[99.0], [99.0]])  # xdream is down
+    with pytest.raises(
+        XDreamError, match=r"holds files of a block this run has not written \(block001\.json"
+    ):
+        score_one_generation(folder, _answer_with_block_number, n=2, generation=1, **rig)
+    (score_dir / "block001.json").rename(tmp_path / "block001.json")
+    _, scores, _ = score_one_generation(folder, _answer_with_block_number, n=2, generation=1, **rig)
+    np.testing.assert_array_equal(scores, [1.0, 1.0])  # the rig's answer, after the resume
+    assert (folder / "rig" / "stimuli" / "block001").is_dir()  # block 1 was shown
+
+
+def test_a_response_there_before_a_kill_while_its_block_was_written_is_not_its_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed while block 1's stimuli were being written (after the journal recorded that it
+    was being written, before it recorded it written), with a response to block 1 there
+    before (another session's): the resumed run took that file as block 1's answer, as one
+    the rig wrote while xdream was down. The journal now records, with the block being
+    written (fsynced before its first file), the response files to it already there, so the
+    resume writes block 1 again and takes the rig's answer written after it."""
+    folder = tmp_path / "run"
+    rig = {"response_format": "json"}
+    score_one_generation(folder, _answer_with_block_number, n=2, **rig)
+    ensure_written, encode = RigScorer._ensure_written, RigScorer._encode
+
+    def foreign_file_first(self: RigScorer, blk: dict[str, Any], images: Any) -> None:
+        if blk["block"] == 1 and blk["written"] is None:
+            write_response(self.score_dir, 1, "json", _gen_1_names(), [[99.0], [99.0]])
+        ensure_written(self, blk, images)
+
+    def killed_writing_block_1(self: RigScorer, blk: dict[str, Any], images: Any) -> Any:
+        if blk["block"] == 1:
+            raise Killed  # before its first file: its encoding
+        return encode(self, blk, images)
+
+    monkeypatch.setattr(RigScorer, "_ensure_written", foreign_file_first)
+    monkeypatch.setattr(RigScorer, "_encode", killed_writing_block_1)
+    with pytest.raises(Killed):
+        score_one_generation(folder, _answer_with_block_number, n=2, generation=1, **rig)
+    monkeypatch.setattr(RigScorer, "_ensure_written", ensure_written)
+    monkeypatch.setattr(RigScorer, "_encode", encode)
+    journal = json.loads((folder / "rig" / "state.json").read_text())
+    assert journal["blocks"]["1"]["written"] is None and journal["writing"]["block"] == 1
+    assert "block001.json" in journal["early"]
+
+    def answer(b: int, names: list[str], score_dir: Path) -> None:
+        time.sleep(0.2)  # the file there before is looked at (and skipped) first
+        _answer_with_block_number(b, names, score_dir)
+
+    _, scores, err = score_one_generation(folder, answer, n=2, generation=1, **rig)
+    np.testing.assert_array_equal(scores, [1.0, 1.0])
+    assert re.search(r"block001\.json in .* skipped: there before block 1 was written", err)
+    assert (folder / "rig" / "stimuli" / "block001").is_dir()

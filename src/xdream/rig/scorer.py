@@ -13,15 +13,18 @@ One generation, block by block::
         journal the response, back it up, clean the images up
     re-show unanswered images (require_response); average repeats; subtract blanks
 
-The journal (``rig/state.json`` in the experiment folder, rewritten atomically after every
-block written and every response accepted) holds the blocks, their files and ids and every
+The journal (``rig/state.json`` in the experiment folder, rewritten atomically before every
+block is written (fsynced: ``writing``), after it is written and after every response
+accepted) holds the blocks, their files and ids and every
 response received, so ``xdream resume`` after a kill continues at the right block: answered
 blocks are never shown again and responses that arrived meanwhile are picked up, an
 accepted response whose backup and clean-up had not run yet gets them, and so do the images
 of a block written just before a kill (their backup is copied from the rig's folder while
 the rig has them). It also keeps which
 skipped and duplicate files it has counted, so each is counted and backed up once, and which
-response files were there before their block was written (``early``), never its answer.
+response files were there before their block was written (``early``), never its answer: a
+response to a block that the journal does not record as being written is never its answer
+either, as its stimuli cannot exist (but for a journal of an earlier xdream).
 """
 
 from __future__ import annotations
@@ -220,6 +223,7 @@ class RigScorer(Scorer):
                 "counts": dict.fromkeys(COUNTS, 0),
                 "counted": [],
                 "early": {},
+                "writing": None,  # the block being written (see _ensure_written)
                 "rng": self._rng.bit_generator.state,
             }
             self._counted = set()
@@ -249,6 +253,9 @@ class RigScorer(Scorer):
         for counter in COUNTS:  # nor every count of this one (nan_blocks)
             state["counts"].setdefault(counter, 0)
         state.setdefault("early", {})  # nor the response files seen before their block
+        if "writing" not in state:  # nor which block was being written: the one it may have
+            block = _unjournaled_block(state)
+            state["writing"] = None if block is None else {"block": block, "time": None}
 
     def _save(self, durable: bool = True) -> None:
         """Rewrite the journal atomically (and fsynced, unless ``durable`` is False)."""
@@ -275,8 +282,9 @@ class RigScorer(Scorer):
             scores = self._scores(cur, previous["rows"])
             self.last_extra = self._extra(cur, scores, previous["rows"])
             return scores
-        # A plan made by prepare() is journaled with its first block, after the files: if
-        # xdream dies before, the last journal (from before the plan) plans the same blocks.
+        # A plan made by prepare() is journaled with its first block's writing entry, just
+        # before the files: if xdream dies before, the last journal (from before the plan)
+        # plans the same blocks.
         p = self.params
         while not cur["done"]:
             for b in list(cur["blocks"]):
@@ -443,24 +451,34 @@ class RigScorer(Scorer):
         return x.permute(0, 2, 3, 1).contiguous().numpy()  # (n, H, W, 3): what encoders take
 
     def _ensure_written(self, blk: dict[str, Any], images: Images) -> None:
-        """Write a block's stimuli (again, after a crash, unless the rig has them all)."""
+        """Write a block's stimuli (again, after a crash, unless the rig has them all).
+
+        A block written for the first time is journaled as being written (``writing``: the
+        block and the time), with the response files to it already in ``score_dir``
+        (``early``), in one fsynced write before its first file: a resume then knows whether
+        its stimuli may exist (a kill between that write and the one that records the block
+        written), and otherwise takes no response to it for its answer
+        (:func:`_unjournaled_block`)."""
+        first = blk["written"] is None
         self._refuse_gone_folders(blk)
-        if blk["written"] is not None and all(
-            (self.write_dir / s["name"]).exists() for s in blk["stimuli"]
-        ):
+        if not first and all((self.write_dir / s["name"]).exists() for s in blk["stimuli"]):
             return  # written before a crash: the rig has it
-        if blk["written"] is None and blk["block"] != self._unjournaled:
+        b = blk["block"]
+        if first and b != self._unjournaled:
             # written now for the first time: a response to it already there is not its answer
             # (kept: the rig's answer may replace it)
-            for name, sig in self._responses_to(blk["block"]):
+            for name, sig in self._responses_to(b):
                 self._note_early(name, sig)
                 self._keep_early(self.score_dir / name, name, sig)
         self._unjournaled = None
-        if self._response_waiting(blk["block"]):
-            # answered while xdream was down (the rig may have removed the images), perhaps
-            # before the journal recorded that the block was written
-            blk["written"] = blk["written"] or _now()
+        if self._response_waiting(b):
+            # answered while xdream was down (the rig may have removed the images), after the
+            # journal recorded that the block was being written but before it was written
+            blk["written"] = blk["written"] or self._writing_since(b) or _now()
             return
+        if first:
+            self.state["writing"] = {"block": b, "time": _now()}
+            self._save()  # fsynced before the first file
         futures = self._encode(blk, images)
         paths = [protocol.inside(self.write_dir, s["name"]) for s in blk["stimuli"]]
 
@@ -484,6 +502,14 @@ class RigScorer(Scorer):
             dest = self.rig_dir / "stimuli" / stem
             dest.mkdir(parents=True, exist_ok=True)
             self._background(_backup_images, dest, paths, encoded)
+
+    def _writing_since(self, block: int) -> float | None:
+        """When the journal recorded that ``block`` was being written (None: it did not, or a
+        journal of an earlier xdream, which had no such entry, converted by _load_state)."""
+        writing = self.state.get("writing")
+        if writing is None or writing["block"] != block:
+            return None
+        return None if writing["time"] is None else float(writing["time"])
 
     def _background(self, fn: Callable[..., None], *args: Any) -> None:
         """File I/O that nothing waits for (backups), in a worker thread; close() joins it."""
@@ -1403,14 +1429,16 @@ def refuse_unwritten_blocks(params: RigSection, run_dir: str | Path, state: dict
     folders hold files of a block it has not written: another session's, run on the same
     share meanwhile, or a leftover, whose responses it cannot tell from its rig's answers (a
     response to the block it may have written before it stopped, or to the block it awaits).
-    The journal plans blocks before it writes any and records each one written after its
-    files and a block answered (or timed out) before it writes the next, so only the next block
-    to write (the first not written of the plan, or of the next plan) may have files that the
-    journal does not know, and none while a written block is still awaited."""
+    The journal records a block as being written (fsynced) before its first file and as
+    written after its files, and a block answered (or timed out) before it writes the next,
+    so only the block it was writing may have files that the journal does not record as
+    written (:func:`_unjournaled_block`). A response file that the journal knows was there
+    before its block was written (``early``, unchanged since) is no answer and is let be."""
     run_dir = Path(run_dir)
     try:
         written = {int(k) for k, b in state["blocks"].items() if b.get("written") is not None}
         unjournaled = _unjournaled_block(state)
+        early = dict(state.get("early") or {})
     except (AttributeError, KeyError, TypeError, ValueError):  # bind says what is wrong
         return
     ours = written if unjournaled is None else written | {unjournaled}
@@ -1427,6 +1455,7 @@ def refuse_unwritten_blocks(params: RigSection, run_dir: str | Path, state: dict
             if not protocol.is_temporary(n)
             and (m := protocol.RESPONSE_NAME.match(n) or protocol.STIMULUS_NAME.match(n))
             and int(m.group(1)) not in ours
+            and not _known_early(d / n, early.get(n))
         )
         if other:
             raise XDreamError(
@@ -1440,10 +1469,22 @@ def refuse_unwritten_blocks(params: RigSection, run_dir: str | Path, state: dict
 
 def _unjournaled_block(state: dict[str, Any]) -> int | None:
     """The block that xdream may have written before it stopped without the journal
-    (``state``) recording it: the next block to write (the first not written of the plan, or
-    of the next plan), unless a written block is still awaited (a block is written only once
-    the one before is answered or timed out, and journaled so). None if there is none."""
+    (``state``) recording it: the block it journaled as being written (``writing``, fsynced
+    before the block's first file) where the journal does not record it written. None if
+    there is none: no response to another block not written is its answer.
+
+    A journal of an earlier xdream has no ``writing``: for it, the next block to write (the
+    first not written of the plan, or of the next plan), unless a written block is still
+    awaited (a block is written only once the one before is answered or timed out, and
+    journaled so)."""
     blocks = state["blocks"]
+    if "writing" in state:
+        writing = state["writing"]
+        if writing is None:
+            return None
+        block = int(writing["block"])
+        written = blocks.get(str(block), {}).get("written") is not None
+        return None if written else block
     awaited = any(
         b.get("written") is not None and b.get("answered") is None and not b.get("timed_out")
         for b in blocks.values()
@@ -1452,6 +1493,18 @@ def _unjournaled_block(state: dict[str, Any]) -> int | None:
         return None
     pending = sorted(int(k) for k, b in blocks.items() if b.get("written") is None)
     return pending[0] if pending else int(state["next_block"])
+
+
+def _known_early(path: Path, sigs: Any) -> bool:
+    """Whether the file ``path`` is as the journal saw it before its block was written
+    (``sigs``: its ``early`` signatures, [size, mtime_ns] each)."""
+    if not sigs:
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:  # gone meanwhile: nothing to refuse
+        return True
+    return [st.st_size, st.st_mtime_ns] in sigs
 
 
 def _stop_reason(error: BaseException) -> str:
