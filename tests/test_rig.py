@@ -2021,6 +2021,36 @@ def test_a_finished_rig_run_resumes_without_its_share(
     assert read_status(run)["state"] == "finished"
 
 
+def test_a_finished_rig_run_killed_before_it_said_so_resumed_without_its_share_says_finished(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Killed after its last checkpoint, before it finished, a rig run's rig/status.json says
+    what it said while the last block was awaited. `xdream resume` without the share (which it
+    does not need: nothing is left to show) finishes the run, and the status file now says so
+    too (it was left as it was), from the journal; nothing is made on the share's path."""
+    from xdream.cli import main
+
+    share = tmp_path / "share"
+    share.mkdir()
+    run = tmp_path / "run"
+    experiment = Experiment.from_config(rig_config(1, 4, 0, write_dir=str(share)), run)
+    with thread_rig(share):
+        for _ in experiment.generations():  # the budget spent and checkpointed, then killed
+            pass
+    experiment.release_folder()
+    assert (run / "checkpoint.pkl").exists()
+    before = read_status(run)
+    assert before["state"] == "waiting"
+    share.rename(tmp_path / "off")
+    assert main(["resume", str(run)]) == 0
+    assert f"results: {run}" in capsys.readouterr().out
+    status = read_status(run)
+    assert status["state"] == "finished" and not share.exists()
+    assert status["write_dir"] == str(share) and status["generation"] == before["generation"]
+    assert status["blocks_answered"] == before["blocks_answered"] + 1 == 1
+    assert status["process"]["pid"] == os.getpid() and status["updated"] > before["updated"]
+
+
 # --------------------------------------------------------------------------- audit V2-6
 def test_rig_sim_does_not_answer_again_responses_archived_after_the_run(tmp_path: Path) -> None:
     """With cleanup = false every block's stimuli stay; a user who archives (or deletes) the

@@ -162,6 +162,9 @@ class RigScorer(Scorer):
         self._awaited: dict[str, Any] | None = None  # the block being waited for
         self._last_line = 0.0
         self._line_shown = False
+        # the experiment folder check_folder refused last (None: it did not, or bind came):
+        # a finished run resumed without its share, whose close() says so (_say_finished)
+        self._refused: Path | None = None
 
     # ------------------------------------------------------------------ set-up
     def check_folder(self, folder: Path) -> None:
@@ -169,7 +172,16 @@ class RigScorer(Scorer):
         ``folder``: an absolute ``write_dir`` or ``score_dir`` that is not there (a share not
         mounted) and, for a run without a rig journal yet (a new one), block files of another
         session in them. :class:`~xdream.experiment.Experiment` calls it before it makes the
-        run folder (or writes in a resumed one), so a refused run leaves nothing behind."""
+        run folder (or writes in a resumed one), so a refused run leaves nothing behind.
+
+        The resume of a run whose budget is spent goes on without :meth:`bind` where this
+        refuses (nothing is left to show): :meth:`close` then says in the run's
+        ``rig/status.json`` that it finished, and writes nothing else."""
+        self._refused = Path(folder)
+        self._check_folder(Path(folder))
+        self._refused = None
+
+    def _check_folder(self, folder: Path) -> None:
         refuse_missing_folders(self.params)
         journal = Path(folder) / "rig" / "state.json"
         if not journal.exists():
@@ -184,6 +196,7 @@ class RigScorer(Scorer):
 
     def bind(self, folder: Path) -> None:
         """Use ``folder`` (the experiment folder) for the journal, status, log and backups."""
+        self._refused = None
         self.run_dir = Path(folder)
         self.rig_dir = self.run_dir / "rig"
         self.write_dir = self._folder(self.params.write_dir)
@@ -1347,7 +1360,11 @@ class RigScorer(Scorer):
                 self.stderr.flush()
 
     def close(self) -> None:
-        """Write the final status; responses that come later stay in ``score_dir``."""
+        """Write the final status; responses that come later stay in ``score_dir``. For a
+        finished run resumed without :meth:`bind` (its share not mounted), only that."""
+        if self.run_dir is None and self._refused is not None:
+            self._say_finished(self._refused)
+            return
         self._run_idle()
         if self._dirty:
             self._save()
@@ -1362,6 +1379,31 @@ class RigScorer(Scorer):
             if self._line_shown:
                 self.stderr.write("\n")
                 self._line_shown = False
+
+    def _say_finished(self, folder: Path) -> None:
+        """Make ``rig/status.json`` of the run in ``folder``, whose budget is spent, say
+        ``finished``, where it does not yet (killed after its last checkpoint, before it
+        finished), from its journal, without :meth:`bind`: nothing else is written, nothing
+        made, and the rig's folders (a share not mounted) are not looked at. A status that says
+        ``finished`` already, or a journal that cannot be read, is left as it is."""
+        rig_dir = folder / "rig"
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if json.loads((rig_dir / "status.json").read_text()).get("state") == "finished":
+                return
+        try:
+            state = json.loads((rig_dir / "state.json").read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(state, dict):
+            return
+        self.run_dir, self.rig_dir, self.state = folder, rig_dir, state
+        self.status_path = rig_dir / "status.json"
+        self.write_dir = self._folder(self.params.write_dir)
+        self.score_dir = (
+            self.write_dir if self.params.score_dir is None else self._folder(self.params.score_dir)
+        )
+        with contextlib.suppress(OSError):  # the results are said either way
+            self._status("finished")
 
 
 def _rig_folder(name: str, run_dir: Path) -> Path:
