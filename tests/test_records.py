@@ -199,3 +199,54 @@ def test_the_octave_recipe_of_the_docs_converts_a_record_octave_loads(tmp_path: 
         assert (int(n), int(d)) == rec.codes.shape
         assert float(best) == rec.best_per_generation[3]
         assert rec.ref_ids[0] == f"ref_{photo}_" + "_".join(rec.ref_ids[0].split("_")[-3:])
+
+
+def test_the_octave_recipe_of_the_docs_converts_the_codes_of_encode(tmp_path: Path) -> None:
+    """codes.h5 of `xdream encode` has a string dataset (the names) too, so Octave's load
+    stopped at it as at record.h5's; docs/records.md's recipe for it writes a .mat file, checked
+    here as written there (and loaded by octave-cli where it is installed)."""
+    import re
+    import shutil
+
+    import h5py
+    import scipy.io
+    import torch
+
+    from xdream import encode, generators
+
+    section = (
+        (Path(__file__).parents[1] / "docs" / "records.md").read_text().split("### GNU Octave")[1]
+    )
+    blocks = re.findall(r"```(python|matlab)\n(.*?)```", section, re.S)
+    python = next(code for kind, code in blocks if kind == "python" and "codes.h5" in code)
+    matlab = next(code for kind, code in blocks if kind == "matlab" and "codes.mat" in code)
+    gen = generators.make("pixels", size=8, code_size=4)
+    images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    result = encode.encode(gen, images, steps=3)
+    names = ["chelsea", "a photo", "coffee"]
+    demo = "xdream-codes/20261125-120000-fourier"
+    for folder, weights in ((tmp_path / "plain", None), (tmp_path / "deepsim", "/w/fc6.pt")):
+        encode.save(folder, result, names, gen)
+        if weights is not None:  # as a DeePSiM generator's codes record the file it read
+            with h5py.File(folder / "codes.h5", "a") as f:
+                f.attrs["weights_file"] = weights
+        exec(python.replace(demo, str(folder)), {})  # the docs' own code
+        mat = scipy.io.loadmat(folder / "codes.mat")
+        assert mat["codes"].dtype == np.float32
+        np.testing.assert_array_equal(mat["codes"], encode.load_codes(folder, gen))
+        assert [str(c[0]) for c in mat["names"][:, 0]] == names
+        np.testing.assert_array_equal(mat["rmse"][:, 0], result.rmse)
+        np.testing.assert_array_equal(mat["psnr"][:, 0], result.psnr)
+        assert json.loads(str(mat["generator"][0])) == encode.generator_spec(gen)
+        assert list(mat["weights_file"]) == ([weights] if weights else [])
+    octave = shutil.which("octave-cli")
+    if octave is not None:
+        script = (
+            matlab.replace(demo, str(tmp_path / "deepsim"))
+            + "printf('%d %d|%s|%s|%s|%d', size(codes), spec.name, closest, names{2}, spec.size);"
+        )
+        out = subprocess.run([octave, "--no-gui", "--eval", script], capture_output=True, text=True)
+        shape, name, closest, second, size = out.stdout.splitlines()[-1].split("|")
+        assert tuple(int(n) for n in shape.split()) == result.codes.shape
+        assert (name, second, int(size)) == ("pixels", "a photo", 8)
+        assert closest == names[int(np.argmin(result.rmse))]
