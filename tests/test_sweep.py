@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import pickle
@@ -437,6 +438,63 @@ def test_a_unit_given_y_alone_has_its_own_folder_and_earlier_folders_go_on(
     ]
 
 
+@pytest.fixture
+def worker_block() -> Iterator[None]:
+    """Closes the networks.reuse() block that sweep.worker_task leaves open (as a Ray worker
+    process does until it exits), so that it does not reach other tests."""
+    yield
+    if sweep._worker_networks is not None:
+        sweep._worker_networks.close()
+        sweep._worker_networks = None
+
+
+def _same_run(a: Path, b: Path) -> None:
+    """The experiments in ``a`` and ``b`` recorded the same codes, scores, images and summary
+    (their timings aside)."""
+    first, second = records.read(a), records.read(b)
+    assert {**first.summary, "seconds": None} == {**second.summary, "seconds": None}
+    assert first.scores.size and first.codes.size
+    first = dataclasses.replace(first, seconds=second.seconds, summary=second.summary)
+    assert first == second
+
+
+def test_a_workers_tasks_build_the_network_once_with_the_same_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker_block: None
+) -> None:
+    """Each task built its target network, though Ray runs a worker's tasks one after another
+    in one process: worker_task builds it once for them all (the weights checked on each use),
+    and each task records what run_task records alone, seed for seed."""
+    import torch
+
+    from xdream import networks
+
+    made: list[object] = []
+    make = networks.make
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        made.append(args)
+        return make(*args, **kwargs)
+
+    monkeypatch.setattr(networks, "make", counting)
+    path = tmp_path / "s.toml"
+    path.write_text(SWEEP_TOML.format(generations=2))
+    every = plan(*sweep.load(path))
+    tasks = [every[0], every[3], every[4]]  # another optimiser and seed, then another unit
+    assert len({t.unit for t in tasks}) == 2 and len({(t.optimizer, t.seed) for t in tasks}) == 2
+    threads = torch.get_num_threads()
+    for task in tasks:
+        alone = sweep.run_task(task.config, str(tmp_path / "alone" / task.folder), threads)
+        assert not alone.get("error")
+    assert len(made) == 3
+    made.clear()
+    for task in tasks:
+        summary = sweep.worker_task(task.config, str(tmp_path / "worker" / task.folder), threads)
+        assert not summary.get("error")
+    assert len(made) == 1 and networks.cache.kept() == 1  # kept for the worker's next task
+    for task in tasks:
+        _same_run(tmp_path / "alone" / task.folder, tmp_path / "worker" / task.folder)
+
+
 def test_a_schedule_set_from_the_budget_is_kept_when_the_sweep_goes_on(tmp_path: Path) -> None:
     """annealed-es without `generations` in [sweep] optimizers anneals over the sweep's
     budget; the sweep run again with a raised budget extends its experiments with the schedule
@@ -488,6 +546,7 @@ class FakeRay:
         self.outcome = outcome or (lambda i, folder: {"best_score": 1.0, "generations": 1})
         self.inits: list[object] = []
         self.submitted: list[str] = []
+        self.functions: list[object] = []  # what ray.remote was given
 
     def is_initialized(self) -> bool:
         return False
@@ -509,6 +568,7 @@ class FakeRay:
         return SimpleNamespace(gcs_address="fake")
 
     def remote(self, fn: object) -> FakeRemote:
+        self.functions.append(fn)
         return FakeRemote(self)
 
     def wait(self, refs: list[int], num_returns: int) -> tuple[list[int], list[int]]:
@@ -522,7 +582,7 @@ class FakeRay:
 
 
 class FakeRemote:
-    """``ray.remote(run_task)``: submitting a task records its folder."""
+    """``ray.remote(worker_task)``: submitting a task records its folder."""
 
     def __init__(self, ray: FakeRay) -> None:
         self.ray = ray
@@ -641,6 +701,7 @@ def test_sweep_csv_is_written_as_each_task_ends(tmp_path: Path, fake_ray: FakeRa
         rows = list(csv.DictReader(fh))
     folders = [Path(f).relative_to(out).as_posix() for f in fake_ray.submitted]
     assert len(folders) == len(sweep.plan(cfg, section, out)) > 3
+    assert fake_ray.functions == [sweep.worker_task]  # a worker's tasks share its network
     assert [(r["folder"], r["best_score"], r["state"]) for r in rows] == [
         (folders[0], "1.0", "finished"),
         (folders[1], "2.0", "finished"),

@@ -22,8 +22,9 @@ folder's ``config.yaml`` first, as ``xdream resume`` does: changes of
 one is extended), and a change of any other key, or a budget below what an experiment has run,
 is refused before any task runs; so are units the network lacks and a budget below one
 generation (:func:`check_tasks`). A sweep holds ``OUT`` while it runs (:func:`hold_sweep`).
-``OUT/sweep.csv`` is the aggregate table, rewritten as each task ends. Ray is an optional
-extra: ``pip install "xdream[cluster]"``.
+``OUT/sweep.csv`` is the aggregate table, rewritten as each task ends. A worker builds the
+target network once for the tasks Ray gives it one after another (:func:`worker_task`). Ray is
+an optional extra: ``pip install "xdream[cluster]"``.
 """
 
 from __future__ import annotations
@@ -221,10 +222,31 @@ def _earlier_folder(out: Path, unit: Any, folder: str, labels: set[str]) -> str:
     return folder
 
 
+_worker_networks: contextlib.ExitStack | None = None
+"""The :func:`xdream.networks.reuse` block a Ray worker process opens at its first task
+(:func:`worker_task`) and keeps open while the process lives."""
+
+
+def worker_task(config: dict[str, Any], folder: str, threads: int) -> dict[str, Any]:
+    """:func:`run_task` as a Ray worker runs it: inside a :func:`xdream.networks.reuse` block
+    that stays open in the worker's process, so that the tasks Ray gives the same worker one
+    after another build the target network once (:mod:`xdream.networks.cache`: used again only
+    while its weight files are unchanged; at most :data:`~xdream.networks.cache.MAX_NETWORKS`
+    kept). A task's results are the same as :func:`run_task`'s outside the block."""
+    global _worker_networks
+    from xdream import networks
+
+    if _worker_networks is None:
+        _worker_networks = contextlib.ExitStack()
+        _worker_networks.enter_context(networks.reuse())
+    return run_task(config, folder, threads)
+
+
 def run_task(config: dict[str, Any], folder: str, threads: int) -> dict[str, Any]:
     """Run (or resume) one experiment in ``folder``; returns its summary and attempt count.
 
-    This is what a Ray worker executes. Each attempt appends a line to ``worker.json``.
+    A Ray worker runs it through :func:`worker_task`. Each attempt appends a line to
+    ``worker.json``.
     """
     import torch
 
@@ -655,7 +677,7 @@ def _run_tasks(
     """Run the tasks that have no result in ``results`` yet on Ray, filling it in as they end,
     and rewrite ``sweep.csv`` after each."""
     _check_capacity(ray, sweep.cpus_per_task)
-    remote = ray.remote(run_task).options(
+    remote = ray.remote(worker_task).options(
         num_cpus=sweep.cpus_per_task, max_retries=sweep.max_retries, retry_exceptions=False
     )
     threads = max(1, int(sweep.cpus_per_task))
