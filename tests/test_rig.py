@@ -691,8 +691,13 @@ def test_odd_files_are_counted_and_backed_up_once_across_resumes(tmp_path: Path)
     assert "block017.json" in journal["early"]
     RigScorer(RigSection(**rig)).check_folder(folder)  # known: not refused
     (stim / "block017.json").write_text('{"stimulusID": []}')  # rewritten while xdream is down
-    with pytest.raises(XDreamError, match=r"holds files of a block this run has not written "):
+    with pytest.raises(XDreamError, match=r"holds files of a block this run has not written ") as e:
         score_one_generation(folder, answer, generation=2, **rig)
+    # a run without config.yaml goes on in Python: that advice quoted once, not in ``...``
+    assert "then continue with `e = Experiment(...); e.restore(); e.run()` in Python" in str(
+        e.value
+    )
+    assert "``" not in str(e.value)
     (stim / "block017.json").rename(tmp_path / "block017.json")  # moved away
     for generation in (2, 3):  # resumed twice, each time scanning the same files
         resumed = {**rig, "timeout": 5.0}

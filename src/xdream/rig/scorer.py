@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 from xdream.errors import XDreamError
 from xdream.optimizers.base import make_rng
-from xdream.records import atomic_write, continue_command
+from xdream.records import atomic_write, continue_command, continue_how
 from xdream.rig import formats, protocol
 from xdream.rig.section import RigSection, channel_groups
 from xdream.scorers.base import Scorer
@@ -563,7 +563,7 @@ class RigScorer(Scorer):
             raise XDreamError(
                 f"[rig] {key} {str(path)!r} is gone while block {blk['block']} "
                 f"{'was awaited' if blk['written'] is not None else 'was to be written'}: "
-                f"{fix}, then continue with `{continue_command(self.run_dir)}` (block "
+                f"{fix}, then continue with {continue_how(self.run_dir)} (block "
                 f"{blk['block']} is awaited again)"
             )
 
@@ -1504,8 +1504,7 @@ def refuse_unwritten_blocks(params: RigSection, run_dir: str | Path, state: dict
                 f"{str(d)!r} holds files of a block this run has not written ({other[0][1]}, "
                 "...): another session's on the same share, or a leftover, which this run "
                 "cannot tell from its rig's answers. Move them away (keep this run's own files), "
-                "then continue with "
-                f"`{continue_command(run_dir)}`"
+                f"then continue with {continue_how(run_dir)}"
             )
 
 
