@@ -6,6 +6,7 @@ Run it from the repository root after changing how records are written::
 
     python -m tests.stress_kill --kills 25 --seed 0
     python -m tests.stress_kill --kills 25 --units 3   # a many-unit run
+    python -m tests.stress_kill --kills 25 --rig       # a rig run, with xdream rig-sim
 
 Each round waits until the run has checkpointed one more generation since the last kill (so
 every kill lands in a run that makes progress, not in Python's start-up), then waits a random
@@ -42,19 +43,40 @@ code_size = 8
 name = "genetic"
 population_size = 12
 
+{target}
+"""
+
+TARGET = """
 [target]
 layer = "blocks.2"
 channel = 5
 device = "cpu"
 """
 
+RIG = """
+[rig]
+write_dir = "stim"
+block_size = 6
+blanks = 1
+timeout = 120
+poll_interval = 0.005
+"""
 
-def xdream(*args: str) -> subprocess.Popen[bytes]:
-    """``xdream ARGS`` in its own process group, quiet."""
+RIG_TIMES = (
+    "rig/presentations/received",
+    "rig/blocks/written",
+    "rig/blocks/answered",
+    "rig/blocks/latency",
+)
+"""A rig run's datasets of wall-clock times, which differ between any two runs."""
+
+
+def xdream(*args: str, errors: bool = True) -> subprocess.Popen[bytes]:
+    """``xdream ARGS`` in its own process group, quiet (but for its errors, read at its end)."""
     return subprocess.Popen(
         [sys.executable, "-m", "xdream", *args],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE if errors else subprocess.DEVNULL,
         start_new_session=True,
     )
 
@@ -77,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=0.5, help="[experiment] record_interval")
     p.add_argument("--spread", type=float, default=0.6, help="longest wait after progress, s")
     p.add_argument("--units", type=int, default=1, help="units run at once ([[targets]])")
+    p.add_argument(
+        "--rig", action="store_true", help="a [rig] run, answered by `xdream rig-sim` meanwhile"
+    )
     p.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = p.parse_args(argv)
     from tests.test_experiment import assert_same_records
@@ -85,16 +110,65 @@ def main(argv: list[str] | None = None) -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="xdream-kill-"))
     work.mkdir(parents=True, exist_ok=True)
     config = work / "run.toml"
-    text = CONFIG.format(seed=args.seed, generations=args.generations, interval=args.interval)
+    text = CONFIG.format(
+        seed=args.seed,
+        generations=args.generations,
+        interval=args.interval,
+        target=RIG if args.rig else TARGET,
+    )
     if args.units > 1:  # a many-unit run: each unit's folder is compared
         text += f"\n[[targets]]\nchannels = {list(range(args.units))}\n"
     config.write_text(text)
     whole, killed = work / "whole", work / "killed"
-    if xdream("run", str(config), "--out", str(whole)).wait() != 0:
-        print("the uninterrupted run failed", file=sys.stderr)
+    sims: list[subprocess.Popen[bytes]] = []
+    try:
+        if run(xdream("run", str(config), "--out", str(whole)), whole, args.rig, sims) != 0:
+            print("the uninterrupted run failed", file=sys.stderr)
+            return 1
+        proc = xdream("run", str(config), "--out", str(killed))
+        kills = kill_and_resume(proc, killed, args, rng, sims)
+    finally:
+        for sim in sims:
+            os.killpg(sim.pid, signal.SIGKILL)
+            sim.wait()
+    if kills < 0:
         return 1
+    units = sorted(p.name for p in (whole / "units").iterdir()) if args.units > 1 else []
+    ignore = RIG_TIMES if args.rig else ()
+    for a, b in [(whole / "units" / u, killed / "units" / u) for u in units] or [(whole, killed)]:
+        assert_same_records(a, b, ignore)
+    print(f"{kills} kills; the records equal the uninterrupted run's ({work})")
+    return 0
 
-    proc = xdream("run", str(config), "--out", str(killed))
+
+def rig_sim(run: Path, proc: subprocess.Popen[bytes], sims: list[subprocess.Popen[bytes]]) -> None:
+    """Start ``xdream rig-sim`` on ``run``'s stimulus folder once the run has made it (the
+    rig's unit is the default target's: ``blocks.10`` channel 5)."""
+    while proc.poll() is None and not (run / "stim").is_dir():
+        time.sleep(0.01)
+    sims.append(xdream("rig-sim", str(run / "stim"), "--latency", "0.01", "0.05", errors=False))
+
+
+def run(
+    proc: subprocess.Popen[bytes], folder: Path, rig: bool, sims: list[subprocess.Popen[bytes]]
+) -> int:
+    """Wait for ``proc`` (with a rig simulator beside it for a rig run); its exit status."""
+    if rig:
+        rig_sim(folder, proc, sims)
+    return proc.wait()
+
+
+def kill_and_resume(
+    proc: subprocess.Popen[bytes],
+    killed: Path,
+    args: argparse.Namespace,
+    rng: random.Random,
+    sims: list[subprocess.Popen[bytes]],
+) -> int:
+    """Kill ``proc`` and resume its run ``args.kills`` times, then let it finish; the number of
+    kills, or -1 where the run ended with an error."""
+    if args.rig:
+        rig_sim(killed, proc, sims)  # one simulator throughout, as a rig goes on
     kills, finished = 0, False
     while not finished:
         seen = progress(killed)
@@ -112,13 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         if code != 0:
             assert proc.stderr is not None
             print(f"exit status {code}: {proc.stderr.read().decode()}", file=sys.stderr)
-            return 1
+            return -1
         finished = True
-    units = sorted(p.name for p in (whole / "units").iterdir()) if args.units > 1 else [""]
-    for unit in units:
-        assert_same_records(whole / "units" / unit, killed / "units" / unit)
-    print(f"{kills} kills; the records equal the uninterrupted run's ({work})")
-    return 0
+    return kills
 
 
 if __name__ == "__main__":
