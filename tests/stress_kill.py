@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--rig", action="store_true", help="a [rig] run, answered by `xdream rig-sim` meanwhile"
     )
-    p.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    p.add_argument(
+        "--keep",
+        type=Path,
+        help="work in this folder and keep it (else a temporary one, removed "
+        "when the records are equal)",
+    )
     args = p.parse_args(argv)
     from tests.test_experiment import assert_same_records
 
@@ -137,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     ignore = RIG_TIMES if args.rig else ()
     for a, b in [(whole / "units" / u, killed / "units" / u) for u in units] or [(whole, killed)]:
         assert_same_records(a, b, ignore)
-    print(f"{kills} kills; the records equal the uninterrupted run's ({work})")
+    print(f"{kills} kills; the records equal the uninterrupted run's")
+    if args.keep is None:
+        shutil.rmtree(work)  # kept where they differ, to look at
     return 0
 
 
