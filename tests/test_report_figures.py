@@ -96,6 +96,29 @@ def test_figures_writes_the_score_figure_as_svg_and_pdf_and_montages_stay_png(
         assert png.size == (700, 360)
 
 
+def test_a_later_report_without_figures_says_the_earlier_vector_files_are_not_rewritten(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`scores.svg` and `scores.pdf` of an earlier `--figures svg,pdf` were left as they were by
+    a later report without it, silently: a figure for a paper taken from there showed the run
+    as it was then. The page's notes and a warning line say so, and how to rewrite them."""
+    figures = run / report.FIGURES_DIR
+    assert main(["report", str(run), "--figures", "svg,pdf"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(run), "--figures", "svg"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"xdream: warning: {figures / 'scores.pdf'}: from an earlier report")
+    assert "add --figures pdf to bring it up to date" in err
+    page = (run / "report.html").read_text()
+    assert "from an earlier report, not rewritten by this one" in page
+    assert main(["report", str(run)]) == 0
+    assert "add --figures svg,pdf to bring it up to date" in capsys.readouterr().err
+    assert main(["report", str(run), "--figures", "svg,pdf"]) == 0  # rewritten: nothing said
+    assert capsys.readouterr().err == ""
+    assert "from an earlier report" not in (run / "report.html").read_text()
+
+
 def test_a_format_not_accepted_is_one_line_naming_those_accepted(
     run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 from xdream import records
 from xdream.errors import XDreamError
 from xdream.report.describe import _name, _status_text, describe_target
-from xdream.report.figures import _codes, experiment_figures
+from xdream.report.figures import FIGURE_FORMATS, Figure, _codes, experiment_figures
 from xdream.report.figures import figure_formats as _figure_formats
 from xdream.report.generator import load_generator
 from xdream.report.images import data_uri
@@ -166,6 +167,8 @@ def experiment_report(
             stem = dest / FIGURES_DIR / Path(fig.name).stem
             for fmt, data in fig.formats.items():
                 _write(stem.with_suffix(f".{fmt}"), data, out is not None)
+            if fig.png is not None:
+                _earlier_formats(stem, fig, notes)
 
     best, ref = summary.get("best_score"), summary.get("best_reference_score")
     ratio = records.relative_to_references(summary)  # noise-free over noise-free, as units.csv
@@ -279,6 +282,27 @@ def _stopped_text(run: Path) -> str:
         how = rig.get("continue_with") or continue_with(run)
         return f"{rig['state']}: {rig['reason']} (rig/status.json); continue it with {how}"
     return f"stopped before finishing (its process is gone): continue it with {continue_with(run)}"
+
+
+def _earlier_formats(stem: Path, fig: Figure, notes: list[str]) -> None:
+    """Say (in ``notes`` and as a warning) which of the plot ``fig``'s files in other
+    formats (``scores.svg``, written by an earlier ``--figures svg``) this report left as
+    they were: they show the run as it was then, not as the page does."""
+    stale = [
+        stem.with_suffix(f".{fmt}")
+        for fmt in FIGURE_FORMATS
+        if fmt != "png" and fmt not in fig.formats and stem.with_suffix(f".{fmt}").is_file()
+    ]
+    if not stale:
+        return
+    names = ", ".join(str(path) for path in stale)
+    again = ",".join(path.suffix[1:] for path in stale)
+    note = (
+        f"{names}: from an earlier report, not rewritten by this one, so it may show the run "
+        f"as it was then (add --figures {again} to bring it up to date)"
+    )
+    notes.append(note)
+    warnings.warn(note, UserWarning, stacklevel=3)
 
 
 def _shown_config(text: str, notes: list[str]) -> str:
