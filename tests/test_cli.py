@@ -515,6 +515,10 @@ def test_a_run_without_a_scored_image_says_so_instead_of_naming_a_best_image(
     _report({**summary, "best_image": "best.png"}, tmp_path, Console(file=text, width=300))
     assert f"best image: {tmp_path / 'best.png'}" in text.getvalue()
     assert "warning" not in text.getvalue()
+    assert ") after 2 generations, 8 presentations, 1.0 s" in text.getvalue()
+    text = io.StringIO()  # one is singular, none plural (mutation audit M)
+    _report({**summary, "generations": 0, "presentations": 1}, tmp_path, Console(file=text))
+    assert ") after 0 generations, 1 presentation, 1.0 s" in " ".join(text.getvalue().split())
 
 
 def killed_run(folder: Path, generations: int = 6, done: int = 4) -> Path:

@@ -292,6 +292,19 @@ def test_buffers_are_shared_too(tmp_path: Path) -> None:
     assert len(made) == 1 and first.module is not second.module
     assert _pointers(first.module) == _pointers(second.module)
     assert "1.running_mean" in _pointers(first.module)
+    # no gradient into the shared tensors (mutation audit M: requires_grad was not checked)
+    assert not any(p.requires_grad for p in first.module.parameters())
+
+
+def test_the_networks_kept_are_dropped_when_a_block_ends_with_an_error(tmp_path: Path) -> None:
+    """A reuse block left by an exception drops its networks as a normal end does (mutation
+    audit M: a clear after the block's finally kept them until the next block ended)."""
+    _, make, files = _fake_builds(tmp_path)
+    with pytest.raises(KeyError), cache.reuse():
+        cache.shared("a", None, make, files("a"))
+        assert cache.kept() == 1
+        raise KeyError("a trial failed")
+    assert cache.kept() == 0
 
 
 def test_every_file_a_network_reads_is_checked_for_a_change(tmp_path: Path) -> None:

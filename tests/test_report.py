@@ -179,6 +179,10 @@ def test_report_contents_and_figures(run: Path) -> None:
     sections += ["Top reference images", "Timings", "Configuration", "population_size: 12"]
     for needed in sections:
         assert needed in text
+    # a network run's [target] is shown as config.yaml holds it (only a rig run's is left out)
+    configuration = text.split("<h2>Configuration</h2>")[1].split("</pre>")[0]
+    assert "target:" in configuration and "efficientnet-lite0" in configuration
+    assert "[target] that an earlier xdream recorded" not in text
     summary = json.loads((run / "summary.json").read_text())
     assert f"{summary['best_score']:.4g}" in text
     figures = {p.name: Image.open(p) for p in (run / report.FIGURES_DIR).iterdir()}
@@ -1540,3 +1544,19 @@ def test_a_run_stopped_in_its_first_generation_says_so_not_that_it_had_no_refere
         "paused: no response to block 0 in 'responses' within 6 s (rig/status.json); "
         "continue it with xdream resume run"
     ) in text
+
+
+def test_the_shown_config_leaves_out_only_a_target_recorded_beside_rig() -> None:
+    """What the report shows of config.yaml (audit V-5, mutation audit M): a [target] beside
+    [rig] is left out with a note, the other keys in their order; any other file as it is,
+    with no note (a rig run without [target], a network run, an empty or unreadable file)."""
+    from xdream.report.experiment import _shown_config
+
+    old = "rig:\n  block_size: 4\ntarget:\n  layer: stem\nexperiment:\n  generations: 2\n"
+    notes: list[str] = []
+    assert _shown_config(old, notes) == "rig:\n  block_size: 4\nexperiment:\n  generations: 2\n"
+    assert len(notes) == 1 and "beside [rig]" in notes[0]
+    rig = "rig:\n  block_size: 4\n# a comment\nexperiment:\n  generations: 2\n"
+    network = "target:\n  layer: stem\nexperiment:\n  generations: 2\n"
+    for text in (rig, network, "", "rig: [unclosed\n", "- rig\n- target\n"):
+        assert _shown_config(text, notes) == text and len(notes) == 1, text

@@ -1948,7 +1948,8 @@ def test_a_resume_is_refused_while_another_session_s_block_files_are_in_the_shar
     with pytest.raises(
         XDreamError,
         match=r"holds files of a block this run has not written "
-        r"\(block001\.mat, \.\.\.\)",
+        r"\(block001\.mat, \.\.\.\): another session's on the same share, or a leftover, "
+        "which this run cannot tell from its rig's answers",
     ):
         Experiment.resume(run_a)
     assert written() == before
@@ -2359,7 +2360,9 @@ def test_a_response_there_before_its_block_was_written_is_never_its_answer(
     np.testing.assert_array_equal(scores, [0.0, 0.0, 1.0, 1.0])
     assert (folder / "rig" / "stimuli" / "block001").is_dir()  # block 1 was shown
     assert re.search(
-        r"block001\.json in .* skipped: there before block 1 was written \(not its", err
+        r"block001\.json in .* skipped: there before block 1 was written \(not its answer\); "
+        "waiting for the rig's response to it",
+        err,
     )
     status = read_status(folder)
     assert status["skipped_files"] == 1 and status["duplicates"] == 0
@@ -2394,7 +2397,8 @@ def test_an_early_response_is_named_by_the_pause_and_skipped_again_on_resume(
     assert "another session's on the same share" in str(paused.value)
     assert "Move that file aside" in str(paused.value) and "rig answered" not in str(paused.value)
     journal = json.loads((folder / "rig" / "state.json").read_text())
-    assert journal["blocks"]["1"]["written"] is not None and journal["early"]["block001.json"]
+    assert journal["blocks"]["1"]["written"] is not None
+    assert len(journal["early"]["block001.json"]) == 1  # seen at every look, journaled once
 
     def answer(b: int, names: list[str], score_dir: Path) -> None:
         if b == 1:
@@ -2555,3 +2559,229 @@ def test_a_response_there_before_a_kill_while_its_block_was_written_is_not_its_a
     np.testing.assert_array_equal(scores, [1.0, 1.0])
     assert re.search(r"block001\.json in .* skipped: there before block 1 was written", err)
     assert (folder / "rig" / "stimuli" / "block001").is_dir()
+
+
+def test_an_early_response_seen_as_its_block_is_written_is_journaled_before_the_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A response file that comes just before xdream writes its block is noted as there
+    before the block; killed after the block's files are out but before the journal records
+    the block written, the resumed run (which takes a response to that block as answered
+    while it was down) must still know that file is not the block's answer (mutation audit
+    M, a bug at 01b7abf: the note was journaled only with the block written, so the kill lost
+    it and the resumed run took the file's 99s for block 1's scores; the journal write of the
+    block being written, before its first file, now carries it)."""
+    folder = tmp_path / "run"
+    ensure_written = RigScorer._ensure_written
+    save = RigScorer._save
+
+    def early_file_first(self: RigScorer, blk: dict[str, Any], images: Any) -> None:
+        if blk["block"] == 1 and blk["written"] is None:
+            write_response(self.score_dir, 1, "json", _block_1_names(), [[99.0], [99.0]])
+        ensure_written(self, blk, images)
+
+    def killed_before_journaling_block_1(self: RigScorer, durable: bool = True) -> None:
+        if not durable and self.state["blocks"].get("1", {}).get("written") is not None:
+            raise Killed
+        save(self, durable)
+
+    def answer(b: int, names: list[str], score_dir: Path) -> None:
+        if b == 0:
+            write_response(score_dir, b, "json", names, np.zeros((len(names), 1)))
+
+    monkeypatch.setattr(RigScorer, "_ensure_written", early_file_first)
+    monkeypatch.setattr(RigScorer, "_save", killed_before_journaling_block_1)
+    with pytest.raises(Killed):
+        score_one_generation(folder, answer, block_size=2, response_format="json")
+    monkeypatch.setattr(RigScorer, "_ensure_written", ensure_written)
+    monkeypatch.setattr(RigScorer, "_save", save)
+    journal = json.loads((folder / "rig" / "state.json").read_text())
+    assert journal["blocks"]["1"]["written"] is None
+    assert "block001.json" in journal["early"]
+
+    def answer_block_1(b: int, names: list[str], score_dir: Path) -> None:
+        if b == 1:
+            time.sleep(0.2)
+            write_response(score_dir, 1, "json", names, np.ones((len(names), 1)))
+
+    _, scores, _ = score_one_generation(
+        folder, answer_block_1, block_size=2, response_format="json"
+    )
+    np.testing.assert_array_equal(scores, [0.0, 0.0, 1.0, 1.0])
+    # block 1 was written again, and backed up: its manifest is no response (mutation audit M)
+    assert len(list((folder / "rig" / "stimuli" / "block001").iterdir())) == 2
+
+
+def test_a_response_that_came_while_xdream_was_down_is_not_taken_for_an_early_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed while block 1 is awaited; the rig answers it and removes its stimuli while
+    xdream is down. The resumed run would write block 1 again (its files are gone), but the
+    response there is the rig's answer, not a file there before the block was written."""
+    folder = tmp_path / "run"
+    rig = {"block_size": 2, "response_format": "json", "timeout": 1.0}
+    wait = RigScorer._await
+
+    def killed_awaiting_block_1(self: RigScorer, blk: dict[str, Any], *args: Any) -> None:
+        if blk["block"] == 1:
+            raise Killed
+        wait(self, blk, *args)
+
+    def answer_block_0(b: int, names: list[str], score_dir: Path) -> None:
+        if b == 0:
+            write_response(score_dir, b, "json", names, np.zeros((len(names), 1)))
+
+    monkeypatch.setattr(RigScorer, "_await", killed_awaiting_block_1)
+    with pytest.raises(Killed):
+        score_one_generation(folder, answer_block_0, **rig)
+    monkeypatch.setattr(RigScorer, "_await", wait)
+    stimuli = folder / "stimuli"
+    names = (stimuli / "block001.txt").read_text().split()
+    write_response(stimuli, 1, "json", names, np.ones((len(names), 1)))  # while xdream is down
+    for name in names:
+        (stimuli / name).unlink()
+    _, scores, err = score_one_generation(folder, lambda *_: None, **rig)
+    np.testing.assert_array_equal(scores, [0.0, 0.0, 1.0, 1.0])
+    assert "there before" not in err and not any(p.exists() for p in map(stimuli.joinpath, names))
+
+
+def test_an_early_response_the_rig_overwrites_at_once_is_backed_up_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The early file found as its block is written is backed up and counted then, not at
+    xdream's next look: a rig that answers at once, into the same file name, would leave no
+    copy of it (another session's response, say) nor a count of it."""
+    folder = tmp_path / "run"
+    ensure_written = RigScorer._ensure_written
+    early: list[int] = []
+
+    def early_file_then_answered_at_once(self: RigScorer, blk: dict[str, Any], images: Any) -> None:
+        first = blk["block"] == 1 and blk["written"] is None
+        if first:
+            write_response(self.score_dir, 1, "json", _block_1_names(), [[99.0], [99.0]])
+            early.append((self.score_dir / "block001.json").stat().st_mtime_ns)
+        ensure_written(self, blk, images)
+        if first:  # the rig's answer replaces it before xdream looks again
+            names = [s["name"] for s in blk["stimuli"]]
+            write_response(self.score_dir, 1, "json", names, np.ones((len(names), 1)))
+
+    def answer(b: int, names: list[str], score_dir: Path) -> None:
+        if b == 0:
+            write_response(score_dir, b, "json", names, np.zeros((len(names), 1)))
+
+    monkeypatch.setattr(RigScorer, "_ensure_written", early_file_then_answered_at_once)
+    _, scores, _ = score_one_generation(folder, answer, block_size=2, response_format="json")
+    np.testing.assert_array_equal(scores, [0.0, 0.0, 1.0, 1.0])
+    assert (folder / "rig" / "responses" / f"block001.json.early-{early[0]}").exists()
+    assert read_status(folder)["skipped_files"] == 1
+
+
+def test_a_response_to_block_1000_is_none_to_block_100(tmp_path: Path) -> None:
+    """block1000.json starts with block100's stem but answers another block (mutation audit
+    M: a look for block 100's response without the stem's dot took it for one)."""
+    scorer = RigScorer(RigSection(), seed=0)
+    scorer.bind(tmp_path)
+    write_response(scorer.score_dir, 1000, "json", ["a.png"], [[1.0]])
+    write_response(scorer.score_dir, 100, "json", ["a.png"], [[1.0]])
+    assert [name for name, _ in scorer._responses_to(100)] == ["block100.json"]
+    scorer.close()
+
+
+@pytest.mark.parametrize("backup", [True, False])
+def test_a_pause_says_the_rig_has_not_answered_only_when_every_skipped_file_was_early(
+    tmp_path: Path, backup: bool
+) -> None:
+    """The pause's advice for files there before the block (move it aside, have the rig
+    answer) only where each skipped file still there is such a file; with a response of the
+    rig's skipped too, the rig did answer (mutation audit M: any, not all; files moved away
+    counted). The copy is named only where there is one (backup)."""
+    scorer = RigScorer(RigSection(backup=backup), seed=0)
+    scorer.bind(tmp_path)
+    blk = {"block": 1, "generation": 1}
+    early, other = scorer.score_dir / "block001.json", scorer.score_dir / "block001.mat"
+    scorer._rejected = {
+        1: {early.name: "there before block 1 was written (not its answer)", other.name: "..."}
+    }
+    early.write_text("{}")
+
+    def says() -> str:
+        return scorer._pause_message(blk, scorer._skipped(blk))
+
+    assert "the rig has not answered block 1 since" in says()  # block001.mat moved away
+    assert ("(a copy is in" in says()) is backup
+    other.write_text("")
+    assert "the rig answered, but xdream skipped" in says()
+    early.unlink()
+    assert "the rig answered, but xdream skipped block001.mat (...)" in says()
+    scorer.close()
+
+
+def _as_earlier_journal(folder: Path, earlier: bool) -> None:
+    """Where ``earlier``, drop ``writing`` from the run's rig journal, as an earlier xdream's
+    journal lacks it: the resume then tells the block it may have written from the plan."""
+    if earlier:
+        journal = folder / "rig" / "state.json"
+        state = json.loads(journal.read_text())
+        del state["writing"]
+        journal.write_text(json.dumps(state))
+
+
+@pytest.mark.parametrize("earlier", [False, True])
+def test_a_kill_after_a_timed_out_block_and_the_next_one_written_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, earlier: bool
+) -> None:
+    """Block 0 timed out (skipped), block 1 written, xdream killed before the journal said
+    so: block 0 is no longer awaited, so block 1's files are this run's (mutation audit M: a
+    timed-out block taken for an awaited one refused the resume as another session's; for a
+    journal of an earlier xdream, without ``writing``)."""
+    folder = tmp_path / "run"
+    rig = {"block_size": 2, "response_format": "json", "timeout": 0.3}
+    save = RigScorer._save
+
+    def killed_before_journaling_block_1(self: RigScorer, durable: bool = True) -> None:
+        if not durable and self.state["blocks"].get("1", {}).get("written") is not None:
+            raise Killed
+        save(self, durable)
+
+    monkeypatch.setattr(RigScorer, "_save", killed_before_journaling_block_1)
+    with pytest.raises(Killed):
+        score_one_generation(folder, lambda *_: None, **rig)  # block 0 is never answered
+    monkeypatch.setattr(RigScorer, "_save", save)
+    assert json.loads((folder / "rig" / "state.json").read_text())["blocks"]["0"]["timed_out"]
+    _as_earlier_journal(folder, earlier)
+
+    def answer(b: int, names: list[str], score_dir: Path) -> None:
+        if b == 1:
+            write_response(score_dir, b, "json", names, np.ones((len(names), 1)))
+
+    _, scores, _ = score_one_generation(folder, answer, **{**rig, "timeout": 3.0})
+    np.testing.assert_array_equal(scores, [np.nan, np.nan, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("earlier", [False, True])
+def test_a_kill_after_the_middle_block_of_a_plan_is_written_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, earlier: bool
+) -> None:
+    """Blocks 0, 1 and 2 planned (journaled); killed once block 1 is out, before the journal
+    says so: block 1, the first of the plan not written, is the one xdream may have written
+    (mutation audit M, for a journal of an earlier xdream: the last one, block 2, was taken,
+    and block 1's files refused)."""
+    folder = tmp_path / "run"
+    save = RigScorer._save
+
+    def killed_before_journaling_block_1(self: RigScorer, durable: bool = True) -> None:
+        if not durable and self.state["blocks"].get("1", {}).get("written") is not None:
+            raise Killed
+        save(self, durable)
+
+    def answer(b: int, names: list[str], score_dir: Path) -> None:
+        write_response(score_dir, b, "json", names, np.full((len(names), 1), float(b)))
+
+    monkeypatch.setattr(RigScorer, "_save", killed_before_journaling_block_1)
+    with pytest.raises(Killed):
+        score_one_generation(folder, answer, n=6, block_size=2, response_format="json")
+    monkeypatch.setattr(RigScorer, "_save", save)
+    assert sorted(json.loads((folder / "rig" / "state.json").read_text())["blocks"]) == list("012")
+    _as_earlier_journal(folder, earlier)
+    _, scores, _ = score_one_generation(folder, answer, n=6, block_size=2, response_format="json")
+    np.testing.assert_array_equal(scores, [0.0, 0.0, 1.0, 1.0, 2.0, 2.0])

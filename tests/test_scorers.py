@@ -122,6 +122,18 @@ def test_the_pass_that_counts_calls_leaves_the_network_as_it_was() -> None:
         assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules())
 
 
+def test_a_network_whose_head_fails_after_the_target_is_scored() -> None:
+    """The call-counting pass runs the whole network, but an error after the target ran (a
+    head made for another input size) only ends the count: the scorer reads its layer as
+    before (mutation audit M: nothing checked that the error is not raised)."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(7, 2))
+    unit = CNNUnitScorer(net, "1", 2, preprocess=IDENTITY)
+    x = images(2)
+    with torch.no_grad():
+        expected = torch.relu(net[0](x))[:, 2, unit.y, unit.x]
+    np.testing.assert_allclose(unit.score(x, ids(2)), expected.numpy(), rtol=1e-5)
+
+
 def test_a_resnet_block_relu_is_refused_and_the_block_named() -> None:
     """xdream's ResNets call each block's `relu` two or three times, as torchvision's do."""
     from xdream.networks.torchvision_nets import ARCHITECTURES, PREPROCESS
