@@ -880,6 +880,9 @@ def test_a_run_whose_weight_file_moved_resumes_once_config_yaml_names_the_same_f
         assert main(["resume", str(folder)]) == 2
         err = capsys.readouterr().err
         assert str(tmp_path / "other.pt") in err and str(tmp_path / "a" / "w.pt") in err, err
+        # ... and says the file there is another one than the run read, not only a change
+        assert f"(another file: '{tmp_path / 'other.pt'}' (" in err, err
+        assert f"not the one the run read, '{tmp_path / 'a' / 'w.pt'}' (" in err, err
         assert folder_contents(folder) == contents
         (folder / "config.yaml").write_text(saved.replace("/a/w.pt", "/b/w.pt"))
         capsys.readouterr()

@@ -312,8 +312,10 @@ def test_a_weights_file_is_compared_by_its_contents_not_its_path(tmp_path: Path)
     assert contents(out) == before
     moved.parent.mkdir()
     moved.write_bytes(b"b" * 1000)  # another file at another path: a change
-    with pytest.raises(ConfigChangedError, match=r"target\.weights: '.*w\.pth' -> '.*venv2"):
+    with pytest.raises(ConfigChangedError, match=r"target\.weights: '.*w\.pth' -> '.*venv2") as e:
         build(DescribedScorer(weights=str(moved)), out).restore()
+    assert f"(another file: '{moved}' (1000 bytes" in str(e.value)  # not only a change
+    assert f"not the one the run read, '{weights}' (1000 bytes" in str(e.value)
     moved.write_bytes(b"a" * 1000)  # the run's file, moved
     again = build(DescribedScorer(weights=str(moved)), out)
     again.restore()

@@ -398,8 +398,10 @@ def test_a_sweep_whose_weight_file_moved_goes_on_once_its_config_names_the_same_
     assert sweep.run_task(tasks[0].config, str(out / tasks[0].folder), 1)["generations"] == 1
     (tmp_path / "a" / "w.pt").rename(tmp_path / "b" / "w.pt")
     cfg, tasks = load(toml(tmp_path / "other.pt", 2))
-    with pytest.raises(XDreamError, match=r"genetic/seed0: target.weights: '.*/a/w.pt' -> "):
+    with pytest.raises(XDreamError, match=r"genetic/seed0: target.weights: '.*/a/w.pt' -> ") as e:
         sweep.compare_configs(cfg, tasks, out)
+    assert f"(another file: '{tmp_path / 'other.pt'}' (" in str(e.value)
+    assert f"not the one the experiment read, '{tmp_path / 'a' / 'w.pt'}' (" in str(e.value)
     cfg, tasks = load(toml(tmp_path / "b" / "w.pt", 2))
     assert sweep.compare_configs(cfg, tasks, out) == {0: ["experiment.generations: 1 -> 2"]}
     summary = sweep.run_task(tasks[0].config, str(out / tasks[0].folder), 1)

@@ -275,8 +275,10 @@ def test_a_study_whose_weight_file_moved_goes_on_with_the_same_file_at_its_new_p
     out = tmp_path / "o"
     assert len(tune.run_tune(*small(tmp_path / "a" / "w.pt"), out).trials) == 1
     (tmp_path / "a" / "w.pt").rename(tmp_path / "b" / "w.pt")
-    with pytest.raises(XDreamError, match=r"target.weights: '.*/a/w.pt' -> '.*/other.pt'"):
+    with pytest.raises(XDreamError, match=r"target.weights: '.*/a/w.pt' -> '.*/other.pt'") as e:
         tune.run_tune(*small(tmp_path / "other.pt"), out, trials=1)
+    assert f"(another file: '{tmp_path / 'other.pt'}' (" in str(e.value)
+    assert f"not the one its trials read, '{tmp_path / 'a' / 'w.pt'}' (" in str(e.value)
     study = tune.run_tune(*small(tmp_path / "b" / "w.pt"), out, trials=1)
     assert len(study.trials) == 2
     assert study.user_attrs["config"]["target"]["weights"] == str(tmp_path / "b" / "w.pt")

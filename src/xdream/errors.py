@@ -89,12 +89,22 @@ class ConfigChangedError(XDreamError):
     Attributes:
         saved: the resolved config the run started with (``Config.to_dict()``).
         now: the resolved config it would continue with.
+        notes: by ``"section.key"``, what the file a changed weight-file path now names is,
+            where it is another file than the run read
+            (:func:`xdream.experiment.other_files`).
     """
 
-    def __init__(self, message: str, saved: dict[str, Any], now: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        message: str,
+        saved: dict[str, Any],
+        now: dict[str, Any],
+        notes: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.saved = saved
         self.now = now
+        self.notes = dict(notes or {})
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -250,6 +250,32 @@ def moved_files(
     return moved
 
 
+def other_files(
+    files: Any, read: dict[str, dict[str, Any]], whose: str = "the run"
+) -> dict[str, str]:
+    """What each :data:`READ_AGAIN` file that ``read`` (:func:`files_named` of a new config
+    or of the objects given) names is, by ``"section.key"``, where it is an existing file other
+    than the one the checkpoint's ``files`` record that ``whose`` read: a note for the refusal of
+    that key's change (:func:`with_notes`), so that a user who wrote a moved weight file's new
+    path learns the file there is another one, not only that the key changed."""
+    if not isinstance(files, dict):
+        return {}
+    return {
+        key: (
+            f" (another file: {_described(now)}, not the one {whose} read, "
+            f"{_described(files[key])}; where that file is now elsewhere, give its path)"
+        )
+        for key, now in read.items()
+        if isinstance(files.get(key), dict) and not _same_file(files[key], now)
+    }
+
+
+def with_notes(defining: list[str], notes: dict[str, str]) -> list[str]:
+    """:func:`config_changes`'s ``defining`` differences, each followed by the note
+    :func:`other_files` gives its key, if any."""
+    return [change + notes.get(_changed_key(change), "") for change in defining]
+
+
 def where_files_were(checkpoint: Path) -> str:
     """A sentence naming the :data:`READ_AGAIN` files the run in ``checkpoint``'s folder read
     (its checkpoint records them), for a resume that cannot find one; '' when unknown."""
@@ -1216,7 +1242,9 @@ class Experiment:
         moved = self._moved_files(saved, now, files)
         defining, allowed = config_changes(moved, now)
         if defining:
-            raise ConfigChangedError(config_changed_message(self.folder.path, defining), moved, now)
+            notes = other_files(files, self.files_read)
+            message = config_changed_message(self.folder.path, with_notes(defining, notes))
+            raise ConfigChangedError(message, moved, now, notes)
         return allowed + [
             f"{section}.{key}: {saved[section][key]!r} -> {now[section][key]!r} (the same "
             "file: same size and fingerprint)"
@@ -1254,7 +1282,9 @@ class Experiment:
         defining, allowed = config_changes(old, new)
         defining, taken = _accepted(defining, self._accept, old, new)
         if defining:
-            raise ConfigChangedError(objects_changed_message(self.folder.path, defining), then, now)
+            notes = other_files(state.get("files"), self.files_read)
+            message = objects_changed_message(self.folder.path, with_notes(defining, notes))
+            raise ConfigChangedError(message, then, now, notes)
         self._taken_keys = {_changed_key(c) for c in taken}
         self._taking, self._taking_at = list(taken), state.get("generation")
         target = now.get("target")

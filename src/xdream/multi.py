@@ -754,12 +754,13 @@ class _EarlierValue:
 def run_config_changed(err: ConfigChangedError, config: Any, unit: Unit, out: Path) -> XDreamError:
     """The refusal of a unit's resume (``err``) in terms of the run's own ``config.yaml``,
     which is what was edited: the run's folder, and its keys (:func:`changes_in_run_terms`)."""
-    from xdream.experiment import config_changed_message
+    from xdream.experiment import config_changed_message, with_notes
 
     defining = changes_in_run_terms(err.saved, err.now, config, unit)
     if not defining:  # nothing left in the run's terms: say it in the unit's
         return err
-    return ConfigChangedError(config_changed_message(out, defining), err.saved, err.now)
+    message = config_changed_message(out, with_notes(defining, err.notes))
+    return ConfigChangedError(message, err.saved, err.now, err.notes)
 
 
 def changes_in_run_terms(

@@ -315,7 +315,14 @@ def compare_configs(cfg: Any, tasks: list[Task], out: Path) -> dict[int, list[st
     :class:`XDreamError` before any task runs: naming every change of a key that defines an
     experiment (continuing would mix two experiments in one record), or every experiment that
     has already run more than a lowered budget (a run cannot be shortened)."""
-    from xdream.experiment import CHANGEABLE_KEYS, config_changes, files_named, moved_files
+    from xdream.experiment import (
+        CHANGEABLE_KEYS,
+        config_changes,
+        files_named,
+        moved_files,
+        other_files,
+        with_notes,
+    )
     from xdream.multi import changes_in_run_terms
     from xdream.records import RunFolder, load_checkpoint
 
@@ -330,18 +337,22 @@ def compare_configs(cfg: Any, tasks: list[Task], out: Path) -> dict[int, list[st
         except XDreamError:  # a damaged config.yaml: the task's resume checks the checkpoint
             continue
         defining, changes = config_changes(saved, task.config)
+        notes: dict[str, str] = {}
         if defining and folder.checkpoint.exists():  # a weight file moved: the same file?
             try:
                 files = load_checkpoint(folder.checkpoint).get("files")
             except XDreamError:  # a damaged checkpoint: the task's resume says so
                 files = None
-            saved = moved_files(saved, task.config, files, files_named(task.config))
+            read = files_named(task.config)
+            saved = moved_files(saved, task.config, files, read)
             defining, changes = config_changes(saved, task.config)
+            notes = other_files(files, read, "the experiment")
         if defining:  # the noise seed as the sweep's config gives it, not the unit's number
             seeded = dataclasses.replace(
                 cfg, experiment=dataclasses.replace(cfg.experiment, seed=task.seed)
             )
             defining = changes_in_run_terms(saved, task.config, seeded, task.unit) or defining
+            defining = with_notes(defining, notes)
             refused.append(f"{task.folder}: {'; '.join(defining)}")
         if changes:
             allowed[i] = changes

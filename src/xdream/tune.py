@@ -938,7 +938,14 @@ def check_config(
     a weight file is no change where it names the file the trials read (the same size and
     fingerprint, as a checkpoint of the study's trial folders in ``here`` records it): the
     study or its weights moved; the new path is stored."""
-    from xdream.experiment import READ_AGAIN, config_changes, files_named, moved_files
+    from xdream.experiment import (
+        READ_AGAIN,
+        config_changes,
+        files_named,
+        moved_files,
+        other_files,
+        with_notes,
+    )
 
     saved = study.user_attrs.get("config")
     where = ""
@@ -965,8 +972,10 @@ def check_config(
     weights = [f"{section}.{key}:" for section, key in READ_AGAIN]
     if here is not None and any(c.startswith(tuple(weights)) for c in changes):
         files = _trial_files(study, here)  # a weight file moved: the same file?
-        moved = moved_files(saved, dict(config), files, files_named(dict(config)))
+        read = files_named(dict(config))
+        moved = moved_files(saved, dict(config), files, read)
         defining, budget = config_changes(moved, dict(config))
+        defining = with_notes(defining, other_files(files, read, "its trials"))
         if moved != saved and not [*defining, *budget]:
             study.set_user_attr("config", dict(config))
             if console is not None:
