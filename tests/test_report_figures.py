@@ -153,6 +153,24 @@ def test_a_folders_runs_write_their_score_figures_in_the_formats_asked_for(
     _check_svg(tmp_path / "one" / report.FIGURES_DIR / "scores.svg")
 
 
+def test_a_report_leaves_the_callers_matplotlib_backend_and_figures(run: Path) -> None:
+    """Writing a report (its score figure) switched the calling program's matplotlib backend
+    to Agg for good (matplotlib.use): a notebook's inline figures or a script's windows
+    showed nothing afterwards. The report draws on a Figure of its own."""
+    plt.switch_backend("svg")  # stands for a notebook's or a window's backend: not Agg
+    try:
+        fig, ax = plt.subplots()
+        report.draw_scores(ax, run)
+        report.write_report(run, figure_formats="svg,pdf")
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == [fig.number]  # the caller's figure is still open
+        _check_svg(run / report.FIGURES_DIR / "scores.svg")
+        _check_pdf(run / report.FIGURES_DIR / "scores.pdf")
+    finally:
+        plt.close("all")
+        plt.switch_backend("Agg")
+
+
 def _lines(ax: Any) -> dict[str, Any]:
     return {line.get_label(): line for line in ax.get_lines()}
 

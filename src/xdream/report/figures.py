@@ -87,21 +87,18 @@ def score_figure(rec: records.Record, title: str, fmt: str = "png") -> bytes:
     file of format ``fmt`` (one of :data:`FIGURE_FORMATS`; text settings :data:`VECTOR_TEXT`,
     leaving the caller's matplotlib settings as they were)."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     if fmt not in FIGURE_FORMATS:
         raise XDreamError(f"cannot write figures as {fmt!r}: accepted are {FIGURE_FORMATS}")
     with matplotlib.rc_context(VECTOR_TEXT):
-        fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
-        try:
-            draw_scores(ax, rec, title)
-            fig.tight_layout()
-            buf = io.BytesIO()
-            fig.savefig(buf, format=fmt)
-        finally:
-            plt.close(fig)
+        # a Figure of its own, not pyplot's: the caller's backend (a notebook's, a window's)
+        # and open figures stay as they were
+        fig = Figure(figsize=(7, 3.6), dpi=100)
+        draw_scores(fig.subplots(), rec, title)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt)
     return buf.getvalue()
 
 
