@@ -403,7 +403,9 @@ def test_a_sweep_whose_weight_file_moved_goes_on_once_its_config_names_the_same_
     assert f"(another file: '{tmp_path / 'other.pt'}' (" in str(e.value)
     assert f"not the one the experiment read, '{tmp_path / 'a' / 'w.pt'}' (" in str(e.value)
     cfg, tasks = load(toml(tmp_path / "b" / "w.pt", 2))
-    assert sweep.compare_configs(cfg, tasks, out) == {0: ["experiment.generations: 1 -> 2"]}
+    moved: list[str] = []  # what the sweep says it took (it said nothing)
+    assert sweep.compare_configs(cfg, tasks, out, moved) == {0: ["experiment.generations: 1 -> 2"]}
+    assert moved == [f"target.weights: '{tmp_path / 'a' / 'w.pt'}' -> '{tmp_path / 'b' / 'w.pt'}'"]
     summary = sweep.run_task(tasks[0].config, str(out / tasks[0].folder), 1)
     assert summary["generations"] == 2 and not summary.get("error"), summary
 

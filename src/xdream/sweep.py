@@ -309,14 +309,20 @@ def _finished(folder: Path) -> dict[str, Any] | None:
     return None
 
 
-def compare_configs(cfg: Any, tasks: list[Task], out: Path) -> dict[int, list[str]]:
+def compare_configs(
+    cfg: Any, tasks: list[Task], out: Path, moved: list[str] | None = None
+) -> dict[int, list[str]]:
     """The changes of :data:`xdream.experiment.CHANGEABLE` keys between each started task's
     folder (its ``config.yaml``) and the sweep's config for it, by task index; raises
     :class:`XDreamError` before any task runs: naming every change of a key that defines an
     experiment (continuing would mix two experiments in one record), or every experiment that
-    has already run more than a lowered budget (a run cannot be shortened)."""
+    has already run more than a lowered budget (a run cannot be shortened). A weight file's
+    new path that names the file a task read (:func:`~xdream.experiment.moved_files`) is no
+    change: each such path change (``"target.weights: 'old' -> 'new'"``) is added to
+    ``moved`` where given, once, for the sweep to say that it took it."""
     from xdream.experiment import (
         CHANGEABLE_KEYS,
+        READ_AGAIN,
         config_changes,
         files_named,
         moved_files,
@@ -344,9 +350,13 @@ def compare_configs(cfg: Any, tasks: list[Task], out: Path) -> dict[int, list[st
             except XDreamError:  # a damaged checkpoint: the task's resume says so
                 files = None
             read = files_named(task.config)
-            saved = moved_files(saved, task.config, files, read)
+            before, saved = saved, moved_files(saved, task.config, files, read)
             defining, changes = config_changes(saved, task.config)
             notes = other_files(files, read, "the experiment")
+            for section, key in READ_AGAIN:  # the sections moved_files gave the new path
+                if moved is not None and saved.get(section) is not before.get(section):
+                    said = f"{section}.{key}: {before[section][key]!r} -> {saved[section][key]!r}"
+                    moved.extend([] if said in moved else [said])
         if defining:  # the noise seed as the sweep's config gives it, not the unit's number
             seeded = dataclasses.replace(
                 cfg, experiment=dataclasses.replace(cfg.experiment, seed=task.seed)
@@ -550,7 +560,8 @@ def run_sweep(
     lock = hold_sweep(out)
     try:
         tasks = plan(cfg, sweep, out)
-        changed = compare_configs(cfg, tasks, out)
+        moved: list[str] = []
+        changed = compare_configs(cfg, tasks, out, moved)
         results: dict[int, dict[str, Any]] = {}
         for i, task in enumerate(tasks):
             done = None if i in changed else _finished(out / task.folder)
@@ -559,6 +570,13 @@ def run_sweep(
         check_tasks(
             cfg, [t for i, t in enumerate(tasks) if i not in results], out, local=not address
         )
+        if moved and console is not None:
+            console.print(
+                f"weight files at a new path, the same files (same size and fingerprint) as "
+                f"the experiments read, taken: {'; '.join(moved)}",
+                highlight=False,
+                markup=False,
+            )
         if changed and console is not None:
             changes = list(dict.fromkeys(c for cs in changed.values() for c in cs))
             console.print(
