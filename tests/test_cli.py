@@ -868,6 +868,7 @@ def test_a_run_whose_weight_file_moved_resumes_once_config_yaml_names_the_same_f
         assert main(["resume", str(folder)]) == 2
         err = capsys.readouterr().err
         assert "where the same file is now elsewhere, write its path into the run's" in err
+        assert "(stem.conv.weight). The run read these files:" in err, err  # two sentences
         assert err.count("\n") == 1, err
     # another file under the new path is refused, naming the one the run read
     scaled = {k: v * 1.5 if v.is_floating_point() else v for k, v in state.items()}

@@ -276,6 +276,13 @@ def with_notes(defining: list[str], notes: dict[str, str]) -> list[str]:
     return [change + notes.get(_changed_key(change), "") for change in defining]
 
 
+def missing_file_message(err: BaseException, checkpoint: Path) -> str:
+    """A weight file's missing-file error ``err`` followed by :func:`where_files_were` of the
+    run in ``checkpoint``'s folder, as its own sentence."""
+    text, hint = str(err), where_files_were(checkpoint)
+    return f"{text}{'' if not hint or text.endswith('.') else '.'}{hint}"
+
+
 def where_files_were(checkpoint: Path) -> str:
     """A sentence naming the :data:`READ_AGAIN` files the run in ``checkpoint``'s folder read
     (its checkpoint records them), for a resume that cannot find one; '' when unknown."""
@@ -1030,7 +1037,7 @@ class Experiment:
         try:
             experiment = cls.from_config(folder.load_config(), out)
         except MissingFileError as err:  # a weights file: say where the run found it
-            raise MissingFileError(f"{err}{where_files_were(folder.checkpoint)}") from None
+            raise MissingFileError(missing_file_message(err, folder.checkpoint)) from None
         experiment.restore()
         return experiment
 

@@ -978,15 +978,15 @@ class MultiExperiment:
     def resume(cls, out: str | Path) -> MultiExperiment:
         """Continue a many-unit run from its folder (each unit from its own checkpoint)."""
         from xdream.errors import MissingFileError
-        from xdream.experiment import where_files_were
+        from xdream.experiment import missing_file_message
         from xdream.records import RunFolder, raise_for_folder
 
         try:
             return cls.from_config(RunFolder(out).load_config(), out, resume=True)
         except MissingFileError as err:  # a weights file: say where the run found it
             units = sorted(Path(out).glob("units/*/checkpoint.pkl"))
-            hint = where_files_were(units[0]) if units else ""
-            raise MissingFileError(f"{err}{hint}") from None
+            message = missing_file_message(err, units[0]) if units else str(err)
+            raise MissingFileError(message) from None
         except BaseException as err:  # a unit's error names its own folder; resume takes this
             raise_for_folder(err, Path(out))
             raise
