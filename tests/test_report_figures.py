@@ -221,6 +221,11 @@ def test_best_images_are_each_generations_best_at_full_resolution(run: Path) -> 
     assert last.generation == int(np.nanargmax(rec.best_per_generation))
     assert last.score == np.nanmax(rec.scores)
     assert [b.generation for b in report.best_images(run, [-1, 0])] == [GENERATIONS - 1, 0]
+    # one generation given alone (a raw TypeError before), and a wrong kind in one line
+    assert [b.generation for b in report.best_images(run, -1)] == [GENERATIONS - 1]
+    assert [b.generation for b in report.best_images(run, np.int64(1))] == [1]
+    with pytest.raises(XDreamError, match=r"generations must be whole numbers .*got 1.5"):
+        report.best_images(run, [1.5])  # type: ignore[list-item]
     # without the saved PNGs, drawn from the recorded codes: the same images
     shutil.rmtree(run / "images")
     drawn = report.best_images(run)

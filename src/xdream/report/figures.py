@@ -280,9 +280,10 @@ def _draw_bests(
     return images
 
 
-def best_images(run: str | Path, generations: Sequence[int] | None = None) -> list[BestImage]:
+def best_images(run: str | Path, generations: int | Sequence[int] | None = None) -> list[BestImage]:
     """The best image of each generation of the run in folder ``run`` (or of those in
-    ``generations``), in order, as the report's montage shows them but at full resolution:
+    ``generations``, a list or one generation), in order, as the report's montage shows them
+    but at full resolution:
     the image the run saved (``images/genNNN_best.png``), else drawn from its recorded code by
     the run's generator. A generation without a scored image (every response to it missing)
     has none and is left out: :attr:`BestImage.generation` says which each is. A
@@ -296,8 +297,14 @@ def best_images(run: str | Path, generations: Sequence[int] | None = None) -> li
     wanted = list(range(n))
     if generations is not None:
         picked = []
-        for g in generations:
-            i = operator.index(g)
+        asked = [generations] if isinstance(generations, (int, np.integer)) else generations
+        for g in asked:
+            try:
+                i = operator.index(g)
+            except TypeError:
+                raise XDreamError(
+                    f"generations must be whole numbers (a list of them, or one), got {g!r}"
+                ) from None
             if not -n <= i < n:
                 held = f"generations 0 to {n - 1}" if n else "no generation yet"
                 raise XDreamError(
