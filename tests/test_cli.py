@@ -900,6 +900,49 @@ def test_a_run_whose_weight_file_moved_resumes_once_config_yaml_names_the_same_f
         assert records.read(unit).summary["status"] == "finished"
 
 
+def test_a_moved_weight_file_hides_no_other_change_and_an_unmoved_one_is_none(
+    tmp_path: Path,
+) -> None:
+    """The same weight file at a new path in config.yaml is taken as no change, but only
+    its path: another key of [target] changed with it is still refused, and a resume with
+    the file where it was says no change at all (mutation audit N)."""
+    import torch
+
+    from xdream import config as config_mod
+    from xdream import networks
+    from xdream.errors import ConfigChangedError
+    from xdream.experiment import Experiment
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    torch.save(networks.make("efficientnet-lite0").module.state_dict(), tmp_path / "a" / "w.pt")
+    text = FAST_RUN.format(generations=3) + f'weights = "{tmp_path / "a" / "w.pt"}"\n'
+    run = tmp_path / "run"
+    exp = Experiment.from_config(config_mod.from_dict(config_mod.tomllib.loads(text)), run)
+    exp._start()
+    exp.step()
+    exp.flush()
+    exp.release_folder()
+    again = Experiment.resume(run)  # nothing moved, nothing changed
+    assert again.config_changes == []
+    again.release_folder()
+    (tmp_path / "a" / "w.pt").rename(tmp_path / "b" / "w.pt")
+    saved = (run / "config.yaml").read_text()
+    assert "channel: 3\n" in saved
+    moved = saved.replace("/a/w.pt", "/b/w.pt")
+    (run / "config.yaml").write_text(moved.replace("channel: 3\n", "channel: 4\n"))
+    with pytest.raises(ConfigChangedError, match=r"target\.channel: 3 -> 4") as refused:
+        Experiment.resume(run)
+    assert refused.value.saved["target"]["weights"] == str(tmp_path / "b" / "w.pt")
+    (run / "config.yaml").write_text(moved)
+    again = Experiment.resume(run)
+    assert again.config_changes == [
+        f"target.weights: {str(tmp_path / 'a' / 'w.pt')!r} -> {str(tmp_path / 'b' / 'w.pt')!r} "
+        "(the same file: same size and fingerprint)"
+    ]
+    again.release_folder()
+
+
 def test_a_checkpoint_without_its_config_resumes_as_before(tmp_path: Path) -> None:
     """Checkpoints written before the config was stored in them carry nothing to compare."""
     import pickle

@@ -2173,3 +2173,49 @@ def test_a_first_generation_without_an_answer_has_no_best_score(tmp_path: Path) 
     assert summary["best_score"] is None
     written = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert written["first_generation_best_score"] is None
+
+
+def test_moved_files_takes_a_new_path_only_for_a_file_of_the_same_size_and_fingerprint() -> None:
+    """A weight file is the same file at a new path only where both its size and its
+    fingerprint (SHA-256 of its first and last MiB, which a file differing in the middle
+    shares) are the recorded ones; only that path is taken, nothing is changed in place, and
+    a path that did not change is left as it was (mutation audit N)."""
+    from xdream.experiment import moved_files
+
+    then = {"target": {"weights": "/a/w.pt", "channel": 3}, "generator": {"name": "pixels"}}
+    now = {"target": {"weights": "/b/w.pt", "channel": 4}, "generator": {"name": "pixels"}}
+    files = {"target.weights": {"path": "/a/w.pt", "size": 10, "sha256_ends": "f0"}}
+
+    def read(size: int, ends: str) -> dict[str, dict[str, object]]:
+        return {"target.weights": {"path": "/b/w.pt", "size": size, "sha256_ends": ends}}
+
+    moved = moved_files(then, now, files, read(10, "f0"))
+    assert moved == {**then, "target": {"weights": "/b/w.pt", "channel": 3}}
+    assert then["target"] == {"weights": "/a/w.pt", "channel": 3}  # not changed in place
+    assert moved["generator"] is then["generator"]
+    for other in (read(11, "f0"), read(10, "f1")):  # longer, or another fingerprint
+        assert moved_files(then, now, files, other) == then
+    assert moved_files(then, now, None, read(10, "f0")) is then  # nothing recorded
+    same = {**now, "target": {**now["target"], "weights": "/a/w.pt"}}
+    assert moved_files(then, same, files, read(10, "f0"))["target"] is then["target"]
+
+
+def test_where_files_were_names_only_the_files_a_checkpoint_records_with_their_path(
+    tmp_path: Path,
+) -> None:
+    """The hint of a resume that cannot find a weight file names each file the checkpoint
+    records with its path, and is '' where it records none with a path (a record of another
+    form is left out, not an error that hides the missing file's; mutation audit N)."""
+    from xdream.experiment import where_files_were
+    from xdream.records import save_checkpoint
+
+    checkpoint = tmp_path / "checkpoint.pkl"
+    save_checkpoint(checkpoint, {"files": {"target.weights": {"size": 10}}})
+    assert where_files_were(checkpoint) == ""
+    save_checkpoint(
+        checkpoint,
+        {"files": {"target.weights": {"size": 10}, "generator.weights": {"path": "/g.pt"}}},
+    )
+    hint = where_files_were(checkpoint)
+    assert hint.startswith(" The run read these files: [generator] weights was /g.pt (")
+    assert "[target]" not in hint

@@ -403,6 +403,12 @@ def test_a_sweep_whose_weight_file_moved_goes_on_once_its_config_names_the_same_
     assert f"(another file: '{tmp_path / 'other.pt'}' (" in str(e.value)
     assert f"not the one the experiment read, '{tmp_path / 'a' / 'w.pt'}' (" in str(e.value)
     cfg, tasks = load(toml(tmp_path / "b" / "w.pt", 2))
+    checkpoint = out / tasks[0].folder / "checkpoint.pkl"
+    kept = checkpoint.read_bytes()
+    checkpoint.write_bytes(b"damaged")  # what the file was cannot be read: a change, as before
+    with pytest.raises(XDreamError, match=r"genetic/seed0: target.weights: '.*/a/w.pt' -> '.*/b/"):
+        sweep.compare_configs(cfg, tasks, out)
+    checkpoint.write_bytes(kept)
     moved: list[str] = []  # what the sweep says it took (it said nothing)
     assert sweep.compare_configs(cfg, tasks, out, moved) == {0: ["experiment.generations: 1 -> 2"]}
     assert moved == [f"target.weights: '{tmp_path / 'a' / 'w.pt'}' -> '{tmp_path / 'b' / 'w.pt'}'"]

@@ -269,8 +269,14 @@ def test_a_study_whose_weight_file_moved_goes_on_with_the_same_file_at_its_new_p
     scaled = {k: v * 1.5 if v.is_floating_point() else v for k, v in state.items()}
     torch.save(scaled, tmp_path / "other.pt")
 
-    def small(weights: Path) -> tuple[Any, Any]:
-        return _small(tmp_path, **{'device = "cpu"': f'device = "cpu"\nweights = "{weights}"'})
+    def small(weights: Path, references: int = 2) -> tuple[Any, Any]:
+        return _small(
+            tmp_path,
+            **{
+                'device = "cpu"': f'device = "cpu"\nweights = "{weights}"',
+                "n_references = 2": f"n_references = {references}",
+            },
+        )
 
     out = tmp_path / "o"
     assert len(tune.run_tune(*small(tmp_path / "a" / "w.pt"), out).trials) == 1
@@ -279,9 +285,37 @@ def test_a_study_whose_weight_file_moved_goes_on_with_the_same_file_at_its_new_p
         tune.run_tune(*small(tmp_path / "other.pt"), out, trials=1)
     assert f"(another file: '{tmp_path / 'other.pt'}' (" in str(e.value)
     assert f"not the one its trials read, '{tmp_path / 'a' / 'w.pt'}' (" in str(e.value)
-    study = tune.run_tune(*small(tmp_path / "b" / "w.pt"), out, trials=1)
+    with pytest.raises(XDreamError, match=r"experiment.n_references: 2 -> 3"):
+        tune.run_tune(*small(tmp_path / "b" / "w.pt", 3), out, trials=1)  # the same file, too
+    study = tune.run_tune(*small(tmp_path / "b" / "w.pt"), out, trials=1)  # stored as it was
     assert len(study.trials) == 2
     assert study.user_attrs["config"]["target"]["weights"] == str(tmp_path / "b" / "w.pt")
+
+
+def test_the_weight_files_a_studys_trials_read_are_found_in_any_of_its_trial_folders(
+    tmp_path: Path,
+) -> None:
+    """_trial_files looks past a trial without a folder, a damaged checkpoint and one that
+    records no file, in the folders of a seed's run of one unit as of many (mutation audit N)."""
+    from types import SimpleNamespace
+
+    from xdream import tune
+    from xdream.records import save_checkpoint
+
+    read = {"target.weights": {"path": "/a/w.pt", "size": 10, "sha256_ends": "f0"}}
+    trials = [SimpleNamespace(user_attrs={}), SimpleNamespace(user_attrs={"folder": "t1"})]
+    study = SimpleNamespace(get_trials=lambda deepcopy: trials)
+    (tmp_path / "t1" / "seed0").mkdir(parents=True)
+    (tmp_path / "t1" / "seed0" / "checkpoint.pkl").write_bytes(b"damaged")
+    for folder in ("seed1", "seed2", "seed2/units/u"):
+        (tmp_path / "t1" / folder).mkdir(parents=True)
+    save_checkpoint(tmp_path / "t1" / "seed1" / "checkpoint.pkl", {"files": {}})
+    assert tune._trial_files(study, tmp_path) is None
+    save_checkpoint(tmp_path / "t1" / "seed2" / "checkpoint.pkl", {"files": read})
+    assert tune._trial_files(study, tmp_path) == read
+    (tmp_path / "t1" / "seed2" / "checkpoint.pkl").rename(tmp_path / "t1" / "seed2" / "c")
+    save_checkpoint(tmp_path / "t1" / "seed2" / "units" / "u" / "checkpoint.pkl", {"files": read})
+    assert tune._trial_files(study, tmp_path) == read
 
 
 def test_a_unit_given_x_only_is_scored(tmp_path: Path) -> None:
