@@ -2785,3 +2785,28 @@ def test_a_kill_after_the_middle_block_of_a_plan_is_written_resumes(
     _as_earlier_journal(folder, earlier)
     _, scores, _ = score_one_generation(folder, answer, n=6, block_size=2, response_format="json")
     np.testing.assert_array_equal(scores, [0.0, 0.0, 1.0, 1.0, 2.0, 2.0])
+
+
+def test_each_block_is_journaled_as_being_written_fsynced_before_its_first_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal write that records a block as being written (``writing``) is the fsynced
+    one, made before any of the block's stimuli exist, once per block: a power cut after a
+    file is out must not leave a journal that says nothing of the block (mutation audit N)."""
+    save = RigScorer._save
+    seen: list[tuple[int, bool, bool]] = []  # block being written, durable, a stimulus out
+
+    def spy(self: RigScorer, durable: bool = True) -> None:
+        writing = self.state.get("writing")
+        if writing is not None and (not seen or seen[-1][0] != writing["block"]):
+            blk = self.state["blocks"][str(writing["block"])]
+            out = any((self.write_dir / s["name"]).exists() for s in blk["stimuli"])
+            seen.append((writing["block"], durable, out))
+        save(self, durable)
+
+    monkeypatch.setattr(RigScorer, "_save", spy)
+    scorer, _, _ = score_one_generation(
+        tmp_path / "run", _answer_with_block_number, n=4, block_size=2
+    )
+    blocks = sorted(int(b) for b in scorer.state["blocks"])
+    assert len(blocks) > 1 and seen == [(b, True, False) for b in blocks], seen
