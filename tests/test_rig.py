@@ -2810,3 +2810,36 @@ def test_each_block_is_journaled_as_being_written_fsynced_before_its_first_file(
     )
     blocks = sorted(int(b) for b in scorer.state["blocks"])
     assert len(blocks) > 1 and seen == [(b, True, False) for b in blocks], seen
+
+
+def test_a_response_that_comes_while_xdream_is_down_before_its_first_block_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed before it wrote its first block (the journal records none being written): a
+    response to block 0 that another session wrote while xdream was down is refused on
+    resume as another session's, not taken as block 0's answer (mutation audit N: a new
+    journal without its ``writing`` entry, or one read as if it had none, failed no test)."""
+    folder = tmp_path / "run"
+    rig = {"response_format": "json"}
+    ensure_written = RigScorer._ensure_written
+
+    def killed_before_block_0(self: RigScorer, blk: dict[str, Any], images: Any) -> None:
+        if blk["block"] == 0:
+            raise Killed
+        ensure_written(self, blk, images)
+
+    monkeypatch.setattr(RigScorer, "_ensure_written", killed_before_block_0)
+    with pytest.raises(Killed):
+        score_one_generation(folder, _answer_with_block_number, n=2, **rig)
+    monkeypatch.setattr(RigScorer, "_ensure_written", ensure_written)
+    journal = json.loads((folder / "rig" / "state.json").read_text())
+    assert journal["blocks"]["0"]["written"] is None and journal["writing"] is None
+    names = [f"block000_{m:03d}_gen000_{m:06d}.png" for m in range(2)]
+    write_response(folder / "stimuli", 0, "json", names, [[99.0], [99.0]])  # xdream is down
+    with pytest.raises(
+        XDreamError, match=r"holds files of a block this run has not written \(block000\.json"
+    ):
+        score_one_generation(folder, _answer_with_block_number, n=2, **rig)
+    (folder / "stimuli" / "block000.json").rename(tmp_path / "block000.json")
+    _, scores, _ = score_one_generation(folder, _answer_with_block_number, n=2, **rig)
+    np.testing.assert_array_equal(scores, [0.0, 0.0])  # the rig's answer, after the resume
