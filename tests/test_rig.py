@@ -2843,3 +2843,60 @@ def test_a_response_that_comes_while_xdream_is_down_before_its_first_block_is_re
     (folder / "stimuli" / "block000.json").rename(tmp_path / "block000.json")
     _, scores, _ = score_one_generation(folder, _answer_with_block_number, n=2, **rig)
     np.testing.assert_array_equal(scores, [0.0, 0.0])  # the rig's answer, after the resume
+
+
+def test_a_known_early_file_gone_meanwhile_is_nothing_to_refuse(tmp_path: Path) -> None:
+    """refuse_unwritten_blocks lists a folder, then looks at each early file: one removed
+    in between (the rig's clean-up) is nothing to refuse; one changed since is (mutation
+    audit N)."""
+    path = tmp_path / "block001.json"
+    assert scorer_mod._known_early(path, [[5, 1]])  # gone
+    path.write_text("{}")
+    st = path.stat()
+    assert scorer_mod._known_early(path, [[1, 1], [st.st_size, st.st_mtime_ns]])
+    assert not scorer_mod._known_early(path, [[st.st_size + 1, st.st_mtime_ns]])
+    assert not scorer_mod._known_early(path, [])
+
+
+def test_an_earlier_xdreams_journal_converted_on_resume_refuses_a_later_blocks_foreign_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal of an earlier xdream (no ``writing`` entry) is read as its rule says (the
+    next block may have been written) and converted at once: after that block is answered and
+    xdream is killed again before it writes the next one, a response to that next block
+    written meanwhile is another session's, refused (mutation audit N: without the
+    conversion the second resume read the journal by the earlier rule again and took it as
+    the next block's answer)."""
+    folder = tmp_path / "run"
+    rig = {"response_format": "json"}
+    score_one_generation(folder, _answer_with_block_number, n=2, **rig)  # block 0
+    ensure_written = RigScorer._ensure_written
+    killed_at: list[int] = []
+
+    def killed_before(self: RigScorer, blk: dict[str, Any], images: Any) -> None:
+        if blk["block"] in killed_at and blk["written"] is None:
+            raise Killed
+        ensure_written(self, blk, images)
+
+    monkeypatch.setattr(RigScorer, "_ensure_written", killed_before)
+    killed_at.append(1)
+    with pytest.raises(Killed):
+        score_one_generation(folder, _answer_with_block_number, n=2, generation=1, **rig)
+    killed_at.clear()
+    journal_path = folder / "rig" / "state.json"
+    journal = json.loads(journal_path.read_text())
+    del journal["writing"]  # as an earlier xdream wrote it: block 1 may have been written
+    journal_path.write_text(json.dumps(journal))
+    write_response(folder / "stimuli", 1, "json", _gen_1_names(), [[7.0], [7.0]])  # its answer
+    _, scores, _ = score_one_generation(folder, _answer_with_block_number, n=2, generation=1, **rig)
+    np.testing.assert_array_equal(scores, [7.0, 7.0])
+    killed_at.append(2)
+    with pytest.raises(Killed):
+        score_one_generation(folder, _answer_with_block_number, n=2, generation=2, **rig)
+    names = [f"block002_{m:03d}_gen002_{m:06d}.png" for m in range(2)]
+    write_response(folder / "stimuli", 2, "json", names, [[99.0], [99.0]])  # xdream is down
+    monkeypatch.setattr(RigScorer, "_ensure_written", ensure_written)
+    with pytest.raises(
+        XDreamError, match=r"holds files of a block this run has not written \(block002\.json"
+    ):
+        score_one_generation(folder, _answer_with_block_number, n=2, generation=2, **rig)
