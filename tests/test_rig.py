@@ -2047,6 +2047,10 @@ def test_a_finished_rig_run_killed_before_it_said_so_resumed_without_its_share_s
     assert (run / "checkpoint.pkl").exists()
     before = read_status(run)
     assert before["state"] == "waiting"
+    checked = RigScorer(RigSection(write_dir=str(share)), seed=0, stderr=io.StringIO())
+    checked.check_folder(run)  # passes: the share is there
+    checked.close()  # then refused otherwise, before bind: not said finished (audit N)
+    assert read_status(run) == before
     share.rename(tmp_path / "off")
     assert main(["resume", str(run)]) == 0
     assert f"results: {run}" in capsys.readouterr().out
