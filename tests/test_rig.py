@@ -2904,3 +2904,37 @@ def test_an_earlier_xdreams_journal_converted_on_resume_refuses_a_later_blocks_f
         XDreamError, match=r"holds files of a block this run has not written \(block002\.json"
     ):
         score_one_generation(folder, _answer_with_block_number, n=2, generation=2, **rig)
+
+
+def test_a_finished_runs_status_is_said_from_its_journal_as_it_can_be(tmp_path: Path) -> None:
+    """A finished rig run resumed without its share (check_folder refused, no bind) has its
+    rig/status.json say finished, with the folders its config names; a journal that is no
+    journal, or a status file that cannot be written, leaves the status as it is, without an
+    error: the results are said either way (mutation audit N: R26-R28)."""
+    run = tmp_path / "run"
+    (run / "rig").mkdir(parents=True)
+    params = RigSection(write_dir=str(tmp_path / "share"), score_dir=str(tmp_path / "answers"))
+    journal = json.dumps({"generation": 3, "blocks": {}, "counts": {}})
+    waiting = json.dumps({"state": "waiting"})
+
+    def closed() -> None:
+        scorer = RigScorer(params, seed=0, stderr=io.StringIO())
+        with pytest.raises(XDreamError, match="share"):
+            scorer.check_folder(run)  # the share is not mounted
+        scorer.close()
+
+    (run / "rig" / "state.json").write_text(journal)
+    (run / "rig" / "status.json").write_text(waiting)
+    closed()
+    status = read_status(run)
+    assert status["state"] == "finished" and status["generation"] == 3
+    assert status["score_dir"] == str(tmp_path / "answers")
+    assert status["write_dir"] == str(tmp_path / "share")
+    (run / "rig" / "status.json").write_text(waiting)
+    (run / "rig" / "state.json").write_text("[]")
+    closed()
+    assert read_status(run) == {"state": "waiting"}
+    (run / "rig" / "state.json").write_text(journal)
+    (run / "rig" / "status.json").unlink()
+    (run / "rig" / "status.json").mkdir()  # cannot be written
+    closed()
