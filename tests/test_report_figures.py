@@ -265,3 +265,33 @@ def test_the_readmes_figure_example_runs(run: Path, tmp_path: Path) -> None:
         os.chdir(cwd)
         plt.close("all")
     _check_pdf(tmp_path / "figure2.pdf", truetype=False)  # the caller's settings: Type 3
+
+
+def test_the_best_image_is_the_runs_best_where_a_later_generation_scored_lower(
+    run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """best_image is the run's best-scoring image, not the last generation's best (a run
+    whose scores fell: a noisy unit, a rig's; mutation audit N)."""
+    import dataclasses
+
+    from xdream.report import figures
+
+    read = figures._read
+
+    def fallen(folder: str | Path) -> records.Record:
+        rec = read(folder)
+        later = rec.generation > 0
+        return dataclasses.replace(rec, scores=np.where(later, rec.scores - 100, rec.scores))
+
+    monkeypatch.setattr(figures, "_read", fallen)
+    rec = fallen(run)
+    best = report.best_image(run)
+    assert best.generation == 0 and best.score == np.nanmax(rec.scores)
+    assert best.image_id == rec.image_ids[np.nanargmax(rec.scores)]
+
+
+def test_a_best_images_array_is_rgb_whatever_its_images_mode() -> None:
+    """BestImage.array is (H, W, 3) 8-bit RGB for an image of any mode (mutation audit N)."""
+    gray = report.BestImage(0, 1.0, "gen000_000000", Image.new("L", (4, 3), 7))
+    assert gray.array.shape == (3, 4, 3) and gray.array.dtype == np.uint8
+    assert (gray.array == 7).all()
