@@ -167,7 +167,7 @@ def experiment_report(
             stem = dest / FIGURES_DIR / Path(fig.name).stem
             for fmt, data in fig.formats.items():
                 _write(stem.with_suffix(f".{fmt}"), data, out is not None)
-            if fig.png is not None:
+            if fig.plot and fig.png is not None:  # a montage is PNG only
                 _earlier_formats(stem, fig, notes)
 
     best, ref = summary.get("best_score"), summary.get("best_reference_score")

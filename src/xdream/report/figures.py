@@ -31,13 +31,16 @@ if TYPE_CHECKING:
 class Figure:
     """A figure of the report: its file name, title, PNG bytes and a caption; a plot (the
     score figure) also in the other formats asked for (:data:`FIGURE_FORMATS`), as ``{format:
-    bytes}`` (written as the file name with that suffix)."""
+    bytes}`` (written as the file name with that suffix). ``plot``: whether it is such a plot
+    (an image montage is PNG only, so a file of another format beside it is none of the
+    report's)."""
 
     name: str
     title: str
     png: bytes | None
     caption: str
     formats: dict[str, bytes] = field(default_factory=dict)
+    plot: bool = False
 
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
@@ -351,6 +354,7 @@ def experiment_figures(
             "points are the scores of that generation's natural reference images, the band "
             "their range.",
             {fmt: score_figure(rec, title, fmt) for fmt in figure_formats(formats)},
+            plot=True,
         )
     ]
 
