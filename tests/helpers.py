@@ -177,3 +177,17 @@ class SharedReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.conv2(self.relu(self.conv1(x))))
+
+
+def moved_weight_files(tmp_path: Path) -> None:
+    """The files of a weight file that moves: EfficientNet-Lite0's weights in
+    ``tmp_path/a/w.pt`` (a run reads them there, then they are moved to the empty folder
+    ``tmp_path/b``), and another file of the same size, ``tmp_path/other.pt`` (the weights x1.5)."""
+    from xdream import networks
+
+    state = networks.make("efficientnet-lite0").module.state_dict()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    torch.save(state, tmp_path / "a" / "w.pt")
+    scaled = {k: v * 1.5 if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(scaled, tmp_path / "other.pt")

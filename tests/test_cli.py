@@ -837,18 +837,14 @@ def test_a_run_whose_weight_file_moved_resumes_once_config_yaml_names_the_same_f
     fingerprint the checkpoint records) under a new path is taken, and said; another file
     there is still refused, and so is a new path for a many-unit run's weights that holds
     another file."""
-    import torch
-
+    from tests.helpers import moved_weight_files
     from tests.test_experiment import folder_contents
     from tests.test_multi import stopped_after_one_generation
     from xdream import config as config_mod
-    from xdream import networks, records
+    from xdream import records
     from xdream.experiment import Experiment
 
-    state = networks.make("efficientnet-lite0").module.state_dict()
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    torch.save(state, tmp_path / "a" / "w.pt")
+    moved_weight_files(tmp_path)
     plain = FAST_RUN.format(generations=4) + f'weights = "{tmp_path / "a" / "w.pt"}"\n'
     many = plain + "[[targets]]\nchannels = [1, 2]\n"
     run, whole, units = tmp_path / "run", tmp_path / "whole", tmp_path / "units"
@@ -871,8 +867,6 @@ def test_a_run_whose_weight_file_moved_resumes_once_config_yaml_names_the_same_f
         assert "(stem.conv.weight). The run read these files:" in err, err  # two sentences
         assert err.count("\n") == 1, err
     # another file under the new path is refused, naming the one the run read
-    scaled = {k: v * 1.5 if v.is_floating_point() else v for k, v in state.items()}
-    torch.save(scaled, tmp_path / "other.pt")
     for folder in (run, units):
         saved = (folder / "config.yaml").read_text()
         (folder / "config.yaml").write_text(saved.replace("/a/w.pt", "/other.pt"))

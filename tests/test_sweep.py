@@ -373,16 +373,9 @@ def test_a_sweep_whose_weight_file_moved_goes_on_once_its_config_names_the_same_
     """A sweep moved to another machine, or whose weight file moved, was refused as a
     changed `target.weights` when run again with the file's new path; the same file (size and
     fingerprint its tasks' checkpoints record) is taken, another file is still refused."""
-    import torch
+    from tests.helpers import moved_weight_files
 
-    from xdream import networks
-
-    state = networks.make("efficientnet-lite0").module.state_dict()
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    torch.save(state, tmp_path / "a" / "w.pt")
-    scaled = {k: v * 1.5 if v.is_floating_point() else v for k, v in state.items()}
-    torch.save(scaled, tmp_path / "other.pt")
+    moved_weight_files(tmp_path)
     out, path = tmp_path / "out", tmp_path / "s.toml"
 
     def toml(weights: Path, generations: int) -> str:

@@ -258,16 +258,10 @@ def test_a_study_whose_weight_file_moved_goes_on_with_the_same_file_at_its_new_p
     `target.weights` when tuned on with the file's new path; the same file (size and
     fingerprint its trials' checkpoints record) is taken and stored, another is refused."""
     _optuna()
-    import torch
+    from tests.helpers import moved_weight_files
+    from xdream import tune
 
-    from xdream import networks, tune
-
-    state = networks.make("efficientnet-lite0").module.state_dict()
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    torch.save(state, tmp_path / "a" / "w.pt")
-    scaled = {k: v * 1.5 if v.is_floating_point() else v for k, v in state.items()}
-    torch.save(scaled, tmp_path / "other.pt")
+    moved_weight_files(tmp_path)
 
     def small(weights: Path, references: int = 2) -> tuple[Any, Any]:
         return _small(
