@@ -2938,3 +2938,78 @@ def test_a_finished_runs_status_is_said_from_its_journal_as_it_can_be(tmp_path: 
     (run / "rig" / "status.json").unlink()
     (run / "rig" / "status.json").mkdir()  # cannot be written
     closed()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("blocks", [], '"blocks" is a list ([]), not a mapping of block numbers to blocks'),
+        ("blocks", "0", '"blocks" is a string ("0"), not a mapping of block numbers to blocks'),
+        ("blocks", {"0": [1]}, '"blocks"["0"] is a list ([1]), not a mapping'),
+        ("current", [], '"current" is a list ([]), not null or a mapping'),
+        ("counts", [0], '"counts" is a list ([0]), not a mapping'),
+        ("next_block", "1", '"next_block" is a string ("1"), not a whole number'),
+        ("writing", 0, '"writing" is a number (0), not null or a mapping'),
+        ("early", [], '"early" is a list ([]), not a mapping'),
+        ("rows", None, 'it has no "rows"'),
+    ],
+)
+def test_a_hand_edited_rig_journal_of_the_wrong_kind_is_refused_with_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: Any, said: str
+) -> None:
+    """A rig journal (rig/state.json) edited by hand so that a field is not of the kind xdream
+    writes (blocks a list or a string, ...) stopped `xdream resume` with a raw AttributeError
+    or TypeError; it is refused with an error that names the file, the field and what it
+    should be, and how to go on. The journal is left as it is."""
+    from xdream.cli import main
+
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(
+        "[experiment]\ngenerations = 1\nn_references = 0\n"
+        '[generator]\nname = "pixels"\nsize = 8\ncode_size = 4\n'
+        '[optimizer]\nname = "genetic"\npopulation_size = 4\n'
+        '[rig]\ntimeout = 0.05\npoll_interval = 0.002\non_timeout = "pause"\n'
+    )
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out)]) == 3  # paused: block 0 unanswered
+    path = out / "rig" / "state.json"
+    journal = json.loads(path.read_text())
+    if value is None:
+        del journal[field]
+    else:
+        journal[field] = value
+    path.write_text(json.dumps(journal))
+    capsys.readouterr()
+    assert main(["resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"the rig journal {str(path)!r} is not as xdream writes it: {said}." in err
+    assert "Put it back as xdream wrote it" in err and "in a new folder" in err
+    assert json.loads(path.read_text()) == journal
+
+
+def test_a_rig_journal_that_is_no_mapping_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    """A journal holding a list stopped a resume with an AttributeError."""
+    folder = tmp_path / "run"
+    score_one_generation(folder, _answer_with_block_number, n=2, response_format="json")
+    (folder / "rig" / "state.json").write_text("[]")
+    with pytest.raises(XDreamError, match=r"state\.json' is not as xdream writes it: it holds a"):
+        score_one_generation(folder, _answer_with_block_number, n=2, generation=1)
+
+
+def test_a_finished_runs_status_is_left_alone_for_a_journal_of_the_wrong_kind(
+    tmp_path: Path,
+) -> None:
+    """A finished run resumed without its share, whose journal's blocks were edited into a
+    list: its status could not be said and the resume stopped with an AttributeError; it is
+    left as it is, as for a journal that cannot be read."""
+    run = tmp_path / "run"
+    (run / "rig").mkdir(parents=True)
+    params = RigSection(write_dir=str(tmp_path / "share"))
+    (run / "rig" / "state.json").write_text(json.dumps({"generation": 3, "blocks": []}))
+    (run / "rig" / "status.json").write_text(json.dumps({"state": "waiting"}))
+    scorer = RigScorer(params, seed=0, stderr=io.StringIO())
+    with pytest.raises(XDreamError, match="share"):
+        scorer.check_folder(run)
+    scorer.close()
+    assert read_status(run) == {"state": "waiting"}

@@ -257,10 +257,19 @@ class RigScorer(Scorer):
             raise XDreamError(
                 f"cannot read the rig journal {str(self.state_path)!r}: {err}"
             ) from None
+        if not isinstance(state, dict):
+            raise _journal_error(self.state_path, f"it holds {_json_kind(state)}, not a mapping")
         if state.get("version") != STATE_VERSION:
             raise XDreamError(f"rig journal version {state.get('version')} is not supported")
+        problem = journal_problem(state)
+        if problem is None:
+            try:
+                self._rng.bit_generator.state = state["rng"]
+            except (TypeError, ValueError, KeyError) as err:
+                problem = f'"rng" is not the state of a PCG64 generator ({err})'
+        if problem is not None:
+            raise _journal_error(self.state_path, problem)
         self.state = state
-        self._rng.bit_generator.state = state["rng"]
         # a journal of an earlier xdream has no "counted": its files may be counted once more
         self._counted = set(state.setdefault("counted", []))
         for counter in COUNTS:  # nor every count of this one (nan_blocks)
@@ -1394,7 +1403,7 @@ class RigScorer(Scorer):
             state = json.loads((rig_dir / "state.json").read_text())
         except (OSError, ValueError):
             return
-        if not isinstance(state, dict):
+        if not isinstance(state, dict) or not _status_readable(state):
             return
         self.run_dir, self.rig_dir, self.state = folder, rig_dir, state
         self.status_path = rig_dir / "status.json"
@@ -1534,6 +1543,208 @@ def _unjournaled_block(state: dict[str, Any]) -> int | None:
         return None
     pending = sorted(int(k) for k, b in blocks.items() if b.get("written") is None)
     return pending[0] if pending else int(state["next_block"])
+
+
+# What the journal holds, as the code reads it: (test, what it should be) per field. The
+# fields of ``_LATER`` are not in the journal of an earlier xdream (they are set on loading).
+_Field = tuple[Callable[[Any], bool], str]
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+_INT: _Field = (_is_int, "a whole number")
+_NUMBER: _Field = (_is_number, "a number")
+_BOOL: _Field = (lambda x: isinstance(x, bool), "true or false")
+_STR: _Field = (lambda x: isinstance(x, str), "a string")
+_LIST: _Field = (lambda x: isinstance(x, list), "a list")
+_MAP: _Field = (lambda x: isinstance(x, dict), "a mapping")
+
+
+def _or_null(field: _Field) -> _Field:
+    return (lambda x: x is None or field[0](x), f"null or {field[1]}")
+
+
+_TOP: dict[str, _Field] = {
+    "next_block": _INT,
+    "generation": _INT,
+    "n_channels": _or_null(_INT),
+    "blocks": (_MAP[0], "a mapping of block numbers to blocks"),
+    "current": _or_null(_MAP),
+    "rows": _LIST,
+    "best": _or_null(_NUMBER),
+    "last_baseline": _or_null(_NUMBER),
+    "last_latency": _or_null(_NUMBER),
+    "counts": _MAP,
+    "rng": _MAP,
+}
+_TOP_LATER: dict[str, _Field] = {
+    "orientation": _or_null(_STR),
+    "counted": _LIST,
+    "early": _MAP,
+    "writing": _or_null(_MAP),
+    "previous": _or_null(_MAP),
+}
+_BLOCK: dict[str, _Field] = {
+    "block": _INT,
+    "generation": _INT,
+    "stimuli": _LIST,
+    "written": _or_null(_NUMBER),
+    "answered": _or_null(_NUMBER),
+    "timed_out": _BOOL,
+    "file": _or_null(_STR),
+    "sig": _or_null(_LIST),
+    "latency": _or_null(_NUMBER),
+}
+_BLOCK_LATER: dict[str, _Field] = {"n_stimuli": _INT}
+_STIMULUS: dict[str, _Field] = {"name": _STR, "id": _STR, "index": _INT, "kind": _STR}
+_CURRENT: dict[str, _Field] = {
+    "key": _STR,
+    "generation": _INT,
+    "ids": _LIST,
+    "blocks": _LIST,
+    "round": _INT,
+    "done": _BOOL,
+}
+_ROW: dict[str, _Field] = {
+    "shown_generation": _INT,
+    "block": _INT,
+    "stimulus": _STR,
+    "id": _STR,
+    "kind": _STR,
+    "index": _INT,
+    "values": _LIST,
+    "received": _NUMBER,
+    "late": _BOOL,
+    "used": _BOOL,
+}
+
+
+def _json_kind(value: Any) -> str:
+    """``value`` (read from JSON) as its kind and a short form of it: ``a list ([1, 2])``."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        kind = "a number"
+    elif isinstance(value, str):
+        kind = "a string"
+    elif isinstance(value, list):
+        kind = "a list"
+    else:
+        kind = "a mapping"
+    text = json.dumps(value)
+    return f"{kind} ({text if len(text) <= 40 else text[:37] + '...'})"
+
+
+def _fields_problem(
+    where: str, value: Any, fields: dict[str, _Field], later: dict[str, _Field] | None = None
+) -> str | None:
+    """What is wrong with the mapping ``value`` (called ``where``; "" for the journal): a field
+    of ``fields`` missing, or one of ``fields`` or ``later`` (if there) of the wrong kind; None
+    if nothing."""
+    if not isinstance(value, dict):
+        return f"{where} is {_json_kind(value)}, not a mapping"
+    for key, (ok, expected) in {**fields, **(later or {})}.items():
+        if key not in value:
+            if key in fields:
+                return f"{where or 'it'} has no {json.dumps(key)}"
+        elif not ok(value[key]):
+            name = f"{where}[{json.dumps(key)}]" if where else json.dumps(key)
+            return f"{name} is {_json_kind(value[key])}, not {expected}"
+    return None
+
+
+def _items_problem(where: str, items: list[Any], fields: dict[str, _Field]) -> str | None:
+    for i, item in enumerate(items):
+        problem = _fields_problem(f"{where}[{i}]", item, fields)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _current_problem(where: str, cur: Any, blocks: dict[str, Any]) -> str | None:
+    problem = _fields_problem(where, cur, _CURRENT)
+    if problem is not None:
+        return problem
+    for i, image_id in enumerate(cur["ids"]):
+        if not isinstance(image_id, str):
+            return f'{where}["ids"][{i}] is {_json_kind(image_id)}, not a string'
+    for i, b in enumerate(cur["blocks"]):
+        if not _is_int(b) or str(b) not in blocks:
+            known = 'not the number of a block in "blocks"'
+            return f'{where}["blocks"][{i}] is {_json_kind(b)}, {known}'
+    return None
+
+
+def journal_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with the rig journal ``state`` (read from ``rig/state.json``), in a few
+    words, or None: each field that the rig scorer reads, there and of the kind it writes
+    (a hand-edited or damaged journal would otherwise stop a resume with a traceback)."""
+    problem = _fields_problem("", state, _TOP, _TOP_LATER)
+    if problem is not None:
+        return problem
+    blocks = state["blocks"]
+    for key, blk in blocks.items():
+        where = f'"blocks"[{json.dumps(key)}]'
+        problem = _fields_problem(where, blk, _BLOCK, _BLOCK_LATER)
+        if problem is None and str(blk["block"]) != key:
+            problem = f'{where}["block"] is {blk["block"]}, not {key}'
+        if problem is None:
+            problem = _items_problem(f'{where}["stimuli"]', blk["stimuli"], _STIMULUS)
+        if problem is not None:
+            return problem
+    if state["current"] is not None:
+        problem = _current_problem('"current"', state["current"], blocks)
+    previous = state.get("previous")
+    if problem is None and previous is not None:
+        problem = _fields_problem('"previous"', previous, {"cur": _MAP, "rows": _LIST})
+        if problem is None:
+            problem = _current_problem('"previous"["cur"]', previous["cur"], blocks)
+        if problem is None:
+            problem = _items_problem('"previous"["rows"]', previous["rows"], _ROW)
+    if problem is None:
+        problem = _items_problem('"rows"', state["rows"], _ROW)
+    if problem is None:
+        problem = _fields_problem('"counts"', state["counts"], {}, dict.fromkeys(COUNTS, _INT))
+    writing = state.get("writing")
+    if problem is None and writing is not None:
+        problem = _fields_problem('"writing"', writing, {"block": _INT, "time": _or_null(_NUMBER)})
+    for i, name in enumerate(state.get("counted") or []):
+        if problem is None and not isinstance(name, str):
+            problem = f'"counted"[{i}] is {_json_kind(name)}, not a string'
+    for name, sigs in (state.get("early") or {}).items():
+        ok = isinstance(sigs, list) and all(
+            isinstance(sig, list) and len(sig) == 2 and all(map(_is_int, sig)) for sig in sigs
+        )
+        if problem is None and not ok:
+            expected = "not a list of [size, mtime_ns]"
+            problem = f'"early"[{json.dumps(name)}] is {_json_kind(sigs)}, {expected}'
+    return problem
+
+
+def _status_readable(state: dict[str, Any]) -> bool:
+    """Whether ``rig/status.json`` can be said from the journal ``state`` (its blocks and
+    counts), which :meth:`RigScorer._say_finished` reads without loading it."""
+    blocks, counts = state.get("blocks", {}), state.get("counts", {})
+    return (
+        isinstance(blocks, dict)
+        and all(isinstance(b, dict) and "written" in b and "answered" in b for b in blocks.values())
+        and isinstance(counts, dict)
+    )
+
+
+def _journal_error(path: Path, problem: str) -> XDreamError:
+    return XDreamError(
+        f"the rig journal {str(path)!r} is not as xdream writes it: {problem}. It was edited "
+        "by hand or damaged; xdream cannot tell from it which blocks were shown and answered. "
+        "Put it back as xdream wrote it (undo the edit, or copy it from a backup of the run "
+        "folder) and continue the run, or start the experiment again in a new folder"
+    )
 
 
 def _known_early(path: Path, sigs: Any) -> bool:
