@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from xdream import config, records, sweep
-from xdream.errors import ConfigError, FolderInUseError, XDreamError
+from xdream.errors import ConfigError, FolderInUseError, MissingFileError, XDreamError
 from xdream.sweep import parse_section, plan
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -372,7 +372,9 @@ def test_a_sweep_whose_weight_file_moved_goes_on_once_its_config_names_the_same_
 ) -> None:
     """A sweep moved to another machine, or whose weight file moved, was refused as a
     changed `target.weights` when run again with the file's new path; the same file (size and
-    fingerprint its tasks' checkpoints record) is taken, another file is still refused."""
+    fingerprint its tasks' checkpoints record) is taken, another file is still refused. Run
+    again as it was, the file missing, the sweep said only that it is missing: it now names the
+    file its experiments read and says that its new path goes into the sweep's config file."""
     from tests.helpers import moved_weight_files
 
     moved_weight_files(tmp_path)
@@ -390,6 +392,18 @@ def test_a_sweep_whose_weight_file_moved_goes_on_once_its_config_names_the_same_
     cfg, tasks = load(toml(tmp_path / "a" / "w.pt", 1))
     assert sweep.run_task(tasks[0].config, str(out / tasks[0].folder), 1)["generations"] == 1
     (tmp_path / "a" / "w.pt").rename(tmp_path / "b" / "w.pt")
+    path.write_text(toml(tmp_path / "a" / "w.pt", 1))  # run again as it was: the file is gone
+    with pytest.raises(MissingFileError) as e:
+        sweep.run_sweep(*sweep.load(path), out)
+    assert f"weight file '{tmp_path / 'a' / 'w.pt'}' does not exist;" in str(e.value)
+    said = (
+        f"The sweep's experiments read these files: [target] weights was {tmp_path}/a/w.pt (a "
+        "relative path is taken from the current directory: run the sweep from the directory "
+        "it was started in, or put the file back there; where the same file is now elsewhere, "
+        "write its path into the sweep's config file: the sweep takes it when its size and "
+        "fingerprint are the ones its experiments recorded)."
+    )
+    assert said in str(e.value), e.value
     cfg, tasks = load(toml(tmp_path / "other.pt", 2))
     with pytest.raises(XDreamError, match=r"genetic/seed0: target.weights: '.*/a/w.pt' -> ") as e:
         sweep.compare_configs(cfg, tasks, out)

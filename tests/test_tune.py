@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from xdream import config
-from xdream.errors import ConfigError, XDreamError
+from xdream.errors import ConfigError, MissingFileError, XDreamError
 from xdream.tune import normalised_scores, parse_section
 
 POSTGRES_ENV = "XDREAM_TEST_POSTGRES_URL"
@@ -256,7 +256,9 @@ def test_a_study_whose_weight_file_moved_goes_on_with_the_same_file_at_its_new_p
 ) -> None:
     """A study moved to another machine, or whose weight file moved, was refused as a changed
     `target.weights` when tuned on with the file's new path; the same file (size and
-    fingerprint its trials' checkpoints record) is taken and stored, another is refused."""
+    fingerprint its trials' checkpoints record) is taken and stored, another is refused.
+    Tuned on as it was, the file missing, the study said only that it is missing: it now names
+    the file its trials read and says that its new path goes into the tune config file."""
     _optuna()
     from tests.helpers import moved_weight_files
     from xdream import tune
@@ -275,6 +277,17 @@ def test_a_study_whose_weight_file_moved_goes_on_with_the_same_file_at_its_new_p
     out = tmp_path / "o"
     assert len(tune.run_tune(*small(tmp_path / "a" / "w.pt"), out).trials) == 1
     (tmp_path / "a" / "w.pt").rename(tmp_path / "b" / "w.pt")
+    with pytest.raises(MissingFileError) as e:  # tuned on as it was: the file is gone
+        tune.run_tune(*small(tmp_path / "a" / "w.pt"), out, trials=1)
+    assert f"weight file '{tmp_path / 'a' / 'w.pt'}' does not exist;" in str(e.value)
+    said = (
+        f"The study's trials read these files: [target] weights was {tmp_path}/a/w.pt (a "
+        "relative path is taken from the current directory: tune from the directory the study "
+        "was started in, or put the file back there; where the same file is now elsewhere, "
+        "write its path into the tune config file: the study takes it (and keeps the new "
+        "path) when its size and fingerprint are the ones its trials recorded)."
+    )
+    assert said in str(e.value), e.value
     with pytest.raises(XDreamError, match=r"target.weights: '.*/a/w.pt' -> '.*/other.pt'") as e:
         tune.run_tune(*small(tmp_path / "other.pt"), out, trials=1)
     assert f"(another file: '{tmp_path / 'other.pt'}' (" in str(e.value)

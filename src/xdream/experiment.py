@@ -279,17 +279,46 @@ def with_notes(defining: list[str], notes: dict[str, str]) -> list[str]:
 def missing_file_message(err: BaseException, checkpoint: Path) -> str:
     """A weight file's missing-file error ``err`` followed by :func:`where_files_were` of the
     run in ``checkpoint``'s folder, as its own sentence."""
-    text, hint = str(err), where_files_were(checkpoint)
+    return with_hint(err, where_files_were(checkpoint))
+
+
+def with_hint(err: BaseException, hint: str) -> str:
+    """The error ``err`` followed by ``hint`` (a sentence, from a space on; '' for none)."""
+    text = str(err)
     return f"{text}{'' if not hint or text.endswith('.') else '.'}{hint}"
 
 
 def where_files_were(checkpoint: Path) -> str:
     """A sentence naming the :data:`READ_AGAIN` files the run in ``checkpoint``'s folder read
     (its checkpoint records them), for a resume that cannot find one; '' when unknown."""
-    try:
-        files = load_checkpoint(checkpoint).get("files") if checkpoint.exists() else None
-    except XDreamError:
-        return ""
+    return files_hint(
+        files_recorded([checkpoint]),
+        read_by="The run",
+        again="resume from the directory the run was started in",
+        config="the run's config.yaml: resume takes it",
+        recorded_by="the run",
+    )
+
+
+def files_recorded(checkpoints: Iterable[Path]) -> dict[str, Any] | None:
+    """The :data:`READ_AGAIN` files (``files``: :func:`file_identity` by ``"section.key"``)
+    that the first of ``checkpoints`` to record any records; None where none can be read."""
+    for checkpoint in checkpoints:
+        try:
+            files = load_checkpoint(checkpoint).get("files") if checkpoint.exists() else None
+        except (XDreamError, OSError):
+            continue
+        if isinstance(files, dict) and files:
+            return files
+    return None
+
+
+def files_hint(files: Any, read_by: str, again: str, config: str, recorded_by: str) -> str:
+    """A sentence naming the :data:`READ_AGAIN` files of ``files`` (a checkpoint's record, as
+    :func:`files_recorded` gives it), for a command that cannot find one: ``read_by`` read them
+    (``"The run"``), the command is run ``again`` from the directory it started in, and the
+    file's new path goes into ``config`` (which takes it: ``"the run's config.yaml: resume
+    takes it"``) when it is the file ``recorded_by`` recorded. '' when no file is known."""
     if not isinstance(files, dict):
         return ""
     read = [
@@ -300,11 +329,10 @@ def where_files_were(checkpoint: Path) -> str:
     if not read:
         return ""
     return (
-        f" The run read these files: {'; '.join(read)} (a relative path is taken from the "
-        "current directory: resume from the directory the run was started in, or put the "
-        "file back there; where the same file is now elsewhere, write its path into the "
-        "run's config.yaml: resume takes it when its size and fingerprint are the ones the "
-        "run recorded)."
+        f" {read_by} read these files: {'; '.join(read)} (a relative path is taken from the "
+        f"current directory: {again}, or put the file back there; where the same file is now "
+        f"elsewhere, write its path into {config} when its size and fingerprint are the ones "
+        f"{recorded_by} recorded)."
     )
 
 

@@ -526,6 +526,22 @@ def check_tasks(cfg: Any, tasks: list[Task], out: Path, *, local: bool = True) -
         raise XDreamError(_problems(problems))
 
 
+def _missing_file_message(err: MissingFileError, tasks: list[Task], out: Path) -> str:
+    """The missing-file error ``err`` of a sweep run again, followed by the weight files its
+    experiments read (their checkpoints record them) and how to give the new path of one."""
+    from xdream.experiment import files_hint, files_recorded, with_hint
+
+    checkpoints = [out / task.folder / "checkpoint.pkl" for task in tasks]
+    hint = files_hint(
+        files_recorded(checkpoints),
+        read_by="The sweep's experiments",
+        again="run the sweep from the directory it was started in",
+        config="the sweep's config file: the sweep takes it",
+        recorded_by="its experiments",
+    )
+    return with_hint(err, hint)
+
+
 def _problems(problems: dict[str, None]) -> str:
     lines = list(problems)
     if len(lines) == 1:
@@ -567,9 +583,12 @@ def run_sweep(
             done = None if i in changed else _finished(out / task.folder)
             if done is not None:
                 results[i] = done
-        check_tasks(
-            cfg, [t for i, t in enumerate(tasks) if i not in results], out, local=not address
-        )
+        try:
+            check_tasks(
+                cfg, [t for i, t in enumerate(tasks) if i not in results], out, local=not address
+            )
+        except MissingFileError as err:  # a weight file: say where the experiments found it
+            raise MissingFileError(_missing_file_message(err, tasks, out)) from None
         if moved and console is not None:
             console.print(
                 f"weight files at a new path, the same files (same size and fingerprint) as "

@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from xdream.errors import ConfigError, XDreamError, did_you_mean
+from xdream.errors import ConfigError, MissingFileError, XDreamError, did_you_mean
 from xdream.params import check_seed
 
 TUNE_KEYS = ("trials", "seeds", "references", "params", "sampler_seed")
@@ -603,10 +603,13 @@ def _run_tune(
     if trials is not None and (isinstance(trials, bool) or trials < 1):
         raise XDreamError(f"trials must be an integer >= 1, got {trials!r}")
     check_study_name(study_name)
-    norm = normalisers(cfg, section.references)  # refuses units it cannot normalise
     out = Path(out).resolve()
-    made = _make_out(out)
     here = study_folder(out, study_name)
+    try:
+        norm = normalisers(cfg, section.references)  # refuses units it cannot normalise
+    except MissingFileError as err:  # a weight file: say where the study's trials found it
+        raise MissingFileError(_missing_file_message(err, here)) from None
+    made = _make_out(out)
     table = here / "tune.csv"
     url = storage or f"sqlite:///{out / 'tune.db'}"
     try:
@@ -998,6 +1001,24 @@ def check_config(
         )
     if "config" not in study.user_attrs:
         study.set_user_attr("config", dict(config))
+
+
+def _missing_file_message(err: MissingFileError, here: Path) -> str:
+    """The missing-file error ``err`` of a study tuned on in the study folder ``here``,
+    followed by the weight files its trials read (their checkpoints record them) and how to
+    give the new path of one."""
+    from xdream.experiment import files_hint, files_recorded, with_hint
+
+    checkpoints = sorted(here.glob("trial*/seed*/checkpoint.pkl"))  # a seed's run of one unit
+    checkpoints += sorted(here.glob("trial*/seed*/units/*/checkpoint.pkl"))  # or of many
+    hint = files_hint(
+        files_recorded(checkpoints),
+        read_by="The study's trials",
+        again="tune from the directory the study was started in",
+        config="the tune config file: the study takes it (and keeps the new path)",
+        recorded_by="its trials",
+    )
+    return with_hint(err, hint)
 
 
 def _trial_files(study: Any, here: Path) -> dict[str, Any] | None:
