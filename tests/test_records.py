@@ -162,7 +162,8 @@ def test_reading_a_sweep_folder_says_what_it_is_and_where_its_runs_are(tmp_path:
     (run / "record.h5").write_bytes(b"")
     with pytest.raises(XDreamError) as err:
         records.read(out)
-    assert f"e.g. xdream.records.read({str(run)!r}); runs with a record: 1" in str(err.value)
+    said = f"read one of those (e.g. xdream.records.read({str(run)!r})); runs with a record (1): "
+    assert said + "stem_3/genetic/seed0" in str(err.value)
     assert "UNIT/OPTIMIZER/seedS" in str(err.value)
 
 

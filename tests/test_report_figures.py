@@ -296,3 +296,62 @@ def test_a_best_images_array_is_rgb_whatever_its_images_mode() -> None:
     gray = report.BestImage(0, 1.0, "gen000_000000", Image.new("L", (4, 3), 7))
     assert gray.array.shape == (3, 4, 3) and gray.array.dtype == np.uint8
     assert (gray.array == 7).all()
+
+
+def _empty_record(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "record.h5").write_bytes(b"")
+    return folder
+
+
+def test_draw_scores_of_a_tune_or_sweep_folder_says_what_it_is_and_which_runs_to_draw(
+    tmp_path: Path,
+) -> None:
+    """draw_scores (and records.read) of an `xdream tune` folder said only that it holds no
+    record.h5; of a sweep folder it named records.read. Each now says what the folder is and
+    names its run folders (as many as SHOWN_UNITS, and how many more), with the call that
+    draws one."""
+    tune = tmp_path / "tune"
+    runs = [
+        _empty_record(tune / f"trial{t:04d}" / "seed0" / "units" / f"blocks.0_c{c:03d}")
+        for t in range(3)
+        for c in (1, 2)
+    ]
+    runs.append(_empty_record(tune / "study-b" / "trial0000" / "seed1"))  # a run of one unit
+    (tune / "tune.db").write_bytes(b"")
+    (tune / "tune.csv").write_text("number,state\n")
+    (tune / "study-b" / "tune.csv").write_text("number,state\n")
+    sweep = tmp_path / "sweep"
+    sweep_runs = [_empty_record(sweep / "blocks.0_c001" / "genetic" / f"seed{s}") for s in (0, 1)]
+    (sweep / "sweep.csv").write_text("unit,optimizer,seed,state\n")
+    fig, ax = plt.subplots()
+    try:
+        with pytest.raises(XDreamError) as err:
+            report.draw_scores(ax, tune)
+        message = str(err.value)
+        assert message.startswith(
+            f"{str(tune)!r} is an `xdream tune` folder: tune.csv, study-b/tune.csv tables a "
+            "tuning study's trials, each trial's runs in its own folder trialNNNN/seedS (of "
+            "many units, trialNNNN/seedS/units/UNIT); draw one of those (e.g. "
+            f"xdream.report.draw_scores(ax, {str(runs[0])!r})); runs with a record (7): "
+        )
+        listed = ", ".join(r.relative_to(tune).as_posix() for r in runs[:5])
+        assert message.endswith(f"): {listed} and 2 more"), message
+        with pytest.raises(XDreamError, match=r"read one of those \(e\.g\. xdream\.records\.read"):
+            records.read(tune)
+        with pytest.raises(XDreamError) as err:
+            report.draw_scores(ax, sweep)
+        assert str(err.value) == (
+            f"{str(sweep)!r} is an `xdream sweep` folder: its sweep.csv tables the runs, each in "
+            "its own folder UNIT/OPTIMIZER/seedS; draw one of those (e.g. "
+            f"xdream.report.draw_scores(ax, {str(sweep_runs[0])!r})); runs with a record (2): "
+            "blocks.0_c001/genetic/seed0, blocks.0_c001/genetic/seed1"
+        )
+        (tune / "tune.csv").unlink()
+        (tune / "study-b" / "tune.csv").unlink()  # a study whose first trial has not started
+        with pytest.raises(XDreamError, match=r"is an `xdream tune` folder: its tune\.csv"):
+            report.draw_scores(ax, tune)
+        with pytest.raises(XDreamError, match=r"holds no record\.h5: is it an experiment"):
+            report.draw_scores(ax, tmp_path)  # any other folder: as before
+    finally:
+        plt.close(fig)

@@ -97,21 +97,63 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _refuse_sweep(path: Path) -> None:
-    """Say what an ``xdream sweep`` folder is (``sweep.csv`` tables its runs), and where its
-    runs are; nothing for another folder."""
-    if not (path / "sweep.csv").is_file():
-        return
-    runs = sorted(path.glob("*/*/seed*/record.h5"))
-    example = (
-        f" (e.g. xdream.records.read({str(runs[0].parent)!r}); runs with a record: {len(runs)})"
-        if runs
-        else " (none holds a record yet)"
+def _runs_said(path: Path, runs: list[Path], call: str, verb: str) -> str:
+    """``; VERB one of those (e.g. CALL); runs with a record (N): a, b, ... and K more``: the
+    first :data:`SHOWN_UNITS` run folders of ``runs`` (their ``record.h5``) under ``path``."""
+    if not runs:
+        return " (none holds a record yet)"
+    folders = [r.parent for r in runs]
+    listed = ", ".join(f.relative_to(path).as_posix() for f in folders[:SHOWN_UNITS])
+    more = f" and {len(folders) - SHOWN_UNITS} more" if len(folders) > SHOWN_UNITS else ""
+    example = call.format(repr(str(folders[0])))
+    return (
+        f"; {verb} one of those (e.g. {example}); runs with a record ({len(runs)}): {listed}{more}"
     )
-    raise XDreamError(
-        f"{str(path)!r} is an `xdream sweep` folder: its sweep.csv tables the runs, each in "
-        f"its own folder UNIT/OPTIMIZER/seedS, which xdream.records.read reads{example}"
+
+
+def _sweep_or_study(path: Path, call: str, verb: str) -> str | None:
+    """What an ``xdream sweep`` folder (``sweep.csv`` tables its runs) or an ``xdream tune``
+    folder (``tune.csv`` tables a study's trials, ``tune.db`` holds the study) is and where its
+    runs are, to give ``call`` (a ``{}`` for the folder) instead; None for another folder."""
+    if (path / "sweep.csv").is_file():
+        runs = sorted(path.glob("*/*/seed*/record.h5"))
+        return (
+            f"{str(path)!r} is an `xdream sweep` folder: its sweep.csv tables the runs, each in "
+            f"its own folder UNIT/OPTIMIZER/seedS{_runs_said(path, runs, call, verb)}"
+        )
+    tables = [t for t in [path / "tune.csv", *sorted(path.glob("study-*/tune.csv"))] if t.is_file()]
+    if not tables and not (path / "tune.db").is_file():
+        return None
+    runs = []
+    for study in [path, *sorted(path.glob("study-*"))]:  # a seed's run of one unit, or of many
+        runs += sorted(study.glob("trial*/seed*/record.h5"))
+        runs += sorted(study.glob("trial*/seed*/units/*/record.h5"))
+    named = ", ".join(t.relative_to(path).as_posix() for t in tables)
+    return (
+        f"{str(path)!r} is an `xdream tune` folder: {named or 'its tune.csv'} tables a tuning "
+        "study's trials, each trial's runs in its own folder trialNNNN/seedS (of many units, "
+        f"trialNNNN/seedS/units/UNIT){_runs_said(path, runs, call, verb)}"
     )
+
+
+def no_record_error(
+    path: str | Path, call: str = "xdream.records.read({})", verb: str = "read"
+) -> XDreamError:
+    """The error for ``path``, a folder without a ``record.h5``, given to ``call`` (``{}`` for
+    the folder; ``verb``: what it does with a run): what the folder is where xdream made it
+    (a many-unit run, an ``xdream sweep`` or ``xdream tune`` folder), and the run folders in
+    it to give instead."""
+    path = Path(path)
+    units = unit_folders(path)
+    if units:
+        return XDreamError(
+            f"{str(path)!r} is a many-unit run: each unit's record is in its own folder, so "
+            f"{verb} one, e.g. {call.format(repr(str(units[0])))}. {list_units(units)}"
+        )
+    said = _sweep_or_study(path, call, verb)
+    if said is not None:
+        return XDreamError(said)
+    return XDreamError(f"{str(path)!r} holds no record.h5: is it an experiment folder?")
 
 
 def read(path: str | Path, *, codes: bool = True) -> Record:
@@ -129,15 +171,7 @@ def read(path: str | Path, *, codes: bool = True) -> Record:
     """
     folder = RunFolder(path)
     if not folder.record.exists():
-        units = unit_folders(folder.path)
-        if units:
-            raise XDreamError(
-                f"{str(folder.path)!r} is a many-unit run: each unit's record is in its own "
-                f"folder, so read one, e.g. xdream.records.read({str(units[0])!r}). "
-                f"{list_units(units)}"
-            )
-        _refuse_sweep(folder.path)
-        raise XDreamError(f"{str(folder.path)!r} holds no record.h5: is it an experiment folder?")
+        raise no_record_error(folder.path)
     summary = read_summary(folder.path)
     try:
         with h5py.File(folder.record, "r", locking=False) as f:

@@ -118,6 +118,14 @@ def _read(run: str | Path) -> records.Record:
     return _complete(records.read(run, codes=False), codes=False)
 
 
+def _read_drawn(run: str | Path) -> records.Record:
+    """:func:`_read` for :func:`draw_scores`: a folder without a record (a many-unit run, a
+    sweep's or a tuning study's folder) is refused naming its run folders to draw instead."""
+    if not records.RunFolder(run).record.exists():
+        raise records.no_record_error(run, "xdream.report.draw_scores(ax, {})", "draw")
+    return _read(run)
+
+
 def draw_scores(
     ax: Axes,
     run: records.Record | str | Path,
@@ -129,7 +137,9 @@ def draw_scores(
     figure of one's own) and return them.
 
     ``run`` is a run's folder or its :class:`~xdream.records.Record`
-    (:func:`xdream.records.read`). Drawn are every generation's best (red line, label
+    (:func:`xdream.records.read`); a many-unit run's, an ``xdream sweep`` or an ``xdream
+    tune`` folder is refused with an error that names its run folders to draw instead
+    (:func:`xdream.records.no_record_error`). Drawn are every generation's best (red line, label
     ``"best"``) and mean (blue, ``"mean"``) score of the evolved images, with markers where a
     line cannot show a point (a single generation, or one between generations without a
     score; every point of a short run, :data:`SHORT_RUN`); each generation's reference scores
@@ -143,7 +153,7 @@ def draw_scores(
     """
     from matplotlib.ticker import MaxNLocator
 
-    rec = run if isinstance(run, records.Record) else _read(run)
+    rec = run if isinstance(run, records.Record) else _read_drawn(run)
     if title is None:
         title = _title(rec)
     n = len(rec.best_per_generation)
