@@ -15,6 +15,7 @@ import yaml
 
 import xdream.generators
 import xdream.optimizers
+import xdream.scorers
 from tests.helpers import RedScorer, tiny_experiment
 from xdream import config
 from xdream.cli import main
@@ -597,3 +598,56 @@ def test_quotes_are_advised_only_against_a_quoted_value_of_the_right_kind(
     message = str(err.value)
     assert message.endswith(fix) or fix in message
     assert ("quotes" in message) == ("quotes" in fix)
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (
+            lambda: xdream.optimizers.make("annealed-es", 16, population_size=True),
+            "optimizer 'annealed-es': 'population_size' must be an int, got True (a bool): pass "
+            "an int, as 3",
+        ),
+        (
+            lambda: xdream.optimizers.make("annealed-es", 16, population_size="8"),
+            "'population_size' must be an int, got '8' (a str): pass an int, not a str: 8 "
+            "rather than '8'",
+        ),
+        (
+            lambda: xdream.optimizers.make("annealed-es", 16, sigma0=None),
+            "'sigma0' must be a number, got None: pass a number, as 0.5",
+        ),
+        (
+            lambda: xdream.optimizers.make("genetic", 16, population_size=2.5),
+            "'population_size' must be an int, got 2.5 (a float): pass an int, as 3",
+        ),
+        (
+            lambda: xdream.scorers.make_noise("poisson", scale="20"),
+            "noise model 'poisson': 'scale' must be a number, got '20' (a str): pass a number, "
+            "not a str: 20 rather than '20'",
+        ),
+        (
+            lambda: xdream.scorers.make_noise("gain", ns=[0.1]),
+            "noise model 'gain': 'ns' must be a number, got [0.1] (a list): pass a number, as 0.5",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_kind_passed_in_python_is_said_in_pythons_words(
+    make: Any, said: str
+) -> None:
+    """xdream.optimizers.make("annealed-es", population_size=True) said "got true (a
+    boolean): write a whole number", a config file's words, to a Python caller; it says True, a
+    bool, and what to pass. A config file's value keeps a config file's words."""
+    with pytest.raises(ConfigError) as err:
+        make()
+    assert str(err.value).endswith(said), err.value
+    assert "write" not in str(err.value) and "(a boolean)" not in str(err.value)
+
+
+def test_a_value_of_the_wrong_kind_in_a_config_is_still_said_in_its_words() -> None:
+    with pytest.raises(ConfigError) as err:
+        config.from_dict(edited("optimizer", "population_size", True))
+    assert str(err.value) == (
+        "optimizer 'genetic': 'population_size' must be an integer, got true (a boolean): "
+        "write a whole number, as 3"
+    )

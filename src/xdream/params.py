@@ -55,14 +55,15 @@ def _parsed(text: str) -> Any:
     return {"true": True, "false": False}.get(text, text)
 
 
-def build_params(cls: type[P], values: Mapping[str, Any], where: str) -> P:
+def build_params(cls: type[P], values: Mapping[str, Any], where: str, *, python: bool = False) -> P:
     """Instantiate the dataclass ``cls`` from ``values``.
 
     An unknown key raises :class:`ConfigError` naming the nearest valid key; ``where`` says which
     component the keys belong to (for example ``"optimizer 'genetic'"``). A value that does not
     fit the field's type hint (a boolean where an ``int`` or ``float`` is expected, anything but
     a boolean where a ``bool`` is, a number where a ``str`` is) raises :class:`ConfigError`
-    saying what the key takes.
+    saying what the key takes: in a config file's words (``got true (a boolean)``), or with
+    ``python=True``, for values a Python caller passed, in Python's (``got True (a bool)``).
     """
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in values:
@@ -84,6 +85,12 @@ def build_params(cls: type[P], values: Mapping[str, Any], where: str) -> P:
     hints = typing.get_type_hints(cls)
     for key, value in values.items():
         expected = mismatch(hints[key], value)
+        if expected is not None and python:
+            fix = _python_fix(expected, value)
+            raise ConfigError(
+                f"{where}: {key!r} must be {python_words(expected)}, got "
+                f"{describe_python(value)}" + (f": {fix}" if fix else "")
+            )
         if expected is not None:
             fix = _fix(expected, value)
             fix += _yaml_1_1(value)
@@ -180,6 +187,56 @@ def describe(value: Any) -> str:
     if isinstance(value, Mapping):
         return f"{dict(value)!r} (a table)"
     return f"{value!r} (a {type(value).__name__})"
+
+
+_PYTHON_WORDS = (
+    ("true or false", "True or False"),
+    ("a list of", "a list or tuple of"),
+    ("an integer", "an int"),
+    ("integers", "ints"),
+    ("a string", "a str"),
+    ("strings", "strs"),
+    ("booleans", "bools"),
+)
+""":func:`mismatch`'s words for a kind, and Python's, in the order they are replaced."""
+
+_PYTHON_KINDS = {"an integer": ("an int", "3"), "a number": ("a number", "0.5")}
+_PYTHON_KINDS["true or false"] = ("True or False", "True")
+
+
+def python_words(expected: str) -> str:
+    """:func:`mismatch`'s words (``"an integer"``, ``"true or false"``, ``"a list of
+    strings"``) as a Python caller reads them (``"an int"``, ``"True or False"``, ``"a list or
+    tuple of strs"``)."""
+    for config_words, python in _PYTHON_WORDS:
+        expected = expected.replace(config_words, python)
+    return expected
+
+
+def _python_fix(expected: str, value: Any) -> str:
+    """:func:`_fix` for a Python caller: what to pass instead of ``value``."""
+    if expected == "a string":
+        return "pass a str, as 'name'"
+    kind = expected if expected in _PYTHON_KINDS else expected.split(" or ")[0]
+    if kind not in _PYTHON_KINDS:
+        return ""
+    what, example = _PYTHON_KINDS[kind]
+    if isinstance(value, str) and mismatch(_PARSED[kind], _parsed(value)) is None:
+        return f"pass {what}, not a str: {_parsed(value)!r} rather than {value!r}"
+    return f"pass {what}, as {example}"
+
+
+def describe_python(value: Any) -> str:
+    """``value`` as Python shows it, with its type: ``True (a bool)``, ``'3' (a str)``,
+    ``3.0 (a float)``, ``None``."""
+    if value is None:
+        return "None"
+    if _is_bool(value):
+        return f"{bool(value)!r} (a bool)"
+    if isinstance(value, numbers.Integral):
+        return repr(value)
+    kind = type(value).__name__
+    return f"{value!r} ({'an' if kind[0] in 'aeiou' else 'a'} {kind})"
 
 
 def check_seed(seed: Any, name: str = "seed", allow_none: bool = False) -> None:

@@ -45,7 +45,7 @@ def make(
 
         hyperparameters = {**presets.expand(name, preset)[1], **hyperparameters}
     cls = REGISTRY.get(name)
-    params = build_params(cls.Params, hyperparameters, f"optimizer {name!r}")
+    params = build_params(cls.Params, hyperparameters, f"optimizer {name!r}", python=True)
     if cls.uses_spectrum:
         return cls(dim, params, seed=seed, init_codes=init_codes, spectrum=spectrum)  # type: ignore[call-arg]
     return cls(dim, params, seed=seed, init_codes=init_codes)

@@ -141,7 +141,7 @@ class GainNoise(NoiseModel):
 def make_noise(name: str, **params: Any) -> NoiseModel:
     """The noise model registered as ``name`` with hyperparameters ``params``."""
     cls = REGISTRY.get(name)
-    return build_params(cls, params, f"noise model {name!r}")
+    return build_params(cls, params, f"noise model {name!r}", python=True)
 
 
 class NoisyScorer(Scorer):
