@@ -737,6 +737,20 @@ def test_sweep_csv_is_written_as_each_task_ends(tmp_path: Path, fake_ray: FakeRa
     )
 
 
+def test_a_sweep_runs_every_task_on_ray_through_worker_task(
+    tmp_path: Path, fake_ray: FakeRay
+) -> None:
+    """Ray is given sweep.worker_task (which keeps a worker's network for its next tasks), not
+    run_task, and every planned task is submitted through it once. This was asserted only in
+    test_sweep_csv_is_written_as_each_task_ends, which no `-k worker` or `-k ray` reached."""
+    out = tmp_path / "out"
+    cfg, section = _small_sweep(tmp_path)
+    rows = sweep.run_sweep(cfg, section, out)
+    assert fake_ray.functions == [sweep.worker_task]
+    planned = [str(out / task.folder) for task in sweep.plan(cfg, section, out)]
+    assert sorted(fake_ray.submitted) == sorted(planned) and len(rows) == len(planned) > 3
+
+
 def test_a_sweep_csv_that_cannot_be_rewritten_lets_the_tasks_end(
     tmp_path: Path, fake_ray: FakeRay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
