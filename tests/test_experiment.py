@@ -15,9 +15,11 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
+import torch
 
 import xdream.optimizers
 from tests.helpers import RedScorer, killed_inside_an_append, tiny_experiment, torn_record
+from xdream import config as config_mod
 from xdream import records
 from xdream.errors import XDreamError
 from xdream.experiment import Experiment
@@ -208,7 +210,6 @@ def test_a_finished_run_resumed_from_an_older_checkpoint_cuts_its_record_back(
 def test_noise_is_drawn_from_a_stream_of_its_own_not_the_optimizers(tmp_path: Path) -> None:
     """Spec 6 keeps the noise RNG apart from the optimiser's: derived from ``seed`` (each seed
     its own), or ``noise_seed``, which pins it. A unit answering 1 makes the scores the gains."""
-    from xdream import config as config_mod
     from xdream.scorers.base import FunctionScorer
 
     def gains(name: str, **experiment: int) -> np.ndarray:
@@ -658,7 +659,6 @@ def test_restore_refuses_a_budget_below_what_has_run(tmp_path: Path) -> None:
     over records that hold more. It is refused, from Python objects and from a config, before
     anything is written; a budget equal to what has run finishes the run where it is."""
     from tests.test_cli import FAST_RUN, killed_run
-    from xdream import config as config_mod
 
     run = tmp_path / "run"
     exp = tiny_experiment(run, generations=6)
@@ -721,7 +721,6 @@ def test_a_generator_whose_images_are_wrong_is_refused_before_the_folder_is_made
     after the run folder was made, so the same script run again once the generator was fixed
     was told the folder "already holds an experiment". It is refused with nothing written, and
     the fixed generator's run shows what a run without the early check shows."""
-    import torch
 
     ok = tiny_experiment(tmp_path / "ok", generations=2)
     ok.run()
@@ -1025,7 +1024,6 @@ def test_experiments_compute_in_ieee_float32_unless_tf32_is_asked(
     tmp_path: Path, restore_tf32: Any
 ) -> None:
 
-    from xdream import config as config_mod
     from xdream.experiment import Experiment
     from xdream.precision import set_tf32, tf32_allowed
 
@@ -1067,6 +1065,66 @@ def test_experiments_compute_in_ieee_float32_unless_tf32_is_asked(
     exp = Experiment.from_config(cfg, tmp_path / "config")
     assert exp.tf32 is False
     assert cfg.to_dict()["experiment"]["tf32"] is False
+
+
+def test_a_generator_with_tensors_renders_on_the_targets_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config's generator that holds tensors (``fourier``'s weights, DeePSiM's) is moved to
+    the ``[target]``'s device, so that on a CUDA machine it renders on the GPU where the
+    network scores; a rig run's stays on the CPU. Without CUDA here, the device the experiment
+    resolves for the generator is made ``meta`` (the scorer resolves its own: the CPU)."""
+    import xdream.scorers.cnn
+
+    asked: list[str] = []
+
+    def resolve(device: str) -> torch.device:
+        asked.append(device)
+        return torch.device("meta")
+
+    monkeypatch.setattr(xdream.scorers.cnn, "resolve_device", resolve)
+    base = {
+        "experiment": {"generations": 2, "n_references": 0},
+        "generator": {"name": "fourier", "size": 32, "max_freq": 4},
+    }
+    target = {"layer": "stem", "channel": 0, "image_size": 32, "device": "auto"}
+    exp = Experiment.from_config(config_mod.from_dict({**base, "target": target}), tmp_path / "t")
+    assert asked == ["auto"]
+    assert exp.generator.device.type == "meta"
+    # on the CPU, and for a rig run, the generator is left where it was built
+    monkeypatch.undo()
+    on_cpu = Experiment.from_config(
+        config_mod.from_dict({**base, "target": target}), tmp_path / "c"
+    )
+    assert on_cpu.generator.device.type == "cpu"
+    monkeypatch.setattr(xdream.scorers.cnn, "resolve_device", resolve)
+    rig = {**base, "rig": {"timeout": 3.0}}
+    assert (
+        Experiment.from_config(config_mod.from_dict(rig), tmp_path / "r").generator.device.type
+        == "cpu"
+    )
+    assert asked == ["auto"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_run_on_cuda_renders_there_and_resumes_to_the_same_records(tmp_path: Path) -> None:
+    cfg = {
+        "experiment": {"generations": 3, "n_references": 2, "seed": 3},
+        "generator": {"name": "fourier", "size": 32, "max_freq": 4},
+        "target": {"layer": "stem", "channel": 0, "image_size": 32, "device": "cuda"},
+    }
+    whole = Experiment.from_config(config_mod.from_dict(cfg), tmp_path / "whole")
+    assert whole.generator.device.type == "cuda"
+    whole.run()
+    cut = Experiment.from_config(config_mod.from_dict(cfg), tmp_path / "cut")
+    cut._start()
+    cut.step()
+    del cut  # "killed": fresh objects, state only from disk
+    again = Experiment.from_config(config_mod.from_dict(cfg), tmp_path / "cut")
+    again.restore()
+    assert again.generation == 1 and again.generator.device.type == "cuda"
+    again.run()
+    assert_same_records(tmp_path / "whole", tmp_path / "cut")
 
 
 class _FullDisk:

@@ -177,7 +177,8 @@ class TargetSection:
     batch_size: int = 64
     """Images per forward pass through the network."""
     device: str = "auto"
-    """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available)."""
+    """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available): where the network scores, and
+    where a generator that holds tensors (``fourier``, ``cppn``, DeePSiM) renders."""
 
     def __post_init__(self) -> None:
         # the kinds (an integer, not true) are checked by build_params from the type hints

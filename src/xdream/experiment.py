@@ -637,6 +637,21 @@ def build_scorer(config: Config, noise_seed: int, unit: Scorer | None = None) ->
     return scorer
 
 
+def on_target_device(generator: Generator, config: Config) -> Generator:
+    """``generator`` moved to the ``[target]``'s device (``device``, resolved as the scorer
+    resolves it) where that is not the CPU and the generator holds tensors (DeePSiM's weights),
+    so that it renders where the network scores; as it is otherwise (a rig run, ``fourier``,
+    ``pixels``, a CPU target). A generator of the user's that holds no parameters or buffers is
+    left where it is."""
+    if config.rig is None and any(True for _ in generator.state_dict()):
+        from xdream.scorers.cnn import resolve_device
+
+        device = resolve_device(config.target.device)
+        if device.type != "cpu" and generator.device != device:
+            generator = generator.to(device)
+    return generator
+
+
 @dataclasses.dataclass
 class Proposal:
     """One generation's images before scoring (:meth:`Experiment.propose`)."""
@@ -986,6 +1001,7 @@ class Experiment:
             generator = generators.make(config.generator["name"], **gen_params)
         noise_seed = exp.noise_seed if exp.noise_seed is not None else derived_seed(exp.seed, 2)
         scorer = build_scorer(config, noise_seed=noise_seed, unit=unit)
+        generator = on_target_device(generator, config)
         opt_params = {k: v for k, v in config.optimizer.items() if k != "name"}
         init_codes = None
         if exp.init_codes is not None:  # the run folder's copy first: resume needs no source
