@@ -634,7 +634,9 @@ def test_encoding_into_a_folder_that_holds_codes_is_refused(
     args = ["--generator", "pixels", "--param", "size=16", "--param", "code_size=4"]
     args += ["--steps", "2", "--out", str(out)]
     assert main(["encode", str(tmp_path / "red.png"), *args[:3], "size=abc"]) == 2
-    assert "as in --param size=3" in capsys.readouterr().err  # the command line's syntax
+    said = capsys.readouterr().err
+    assert "as in --param size=3" in said  # the command line's syntax, in a config file's words
+    assert "got 'abc' (a string)" in said and "(a str)" not in said
     assert main(["encode", str(tmp_path / "red.png"), *args]) == 0
     before = (out / "codes.h5").read_bytes()
     capsys.readouterr()

@@ -627,6 +627,10 @@ def test_quotes_are_advised_only_against_a_quoted_value_of_the_right_kind(
             "not a str: 20 rather than '20'",
         ),
         (
+            lambda: xdream.generators.make("fourier", size=True),
+            "generator 'fourier': 'size' must be an int, got True (a bool): pass an int, as 3",
+        ),
+        (
             lambda: xdream.scorers.make_noise("gain", ns=[0.1]),
             "noise model 'gain': 'ns' must be a number, got [0.1] (a list): pass a number, as 0.5",
         ),

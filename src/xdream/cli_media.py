@@ -45,7 +45,8 @@ def cmd_encode(args: argparse.Namespace, console: Any) -> int:
         _made.extend(encode.make_out(args.out))  # removed again if the command fails
     device = resolve_device(args.device)
     try:
-        generator = generators.make(args.generator, **dict(args.param or [])).to(device)
+        generator = generators.build(args.generator, dict(args.param or []), python=False)
+        generator = generator.to(device)
     except ConfigError as err:  # a config file's syntax, said as on the command line
         key = re.search(r"'(\w+)' must be ", str(err))  # the fix said as on the command line
         raise ConfigError(

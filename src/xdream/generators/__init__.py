@@ -9,6 +9,7 @@ does not import torch.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from xdream.params import build_params
@@ -46,9 +47,17 @@ def _registry() -> Registry[type[Generator]]:
 
 
 def make(name: str, **params: Any) -> Generator:
-    """Build the generator registered as ``name`` with parameters ``params`` (evaluation mode)."""
+    """Build the generator registered as ``name`` with parameters ``params`` (evaluation mode).
+    A parameter of the wrong kind is refused in Python's words (``got True (a bool)``)."""
+    return build(name, params, python=True)
+
+
+def build(name: str, params: Mapping[str, Any], *, python: bool) -> Generator:
+    """:func:`make` with the parameters as a mapping, read from a config file or a command
+    line (``python=False``: a wrong kind is said in a config file's words, ``got true (a
+    boolean)``) or passed in Python (``python=True``)."""
     cls = _registry().get(name)
-    gen = cls(build_params(cls.Params, params, f"generator {name!r}"))
+    gen = cls(build_params(cls.Params, params, f"generator {name!r}", python=python))
     return gen.eval()
 
 
