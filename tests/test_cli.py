@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -549,6 +550,7 @@ def killed_run(folder: Path, generations: int = 6, done: int = 4) -> Path:
         ("config.yaml=", "config.yaml", "it is empty"),
         ("config.yaml=garbage: [\n", "config.yaml", "cannot parse"),
         ("config.yaml=just text\n", "config.yaml", "table of sections"),
+        ("config.yaml=experimnt:\n  seed: 0\n", "config.yaml", "unknown config section"),
     ],
 )
 def test_a_damaged_file_in_a_run_folder_is_one_clear_line_on_resume(
@@ -574,6 +576,7 @@ def test_a_damaged_file_in_a_run_folder_is_one_clear_line_on_resume(
     err = capsys.readouterr().err
     assert err.startswith("xdream: error:") and err.count("\n") == 1, err
     assert named in err and message in err
+    assert not re.search(r"[^.]\.\.[^.]", err), err  # "targets.. Put back": one full stop
     assert "pickle" not in err.lower()  # never an invitation to load pickles
     assert "backup" in err  # what can be done
     assert "xdream.records.read" in err

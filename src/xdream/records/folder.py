@@ -267,7 +267,8 @@ class RunFolder:
         except UnknownNameError as err:
             raise self.unregistered(err) from None
         except (ConfigError, UnicodeDecodeError) as err:
-            problem = " ".join(str(err).split())  # a YAML error's lines, on one line
+            # a YAML error's lines on one line, without a full stop of its own (one follows)
+            problem = " ".join(str(err).split()).rstrip(".")
             both = self._both_budgets()
             if both is not None:  # a budget of the other kind given, the old one left in
                 generations, presentations = both
