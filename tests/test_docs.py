@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from xdream import cli, docs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +21,27 @@ def test_config_reference_is_up_to_date() -> None:
         "docs/config.md is out of date with the registered components' parameters: "
         "regenerate it with `python -m xdream.docs --write`"
     )
+
+
+def test_the_docs_module_checks_the_file_and_refuses_unknown_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m xdream.docs --check` printed the tables and exited 0 whatever the file held,
+    and so did a misspelt `--wirte`: now --check says whether docs/config.md is current (status
+    1 if not, the file unchanged) and an unknown option is an error."""
+    doc = tmp_path / "config.md"
+    stale = f"# head\n\n{docs.BEGIN}\nstale tables\n{docs.END}\n"
+    doc.write_text(stale)
+    monkeypatch.setattr(docs, "config_doc_path", lambda: doc)
+    assert docs.main(["--check"]) == 1
+    assert "python -m xdream.docs --write" in capsys.readouterr().err
+    assert doc.read_text() == stale
+    assert docs.main(["--write"]) == 0
+    assert docs.main(["--check"]) == 0
+    assert doc.read_text() == docs.updated(stale) != stale
+    with pytest.raises(SystemExit) as exit_:
+        docs.main(["--wirte"])
+    assert exit_.value.code == 2
 
 
 def test_every_generated_key_has_a_meaning() -> None:

@@ -1,11 +1,13 @@
 """Reference tables of every registered component's parameters, for ``docs/config.md``.
 
 ``python -m xdream.docs`` prints the tables; ``python -m xdream.docs --write`` rewrites the
-generated part of ``docs/config.md``. A test fails when the file is out of date.
+generated part of ``docs/config.md``, and ``--check`` exits with status 1 where that part is out
+of date (changing nothing). A test fails when the file is out of date.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
 import re
@@ -119,10 +121,35 @@ def updated(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if "--write" in argv:
+    parser = argparse.ArgumentParser(
+        prog="python -m xdream.docs",
+        description="Print the parameter tables of docs/config.md (generated from the "
+        "registered components), or write or check that file's generated part.",
+    )
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument(
+        "--write", action="store_true", help="rewrite the generated part of docs/config.md"
+    )
+    action.add_argument(
+        "--check",
+        action="store_true",
+        help="exit with status 1 if docs/config.md is out of date (changes nothing)",
+    )
+    args = parser.parse_args(argv)
+    if args.write or args.check:
         path = config_doc_path()
-        path.write_text(updated(path.read_text()))
+        text = path.read_text()
+        if args.check:
+            if text != updated(text):
+                print(
+                    f"{path} is out of date with the registered components' parameters: "
+                    "run `python -m xdream.docs --write`",
+                    file=sys.stderr,
+                )
+                return 1
+            print(f"{path} is up to date")
+            return 0
+        path.write_text(updated(text))
         print(f"wrote {path}")
     else:
         print(generated())
