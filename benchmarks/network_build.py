@@ -183,7 +183,7 @@ def operations(work: Path, trials: int) -> dict[str, tuple[Callable[[], Any], Ca
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--trials", type=int, default=3, help="trials of each tune study")
     parser.add_argument("--only", default="", help="comma-separated operations (default: all)")

@@ -82,7 +82,7 @@ def one_worker(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--tasks", type=int, default=4, help="tasks one worker runs")
     parser.add_argument("--generations", type=int, default=2, help="generations of each task")
