@@ -93,7 +93,7 @@ def progress(run: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kills", type=int, default=20, help="kills before the run may finish")
     p.add_argument("--seed", type=int, default=0, help="seed of the kill moments and the run")
     p.add_argument("--generations", type=int, default=60)
