@@ -540,6 +540,24 @@ def killed_run(folder: Path, generations: int = 6, done: int = 4) -> Path:
     return folder
 
 
+def test_the_progress_bar_fits_an_80_column_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an 80-column terminal the bar showed 'generati… best so far ... best reference so
+    far 12.…': the generation count, the bar and the reference's score were cut off."""
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich draws the bar, as on a terminal
+    monkeypatch.setenv("COLUMNS", "80")
+    cfg = write(tmp_path / "run.toml", FAST_RUN.format(generations=3))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", capsys.readouterr().out)
+    bar = [line for line in re.split(r"[\r\n]", screen) if line.startswith("generation ")][-1]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert len(bar.rstrip()) <= 80 and "…" not in bar, bar
+    assert bar.startswith("generation 3/3 ━"), bar
+    assert f"best so far {summary['best_score']:>7.4g}" in bar, bar
+    assert f"(ref {summary['best_reference_score']:>7.4g})" in bar, bar
+
+
 @pytest.mark.parametrize(
     ("damage", "named", "message"),
     [

@@ -180,9 +180,11 @@ def _run_experiment(experiment: Any, console: Any) -> dict[str, Any]:
     from xdream.progress import generation_bar
 
     total = experiment.generations_budget
+    # short enough for an 80-column terminal with the count, a bar and the time: the labels of
+    # the line per generation ("best reference so far") cut the count and the numbers there
     fields = (
-        "best so far {task.fields[best]:>9}  mean {task.fields[mean]:>9}  "
-        "best reference so far {task.fields[ref]:>9}"
+        "best so far {task.fields[best]:>7} (ref {task.fields[ref]:>7})  "
+        "mean {task.fields[mean]:>7}"
     )
     with generation_bar(console, total, fields) as bar:
         task = bar.add_task(
