@@ -67,7 +67,11 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
         "--show-time", type=float, default=0.5, help="seconds the rig shows a block (0.5)"
     )
     args = parser.parse_args(argv)
-    generations = max(1, args.blocks // 2) + 1
+    if args.blocks < 2 or args.blocks % 2:
+        parser.error(f"--blocks must be an even number >= 2, got {args.blocks}")
+    # blocks 0 and 1 (the first generation) warm up; blocks 2 .. blocks + 1 are timed, half
+    # of them within a generation and half the first of the next; one more generation ends
+    generations = args.blocks // 2 + 2
     rng = np.random.default_rng(0)
     result: dict[str, list[float]] = {"same generation": [], "new generation": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
                 t0 = time.perf_counter()
                 t1 = wait(stim / f"block{b + 1:03d}.txt", time.monotonic() + 60)
                 key = "new generation" if b % 2 else "same generation"
-                if b >= 2:  # the first generation warms up caches
+                if 2 <= b <= args.blocks + 1:  # the first generation warms up caches
                     result[key].append(t1 - t0)
             names = (stim / f"block{2 * generations - 1:03d}.txt").read_text().split()
             WRITERS.get("mat73").write(
