@@ -993,6 +993,23 @@ def test_an_interrupted_tune_of_another_study_says_to_continue_it(
     assert f"continue with `xdream tune {path} --out {out} --study s2`" in capsys.readouterr().err
 
 
+def test_the_closing_line_counts_one_trial_in_the_singular(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "(1 trials in study 'xdream')", as the end line of a run said "1 generations"
+    before."""
+    _optuna()
+    from xdream import cli
+
+    _fast(monkeypatch)
+    _small(tmp_path)
+    command = ["tune", str(tmp_path / "tune0.toml"), "--out", str(tmp_path / "o")]
+    assert cli.main(command) == 0
+    assert "(1 trial in study 'xdream')" in " ".join(capsys.readouterr().out.split())
+    assert cli.main([*command, "--trials", "1"]) == 0
+    assert "(2 trials in study 'xdream')" in " ".join(capsys.readouterr().out.split())
+
+
 # --------------------------------------------------------------------------- audit M: mutants
 def test_the_best_line_and_table_give_the_searched_keys_and_an_earlier_studys_fixed_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

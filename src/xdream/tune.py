@@ -1143,7 +1143,7 @@ def cmd_tune(args: argparse.Namespace, console: Any) -> int:
     console.print(
         f"best median normalised score {study.best_value:.4g} with "
         f"{trial_values(study, study.best_trial)} "
-        f"({len(done)} trials in study {args.study!r}); table: "
+        f"({len(done)} trial{'' if len(done) == 1 else 's'} in study {args.study!r}); table: "
         f"{study_folder(out.resolve(), args.study) / 'tune.csv'}",
         highlight=False,
         markup=False,
