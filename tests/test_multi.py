@@ -1278,6 +1278,25 @@ def test_the_progress_line_of_a_run_without_references_counts_no_unit_above_them
     assert "above their best reference" not in text
 
 
+def test_a_run_of_one_unit_counts_it_in_the_singular(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A [[targets]] run of one unit said "running 1 units in lockstep", "1 units, median best"
+    and "1 units, 6 presentations in"."""
+    from xdream.cli import main
+
+    raw = small_config(generations=1)
+    raw["targets"] = [{"channel": 5}]
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(raw))
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "running 1 unit in lockstep" in text
+    assert "generation 0 (1/1 done): 1 unit, median best" in text
+    assert "1 unit, 6 presentations in" in text
+    assert not re.search(r"\b1 units\b", text), text
+
+
 def test_a_seed_edited_before_the_first_checkpoint_is_listed_once_not_per_unit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -783,6 +783,25 @@ def test_a_sweep_csv_that_cannot_be_rewritten_lets_the_tasks_end(
     assert len(warned) == 1, said
 
 
+def test_a_sweep_of_one_experiment_counts_it_in_the_singular(
+    tmp_path: Path, fake_ray: FakeRay
+) -> None:
+    """It said "1 experiments (0 already finished) on Ray"."""
+    said: list[str] = []
+    console = SimpleNamespace(print=lambda text, **kw: said.append(str(text)))
+    one = (
+        SWEEP_TOML.format(generations=1)
+        .replace("channels = [1, 2]", "channels = [1]")
+        .replace('optimizers = ["genetic", {{ name = "nes", n_samples = 6 }}]', "")
+        .replace('optimizers = ["genetic", { name = "nes", n_samples = 6 }]', "")
+        .replace("seeds = [0, 1]", "seeds = [0]")
+    )
+    cfg, section = _small_sweep(tmp_path, one)
+    assert len(sweep.plan(cfg, section, tmp_path / "out")) == 1
+    sweep.run_sweep(cfg, section, tmp_path / "out", console=console)
+    assert any(line.startswith("1 experiment (0 already finished) on Ray") for line in said), said
+
+
 def test_sweep_stops_on_sigterm_as_on_ctrl_c_after_ray_starts(
     tmp_path: Path, fake_ray: FakeRay
 ) -> None:

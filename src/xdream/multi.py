@@ -1381,7 +1381,7 @@ def _run_with_progress(multi: MultiExperiment, console: Any) -> list[Summary]:
                     else no_refs or "no reference scored yet"
                 )
                 console.print(
-                    f"generation {generation - 1}{done}: {units} units, "
+                    f"generation {generation - 1}{done}: {units} unit{'' if units == 1 else 's'}, "
                     f"median best {median:.4g}, {refs}",
                     highlight=False,
                 )
@@ -1421,7 +1421,8 @@ def run_many(config: Any, out: Path, console: Any) -> int:
                 f"`xdream resume {out}` or choose another output folder."
             )
         multi = MultiExperiment.from_config(config, out)
-        console.print(f"running {len(multi.experiments)} units in lockstep", highlight=False)
+        n = len(multi.experiments)
+        console.print(f"running {n} unit{'' if n == 1 else 's'} in lockstep", highlight=False)
 
     t = time.perf_counter()
     summaries = _run_with_progress(multi, console)
@@ -1446,7 +1447,8 @@ def run_many(config: Any, out: Path, console: Any) -> int:
     total = max((float(s["seconds"]) for s in summaries), default=seconds)
     session = f" (this session {seconds:.1f} s)" if config is None else ""
     console.print(
-        f"{len(summaries)} units, {presentations} presentations in {total:.1f} s{session}; "
+        f"{len(summaries)} unit{'' if len(summaries) == 1 else 's'}, {presentations} "
+        f"presentations in {total:.1f} s{session}; "
         f"table: {out / 'units.csv'}, records: {out / 'units'}/<unit>/",
         highlight=False,
     )

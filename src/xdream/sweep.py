@@ -744,7 +744,8 @@ def _run_tasks(
     unwritten = False  # sweep.csv could not be rewritten (said once)
     if console is not None:
         console.print(
-            f"{len(tasks)} experiments ({len(results)} already finished) on Ray "
+            f"{len(tasks)} experiment{'' if len(tasks) == 1 else 's'} "
+            f"({len(results)} already finished) on Ray "
             f"{ray.get_runtime_context().gcs_address}",
             highlight=False,
         )
