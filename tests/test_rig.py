@@ -735,6 +735,35 @@ def test_a_malformed_file_then_a_good_one_for_the_block_count_once(tmp_path: Pat
     assert "block000.json skipped as malformed" in err and "already answered" not in err
 
 
+def test_a_malformed_file_that_came_in_time_is_named_when_the_block_times_out(
+    tmp_path: Path,
+) -> None:
+    """A malformed response file that comes before the deadline but has not yet settled when
+    it passes: the block waits for it to settle (as for a file that may still be written), so
+    the timeout names it as skipped. It timed out first and said only "no response"."""
+
+    def malformed(b: int, names: list[str], score_dir: Path) -> None:
+        (score_dir / f"block{b:03d}.json").write_text("{not json")
+
+    start = time.monotonic()
+    for on_timeout in ("skip", "pause"):
+        folder = tmp_path / on_timeout
+        if on_timeout == "skip":
+            _, scores, err = score_one_generation(
+                folder, malformed, settle=0.6, timeout=0.2, on_timeout=on_timeout
+            )
+            assert np.isnan(scores).all()
+            assert "block000.json (malformed:" in err, err
+            assert time.monotonic() - start > 0.6  # waited for the file to settle
+        else:
+            with pytest.raises(RigPaused) as paused:
+                score_one_generation(
+                    folder, malformed, settle=0.6, timeout=0.2, on_timeout=on_timeout
+                )
+            err = str(paused.value)
+        assert "block000.json (malformed:" in err, err
+
+
 def test_a_file_that_changes_while_it_is_read_is_read_again(tmp_path: Path) -> None:
     """Completeness: readable and unchanged over ``poll_interval``. A CSV cut at a line end
     parses, so a rig still appending to it while xdream reads must not get the cut version."""

@@ -816,7 +816,9 @@ class RigScorer(Scorer):
                     problem = self._accept(blk, response, name, sig, settled)
                 except Exception as err:  # a plug-in's odd Response: log, never crash
                     problem = f"{type(err).__name__}: {err}"
-            if problem is _WAIT:
+            if problem is _WAIT or (problem is not None and not settled):
+                # accepted once it settles, or then skipped as malformed: either way the block
+                # is not timed out before, so a timeout or pause can name the skipped file
                 self._settling[blk["block"]] = since
                 continue
             self._settling.pop(blk["block"], None)
