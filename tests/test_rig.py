@@ -764,6 +764,35 @@ def test_a_malformed_file_that_came_in_time_is_named_when_the_block_times_out(
         assert "block000.json (malformed:" in err, err
 
 
+def test_the_waiting_line_fits_the_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line rewritten in place while a block is awaited was padded to 100 columns and
+    some 106 long: on an 80-column terminal it wraps, and each rewrite starts a new line. It
+    fits the terminal's width now, shorter where it must be."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    def answer(b: int, names: list[str], score_dir: Path) -> None:
+        write_response(score_dir, b, "csv", names, np.ones((len(names), 1)))
+
+    scorer, _, _ = score_one_generation(tmp_path / "run", answer)
+    blk = {**scorer.state["blocks"]["0"], "generation": 1234, "block": 98765}
+    for columns, full in ((80, False), (40, False), (200, True)):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        scorer.stderr = screen = Terminal()
+        scorer._last_line = 0.0
+        scorer._terminal(blk, 1234.5)
+        line = screen.getvalue()
+        assert line.startswith("\rrig: gen") and "\n" not in line
+        assert len(line) - 1 <= columns - 1, (columns, line)
+        assert ("last latency" in line) == full, line
+        if columns >= 80:  # everything but the file's name: the block says which it is
+            assert "waiting 1234.5 s" in line and "best 1 " in line and "timeouts 0" in line
+
+
 def test_a_file_that_changes_while_it_is_read_is_read_again(tmp_path: Path) -> None:
     """Completeness: readable and unchanged over ``poll_interval``. A CSV cut at a line end
     parses, so a rig still appending to it while xdream reads must not get the cut version."""

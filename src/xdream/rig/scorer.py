@@ -1309,13 +1309,25 @@ class RigScorer(Scorer):
         self._last_line = time.monotonic()
         latency = self.state.get("last_latency")
         best = self.state.get("best")
+        shown = (
+            f"{'-' if latency is None else f'{latency:.3f} s'}",
+            f"{'-' if best is None else f'{best:.4g}'}",
+            self.state["counts"]["timeouts"],
+        )
         line = (
             f"rig: generation {blk['generation']}  block {blk['block']}  waiting {waited:5.1f} s "
-            f"for {protocol.response_stem(blk['block'])}.*  last latency "
-            f"{'-' if latency is None else f'{latency:.3f} s'}  best "
-            f"{'-' if best is None else f'{best:.4g}'}  timeouts {self.state['counts']['timeouts']}"
+            f"for {protocol.response_stem(blk['block'])}.*  last latency {shown[0]}  best "
+            f"{shown[1]}  timeouts {shown[2]}"
         )
-        self.stderr.write("\r" + line[:160].ljust(100))
+        # rewritten in place with a carriage return: a line longer than the terminal wraps and
+        # each rewrite would start a new one, so it is said shorter (and cut) to fit
+        width = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
+        if len(line) > width:
+            line = (
+                f"rig: gen {blk['generation']} block {blk['block']} waiting {waited:.1f} s "
+                f"latency {shown[0]} best {shown[1]} timeouts {shown[2]}"
+            )
+        self.stderr.write("\r" + line[:width].ljust(min(width, 100)))
         self.stderr.flush()
         self._line_shown = True
 
