@@ -131,10 +131,24 @@ def test_the_documented_bounds_themselves_are_accepted() -> None:
     assert cfg.experiment.presentations == 1
 
 
-@pytest.mark.parametrize(("seed", "shown"), [(-1, "-1"), ("a", "'a' (a string)"), (1.5, "1.5")])
+@pytest.mark.parametrize(
+    ("seed", "shown"),
+    [(-1, "-1"), ("a", "'a' (a str)"), (1.5, "1.5 (a float)"), (True, "True (a bool)")],
+)
 def test_optimizer_seeds_must_be_integers_at_least_0(seed: Any, shown: str) -> None:
-    with pytest.raises(ConfigError, match=f"seed must be an integer >= 0.*got {re.escape(shown)}"):
+    """A seed passed in Python is shown as Python shows it ('a' (a str), not a config file's
+    'a' (a string)); a config's seed keeps a config file's words."""
+    with pytest.raises(ConfigError, match=f"seed must be an integer >= 0.*got {re.escape(shown)}:"):
         xdream.optimizers.make("genetic", dim=8, seed=seed)
+    with pytest.raises(ConfigError, match=f"seed must be an integer >= 0.*got {re.escape(shown)}:"):
+        Experiment(
+            xdream.generators.make("pixels", size=32, code_size=8),
+            RedScorer(),
+            xdream.optimizers.make("genetic", dim=192, seed=0),
+            Path("never-made"),
+            seed=seed,
+        )
+    assert not Path("never-made").exists()
 
 
 @pytest.mark.parametrize("name", [None, 3])

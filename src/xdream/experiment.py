@@ -728,8 +728,8 @@ def _check_arguments(optimizer: Optimizer, **given: Any) -> None:
     integer("presentations", 1, optional=True)
     integer("n_references", 0, maximum=config_mod.MAX_REFERENCES)
     integer("batch_size", 1)
-    check_seed(given["reference_seed"], "reference_seed")
-    check_seed(given["seed"], "seed", allow_none=True)
+    check_seed(given["reference_seed"], "reference_seed", python=True)
+    check_seed(given["seed"], "seed", allow_none=True, python=True)
     if given["save_images"] not in SAVE_IMAGES:
         raise XDreamError(
             f"save_images must be {' or '.join(map(repr, SAVE_IMAGES))}, "

@@ -239,16 +239,20 @@ def describe_python(value: Any) -> str:
     return f"{value!r} ({'an' if kind[0] in 'aeiou' else 'a'} {kind})"
 
 
-def check_seed(seed: Any, name: str = "seed", allow_none: bool = False) -> None:
+def check_seed(
+    seed: Any, name: str = "seed", allow_none: bool = False, *, python: bool = False
+) -> None:
     """Raise :class:`ConfigError` unless ``seed`` is an integer >= 0 (or ``None`` when
-    ``allow_none``): what numpy's seeding accepts, said before numpy says it in a traceback."""
+    ``allow_none``): what numpy's seeding accepts, said before numpy says it in a traceback.
+    ``python=True`` (a seed passed in Python) shows it as Python does (``'a' (a str)``)."""
     if seed is None and allow_none:
         return
     if not isinstance(seed, numbers.Integral) or _is_bool(seed) or seed < 0:
         fix = " (or None for fresh entropy)" if allow_none else ""
+        got = describe_python(seed) if python else describe(seed)
         raise ConfigError(
-            f"{name} must be an integer >= 0{fix}, got {describe(seed)}: give a whole number "
-            "such as 0 or 12345"
+            f"{name} must be an integer >= 0{fix}, got {got}: give a whole number such as 0 or "
+            "12345"
         )
 
 

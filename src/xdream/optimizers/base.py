@@ -33,7 +33,7 @@ def make_rng(seed: int | None) -> np.random.Generator:
     is not an integer >= 0 raises :class:`~xdream.errors.ConfigError`. Any integer type is
     taken (a NumPy integer from ``np.arange`` too): the generator's seed sequence holds it as a
     Python ``int``, which is what :attr:`Optimizer.seed` reports."""
-    check_seed(seed, allow_none=True)
+    check_seed(seed, allow_none=True, python=True)
     return np.random.Generator(np.random.PCG64(None if seed is None else int(seed)))
 
 
