@@ -43,8 +43,11 @@ def test_reading_a_many_unit_runs_folder_names_its_unit_folders(tmp_path: Path) 
     assert "is a many-unit run: each unit's record is in its own folder" in message
     assert f"xdream.records.read({str(many / 'units' / names[0])!r})" in message
     assert f"Its units (7): {', '.join(names[:5])} and 2 more" in message
+    with pytest.raises(XDreamError, match=r"holds no record\.h5 of its own: the run folders"):
+        records.read(tmp_path)  # the folder above: the runs below it (units/ of many/)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(XDreamError, match=r"holds no record\.h5: is it an experiment folder"):
-        records.read(tmp_path)  # no units: as before
+        records.read(tmp_path / "empty")  # no runs: as before
 
 
 def test_checking_the_journal_refuses_what_reading_it_would(tmp_path: Path) -> None:

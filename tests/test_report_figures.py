@@ -351,7 +351,19 @@ def test_draw_scores_of_a_tune_or_sweep_folder_says_what_it_is_and_which_runs_to
         (tune / "study-b" / "tune.csv").unlink()  # a study whose first trial has not started
         with pytest.raises(XDreamError, match=r"is an `xdream tune` folder: its tune\.csv"):
             report.draw_scores(ax, tune)
+        (tmp_path / "other").mkdir()
         with pytest.raises(XDreamError, match=r"holds no record\.h5: is it an experiment"):
-            report.draw_scores(ax, tmp_path)  # any other folder: as before
+            report.draw_scores(ax, tmp_path / "other")  # any other folder: as before
+        # a folder inside one (a sweep's UNIT/, a study's trialNNNN/): the runs below it
+        unit = sweep / "blocks.0_c001"
+        with pytest.raises(XDreamError) as err:
+            report.draw_scores(ax, unit)
+        assert str(err.value) == (
+            f"{str(unit)!r} holds no record.h5 of its own: the run folders below it hold "
+            f"theirs; draw one of those (e.g. xdream.report.draw_scores(ax, "
+            f"{str(sweep_runs[0])!r})); runs with a record (2): genetic/seed0, genetic/seed1"
+        )
+        with pytest.raises(XDreamError, match=r"below it hold theirs; read one of those .*: "):
+            records.read(tune / "trial0001")
     finally:
         plt.close(fig)

@@ -153,7 +153,21 @@ def no_record_error(
     said = _sweep_or_study(path, call, verb)
     if said is not None:
         return XDreamError(said)
+    below = _records_below(path)
+    if below:  # a sweep's UNIT/ or UNIT/OPTIMIZER/ folder, a study's trialNNNN/, a folder of runs
+        return XDreamError(
+            f"{str(path)!r} holds no record.h5 of its own: the run folders below it hold theirs"
+            f"{_runs_said(path, below, call, verb)}"
+        )
     return XDreamError(f"{str(path)!r} holds no record.h5: is it an experiment folder?")
+
+
+def _records_below(path: Path, depth: int = 4) -> list[Path]:
+    """The ``record.h5`` files in the folders 1 to ``depth`` levels below ``path``."""
+    found: list[Path] = []
+    for level in range(1, depth + 1):
+        found += sorted(path.glob("/".join(["*"] * level) + "/record.h5"))
+    return found
 
 
 def read(path: str | Path, *, codes: bool = True) -> Record:
