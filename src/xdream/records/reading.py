@@ -162,7 +162,7 @@ def no_record_error(
     return XDreamError(f"{str(path)!r} holds no record.h5: is it an experiment folder?")
 
 
-def _records_below(path: Path, depth: int = 4) -> list[Path]:
+def _records_below(path: Path, depth: int = 3) -> list[Path]:
     """The ``record.h5`` files in the folders 1 to ``depth`` levels below ``path``."""
     found: list[Path] = []
     for level in range(1, depth + 1):
