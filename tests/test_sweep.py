@@ -404,6 +404,11 @@ def test_a_sweep_whose_weight_file_moved_goes_on_once_its_config_names_the_same_
         "fingerprint are the ones its experiments recorded)."
     )
     assert said in str(e.value), e.value
+    # on a cluster (--address) the sweep checks no file: the task's own error says the same
+    cfg, tasks = load(toml(tmp_path / "a" / "w.pt", 1))
+    failed = sweep.run_task(tasks[0].config, str(out / tasks[0].folder), 1)
+    assert failed["error"].startswith(f"weight file '{tmp_path / 'a' / 'w.pt'}' does not exist;")
+    assert said in failed["error"], failed
     cfg, tasks = load(toml(tmp_path / "other.pt", 2))
     with pytest.raises(XDreamError, match=r"genetic/seed0: target.weights: '.*/a/w.pt' -> ") as e:
         sweep.compare_configs(cfg, tasks, out)

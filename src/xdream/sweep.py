@@ -259,7 +259,10 @@ def run_task(config: dict[str, Any], folder: str, threads: int) -> dict[str, Any
     log = path / "worker.json"
     try:
         cfg = config_mod.from_dict(config)
-        experiment = Experiment.from_config(cfg, path)
+        try:
+            experiment = Experiment.from_config(cfg, path)
+        except MissingFileError as err:  # on a cluster (--address) the sweep checked no file
+            raise MissingFileError(_missing_file_message(err, [path / "checkpoint.pkl"])) from None
         if (path / "config.yaml").exists():
             # as `xdream resume` after an edit of config.yaml: the checkpoint's config must
             # agree on every key that defines the experiment; the changeable ones (the budget,
@@ -526,12 +529,12 @@ def check_tasks(cfg: Any, tasks: list[Task], out: Path, *, local: bool = True) -
         raise XDreamError(_problems(problems))
 
 
-def _missing_file_message(err: MissingFileError, tasks: list[Task], out: Path) -> str:
+def _missing_file_message(err: MissingFileError, checkpoints: list[Path]) -> str:
     """The missing-file error ``err`` of a sweep run again, followed by the weight files its
-    experiments read (their checkpoints record them) and how to give the new path of one."""
+    experiments read (the first of ``checkpoints`` to record them) and how to give the new
+    path of one."""
     from xdream.experiment import files_hint, files_recorded, with_hint
 
-    checkpoints = [out / task.folder / "checkpoint.pkl" for task in tasks]
     hint = files_hint(
         files_recorded(checkpoints),
         read_by="The sweep's experiments",
@@ -588,7 +591,8 @@ def run_sweep(
                 cfg, [t for i, t in enumerate(tasks) if i not in results], out, local=not address
             )
         except MissingFileError as err:  # a weight file: say where the experiments found it
-            raise MissingFileError(_missing_file_message(err, tasks, out)) from None
+            checkpoints = [out / task.folder / "checkpoint.pkl" for task in tasks]
+            raise MissingFileError(_missing_file_message(err, checkpoints)) from None
         if moved and console is not None:
             console.print(
                 f"weight files at a new path, the same files (same size and fingerprint) as "
