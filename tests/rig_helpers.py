@@ -126,3 +126,13 @@ def score_one_generation(
         thread.join(timeout=10)
     scorer.close()
     return scorer, np.asarray(scores), err.getvalue()
+
+
+PAUSING_RIG = (
+    "[experiment]\ngenerations = 1\nn_references = 0\n"
+    '[generator]\nname = "pixels"\nsize = 8\ncode_size = 4\n'
+    '[optimizer]\nname = "genetic"\npopulation_size = 4\n'
+    '[rig]\ntimeout = 0.05\npoll_interval = 0.002\non_timeout = "pause"\n'
+)
+"""A config (TOML) of one tiny generation on a rig that pauses after 50 ms without a response:
+`xdream run` of it exits with 3 where nobody answers."""

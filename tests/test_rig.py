@@ -22,6 +22,7 @@ import scipy.io
 import yaml
 
 from tests.rig_helpers import (
+    PAUSING_RIG,
     image_id,
     rig_config,
     run_with_rig,
@@ -1408,12 +1409,7 @@ def test_a_paused_rig_run_exits_with_status_3(
     from xdream.cli import main
 
     cfg = tmp_path / "p.toml"
-    cfg.write_text(
-        "[experiment]\ngenerations = 1\nn_references = 0\n"
-        '[generator]\nname = "pixels"\nsize = 8\ncode_size = 4\n'
-        '[optimizer]\nname = "genetic"\npopulation_size = 4\n'
-        '[rig]\ntimeout = 0.05\npoll_interval = 0.002\non_timeout = "pause"\n'
-    )
+    cfg.write_text(PAUSING_RIG)
     out = tmp_path / "run"
     assert main(["run", str(cfg), "--out", str(out)]) == 3
     err = capsys.readouterr().err.splitlines()
@@ -1724,12 +1720,7 @@ def test_an_absolute_rig_folder_that_is_not_there_is_refused_not_made(
 
     share = tmp_path / "mnt" / "rig"
     cfg = tmp_path / "r.toml"
-    base = (
-        "[experiment]\ngenerations = 1\nn_references = 0\n"
-        '[generator]\nname = "pixels"\nsize = 8\ncode_size = 4\n'
-        '[optimizer]\nname = "genetic"\npopulation_size = 4\n'
-        '[rig]\ntimeout = 0.05\npoll_interval = 0.002\non_timeout = "pause"\n'
-    )
+    base = PAUSING_RIG
     for key in ("write_dir", "score_dir"):
         cfg.write_text(base + f'{key} = "{share / key}"\n')
         assert main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 2
@@ -3022,12 +3013,7 @@ def test_a_hand_edited_rig_journal_of_the_wrong_kind_is_refused_with_what_to_do(
     from xdream.cli import main
 
     cfg = tmp_path / "p.toml"
-    cfg.write_text(
-        "[experiment]\ngenerations = 1\nn_references = 0\n"
-        '[generator]\nname = "pixels"\nsize = 8\ncode_size = 4\n'
-        '[optimizer]\nname = "genetic"\npopulation_size = 4\n'
-        '[rig]\ntimeout = 0.05\npoll_interval = 0.002\non_timeout = "pause"\n'
-    )
+    cfg.write_text(PAUSING_RIG)
     out = tmp_path / "run"
     assert main(["run", str(cfg), "--out", str(out)]) == 3  # paused: block 0 unanswered
     path = out / "rig" / "state.json"
