@@ -318,8 +318,11 @@ def test_a_weights_file_is_compared_by_its_contents_not_its_path(tmp_path: Path)
     assert f"not the one the run read, '{weights}' (1000 bytes" in str(e.value)
     moved.write_bytes(b"a" * 1000)  # the run's file, moved
     again = build(DescribedScorer(weights=str(moved)), out)
-    again.restore()
-    assert again.config_changes == []
+    again.restore()  # said as a resume from a config says it (it was taken silently)
+    assert again.config_changes == [
+        f"target.weights: {str(weights)!r} -> {str(moved)!r} (the same file: same size and "
+        "fingerprint)"
+    ]
     assert again.run()["generations"] == 3
     assert records.read(out).config["target"]["weights"] == str(moved)
     other = tmp_path / "other"  # another file taken on purpose

@@ -250,6 +250,19 @@ def moved_files(
     return moved
 
 
+def moved_said(then: dict[str, Any], moved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The :data:`READ_AGAIN` paths that :func:`moved_files` took as the same file at a new
+    path (``moved`` is ``then`` with them taken), each as a change that resume prints and
+    :attr:`Experiment.config_changes` lists: ``target.weights: 'a' -> 'b' (the same file:
+    same size and fingerprint)``."""
+    return [
+        f"{section}.{key}: {then[section][key]!r} -> {now[section][key]!r} (the same file: "
+        "same size and fingerprint)"
+        for section, key in READ_AGAIN
+        if moved.get(section) is not then.get(section)
+    ]
+
+
 def other_files(
     files: Any, read: dict[str, dict[str, Any]], whose: str = "the run"
 ) -> dict[str, str]:
@@ -1296,12 +1309,7 @@ class Experiment:
             notes = other_files(files, self.files_read)
             message = config_changed_message(self.folder.path, with_notes(defining, notes))
             raise ConfigChangedError(message, moved, now, notes)
-        return allowed + [
-            f"{section}.{key}: {saved[section][key]!r} -> {now[section][key]!r} (the same "
-            "file: same size and fingerprint)"
-            for section, key in READ_AGAIN
-            if moved.get(section) is not saved.get(section)
-        ]
+        return allowed + moved_said(saved, moved, now)
 
     def _check_objects(self, state: dict[str, Any]) -> list[str]:
         """Refuse to continue a run built from Python objects with objects that differ from
@@ -1328,7 +1336,7 @@ class Experiment:
         self._accepted = list(earlier) if isinstance(earlier, list) else []
         self._taking, self._taken_keys = [], set()  # (a restore refused before took nothing)
         now = self._built()
-        then = self._moved_files(then, now, state.get("files"))
+        recorded, then = then, self._moved_files(then, now, state.get("files"))
         old, new = _comparable(then, now, strict=strict)
         defining, allowed = config_changes(old, new)
         defining, taken = _accepted(defining, self._accept, old, new)
@@ -1346,7 +1354,7 @@ class Experiment:
             before = then.get("target")
             seed = before.get("noise_seed") if isinstance(before, dict) else None
             self._objects["target"] = {**target, "noise_seed": seed}
-        return allowed + taken
+        return allowed + taken + moved_said(recorded, then, now)
 
     def _moved_files(self, then: dict[str, Any], now: dict[str, Any], files: Any) -> dict[str, Any]:
         """:func:`moved_files` with the files this session reads (:attr:`files_read`)."""
