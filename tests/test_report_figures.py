@@ -94,6 +94,10 @@ def test_figures_writes_the_score_figure_as_svg_and_pdf_and_montages_stay_png(
     assert title in (figures / "scores.svg").read_text()
     with Image.open(figures / "scores.png") as png:
         assert png.size == (700, 360)
+    # written again from the same record: the same bytes (SVG ids and dates made each one new)
+    written = {p.name: p.read_bytes() for p in figures.glob("scores.*")}
+    assert main(["report", str(run), "--figures", "svg,pdf"]) == 0
+    assert {p.name: p.read_bytes() for p in figures.glob("scores.*")} == written
 
 
 def test_a_later_report_without_figures_says_the_earlier_vector_files_are_not_rewritten(

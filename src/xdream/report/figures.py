@@ -94,15 +94,21 @@ def score_figure(rec: records.Record, title: str, fmt: str = "png") -> bytes:
 
     if fmt not in FIGURE_FORMATS:
         raise XDreamError(f"cannot write figures as {fmt!r}: accepted are {FIGURE_FORMATS}")
-    with matplotlib.rc_context(VECTOR_TEXT):
+    # the same record gives the same bytes: SVG ids from a fixed salt, no date in SVG or PDF
+    # (a figure kept under version control changes only when the run does)
+    with matplotlib.rc_context({**VECTOR_TEXT, "svg.hashsalt": "xdream"}):
         # a Figure of its own, not pyplot's: the caller's backend (a notebook's, a window's)
         # and open figures stay as they were
         fig = Figure(figsize=(7, 3.6), dpi=100)
         draw_scores(fig.subplots(), rec, title)
         fig.tight_layout()
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt)
+        fig.savefig(buf, format=fmt, metadata=_NO_DATE.get(fmt))
     return buf.getvalue()
+
+
+_NO_DATE: dict[str, dict[str, None]] = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}
+"""``savefig`` metadata that leaves the date out of a vector figure (PNG has none)."""
 
 
 def _title(rec: records.Record) -> str:
