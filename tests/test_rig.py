@@ -3057,3 +3057,40 @@ def test_a_finished_runs_status_is_left_alone_for_a_journal_of_the_wrong_kind(
         scorer.check_folder(run)
     scorer.close()
     assert read_status(run) == {"state": "waiting"}
+
+
+@pytest.mark.parametrize(
+    "rng",
+    [
+        {},  # ValueError: not a PCG64 state
+        {"bit_generator": "PCG64"},  # KeyError
+        {"bit_generator": "PCG64", "state": {"state": 1, "inc": 1}, "has_uint32": 0},  # KeyError
+        {  # OverflowError: a number out of range
+            "bit_generator": "PCG64",
+            "state": {"state": -1, "inc": 1},
+            "has_uint32": 0,
+            "uinteger": 0,
+        },
+        {
+            "bit_generator": "PCG64",
+            "state": {"state": 1, "inc": 1},
+            "has_uint32": 0,
+            "uinteger": -1,
+        },
+    ],
+)
+def test_a_rig_journal_whose_rng_is_no_generator_state_is_refused_with_what_to_do(
+    tmp_path: Path, rng: dict[str, Any]
+) -> None:
+    """A hand-edited "rng" that is a mapping but not the state of the rig's random generator is
+    refused on resume as the other fields are; one whose numbers are out of range stopped the
+    resume with a raw OverflowError (mutation audit U)."""
+    folder = tmp_path / "run"
+    score_one_generation(folder, _answer_with_block_number, n=2, response_format="json")
+    path = folder / "rig" / "state.json"
+    journal = json.loads(path.read_text())
+    path.write_text(json.dumps({**journal, "rng": rng}))
+    said = r"state\.json' is not as xdream writes it: \"rng\" is not the state of a PCG64 generator"
+    with pytest.raises(XDreamError, match=said):
+        score_one_generation(folder, _answer_with_block_number, n=2, generation=1)
+    assert json.loads(path.read_text())["rng"] == rng

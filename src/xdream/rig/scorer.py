@@ -265,7 +265,7 @@ class RigScorer(Scorer):
         if problem is None:
             try:
                 self._rng.bit_generator.state = state["rng"]
-            except (TypeError, ValueError, KeyError) as err:
+            except (TypeError, ValueError, KeyError, OverflowError) as err:  # out of range
                 problem = f'"rng" is not the state of a PCG64 generator ({err})'
         if problem is not None:
             raise _journal_error(self.state_path, problem)
