@@ -3059,6 +3059,130 @@ def test_a_finished_runs_status_is_left_alone_for_a_journal_of_the_wrong_kind(
     assert read_status(run) == {"state": "waiting"}
 
 
+def _journal_for_checks(tmp_path: Path) -> dict[str, Any]:
+    """A rig journal as xdream writes it after a generation, with a previous round, an early
+    response's signatures and a counted file added (each as xdream writes them)."""
+    folder = tmp_path / "journal"
+    score_one_generation(folder, _answer_with_block_number, n=2, response_format="json")
+    state = json.loads((folder / "rig" / "state.json").read_text())
+    state["previous"] = json.loads(json.dumps({"cur": state["current"], "rows": state["rows"]}))
+    state["early"] = {"block001.json": [[113, 1795825252345946849]]}
+    state["counted"] = ["block000.json"]
+    return state
+
+
+_DELETE = object()
+
+# each: edits (a path of keys and the new value, or _DELETE), and what journal_problem says
+_JOURNAL_EDITS: list[tuple[list[tuple[tuple[Any, ...], Any]], str]] = [
+    ([(("counts",), _DELETE)], 'it has no "counts"'),
+    ([(("rng",), _DELETE)], 'it has no "rng"'),
+    ([(("best",), "x")], '"best" is a string ("x"), not null or a number'),
+    ([(("n_channels",), 1.5)], '"n_channels" is a number (1.5), not null or a whole number'),
+    ([(("last_latency",), "1")], '"last_latency" is a string ("1"), not null or a number'),
+    ([(("generation",), True)], '"generation" is true, not a whole number'),
+    ([(("last_baseline",), False)], '"last_baseline" is false, not null or a number'),
+    ([(("counted",), "a")], '"counted" is a string ("a"), not a list'),
+    ([(("orientation",), 3)], '"orientation" is a number (3), not null or a string'),
+    ([(("previous",), [])], '"previous" is a list ([]), not null or a mapping'),
+    ([(("blocks", "0", "stimuli"), _DELETE)], '"blocks"["0"] has no "stimuli"'),
+    (
+        [(("blocks", "0", "timed_out"), 0)],
+        '"blocks"["0"]["timed_out"] is a number (0), not true or false',
+    ),
+    ([(("blocks", "0", "sig"), "x")], '"blocks"["0"]["sig"] is a string ("x"), not null or a list'),
+    (
+        [(("blocks", "0", "n_stimuli"), "2")],
+        '"blocks"["0"]["n_stimuli"] is a string ("2"), not a whole number',
+    ),
+    ([(("blocks", "0", "block"), 1)], '"blocks"["0"]["block"] is 1, not 0'),
+    (
+        [(("blocks", "0", "stimuli", 1, "kind"), _DELETE)],
+        '"blocks"["0"]["stimuli"][1] has no "kind"',
+    ),
+    ([(("current", "round"), "0")], '"current"["round"] is a string ("0"), not a whole number'),
+    ([(("current", "key"), _DELETE)], '"current" has no "key"'),
+    ([(("current", "ids", 1), 5)], '"current"["ids"][1] is a number (5), not a string'),
+    (
+        [(("current", "blocks"), [7])],
+        '"current"["blocks"][0] is a number (7), not the number of a block in "blocks"',
+    ),
+    (
+        [(("current", "blocks"), ["0"])],
+        '"current"["blocks"][0] is a string ("0"), not the number of a block in "blocks"',
+    ),
+    ([(("rows", 1, "values"), _DELETE)], '"rows"[1] has no "values"'),
+    ([(("rows", 0, "used"), 1)], '"rows"[0]["used"] is a number (1), not true or false'),
+    ([(("rows", 0, "received"), "t")], '"rows"[0]["received"] is a string ("t"), not a number'),
+    (
+        [(("previous", "cur", "done"), "yes")],
+        '"previous"["cur"]["done"] is a string ("yes"), not true or false',
+    ),
+    ([(("previous", "rows"), _DELETE)], '"previous" has no "rows"'),
+    (
+        [(("previous", "rows", 1, "late"), None)],
+        '"previous"["rows"][1]["late"] is null, not true or false',
+    ),
+    ([(("counts", "late"), 1.5)], '"counts"["late"] is a number (1.5), not a whole number'),
+    ([(("writing", "block"), "0")], '"writing"["block"] is a string ("0"), not a whole number'),
+    (
+        [(("writing", "time"), "t")],
+        '"writing"["time"] is a string ("t"), not null or a number',
+    ),
+    ([(("counted",), ["a", 3])], '"counted"[1] is a number (3), not a string'),
+    (
+        [(("early",), {"f": [[1, 2, 3]]})],
+        '"early"["f"] is a list ([[1, 2, 3]]), not a list of [size, mtime_ns]',
+    ),
+    (
+        [(("early",), {"f": [[1, "2"]]})],
+        '"early"["f"] is a list ([[1, "2"]]), not a list of [size, mtime_ns]',
+    ),
+    ([(("early",), {"f": "x"})], '"early"["f"] is a string ("x"), not a list of [size, mtime_ns]'),
+    (  # the first problem is said
+        [(("rows", 0, "used"), 1), (("early",), {"f": "x"})],
+        '"rows"[0]["used"] is a number (1), not true or false',
+    ),
+    (  # a value's JSON is shown whole up to 40 characters, and cut after 37 beyond
+        [(("next_block",), "x" * 38)],
+        f'"next_block" is a string ("{"x" * 38}"), not a whole number',
+    ),
+    (
+        [(("next_block",), "x" * 39)],
+        f'"next_block" is a string ("{"x" * 36}...), not a whole number',
+    ),
+]
+
+
+def test_the_rig_journal_checks_say_the_first_field_not_as_xdream_writes_it(
+    tmp_path: Path,
+) -> None:
+    """journal_problem passes a journal as xdream writes it (and one of an earlier xdream,
+    without the fields added since), and says, for each field the rig scorer reads, that it
+    is missing or of the wrong kind, naming it with its place in the journal (mutation audit
+    U: each of these edits was let through, or said otherwise, by a mutant of the checks)."""
+    import copy
+
+    state = _journal_for_checks(tmp_path)
+    assert scorer_mod.journal_problem(state) is None
+    earlier = copy.deepcopy(state)
+    for key in ("orientation", "counted", "early", "writing", "previous"):
+        del earlier[key]
+    del earlier["blocks"]["0"]["n_stimuli"]
+    assert scorer_mod.journal_problem(earlier) is None
+    for edits, said in _JOURNAL_EDITS:
+        edited = copy.deepcopy(state)
+        for path, value in edits:
+            parent = edited
+            for key in path[:-1]:
+                parent = parent[key]
+            if value is _DELETE:
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = value
+        assert scorer_mod.journal_problem(edited) == said, (edits, said)
+
+
 @pytest.mark.parametrize(
     "rng",
     [
