@@ -2277,3 +2277,74 @@ def test_where_files_were_names_only_the_files_a_checkpoint_records_with_their_p
     hint = where_files_were(checkpoint)
     assert hint.startswith(" The run read these files: [generator] weights was /g.pt (")
     assert "[target]" not in hint
+
+
+def test_with_hint_puts_one_full_stop_between_an_error_and_its_hint() -> None:
+    """The error is followed by the hint as its own sentence: a full stop is added only where
+    the error has none, and nothing at all is added without a hint (mutation audit U)."""
+    from xdream.experiment import with_hint
+
+    assert with_hint(ValueError("gone"), " The run read x.") == "gone. The run read x."
+    assert with_hint(ValueError("gone."), " The run read x.") == "gone. The run read x."
+    assert with_hint(ValueError("gone"), "") == "gone"
+
+
+def test_files_recorded_takes_the_first_checkpoint_that_records_files(tmp_path: Path) -> None:
+    """A sweep's or a study's first checkpoints may be missing (a task not run yet), unreadable
+    (damaged, a path the system refuses) or record no files: the files of the first that
+    records any are taken, and None where none does (mutation audit U)."""
+    from xdream.experiment import files_recorded
+    from xdream.records import save_checkpoint
+
+    files = {"target.weights": {"path": "/a/w.pt", "size": 10}}
+    missing = tmp_path / "missing" / "checkpoint.pkl"
+    damaged = tmp_path / "damaged.pkl"
+    damaged.write_bytes(b"not a pickle")
+    too_long = tmp_path / ("x" * 300) / "checkpoint.pkl"  # stat() fails with an OSError
+    empty = tmp_path / "empty.pkl"
+    save_checkpoint(empty, {"files": {}})
+    good = tmp_path / "good.pkl"
+    save_checkpoint(good, {"files": files})
+    assert files_recorded([missing, damaged, too_long, empty, good]) == files
+    assert files_recorded([missing, damaged, empty]) is None
+
+
+def test_on_target_device_asks_for_the_targets_device_and_leaves_a_generator_without_tensors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The device a generator is moved to is the one the [target] names (resolved as the
+    scorer resolves it), and a user's generator that holds no parameters or buffers is not
+    moved at all (its .to is not called) (mutation audit U)."""
+    import xdream.scorers.cnn
+    from xdream.experiment import on_target_device
+    from xdream.generators import Generator, make
+
+    asked: list[str] = []
+
+    def resolve(device: str) -> torch.device:
+        asked.append(device)
+        return torch.device("meta")
+
+    monkeypatch.setattr(xdream.scorers.cnn, "resolve_device", resolve)
+
+    class Bare(Generator):
+        name = "bare"
+
+        def __init__(self) -> None:
+            super().__init__(None)
+            self.code_dim, self.output_size, self.moved = 2, (8, 8), 0
+
+        def to(self, *args: Any, **kwargs: Any) -> Any:
+            self.moved += 1
+            return super().to(*args, **kwargs)
+
+        def forward(self, codes: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(len(codes), 3, 8, 8)
+
+    target = {"layer": "stem", "channel": 0, "image_size": 32, "device": "cuda:1"}
+    cfg = config_mod.from_dict({"experiment": {"generations": 2}, "target": target})
+    bare = Bare()
+    assert on_target_device(bare, cfg) is bare and bare.moved == 0
+    fourier = make("fourier", size=32, max_freq=4)
+    assert on_target_device(fourier, cfg).device.type == "meta"
+    assert asked == ["cuda:1"]

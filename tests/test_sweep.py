@@ -908,3 +908,25 @@ def test_an_address_where_nothing_answers_is_refused_at_once(
         sweep.run_sweep(cfg, section, tmp_path / "out", address=f"127.0.0.1:{port}")
     assert time.monotonic() - start < 30 and fake_ray.inits == []
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sweeps_missing_weight_file_is_said_with_the_files_any_of_its_tasks_recorded(
+    tmp_path: Path,
+) -> None:
+    """The files the sweep's experiments read are taken from the checkpoint of any task that
+    has one (the first tasks may not have run yet), and a sweep none of whose tasks recorded
+    any says only that the file is missing (mutation audit U)."""
+    from xdream.records import save_checkpoint
+
+    out = tmp_path / "out"
+    tasks = [SimpleNamespace(folder=f"stem_3/genetic/seed{s}") for s in range(3)]
+    err = MissingFileError("weight file '/a/w.pt' does not exist")
+    assert sweep._missing_file_message(err, tasks, out) == str(err)
+    (out / tasks[1].folder).mkdir(parents=True)
+    files = {"target.weights": {"path": "/a/w.pt", "size": 10}}
+    save_checkpoint(out / tasks[1].folder / "checkpoint.pkl", {"files": files})
+    said = sweep._missing_file_message(err, tasks, out)
+    assert said.startswith(
+        "weight file '/a/w.pt' does not exist. The sweep's experiments read these files: "
+        "[target] weights was /a/w.pt ("
+    ), said

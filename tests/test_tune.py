@@ -1079,3 +1079,49 @@ def test_an_earlier_rig_trial_recorded_with_a_target_is_read_for_its_config(
     section = tune.TuneSection(params={"mutation_rate": {"low": 0.1, "high": 0.5}})
     found = tune.earlier_config(study, section, tmp_path)
     assert found == (tune.fingerprint(cfg, section), 0)
+
+
+@pytest.mark.parametrize("study", ["", "study-b"])
+@pytest.mark.parametrize("run", ["seed0", "seed0/units/blocks.0_c001"])
+def test_a_studys_missing_weight_file_is_said_with_the_files_its_trials_recorded(
+    tmp_path: Path, study: str, run: str
+) -> None:
+    """The files a study's trials read are taken from a trial's checkpoint in the study's own
+    folder (out itself, or out/study-NAME for a named study), of a run of one unit or of
+    many; a study without one says only that the file is missing (mutation audit U)."""
+    from xdream import tune
+    from xdream.records import save_checkpoint
+
+    out = tmp_path / "out"
+    here = out / study if study else out
+    err = MissingFileError("weight file '/a/w.pt' does not exist")
+    assert tune._missing_file_message(err, here) == str(err)
+    checkpoint = here / "trial0000" / run / "checkpoint.pkl"
+    checkpoint.parent.mkdir(parents=True)
+    save_checkpoint(checkpoint, {"files": {"target.weights": {"path": "/a/w.pt", "size": 1}}})
+    said = tune._missing_file_message(err, here)
+    assert said.startswith(
+        "weight file '/a/w.pt' does not exist. The study's trials read these files: "
+        "[target] weights was /a/w.pt ("
+    ), said
+
+
+def test_a_named_studys_missing_weight_file_is_said_with_the_files_its_trials_read(
+    tmp_path: Path,
+) -> None:
+    """A named study keeps its trials in out/study-NAME: tuned on with its weight file gone,
+    the files its trials read are found there, not in out (mutation audit U)."""
+    _optuna()
+    from tests.helpers import moved_weight_files
+    from xdream import tune
+
+    moved_weight_files(tmp_path)
+    weights = tmp_path / "a" / "w.pt"
+    cfg, section = _small(tmp_path, **{'device = "cpu"': f'device = "cpu"\nweights = "{weights}"'})
+    out = tmp_path / "o"
+    assert len(tune.run_tune(cfg, section, out, study_name="b").trials) == 1
+    weights.rename(tmp_path / "b" / "w.pt")
+    with pytest.raises(MissingFileError) as e:
+        tune.run_tune(cfg, section, out, study_name="b", trials=1)
+    said = f"The study's trials read these files: [target] weights was {weights} ("
+    assert said in str(e.value), e.value
