@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import tiny_experiment
+from tests.helpers import many_unit_folder, tiny_experiment
 from xdream import records, report
 from xdream.cli import main
 from xdream.errors import XDreamError
@@ -371,3 +371,33 @@ def test_draw_scores_of_a_tune_or_sweep_folder_says_what_it_is_and_which_runs_to
             records.read(tune / "trial0001")
     finally:
         plt.close(fig)
+
+
+def test_draw_scores_of_a_many_unit_run_names_the_call_that_draws_a_unit(tmp_path: Path) -> None:
+    """A many-unit run's folder given to draw_scores is refused naming draw_scores on one of
+    its unit folders, not records.read (mutation audit U)."""
+    many, names = many_unit_folder(tmp_path)
+    fig, ax = plt.subplots()
+    try:
+        with pytest.raises(XDreamError) as err:
+            report.draw_scores(ax, many)
+    finally:
+        plt.close(fig)
+    unit = str(many / "units" / names[0])
+    assert f"so draw one, e.g. xdream.report.draw_scores(ax, {unit!r}). " in str(err.value)
+    assert "records.read" not in str(err.value)
+
+
+@pytest.mark.parametrize(("n", "more"), [(5, ""), (6, " and 1 more")])
+def test_a_sweep_folders_runs_are_listed_to_five_then_counted(
+    tmp_path: Path, n: int, more: str
+) -> None:
+    """A sweep folder with as many runs as are listed names them all, with no "and 0 more";
+    one more is counted (mutation audit U)."""
+    out = tmp_path / "sweep"
+    runs = [_empty_record(out / "stem_3" / "genetic" / f"seed{s}") for s in range(n)]
+    (out / "sweep.csv").write_text("unit,optimizer,seed,state\n")
+    with pytest.raises(XDreamError) as err:
+        records.read(out)
+    listed = ", ".join(r.relative_to(out).as_posix() for r in runs[:5])
+    assert str(err.value).endswith(f"runs with a record ({n}): {listed}{more}"), err.value
