@@ -4,6 +4,7 @@ a traceback from inside a library, never a run of nonsense."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -21,6 +22,7 @@ from xdream import config
 from xdream.cli import main
 from xdream.errors import ConfigError, XDreamError
 from xdream.experiment import Experiment
+from xdream.params import build_params
 
 BASE: dict[str, Any] = {
     "experiment": {"generations": 2, "n_references": 2},
@@ -669,3 +671,40 @@ def test_a_value_of_the_wrong_kind_in_a_config_is_still_said_in_its_words() -> N
         "optimizer 'genetic': 'population_size' must be an integer, got true (a boolean): "
         "write a whole number, as 3"
     )
+
+
+@dataclasses.dataclass
+class _EveryKind:
+    n: int = 1
+    x: float = 0.5
+    flag: bool = False
+    label: str = "a"
+    either: int | str = 1
+    names: tuple[str, ...] = ()
+    sizes: tuple[int, ...] = ()
+    flags: tuple[bool, ...] = ()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("names", (1,), "'names' must be a list or tuple of strs, got (1,) (a tuple)"),
+        ("sizes", ("a",), "'sizes' must be a list or tuple of ints, got ('a',) (a tuple)"),
+        ("flags", (1,), "'flags' must be a list or tuple of bools, got (1,) (a tuple)"),
+        ("flag", 1, "'flag' must be True or False, got 1: pass True or False, as True"),
+        ("label", 3, "'label' must be a str, got 3: pass a str, as 'name'"),
+        ("either", 2.5, "'either' must be an int or a str, got 2.5 (a float): pass an int, as 3"),
+        ("n", "abc", "'n' must be an int, got 'abc' (a str): pass an int, as 3"),
+        ("n", np.True_, "'n' must be an int, got True (a bool): pass an int, as 3"),
+        ("x", Ellipsis, "'x' must be a number, got Ellipsis (an ellipsis): pass a number, as 0.5"),
+    ],
+)
+def test_every_kind_is_said_in_pythons_words_with_what_to_pass(
+    key: str, value: Any, said: str
+) -> None:
+    """Each kind a parameter takes is said in Python's words (a list or tuple of strs, True or
+    False, a str), the value with its Python type (an int without one), and what to pass where
+    there is one thing to pass (mutation audit U)."""
+    with pytest.raises(ConfigError) as err:
+        build_params(_EveryKind, {key: value}, "w", python=True)
+    assert str(err.value) == f"w: {said}"
