@@ -3218,3 +3218,30 @@ def test_a_rig_journal_whose_rng_is_no_generator_state_is_refused_with_what_to_d
     with pytest.raises(XDreamError, match=said):
         score_one_generation(folder, _answer_with_block_number, n=2, generation=1)
     assert json.loads(path.read_text())["rng"] == rng
+
+
+@pytest.mark.parametrize(
+    "journal",
+    [
+        {"generation": 3, "blocks": {"0": {"block": 0}}, "counts": {}},  # no written, answered
+        {"generation": 3, "blocks": {"0": {"written": 1.0}}, "counts": {}},  # no answered
+        {"generation": 3, "blocks": {}, "counts": []},
+        {"generation": 3, "blocks": {}, "counts": "0"},
+    ],
+)
+def test_a_finished_runs_status_is_left_alone_for_a_journal_it_cannot_be_said_from(
+    tmp_path: Path, journal: dict[str, Any]
+) -> None:
+    """A finished run resumed without its share, whose journal's blocks lack "written" or
+    "answered", or whose counts are no mapping: its status is left as it is, without an
+    error but the share's (mutation audit U: the status check without these parts)."""
+    run = tmp_path / "run"
+    (run / "rig").mkdir(parents=True)
+    params = RigSection(write_dir=str(tmp_path / "share"))
+    (run / "rig" / "state.json").write_text(json.dumps(journal))
+    (run / "rig" / "status.json").write_text(json.dumps({"state": "waiting"}))
+    scorer = RigScorer(params, seed=0, stderr=io.StringIO())
+    with pytest.raises(XDreamError, match="share"):
+        scorer.check_folder(run)
+    scorer.close()
+    assert read_status(run) == {"state": "waiting"}
