@@ -2314,7 +2314,8 @@ def test_on_target_device_asks_for_the_targets_device_and_leaves_a_generator_wit
 ) -> None:
     """The device a generator is moved to is the one the [target] names (resolved as the
     scorer resolves it), and a user's generator that holds no parameters or buffers is not
-    moved at all (its .to is not called) (mutation audit U)."""
+    moved at all (its .to is not called), nor is any generator for a CPU target (mutation
+    audit U)."""
     import xdream.scorers.cnn
     from xdream.experiment import on_target_device
     from xdream.generators import Generator, make
@@ -2348,3 +2349,8 @@ def test_on_target_device_asks_for_the_targets_device_and_leaves_a_generator_wit
     fourier = make("fourier", size=32, max_freq=4)
     assert on_target_device(fourier, cfg).device.type == "meta"
     assert asked == ["cuda:1"]
+    monkeypatch.undo()  # a CPU target leaves a generator where it is (here on meta)
+    on_cpu = config_mod.from_dict(
+        {"experiment": {"generations": 2}, "target": {**target, "device": "cpu"}}
+    )
+    assert on_target_device(fourier, on_cpu).device.type == "meta"
