@@ -921,11 +921,12 @@ def test_a_sweeps_missing_weight_file_is_said_with_the_files_any_of_its_tasks_re
     out = tmp_path / "out"
     tasks = [SimpleNamespace(folder=f"stem_3/genetic/seed{s}") for s in range(3)]
     err = MissingFileError("weight file '/a/w.pt' does not exist")
-    assert sweep._missing_file_message(err, tasks, out) == str(err)
+    checkpoints = [out / task.folder / "checkpoint.pkl" for task in tasks]
+    assert sweep._missing_file_message(err, checkpoints) == str(err)
     (out / tasks[1].folder).mkdir(parents=True)
     files = {"target.weights": {"path": "/a/w.pt", "size": 10}}
     save_checkpoint(out / tasks[1].folder / "checkpoint.pkl", {"files": files})
-    said = sweep._missing_file_message(err, tasks, out)
+    said = sweep._missing_file_message(err, checkpoints)
     assert said.startswith(
         "weight file '/a/w.pt' does not exist. The sweep's experiments read these files: "
         "[target] weights was /a/w.pt ("
