@@ -643,6 +643,10 @@ def test_quotes_are_advised_only_against_a_quoted_value_of_the_right_kind(
             "not a str: 20 rather than '20'",
         ),
         (
+            lambda: xdream.generators.make("cppn", hidden=[16, "x"]),
+            "generator 'cppn': 'hidden' must be a list or tuple of ints, got [16, 'x'] (a list)",
+        ),
+        (
             lambda: xdream.generators.make("fourier", size=True),
             "generator 'fourier': 'size' must be an int, got True (a bool): pass an int, as 3",
         ),

@@ -78,18 +78,19 @@ def build_params(cls: type[P], values: Mapping[str, Any], where: str, *, python:
         if f.default is not dataclasses.MISSING
     }
     # Config files have lists where the dataclass has tuples: convert, keep everything else.
+    given = from_numpy(dict(values))
     values = {
         k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v
-        for k, v in from_numpy(dict(values)).items()
+        for k, v in given.items()
     }
     hints = typing.get_type_hints(cls)
     for key, value in values.items():
         expected = mismatch(hints[key], value)
-        if expected is not None and python:
-            fix = _python_fix(expected, value)
+        if expected is not None and python:  # the value as the caller gave it (a list, say)
+            fix = _python_fix(expected, given[key])
             raise ConfigError(
                 f"{where}: {key!r} must be {python_words(expected)}, got "
-                f"{describe_python(value)}" + (f": {fix}" if fix else "")
+                f"{describe_python(given[key])}" + (f": {fix}" if fix else "")
             )
         if expected is not None:
             fix = _fix(expected, value)
