@@ -794,6 +794,51 @@ def test_the_waiting_line_fits_the_terminal(
             assert "waiting 1234.5 s" in line and "best 1 " in line and "timeouts 0" in line
 
 
+def test_the_waiting_line_says_each_field_and_overwrites_all_of_the_one_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waiting line of a block is written over the one before (the block before's, or
+    this one's a moment ago), padded so that nothing of a longer one is left on the screen,
+    on a terminal wider than 100 columns too (it was padded to 100 only). A line exactly as
+    wide as the terminal allows keeps its full form; the short form says every field."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    def on_screen(written: str) -> str:  # each carriage return writes over the row
+        row = ""
+        for part in written.split("\r"):
+            row = part + row[len(part) :]
+        return row
+
+    def answer(b: int, names: list[str], score_dir: Path) -> None:
+        write_response(score_dir, b, "csv", names, np.ones((len(names), 1)))
+
+    scorer, _, _ = score_one_generation(tmp_path / "run", answer)
+    blk = {**scorer.state["blocks"]["0"], "generation": 1234, "block": 98765}
+
+    def show(columns: int, latency: float, best: float, screen: io.StringIO) -> str:
+        monkeypatch.setenv("COLUMNS", str(columns))
+        scorer.state["last_latency"], scorer.state["best"] = latency, best
+        scorer.stderr = screen
+        scorer._last_line = 0.0
+        scorer._terminal(blk, 12.3)
+        return screen.getvalue().rsplit("\r", 1)[1].rstrip()
+
+    for columns in (90, 130, 250):
+        screen = Terminal()
+        longer = show(columns, 12.345, 0.9999, screen)
+        shorter = show(columns, 1.234, 1.5, screen)
+        assert len(shorter) < len(longer) <= columns - 1 and "best 0.9999 " in longer
+        assert on_screen(screen.getvalue()).rstrip() == shorter, (columns, screen.getvalue())
+    full = show(250, 1.234, 1.5, Terminal())
+    assert "last latency 1.234 s  best 1.5  timeouts" in full
+    assert show(len(full) + 1, 1.234, 1.5, Terminal()) == full  # it fits: said in full
+    short = show(len(full), 1.234, 1.5, Terminal())
+    assert short.startswith("rig: gen 1234 block 98765 waiting 12.3 s latency 1.234 s best 1.5 ")
+
+
 def test_a_file_that_changes_while_it_is_read_is_read_again(tmp_path: Path) -> None:
     """Completeness: readable and unchanged over ``poll_interval``. A CSV cut at a line end
     parses, so a rig still appending to it while xdream reads must not get the cut version."""

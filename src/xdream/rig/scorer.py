@@ -1320,14 +1320,15 @@ class RigScorer(Scorer):
             f"{shown[1]}  timeouts {shown[2]}"
         )
         # rewritten in place with a carriage return: a line longer than the terminal wraps and
-        # each rewrite would start a new one, so it is said shorter (and cut) to fit
+        # each rewrite would start a new one, so it is said shorter (and cut) to fit; padded to
+        # the width, so that nothing of a longer line before it is left on the screen
         width = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
         if len(line) > width:
             line = (
                 f"rig: gen {blk['generation']} block {blk['block']} waiting {waited:.1f} s "
                 f"latency {shown[0]} best {shown[1]} timeouts {shown[2]}"
             )
-        self.stderr.write("\r" + line[:width].ljust(min(width, 100)))
+        self.stderr.write("\r" + line[:width].ljust(width))
         self.stderr.flush()
         self._line_shown = True
 
