@@ -765,6 +765,29 @@ def test_a_malformed_file_that_came_in_time_is_named_when_the_block_times_out(
         assert "block000.json (malformed:" in err, err
 
 
+def test_a_file_whose_content_is_refused_that_came_in_time_is_named_when_the_block_times_out(
+    tmp_path: Path,
+) -> None:
+    """As a file that does not parse, one that parses but whose content is refused (an index
+    out of range) and that came before the deadline holds the timeout until it settles, so
+    the timeout names it as skipped rather than saying there was no response."""
+
+    def out_of_range(b: int, names: list[str], score_dir: Path) -> None:
+        tmp = score_dir / f".block{b:03d}.tmp"
+        with h5py.File(tmp, "w") as f:
+            f["scores"] = np.ones((len(names), 1))
+            f["indices"] = np.arange(len(names)) + 99
+        tmp.rename(score_dir / f"block{b:03d}.h5")
+
+    start = time.monotonic()
+    _, scores, err = score_one_generation(
+        tmp_path / "run", out_of_range, settle=0.6, timeout=0.2, on_timeout="skip"
+    )
+    assert np.isnan(scores).all()
+    assert "block000.h5 (malformed: index 99 is out of range" in err, err
+    assert time.monotonic() - start > 0.6  # waited for the file to settle
+
+
 def test_the_waiting_line_fits_the_terminal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
