@@ -51,6 +51,16 @@ def test_shape_dtype_and_range(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_made_in_evaluation_mode(name: str) -> None:
+    """make and build (a config's parameters) give a generator in evaluation mode, as make
+    says. Mutation audit W: build leaving it in training mode survived."""
+    from xdream.generators import build
+
+    for gen in (make(name), build(name, {}, python=False)):
+        assert not any(module.training for module in gen.modules())
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_zero_code_is_mid_grey(name: str) -> None:
     gen = default(name)
     image = gen.generate(np.zeros((1, gen.code_dim)))

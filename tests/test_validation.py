@@ -247,6 +247,7 @@ def test_yaml_merge_keys_and_repeated_keys_in_separate_mappings_still_load(
         ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
         ({"tf32": "yes"}, "tf32 must be True or False, got 'yes'"),
         ({"reference_seed": -1}, "reference_seed must be an integer >= 0, got -1"),
+        ({"reference_seed": "a"}, r"reference_seed must be an integer >= 0, got 'a' \(a str\):"),
         ({"seed": 1.5}, "seed must be an integer >= 0"),
     ],
 )
