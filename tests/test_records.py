@@ -50,6 +50,21 @@ def test_reading_a_many_unit_runs_folder_names_its_unit_folders(tmp_path: Path) 
         records.read(tmp_path / "empty")  # no runs: as before
 
 
+def test_a_folder_names_the_runs_one_to_three_levels_below_it(tmp_path: Path) -> None:
+    """Runs right below a folder and three levels down are named; one four levels down is
+    not looked for (a mistaken folder high in a file system is not walked deeper). Mutation
+    audit W: a walk from the second level, and one to the fourth, survived."""
+    for run in ("runs/a", "runs/b", "deep/x/y/z", "deeper/w/x/y/z"):
+        (tmp_path / run).mkdir(parents=True)
+        (tmp_path / run / "record.h5").write_bytes(b"")
+    with pytest.raises(XDreamError, match=r"runs with a record \(2\): a, b$"):
+        records.read(tmp_path / "runs")
+    with pytest.raises(XDreamError, match=r"runs with a record \(1\): x/y/z$"):
+        records.read(tmp_path / "deep")
+    with pytest.raises(XDreamError, match=r"holds no record\.h5: is it an experiment folder"):
+        records.read(tmp_path / "deeper")
+
+
 def test_checking_the_journal_refuses_what_reading_it_would(tmp_path: Path) -> None:
     """A many-unit resume checks each unit's journal before it writes in any unit's folder:
     the check refuses a missing, junk, cut or incomplete file as reading it would (the same
