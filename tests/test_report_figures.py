@@ -96,6 +96,8 @@ def test_figures_writes_the_score_figure_as_svg_and_pdf_and_montages_stay_png(
         assert png.size == (700, 360)
     # written again from the same record: the same bytes (SVG ids and dates made each one new)
     written = {p.name: p.read_bytes() for p in figures.glob("scores.*")}
+    # no date at all: two writes within a second had the same one (mutation audit W)
+    assert b"CreationDate" not in written["scores.pdf"]
     assert main(["report", str(run), "--figures", "svg,pdf"]) == 0
     assert {p.name: p.read_bytes() for p in figures.glob("scores.*")} == written
 

@@ -404,6 +404,15 @@ def test_a_sweep_whose_weight_file_moved_goes_on_once_its_config_names_the_same_
         "fingerprint are the ones its experiments recorded)."
     )
     assert said in str(e.value), e.value
+    # said from any task's checkpoint: the first tasks may not have run (mutation audit W)
+    first, last = (out / task.folder / "checkpoint.pkl" for task in (tasks[0], tasks[-1]))
+    last.parent.mkdir(parents=True)
+    first.rename(last)
+    with pytest.raises(MissingFileError) as e:
+        sweep.run_sweep(*sweep.load(path), out)
+    assert said in str(e.value), e.value
+    last.rename(first)
+    last.parent.rmdir()
     # on a cluster (--address) the sweep checks no file: the task's own error says the same
     cfg, tasks = load(toml(tmp_path / "a" / "w.pt", 1))
     failed = sweep.run_task(tasks[0].config, str(out / tasks[0].folder), 1)
