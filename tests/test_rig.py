@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -815,6 +816,40 @@ def test_the_waiting_line_fits_the_terminal(
         assert ("last latency" in line) == full, line
         if columns >= 80:  # everything but the file's name: the block says which it is
             assert "waiting 1234.5 s" in line and "best 1 " in line and "timeouts 0" in line
+
+
+def test_the_waiting_line_fits_the_terminal_stderr_is_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line is written to stderr, so it fits stderr's terminal: with stdout sent to a file
+    (`xdream run ... > log`) and no COLUMNS, the width was a 100-column guess, and on an
+    80-column terminal the line wrapped, each rewrite on a new line. Mutation audit W: a
+    guess of 80 columns survived."""
+    import fcntl
+    import struct
+    import termios
+
+    def answer(b: int, names: list[str], score_dir: Path) -> None:
+        write_response(score_dir, b, "csv", names, np.ones((len(names), 1)))
+
+    scorer, _, _ = score_one_generation(tmp_path / "run", answer)
+    blk = {**scorer.state["blocks"]["0"], "generation": 1234, "block": 98765}
+    monkeypatch.delenv("COLUMNS", raising=False)
+    main, side = os.openpty()
+    log = open(tmp_path / "log", "w")  # noqa: SIM115  (closed below)
+    monkeypatch.setattr(sys, "__stdout__", log)  # stdout sent to a file
+    try:
+        fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        with open(side, "w", closefd=False) as terminal:
+            scorer.stderr = terminal
+            scorer._last_line = 0.0
+            scorer._terminal(blk, 12.3)
+        line = os.read(main, 4096).decode()
+    finally:
+        os.close(main)
+        os.close(side)
+        log.close()
+    assert line.startswith("\rrig: gen 1234 block 98765 waiting 12.3 s") and len(line) == 80
 
 
 def test_the_waiting_line_says_each_field_and_overwrites_all_of_the_one_before(

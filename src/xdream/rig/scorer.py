@@ -112,6 +112,21 @@ def _iso(t: float | None) -> str | None:
     return None if t is None else _dt.datetime.fromtimestamp(t).isoformat(timespec="milliseconds")
 
 
+def _columns(stream: TextIO) -> int:
+    """The width of the terminal ``stream`` writes to: ``COLUMNS`` where set, else that
+    terminal's own (not stdout's, which may go to a file), else 100."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(stream.fileno()).columns
+        except (AttributeError, OSError, ValueError):  # no file descriptor, or no terminal
+            columns = 100
+    return columns
+
+
 class RigScorer(Scorer):
     """Scores images by handing them to a recording rig through files (spec §9).
 
@@ -1322,7 +1337,7 @@ class RigScorer(Scorer):
         # rewritten in place with a carriage return: a line longer than the terminal wraps and
         # each rewrite would start a new one, so it is said shorter (and cut) to fit; padded to
         # the width, so that nothing of a longer line before it is left on the screen
-        width = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
+        width = max(20, _columns(self.stderr) - 1)
         if len(line) > width:
             line = (
                 f"rig: gen {blk['generation']} block {blk['block']} waiting {waited:.1f} s "
