@@ -890,6 +890,10 @@ def test_the_waiting_line_says_each_field_and_overwrites_all_of_the_one_before(
         shorter = show(columns, 1.234, 1.5, screen)
         assert len(shorter) < len(longer) <= columns - 1 and "best 0.9999 " in longer
         assert on_screen(screen.getvalue()).rstrip() == shorter, (columns, screen.getvalue())
+        scorer._log("block 98765 answered", warn=True)  # a warning over it: nothing left
+        assert on_screen(screen.getvalue().split("\n")[0]).rstrip() == (
+            "rig: warning: block 98765 answered"
+        )
     full = show(250, 1.234, 1.5, Terminal())
     assert "last latency 1.234 s  best 1.5  timeouts" in full
     assert show(len(full) + 1, 1.234, 1.5, Terminal()) == full  # it fits: said in full

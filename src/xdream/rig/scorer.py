@@ -177,6 +177,7 @@ class RigScorer(Scorer):
         self._awaited: dict[str, Any] | None = None  # the block being waited for
         self._last_line = 0.0
         self._line_shown = False
+        self._line_width = 0  # the waiting line's, as last drawn
         # the experiment folder check_folder refused last (None: it did not, or bind came):
         # a finished run resumed without its share, whose close() says so (_say_finished)
         self._refused: Path | None = None
@@ -1345,7 +1346,7 @@ class RigScorer(Scorer):
             )
         self.stderr.write("\r" + line[:width].ljust(width))
         self.stderr.flush()
-        self._line_shown = True
+        self._line_shown, self._line_width = True, width
 
     def _log(self, message: str, warn: bool = False, line: bool = False) -> None:
         stamp = _dt.datetime.now().isoformat(timespec="milliseconds")
@@ -1353,7 +1354,8 @@ class RigScorer(Scorer):
             with open(self.log_path, "a", encoding="utf-8") as fh:
                 fh.write(f"{stamp} {'WARNING ' if warn else ''}{message}\n")
         if warn or (line and not self.stderr.isatty()):
-            prefix = "\r" if self._line_shown else ""
+            # a message over the waiting line clears it first: a shorter one left its tail
+            prefix = "\r" + " " * self._line_width + "\r" if self._line_shown else ""
             self.stderr.write(f"{prefix}rig: {'warning: ' if warn else ''}{message}\n")
             self.stderr.flush()
             self._line_shown = False
