@@ -652,10 +652,10 @@ def build_scorer(config: Config, noise_seed: int, unit: Scorer | None = None) ->
 
 def on_target_device(generator: Generator, config: Config) -> Generator:
     """``generator`` moved to the ``[target]``'s device (``device``, resolved as the scorer
-    resolves it) where that is not the CPU and the generator holds tensors (DeePSiM's weights),
-    so that it renders where the network scores; as it is otherwise (a rig run, ``fourier``,
-    ``pixels``, a CPU target). A generator of the user's that holds no parameters or buffers is
-    left where it is."""
+    resolves it) where that is not the CPU and the generator holds tensors (``fourier``'s and
+    ``cppn``'s buffers, DeePSiM's weights), so that it renders where the network scores; as it
+    is otherwise (a rig run, a CPU target, ``pixels`` or a generator of the user's that holds no
+    parameters or buffers)."""
     if config.rig is None and any(True for _ in generator.state_dict()):
         from xdream.scorers.cnn import resolve_device
 
