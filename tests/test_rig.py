@@ -3250,6 +3250,17 @@ _JOURNAL_EDITS: list[tuple[list[tuple[tuple[Any, ...], Any]], str]] = [
         [(("rows", 0, "used"), 1), (("early",), {"f": "x"})],
         '"rows"[0]["used"] is a number (1), not true or false',
     ),
+    # numbers of the right kind out of range: the next block would overwrite block 0's record
+    (
+        [(("next_block",), 0)],
+        '"next_block" is 0, not above the last block in "blocks" (0): the next block would '
+        "take the number of one already written",
+    ),
+    (
+        [(("blocks",), {}), (("current",), None), (("previous",), None), (("next_block",), -1)],
+        '"next_block" is -1, not 0 or more',
+    ),
+    ([(("counts", "timeouts"), -2)], '"counts"["timeouts"] is -2, not 0 or more'),
     (  # a value's JSON is shown whole up to 40 characters, and cut after 37 beyond
         [(("next_block",), "x" * 38)],
         f'"next_block" is a string ("{"x" * 38}"), not a whole number',
@@ -3288,6 +3299,15 @@ def test_the_rig_journal_checks_say_the_first_field_not_as_xdream_writes_it(
             else:
                 parent[path[-1]] = value
         assert scorer_mod.journal_problem(edited) == said, (edits, said)
+    # a block numbered below 0 (with its number in "current" and "next_block" above it)
+    edited = copy.deepcopy(state)
+    block = edited["blocks"].pop("0")
+    block["block"] = -1
+    edited["blocks"]["-1"] = block
+    edited["current"]["blocks"] = edited["previous"]["cur"]["blocks"] = [-1]
+    edited["next_block"] = 0
+    said = '"blocks"["-1"] is numbered -1, not 0 or more'
+    assert scorer_mod.journal_problem(edited) == said
 
 
 @pytest.mark.parametrize(

@@ -1756,7 +1756,30 @@ def journal_problem(state: dict[str, Any]) -> str | None:
         if problem is None and not ok:
             expected = "not a list of [size, mtime_ns]"
             problem = f'"early"[{json.dumps(name)}] is {_json_kind(sigs)}, {expected}'
-    return problem
+    return problem if problem is not None else _numbering_problem(state)
+
+
+def _numbering_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with the journal's numbers (of the right kinds): a block numbered below
+    0, a ``next_block`` not above every block's number (the next block would take the number
+    of one already written: its record replaced, and a response to the old block taken for
+    the new one's answer), or a count below 0."""
+    numbers = sorted(int(blk["block"]) for blk in state["blocks"].values())
+    if numbers and numbers[0] < 0:
+        return f'"blocks"["{numbers[0]}"] is numbered {numbers[0]}, not 0 or more'
+    next_block = state["next_block"]
+    if next_block < 0:
+        return f'"next_block" is {next_block}, not 0 or more'
+    if numbers and next_block <= numbers[-1]:
+        return (
+            f'"next_block" is {next_block}, not above the last block in "blocks" '
+            f"({numbers[-1]}): the next block would take the number of one already written"
+        )
+    for name in COUNTS:
+        count = state["counts"].get(name, 0)
+        if count < 0:
+            return f'"counts"[{json.dumps(name)}] is {count}, not 0 or more'
+    return None
 
 
 def _status_readable(state: dict[str, Any]) -> bool:
