@@ -702,6 +702,22 @@ class _EveryKind:
         ("n", "abc", "'n' must be an int, got 'abc' (a str): pass an int, as 3"),
         ("n", np.True_, "'n' must be an int, got True (a bool): pass an int, as 3"),
         ("x", Ellipsis, "'x' must be a number, got Ellipsis (an ellipsis): pass a number, as 0.5"),
+        # NumPy values as the caller passed them (they were quoted as the list made of them)
+        (
+            "n",
+            np.array([4, 5]),
+            "'n' must be an int, got array([4, 5]) (a NumPy array): pass an int, as 3",
+        ),
+        (
+            "n",
+            np.float64(2.5),  # shown as its repr: np.float64(2.5), or 2.5 under NumPy 1
+            f"'n' must be an int, got {np.float64(2.5)!r} (a NumPy float64): pass an int, as 3",
+        ),
+        (
+            "sizes",
+            np.array([0.5]),
+            "'sizes' must be a list or tuple of ints, got array([0.5]) (a NumPy array)",
+        ),
     ],
 )
 def test_every_kind_is_said_in_pythons_words_with_what_to_pass(

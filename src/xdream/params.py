@@ -78,7 +78,8 @@ def build_params(cls: type[P], values: Mapping[str, Any], where: str, *, python:
         if f.default is not dataclasses.MISSING
     }
     # Config files have lists where the dataclass has tuples: convert, keep everything else.
-    given = from_numpy(dict(values))
+    passed = dict(values)
+    given = from_numpy(passed)
     values = {
         k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v
         for k, v in given.items()
@@ -90,7 +91,7 @@ def build_params(cls: type[P], values: Mapping[str, Any], where: str, *, python:
             fix = _python_fix(expected, given[key])
             raise ConfigError(
                 f"{where}: {key!r} must be {python_words(expected)}, got "
-                f"{describe_python(given[key])}" + (f": {fix}" if fix else "")
+                f"{describe_python(passed[key])}" + (f": {fix}" if fix else "")
             )
         if expected is not None:
             fix = _fix(expected, value)
@@ -229,14 +230,18 @@ def _python_fix(expected: str, value: Any) -> str:
 
 def describe_python(value: Any) -> str:
     """``value`` as Python shows it, with its type: ``True (a bool)``, ``'3' (a str)``,
-    ``3.0 (a float)``, ``None``."""
+    ``3.0 (a float)``, ``None``, ``array([4, 5]) (a NumPy array)``."""
     if value is None:
         return "None"
     if _is_bool(value):
         return f"{bool(value)!r} (a bool)"
     if isinstance(value, numbers.Integral):
         return repr(value)
+    if isinstance(value, np.ndarray):
+        return f"{value!r} (a NumPy array)"
     kind = type(value).__name__
+    if isinstance(value, np.generic):
+        return f"{value!r} (a NumPy {kind})"
     return f"{value!r} ({'an' if kind[0] in 'aeiou' else 'a'} {kind})"
 
 
