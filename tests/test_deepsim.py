@@ -223,6 +223,72 @@ def test_generator_matches_spec_arithmetic(fc6_files: dict[str, Path]) -> None:
     assert float((gen.generate(z) - expected).abs().max()) < 1e-5
 
 
+# Spec §7's forward pass of the conv-coded variants, written from the spec's text alone:
+# (key, transposed?, stride, pad, LeakyReLU after it); kernel sizes come from the weights.
+def _spec_up(key: str, act: bool = True) -> tuple:
+    return (key, True, 2, 1, act)  # "k4 s2 p1 for every tconvX_0"
+
+
+SPEC_TAIL = [
+    _spec_up("tconv5_0"), ("tconv5_1", True, 1, 1, True), _spec_up("tconv4_0"),
+    ("tconv4_1", True, 1, 1, True), _spec_up("tconv3_0"), ("tconv3_1", True, 1, 1, True),
+    _spec_up("tconv2"), _spec_up("tconv1"), _spec_up("tconv0", act=False),
+]  # fmt: skip
+SPEC_NORM = lambda stride: [  # noqa: E731
+    ("conv6", False, stride, 2, True), ("conv7", False, 1, 1, True),
+    ("conv8", False, 1, 1, True), _spec_up("tconv4_0"), ("conv4_1", False, 1, 1, True),
+    _spec_up("tconv3_0"), ("conv3_1", False, 1, 1, True), _spec_up("tconv2_0"),
+    ("conv2_1", False, 1, 1, True), _spec_up("tconv1_0", act=False),  # "(no activation)"
+    ("conv1_1", False, 1, 1, False),
+]  # fmt: skip
+SPEC_CONV34 = [
+    ("conv6", False, 1, 0, True), ("conv7", False, 1, 0, True), ("conv8", False, 1, 0, True),
+    _spec_up("tconv5_0"), ("tconv5_1", True, 1, 1, True), _spec_up("tconv4_0"),
+    ("tconv4_1", True, 1, 1, True), _spec_up("tconv3_0"), ("tconv3_1", True, 1, 1, True),
+    _spec_up("tconv2_0"), ("conv2_1", False, 1, 1, True),
+    _spec_up("tconv1_0"),  # "(+LReLU)"
+    ("conv1_1", False, 1, 1, False),
+]  # fmt: skip
+SPEC_POOL5 = [
+    ("conv6", False, 1, 1, True), ("conv7", False, 1, 1, True), ("conv8", False, 1, 0, True),
+    *SPEC_TAIL,
+]  # fmt: skip
+SPEC_FORWARD: dict[str, tuple[list[tuple], bool]] = {  # name: (layers, tanh x 255 at the end)
+    "deepsim-norm1": (SPEC_NORM(2), True),
+    "deepsim-norm2": (SPEC_NORM(1), True),
+    "deepsim-conv4": (SPEC_CONV34, True),
+    "deepsim-pool5": (SPEC_POOL5, False),
+}
+
+
+@pytest.mark.parametrize("name", list(SPEC_FORWARD))
+def test_conv_coded_variants_match_spec_arithmetic(name: str) -> None:
+    """norm1, norm2, conv3/conv4 and pool5 by hand (spec §7: strides, pads, where the LeakyReLU
+    is and is not, tanh x 255) equal the generator's raw BGR output and its RGB image."""
+    import torch.nn.functional as F
+
+    layers = random_weights(name, seed=5)
+    state = {}
+    for (key, *_), w, b in layers:
+        state[f"{key}.weight"], state[f"{key}.bias"] = torch.from_numpy(w), torch.from_numpy(b)
+    gen = generators.REGISTRY.get(name)(generators.REGISTRY.get(name).Params(), pretrained=False)
+    gen.load_weights(state)
+    shape, size = VARIANTS[name].code_shape, SPEC[name][2]
+    z = torch.from_numpy(np.random.default_rng(3).standard_normal((1, math.prod(shape))))
+    x = z.float().view(1, *shape)
+    steps, tanh = SPEC_FORWARD[name]
+    for key, transposed, stride, pad, act in steps:
+        op = F.conv_transpose2d if transposed else F.conv2d
+        x = op(x, state[f"{key}.weight"], state[f"{key}.bias"], stride=stride, padding=pad)
+        x = F.leaky_relu(x, 0.3) if act else x
+    x = 255 * torch.tanh(x) if tanh else x
+    assert x.shape == (1, 3, size, size)
+    assert float(x.std()) > 20, "test weights give a flat image; the comparison is void"
+    torch.testing.assert_close(gen.net(z.float()), x, atol=1e-3, rtol=1e-4)
+    rgb = ((x + torch.tensor([104.0, 117.0, 123.0]).view(1, 3, 1, 1)) / 255).clamp(0, 1)
+    torch.testing.assert_close(gen.generate(z.float()), rgb[:, [2, 1, 0]], atol=1e-5, rtol=0)
+
+
 # ----------------------------------------------------------------------------- bad files
 @pytest.fixture(scope="module")
 def norm1_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
