@@ -211,6 +211,19 @@ def test_nan_constant_and_tied_scores_survive(name: str, scores: list[float]) ->
 
 
 # -------------------------------------------------------------------- genetic (spec 2)
+def test_defaults_are_xdreams_fc6_values_and_the_first_population_is_standard_normal() -> None:
+    """Spec 2: P 20, mutation rate 0.5 and size 0.5, selectivity 2, heritability 0.5,
+    n_conserve 0, XDream's kT rule; the initial population is N(0, 1) of shape (P, dim)."""
+    opt = make("genetic", dim=500, seed=0)
+    p = opt.params
+    assert (p.population_size, p.mutation_rate, p.mutation_size) == (20, 0.5, 0.5)
+    assert (p.selectivity, p.heritability, p.n_conserve, p.kT_multiplier) == (2.0, 0.5, 0, None)
+    pop = opt.ask().astype(np.float64)
+    assert pop.shape == (20, 500) and opt.genealogy == ["init"] * 20
+    # 10,000 draws: standard errors 0.01 (mean) and 0.007 (sd)
+    assert abs(pop.mean()) < 0.04 and abs(pop.std() - 1.0) < 0.03
+
+
 def test_fitness_matches_hand_computation_with_std_before_clip() -> None:
     scores = np.array([*range(19), 100.0])  # one outlier that would dominate without the clip
     order, f = fitness(scores, selectivity=2.0)
