@@ -473,6 +473,26 @@ def test_climbs_a_known_function(name: str) -> None:
     assert opt.best.score > sphere(np.zeros((1, DIM)))[0]
 
 
+def test_fdgd_and_nes_defaults_are_xdreams_values() -> None:
+    """Spec 3 and 4: N 20, r 1.25, lr 1.25 (FDGD, antithetic) and 1.75 (NES, radius learning
+    rate 0.05); the centre starts at zeros and the perturbations have sd r."""
+    fd, ne = make("fdgd", dim=200, seed=0), make("nes", dim=200, seed=0)
+    assert isinstance(fd, FDGD) and isinstance(ne, NES)
+    p = fd.params
+    assert (p.n_samples, p.search_radius, p.learning_rate, p.antithetic) == (20, 1.25, 1.25, True)
+    q = ne.params
+    assert (q.n_samples, q.search_radius, q.learning_rate, q.radius_learning_rate) == (
+        20,
+        1.25,
+        1.75,
+        0.05,
+    )
+    for opt in (fd, ne):
+        assert not opt.mean.any() and opt.ask().shape == (20, 200)
+        # 10 perturbations x 200 entries: the sample sd's standard error is 0.02
+        assert np.std(opt.ask()[:10].astype(np.float64)) == pytest.approx(1.25, abs=0.08)
+
+
 def test_fdgd_step_matches_spec() -> None:
     for antithetic in (True, False):
         opt = make_fdgd(seed=2, n_samples=7, antithetic=antithetic)
