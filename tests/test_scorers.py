@@ -205,6 +205,25 @@ def test_make_unit_and_image_size(lite0: Network) -> None:
     assert np.isfinite(a).all() and np.isfinite(b).all() and not np.allclose(a, b)
 
 
+def test_image_size_resizes_to_it_first_and_then_to_the_networks_input() -> None:
+    """Spec 8: XDream resized generator output to a small image_size first, then to the
+    network's input size, and normalised last."""
+    import torch.nn.functional as F
+
+    def resized(x: torch.Tensor, size: int) -> torch.Tensor:
+        return F.interpolate(x, (size, size), mode="bilinear", align_corners=False, antialias=True)
+
+    prep = Preprocess(mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 0.5), input_size=16)
+    x = images(3, size=32)
+    with torch.no_grad():
+        centred = resized(resized(x, 6), 16) - torch.tensor([0.1, 0.2, 0.3]).view(3, 1, 1)
+        expected = toy()(centred / torch.tensor([0.5, 0.25, 0.5]).view(3, 1, 1))[:, 1]
+    scorer = CNNUnitScorer(toy(), "6", 1, preprocess=prep, image_size=6, device="cpu")
+    np.testing.assert_allclose(scorer.score(x, ids(3)), expected.numpy(), rtol=1e-5, atol=1e-6)
+    plain = CNNUnitScorer(toy(), "6", 1, preprocess=prep, device="cpu").score(x, ids(3))
+    assert not np.allclose(plain, expected.numpy(), atol=1e-4)  # the detour changes the scores
+
+
 def test_describe_names_the_preprocess_and_fingerprints_a_module_without_weights(
     lite0: Network,
 ) -> None:
