@@ -125,6 +125,17 @@ def np_caffenet(img_bgr: np.ndarray, w: dict[str, tuple[np.ndarray, np.ndarray]]
     return p["fc8"][0] @ x + p["fc8"][1]
 
 
+def test_torchvision_input_is_imagenet_mean_and_std_at_224() -> None:
+    """Spec 8: torchvision nets take RGB (x - mean) / std with ImageNet's mean and std, 224 px."""
+    from xdream.networks.torchvision_nets import PREPROCESS
+
+    rgb = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    mean = np.array([0.485, 0.456, 0.406])[:, None, None]
+    std = np.array([0.229, 0.224, 0.225])[:, None, None]
+    np.testing.assert_allclose(PREPROCESS(rgb)[0].numpy(), (rgb[0].numpy() - mean) / std, atol=1e-5)
+    assert PREPROCESS(torch.rand(1, 3, 100, 60)).shape == (1, 3, 224, 224)
+
+
 def test_caffenet_from_caffemodel_matches_independent_forward(caffenet_file: tuple) -> None:
     path, weights = caffenet_file
     net = networks.make("caffenet", weights=str(path))
