@@ -35,7 +35,9 @@ class GeneticParams:
             ``h < 0.5`` mirrored to ``1 - h`` (XDream: 0.5).
         n_conserve: best codes passed on unmutated, keeping their ids (XDream: 0 in silico, 1 rig).
         kT_multiplier: Ponce-lab rig variant: ``kT = std(scores) * kT_multiplier`` and no
-            95th-percentile clip (their value: 2). ``None`` (default) is XDream's rule.
+            95th-percentile clip (their value: 2; their other settings, which this key does
+            not set: population_size 30-40, mutation_rate 0.25, mutation_size 0.75,
+            n_conserve 10, heritability 0.75). ``None`` (default) is XDream's rule.
     """
 
     population_size: int = 20
