@@ -158,6 +158,72 @@ def test_shared_pass_reads_the_same_units_as_single_scorers() -> None:
     assert described["preprocess"]["mean"] == list(net.preprocess.mean)
 
 
+def test_with_image_size_the_shared_pass_reads_the_unit_a_single_scorer_reads() -> None:
+    """XDream's intermediate downsampling (``image_size``) shrinks the images, not the network's
+    input: the layers' shapes, the centre and the range of x and y are those at the input size.
+    The shared scorer (every config run's) took them from a dry run at ``image_size`` (64 px:
+    blocks.10 4 x 4 instead of 14 x 14), so it read the unit at (2, 2) of the 14 x 14 map for
+    the centre and refused x = 10."""
+    net = networks.make()
+    multi = MultiUnitScorer(
+        net, [Unit("blocks.10", 5), Unit("blocks.10", 2, x=10, y=3)], image_size=64, device="cpu"
+    )
+    assert multi.shapes["blocks.10"] == (112, 14, 14)
+    assert multi.units[0] == Unit("blocks.10", 5, x=7, y=7)
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    acts = multi.activations(images)
+    ids = ["a", "b", "c"]
+    for k, (x, y, channel) in enumerate([(None, None, 5), (10, 3, 2)]):
+        single = CNNUnitScorer(net, "blocks.10", channel, x, y, image_size=64, device="cpu")
+        np.testing.assert_allclose(acts[:, k], single.score(images, ids), rtol=1e-4, atol=1e-4)
+    assert UnitView(multi, 0).describe()["layer_shape"] == [112, 14, 14]
+
+
+def test_a_run_that_read_another_unit_than_its_target_now_resolves_to_is_not_continued(
+    tmp_path: Path,
+) -> None:
+    """A config run with image_size resumes as usual; one whose summary.json says it read
+    another unit (an earlier xdream read the centre of a dry run at image_size: x 2, y 2 of
+    a 4 x 4 map at 64 px) is refused, saying so, with nothing written: going on would put two
+    units' responses in one record."""
+    cfg = {
+        "experiment": {"generations": 1, "n_references": 2, "seed": 1},
+        "generator": {"name": "pixels", "size": 32, "code_size": 8},
+        "optimizer": {"name": "genetic", "population_size": 4},
+        "target": {"layer": "blocks.10", "channel": 5, "image_size": 64, "device": "cpu"},
+    }
+    out = tmp_path / "run"
+    Experiment.from_config(config.from_dict(cfg), out).run()
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["target"]["x"], summary["target"]["y"]) == (7, 7)
+    assert summary["target"]["layer_shape"] == [112, 14, 14]
+    (out / "config.yaml").write_text(
+        (out / "config.yaml").read_text().replace("generations: 1", "generations: 2")
+    )
+    resumed = Experiment.resume(out)  # the same unit: no refusal
+    resumed.run()
+    assert resumed.generation == 2
+    summary["target"].update(x=2, y=2, layer_shape=[112, 4, 4])  # as the earlier xdream wrote
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / "config.yaml").write_text(
+        (out / "config.yaml").read_text().replace("generations: 2", "generations: 3")
+    )
+    files = lambda: {  # noqa: E731 (the lock, taken and let go, says when)
+        p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".xdream.lock"
+    }
+    before = files()
+    with pytest.raises(XDreamError) as err:
+        Experiment.resume(out)
+    assert (
+        "its [target] is read here at another unit than the one its records hold (x 2 -> 7, "
+        "y 2 -> 7, layer_shape [112, 4, 4] -> [112, 14, 14]) (an earlier xdream took the "
+        "layer's shape from a dry run at [target] image_size, 64 px, not at the network's "
+        "input, so the centre it read was another unit)"
+    ) in str(err.value)
+    assert "Start the experiment again in a new folder" in str(err.value)
+    assert files() == before
+
+
 def test_bad_units_are_rejected() -> None:
     net = networks.make()
     with pytest.raises(XDreamError, match=r"no layer 'blocks\.99'"):

@@ -82,6 +82,7 @@ from xdream.records import (
     png_bytes,
     put_config_back,
     raise_for_folder,
+    read_summary,
     reconcile,
     save_png,
     stop_run,
@@ -1218,6 +1219,8 @@ class Experiment:
         )
         self._check_files(state.get("files"))
         self._check_budget(state)
+        if self.config is not None:
+            self._check_unit_read()
         try:
             self.scorer.check_folder(self.folder.path)  # a rig's share not mounted: nothing written
             refused = None
@@ -1282,6 +1285,45 @@ class Experiment:
         self._started = True
         self._tick = time.perf_counter()
         return note
+
+    def _check_unit_read(self) -> None:
+        """Refuse to continue a config's run whose ``[target]`` this xdream resolves to another
+        unit than the one the run read (``summary.json``'s ``target``: its position and its
+        layer's shape): the record would hold two units' responses as one. An xdream before
+        this check took a layer's shape from a dry run at ``[target] image_size`` rather than
+        at the network's input, so with ``image_size`` its centre (and the range of ``x`` and
+        ``y``) was another unit's. A summary that cannot be read, or that names no unit,
+        checks nothing."""
+        try:
+            then = read_summary(self.folder.path).get("target")
+        except XDreamError:
+            return
+        now = self.scorer.describe()
+        keys = ("layer", "channel", "x", "y", "layer_shape")
+        if not isinstance(then, dict) or then.get("kind") != "cnn-unit":
+            return
+        if now.get("kind") != "cnn-unit" or any(k not in then for k in keys):
+            return
+        changed = [
+            f"{k} {json.dumps(then[k])} -> {json.dumps(_json_form(now.get(k)))}"
+            for k in keys
+            if _json_form(then[k]) != _json_form(now.get(k))
+        ]
+        if changed:
+            size = then.get("image_size")
+            why = (
+                f" (an earlier xdream took the layer's shape from a dry run at [target] "
+                f"image_size, {size} px, not at the network's input, so the centre it read "
+                "was another unit)"
+                if size is not None and any(c.startswith("layer_shape ") for c in changed)
+                else ""
+            )
+            raise XDreamError(
+                f"cannot continue {str(self.folder.path)!r}: its [target] is read here at "
+                f"another unit than the one its records hold ({', '.join(changed)}){why}; "
+                "going on would put two units' responses in one record. Start the experiment "
+                "again in a new folder (this one stays as it is)"
+            )
 
     def _recorded_best_clean_reference(self) -> float:
         """The best noise-free reference score in ``record.h5`` (-inf if none)."""

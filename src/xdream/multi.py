@@ -447,9 +447,23 @@ class MultiUnitScorer:
         return shapes
 
     def _dry_input(self) -> torch.Tensor:
-        """A zero network input of one image, as the construction's dry runs take it."""
+        """The network input for one zero image, as the construction's dry runs take it: made
+        as every scored image's is (:meth:`_inputs`), so at the network's input size whatever
+        ``image_size`` (a dry run at ``image_size`` gave the layers' shapes at that size, and
+        the centre and the range of ``x`` and ``y`` with them)."""
         size = self.image_size or self.network.preprocess.input_size
-        return torch.zeros(1, 3, size, size, device=self.device, dtype=self._dtype)
+        return self._inputs(torch.zeros(1, 3, size, size))
+
+    def _inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """The network's input for a batch of images: resized to ``image_size`` where given,
+        preprocessed, in the module's dtype and memory format, on its device."""
+        batch = images.to(self.device, torch.float32)
+        if self.image_size is not None:
+            batch = resize(batch, self.image_size)
+        inputs = self.network.preprocess(batch).to(self._dtype)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return inputs
 
     def _check(self, unit: Unit) -> Unit:
         shape = self.shapes[unit.layer]
@@ -529,13 +543,8 @@ class MultiUnitScorer:
         # responses in float32, a float64 model's in float64 (scores are float64 either way)
         dtype = torch.float64 if self._dtype == torch.float64 else torch.float32
         for start in range(0, images.shape[0], self.batch_size):
-            batch = images[start : start + self.batch_size].to(self.device, torch.float32)
-            if self.image_size is not None:
-                batch = resize(batch, self.image_size)
-            inputs = self.network.preprocess(batch).to(self._dtype)
-            if self.channels_last:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            out = torch.empty(batch.shape[0], len(self.units), device=self.device, dtype=dtype)
+            inputs = self._inputs(images[start : start + self.batch_size])
+            out = torch.empty(inputs.shape[0], len(self.units), device=self.device, dtype=dtype)
 
             def sink(layer: str, t: torch.Tensor, out: torch.Tensor = out) -> None:
                 cols, chans, ys, xs = self._plan[layer]
