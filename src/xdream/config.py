@@ -174,6 +174,11 @@ class TargetSection:
     image_size: int | None = None
     """XDream's intermediate downsampling: resize images to this size (1 to
     :data:`MAX_IMAGE_SIZE` pixels) before the network's own resize. ``None`` skips it."""
+    placement: str | tuple[int, ...] = "full"
+    """Where an image goes in the network's input: ``"full"`` (all of it), ``"rf"`` (a
+    square over the unit's receptive field, in a grey canvas: the Ponce lab's placement, spec
+    §8) or ``[left, top, size]`` (that square, in the network's input pixels). With ``"rf"``
+    every ``[[targets]]`` unit must have the same receptive field."""
     batch_size: int = 64
     """Images per forward pass through the network."""
     device: str = "auto"
@@ -181,6 +186,14 @@ class TargetSection:
     where a generator that holds tensors (``fourier``, ``cppn``, DeePSiM) renders."""
 
     def __post_init__(self) -> None:
+        from xdream.scorers.placement import check_placement
+
+        try:
+            check_placement(self.placement)
+        except XDreamError as err:
+            raise ValueError(str(err)) from None
+        if isinstance(self.placement, list):  # as config.yaml reads it back
+            object.__setattr__(self, "placement", tuple(self.placement))
         # the kinds (an integer, not true) are checked by build_params from the type hints
         for key in ("channel", "x", "y"):
             value = getattr(self, key)

@@ -33,6 +33,7 @@ import contextlib
 import copy
 import csv
 import dataclasses
+import functools
 import itertools
 import os
 import time
@@ -76,6 +77,7 @@ from xdream.scorers.cnn import (
     refuse_layers_run_twice,
     resolve_device,
 )
+from xdream.scorers.placement import Box, check_placement, fit, place, receptive_field_box
 from xdream.types import Images, Scores
 
 if TYPE_CHECKING:
@@ -348,7 +350,9 @@ class MultiUnitScorer:
     ``nn.Module``, which then needs ``preprocess`` (a :class:`~xdream.networks.Preprocess`), as
     for :class:`~xdream.scorers.CNNUnitScorer`; ``name`` names it in messages and records (the
     class name by default). ``units`` are :class:`Unit` s or tuples ``(layer, channel)``,
-    ``(layer, channel, x)`` or ``(layer, channel, x, y)``.
+    ``(layer, channel, x)`` or ``(layer, channel, x, y)``. ``image_size`` and ``placement``
+    are as for :class:`~xdream.scorers.CNNUnitScorer`; with ``placement="rf"`` every unit must
+    have the same receptive field, since the shared pass places every image alike.
 
     >>> from xdream import networks
     >>> units = [Unit("blocks.10", c) for c in range(4)]
@@ -366,6 +370,7 @@ class MultiUnitScorer:
         name: str | None = None,
         pre_activation: bool = False,
         image_size: int | None = None,
+        placement: str | Box | Sequence[int] = "full",
         batch_size: int = 64,
         device: str = "auto",
         channels_last: bool | None = None,
@@ -386,6 +391,8 @@ class MultiUnitScorer:
         self.units: list[Unit] = units
         self.pre_activation = pre_activation
         self.image_size = image_size
+        given = check_placement(placement)
+        self.box: Box | None = None  # the dry runs below see the images fill the input
         self.device = resolve_device(device)
         if self.device.type == "cpu" and cpu_batch_size:
             batch_size = min(batch_size, cpu_batch_size)
@@ -430,6 +437,7 @@ class MultiUnitScorer:
             pre_activation,
         )
         self.units = [self._check(u) for u in self.units]
+        self.box = self._box(given)
         # per layer: positions of its units in the output columns, and the index tuples
         self._plan: dict[str, tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         for layer in self.layers:
@@ -446,6 +454,59 @@ class MultiUnitScorer:
             self._run(self._dry_input())
         return shapes
 
+    def _box(self, given: str | Box) -> Box | None:
+        """The box every image goes to (None: the whole input), for a placement ``given`` as
+        :func:`~xdream.scorers.placement.check_placement` returns it. ``"rf"`` finds each
+        unit's receptive field (once per layer and position) and is refused where they differ:
+        the shared pass places every image alike."""
+        size = self.network.preprocess.input_size
+        if given == "full":
+            return None
+        if isinstance(given, Box):
+            return fit(given, size, self.network.name)
+        boxes: dict[tuple[str, int | None, int | None], Box] = {}
+        with evaluation_mode(self.module):
+            for u in self.units:
+                if (u.layer, u.x, u.y) not in boxes:
+                    boxes[u.layer, u.x, u.y] = receptive_field_box(
+                        functools.partial(self._layer_output, u.layer),
+                        None if u.x is None or u.y is None else (u.x, u.y),
+                        size,
+                        device=self.device,
+                        dtype=self._dtype,
+                        what=self._words(u),
+                    )
+        if len(set(boxes.values())) > 1:
+            shown = "; ".join(
+                f"layer {layer!r}"
+                + ("" if x is None else f" (x {x}, y {y})")
+                + f": {box.as_list()}"
+                for (layer, x, y), box in list(boxes.items())[:6]
+            )
+            more = f"; and {len(boxes) - 6} more" if len(boxes) > 6 else ""
+            left = min(b.left for b in boxes.values())
+            top = min(b.top for b in boxes.values())
+            side = max(
+                max(b.left + b.size for b in boxes.values()) - left,
+                max(b.top + b.size for b in boxes.values()) - top,
+            )
+            union = [min(left, size - side), min(top, size - side), side]
+            raise XDreamError(
+                f"placement 'rf': the units' receptive fields differ ([left, top, size] {shown}"
+                f"{more}), and one forward pass places every image in one box: give the units "
+                f"of one layer and position, or a box as placement [left, top, size] (one that "
+                f"holds them all: {union})"
+            )
+        return next(iter(boxes.values()))
+
+    def _layer_output(self, layer: str, inputs: torch.Tensor) -> torch.Tensor:
+        """The tensor ``layer`` gives (or takes, with ``pre_activation``) for network
+        ``inputs``; the forward pass stops once every target layer has been reached."""
+        got: dict[str, torch.Tensor] = {}
+        with self._hooks(got.setdefault):
+            self._run(inputs)
+        return got[layer]
+
     def _dry_input(self) -> torch.Tensor:
         """The network input for one zero image, as the construction's dry runs take it: made
         as every scored image's is (:meth:`_inputs`), so at the network's input size whatever
@@ -460,6 +521,8 @@ class MultiUnitScorer:
         batch = images.to(self.device, torch.float32)
         if self.image_size is not None:
             batch = resize(batch, self.image_size)
+        if self.box is not None:
+            batch = place(batch, self.box, self.network.preprocess.input_size)
         inputs = self.network.preprocess(batch).to(self._dtype)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -652,6 +715,7 @@ class UnitView(Scorer):
             "y": u.y,
             "pre_activation": m.pre_activation,
             "image_size": m.image_size,
+            "placement": None if m.box is None else m.box.as_list(),
             "preprocess": described_preprocess(m.network.preprocess),
             "layer_shape": list(m.shapes[u.layer]),
         }
@@ -860,6 +924,7 @@ def shared_scorer(config: Any, units: Sequence[Unit], **options: Any) -> MultiUn
             some,
             pre_activation=t.pre_activation,
             image_size=t.image_size,
+            placement=t.placement,
             batch_size=t.batch_size,
             device=t.device,
             **options,

@@ -495,6 +495,7 @@ def check_tasks(cfg: Any, tasks: list[Task], out: Path, *, local: bool = True) -
                 some,
                 pre_activation=t.pre_activation,
                 image_size=t.image_size,
+                placement=t.placement,
                 device="cpu",
                 fold_bn=False,
             )

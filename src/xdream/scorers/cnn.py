@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 import numpy as np
@@ -32,6 +32,7 @@ from xdream.networks.base import (
     use_channels_last,
 )
 from xdream.scorers.base import Scorer
+from xdream.scorers.placement import Box, check_placement, fit, place, receptive_field_box
 from xdream.types import Images, Scores
 
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
@@ -192,7 +193,10 @@ class CNNUnitScorer(Scorer):
     For a ``(n, C, H, W)`` layer the unit sits at column ``x``, row ``y`` (default: the centre,
     ``W // 2``, ``H // 2``); for a ``(n, C)`` layer there is no position. Images go through
     an optional intermediate resize to ``image_size`` (XDream resized generator output to
-    85-128 px before the network's own resize: it changes results, spec §8), then
+    85-128 px before the network's own resize: it changes results, spec §8), then an optional
+    ``placement`` (:mod:`xdream.scorers.placement`: ``"full"``, the default, fills the input;
+    ``"rf"`` resizes each image into the smallest square over the unit's receptive field, in a
+    grey canvas; ``(left, top, size)`` gives that square in input pixels), then
     ``preprocess``.
 
     ``network`` is a :class:`~xdream.networks.Network` or any ``nn.Module`` (then
@@ -228,6 +232,7 @@ class CNNUnitScorer(Scorer):
         preprocess: Preprocess | None = None,
         pre_activation: bool = False,
         image_size: int | None = None,
+        placement: str | Box | Sequence[int] = "full",
         batch_size: int = 64,
         device: str = "auto",
         channels_last: bool | None = None,
@@ -258,6 +263,8 @@ class CNNUnitScorer(Scorer):
             raise XDreamError(f"batch_size must be a positive integer, got {batch_size!r}")
         if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
             raise XDreamError(f"image_size must be a positive integer or None, got {image_size!r}")
+        given = check_placement(placement)
+        self.box: Box | None = None  # the dry runs below see the images fill the input
         self.network_name = name
         self.preprocess = preprocess
         self._list_layers = list_layers_hint(registered, preprocess.input_size)
@@ -281,6 +288,7 @@ class CNNUnitScorer(Scorer):
             self.pre_activation,
         )
         self.channel, self.x, self.y = self._check_unit(channel, x, y)
+        self.box = self._box(given)
         self._warned_nan = False  # said once per scorer (a run's every generation would repeat it)
 
     # -- construction-time validation ---------------------------------------------------------
@@ -296,6 +304,24 @@ class CNNUnitScorer(Scorer):
         if self.pre_activation:
             check_pre_activation(modules, layer)
         return modules[layer]
+
+    def _box(self, given: str | Box) -> Box | None:
+        """The box the images go to (None: the whole input), for a placement ``given`` as
+        :func:`~xdream.scorers.placement.check_placement` returns it."""
+        size = self.preprocess.input_size
+        if given == "full":
+            return None
+        if isinstance(given, Box):
+            return fit(given, size, self.network_name)
+        with evaluation_mode(self.module):
+            return receptive_field_box(
+                self._read,
+                None if self.x is None or self.y is None else (self.x, self.y),
+                size,
+                device=self.device,
+                dtype=self.dtype,
+                what=f"channel {self.channel} of layer {self.layer!r} of {self.network_name!r}",
+            )
 
     def _dry_size(self) -> tuple[int, int]:
         size = self.image_size or self.preprocess.input_size
@@ -414,6 +440,8 @@ class CNNUnitScorer(Scorer):
         batch = batch.to(self.device, torch.float32)
         if self.image_size is not None:
             batch = resize(batch, self.image_size)
+        if self.box is not None:
+            batch = place(batch, self.box, self.preprocess.input_size)
         inputs = self.preprocess(batch).to(self.dtype)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -472,6 +500,7 @@ class CNNUnitScorer(Scorer):
             "y": self.y,
             "pre_activation": self.pre_activation,
             "image_size": self.image_size,
+            "placement": None if self.box is None else self.box.as_list(),
             "preprocess": described_preprocess(self.preprocess),
             "layer_shape": list(self.shape),
         }

@@ -1,0 +1,139 @@
+"""Where an image goes in the network's input: all of it, or a box over the unit's receptive
+field (spec §8, the Ponce lab's receptive-field-aware placement).
+
+By default an image fills the network's whole input. With a placement, it is resized to a
+square box of the input and pasted into a grey canvas (0.5 in each channel, before the
+network's normalisation) the size of the input; the network sees that canvas. The box is
+given in the network's input pixels as ``(left, top, size)``, or found for the unit
+(``"rf"``): the smallest square that holds its receptive field, the input pixels whose
+change can change the unit (:func:`receptive_field_box`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from xdream.errors import XDreamError
+from xdream.networks.base import resize
+from xdream.types import Images
+
+GREY = 0.5
+"""The canvas around a placed image, in each channel (images are RGB in [0, 1])."""
+
+PLACEMENTS = ("full", "rf")
+"""The placements given by name: the whole input, or the unit's receptive field."""
+
+PROBES = 4
+"""Random inputs whose gradients give a unit's receptive field (their union)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """A square of the network's input, in its pixels: columns ``left`` to ``left + size - 1``,
+    rows ``top`` to ``top + size - 1``."""
+
+    left: int
+    top: int
+    size: int
+
+    def as_list(self) -> list[int]:
+        return [self.left, self.top, self.size]
+
+
+def check_placement(value: Any) -> str | Box:
+    """``value`` as a placement: ``"full"``, ``"rf"`` or a :class:`Box` made of
+    ``(left, top, size)`` (whole numbers, ``left`` and ``top`` from 0, ``size`` from 1); a
+    clear error otherwise. Whether the box fits the input is checked where the input's size is
+    known (:func:`fit`)."""
+    if value is None or isinstance(value, str):
+        if value is None or value in PLACEMENTS:
+            return "full" if value is None else value
+        raise XDreamError(
+            f"placement must be 'full', 'rf' or [left, top, size] in the network's input pixels, "
+            f"got {value!r}"
+        )
+    if isinstance(value, Box):
+        value = value.as_list()
+    if not isinstance(value, Sequence) or len(value) != 3:
+        raise XDreamError(
+            f"placement must be 'full', 'rf' or [left, top, size] (3 whole numbers) in the "
+            f"network's input pixels, got {value!r}"
+        )
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        raise XDreamError(f"placement [left, top, size] takes whole numbers, got {list(value)!r}")
+    left, top, size = (int(v) for v in value)
+    if left < 0 or top < 0 or size < 1:
+        raise XDreamError(
+            f"placement [left, top, size] needs left and top >= 0 and size >= 1, got "
+            f"{[left, top, size]!r}"
+        )
+    return Box(left, top, size)
+
+
+def fit(box: Box, input_size: int, network: str) -> Box:
+    """``box``, refused unless it lies within the ``input_size`` px input of ``network``."""
+    if box.left + box.size > input_size or box.top + box.size > input_size:
+        raise XDreamError(
+            f"placement {box.as_list()!r} (left, top, size) goes past the {input_size} x "
+            f"{input_size} px input of {network!r}: left + size and top + size must be at most "
+            f"{input_size}"
+        )
+    return box
+
+
+def place(images: Images, box: Box, input_size: int) -> Images:
+    """``images`` ``(n, 3, H, W)`` resized to the box and pasted into a grey canvas of
+    ``input_size`` px."""
+    canvas = torch.full(
+        (images.shape[0], 3, input_size, input_size),
+        GREY,
+        dtype=images.dtype,
+        device=images.device,
+    )
+    canvas[:, :, box.top : box.top + box.size, box.left : box.left + box.size] = resize(
+        images, box.size
+    )
+    return canvas
+
+
+def receptive_field_box(
+    read: Callable[[torch.Tensor], torch.Tensor],
+    position: tuple[int, int] | None,
+    input_size: int,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    what: str,
+) -> Box:
+    """The smallest square of the input that holds the receptive field of the units at
+    ``position`` (``(x, y)``; ``None`` for a flat layer) of the layer that ``read`` returns
+    (``(n, C[, H, W])`` for a network input): the input pixels where the gradient of the sum
+    of the layer's channels there is not zero, for any of :data:`PROBES` seeded random inputs.
+    A square taller or wider than the field is centred on it and kept within the input.
+    ``what`` names the unit in the error for a gradient that is zero everywhere."""
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(PROBES, 3, input_size, input_size, generator=generator)
+    inputs = inputs.to(device=device, dtype=dtype).requires_grad_(True)
+    with torch.enable_grad():
+        out = read(inputs)
+        chosen = out if position is None else out[..., position[1], position[0]]
+        (grad,) = torch.autograd.grad(chosen.float().sum(), inputs)
+    support = grad.detach().abs().amax(dim=(0, 1)).cpu() > 0
+    rows = torch.nonzero(support.any(dim=1)).flatten()
+    cols = torch.nonzero(support.any(dim=0)).flatten()
+    if rows.numel() == 0:
+        raise XDreamError(
+            f"cannot find the receptive field of {what}: its response does not change with its "
+            f"input for any of {PROBES} random inputs; give the placement as [left, top, size]"
+        )
+    top, bottom = int(rows[0]), int(rows[-1])
+    left, right = int(cols[0]), int(cols[-1])
+    size = max(bottom - top, right - left) + 1
+    left = min(max(0, left - (size - (right - left + 1)) // 2), input_size - size)
+    top = min(max(0, top - (size - (bottom - top + 1)) // 2), input_size - size)
+    return Box(left, top, size)

@@ -1,0 +1,190 @@
+"""Receptive-field-aware placement (spec §8): an image resized into a box of a grey canvas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from xdream import config
+from xdream.errors import ConfigError, XDreamError
+from xdream.experiment import Experiment
+from xdream.multi import MultiUnitScorer, Unit
+from xdream.networks import Preprocess
+from xdream.networks.base import resize
+from xdream.scorers import CNNUnitScorer
+from xdream.scorers.placement import GREY, Box, check_placement, place
+
+PLAIN32 = Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=32)
+
+
+def two_convs(stride: int = 1) -> nn.Sequential:
+    """A 3 x 3 convolution (``stride``) and a 5 x 5 one, with tanh between (a gradient that is
+    nowhere zero): a unit of layer "2" sees 3 + 4 * stride pixels each way, centred on its
+    position times ``stride``."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, stride=stride, padding=1), nn.Tanh(), nn.Conv2d(4, 5, 5, padding=2)
+    )
+
+
+@pytest.mark.parametrize(
+    ("stride", "x", "y", "box"),
+    [
+        (1, 10, 20, Box(7, 17, 7)),  # columns 7..13, rows 17..23
+        (1, 0, 20, Box(0, 17, 7)),  # columns 0..3 at the edge: the square stays in the input
+        (1, 31, 31, Box(28, 28, 4)),  # columns and rows 28..31: the field's part in the input
+        (2, 5, 6, Box(5, 7, 11)),  # centre (10, 12), 3 + 4 * 2 = 11 pixels each way
+    ],
+)
+def test_rf_is_the_square_over_the_units_receptive_field(
+    stride: int, x: int, y: int, box: Box
+) -> None:
+    """The box of "rf" is worked out by hand from the kernels, strides and paddings."""
+    scorer = CNNUnitScorer(
+        two_convs(stride), "2", 1, x=x, y=y, preprocess=PLAIN32, placement="rf", device="cpu"
+    )
+    assert scorer.box == box
+    assert scorer.describe()["placement"] == [box.left, box.top, box.size]
+    multi = MultiUnitScorer(
+        two_convs(stride),
+        [Unit("2", 1, x, y), Unit("2", 4, x, y)],
+        preprocess=PLAIN32,
+        placement="rf",
+        device="cpu",
+    )
+    assert multi.box == box
+
+
+def test_a_flat_layers_receptive_field_is_the_whole_input() -> None:
+    module = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.Flatten(), nn.Linear(2 * 32 * 32, 4))
+    scorer = CNNUnitScorer(module, "2", 3, preprocess=PLAIN32, placement="rf", device="cpu")
+    assert scorer.box == Box(0, 0, 32)
+
+
+def test_the_network_sees_the_image_resized_into_the_box_and_grey_around_it() -> None:
+    """A network that returns its input: each pixel of the canvas is a unit."""
+    image = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    box = Box(4, 10, 8)
+    inside = resize(image, 8)
+    for x, y, expected in [(0, 0, torch.full((2,), GREY)), (31, 17, torch.full((2,), GREY))] + [
+        (4 + i, 10 + j, inside[:, 2, j, i]) for i, j in [(0, 0), (7, 7), (3, 5)]
+    ]:
+        scorer = CNNUnitScorer(
+            nn.Sequential(nn.Identity()), "0", 2, x, y, preprocess=PLAIN32, placement=(4, 10, 8)
+        )
+        np.testing.assert_allclose(scorer.score(image, ["a", "b"]), expected.numpy(), rtol=1e-6)
+    canvas = place(image, box, 32)
+    assert canvas.shape == (2, 3, 32, 32)
+    assert torch.equal(canvas[:, :, 10:18, 4:12], inside)
+    canvas[:, :, 10:18, 4:12] = GREY
+    assert torch.all(canvas == GREY)
+
+
+def test_image_size_comes_first_then_the_box() -> None:
+    """XDream's intermediate downsampling (image_size) shrinks the image before it is placed."""
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    scorer = CNNUnitScorer(
+        nn.Sequential(nn.Identity()),
+        "0",
+        0,
+        5,
+        6,
+        preprocess=PLAIN32,
+        image_size=4,
+        placement=(5, 6, 8),
+        device="cpu",
+    )
+    expected = resize(resize(image, 4), 8)[0, 0, 0, 0]
+    np.testing.assert_allclose(scorer.score(image, ["a"]), [float(expected)], rtol=1e-6)
+
+
+def test_the_shared_pass_places_as_a_single_scorer_does() -> None:
+    images = torch.rand(3, 3, 20, 20, generator=torch.Generator().manual_seed(5))
+    single = CNNUnitScorer(two_convs(2), "2", 3, 4, 9, preprocess=PLAIN32, placement="rf")
+    multi = MultiUnitScorer(
+        two_convs(2), [Unit("2", 3, 4, 9)], preprocess=PLAIN32, placement="rf", device="cpu"
+    )
+    np.testing.assert_allclose(
+        multi.activations(images)[:, 0], single.score(images, ["a", "b", "c"]), rtol=1e-5
+    )
+
+
+def test_units_with_other_receptive_fields_are_refused_with_a_box_that_holds_them() -> None:
+    with pytest.raises(XDreamError) as err:
+        MultiUnitScorer(
+            two_convs(),
+            [Unit("2", 0, 10, 20), Unit("0", 1, 2, 3)],
+            preprocess=PLAIN32,
+            placement="rf",
+            device="cpu",
+        )
+    assert str(err.value) == (
+        "placement 'rf': the units' receptive fields differ ([left, top, size] layer '2' (x 10, "
+        "y 20): [7, 17, 7]; layer '0' (x 2, y 3): [1, 2, 3]), and one forward pass places every "
+        "image in one box: give the units of one layer and position, or a box as placement "
+        "[left, top, size] (one that holds them all: [1, 2, 22])"
+    )
+
+
+@pytest.mark.parametrize(
+    ("placement", "said"),
+    [
+        ("middle", r"placement must be 'full', 'rf' or \[left, top, size\] in the network's"),
+        ((1, 2), r"'rf' or \[left, top, size\] \(3 whole numbers\) in the .*, got \(1, 2\)"),
+        ((1, 2.5, 3), r"placement \[left, top, size\] takes whole numbers, got \[1, 2.5, 3\]"),
+        ((0, -1, 3), r"needs left and top >= 0 and size >= 1, got \[0, -1, 3\]"),
+        ((0, 0, 0), r"needs left and top >= 0 and size >= 1, got \[0, 0, 0\]"),
+        ((20, 0, 13), r"placement \[20, 0, 13\] \(left, top, size\) goes past the 32 x 32 px"),
+    ],
+)
+def test_a_bad_placement_says_what_it_takes(placement: object, said: str) -> None:
+    with pytest.raises(XDreamError, match=said):
+        CNNUnitScorer(two_convs(), "2", 0, preprocess=PLAIN32, placement=placement)  # type: ignore[arg-type]
+    CNNUnitScorer(two_convs(), "2", 0, preprocess=PLAIN32, placement=(19, 0, 13))  # fits
+
+
+def test_a_unit_blind_to_every_probe_is_refused_naming_what_to_give() -> None:
+    dead = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1))
+    with torch.no_grad():
+        dead[0].weight.zero_()
+    with pytest.raises(
+        XDreamError,
+        match=r"cannot find the receptive field of channel 1 .*"
+        r"give the placement as \[left, top, size\]",
+    ):
+        CNNUnitScorer(dead, "0", 1, preprocess=PLAIN32, placement="rf")
+    assert check_placement(None) == "full"
+
+
+def test_a_config_run_places_its_images_and_records_the_box(tmp_path: Path) -> None:
+    """[target] placement from a config: "rf" is found for the unit (the centre of blocks.0
+    of EfficientNet-Lite0, behind a 3 x 3 stride-2 stem and a 3 x 3 depthwise convolution: 7
+    px), recorded; a box is read back from config.yaml on resume; a bad value is a config
+    error."""
+    cfg = {
+        "experiment": {"generations": 1, "n_references": 2, "seed": 1},
+        "generator": {"name": "pixels", "size": 32, "code_size": 8},
+        "optimizer": {"name": "genetic", "population_size": 4},
+        "target": {"layer": "blocks.0", "channel": 3, "placement": "rf", "device": "cpu"},
+    }
+    out = tmp_path / "run"
+    Experiment.from_config(config.from_dict(cfg), out).run()
+    target = json.loads((out / "summary.json").read_text())["target"]
+    assert target["placement"] == [110, 110, 7]
+    cfg["target"]["placement"] = [100, 100, 30]
+    boxed = Experiment.from_config(config.from_dict(cfg), tmp_path / "boxed")
+    boxed.run()
+    (tmp_path / "boxed" / "config.yaml").write_text(
+        (tmp_path / "boxed" / "config.yaml").read_text().replace("generations: 1", "generations: 2")
+    )
+    resumed = Experiment.resume(tmp_path / "boxed")
+    assert resumed.config is not None and resumed.config.target.placement == (100, 100, 30)
+    assert resumed.config_changes == ["experiment.generations: 1 -> 2"]
+    cfg["target"]["placement"] = "middle"
+    with pytest.raises(ConfigError, match="placement must be 'full', 'rf' or"):
+        config.from_dict(cfg)
