@@ -60,6 +60,36 @@ def test_rf_is_the_square_over_the_units_receptive_field(
     assert multi.box == box
 
 
+def test_rf_is_found_for_a_scorer_made_without_gradients() -> None:
+    for context in (torch.inference_mode, torch.no_grad):
+        for channels_last in (True, False):  # the scorer's own conversion of the weights too
+            module = two_convs()
+            with context():
+                scorer = CNNUnitScorer(
+                    module,
+                    "2",
+                    0,
+                    10,
+                    20,
+                    preprocess=PLAIN32,
+                    placement="rf",
+                    channels_last=channels_last,
+                )
+                multi = MultiUnitScorer(
+                    module,
+                    [Unit("2", 0, 10, 20)],
+                    preprocess=PLAIN32,
+                    placement="rf",
+                    channels_last=channels_last,
+                    device="cpu",
+                )
+            assert scorer.box == multi.box == Box(7, 17, 7)
+    with torch.inference_mode():  # weights made there allow no gradients at all
+        module = two_convs()
+    with pytest.raises(XDreamError, match=r"made within torch\.inference_mode\(\), .* build"):
+        CNNUnitScorer(module, "2", 0, preprocess=PLAIN32, placement="rf", channels_last=False)
+
+
 def test_a_flat_layers_receptive_field_is_the_whole_input() -> None:
     module = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.Flatten(), nn.Linear(2 * 32 * 32, 4))
     scorer = CNNUnitScorer(module, "2", 3, preprocess=PLAIN32, placement="rf", device="cpu")

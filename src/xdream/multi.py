@@ -404,12 +404,15 @@ class MultiUnitScorer:
         for layer in dict.fromkeys(u.layer for u in self.units):  # hooks do not run in it
             refuse_torchscript(network.module, network.name, layer)
         module = network.module
-        if fold_bn:
-            keep = [u.layer for u in self.units]
-            module = fold_batchnorm(module, keep)[0]
-        module = module.to(self.device)
-        if self.channels_last:
-            module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # weights folded, moved or converted as plain tensors, within a caller's inference_mode
+        # too (inference tensors would allow no gradient for placement "rf")
+        with torch.inference_mode(False):
+            if fold_bn:
+                keep = [u.layer for u in self.units]
+                module = fold_batchnorm(module, keep)[0]
+            module = module.to(self.device)
+            if self.channels_last:
+                module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.module: nn.Module = module
         self._dtype = input_dtype(module)  # a .double() or .half() model gets inputs it takes
         self._forward: Callable[[torch.Tensor], Any] = (

@@ -274,10 +274,13 @@ class CNNUnitScorer(Scorer):
         self.batch_size = batch_size
         self.device = resolve_device(device)
         self.channels_last = use_channels_last(module, self.device, channels_last, name)
-        self.module = module.to(self.device)
+        # weights moved or converted as plain tensors, within a caller's inference_mode too
+        # (inference tensors would allow no gradient for placement "rf")
+        with torch.inference_mode(False):
+            self.module = module.to(self.device)
+            if self.channels_last:
+                self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.dtype = input_dtype(self.module)
-        if self.channels_last:
-            self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._target = self._find_layer(layer)
         self.shape = self._dry_run_shape()
         refuse_layers_run_twice(

@@ -117,12 +117,22 @@ def receptive_field_box(
     A square taller or wider than the field is centred on it and kept within the input.
     ``what`` names the unit in the error for a gradient that is zero everywhere."""
     generator = torch.Generator().manual_seed(0)
-    inputs = torch.randn(PROBES, 3, input_size, input_size, generator=generator)
-    inputs = inputs.to(device=device, dtype=dtype).requires_grad_(True)
-    with torch.enable_grad():
-        out = read(inputs)
-        chosen = out if position is None else out[..., position[1], position[0]]
-        (grad,) = torch.autograd.grad(chosen.float().sum(), inputs)
+    # gradients, even for a scorer made within torch.inference_mode() or torch.no_grad()
+    with torch.inference_mode(False), torch.enable_grad():
+        inputs = torch.randn(PROBES, 3, input_size, input_size, generator=generator)
+        inputs = inputs.to(device=device, dtype=dtype).requires_grad_(True)
+        try:
+            out = read(inputs)
+            chosen = out if position is None else out[..., position[1], position[0]]
+            (grad,) = torch.autograd.grad(chosen.float().sum(), inputs)
+        except RuntimeError as err:
+            if "nference tensor" not in str(err):
+                raise
+            raise XDreamError(
+                f"cannot find the receptive field of {what}: the network's weights were made "
+                "within torch.inference_mode(), which allows no gradients; build (or load) the "
+                "network outside it, or give the placement as [left, top, size]"
+            ) from None
     support = grad.detach().abs().amax(dim=(0, 1)).cpu() > 0
     rows = torch.nonzero(support.any(dim=1)).flatten()
     cols = torch.nonzero(support.any(dim=0)).flatten()
