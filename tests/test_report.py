@@ -588,6 +588,16 @@ def test_report_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "not a folder" in capsys.readouterr().err
 
 
+def test_a_units_heading_says_where_its_images_were_placed() -> None:
+    unit = {"network": "efficientnet-lite0", "layer": "blocks.2", "channel": 0, "x": 28, "y": 28}
+    assert report.describe_target({**unit, "placement": None}) == (
+        "efficientnet-lite0 blocks.2 channel 0 (x 28, y 28)"
+    )
+    assert report.describe_target({**unit, "placement": [106, 106, 19]}) == (
+        "efficientnet-lite0 blocks.2 channel 0 (x 28, y 28), placed in [106, 106, 19]"
+    )
+
+
 def test_rig_and_function_targets_get_a_readable_heading(tmp_path: Path) -> None:
     """A rig's and a function's report heading (and folder table unit) were raw JSON."""
     rig = {"kind": "rig", "write_dir": "/rig/stimuli", "score_dir": "/rig/responses"}

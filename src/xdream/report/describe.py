@@ -25,12 +25,16 @@ def _status_text(status: Any) -> str:
 
 
 def describe_target(target: Any) -> str:
-    """``efficientnet-lite0 blocks.10 channel 5`` for a CNN unit, ``rig (channel 3, blocks
-    of 4)`` for a rig, ``function mymodule.score`` for a function; JSON for other scorers."""
+    """``efficientnet-lite0 blocks.10 channel 5`` for a CNN unit (with its position, and the
+    square of the input its images were placed in, if any: ``placed in [106, 106, 19]``),
+    ``rig (channel 3, blocks of 4)`` for a rig, ``function mymodule.score`` for a function;
+    JSON for other scorers."""
     if isinstance(target, dict) and "network" in target and "layer" in target:
         text = f"{target['network']} {target['layer']} channel {target.get('channel')}"
         if target.get("x") is not None:
             text += f" (x {target['x']}, y {target.get('y')})"
+        if target.get("placement") is not None:
+            text += f", placed in {json.dumps(target['placement'])}"
         return text
     if isinstance(target, dict) and target.get("kind") == "rig":
         channels = target.get("channels")
