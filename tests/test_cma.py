@@ -17,7 +17,7 @@ from xdream.errors import ConfigError, XDreamError
 from xdream.optimizers import annealed_es, cholesky_cma, make, pycma, sep_cma, sphere_cma
 from xdream.optimizers.annealed_es import AnnealedES, rank_weights
 from xdream.optimizers.cholesky_cma import CholeskyCMA
-from xdream.optimizers.es_common import log_weights, mu_eff
+from xdream.optimizers.es_common import log_weights, mu_eff, select
 from xdream.optimizers.sep_cma import SepCMA
 from xdream.optimizers.sphere_cma import SphereCMA, slerp
 
@@ -37,6 +37,27 @@ def test_docstring_examples(module: object) -> None:
         pytest.skip("needs cma")
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------------------- shared pieces (es_common)
+def test_select_keeps_batch_order_among_ties_in_a_large_batch() -> None:
+    """Ties keep batch order, also past the 16 codes below which an unstable sort happens to
+    keep it; NaN is never selected and the weights of fewer answers are renormalised."""
+    scores = np.repeat([3.0, 1.0, 2.0, 1.0], 10)
+    top, w = select(scores, log_weights(20))
+    assert top.tolist() == list(range(10)) + list(range(20, 30))
+    np.testing.assert_allclose(w, log_weights(20), rtol=1e-12)
+    scores[[0, 5]] = np.nan
+    top, w = select(scores[:12], log_weights(20))
+    assert top.tolist() == [1, 2, 3, 4, 6, 7, 8, 9, 10, 11]
+    np.testing.assert_allclose(w, log_weights(20)[:10] / log_weights(20)[:10].sum())
+
+
+@pytest.mark.parametrize("name", ["cholesky-cma", "sep-cma", "annealed-es", "sphere-cma"])
+def test_a_step_size_or_rate_of_zero_is_refused(name: str) -> None:
+    key = "learning_rate" if name == "sphere-cma" else "sigma0"
+    with pytest.raises(ConfigError, match=f"{key} must be a finite number > 0.0, got 0.0"):
+        make(name, dim=4, **{key: 0.0})
 
 
 # ---------------------------------------------------------------- Cholesky CMA (spec 5)
@@ -126,6 +147,68 @@ def test_cholesky_updates_factor_every_tenth_generation() -> None:
         assert opt._a.p.shape[0] == g // 10
 
 
+def test_cholesky_constants_where_the_small_terms_count() -> None:
+    """At N = 4096 the damping's max() term is 0 and chiN's 1 / (21 N^2) is below 1e-8: check
+    both, and mu = floor(lambda / 2) for an odd lambda, where they count (N = 3, lambda 41)."""
+    n = 3
+    opt = make("cholesky-cma", dim=n, seed=0, population_size=41)
+    assert isinstance(opt, CholeskyCMA)
+    assert len(opt.weights) == 20  # mu = floor(41 / 2)
+    w = math.log(20.5) - np.log(np.arange(1, 21))
+    me = w.sum() ** 2 / (w**2).sum()
+    assert opt.mu_eff == pytest.approx(me)
+    cs = math.sqrt(me) / (math.sqrt(me) + math.sqrt(n))
+    assert math.sqrt((me - 1) / (n + 1)) - 1 > 0.5  # the max() term is active here
+    assert opt.damps == pytest.approx(1 + cs + 2 * (math.sqrt((me - 1) / (n + 1)) - 1))
+    assert opt.chi_n == pytest.approx(math.sqrt(3) * (1 - 1 / 12 + 1 / 189), rel=1e-12)
+    assert make("cholesky-cma", dim=8, seed=0).ask().shape == (13, 8)  # 4 + floor(3 log2 8)
+
+
+def test_cholesky_show_mean_and_a_generation_where_only_the_mean_answered() -> None:
+    """With ``show_mean`` the first code is the mean itself. When only it is answered (a rig
+    that missed every other image) ``z_w = 0``: the path stays 0 and the rank-one update of
+    that generation has nothing to add, so it must leave ``A`` as it is."""
+    opt = make("cholesky-cma", dim=5, seed=0, population_size=6, show_mean=True, a_update_every=1)
+    assert isinstance(opt, CholeskyCMA)
+    m, codes = opt.mean, opt.ask()
+    np.testing.assert_array_equal(codes[0], m.astype(np.float32))
+    assert opt.genealogy == ["mean"] + ["sample"] * 5
+    assert not np.allclose(codes[1:], codes[0], atol=0.1)
+    scores = np.full(6, np.nan)
+    scores[0] = 1.0
+    opt.tell(codes, scores)
+    np.testing.assert_array_equal(opt.mean, m)
+    np.testing.assert_array_equal(opt.factor, np.eye(5))
+    codes = opt.ask()
+    opt.tell(codes, linear(codes))  # and the next generation learns as usual
+    assert not np.allclose(opt.factor, np.eye(5))
+
+
+def test_cholesky_resume_across_factor_updates() -> None:
+    """``pc``, ``A`` and ``A^-1`` are only read at a rank-one update: a resume must carry them
+    through one (the API contract's resume runs too few generations to reach one)."""
+
+    def fresh(seed: int) -> CholeskyCMA:
+        opt = make("cholesky-cma", dim=6, seed=seed, population_size=8, a_update_every=2, c1=0.3)
+        assert isinstance(opt, CholeskyCMA)
+        return opt
+
+    straight, first = fresh(0), fresh(0)
+    for opt in (straight, first):
+        for _ in range(3):  # one update behind it, the path half way to the next
+            codes = opt.ask()
+            opt.tell(codes, linear(codes))
+    resumed = fresh(1)
+    resumed.load_state_dict(pickle.loads(pickle.dumps(first.state_dict())))
+    for _ in range(4):
+        a, b = straight.ask(), resumed.ask()
+        np.testing.assert_array_equal(a, b)
+        straight.tell(a, linear(a))
+        resumed.tell(b, linear(b))
+    np.testing.assert_array_equal(resumed.factor, straight.factor)
+    np.testing.assert_array_equal(resumed._a_inv.dense(), straight._a_inv.dense())
+
+
 # ------------------------------------------------------------------- separable CMA-ES
 def test_sep_cma_learning_rates_and_one_step() -> None:
     n = 10
@@ -193,6 +276,97 @@ def test_sep_cma_learns_scales() -> None:
     assert v[4:].mean() > 5 * v[:4].mean()
 
 
+def test_sep_cma_constants_from_their_definitions() -> None:
+    """``cc``, ``damps`` and ``cmu`` by Ros & Hansen's formulas, and ``cmu`` capped at
+    ``1 - c1`` where the diagonal's speed-up would overshoot (N = 2, lambda = 40)."""
+    for n, lam in ((10, 10), (2, 40)):
+        opt = make("sep-cma", dim=n, seed=0, population_size=lam)
+        assert isinstance(opt, SepCMA)
+        w = log_weights(lam // 2)
+        me = float(w.sum() ** 2 / (w**2).sum())
+        cs = (me + 2) / (n + me + 5)
+        c1 = (n + 2) / 3 * 2 / ((n + 1.3) ** 2 + me)
+        cmu = (n + 2) / 3 * 2 * (me - 2 + 1 / me) / ((n + 2) ** 2 + me)
+        assert opt.cc == pytest.approx((4 + me / n) / (n + 4 + 2 * me / n))
+        damps = 1 + 2 * max(0.0, math.sqrt((me - 1) / (n + 1)) - 1) + cs
+        assert opt.damps == pytest.approx(damps)
+        assert opt.cmu == pytest.approx(min(1 - c1, cmu))
+        if n == 2:
+            assert cmu > 1 - c1 and damps > 1 + cs + 1  # the cap and the max() term act
+            codes = opt.ask()
+            opt.tell(codes, linear(codes))
+            assert (opt.variances > 0).all()
+
+
+@pytest.mark.parametrize("h", [True, False])
+def test_sep_cma_h_sigma_at_its_threshold(h: bool) -> None:
+    """h_sigma = |ps| / sqrt(1 - (1 - cs)^(2g)) < (1.4 + 2 / (N + 1)) chiN, decided 3% either
+    side of the threshold: a step-size path put there through the checkpoint (N = 2, where
+    the threshold's 2 / (N + 1) and the first generation's correction weigh most)."""
+    n = 2
+    opt = make("sep-cma", dim=n, seed=0, sigma0=0.5)
+    assert isinstance(opt, SepCMA)
+    cs, cc, c1, cmu, me = opt.cs, opt.cc, opt.c1, opt.cmu, opt.mu_eff
+    m, codes = opt.mean, opt.ask()
+    z = (codes.astype(np.float64) - m) / 0.5
+    scores = linear(codes)
+    w = opt.weights
+    top = np.argsort(-scores)[: len(w)]
+    z_w = w @ z[top]
+    chi_n = math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n**2))
+    threshold = (1.4 + 2 / (n + 1)) * chi_n
+    correction = math.sqrt(1 - (1 - cs) ** 2)  # generation 1
+    target = threshold * (0.97 if h else 1.03) * correction  # |ps| after the update
+    step = math.sqrt(cs * (2 - cs) * me) * z_w
+    alpha = (target - np.linalg.norm(step)) / (1 - cs)
+    assert alpha > 0
+    state = opt.state_dict()
+    state["own"]["ps"] = alpha * z_w / np.linalg.norm(z_w)
+    opt.load_state_dict(state)
+    opt.tell(codes, scores)
+    assert np.linalg.norm(opt._ps) == pytest.approx(target)
+    pc = h * math.sqrt(cc * (2 - cc) * me) * z_w
+    var = 1 - c1 - cmu + (1 - h) * c1 * cc * (2 - cc) + c1 * pc**2 + cmu * (w @ z[top] ** 2)
+    np.testing.assert_allclose(opt.variances, var, rtol=1e-6)
+
+
+def test_sep_cma_mean_and_sigma_follow_the_formulas_once_the_variances_differ() -> None:
+    """``m <- m + sigma d * z_w`` and ``sigma <- sigma exp((cs / damps)(|ps| / chiN - 1))``
+    on a step where ``d`` is no longer 1 (the one-step test cannot tell ``d`` from 1)."""
+    scale = np.linspace(0.2, 5.0, 6)
+    opt = make("sep-cma", dim=6, seed=4, population_size=8, sigma0=0.5)
+    assert isinstance(opt, SepCMA)
+    for _ in range(5):
+        codes = opt.ask()
+        opt.tell(codes, -np.sum((codes * scale) ** 2, axis=1))
+    m, sigma, var, ps = opt.mean, opt.sigma, opt.variances, opt.state_dict()["own"]["ps"]
+    assert var.max() > 1.2 * var.min()
+    codes = opt.ask()
+    d = np.sqrt(var)
+    z = (codes.astype(np.float64) - m) / (sigma * d)
+    scores = -np.sum((codes * scale) ** 2, axis=1)
+    w = opt.weights
+    z_w = w @ z[np.argsort(-scores)[: len(w)]]
+    opt.tell(codes, scores)
+    np.testing.assert_allclose(opt.mean, m + sigma * d * z_w, atol=1e-5)
+    cs, n = opt.cs, 6
+    ps = (1 - cs) * ps + math.sqrt(cs * (2 - cs) * opt.mu_eff) * z_w
+    chi_n = math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n**2))
+    expected = sigma * math.exp(cs / opt.damps * (np.linalg.norm(ps) / chi_n - 1))
+    assert opt.sigma == pytest.approx(expected, rel=1e-5)
+
+
+def test_sep_cma_show_mean_shows_the_mean_first() -> None:
+    opt = make("sep-cma", dim=6, seed=0, population_size=8, show_mean=True)
+    assert isinstance(opt, SepCMA)
+    for _ in range(2):
+        m, codes = opt.mean, opt.ask()
+        np.testing.assert_array_equal(codes[0], m.astype(np.float32))
+        assert opt.genealogy == ["mean"] + ["sample"] * 7
+        assert not np.allclose(codes[1:], codes[0], atol=0.1)
+        opt.tell(codes, linear(codes))
+
+
 # ----------------------------------------------------------------------- SphereCMA
 def test_sphere_needs_two_dimensions() -> None:
     with pytest.raises(XDreamError, match="at least 2 dimensions"):
@@ -227,6 +401,43 @@ def test_slerp_extrapolates_along_the_great_circle() -> None:
     np.testing.assert_allclose(slerp(a, b, 0.5), [math.sqrt(0.5)] * 2)
     np.testing.assert_allclose(slerp(a, b, 1.5), [-math.sqrt(0.5), math.sqrt(0.5)], atol=1e-12)
     np.testing.assert_array_equal(slerp(a, a, 1.5), a)
+
+
+def test_slerp_of_a_unit_vector_whose_square_rounds_above_one() -> None:
+    """``a @ a`` of a unit vector can round to 1 + 2e-16: slerp must not hand that to acos."""
+    a = np.random.default_rng(3).normal(size=5)
+    a /= np.linalg.norm(a)
+    assert float(a @ a) > 1.0  # the rounding this is about
+    np.testing.assert_array_equal(slerp(a, a, 1.5), a)
+
+
+def test_sphere_init_codes_that_average_to_zero_start_from_a_seeded_direction() -> None:
+    """Their mean has no direction: a random one is drawn from the optimiser's own seeded
+    generator (a seed gives the same run) and the radius falls back to sqrt(N)."""
+    x = np.random.default_rng(0).normal(size=(1, 9)).astype(np.float32)
+    init = np.concatenate([x, -x])
+    runs = [
+        make("sphere-cma", dim=9, seed=s, population_size=6, init_codes=init) for s in (4, 4, 5)
+    ]
+    assert all(isinstance(o, SphereCMA) and o.radius == 3.0 for o in runs)
+    dirs = [o.direction for o in runs]
+    assert all(d is not None and np.linalg.norm(d) == pytest.approx(1.0) for d in dirs)
+    np.testing.assert_array_equal(dirs[0], dirs[1])
+    assert not np.allclose(dirs[0], dirs[2])
+    np.testing.assert_array_equal(runs[0].ask(), runs[1].ask())
+
+
+def test_sphere_schedule_of_one_generation_keeps_one_angle() -> None:
+    opt = make("sphere-cma", dim=6, seed=0, population_size=6, generations=1, angle_start=30.0)
+    assert isinstance(opt, SphereCMA)
+    assert [opt.angle(g) for g in (0, 1, 5)] == [30.0, 30.0, 30.0]
+    for _ in range(2):
+        codes = opt.ask()
+        opt.tell(codes, linear(codes))
+    u = opt.direction
+    assert u is not None
+    angles = np.degrees(np.arccos(np.clip(opt.ask() @ u / opt.radius, -1, 1)))
+    np.testing.assert_allclose(angles, 30.0, atol=1e-3)
 
 
 def test_sphere_mean_update_is_slerp_of_weighted_top() -> None:
@@ -361,6 +572,37 @@ def test_annealed_noise_check_keeps_the_step_large_once_the_mean_scores_differ()
     unchecked = make("annealed-es", dim=4, show_mean=False, noise_checks=0)
     assert unchecked.ask().shape == (40, 4)
     assert unchecked.status()["responses"] == "unchecked"
+
+
+def test_annealed_noise_tolerance_is_a_millionth_of_the_larger_score() -> None:
+    """The mean's two looks differ by a relative 1e-5: noise; by 1e-7: rounding, not noise."""
+    for rel, noisy in ((1e-5, True), (1e-7, False)):
+        opt = make("annealed-es", dim=6, seed=0, population_size=8, generations=4)
+        assert isinstance(opt, AnnealedES)
+        codes = opt.ask()
+        scores = linear(codes.astype(np.float64)) + 10.0
+        scores[1] = scores[0] * (1 + rel)
+        opt.tell(codes, scores)
+        assert opt.noisy == noisy
+
+
+def test_annealed_line_sample_follows_the_decaying_path_of_mean_shifts() -> None:
+    """``p <- (1 - path_rate) p + path_rate (m_new - m)``, seen over two shifts in the line
+    sample's direction (one shift cannot tell the decay from any other factor)."""
+    opt = make("annealed-es", dim=8, seed=0, population_size=10, noise_checks=0, path_rate=0.3)
+    assert isinstance(opt, AnnealedES)
+    means = [opt.mean]
+    for _ in range(2):
+        codes = opt.ask()
+        opt.tell(codes, linear(codes.astype(np.float64)))
+        means.append(opt.mean)
+    s1, s2 = means[1] - means[0], means[2] - means[1]
+    path = 0.7 * 0.3 * s1 + 0.3 * s2
+    line = opt.ask()[1].astype(np.float64) - means[2]
+    assert opt.genealogy[1] == "line"
+    np.testing.assert_allclose(
+        line, opt.sigma * math.sqrt(8) * path / np.linalg.norm(path), atol=1e-5
+    )
 
 
 def test_annealed_checkpoint_before_the_noise_check_continues_without_it() -> None:
@@ -547,6 +789,14 @@ def test_nevergrad_by_name() -> None:
     codes = opt.ask()
     assert codes.shape == (6, 4)
     opt.tell(codes, linear(codes))
+
+
+@needs_nevergrad
+def test_nevergrad_first_samples_spread_by_sigma0() -> None:
+    for sigma0 in (0.01, 1.0):
+        opt = make("nevergrad", dim=8, seed=0, population_size=6, sigma0=sigma0)
+        spread = float(np.std(opt.ask()))
+        assert 0.3 * sigma0 < spread < 3 * sigma0, (sigma0, spread)
 
 
 @needs_nevergrad
