@@ -307,6 +307,16 @@ def test_elites_conserved_with_their_ids() -> None:
     assert all(i.startswith("gen001_") for i in opt.image_ids[3:])
 
 
+def test_tied_elites_are_conserved_in_population_order() -> None:
+    """Ranking is stable (spec 2.3 sorts; ties keep population order), also in a population
+    of 40 where an unstable sort reorders tied scores."""
+    opt = make("genetic", dim=4, seed=0, population_size=40, n_conserve=5)
+    codes, ids = opt.ask(), opt.image_ids
+    opt.tell(codes, np.array([1.0, 3.0, 2.0, 3.0] * 10))
+    np.testing.assert_array_equal(opt.ask()[:5], codes[[1, 3, 5, 7, 9]])
+    assert opt.image_ids[:5] == [ids[i] for i in (1, 3, 5, 7, 9)]
+
+
 def test_children_ids_are_numbered_by_their_place_in_the_population() -> None:
     """Ids are gen{step:03d}_{index:06d}: children follow the carried and conserved codes."""
     opt = make("genetic", dim=DIM, seed=0, n_conserve=3)
@@ -396,6 +406,7 @@ def test_mutation_size_is_the_standard_deviation_of_each_step(size: float) -> No
 
 @pytest.mark.parametrize(("h", "expected"), [(0.8, 0.8), (0.2, 0.8), (1.0, 1.0), (1.7, 1.0)])
 def test_heritability_clipped_and_mirrored(h: float, expected: float) -> None:
+    assert genetic.GeneticParams(heritability=h).effective_heritability == expected
     share = [
         np.mean(child == a)
         for child, a, b, _ in _children_and_parents({"mutation_rate": 0.0, "heritability": h})
@@ -430,6 +441,9 @@ def test_roulette_with_replacement_follows_fitness() -> None:
         np.testing.assert_allclose(share, [p[bins == b].sum() for b in range(5)], atol=0.03)
         assert np.bincount(drawn).max() > 1  # the same code drawn again: with replacement
     assert any(a == b for a, b in pairs)  # a code can even mate with itself
+    # ... as often as two independent draws agree: sum p^2, not always (parent B = parent A)
+    same = sum(a == b for a, b in pairs) / n
+    assert abs(same - float(np.sum(p**2))) < 0.005  # sum p^2 = 0.002, one s.e. 0.001
 
 
 def test_init_codes_fill_and_truncate() -> None:
@@ -454,6 +468,8 @@ def test_init_codes_fill_draws_both_parents_uniformly_from_every_loaded_code() -
         # 297 draws of p = 1/3 each: a share's standard error is 0.027
         for i in range(3):
             assert abs(drawn.count(f"gen000_{i:06d}") / len(drawn) - 1 / 3) < 0.1
+    # drawn independently: the two parents differ 2 times in 3 (not always the same code)
+    assert abs(sum(a != b for a, b in parents) / len(parents) - 2 / 3) < 0.1
 
 
 def test_genetic_improves() -> None:
@@ -531,6 +547,13 @@ def test_fdgd_nan_pairs_dropped_and_all_nan_keeps_centre() -> None:
     opt.tell(codes, np.full(6, np.nan))
     np.testing.assert_array_equal(opt.mean, x)
     assert not np.array_equal(opt.ask(), codes)  # fresh samples around the same centre
+    # without antithetic pairs every difference needs f(x): a missing centre keeps the centre
+    opt = make_fdgd(seed=2, n_samples=6, antithetic=False)
+    x, codes = opt.mean, opt.ask()
+    scores = sphere(codes)
+    scores[0] = np.nan
+    opt.tell(codes, scores)
+    np.testing.assert_array_equal(opt.mean, x)
 
 
 def test_nes_step_and_radius_match_spec() -> None:
@@ -565,6 +588,21 @@ def test_nes_radius_learning() -> None:
     codes = floor.ask()
     floor.tell(codes, np.full(len(codes), np.nan))
     np.testing.assert_array_equal(floor.mean, centre)
+
+
+def test_nes_samples_at_the_learned_radius_and_a_zero_rate_keeps_any_radius() -> None:
+    """After a radius update the next samples are ``x +- r_new eps``; with
+    ``radius_learning_rate`` 0 the radius stays as given, even below the learning's floor."""
+    opt = make_nes(seed=1, n_samples=6, radius_learning_rate=0.5)
+    run(opt, 2)
+    r, x = opt.radius, opt.mean
+    assert abs(r - 1.25) > 0.05
+    eps = opt.state_dict()["own"]["eps"]
+    codes = opt.ask().astype(np.float64)
+    np.testing.assert_allclose(codes, np.concatenate([x + r * eps, x - r * eps]), atol=1e-5)
+    fixed = make_nes(seed=1, n_samples=6, search_radius=0.005, radius_learning_rate=0.0)
+    run(fixed, 2)
+    assert fixed.radius == 0.005
 
 
 @pytest.mark.parametrize("name", ["fdgd", "nes"])
