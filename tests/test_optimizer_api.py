@@ -266,3 +266,81 @@ def test_a_tie_keeps_the_first_best_code(name: str) -> None:
     codes = opt.ask()
     opt.tell(codes, np.full(len(codes), 1.0))
     np.testing.assert_array_equal(opt.best.code, first[0])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_best_code_is_a_copy_of_the_told_codes(name: str) -> None:
+    """The caller may reuse its array of codes after ``tell``: the best code must not change."""
+    opt = build(name)
+    codes = opt.ask()
+    scores = score(codes)
+    opt.tell(codes, scores)
+    best = codes[int(np.argmax(scores))].copy()
+    codes[:] = 0.0
+    np.testing.assert_array_equal(opt.best.code, best)
+    state = opt.state_dict()
+    assert state["best_code"] is not None
+    np.testing.assert_array_equal(state["best_code"], best)
+
+
+def test_an_optimizer_that_names_no_codes_gets_the_default_ids() -> None:
+    """Ids are ``gen{generation:03d}_{index:06d}`` (spec 2) for an optimiser that leaves them
+    to the base class, renumbered after each ``tell``."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Params:
+        population_size: int = 3
+
+    class Fixed(Optimizer):
+        name = "fixed"
+
+        def _ask(self) -> np.ndarray:
+            return np.full((3, self.dim), float(self.generation))
+
+        def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
+            pass
+
+    opt = Fixed(DIM, Params())
+    codes = opt.ask()
+    assert opt.image_ids == ["gen000_000000", "gen000_000001", "gen000_000002"]
+    assert opt.genealogy == ["", "", ""]
+    opt.tell(codes, np.zeros(3))
+    opt.ask()
+    assert opt.image_ids == ["gen001_000000", "gen001_000001", "gen001_000002"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_refused_codes_never_become_the_best(name: str) -> None:
+    opt = build(name)
+    codes = opt.ask()
+    with pytest.raises(XDreamError):
+        opt.tell(codes + 1.0, np.full(len(codes), 1e6))  # not the codes asked for
+    assert opt.best.score == -np.inf and opt.best.code is None
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_state_is_a_snapshot(name: str) -> None:
+    """Changing the arrays of a state in place (as a caller reusing them might) must not
+    change the optimiser's next codes."""
+    opt, twin = build(name, seed=2), build(name, seed=2)
+    if name == "cholesky-cma":  # with a factor update behind it, so its arrays are in the state
+        opt, twin = (
+            make(name, dim=DIM, seed=2, population_size=10, a_update_every=1) for _ in "ab"
+        )
+    for o in (opt, twin):
+        run(o, 2, with_nans)
+    state = opt.state_dict()
+
+    def spoil(value: Any) -> None:
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            value[...] = 0.0
+        elif isinstance(value, dict):
+            for item in value.values():
+                spoil(item)
+
+    spoil(state)
+    np.testing.assert_array_equal(opt.ask(), twin.ask())
+    run(opt, 1)
+    run(twin, 1)
+    np.testing.assert_array_equal(opt.ask(), twin.ask())
