@@ -244,9 +244,19 @@ def test_state_of_another_population_size_is_refused(name: str) -> None:
     other.tell(codes, score(codes))
     state = other.state_dict()
     hyper = {**HYPER.get(name, {}), key: 14}
-    bigger = make(name, dim=DIM, seed=0, spectrum=SPECTRUM, **hyper)
+    bigger, twin = (make(name, dim=DIM, seed=0, spectrum=SPECTRUM, **hyper) for _ in "ab")
+    for opt in (bigger, twin):
+        run(opt, 1)
     with pytest.raises(XDreamError, match="checkpoint"):
         bigger.load_state_dict(state)
+    # refused, it is as it was (it had taken the state's RNG, generation, best and ids, and
+    # cholesky-cma the state's 10 codes for its population of 14: audit C)
+    assert bigger.generation == twin.generation == 1
+    assert bigger.best.score == twin.best.score
+    np.testing.assert_array_equal(bigger.ask(), twin.ask())
+    run(bigger, 1)
+    run(twin, 1)
+    np.testing.assert_array_equal(bigger.ask(), twin.ask())
 
 
 @pytest.mark.parametrize("name", ALL)

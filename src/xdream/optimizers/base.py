@@ -209,12 +209,21 @@ class Optimizer(abc.ABC, Generic[P]):
     def load_state_dict(self, state: StateDict) -> None:
         """Restore a state produced by :meth:`state_dict` of the same optimiser, dimension and
         population size; the other hyperparameters are this optimiser's (they are not compared).
+        A state that is refused leaves the optimiser as it was.
         """
         if state.get("name") != self.name or state.get("dim") != self._dim:
             raise XDreamError(
                 f"checkpoint is for optimizer {state.get('name')!r} with dim {state.get('dim')}, "
                 f"not {self.name!r} with dim {self._dim}"
             )
+        before = self.state_dict()
+        try:
+            self._load_all(state)
+        except BaseException:
+            self._load_all(before)  # its own state, as it was: all or nothing
+            raise
+
+    def _load_all(self, state: StateDict) -> None:
         self._rng.bit_generator.state = state["rng"]
         self._generation = int(state["generation"])
         self._best_code = None if state["best_code"] is None else np.array(state["best_code"])
