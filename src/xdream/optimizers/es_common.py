@@ -17,7 +17,8 @@ IntArray = npt.NDArray[np.intp]
 def default_population(dim: int) -> int:
     """``lambda = 4 + floor(3 log2 N)``: 40 at N = 4096 as published (Wang & Ponce 2022).
 
-    (The usual CMA-ES default ``4 + floor(3 ln N)`` would give 28 there.)
+    (The usual CMA-ES default ``4 + floor(3 ln N)`` would give 28 there.) N is taken as at
+    least 2, so a one-dimensional code gets 7, as a two-dimensional one does.
     """
     return 4 + math.floor(3 * math.log2(max(dim, 2)))
 
