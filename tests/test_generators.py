@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import cache
 
@@ -156,6 +157,16 @@ def test_a_generators_images_are_checked(draw: object, message: str) -> None:
         Drawn(draw).generate(np.zeros((2, 2)))
 
 
+def test_forward_gets_float32_codes() -> None:
+    """generate() hands forward float32 codes, whatever it was given (mutation audit F)."""
+    seen = []
+    drawn = Drawn(lambda n: torch.zeros(n, 3, 8, 8))
+    drawn.forward = lambda codes: seen.append(codes.dtype) or torch.zeros(len(codes), 3, 8, 8)  # type: ignore[method-assign]
+    drawn.generate(torch.zeros(2, 2, dtype=torch.float64))
+    drawn.generate(np.zeros((2, 2), dtype=np.float64))
+    assert seen == [torch.float32, torch.float32]
+
+
 def test_images_a_hair_outside_0_1_pass_and_codes_must_be_numbers() -> None:
     """Rounding (a resize, half precision) may leave values a hair outside [0, 1]."""
     # every image reaches 0.0004 below 0 and above 1 (random values seldom left [0, 1])
@@ -205,6 +216,26 @@ def test_fixed_tensors_are_buffers_and_follow_to(name: str) -> None:
     assert all(b.dtype == torch.float64 for b in gen64.buffers() if b.is_floating_point())
     out64 = gen64(torch.from_numpy(codes).double())
     torch.testing.assert_close(out64.float(), reference, atol=1e-5, rtol=0)
+    if any(b.is_floating_point() for b in gen64.buffers()):  # computed in the buffers' dtype
+        assert out64.dtype == torch.float64  # mutation audit F: fourier casting to float32
+    assert gen64.generate(codes).dtype == torch.float32  # generate() returns float32 images
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_initial_codes_are_normal_draws_from_the_given_rng(name: str) -> None:
+    """Codes to start from are N(0, 1) draws from the rng passed in (an experiment's seeded
+    stream), not from NumPy's global one: the same seed, the same codes (mutation audit F)."""
+    gen = default(name)
+    assert not gen.custom_initial_codes
+    np.random.seed(1)
+    expected = np.random.default_rng(5).standard_normal((3, gen.code_dim)).astype(np.float32)
+    np.testing.assert_array_equal(gen.initial_codes(3, np.random.default_rng(5)), expected)
+
+
+def test_device_is_where_the_buffers_are() -> None:
+    """``device`` follows ``.to()`` (encode puts its codes there); CPU without buffers."""
+    assert make("fourier", size=8).to("meta").device == torch.device("meta")
+    assert make("pixels", size=8, code_size=2).device == torch.device("cpu")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -303,6 +334,82 @@ def test_fourier_params_are_validated() -> None:
         make("fourier", contrast=math.nan)
 
 
+def fourier_weights(max_freq: int, decay_power: float) -> np.ndarray:
+    """Each entry's weight of one channel block by the definition: ``1 / max(f, 1) ** p`` with
+    ``f`` the radius of its frequency, normalised to unit sum of squares."""
+    block = [(fy, fx) for c, fy, fx, _ in code_layout(max_freq) if c == 0]
+    w = np.array([1 / max(math.hypot(fy, fx), 1.0) ** decay_power for fy, fx in block])
+    return w / np.sqrt(np.sum(w**2))
+
+
+def test_fourier_channel_means_map_through_the_scaled_colour_matrix() -> None:
+    """A code holding only one channel's mean (DC) draws a flat image whose RGB logits are that
+    column of the colour-correlation square root, normalised by its largest column (the
+    luminance one), times ``contrast`` (luminance) or ``contrast * saturation`` (colour), times
+    the DC weight ``1 / 1**p``, normalised. Mutation audit F: saturation applied to luminance,
+    contrast ignored, the rows normalised instead of the columns, and the DC weight changed all
+    passed the tests above."""
+    from xdream.generators.fourier import COLOR_CORRELATION_SQRT
+
+    contrast, saturation, decay, max_freq = 1.5, 0.4, 2.0, 3
+    gen = make(
+        "fourier",
+        size=8,
+        max_freq=max_freq,
+        decay_power=decay,
+        contrast=contrast,
+        saturation=saturation,
+    )
+    block = gen.code_dim // 3
+    w_dc = fourier_weights(max_freq, decay)[0]
+    matrix = COLOR_CORRELATION_SQRT / np.linalg.norm(COLOR_CORRELATION_SQRT[:, 0])
+    for channel, gain in ((0, contrast), (1, contrast * saturation), (2, contrast * saturation)):
+        codes = np.zeros((1, gen.code_dim))
+        codes[0, channel * block] = 1.0
+        logits = torch.logit(gen.generate(codes).double())[0]
+        expected = matrix[:, channel] * gain * w_dc
+        for rgb in range(3):
+            torch.testing.assert_close(
+                logits[rgb],
+                torch.full((8, 8), expected[rgb], dtype=torch.float64),
+                atol=1e-5,
+                rtol=0,
+            )
+
+
+def test_fourier_entry_weights_follow_the_decay_power() -> None:
+    """A unit code entry draws a sinusoid of amplitude ``w(f) ∝ 1 / max(f, 1) ** decay_power``
+    (module docstring); frequencies below 1 do not exist but the DC entry weighs as f = 1."""
+    max_freq, decay = 4, 1.5
+    gen = make("fourier", size=16, max_freq=max_freq, decay_power=decay, saturation=1.0)
+    np.testing.assert_allclose(gen.weights.numpy(), fourier_weights(max_freq, decay), rtol=1e-6)
+
+
+def test_fourier_saturation_zero_gives_grey_images_and_contrast_sets_the_logit_spread() -> None:
+    """``saturation = 0`` gives (almost) grey images (docs/config.md), a documented value >= 0
+    that a bound of > 0 would refuse; ``contrast = 0`` gives the mid-grey image. Each RGB channel's
+    logit has a standard deviation over N(0, 1) codes of about 0.44 * contrast (``contrast``
+    in docs/config.md): the colour matrix's row norm 0.6 times the pre-colour channels' standard
+    deviation sqrt(0.55) (a cosine and a sine of one frequency share a pixel's variance)."""
+    codes = codes_for(make("fourier", size=32), 64, seed=7)
+    grey = make("fourier", size=32, saturation=0.0).generate(codes)
+    # luminance alone: the matrix's luminance column (0.26, 0.27, 0.27) leaves a faint tint
+    torch.testing.assert_close(grey[:, 2], grey[:, 1], atol=1e-6, rtol=0)
+    assert float((grey[:, 0] - grey[:, 1]).abs().max()) < 0.01
+    flat = make("fourier", size=32, contrast=0.0).generate(codes)
+    torch.testing.assert_close(flat, torch.full_like(flat, 0.5))
+    for contrast in (0.5, 2.5):
+        gen = make("fourier", size=32, contrast=contrast, saturation=1.0)
+        spread = torch.logit(gen.generate(codes).double()).std(dim=(0, 2, 3))
+        assert ((spread / contrast - 0.44).abs() < 0.06).all(), spread / contrast
+
+
+def test_fourier_max_freq_must_be_at_least_one() -> None:
+    """max_freq runs from 1 to below size / 2 (docs/config.md); 0 would keep only the means."""
+    with pytest.raises(ConfigError, match="max_freq must be an integer from 1"):
+        make("fourier", size=32, max_freq=0)
+
+
 # --- pixels -----------------------------------------------------------------------------------
 
 
@@ -387,6 +494,55 @@ def test_cppn_params_are_validated() -> None:
         make("cppn", hidden=[8], activations=["relu"])
     with pytest.raises(ConfigError, match="hidden"):
         make("cppn", hidden=[], activations=[])
+
+
+def test_cppn_matches_its_definition() -> None:
+    """The CPPN of the class docstring, written out in NumPy: inputs ``(x, y, r)`` at pixel
+    centres on ``[-input_scale, input_scale]`` (x along the width), each layer's weights
+    ``(fan_out, fan_in)`` row-major then its bias, weights scaled by ``gain / sqrt(fan_in)``,
+    the named activations, sigmoid RGB. Mutation audit F: a Gaussian of other width, x and y
+    swapped, pixel corners for centres, ``r**2`` for ``r``, input_scale ignored, the two gains
+    swapped, weights read column-major or the activations reversed all passed."""
+    size, hidden, acts = 5, (3, 2, 2), ("gauss", "tanh", "sin")
+    scale, weight_gain, output_gain = 2.0, 1.5, 0.7
+    gen = make(
+        "cppn",
+        size=size,
+        hidden=list(hidden),
+        activations=list(acts),
+        input_scale=scale,
+        weight_gain=weight_gain,
+        output_gain=output_gain,
+    )
+    functions = {"gauss": lambda v: np.exp(-v * v), "tanh": np.tanh, "sin": np.sin}
+    codes = np.random.default_rng(8).standard_normal((2, gen.code_dim))
+    t = ((np.arange(size) + 0.5) / size * 2 - 1) * scale
+    x, y = np.meshgrid(t, t)  # x varies along a row (the width), y down the columns
+    h0 = np.stack([x, y, np.hypot(x, y)], axis=-1).reshape(-1, 3)
+    widths = (3, *hidden, 3)
+    for code, image in zip(codes, gen.generate(codes).double().numpy()):
+        h, start = h0, 0
+        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
+            gain = output_gain if i == len(hidden) else weight_gain
+            w = code[start : start + fan_out * fan_in].reshape(fan_out, fan_in)
+            b = code[start + fan_out * fan_in : start + fan_out * (fan_in + 1)]
+            start += fan_out * (fan_in + 1)
+            z = h @ (w * gain / math.sqrt(fan_in)).T + b
+            h = 1 / (1 + np.exp(-z)) if i == len(hidden) else functions[acts[i]](z)
+        assert start == gen.code_dim
+        np.testing.assert_allclose(image, h.T.reshape(3, size, size), atol=1e-5)
+
+
+@pytest.mark.parametrize("key", ["input_scale", "weight_gain", "output_gain"])
+@pytest.mark.parametrize("value", [0.0, -1.0, math.nan, math.inf])
+def test_cppn_scales_and_gains_must_be_finite_and_positive(key: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=rf"{key} must be a finite number > 0"):
+        make("cppn", **{key: value})
+
+
+def test_cppn_hidden_widths_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="positive layer widths"):
+        make("cppn", hidden=[8, 0], activations=["sin", "tanh"])
 
 
 # --------------------------------------------------------------------------- audit M: mutants
