@@ -13,8 +13,9 @@ freedom of the spatial frequencies ``(fy, fx)`` (cycles per image) inside the di
 
 Each entry is multiplied by ``w(f) ∝ 1 / max(f, 1) ** decay_power`` (``f`` the frequency's
 radius), so an N(0, 1) code has a natural-image-like ``1/f**decay_power`` amplitude spectrum;
-the weights are normalised so each channel's pixels have unit variance over codes. The channels
-are mixed into RGB by the colour-correlation square root of Mordvintsev et al. (2018), scaled by
+the weights are normalised to unit sum of squares per channel (so a pixel's variance over
+codes is about 0.55, not 1: a frequency's cosine and sine share it). The channels are mixed
+into RGB by the colour-correlation square root of Mordvintsev et al. (2018), scaled by
 ``contrast`` (luminance) and ``contrast * saturation`` (colour), and squashed to [0, 1] by a
 sigmoid, so the zero code is mid-grey. :func:`code_layout` lists ``(channel, fy, fx, part)``
 for every entry.
@@ -56,10 +57,13 @@ class FourierParams:
             noise; 1.5 (a power-spectrum slope of -3) gives cloud- and blob-like images and is
             the default, chosen by eye.
         contrast: Standard deviation of each RGB channel before the sigmoid is about
-            ``0.6 * contrast`` (0.6 is the row norm of the normalised colour matrix); 2.5 gives
+            ``0.44 * contrast`` over N(0, 1) codes: 0.6, the row norm of the normalised colour
+            matrix, times 0.74, that of each decorrelated channel (its weights have unit sum of
+            squares, and a frequency's cosine and sine share a pixel's variance); 2.5 gives
             pixel standard deviations near 0.19 within an image, with almost no clipping.
         saturation: Gain of the two colour-opponent channels relative to luminance; 1.0 is the
-            ImageNet colour covariance, 0.0 gives grey images; 0.6 (by eye) looks less garish.
+            ImageNet colour covariance, 0.0 gives grey images (faintly cyan: the luminance
+            column of the matrix is (0.26, 0.27, 0.27)); 0.6 (by eye) looks less garish.
     """
 
     size: int = 128
@@ -154,7 +158,7 @@ class FourierGenerator(Generator[FourierParams]):
         # Weight of each entry of one channel's block: DC first, then (cos, sin) pairs.
         radius = np.array([0.0] + [math.hypot(fy, fx) for fy, fx in freqs for _ in (0, 1)])
         w = 1.0 / np.maximum(radius, 1.0) ** params.decay_power
-        w /= np.sqrt(np.sum(w**2))  # unit pixel variance per channel for N(0, 1) codes
+        w /= np.sqrt(np.sum(w**2))  # unit sum of squares: pixel variance (1 + w[0]**2) / 2
         self.register_buffer("weights", torch.tensor(w, dtype=torch.float32))
 
         # Where DC, the half-disc and the mirrored column fx == 0 (fy = -1..-m) go in the
