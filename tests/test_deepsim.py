@@ -382,11 +382,23 @@ def test_torch_file_messages_name_the_variant_and_its_keys(
     state = torch.load(norm1_files["xdream"], weights_only=True)
     torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "parallel.pt")
     codes = np.random.default_rng(0).standard_normal((1, 96 * 27 * 27)).astype(np.float32)
-    images = [
-        generators.make("deepsim-norm1", weights=str(path)).generate(codes)
-        for path in (norm1_files["xdream"], tmp_path / "parallel.pt")
-    ]
-    assert torch.equal(*images)
+    # an upconvGAN file saved from its wrapper ("G." keys) loads as the plain one (audit F)
+    upconv = torch.load(norm1_files["upconvgan"], weights_only=True)
+    torch.save({f"G.{k}": v for k, v in upconv.items()}, tmp_path / "wrapped.pt")
+    # and one without the biases that are zero (those XDream's files lack): zero, not missing
+    kept = {k: v for k, v in upconv.items() if k.endswith(".weight") or v.any()}
+    assert len(kept) < len(upconv)
+    torch.save(kept, tmp_path / "no_zero_biases.pt")
+    files = ("parallel.pt", "wrapped.pt", "no_zero_biases.pt")
+    paths = [norm1_files["xdream"], *(tmp_path / f for f in files)]
+    images = [generators.make("deepsim-norm1", weights=str(path)).generate(codes) for path in paths]
+    assert torch.equal(images[0], images[1])
+    for other in images[2:]:
+        assert float((other - images[0]).abs().max()) < 1e-5
+    # an upconvGAN file lacking a layer is named as such, with what it lacks (audit F)
+    torch.save({k: v for k, v in upconv.items() if "Rconv6" not in k}, tmp_path / "cut.pt")
+    with pytest.raises(XDreamError, match=r"cut\.pt' does not fit .*missing \['conv6.weight'"):
+        generators.make("deepsim-norm1", weights=str(tmp_path / "cut.pt"))
     # the expected formats name the variant's own keys
     torch.save({"foo.weight": torch.zeros(2)}, tmp_path / "foo.pt")
     with pytest.raises(XDreamError) as err:
@@ -465,6 +477,53 @@ def test_initial_codes_from_post_relu_statistics(tmp_path: Path) -> None:
         DeePSiMFc8(DeePSiMParams(init="stats"), pretrained=False)
 
 
+def test_initial_codes_use_the_given_rng_and_a_zero_sd_is_the_mean() -> None:
+    """Both kinds of initial codes are drawn from the rng passed in (an experiment's seeded
+    stream), not NumPy's global one; init_std = 0 is allowed (>= 0) and gives the mean, clipped
+    at 0 after a ReLU layer (mutation audit F: the global stream, and std > 0 required)."""
+    from xdream.generators.deepsim import DeePSiMFc6, DeePSiMFc8, DeePSiMParams
+
+    for params in (DeePSiMParams(), DeePSiMParams(init="stats")):
+        gen = DeePSiMFc6(params, pretrained=False)
+        np.random.seed(0)
+        first = gen.initial_codes(3, np.random.default_rng(9))
+        np.random.seed(1)
+        np.testing.assert_array_equal(gen.initial_codes(3, np.random.default_rng(9)), first)
+    rng = np.random.default_rng(0)
+    for mean, expected in ((0.5, 0.5), (-2.0, 0.0)):
+        fc6 = DeePSiMFc6(DeePSiMParams(init="stats", init_mean=mean, init_std=0), False)
+        assert (fc6.initial_codes(2, rng) == expected).all()
+    fc8 = DeePSiMFc8(DeePSiMParams(init="stats", init_mean=-2.0, init_std=0.0), False)
+    assert (fc8.initial_codes(2, rng) == -2.0).all()  # fc8 is not post-ReLU: not clipped
+    assert DeePSiMFc8(DeePSiMParams(), False).initial_codes(2, rng).dtype == np.float32
+    for mean, std in ((math.nan, 1.0), (0.0, math.inf)):
+        bad = DeePSiMFc8(DeePSiMParams(init="stats", init_mean=mean, init_std=std), False)
+        with pytest.raises(XDreamError, match="finite"):
+            bad.initial_codes(2, rng)
+
+
+def test_code_statistics_are_read_from_the_layers_group(tmp_path: Path) -> None:
+    """XDream's stats_caffenet.h5 keeps ``<layer>/mu`` and ``<layer>/sig`` for every layer: the
+    generator's layer is read (mutation audit F: the file's first group was read instead), and
+    top-level ``mu``/``sig`` or one number for every unit serve too."""
+    import h5py
+
+    from xdream.generators.codespace import load_code_stats
+
+    path = tmp_path / "stats.h5"
+    with h5py.File(path, "w") as f:
+        for layer, level in (("fc6", 1.0), ("fc7", 2.0), ("fc8", 3.0)):
+            f[f"{layer}/mu"] = np.full(1000, level)
+            f[f"{layer}/sig"] = np.full(1000, level / 10)
+    mu, sig = load_code_stats(path, "fc8", 1000)
+    assert (mu == 3.0).all() and (sig == 0.3).all()
+    top = tmp_path / "top.h5"
+    with h5py.File(top, "w") as f:
+        f["mu"], f["sig"] = np.float64(-1.0), np.float64(0.5)
+    mu, sig = load_code_stats(top, "fc8", 1000)
+    assert mu.size == 1 and float(mu) == -1.0 and float(sig) == 0.5
+
+
 def test_bounds_clip_codes_before_rendering() -> None:
     from xdream.generators.deepsim import DeePSiMParams, DeePSiMPool5
 
@@ -475,6 +534,16 @@ def test_bounds_clip_codes_before_rendering() -> None:
     assert gen.initial_codes(4, np.random.default_rng(0)).min() >= 0.0
     with pytest.raises(XDreamError, match="one per code unit"):
         DeePSiMPool5(DeePSiMParams(lower=(0.0, 1.0)), pretrained=False)
+    # one number bounds every unit (mutation audit F: it became 0 for all)
+    both = DeePSiMPool5(DeePSiMParams(lower=-0.5, upper=0.25), pretrained=False)
+    lower, upper = both.code_bounds()
+    assert lower is not None and upper is not None
+    assert (lower == -0.5).all() and (upper == 0.25).all() and lower.shape == (9216,)
+    assert torch.equal(both.generate(z), both.generate(z.clamp(-0.5, 0.25)))
+    one_sided = DeePSiMPool5(DeePSiMParams(upper=0.25), pretrained=False)
+    assert one_sided.initial_codes(4, np.random.default_rng(0)).max() == np.float32(0.25)
+    with pytest.raises(XDreamError, match="one per code unit"):
+        DeePSiMPool5(DeePSiMParams(lower=math.nan), pretrained=False)
 
 
 def test_forward_follows_the_network_dtype() -> None:

@@ -62,6 +62,16 @@ def test_scales_and_bad_spectra() -> None:
         CodeSpectrum(np.zeros(6), (2, 2, 2))
     with pytest.raises(XDreamError, match=r"shape \(n, 3\)"):
         spec.to_code(np.zeros((2, 4)))
+    # mutation audit F: an offset of 0 (an infinite scale at frequency 0) and a default chroma
+    # of 0 (grey steps, documented as >= 0) were let through and refused
+    for offset in (0.0, -1.0):
+        with pytest.raises(XDreamError, match="offset must be > 0"):
+            spec.scales(1.0, offset)
+    assert CodeSpectrum(np.zeros(3), colour="opponent", default_chroma=0.0).default_chroma == 0
+    with pytest.raises(XDreamError, match="default_chroma must be finite and >= 0"):
+        CodeSpectrum(np.zeros(3), colour="opponent", default_chroma=-0.1)
+    with pytest.raises(XDreamError, match="default_power must be finite"):
+        CodeSpectrum(np.zeros(3), default_power=math.nan)
 
 
 def test_generators_describe_their_spectra() -> None:
