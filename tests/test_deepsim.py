@@ -542,8 +542,11 @@ def test_bounds_clip_codes_before_rendering() -> None:
     assert torch.equal(both.generate(z), both.generate(z.clamp(-0.5, 0.25)))
     one_sided = DeePSiMPool5(DeePSiMParams(upper=0.25), pretrained=False)
     assert one_sided.initial_codes(4, np.random.default_rng(0)).max() == np.float32(0.25)
-    with pytest.raises(XDreamError, match="one per code unit"):
+    # NaN is refused as such ("one number or 9216 numbers ..., got 9216" before)
+    with pytest.raises(XDreamError, match=r"lower must be numbers, got NaN for 9216 of 9216"):
         DeePSiMPool5(DeePSiMParams(lower=math.nan), pretrained=False)
+    with pytest.raises(XDreamError, match=r"upper must be numbers, got NaN for 1 of 9216"):
+        DeePSiMPool5(DeePSiMParams(upper=(math.nan,) + (1.0,) * 9215), pretrained=False)
 
 
 def test_forward_follows_the_network_dtype() -> None:

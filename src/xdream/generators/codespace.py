@@ -55,9 +55,14 @@ def bound_array(bound: Bound, dim: int, what: str) -> npt.NDArray[np.float32] | 
     arr = np.asarray(bound, dtype=np.float32).reshape(-1)
     if arr.size == 1:
         arr = np.full(dim, arr[0], dtype=np.float32)
-    if arr.size != dim or np.isnan(arr).any():
+    if arr.size != dim:
         raise XDreamError(
             f"{what} must be one number or {dim} numbers (one per code unit), got {arr.size}"
+        )
+    if np.isnan(arr).any():
+        raise XDreamError(
+            f"{what} must be numbers, got NaN for {int(np.isnan(arr).sum())} of {dim} code "
+            "units; leave it unset for no bound"
         )
     return arr
 
