@@ -80,6 +80,92 @@ def test_fitted_codes_stay_within_the_generators_bounds() -> None:
     out = encode.encode(gen, torch.rand(1, 3, 240, 240), steps=3, lr=0.1)
     assert out.codes.min() >= 0.1 and out.codes.max() <= 0.25
     assert 0.1 < out.codes.mean() < 0.25  # moved inside the bounds, not only onto them
+    # the zero code is put onto the bounds before the first step, which then moves it
+    # (mutation audit F: from outside, the clamped forward gave no gradient to that step)
+    first = encode.encode(gen, torch.rand(1, 3, 240, 240), steps=1, lr=0.1).codes
+    assert (first > 0.1).mean() > 0.2
+
+
+def test_one_step_of_the_fit_follows_its_definition() -> None:
+    """From the zero code (mid-grey for pixels), the first loss is the pixel MSE plus
+    ``feature_weight`` times the feature MSE over the target's mean squared feature; Adam's
+    first step moves every entry by the learning rate downhill; RMSE and PSNR are those of the
+    reconstruction, image by image. Mutation audit F: an L1 pixel loss, the feature loss not
+    normalised or not weighted, a random start, the learning rate ignored and PSNR at 10 log10
+    all passed the tests."""
+    gen = generators.make("pixels", size=4, code_size=4)  # the code is the image's logits
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.1
+    x[x.sub(0.5).abs() < 0.02] = 0.7  # a clear downhill direction for every entry
+    lr, weight = 0.05, 3.0
+    pool = torch.nn.AvgPool2d(2)  # any differentiable module serves as features
+    out = encode.encode(gen, x, steps=1, lr=lr, features=pool, feature_weight=weight)
+    feature_loss = (pool(torch.full_like(x, 0.5)) - pool(x)).pow(2).mean() / pool(x).pow(2).mean()
+    expected = (x - 0.5).pow(2).mean() + weight * feature_loss
+    assert out.losses.tolist() == pytest.approx([float(expected)], rel=1e-5)
+    out = encode.encode(gen, x, steps=1, lr=lr)  # pixels only
+    assert out.losses[0] == pytest.approx(float((x - 0.5).pow(2).mean()), rel=1e-5)
+    unweighted = encode.encode(gen, x, steps=1, lr=lr, features=pool, feature_weight=0)
+    assert unweighted.losses.tolist() == out.losses.tolist()  # 0 fits pixels only
+    step = lr * torch.sign(x - 0.5).reshape(2, -1)
+    np.testing.assert_allclose(out.codes, step.numpy(), rtol=1e-3)
+    recon = torch.sigmoid(torch.from_numpy(out.codes)).reshape(2, 3, 4, 4).double()
+    rmse = (recon - x).pow(2).mean(dim=(1, 2, 3)).sqrt()
+    np.testing.assert_allclose(out.rmse, rmse.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(out.psnr, (20 * torch.log10(1 / rmse)).numpy(), rtol=1e-5)
+
+
+class _Gain(generators.Generator):  # type: ignore[misc]
+    """A user's differentiable generator with a trainable parameter of its own."""
+
+    name = "gain"
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.code_dim, self.output_size = 3, (2, 2)
+        self.gain = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(codes * self.gain)[:, :, None, None].expand(-1, 3, 2, 2)
+
+
+def test_encode_fits_codes_only_and_gives_the_generator_back_as_it_was() -> None:
+    """The generator's own parameters get no gradient during the fit and are trainable again
+    afterwards (mutation audit F: left frozen)."""
+    gen = _Gain()
+    encode.encode(gen, torch.full((1, 3, 2, 2), 0.7), steps=2)
+    assert gen.gain.requires_grad and gen.gain.grad is None and float(gen.gain.detach()) == 1.0
+
+
+def test_images_are_centre_cropped_to_the_aspect_ratio_and_resized_smoothly(
+    tmp_path: Path,
+) -> None:
+    """load_image crops the middle of the image to the aspect ratio of ``size`` (rows for a tall
+    one, columns for a wide one) and encode resizes targets without aliasing (mutation audit F:
+    a crop from the corner, the ratio inverted and a nearest-neighbour resize all passed)."""
+    from PIL import Image
+
+    bands = np.zeros((12, 12, 3), np.uint8)
+    bands[:4, :, 0] = bands[4:8, :, 1] = bands[8:, :, 2] = 255  # red, green, blue rows
+    Image.fromarray(bands).save(tmp_path / "rows.png")
+    Image.fromarray(bands.transpose(1, 0, 2).copy()).save(tmp_path / "columns.png")
+    Image.fromarray(bands.transpose(1, 0, 2)[4:8].copy()).save(tmp_path / "wide.png")  # 4 x 12
+    green = torch.tensor([0.0, 1.0, 0.0])[:, None, None]
+    for file, size in (("rows.png", (4, 12)), ("columns.png", (12, 4)), ("wide.png", (4, 4))):
+        image = encode.load_image(str(tmp_path / file), size)[0]
+        torch.testing.assert_close(image, green.expand(3, *size), atol=1e-6, rtol=0)
+    # a one-pixel checkerboard at twice the generator's size is mid-grey at its size
+    checker = ((torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2).float()
+    gen = generators.make("pixels", size=8, code_size=8)
+    targets = encode.encode(gen, checker.expand(1, 3, 16, 16), steps=1).targets
+    torch.testing.assert_close(targets[..., 1:-1, 1:-1], torch.full((1, 3, 6, 6), 0.5))
+
+
+def test_save_records_the_last_loss(tmp_path: Path) -> None:
+    gen = generators.make("pixels", size=4, code_size=2)
+    result = encode.encode(gen, torch.rand(1, 3, 4, 4), steps=3)
+    encode.save(tmp_path / "enc", result, ["a"], gen)
+    report = json.loads((tmp_path / "enc" / "encode.json").read_text())
+    assert report["final_loss"] == pytest.approx(result.losses[-1]) != result.losses[0]
 
 
 def test_encode_command_writes_codes_reconstructions_and_errors(tmp_path: Path) -> None:
@@ -417,6 +503,18 @@ def test_16_bit_and_float_greyscale_are_scaled_not_clipped(
     torch.testing.assert_close(image[0, 0], image[0, 2])  # grey stays grey
 
 
+def test_16_bit_extremes_are_black_and_white(tmp_path: Path) -> None:
+    """16-bit greyscale is divided by 65535: its full range is [0, 1], white included (mutation
+    audit F: 65536, and 65535 refused as out of range, passed the tests above)."""
+    from PIL import Image
+
+    values = np.array([[0, 65535], [32768, 65535]], np.uint16)
+    Image.fromarray(values).save(tmp_path / "extremes.png")
+    image = encode.load_image(str(tmp_path / "extremes.png"), (2, 2))[0, 0]
+    torch.testing.assert_close(image, torch.from_numpy(values / 65535).float(), atol=1e-7, rtol=0)
+    assert float(image.max()) == 1.0
+
+
 def test_16_bit_png_target_keeps_its_brightness(tmp_path: Path) -> None:
     from PIL import Image
 
@@ -468,6 +566,15 @@ def test_transparency_is_composited_onto_mid_grey_with_a_note(
         image = encode.load_image(str(source), (8, 8))[0]
         torch.testing.assert_close(image[:, 4, 6], torch.full((3,), encode.BACKGROUND))
         torch.testing.assert_close(image[:, 4, 1], torch.ones(3))
+    # partly transparent red (alpha 0.8) is mixed with mid-grey, and noted (audit F)
+    rgba[..., 3] = 204
+    Image.fromarray(rgba).save(tmp_path / "faint.png")
+    notes = []
+    image = encode.load_image(str(tmp_path / "faint.png"), (8, 8), notes)[0]
+    alpha = 204 / 255
+    mixed = torch.tensor([alpha + 0.5 * (1 - alpha), 0.5 * (1 - alpha), 0.5 * (1 - alpha)])
+    torch.testing.assert_close(image[:, 4, 4], mixed)
+    assert len(notes) == 1 and "100%" in notes[0]
     # an opaque image with an alpha channel gets no note
     opaque = tmp_path / "opaque.png"
     Image.new("RGBA", (8, 8), (10, 20, 30, 255)).save(opaque)
