@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -399,6 +400,14 @@ def test_torch_file_messages_name_the_variant_and_its_keys(
     torch.save({k: v for k, v in upconv.items() if "Rconv6" not in k}, tmp_path / "cut.pt")
     with pytest.raises(XDreamError, match=r"cut\.pt' does not fit .*missing \['conv6.weight'"):
         generators.make("deepsim-norm1", weights=str(tmp_path / "cut.pt"))
+    # a file saved in half precision loads as float32, the generator's dtype (audit F)
+    torch.save({k: v.half() for k, v in state.items()}, tmp_path / "half.pt")
+    half = generators.make("deepsim-norm1", weights=str(tmp_path / "half.pt"))
+    assert {p.dtype for p in half.parameters()} == {torch.float32}
+    # keys the variant does not have are refused, not ignored (audit F)
+    torch.save({**state, "extra.weight": torch.zeros(2)}, tmp_path / "extra.pt")
+    with pytest.raises(XDreamError, match=r"extra\.pt' does not fit .*unexpected \['extra"):
+        generators.make("deepsim-norm1", weights=str(tmp_path / "extra.pt"))
     # the expected formats name the variant's own keys
     torch.save({"foo.weight": torch.zeros(2)}, tmp_path / "foo.pt")
     with pytest.raises(XDreamError) as err:
@@ -427,6 +436,26 @@ def test_prototxt_is_checked(norm1_files: dict[str, Path], tmp_path: Path) -> No
         generators.make("deepsim-norm1", weights=str(norm1_files["caffe"]), prototxt=str(bad))
     with pytest.raises(XDreamError, match="input shape"):
         check_prototxt(good, VARIANTS["deepsim-norm2"], "deepsim-norm2")
+    # caffe's defaults (pad 0, stride 1) stand for what a layer leaves out (audit F)
+    geometry = "pad: 1 kernel_size: 4 stride: 2"  # deconv4, the first such layer
+    for left_out, got in (("pad: 1 ", "(128, 4, 2, 0)"), (" stride: 2", "(128, 4, 1, 1)")):
+        unsaid = text.replace(geometry, geometry.replace(left_out, ""), 1)
+        bad.write_text(unsaid)
+        with pytest.raises(
+            XDreamError, match=rf"'deconv4'.*{re.escape(got)}, expected \(128, 4, 2, 1\)"
+        ):
+            check_prototxt(bad, VARIANTS["deepsim-norm1"], "deepsim-norm1")
+    # a generator_no_batch.prototxt next to the caffemodel is checked without being named
+    (tmp_path / "next").mkdir()
+    (tmp_path / "next" / "g.caffemodel").symlink_to(norm1_files["caffe"])
+    (tmp_path / "next" / "generator_no_batch.prototxt").write_text(
+        text.replace("kernel_size: 4", "kernel_size: 5", 1)
+    )
+    with pytest.raises(XDreamError, match=r"next/generator_no_batch\.prototxt.*'deconv4'"):
+        generators.make("deepsim-norm1", weights=str(tmp_path / "next" / "g.caffemodel"))
+    bad.write_text(text.replace('"deconv4" type: "Deconvolution"', '"deconv4" type: "Convolution"'))
+    with pytest.raises(XDreamError, match=r"'deconv4' is 'Convolution', not Deconvolution"):
+        check_prototxt(bad, VARIANTS["deepsim-norm1"], "deepsim-norm1")
 
 
 def prototxt_for(name: str) -> str:
@@ -477,7 +506,7 @@ def test_initial_codes_from_post_relu_statistics(tmp_path: Path) -> None:
         DeePSiMFc8(DeePSiMParams(init="stats"), pretrained=False)
 
 
-def test_initial_codes_use_the_given_rng_and_a_zero_sd_is_the_mean() -> None:
+def test_initial_codes_use_the_given_rng_and_a_zero_sd_is_the_mean(tmp_path: Path) -> None:
     """Both kinds of initial codes are drawn from the rng passed in (an experiment's seeded
     stream), not NumPy's global one; init_std = 0 is allowed (>= 0) and gives the mean, clipped
     at 0 after a ReLU layer (mutation audit F: the global stream, and std > 0 required)."""
@@ -496,6 +525,11 @@ def test_initial_codes_use_the_given_rng_and_a_zero_sd_is_the_mean() -> None:
     fc8 = DeePSiMFc8(DeePSiMParams(init="stats", init_mean=-2.0, init_std=0.0), False)
     assert (fc8.initial_codes(2, rng) == -2.0).all()  # fc8 is not post-ReLU: not clipped
     assert DeePSiMFc8(DeePSiMParams(), False).initial_codes(2, rng).dtype == np.float32
+    # init_mean and init_std, when given, override an init_stats file's (audit F)
+    stats = tmp_path / "stats.npz"
+    np.savez(stats, mu=np.linspace(-1, 1, 1000), sig=np.full(1000, 0.5))
+    both = DeePSiMParams(init="stats", init_stats=str(stats), init_mean=5.0, init_std=0.0)
+    assert (DeePSiMFc8(both, False).initial_codes(2, rng) == 5.0).all()
     for mean, std in ((math.nan, 1.0), (0.0, math.inf)):
         bad = DeePSiMFc8(DeePSiMParams(init="stats", init_mean=mean, init_std=std), False)
         with pytest.raises(XDreamError, match="finite"):
@@ -534,6 +568,9 @@ def test_bounds_clip_codes_before_rendering() -> None:
     assert gen.initial_codes(4, np.random.default_rng(0)).min() >= 0.0
     with pytest.raises(XDreamError, match="one per code unit"):
         DeePSiMPool5(DeePSiMParams(lower=(0.0, 1.0)), pretrained=False)
+    # lower may equal upper: "must not exceed" (audit F)
+    pinned = DeePSiMPool5(DeePSiMParams(lower=0.5, upper=0.5), pretrained=False)
+    assert (pinned.initial_codes(2, np.random.default_rng(0)) == 0.5).all()
     # one number bounds every unit (mutation audit F: it became 0 for all)
     both = DeePSiMPool5(DeePSiMParams(lower=-0.5, upper=0.25), pretrained=False)
     lower, upper = both.code_bounds()

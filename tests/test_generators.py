@@ -217,7 +217,7 @@ def test_fixed_tensors_are_buffers_and_follow_to(name: str) -> None:
     out64 = gen64(torch.from_numpy(codes).double())
     torch.testing.assert_close(out64.float(), reference, atol=1e-5, rtol=0)
     if any(b.is_floating_point() for b in gen64.buffers()):  # computed in the buffers' dtype
-        assert out64.dtype == torch.float64  # mutation audit F: fourier casting to float32
+        assert out64.dtype == torch.float64
     assert gen64.generate(codes).dtype == torch.float32  # generate() returns float32 images
 
 
