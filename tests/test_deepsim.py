@@ -404,6 +404,9 @@ def test_torch_file_messages_name_the_variant_and_its_keys(
     torch.save({k: v.half() for k, v in state.items()}, tmp_path / "half.pt")
     half = generators.make("deepsim-norm1", weights=str(tmp_path / "half.pt"))
     assert {p.dtype for p in half.parameters()} == {torch.float32}
+    # the generator names the file it read (encode records it in codes.h5)
+    assert half.weights_format == "xdream"  # type: ignore[attr-defined]
+    assert Path(half.weights_file).samefile(tmp_path / "half.pt")  # type: ignore[attr-defined]
     # keys the variant does not have are refused, not ignored (audit F)
     torch.save({**state, "extra.weight": torch.zeros(2)}, tmp_path / "extra.pt")
     with pytest.raises(XDreamError, match=r"extra\.pt' does not fit .*unexpected \['extra"):
@@ -525,6 +528,13 @@ def test_initial_codes_use_the_given_rng_and_a_zero_sd_is_the_mean(tmp_path: Pat
     fc8 = DeePSiMFc8(DeePSiMParams(init="stats", init_mean=-2.0, init_std=0.0), False)
     assert (fc8.initial_codes(2, rng) == -2.0).all()  # fc8 is not post-ReLU: not clipped
     assert DeePSiMFc8(DeePSiMParams(), False).initial_codes(2, rng).dtype == np.float32
+    with pytest.raises(ValueError, match="init must be 'normal' or 'stats', got 'uniform'"):
+        DeePSiMParams(init="uniform")
+    with pytest.raises(ValueError, match="weights must be a file path"):
+        DeePSiMParams(weights=3)  # type: ignore[arg-type]
+    # a config's lists are stored as tuples: the parameters stay immutable and hashable
+    listed = DeePSiMParams(lower=[0.0, 1.0], upper=[2.0, 3.0])  # type: ignore[arg-type]
+    assert listed.lower == (0.0, 1.0) and listed.upper == (2.0, 3.0) and hash(listed)
     # init_mean and init_std, when given, override an init_stats file's (audit F)
     stats = tmp_path / "stats.npz"
     np.savez(stats, mu=np.linspace(-1, 1, 1000), sig=np.full(1000, 0.5))

@@ -60,6 +60,19 @@ def test_feature_loss_brings_features_closer() -> None:
     assert distance(with_features.reconstructions) < distance(pixel_only.reconstructions)
 
 
+def test_the_feature_layer_sees_what_the_network_scores() -> None:
+    """LayerFeatures runs the network on images in [0, 1] as a scorer does, its preprocessing
+    included (mutation audit F: the raw images passed the tests above)."""
+    from xdream.scorers import make_unit
+
+    photo = encode.load_image(PHOTO, (224, 224))
+    features = encode.LayerFeatures(CAT_UNIT["network"], CAT_UNIT["layer"])
+    with torch.no_grad():
+        cat = float(features(photo)[0, CAT_UNIT["channel"]])
+    score = make_unit(**CAT_UNIT).score(photo, ["chelsea"])[0]  # type: ignore[arg-type]
+    assert cat == pytest.approx(float(score), rel=1e-4) and cat > 5
+
+
 def test_encode_names_what_it_was_given_instead_of_images() -> None:
     """A NumPy array got "must be a (n, 3, H, W) tensor, got (1, 3, 16, 16)", the right shape;
     uint8 images (0..255) were fitted without a word."""
@@ -126,6 +139,14 @@ class _Gain(generators.Generator):  # type: ignore[misc]
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(codes * self.gain)[:, :, None, None].expand(-1, 3, 2, 2)
+
+
+def test_a_generator_that_is_not_differentiable_is_refused() -> None:
+    class Fixed(_Gain):
+        name, differentiable = "fixed", False
+
+    with pytest.raises(XDreamError, match="'fixed' is not differentiable"):
+        encode.encode(Fixed(), torch.full((1, 3, 2, 2), 0.7), steps=1)
 
 
 def test_encode_fits_codes_only_and_gives_the_generator_back_as_it_was() -> None:
@@ -282,6 +303,30 @@ def test_load_codes_checks_dimension_and_generator(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(XDreamError, match="holds no codes"):
         encode.load_codes(tmp_path / "empty")
+
+
+def test_codes_of_max_freq_15_are_refused_by_name_at_128_px(tmp_path: Path) -> None:
+    """Codes encoded at 32 px have fourier's max_freq 15, and at 128 px it is 16: the refusal
+    names max_freq, as docs/config.md says (mutation audit F: only the dimension was named);
+    no codes at all are refused too."""
+    small = generators.make("fourier", size=32)
+    encode.save(
+        tmp_path / "enc", encode.encode(small, torch.rand(1, 3, 32, 32), steps=1), ["x"], small
+    )
+    with pytest.raises(XDreamError, match=r"max_freq=15.*max_freq=16.*max_freq = 15"):
+        encode.load_codes(tmp_path / "enc", generators.make("fourier"))
+    np.save(tmp_path / "none.npy", np.zeros((0, 3)))
+    with pytest.raises(XDreamError, match=r"must be \(n, d\) with n >= 1, got \(0, 3\)"):
+        encode.load_codes(tmp_path / "none.npy")
+
+
+def test_npy_codes_of_any_numeric_dtype_load_as_float32(tmp_path: Path) -> None:
+    """Codes are float32 (n, d) whatever the .npy held (mutation audit F: float64 came through)."""
+    np.save(tmp_path / "a.npy", np.array([0.1, 2.0, -3.0]))  # float64, one code
+    np.save(tmp_path / "b.npy", np.array([[1, 2, 3]]))  # integers
+    codes = encode.load_codes(tmp_path)
+    assert codes.dtype == np.float32 and codes.shape == (2, 3)
+    np.testing.assert_array_equal(codes, np.float32([[0.1, 2.0, -3.0], [1, 2, 3]]))
 
 
 def test_unreadable_codes_are_one_error_naming_the_file(tmp_path: Path) -> None:
@@ -757,6 +802,10 @@ def test_encoding_into_a_folder_that_holds_codes_is_refused(
     result = encode.encode(gen, torch.zeros(1, 3, 16, 16), steps=1)
     with pytest.raises(XDreamError, match="already holds"):  # the Python API too
         encode.save(out, result, ["blue"], gen)
+    # encode.json alone (codes.h5 deleted, or an encode cut short) is refused too (audit F)
+    (out / "codes.h5").unlink()
+    with pytest.raises(XDreamError, match=r"already holds .*\(encode\.json\)"):
+        encode.check_out(out)
 
 
 def test_a_param_value_is_read_as_a_yaml_config_reads_it() -> None:
