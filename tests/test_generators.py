@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from functools import cache
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ import torch.nn.functional as F
 from xdream import weights
 from xdream.errors import ConfigError, XDreamError
 from xdream.generators import Generator, make, names
+from xdream.generators.cppn import CPPNParams
 from xdream.generators.fourier import code_layout
+from xdream.generators.pixels import PixelsParams
 
 ALL = [name for name in names() if weights.info(name) is None]
 """Generators that need no weight file (DeePSiM's are tested in test_deepsim.py)."""
@@ -572,3 +575,28 @@ def test_generated_images_do_not_share_memory_with_the_codes() -> None:
     drawn = view.generate(codes)
     codes[:] = 0.75
     assert torch.equal(drawn, torch.full((2, 3, 2, 2), 0.25))
+
+
+@pytest.mark.parametrize(
+    ("params", "said"),
+    [
+        (lambda: CPPNParams(size=True), "size"),
+        (
+            lambda: CPPNParams(hidden=(16, True), activations=("tanh", "tanh")),
+            "hidden",
+        ),
+        (
+            lambda: PixelsParams(size=True),
+            "size",
+        ),
+        (
+            lambda: PixelsParams(code_size=True),
+            "code_size",
+        ),
+    ],
+)
+def test_params_built_in_python_refuse_a_boolean_for_a_whole_number(params: Any, said: str) -> None:
+    """True is an int to Python: CPPNParams(size=True) made a 1-pixel generator (make() and
+    configs refused it earlier, FourierParams already did; audit F)."""
+    with pytest.raises(ValueError, match=f"^{said} must be"):
+        params()

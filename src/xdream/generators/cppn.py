@@ -58,9 +58,12 @@ class CPPNParams:
         # Configs give lists; store tuples so the dataclass stays hashable and immutable.
         object.__setattr__(self, "hidden", tuple(self.hidden))
         object.__setattr__(self, "activations", tuple(self.activations))
-        if not isinstance(self.size, int) or self.size < 1:
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 1:
             raise ValueError(f"size must be a positive integer (pixels), got {self.size!r}")
-        if not self.hidden or not all(isinstance(w, int) and w >= 1 for w in self.hidden):
+        widths_ok = all(
+            isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in self.hidden
+        )
+        if not self.hidden or not widths_ok:
             raise ValueError(
                 f"hidden must be a non-empty list of positive layer widths, got {self.hidden!r}"
             )

@@ -27,9 +27,13 @@ class PixelsParams:
     code_size: int = 16
 
     def __post_init__(self) -> None:
-        if not isinstance(self.size, int) or self.size < 1:
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 1:
             raise ValueError(f"size must be a positive integer (pixels), got {self.size!r}")
-        if not isinstance(self.code_size, int) or not 1 <= self.code_size <= self.size:
+        if (
+            not isinstance(self.code_size, int)
+            or isinstance(self.code_size, bool)
+            or not 1 <= self.code_size <= self.size
+        ):
             raise ValueError(
                 f"code_size must be an integer between 1 and size={self.size}, "
                 f"got {self.code_size!r}"
