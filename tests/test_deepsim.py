@@ -14,6 +14,7 @@ import torch
 from tests.caffe_writer import write_caffemodel
 from xdream import generators, optimizers
 from xdream.errors import ConfigError, MissingFileError, XDreamError
+from xdream.generators.codespace import stats_codes
 from xdream.generators.deepsim import VARIANTS, caffe_to_rgb
 
 # Layers of every variant, straight from spec §7 (independent of the implementation's tables):
@@ -507,6 +508,17 @@ def test_initial_codes_from_post_relu_statistics(tmp_path: Path) -> None:
     assert c8.min() < -0.9 and np.allclose(c8.mean(0), np.linspace(-1, 1, 1000), atol=0.01)
     with pytest.raises(XDreamError, match="init_mean and init_std"):
         DeePSiMFc8(DeePSiMParams(init="stats"), pretrained=False)
+    # statistics that cannot be drawn from are refused when the generator is made, not at its
+    # first initial_codes (audit F)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, mu=np.zeros(1000), sig=np.full(1000, np.nan))
+    said = r"the code statistics \(init_mean and init_std, or the init_stats file's\) must be"
+    for params in (
+        DeePSiMParams(init="stats", init_mean=float("nan"), init_std=1.0),
+        DeePSiMParams(init="stats", init_stats=str(bad)),
+    ):
+        with pytest.raises(XDreamError, match=said):
+            DeePSiMFc8(params, pretrained=False)
 
 
 def test_initial_codes_use_the_given_rng_and_a_zero_sd_is_the_mean(tmp_path: Path) -> None:
@@ -541,9 +553,10 @@ def test_initial_codes_use_the_given_rng_and_a_zero_sd_is_the_mean(tmp_path: Pat
     both = DeePSiMParams(init="stats", init_stats=str(stats), init_mean=5.0, init_std=0.0)
     assert (DeePSiMFc8(both, False).initial_codes(2, rng) == 5.0).all()
     for mean, std in ((math.nan, 1.0), (0.0, math.inf)):
-        bad = DeePSiMFc8(DeePSiMParams(init="stats", init_mean=mean, init_std=std), False)
-        with pytest.raises(XDreamError, match="finite"):
-            bad.initial_codes(2, rng)
+        with pytest.raises(XDreamError, match="finite"):  # when made, not when drawn from
+            DeePSiMFc8(DeePSiMParams(init="stats", init_mean=mean, init_std=std), False)
+        with pytest.raises(XDreamError, match="code statistics must be finite with std >= 0"):
+            stats_codes(2, mean, std, rng, 4)
 
 
 def test_code_statistics_are_read_from_the_layers_group(tmp_path: Path) -> None:

@@ -26,6 +26,18 @@ def normal_codes(n: int, dim: int, rng: np.random.Generator) -> Codes:
     return rng.standard_normal((n, dim)).astype(np.float32)
 
 
+def code_stats(
+    mean: float | npt.NDArray[np.floating], std: float | npt.NDArray[np.floating], dim: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``mean`` and ``std`` (numbers, or arrays of ``dim`` values of any shape) as ``(dim,)``
+    arrays; :class:`~xdream.errors.XDreamError` unless they are finite with ``std >= 0``."""
+    mu = np.broadcast_to(np.asarray(mean, dtype=np.float64).reshape(-1), (dim,))
+    sd = np.broadcast_to(np.asarray(std, dtype=np.float64).reshape(-1), (dim,))
+    if (sd < 0).any() or not (np.isfinite(mu).all() and np.isfinite(sd).all()):
+        raise XDreamError("code statistics must be finite with std >= 0")
+    return mu, sd
+
+
 def stats_codes(
     n: int,
     mean: float | npt.NDArray[np.floating],
@@ -38,10 +50,7 @@ def stats_codes(
 
     ``mean`` and ``std`` are numbers or arrays of ``dim`` values (any shape of that size).
     """
-    mu = np.broadcast_to(np.asarray(mean, dtype=np.float64).reshape(-1), (dim,))
-    sd = np.broadcast_to(np.asarray(std, dtype=np.float64).reshape(-1), (dim,))
-    if (sd < 0).any() or not (np.isfinite(mu).all() and np.isfinite(sd).all()):
-        raise XDreamError("code statistics must be finite with std >= 0")
+    mu, sd = code_stats(mean, std, dim)
     codes = rng.normal(mu, sd, size=(n, dim))
     if relu:
         codes = np.maximum(codes, 0.0)

@@ -38,6 +38,7 @@ from xdream.generators.base import Generator
 from xdream.generators.codespace import (
     bound_array,
     clip_codes,
+    code_stats,
     load_code_stats,
     normal_codes,
     stats_codes,
@@ -539,6 +540,14 @@ class DeePSiMGenerator(Generator[DeePSiMParams]):
                 f"init = 'stats' for {self.name} needs init_mean and init_std, or an init_stats "
                 "file (only deepsim-fc6 has built-in statistics)"
             )
+        try:  # refused here, not at the first initial_codes
+            code_stats(mu, sd, self.code_dim)
+        except XDreamError:
+            raise XDreamError(
+                f"init = 'stats' for {self.name}: the code statistics (init_mean and init_std, "
+                "or the init_stats file's) must be finite numbers, one or one per code unit, "
+                "with the std >= 0"
+            ) from None
         return mu, sd
 
     def code_bounds(self) -> tuple[Codes | None, Codes | None]:
