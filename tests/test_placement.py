@@ -170,12 +170,24 @@ def test_units_with_other_receptive_fields_are_refused_with_a_box_that_holds_the
         ((0, -1, 3), r"needs left and top >= 0 and size >= 1, got \[0, -1, 3\]"),
         ((0, 0, 0), r"needs left and top >= 0 and size >= 1, got \[0, 0, 0\]"),
         ((20, 0, 13), r"placement \[20, 0, 13\] \(left, top, size\) goes past the 32 x 32 px"),
+        ((-1, 0, 3), r"needs left and top >= 0 and size >= 1, got \[-1, 0, 3\]"),
+        ((True, 0, 3), r"placement \[left, top, size\] takes whole numbers, got \[True, 0, 3\]"),
+        ((0, 20, 13), r"placement \[0, 20, 13\] \(left, top, size\) goes past the 32 x 32 px"),
     ],
 )
 def test_a_bad_placement_says_what_it_takes(placement: object, said: str) -> None:
     with pytest.raises(XDreamError, match=said):
         CNNUnitScorer(two_convs(), "2", 0, preprocess=PLAIN32, placement=placement)  # type: ignore[arg-type]
+    with pytest.raises(XDreamError, match=said):  # the shared scorer (every config run's) too
+        MultiUnitScorer(
+            two_convs(),
+            [Unit("2", 0)],
+            preprocess=PLAIN32,
+            placement=placement,
+            device="cpu",  # type: ignore[arg-type]
+        )
     CNNUnitScorer(two_convs(), "2", 0, preprocess=PLAIN32, placement=(19, 0, 13))  # fits
+    CNNUnitScorer(two_convs(), "2", 0, preprocess=PLAIN32, placement=(0, 19, 13))
 
 
 def test_a_unit_blind_to_every_probe_is_refused_naming_what_to_give() -> None:
@@ -218,3 +230,105 @@ def test_a_config_run_places_its_images_and_records_the_box(tmp_path: Path) -> N
     cfg["target"]["placement"] = "middle"
     with pytest.raises(ConfigError, match="placement must be 'full', 'rf' or"):
         config.from_dict(cfg)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "padding", "box"),
+    [
+        # 2 columns (10, 11) by 7 rows (9..15): 2 columns of the square before them, 3 after
+        ((7, 2), (3, 0), Box(8, 9, 7)),
+        # 7 columns (7..13) by 2 rows (12, 13): 2 rows before them, 3 after
+        ((2, 7), (0, 3), Box(7, 10, 7)),
+    ],
+)
+def test_a_field_longer_one_way_is_centred_in_its_square(
+    kernel: tuple[int, int], padding: tuple[int, int], box: Box
+) -> None:
+    """(audit J: a centring off by one, or a square as tall as the field whatever its width,
+    passed the square fields above.) The unit at x 10, y 12 of one convolution."""
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 2, kernel, padding=padding))
+    scorer = CNNUnitScorer(module, "0", 1, 10, 12, preprocess=PLAIN32, placement="rf")
+    assert scorer.box == box
+
+
+def test_the_canvas_is_mid_grey_before_the_networks_normalisation() -> None:
+    """Grey 0.5 in every channel: a preprocess of mean 0.5 makes it 0 (audit J: the canvas's
+    value was only compared with the GREY constant)."""
+    grey_is_zero = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=32)
+    image = torch.ones(1, 3, 8, 8)
+    for channel in range(3):
+        scorer = CNNUnitScorer(
+            nn.Sequential(nn.Identity()),
+            "0",
+            channel,
+            3,
+            20,
+            preprocess=grey_is_zero,
+            placement=(4, 10, 8),
+        )
+        assert scorer.score(image, ["a"])[0] == 0.0  # outside the box
+        inside = CNNUnitScorer(
+            nn.Sequential(nn.Identity()),
+            "0",
+            channel,
+            4,
+            10,
+            preprocess=grey_is_zero,
+            placement=(4, 10, 8),
+        )
+        assert inside.score(image, ["a"])[0] == 2.0  # (1 - 0.5) / 0.25
+
+
+def test_the_shared_pass_resizes_to_image_size_then_places() -> None:
+    """As a single scorer does (audit J: the shared scorer placing first, or fitting the box
+    to image_size, passed)."""
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    multi = MultiUnitScorer(
+        nn.Sequential(nn.Identity()),
+        [Unit("0", 0, 5, 6), Unit("0", 1, 12, 13)],
+        preprocess=PLAIN32,
+        image_size=4,
+        placement=(5, 6, 8),
+        device="cpu",
+    )
+    placed = resize(resize(image, 4), 8)
+    expected = [float(placed[0, 0, 0, 0]), float(placed[0, 1, 7, 7])]
+    np.testing.assert_allclose(multi.activations(image)[0], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("units", "union"),
+    [
+        # one layer, two positions: [2, 2, 7] and [7, 17, 7]
+        ([Unit("2", 0, 10, 20), Unit("2", 1, 5, 5)], [2, 2, 22]),
+        # [25, 0, 7] and [29, 27, 3]: 7 columns but 30 rows, so the square starts at column
+        # 32 - 30 = 2 to stay in the input
+        ([Unit("2", 0, 29, 3), Unit("0", 1, 30, 28)], [2, 0, 30]),
+    ],
+)
+def test_the_box_suggested_for_units_with_other_fields_holds_them_within_the_input(
+    units: list[Unit], union: list[int]
+) -> None:
+    with pytest.raises(XDreamError) as err:
+        MultiUnitScorer(two_convs(), units, preprocess=PLAIN32, placement="rf", device="cpu")
+    assert str(err.value).endswith(f"(one that holds them all: {union})")
+
+
+def test_rf_is_found_in_evaluation_mode_for_a_model_in_training_mode() -> None:
+    """BatchNorm on batch statistics ties every pixel to every unit: in training mode the
+    field would be the whole input (audit J: the evaluation mode dropped passed)."""
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Tanh())
+    module.train()
+    scorer = CNNUnitScorer(module, "2", 0, 10, 20, preprocess=PLAIN32, placement="rf")
+    multi = MultiUnitScorer(
+        module,
+        [Unit("2", 0, 10, 20)],
+        preprocess=PLAIN32,
+        placement="rf",
+        fold_bn=False,
+        device="cpu",
+    )
+    assert scorer.box == multi.box == Box(9, 19, 3)
+    assert module.training
