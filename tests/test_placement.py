@@ -332,3 +332,38 @@ def test_rf_is_found_in_evaluation_mode_for_a_model_in_training_mode() -> None:
     )
     assert scorer.box == multi.box == Box(9, 19, 3)
     assert module.training
+
+
+class TwoBranches(nn.Module):
+    """Two 3 x 3 convolutions of the input, each through its own ReLU, the first in place and
+    never above 0 (a bias of -100), the second always above 0 (+100)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv_a = nn.Conv2d(3, 2, 3, padding=1)
+        self.conv_b = nn.Conv2d(3, 2, 3, padding=1)
+        with torch.no_grad():
+            self.conv_a.bias.fill_(-100.0)
+            self.conv_b.bias.fill_(100.0)
+        self.relu_a = nn.ReLU(inplace=True)
+        self.relu_b = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu_a(self.conv_a(x)) + self.relu_b(self.conv_b(x))
+
+
+def test_rf_of_a_pre_activation_is_that_of_the_value_before_an_in_place_activation() -> None:
+    """The shared scorer's forward pass goes on to its last layer: relu_a, in place, had
+    overwritten the pre-activation it read for the field (0 everywhere here: "does not
+    change with its input"), though it scores the value before it."""
+    units = [Unit("relu_a", 0, 10, 20), Unit("relu_b", 0, 10, 20)]
+    multi = MultiUnitScorer(
+        TwoBranches(),
+        units,
+        preprocess=PLAIN32,
+        placement="rf",
+        pre_activation=True,
+        device="cpu",
+    )
+    assert multi.box == Box(9, 19, 3)

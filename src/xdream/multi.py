@@ -504,9 +504,11 @@ class MultiUnitScorer:
 
     def _layer_output(self, layer: str, inputs: torch.Tensor) -> torch.Tensor:
         """The tensor ``layer`` gives (or takes, with ``pre_activation``) for network
-        ``inputs``; the forward pass stops once every target layer has been reached."""
+        ``inputs``; the forward pass stops once every target layer has been reached. A copy:
+        the pass goes on to the other target layers, and an in-place activation on its way
+        would overwrite a pre-activation in the tensor itself (and its gradient with it)."""
         got: dict[str, torch.Tensor] = {}
-        with self._hooks(got.setdefault):
+        with self._hooks(lambda name, t: got.setdefault(name, t.clone())):
             self._run(inputs)
         return got[layer]
 
