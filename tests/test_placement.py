@@ -305,6 +305,8 @@ def test_the_shared_pass_resizes_to_image_size_then_places() -> None:
         # [25, 0, 7] and [29, 27, 3]: 7 columns but 30 rows, so the square starts at column
         # 32 - 30 = 2 to stay in the input
         ([Unit("2", 0, 29, 3), Unit("0", 1, 30, 28)], [2, 0, 30]),
+        # [0, 25, 7] and [27, 29, 3]: 30 columns but 7 rows, so it starts at row 2
+        ([Unit("2", 0, 3, 29), Unit("0", 1, 28, 30)], [0, 2, 30]),
     ],
 )
 def test_the_box_suggested_for_units_with_other_fields_holds_them_within_the_input(
