@@ -940,3 +940,29 @@ def test_a_sweeps_missing_weight_file_is_said_with_the_files_any_of_its_tasks_re
         "weight file '/a/w.pt' does not exist. The sweep's experiments read these files: "
         "[target] weights was /a/w.pt ("
     ), said
+
+
+def test_a_sweep_places_each_units_images_over_its_own_receptive_field(tmp_path: Path) -> None:
+    """Each task of a sweep scores its own unit: placement "rf" over units with other fields
+    (blocks.0 and blocks.2) was refused before Ray started, as a shared pass must refuse them,
+    with "cannot start the sweep, for 0 reasons" (audit J). A box past the input is still
+    refused there."""
+    text = SWEEP_TOML.format(generations=1).replace(
+        "[[targets]]\nchannels = [1, 2]\n",
+        '[[targets]]\nlayer = "blocks.0"\nchannels = [1]\n'
+        '[[targets]]\nlayer = "blocks.2"\nchannels = [1]\n',
+    )
+    path = tmp_path / "s.toml"
+    path.write_text(text.replace('device = "cpu"\n', 'device = "cpu"\nplacement = "rf"\n'))
+    cfg, section = sweep.load(path)
+    tasks = plan(cfg, section)
+    assert {t.unit.layer for t in tasks} == {"blocks.0", "blocks.2"}
+    sweep.check_tasks(cfg, tasks, tmp_path / "out")
+    path.write_text(text.replace('device = "cpu"\n', 'device = "cpu"\nplacement = [200, 0, 30]\n'))
+    cfg, section = sweep.load(path)
+    with pytest.raises(XDreamError) as err:
+        sweep.check_tasks(cfg, plan(cfg, section), tmp_path / "out")
+    assert str(err.value).startswith(
+        "cannot start the sweep: placement [200, 0, 30] (left, top, size) goes past the 224 x "
+        "224 px input of 'efficientnet-lite0'"
+    )

@@ -178,7 +178,8 @@ class TargetSection:
     """Where an image goes in the network's input: ``"full"`` (all of it), ``"rf"`` (a
     square over the unit's receptive field, in a grey canvas: the Ponce lab's placement, spec
     §8) or ``[left, top, size]`` (that square, in the network's input pixels). With ``"rf"``
-    every ``[[targets]]`` unit must have the same receptive field."""
+    every ``[[targets]]`` unit must have the same receptive field (a sweep's need not: each
+    task scores its own unit)."""
     batch_size: int = 64
     """Images per forward pass through the network."""
     device: str = "auto"

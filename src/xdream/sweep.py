@@ -481,7 +481,7 @@ def check_tasks(cfg: Any, tasks: list[Task], out: Path, *, local: bool = True) -
     from xdream import config as config_mod
     from xdream import generators, networks
     from xdream.experiment import Experiment
-    from xdream.multi import MultiUnitScorer, each_problem
+    from xdream.multi import MultiUnitScorer, UnitView, each_problem
 
     t = cfg.target
     units = list(dict.fromkeys(task.unit for task in tasks))
@@ -500,11 +500,19 @@ def check_tasks(cfg: Any, tasks: list[Task], out: Path, *, local: bool = True) -
                 fold_bn=False,
             )
 
+        def view(unit: Unit) -> UnitView:
+            return multi.view(units.index(unit)) if multi is not None else scorer([unit]).view(0)
+
+        multi: MultiUnitScorer | None = None
         try:
             multi = scorer(units)
         except XDreamError:
             problems.update(dict.fromkeys(each_problem(scorer, units)))
-            raise XDreamError(_problems(problems)) from None
+            if problems:
+                raise XDreamError(_problems(problems)) from None
+            # each unit alone is taken: the units were refused together only for what one
+            # shared pass needs (placement "rf": one receptive field for all), and each task of
+            # a sweep scores its own unit, so each is checked with its own scorer below
         gen_params = {k: v for k, v in cfg.generator.items() if k != "name"}
         generator = generators.make(cfg.generator["name"], **gen_params)
     except MissingFileError:
@@ -520,7 +528,7 @@ def check_tasks(cfg: Any, tasks: list[Task], out: Path, *, local: bool = True) -
             Experiment.from_config(
                 config_mod.from_dict(task.config),
                 out / task.folder,
-                unit=multi.view(units.index(task.unit)),
+                unit=view(task.unit),
                 generator=generator,
             )
         except XDreamError as err:
