@@ -222,6 +222,24 @@ def test_a_run_that_read_another_unit_than_its_target_now_resolves_to_is_not_con
     ) in str(err.value)
     assert "Start the experiment again in a new folder" in str(err.value)
     assert files() == before
+    # (audit J) the channel is compared too; a summary of an xdream that recorded no layer's
+    # shape, or one that cannot be read (it is written again), checks nothing
+    summary["target"].update(channel=6, x=7, y=7, layer_shape=[112, 14, 14])
+    (out / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(XDreamError) as err:
+        Experiment.resume(out)
+    assert "records hold (channel 6 -> 5); going on would put" in str(err.value)
+    summary["target"].update(channel=5)
+    del summary["target"]["layer_shape"]
+    (out / "summary.json").write_text(json.dumps(summary))
+    Experiment.resume(out).run()
+    (out / "summary.json").write_text('{"target": {')
+    (out / "config.yaml").write_text(
+        (out / "config.yaml").read_text().replace("generations: 3", "generations: 4")
+    )
+    resumed = Experiment.resume(out)
+    resumed.run()
+    assert resumed.generation == 4
 
 
 def test_bad_units_are_rejected() -> None:

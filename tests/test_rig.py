@@ -3308,6 +3308,20 @@ def test_the_rig_journal_checks_say_the_first_field_not_as_xdream_writes_it(
     edited["next_block"] = 0
     said = '"blocks"["-1"] is numbered -1, not 0 or more'
     assert scorer_mod.journal_problem(edited) == said
+    # (audit J) the lowest and the highest number are found in any order of "blocks": a
+    # block numbered -1 beside block 0, and a block 3 listed before block 0 with next_block 1
+    edited = copy.deepcopy(state)
+    edited["blocks"]["-1"] = {**copy.deepcopy(state["blocks"]["0"]), "block": -1}
+    said = '"blocks"["-1"] is numbered -1, not 0 or more'
+    assert scorer_mod.journal_problem(edited) == said
+    edited = copy.deepcopy(state)
+    edited["blocks"] = {"3": {**copy.deepcopy(state["blocks"]["0"]), "block": 3}, **state["blocks"]}
+    edited["next_block"] = 1
+    said = (
+        '"next_block" is 1, not above the last block in "blocks" (3): the next block would '
+        "take the number of one already written"
+    )
+    assert scorer_mod.journal_problem(edited) == said
 
 
 @pytest.mark.parametrize(
