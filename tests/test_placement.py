@@ -369,3 +369,23 @@ def test_rf_of_a_pre_activation_is_that_of_the_value_before_an_in_place_activati
         device="cpu",
     )
     assert multi.box == Box(9, 19, 3)
+
+
+def test_rf_is_found_in_float32_for_a_shared_scorer_in_mixed_precision() -> None:
+    """A faint field (each convolution's weights scaled by 1e-5: gradients near 1e-10, below
+    float16's smallest number) was lost under precision "float16" (autocast): "does not
+    change with its input"."""
+    module = two_convs()
+    with torch.no_grad():
+        module[0].weight.mul_(1e-5)
+        module[2].weight.mul_(1e-5)
+    for precision in ("float32", "float16", "bfloat16"):
+        multi = MultiUnitScorer(
+            module,
+            [Unit("2", 1, 10, 20)],
+            preprocess=PLAIN32,
+            placement="rf",
+            precision=precision,
+            device="cpu",
+        )
+        assert multi.box == Box(7, 17, 7), precision

@@ -506,10 +506,12 @@ class MultiUnitScorer:
         """The tensor ``layer`` gives (or takes, with ``pre_activation``) for network
         ``inputs``; the forward pass stops once every target layer has been reached. A copy:
         the pass goes on to the other target layers, and an in-place activation on its way
-        would overwrite a pre-activation in the tensor itself (and its gradient with it)."""
+        would overwrite a pre-activation in the tensor itself (and its gradient with it).
+        In the module's own dtype, with no autocast (``precision``) and uncompiled: the field
+        is the network's wiring, and float16's gradients underflow to 0 where it is faint."""
         got: dict[str, torch.Tensor] = {}
         with self._hooks(lambda name, t: got.setdefault(name, t.clone())):
-            self._run(inputs)
+            self.module(inputs)
         return got[layer]
 
     def _dry_input(self) -> torch.Tensor:
