@@ -389,3 +389,13 @@ def test_rf_is_found_in_float32_for_a_shared_scorer_in_mixed_precision() -> None
             device="cpu",
         )
         assert multi.box == Box(7, 17, 7), precision
+
+
+def test_rf_of_a_unit_blind_to_red_is_found_from_the_other_channels() -> None:
+    """The field is where any input channel's gradient is not zero (audit J: red alone, zero
+    for a network that reads green and blue, passed)."""
+    module = two_convs()
+    with torch.no_grad():
+        module[0].weight[:, 0] = 0.0
+    scorer = CNNUnitScorer(module, "2", 1, 10, 20, preprocess=PLAIN32, placement="rf")
+    assert scorer.box == Box(7, 17, 7)
