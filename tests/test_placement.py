@@ -230,6 +230,16 @@ def test_a_config_run_places_its_images_and_records_the_box(tmp_path: Path) -> N
     cfg["target"]["placement"] = "middle"
     with pytest.raises(ConfigError, match="placement must be 'full', 'rf' or"):
         config.from_dict(cfg)
+    # an "rf" run whose field is found again in another square (another xdream, another
+    # device) is not continued: its record would hold two placements' responses
+    summary = json.loads((out / "summary.json").read_text())
+    summary["target"]["placement"] = [109, 109, 9]
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / "config.yaml").write_text(
+        (out / "config.yaml").read_text().replace("generations: 1", "generations: 2")
+    )
+    with pytest.raises(XDreamError, match=r"\(placement \[109, 109, 9\] -> \[110, 110, 7\]\)"):
+        Experiment.resume(out)
 
 
 @pytest.mark.parametrize(

@@ -1289,7 +1289,9 @@ class Experiment:
     def _check_unit_read(self) -> None:
         """Refuse to continue a config's run whose ``[target]`` this xdream resolves to another
         unit than the one the run read (``summary.json``'s ``target``: its position and its
-        layer's shape): the record would hold two units' responses as one. An xdream before
+        layer's shape), or places its images in another square (``placement "rf"`` found
+        again): the record would hold two units' responses, or two placements', as one. An
+        xdream before
         this check took a layer's shape from a dry run at ``[target] image_size`` rather than
         at the network's input, so with ``image_size`` its centre (and the range of ``x`` and
         ``y``) was another unit's. A summary that cannot be read, or that names no unit,
@@ -1299,11 +1301,13 @@ class Experiment:
         except XDreamError:
             return
         now = self.scorer.describe()
-        keys = ("layer", "channel", "x", "y", "layer_shape")
+        keys: tuple[str, ...] = ("layer", "channel", "x", "y", "layer_shape")
         if not isinstance(then, dict) or then.get("kind") != "cnn-unit":
             return
         if now.get("kind") != "cnn-unit" or any(k not in then for k in keys):
             return
+        if "placement" in then:  # the square its images went to (placement "rf": found again)
+            keys += ("placement",)
         changed = [
             f"{k} {json.dumps(then[k])} -> {json.dumps(_json_form(now.get(k)))}"
             for k in keys
@@ -1321,7 +1325,8 @@ class Experiment:
             raise XDreamError(
                 f"cannot continue {str(self.folder.path)!r}: its [target] is read here at "
                 f"another unit than the one its records hold ({', '.join(changed)}){why}; "
-                "going on would put two units' responses in one record. Start the experiment "
+                "going on would put two units' (or placements') responses in one record. Start "
+                "the experiment "
                 "again in a new folder (this one stays as it is)"
             )
 
