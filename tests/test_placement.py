@@ -409,3 +409,22 @@ def test_rf_of_a_unit_blind_to_red_is_found_from_the_other_channels() -> None:
         module[0].weight[:, 0] = 0.0
     scorer = CNNUnitScorer(module, "2", 1, 10, 20, preprocess=PLAIN32, placement="rf")
     assert scorer.box == Box(7, 17, 7)
+
+
+class _Sqrt(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(x)
+
+
+def test_a_unit_whose_gradient_is_nan_is_refused_as_such() -> None:
+    """A unit that computes NaN on the probes (the square root of a convolution that is -1
+    everywhere) has NaN gradients everywhere (0 * NaN): it is refused saying so, not as a unit
+    that does not change with its input, nor placed over the whole input (audit J)."""
+    conv = nn.Conv2d(3, 2, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.fill_(-1.0)
+    with pytest.raises(XDreamError, match=r"gradient is not a finite number for 4 random inputs"):
+        CNNUnitScorer(
+            nn.Sequential(conv, _Sqrt()), "1", 0, 10, 20, preprocess=PLAIN32, placement="rf"
+        )

@@ -133,6 +133,12 @@ def receptive_field_box(
                 "within torch.inference_mode(), which allows no gradients; build (or load) the "
                 "network outside it, or give the placement as [left, top, size]"
             ) from None
+    if not torch.isfinite(grad).all():  # NaN spreads through 0 * NaN: no field to read
+        raise XDreamError(
+            f"cannot find the receptive field of {what}: its gradient is not a finite number "
+            f"for {PROBES} random inputs (the network computes NaN or infinity on them); give "
+            "the placement as [left, top, size]"
+        )
     support = grad.detach().abs().amax(dim=(0, 1)).cpu() > 0
     rows = torch.nonzero(support.any(dim=1)).flatten()
     cols = torch.nonzero(support.any(dim=0)).flatten()
