@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,30 +61,40 @@ def test_rf_is_the_square_over_the_units_receptive_field(
     assert multi.box == box
 
 
+def rf_boxes(module: nn.Module, unit: Unit, **options: Any) -> tuple[Box | None, Box | None]:
+    """The "rf" box of ``unit`` as the single scorer and the shared scorer find it (both
+    given ``channels_last``, if in ``options``; the other options go to the shared one)."""
+    channels_last = options.pop("channels_last", None)
+    single = CNNUnitScorer(
+        module,
+        unit.layer,
+        unit.channel,
+        unit.x,
+        unit.y,
+        preprocess=PLAIN32,
+        placement="rf",
+        channels_last=channels_last,
+        device="cpu",
+    )
+    multi = MultiUnitScorer(
+        module,
+        [unit],
+        preprocess=PLAIN32,
+        placement="rf",
+        channels_last=channels_last,
+        device="cpu",
+        **options,
+    )
+    return single.box, multi.box
+
+
 def test_rf_is_found_for_a_scorer_made_without_gradients() -> None:
     for context in (torch.inference_mode, torch.no_grad):
         for channels_last in (True, False):  # the scorer's own conversion of the weights too
             module = two_convs()
             with context():
-                scorer = CNNUnitScorer(
-                    module,
-                    "2",
-                    0,
-                    10,
-                    20,
-                    preprocess=PLAIN32,
-                    placement="rf",
-                    channels_last=channels_last,
-                )
-                multi = MultiUnitScorer(
-                    module,
-                    [Unit("2", 0, 10, 20)],
-                    preprocess=PLAIN32,
-                    placement="rf",
-                    channels_last=channels_last,
-                    device="cpu",
-                )
-            assert scorer.box == multi.box == Box(7, 17, 7)
+                boxes = rf_boxes(module, Unit("2", 0, 10, 20), channels_last=channels_last)
+            assert boxes == (Box(7, 17, 7), Box(7, 17, 7))
     with torch.inference_mode():  # weights made there allow no gradients at all
         module = two_convs()
     with pytest.raises(XDreamError, match=r"made within torch\.inference_mode\(\), .* build"):
@@ -333,16 +344,7 @@ def test_rf_is_found_in_evaluation_mode_for_a_model_in_training_mode() -> None:
     torch.manual_seed(0)
     module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Tanh())
     module.train()
-    scorer = CNNUnitScorer(module, "2", 0, 10, 20, preprocess=PLAIN32, placement="rf")
-    multi = MultiUnitScorer(
-        module,
-        [Unit("2", 0, 10, 20)],
-        preprocess=PLAIN32,
-        placement="rf",
-        fold_bn=False,
-        device="cpu",
-    )
-    assert scorer.box == multi.box == Box(9, 19, 3)
+    assert rf_boxes(module, Unit("2", 0, 10, 20), fold_bn=False) == (Box(9, 19, 3),) * 2
     assert module.training
 
 
