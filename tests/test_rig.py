@@ -3148,24 +3148,6 @@ def test_a_rig_journal_that_is_no_mapping_is_refused_with_what_to_do(tmp_path: P
         score_one_generation(folder, _answer_with_block_number, n=2, generation=1)
 
 
-def test_a_finished_runs_status_is_left_alone_for_a_journal_of_the_wrong_kind(
-    tmp_path: Path,
-) -> None:
-    """A finished run resumed without its share, whose journal's blocks were edited into a
-    list: its status could not be said and the resume stopped with an AttributeError; it is
-    left as it is, as for a journal that cannot be read."""
-    run = tmp_path / "run"
-    (run / "rig").mkdir(parents=True)
-    params = RigSection(write_dir=str(tmp_path / "share"))
-    (run / "rig" / "state.json").write_text(json.dumps({"generation": 3, "blocks": []}))
-    (run / "rig" / "status.json").write_text(json.dumps({"state": "waiting"}))
-    scorer = RigScorer(params, seed=0, stderr=io.StringIO())
-    with pytest.raises(XDreamError, match="share"):
-        scorer.check_folder(run)
-    scorer.close()
-    assert read_status(run) == {"state": "waiting"}
-
-
 def _journal_for_checks(tmp_path: Path) -> dict[str, Any]:
     """A rig journal as xdream writes it after a generation, with a previous round, an early
     response's signatures and a counted file added (each as xdream writes them)."""
@@ -3368,14 +3350,17 @@ def test_a_rig_journal_whose_rng_is_no_generator_state_is_refused_with_what_to_d
         {"generation": 3, "blocks": {"0": {"written": 1.0}}, "counts": {}},  # no answered
         {"generation": 3, "blocks": {}, "counts": []},
         {"generation": 3, "blocks": {}, "counts": "0"},
+        # blocks edited into a list: the resume stopped with an AttributeError
+        {"generation": 3, "blocks": []},
     ],
 )
 def test_a_finished_runs_status_is_left_alone_for_a_journal_it_cannot_be_said_from(
     tmp_path: Path, journal: dict[str, Any]
 ) -> None:
     """A finished run resumed without its share, whose journal's blocks lack "written" or
-    "answered", or whose counts are no mapping: its status is left as it is, without an
-    error but the share's (mutation audit U: the status check without these parts)."""
+    "answered", are a list, or whose counts are no mapping: its status is left as it is, as
+    for a journal that cannot be read, without an error but the share's (mutation audit U:
+    the status check without these parts)."""
     run = tmp_path / "run"
     (run / "rig").mkdir(parents=True)
     params = RigSection(write_dir=str(tmp_path / "share"))
