@@ -18,7 +18,7 @@ from xdream.multi import MultiUnitScorer, Unit
 from xdream.networks import Preprocess
 from xdream.networks.base import resize
 from xdream.scorers import CNNUnitScorer
-from xdream.scorers.placement import GREY, Box, check_placement, place
+from xdream.scorers.placement import GREY, Box, check_placement, place, receptive_field_box
 
 PLAIN32 = Preprocess(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=32)
 
@@ -95,10 +95,22 @@ def test_rf_is_found_for_a_scorer_made_without_gradients() -> None:
             with context():
                 boxes = rf_boxes(module, Unit("2", 0, 10, 20), channels_last=channels_last)
             assert boxes == (Box(7, 17, 7), Box(7, 17, 7))
-    with torch.inference_mode():  # weights made there allow no gradients at all
+    for channels_last in (True, False):  # weights made there are copied into plain ones
+        with torch.inference_mode():
+            module = two_convs()
+        boxes = rf_boxes(module, Unit("2", 0, 10, 20), channels_last=channels_last)
+        assert boxes == (Box(7, 17, 7), Box(7, 17, 7))
+
+
+def test_rf_search_over_inference_weights_says_how_to_go_on() -> None:
+    """receptive_field_box called on its own over weights made within inference_mode (no
+    scorer made them plain) cannot differentiate them, and says so."""
+    with torch.inference_mode():
         module = two_convs()
     with pytest.raises(XDreamError, match=r"made within torch\.inference_mode\(\), .* build"):
-        CNNUnitScorer(module, "2", 0, preprocess=PLAIN32, placement="rf", channels_last=False)
+        receptive_field_box(
+            module, (10, 20), 32, device=torch.device("cpu"), dtype=torch.float32, what="unit 'x'"
+        )
 
 
 def test_a_flat_layers_receptive_field_is_the_whole_input() -> None:

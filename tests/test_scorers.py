@@ -115,11 +115,40 @@ def test_the_pass_that_counts_calls_leaves_the_network_as_it_was() -> None:
     ).train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     for pre in (False, True):
-        scorer = CNNUnitScorer(net, "2", 1, preprocess=IDENTITY, pre_activation=pre)
+        scorer = CNNUnitScorer(net, "2", 1, preprocess=IDENTITY, pre_activation=pre, device="cpu")
         assert scorer.module is net
         assert all(torch.equal(net.state_dict()[k], v) for k, v in before.items())
         assert net.training
         assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules())
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_a_network_made_within_inference_mode_is_scored(channels_last: bool) -> None:
+    """Weights made within torch.inference_mode() (a network loaded there) are copied into
+    plain tensors before the scorer moves or converts them: moved (to CUDA) or converted
+    (channels-last, the CPU's default for EfficientNet-Lite0) as inference tensors, they failed
+    the construction's dry pass ("Inference tensors do not track version counter"). Tied
+    weights stay tied, the single scorer keeps the caller's module, scores are unchanged."""
+    from xdream.multi import MultiUnitScorer, Unit
+
+    def build() -> nn.Sequential:
+        torch.manual_seed(0)
+        conv = nn.Conv2d(3, 3, 3, padding=1)
+        return nn.Sequential(conv, nn.ReLU(), conv, nn.BatchNorm2d(3).eval())
+
+    with torch.inference_mode():
+        made_there = build()
+    x = images(3)
+    options: dict[str, Any] = {"preprocess": IDENTITY, "device": "cpu"}
+    plain = CNNUnitScorer(build(), "3", 1, channels_last=channels_last, **options).score(x, ids(3))
+    single = CNNUnitScorer(made_there, "3", 1, channels_last=channels_last, **options)
+    assert single.module is made_there and made_there[0].weight is made_there[2].weight
+    assert not any(t.is_inference() for t in made_there.state_dict().values())
+    np.testing.assert_array_equal(single.score(x, ids(3)), plain)
+    with torch.inference_mode():
+        made_there = build()
+    multi = MultiUnitScorer(made_there, [Unit("3", 1)], channels_last=channels_last, **options)
+    np.testing.assert_allclose(multi.activations(x)[:, 0], plain, rtol=1e-5, atol=1e-6)
 
 
 def test_a_network_whose_head_fails_after_the_target_is_scored() -> None:
@@ -127,7 +156,7 @@ def test_a_network_whose_head_fails_after_the_target_is_scored() -> None:
     head made for another input size) only ends the count: the scorer reads its layer as
     before (mutation audit M: nothing checked that the error is not raised)."""
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(7, 2))
-    unit = CNNUnitScorer(net, "1", 2, preprocess=IDENTITY)
+    unit = CNNUnitScorer(net, "1", 2, preprocess=IDENTITY, device="cpu")  # x is on the CPU
     x = images(2)
     with torch.no_grad():
         expected = torch.relu(net[0](x))[:, 2, unit.y, unit.x]

@@ -61,6 +61,7 @@ from xdream.networks.base import (
     Preprocess,
     evaluation_mode,
     input_dtype,
+    plain_tensors,
     refuse_torchscript,
     resize,
     use_channels_last,
@@ -405,12 +406,12 @@ class MultiUnitScorer:
             refuse_torchscript(network.module, network.name, layer)
         module = network.module
         # weights folded, moved or converted as plain tensors, within a caller's inference_mode
-        # too (inference tensors would allow no gradient for placement "rf")
+        # too, and weights made in it copied first (as for CNNUnitScorer)
         with torch.inference_mode(False):
             if fold_bn:
                 keep = [u.layer for u in self.units]
                 module = fold_batchnorm(module, keep)[0]
-            module = module.to(self.device)
+            module = plain_tensors(module).to(self.device)
             if self.channels_last:
                 module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.module: nn.Module = module

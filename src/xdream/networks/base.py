@@ -175,6 +175,28 @@ def input_dtype(module: nn.Module) -> torch.dtype:
     return torch.float32
 
 
+def plain_tensors(module: nn.Module) -> nn.Module:
+    """``module`` itself, each of its parameters and buffers that is an inference tensor (made
+    within ``torch.inference_mode()``) replaced by a plain copy (tied ones stay tied); the rest
+    untouched. Inference tensors cannot be moved to another device or memory format outside
+    inference mode and then scored within it, nor differentiated (placement ``"rf"``), so a
+    scorer makes them plain before it converts the weights."""
+    copies: dict[int, torch.Tensor] = {}
+    with torch.inference_mode(False):
+        for mod in module.modules():
+            for table in (mod._parameters, mod._buffers):
+                for key, tensor in list(table.items()):
+                    if tensor is None or not tensor.is_inference():
+                        continue
+                    if id(tensor) not in copies:
+                        plain = tensor.clone()
+                        if isinstance(tensor, nn.Parameter):
+                            plain = nn.Parameter(plain, requires_grad=tensor.requires_grad)
+                        copies[id(tensor)] = plain
+                    table[key] = copies[id(tensor)]  # type: ignore[assignment]
+    return module
+
+
 def use_channels_last(
     module: nn.Module, device: torch.device, asked: bool | None, name: str
 ) -> bool:

@@ -27,6 +27,7 @@ from xdream.networks.base import (
     Preprocess,
     evaluation_mode,
     input_dtype,
+    plain_tensors,
     refuse_torchscript,
     resize,
     use_channels_last,
@@ -274,10 +275,11 @@ class CNNUnitScorer(Scorer):
         self.batch_size = batch_size
         self.device = resolve_device(device)
         self.channels_last = use_channels_last(module, self.device, channels_last, name)
-        # weights moved or converted as plain tensors, within a caller's inference_mode too
-        # (inference tensors would allow no gradient for placement "rf")
+        # weights moved or converted as plain tensors, within a caller's inference_mode too,
+        # and weights made in it copied first: inference tensors, once moved or converted,
+        # cannot be scored within inference mode, and allow no gradient for placement "rf"
         with torch.inference_mode(False):
-            self.module = module.to(self.device)
+            self.module = plain_tensors(module).to(self.device)
             if self.channels_last:
                 self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.dtype = input_dtype(self.module)
