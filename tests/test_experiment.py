@@ -1093,8 +1093,8 @@ def test_a_generator_with_tensors_renders_on_the_targets_device(
     assert exp.generator.device.type == "meta"
     # on the CPU, and for a rig run, the generator is left where it was built
     monkeypatch.undo()
-    on_cpu = Experiment.from_config(
-        config_mod.from_dict({**base, "target": target}), tmp_path / "c"
+    on_cpu = Experiment.from_config(  # "cpu": "auto" is CUDA on a machine with a GPU
+        config_mod.from_dict({**base, "target": {**target, "device": "cpu"}}), tmp_path / "c"
     )
     assert on_cpu.generator.device.type == "cpu"
     monkeypatch.setattr(xdream.scorers.cnn, "resolve_device", resolve)

@@ -377,6 +377,7 @@ def test_a_sweep_whose_weight_file_moved_goes_on_once_its_config_names_the_same_
     file its experiments read and says that its new path goes into the sweep's config file."""
     from tests.helpers import moved_weight_files
 
+    pytest.importorskip("ray")  # run_sweep below
     moved_weight_files(tmp_path)
     out, path = tmp_path / "out", tmp_path / "s.toml"
 
