@@ -14,7 +14,7 @@ from torch import nn
 from xdream import config
 from xdream.errors import ConfigError, XDreamError
 from xdream.experiment import Experiment
-from xdream.multi import MultiUnitScorer, Unit
+from xdream.multi import MultiUnitScorer, Unit, started_square
 from xdream.networks import Preprocess
 from xdream.networks.base import resize
 from xdream.scorers import CNNUnitScorer
@@ -253,16 +253,28 @@ def test_a_config_run_places_its_images_and_records_the_box(tmp_path: Path) -> N
     cfg["target"]["placement"] = "middle"
     with pytest.raises(ConfigError, match="placement must be 'full', 'rf' or"):
         config.from_dict(cfg)
-    # an "rf" run whose field is found again in another square (another xdream, another
-    # device) is not continued: its record would hold two placements' responses
+    # an "rf" run goes on in the square it recorded, not in the field found again (which on
+    # another device could differ by a pixel, and was then refused as another placement)
     summary = json.loads((out / "summary.json").read_text())
     summary["target"]["placement"] = [109, 109, 9]
     (out / "summary.json").write_text(json.dumps(summary))
     (out / "config.yaml").write_text(
         (out / "config.yaml").read_text().replace("generations: 1", "generations: 2")
     )
-    with pytest.raises(XDreamError, match=r"\(placement \[109, 109, 9\] -> \[110, 110, 7\]\)"):
-        Experiment.resume(out)
+    resumed = Experiment.resume(out)
+    assert resumed.scorer.describe()["placement"] == [109, 109, 9]
+    resumed.run()
+    assert json.loads((out / "summary.json").read_text())["target"]["placement"] == [109, 109, 9]
+    rf = config.from_dict({**cfg, "target": {**cfg["target"], "placement": "rf"}})
+    assert started_square(rf, [tmp_path / "none", out]) == Box(109, 109, 9)
+    # none for another placement, a square recorded for another network, or no square
+    boxed_cfg = config.from_dict({**cfg, "target": {**cfg["target"], "placement": [0, 0, 9]}})
+    assert started_square(boxed_cfg, [out]) is None
+    for network, square in (("another", [109, 109, 9]), ("efficientnet-lite0", None)):
+        summary = json.loads((out / "summary.json").read_text())
+        summary["target"].update(network=network, placement=square)
+        (out / "summary.json").write_text(json.dumps(summary))
+        assert started_square(rf, [out]) is None
 
 
 @pytest.mark.parametrize(
@@ -442,3 +454,35 @@ def test_a_unit_whose_gradient_is_nan_is_refused_as_such() -> None:
         CNNUnitScorer(
             nn.Sequential(conv, _Sqrt()), "1", 0, 10, 20, preprocess=PLAIN32, placement="rf"
         )
+
+
+def test_a_many_unit_rf_run_goes_on_in_the_square_its_units_recorded(tmp_path: Path) -> None:
+    """A resumed many-unit "rf" run places every unit's images in the square its units'
+    summaries recorded, as a single-unit run does (the field found again could differ)."""
+    from xdream.multi import MultiExperiment
+
+    cfg = {
+        "experiment": {"generations": 1, "n_references": 0, "seed": 1},
+        "generator": {"name": "pixels", "size": 32, "code_size": 8},
+        "optimizer": {"name": "genetic", "population_size": 4},
+        "target": {"layer": "blocks.0", "placement": "rf", "device": "cpu"},
+        "targets": [{"channels": [0, 3]}],
+    }
+    out = tmp_path / "many"
+    MultiExperiment.from_config(config.from_dict(cfg), out).run()
+    units = sorted((out / "units").iterdir())
+    assert len(units) == 2
+    for unit in units:
+        summary = json.loads((unit / "summary.json").read_text())
+        assert summary["target"]["placement"] == [110, 110, 7]
+        summary["target"]["placement"] = [109, 109, 9]
+        (unit / "summary.json").write_text(json.dumps(summary))
+    (out / "config.yaml").write_text(
+        (out / "config.yaml").read_text().replace("generations: 1", "generations: 2")
+    )
+    resumed = MultiExperiment.resume(out)
+    assert resumed.multi.box == Box(109, 109, 9)
+    resumed.run()
+    for unit in units:
+        target = json.loads((unit / "summary.json").read_text())["target"]
+        assert target["placement"] == [109, 109, 9]

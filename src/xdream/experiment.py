@@ -58,7 +58,7 @@ from xdream.errors import (
     add_note,
 )
 from xdream.generators.base import Generator
-from xdream.multi import Unit, many_unit_run_of, shared_scorer
+from xdream.multi import Unit, many_unit_run_of, shared_scorer, started_square
 from xdream.optimizers.base import Optimizer
 from xdream.params import check_seed
 from xdream.precision import tf32_mode
@@ -635,15 +635,21 @@ def derived_seed(seed: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
 
 
-def build_scorer(config: Config, noise_seed: int, unit: Scorer | None = None) -> Scorer:
+def build_scorer(
+    config: Config, noise_seed: int, unit: Scorer | None = None, folder: str | Path | None = None
+) -> Scorer:
     """The ``[rig]``; or the ``[target]`` unit (or ``unit``), wrapped in the ``[noise]`` model
-    when there is one."""
+    when there is one. A run in ``folder`` that placed its images in a receptive field's square
+    (``placement = "rf"``) goes on placing them there (:func:`~xdream.multi.started_square`)."""
     if config.rig is not None:
         from xdream.rig import RigScorer
 
         return RigScorer(config.rig, seed=noise_seed)
     t = config.target
-    scorer: Scorer = unit or shared_scorer(config, [Unit(t.layer, t.channel, t.x, t.y)]).view(0)
+    if unit is None:
+        square = None if folder is None else started_square(config, [folder])
+        unit = shared_scorer(config, [Unit(t.layer, t.channel, t.x, t.y)], square=square).view(0)
+    scorer: Scorer = unit
     if config.noise is not None:
         params = {k: v for k, v in config.noise.items() if k != "name"}
         noise = scorers.make_noise(config.noise["name"], **params)
@@ -1014,7 +1020,7 @@ class Experiment:
         if generator is None:
             generator = generators.make(config.generator["name"], **gen_params)
         noise_seed = exp.noise_seed if exp.noise_seed is not None else derived_seed(exp.seed, 2)
-        scorer = build_scorer(config, noise_seed=noise_seed, unit=unit)
+        scorer = build_scorer(config, noise_seed=noise_seed, unit=unit, folder=out)
         generator = on_target_device(generator, config)
         opt_params = {k: v for k, v in config.optimizer.items() if k != "name"}
         init_codes = None
@@ -1289,8 +1295,10 @@ class Experiment:
     def _check_unit_read(self) -> None:
         """Refuse to continue a config's run whose ``[target]`` this xdream resolves to another
         unit than the one the run read (``summary.json``'s ``target``: its position and its
-        layer's shape), or places its images in another square (``placement "rf"`` found
-        again): the record would hold two units' responses, or two placements', as one. An
+        layer's shape), or places its images in another square (an ``"rf"`` run goes on in the
+        square it recorded, :func:`~xdream.multi.started_square`, so this is a square recorded
+        for another network, or none): the record would hold two units' responses, or two
+        placements', as one. An
         xdream before
         this check took a layer's shape from a dry run at ``[target] image_size`` rather than
         at the network's input, so with ``image_size`` its centre (and the range of ``x`` and
@@ -1306,7 +1314,7 @@ class Experiment:
             return
         if now.get("kind") != "cnn-unit" or any(k not in then for k in keys):
             return
-        if "placement" in then:  # the square its images went to (placement "rf": found again)
+        if "placement" in then:  # the square its images went to
             keys += ("placement",)
         changed = [
             f"{k} {json.dumps(then[k])} -> {json.dumps(_json_form(now.get(k)))}"

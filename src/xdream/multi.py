@@ -909,8 +909,42 @@ def _drop_table(out: Path) -> None:
         fsync_folder(out)
 
 
-def shared_scorer(config: Any, units: Sequence[Unit], **options: Any) -> MultiUnitScorer:
-    """A :class:`MultiUnitScorer` for ``units`` of ``config``'s ``[target]`` network.
+def started_square(config: Any, folders: Iterable[str | Path]) -> Box | None:
+    """The square a run of ``config`` with ``[target] placement = "rf"`` placed its images in,
+    as the first of ``folders`` (its experiment folders) that recorded one says (the target's
+    ``placement`` in ``summary.json``, for the same network); ``None`` for another placement,
+    or where none of them recorded a square (a run that has not scored yet).
+
+    A resume places images in that square rather than finding the field again: the field is
+    found from gradients, and on another device or torch a ReLU at its edge could flip and move
+    it a pixel, which the resume would then refuse as another placement."""
+    from xdream.records import read_summary
+
+    if config.target.placement != "rf":
+        return None
+    for folder in folders:
+        try:
+            then = read_summary(folder).get("target")
+        except XDreamError:  # unreadable: the resume says so, or writes it again
+            continue
+        if not isinstance(then, dict) or then.get("network") != config.target.network:
+            continue
+        square = then.get("placement")
+        if (
+            isinstance(square, list)
+            and len(square) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in square)
+        ):
+            return Box(*square)
+    return None
+
+
+def shared_scorer(
+    config: Any, units: Sequence[Unit], *, square: Box | None = None, **options: Any
+) -> MultiUnitScorer:
+    """A :class:`MultiUnitScorer` for ``units`` of ``config``'s ``[target]`` network; with
+    ``square``, its images go there instead of where ``[target] placement`` says (a resumed run's
+    own square: :func:`started_square`).
 
     The network comes from :func:`xdream.networks.shared`: inside a
     :func:`xdream.networks.reuse` block (``xdream tune`` runs its study in one) it is built once
@@ -932,7 +966,7 @@ def shared_scorer(config: Any, units: Sequence[Unit], **options: Any) -> MultiUn
             some,
             pre_activation=t.pre_activation,
             image_size=t.image_size,
-            placement=t.placement,
+            placement=t.placement if square is None else square,
             batch_size=t.batch_size,
             device=t.device,
             **options,
@@ -1008,7 +1042,8 @@ class MultiExperiment:
                 _refuse_outputs(out)
             units = units_of(config)
             ensure_open_files(len(units))
-            multi = shared_scorer(config, units, **options)  # fills in x, y left out
+            square = started_square(config, sorted((out / "units").glob("*"))) if resume else None
+            multi = shared_scorer(config, units, square=square, **options)  # fills in x, y
             labels = unit_labels(units, multi.units, out if resume else None)
             if resume:
                 _check_units(out, labels)
