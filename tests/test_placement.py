@@ -119,6 +119,7 @@ def test_a_flat_layers_receptive_field_is_the_whole_input() -> None:
     assert scorer.box == Box(0, 0, 32)
 
 
+@pytest.mark.filterwarnings("ignore:placement .* lies outside the receptive field")  # on purpose
 def test_the_network_sees_the_image_resized_into_the_box_and_grey_around_it() -> None:
     """A network that returns its input: each pixel of the canvas is a unit."""
     image = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
@@ -184,6 +185,7 @@ def test_units_with_other_receptive_fields_are_refused_with_a_box_that_holds_the
     )
 
 
+@pytest.mark.filterwarnings("ignore:placement .* lies outside the receptive field")  # on purpose
 @pytest.mark.parametrize(
     ("placement", "said"),
     [
@@ -297,6 +299,7 @@ def test_a_field_longer_one_way_is_centred_in_its_square(
     assert scorer.box == box
 
 
+@pytest.mark.filterwarnings("ignore:placement .* lies outside the receptive field")  # on purpose
 def test_the_canvas_is_mid_grey_before_the_networks_normalisation() -> None:
     """Grey 0.5 in every channel: a preprocess of mean 0.5 makes it 0 (audit J: the canvas's
     value was only compared with the GREY constant)."""
@@ -486,3 +489,36 @@ def test_a_many_unit_rf_run_goes_on_in_the_square_its_units_recorded(tmp_path: P
     for unit in units:
         target = json.loads((unit / "summary.json").read_text())["target"]
         assert target["placement"] == [109, 109, 9]
+
+
+def test_a_box_outside_the_units_field_is_warned_about_naming_the_field() -> None:
+    """A box the unit cannot see (every image would score the same: grey is all it sees) is
+    warned about when the scorer is made, with where the field lies; a box that overlaps the
+    field, even by one pixel, is not; a network whose field cannot be found (NaN gradients)
+    keeps the box it was given, unchecked."""
+    import warnings
+
+    unit = Unit("2", 0, 10, 20)  # its field: columns 7-13, rows 17-23
+    said = r"placement \[14, 0, 10\] .* outside the receptive field of .*columns 7-13, rows 17-23"
+    with pytest.warns(UserWarning, match=said + r"\): it sees only the grey canvas"):
+        CNNUnitScorer(two_convs(), "2", 0, 10, 20, preprocess=PLAIN32, placement=[14, 0, 10])
+    with pytest.warns(UserWarning, match=said):
+        MultiUnitScorer(
+            two_convs(), [unit], preprocess=PLAIN32, placement=[14, 0, 10], device="cpu"
+        )
+    with pytest.warns(UserWarning, match=r"\(x 10, y 20\).*\(x 0, y 0\).*: they see only"):
+        units = [unit, Unit("2", 1, 10, 20), Unit("2", 0, 0, 0), Unit("2", 0, 15, 15)]
+        MultiUnitScorer(two_convs(), units, preprocess=PLAIN32, placement=[14, 5, 5], device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for box in ([13, 23, 5], [7, 17, 1], [0, 0, 32]):  # a corner pixel of the field, ...
+            CNNUnitScorer(two_convs(), "2", 0, 10, 20, preprocess=PLAIN32, placement=box)
+            MultiUnitScorer(two_convs(), [unit], preprocess=PLAIN32, placement=box, device="cpu")
+        conv = nn.Conv2d(3, 2, 3, padding=1)
+        with torch.no_grad():
+            conv.weight.zero_()
+            conv.bias.fill_(-1.0)
+        nan = CNNUnitScorer(
+            nn.Sequential(conv, _Sqrt()), "1", 0, 10, 20, preprocess=PLAIN32, placement=[0, 0, 4]
+        )
+        assert nan.box == Box(0, 0, 4)

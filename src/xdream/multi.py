@@ -78,7 +78,15 @@ from xdream.scorers.cnn import (
     refuse_layers_run_twice,
     resolve_device,
 )
-from xdream.scorers.placement import Box, check_placement, fit, place, receptive_field_box
+from xdream.scorers.placement import (
+    Box,
+    check_placement,
+    fit,
+    place,
+    receptive_field,
+    receptive_field_box,
+    warn_if_blind,
+)
 from xdream.types import Images, Scores
 
 if TYPE_CHECKING:
@@ -466,13 +474,13 @@ class MultiUnitScorer:
         size = self.network.preprocess.input_size
         if given == "full":
             return None
-        if isinstance(given, Box):
-            return fit(given, size, self.network.name)
-        boxes: dict[tuple[str, int | None, int | None], Box] = {}
-        with evaluation_mode(self.module):
+
+        def search(find: Callable[..., Any]) -> dict[tuple[str, int | None, int | None], Any]:
+            """``find`` (a field or its square) once per layer and position of the units."""
+            found: dict[tuple[str, int | None, int | None], Any] = {}
             for u in self.units:
-                if (u.layer, u.x, u.y) not in boxes:
-                    boxes[u.layer, u.x, u.y] = receptive_field_box(
+                if (u.layer, u.x, u.y) not in found:
+                    found[u.layer, u.x, u.y] = find(
                         functools.partial(self._layer_output, u.layer),
                         None if u.x is None or u.y is None else (u.x, u.y),
                         size,
@@ -480,6 +488,20 @@ class MultiUnitScorer:
                         dtype=self._dtype,
                         what=self._words(u),
                     )
+            return found
+
+        with evaluation_mode(self.module):
+            if isinstance(given, Box):
+                box = fit(given, size, self.network.name)
+                warn_if_blind(
+                    box,
+                    lambda: [
+                        (f"layer {layer!r}" + ("" if x is None else f" (x {x}, y {y})"), field)
+                        for (layer, x, y), field in search(receptive_field).items()
+                    ],
+                )
+                return box
+            boxes: dict[tuple[str, int | None, int | None], Box] = search(receptive_field_box)
         if len(set(boxes.values())) > 1:
             shown = "; ".join(
                 f"layer {layer!r}"

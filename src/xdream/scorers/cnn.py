@@ -33,7 +33,15 @@ from xdream.networks.base import (
     use_channels_last,
 )
 from xdream.scorers.base import Scorer
-from xdream.scorers.placement import Box, check_placement, fit, place, receptive_field_box
+from xdream.scorers.placement import (
+    Box,
+    check_placement,
+    fit,
+    place,
+    receptive_field,
+    receptive_field_box,
+    warn_if_blind,
+)
 from xdream.types import Images, Scores
 
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
@@ -316,17 +324,17 @@ class CNNUnitScorer(Scorer):
         size = self.preprocess.input_size
         if given == "full":
             return None
-        if isinstance(given, Box):
-            return fit(given, size, self.network_name)
+        position = None if self.x is None or self.y is None else (self.x, self.y)
+        what = f"channel {self.channel} of layer {self.layer!r} of {self.network_name!r}"
+        options: dict[str, Any] = {"device": self.device, "dtype": self.dtype, "what": what}
         with evaluation_mode(self.module):
-            return receptive_field_box(
-                self._read,
-                None if self.x is None or self.y is None else (self.x, self.y),
-                size,
-                device=self.device,
-                dtype=self.dtype,
-                what=f"channel {self.channel} of layer {self.layer!r} of {self.network_name!r}",
-            )
+            if isinstance(given, Box):
+                box = fit(given, size, self.network_name)
+                warn_if_blind(
+                    box, lambda: [(what, receptive_field(self._read, position, size, **options))]
+                )
+                return box
+            return receptive_field_box(self._read, position, size, **options)
 
     def _dry_size(self) -> tuple[int, int]:
         size = self.image_size or self.preprocess.input_size

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -101,7 +102,7 @@ def place(images: Images, box: Box, input_size: int) -> Images:
     return canvas
 
 
-def receptive_field_box(
+def receptive_field(
     read: Callable[[torch.Tensor], torch.Tensor],
     position: tuple[int, int] | None,
     input_size: int,
@@ -109,13 +110,13 @@ def receptive_field_box(
     device: torch.device,
     dtype: torch.dtype,
     what: str,
-) -> Box:
-    """The smallest square of the input that holds the receptive field of the units at
-    ``position`` (``(x, y)``; ``None`` for a flat layer) of the layer that ``read`` returns
-    (``(n, C[, H, W])`` for a network input): the input pixels where the gradient of the sum
-    of the layer's channels there is not zero, for any of :data:`PROBES` seeded random inputs.
-    A square taller or wider than the field is centred on it and kept within the input.
-    ``what`` names the unit in the error for a gradient that is zero everywhere."""
+) -> torch.Tensor:
+    """The receptive field of the units at ``position`` (``(x, y)``; ``None`` for a flat
+    layer) of the layer that ``read`` returns (``(n, C[, H, W])`` for a network input), as an
+    ``(input_size, input_size)`` boolean mask on the CPU: the input pixels where the gradient
+    of the sum of the layer's channels there is not zero, for any of :data:`PROBES` seeded
+    random inputs. ``what`` names the unit in the errors (weights that allow no gradient, a
+    gradient that is not finite, or zero everywhere)."""
     generator = torch.Generator().manual_seed(0)
     # gradients, even for a scorer made within torch.inference_mode() or torch.no_grad()
     with torch.inference_mode(False), torch.enable_grad():
@@ -140,16 +141,69 @@ def receptive_field_box(
             "the placement as [left, top, size]"
         )
     support = grad.detach().abs().amax(dim=(0, 1)).cpu() > 0
-    rows = torch.nonzero(support.any(dim=1)).flatten()
-    cols = torch.nonzero(support.any(dim=0)).flatten()
-    if rows.numel() == 0:
+    if not support.any():
         raise XDreamError(
             f"cannot find the receptive field of {what}: its response does not change with its "
             f"input for any of {PROBES} random inputs; give the placement as [left, top, size]"
         )
+    return support
+
+
+def receptive_field_box(
+    read: Callable[[torch.Tensor], torch.Tensor],
+    position: tuple[int, int] | None,
+    input_size: int,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    what: str,
+) -> Box:
+    """The smallest square of the input that holds the :func:`receptive_field` of the units
+    at ``position`` of the layer that ``read`` returns. A square taller or wider than the field
+    is centred on it and kept within the input."""
+    support = receptive_field(read, position, input_size, device=device, dtype=dtype, what=what)
+    rows = torch.nonzero(support.any(dim=1)).flatten()
+    cols = torch.nonzero(support.any(dim=0)).flatten()
     top, bottom = int(rows[0]), int(rows[-1])
     left, right = int(cols[0]), int(cols[-1])
     size = max(bottom - top, right - left) + 1
     left = min(max(0, left - (size - (right - left + 1)) // 2), input_size - size)
     top = min(max(0, top - (size - (bottom - top + 1)) // 2), input_size - size)
     return Box(left, top, size)
+
+
+def blind_to(box: Box, support: torch.Tensor) -> bool:
+    """Whether a unit whose :func:`receptive_field` is ``support`` sees none of ``box``: it
+    then sees the grey canvas only, and every image scores the same."""
+    inside = support[box.top : box.top + box.size, box.left : box.left + box.size]
+    return not bool(inside.any())
+
+
+def field_words(support: torch.Tensor) -> str:
+    """Where a :func:`receptive_field` lies, in words: its columns and rows of the input."""
+    rows = torch.nonzero(support.any(dim=1)).flatten()
+    cols = torch.nonzero(support.any(dim=0)).flatten()
+    return f"columns {int(cols[0])}-{int(cols[-1])}, rows {int(rows[0])}-{int(rows[-1])}"
+
+
+def warn_if_blind(box: Box, fields: Callable[[], list[tuple[str, torch.Tensor]]]) -> None:
+    """Warn where a unit cannot see ``box``: ``fields()`` gives each unit's name and
+    :func:`receptive_field` (a search that fails, on a network that allows no gradient say,
+    leaves the box unchecked: it was given, not found)."""
+    try:
+        named = fields()
+    except XDreamError:
+        return
+    blind = [(what, support) for what, support in named if blind_to(box, support)]
+    if not blind:
+        return
+    shown = "; ".join(f"{what} (its field: {field_words(support)})" for what, support in blind[:3])
+    more = f"; and {len(blind) - 3} more" if len(blind) > 3 else ""
+    warnings.warn(
+        f"placement {box.as_list()} (left, top, size) lies outside the receptive field of "
+        f"{shown}{more}: {'it sees' if len(blind) == 1 else 'they see'} only the grey canvas, "
+        "and every image scores the same there. Give a box that overlaps the field, or "
+        "placement 'rf'",
+        UserWarning,
+        stacklevel=4,
+    )
