@@ -618,3 +618,23 @@ def test_a_step_that_overflows_is_blamed_on_the_scores_and_leaves_the_codes(name
     np.testing.assert_array_equal(opt.ask(), codes)
     opt.tell(codes, huge / 1e100)
     assert np.isfinite(opt.ask()).all()
+
+
+def test_a_schedule_of_one_generation_reaches_its_end_value_after_it() -> None:
+    """sphere-cma's angle and annealed-es's step size (and spectrum power) follow a schedule
+    from generation 0 to ``generations - 1``, keeping the end value after it. With
+    ``generations = 1`` they kept their start value for ever (audit C); now generation 0 has
+    the start value and every later one the end value, as for longer schedules."""
+    from xdream.optimizers.es_common import schedule_fraction
+
+    assert [schedule_fraction(g, 1) for g in (0, 1, 7)] == [0.0, 1.0, 1.0]
+    assert [schedule_fraction(g, 5) for g in (0, 1, 4, 9)] == [0.0, 0.25, 1.0, 1.0]
+    for generations in (1, 2):
+        es = make("annealed-es", dim=8, seed=0, generations=generations)
+        assert es.step_size(0) == pytest.approx(1.0)
+        assert es.step_size(1) == es.step_size(6) == pytest.approx(0.3)
+        cma = make(
+            "sphere-cma", dim=8, seed=0, generations=generations, angle_start=60, angle_end=10
+        )
+        assert cma.angle(0) == pytest.approx(60) and cma.angle(1) == pytest.approx(10)
+        assert cma.angle(8) == pytest.approx(10)

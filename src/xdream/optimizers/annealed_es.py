@@ -44,6 +44,7 @@ from xdream.optimizers.es_common import (
     check_pending,
     check_shape,
     initial_mean,
+    schedule_fraction,
 )
 from xdream.types import Codes, Scores, StateDict
 
@@ -330,7 +331,7 @@ class AnnealedES(Optimizer[AnnealedESParams]):
     def step_size(self, step: int) -> float:
         """``sigma`` of the ``step``-th answered generation (the geometric schedule)."""
         p = self._params
-        frac = min(step, p.generations - 1) / max(p.generations - 1, 1)
+        frac = schedule_fraction(step, p.generations)
         end = p.sigma_end
         if self._noisy:
             end = p.sigma0 if p.sigma_end_noisy is None else p.sigma_end_noisy
@@ -345,7 +346,7 @@ class AnnealedES(Optimizer[AnnealedESParams]):
         if end == start or self._noisy or self._ties or step < self._noise_checks:
             return start
         p = self._params
-        frac = min(step, p.generations - 1) / max(p.generations - 1, 1)
+        frac = schedule_fraction(step, p.generations)
         return float(start + (end - start) * frac)
 
     def _sample(self, step: int) -> None:

@@ -85,6 +85,16 @@ def initial_mean(init_codes: Codes | None, dim: int) -> FloatArray:
     return np.asarray(init_codes, dtype=np.float64).mean(axis=0)
 
 
+def schedule_fraction(step: int, generations: int) -> float:
+    """How far generation ``step`` is along a schedule over ``generations`` generations: 0 at
+    generation 0, rising linearly to 1 at generation ``generations - 1``, and 1 after it. A
+    schedule of one generation is at 0 in generation 0 and at 1 after it (its end value holds
+    "from generation ``generations - 1`` on" from the next, since generation 0 is the start)."""
+    if generations <= 1:
+        return 0.0 if step <= 0 else 1.0
+    return min(max(step, 0), generations - 1) / (generations - 1)
+
+
 def check_int(key: str, value: object, low: int, allow_none: bool = False) -> None:
     """``ValueError`` unless ``value`` is an integer ``>= low`` (or ``None`` when allowed)."""
     if allow_none and value is None:

@@ -25,6 +25,7 @@ from xdream.optimizers.es_common import (
     check_shape,
     initial_mean,
     log_weights,
+    schedule_fraction,
     select,
 )
 from xdream.types import Codes, Scores, StateDict
@@ -164,7 +165,7 @@ class SphereCMA(Optimizer[SphereCMAParams]):
     def angle(self, generation: int) -> float:
         """Sampling angle ``theta_g`` in degrees."""
         p = self._params
-        frac = min(generation, p.generations - 1) / max(p.generations - 1, 1)
+        frac = schedule_fraction(generation, p.generations)
         return float(p.angle_start * (p.angle_end / p.angle_start) ** frac)
 
     def _sample(self, step: int) -> None:
