@@ -253,3 +253,53 @@ def test_render_of_a_run_on_a_network_this_process_does_not_know_draws_its_image
     assert "names the generator 'my-flat', which is not registered in this process" in err
     assert f"xdream.render.render({str(run)!r}, ['best'])" in err
     assert "xdream.Experiment." not in err
+
+
+def test_render_as_seen_draws_what_the_network_scored(tmp_path: Path) -> None:
+    """`xdream render --as-seen` draws an image as the network took it: after [target]
+    image_size, in the run's placement square on mid-grey, at the network's input size. The
+    unit's response to that drawing is the recorded score (up to the PNG's 8 bits), which the
+    plain rendering, filling the input, is not."""
+    from PIL import Image
+
+    from xdream.scorers import make_unit
+
+    config = config_mod.from_dict(
+        {
+            "experiment": {"generations": 2, "n_references": 0, "seed": 2},
+            "generator": {"name": "pixels", "size": 32, "code_size": 8},
+            "optimizer": {"name": "genetic", "population_size": 6},
+            "target": {
+                "layer": "blocks.0",
+                "channel": 3,
+                "image_size": 16,
+                "placement": "rf",
+                "device": "cpu",
+            },
+        }
+    )
+    run = tmp_path / "run"
+    Experiment.from_config(config, run).run()
+    assert json.loads((run / "summary.json").read_text())["target"]["placement"] == [110, 110, 7]
+    assert main(["render", str(run), "--ids", "best", "--as-seen"]) == 0
+    plain, seen = render_mod.render(run, ["best"]), run / "renders"
+    best = records.read(run, codes=False)
+    wanted = float(np.nanmax(best.scores))
+    drawn = np.asarray(Image.open(next(seen.glob("*_seen.png"))))
+    assert drawn.shape == (224, 224, 3)
+    outside = np.ones((224, 224), bool)
+    outside[110:117, 110:117] = False
+    assert (drawn[outside] == 128).all() and (drawn[~outside] != 128).any()
+    unit = make_unit(layer="blocks.0", channel=3, device="cpu")  # the whole input, no resize
+
+    def score(path: Path) -> float:
+        image = torch.from_numpy(np.asarray(Image.open(path), np.float32) / 255)
+        return float(unit.score(image.permute(2, 0, 1)[None], ["x"])[0])
+
+    assert score(next(seen.glob("*_seen.png"))) == pytest.approx(wanted, rel=0.005)
+    assert score(plain[0]) != pytest.approx(wanted, rel=0.1)
+    with pytest.raises(XDreamError, match="--size or --as-seen, not both"):
+        render_mod.render(run, ["best"], size=64, seen=True)
+    (run / "summary.json").write_text(json.dumps({"target": {"kind": "rig"}}))
+    with pytest.raises(XDreamError, match=r"target is 'rig'.*render without --as-seen"):
+        render_mod.render(run, ["best"], seen=True)

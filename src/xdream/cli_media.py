@@ -134,7 +134,7 @@ def cmd_render(args: argparse.Namespace, console: Any) -> int:
     from xdream.render import render
 
     existing_folder(Path(args.dir), "render")
-    for path in render(args.dir, args.ids, out=args.out, size=args.size):
+    for path in render(args.dir, args.ids, out=args.out, size=args.size, seen=args.as_seen):
         console.print(str(path), highlight=False)
     return 0
 
@@ -218,5 +218,11 @@ def add_parser(sub: Any) -> None:
         "--ids", nargs="+", required=True, help="image ids (gen003_000005), 'best', or ref_... ids"
     )
     p.add_argument("--size", type=int, help="output size in pixels (generators with a size)")
+    p.add_argument(
+        "--as-seen",
+        action="store_true",
+        help="draw each image as the network took it: at its input size, in the run's "
+        "placement square on grey (after [target] image_size), into ID_seen.png",
+    )
     p.add_argument("--out", help="output folder (default: DIR/renders)")
     p.set_defaults(func=cmd_render)

@@ -63,7 +63,6 @@ from xdream.networks.base import (
     input_dtype,
     plain_tensors,
     refuse_torchscript,
-    resize,
     use_channels_last,
 )
 from xdream.precision import tf32_mode
@@ -80,9 +79,9 @@ from xdream.scorers.cnn import (
 )
 from xdream.scorers.placement import (
     Box,
+    as_seen,
     check_placement,
     fit,
-    place,
     receptive_field,
     receptive_field_box,
     warn_if_blind,
@@ -549,10 +548,7 @@ class MultiUnitScorer:
         """The network's input for a batch of images: resized to ``image_size`` where given,
         preprocessed, in the module's dtype and memory format, on its device."""
         batch = images.to(self.device, torch.float32)
-        if self.image_size is not None:
-            batch = resize(batch, self.image_size)
-        if self.box is not None:
-            batch = place(batch, self.box, self.network.preprocess.input_size)
+        batch = as_seen(batch, self.image_size, self.box, self.network.preprocess.input_size)
         inputs = self.network.preprocess(batch).to(self._dtype)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)

@@ -21,6 +21,7 @@ from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from xdream import records
 from xdream.errors import RecordUnreadableError, XDreamError
@@ -85,13 +86,48 @@ def _retrying(run: Path, read: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
+def seen_by(run: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    """How the target network of experiment ``run`` took its images (``summary.json``'s
+    ``target``): resized to its ``image_size`` where set, then placed in its ``placement``
+    square on grey or filling the network's input (:func:`~xdream.scorers.placement.as_seen`),
+    before the network's normalisation. A rig run, or a summary that does not say, is refused:
+    there is no network input to show."""
+    from xdream.scorers.placement import Box, as_seen
+
+    target = records.read_summary(run).get("target")
+    if isinstance(target, dict) and target.get("kind") != "cnn-unit":
+        raise XDreamError(
+            f"{str(run)!r} did not score its images with a network (its target is "
+            f"{target.get('kind')!r}): they were shown as rendered; render without --as-seen"
+        )
+    preprocess = target.get("preprocess") if isinstance(target, dict) else None
+    size = preprocess.get("input_size") if isinstance(preprocess, dict) else None
+    if not isinstance(size, int) or not isinstance(target, dict):
+        raise XDreamError(
+            f"the summary.json of {str(run)!r} does not say how its network took its images "
+            "(its target's preprocess input_size): `xdream resume` of the run writes it again "
+            "(a finished run too); or render without --as-seen"
+        )
+    image_size, square = target.get("image_size"), target.get("placement")
+    box = Box(*square) if isinstance(square, list) else None
+    return lambda images: as_seen(images, image_size, box, size)
+
+
 def render(
-    run: str | Path, ids: list[str], *, out: str | Path | None = None, size: int | None = None
+    run: str | Path,
+    ids: list[str],
+    *,
+    out: str | Path | None = None,
+    size: int | None = None,
+    seen: bool = False,
 ) -> list[Path]:
     """Render images ``ids`` of experiment ``run`` as PNGs in ``out`` (default ``run/renders``).
 
     An id is an image id from the record (``gen012_000003``), ``best`` (the best image of the
-    run), or a reference id (``ref_chelsea_10_20_200``). Returns the written files.
+    run), or a reference id (``ref_chelsea_10_20_200``). With ``seen``, each image is drawn
+    as the target network took it (:func:`seen_by`: at its input size, in the run's placement
+    square on grey, after its ``image_size`` step), into ``ID_seen.png``. Returns the written
+    files.
     """
     from xdream import generators
     from xdream.references import from_id
@@ -100,6 +136,12 @@ def render(
     if not ids:
         raise XDreamError("give at least one image id (see record.h5 'image_ids'), or 'best'")
     _refuse_many_units(run)
+    if seen and size is not None:
+        raise XDreamError(
+            "--as-seen draws the images at the network's input as they were scored, from the "
+            "run's own rendering; render with --size or --as-seen, not both"
+        )
+    view = seen_by(run) if seen else None
     rec, generator = _read(run)
     if size is not None:
         if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_SIZE:
@@ -153,7 +195,9 @@ def render(
             image = from_id(image_id, generator.output_size[0])[0]  # XDreamError when not one
         else:
             image = generator.generate(code_of[row][None])[0]
-        path = folder / f"{image_id}.png"
+        if view is not None:
+            image = view(image[None].float().cpu())[0].clamp(0, 1)
+        path = folder / (f"{image_id}_seen.png" if view is not None else f"{image_id}.png")
         records.save_png(image, path)
         written.append(path)
     return written

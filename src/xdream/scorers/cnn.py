@@ -29,15 +29,14 @@ from xdream.networks.base import (
     input_dtype,
     plain_tensors,
     refuse_torchscript,
-    resize,
     use_channels_last,
 )
 from xdream.scorers.base import Scorer
 from xdream.scorers.placement import (
     Box,
+    as_seen,
     check_placement,
     fit,
-    place,
     receptive_field,
     receptive_field_box,
     warn_if_blind,
@@ -451,10 +450,7 @@ class CNNUnitScorer(Scorer):
     def _inputs(self, batch: torch.Tensor) -> torch.Tensor:
         """The network's input for a batch of images: resized, preprocessed, in its dtype."""
         batch = batch.to(self.device, torch.float32)
-        if self.image_size is not None:
-            batch = resize(batch, self.image_size)
-        if self.box is not None:
-            batch = place(batch, self.box, self.preprocess.input_size)
+        batch = as_seen(batch, self.image_size, self.box, self.preprocess.input_size)
         inputs = self.preprocess(batch).to(self.dtype)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)

@@ -102,6 +102,17 @@ def place(images: Images, box: Box, input_size: int) -> Images:
     return canvas
 
 
+def as_seen(images: Images, image_size: int | None, box: Box | None, input_size: int) -> Images:
+    """``images`` ``(n, 3, H, W)`` as the network takes them before its normalisation:
+    resized to ``image_size`` first where given (XDream's intermediate downsampling), then
+    placed in ``box`` on the grey canvas, or resized to fill the ``input_size`` px input."""
+    if image_size is not None:
+        images = resize(images, image_size)
+    if box is not None:
+        return place(images, box, input_size)
+    return resize(images, input_size)
+
+
 def receptive_field(
     read: Callable[[torch.Tensor], torch.Tensor],
     position: tuple[int, int] | None,
