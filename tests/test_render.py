@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -255,7 +258,7 @@ def test_render_of_a_run_on_a_network_this_process_does_not_know_draws_its_image
     assert "xdream.Experiment." not in err
 
 
-def test_render_as_seen_draws_what_the_network_scored(tmp_path: Path) -> None:
+def test_render_as_seen_draws_what_the_network_scored(finished: Path, tmp_path: Path) -> None:
     """`xdream render --as-seen` draws an image as the network took it: after [target]
     image_size, in the run's placement square on mid-grey, at the network's input size. The
     unit's response to that drawing is the recorded score (up to the PNG's 8 bits), which the
@@ -298,6 +301,20 @@ def test_render_as_seen_draws_what_the_network_scored(tmp_path: Path) -> None:
 
     assert score(next(seen.glob("*_seen.png"))) == pytest.approx(wanted, rel=0.005)
     assert score(plain[0]) != pytest.approx(wanted, rel=0.1)
+    # the run's report shows the best image beside it as the network took it; a run that
+    # filled the input unresized (the module's finished run) shows none
+    from xdream.report import experiment_report
+
+    page = experiment_report(run).read_text()
+    uri = re.search(
+        r'alt="best image as the network took it" src="data:image/png;base64,([^"]+)"', page
+    )
+    assert uri is not None and "(224 px input, before its normalisation)" in page
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.group(1)))))
+    assert shown.shape == (224, 224, 3) and (shown[outside] == 128).all()
+    assert np.abs(shown.astype(int) - drawn.astype(int)).max() <= 2  # from best.png's 8 bits
+    plain_page = experiment_report(finished, out=tmp_path / "plain").read_text()
+    assert "as the network took it" not in plain_page and "best image" in plain_page
     with pytest.raises(XDreamError, match="--size or --as-seen, not both"):
         render_mod.render(run, ["best"], size=64, seen=True)
     (run / "summary.json").write_text(json.dumps({"target": {"kind": "rig"}}))

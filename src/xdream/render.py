@@ -17,7 +17,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -92,9 +92,13 @@ def seen_by(run: Path) -> Callable[[torch.Tensor], torch.Tensor]:
     square on grey or filling the network's input (:func:`~xdream.scorers.placement.as_seen`),
     before the network's normalisation. A rig run, or a summary that does not say, is refused:
     there is no network input to show."""
+    return target_view(records.read_summary(run).get("target"), run)
+
+
+def target_view(target: Any, run: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    """:func:`seen_by` for the ``target`` that the summary of ``run`` describes."""
     from xdream.scorers.placement import Box, as_seen
 
-    target = records.read_summary(run).get("target")
     if isinstance(target, dict) and target.get("kind") != "cnn-unit":
         raise XDreamError(
             f"{str(run)!r} did not score its images with a network (its target is "

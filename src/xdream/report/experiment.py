@@ -135,6 +135,35 @@ def summary_best_image(
     return None, caption
 
 
+def seen_best_image(run: Path, png: bytes | None, target: Any) -> bytes | None:
+    """The best image ``png`` as the target network took it (:func:`xdream.render.seen_by`),
+    for a run that placed its images in a square or resized them to ``image_size`` first (it
+    is then not what the image shows); ``None`` otherwise, or where the summary cannot say."""
+    if png is None or not isinstance(target, dict) or target.get("kind") != "cnn-unit":
+        return None
+    if target.get("placement") is None and target.get("image_size") is None:
+        return None
+    import io
+
+    import torch
+    from PIL import Image
+
+    from xdream.render import target_view
+
+    try:
+        view = target_view(target, run)
+    except XDreamError:
+        return None
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), np.float32) / 255
+    image = torch.from_numpy(pixels).permute(2, 0, 1)[None]
+    return records.png_bytes(view(image)[0].clamp(0, 1))
+
+
+def _input_size(target: Any) -> Any:
+    """The input size that a ``cnn-unit`` target's description records."""
+    return target["preprocess"]["input_size"]
+
+
 def experiment_report(
     run: str | Path,
     *,
@@ -180,6 +209,15 @@ def experiment_report(
     )
     scored_by = summary.get("target", rec.config.get("target"))
     target = describe_target(scored_by)
+    seen_png = seen_best_image(run, best_png, scored_by)
+    seen_fig = (
+        f'<figure><img class="fig" alt="best image as the network took it" '
+        f'src="{data_uri(seen_png)}" style="width:192px"><figcaption>as the network took it '
+        f"({_input_size(scored_by)} px input, before its normalisation)"
+        "</figcaption></figure>"
+        if seen_png is not None
+        else ""
+    )
     rig = "rig" in rec.config or (isinstance(scored_by, dict) and scored_by.get("kind") == "rig")
     facts = [
         (
@@ -223,7 +261,8 @@ def experiment_report(
         f"<p>Folder <code>{html.escape(str(run.resolve()))}</code></p>",
         '<div style="display:flex;gap:2em;align-items:flex-start">',
         _table(facts),
-        f"<figure>{best_img}<figcaption>{html.escape(best_caption)}</figcaption></figure></div>",
+        f"<figure>{best_img}<figcaption>{html.escape(best_caption)}</figcaption></figure>"
+        f"{seen_fig}</div>",
     ]
     for fig in figures:
         parts.append(f"<h2>{html.escape(fig.title)}</h2>")
