@@ -1298,12 +1298,10 @@ class Experiment:
         layer's shape), or places its images in another square (an ``"rf"`` run goes on in the
         square it recorded, :func:`~xdream.multi.started_square`, so this is a square recorded
         for another network, or none): the record would hold two units' responses, or two
-        placements', as one. An
-        xdream before
-        this check took a layer's shape from a dry run at ``[target] image_size`` rather than
-        at the network's input, so with ``image_size`` its centre (and the range of ``x`` and
-        ``y``) was another unit's. A summary that cannot be read, or that names no unit,
-        checks nothing."""
+        placements', as one. An xdream before this check took a layer's shape from a dry run
+        at ``[target] image_size`` rather than at the network's input, so with ``image_size``
+        its centre (and the range of ``x`` and ``y``) was another unit's. A summary that cannot
+        be read, or that names no unit, checks nothing."""
         try:
             then = read_summary(self.folder.path).get("target")
         except XDreamError:
