@@ -729,3 +729,266 @@ def test_every_kind_is_said_in_pythons_words_with_what_to_pass(
     with pytest.raises(ConfigError) as err:
         build_params(_EveryKind, {key: value}, "w", python=True)
     assert str(err.value) == f"w: {said}"
+
+
+# Mutation audit X of config.py and params.py: each case below failed under a mutant that the
+# tests before it let through (the table is in the audit's notes).
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {**BASE, "experiment": {"generations": 2, "presentations": 100}},
+            "give either 'generations' or 'presentations', not both",
+        ),
+        (edited("experiment", "n_references", -1), "'n_references' must be an integer from 0 to"),
+        (edited("experiment", "save_images", "all"), "'save_images' must be 'best' or 'none', got"),
+        (edited("experiment", "batch_size", 0), "'batch_size' must be a positive integer, got 0"),
+        (edited("target", "x", -1), "'x' must be an integer >= 0, got -1"),
+        (edited("target", "y", -2), "'y' must be an integer >= 0, got -2"),
+        (edited("target", "placement", "middle"), "placement must be 'full', 'rf' or [left, t"),
+        (edited("target", "image_size", 1025), "'image_size' must be between 1 and 1024 pixels"),
+        ([BASE], "a config must be a table of sections, got list"),
+        ({**BASE, "noise": 3}, "[noise] must be a table with a 'name' key, got 3"),
+        ({**BASE, "noise": {"scale": 2}}, "[noise] needs a 'name' key (see `xdream list`)"),
+        ({**BASE, "experiment": 3}, "[experiment] must be a table of keys, got 3"),
+        ({**BASE, "rig": [1]}, "[rig] must be a table of keys, got [1]"),
+        ({**BASE, "generator": {"name": 3}}, "[generator] name must be a string, got 3"),
+        (
+            {**BASE, "tune": {"trials": 2}},
+            "the [tune] section is read by `xdream tune CONFIG`, not by `xdream run`; to run",
+        ),
+        (
+            {**BASE, "expriment": {}},
+            "unknown config section 'expriment'. Did you mean 'experiment'? Valid sections: e",
+        ),
+        (
+            edited("experiment", "generatons", 3),
+            "unknown hyperparameter 'generatons' for [experiment]. Did you mean 'generations'? "
+            "Valid keys: batch_size, generations, init_codes, n_references, noise_seed,",
+        ),
+        (
+            {**BASE, "generator": {"name": "pixels", "preset": "deepsim-fc6"}},
+            "unknown hyperparameter 'preset' for generator 'pixels'",
+        ),
+        ({**BASE, "rig": {}}, "[target] has no effect next to [rig]"),
+        (
+            {"rig": {}, "noise": {"name": "poisson"}},
+            "[noise] applies to network units, but [rig] makes a recording rig the target",
+        ),
+        (
+            {"rig": {}, "experiment": {"noise_seed": 3}},
+            "[experiment] noise_seed seeds the [noise] model, which [rig] excludes",
+        ),
+        ({"rig": {}, "targets": [{"channel": 1}]}, "[[targets]] names many network units, but"),
+        # the value as a config file shows it, with its kind
+        (edited("experiment", "save_images", 1), "must be a string, got 1: write it in quotes"),
+        (edited("experiment", "tf32", [1]), "'tf32' must be true or false, got [1] (a list)"),
+        (edited("experiment", "tf32", {"a": 1}), "got {'a': 1} (a table)"),
+        (
+            edited("target", "placement", None),
+            "[target]: 'placement' must be a string or a list of integers, got null (no value)",
+        ),
+        (
+            {**BASE, "generator": {"name": "cppn", "hidden": None}},
+            "generator 'cppn': 'hidden' must be a list of integers, got null (no value)",
+        ),
+        (
+            {**BASE, "generator": {"name": "cppn", "activations": "sin"}},
+            "'activations' must be a list of strings, got 'sin' (a string)",
+        ),
+        (
+            {**BASE, "generator": {"name": "deepsim-fc6", "lower": "x"}},
+            "'lower' must be a number or a list of numbers, got 'x' (a string): write a number",
+        ),
+        (
+            {**BASE, "optimizer": {"name": "genetic", "mutation_rate": "1e-3"}},
+            'write a number without quotes, as 0.5 rather than "0.5"',
+        ),
+    ],
+)
+def test_each_refusal_of_a_config_says_what_is_wrong_and_how_to_fix_it(
+    data: Any, message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.from_dict(data)
+    assert message in str(err.value)
+
+
+def test_the_bounds_and_defaults_of_the_docs_are_accepted_and_taken() -> None:
+    cfg = config.from_dict(
+        {**BASE, "experiment": {"n_references": 0}, "target": {"image_size": 1024}}
+    )
+    assert (cfg.experiment.n_references, cfg.target.image_size) == (0, 1024)
+    assert config.from_dict(edited("target", "image_size", 1)).target.image_size == 1
+    plain = config.from_dict({})  # the README: fourier is the default generator, genetic the GA
+    assert (plain.generator["name"], plain.optimizer["name"]) == ("fourier", "genetic")
+    assert config.from_dict({"noise": "poisson"}).noise["name"] == "poisson"  # a bare name
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("tf32", 1, "'tf32' must be true or false"),
+        ("record_interval", True, "'record_interval' must be a number of seconds"),
+        ("init_codes", 3, "'init_codes' must be a folder name"),
+        ("generations", 2.5, "'generations' must be a positive integer"),
+    ],
+)
+def test_a_section_built_in_python_checks_its_values_too(
+    key: str, value: Any, message: str
+) -> None:
+    """``dataclasses.replace`` (as sweeps and many-unit runs change a seed) runs the section's
+    own checks, which do not lean on the config reader's checks of kinds."""
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(config.ExperimentSection(), **{key: value})
+
+
+def test_a_placement_list_is_the_tuple_python_gives() -> None:
+    listed = config.from_dict(edited("target", "placement", [1, 2, 30]))
+    assert listed == config.from_dict(edited("target", "placement", (1, 2, 30)))
+    assert listed.target.placement == (1, 2, 30)
+
+
+def test_the_resolved_config_round_trips_through_yaml_with_lists_rigs_and_targets() -> None:
+    cppn = config.from_dict({**BASE, "generator": {"name": "cppn", "hidden": [8, 8, 8]}})
+    text = config.to_yaml(cppn)
+    assert list(yaml.safe_load(text)) == ["experiment", "target", "generator", "optimizer"]
+    assert config.from_dict(yaml.safe_load(text)) == cppn
+    assert yaml.safe_load(text) == cppn.to_dict()  # lists, not tuples, as config.yaml reads
+    rig = config.from_dict({"rig": {"channels": [3, 5], "plugins": []}})
+    assert "target" not in rig.to_dict()
+    assert config.from_dict(yaml.safe_load(config.to_yaml(rig))) == rig
+    assert yaml.safe_load(config.to_yaml(rig)) == rig.to_dict()
+    many = config.from_dict({**BASE, "targets": [{"channels": [1, 2]}]})
+    assert len(many.to_dict()["targets"]) == 2
+    assert config.from_dict(yaml.safe_load(config.to_yaml(many))) == many
+
+
+def test_given_optimizer_keys_override_a_preset() -> None:
+    cfg = config.from_dict({**BASE, "optimizer": {"preset": "deepsim-fc7", "population_size": 7}})
+    assert cfg.optimizer["population_size"] == 7
+    assert cfg.optimizer["preset"] == "deepsim-fc7"
+    assert cfg.optimizer["mutation_rate"] == 0.6  # the preset's own
+
+
+def test_schedule_generations_is_at_least_1_and_none_without_an_integer_population() -> None:
+    by_presentations = config.ExperimentSection(presentations=5)
+    assert config.schedule_generations(by_presentations, 10) == 1
+    assert config.schedule_generations(by_presentations, True) is None
+    assert config.schedule_generations(config.ExperimentSection(presentations=25), 10) == 2
+
+
+def _annealed(generations: int) -> config.Config:
+    return config.from_dict(
+        {**BASE, "experiment": {"generations": generations}, "optimizer": {"name": "annealed-es"}}
+    )
+
+
+def test_as_started_schedule_reads_the_run_folders_config_yaml_then_its_record(
+    tmp_path: Path,
+) -> None:
+    import h5py
+
+    config.dump_yaml(_annealed(5), tmp_path / "config.yaml")
+    raised = _annealed(9)
+    assert config.as_started_schedule(raised, tmp_path).optimizer["generations"] == 5
+    lost = dataclasses.replace(raised, derived=())  # the keys named by the caller instead
+    assert config.as_started_schedule(lost, tmp_path).optimizer["generations"] == 9
+    kept = config.as_started_schedule(lost, tmp_path, ("generations",))
+    assert kept.optimizer["generations"] == 5
+    other = config.from_dict({**BASE, "optimizer": {"name": "sphere-cma"}})
+    assert config.as_started_schedule(other, tmp_path) == other  # another optimiser started
+    (tmp_path / "config.yaml").write_text("optimizer:\n  name: annealed-es\n")  # an earlier xdream
+    assert config.as_started_schedule(raised, tmp_path).optimizer["generations"] == 9
+    (tmp_path / "config.yaml").write_text("optimizer: [unclosed\n")  # damaged: record.h5 says
+    assert config.as_started_schedule(raised, tmp_path) == raised  # neither says: unchanged
+    with h5py.File(tmp_path / "record.h5", "w") as f:
+        f.attrs["other"] = 1
+    assert config.as_started_schedule(raised, tmp_path) == raised
+    with h5py.File(tmp_path / "record.h5", "w") as f:
+        f.attrs["config"] = "[1, 2]"
+    assert config.as_started_schedule(raised, tmp_path) == raised
+    with h5py.File(tmp_path / "record.h5", "w") as f:
+        f.attrs["config"] = json.dumps(_annealed(4).to_dict())
+    assert config.as_started_schedule(raised, tmp_path).optimizer["generations"] == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "loaded"),
+    [
+        ("EMPTY.YAML", "", 40),
+        ("cfg.yml", "experiment:\n  generations: 3\n", 3),
+        ("CFG.TOML", "[experiment]\ngenerations = 4\n", 4),
+    ],
+)
+def test_config_file_suffixes_are_read_in_any_case(
+    tmp_path: Path, name: str, text: str, loaded: int
+) -> None:
+    (tmp_path / name).write_text(text)
+    assert config.load(tmp_path / name).experiment.generations == loaded
+
+
+def test_a_config_path_that_is_a_folder_missing_or_not_a_table_is_one_line(
+    tmp_path: Path,
+) -> None:
+    from xdream.errors import MissingFileError
+
+    with pytest.raises(
+        ConfigError, match=r"is a directory; give the \.toml, \.yaml or \.json file"
+    ):
+        config.read(tmp_path)
+    with pytest.raises(MissingFileError, match=r"config file .*gone\.toml' not found"):
+        config.read(tmp_path / "gone.toml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a table of sections"):
+        config.read(tmp_path / "list.yaml")
+
+
+def test_a_repeated_yaml_key_names_both_lines(tmp_path: Path) -> None:
+    (tmp_path / "twice.yaml").write_text("experiment:\n  seed: 1\n  seed: 2\n")
+    with pytest.raises(ConfigError, match=r"\(lines 2 and 3\)"):
+        config.load(tmp_path / "twice.yaml")
+
+
+def test_yes_and_off_in_any_case_are_said_not_to_be_booleans(tmp_path: Path) -> None:
+    (tmp_path / "yes.yaml").write_text("target:\n  pre_activation: Yes\n")
+    with pytest.raises(ConfigError, match="yes, no, on and off are not booleans here"):
+        config.load(tmp_path / "yes.yaml")
+
+
+def test_the_other_commands_section_is_refused_and_its_own_taken() -> None:
+    config.refuse_other_command({"sweep": {}}, "sweep")
+    config.refuse_other_command({"tune": {}}, "tune")
+    with pytest.raises(ConfigError, match=r"`xdream sweep` does not read the \[tune\] section"):
+        config.refuse_other_command({"tune": {}}, "sweep")
+
+
+def test_a_recorded_config_keeps_target_x_beside_targets_that_a_new_one_refuses() -> None:
+    data = {**BASE, "target": {"layer": "blocks.2", "x": 1}, "targets": [{"channel": 1}]}
+    with pytest.raises(ConfigError, match="x"):
+        config.from_dict(data)
+    assert config.from_dict(data, recorded=True).targets
+
+
+def test_the_params_helpers_check_what_they_say() -> None:
+    from xdream.params import check_seed, from_numpy
+
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0, got null"):
+        check_seed(None)
+    check_seed(None, allow_none=True)
+    with pytest.raises(ConfigError, match=r"an integer >= 0 \(or None for fresh entropy\)"):
+        check_seed(-1, allow_none=True)
+    nested = from_numpy({"a": {"b": np.int64(1)}, "c": (np.float32(0.5),)})
+    assert nested == {"a": {"b": 1}, "c": (0.5,)}
+    assert type(nested["a"]["b"]) is int and type(nested["c"]) is tuple
+
+    @dataclasses.dataclass(frozen=True)
+    class Needs:
+        n: int
+        sizes: tuple[int, ...] = (1,)
+
+    with pytest.raises(ConfigError, match=r"invalid hyperparameters for w: .*'n'"):
+        build_params(Needs, {}, "w")
+    assert build_params(Needs, {"n": 1, "sizes": [2, 3]}, "w").sizes == (2, 3)
