@@ -524,18 +524,48 @@ def test_from_config_given_a_dict_or_a_path_says_how_to_make_a_config(
         ("target:\n  pre_activation: no\n", "'pre_activation' must be true or false, got 'no'"),
         ("target:\n  pre_activation: on\n", "yes, no, on and off are not booleans here"),
         ("experiment:\n  tf32: Yes\n", "'tf32' must be true or false, got 'Yes'"),
+        (
+            "experiment:\n  record_interval: 1:30.0\n",
+            "'record_interval' must be a number, got '1:30.0' (a string): write a number, as 0.5"
+            " (no base-60 numbers: 1:30.0 is not read as a number)",
+        ),
+        ("experiment:\n  seed: 1:30\n", "(no base-60 numbers: 1:30 is not read as a number)"),
     ],
 )
 def test_yaml_reads_numbers_and_booleans_as_toml_does(
     tmp_path: Path, text: str, refusal: str
 ) -> None:
     """PyYAML's YAML 1.1 rules ran `seed: 012` as seed 10 (octal) and took `no`, `on` and `Yes`
-    as booleans without a word, where TOML refuses them and docs/config.md asks for true/false."""
+    as booleans without a word, where TOML refuses them and docs/config.md asks for true/false;
+    they read `record_interval: 1:30.0` as the base-60 number 90.0, which YAML 1.2 and TOML do
+    not read as a number."""
     path = tmp_path / "c.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as err:
         config.load(path)
     assert refusal in str(err.value)
+
+
+def test_yaml_reads_decimal_numbers_as_yaml_1_2_does(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    forms = ["1.5", "-2.", ".5", "+1_000.5", "1e3", "-2E+4", ".5e-1", "012.5", ".inf", "-.inf"]
+    path.write_text("".join(f"k{i}: {form}\n" for i, form in enumerate(forms)) + "n: .nan\n")
+    read = config.read(path)
+    assert [read[f"k{i}"] for i in range(len(forms))] == [
+        1.5,
+        -2.0,
+        0.5,
+        1000.5,
+        1000.0,
+        -20000.0,
+        0.05,
+        12.5,
+        float("inf"),
+        float("-inf"),
+    ]
+    assert np.isnan(read["n"])
+    path.write_text("a: 1:30.5\nb: 1.2.3\nc: 12\n")
+    assert config.read(path) == {"a": "1:30.5", "b": "1.2.3", "c": 12}
 
 
 def test_yaml_still_reads_plain_numbers_and_true_false(tmp_path: Path) -> None:

@@ -490,7 +490,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-_BOOL, _INT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"
+_BOOL, _INT, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -535,21 +535,23 @@ def load(path: str | Path, *, recorded: bool = False) -> Config:
     return from_dict(read(path), recorded=recorded)
 
 
-# YAML 1.1 (PyYAML) reads 1e-3 as a string, YAML 1.2 (and TOML) as a number: take the latter
-_UniqueKeyLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
-# YAML 1.1 (PyYAML) reads yes/no/on/off as booleans and 012 as octal 10; YAML 1.2's core schema
-# and TOML do not: only true/false are booleans, and an integer is decimal (or 0x hex) with no
-# leading zero, so `seed: 012` or `shuffle: no` stays a string, which the key refuses by name
+# YAML 1.1 (PyYAML) reads yes/no/on/off as booleans, 012 as octal 10, 1:30.0 as the base-60
+# number 90.0 and 1e-3 as a string; YAML 1.2's core schema and TOML do not: only true/false are
+# booleans, an integer is decimal (or 0x hex) with no leading zero, a decimal number has a point
+# or an exponent, so `seed: 012`, `shuffle: no` or `timeout: 1:30.0` stays a string, which the
+# key refuses by name, and 1e-3 is a number
 _UniqueKeyLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _INT)]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
     for first, resolvers in _UniqueKeyLoader.yaml_implicit_resolvers.items()
 }
+_UniqueKeyLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
 _UniqueKeyLoader.add_implicit_resolver(
     _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )

@@ -113,6 +113,8 @@ def _yaml_1_1(value: Any) -> str:
         return ""
     if re.fullmatch(r"[-+]?0[0-9_]+", value):
         return f" (no leading zero: {value} is not read as a number, decimal or octal)"
+    if re.fullmatch(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?", value):
+        return f" (no base-60 numbers: {value} is not read as a number)"
     if value.lower() in ("yes", "no", "on", "off", "y", "n"):
         return " (yes, no, on and off are not booleans here)"
     return ""
