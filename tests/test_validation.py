@@ -896,6 +896,24 @@ def test_the_resolved_config_round_trips_through_yaml_with_lists_rigs_and_target
     assert config.from_dict(yaml.safe_load(config.to_yaml(many))) == many
 
 
+def test_a_string_that_yaml_1_2_reads_as_a_number_reads_back_from_config_yaml(
+    tmp_path: Path,
+) -> None:
+    """PyYAML's writer left "1e3" bare (YAML 1.1 reads it as a string), and the config reader,
+    which reads 1e3 as a number, then refused the run's own config.yaml."""
+    cfg = config.from_dict(
+        {
+            **BASE,
+            "target": {**BASE["target"], "weights": "1e3"},
+            "experiment": {"init_codes": "2E-4"},
+        }
+    )
+    config.dump_yaml(cfg, tmp_path / "config.yaml")
+    assert config.load(tmp_path / "config.yaml") == cfg
+    assert yaml.safe_load(config.to_yaml(cfg))["target"]["weights"] == "1e3"  # any YAML reader
+    assert yaml.safe_dump({"a": "1e3"}) == "a: 1e3\n"  # PyYAML's own writer is left as it was
+
+
 def test_given_optimizer_keys_override_a_preset() -> None:
     cfg = config.from_dict({**BASE, "optimizer": {"preset": "deepsim-fc7", "population_size": 7}})
     assert cfg.optimizer["population_size"] == 7

@@ -597,9 +597,21 @@ def read(path: str | Path) -> dict[str, Any]:
     return dict(data)
 
 
+class _QuotingDumper(yaml.SafeDumper):
+    """``yaml.safe_dump`` that also quotes a string that :class:`_UniqueKeyLoader` would read as
+    a number (``"1e3"``, which YAML 1.1 reads as a string and so leaves bare), so that the
+    config.yaml it writes reads back as it was; a string YAML 1.1 reads otherwise (``"yes"``)
+    stays quoted for other YAML readers."""
+
+
+for _first, _resolvers in _UniqueKeyLoader.yaml_implicit_resolvers.items():
+    for _tag, _regexp in _resolvers:
+        _QuotingDumper.add_implicit_resolver(_tag, _regexp, [_first])
+
+
 def to_yaml(config: Config) -> str:
     """The resolved config as YAML text, as :func:`dump_yaml` writes it."""
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+    return yaml.dump(config.to_dict(), Dumper=_QuotingDumper, sort_keys=False)
 
 
 def dump_yaml(config: Config, path: str | Path) -> None:
