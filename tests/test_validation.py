@@ -548,7 +548,7 @@ def test_yaml_reads_numbers_and_booleans_as_toml_does(
 
 def test_yaml_reads_decimal_numbers_as_yaml_1_2_does(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    forms = ["1.5", "-2.", ".5", "+1_000.5", "1e3", "-2E+4", ".5e-1", "012.5", ".inf", "-.inf"]
+    forms = ["1.5", "-2.", ".5", "+1_000.5", "1e3", "2.5e2", "-2E+4", ".5e-1", "012.5", ".inf"]
     path.write_text("".join(f"k{i}: {form}\n" for i, form in enumerate(forms)) + "n: .nan\n")
     read = config.read(path)
     assert [read[f"k{i}"] for i in range(len(forms))] == [
@@ -557,15 +557,15 @@ def test_yaml_reads_decimal_numbers_as_yaml_1_2_does(tmp_path: Path) -> None:
         0.5,
         1000.5,
         1000.0,
+        250.0,
         -20000.0,
         0.05,
         12.5,
         float("inf"),
-        float("-inf"),
     ]
     assert np.isnan(read["n"])
-    path.write_text("a: 1:30.5\nb: 1.2.3\nc: 12\n")
-    assert config.read(path) == {"a": "1:30.5", "b": "1.2.3", "c": 12}
+    path.write_text("a: 1:30.5\nb: 1.2.3\nc: 12\nd: -.inf\n")
+    assert config.read(path) == {"a": "1:30.5", "b": "1.2.3", "c": 12, "d": float("-inf")}
 
 
 def test_yaml_still_reads_plain_numbers_and_true_false(tmp_path: Path) -> None:
