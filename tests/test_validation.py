@@ -1040,3 +1040,24 @@ def test_the_params_helpers_check_what_they_say() -> None:
     with pytest.raises(ConfigError, match=r"invalid hyperparameters for w: .*'n'"):
         build_params(Needs, {}, "w")
     assert build_params(Needs, {"n": 1, "sizes": [2, 3]}, "w").sizes == (2, 3)
+
+
+def test_sections_built_in_python_refuse_a_bool_or_a_string_for_a_whole_number() -> None:
+    """A section made or replaced in Python skips build_params' kind checks: `generations=True`
+    ran one generation and `TargetSection(channel="3")` raised a bare TypeError from `< 0`
+    (audit X). Both are the sections' own one-line errors now; NumPy integers still pass."""
+    import dataclasses
+
+    import numpy as np
+
+    from xdream import config as config_mod
+
+    cfg = config_mod.from_dict({})
+    with pytest.raises(ValueError, match=r"'generations' must be a positive integer, got True"):
+        dataclasses.replace(cfg.experiment, generations=True)
+    with pytest.raises(ValueError, match=r"'channel' must be an integer >= 0, got '3'"):
+        config_mod.TargetSection(channel="3")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"'x' must be an integer >= 0, got False"):
+        config_mod.TargetSection(x=False)
+    assert dataclasses.replace(cfg.experiment, generations=np.int32(5)).generations == 5
+    assert config_mod.TargetSection(channel=np.int64(2)).channel == 2  # type: ignore[arg-type]

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import re
 import sys
 from collections.abc import Mapping
@@ -116,7 +117,9 @@ class ExperimentSection:
             object.__setattr__(self, "generations", 40)
         for key in ("generations", "presentations"):
             value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and (
+                not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1
+            ):
                 raise ValueError(f"'{key}' must be a positive integer, got {value!r}")
         check_seed(self.seed, "'seed'")
         for key in ("reference_seed", "noise_seed"):
@@ -195,10 +198,13 @@ class TargetSection:
             raise ValueError(str(err)) from None
         if isinstance(self.placement, list):  # as config.yaml reads it back
             object.__setattr__(self, "placement", tuple(self.placement))
-        # the kinds (an integer, not true) are checked by build_params from the type hints
+        # the kinds (an integer, not true) are checked by build_params from the type hints;
+        # again here for a section built in Python (TargetSection(channel="3"))
         for key in ("channel", "x", "y"):
             value = getattr(self, key)
-            if value is not None and value < 0:
+            if value is not None and (
+                not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0
+            ):
                 raise ValueError(f"'{key}' must be an integer >= 0, got {value!r}")
         if self.image_size is not None and not 1 <= self.image_size <= MAX_IMAGE_SIZE:
             raise ValueError(
