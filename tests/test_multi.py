@@ -917,8 +917,6 @@ def test_a_unit_that_lost_its_config_yaml_is_told_to_put_it_back(tmp_path: Path)
     since the run started, which it does not. The refusal names the file and how to put it
     back from the unit's record.h5; done that way, the run goes on to the records of an
     uninterrupted one."""
-    import yaml
-
     cfg = config.from_dict(small_config(generations=2))
     MultiExperiment.from_config(cfg, tmp_path / "whole").run()
     out = tmp_path / "part"
@@ -930,10 +928,11 @@ def test_a_unit_that_lost_its_config_yaml_is_told_to_put_it_back(tmp_path: Path)
         MultiExperiment.resume(out)
     message = str(err.value)
     assert f"units/{stopped.labels[1]}/config.yaml is missing, while the unit's folder" in message
-    assert f"xdream.records.read({str(unit)!r}).config with yaml.safe_dump" in message
+    said = f"xdream.config.dump_yaml(xdream.records.read({str(unit)!r}).config, "
+    assert said + f"{str(unit / 'config.yaml')!r})" in message
     assert "adds" not in message
     assert folder_state(out) == before
-    (unit / "config.yaml").write_text(yaml.safe_dump(records.read(unit).config))
+    config.dump_yaml(records.read(unit).config, unit / "config.yaml")  # as the message says
     resumed = MultiExperiment.resume(out)
     resumed.run()
     assert_same_units(resumed.labels, tmp_path / "whole", out)

@@ -912,6 +912,9 @@ def test_a_string_that_yaml_1_2_reads_as_a_number_reads_back_from_config_yaml(
     assert config.load(tmp_path / "config.yaml") == cfg
     assert yaml.safe_load(config.to_yaml(cfg))["target"]["weights"] == "1e3"  # any YAML reader
     assert yaml.safe_dump({"a": "1e3"}) == "a: 1e3\n"  # PyYAML's own writer is left as it was
+    # a config's table (record.h5's copy, put back as the refusals for a lost config.yaml say)
+    config.dump_yaml(cfg.to_dict(), tmp_path / "table.yaml")
+    assert config.load(tmp_path / "table.yaml") == cfg
 
 
 def test_given_optimizer_keys_override_a_preset() -> None:

@@ -615,13 +615,18 @@ for _first, _resolvers in _UniqueKeyLoader.yaml_implicit_resolvers.items():
         _QuotingDumper.add_implicit_resolver(_tag, _regexp, [_first])
 
 
-def to_yaml(config: Config) -> str:
-    """The resolved config as YAML text, as :func:`dump_yaml` writes it."""
-    return yaml.dump(config.to_dict(), Dumper=_QuotingDumper, sort_keys=False)
+def to_yaml(config: Config | Mapping[str, Any]) -> str:
+    """The resolved config (or a config's table, such as the copy ``record.h5`` keeps:
+    ``xdream.records.read(RUN).config``) as YAML text, as :func:`dump_yaml` writes it."""
+    data = dict(config) if isinstance(config, Mapping) else config.to_dict()
+    return yaml.dump(data, Dumper=_QuotingDumper, sort_keys=False)
 
 
-def dump_yaml(config: Config, path: str | Path) -> None:
-    """Atomically write the resolved config as YAML (``xdream run`` accepts it back)."""
+def dump_yaml(config: Config | Mapping[str, Any], path: str | Path) -> None:
+    """Atomically write the resolved config, or a config's table, as YAML (``xdream run``
+    accepts it back; a string that xdream would read as a number, ``"1e3"``, is quoted, which
+    ``yaml.safe_dump`` leaves bare). To put back a run's lost ``config.yaml`` from its
+    ``record.h5``: ``dump_yaml(xdream.records.read(RUN).config, RUN / "config.yaml")``."""
     from xdream.records import atomic_write
 
     with atomic_write(path, "w") as fh:

@@ -1391,8 +1391,9 @@ def _lost_unit_config(out: Path, names: Sequence[str]) -> str:
     folder = out / "units" / names[0]
     if config_yaml_lost(folder):  # its record.h5 keeps the config it ran with
         how = (
-            f"its record.h5 keeps the config it ran with: write xdream.records.read("
-            f"{str(folder)!r}).config with yaml.safe_dump into {str(folder / 'config.yaml')!r}"
+            f"its record.h5 keeps the config it ran with: write it back with "
+            f"xdream.config.dump_yaml(xdream.records.read({str(folder)!r}).config, "
+            f"{str(folder / 'config.yaml')!r})"
             + (", and each other unit's from its own record.h5" if len(names) > 1 else "")
             + "; or copy a backup's"
         )
