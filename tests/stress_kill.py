@@ -7,6 +7,7 @@ Run it from the repository root after changing how records are written::
     python -m tests.stress_kill --kills 25 --seed 0
     python -m tests.stress_kill --kills 25 --units 3   # a many-unit run
     python -m tests.stress_kill --kills 25 --rig       # a rig run, with xdream rig-sim
+    python -m tests.stress_kill --kills 25 --placement rf  # images placed over the field
 
 Each round waits until the run has checkpointed one more generation since the last kill (so
 every kill lands in a run that makes progress, not in Python's start-up), then waits a random
@@ -104,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         "--rig", action="store_true", help="a [rig] run, answered by `xdream rig-sim` meanwhile"
     )
     p.add_argument(
+        "--placement",
+        choices=["full", "rf"],
+        default="full",
+        help="[target] placement (rf: each resume goes on in the square the run recorded)",
+    )
+    p.add_argument(
         "--keep",
         type=Path,
         help="work in this folder and keep it (else a temporary one, removed "
@@ -120,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         generations=args.generations,
         interval=args.interval,
-        target=RIG if args.rig else TARGET,
+        target=RIG if args.rig else TARGET + f'placement = "{args.placement}"\n',
     )
     if args.units > 1:  # a many-unit run: each unit's folder is compared
         text += f"\n[[targets]]\nchannels = {list(range(args.units))}\n"
