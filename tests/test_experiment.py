@@ -364,11 +364,12 @@ def test_a_marked_record_is_brought_up_to_date_not_rebuilt(
     assert_same_records(tmp_path / "full", cut)
 
 
-@pytest.mark.parametrize("change", ["touched", "copied", "mark damaged"])
+@pytest.mark.parametrize("change", ["touched", "copied", "mark damaged", "written, time put back"])
 def test_a_record_changed_after_its_mark_is_rebuilt(tmp_path: Path, change: str) -> None:
     """The mark holds the record's size, times and inode: a record written to (even with the
-    same size), replaced by a copy, or a mark that is not one, sends resume back to the
-    journal."""
+    same size, and its modification time put back, as a copy in place that keeps times does:
+    only the change time, which no program can set, tells), replaced by a copy, or a mark that
+    is not one, sends resume back to the journal."""
     tiny_experiment(tmp_path / "full", generations=6).run()
     cut = tmp_path / "cut"
     _lagging_run(cut, generations=6, appended=2, steps=4)
@@ -379,6 +380,18 @@ def test_a_record_changed_after_its_mark_is_rebuilt(tmp_path: Path, change: str)
     elif change == "copied":
         shutil.copy2(record, cut / "copy.h5")
         os.replace(cut / "copy.h5", record)
+    elif change == "written, time put back":  # a code of the first row changed in place
+        with h5py.File(record, "r") as f:
+            offset = f["codes"].id.get_chunk_info(0).byte_offset  # its first chunk, raw
+        st = record.stat()
+        with open(record, "r+b") as fh:
+            fh.seek(offset)
+            byte = fh.read(1)
+            fh.seek(offset)
+            fh.write(bytes([byte[0] ^ 0x40]))
+        os.utime(record, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert record.stat().st_size == st.st_size and record.stat().st_ino == st.st_ino
+        assert record.stat().st_mtime_ns == st.st_mtime_ns
     else:
         records.H5Record(record).mark_path.write_text('{"generations": 2}')
     assert records.H5Record(record).trusted_generations() is None
@@ -822,6 +835,9 @@ def test_journal_checkpoint_and_record_are_fsynced_and_what_can_be_remade_is_not
     assert {exp.folder.journal_path(0).name, "checkpoint.pkl", "record.h5"} <= names, synced
     assert not names & {"summary.json", "best.png", "gen000_best.png"}, synced
     assert ("record.h5", True) not in synced  # fsynced while unmarked, then marked
+    # the mark's removal is put on disk (the folder fsynced) before the record changes
+    assert ("run", False) in synced, synced
+    assert synced.index(("run", False)) < synced.index(("record.h5", False)), synced
     assert mark.exists()
 
 

@@ -6,16 +6,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import h5py
 import numpy as np
 import pytest
 
 from tests.helpers import many_unit_folder, tiny_experiment
 from xdream import records
-from xdream.errors import XDreamError
+from xdream.errors import DiskFullError, XDreamError
 
 
 def test_records_compare_by_value_with_nan_equal(tmp_path: Path) -> None:
@@ -269,3 +273,144 @@ def test_the_octave_recipe_of_the_docs_converts_the_codes_of_encode(tmp_path: Pa
         assert tuple(int(n) for n in shape.split()) == result.codes.shape
         assert (name, second, int(size)) == ("pixels", "a photo", 8)
         assert closest == names[int(np.argmin(result.rmse))]
+
+
+def _generation(g: int, n: int = 3, shown_before: int | None = None) -> records.GenerationRecord:
+    """Generation ``g`` of a run that shows ``n`` codes (of 2 numbers) and one reference each
+    generation; ``shown_before``: the presentations before it (``g * n`` by default)."""
+    shown = (g * n if shown_before is None else shown_before) + n
+    scores = np.arange(n, dtype=np.float64) + g
+    return records.GenerationRecord(
+        generation=g,
+        codes=np.full((n, 2), g, np.float32),
+        scores=scores,
+        clean_scores=scores.copy(),
+        image_ids=[f"gen{g:03d}_{i:06d}" for i in range(n)],
+        genealogy=["init"] * n,
+        ref_ids=[f"ref_{g}"],
+        ref_scores=np.array([0.5]),
+        ref_clean_scores=np.array([0.5]),
+        presentations=shown,
+        seconds=np.zeros(4),
+    )
+
+
+def _marked_record(path: Path, generations: int) -> records.H5Record:
+    record = records.H5Record(path)
+    record.initialise(2, {}, "test")
+    record.append(*(_generation(g) for g in range(generations)))
+    assert record.trusted_generations() == generations
+    return record
+
+
+@pytest.mark.parametrize("damage", ["a row dataset longer", "an older copy put back", "no mark"])
+def test_an_append_marks_a_record_again_only_where_its_datasets_then_agree(
+    tmp_path: Path, damage: str
+) -> None:
+    """The mark says a record is whole. A record changed since its last mark (a dataset one row
+    longer, or an older copy put back in place while the run goes on, which the next append
+    then extends with a later generation: rows that no longer add up to the presentations)
+    stays unmarked after the next append, and resume rebuilds it from the journal; so does one
+    left without its mark (a kill inside an append, or an earlier xdream, which may have torn
+    it in a way its datasets' lengths do not show)."""
+    record = _marked_record(tmp_path / "record.h5", 2)
+    if damage == "a row dataset longer":
+        with h5py.File(record.path, "r+") as f:
+            f["codes"].resize(f["codes"].shape[0] + 1, axis=0)
+        record.append(_generation(2))
+    elif damage == "no mark":
+        record.mark_path.unlink()
+        record.append(_generation(2))
+    else:
+        older = _marked_record(tmp_path / "older.h5", 1)
+        os.replace(older.path, record.path)  # record.h5's own mark is still there
+        record.append(_generation(2))  # 1 generation of rows, then the third one
+    assert not record.mark_path.exists()
+    assert record.trusted_generations() is None
+
+
+def test_a_mark_is_trusted_only_for_the_generations_it_names_and_a_record_that_reads_back(
+    tmp_path: Path,
+) -> None:
+    """A mark that matches the file's size, times and inode is still not enough: the record
+    must hold the generations the mark names, and read back whole (a disk error after the
+    mark changes neither the times nor the size)."""
+    record = _marked_record(tmp_path / "record.h5", 2)
+    record.mark(1)  # the file holds 2
+    assert record.trusted_generations() is None
+    record.mark(2)
+    assert record.trusted_generations() == 2
+    with h5py.File(record.path, "r+") as f:  # scores one row short, then "marked" again
+        f["scores"].resize(f["scores"].shape[0] - 1, axis=0)
+    record.mark(2)
+    assert record.trusted_generations() is None
+
+
+@pytest.mark.parametrize("text", ["null", "[2]", '"2"', "{", ""])
+def test_a_mark_that_is_not_one_xdream_wrote_is_no_mark(tmp_path: Path, text: str) -> None:
+    """A mark edited by hand or torn by a power cut (it is not fsynced) is no mark: the record
+    is rebuilt, and nothing raises."""
+    record = _marked_record(tmp_path / "record.h5", 1)
+    record.mark_path.write_text(text)
+    assert record.trusted_generations() is None
+
+
+def test_a_marked_record_whose_last_codes_no_longer_read_is_not_trusted(tmp_path: Path) -> None:
+    """Resume reads a marked record back before it keeps it: every dataset but the codes, and
+    the codes' last row. Here a disk error after the mark sent the address of the codes'
+    chunk in their index (a B-tree node) past the end of the file."""
+    record = _marked_record(tmp_path / "record.h5", 2)
+    with h5py.File(record.path, "r") as f:
+        address = struct.pack("<Q", f["codes"].id.get_chunk_info(0).byte_offset)
+    data = bytearray(record.path.read_bytes())
+    at = data.index(address, data.index(b"TREE\x01"))  # in the first chunk index: the codes'
+    data[at : at + 8] = struct.pack("<Q", 2**40)
+    record.path.write_bytes(bytes(data))
+    with h5py.File(record.path, "r") as f:
+        records.reading._record_from(f, {}, codes=False)  # the rest reads back
+        with pytest.raises(OSError, match="addr overflow"):
+            f["codes"][-1]
+    record.mark(2)  # its size, times and inode as the mark has them
+    assert record.trusted_generations() is None
+
+
+def test_every_change_in_place_of_a_record_is_made_while_it_is_unmarked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill inside an HDF5 write can leave a torn file: the mark goes (on disk) before the
+    file is opened to change it, by an append, a new config or a cut back, and comes back
+    only after; an append of nothing changes nothing."""
+    record = _marked_record(tmp_path / "record.h5", 3)
+    opened: list[bool] = []  # whether the mark was there when the record was opened to change
+    real = records.H5Record._open_existing
+
+    def spy(self: records.H5Record) -> Any:
+        opened.append(self.mark_path.exists())
+        return real(self)
+
+    monkeypatch.setattr(records.H5Record, "_open_existing", spy)
+    record.append(_generation(3))
+    record.mark(4)
+    record.set_config({"changed": True}, marked=4)
+    record.truncate(2)
+    assert opened == [False, False, False]
+    record.mark(2)
+    st = record.path.stat()
+    record.append()
+    assert opened == [False, False, False] and record.trusted_generations() == 2
+    assert record.path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_an_append_without_the_space_for_twice_its_data_is_refused_before_it_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HDF5 must not meet a full disk: an append needs 4 MiB plus twice its data free, and is
+    refused (DiskFullError) without touching the record, which stays marked."""
+    record = _marked_record(tmp_path / "record.h5", 1)
+    rec = _generation(1, n=2000)
+    usage = shutil.disk_usage(tmp_path)
+    free = records.SPACE_MARGIN + rec.nbytes()  # room for the data once, not twice
+    monkeypatch.setattr(records.faults.shutil, "disk_usage", lambda _: usage._replace(free=free))
+    with pytest.raises(DiskFullError, match="the next write to the records needs"):
+        record.append(rec)
+    assert record.trusted_generations() == 1
