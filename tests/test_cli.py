@@ -563,6 +563,7 @@ def test_the_progress_bar_fits_an_80_column_terminal(
     [
         ("checkpoint.pkl=garbage\n", "checkpoint.pkl", "put back a copy from a backup if"),
         ("checkpoint.pkl=", "checkpoint.pkl", "cannot continue without it"),
+        ("checkpoint.pkl=(lp0\nI1\na.", "checkpoint.pkl", "holds a list, not a checkpoint"),
         ("journal/gen000003.npz=junk\n", "gen000003.npz", "not an .npz archive"),
         ("journal/gen000002.npz:2000", "gen000002.npz", "is damaged (BadZipFile"),
         ("config.yaml=", "config.yaml", "it is empty"),
