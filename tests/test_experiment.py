@@ -469,6 +469,21 @@ def test_a_finished_run_continued_and_killed_resumes(tmp_path: Path, torn: bool)
     assert not (cut / "journal").exists()
 
 
+def test_a_finished_unmarked_run_of_one_generation_goes_on(tmp_path: Path) -> None:
+    """A finished run's journal is gone: resume keeps its record (and copies it to
+    journal/base.h5) whatever its length, one generation included (the journal lacks the
+    first file as it lacks the last), even without a mark (an earlier xdream's record)."""
+    tiny_experiment(tmp_path / "full", generations=3).run()
+    cut = tmp_path / "cut"
+    tiny_experiment(cut, generations=1).run()
+    records.H5Record(cut / "record.h5").mark_path.unlink()
+    more = tiny_experiment(cut, generations=3)
+    assert more.restore() == ""
+    assert (cut / "journal" / "base.h5").is_file()
+    more.run()
+    assert_same_records(tmp_path / "full", cut)
+
+
 def test_a_finished_run_restored_with_the_same_budget_keeps_no_copy_of_its_record(
     tmp_path: Path,
 ) -> None:
@@ -1633,6 +1648,37 @@ def test_a_lost_checkpoint_is_refused_and_the_folder_left_alone(
     assert "xdream.records.read" in message and "another --out" in message
     assert folder_contents(run) == before  # not even the temporary file was removed
     assert len(records.read(run).best_per_generation) == 3
+
+
+@pytest.mark.parametrize("sign", ["two journal files", "an unreadable record.h5"])
+def test_a_lost_checkpoint_is_refused_on_a_single_sign_of_progress(
+    tmp_path: Path, sign: str
+) -> None:
+    """Two journal files (beside a record.h5 that has no generation yet), or a record.h5 that
+    cannot be read, show that generations finished: without the checkpoint
+    the run is refused, not started again over them (one journal file is a run killed in
+    its first generation, which starts again)."""
+    run = tmp_path / "run"
+    exp = tiny_experiment(run, generations=6, record_interval=3600)
+    exp._start()
+    for _ in range(2):
+        exp.step()
+    exp._settle()
+    exp.release_folder()
+    (run / "checkpoint.pkl").unlink()
+    (run / "summary.json").unlink(missing_ok=True)
+    records.H5Record(run / "record.h5").truncate(0)  # no generation there: only the journal
+    if sign == "an unreadable record.h5":
+        exp.folder.journal_path(1).unlink()
+        (run / "record.h5").write_bytes(b"torn")
+    before = folder_contents(run)
+    with pytest.raises(XDreamError) as caught:
+        tiny_experiment(run, generations=6).restore()
+    message = str(caught.value)
+    assert "checkpoint.pkl is missing" in message and "nothing was changed" in message
+    expected = "2 generations in journal/" if sign == "two journal files" else "cannot be read"
+    assert expected in message, message
+    assert folder_contents(run) == before
 
 
 def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ experiment's says."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -414,3 +415,99 @@ def test_an_append_without_the_space_for_twice_its_data_is_refused_before_it_wri
     with pytest.raises(DiskFullError, match="the next write to the records needs"):
         record.append(rec)
     assert record.trusted_generations() == 1
+
+
+FORKED_CHILD_MEETS_ITS_PARENTS_LOCK = """
+import os, sys
+from xdream import records
+from xdream.errors import FolderInUseError
+
+lock = records.RunFolder(sys.argv[1]).lock()
+pid = os.fork()
+if pid == 0:  # the child: the parent's table says the parent holds it, not this process
+    code = 3
+    try:
+        records.RunFolder(sys.argv[1]).lock()
+    except FolderInUseError as err:
+        print(err, flush=True)
+        code = 0
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_is_told_that_its_parent_process_holds_the_folder(tmp_path: Path) -> None:
+    """A forked child does not hold its parent's locks: it is refused the parent's folder as
+    another process's (named by its pid), not as its own experiment's."""
+    script = [sys.executable, "-c", FORKED_CHILD_MEETS_ITS_PARENTS_LOCK, str(tmp_path)]
+    out = subprocess.run(script, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "is in use by another xdream process (pid " in out.stdout, out.stdout
+    assert "another experiment of this process" not in out.stdout
+
+
+def test_the_lock_file_names_only_its_current_holder(tmp_path: Path) -> None:
+    """The lock file is rewritten whole by the process that takes it: a longer text left by an
+    earlier holder does not trail after it (FolderInUseError quotes the file)."""
+    lock_file = tmp_path / records.LOCK_FILE
+    lock_file.write_text("pid 4194304 on a-host-with-a-long-name, since 2026-01-01 00:00:00\n" * 4)
+    lock = records.RunFolder(tmp_path).lock()
+    try:
+        text = lock_file.read_text()
+        assert text.startswith(f"pid {os.getpid()} on ") and text.count("\n") == 1, text
+    finally:
+        lock.release()
+
+
+def test_a_folder_holds_no_run_yet_only_with_its_lock_and_empty_folders(tmp_path: Path) -> None:
+    """A run stopped while it loaded its network left its lock and empty folders: nothing
+    recorded, so the advice is to start it again; a journal file, or no lock (a folder no run
+    took), is something else."""
+    folder = records.RunFolder(tmp_path / "run")
+    folder.create()
+    assert not folder.stopped_before_writing()  # no lock: not a run's
+    (folder.path / records.LOCK_FILE).write_text("pid 1 on host, since then\n")
+    assert folder.stopped_before_writing()
+    folder.journal_path(0).write_bytes(b"")
+    assert not folder.stopped_before_writing()
+
+
+def test_a_full_disk_is_told_by_its_errno_alone_and_through_an_error_raised_while_handling_it() -> (
+    None
+):
+    """ENOSPC and EDQUOT say a full disk whatever their text (another language, none), and an
+    error raised while handling one (h5py failing to close the file) is one too."""
+    assert records.is_disk_full(OSError(errno.ENOSPC, ""))
+    assert records.is_disk_full(OSError(errno.EDQUOT, "Kontingent überschritten"))
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("Can't decrement id ref count")  # noqa: B904 (as h5py does)
+    except RuntimeError as raised:
+        assert records.is_disk_full(raised)
+
+
+def test_only_a_write_in_the_run_folder_that_it_refuses_is_taken_for_the_folders_fault(
+    tmp_path: Path,
+) -> None:
+    """A folder that can no longer be written (read-only, or a part of it deleted) is one
+    error that says how to continue; an I/O error, or a refusal in another folder (a rig's
+    write_dir elsewhere), is left to say what it is."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("recorded")
+    inside = str(run / "journal" / ".gen000003.npz.abcd.xdream.tmp")
+    records.raise_if_folder_fault(OSError(errno.EIO, "Input/output error", inside), run)
+    elsewhere = str(tmp_path / "rig" / "block.png")
+    records.raise_if_folder_fault(OSError(errno.EACCES, "Permission denied", elsewhere), run)
+    with pytest.raises(XDreamError) as read_only:
+        records.raise_if_folder_fault(OSError(errno.EROFS, "Read-only file system", inside), run)
+    assert "gen000003.npz (Read-only file system)" in str(read_only.value)
+    assert "can no longer be written" in str(read_only.value)
+    with pytest.raises(XDreamError) as deleted:
+        records.raise_if_folder_fault(OSError(errno.ENOENT, "No such file", inside), run)
+    assert f"a part of {run} was moved or deleted" in str(deleted.value)
