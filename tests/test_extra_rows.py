@@ -12,7 +12,7 @@ import pytest
 
 import xdream.generators
 import xdream.optimizers
-from tests.helpers import RedScorer
+from tests.helpers import RedScorer, killed_inside_an_append
 from xdream import records
 from xdream.errors import XDreamError
 from xdream.experiment import Experiment
@@ -73,15 +73,20 @@ def test_the_rows_come_back_from_read_with_their_generation(tmp_path: Path) -> N
     assert extra["mine/sub/generation"].tolist() == [0, 1, 2]
 
 
-def test_a_resumed_run_records_the_rows_of_an_uninterrupted_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("torn", [False, True])
+def test_a_resumed_run_records_the_rows_of_an_uninterrupted_one(tmp_path: Path, torn: bool) -> None:
+    """Brought up to date, or rebuilt from the journal (killed inside an append: the journal
+    files hold the rows too)."""
     experiment(tmp_path / "full", rows, generations=4).run()
     first = experiment(tmp_path / "cut", rows, generations=4)
     for _ in range(2):
         first.step()
     first.flush()
     first.release_folder()
+    if torn:
+        killed_inside_an_append(tmp_path / "cut")
     resumed = experiment(tmp_path / "cut", rows, generations=4)
-    resumed.restore()
+    assert ("rebuilt from the journal" in resumed.restore()) == torn
     resumed.run()
     full, cut = records.read(tmp_path / "full").extra, records.read(tmp_path / "cut").extra
     assert full.keys() == cut.keys()

@@ -11,6 +11,7 @@ import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +86,17 @@ def test_checking_the_journal_refuses_what_reading_it_would(tmp_path: Path) -> N
     path = folder.journal_path(1)
     whole = path.read_bytes()
     with np.load(path) as a:
-        without_scores = {k: a[k] for k in a.files if k != "scores"}
-    damages = {
-        "missing": lambda: path.unlink(),
-        "not an .npz archive": lambda: path.write_bytes(b"junk"),
-        "BadZipFile": lambda: path.write_bytes(whole[: len(whole) // 2]),
-        "KeyError": lambda: np.savez(path, **without_scores),
-    }
-    for problem, damage in damages.items():
+        arrays = {k: a[k] for k in a.files}
+    damages: list[tuple[str, Callable[[], object]]] = [
+        ("missing", lambda: path.unlink()),
+        ("not an .npz archive", lambda: path.write_bytes(b"junk")),
+        ("BadZipFile", lambda: path.write_bytes(whole[: len(whole) // 2])),
+    ]
+    for name in arrays:  # each array a generation holds, left out in turn
+        rest = {k: v for k, v in arrays.items() if k != name}
+        damages.append(("KeyError", lambda rest=rest: np.savez(path, **rest)))  # type: ignore[misc]
+    assert len(damages) == 3 + 11
+    for problem, damage in damages:
         path.write_bytes(whole)
         damage()
         with pytest.raises(XDreamError) as checked:
@@ -511,3 +515,19 @@ def test_only_a_write_in_the_run_folder_that_it_refuses_is_taken_for_the_folders
     with pytest.raises(XDreamError) as deleted:
         records.raise_if_folder_fault(OSError(errno.ENOENT, "No such file", inside), run)
     assert f"a part of {run} was moved or deleted" in str(deleted.value)
+    try:  # xdream's own error, raised while handling the system's, says it already
+        try:
+            raise OSError(errno.ENOENT, "No such file", str(run / "record.h5"))
+        except OSError:
+            raise XDreamError("'record.h5' is gone: it was moved or deleted") from None
+    except XDreamError as own:
+        records.raise_if_folder_fault(own, run)
+
+
+def test_a_generations_mean_and_best_leave_out_scores_without_an_answer() -> None:
+    """NaN is a presentation without a response (a rig's timeout): the generation's mean and
+    best are those of the answered ones."""
+    rec = _generation(0, n=4)
+    rec.scores = np.array([1.0, np.nan, 3.0, 2.0])
+    rec.ref_scores = np.array([np.nan, 0.25])
+    assert (rec.mean_score, rec.best_score, rec.best_reference) == (2.0, 3.0, 0.25)
