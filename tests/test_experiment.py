@@ -180,31 +180,45 @@ class _RowsOfItsOwn(RedScorer):
         return super().score(images, ids)
 
 
+@pytest.mark.parametrize("behind", [1, 2])
 def test_a_finished_run_resumed_from_an_older_checkpoint_cuts_its_record_back(
-    tmp_path: Path,
+    tmp_path: Path, behind: int
 ) -> None:
     """A finished run (no journal) whose checkpoint is older than its record, a backup's put
     back say: the record is cut to the checkpoint's generations (rows, references and a
-    scorer's own rows), and the run goes on as if never cut."""
+    scorer's own rows), marked as it then stands, and the run goes on as if never cut."""
+    kept = 4 - behind
     for name in ("full", "cut"):
         exp = tiny_experiment(tmp_path / name, generations=4)
         exp.scorer = _RowsOfItsOwn()
         exp._start()
-        for _ in range(2):
+        for _ in range(kept):
             exp.step()
         checkpoint = (tmp_path / name / "checkpoint.pkl").read_bytes()
         exp.run()
     cut = tmp_path / "cut"
-    (cut / "checkpoint.pkl").write_bytes(checkpoint)  # the one saved after generation 1
+    (cut / "checkpoint.pkl").write_bytes(checkpoint)  # the one saved after generation kept - 1
     resumed = tiny_experiment(cut, generations=4)
     resumed.scorer = _RowsOfItsOwn()
-    assert "cut 2 unfinished generation(s)" in resumed.restore()
+    assert f"cut {behind} unfinished generation(s)" in resumed.restore()
+    assert records.H5Record(cut / "record.h5").trusted_generations() == kept
     rec = records.read(cut)
-    assert len(rec.best_per_generation) == 2 and set(rec.generation) == {0, 1}
-    assert set(rec.ref_generation) == {0, 1}
-    assert list(rec.extra["own/generation"]) == [0, 0, 1, 1]
+    assert len(rec.best_per_generation) == kept and set(rec.generation) == set(range(kept))
+    assert set(rec.ref_generation) == set(range(kept))
+    assert list(rec.extra["own/generation"]) == [g for g in range(kept) for _ in range(2)]
     resumed.run()
     assert_same_records(tmp_path / "full", cut)
+
+
+def test_a_finished_run_whose_record_lacks_a_generation_is_refused(tmp_path: Path) -> None:
+    """Without a journal, a record one generation behind the checkpoint (an older copy put
+    back) cannot be completed: resume refuses, naming both, and the run does not go on with a
+    generation missing from its record."""
+    run = tmp_path / "run"
+    tiny_experiment(run, generations=3).run()
+    records.H5Record(run / "record.h5").truncate(2)
+    with pytest.raises(XDreamError, match="holds 2 generations, the checkpoint 3, and the journal"):
+        tiny_experiment(run, generations=5).restore()
 
 
 def test_noise_is_drawn_from_a_stream_of_its_own_not_the_optimizers(tmp_path: Path) -> None:
@@ -360,6 +374,24 @@ def test_a_marked_record_is_brought_up_to_date_not_rebuilt(
     assert note == "record.h5 brought up to date from the journal (3 generation(s) appended)"
     assert read == [2, 3, 4]
     assert records.H5Record(cut / "record.h5").trusted_generations() == 5
+    resumed.run()
+    assert_same_records(tmp_path / "full", cut)
+
+
+def test_a_marked_record_that_holds_every_generation_is_kept_as_it_is(tmp_path: Path) -> None:
+    """Killed right after an append that reached the checkpoint: resume keeps record.h5 (the
+    same file, not rebuilt) and copies nothing to journal/base.h5 (the journal holds every
+    generation)."""
+    tiny_experiment(tmp_path / "full", generations=5).run()
+    cut = tmp_path / "cut"
+    _lagging_run(cut, generations=5, appended=3, steps=3)
+    record = records.H5Record(cut / "record.h5")
+    assert record.trusted_generations() == 3
+    inode = record.path.stat().st_ino
+    resumed = tiny_experiment(cut, generations=5)
+    assert resumed.restore() == ""
+    assert record.path.stat().st_ino == inode and record.trusted_generations() == 3
+    assert not (cut / "journal" / records.BASE_FILE).exists()
     resumed.run()
     assert_same_records(tmp_path / "full", cut)
 
@@ -857,6 +889,27 @@ def test_journal_checkpoint_and_record_are_fsynced_and_what_can_be_remade_is_not
     before_the_end = len(synced)
     exp.run()  # to the end: the summary that says "finished" is fsynced
     assert "summary.json" in {name for name, _ in synced[before_the_end:]}, synced
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_the_copy_of_a_finished_runs_record_is_fsynced_when_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """journal/base.h5 is where a rebuild of a continued finished run starts (its journal is
+    gone): it reaches the disk before the run goes on."""
+    run = tmp_path / "run"
+    tiny_experiment(run, generations=2).run()
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    tiny_experiment(run, generations=4).restore()
+    assert (run / "journal" / records.BASE_FILE).is_file()
+    assert any(name.startswith(f".{records.BASE_FILE}.") for name in synced), synced
 
 
 def test_record_h5_lags_by_the_interval_only_and_is_complete_at_the_end(tmp_path: Path) -> None:
