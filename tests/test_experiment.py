@@ -429,6 +429,7 @@ def test_a_record_changed_after_its_mark_is_rebuilt(tmp_path: Path, change: str)
     assert records.H5Record(record).trusted_generations() is None
     resumed = tiny_experiment(cut, generations=6)
     assert resumed.restore() == "record.h5 rebuilt from the journal (4 generations)"
+    assert records.H5Record(record).trusted_generations() == 4  # marked: kept next time
     resumed.run()
     assert_same_records(tmp_path / "full", cut)
 
@@ -514,6 +515,52 @@ def test_a_finished_unmarked_run_of_one_generation_goes_on(tmp_path: Path) -> No
     assert (cut / "journal" / "base.h5").is_file()
     more.run()
     assert_same_records(tmp_path / "full", cut)
+
+
+def test_a_finished_run_of_one_generation_continued_and_torn_is_rebuilt_from_its_base(
+    tmp_path: Path,
+) -> None:
+    """journal/base.h5 of one generation is where the rebuild starts: the journal holds only
+    the generations after it."""
+    tiny_experiment(tmp_path / "full", generations=3).run()
+    cut = tmp_path / "cut"
+    tiny_experiment(cut, generations=1).run()
+    more = tiny_experiment(cut, generations=3, record_interval=0)
+    more.restore()
+    more.step()
+    more._settle()
+    more.release_folder()  # then "killed" inside its next append
+    killed_inside_an_append(cut)
+    (cut / "record.h5").write_bytes(b"\x89HDF garbage from a torn write")
+    resumed = tiny_experiment(cut, generations=3)
+    assert "rebuilt from the record of its first 1 generations and the journal" in (
+        resumed.restore()
+    )
+    resumed.run()
+    assert_same_records(tmp_path / "full", cut)
+
+
+def test_a_rebuild_that_fails_leaves_record_h5_as_it_was_and_nothing_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record is rebuilt beside record.h5 and swapped in once complete: a rebuild stopped
+    by an error (a journal file damaged inside its archive, found only when read) changes
+    nothing, and leaves no half-rebuilt file."""
+    cut = tmp_path / "cut"
+    _lagging_run(cut, generations=5, appended=2, steps=4)
+    killed_inside_an_append(cut)
+    before = folder_contents(cut)
+    real = records.RunFolder.read_journal
+
+    def damaged(folder: records.RunFolder, generation: int) -> records.GenerationRecord:
+        if generation == 3:
+            raise XDreamError("journal file gen000003.npz is damaged")
+        return real(folder, generation)
+
+    monkeypatch.setattr(records.RunFolder, "read_journal", damaged)
+    with pytest.raises(XDreamError, match="is damaged"):
+        tiny_experiment(cut, generations=5).restore()
+    assert folder_contents(cut) == before
 
 
 def test_a_finished_run_restored_with_the_same_budget_keeps_no_copy_of_its_record(
