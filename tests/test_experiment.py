@@ -540,6 +540,28 @@ def test_a_finished_run_of_one_generation_continued_and_torn_is_rebuilt_from_its
     assert_same_records(tmp_path / "full", cut)
 
 
+def test_a_record_rebuilt_from_its_base_takes_the_budget_of_the_session_that_rebuilds_it(
+    tmp_path: Path,
+) -> None:
+    """journal/base.h5 holds the config of the session that continued the finished run; a
+    later session with another budget rebuilds from it and writes its own config."""
+    cut = tmp_path / "cut"
+    tiny_experiment(cut, generations=1).run()
+    more = tiny_experiment(cut, generations=3, record_interval=0)
+    more.restore()
+    more.step()
+    more._settle()
+    more.release_folder()
+    killed_inside_an_append(cut)
+    (cut / "record.h5").write_bytes(b"\x89HDF garbage from a torn write")
+    with h5py.File(cut / "journal" / records.BASE_FILE, "r") as f:
+        assert json.loads(f.attrs["config"])["experiment"]["generations"] == 3
+    resumed = tiny_experiment(cut, generations=4)
+    assert "rebuilt from the record of its first 1 generations" in resumed.restore()
+    with h5py.File(cut / "record.h5", "r") as f:
+        assert json.loads(f.attrs["config"])["experiment"]["generations"] == 4
+
+
 def test_a_rebuild_that_fails_leaves_record_h5_as_it_was_and_nothing_beside_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
