@@ -449,6 +449,25 @@ def test_interrupted_lockstep_run_resumes(tmp_path: Path) -> None:
     assert_same_units(resumed.labels, tmp_path / "whole", tmp_path / "part")
 
 
+def test_a_lockstep_run_stopped_by_ctrl_c_brings_every_units_record_up_to_date(
+    tmp_path: Path,
+) -> None:
+    """However a run stops, each unit's record.h5 is brought up to the generations on disk
+    (here the records lag by the interval: an hour)."""
+    data = small_config(generations=4)
+    data["experiment"]["record_interval"] = 3600
+    run = MultiExperiment.from_config(config.from_dict(data), tmp_path / "part")
+
+    def stop(generation: int, units: int) -> None:
+        if generation == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run.run(progress=stop)
+    have = [records.H5Record(e.folder.record).generations() for e in run.experiments]
+    assert have == [3] * len(run.experiments)
+
+
 def test_a_folder_is_let_go_only_once_its_records_written_in_the_background_are_on_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
