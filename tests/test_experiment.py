@@ -210,6 +210,32 @@ def test_a_finished_run_resumed_from_an_older_checkpoint_cuts_its_record_back(
     assert_same_records(tmp_path / "full", cut)
 
 
+def test_a_continued_finished_run_resumed_from_a_checkpoint_older_than_its_base_is_cut_back(
+    tmp_path: Path,
+) -> None:
+    """journal/base.h5 holds more generations than a checkpoint put back from before the run
+    finished: the rebuild cannot start from it, and the record is cut to the checkpoint."""
+    tiny_experiment(tmp_path / "full", generations=5).run()
+    cut = tmp_path / "cut"
+    exp = tiny_experiment(cut, generations=3)
+    exp._start()
+    for _ in range(2):
+        exp.step()
+    older = (cut / "checkpoint.pkl").read_bytes()  # after generation 1
+    exp.run()
+    more = tiny_experiment(cut, generations=5, record_interval=0)
+    more.restore()  # journal/base.h5: 3 generations
+    more.step()
+    more._settle()
+    more.release_folder()
+    (cut / "checkpoint.pkl").write_bytes(older)
+    resumed = tiny_experiment(cut, generations=5)
+    assert "cut 2 unfinished generation(s)" in resumed.restore()
+    assert records.H5Record(cut / "record.h5").generations() == 2
+    resumed.run()
+    assert_same_records(tmp_path / "full", cut)
+
+
 def test_a_finished_run_whose_record_lacks_a_generation_is_refused(tmp_path: Path) -> None:
     """Without a journal, a record one generation behind the checkpoint (an older copy put
     back) cannot be completed: resume refuses, naming both, and the run does not go on with a
