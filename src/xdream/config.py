@@ -92,9 +92,10 @@ class ExperimentSection:
     """Images per forward pass through the generator."""
     record_interval: float = 2.0
     """Seconds between appends to ``record.h5`` and rewrites of ``summary.json`` (0: after every
-    generation; ``inf``: when the run stops). The journal and checkpoint are written durably after every generation
-    regardless, and ``xdream resume`` brings ``record.h5`` up to date from the journal, so a
-    longer interval only makes the files a reader sees lag; a rig appends while it waits. A positive
+    generation; ``inf``: when the run stops). The journal and checkpoint are written durably
+    after every generation regardless, and ``xdream resume`` brings ``record.h5`` up to date
+    from the journal, so a longer interval only makes the files a reader sees lag; a rig
+    appends while it waits. A positive
     interval is lengthened where the appends would take more than a tenth of the run's time:
     in a run of many units, to about 10 x the units x one append's time (22 s for 200 units
     at the 11 ms an append took on the 2-core development machine before each append also
