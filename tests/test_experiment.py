@@ -975,6 +975,11 @@ def test_journal_checkpoint_and_record_are_fsynced_and_what_can_be_remade_is_not
     exp.flush()
     names = {name for name, _ in synced}
     assert {exp.folder.journal_path(0).name, "checkpoint.pkl", "record.h5"} <= names, synced
+    # the journal file's new name is on disk (its folder fsynced) before the checkpoint that
+    # counts on it: POSIX asks for that, and ext4's ordering is not every file system's
+    order = [name for name, _ in synced]
+    journal_file = order.index(exp.folder.journal_path(0).name)
+    assert journal_file < order.index("journal") < order.index("checkpoint.pkl"), synced
     assert not names & {"summary.json", "best.png", "gen000_best.png"}, synced
     assert ("record.h5", True) not in synced  # fsynced while unmarked, then marked
     # the mark's removal is put on disk (the folder fsynced) before the record changes
@@ -1005,6 +1010,8 @@ def test_the_copy_of_a_finished_runs_record_is_fsynced_when_the_run_goes_on(
     tiny_experiment(run, generations=4).restore()
     assert (run / "journal" / records.BASE_FILE).is_file()
     assert any(name.startswith(f".{records.BASE_FILE}.") for name in synced), synced
+    copied = next(i for i, n in enumerate(synced) if n.startswith(f".{records.BASE_FILE}."))
+    assert "journal" in synced[copied:] and "run" in synced[copied:], synced  # names on disk
 
 
 def test_record_h5_lags_by_the_interval_only_and_is_complete_at_the_end(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from xdream.errors import (
     XDreamError,
 )
 from xdream.records import locks
-from xdream.records.files import TMP_SUFFIX, atomic_write
+from xdream.records.files import TMP_SUFFIX, atomic_write, fsync_folder
 from xdream.records.layout import (
     BASE_FILE,
     DROPPED_JOURNAL,
@@ -158,6 +158,7 @@ class RunFolder:
             probe.unlink()
         except OSError as err:
             raise self._unwritable(err) from None
+        fsync_folder(self.path)  # the journal's folder itself survives a power cut
 
     def _unwritable(self, err: OSError) -> XDreamError:
         from xdream.records.messages import continue_how
@@ -178,9 +179,12 @@ class RunFolder:
         return self.journal / f"gen{generation:06d}.npz"
 
     def write_journal(self, rec: GenerationRecord) -> None:
-        """Durably write one generation to the journal."""
+        """Durably write one generation to the journal: its data, and its name in the journal's
+        folder (fsynced, as POSIX asks for a new name to survive a power cut, before the
+        checkpoint that counts on it is written)."""
         with atomic_write(self.journal_path(rec.generation)) as fh:
             np.savez(fh, **rec.to_arrays())  # type: ignore[arg-type]
+        fsync_folder(self.journal)
 
     def read_journal(self, generation: int) -> GenerationRecord:
         """One generation from the journal; a damaged file is one clear

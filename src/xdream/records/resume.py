@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from xdream.errors import RecordUnreadableError, XDreamError
 from xdream.records.faults import check_space
-from xdream.records.files import _UMASK, atomic_write
+from xdream.records.files import _UMASK, atomic_write, fsync_folder
 from xdream.records.folder import RunFolder
 from xdream.records.h5 import H5Record
 from xdream.records.layout import BASE_FILE, UNREADABLE
@@ -70,6 +70,8 @@ def _keep_base(folder: RunFolder, generations: int) -> None:
     folder.journal.mkdir(exist_ok=True)
     with open(folder.record, "rb") as src, atomic_write(folder.journal / BASE_FILE) as dst:
         shutil.copyfileobj(src, dst, COPY_BUFFER)
+    fsync_folder(folder.journal)  # its name, and the journal's own in the run's folder
+    fsync_folder(folder.path)
 
 
 @dataclass(frozen=True)
