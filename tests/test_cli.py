@@ -616,7 +616,7 @@ def test_render_of_a_run_with_an_empty_config_says_so(
     assert main(["render", str(run), "--ids", "best"]) == 2
     err = capsys.readouterr().err
     assert "config.yaml" in err and "it is empty" in err and "no config.yaml" not in err
-    assert "record.h5 keeps a copy" in err
+    assert "record.h5 keeps a copy" in err and "xdream.config.dump_yaml(xdream.records" in err
 
 
 @pytest.mark.parametrize(

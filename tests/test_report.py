@@ -1139,8 +1139,9 @@ def test_a_run_made_from_a_config_that_lost_its_config_yaml_is_told_to_put_it_ba
     assert "its config.yaml is missing: put it back (record.h5 keeps a copy" in err
     assert "built in Python" not in err
     assert report.continue_with(run).startswith("its config.yaml is missing")
-    recorded = records.read(run).config  # the recipe the message gives
-    (run / "config.yaml").write_text(yaml.safe_dump(recorded))
+    assert f"xdream.config.dump_yaml(xdream.records.read({str(run)!r}).config, " in err
+    recorded = records.read(run).config
+    config_mod.dump_yaml(recorded, run / "config.yaml")  # the recipe the message gives
     assert config_mod.load(run / "config.yaml") == config_mod.from_dict(yaml.safe_load(saved))
     assert main(["resume", str(run)]) == 0
     # a run into it says the same, not "built from Python objects"

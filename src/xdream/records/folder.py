@@ -286,8 +286,8 @@ class RunFolder:
         raise XDreamError(
             f"cannot use {str(self.config)!r}, which defines the experiment: {problem}. Put "
             "back the resolved configuration the run was started with: record.h5 keeps a copy "
-            f"(xdream.records.read({str(self.path)!r}).config, written back with yaml.safe_dump "
-            "into config.yaml), or copy the config.yaml of a backup."
+            f"(xdream.config.dump_yaml(xdream.records.read({str(self.path)!r}).config, "
+            f"{str(self.config)!r}) writes it back), or copy the config.yaml of a backup."
         )
 
     def unregistered(self, err: UnknownNameError) -> XDreamError:

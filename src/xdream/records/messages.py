@@ -75,8 +75,8 @@ def put_config_back(run: Path) -> str:
         )
     return (
         f"its config.yaml is missing: put it back (record.h5 keeps a copy: "
-        f"xdream.records.read({str(run)!r}).config, written with yaml.safe_dump into "
-        f"config.yaml), then xdream resume {run}"
+        f"xdream.config.dump_yaml(xdream.records.read({str(run)!r}).config, "
+        f"{str(Path(run) / 'config.yaml')!r}) writes it back), then xdream resume {run}"
     )
 
 
