@@ -427,17 +427,28 @@ def test_sphere_init_codes_that_average_to_zero_start_from_a_seeded_direction() 
     np.testing.assert_array_equal(runs[0].ask(), runs[1].ask())
 
 
-def test_sphere_schedule_of_one_generation_keeps_one_angle() -> None:
-    opt = make("sphere-cma", dim=6, seed=0, population_size=6, generations=1, angle_start=30.0)
+def test_sphere_schedule_of_one_generation_takes_the_end_angle_after_it() -> None:
+    """Generation 0 samples at angle_start and every later one at angle_end, as for longer
+    schedules ("later generations keep angle_end"); a one-generation schedule kept angle_start
+    for ever (audit C). The angle asked is the one sampled at."""
+    opt = make(
+        "sphere-cma",
+        dim=6,
+        seed=0,
+        population_size=6,
+        generations=1,
+        angle_start=30.0,
+        angle_end=7.3,
+    )
     assert isinstance(opt, SphereCMA)
-    assert [opt.angle(g) for g in (0, 1, 5)] == [30.0, 30.0, 30.0]
+    assert [opt.angle(g) for g in (0, 1, 5)] == [30.0, 7.3, 7.3]
     for _ in range(2):
         codes = opt.ask()
         opt.tell(codes, linear(codes))
     u = opt.direction
     assert u is not None
     angles = np.degrees(np.arccos(np.clip(opt.ask() @ u / opt.radius, -1, 1)))
-    np.testing.assert_allclose(angles, 30.0, atol=1e-3)
+    np.testing.assert_allclose(angles, 7.3, atol=1e-3)
 
 
 def test_sphere_mean_update_is_slerp_of_weighted_top() -> None:
