@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import json
 import os
 import re
@@ -1271,6 +1273,9 @@ def test_a_sweep_folder_lists_its_tasks_without_a_record(runs: Path, tmp_path: P
     assert len(tables) == 3  # channel 3, channel 7, and the unit with no record
     failed = "failed before recording: a budget of 3 presentations is less"
     assert "stem_c003/genetic/seed2" in tables[0] and failed in tables[0]
+    (task,) = [r for r in re.findall(r"<tr>(.*?)</tr>", tables[0]) if "seed2" in r]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", task)
+    assert cells[1:4] == ["genetic", "", "2"] and cells[4:11] == ["n/a"] * 7  # its seed kept
     assert "<h2>Planned experiments of units with none recorded</h2>" in page
     assert "stem_c009/genetic/seed0" in tables[2] and "not started" in tables[2]
 
@@ -1571,3 +1576,91 @@ def test_the_shown_config_leaves_out_only_a_target_recorded_beside_rig() -> None
     network = "target:\n  layer: stem\nexperiment:\n  generations: 2\n"
     for text in (rig, network, "", "rig: [unclosed\n", "- rig\n- target\n"):
         assert _shown_config(text, notes) == text and len(notes) == 1, text
+
+
+def test_folder_statistics_are_medians_and_means_of_the_finished_runs_numbers(
+    runs: Path, tmp_path: Path
+) -> None:
+    """Three finished runs with skewed bests and noise-free ratios (median and mean differ),
+    and a stopped run with a large noise-free ratio: the row's median and mean best are of the
+    finished runs' noisy bests, its median noise-free best / ref is of their clean ratios, and
+    the thumbnail is the best finished run's image, not the stopped run's higher best so far
+    (found by mutation audit Y: with two runs median and mean were alike, and the stopped
+    run's ratio and image were not checked)."""
+    import socket
+
+    folder = tmp_path / "sweep"
+    for name in ("s0", "s1", "s2", "stopped"):
+        shutil.copytree(runs / "a-seed0", folder / name)
+    finished = {"s0": (1.0, 1.0, 2.0), "s1": (2.0, 2.0, 2.0), "s2": (9.0, 30.0, 2.0)}
+    for name, (best, clean, ref) in finished.items():
+        _edit_summary(folder / name, best_score=best, best_clean_score=clean,
+                      best_clean_reference_score=ref)  # fmt: skip
+    gone = {"host": socket.gethostname(), "pid": _gone_pid()}
+    _edit_summary(folder / "stopped", status="running", process=gone, best_score=50.0,
+                  best_clean_score=1000.0, best_clean_reference_score=1.0)  # fmt: skip
+    for name, channel in (("s2", 0), ("stopped", 2)):  # s2 red, the stopped run blue
+        marked = np.zeros((8, 8, 3), np.uint8)
+        marked[..., channel] = 255
+        summary = json.loads((folder / name / "summary.json").read_text())
+        shown = folder / name / "images" / f"gen{summary['best_generation']:03d}_best.png"
+        Image.fromarray(marked).save(shown)
+    page = html.unescape(report.write_report(folder, run_reports=False).read_text())
+    (row,) = _table(page, "per-optimizer")
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+    assert cells[2] == "3 / 4"
+    assert cells[3] == "2" and cells[4] == "4"  # median and mean of 1, 2, 9
+    assert cells[5] == f"{np.std([1.0, 2.0, 9.0], ddof=1):.4g}"
+    assert cells[6] == "1"  # median of 0.5, 1, 15 (clean scores); the stopped run's 1000 is out
+    src = re.search(r'src="(data:image/png;base64,[^"]+)"', cells[7])
+    assert src is not None
+    thumb = Image.open(io.BytesIO(base64.b64decode(src.group(1).split(",", 1)[1])))
+    assert np.asarray(thumb.convert("RGB"))[..., 0].mean() > 250  # s2's image, not the stopped
+    # run's, whose best so far (50) is higher
+
+
+def test_the_run_tables_columns_hold_the_runs_own_numbers(runs: Path, tmp_path: Path) -> None:
+    """Each number of a run's row is under its own heading: best, first generation's best and
+    best reference are the noisy scores, noise-free best / ref the clean ratio (found by
+    mutation audit Y: swapping two of them, or leaving the ratio out, passed every test)."""
+    folder = tmp_path / "sweep"
+    shutil.copytree(runs / "a-seed0", folder / "one")
+    s = _edit_summary(folder / "one", best_score=7.0, first_generation_best_score=3.0,
+                      best_reference_score=5.0, best_clean_score=6.0,
+                      best_clean_reference_score=4.0, seconds=12.5)  # fmt: skip
+    page = html.unescape(report.write_report(folder, run_reports=False).read_text())
+    head = re.search(r'<table class="sortable runs"><thead><tr>(.*?)</tr>', page, re.S)
+    assert head is not None
+    names = re.findall(r"<th>(.*?)</th>", head.group(1))
+    (row,) = _table(page, "runs")
+    cells = dict(zip(names, re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)))
+    assert cells["best"] == "7" and cells["first generation"] == "3"
+    assert cells["best reference"] == "5" and cells["noise-free best / ref"] == "1.5"
+    assert cells["generations"] == str(s["generations"]) and cells["seconds"] == "12.5"
+    assert cells["presentations"] == str(s["presentations"]) and cells["status"] == "finished"
+
+
+def test_a_run_known_by_name_alone_is_not_pooled_with_one_of_two_namesakes(
+    runs: Path, tmp_path: Path
+) -> None:
+    """Two configurations of one optimiser known in full, and a run whose record and
+    config.yaml are gone (its optimiser known by name alone): the name-only run cannot be told
+    to be either, so it gets a row of its own (found by mutation audit Y: joining it to one of
+    the two passed every test)."""
+    folder = tmp_path / "sweep"
+    for name in ("pop12", "pop8", "lost"):
+        shutil.copytree(runs / "a-seed0", folder / name)
+    with h5py.File(folder / "pop8" / "record.h5", "r+") as f:
+        config = json.loads(f.attrs["config"])
+        config["optimizer"]["population_size"] = 8
+        f.attrs["config"] = json.dumps(config)
+    (folder / "lost" / "record.h5").write_bytes(b"\0" * 4096)
+    (folder / "lost" / "config.yaml").unlink()
+    _edit_summary(folder / "lost", status="stopped")
+    page = html.unescape(report.write_report(folder, run_reports=False).read_text())
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", r)[:3] for r in _table(page, "per-optimizer")]
+    assert len(rows) == 3, rows
+    by_count = sorted(rows, key=lambda r: (r[2], "population_size 8" in r[0]))
+    assert by_count[0][0].startswith("genetic (no ") and by_count[0][2] == "0 / 1"
+    assert "population_size 12" in by_count[1][0] and by_count[1][2] == "1 / 1"
+    assert "population_size 8" in by_count[2][0] and by_count[2][2] == "1 / 1"
