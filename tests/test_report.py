@@ -1223,6 +1223,7 @@ def test_folder_statistics_are_over_finished_runs_with_the_sample_sd(
     assert "100" not in rows[0]  # the stopped run's best is not in the statistics...
     assert any("a-seed2" in r and "stopped: xdream resume" in r for r in _table(page, "runs"))
     assert "over the <em>finished</em> runs only" in page  # ...and the page says so
+    assert 'http-equiv="refresh"' not in page  # a stopped run is not reloaded for
 
 
 def test_a_run_whose_record_cannot_be_read_stays_in_its_optimisers_row(
@@ -1321,13 +1322,14 @@ def test_a_sweep_task_started_without_a_record_is_not_called_not_started(
     (started / "worker.json").write_text('{"host": "h", "pid": 1}\n')
     rows = [{"unit": "u", "optimizer": "genetic", "seed": seed, "folder": f"u/genetic/seed{seed}",
              "error": "", "state": state}
-            for seed, state in ((0, "finished"), (1, "pending"), (2, "pending"))]  # fmt: skip
+            for seed, state in enumerate(("finished", "pending", "pending", "failed"))]  # fmt: skip
     write_table(folder / "sweep.csv", rows, columns())
     page = html.unescape(report.write_report(folder, run_reports=False).read_text())
-    assert "1 finished, 1 started (nothing recorded yet), 1 not started" in page
+    assert "1 finished, 1 failed, 1 started (nothing recorded yet), 1 not started" in page
     status = {r.split("</td>")[0][4:]: r for r in _table(page, "runs")}
     assert "<td>started, nothing recorded yet</td>" in status["u/genetic/seed1"]
     assert "<td>not started</td>" in status["u/genetic/seed2"]
+    assert "<td>failed</td>" in status["u/genetic/seed3"]  # failed as sweep.csv's state says
 
 
 def test_out_refuses_a_folder_of_other_experiments_or_another_folders_report(
@@ -1664,3 +1666,39 @@ def test_a_run_known_by_name_alone_is_not_pooled_with_one_of_two_namesakes(
     assert by_count[0][0].startswith("genetic (no ") and by_count[0][2] == "0 / 1"
     assert "population_size 12" in by_count[1][0] and by_count[1][2] == "1 / 1"
     assert "population_size 8" in by_count[2][0] and by_count[2][2] == "1 / 1"
+
+
+def test_a_sweep_tasks_folder_is_not_taken_for_a_longer_named_ones(
+    runs: Path, tmp_path: Path
+) -> None:
+    """Task seed1 without a record beside task seed10 with one: seed1 is listed as not
+    started, not taken to be recorded in seed10 (found by mutation audit Y)."""
+    from xdream.multi import write_table
+    from xdream.sweep import columns
+
+    folder = tmp_path / "sweep"
+    shutil.copytree(runs / "a-seed0", folder / "u/genetic/seed10")
+    rows = [{"unit": "u", "optimizer": "genetic", "seed": seed, "folder": f"u/genetic/seed{seed}",
+             "error": "", "state": state}
+            for seed, state in ((10, "finished"), (1, "pending"))]  # fmt: skip
+    write_table(folder / "sweep.csv", rows, columns())
+    page = html.unescape(report.write_report(folder, run_reports=False).read_text())
+    assert "<h1>xdream: 1 of 2 experiments</h1>" in page
+    status = {r.split("</td>")[0][4:]: r for r in _table(page, "runs")}
+    assert "<td>not started</td>" in status["u/genetic/seed1"]
+
+
+def test_a_sweep_folder_with_no_record_yet_lists_its_planned_tasks(tmp_path: Path) -> None:
+    """A sweep whose tasks have recorded nothing yet gets a page of its planned tasks, not
+    the error for a folder without experiments (found by mutation audit Y)."""
+    from xdream.multi import write_table
+    from xdream.sweep import columns
+
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    rows = [{"unit": "u", "optimizer": "genetic", "seed": seed, "folder": f"u/genetic/seed{seed}",
+             "error": "", "state": "pending"} for seed in (0, 1)]  # fmt: skip
+    write_table(folder / "sweep.csv", rows, columns())
+    page = html.unescape(report.write_report(folder, run_reports=False).read_text())
+    assert "<h1>xdream: 0 of 2 experiments</h1>" in page and "2 not started" in page
+    assert "<h2>Planned experiments of units with none recorded</h2>" in page
