@@ -1584,15 +1584,15 @@ def test_folder_statistics_are_medians_and_means_of_the_finished_runs_numbers(
     runs: Path, tmp_path: Path
 ) -> None:
     """Three finished runs with skewed bests and noise-free ratios (median and mean differ),
-    and a stopped run with a large noise-free ratio: the row's median and mean best are of the
+    and a stopped and a running run with larger ones: the row's median and mean best are of the
     finished runs' noisy bests, its median noise-free best / ref is of their clean ratios, and
-    the thumbnail is the best finished run's image, not the stopped run's higher best so far
-    (found by mutation audit Y: with two runs median and mean were alike, and the stopped
-    run's ratio and image were not checked)."""
+    its thumbnail is the best finished run's image, not the stopped run's higher best so far
+    (found by mutation audit Y: with two runs median and mean were alike, and the unfinished
+    runs' ratios and images were not checked)."""
     import socket
 
     folder = tmp_path / "sweep"
-    for name in ("s0", "s1", "s2", "stopped"):
+    for name in ("s0", "s1", "s2", "stopped", "running"):
         shutil.copytree(runs / "a-seed0", folder / name)
     finished = {"s0": (1.0, 1.0, 2.0), "s1": (2.0, 2.0, 2.0), "s2": (9.0, 30.0, 2.0)}
     for name, (best, clean, ref) in finished.items():
@@ -1601,6 +1601,9 @@ def test_folder_statistics_are_medians_and_means_of_the_finished_runs_numbers(
     gone = {"host": socket.gethostname(), "pid": _gone_pid()}
     _edit_summary(folder / "stopped", status="running", process=gone, best_score=50.0,
                   best_clean_score=1000.0, best_clean_reference_score=1.0)  # fmt: skip
+    alive = {"host": socket.gethostname(), "pid": os.getpid()}
+    _edit_summary(folder / "running", status="running", process=alive, best_score=40.0,
+                  best_clean_score=500.0, best_clean_reference_score=1.0)  # fmt: skip
     for name, channel in (("s2", 0), ("stopped", 2)):  # s2 red, the stopped run blue
         marked = np.zeros((8, 8, 3), np.uint8)
         marked[..., channel] = 255
@@ -1608,9 +1611,10 @@ def test_folder_statistics_are_medians_and_means_of_the_finished_runs_numbers(
         shown = folder / name / "images" / f"gen{summary['best_generation']:03d}_best.png"
         Image.fromarray(marked).save(shown)
     page = html.unescape(report.write_report(folder, run_reports=False).read_text())
+    assert "3 finished, 1 running, 1 stopped" in page
     (row,) = _table(page, "per-optimizer")
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
-    assert cells[2] == "3 / 4"
+    assert cells[2] == "3 / 5"
     assert cells[3] == "2" and cells[4] == "4"  # median and mean of 1, 2, 9
     assert cells[5] == f"{np.std([1.0, 2.0, 9.0], ddof=1):.4g}"
     assert cells[6] == "1"  # median of 0.5, 1, 15 (clean scores); the stopped run's 1000 is out
