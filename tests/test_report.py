@@ -1633,8 +1633,11 @@ def test_the_run_tables_columns_hold_the_runs_own_numbers(runs: Path, tmp_path: 
     shutil.copytree(runs / "a-seed0", folder / "one")
     s = _edit_summary(folder / "one", best_score=7.0, first_generation_best_score=3.0,
                       best_reference_score=5.0, best_clean_score=6.0,
-                      best_clean_reference_score=4.0, seconds=12.5)  # fmt: skip
+                      best_clean_reference_score=4.0, seconds=12.5,
+                      presentations=None)  # fmt: skip
     page = html.unescape(report.write_report(folder, run_reports=False).read_text())
+    # a missing number sorts as one (an empty data-value), not as the text "None"
+    assert '<td class="num" data-value="">n/a</td>' in page and 'data-value="None"' not in page
     head = re.search(r'<table class="sortable runs"><thead><tr>(.*?)</tr>', page, re.S)
     assert head is not None
     names = re.findall(r"<th>(.*?)</th>", head.group(1))
@@ -1643,7 +1646,7 @@ def test_the_run_tables_columns_hold_the_runs_own_numbers(runs: Path, tmp_path: 
     assert cells["best"] == "7" and cells["first generation"] == "3"
     assert cells["best reference"] == "5" and cells["noise-free best / ref"] == "1.5"
     assert cells["generations"] == str(s["generations"]) and cells["seconds"] == "12.5"
-    assert cells["presentations"] == str(s["presentations"]) and cells["status"] == "finished"
+    assert cells["presentations"] == "n/a" and cells["status"] == "finished"
 
 
 def test_a_run_known_by_name_alone_is_not_pooled_with_one_of_two_namesakes(
@@ -1726,3 +1729,21 @@ def test_an_experiments_facts_are_the_summarys_numbers_each_under_its_name(run: 
     assert facts["best reference image"] == "5"
     assert facts["best / best reference (noise-free)"] == "1.5"
     assert facts["status"] == "finished"
+
+
+def test_out_may_be_the_reported_folder_but_not_a_tuning_studys(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out naming the reported folder itself writes its page there as without --out; an
+    --out holding a tune.csv (a tuning study's folder) is refused as a sweep's is (found by
+    mutation audit Y: neither was tested)."""
+    one = Path(shutil.copytree(runs / "a-seed0", tmp_path / "one"))
+    assert main(["report", str(one), "--out", str(one)]) == 0
+    assert report.page.page_source(one / report.REPORT_FILE) == str(one.resolve())
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "tune.csv").write_text("number,state,value\n0,COMPLETE,1.0\n")
+    assert main(["report", str(one), "--out", str(study)]) == 2
+    err = capsys.readouterr().err
+    assert "is a sweep's or tuning study's folder (it holds tune.csv)" in err
+    assert not (study / report.REPORT_FILE).exists()
