@@ -158,6 +158,8 @@ def test_experiment_report_renders_in_chromium(run: Path, tmp_path: Path) -> Non
 
 def test_folder_report_renders_and_sorts_in_chromium(runs: Path, tmp_path: Path) -> None:
     root = Path(shutil.copytree(runs, tmp_path / "sweep"))
+    for name, best in (("a-seed0", 10.0), ("a-seed1", 9.0)):  # 9 < 10, though "10" < "9"
+        _edit_summary(root / name, best_score=best)
     page = report.write_report(root)
     text = page.read_text()
     assert text.count("<h2>") == 2  # two units
@@ -166,7 +168,7 @@ def test_folder_report_renders_and_sorts_in_chromium(runs: Path, tmp_path: Path)
     # one thumbnail per run (3) plus one per unit-and-optimiser row (2)
     assert seen["images"] == 5
     ascending, descending = seen["sorted"]  # type: ignore[misc]
-    assert ascending == sorted(ascending) and descending == sorted(ascending, reverse=True)
+    assert ascending == [9.0, 10.0] and descending == [10.0, 9.0]  # numbers sort as numbers
     # each run got its own report, linked from the table
     for name in ("a-seed0", "a-seed1", "b"):
         assert (root / name / report.REPORT_FILE).exists()
@@ -1747,3 +1749,13 @@ def test_out_may_be_the_reported_folder_but_not_a_tuning_studys(
     err = capsys.readouterr().err
     assert "is a sweep's or tuning study's folder (it holds tune.csv)" in err
     assert not (study / report.REPORT_FILE).exists()
+
+
+def test_a_number_that_is_not_finite_is_shown_as_n_a() -> None:
+    """NaN and infinities (a summary's JSON may hold them) read n/a, as a missing number
+    does, and sort as empty (found by mutation audit Y)."""
+    for value in (float("nan"), float("inf"), -float("inf"), None):
+        assert report._fmt(value) == "n/a"
+        assert report.page._num(value) == '<td class="num" data-value="">n/a</td>'
+    assert report._fmt(0.123456) == "0.1235" and report._fmt(1234.5678) == "1235"
+    assert report._fmt(3) == "3"
