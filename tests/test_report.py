@@ -1759,3 +1759,15 @@ def test_a_number_that_is_not_finite_is_shown_as_n_a() -> None:
         assert report.page._num(value) == '<td class="num" data-value="">n/a</td>'
     assert report._fmt(0.123456) == "0.1235" and report._fmt(1234.5678) == "1235"
     assert report._fmt(3) == "3"
+
+
+def test_no_run_reports_links_the_runs_pages_that_exist(runs: Path, tmp_path: Path) -> None:
+    """With --no-run-reports a run's name links to its page where an earlier report wrote
+    one, and is plain text where none exists (found by mutation audit Y)."""
+    folder = tmp_path / "sweep"
+    for name in ("a-seed0", "a-seed1"):
+        shutil.copytree(runs / name, folder / name)
+    report.write_report(folder / "a-seed0")
+    text = report.write_report(folder, run_reports=False).read_text()
+    assert f'<a href="a-seed0/{report.REPORT_FILE}">a-seed0</a>' in text
+    assert "<tr><td>a-seed1</td>" in text and 'href="a-seed1/' not in text
