@@ -1656,25 +1656,33 @@ def test_a_run_known_by_name_alone_is_not_pooled_with_one_of_two_namesakes(
 ) -> None:
     """Two configurations of one optimiser known in full, and a run whose record and
     config.yaml are gone (its optimiser known by name alone): the name-only run cannot be told
-    to be either, so it gets a row of its own (found by mutation audit Y: joining it to one of
-    the two passed every test)."""
+    to be either, so it gets a row of its own; a torn run whose config.yaml names one of the
+    two is in that one's row (found by mutation audit Y: joining the name-only run to one of
+    the two, or not reading config.yaml, passed every test)."""
     folder = tmp_path / "sweep"
-    for name in ("pop12", "pop8", "lost"):
+    for name in ("pop12", "pop8", "lost", "torn8"):
         shutil.copytree(runs / "a-seed0", folder / name)
     with h5py.File(folder / "pop8" / "record.h5", "r+") as f:
         config = json.loads(f.attrs["config"])
         config["optimizer"]["population_size"] = 8
         f.attrs["config"] = json.dumps(config)
-    (folder / "lost" / "record.h5").write_bytes(b"\0" * 4096)
+    for name in ("lost", "torn8"):
+        (folder / name / "record.h5").write_bytes(b"\0" * 4096)
+        _edit_summary(folder / name, status="stopped")
     (folder / "lost" / "config.yaml").unlink()
-    _edit_summary(folder / "lost", status="stopped")
+    # torn8's optimiser is known in full from its config.yaml: pop8's row
+    yaml_text = (folder / "torn8" / "config.yaml").read_text()
+    assert "population_size: 12" in yaml_text
+    (folder / "torn8" / "config.yaml").write_text(
+        yaml_text.replace("population_size: 12", "population_size: 8")
+    )
     page = html.unescape(report.write_report(folder, run_reports=False).read_text())
     rows = [re.findall(r"<td[^>]*>(.*?)</td>", r)[:3] for r in _table(page, "per-optimizer")]
     assert len(rows) == 3, rows
     by_count = sorted(rows, key=lambda r: (r[2], "population_size 8" in r[0]))
     assert by_count[0][0].startswith("genetic (no ") and by_count[0][2] == "0 / 1"
     assert "population_size 12" in by_count[1][0] and by_count[1][2] == "1 / 1"
-    assert "population_size 8" in by_count[2][0] and by_count[2][2] == "1 / 1"
+    assert "population_size 8" in by_count[2][0] and by_count[2][2] == "1 / 2"
 
 
 def test_a_sweep_tasks_folder_is_not_taken_for_a_longer_named_ones(
