@@ -1779,3 +1779,20 @@ def test_no_run_reports_links_the_runs_pages_that_exist(runs: Path, tmp_path: Pa
     text = report.write_report(folder, run_reports=False).read_text()
     assert f'<a href="a-seed0/{report.REPORT_FILE}">a-seed0</a>' in text
     assert "<tr><td>a-seed1</td>" in text and 'href="a-seed1/' not in text
+
+
+def test_a_stopped_rig_run_shows_the_reason_and_way_on_from_its_status_file(run: Path) -> None:
+    """A rig run stopped (not only paused) whose process is gone: its page says the state,
+    the reason and the command that rig/status.json gives (found by mutation audit Y: only a
+    pause was tested)."""
+    import socket
+
+    gone = {"host": socket.gethostname(), "pid": _gone_pid()}
+    _edit_summary(run, status="running", process=gone)
+    (run / "rig").mkdir()
+    (run / "rig" / "status.json").write_text(json.dumps(
+        {"state": "stopped", "reason": "Ctrl-C at the rig", "continue_with": "xdream resume R"}
+    ))  # fmt: skip
+    text = html.unescape(report.write_report(run).read_text())
+    assert "stopped: Ctrl-C at the rig (rig/status.json); continue it with xdream resume R" in text
+    assert 'http-equiv="refresh"' not in text
