@@ -1322,16 +1322,21 @@ def test_a_sweep_task_started_without_a_record_is_not_called_not_started(
     started.mkdir(parents=True)
     shutil.copy(folder / "u/genetic/seed0/config.yaml", started)
     (started / "worker.json").write_text('{"host": "h", "pid": 1}\n')
+    alone = folder / "u/genetic/seed4"  # a worker's config.yaml alone also says it started
+    alone.mkdir(parents=True)
+    shutil.copy(started / "config.yaml", alone)
     rows = [{"unit": "u", "optimizer": "genetic", "seed": seed, "folder": f"u/genetic/seed{seed}",
              "error": "", "state": state}
-            for seed, state in enumerate(("finished", "pending", "pending", "failed"))]  # fmt: skip
+            for seed, state in enumerate(("finished", "pending", "pending", "failed", "pending"))
+            ]  # fmt: skip
     write_table(folder / "sweep.csv", rows, columns())
     page = html.unescape(report.write_report(folder, run_reports=False).read_text())
-    assert "1 finished, 1 failed, 1 started (nothing recorded yet), 1 not started" in page
+    assert "1 finished, 1 failed, 2 started (nothing recorded yet), 1 not started" in page
     status = {r.split("</td>")[0][4:]: r for r in _table(page, "runs")}
     assert "<td>started, nothing recorded yet</td>" in status["u/genetic/seed1"]
     assert "<td>not started</td>" in status["u/genetic/seed2"]
     assert "<td>failed</td>" in status["u/genetic/seed3"]  # failed as sweep.csv's state says
+    assert "<td>started, nothing recorded yet</td>" in status["u/genetic/seed4"]
 
 
 def test_out_refuses_a_folder_of_other_experiments_or_another_folders_report(
@@ -1796,3 +1801,17 @@ def test_a_stopped_rig_run_shows_the_reason_and_way_on_from_its_status_file(run:
     text = html.unescape(report.write_report(run).read_text())
     assert "stopped: Ctrl-C at the rig (rig/status.json); continue it with xdream resume R" in text
     assert 'http-equiv="refresh"' not in text
+
+
+def test_a_retry_with_a_folder_of_its_own_keeps_it(tmp_path: Path) -> None:
+    """A tune.csv without a folder column: a retry whose trialNNNN folder exists is that
+    folder's trial; one without its own folder is in the folder of the trial it retried
+    (found by mutation audit Y: the first was not tested)."""
+    for n in (0, 1):
+        (tmp_path / f"trial{n:04d}").mkdir()
+    (tmp_path / "tune.csv").write_text(
+        "number,state,value,retry_of\n0,FAIL,,\n1,COMPLETE,1.5,0\n2,COMPLETE,1.7,0\n"
+    )
+    (study,) = report.find_studies(tmp_path)
+    here = tmp_path.resolve()
+    assert study.folders == {0: here / "trial0000", 1: here / "trial0001", 2: here / "trial0000"}
