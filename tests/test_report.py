@@ -1815,3 +1815,22 @@ def test_a_retry_with_a_folder_of_its_own_keeps_it(tmp_path: Path) -> None:
     (study,) = report.find_studies(tmp_path)
     here = tmp_path.resolve()
     assert study.folders == {0: here / "trial0000", 1: here / "trial0001", 2: here / "trial0000"}
+
+
+def test_the_timings_table_is_the_records_seconds(run: Path) -> None:
+    """Each step's total, mean per generation and share of the record's seconds, and the
+    wall-clock time per generation (found by mutation audit Y: these numbers were not
+    checked)."""
+    rec = records.read(run, codes=False)
+    summary = _edit_summary(run, seconds=12.0)
+    text = report.write_report(run).read_text()
+    sec, n = rec.seconds, len(rec.seconds)
+    assert n > 1 and sec.sum() > 0
+    assert f"Wall-clock time 12 s over {n} generations ({12.0 / n:.3f} s per generation)" in text
+    for i, step in enumerate(records.TIMING_COLUMNS):
+        row = (
+            f"<tr><td>{step}</td><td class='num'>{sec[:, i].sum():.2f}</td>"
+            f"<td class='num'>{sec[:, i].mean() * 1000:.1f}</td>"
+            f"<td class='num'>{100 * sec[:, i].sum() / sec.sum():.0f}%</td></tr>"
+        )
+        assert row in text, (step, summary["seconds"])
