@@ -1834,3 +1834,22 @@ def test_the_timings_table_is_the_records_seconds(run: Path) -> None:
             f"<td class='num'>{100 * sec[:, i].sum() / sec.sum():.0f}%</td></tr>"
         )
         assert row in text, (step, summary["seconds"])
+
+
+def test_an_optimisers_label_is_escaped_and_no_run_reports_suits_an_experiment(
+    runs: Path, tmp_path: Path
+) -> None:
+    """A hyperparameter value that reads as HTML is shown as text in the row's label; and
+    run_reports=False (--no-run-reports) given for one experiment's folder writes its page
+    (found by mutation audit Y)."""
+    folder = tmp_path / "sweep"
+    for name in ("plain", "tagged"):
+        shutil.copytree(runs / "a-seed0", folder / name)
+    with h5py.File(folder / "tagged" / "record.h5", "r+") as f:
+        config = json.loads(f.attrs["config"])
+        config["optimizer"]["note"] = "<i>x</i>"
+        f.attrs["config"] = json.dumps(config)
+    text = report.write_report(folder, run_reports=False).read_text()
+    assert "genetic (note &lt;i&gt;x&lt;/i&gt;)" in text and "<i>x</i>" not in text
+    page = report.write_report(folder / "plain", run_reports=False)
+    assert page == folder / "plain" / report.REPORT_FILE and page.is_file()
