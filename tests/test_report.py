@@ -1729,15 +1729,18 @@ def test_a_sweep_folder_with_no_record_yet_lists_its_planned_tasks(tmp_path: Pat
 def test_an_experiments_facts_are_the_summarys_numbers_each_under_its_name(run: Path) -> None:
     """The facts beside the best image: best score, first generation's best, best reference
     (noisy, as the optimiser received them) and the noise-free ratio, each under its own
-    name; config.yaml's text is shown escaped (found by mutation audit Y: swapping them, or
-    showing the config unescaped, passed every test)."""
+    name; config.yaml's text and the target (a function named <lambda>) are shown escaped
+    (found by mutation audit Y: swapping them, or showing them unescaped, passed every
+    test)."""
     _edit_summary(run, best_score=7.0, first_generation_best_score=3.0,
                   best_reference_score=5.0, best_clean_score=6.0,
-                  best_clean_reference_score=4.0)  # fmt: skip
+                  best_clean_reference_score=4.0,
+                  target={"kind": "function", "function": "mine.<lambda>"})  # fmt: skip
     with (run / "config.yaml").open("a") as fh:
         fh.write("# a <b>note</b> & more\n")
     text = report.write_report(run).read_text()
     assert "# a &lt;b&gt;note&lt;/b&gt; &amp; more" in text and "<b>note</b>" not in text
+    assert "<lambda>" not in text and "<td>function mine.&lt;lambda&gt;</td>" in text
     facts = dict(re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", html.unescape(text)))
     assert facts["best score"].startswith("7 (generation ")
     assert facts["first generation's best"] == "3"
