@@ -315,6 +315,10 @@ def test_render_as_seen_draws_what_the_network_scored(finished: Path, tmp_path: 
     assert np.abs(shown.astype(int) - drawn.astype(int)).max() <= 2  # from best.png's 8 bits
     plain_page = experiment_report(finished, out=tmp_path / "plain").read_text()
     assert "as the network took it" not in plain_page and "best image" in plain_page
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["target"].pop("image_size") == 16  # placed alone, not resized: shown too
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert "as the network took it" in experiment_report(run).read_text()
     with pytest.raises(XDreamError, match="--size or --as-seen, not both"):
         render_mod.render(run, ["best"], size=64, seen=True)
     (run / "summary.json").write_text(json.dumps({"target": {"kind": "rig"}}))

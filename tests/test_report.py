@@ -1735,12 +1735,14 @@ def test_an_experiments_facts_are_the_summarys_numbers_each_under_its_name(run: 
     _edit_summary(run, best_score=7.0, first_generation_best_score=3.0,
                   best_reference_score=5.0, best_clean_score=6.0,
                   best_clean_reference_score=4.0,
-                  target={"kind": "function", "function": "mine.<lambda>"})  # fmt: skip
+                  target={"kind": "function", "function": "mine.<lambda>"},
+                  best_image_id="gen<1>")  # fmt: skip
     with (run / "config.yaml").open("a") as fh:
         fh.write("# a <b>note</b> & more\n")
     text = report.write_report(run).read_text()
     assert "# a &lt;b&gt;note&lt;/b&gt; &amp; more" in text and "<b>note</b>" not in text
     assert "<lambda>" not in text and "<td>function mine.&lt;lambda&gt;</td>" in text
+    assert "<1>" not in text and "image gen&lt;1&gt;)" in text
     facts = dict(re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", html.unescape(text)))
     assert facts["best score"].startswith("7 (generation ")
     assert facts["first generation's best"] == "3"
