@@ -1858,3 +1858,27 @@ def test_an_optimisers_label_is_escaped_and_no_run_reports_suits_an_experiment(
     assert "genetic (note &lt;i&gt;x&lt;/i&gt;)" in text and "<i>x</i>" not in text
     page = report.write_report(folder / "plain", run_reports=False)
     assert page == folder / "plain" / report.REPORT_FILE and page.is_file()
+
+
+def test_a_process_of_another_user_or_an_odd_entry_is_taken_to_be_alive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A summary naming a process this user may not signal (another user's run, os.kill
+    raising PermissionError) or an odd pid is running, not stopped; a folder named units
+    without a many-unit run's config.yaml beside it resumes itself (found by mutation audit
+    Y)."""
+    import socket
+
+    def not_yours(pid: int, sig: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(report.state.os, "kill", not_yours)
+    here = socket.gethostname()
+    for pid in (12345, "not a pid"):
+        process = {"host": here, "pid": pid}
+        assert report.run_state({"status": "running", "process": process}) == "running"
+    unit = tmp_path / "units" / "blocks.4_c003"
+    unit.mkdir(parents=True)
+    assert report.resume_folder(unit) == unit
+    (tmp_path / "config.yaml").write_text("")
+    assert report.resume_folder(unit) == tmp_path
