@@ -1882,3 +1882,19 @@ def test_a_process_of_another_user_or_an_odd_entry_is_taken_to_be_alive(
     assert report.resume_folder(unit) == unit
     (tmp_path / "config.yaml").write_text("")
     assert report.resume_folder(unit) == tmp_path
+
+
+def test_a_page_written_elsewhere_links_each_trial_by_its_absolute_path(
+    runs: Path, tmp_path: Path
+) -> None:
+    """With --out elsewhere a trial's number links to its folder's absolute file URI (a
+    relative link would point inside OUT); in the folder itself, relatively (found by
+    mutation audit Y)."""
+    folder = tmp_path / "tune"
+    shutil.copytree(runs / "a-seed0", folder / "trial0000" / "seed0")
+    (folder / "tune.csv").write_text("number,state,value\n0,COMPLETE,1.0\n")
+    absolute = (folder.resolve() / "trial0000").as_uri() + "/"
+    text = report.write_report(folder, run_reports=False, out=tmp_path / "pages").read_text()
+    assert f'<a href="{html.escape(absolute)}">0</a>' in text
+    text = report.write_report(folder, run_reports=False).read_text()
+    assert '<a href="trial0000/">0</a>' in text
