@@ -1325,13 +1325,22 @@ def test_a_sweep_task_started_without_a_record_is_not_called_not_started(
     alone = folder / "u/genetic/seed4"  # a worker's config.yaml alone also says it started
     alone.mkdir(parents=True)
     shutil.copy(started / "config.yaml", alone)
+    lost = folder / "u/genetic/seed5"  # finished, says sweep.csv, but its record.h5 is gone
+    lost.mkdir(parents=True)
+    shutil.copy(started / "config.yaml", lost)
+    states = ("finished", "pending", "pending", "failed", "pending", "finished")
     rows = [{"unit": "u", "optimizer": "genetic", "seed": seed, "folder": f"u/genetic/seed{seed}",
              "error": "", "state": state}
-            for seed, state in enumerate(("finished", "pending", "pending", "failed", "pending"))
+            for seed, state in enumerate(states)
             ]  # fmt: skip
     write_table(folder / "sweep.csv", rows, columns())
     page = html.unescape(report.write_report(folder, run_reports=False).read_text())
-    assert "1 finished, 1 failed, 2 started (nothing recorded yet), 1 not started" in page
+    assert (
+        "1 finished, 1 failed, 1 finished with their record.h5 missing, "
+        "2 started (nothing recorded yet), 1 not started" in page
+    )
+    status = {r.split("</td>")[0][4:]: r for r in _table(page, "runs")}
+    assert "finished, but its record.h5 is missing (moved or deleted)" in status["u/genetic/seed5"]
     status = {r.split("</td>")[0][4:]: r for r in _table(page, "runs")}
     assert "<td>started, nothing recorded yet</td>" in status["u/genetic/seed1"]
     assert "<td>not started</td>" in status["u/genetic/seed2"]

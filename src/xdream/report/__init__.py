@@ -14,10 +14,11 @@ plus the configuration and the timings. For a folder holding many experiments (a
 page has, per unit, a table per optimiser (with all its hyperparameters, and generator) whose
 statistics are over the finished runs of its seeds, and a table of every run with its best
 image, both sortable by clicking a column; each run also gets its own report. A sweep folder's
-``sweep.csv`` adds its tasks without a record (failed, started with nothing recorded yet, or
-not started) to the run tables; a tune folder's ``tune.csv`` (``study-NAME/tune.csv`` for study
-NAME) gives a table of trials, and its unit tables a row per trial. ``out=`` writes the pages
-into another folder (a read-only one's), not one holding other experiments or their pages.
+``sweep.csv`` adds its tasks without a record (failed, finished with the record missing,
+started with nothing recorded yet, or not started) to the run tables; a tune folder's
+``tune.csv`` (``study-NAME/tune.csv`` for study NAME) gives a table of trials, and its unit
+tables a row per trial. ``out=`` writes the pages into another folder (a read-only one's), not
+one holding other experiments or their pages.
 
 ``figure_formats="svg,pdf"`` (``xdream report --figures svg,pdf``) writes the score figure also
 as ``scores.svg`` and ``scores.pdf`` (:data:`VECTOR_TEXT`: text that stays editable); the

@@ -123,8 +123,8 @@ def folder_report(
         f"<p>Folder <code>{html.escape(str(root.resolve()))}</code>: {_state_counts(states)}"
         + (
             f" ({len(missing)} planned in {SWEEP_TABLE} have no record; they are listed "
-            "in the run tables with their error, as started with nothing recorded yet, or as "
-            "not started)"
+            "in the run tables with their error, as started with nothing recorded yet, as "
+            "finished with their record.h5 missing, or as not started)"
             if missing
             else ""
         )
@@ -187,10 +187,13 @@ def _grouped(target: Any) -> Any:
 
 def _unrecorded(root: Path, row: dict[str, str]) -> str:
     """The state of a sweep task without a record: ``failed`` (an error in ``sweep.csv``),
-    ``started`` (not ended, as its ``state`` says where ``sweep.csv`` has one, and a worker
-    made its folder: ``worker.json`` or ``config.yaml``), else ``not started``."""
+    ``record missing`` (``sweep.csv`` says it finished: its ``record.h5`` was moved or
+    deleted since), ``started`` (not ended, as its ``state`` says where ``sweep.csv`` has one,
+    and a worker made its folder: ``worker.json`` or ``config.yaml``), else ``not started``."""
     if row.get("error") or row.get("state") == "failed":
         return "failed"
+    if row.get("state") == "finished":
+        return "record missing"
     folder = root / row.get("folder", "").strip("/")
     made = row.get("folder", "").strip("/") and any(
         (folder / name).is_file() for name in ("worker.json", "config.yaml")

@@ -79,12 +79,15 @@ def _state_counts(states: Sequence[str]) -> str:
     counts: dict[str, int] = {}
     for state in states:
         counts[state] = counts.get(state, 0) + 1
-    order = ["finished", "running", "stopped", "failed", "started", "not started"]
+    order = ["finished", "running", "stopped", "failed", "record missing", "started", "not started"]
     ranked = sorted(counts, key=lambda s: (order.index(s) if s in order else len(order), s))
     return ", ".join(f"{counts[s]} {_STATE_TEXT.get(s, s)}" for s in ranked)
 
 
-_STATE_TEXT = {"started": "started (nothing recorded yet)"}
+_STATE_TEXT = {
+    "started": "started (nothing recorded yet)",
+    "record missing": "finished with their record.h5 missing",
+}
 
 
 def _trial_text(trial: tuple[str, int] | None) -> str:
@@ -207,6 +210,8 @@ def _run_table(
             if error
             else "started, nothing recorded yet"
             if m["state"] == "started"
+            else "finished, but its record.h5 is missing (moved or deleted)"
+            if m["state"] == "record missing"
             else m["state"]
         )
         rows.append(
