@@ -543,13 +543,9 @@ def test_a_finished_unmarked_run_of_one_generation_goes_on(tmp_path: Path) -> No
     assert_same_records(tmp_path / "full", cut)
 
 
-def test_a_finished_run_of_one_generation_continued_and_torn_is_rebuilt_from_its_base(
-    tmp_path: Path,
-) -> None:
-    """journal/base.h5 of one generation is where the rebuild starts: the journal holds only
-    the generations after it."""
-    tiny_experiment(tmp_path / "full", generations=3).run()
-    cut = tmp_path / "cut"
+def _continued_then_torn(cut: Path) -> None:
+    """A finished one-generation run in ``cut`` continued to 3 generations (its record kept as
+    journal/base.h5), "killed" inside its next append after one more, its record.h5 torn."""
     tiny_experiment(cut, generations=1).run()
     more = tiny_experiment(cut, generations=3, record_interval=0)
     more.restore()
@@ -558,6 +554,16 @@ def test_a_finished_run_of_one_generation_continued_and_torn_is_rebuilt_from_its
     more.release_folder()  # then "killed" inside its next append
     killed_inside_an_append(cut)
     (cut / "record.h5").write_bytes(b"\x89HDF garbage from a torn write")
+
+
+def test_a_finished_run_of_one_generation_continued_and_torn_is_rebuilt_from_its_base(
+    tmp_path: Path,
+) -> None:
+    """journal/base.h5 of one generation is where the rebuild starts: the journal holds only
+    the generations after it."""
+    tiny_experiment(tmp_path / "full", generations=3).run()
+    cut = tmp_path / "cut"
+    _continued_then_torn(cut)
     resumed = tiny_experiment(cut, generations=3)
     assert "rebuilt from the record of its first 1 generations and the journal" in (
         resumed.restore()
@@ -572,14 +578,7 @@ def test_a_record_rebuilt_from_its_base_takes_the_budget_of_the_session_that_reb
     """journal/base.h5 holds the config of the session that continued the finished run; a
     later session with another budget rebuilds from it and writes its own config."""
     cut = tmp_path / "cut"
-    tiny_experiment(cut, generations=1).run()
-    more = tiny_experiment(cut, generations=3, record_interval=0)
-    more.restore()
-    more.step()
-    more._settle()
-    more.release_folder()
-    killed_inside_an_append(cut)
-    (cut / "record.h5").write_bytes(b"\x89HDF garbage from a torn write")
+    _continued_then_torn(cut)
     with h5py.File(cut / "journal" / records.BASE_FILE, "r") as f:
         assert json.loads(f.attrs["config"])["experiment"]["generations"] == 3
     resumed = tiny_experiment(cut, generations=4)
